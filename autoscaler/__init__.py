@@ -1,0 +1,1 @@
+"""The autoscaler: metric collection, the KPA decider and actuators (built in a later issue)."""

@@ -1,0 +1,1 @@
+"""zeroserve shared core: HTTP proxy engine, breaker, request statistics, config and API types."""

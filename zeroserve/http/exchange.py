@@ -1,0 +1,114 @@
+"""One request/response exchange and the settings every proxy hop shares.
+
+``Request`` holds what the parser found in a request head plus the state of
+its exchange; it is the only object allocated per request besides the header
+lines themselves. Handlers (the queue-proxy, the activator) read its fields
+and keep their own per-request state in ``ctx`` and ``slot``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Exchange phases, in order. A request moves forward only.
+WAITING = 0  # handed to the handler, which has not forwarded it yet (queued)
+CONNECTING = 1  # forwarded, waiting for an upstream connection
+SENT = 2  # request head sent upstream, no response byte yet
+RESPONDING = 3  # response head written to the client
+TUNNEL = 4  # upgraded: bytes pass both ways untouched
+DONE = 5
+
+
+class Request:
+    """A parsed request and the state of its exchange."""
+
+    __slots__ = (
+        "body",
+        "body_done",
+        "body_size",
+        "chunked",
+        "ctx",
+        "deadline",
+        "expect_continue",
+        "h",
+        "head_out",
+        "idle_timeout",
+        "keep_alive",
+        "last_write",
+        "lines",
+        "method",
+        "phase",
+        "slot",
+        "start_deadline",
+        "started",
+        "status",
+        "target",
+        "upgrade",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.method = b""
+        self.target = b""
+        self.version = b"1.1"
+        self.keep_alive = True
+        self.upgrade = False
+        # (lower-cased name, b"Name: value\r\n") in arrival order
+        self.lines: list[tuple[bytes, bytes]] = []
+        # values of the headers the server captures (see Server.capture)
+        self.h: dict[bytes, bytes] = {}
+        self.head_out = b""  # the head as forwarded upstream
+        self.body: list[bytes] | None = None  # body bytes not yet sent upstream
+        self.body_size = 0
+        self.body_done = False
+        self.chunked = False
+        self.expect_continue = False
+        self.phase = WAITING
+        self.status = 0
+        self.started = 0.0  # 0 until the handler sees the request
+        self.deadline = 0.0  # absolute monotonic time; 0 = none
+        self.start_deadline = 0.0
+        self.idle_timeout = 0.0
+        self.last_write = 0.0
+        self.slot: Any = None  # handler: what it holds (a breaker slot, a replica)
+        self.ctx: Any = None  # handler: per-request context
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.h.get(b"content-length", b"0") != b"0"
+
+    def header(self, lname: bytes) -> bytes | None:
+        """First value of a header by lower-case name (a scan: not for the hot path)."""
+        for name, line in self.lines:
+            if name == lname:
+                return line.split(b":", 1)[1].strip()
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-request timeouts (reference section 9.4), seconds; 0 disables one."""
+
+    total: float = 300.0
+    """From arrival to the end of the response (``timeoutSeconds``)."""
+    response_start: float = 0.0
+    """From arrival to the first response byte (``responseStartTimeoutSeconds``)."""
+    idle: float = 0.0
+    """Longest gap between writes to the client (``idleTimeoutSeconds``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Connection limits of a listener; the defaults are documented in the README."""
+
+    max_head_bytes: int = 64 * 1024
+    """Request line plus headers; more -> 431 and the connection closed."""
+    max_headers: int = 200
+    """Header lines per request; more -> 431."""
+    header_timeout: float = 30.0
+    """Seconds to receive a complete request head once it started -> 408."""
+    keepalive_timeout: float = 75.0
+    """Seconds an idle client connection is kept open."""
+    body_buffer: int = 64 * 1024
+    """Body bytes buffered while a request waits before reading pauses."""

@@ -1,0 +1,76 @@
+"""Header rules of the proxy hop: hop-by-hop removal, ``Forwarded``, error attribution.
+
+Pure functions over ``bytes``; the connection code calls them while it builds
+the head it forwards.
+"""
+
+from __future__ import annotations
+
+import re
+
+# RFC 9110 section 7.6.1 plus the legacy ones every reverse proxy drops.
+# Lower-case, as the parser hands names over.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _forwarded_value(value: bytes) -> bytes:
+    """A ``Forwarded`` parameter value: a token, or a quoted string (RFC 7239)."""
+    if _TOKEN.match(value):
+        return value
+    escaped = value.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return b'"' + escaped + b'"'
+
+
+def _forwarded_node(node: bytes) -> bytes:
+    # IPv6 addresses go in brackets (RFC 7239 section 6); the brackets and
+    # colons then force a quoted string.
+    if b":" in node and not node.startswith(b"["):
+        node = b"[" + node + b"]"
+    return _forwarded_value(node)
+
+
+def synthesize_forwarded(xff: bytes | None, xfh: bytes | None, xfp: bytes | None) -> bytes | None:
+    """Build ``Forwarded`` from ``X-Forwarded-For/-Host/-Proto`` (upstream's shim).
+
+    The first ``for=`` element carries ``host`` and ``proto``; later proxies in
+    ``X-Forwarded-For`` become further ``for=`` elements. Returns None when
+    none of the three headers is present.
+    """
+    if not (xff or xfh or xfp):
+        return None
+    nodes = [n.strip() for n in xff.split(b",")] if xff else []
+    nodes = [n for n in nodes if n]
+    first: list[bytes] = []
+    if nodes:
+        first.append(b"for=" + _forwarded_node(nodes[0]))
+    if xfh:
+        first.append(b"host=" + _forwarded_value(xfh.strip()))
+    if xfp:
+        first.append(b"proto=" + _forwarded_value(xfp.strip()))
+    elements = [b";".join(first)]
+    elements.extend(b"for=" + _forwarded_node(n) for n in nodes[1:])
+    return b", ".join(elements)
+
+
+def connection_tokens(value: bytes) -> set[bytes]:
+    """The lower-cased tokens of a ``Connection`` header value."""
+    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+
+
+def error_header(hop: bytes, reason: bytes) -> bytes:
+    """The attribution line every platform-generated error carries."""
+    return b"X-Zeroserve-Error: " + hop + b"; reason=" + reason + b"\r\n"

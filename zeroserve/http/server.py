@@ -1,0 +1,908 @@
+"""Client side of the proxy hop: an HTTP/1.1 server protocol that forwards.
+
+``Server`` owns a listener and its connections; ``ServerConnection`` parses
+requests with httptools and runs one exchange at a time (pipelined requests
+wait their turn). A ``Handler`` decides what each request gets: a local
+response (``respond``/``fail``) or a forward to an ``UpstreamPool``
+(``forward``), now or later (after queueing). Bytes then move between the two
+transports as they arrive, with backpressure both ways, so a body of any size
+passes in bounded memory and streamed responses are flushed at once.
+
+Why hand-written instead of aiohttp's server and client: a request through
+aiohttp's ``web`` server and ``ClientSession`` costs about 10x the CPU of this
+path (see benchmarks/README.md); the queue-proxy sits on every request.
+
+Error attribution: every response the hop generates itself carries
+``X-Zeroserve-Error: <hop>; reason=<reason>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from http import HTTPStatus
+from typing import cast
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from .exchange import (
+    CONNECTING,
+    DONE,
+    RESPONDING,
+    SENT,
+    TUNNEL,
+    WAITING,
+    Limits,
+    Request,
+    Timeouts,
+)
+from .headers import HOP_BY_HOP, connection_tokens, error_header
+from .upstream import UpstreamConnection, UpstreamPool
+
+log = logging.getLogger(__name__)
+
+_monotonic = time.monotonic
+
+# Headers whose values the parser keeps in ``Request.h`` for every request.
+BASE_CAPTURE = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"expect",
+        b"upgrade",
+        b"x-forwarded-for",
+    }
+)
+
+# Never forwarded as they came: hop-by-hop, and the ones ``forward`` rewrites.
+FORWARD_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"expect"}
+
+# Response framing towards the client.
+_LENGTH = 0  # Content-Length (or no body): bytes pass as they are
+_CHUNKED = 1  # upstream length unknown: chunked towards an HTTP/1.1 client
+_CLOSE = 2  # upstream length unknown, HTTP/1.0 client: the close ends the body
+
+# Why reading from the client is paused (bits; reading resumes when none is left).
+_PAUSE_UPSTREAM = 1  # the upstream's write buffer is full
+_PAUSE_BUFFER = 2  # body bytes buffered while the request waits
+_PAUSE_PIPELINE = 4  # a pipelined request waits for the current one
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class Handler:
+    """What a hop does with requests. Subclasses implement ``on_request``."""
+
+    hop = b"proxy"
+    """Name in ``X-Zeroserve-Error``."""
+    unreachable_reason = b"upstream-unreachable"
+    timeout_body = b"request timeout"
+    capture: frozenset[bytes] = frozenset()
+    """Extra headers (lower-case) the handler wants in ``Request.h``."""
+
+    def on_request(self, conn: ServerConnection, req: Request) -> None:
+        """Called once per request when its head is complete; must eventually
+        call ``conn.forward``, ``conn.respond`` or ``conn.fail`` (unless the
+        client goes away first, which ``on_finish`` reports)."""
+        raise NotImplementedError
+
+    def on_finish(self, conn: ServerConnection, req: Request) -> None:
+        """Called exactly once per ``on_request``, when the exchange ended for
+        any reason (``req.status`` is 499 if the client went away first)."""
+
+    def on_upstream_error(self, conn: ServerConnection, req: Request, error: Exception) -> None:
+        """The upstream could not be reached before any byte was exchanged."""
+        conn.fail(
+            502,
+            self.unreachable_reason,
+            b"could not connect to upstream: " + str(error).encode(),
+        )
+
+    def sweep(self, now: float) -> None:
+        """Called about once a second (pool upkeep)."""
+
+
+class ServerConnection(asyncio.Protocol):
+    """One client connection; see the module docstring."""
+
+    __slots__ = (
+        "batch",
+        "client_eof",
+        "client_ip",
+        "current",
+        "handler",
+        "head_bytes",
+        "head_count",
+        "head_started",
+        "idle_since",
+        "parse_error",
+        "parser",
+        "paused",
+        "pipeline",
+        "pool",
+        "pumping",
+        "reading",
+        "resp_mode",
+        "server",
+        "transport",
+        "tunnel",
+        "upgrading",
+        "upstream",
+        "upstream_eof",
+        "write_paused",
+    )
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.handler = server.handler
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpRequestParser(self)
+        self.client_ip = b""
+        self.reading: Request | None = None  # request whose head/body is being parsed
+        self.current: Request | None = None  # request being served
+        self.pipeline: deque[Request] = deque()
+        self.pumping = False
+        self.upstream: UpstreamConnection | None = None
+        self.pool: UpstreamPool | None = None
+        self.batch: list[bytes] | None = None
+        self.resp_mode = _LENGTH
+        self.paused = 0
+        self.write_paused = False
+        self.head_bytes = 0
+        self.head_count = 0
+        self.head_started = 0.0
+        self.idle_since = 0.0
+        self.parse_error = 0
+        self.upgrading = False
+        self.tunnel = False
+        self.client_eof = False
+        self.upstream_eof = False
+
+    # -- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = str(peer[0]).encode()
+        self.idle_since = _monotonic()
+        self.server.conns.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel:
+            up = self.upstream
+            if up is not None and up.transport is not None:
+                up.transport.write(data)
+            return
+        if self.upgrading:
+            # Bytes after an Upgrade request head, before the tunnel is up.
+            self._buffer_body(self.current, data)
+            return
+        if self.parse_error:
+            return
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as e:
+            self._upgrade_requested(data[e.args[0] :])
+        except HttpParserError as e:
+            self._bad_request(e)
+
+    def eof_received(self) -> bool:
+        if self.tunnel:
+            self.client_eof = True
+            up = self.upstream
+            if up is not None and up.transport is not None and up.transport.can_write_eof():
+                up.transport.write_eof()
+            return not self.upstream_eof
+        # A client that stops sending has gone away (as Go's server treats it):
+        # close, which aborts whatever it had in flight.
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        server = self.server
+        server.conns.discard(self)
+        self.pipeline.clear()
+        req = self.current
+        if req is not None and req.phase != DONE:
+            if req.phase == TUNNEL:
+                up = self.upstream
+                self.upstream = None
+                if up is not None:
+                    up.client = None
+                    up.close()  # graceful: bytes already queued still go out
+            else:
+                self._drop_upstream()
+            if req.phase < RESPONDING:
+                req.status = 499
+            self._end(req)
+        server.connection_closed()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        up = self.upstream
+        if up is not None and up.transport is not None:
+            up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        up = self.upstream
+        if up is not None and up.transport is not None:
+            up.transport.resume_reading()
+
+    # -- httptools callbacks (request parsing) ------------------------------
+
+    def on_message_begin(self) -> None:
+        req = Request()
+        self.reading = req
+        self.head_bytes = 0
+        self.head_count = 0
+        self.head_started = _monotonic()
+
+    def on_url(self, url: bytes) -> None:
+        req = self.reading
+        assert req is not None
+        req.target += url
+        self.head_bytes += len(url)
+        if self.head_bytes > self.server.limits.max_head_bytes:
+            self.parse_error = 431
+            raise _HeadTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.reading
+        assert req is not None
+        self.head_bytes += len(name) + len(value) + 4
+        self.head_count += 1
+        limits = self.server.limits
+        if self.head_bytes > limits.max_head_bytes or self.head_count > limits.max_headers:
+            self.parse_error = 431
+            raise _HeadTooLarge
+        lname = name.lower()
+        req.lines.append((lname, name + b": " + value + b"\r\n"))
+        if lname in self.server.capture:
+            h = req.h
+            prev = h.get(lname)
+            h[lname] = value if prev is None else prev + b", " + value
+
+    def on_headers_complete(self) -> None:
+        req = self.reading
+        assert req is not None
+        parser = self.parser
+        self.head_started = 0.0
+        req.method = parser.get_method()
+        req.version = parser.get_http_version().encode()
+        req.keep_alive = parser.should_keep_alive()
+        req.upgrade = parser.should_upgrade() and req.method != b"CONNECT"
+        h = req.h
+        te = h.get(b"transfer-encoding")
+        if te is not None:
+            req.chunked = True
+        expect = h.get(b"expect")
+        if expect is not None and expect.lower() == b"100-continue":
+            req.expect_continue = True
+        if self.current is None and not self.pipeline:
+            self._start(req)
+        else:
+            self.pipeline.append(req)
+            self._pause(_PAUSE_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        req = self.reading
+        if req is None:
+            return
+        if req is self.current and req.phase >= SENT:
+            up = self.upstream
+            if up is not None and up.transport is not None and req.phase < DONE:
+                if req.chunked:
+                    up.transport.writelines((b"%x\r\n" % len(body), body, b"\r\n"))
+                else:
+                    up.transport.write(body)
+            # else: the response is over or failed; the rest of the body is dropped
+            return
+        self._buffer_body(req, body)
+
+    def on_message_complete(self) -> None:
+        req = self.reading
+        if req is None:
+            return
+        self.reading = None
+        req.body_done = True
+        if req is self.current and SENT <= req.phase < DONE and req.chunked:
+            up = self.upstream
+            if up is not None and up.transport is not None:
+                up.transport.write(b"0\r\n\r\n")
+
+    # -- handler API ----------------------------------------------------------
+
+    @property
+    def waiting_for_upstream(self) -> bool:
+        req = self.current
+        return req is not None and req.phase == CONNECTING
+
+    def forward(
+        self,
+        pool: UpstreamPool,
+        *,
+        drop: frozenset[bytes] = FORWARD_DROP,
+        host: bytes | None = None,
+        extra: bytes = b"",
+    ) -> None:
+        """Send the current request to ``pool``'s target.
+
+        ``drop``: lower-case names not forwarded (must include ``FORWARD_DROP``);
+        ``host``: the Host to send (default: the client's); ``extra``: header
+        lines (``b"Name: value\\r\\n"``) to add. Can be called again after
+        ``on_upstream_error`` to try another target.
+        """
+        req = self.current
+        if req is None or req.phase >= SENT:
+            return
+        h = req.h
+        conn_hdr = h.get(b"connection")
+        if conn_hdr is not None:
+            extra_hop = connection_tokens(conn_hdr) - {b"close", b"keep-alive", b"upgrade"}
+            if extra_hop:  # names listed in Connection are hop-by-hop too (rare)
+                drop = drop | extra_hop
+        parts = [req.method, b" ", req.target, b" HTTP/1.1\r\n"]
+        for lname, line in req.lines:
+            if lname not in drop:
+                parts.append(line)
+        if host is None:
+            host = h.get(b"host") or pool.authority  # HTTP/1.0 may omit Host; 1.1 needs one
+        parts.append(b"Host: " + host + b"\r\n")
+        xff = h.get(b"x-forwarded-for")
+        parts.append(
+            b"X-Forwarded-For: " + (xff + b", " + self.client_ip if xff else self.client_ip) + b"\r\n"
+        )
+        if req.chunked:
+            parts.append(b"Transfer-Encoding: " + h[b"transfer-encoding"] + b"\r\n")
+        if req.upgrade:
+            parts.append(b"Connection: Upgrade\r\nUpgrade: " + h.get(b"upgrade", b"") + b"\r\n")
+        if extra:
+            parts.append(extra)
+        parts.append(b"\r\n")
+        req.head_out = b"".join(parts)
+        req.phase = CONNECTING
+        self.pool = pool
+        if req.upgrade:
+            pool.connect(self, False)  # a tunnel never goes back to the pool
+        else:
+            pool.acquire(self, req.method == b"HEAD")
+
+    def respond(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: bytes = b"",
+        content_type: bytes = b"text/plain; charset=utf-8",
+    ) -> None:
+        """Answer the current request locally (nothing was sent to the client yet)."""
+        req = self.current
+        if req is None or req.phase >= RESPONDING:
+            return
+        self._drop_upstream()
+        if not req.body_done:
+            req.keep_alive = False  # the rest of the body would be taken for a request
+        req.phase = RESPONDING
+        req.status = status
+        close = not req.keep_alive or self.server.closing or req.upgrade
+        if close:
+            req.keep_alive = False
+        head = b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nContent-Type: %s\r\n%s%s\r\n" % (
+            status,
+            _REASONS.get(status, b"Unknown"),
+            len(body),
+            content_type,
+            headers,
+            b"Connection: close\r\n" if close else b"",
+        )
+        if req.method == b"HEAD" or not body:
+            self._write(head)
+        else:
+            self._write(head + body)
+        self._end(req)
+
+    def fail(self, status: int, reason: bytes, body: bytes, headers: bytes = b"") -> None:
+        """A platform-generated error: ``respond`` plus the attribution header."""
+        self.respond(
+            status,
+            body + b"\n",
+            error_header(self.handler.hop, reason) + headers,
+        )
+
+    # -- upstream API (called by UpstreamConnection / UpstreamPool) ----------
+
+    def upstream_ready(self, up: UpstreamConnection) -> None:
+        req = self.current
+        assert req is not None
+        self.upstream = up
+        req.phase = SENT
+        t = up.transport
+        assert t is not None
+        if self.write_paused:
+            t.pause_reading()
+        head = req.head_out
+        body = req.body
+        if body:
+            parts = [head]
+            if req.chunked and not req.upgrade:
+                for chunk in body:
+                    parts += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+            else:
+                parts += body
+            if req.body_done and req.chunked:
+                parts.append(b"0\r\n\r\n")
+            t.writelines(parts)
+            req.body = None
+            req.body_size = 0
+            if self.paused & _PAUSE_BUFFER:
+                self._resume(_PAUSE_BUFFER)
+        elif req.body_done and req.chunked:
+            t.writelines((head, b"0\r\n\r\n"))
+        else:
+            t.write(head)
+        if req.expect_continue and not req.body_done:
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def upstream_connect_failed(self, error: Exception) -> None:
+        req = self.current
+        if req is None or req.phase != CONNECTING:
+            return
+        req.phase = WAITING
+        self.handler.on_upstream_error(self, req, error)
+
+    def upstream_head(
+        self, up: UpstreamConnection, status: int, reason: bytes, lines: list[bytes]
+    ) -> None:
+        req = self.current
+        assert req is not None
+        req.phase = RESPONDING
+        req.status = status
+        if status == 101:
+            extra = b"Connection: Upgrade\r\nUpgrade: " + (up.upgrade_value or b"") + b"\r\n"
+            self.resp_mode = _LENGTH
+        else:
+            if up.has_length or up.no_body or status in (204, 304):
+                self.resp_mode = _LENGTH
+                extra = b""
+            elif req.version == b"1.1":
+                self.resp_mode = _CHUNKED
+                extra = b"Transfer-Encoding: chunked\r\n"
+            else:
+                self.resp_mode = _CLOSE
+                req.keep_alive = False
+                extra = b""
+            if not req.keep_alive or self.server.closing or req.upgrade:
+                req.keep_alive = False
+                extra += b"Connection: close\r\n"
+            elif req.version == b"1.0":
+                extra += b"Connection: keep-alive\r\n"
+        lines.append(extra)
+        lines.append(b"\r\n")
+        self._write(b"HTTP/1.1 %d %s\r\n" % (status, reason) + b"".join(lines))
+
+    def upstream_body(self, data: bytes) -> None:
+        req = self.current
+        if req is None:
+            return
+        if self.resp_mode == _CHUNKED:
+            chunk = (b"%x\r\n" % len(data), data, b"\r\n")
+            batch = self.batch
+            if batch is not None:
+                batch += chunk
+            elif self.transport is not None:
+                self.transport.writelines(chunk)
+        else:
+            self._write(data)
+        if req.idle_timeout:
+            req.last_write = _monotonic()
+
+    def upstream_done(self, up: UpstreamConnection, keep_alive: bool) -> None:
+        req = self.current
+        if req is None or self.upstream is not up:
+            return
+        if self.resp_mode == _CHUNKED:
+            self._write(b"0\r\n\r\n")
+        elif self.resp_mode == _CLOSE:
+            req.keep_alive = False
+        self.upstream = None
+        if keep_alive and req.body_done and not req.upgrade:
+            if self.write_paused and up.transport is not None:
+                up.transport.resume_reading()
+            up.pool.release(up)
+        else:
+            up.client = None
+            up.close()
+        self._end(req)
+
+    def upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
+        """The upstream connection closed while serving us."""
+        req = self.current
+        if req is None or self.upstream is not up:
+            return
+        self.upstream = None
+        if req.phase == TUNNEL:
+            self._end(req)
+            self._close()
+        elif req.phase == SENT:
+            pool = self.pool
+            if up.reused and not up.got_bytes and not req.has_body and pool is not None:
+                # The server closed a kept-alive connection as we reused it;
+                # nothing reached the app, so a fresh connection is safe.
+                req.phase = CONNECTING
+                pool.connect(self, req.method == b"HEAD")
+            else:
+                self.fail(
+                    502,
+                    self.handler.unreachable_reason,
+                    b"upstream closed the connection before responding",
+                )
+        elif req.phase == RESPONDING:
+            self._truncate(req)
+
+    def upstream_failed(self, up: UpstreamConnection, message: str, after_bytes: bool) -> None:
+        """The upstream broke the protocol."""
+        req = self.current
+        if req is None or self.upstream is not up:
+            return
+        self._drop_upstream()
+        if req.phase < RESPONDING:
+            self.fail(502, self.handler.unreachable_reason, message.encode())
+        else:
+            self._truncate(req)
+
+    def upstream_upgraded(self, up: UpstreamConnection, rest: bytes) -> None:
+        req = self.current
+        if req is None or self.upstream is not up:
+            return
+        if up.status != 101 or not req.upgrade:
+            self._drop_upstream()
+            self._truncate(req)
+            return
+        req.phase = TUNNEL
+        self.tunnel = True
+        self.upgrading = False
+        if rest:
+            self._write(rest)
+        body = req.body
+        req.body = None
+        if body and up.transport is not None:
+            up.transport.writelines(body)
+        self._resume(_PAUSE_BUFFER)
+
+    def tunnel_from_upstream(self, data: bytes) -> None:
+        t = self.transport
+        if t is not None:
+            t.write(data)
+
+    def tunnel_upstream_eof(self) -> bool:
+        """Upstream half-closed a tunnel; returns whether to keep its transport open."""
+        self.upstream_eof = True
+        t = self.transport
+        if t is not None and t.can_write_eof():
+            t.write_eof()
+        if self.client_eof:
+            req = self.current
+            if req is not None:
+                self._end(req)
+            self._close()
+            return False
+        return True
+
+    def upstream_write_paused(self, paused: bool) -> None:
+        if paused:
+            self._pause(_PAUSE_UPSTREAM)
+        else:
+            self._resume(_PAUSE_UPSTREAM)
+
+    def transport_write_lines(self, lines: list[bytes]) -> None:
+        t = self.transport
+        if t is not None:
+            t.writelines(lines)
+
+    # -- server API -------------------------------------------------------------
+
+    def check_timeouts(self, now: float) -> None:
+        req = self.current
+        if req is None or req.phase >= TUNNEL:
+            return
+        if (
+            (req.deadline and now >= req.deadline)
+            or (req.start_deadline and req.phase < RESPONDING and now >= req.start_deadline)
+            or (req.idle_timeout and now - req.last_write >= req.idle_timeout)
+        ):
+            self._timeout(req)
+
+    def check_idle(self, now: float, limits: Limits) -> None:
+        if self.current is not None or self.transport is None:
+            return
+        if self.head_started:
+            if now - self.head_started >= limits.header_timeout:
+                self._raw_error(408, b"request-timeout", b"request head not received in time")
+        elif now - self.idle_since >= limits.keepalive_timeout:
+            self._close()
+
+    def close_if_idle(self) -> None:
+        if self.current is None and not self.head_started:
+            self._close()
+
+    # -- internals -------------------------------------------------------------
+
+    def _start(self, req: Request) -> None:
+        if req.method == b"CONNECT":
+            self.current = req
+            req.keep_alive = False
+            self.server.active.add(self)
+            self.fail(405, b"bad-request", b"CONNECT is not supported")
+            return
+        now = _monotonic()
+        req.started = now
+        req.last_write = now
+        t = self.server.timeouts
+        if t.total:
+            req.deadline = now + t.total
+        if t.response_start:
+            req.start_deadline = now + t.response_start
+        req.idle_timeout = t.idle
+        self.current = req
+        self.resp_mode = _LENGTH
+        self.server.active.add(self)
+        self.handler.on_request(self, req)
+
+    def _end(self, req: Request) -> None:
+        """The exchange is over (answered, failed or abandoned)."""
+        if req.phase == DONE:
+            return
+        req.phase = DONE
+        self.server.active.discard(self)
+        if req.started:  # the handler saw it (CONNECT is refused before)
+            try:
+                self.handler.on_finish(self, req)
+            except Exception:
+                log.exception("handler.on_finish failed")
+        self._flush()
+        if self.transport is None:
+            self.current = None
+            return
+        self.current = None
+        # A body the response did not wait for would be read as the next
+        # request: close instead of draining it.
+        if not req.keep_alive or not req.body_done or self.server.closing or self.parse_error:
+            self._close()
+            return
+        self.idle_since = _monotonic()
+        if self.pipeline:
+            self._pump()
+
+    def _pump(self) -> None:
+        # A loop, not recursion: many pipelined requests answered locally
+        # would otherwise nest one stack frame set per request.
+        if self.pumping:
+            return
+        self.pumping = True
+        try:
+            while self.current is None and self.pipeline and self.transport is not None:
+                req = self.pipeline.popleft()
+                if not self.pipeline:
+                    self._resume(_PAUSE_PIPELINE)
+                self._start(req)
+        finally:
+            self.pumping = False
+
+    def _timeout(self, req: Request) -> None:
+        self._drop_upstream()
+        if req.phase < RESPONDING:
+            self.fail(504, b"timeout", self.handler.timeout_body)
+        else:
+            # The status is out; end the response the way its framing allows.
+            if self.resp_mode == _CHUNKED:
+                text = self.handler.timeout_body
+                self._write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(text), text))
+            req.keep_alive = False
+            self._end(req)
+            self._close()
+
+    def _truncate(self, req: Request) -> None:
+        """The upstream failed mid-response: close so the client sees a cut body."""
+        req.keep_alive = False
+        self._end(req)
+        self._close()
+
+    def _drop_upstream(self) -> None:
+        up = self.upstream
+        if up is not None:
+            self.upstream = None
+            up.client = None
+            up.abort()
+
+    def _buffer_body(self, req: Request | None, data: bytes) -> None:
+        if req is None:
+            return
+        if req.body is None:
+            req.body = [data]
+        else:
+            req.body.append(data)
+        req.body_size += len(data)
+        if req.body_size > self.server.limits.body_buffer:
+            self._pause(_PAUSE_BUFFER)
+
+    def _upgrade_requested(self, rest: bytes) -> None:
+        # httptools stops at the end of an Upgrade (or CONNECT) head; the
+        # request was started (or queued) by on_headers_complete.
+        req = self.current if self.current is not None else (
+            self.pipeline[-1] if self.pipeline else None
+        )
+        if req is None:
+            return
+        req.body_done = True
+        self.upgrading = True
+        if rest:
+            self._buffer_body(req, rest)
+
+    def _bad_request(self, error: Exception) -> None:
+        status = self.parse_error or 400
+        self.parse_error = status
+        if status == 431:
+            reason, body = b"header-too-large", b"request head too large"
+        else:
+            reason, body = b"bad-request", b"malformed request: " + str(error).encode()
+        req = self.current
+        if req is not None and req.phase != DONE:
+            # The bad bytes belong to the request being served (its body) or
+            # to a pipelined one: either way this connection is done.
+            req.keep_alive = False
+            if req is self.reading:
+                self.server.on_protocol_error(status)
+                if req.phase < RESPONDING:
+                    self.fail(status, reason, body)  # also drops the upstream exchange
+                else:
+                    self._drop_upstream()
+                    self._truncate(req)
+            return
+        self._raw_error(status, reason, body)
+
+    def _raw_error(self, status: int, reason: bytes, body: bytes) -> None:
+        """An error outside any exchange (bad head, head timeout); closes."""
+        t = self.transport
+        if t is None:
+            return
+        body += b"\n"
+        t.write(
+            b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Connection: close\r\n%s\r\n%s"
+            % (status, _REASONS.get(status, b"Error"), len(body), error_header(self.handler.hop, reason), body)
+        )
+        self.server.on_protocol_error(status)
+        self._close()
+
+    def _write(self, data: bytes) -> None:
+        batch = self.batch
+        if batch is not None:
+            batch.append(data)
+        elif self.transport is not None:
+            self.transport.write(data)
+
+    def _flush(self) -> None:
+        batch = self.batch
+        if batch is not None:
+            self.batch = None
+            if batch and self.transport is not None:
+                self.transport.writelines(batch)
+
+    def _pause(self, why: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= why
+
+    def _resume(self, why: int) -> None:
+        if self.paused & why:
+            self.paused &= ~why
+            if not self.paused and self.transport is not None:
+                self.transport.resume_reading()
+
+    def _close(self) -> None:
+        self._flush()
+        t = self.transport
+        if t is not None:
+            t.close()
+
+
+class Server:
+    """A listener serving ``handler``; tracks its connections for timeouts and shutdown."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        timeouts: Timeouts = Timeouts(),
+        limits: Limits = Limits(),
+    ) -> None:
+        self.handler = handler
+        self.timeouts = timeouts
+        self.limits = limits
+        self.capture = BASE_CAPTURE | handler.capture
+        self.conns: set[ServerConnection] = set()
+        self.active: set[ServerConnection] = set()
+        self.closing = False
+        self.protocol_errors: dict[int, int] = {}
+        self._listeners: list[asyncio.Server] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._ticks = 0
+        self._idle_waiters: list[asyncio.Future[None]] = []
+
+    async def listen(self, host: str, port: int, *, backlog: int = 2048) -> int:
+        """Start accepting on ``host:port`` (0 = a free port); returns the bound port."""
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(
+            lambda: ServerConnection(self), host, port, backlog=backlog, reuse_address=True
+        )
+        self._listeners.append(srv)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(0.1, self._sweep)
+        return int(srv.sockets[0].getsockname()[1])
+
+    def stop_listening(self) -> None:
+        """Refuse new connections from now on (the listening sockets close)."""
+        for srv in self._listeners:
+            srv.close()
+
+    def begin_shutdown(self) -> None:
+        """Close idle connections; busy ones close after their current exchange."""
+        self.closing = True
+        for conn in list(self.conns):
+            conn.close_if_idle()
+
+    async def wait_closed(self) -> None:
+        """Wait until every connection has closed."""
+        while self.conns:
+            fut = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(fut)
+            await fut
+        for srv in self._listeners:
+            await srv.wait_closed()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def abort_all(self) -> None:
+        for conn in list(self.conns):
+            if conn.transport is not None:
+                conn.transport.abort()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.active)
+
+    def connection_closed(self) -> None:
+        if not self.conns and self._idle_waiters:
+            for fut in self._idle_waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            self._idle_waiters.clear()
+
+    def on_protocol_error(self, status: int) -> None:
+        self.protocol_errors[status] = self.protocol_errors.get(status, 0) + 1
+
+    def _sweep(self) -> None:
+        now = _monotonic()
+        for conn in list(self.active):
+            conn.check_timeouts(now)
+        self._ticks += 1
+        if self._ticks % 10 == 0:
+            limits = self.limits
+            for conn in list(self.conns):
+                conn.check_idle(now, limits)
+            try:
+                self.handler.sweep(now)
+            except Exception:
+                log.exception("handler sweep failed")
+        self._sweeper = asyncio.get_running_loop().call_later(0.1, self._sweep)

@@ -1,0 +1,320 @@
+"""Upstream side of the proxy hop: keep-alive connections to one target and their pool.
+
+An ``UpstreamConnection`` parses one response at a time (httptools) and hands
+each piece straight to the client connection it is attached to; it never
+buffers a body. The ``UpstreamPool`` keeps idle connections in a LIFO stack
+(the most recently used one is the least likely to have been closed by the
+server) and opens new ones on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, cast
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+if TYPE_CHECKING:
+    from .server import ServerConnection
+
+log = logging.getLogger(__name__)
+
+_monotonic = time.monotonic
+
+# Response headers the client-side head is built without (framing is redone
+# for the client) -- RFC 9110 hop-by-hop plus the framing headers.
+_RESP_DROP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to the upstream; serves one exchange at a time."""
+
+    __slots__ = (
+        "chunked",
+        "client",
+        "got_bytes",
+        "has_length",
+        "idle_since",
+        "lines",
+        "no_body",
+        "parser",
+        "pool",
+        "reason",
+        "reused",
+        "status",
+        "transport",
+        "upgrade_value",
+    )
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpResponseParser(self)
+        self.client: ServerConnection | None = None
+        self.lines: list[bytes] = []
+        self.reason = b""
+        self.status = 0
+        self.has_length = False
+        self.chunked = False
+        self.upgrade_value: bytes | None = None
+        self.no_body = False  # the request was HEAD: the response has no body
+        self.reused = False
+        self.got_bytes = False
+        self.idle_since = 0.0
+
+    # -- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        if client is None:
+            # Bytes on an idle connection: the server broke the protocol.
+            self.close()
+            return
+        if client.tunnel:
+            client.tunnel_from_upstream(data)
+            return
+        self.got_bytes = True
+        # Collect what this read produces for the client and write it with a
+        # single call: head + body + terminator of a small response in one
+        # syscall instead of three.
+        batch: list[bytes] = []
+        client.batch = batch
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as e:
+            client.batch = None
+            if batch:
+                client.transport_write_lines(batch)
+            client.upstream_upgraded(self, data[e.args[0] :])
+            return
+        except HttpParserError as e:
+            client.batch = None
+            if batch:
+                client.transport_write_lines(batch)
+            client.upstream_failed(self, f"invalid response from upstream: {e}", after_bytes=True)
+            return
+        if client.batch is batch:
+            client.batch = None
+            if batch:
+                client.transport_write_lines(batch)
+
+    def eof_received(self) -> bool:
+        client = self.client
+        if client is not None:
+            if client.tunnel:
+                return client.tunnel_upstream_eof()
+            if self.status >= 200 and not (self.has_length or self.chunked or self.no_body):
+                # A close-delimited body ends with the connection (HTTP/1.0 style).
+                client.upstream_done(self, keep_alive=False)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        client = self.client
+        if client is not None:
+            self.client = None
+            client.upstream_lost(self, exc)
+        else:
+            self.pool.discard(self)
+
+    def pause_writing(self) -> None:
+        if self.client is not None:
+            self.client.upstream_write_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.client is not None:
+            self.client.upstream_write_paused(False)
+
+    # -- httptools callbacks ------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in _RESP_DROP:
+            if lname == b"upgrade":
+                self.upgrade_value = value
+            elif lname == b"transfer-encoding":
+                self.chunked = True
+            return
+        if lname == b"content-length":
+            self.has_length = True
+        self.lines.append(name + b": " + value + b"\r\n")
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # Interim response (100 Continue, 103 Early Hints): the proxy
+            # answers Expect itself, so these are dropped.
+            self.lines = []
+            self.reason = b""
+            self.has_length = self.chunked = False
+            return
+        self.status = status
+        client = self.client
+        assert client is not None
+        client.upstream_head(self, status, self.reason, self.lines)
+        if self.no_body and status != 101:
+            # httptools cannot be told the request was HEAD; it would wait for
+            # Content-Length body bytes that never come. End the response here
+            # and give the connection a fresh parser.
+            self.parser = HttpResponseParser(self)
+            client.upstream_done(self, keep_alive=True)
+
+    def on_body(self, body: bytes) -> None:
+        if self.status >= 200:
+            client = self.client
+            if client is not None and body:
+                client.upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        status = self.status
+        if status < 200 or self.no_body:
+            return
+        client = self.client
+        if client is not None and status != 101:
+            client.upstream_done(self, keep_alive=self.parser.should_keep_alive())
+
+    # -- pool interface -----------------------------------------------------
+
+    def attach(self, client: ServerConnection, head_request: bool) -> None:
+        self.client = client
+        self.no_body = head_request
+        self.lines = []
+        self.reason = b""
+        self.status = 0
+        self.has_length = self.chunked = False
+        self.upgrade_value = None
+        self.got_bytes = False
+
+    def close(self) -> None:
+        t = self.transport
+        if t is not None:
+            t.close()
+
+    def abort(self) -> None:
+        t = self.transport
+        if t is not None:
+            t.abort()
+
+
+class UpstreamPool:
+    """Keep-alive connections to one ``host:port``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        max_idle: int,
+        idle_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.authority = f"{host}:{port}".encode()
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self._idle: list[UpstreamConnection] = []
+        self._connecting: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    def acquire(self, client: ServerConnection, head_request: bool) -> None:
+        """Attach ``client`` to an idle connection now, or to a new one once
+        it is open (``client.upstream_ready`` or ``client.upstream_connect_failed``)."""
+        idle = self._idle
+        while idle:
+            up = idle.pop()
+            t = up.transport
+            if t is not None and not t.is_closing():
+                up.reused = True
+                up.attach(client, head_request)
+                client.upstream_ready(up)
+                return
+        self.connect(client, head_request)
+
+    def connect(self, client: ServerConnection, head_request: bool) -> None:
+        """Open a fresh connection for ``client`` (never one from the stack)."""
+        task = asyncio.get_running_loop().create_task(
+            self._open(client, client.current, head_request),
+            name=f"upstream-connect {self.host}:{self.port}",
+        )
+        self._connecting.add(task)
+        task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[None]) -> None:
+        self._connecting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("upstream connect task failed", exc_info=task.exception())
+
+    async def _open(self, client: ServerConnection, req: object, head_request: bool) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, up = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError) as e:
+            if client.current is req:
+                client.upstream_connect_failed(e)
+            return
+        if client.current is req and client.waiting_for_upstream:
+            up.attach(client, head_request)
+            client.upstream_ready(up)
+        else:
+            # The request went away while we connected: keep the connection.
+            self.release(up)
+
+    def release(self, up: UpstreamConnection) -> None:
+        """Take back a connection whose exchange ended cleanly."""
+        up.client = None
+        t = up.transport
+        if self.closed or t is None or t.is_closing() or len(self._idle) >= self.max_idle:
+            up.close()
+            return
+        up.idle_since = _monotonic()
+        self._idle.append(up)
+
+    def discard(self, up: UpstreamConnection) -> None:
+        """Forget a connection the server closed while idle."""
+        with contextlib.suppress(ValueError):
+            self._idle.remove(up)
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle for longer than ``idle_timeout`` (oldest first)."""
+        idle = self._idle
+        limit = now - self.idle_timeout
+        while idle and idle[0].idle_since < limit:
+            idle.pop(0).close()
+
+    def close(self) -> None:
+        self.closed = True
+        for up in self._idle:
+            up.close()
+        self._idle.clear()
+        for task in self._connecting:
+            task.cancel()

@@ -1,0 +1,1 @@
+"""The local runtime: replicas as processes on this machine, no cluster."""
