@@ -1,0 +1,38 @@
+"""``python -m queueproxy``: read the environment, run until SIGTERM, drain, exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+import uvloop
+
+from zeroserve.envconfig import ConfigError
+
+from .app import run
+from .config import Settings
+
+
+def main() -> int:
+    level = os.environ.get("SERVING_LOGGING_LEVEL", "") or "info"
+    if level.upper() not in logging.getLevelNamesMapping():
+        print(f"queue-proxy: SERVING_LOGGING_LEVEL: unknown level {level!r}", file=sys.stderr)
+        return 1
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s queue-proxy %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as e:
+        print(f"queue-proxy: {e}", file=sys.stderr)
+        return 1
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Wiring of the queue-proxy: four listeners, the stats reporter, the shutdown sequence."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from zeroserve.breaker import Breaker
+from zeroserve.http.exchange import Request, Timeouts
+from zeroserve.http.routes import RouteHandler
+from zeroserve.http.server import Server, ServerConnection
+from zeroserve.http.upstream import UpstreamPool
+from zeroserve.stats import RequestStats, Stat
+
+from .config import Settings
+from .drain import Drainer
+from .handler import QueueProxyHandler
+from .metrics import QueueProxyCollector, RequestMetrics
+from .readiness import ReadinessProber
+
+log = logging.getLogger("queueproxy")
+
+REPORT_INTERVAL = 1.0
+# How long upgraded connections (websockets) may outlive the drain.
+TUNNEL_GRACE = 60.0
+# After /wait-for-drain returned, how long before the drain is undone if no
+# SIGTERM came (the app was restarted by its liveness probe, not deleted).
+DRAIN_RESET_DELAY = 1.0
+
+
+class QueueProxy:
+    """One replica's queue-proxy; ``start`` then ``shutdown``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = s = settings
+        self.started_at = time.monotonic()
+        cc = s.container_concurrency
+        self.breaker: Breaker[ServerConnection] | None = Breaker(cc, 10 * cc) if cc > 0 else None
+        self.stats = RequestStats(self.started_at)
+        self.drainer = Drainer(s.drain_quiet_period)
+        self.prober = ReadinessProber(s.readiness_probe)
+        self.metrics = RequestMetrics()
+        self.pool = UpstreamPool("127.0.0.1", s.user_port, max_idle=s.pool_size)
+        self.handler = QueueProxyHandler(
+            pool=self.pool,
+            breaker=self.breaker,
+            stats=self.stats,
+            drainer=self.drainer,
+            prober=self.prober,
+            metrics=self.metrics,
+        )
+        self.serving = Server(
+            self.handler,
+            timeouts=Timeouts(s.revision_timeout, s.response_start_timeout, s.idle_timeout),
+        )
+        self.stat = Stat(pod_name=s.pod)
+        self._stat_json = self.stat.to_json()
+        self.registry = CollectorRegistry()
+        self.registry.register(
+            QueueProxyCollector(
+                self.metrics,
+                {
+                    "namespace_name": s.namespace,
+                    "service_name": s.service,
+                    "configuration_name": s.configuration,
+                    "revision_name": s.revision,
+                    "pod_name": s.pod,
+                },
+                in_flight=lambda: self.stats.concurrency,
+                queue_depth=lambda: self.breaker.queued if self.breaker else 0,
+                capacity=cc,
+                protocol_errors=lambda: self.serving.protocol_errors,
+            )
+        )
+        self.admin = Server(
+            RouteHandler(b"queue-proxy-admin", {b"/wait-for-drain": self._wait_for_drain}),
+            timeouts=Timeouts(total=0),
+        )
+        self.stats_server = Server(
+            RouteHandler(b"queue-proxy-metrics", {b"/metrics": self._serve_stat}),
+        )
+        self.prom_server = Server(
+            RouteHandler(b"queue-proxy-metrics", {b"/metrics": self._serve_prometheus}),
+        )
+        self.ports: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reporter: asyncio.Task[None] | None = None
+        self._sigterm = False
+        self.stopped = asyncio.Event()
+
+    async def start(self) -> dict[str, int]:
+        s = self.settings
+        addr = s.bind_address
+        self.ports = {
+            "serving_port": await self.serving.listen(addr, s.serving_port),
+            "admin_port": await self.admin.listen(addr, s.admin_port),
+            "metrics_port": await self.stats_server.listen(addr, s.metrics_port),
+            "user_metrics_port": await self.prom_server.listen(addr, s.user_metrics_port),
+        }
+        self._reporter = asyncio.get_running_loop().create_task(self._report(), name="stats-reporter")
+        return self.ports
+
+    # -- stats ------------------------------------------------------------
+
+    async def _report(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += REPORT_INTERVAL
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            self.report(time.monotonic())
+
+    def report(self, now: float) -> Stat:
+        """Close a stats interval; the result is what ``:9090/metrics`` serves."""
+        iv = self.stats.report(now)
+        per_second = 1.0 / iv.seconds if iv.seconds > 0 else 0.0
+        self.stat = Stat(
+            pod_name=self.settings.pod,
+            average_concurrent_requests=iv.average_concurrency,
+            average_proxied_concurrent_requests=iv.average_proxied_concurrency,
+            request_count=iv.request_count * per_second,
+            proxied_request_count=iv.proxied_request_count * per_second,
+            process_uptime=now - self.started_at,
+            timestamp=int(time.time()),
+        )
+        self._stat_json = self.stat.to_json()
+        return self.stat
+
+    def _serve_stat(self, conn: ServerConnection, req: Request) -> None:
+        conn.respond(200, self._stat_json, content_type=b"application/json")
+
+    def _serve_prometheus(self, conn: ServerConnection, req: Request) -> None:
+        conn.respond(200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
+
+    # -- drain and shutdown -------------------------------------------------
+
+    def _wait_for_drain(self, conn: ServerConnection, req: Request) -> None:
+        task = asyncio.get_running_loop().create_task(self._drain_then_answer(conn, req), name="wait-for-drain")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain_then_answer(self, conn: ServerConnection, req: Request) -> None:
+        await self.drainer.drain()
+        if conn.current is req:
+            conn.respond(200, b"drained\n")
+        await asyncio.sleep(DRAIN_RESET_DELAY)
+        if not self._sigterm:
+            log.info("drain reset: /wait-for-drain returned and no SIGTERM followed")
+            self.drainer.reset()
+
+    async def shutdown(self) -> None:
+        """SIGTERM: fail probes, wait for the quiet period, stop accepting,
+        finish every accepted request, give websockets a grace period, exit."""
+        self._sigterm = True
+        log.info("draining: probes fail from now on; quiet period %.1fs", self.drainer.quiet_period)
+        await self.drainer.drain()
+        for srv in (self.serving, self.admin, self.stats_server, self.prom_server):
+            srv.stop_listening()
+            srv.begin_shutdown()
+        log.info("drained; waiting for %d request(s) in flight", self.serving.in_flight)
+        while any(not c.tunnel for c in self.serving.conns):
+            await asyncio.sleep(0.05)
+        if self.serving.conns:
+            log.info("waiting up to %.0fs for %d upgraded connection(s)", TUNNEL_GRACE, len(self.serving.conns))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.serving.wait_closed(), TUNNEL_GRACE)
+        for srv in (self.serving, self.admin, self.stats_server, self.prom_server):
+            srv.abort_all()
+        if self._reporter is not None:
+            self._reporter.cancel()
+        for task in self._tasks:
+            task.cancel()
+        self.handler.close()
+        self.pool.close()
+        self.stopped.set()
+
+
+async def run(settings: Settings) -> int:
+    qp = QueueProxy(settings)
+    try:
+        ports = await qp.start()
+    except OSError as e:
+        print(f"queue-proxy: cannot listen: {e}", file=sys.stderr)
+        return 1
+    # One machine-readable line: the local runtime reads the bound ports here
+    # (ports given as 0 are picked by the kernel).
+    print(json.dumps({"queue_proxy": "listening", **ports}), flush=True)
+    log.info(
+        "revision %s/%s: serving :%d -> app :%d, containerConcurrency %d",
+        settings.namespace,
+        settings.revision,
+        ports["serving_port"],
+        settings.user_port,
+        settings.container_concurrency,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await qp.shutdown()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,94 @@
+"""Queue-proxy settings from its environment (ARCHITECTURE.md, reference 9.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from zeroserve.envconfig import ConfigError, env_float, env_int, env_port, env_str
+
+from .readiness import ProbeSpec, parse_probe
+
+# Upper bound of CONTAINER_CONCURRENCY (config-defaults container-concurrency-max-limit).
+MAX_CONTAINER_CONCURRENCY = 1000
+# Idle keep-alive connections kept to the app when CC is 0 (upstream's figure).
+UNLIMITED_POOL = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the queue-proxy reads at start; invalid input fails there."""
+
+    namespace: str
+    """SERVING_NAMESPACE (required)."""
+    service: str
+    """SERVING_SERVICE (optional)."""
+    configuration: str
+    """SERVING_CONFIGURATION (required)."""
+    revision: str
+    """SERVING_REVISION (required)."""
+    pod: str
+    """SERVING_POD (required): the name reported in stats."""
+    pod_ip: str
+    """SERVING_POD_IP (required)."""
+    container_concurrency: int
+    """CONTAINER_CONCURRENCY (required): requests at once at the app; 0 = no limit."""
+    serving_port: int
+    """QUEUE_SERVING_PORT (required): proxied traffic."""
+    admin_port: int
+    """QUEUE_ADMIN_PORT (default 8022): ``/wait-for-drain``."""
+    metrics_port: int
+    """QUEUE_METRICS_PORT (default 9090): autoscaler stats, JSON."""
+    user_metrics_port: int
+    """USER_METRICS_PORT (default 9091): Prometheus."""
+    user_port: int
+    """USER_PORT (required): the app's port on 127.0.0.1."""
+    revision_timeout: float
+    """REVISION_TIMEOUT_SECONDS (required): total request timeout; 0 = none."""
+    response_start_timeout: float
+    """REVISION_RESPONSE_START_TIMEOUT_SECONDS (default 0 = off)."""
+    idle_timeout: float
+    """REVISION_IDLE_TIMEOUT_SECONDS (default 0 = off)."""
+    readiness_probe: ProbeSpec | None
+    """SERVING_READINESS_PROBE (JSON Probe; default: none = always ready)."""
+    drain_quiet_period: float
+    """DRAIN_QUIET_PERIOD_SECONDS (default 30): quiet time before shutdown."""
+    bind_address: str
+    """QUEUE_BIND_ADDRESS (default 0.0.0.0): where all four listeners bind."""
+
+    @property
+    def pool_size(self) -> int:
+        """Idle keep-alive connections kept to the app."""
+        return self.container_concurrency or UNLIMITED_POOL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse ``env``; raises ``ConfigError`` naming the first bad variable."""
+        user_port = env_port(env, "USER_PORT")
+        if user_port == 0:
+            raise ConfigError("USER_PORT: must be the app's port (1-65535), got 0")
+        timeout = env_float(env, "REVISION_TIMEOUT_SECONDS", minimum=0)
+        return cls(
+            namespace=env_str(env, "SERVING_NAMESPACE"),
+            service=env_str(env, "SERVING_SERVICE", ""),
+            configuration=env_str(env, "SERVING_CONFIGURATION"),
+            revision=env_str(env, "SERVING_REVISION"),
+            pod=env_str(env, "SERVING_POD"),
+            pod_ip=env_str(env, "SERVING_POD_IP"),
+            container_concurrency=env_int(
+                env, "CONTAINER_CONCURRENCY", minimum=0, maximum=MAX_CONTAINER_CONCURRENCY
+            ),
+            serving_port=env_port(env, "QUEUE_SERVING_PORT"),
+            admin_port=env_port(env, "QUEUE_ADMIN_PORT", 8022),
+            metrics_port=env_port(env, "QUEUE_METRICS_PORT", 9090),
+            user_metrics_port=env_port(env, "USER_METRICS_PORT", 9091),
+            user_port=user_port,
+            revision_timeout=timeout,
+            response_start_timeout=env_float(
+                env, "REVISION_RESPONSE_START_TIMEOUT_SECONDS", 0.0, minimum=0
+            ),
+            idle_timeout=env_float(env, "REVISION_IDLE_TIMEOUT_SECONDS", 0.0, minimum=0),
+            readiness_probe=parse_probe(env.get("SERVING_READINESS_PROBE", ""), user_port),
+            drain_quiet_period=env_float(env, "DRAIN_QUIET_PERIOD_SECONDS", 30.0, minimum=0),
+            bind_address=env_str(env, "QUEUE_BIND_ADDRESS", "0.0.0.0"),
+        )

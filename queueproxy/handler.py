@@ -1,0 +1,182 @@
+"""The queue-proxy's request path (reference 9.2): probes, stats, breaker, proxy.
+
+Per request: a health check is answered here (never counted, never queued);
+anything else is counted in the stats before the breaker (queued requests
+count as concurrency), restarts the drain quiet period, takes a breaker slot
+or waits for one in FIFO order, and is forwarded to the app with ``Host``
+restored from ``K-Original-Host`` and the routing headers removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from zeroserve.breaker import Breaker
+from zeroserve.http.exchange import Request
+from zeroserve.http.headers import synthesize_forwarded
+from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
+from zeroserve.http.upstream import UpstreamPool
+from zeroserve.stats import RequestStats
+
+from .drain import Drainer
+from .metrics import RequestMetrics
+from .readiness import ReadinessProber
+
+log = logging.getLogger(__name__)
+
+_monotonic = time.monotonic
+
+# User agents of health checks (kubelet, activator, autoscaler), as upstream.
+PROBE_USER_AGENTS = (b"kube-probe/", b"Knative-Activator-Probe", b"Knative-Autoscaling-Probe")
+
+_DROP = FORWARD_DROP | {
+    b"knative-serving-revision",
+    b"knative-serving-namespace",
+    b"k-original-host",
+}
+
+_RETRY_AFTER = b"Retry-After: 1\r\n"
+
+
+class QueueProxyHandler(Handler):
+    """Serving-port handler; see the module docstring."""
+
+    hop = b"queue-proxy"
+    unreachable_reason = b"app-unreachable"
+    timeout_body = b"request timeout"
+    capture = frozenset(
+        {
+            b"user-agent",
+            b"k-network-probe",
+            b"k-network-hash",
+            b"k-kubelet-probe",
+            b"k-proxy-request",
+            b"k-original-host",
+            b"x-forwarded-host",
+            b"x-forwarded-proto",
+            b"forwarded",
+        }
+    )
+
+    def __init__(
+        self,
+        *,
+        pool: UpstreamPool,
+        breaker: Breaker[ServerConnection] | None,
+        stats: RequestStats,
+        drainer: Drainer,
+        prober: ReadinessProber,
+        metrics: RequestMetrics,
+    ) -> None:
+        self.pool = pool
+        self.breaker = breaker
+        self.stats = stats
+        self.drainer = drainer
+        self.prober = prober
+        self.metrics = metrics
+        self._probes: set[asyncio.Task[None]] = set()
+
+    # -- the request path -------------------------------------------------
+
+    def on_request(self, conn: ServerConnection, req: Request) -> None:
+        h = req.h
+        ua = h.get(b"user-agent")
+        if (
+            b"k-network-probe" in h
+            or b"k-kubelet-probe" in h
+            or (ua is not None and ua.startswith(PROBE_USER_AGENTS))
+        ):
+            self._health_check(conn, req)
+            return
+        now = req.started
+        self.drainer.last_request = now
+        proxied = b"k-proxy-request" in h
+        req.ctx = proxied  # non-None: counted in the stats
+        self.stats.request_in(now, proxied)
+        breaker = self.breaker
+        if breaker is None or breaker.try_acquire():
+            req.slot = True
+            self._forward(conn, req)
+        elif not breaker.enqueue(conn):
+            conn.fail(503, b"queue-full", b"pending request queue full", _RETRY_AFTER)
+        # else: parked; on_finish of another request hands it a slot
+
+    def _forward(self, conn: ServerConnection, req: Request) -> None:
+        h = req.h
+        extra = b""
+        if b"forwarded" not in h:
+            fwd = synthesize_forwarded(
+                h.get(b"x-forwarded-for"), h.get(b"x-forwarded-host"), h.get(b"x-forwarded-proto")
+            )
+            if fwd is not None:
+                extra = b"Forwarded: " + fwd + b"\r\n"
+        conn.forward(self.pool, drop=_DROP, host=h.get(b"k-original-host"), extra=extra)
+
+    def on_finish(self, conn: ServerConnection, req: Request) -> None:
+        proxied = req.ctx
+        if proxied is None:
+            return  # a health check
+        now = _monotonic()
+        self.stats.request_out(now, proxied)
+        self.metrics.observe(req.status, now - req.started)
+        breaker = self.breaker
+        if breaker is None:
+            return
+        if req.slot:
+            waiter = breaker.release()
+            if waiter is not None:
+                nxt = waiter.current
+                assert nxt is not None
+                nxt.slot = True
+                self._forward(waiter, nxt)
+        else:
+            breaker.cancel(conn)  # left the queue (client gone, timeout)
+
+    # -- health checks ----------------------------------------------------
+
+    def _health_check(self, conn: ServerConnection, req: Request) -> None:
+        h = req.h
+        probe = h.get(b"k-network-probe")
+        if self.drainer.draining:
+            conn.fail(503, b"draining", b"shutting down")
+            return
+        if probe == b"probe":
+            # Ingress network probe: echo the config hash it carries.
+            digest = h.get(b"k-network-hash")
+            if not digest:
+                conn.fail(400, b"bad-probe", b"K-Network-Probe: probe needs a K-Network-Hash header")
+            else:
+                conn.respond(200, b"", b"K-Network-Hash: " + digest + b"\r\n")
+            return
+        if probe is not None and probe != b"queue":
+            conn.fail(400, b"bad-probe", b"unexpected probe header value: " + probe)
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(conn, req), name="health-check")
+        self._probes.add(task)
+        task.add_done_callback(self._probe_done)
+
+    async def _answer(self, conn: ServerConnection, req: Request) -> None:
+        ok = await self.prober.check()
+        if conn.current is not req:
+            return  # the prober went away
+        if self.drainer.draining:
+            conn.fail(503, b"draining", b"shutting down")
+        elif ok:
+            conn.respond(200, b"queue")
+        else:
+            conn.fail(503, b"not-ready", b"the app is not ready")
+
+    def _probe_done(self, task: asyncio.Task[None]) -> None:
+        self._probes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("health check failed", exc_info=task.exception())
+
+    def sweep(self, now: float) -> None:
+        self.pool.sweep(now)
+
+    def close(self) -> None:
+        for task in self._probes:
+            task.cancel()
+        self.prober.close()

@@ -1,0 +1,215 @@
+"""Readiness of the user container, probed the way the kubelet would (reference 9.5).
+
+``SERVING_READINESS_PROBE`` holds the user container's readiness probe as
+JSON (a Kubernetes ``Probe``: ``httpGet`` or ``tcpSocket`` plus timing
+fields). With ``periodSeconds: 0`` (Knative's default) a check retries every
+50 ms until ``successThreshold`` consecutive successes or 10 s; otherwise it
+is a single attempt. Concurrent checks share one in-flight probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from zeroserve.envconfig import ConfigError
+
+AGGRESSIVE_INTERVAL = 0.05
+AGGRESSIVE_ATTEMPT_TIMEOUT = 0.1
+AGGRESSIVE_BUDGET = 10.0
+PROBE_USER_AGENT = b"kube-probe/1.31"
+
+_PROBE_KEYS = {
+    "httpGet",
+    "tcpSocket",
+    "grpc",
+    "exec",
+    "initialDelaySeconds",
+    "timeoutSeconds",
+    "periodSeconds",
+    "successThreshold",
+    "failureThreshold",
+    "terminationGracePeriodSeconds",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """A parsed readiness probe of the user container."""
+
+    kind: str
+    """``"http"`` or ``"tcp"``."""
+    host: str
+    port: int
+    path: str = "/"
+    https: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    period: float = 0.0
+    """0: aggressive mode (retry every 50 ms)."""
+    timeout: float = 0.0
+    """Per-attempt timeout; 0: 100 ms in aggressive mode, 1 s otherwise."""
+    success_threshold: int = 1
+
+
+def parse_probe(text: str, user_port: int, var: str = "SERVING_READINESS_PROBE") -> ProbeSpec | None:
+    """Parse the probe JSON; None when empty. Errors name the variable and field."""
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{var}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{var}: must be a JSON object (a Kubernetes Probe)")
+    unknown = set(data) - _PROBE_KEYS
+    if unknown:
+        raise ConfigError(f"{var}: unsupported field(s) {', '.join(sorted(unknown))}")
+    if "grpc" in data:
+        raise ConfigError(f"{var}.grpc: gRPC readiness probes are not supported")
+    if "exec" in data:
+        raise ConfigError(f"{var}.exec: exec probes are run by the kubelet, not the queue-proxy")
+
+    def number(key: str, minimum: float) -> float:
+        v = data.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < minimum:
+            raise ConfigError(f"{var}.{key}: must be a number >= {minimum:g}, got {v!r}")
+        return float(v)
+
+    period = number("periodSeconds", 0)
+    timeout = number("timeoutSeconds", 0)
+    success = int(number("successThreshold", 0)) or 1
+
+    def port_of(section: str, obj: dict[str, Any]) -> int:
+        p = obj.get("port", 0)
+        if isinstance(p, str) and p.isdigit():
+            p = int(p)
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 65535:
+            raise ConfigError(f"{var}.{section}.port: must be a port number, got {p!r}")
+        # Knative rewrites the probe to the user port; 0 means "the user port".
+        return p or user_port
+
+    if "httpGet" in data:
+        obj = data["httpGet"]
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{var}.httpGet: must be an object")
+        path = obj.get("path", "/") or "/"
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigError(f"{var}.httpGet.path: must start with '/', got {path!r}")
+        scheme = str(obj.get("scheme", "HTTP")).upper()
+        if scheme not in ("HTTP", "HTTPS"):
+            raise ConfigError(f"{var}.httpGet.scheme: must be HTTP or HTTPS, got {scheme!r}")
+        headers = []
+        for i, hdr in enumerate(obj.get("httpHeaders") or []):
+            if not isinstance(hdr, dict) or not isinstance(hdr.get("name"), str):
+                raise ConfigError(f"{var}.httpGet.httpHeaders[{i}]: needs a string name")
+            headers.append((hdr["name"], str(hdr.get("value", ""))))
+        return ProbeSpec(
+            kind="http",
+            host=str(obj.get("host") or "127.0.0.1"),
+            port=port_of("httpGet", obj),
+            path=path,
+            https=scheme == "HTTPS",
+            headers=tuple(headers),
+            period=period,
+            timeout=timeout,
+            success_threshold=success,
+        )
+    if "tcpSocket" in data:
+        obj = data["tcpSocket"]
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{var}.tcpSocket: must be an object")
+        return ProbeSpec(
+            kind="tcp",
+            host=str(obj.get("host") or "127.0.0.1"),
+            port=port_of("tcpSocket", obj),
+            period=period,
+            timeout=timeout,
+            success_threshold=success,
+        )
+    raise ConfigError(f"{var}: needs httpGet or tcpSocket")
+
+
+async def probe_once(spec: ProbeSpec, timeout: float) -> bool:
+    """One attempt: TCP connect, or HTTP GET answered 200-399."""
+    try:
+        async with asyncio.timeout(timeout):
+            if spec.kind == "tcp":
+                _, writer = await asyncio.open_connection(spec.host, spec.port)
+                writer.close()
+                return True
+            ctx = None
+            if spec.https:
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE  # the kubelet does not verify either
+            reader, writer = await asyncio.open_connection(spec.host, spec.port, ssl=ctx)
+            try:
+                lines = [
+                    b"GET " + spec.path.encode() + b" HTTP/1.1",
+                    b"Host: " + f"{spec.host}:{spec.port}".encode(),
+                    b"User-Agent: " + PROBE_USER_AGENT,
+                    b"Accept: */*",
+                    b"Connection: close",
+                ]
+                lines += [f"{k}: {v}".encode() for k, v in spec.headers]
+                writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+                status_line = await reader.readline()
+            finally:
+                writer.close()
+            parts = status_line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+                return False
+            return 200 <= int(parts[1]) < 400
+    except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
+        return False
+
+
+class ReadinessProber:
+    """Answers "is the app ready?" with single-flight probing of ``spec``."""
+
+    def __init__(self, spec: ProbeSpec | None) -> None:
+        self.spec = spec
+        self._inflight: asyncio.Task[bool] | None = None
+        self.last_result = spec is None
+
+    async def check(self) -> bool:
+        if self.spec is None:
+            return True
+        task = self._inflight
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(self._run(self.spec), name="readiness-probe")
+            self._inflight = task
+        # shield: one caller going away must not cancel the others' probe
+        return await asyncio.shield(task)
+
+    async def _run(self, spec: ProbeSpec) -> bool:
+        if spec.period > 0:
+            ok = await probe_once(spec, spec.timeout or 1.0)
+        else:
+            ok = await self._aggressive(spec)
+        self.last_result = ok
+        return ok
+
+    @staticmethod
+    async def _aggressive(spec: ProbeSpec) -> bool:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + AGGRESSIVE_BUDGET
+        attempt_timeout = spec.timeout or AGGRESSIVE_ATTEMPT_TIMEOUT
+        streak = 0
+        while True:
+            if await probe_once(spec, attempt_timeout):
+                streak += 1
+                if streak >= spec.success_threshold:
+                    return True
+            else:
+                streak = 0
+            if loop.time() + AGGRESSIVE_INTERVAL > give_up:
+                return False
+            await asyncio.sleep(AGGRESSIVE_INTERVAL)
+
+    def close(self) -> None:
+        if self._inflight is not None:
+            self._inflight.cancel()
