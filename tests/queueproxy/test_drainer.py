@@ -1,0 +1,53 @@
+"""The drain quiet period, on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from queueproxy.drain import Drainer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_quiet_deadline_is_measured_from_drain_start_or_last_request() -> None:
+    clock = FakeClock()
+    d = Drainer(30, clock)
+    d.touch(90.0)
+    asyncio.run(_start(d))
+    assert d.quiet_deadline() == 130.0  # the start, not an older request
+    d.touch(120.0)
+    assert d.quiet_deadline() == 150.0  # a request during the drain restarts it
+
+
+async def _start(d: Drainer) -> None:
+    task = asyncio.create_task(d.drain())
+    await asyncio.sleep(0)
+    task.cancel()
+
+
+async def test_drain_returns_after_quiet_period_and_reset_stops_draining() -> None:
+    d = Drainer(0.2)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await d.drain()
+    assert d.draining
+    assert loop.time() - start >= 0.2
+    d.reset()
+    assert not d.draining
+
+
+async def test_requests_during_drain_extend_it() -> None:
+    d = Drainer(0.3)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    task = asyncio.create_task(d.drain())
+    await asyncio.sleep(0.2)
+    d.touch(loop.time())
+    await task
+    assert loop.time() - start >= 0.5
