@@ -26,7 +26,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         fn = getattr(item, "function", None)
         if fn is not None and inspect.iscoroutinefunction(fn):
-            item.fixturenames.append("_no_leaked_tasks")  # type: ignore[attr-defined]
+            # first, so it is torn down last: after every fixture that owns tasks
+            item.fixturenames.insert(0, "_no_leaked_tasks")  # type: ignore[attr-defined]
 
 
 def _children() -> set[int]:
