@@ -28,5 +28,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest
 
+# Queue-proxy vs direct vs nginx on loopback (~2 min; BENCH_ARGS=--quick for ~30 s).
+bench-queueproxy: $(STAMP)
+	$(PY) -m benchmarks.queueproxy $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
