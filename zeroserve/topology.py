@@ -1,0 +1,54 @@
+"""What the control plane tells the data plane: revisions and their endpoints.
+
+Shared by the activator, the autoscaler and their sources (Kubernetes watch
+caches in ``zeroserve.kube``, the local runtime locally), so it lives in the
+core; the interfaces that read them are declared by the components.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class RevisionKey(NamedTuple):
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """A revision as the data plane sees it."""
+
+    key: RevisionKey
+    container_concurrency: int = 0
+    """containerConcurrency of the revision (0 = unlimited)."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    """The revision template's annotations (``autoscaling.knative.dev/*``)."""
+    reachable: bool = True
+    """False when no route sends traffic to it (min-scale is then ignored)."""
+    service: str = ""
+    configuration: str = ""
+    timeout_seconds: float = 300.0
+    response_start_timeout_seconds: float = 0.0
+    idle_timeout_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One replica, addressed through its queue-proxy."""
+
+    name: str
+    """Pod (replica) name."""
+    host: str
+    port: int
+    """The queue-proxy's serving port (8012 in a pod)."""
+    stats_port: int
+    """The queue-proxy's ``QUEUE_METRICS_PORT`` (9090 in a pod)."""
+    started_at: float = 0.0
+    """Unix time the replica started (scrape sampling prefers old ones)."""
+    ready: bool = True
