@@ -106,7 +106,7 @@ class QueueProxyHandler(Handler):
     def _forward(self, conn: ServerConnection, req: Request) -> None:
         h = req.h
         extra = b""
-        if b"forwarded" not in h:
+        if (b"x-forwarded-for" in h or b"x-forwarded-host" in h or b"x-forwarded-proto" in h) and b"forwarded" not in h:
             fwd = synthesize_forwarded(
                 h.get(b"x-forwarded-for"), h.get(b"x-forwarded-host"), h.get(b"x-forwarded-proto")
             )

@@ -51,7 +51,7 @@ class Request:
     def __init__(self) -> None:
         self.method = b""
         self.target = b""
-        self.version = b"1.1"
+        self.version = "1.1"
         self.keep_alive = True
         self.upgrade = False
         # (lower-cased name, b"Name: value\r\n") in arrival order

@@ -72,6 +72,7 @@ _PAUSE_BUFFER = 2  # body bytes buffered while the request waits
 _PAUSE_PIPELINE = 4  # a pipelined request waits for the current one
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in _REASONS.items()}
 
 
 class _HeadTooLarge(Exception):
@@ -115,6 +116,7 @@ class ServerConnection(asyncio.Protocol):
 
     __slots__ = (
         "batch",
+        "capture",
         "client_eof",
         "client_ip",
         "current",
@@ -123,6 +125,8 @@ class ServerConnection(asyncio.Protocol):
         "head_count",
         "head_started",
         "idle_since",
+        "max_head_bytes",
+        "max_headers",
         "parse_error",
         "parser",
         "paused",
@@ -143,6 +147,9 @@ class ServerConnection(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.handler = server.handler
+        self.capture = server.capture
+        self.max_head_bytes = server.limits.max_head_bytes
+        self.max_headers = server.limits.max_headers
         self.transport: asyncio.Transport | None = None
         self.parser = HttpRequestParser(self)
         self.client_ip = b""
@@ -174,7 +181,7 @@ class ServerConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode()
-        self.idle_since = _monotonic()
+        self.idle_since = self.server.now
         self.server.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -242,33 +249,34 @@ class ServerConnection(asyncio.Protocol):
     # -- httptools callbacks (request parsing) ------------------------------
 
     def on_message_begin(self) -> None:
-        req = Request()
-        self.reading = req
+        self.reading = Request()
         self.head_bytes = 0
         self.head_count = 0
-        self.head_started = _monotonic()
+        # the sweeper's clock (0.1 s resolution) is plenty for a 30 s limit
+        self.head_started = self.server.now
 
     def on_url(self, url: bytes) -> None:
         req = self.reading
         assert req is not None
         req.target += url
         self.head_bytes += len(url)
-        if self.head_bytes > self.server.limits.max_head_bytes:
+        if self.head_bytes > self.max_head_bytes:
             self.parse_error = 431
             raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self.reading
         assert req is not None
-        self.head_bytes += len(name) + len(value) + 4
-        self.head_count += 1
-        limits = self.server.limits
-        if self.head_bytes > limits.max_head_bytes or self.head_count > limits.max_headers:
+        size = self.head_bytes + len(name) + len(value) + 4
+        self.head_bytes = size
+        count = self.head_count + 1
+        self.head_count = count
+        if size > self.max_head_bytes or count > self.max_headers:
             self.parse_error = 431
             raise _HeadTooLarge
         lname = name.lower()
         req.lines.append((lname, name + b": " + value + b"\r\n"))
-        if lname in self.server.capture:
+        if lname in self.capture:
             h = req.h
             prev = h.get(lname)
             h[lname] = value if prev is None else prev + b", " + value
@@ -279,7 +287,7 @@ class ServerConnection(asyncio.Protocol):
         parser = self.parser
         self.head_started = 0.0
         req.method = parser.get_method()
-        req.version = parser.get_http_version().encode()
+        req.version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive()
         req.upgrade = parser.should_upgrade() and req.method != b"CONNECT"
         h = req.h
@@ -460,9 +468,7 @@ class ServerConnection(asyncio.Protocol):
         req.phase = WAITING
         self.handler.on_upstream_error(self, req, error)
 
-    def upstream_head(
-        self, up: UpstreamConnection, status: int, reason: bytes, lines: list[bytes]
-    ) -> None:
+    def upstream_head(self, up: UpstreamConnection, status: int, lines: list[bytes]) -> None:
         req = self.current
         assert req is not None
         req.phase = RESPONDING
@@ -474,7 +480,7 @@ class ServerConnection(asyncio.Protocol):
             if up.has_length or up.no_body or status in (204, 304):
                 self.resp_mode = _LENGTH
                 extra = b""
-            elif req.version == b"1.1":
+            elif req.version == "1.1":
                 self.resp_mode = _CHUNKED
                 extra = b"Transfer-Encoding: chunked\r\n"
             else:
@@ -484,11 +490,14 @@ class ServerConnection(asyncio.Protocol):
             if not req.keep_alive or self.server.closing or req.upgrade:
                 req.keep_alive = False
                 extra += b"Connection: close\r\n"
-            elif req.version == b"1.0":
+            elif req.version == "1.0":
                 extra += b"Connection: keep-alive\r\n"
         lines.append(extra)
         lines.append(b"\r\n")
-        self._write(b"HTTP/1.1 %d %s\r\n" % (status, reason) + b"".join(lines))
+        # The reason phrase is the standard one for the code, as Go's proxy
+        # writes it, whatever the app sent.
+        status_line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+        self._write(status_line + b"".join(lines))
 
     def upstream_body(self, data: bytes) -> None:
         req = self.current
@@ -679,7 +688,7 @@ class ServerConnection(asyncio.Protocol):
         if not req.keep_alive or not req.body_done or self.server.closing or self.parse_error:
             self._close()
             return
-        self.idle_since = _monotonic()
+        self.idle_since = self.server.now
         if self.pipeline:
             self._pump()
 
@@ -833,6 +842,8 @@ class Server:
         self.conns: set[ServerConnection] = set()
         self.active: set[ServerConnection] = set()
         self.closing = False
+        self.now = _monotonic()
+        """A clock the sweeper refreshes every 0.1 s, for coarse per-connection timers."""
         self.protocol_errors: dict[int, int] = {}
         self._listeners: list[asyncio.Server] = []
         self._sweeper: asyncio.TimerHandle | None = None
@@ -893,7 +904,7 @@ class Server:
         self.protocol_errors[status] = self.protocol_errors.get(status, 0) + 1
 
     def _sweep(self) -> None:
-        now = _monotonic()
+        now = self.now = _monotonic()
         for conn in list(self.active):
             conn.check_timeouts(now)
         self._ticks += 1

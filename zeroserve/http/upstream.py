@@ -53,7 +53,6 @@ class UpstreamConnection(asyncio.Protocol):
         "no_body",
         "parser",
         "pool",
-        "reason",
         "reused",
         "status",
         "transport",
@@ -66,7 +65,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = HttpResponseParser(self)
         self.client: ServerConnection | None = None
         self.lines: list[bytes] = []
-        self.reason = b""
         self.status = 0
         self.has_length = False
         self.chunked = False
@@ -145,9 +143,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------
 
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
         if lname in _RESP_DROP:
@@ -166,13 +161,12 @@ class UpstreamConnection(asyncio.Protocol):
             # Interim response (100 Continue, 103 Early Hints): the proxy
             # answers Expect itself, so these are dropped.
             self.lines = []
-            self.reason = b""
             self.has_length = self.chunked = False
             return
         self.status = status
         client = self.client
         assert client is not None
-        client.upstream_head(self, status, self.reason, self.lines)
+        client.upstream_head(self, status, self.lines)
         if self.no_body and status != 101:
             # httptools cannot be told the request was HEAD; it would wait for
             # Content-Length body bytes that never come. End the response here
@@ -200,7 +194,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.client = client
         self.no_body = head_request
         self.lines = []
-        self.reason = b""
         self.status = 0
         self.has_length = self.chunked = False
         self.upgrade_value = None
