@@ -1,0 +1,347 @@
+"""The autoscaler's Kubernetes adapters: which revisions exist, their ready pods, replicas.
+
+They implement ``RevisionSource``, ``PodSource`` and ``ReplicaScaler`` (``autoscaler.model``)
+on ``zeroserve.kube`` watch caches, so everything the multiscaler reads on a tick is a
+memory read; the one API call is the ``/scale`` patch that applies a decision.
+
+Names follow Knative: a revision ``r`` runs as Deployment ``r-deployment``; its pods are
+published by the private Service ``r-private``, whose EndpointSlices carry the Service's
+``serving.knative.dev/revision`` label; ports are named ``http`` (or ``http2``, h2c) for
+the queue-proxy and ``http-autometric`` for its stats.
+
+Typical wiring (``python -m autoscaler``)::
+
+    client = await zeroserve.kube.connect(kubeconfig)
+    sources = await start_kubernetes_sources(client, sync_timeout=30)
+    try:
+        run_multiscaler(sources.revisions, sources.endpoints, sources.scaler)
+    finally:
+        await sources.stop()
+        await client.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from autoscaler.model import Endpoint, RevisionInfo, RevisionKey, ScaleError
+from zeroserve.kube import (
+    DEPLOYMENTS,
+    ENDPOINT_SLICES,
+    PODS,
+    REVISIONS,
+    Conflict,
+    KubeClient,
+    KubeError,
+    NotFound,
+    ObjectKey,
+    Unavailable,
+    WatchCache,
+    object_key,
+)
+
+log = logging.getLogger(__name__)
+
+REVISION_LABEL = "serving.knative.dev/revision"
+SERVICE_LABEL = "serving.knative.dev/service"
+CONFIGURATION_LABEL = "serving.knative.dev/configuration"
+ROUTING_STATE_LABEL = "serving.knative.dev/routingState"
+SERVING_PORT_NAMES = ("http", "http2")
+STATS_PORT_NAME = "http-autometric"
+DEFAULT_STATS_PORT = 9090
+
+Obj = dict[str, Any]
+
+
+def deployment_name(revision: str) -> str:
+    return f"{revision}-deployment"
+
+
+def _revision_key(obj: Obj) -> RevisionKey:
+    namespace, name = object_key(obj)
+    return RevisionKey(namespace, name)
+
+
+class _CacheOwner:
+    """Starts and stops the watch caches an adapter reads."""
+
+    caches: tuple[WatchCache, ...] = ()
+
+    @property
+    def synced(self) -> bool:
+        return all(cache.synced.is_set() for cache in self.caches)
+
+    def start(self) -> None:
+        for cache in self.caches:
+            cache.start()
+
+    async def stop(self) -> None:
+        for cache in self.caches:
+            await cache.stop()
+
+
+# ----- revisions ---------------------------------------------------------------------------
+
+
+def _number(obj: Obj, path: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        # The CRD schema should prevent this; one bad field must not hide the revision.
+        log.warning("revision %s: %s is %r, not a number; using %g",
+                    "/".join(object_key(obj)), path, value, default)
+        return default
+    return float(value)
+
+
+def revision_info(obj: Obj) -> RevisionInfo:
+    """A ``serving.knative.dev/v1`` Revision as the autoscaler sees it."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    labels = meta.get("labels") or {}
+    return RevisionInfo(
+        key=_revision_key(obj),
+        container_concurrency=int(_number(
+            obj, "spec.containerConcurrency", spec.get("containerConcurrency"), 0)),
+        annotations=dict(meta.get("annotations") or {}),
+        # Knative labels a revision no route points at "reserve"; until the labeller has
+        # run there is no label, and such a revision counts as reachable (as upstream).
+        reachable=labels.get(ROUTING_STATE_LABEL) != "reserve",
+        service=labels.get(SERVICE_LABEL, ""),
+        configuration=labels.get(CONFIGURATION_LABEL, ""),
+        timeout_seconds=_number(obj, "spec.timeoutSeconds", spec.get("timeoutSeconds"), 300.0),
+        response_start_timeout_seconds=_number(
+            obj, "spec.responseStartTimeoutSeconds", spec.get("responseStartTimeoutSeconds"), 0.0),
+        idle_timeout_seconds=_number(
+            obj, "spec.idleTimeoutSeconds", spec.get("idleTimeoutSeconds"), 0.0),
+    )
+
+
+class KubeRevisionSource(_CacheOwner):
+    """``RevisionSource`` from a watch of Revisions (all namespaces unless one is given)."""
+
+    def __init__(self, client: KubeClient, namespace: str | None = None) -> None:
+        self.cache = client.watch_cache(REVISIONS, namespace)
+        self.caches = (self.cache,)
+        # Copy-on-write: revisions change rarely and are read every tick, so readers get
+        # an immutable snapshot that no later change can alter under their iteration.
+        self._infos: Mapping[RevisionKey, RevisionInfo] = MappingProxyType({})
+        self.cache.on_change(self._changed)
+
+    def revisions(self) -> Mapping[RevisionKey, RevisionInfo]:
+        return self._infos
+
+    def _changed(self, kind: str, obj: Obj) -> None:
+        infos = dict(self._infos)
+        key = _revision_key(obj)
+        if kind == "DELETED":
+            infos.pop(key, None)
+        else:
+            infos[key] = revision_info(obj)
+        self._infos = MappingProxyType(infos)
+
+
+# ----- endpoints ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Address:
+    pod: str
+    host: str
+    port: int
+    stats_port: int
+
+
+def ready_addresses(endpoint_slice: Obj) -> list[_Address]:
+    """The slice's endpoints that take traffic: ready (the API reads a missing ``ready``
+    as ready) and not terminating, on the queue-proxy's serving port."""
+    ports = {p.get("name"): p.get("port") for p in endpoint_slice.get("ports") or ()}
+    port = next((ports[n] for n in SERVING_PORT_NAMES if ports.get(n)), None)
+    if port is None:
+        log.warning("EndpointSlice %s has no port named %s; ignoring it",
+                    "/".join(object_key(endpoint_slice)), " or ".join(SERVING_PORT_NAMES))
+        return []
+    stats_port = ports.get(STATS_PORT_NAME) or DEFAULT_STATS_PORT
+    found = []
+    for endpoint in endpoint_slice.get("endpoints") or ():
+        conditions = endpoint.get("conditions") or {}
+        addresses = endpoint.get("addresses") or ()
+        if conditions.get("ready") is False or conditions.get("terminating") or not addresses:
+            continue
+        target = endpoint.get("targetRef") or {}
+        pod = target.get("name") if target.get("kind", "Pod") == "Pod" else None
+        found.append(_Address(pod or addresses[0], addresses[0], int(port), int(stats_port)))
+    return found
+
+
+def _unix_time(stamp: Any) -> float | None:
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+
+
+def pod_started_at(pod: Obj | None) -> float:
+    """Unix time a pod started (``status.startTime``, else its creation), 0 if unknown."""
+    if pod is None:
+        return 0.0
+    started = _unix_time((pod.get("status") or {}).get("startTime"))
+    if started is None:
+        started = _unix_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    return started or 0.0
+
+
+class KubeEndpoints(_CacheOwner):
+    """``PodSource`` from watches of the revisions' EndpointSlices and Pods."""
+
+    def __init__(self, client: KubeClient, namespace: str | None = None) -> None:
+        self.slices = client.watch_cache(ENDPOINT_SLICES, namespace, label_selector=REVISION_LABEL)
+        self.pods = client.watch_cache(PODS, namespace, label_selector=REVISION_LABEL)
+        self.caches = (self.slices, self.pods)
+        # Slices are parsed once per change, not once per tick: revision -> slice -> ready.
+        self._ready: dict[RevisionKey, dict[ObjectKey, list[_Address]]] = {}
+        self._slice_revision: dict[ObjectKey, RevisionKey] = {}
+        self.slices.on_change(self._slice_changed)
+
+    def ready_pods(self, key: RevisionKey) -> list[Endpoint] | None:
+        if not self.synced:
+            return None
+        merged: dict[str, Endpoint] = {}
+        for addresses in self._ready.get(key, {}).values():
+            for a in addresses:
+                # During a slice handover the same pod can briefly appear in two slices.
+                if a.pod not in merged:
+                    merged[a.pod] = Endpoint(
+                        name=a.pod, host=a.host, port=a.port, stats_port=a.stats_port,
+                        started_at=pod_started_at(self.pods.get(key.namespace, a.pod)),
+                    )
+        return sorted(merged.values(), key=lambda e: e.name)
+
+    def _slice_changed(self, kind: str, obj: Obj) -> None:
+        slice_key = object_key(obj)
+        previous = self._slice_revision.pop(slice_key, None)
+        if previous is not None:
+            by_slice = self._ready.get(previous, {})
+            by_slice.pop(slice_key, None)
+            if not by_slice:
+                self._ready.pop(previous, None)
+        revision = ((obj.get("metadata") or {}).get("labels") or {}).get(REVISION_LABEL)
+        if kind == "DELETED" or not revision:
+            return
+        key = RevisionKey(slice_key[0], revision)
+        self._slice_revision[slice_key] = key
+        self._ready.setdefault(key, {})[slice_key] = ready_addresses(obj)
+
+
+# ----- replicas ----------------------------------------------------------------------------
+
+
+class KubeReplicaScaler(_CacheOwner):
+    """``ReplicaScaler`` on the revisions' Deployments: reads from a watch, writes ``/scale``."""
+
+    def __init__(
+        self, client: KubeClient, namespace: str | None = None, *, conflict_attempts: int = 3
+    ) -> None:
+        if conflict_attempts < 1:
+            raise ValueError(f"conflict_attempts must be at least 1, not {conflict_attempts}")
+        self.client = client
+        self.deployments = client.watch_cache(DEPLOYMENTS, namespace, label_selector=REVISION_LABEL)
+        self.caches = (self.deployments,)
+        self.conflict_attempts = conflict_attempts
+
+    def current_scale(self, key: RevisionKey) -> int | None:
+        deployment = self.deployments.get(key.namespace, deployment_name(key.name))
+        if deployment is None:
+            return None
+        replicas = (deployment.get("spec") or {}).get("replicas")
+        return 1 if replicas is None else int(replicas)  # the API's default is 1
+
+    async def set_scale(self, key: RevisionKey, replicas: int) -> None:
+        name = deployment_name(key.name)
+        target = f"cannot scale revision {key} (Deployment {key.namespace}/{name}) to {replicas}"
+        last_conflict: Conflict | None = None
+        for attempt in range(1, self.conflict_attempts + 1):
+            try:
+                await self.client.set_scale(key.namespace, name, replicas)
+                return
+            except Conflict as exc:
+                # A merge patch of /scale carries no resourceVersion, so a conflict is the
+                # API's own optimistic update losing a race: sending it again is safe.
+                log.info("%s: conflict (attempt %d of %d): %s",
+                         target, attempt, self.conflict_attempts, exc)
+                last_conflict = exc
+            except NotFound as exc:
+                raise ScaleError(f"{target}: the Deployment does not exist") from exc
+            except Unavailable as exc:
+                raise ScaleError(f"{target}: the Kubernetes API is unavailable: {exc}") from exc
+            except KubeError as exc:
+                raise ScaleError(f"{target}: {exc}") from exc
+        raise ScaleError(
+            f"{target}: still conflicting after {self.conflict_attempts} attempts"
+        ) from last_conflict
+
+
+# ----- all three ---------------------------------------------------------------------------
+
+
+class KubernetesSources:
+    """The three adapters over one client (one namespace, or all), started together."""
+
+    def __init__(self, client: KubeClient, namespace: str | None = None) -> None:
+        self.revisions = KubeRevisionSource(client, namespace)
+        self.endpoints = KubeEndpoints(client, namespace)
+        self.scaler = KubeReplicaScaler(client, namespace)
+        self.caches = (*self.revisions.caches, *self.endpoints.caches, *self.scaler.caches)
+
+    def start(self) -> None:
+        for cache in self.caches:
+            cache.start()
+
+    async def stop(self) -> None:
+        for cache in reversed(self.caches):
+            await cache.stop()
+
+    async def wait_synced(self, timeout: float) -> None:
+        """Wait for every first list; a ``KubeError`` naming the caches that did not make
+        it in ``timeout`` seconds and why (RBAC, a missing CRD, an unreachable API)."""
+        try:
+            async with asyncio.timeout(timeout):
+                for cache in self.caches:
+                    await cache.synced.wait()
+        except TimeoutError:
+            pending = [
+                f"{cache}" + (f" ({cache.last_error})" if cache.last_error else "")
+                for cache in self.caches if not cache.synced.is_set()
+            ]
+            raise KubeError(
+                f"Kubernetes caches not synced within {timeout:g}s: {'; '.join(pending)}"
+            ) from None
+
+    async def __aenter__(self) -> KubernetesSources:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def start_kubernetes_sources(
+    client: KubeClient, namespace: str | None = None, *, sync_timeout: float = 30.0
+) -> KubernetesSources:
+    """Start the sources and wait until their caches are synced (stopped again on failure)."""
+    sources = KubernetesSources(client, namespace)
+    sources.start()
+    try:
+        await sources.wait_synced(sync_timeout)
+    except BaseException:
+        await sources.stop()
+        raise
+    return sources
