@@ -129,7 +129,7 @@ async def test_wait_for_drain_blocks_until_quiet_then_probes_recover(tmp_path: P
             r = await client.get(qp.url("/"), headers={"K-Network-Probe": "queue"})
             assert r.status_code == 503
             assert (await drain).status_code == 200
-            assert loop.time() - start >= 0.5
+            assert loop.time() - start >= 0.49  # loop.time() has 1 ms steps
             # no SIGTERM followed: after 1 s the drain is undone (the pod recovers)
             await asyncio.sleep(1.3)
             r = await client.get(qp.url("/"), headers={"K-Network-Probe": "queue"})
