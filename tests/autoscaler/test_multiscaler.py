@@ -49,7 +49,7 @@ async def settle() -> None:
 
 
 async def test_first_request_at_zero_pokes_a_decision_at_once() -> None:
-    ms, cluster, clock = make(replicas=0, ready=0)
+    ms, cluster, _clock = make(replicas=0, ready=0)
     ms.record(KEY, activator_stat(1.0))  # the activator's immediate stat
     await settle()
     assert cluster.scale_calls == [(KEY, 1)]  # no tick needed

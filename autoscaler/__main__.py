@@ -1,0 +1,80 @@
+"""``python -m autoscaler``: the KPA autoscaler on Kubernetes (see autoscaler/app.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+import uvloop
+
+from zeroserve import kube
+from zeroserve.envconfig import ConfigError
+
+from .app import Autoscaler, Settings
+from .config import AutoscalerConfig
+
+
+def parse_args(argv: list[str]) -> Settings:
+    p = argparse.ArgumentParser(prog="python -m autoscaler", description=__doc__)
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    p.add_argument("--namespace", help="watch only this namespace (default: all)")
+    p.add_argument("--system-namespace", default="knative-serving",
+                   help="namespace of config-autoscaler and config-deployment (default knative-serving)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8080, help="activator stats websocket (default 8080)")
+    p.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics (default 9090)")
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config-autoscaler key, overriding the ConfigMap (repeatable)")
+    p.add_argument("--sync-timeout", type=float, default=60.0, help="seconds to wait for the caches at start")
+    args = p.parse_args(argv)
+    overrides = {}
+    for item in args.config:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--config {item!r}: expected KEY=VALUE")
+        overrides[key] = value
+    return Settings(kubeconfig=args.kubeconfig, namespace=args.namespace, system_namespace=args.system_namespace,
+                    host=args.host, port=args.port, metrics_port=args.metrics_port, overrides=overrides,
+                    sync_timeout=args.sync_timeout)
+
+
+async def run(settings: Settings) -> int:
+    try:
+        AutoscalerConfig.from_mapping(dict(settings.overrides))  # fail fast on a bad --config
+        client = await kube.connect(settings.kubeconfig)
+    except (ConfigError, kube.KubeError) as e:
+        print(f"autoscaler: {e}", file=sys.stderr)
+        return 1
+    autoscaler = Autoscaler(settings, client)
+    try:
+        try:
+            await autoscaler.start()
+        except (kube.KubeError, OSError, TimeoutError) as e:
+            print(f"autoscaler: cannot start: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps({"autoscaler": "listening", **autoscaler.ports}), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logging.getLogger("autoscaler").info("stopping")
+        return 0
+    finally:
+        await autoscaler.stop()
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s autoscaler %(levelname)s %(message)s")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
