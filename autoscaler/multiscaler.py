@@ -5,8 +5,9 @@ and the PodAutoscaler state of the scale step, and drives them:
 
 - every 1 s it scrapes each revision's queue-proxies (sampled) into the windows;
 - stats pushed by activators go into the same windows as they arrive, and a
-  stat with load for a revision whose desired scale is 0 (or not yet known)
-  is decided at once instead of at the next tick (the poke);
+  stat with load for a revision whose desired scale is 0 (or not yet known),
+  or that has no ready replica, is decided at once instead of at the next
+  tick (the poke);
 - every 2 s it decides every revision and runs the scale step, which applies
   bounds and the scale-to-zero gate and says what replica count to apply.
 
@@ -184,9 +185,11 @@ class Multiscaler:
                 return
         now = self.clock()
         rev.collector.record(math.floor(now), stat)
-        # Upstream pokes only at a desired scale of 0; an unknown one (-1,
-        # e.g. just after an autoscaler restart at zero) is just as cold.
-        if rev.desired <= 0 and stat.average_concurrent_requests > 0:
+        # Upstream pokes only at a desired scale of 0. Zeroserve also decides
+        # at once at "not known yet" (-1, e.g. after an autoscaler restart at
+        # zero) and while no replica is ready, so the activator's later pokes
+        # for a burst that keeps arriving at a cold revision size it at once.
+        if stat.average_concurrent_requests > 0 and (rev.desired <= 0 or rev.ready == 0):
             self.reconcile(rev, now)
 
     async def scrape(self, now: float) -> None:

@@ -59,12 +59,24 @@ class Breaker(Generic[W]):
             return True
         return False
 
-    def enqueue(self, waiter: W) -> bool:
-        """Park ``waiter`` until a slot is handed to it; False when the queue is full."""
+    def enqueue(self, waiter: W, *, front: bool = False) -> bool:
+        """Park ``waiter`` until a slot is handed to it; False when the queue is full.
+
+        ``front``: go first, past the depth limit (a request that already held
+        a slot and must wait again, e.g. after its replica failed)."""
+        if front:
+            self._waiters[waiter] = None
+            self._waiters.move_to_end(waiter, last=False)
+            return True
         if len(self._waiters) >= self.queue_depth:
             return False
         self._waiters[waiter] = None
         return True
+
+    def undo_acquire(self) -> None:
+        """Give back a slot just taken with ``try_acquire`` without handing it
+        to a waiter (the caller found it could not use it)."""
+        self.in_flight -= 1
 
     def cancel(self, waiter: W) -> bool:
         """Remove a parked waiter; False if it was not parked (already granted)."""
@@ -77,6 +89,12 @@ class Breaker(Generic[W]):
             return waiter
         self.in_flight -= 1
         return None
+
+    def take_waiters(self) -> list[W]:
+        """Remove and return every parked waiter (their target went away)."""
+        waiters = list(self._waiters)
+        self._waiters.clear()
+        return waiters
 
     def set_capacity(self, capacity: int) -> list[W]:
         """Change the capacity. Running holders are never interrupted; when the

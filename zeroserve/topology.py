@@ -1,4 +1,4 @@
-"""What the control plane tells the data plane: revisions and their endpoints.
+"""What the control plane tells the data plane: revisions, their endpoints, routes.
 
 Shared by the activator, the autoscaler and their sources (Kubernetes watch
 caches in ``zeroserve.kube``, the local runtime locally), so it lives in the
@@ -52,3 +52,24 @@ class Endpoint:
     started_at: float = 0.0
     """Unix time the replica started (scrape sampling prefers old ones)."""
     ready: bool = True
+
+
+@dataclass(frozen=True)
+class Target:
+    """A share of a route's traffic."""
+
+    revision: RevisionKey
+    percent: int
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route as the controller publishes it: its hosts and where they go."""
+
+    namespace: str
+    name: str
+    hosts: tuple[str, ...]
+    """Hosts of the default (untagged) split."""
+    targets: tuple[Target, ...]
+    tags: Mapping[str, tuple[tuple[str, ...], RevisionKey]] = field(default_factory=dict)
+    """tag -> (its hosts, its revision)."""

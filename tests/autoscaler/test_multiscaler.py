@@ -55,6 +55,30 @@ async def test_first_request_at_zero_pokes_a_decision_at_once() -> None:
     assert cluster.scale_calls == [(KEY, 1)]  # no tick needed
 
 
+async def test_a_burst_at_a_cold_revision_is_sized_by_the_next_poke() -> None:
+    # CC 10 -> target 7. The first poke wakes it (1 pod); the activator's next
+    # poke says 200 are waiting: with no replica ready yet that is decided at
+    # once too, in panic, instead of at the next tick.
+    ms, cluster, _ = make(cc=10, replicas=0, ready=0)
+    ms.record(KEY, activator_stat(1.0))
+    await settle()
+    ms.record(KEY, activator_stat(199.0))
+    await settle()
+    assert cluster.scale_calls == [(KEY, 1), (KEY, 29)]  # ceil(200 / 7)
+
+
+async def test_no_poke_once_replicas_are_ready_and_desired_is_known() -> None:
+    ms, cluster, clock = make(cc=10, replicas=2, ready=2)
+    ms.record(KEY, activator_stat(5.0))
+    clock.now += 2
+    ms.tick(clock())
+    await settle()
+    calls = list(cluster.scale_calls)
+    ms.record(KEY, activator_stat(500.0))  # load, but the next tick handles it
+    await settle()
+    assert cluster.scale_calls == calls
+
+
 async def test_activation_scale_applies_on_the_poke() -> None:
     ms, cluster, _ = make({"autoscaling.knative.dev/activation-scale": "3"}, replicas=0, ready=0)
     ms.record(KEY, activator_stat(1.0))

@@ -24,6 +24,7 @@ class Request:
     """A parsed request and the state of its exchange."""
 
     __slots__ = (
+        "attempts",
         "body",
         "body_done",
         "body_size",
@@ -46,6 +47,7 @@ class Request:
         "target",
         "upgrade",
         "version",
+        "wait_deadline",
     )
 
     def __init__(self) -> None:
@@ -71,6 +73,8 @@ class Request:
         self.start_deadline = 0.0
         self.idle_timeout = 0.0
         self.last_write = 0.0
+        self.wait_deadline = 0.0  # while WAITING: when the handler gives up on it
+        self.attempts = 0  # upstreams tried (the handler's retry count)
         self.slot: Any = None  # handler: what it holds (a breaker slot, a replica)
         self.ctx: Any = None  # handler: per-request context
 

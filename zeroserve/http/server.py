@@ -99,6 +99,10 @@ class Handler:
         """Called exactly once per ``on_request``, when the exchange ended for
         any reason (``req.status`` is 499 if the client went away first)."""
 
+    def on_wait_timeout(self, conn: ServerConnection, req: Request) -> None:
+        """``req.wait_deadline`` passed while the request was still WAITING."""
+        conn.fail(503, b"wait-timeout", b"no capacity in time", b"Retry-After: 1\r\n")
+
     def on_upstream_error(self, conn: ServerConnection, req: Request, error: Exception) -> None:
         """The upstream could not be reached before any byte was exchanged."""
         conn.fail(
@@ -623,6 +627,10 @@ class ServerConnection(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         req = self.current
         if req is None or req.phase >= TUNNEL:
+            return
+        if req.wait_deadline and req.phase == WAITING and now >= req.wait_deadline:
+            req.wait_deadline = 0.0
+            self.handler.on_wait_timeout(self, req)
             return
         if (
             (req.deadline and now >= req.deadline)

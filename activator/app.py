@@ -1,0 +1,200 @@
+"""The activator assembled: listeners, revisions, stats link, metrics, shutdown.
+
+``Activator`` is driven by the control plane through four calls (the local
+runtime makes them directly; on Kubernetes, watch caches do):
+``set_routes``, ``put_revision`` / ``remove_revision``, ``set_endpoints`` and
+``set_peers``. Everything on the request path reads memory only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from zeroserve.http.exchange import Limits, Request, Timeouts
+from zeroserve.http.routes import RouteHandler
+from zeroserve.http.server import Server, ServerConnection
+from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
+
+from .handler import ActivatorHandler, TrustPolicy
+from .link import AutoscalerLink
+from .metrics import ActivatorCollector, ActivatorMetrics
+from .revisions import Granted, Revisions, RevisionState
+from .routing import RoutingTable
+from .stats import StatsReporter
+from .throttler import Budget
+
+log = logging.getLogger("activator")
+
+REPORT_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The activator's settings; every field is a command-line option of ``python -m activator``."""
+
+    host: str = "0.0.0.0"
+    port: int = 8012
+    """Traffic from the ingress (0 = any free port)."""
+    trusted_port: int | None = None
+    """A second listener on which ``Knative-Serving-Revision/-Namespace`` are trusted."""
+    trusted_cidrs: tuple[str, ...] = ()
+    """Peers whose ``Knative-Serving-*`` headers are trusted on the main listener."""
+    metrics_port: int = 9090
+    autoscaler_url: str | None = None
+    """``ws://<autoscaler>:8080/``; None: stats are not sent."""
+    pod_name: str = "activator"
+    activation_timeout: float = 120.0
+    """Longest wait for a replica; then 503 + Retry-After (config ``activation-timeout``)."""
+    queue_depth: int = 10_000
+    """Requests that may wait per revision (upstream's breaker queue depth)."""
+    budget: int = 10_000
+    """Requests that may wait across all revisions."""
+    drain_seconds: float = 45.0
+    """After SIGTERM: how long health checks fail before the listeners close."""
+    probe_interval: float = 0.05
+    limits: Limits = field(default_factory=lambda: Limits(body_buffer=4096))
+    """A waiting request's body is read ahead at most ``body_buffer`` bytes."""
+
+
+class Activator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = s = settings
+        self.routes = RoutingTable()
+        self.budget = Budget(s.budget)
+        self.metrics = ActivatorMetrics()
+        self.link: AutoscalerLink | None = None
+        self.stats = StatsReporter(s.pod_name, self._send)
+        self.revisions = Revisions(budget=self.budget, queue_depth=s.queue_depth, on_granted=self._granted,
+                                   on_removed=self._removed, probe_interval=s.probe_interval)
+        self.draining = False
+        common = dict(routes=lambda: self.routes, revisions=self.revisions, stats=self.stats, metrics=self.metrics,
+                      activation_timeout=s.activation_timeout, draining=lambda: self.draining)
+        self.handler = ActivatorHandler(trust=TrustPolicy(list(s.trusted_cidrs)), **common)  # type: ignore[arg-type]
+        # Revision timeouts are set per request; none at the listener level.
+        no_timeout = Timeouts(total=0)
+        self.servers = [Server(self.handler, timeouts=no_timeout, limits=s.limits)]
+        if s.trusted_port is not None:
+            trusted = ActivatorHandler(trust=TrustPolicy(trust_all=True), **common)  # type: ignore[arg-type]
+            self.servers.append(Server(trusted, timeouts=no_timeout, limits=s.limits))
+        self.registry = CollectorRegistry()
+        self.registry.register(ActivatorCollector(self.metrics, live=self._live, budget=self._budget, pod=s.pod_name))
+        self.metrics_server = Server(RouteHandler(b"activator-metrics", {b"/metrics": self._prometheus}))
+        self.ports: dict[str, int] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._reporter: asyncio.Task[None] | None = None
+
+    # -- the control plane's calls -----------------------------------------------
+
+    def set_routes(self, table: RoutingTable) -> None:
+        self.routes = table
+
+    def put_revision(self, info: RevisionInfo) -> None:
+        self.revisions.put_revision(info)
+
+    def remove_revision(self, key: RevisionKey) -> None:
+        self.revisions.remove_revision(key)
+        self.metrics.forget(key)
+
+    def set_endpoints(self, key: RevisionKey, endpoints: Sequence[Endpoint]) -> None:
+        self.revisions.set_endpoints(key, endpoints)
+
+    def set_peers(self, index: int, count: int) -> None:
+        self.revisions.set_peers(index, count)
+
+    # -- wiring ---------------------------------------------------------------------
+
+    def _granted(self, rev: RevisionState, granted: Granted) -> None:
+        self.handler.start_granted(rev, granted)
+
+    def _removed(self, key: RevisionKey, waiters: list[ServerConnection]) -> None:
+        self.handler.fail_waiters(key, waiters)
+
+    def _send(self, batch: str) -> None:
+        if self.link is not None:
+            self.link.send(batch)
+
+    def _live(self) -> dict[RevisionKey, tuple[int, int, int]]:
+        return {key: (rev.throttler.in_flight, rev.throttler.queued, rev.throttler.capacity)
+                for key, rev in self.revisions.revisions.items()}
+
+    def _budget(self) -> tuple[int, int]:
+        return self.budget.used, self.budget.limit
+
+    def _prometheus(self, conn: ServerConnection, req: Request) -> None:
+        conn.respond(200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> dict[str, int]:
+        s = self.settings
+        self.ports["port"] = await self.servers[0].listen(s.host, s.port)
+        if s.trusted_port is not None:
+            self.ports["trusted_port"] = await self.servers[1].listen(s.host, s.trusted_port)
+        self.ports["metrics_port"] = await self.metrics_server.listen(s.host, s.metrics_port)
+        if s.autoscaler_url:
+            self._session = aiohttp.ClientSession()
+            self.link = AutoscalerLink(s.autoscaler_url, self._session)
+            self.link.start()
+        self._reporter = asyncio.get_running_loop().create_task(self._report(), name="activator-stats")
+        return self.ports
+
+    async def _report(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += REPORT_INTERVAL
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            batch = self.stats.report(time.monotonic())
+            if batch is not None:
+                self._send(batch)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(srv.in_flight for srv in self.servers)
+
+    async def shutdown(self, drain_seconds: float | None = None) -> None:
+        """Fail health checks, wait for the ingress to notice, stop accepting,
+        finish what is in flight and queued (queued requests are bounded by
+        the activation timeout), then close."""
+        self.draining = True
+        delay = self.settings.drain_seconds if drain_seconds is None else drain_seconds
+        if delay > 0:
+            log.info("draining: health checks fail; closing listeners in %.0fs", delay)
+            await asyncio.sleep(delay)
+        for srv in self.servers:
+            srv.stop_listening()
+            srv.begin_shutdown()
+        self.metrics_server.stop_listening()
+        log.info("waiting for %d request(s)", self.in_flight)
+        while any(srv.conns for srv in self.servers):
+            await asyncio.sleep(0.05)
+        self.metrics_server.abort_all()
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop background work (used by shutdown, and by tests after an abort)."""
+        if self._reporter is not None:
+            self._reporter.cancel()
+            await asyncio.gather(self._reporter, return_exceptions=True)
+            self._reporter = None
+        if self.link is not None:
+            await self.link.stop()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self.revisions.close()
+        await self.revisions.wait_probes_stopped()
+        for srv in (*self.servers, self.metrics_server):
+            srv.stop_listening()
+            srv.abort_all()
+            with contextlib.suppress(Exception):
+                await srv.wait_closed()

@@ -1,0 +1,254 @@
+"""The activator's request path (reference 10.2-10.3).
+
+Per request: health checks are answered here; the revision comes from the
+trusted ingress headers or from the Host through the routing table (unknown
+host -> 404, never a forward anywhere else); the request is counted for the
+autoscaler from arrival (queued time included); the revision's throttler
+gives it a replica now or parks it in a bounded FIFO; it is then forwarded to
+that replica's queue-proxy with ``K-Proxy-Request: activator`` and the Host
+moved to ``K-Original-Host``. A connection error before any byte reached the
+replica sends the request to another replica (at the head of the queue), at
+most ``MAX_ATTEMPTS`` times.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+
+from zeroserve.http.exchange import Request
+from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
+from zeroserve.topology import RevisionKey
+
+from .metrics import ActivatorMetrics
+from .revisions import Granted, Revisions, RevisionState
+from .routing import RoutingTable
+from .stats import StatsReporter
+from .throttler import BUDGET_FULL, QUEUE_FULL, QUEUED, Tracker
+
+_monotonic = time.monotonic
+
+MAX_ATTEMPTS = 3
+PROBE_USER_AGENTS = (b"kube-probe/", b"Knative-Autoscaling-Probe")
+
+_DROP = FORWARD_DROP | {
+    b"knative-serving-revision",
+    b"knative-serving-namespace",
+    b"k-proxy-request",
+}
+_PROXY_LINE = b"K-Proxy-Request: activator\r\n"
+
+
+class TrustPolicy:
+    """Which peers may name the revision in ``Knative-Serving-*`` headers."""
+
+    def __init__(self, cidrs: list[str] | None = None, trust_all: bool = False) -> None:
+        self.networks = [ipaddress.ip_network(c, strict=False) for c in (cidrs or [])]
+        self.trust_all = trust_all
+        self._cache: dict[bytes, bool] = {}
+
+    def trusted(self, ip: bytes) -> bool:
+        if self.trust_all:
+            return True
+        known = self._cache.get(ip)
+        if known is None:
+            try:
+                addr = ipaddress.ip_address(ip.decode())
+                known = any(addr in net for net in self.networks)
+            except ValueError:
+                known = False
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[ip] = known
+        return known
+
+
+class ActivatorHandler(Handler):
+    """See the module docstring. Several listeners (trusted or not) share one state."""
+
+    hop = b"activator"
+    unreachable_reason = b"upstream-unreachable"
+    timeout_body = b"activator request timeout"
+    capture = frozenset(
+        {
+            b"knative-serving-revision",
+            b"knative-serving-namespace",
+            b"k-network-probe",
+            b"k-original-host",
+            b"user-agent",
+        }
+    )
+
+    def __init__(
+        self,
+        *,
+        routes: Callable[[], RoutingTable],
+        revisions: Revisions,
+        stats: StatsReporter,
+        metrics: ActivatorMetrics,
+        trust: TrustPolicy,
+        activation_timeout: float,
+        retry_after: int = 1,
+        draining: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.routes = routes
+        self.revisions = revisions
+        self.stats = stats
+        self.metrics = metrics
+        self.trust = trust
+        self.activation_timeout = activation_timeout
+        self.retry_after = b"Retry-After: %d\r\n" % retry_after
+        self.draining = draining
+
+    # -- the request path ---------------------------------------------------
+
+    def on_request(self, conn: ServerConnection, req: Request) -> None:
+        h = req.h
+        if b"k-network-probe" in h or (b"user-agent" in h and h[b"user-agent"].startswith(PROBE_USER_AGENTS)):
+            self._health(conn, req)
+            return
+        rev = self._revision(conn, req)
+        if rev is None:
+            return
+        req.ctx = rev
+        now = req.started
+        info = rev.info
+        # The revision's own timeouts replace the listener's defaults.
+        req.deadline = now + info.timeout_seconds if info.timeout_seconds else 0.0
+        req.start_deadline = (now + info.response_start_timeout_seconds
+                              if info.response_start_timeout_seconds else 0.0)
+        req.idle_timeout = info.idle_timeout_seconds
+        # The live entry: an old one is only ever dropped with nothing in flight.
+        stats = rev.stats = self.stats.request_in(rev.key, now)
+        result = rev.throttler.acquire(conn)
+        if isinstance(result, Tracker):
+            req.slot = result
+            self._forward(conn, req, result)
+            return
+        if result == QUEUED:
+            req.wait_deadline = now + self.activation_timeout
+            if rev.throttler.capacity == 0:
+                if not rev.cold_since:
+                    rev.cold_since = now
+                self.stats.poke(stats)  # a burst at a cold revision: say how big
+            self.metrics.queued(rev.key)
+        elif result == QUEUE_FULL:
+            conn.fail(503, b"queue-full", b"pending request queue full for revision " + str(rev.key).encode(),
+                      self.retry_after)
+        elif result == BUDGET_FULL:
+            conn.fail(503, b"queue-full", b"activator request budget exhausted", self.retry_after)
+
+    def _revision(self, conn: ServerConnection, req: Request) -> RevisionState | None:
+        h = req.h
+        name = h.get(b"knative-serving-revision")
+        if name is not None and self.trust.trusted(conn.client_ip):
+            ns = h.get(b"knative-serving-namespace", b"")
+            key = RevisionKey(ns.decode(errors="replace"), name.decode(errors="replace"))
+        else:
+            # From an untrusted peer these headers are ignored (and dropped
+            # on forward): routing is by Host alone.
+            host = h.get(b"host", b"")
+            split = self.routes().lookup(host)
+            if split is None:
+                conn.fail(404, b"no-route", b"no route for host " + (host or b"(none)"))
+                return None
+            key = split.choose()
+        rev = self.revisions.get(key)
+        if rev is None:
+            conn.fail(404, b"no-route", b"revision not found: " + str(key).encode())
+        return rev
+
+    def _forward(self, conn: ServerConnection, req: Request, tracker: Tracker) -> None:
+        rev: RevisionState = req.ctx
+        if rev.cold_since:
+            # the first forward after the revision was at zero: how long the
+            # first held request waited for a replica
+            self.metrics.cold_start(rev.key, _monotonic() - rev.cold_since)
+            rev.cold_since = 0.0
+        h = req.h
+        extra = _PROXY_LINE
+        host = h.get(b"host")
+        if host is not None and b"k-original-host" not in h:
+            extra += b"K-Original-Host: " + host + b"\r\n"
+        req.attempts += 1
+        conn.forward(tracker.target, drop=_DROP, host=tracker.target.authority, extra=extra)
+
+    def on_finish(self, conn: ServerConnection, req: Request) -> None:
+        rev: RevisionState | None = req.ctx
+        if rev is None:
+            return  # health check or 404
+        now = _monotonic()
+        if rev.stats is not None:
+            self.stats.request_out(rev.stats, now)
+        self.metrics.finished(rev.key, req.status, now - req.started)
+        tracker = req.slot
+        if isinstance(tracker, Tracker):
+            req.slot = None
+            granted = rev.throttler.release(tracker)
+            if granted is not None:
+                self._start_granted(rev, [granted])
+        else:
+            rev.throttler.cancel(conn)
+
+    def on_wait_timeout(self, conn: ServerConnection, req: Request) -> None:
+        rev: RevisionState = req.ctx
+        rev.throttler.cancel(conn)
+        conn.fail(503, b"activation-timeout",
+                  b"revision " + str(rev.key).encode() + b" had no ready replica in time", self.retry_after)
+
+    def on_upstream_error(self, conn: ServerConnection, req: Request, error: Exception) -> None:
+        rev: RevisionState = req.ctx
+        tracker = req.slot
+        req.slot = None
+        if isinstance(tracker, Tracker):
+            granted = self.revisions.failed(rev, tracker)
+            if req.attempts < MAX_ATTEMPTS and self.revisions.get(rev.key) is rev:
+                # Nothing reached the replica: try another, ahead of the queue.
+                rev.throttler.requeue_front(conn)
+                nxt = rev.throttler.release(tracker)
+                self._start_granted(rev, granted + ([nxt] if nxt is not None else []))
+                return
+            nxt = rev.throttler.release(tracker)
+            self._start_granted(rev, granted + ([nxt] if nxt is not None else []))
+        conn.fail(502, self.unreachable_reason,
+                  b"could not connect to a replica of " + str(rev.key).encode() + b": " + str(error).encode())
+
+    def start_granted(self, rev: RevisionState, granted: Granted) -> None:
+        """Forward requests that just got a replica (capacity appeared)."""
+        self._start_granted(rev, granted)
+
+    def _start_granted(self, rev: RevisionState, granted: Granted) -> None:
+        for waiter, tracker in granted:
+            req = waiter.current
+            if req is None or req.ctx is not rev:
+                # Cannot happen: a waiter that leaves is cancelled first. Keep
+                # the slot moving rather than lose it if it ever does.
+                nxt = rev.throttler.release(tracker)
+                if nxt is not None:
+                    self._start_granted(rev, [nxt])
+                continue
+            req.slot = tracker
+            req.wait_deadline = 0.0
+            self.metrics.waited(rev.key, _monotonic() - req.started)
+            self._forward(waiter, req, tracker)
+
+    def fail_waiters(self, key: RevisionKey, waiters: list[ServerConnection]) -> None:
+        """The revision was deleted while requests waited for it."""
+        for conn in waiters:
+            req = conn.current
+            if req is not None:
+                req.slot = None
+                conn.fail(503, b"revision-deleted", b"revision " + str(key).encode() + b" was deleted",
+                          self.retry_after)
+
+    # -- health --------------------------------------------------------------
+
+    def _health(self, conn: ServerConnection, req: Request) -> None:
+        probe = req.h.get(b"k-network-probe")
+        if probe not in (None, b"activator", b"queue"):
+            conn.fail(400, b"bad-probe", b"unexpected probe header value: " + probe)
+        elif self.draining():
+            conn.fail(503, b"draining", b"shutting down")
+        else:
+            conn.respond(200, b"activator")
