@@ -15,7 +15,7 @@ second of wall time):
 - **pods** (:class:`SimulatedPods`): a new replica count starts pods that
   become ready after ``--pod-start-delay``; a lower one removes pods at once,
   starting ones first, as a ReplicaSet does;
-- **the activator** (:class:`ActivatorModel`, reference 5.3): on the first
+- **the activator** (:class:`ActivatorModel`, reference 5.3, with zeroserve's burst pokes): on the first
   request for an idle revision it pushes a stat of concurrency 1 at once (the
   poke path of ``Multiscaler.record``), then every second the time-weighted
   average of the second just ended (less the 1 already reported), and it
@@ -225,36 +225,44 @@ class SimulatedQueueProxies(StatsScraper):
 
 
 class ActivatorModel:
-    """What one activator pushes for the revision (reference 5.3).
+    """What one zeroserve activator pushes for the revision (reference 5.3, plus burst pokes).
 
     The first request for a revision it has no entry for is reported at once
-    as concurrency 1 and one request; that 1 is taken off the first full
-    interval. The entry is dropped after an interval with no load, so the next
-    request is reported at once again.
+    as concurrency 1 and one request. While the revision has no ready replica,
+    more requests arriving are reported at once too (zeroserve's burst poke:
+    the in-flight count beyond what was already said). What the pokes said is
+    taken off the first full interval. The entry is dropped after an interval
+    with no load, so the next request is reported at once again.
     """
 
     NAME = "activator-sim"
 
     def __init__(self) -> None:
         self.tracking = False
-        self._reported_one = False
+        self._reported = 0.0
 
-    def first_request(self, concurrency: float) -> Stat | None:
-        """The immediate stat if requests arrive for an untracked revision."""
-        if self.tracking or concurrency <= 0:
-            return None
-        self.tracking = True
-        self._reported_one = True
-        return Stat(pod_name=self.NAME, average_concurrent_requests=1.0, request_count=1.0)
+    def pokes(self, concurrency: float, ready: int) -> list[Stat]:
+        """The immediate stats for this second's arrivals."""
+        out: list[Stat] = []
+        if concurrency <= 0:
+            return out
+        if not self.tracking:
+            self.tracking = True
+            self._reported = 1.0
+            out.append(Stat(pod_name=self.NAME, average_concurrent_requests=1.0, request_count=1.0))
+        if ready == 0 and concurrency > self._reported:
+            out.append(Stat(pod_name=self.NAME, average_concurrent_requests=concurrency - self._reported))
+            self._reported = concurrency
+        return out
 
     def close_interval(self, concurrency: float, rps: float) -> Stat | None:
         """The per-second report of the interval just ended, if the revision is tracked."""
         if not self.tracking:
             return None
         reported, count = concurrency, rps
-        if self._reported_one:
-            self._reported_one = False
-            reported, count = max(0.0, concurrency - 1), rps - 1  # the count is not floored
+        if self._reported:
+            reported, count = max(0.0, concurrency - self._reported), rps - 1  # the count is not floored
+            self._reported = 0.0
         if concurrency == 0:
             self.tracking = False  # idle, nothing in flight: the entry is deleted
         return Stat(pod_name=self.NAME, average_concurrent_requests=reported, request_count=count)
@@ -340,7 +348,7 @@ async def simulate_async(trace: Trace, settings: Settings) -> Run:
                 pods.advance(now)
                 prev_c, prev_r = (concurrency[s - 1], rps[s - 1]) if s else (0.0, 0.0)
                 for stat in (activator.close_interval(prev_c, prev_r),
-                             activator.first_request(concurrency[s])):
+                             *activator.pokes(concurrency[s], pods.ready)):
                     if stat is not None:
                         ms.record(KEY, stat)  # a poke applies a count at once
                         await _settle(ms)

@@ -59,40 +59,42 @@ def test_step_trace_runs_until_the_revision_has_settled(step_run: Run) -> None:
 
 def test_the_poke_scales_from_zero_without_waiting_for_a_tick(step_run: Run) -> None:
     at = step_run.timeline[31]
-    # The activator's immediate stat (concurrency 1) pokes the decider at t=31:
-    # ceil(1 / 70) = 1 pod, applied at once, ready 2 s later.
-    assert (at.desired, at.ready, at.starting) == (1, 0, 1)
-    assert step_run.timeline[33].ready == 1
+    # t=31, no tick: the activator's first stat (concurrency 1) pokes: 1 pod.
+    # No replica is ready, so its burst poke (the other 199) is decided at once
+    # too: ceil(200 / 70) = 3 pods, all applied at t=31 and ready at t=33.
+    assert (at.desired, at.ready, at.starting) == (3, 0, 3)
+    assert step_run.timeline[33].ready == 3
     summary = summarize(step_run)
     assert summary["cold_starts"] == [{"at_s": 31, "wait_s": 2, "requests": 4000.0}]  # 2 s x 2000 rps
 
 
 def test_step_up_enters_panic_and_reaches_the_needed_pods(step_run: Run) -> None:
-    # t=32: windows hold 1 (t=31, the poke) and 199 (the first full second less
-    # the 1 already reported): 100 -> want 2; 2 / max(1, 0 ready) >= 2 -> panic.
-    # t=34: (1 + 199 + 200 + 200) / 4 = 150 -> 3 pods, ready at t=36.
-    assert step_run.timeline[32].in_panic and not step_run.timeline[31].in_panic
-    assert step_run.scale_events[:3] == [(31, 0, 1), (32, 1, 2), (34, 2, 3)]
+    # t=31: want 3 over max(1, 0 ready) = 3 >= 2 -> panic at once. t=32: the
+    # windows hold 200 (t=31, the pokes) and 0 (the first full second less the
+    # 200 already reported): 100 -> want 2, 2 / 1 >= 2: still over the
+    # threshold; panic keeps the 3. From t=34 the 3 ready pods are enough.
+    assert step_run.timeline[31].in_panic
+    assert step_run.scale_events[:2] == [(31, 0, 1), (31, 1, 3)]
     summary = summarize(step_run)
     assert summary["shortfalls"] == [
-        {"at_s": 31, "cause": "load increase", "ready": 0, "needed": 3, "reached_after_s": 5,
+        {"at_s": 31, "cause": "load increase", "ready": 0, "needed": 3, "reached_after_s": 2,
          "caught_up": True},
     ]
-    # Over the threshold only at t=32 (then 3/2, 3/3): panic lasts until the
-    # first tick more than a stable window later, t=94 -> seconds 32..93.
-    assert summary["panic"] == {"seconds": 62, "episodes": 1}
+    # Over the threshold last at t=32: panic lasts until the first tick more
+    # than a stable window later, t=94 -> seconds 31..93.
+    assert summary["panic"] == {"seconds": 63, "episodes": 1}
 
 
 def test_after_the_load_stops_it_scales_down_then_to_zero(step_run: Run) -> None:
     # The stable average after t=150 is 200 x (210 - t) / 60: want 2 from t=168,
-    # 1 from t=190 (ticks), 0 at t=210. Active since t=34, so the gate turns
+    # 1 from t=190 (ticks), 0 at t=210. Active since t=33, so the gate turns
     # Inactive at once and applies 0 after the 30 s grace period.
-    assert step_run.scale_events[3:] == [(168, 3, 2), (190, 2, 1), (240, 1, 0)]
+    assert step_run.scale_events[2:] == [(168, 3, 2), (190, 2, 1), (240, 1, 0)]
     assert step_run.timeline[210].pa == "Inactive" and step_run.timeline[239].ready == 1
     assert 240 == 150 + 60 + 30  # drop + stable window + grace
     summary = summarize(step_run)
     assert summary["scale_to_zero_events"] == 1
-    assert summary["scale_events"] == {"total": 6, "up": 3, "down": 3}
+    assert summary["scale_events"] == {"total": 5, "up": 2, "down": 3}
 
 
 def test_step_pod_seconds_lie_between_need_and_the_peak_held_throughout(step_run: Run) -> None:
@@ -101,9 +103,8 @@ def test_step_pod_seconds_lie_between_need_and_the_peak_held_throughout(step_run
     at_most = 3 * (240 - 31)  # the peak from the first request until zero
     assert pods["needed_pod_seconds"] == needed
     assert needed <= pods["pod_seconds"] <= at_most
-    # Exactly, from the scale events: 1 pod for 1 s, 2 for 2 s, 3 for 134 s,
-    # 2 for 22 s, 1 for 50 s.
-    assert pods["pod_seconds"] == 1 + 2 * 2 + 3 * 134 + 2 * 22 + 50
+    # Exactly, from the scale events: 3 pods for 137 s, 2 for 22 s, 1 for 50 s.
+    assert pods["pod_seconds"] == 3 * 137 + 2 * 22 + 50
 
 
 # -- other behaviour -----------------------------------------------------------------------
