@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 from aiohttp import web
 
 from activator.app import Activator, Settings
@@ -272,3 +273,97 @@ async def _until(predicate, within: float = 10.0) -> None:  # type: ignore[no-un
     async with asyncio.timeout(within):
         while not predicate():
             await asyncio.sleep(0.01)
+
+
+async def test_streaming_and_websockets_pass_through_both_hops(tmp_path: Path) -> None:
+    import aiohttp
+
+    async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp, activator() as (act, url):
+        act.set_routes(route())
+        act.put_revision(RevisionInfo(V1))
+        act.set_endpoints(V1, [endpoint(qp)])
+        loop = asyncio.get_running_loop()
+        async with httpx.AsyncClient(timeout=10) as client:
+            async with client.stream("GET", url + "/sse?n=3&interval=0.5", headers={"Host": HOST}) as resp:
+                start, arrivals = loop.time(), []
+                async for line in resp.aiter_lines():
+                    if line.startswith("data:"):
+                        arrivals.append(loop.time() - start)
+            assert len(arrivals) == 3 and arrivals[0] < 0.3 and arrivals[2] > 0.8
+            body = b"x" * (5 << 20)
+            r = await client.post(url + "/sink", content=body, headers={"Host": HOST})
+            assert r.json()["bytes"] == len(body)
+        async with aiohttp.ClientSession() as s, s.ws_connect(url + "/ws", headers={"Host": HOST}) as ws:
+            await ws.send_str("ping")
+            assert (await ws.receive(timeout=5)).data == "echo: ping"
+
+
+async def test_revision_timeout_gives_504_from_the_activator(tmp_path: Path) -> None:
+    async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp, activator() as (act, url):
+        act.set_routes(route())
+        act.put_revision(RevisionInfo(V1, timeout_seconds=0.5))
+        act.set_endpoints(V1, [endpoint(qp)])
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.get(url + "/sleep?s=3", headers={"Host": HOST})
+        assert r.status_code == 504
+        assert r.headers["x-zeroserve-error"] == "activator; reason=timeout"
+        assert r.text == "activator request timeout\n"
+
+
+async def test_every_replica_unreachable_gives_502_after_bounded_retries(tmp_path: Path) -> None:
+    async with activator() as (act, url):
+        dead = []
+        for i in range(4):
+            async with run_app() as (p, _):
+                pass
+            dead.append(Endpoint(name=f"dead-{i}", host="127.0.0.1", port=p, stats_port=1, ready=True))
+        act.set_routes(route())
+        act.put_revision(RevisionInfo(V1, container_concurrency=1))
+        act.set_endpoints(V1, dead)
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.get(url + "/", headers={"Host": HOST})
+        assert r.status_code == 502
+        assert r.headers["x-zeroserve-error"] == "activator; reason=upstream-unreachable"
+
+
+async def test_prometheus_metrics_per_revision(tmp_path: Path) -> None:
+    async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp, activator() as (act, url):
+        act.set_routes(route())
+        act.put_revision(RevisionInfo(V1))
+        async with httpx.AsyncClient(timeout=10) as client:
+            first = asyncio.create_task(client.get(url + "/hello", headers={"Host": HOST}))
+            await _until(lambda: act.revisions.get(V1).throttler.queued == 1)  # type: ignore[union-attr]
+            act.set_endpoints(V1, [endpoint(qp)])
+            assert (await first).status_code == 200
+            await client.get(url + "/status/404", headers={"Host": HOST})
+            text = (await client.get(f"http://127.0.0.1:{act.ports['metrics_port']}/metrics")).text
+        lv = 'namespace_name="default",revision_name="hello-00001"'
+        assert ('zeroserve_activator_requests_total{namespace_name="default",response_code="200",'
+                'response_code_class="2xx",revision_name="hello-00001"} 1.0') in text
+        assert 'response_code="404"' in text
+        assert f"zeroserve_activator_cold_start_seconds_count{{{lv}}} 1.0" in text
+        assert f"zeroserve_activator_queue_wait_seconds_count{{{lv}}} 1.0" in text
+        assert f"zeroserve_activator_queued_requests_total{{{lv}}} 1.0" in text
+        assert f"zeroserve_activator_queue_length{{{lv}}} 0.0" in text
+        assert 'zeroserve_activator_budget{kind="limit"} 10000.0' in text
+
+
+async def test_shutdown_fails_health_then_finishes_in_flight_requests(tmp_path: Path) -> None:
+    async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp, activator() as (act, url):
+        act.set_routes(route())
+        act.put_revision(RevisionInfo(V1))
+        act.set_endpoints(V1, [endpoint(qp)])
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert (await client.get(url + "/", headers={"K-Network-Probe": "activator"})).text == "activator"
+            slow = [asyncio.create_task(client.get(url + "/sleep?s=1", headers={"Host": HOST})) for _ in range(5)]
+            await asyncio.sleep(0.2)
+            stopping = asyncio.create_task(act.shutdown(drain_seconds=0.3))
+            await asyncio.sleep(0.1)
+            probe = await client.get(url + "/", headers={"User-Agent": "kube-probe/1.31"})
+            assert probe.status_code == 503
+            assert probe.headers["x-zeroserve-error"] == "activator; reason=draining"
+            assert [r.status_code for r in await asyncio.gather(*slow)] == [200] * 5
+            await asyncio.wait_for(stopping, 10)
+        with pytest.raises(httpx.ConnectError):
+            async with httpx.AsyncClient() as fresh:
+                await fresh.get(url + "/", headers={"Host": HOST})
