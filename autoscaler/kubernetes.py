@@ -7,7 +7,8 @@ memory read; the one API call is the ``/scale`` patch that applies a decision.
 Names follow Knative: a revision ``r`` runs as Deployment ``r-deployment``; its pods are
 published by the private Service ``r-private``, whose EndpointSlices carry the Service's
 ``serving.knative.dev/revision`` label; ports are named ``http`` (or ``http2``, h2c) for
-the queue-proxy and ``http-autometric`` for its stats.
+the queue-proxy and ``http-autometric`` for its stats. The objects are mapped to
+``zeroserve.topology`` values by ``zeroserve.knative``, shared with the activator.
 
 Typical wiring (``python -m autoscaler``)::
 
@@ -25,12 +26,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 from autoscaler.model import Endpoint, RevisionInfo, RevisionKey, ScaleError
+from zeroserve.knative import (
+    CONFIGURATION_LABEL,
+    DEFAULT_STATS_PORT,
+    REVISION_LABEL,
+    ROUTING_STATE_LABEL,
+    SERVICE_LABEL,
+    SERVING_PORT_NAMES,
+    STATS_PORT_NAME,
+    deployment_name,
+    is_private_slice,
+    pod_started_at,
+    revision_info,
+    revision_key,
+    serving_port,
+    slice_endpoints,
+    slice_revision,
+)
 from zeroserve.kube import (
     DEPLOYMENTS,
     ENDPOINT_SLICES,
@@ -46,26 +63,28 @@ from zeroserve.kube import (
     object_key,
 )
 
+__all__ = [
+    "CONFIGURATION_LABEL",
+    "DEFAULT_STATS_PORT",
+    "REVISION_LABEL",
+    "ROUTING_STATE_LABEL",
+    "SERVICE_LABEL",
+    "SERVING_PORT_NAMES",
+    "STATS_PORT_NAME",
+    "KubeEndpoints",
+    "KubeReplicaScaler",
+    "KubeRevisionSource",
+    "KubernetesSources",
+    "deployment_name",
+    "pod_started_at",
+    "ready_addresses",
+    "revision_info",
+    "start_kubernetes_sources",
+]
+
 log = logging.getLogger(__name__)
 
-REVISION_LABEL = "serving.knative.dev/revision"
-SERVICE_LABEL = "serving.knative.dev/service"
-CONFIGURATION_LABEL = "serving.knative.dev/configuration"
-ROUTING_STATE_LABEL = "serving.knative.dev/routingState"
-SERVING_PORT_NAMES = ("http", "http2")
-STATS_PORT_NAME = "http-autometric"
-DEFAULT_STATS_PORT = 9090
-
 Obj = dict[str, Any]
-
-
-def deployment_name(revision: str) -> str:
-    return f"{revision}-deployment"
-
-
-def _revision_key(obj: Obj) -> RevisionKey:
-    namespace, name = object_key(obj)
-    return RevisionKey(namespace, name)
 
 
 class _CacheOwner:
@@ -89,40 +108,6 @@ class _CacheOwner:
 # ----- revisions ---------------------------------------------------------------------------
 
 
-def _number(obj: Obj, path: str, value: Any, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        # The CRD schema should prevent this; one bad field must not hide the revision.
-        log.warning("revision %s: %s is %r, not a number; using %g",
-                    "/".join(object_key(obj)), path, value, default)
-        return default
-    return float(value)
-
-
-def revision_info(obj: Obj) -> RevisionInfo:
-    """A ``serving.knative.dev/v1`` Revision as the autoscaler sees it."""
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    labels = meta.get("labels") or {}
-    return RevisionInfo(
-        key=_revision_key(obj),
-        container_concurrency=int(_number(
-            obj, "spec.containerConcurrency", spec.get("containerConcurrency"), 0)),
-        annotations=dict(meta.get("annotations") or {}),
-        # Knative labels a revision no route points at "reserve"; until the labeller has
-        # run there is no label, and such a revision counts as reachable (as upstream).
-        reachable=labels.get(ROUTING_STATE_LABEL) != "reserve",
-        service=labels.get(SERVICE_LABEL, ""),
-        configuration=labels.get(CONFIGURATION_LABEL, ""),
-        timeout_seconds=_number(obj, "spec.timeoutSeconds", spec.get("timeoutSeconds"), 300.0),
-        response_start_timeout_seconds=_number(
-            obj, "spec.responseStartTimeoutSeconds", spec.get("responseStartTimeoutSeconds"), 0.0),
-        idle_timeout_seconds=_number(
-            obj, "spec.idleTimeoutSeconds", spec.get("idleTimeoutSeconds"), 0.0),
-    )
-
-
 class KubeRevisionSource(_CacheOwner):
     """``RevisionSource`` from a watch of Revisions (all namespaces unless one is given)."""
 
@@ -139,7 +124,7 @@ class KubeRevisionSource(_CacheOwner):
 
     def _changed(self, kind: str, obj: Obj) -> None:
         infos = dict(self._infos)
-        key = _revision_key(obj)
+        key = revision_key(obj)
         if kind == "DELETED":
             infos.pop(key, None)
         else:
@@ -150,53 +135,11 @@ class KubeRevisionSource(_CacheOwner):
 # ----- endpoints ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Address:
-    pod: str
-    host: str
-    port: int
-    stats_port: int
-
-
-def ready_addresses(endpoint_slice: Obj) -> list[_Address]:
+def ready_addresses(endpoint_slice: Obj) -> list[Endpoint]:
     """The slice's endpoints that take traffic: ready (the API reads a missing ``ready``
-    as ready) and not terminating, on the queue-proxy's serving port."""
-    ports = {p.get("name"): p.get("port") for p in endpoint_slice.get("ports") or ()}
-    port = next((ports[n] for n in SERVING_PORT_NAMES if ports.get(n)), None)
-    if port is None:
-        log.warning("EndpointSlice %s has no port named %s; ignoring it",
-                    "/".join(object_key(endpoint_slice)), " or ".join(SERVING_PORT_NAMES))
-        return []
-    stats_port = ports.get(STATS_PORT_NAME) or DEFAULT_STATS_PORT
-    found = []
-    for endpoint in endpoint_slice.get("endpoints") or ():
-        conditions = endpoint.get("conditions") or {}
-        addresses = endpoint.get("addresses") or ()
-        if conditions.get("ready") is False or conditions.get("terminating") or not addresses:
-            continue
-        target = endpoint.get("targetRef") or {}
-        pod = target.get("name") if target.get("kind", "Pod") == "Pod" else None
-        found.append(_Address(pod or addresses[0], addresses[0], int(port), int(stats_port)))
-    return found
-
-
-def _unix_time(stamp: Any) -> float | None:
-    if not isinstance(stamp, str):
-        return None
-    try:
-        return datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
-        return None
-
-
-def pod_started_at(pod: Obj | None) -> float:
-    """Unix time a pod started (``status.startTime``, else its creation), 0 if unknown."""
-    if pod is None:
-        return 0.0
-    started = _unix_time((pod.get("status") or {}).get("startTime"))
-    if started is None:
-        started = _unix_time((pod.get("metadata") or {}).get("creationTimestamp"))
-    return started or 0.0
+    as ready) and not terminating, on the queue-proxy's serving port. Start times are
+    not known here (0): ``KubeEndpoints`` adds them from its Pod cache when read."""
+    return [e for e in slice_endpoints(endpoint_slice, {}) if e.ready]
 
 
 class KubeEndpoints(_CacheOwner):
@@ -207,7 +150,7 @@ class KubeEndpoints(_CacheOwner):
         self.pods = client.watch_cache(PODS, namespace, label_selector=REVISION_LABEL)
         self.caches = (self.slices, self.pods)
         # Slices are parsed once per change, not once per tick: revision -> slice -> ready.
-        self._ready: dict[RevisionKey, dict[ObjectKey, list[_Address]]] = {}
+        self._ready: dict[RevisionKey, dict[ObjectKey, list[Endpoint]]] = {}
         self._slice_revision: dict[ObjectKey, RevisionKey] = {}
         self.slices.on_change(self._slice_changed)
 
@@ -215,14 +158,13 @@ class KubeEndpoints(_CacheOwner):
         if not self.synced:
             return None
         merged: dict[str, Endpoint] = {}
-        for addresses in self._ready.get(key, {}).values():
-            for a in addresses:
+        for endpoints in self._ready.get(key, {}).values():
+            for e in endpoints:
                 # During a slice handover the same pod can briefly appear in two slices.
-                if a.pod not in merged:
-                    merged[a.pod] = Endpoint(
-                        name=a.pod, host=a.host, port=a.port, stats_port=a.stats_port,
-                        started_at=pod_started_at(self.pods.get(key.namespace, a.pod)),
-                    )
+                if e.name not in merged:
+                    # Start times are read now: a Pod may reach its cache after its slice.
+                    merged[e.name] = replace(
+                        e, started_at=pod_started_at(self.pods.get(key.namespace, e.name)))
         return sorted(merged.values(), key=lambda e: e.name)
 
     def _slice_changed(self, kind: str, obj: Obj) -> None:
@@ -233,10 +175,14 @@ class KubeEndpoints(_CacheOwner):
             by_slice.pop(slice_key, None)
             if not by_slice:
                 self._ready.pop(previous, None)
-        revision = ((obj.get("metadata") or {}).get("labels") or {}).get(REVISION_LABEL)
-        if kind == "DELETED" or not revision:
+        key = slice_revision(obj)
+        # Only the private Service's slices are replicas (the public one's
+        # may list activators).
+        if kind == "DELETED" or key is None or not is_private_slice(obj):
             return
-        key = RevisionKey(slice_key[0], revision)
+        if serving_port(obj) is None:
+            log.warning("EndpointSlice %s has no port named %s; ignoring it",
+                        "/".join(slice_key), " or ".join(SERVING_PORT_NAMES))
         self._slice_revision[slice_key] = key
         self._ready.setdefault(key, {})[slice_key] = ready_addresses(obj)
 
