@@ -22,6 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from zeroserve.http.exchange import Limits, Request, Timeouts
 from zeroserve.http.routes import RouteHandler
 from zeroserve.http.server import Server, ServerConnection
+from zeroserve.periodic import every
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
 from .handler import ActivatorHandler, TrustPolicy
@@ -144,18 +145,14 @@ class Activator:
             self._session = aiohttp.ClientSession()
             self.link = AutoscalerLink(s.autoscaler_url, self._session)
             self.link.start()
-        self._reporter = asyncio.get_running_loop().create_task(self._report(), name="activator-stats")
+        self._reporter = asyncio.get_running_loop().create_task(
+            every(REPORT_INTERVAL, self._report), name="activator-stats")
         return self.ports
 
-    async def _report(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            next_at += REPORT_INTERVAL
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            batch = self.stats.report(time.monotonic())
-            if batch is not None:
-                self._send(batch)
+    def _report(self) -> None:
+        batch = self.stats.report(time.monotonic())
+        if batch is not None:
+            self._send(batch)
 
     @property
     def in_flight(self) -> int:

@@ -48,9 +48,9 @@ from zeroserve.kube import (
     REVISIONS,
     ROUTES,
     KubeClient,
-    KubeError,
     ObjectKey,
     WatchCache,
+    not_synced,
     object_key,
 )
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route
@@ -188,13 +188,7 @@ class KubeActivatorSources:
                 # background and the state is applied whenever the API answers.
                 await asyncio.shield(self._task)
         except TimeoutError:
-            pending = [
-                f"{cache}" + (f" ({cache.last_error})" if cache.last_error else "")
-                for cache in self.caches if not cache.synced.is_set()
-            ]
-            raise KubeError(
-                f"Kubernetes caches not synced within {timeout:g}s: {'; '.join(pending)}"
-            ) from None
+            raise not_synced(self.caches, timeout) from None
 
     async def __aenter__(self) -> KubeActivatorSources:
         self.start()

@@ -60,6 +60,7 @@ from zeroserve.kube import (
     ObjectKey,
     Unavailable,
     WatchCache,
+    not_synced,
     object_key,
 )
 
@@ -263,13 +264,7 @@ class KubernetesSources:
                 for cache in self.caches:
                     await cache.synced.wait()
         except TimeoutError:
-            pending = [
-                f"{cache}" + (f" ({cache.last_error})" if cache.last_error else "")
-                for cache in self.caches if not cache.synced.is_set()
-            ]
-            raise KubeError(
-                f"Kubernetes caches not synced within {timeout:g}s: {'; '.join(pending)}"
-            ) from None
+            raise not_synced(self.caches, timeout) from None
 
     async def __aenter__(self) -> KubernetesSources:
         self.start()

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from zeroserve.periodic import every
 from zeroserve.stats import Stat
 
 from .collector import MetricCollector
@@ -281,32 +282,17 @@ class Multiscaler:
         self.sync(self.clock())
         loop = asyncio.get_running_loop()
         self._loops = [
-            loop.create_task(self._every(SCRAPE_INTERVAL, self._scrape_once), name="autoscaler-scrape"),
-            loop.create_task(self._every(TICK_INTERVAL, self._tick_once), name="autoscaler-tick"),
+            loop.create_task(every(SCRAPE_INTERVAL, self._scrape_once), name="autoscaler-scrape"),
+            loop.create_task(every(TICK_INTERVAL, self._tick_once), name="autoscaler-tick"),
         ]
 
     async def _scrape_once(self) -> None:
         await self.scrape(self.clock())
 
-    async def _tick_once(self) -> None:
+    def _tick_once(self) -> None:
         now = self.clock()
         self.sync(now)
         self.tick(now)
-
-    async def _every(self, interval: float, step: Callable[[], object]) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            try:
-                result = step()
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:
-                log.exception("autoscaler loop step failed")
-            if loop.time() > next_at + interval:
-                next_at = loop.time()  # fell behind: do not try to catch up in a burst
 
     async def stop(self) -> None:
         for t in self._loops:

@@ -18,6 +18,7 @@ from zeroserve.http.exchange import Request, Timeouts
 from zeroserve.http.routes import RouteHandler
 from zeroserve.http.server import Server, ServerConnection
 from zeroserve.http.upstream import UpstreamPool
+from zeroserve.periodic import every
 from zeroserve.stats import RequestStats, Stat
 
 from .config import Settings
@@ -105,18 +106,14 @@ class QueueProxy:
             "metrics_port": await self.stats_server.listen(addr, s.metrics_port),
             "user_metrics_port": await self.prom_server.listen(addr, s.user_metrics_port),
         }
-        self._reporter = asyncio.get_running_loop().create_task(self._report(), name="stats-reporter")
+        self._reporter = asyncio.get_running_loop().create_task(
+            every(REPORT_INTERVAL, self._report), name="stats-reporter")
         return self.ports
 
     # -- stats ------------------------------------------------------------
 
-    async def _report(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            next_at += REPORT_INTERVAL
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            self.report(time.monotonic())
+    def _report(self) -> None:
+        self.report(time.monotonic())
 
     def report(self, now: float) -> Stat:
         """Close a stats interval; the result is what ``:9090/metrics`` serves."""

@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -489,6 +489,16 @@ class KubeClient:
 
 
 # ----- watch cache -------------------------------------------------------------------------
+
+
+def not_synced(caches: Iterable[WatchCache], timeout: float) -> KubeError:
+    """The error for caches that did not list within ``timeout``: each one and why
+    (RBAC, a missing CRD, an unreachable API)."""
+    pending = [
+        f"{cache}" + (f" ({cache.last_error})" if cache.last_error else "")
+        for cache in caches if not cache.synced.is_set()
+    ]
+    return KubeError(f"Kubernetes caches not synced within {timeout:g}s: {'; '.join(pending)}")
 
 
 class Backoff:
