@@ -12,10 +12,10 @@ import sys
 import uvloop
 
 from zeroserve import kube
+from zeroserve.autoscaling.config import AutoscalerConfig
 from zeroserve.envconfig import ConfigError
 
 from .app import Autoscaler, Settings
-from .config import AutoscalerConfig
 
 
 def parse_args(argv: list[str]) -> Settings:

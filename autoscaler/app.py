@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from zeroserve import kube
+from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
 
-from .config import AutoscalerConfig, DeploymentConfig
 from .kubernetes import KubernetesSources
 from .metrics import AutoscalerCollector
 from .multiscaler import Multiscaler

@@ -26,16 +26,22 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from zeroserve.autoscaling.annotations import RevisionAutoscaling
+from zeroserve.autoscaling.config import (
+    SCRAPE_INTERVAL,
+    TICK_INTERVAL,
+    AutoscalerConfig,
+    DeploymentConfig,
+)
 from zeroserve.periodic import every
 from zeroserve.stats import Stat
 
 from .collector import MetricCollector
-from .config import SCRAPE_INTERVAL, TICK_INTERVAL, AutoscalerConfig, DeploymentConfig
 from .decider import Decider, DeciderSpec
 from .model import PodSource, ReplicaScaler, RevisionInfo, RevisionKey, RevisionSource, ScaleError
 from .scaler import PodAutoscalerState, ScaleDecision, scale_step
 from .scraper import ScrapeError, StatsScraper
-from .spec import RevisionAutoscaling, decider_spec
+from .spec import decider_spec
 
 log = logging.getLogger(__name__)
 

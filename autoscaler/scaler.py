@@ -22,8 +22,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from autoscaler.config import AutoscalerConfig
-from autoscaler.spec import RevisionAutoscaling
+from zeroserve.autoscaling.annotations import RevisionAutoscaling
+from zeroserve.autoscaling.config import AutoscalerConfig
 
 ACTIVATION_TIMEOUT_MARGIN = 30.0
 """Seconds added to the progress deadline before a stuck activation gives up."""

@@ -55,16 +55,17 @@ from typing import Any
 import aiohttp
 import yaml
 
+from zeroserve.autoscaling.annotations import RevisionAutoscaling
+from zeroserve.autoscaling.config import TICK_INTERVAL, AutoscalerConfig, ConfigError
+from zeroserve.configmap import parse_duration, parse_int32
 from zeroserve.stats import Stat
 
-from .config import TICK_INTERVAL, AutoscalerConfig, ConfigError
-from .configmap import parse_duration, parse_int32
 from .decider import DeciderSpec
 from .local import InMemoryCluster
 from .model import Endpoint, RevisionInfo, RevisionKey
 from .multiscaler import Multiscaler, RevisionScaler
 from .scraper import StatsScraper
-from .spec import RevisionAutoscaling, decider_spec
+from .spec import decider_spec
 from .traces import CONCURRENCY, GENERATOR_HELP, RPS, Trace, TraceError, generate, read_csv
 
 # Simulated Unix time of trace second 0. Even, so the 2 s ticks fall on even

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoscaler.configmap import parse_float
+from zeroserve.configmap import parse_float
 
 CONCURRENCY = "concurrency"
 RPS = "rps"

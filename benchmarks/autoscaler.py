@@ -17,10 +17,10 @@ import random
 import statistics
 import time
 
-from autoscaler.config import AutoscalerConfig
 from autoscaler.local import InMemoryCluster
 from autoscaler.model import Endpoint, RevisionInfo, RevisionKey
 from autoscaler.multiscaler import Multiscaler
+from zeroserve.autoscaling.config import AutoscalerConfig
 from zeroserve.stats import Stat
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.aggregation import TimedBuckets, WeightedBuckets, panic_window, smoothing_alpha
+from autoscaler.aggregation import TimedBuckets, WeightedBuckets, smoothing_alpha
+from zeroserve.autoscaling.config import panic_window
 
 EXAMPLE_1 = [(100.0, 10.0), (101.0, 20.0), (102.0, 30.0)]
 EXAMPLE_2 = [(100.0 + i, v) for i, v in enumerate([10.0, 20.0, 30.0, 0.0, 40.0, 50.0, 60.0])]

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from autoscaler.config import AutoscalerConfig
 from autoscaler.local import InMemoryCluster
 from autoscaler.model import Endpoint, RevisionInfo, RevisionKey
 from autoscaler.multiscaler import Multiscaler
+from zeroserve.autoscaling.config import AutoscalerConfig
 from zeroserve.stats import Stat
 
 KEY = RevisionKey("default", "hello-00001")

@@ -7,7 +7,6 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from autoscaler.config import AutoscalerConfig
 from autoscaler.scaler import (
     NO_TRAFFIC,
     QUEUED,
@@ -20,7 +19,8 @@ from autoscaler.scaler import (
     next_condition,
     scale_step,
 )
-from autoscaler.spec import RevisionAutoscaling
+from zeroserve.autoscaling.annotations import RevisionAutoscaling
+from zeroserve.autoscaling.config import AutoscalerConfig
 
 A = "autoscaling.knative.dev/"
 ACTIVATING, ACTIVE, INACTIVE = Activity.ACTIVATING, Activity.ACTIVE, Activity.INACTIVE

@@ -9,13 +9,13 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from autoscaler.config import AutoscalerConfig
 from autoscaler.local import InMemoryCluster
 from autoscaler.model import Endpoint, RevisionInfo, RevisionKey
 from autoscaler.multiscaler import Multiscaler
 from autoscaler.scraper import StatsScraper
 from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
+from zeroserve.autoscaling.config import AutoscalerConfig
 
 KEY = RevisionKey("default", "hello-00001")
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.config import AutoscalerConfig
 from autoscaler.simulate import (
     PLOT_HINT,
     TIMELINE_COLUMNS,
@@ -30,6 +29,7 @@ from autoscaler.simulate import (
     summarize,
 )
 from autoscaler.traces import Trace, TraceError, generate, parse_csv, read_csv
+from zeroserve.autoscaling.config import AutoscalerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP_CSV = ROOT / "examples" / "traces" / "step.csv"

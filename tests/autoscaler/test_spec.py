@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from autoscaler.config import AutoscalerConfig, ConfigError, DeploymentConfig
 from autoscaler.decider import DeciderSpec
-from autoscaler.spec import RevisionAutoscaling, decider_spec
+from autoscaler.spec import decider_spec
+from zeroserve.autoscaling.annotations import RevisionAutoscaling
+from zeroserve.autoscaling.config import AutoscalerConfig, ConfigError, DeploymentConfig
 
 A = "autoscaling.knative.dev/"
 DEFAULT = AutoscalerConfig()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.configmap import (
+from zeroserve.configmap import (
     ValueReader,
     parse_bool,
     parse_duration,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.config import AutoscalerConfig, ConfigError, DeploymentConfig
+from zeroserve.autoscaling.config import AutoscalerConfig, ConfigError, DeploymentConfig
 from zeroserve.envconfig import ConfigError as CoreConfigError
 
 

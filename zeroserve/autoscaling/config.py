@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from autoscaler.configmap import (
+from zeroserve.configmap import (
     ValueReader,
     parse_bool,
     parse_duration,
@@ -288,3 +288,18 @@ def _valid_burst_capacity(x: float) -> bool:
 
 def _valid_window(seconds: float) -> bool:
     return WINDOW_MIN <= seconds <= WINDOW_MAX
+
+def panic_window(stable_window: float, panic_window_percentage: float) -> float:
+    """Length in seconds of the panic window: a share of the stable window.
+
+    Rounded to whole seconds (halves away from zero) and at least one second.
+    """
+    if not stable_window > 0:
+        raise ValueError(f"stable_window={stable_window!r}: must be > 0")
+    if not panic_window_percentage > 0:
+        raise ValueError(f"panic_window_percentage={panic_window_percentage!r}: must be > 0")
+    # Work in whole nanoseconds as upstream's durations do, so a product that is
+    # a hair under a half second in float seconds still rounds the same way.
+    nanos = int(round(stable_window * 1e9) * panic_window_percentage / 100)
+    seconds = (nanos + 500_000_000) // 1_000_000_000
+    return float(max(1, seconds))

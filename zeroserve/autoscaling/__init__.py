@@ -1,0 +1,1 @@
+"""Autoscaling settings shared by the controller (validation) and the autoscaler: config-autoscaler and revision annotations."""
