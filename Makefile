@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint typecheck pytest bench-queueproxy clean
+.PHONY: up test lint typecheck pytest bench-queueproxy bench-activator clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ pytest: $(STAMP)
 # Queue-proxy vs direct vs nginx on loopback (~2 min; BENCH_ARGS=--quick for ~30 s).
 bench-queueproxy: $(STAMP)
 	$(PY) -m benchmarks.queueproxy $(BENCH_ARGS)
+
+# Activator warm path (vs queue-proxy and direct) and 10,000 held requests (~2 min; --quick ~30 s).
+bench-activator: $(STAMP)
+	$(PY) -m benchmarks.activator $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

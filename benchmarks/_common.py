@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -602,3 +603,111 @@ def machine_summary(packages: Sequence[str]) -> list[tuple[str, str]]:
         ("python", f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"),
         ("packages", ", ".join(f"{p} {package_version(p)}" for p in packages)),
     ]
+
+
+# ------------------------------------------------------------------ zeroserve processes
+# (used by benchmarks/activator.py; additive helpers, nothing above depends on them)
+
+
+# Environment variables of the queue-proxy; inherited ones are dropped so that
+# the caller's shell cannot change what is measured.
+QUEUE_PROXY_ENV_PREFIXES = ("SERVING_", "QUEUE_", "USER_", "REVISION_", "CONTAINER_", "DRAIN_")
+
+
+def queue_proxy_env(backend_port: int, container_concurrency: int = 0,
+                    base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of ``python -m queueproxy`` in front of ``backend_port``:
+    every port of its own is 0 (it binds free ones and prints them)."""
+    src = os.environ if base is None else base
+    env = {k: v for k, v in src.items() if not k.startswith(QUEUE_PROXY_ENV_PREFIXES)}
+    env.update({
+        "SERVING_NAMESPACE": "default", "SERVING_CONFIGURATION": "hello",
+        "SERVING_REVISION": "hello-00001", "SERVING_POD": "hello-pod",
+        "SERVING_POD_IP": "127.0.0.1", "CONTAINER_CONCURRENCY": str(container_concurrency),
+        "QUEUE_SERVING_PORT": "0", "QUEUE_ADMIN_PORT": "0", "QUEUE_METRICS_PORT": "0",
+        "USER_METRICS_PORT": "0", "USER_PORT": str(backend_port),
+        "REVISION_TIMEOUT_SECONDS": "300", "QUEUE_BIND_ADDRESS": "127.0.0.1",
+        "DRAIN_QUIET_PERIOD_SECONDS": "0",
+    })
+    return env
+
+
+def wait_json_line(server: Server, key: str, value: str, timeout: float = 20.0) -> dict[str, object]:
+    """The first JSON object line of ``server``'s stdout with ``{key: value}``
+    (how the queue-proxy and the activator runner report their bound ports)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        server.ensure_alive()
+        with contextlib.suppress(OSError):
+            for line in server.stdout_path.read_text(errors="replace").splitlines():
+                try:
+                    info = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(info, dict) and info.get(key) == value:
+                    return info
+        if time.monotonic() > deadline:
+            raise BenchError(f"{server.name} printed no {{{key!r}: {value!r}}} line in "
+                             f"{timeout:.0f} s:\n{server.log_tail()}")
+        time.sleep(0.05)
+
+
+def http_get_headers(url: str, headers: Mapping[str, str], timeout: float = 2.0) -> tuple[int, bytes]:
+    """``http_get`` with request headers (e.g. ``Host``)."""
+    req = urllib.request.Request(url, headers=dict(headers))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return int(r.status), r.read()
+    except urllib.error.HTTPError as e:
+        return int(e.code), e.read()
+
+
+_PROM_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)")
+_PROM_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def prometheus_sum(text: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+    """Sum of the samples named exactly ``name`` (Prometheus text format) whose
+    labels include ``labels``; None when there is no such sample."""
+    total: float | None = None
+    for line in text.splitlines():
+        m = _PROM_LINE.match(line)
+        if not m or m.group(1) != name:
+            continue
+        if labels:
+            have = dict(_PROM_LABEL.findall(m.group(2) or ""))
+            if any(have.get(k) != v for k, v in labels.items()):
+                continue
+        total = (total or 0.0) + float(m.group(3))
+    return total
+
+
+def vm_rss_kib(pid: int) -> int | None:
+    """Resident memory of a process (VmRSS of /proc/PID/status), KiB; None if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def raise_nofile(need: int) -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE's soft limit to the hard one (children inherit it);
+    when the hard limit is under ``need`` and we may (root), raise it to
+    ``need`` (at most fs.nr_open). Returns the (soft, hard) limits now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        nr_open = need
+        with contextlib.suppress(OSError, ValueError):
+            nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, nr_open), min(need, nr_open)))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft, hard
