@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+import aiohttp
 import uvloop
 
 from zeroserve import kube
 
 from .app import Activator, Settings
 from .kubernetes import KubeActivatorSources
+from .local import LocalControlSources
 
 log = logging.getLogger("activator")
 
@@ -52,6 +54,8 @@ class KubeOptions:
     activator takes every replica rather than its share)."""
     sync_timeout: float = 60.0
     """Seconds to wait at start for every watch cache to list."""
+    control: str | None = None
+    """Local mode: ``zeroserve up``'s control API instead of Kubernetes."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -144,6 +148,8 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
                    help=f"after SIGTERM, how long health checks fail before the listeners "
                         f"close (default {d.drain_seconds:g})")
     o = KubeOptions()
+    p.add_argument("--control", metavar="URL",
+                   help="local mode: follow zeroserve up's control API at URL instead of Kubernetes")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
     p.add_argument("--namespace", help="watch Knative objects in this namespace only (default: all)")
     p.add_argument("--system-namespace", default=o.system_namespace,
@@ -164,12 +170,51 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
     options = KubeOptions(
         kubeconfig=args.kubeconfig, namespace=args.namespace,
         system_namespace=args.system_namespace, activator_service=args.activator_service,
-        pod_ip=args.pod_ip, sync_timeout=args.sync_timeout,
+        pod_ip=args.pod_ip, sync_timeout=args.sync_timeout, control=args.control,
     )
     return settings, options
 
 
+async def serve_until_signal(activator: Activator, settings: Settings) -> None:
+    """Print the bound ports, wait for SIGTERM/SIGINT, drain."""
+    print(json.dumps({"activator": "listening", **activator.ports, "pod": settings.pod_name}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: draining for %gs", settings.drain_seconds)
+    # The sources keep running while draining: requests still waiting for a replica
+    # need endpoint updates to get one.
+    await activator.shutdown()
+
+
+async def run_local(settings: Settings, options: KubeOptions) -> int:
+    assert options.control is not None
+    activator = Activator(settings)
+    async with aiohttp.ClientSession() as session:
+        sources = LocalControlSources(options.control, activator, session)
+        drained = False
+        try:
+            sources.start()
+            try:
+                await asyncio.wait_for(sources.follower.synced.wait(), options.sync_timeout)
+                await activator.start()
+            except (TimeoutError, OSError) as e:
+                print(f"activator: cannot start: {e or 'the control API did not answer in time'}", file=sys.stderr)
+                return 1
+            await serve_until_signal(activator, settings)
+            drained = True
+            return 0
+        finally:
+            if not drained:
+                await activator.close()
+            await sources.stop()
+
+
 async def run(settings: Settings, options: KubeOptions) -> int:
+    if options.control:
+        return await run_local(settings, options)
     try:
         client = await kube.connect(options.kubeconfig)
     except kube.KubeError as e:
@@ -190,16 +235,8 @@ async def run(settings: Settings, options: KubeOptions) -> int:
         except (kube.KubeError, OSError) as e:
             print(f"activator: cannot start: {e}", file=sys.stderr)
             return 1
-        print(json.dumps({"activator": "listening", **ports, "pod": settings.pod_name}), flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("stopping: draining for %gs", settings.drain_seconds)
-        # The caches keep running while draining: requests still waiting for a replica
-        # need endpoint updates to get one.
-        await activator.shutdown()
+        del ports
+        await serve_until_signal(activator, settings)
         drained = True
         return 0
     finally:

@@ -15,11 +15,13 @@ from zeroserve import kube
 from zeroserve.autoscaling.config import AutoscalerConfig
 from zeroserve.envconfig import ConfigError
 
-from .app import Autoscaler, Settings
+from .app import Autoscaler, LocalAutoscaler, Settings
 
 
 def parse_args(argv: list[str]) -> Settings:
     p = argparse.ArgumentParser(prog="python -m autoscaler", description=__doc__)
+    p.add_argument("--control", metavar="URL",
+                   help="local mode: follow zeroserve up's control API at URL instead of Kubernetes")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
     p.add_argument("--namespace", help="watch only this namespace (default: all)")
     p.add_argument("--system-namespace", default="knative-serving",
@@ -37,12 +39,44 @@ def parse_args(argv: list[str]) -> Settings:
         if not sep or not key:
             p.error(f"--config {item!r}: expected KEY=VALUE")
         overrides[key] = value
-    return Settings(kubeconfig=args.kubeconfig, namespace=args.namespace, system_namespace=args.system_namespace,
+    return Settings(control=args.control, kubeconfig=args.kubeconfig, namespace=args.namespace, system_namespace=args.system_namespace,
                     host=args.host, port=args.port, metrics_port=args.metrics_port, overrides=overrides,
                     sync_timeout=args.sync_timeout)
 
 
+async def run_local(settings: Settings) -> int:
+    assert settings.control is not None
+    autoscaler = LocalAutoscaler(settings, settings.control)
+    try:
+        try:
+            await autoscaler.start()
+        except (OSError, TimeoutError, ConfigError) as e:
+            print(f"autoscaler: cannot start: {e or 'the control API did not answer in time'}", file=sys.stderr)
+            return 1
+        return await serve_until_signal(autoscaler.ports)
+    finally:
+        await autoscaler.stop()
+
+
+async def serve_until_signal(ports: dict[str, int]) -> int:
+    print(json.dumps({"autoscaler": "listening", **ports}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("autoscaler").info("stopping")
+    return 0
+
+
 async def run(settings: Settings) -> int:
+    if settings.control:
+        try:
+            AutoscalerConfig.from_mapping(dict(settings.overrides))
+        except ConfigError as e:
+            print(f"autoscaler: {e}", file=sys.stderr)
+            return 1
+        return await run_local(settings)
     try:
         AutoscalerConfig.from_mapping(dict(settings.overrides))  # fail fast on a bad --config
         client = await kube.connect(settings.kubeconfig)
@@ -56,14 +90,7 @@ async def run(settings: Settings) -> int:
         except (kube.KubeError, OSError, TimeoutError) as e:
             print(f"autoscaler: cannot start: {e}", file=sys.stderr)
             return 1
-        print(json.dumps({"autoscaler": "listening", **autoscaler.ports}), flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        logging.getLogger("autoscaler").info("stopping")
-        return 0
+        return await serve_until_signal(autoscaler.ports)
     finally:
         await autoscaler.stop()
         await client.close()

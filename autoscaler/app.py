@@ -10,6 +10,7 @@ ignored (the last good one stays, as upstream rejects a bad map whole).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from zeroserve import kube
 from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
+from zeroserve.local.protocol import Snapshot
 
 from .kubernetes import KubernetesSources
+from .local import ControlPlaneCluster
 from .metrics import AutoscalerCollector
 from .multiscaler import Multiscaler
 from .scraper import StatsScraper
@@ -36,6 +39,8 @@ log = logging.getLogger("autoscaler")
 class Settings:
     """Command-line settings (see ``python -m autoscaler --help``)."""
 
+    control: str | None = None
+    """Local mode: ``zeroserve up``'s control API instead of Kubernetes."""
     kubeconfig: str | None = None
     namespace: str | None = None
     """Watch only this namespace (default: all)."""
@@ -50,7 +55,30 @@ class Settings:
     sync_timeout: float = 60.0
 
 
+async def serve(ms: Multiscaler, registry: CollectorRegistry, host: str, port: int,
+                metrics_port: int) -> tuple[list[web.AppRunner], dict[str, int]]:
+    """The stats websocket and the Prometheus endpoint of ``ms``; returns the runners and bound ports."""
+    registry.register(AutoscalerCollector(ms))
+    stats = StatServer(ms.record)
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    metrics = web.Application()
+    metrics.router.add_get("/metrics", metrics_handler)
+    runners, ports = [], {}
+    for name, app, p in (("port", stats.app, port), ("metrics_port", metrics, metrics_port)):
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+        await runner.setup()
+        await web.TCPSite(runner, host, p).start()
+        runners.append(runner)
+        ports[name] = runner.addresses[0][1]
+    return runners, ports
+
+
 class Autoscaler:
+    """Kubernetes mode."""
+
     def __init__(self, settings: Settings, client: kube.KubeClient) -> None:
         self.settings = settings
         self.client = client
@@ -77,21 +105,8 @@ class Autoscaler:
                          pods=self.sources.endpoints, scaler=self.sources.scaler,
                          scraper=StatsScraper(self.session))
         self.multiscaler = ms
-        self.registry.register(AutoscalerCollector(ms))
-        stats = StatServer(ms.record)
-        metrics = web.Application()
-        metrics.router.add_get("/metrics", self._metrics)
-        for name, app, port in (("port", stats.app, s.port), ("metrics_port", metrics, s.metrics_port)):
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
-            await runner.setup()
-            site = web.TCPSite(runner, s.host, port)
-            await site.start()
-            self.runners.append(runner)
-            self.ports[name] = runner.addresses[0][1]
+        self.runners, self.ports = await serve(ms, self.registry, s.host, s.port, s.metrics_port)
         await ms.start()
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def _config_changed(self, kind: str, obj: dict[str, Any]) -> None:
         if obj.get("metadata", {}).get("name") in ("config-autoscaler", "config-deployment"):
@@ -124,3 +139,59 @@ class Autoscaler:
             await self.session.close()
         await self.config_cache.stop()
         await self.sources.stop()
+
+
+class LocalAutoscaler:
+    """Local mode: revisions, pods and replica counts through ``zeroserve up``'s control API;
+    config-autoscaler and config-deployment come with its state snapshots."""
+
+    def __init__(self, settings: Settings, control_url: str) -> None:
+        self.settings = settings
+        self.control_url = control_url
+        self.registry = CollectorRegistry()
+        self.session: aiohttp.ClientSession | None = None
+        self.cluster: ControlPlaneCluster | None = None
+        self.multiscaler: Multiscaler | None = None
+        self.runners: list[web.AppRunner] = []
+        self.ports: dict[str, int] = {}
+        self._config_data: tuple[dict[str, str], dict[str, str]] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.cluster = ControlPlaneCluster(self.control_url, self.session, self._snapshot)
+        self.cluster.start()
+        await asyncio.wait_for(self.cluster.follower.synced.wait(), s.sync_timeout)
+        config, deployment = self._configs(self.cluster.snapshot)
+        ms = Multiscaler(config=config, deployment=deployment, revisions=self.cluster, pods=self.cluster,
+                         scaler=self.cluster, scraper=StatsScraper(self.session))
+        self.multiscaler = ms
+        self.runners, self.ports = await serve(ms, self.registry, s.host, s.port, s.metrics_port)
+        await ms.start()
+
+    def _configs(self, snap: Snapshot) -> tuple[AutoscalerConfig, DeploymentConfig]:
+        data = {**snap.autoscaler_config, **self.settings.overrides}
+        self._config_data = (data, dict(snap.deployment_config))
+        return AutoscalerConfig.from_mapping(data), DeploymentConfig.from_mapping(snap.deployment_config)
+
+    def _snapshot(self, snap: Snapshot) -> None:
+        data = ({**snap.autoscaler_config, **self.settings.overrides}, dict(snap.deployment_config))
+        if self.multiscaler is None or data == self._config_data:
+            return
+        try:
+            config, deployment = self._configs(snap)
+        except ValueError as e:
+            log.error("ignoring the new configuration, keeping the last good one: %s", e)
+            return
+        self.multiscaler.update_config(config, deployment)
+        log.info("configuration updated")
+
+    async def stop(self) -> None:
+        if self.multiscaler is not None:
+            await self.multiscaler.stop()
+        for runner in self.runners:
+            await runner.cleanup()
+        if self.cluster is not None:
+            await self.cluster.stop()
+        if self.session is not None:
+            await self.session.close()

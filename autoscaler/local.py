@@ -1,14 +1,19 @@
-"""An in-process cluster: revisions, pods and replica counts held in memory.
+"""Local sources of the multiscaler: in memory (tests, the simulator) and ``zeroserve up``.
 
-It implements the three sources the multiscaler reads (``RevisionSource``,
-``PodSource``, ``ReplicaScaler``) with no I/O. Tests use it directly; the
-local runtime keeps its own state and can wrap or replace it. ``on_scale``
-lets the owner react to a new replica count (start or stop replicas).
+``InMemoryCluster`` implements the three sources the multiscaler reads
+(``RevisionSource``, ``PodSource``, ``ReplicaScaler``) with no I/O; tests and
+the simulator use it, and ``on_scale`` lets its owner react to a new replica
+count. ``ControlPlaneCluster`` implements them over ``zeroserve up``'s control
+API: state snapshots in (long-poll), replica counts out (``POST /v1/scale``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+
+import aiohttp
+
+from zeroserve.local.protocol import ScaleRequestError, Snapshot, StateFollower, post_scale
 
 from .model import Endpoint, RevisionInfo, RevisionKey, ScaleError
 
@@ -64,3 +69,48 @@ class InMemoryCluster:
         self._replicas[key] = replicas
         if self.on_scale is not None:
             self.on_scale(key, replicas)
+
+
+class ControlPlaneCluster:
+    """The multiscaler's sources in local mode (see the module docstring)."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession,
+                 on_snapshot: Callable[[Snapshot], None] | None = None) -> None:
+        self.url = url
+        self.session = session
+        self.snapshot = Snapshot(version=-1)
+        self._on_snapshot = on_snapshot
+        self.follower = StateFollower(url, session, self._apply)
+        self._scaled: dict[RevisionKey, int] = {}
+
+    def _apply(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self._scaled.clear()
+        if self._on_snapshot is not None:
+            self._on_snapshot(snapshot)
+
+    def start(self) -> None:
+        self.follower.start()
+
+    async def stop(self) -> None:
+        await self.follower.stop()
+
+    def revisions(self) -> Mapping[RevisionKey, RevisionInfo]:
+        return self.snapshot.revisions
+
+    def ready_pods(self, key: RevisionKey) -> list[Endpoint] | None:
+        if key not in self.snapshot.revisions:
+            return None
+        return [e for e in self.snapshot.endpoints.get(key, ()) if e.ready]
+
+    def current_scale(self, key: RevisionKey) -> int | None:
+        # A count this process applied is in force before the next snapshot says so.
+        scaled = self._scaled.get(key)
+        return scaled if scaled is not None else self.snapshot.replicas.get(key)
+
+    async def set_scale(self, key: RevisionKey, replicas: int) -> None:
+        try:
+            await post_scale(self.session, self.url, key, replicas)
+        except ScaleRequestError as e:
+            raise ScaleError(str(e)) from None
+        self._scaled[key] = replicas

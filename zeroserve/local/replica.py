@@ -60,6 +60,8 @@ class ReplicaSpec:
     drain_quiet_period: float = 30.0
     serving_port: int = 0
     host: str = "127.0.0.1"
+    working_dir: str | None = None
+    """The app's working directory (default: zeroserve's own)."""
 
 
 class ReplicaError(RuntimeError):
@@ -131,6 +133,7 @@ class Replica:
             self.app = await asyncio.create_subprocess_exec(
                 *self.spec.command,
                 env=self.app_env(),
+                cwd=self.spec.working_dir,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=self._log_file("app"),
                 stderr=asyncio.subprocess.STDOUT if self.log_dir else asyncio.subprocess.DEVNULL,

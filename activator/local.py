@@ -1,0 +1,56 @@
+"""The activator's sources in local mode: ``zeroserve up``'s control API.
+
+Each new state snapshot is pushed into the activator through its four
+control-plane calls, sending only what changed (endpoint lists are compared
+per revision), so replicas that come up reach the activator within one
+long-poll answer of the runtime seeing them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import aiohttp
+
+from zeroserve.local.protocol import Snapshot, StateFollower
+from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
+
+from .app import Activator
+from .routing import RoutingTable
+
+log = logging.getLogger(__name__)
+
+
+class LocalControlSources:
+    def __init__(self, url: str, activator: Activator, session: aiohttp.ClientSession) -> None:
+        self.activator = activator
+        self.follower = StateFollower(url, session, self.apply)
+        self._revisions: Mapping[RevisionKey, RevisionInfo] = {}
+        self._endpoints: dict[RevisionKey, tuple[Endpoint, ...]] = {}
+        self._routes: tuple[object, ...] = ()
+
+    def start(self) -> None:
+        self.follower.start()
+
+    async def stop(self) -> None:
+        await self.follower.stop()
+
+    def apply(self, snap: Snapshot) -> None:
+        act = self.activator
+        for key in list(self._revisions):
+            if key not in snap.revisions:
+                act.remove_revision(key)
+                self._endpoints.pop(key, None)
+        for key, info in snap.revisions.items():
+            if self._revisions.get(key) != info:
+                act.put_revision(info)
+        self._revisions = snap.revisions
+        for key in snap.revisions:
+            endpoints = snap.endpoints.get(key, ())
+            if self._endpoints.get(key) != endpoints:
+                self._endpoints[key] = endpoints
+                act.set_endpoints(key, endpoints)
+        if snap.routes != self._routes:
+            act.set_routes(RoutingTable(snap.routes))
+            self._routes = snap.routes

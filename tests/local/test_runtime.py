@@ -1,0 +1,107 @@
+"""The local runtime: real replicas (app + queue-proxy processes) per revision."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from zeroserve.local.runtime import LocalRuntime, RevisionRun, resolve_command
+from zeroserve.topology import RevisionInfo, RevisionKey
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = RevisionKey("default", "hello-00001")
+
+
+def run(command: list[str], **env: str) -> RevisionRun:
+    return RevisionRun(info=RevisionInfo(KEY, service="hello", configuration="hello"), command=tuple(command),
+                       env=env, working_dir=str(ROOT))
+
+
+async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_scale_up_serves_and_scale_down_stops_every_process(tmp_path: Path) -> None:
+    changes = []
+    rt = LocalRuntime(on_change=lambda: changes.append(1), log_dir=tmp_path)
+    try:
+        rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"], TARGET="runtime")})
+        rt.set_scale(KEY, 2)
+        await until(lambda: len([e for e in rt.endpoints()[KEY] if e.ready]) == 2)
+        assert rt.states()[KEY].ready is True
+        assert rt.states()[KEY].actual == 2
+        async with httpx.AsyncClient() as client:
+            for e in rt.endpoints()[KEY]:
+                r = await client.get(f"http://{e.host}:{e.port}/")
+                assert r.text == "Hello runtime!\n"
+        pods = rt.pods()
+        assert {p.status for p in pods} == {"Running"}
+        assert all(p.name.startswith("hello-00001-deployment-") for p in pods)
+        rt.set_scale(KEY, 0)
+        await until(lambda: rt.pods() == [])
+        assert rt.endpoints()[KEY] == []
+        assert rt.states()[KEY].ready is True  # scaled to zero, still a ready revision
+    finally:
+        await rt.close()
+
+
+async def test_scale_down_removes_the_endpoint_before_the_replica_stops(tmp_path: Path) -> None:
+    seen: list[int] = []
+    rt: LocalRuntime
+    rt = LocalRuntime(on_change=lambda: seen.append(len(rt.endpoints().get(KEY, []))), log_dir=tmp_path)
+    try:
+        rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"])})
+        rt.set_scale(KEY, 1)
+        await until(lambda: any(e.ready for e in rt.endpoints()[KEY]))
+        pod = rt.pods()[0]
+        rt.set_scale(KEY, 0)
+        # at once, while the processes are still draining, the endpoint is gone
+        assert rt.endpoints()[KEY] == []
+        assert [p.status for p in rt.pods()] == ["Terminating"]
+        await until(lambda: rt.pods() == [])
+        assert pod.endpoint is not None
+    finally:
+        await rt.close()
+
+
+async def test_a_command_that_exits_at_start_fails_the_revision_with_its_output(tmp_path: Path) -> None:
+    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path)
+    try:
+        script = "import sys; print('cannot open the database'); sys.exit(3)"
+        rt.set_revisions({KEY: run(["python", "-c", script])})
+        rt.set_scale(KEY, 1)
+        await until(lambda: rt.states()[KEY].ready is False)
+        state = rt.states()[KEY]
+        assert state.reason == "ExitCode3"
+        assert "cannot open the database" in state.message
+        await until(lambda: any(p.status == "CrashLoopBackOff" and p.restarts >= 1 for p in rt.pods()))
+    finally:
+        await rt.close()
+
+
+async def test_a_crashed_replica_is_restarted(tmp_path: Path) -> None:
+    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path)
+    try:
+        rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"])})
+        rt.set_scale(KEY, 1)
+        await until(lambda: any(e.ready for e in rt.endpoints()[KEY]))
+        pod = rt.set_for(KEY).pods[0]
+        assert pod.replica is not None and pod.replica.app is not None
+        pod.replica.app.kill()
+        await until(lambda: rt.endpoints()[KEY] == [] or not rt.endpoints()[KEY][0].ready)
+        await until(lambda: any(e.ready for e in rt.endpoints()[KEY]))
+        assert rt.pods()[0].restarts == 1
+        assert "exited" in rt.pods()[0].last_exit
+    finally:
+        await rt.close()
+
+
+def test_python_means_this_interpreter() -> None:
+    assert resolve_command(["python", "app.py"]) == [sys.executable, "app.py"]
+    assert resolve_command(["/bin/echo", "x"]) == ["/bin/echo", "x"]

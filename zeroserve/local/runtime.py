@@ -1,0 +1,382 @@
+"""The local runtime: every revision's replicas as process pairs on this machine.
+
+A ``RevisionSet`` keeps its revision at the replica count the autoscaler last
+applied, like a Deployment: it starts replicas (the user's command plus a
+queue-proxy), publishes each one's endpoint as soon as its queue-proxy
+listens (not ready: the activator probes it and uses it the moment the app
+answers) and again once its own readiness check passed (ready: the
+autoscaler counts it), restarts crashed ones with a growing back-off
+(CrashLoopBackOff), and on scale-down takes the victim out of the endpoints
+first, then lets its queue-proxy drain, then stops the app. Its revision is
+Ready once a replica was ready; a command that exits before any replica was
+ready makes it fail with the exit code and the last lines of its output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import string
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
+
+from .replica import Replica, ReplicaError, ReplicaSpec
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START = 1.0
+BACKOFF_MAX = 30.0
+READY_TIMEOUT = 600.0  # progress deadline: a replica not ready by then is restarted
+
+
+@dataclass(frozen=True)
+class RevisionRun:
+    """What to run for a revision (from the controller)."""
+
+    info: RevisionInfo
+    command: tuple[str, ...]
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    readiness_probe: Mapping[str, Any] | None = None
+    working_dir: str | None = None
+
+
+@dataclass
+class PodView:
+    """One replica, as ``zeroserve get pods`` shows it."""
+
+    name: str
+    revision: RevisionKey
+    status: str  # Starting | Running | Terminating | CrashLoopBackOff | Failed
+    ready: bool
+    restarts: int
+    started_at: float
+    endpoint: Endpoint | None
+    last_exit: str = ""
+
+
+@dataclass
+class RevisionState:
+    """What the runtime tells the controller about a revision."""
+
+    ready: bool | None = None  # None: not known yet
+    reason: str = ""
+    message: str = ""
+    desired: int | None = None
+    actual: int = 0
+
+
+class _Pod:
+    """One replica slot (restarts keep the slot and its name)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.replica: Replica | None = None
+        self.endpoint: Endpoint | None = None
+        self.ready = False
+        self.terminating = False
+        self.crashlooping = False
+        self.restarts = 0
+        self.started_at = time.time()
+        self.last_exit = ""
+        self.task: asyncio.Task[None] | None = None
+
+
+def _pod_name(revision: str) -> str:
+    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+    return f"{revision}-deployment-{suffix}"
+
+
+def resolve_command(command: Sequence[str]) -> list[str]:
+    """``python``/``python3`` mean this interpreter (the venv zeroserve runs in)."""
+    cmd = list(command)
+    if cmd and cmd[0] in ("python", "python3"):
+        cmd[0] = sys.executable
+    return cmd
+
+
+class RevisionSet:
+    """The replicas of one revision."""
+
+    def __init__(self, run: RevisionRun, runtime: LocalRuntime) -> None:
+        self.run = run
+        self.runtime = runtime
+        self.key = run.info.key
+        self.desired: int | None = None  # None until the autoscaler says
+        self.pods: list[_Pod] = []
+        self.state = RevisionState()
+        self.ever_ready = False
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    # -- the autoscaler's side -------------------------------------------------
+
+    def set_scale(self, replicas: int) -> None:
+        self.desired = replicas
+        self.state.desired = replicas
+        self._reconcile()
+
+    def endpoints(self) -> list[Endpoint]:
+        return [p.endpoint for p in self.pods if p.endpoint is not None and not p.terminating]
+
+    def ready_endpoints(self) -> list[Endpoint]:
+        return [p.endpoint for p in self.pods if p.endpoint is not None and p.ready and not p.terminating]
+
+    # -- reconcile ---------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        """Start or stop replicas to match ``desired``; synchronous, so a victim
+        is out of the endpoints before ``set_scale`` returns."""
+        if self.desired is None:
+            return
+        live = [p for p in self.pods if not p.terminating]
+        for _ in range(self.desired - len(live)):
+            pod = _Pod(_pod_name(self.key.name))
+            self.pods.append(pod)
+            pod.task = asyncio.get_running_loop().create_task(self._run_pod(pod), name=f"pod {pod.name}")
+        if len(live) > self.desired:
+            # Victims: not ready first (they serve nothing), then the newest.
+            order = sorted(live, key=lambda p: (p.ready, -p.started_at))
+            for pod in order[: len(live) - self.desired]:
+                self._terminate(pod)
+        self._changed()
+
+    def _terminate(self, pod: _Pod) -> None:
+        pod.terminating = True
+        self._changed()  # out of the endpoints before anything stops
+        task = asyncio.get_running_loop().create_task(self._stop_pod(pod), name=f"stop {pod.name}")
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _stop_pod(self, pod: _Pod) -> None:
+        if pod.task is not None:
+            pod.task.cancel()
+            await asyncio.gather(pod.task, return_exceptions=True)
+        if pod.replica is not None:
+            await pod.replica.stop()
+        if pod in self.pods:
+            self.pods.remove(pod)
+        self._changed()
+
+    async def _run_pod(self, pod: _Pod) -> None:
+        backoff = BACKOFF_START
+        while not pod.terminating:
+            pod.started_at = time.time()
+            replica = Replica(self._spec(), pod.name, log_dir=self.runtime.log_dir)
+            pod.replica = replica
+            try:
+                await replica.start()
+                pod.endpoint = Endpoint(name=pod.name, host=replica.spec.host, port=replica.serving_port,
+                                        stats_port=replica.ports["metrics_port"], started_at=pod.started_at,
+                                        ready=False)
+                self._changed()
+                ready = asyncio.ensure_future(replica.wait_ready(READY_TIMEOUT))
+                exited = asyncio.ensure_future(self._exit_of(replica))
+                try:
+                    await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+                    if ready.done() and ready.exception() is None:
+                        pod.ready = True
+                        pod.crashlooping = False
+                        pod.endpoint = replace(pod.endpoint, ready=True)
+                        backoff = BACKOFF_START
+                        self._ready_once()
+                        self._changed()
+                        await exited
+                    elif not exited.done():
+                        ready.result()  # raises the readiness error
+                finally:
+                    for f in (ready, exited):
+                        f.cancel()
+                    await asyncio.gather(ready, exited, return_exceptions=True)
+                pod.last_exit = self._describe_exit(replica)
+            except ReplicaError as e:
+                pod.last_exit = str(e)
+            # the replica is gone (crashed, or never got ready)
+            was_ready = pod.ready
+            pod.ready = False
+            pod.endpoint = None
+            self._changed()
+            await replica.stop()
+            if pod.terminating:
+                return
+            pod.restarts += 1
+            if not was_ready:
+                pod.crashlooping = True
+                if not self.ever_ready:
+                    self._failed(pod)
+            log.warning("replica %s of %s exited (%s); restarting in %.0fs", pod.name, self.key, pod.last_exit,
+                        backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(BACKOFF_MAX, backoff * 2)
+
+    async def _exit_of(self, replica: Replica) -> None:
+        waits = [p.wait() for p in (replica.app, replica.queue_proxy) if p is not None]
+        _, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits],
+                                           return_when=asyncio.FIRST_COMPLETED)
+        for f in pending:
+            f.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _describe_exit(self, replica: Replica) -> str:
+        app = replica.app
+        if app is not None and app.returncode is not None:
+            return f"the app exited with code {app.returncode}"
+        qp = replica.queue_proxy
+        if qp is not None and qp.returncode is not None:
+            return f"the queue-proxy exited with code {qp.returncode}"
+        return "stopped"
+
+    def _spec(self) -> ReplicaSpec:
+        run, info = self.run, self.run.info
+        rt = self.runtime
+        probe = dict(run.readiness_probe) if run.readiness_probe else None
+        if probe is not None:
+            # The container listens on $PORT, which is chosen here: a probe of
+            # the containerPort means the app's port (0 = "the user port").
+            for kind in ("httpGet", "tcpSocket"):
+                if isinstance(probe.get(kind), dict):
+                    probe[kind] = {**probe[kind], "port": 0}
+        return ReplicaSpec(
+            command=[*resolve_command(run.command), *run.args],
+            namespace=info.key.namespace,
+            service=info.service,
+            configuration=info.configuration,
+            revision=info.key.name,
+            env=dict(run.env),
+            container_concurrency=info.container_concurrency,
+            timeout_seconds=info.timeout_seconds,
+            response_start_timeout_seconds=info.response_start_timeout_seconds,
+            idle_timeout_seconds=info.idle_timeout_seconds,
+            readiness_probe=probe,
+            drain_quiet_period=rt.drain_quiet_period,
+            host=rt.host,
+            working_dir=run.working_dir or rt.working_dir,
+        )
+
+    # -- state ----------------------------------------------------------------
+
+    def _ready_once(self) -> None:
+        self.ever_ready = True
+        self.state.ready, self.state.reason, self.state.message = True, "", ""
+
+    def _failed(self, pod: _Pod) -> None:
+        tail = self.runtime.log_tail(pod.name)
+        self.state.ready = False
+        code = ""
+        app = pod.replica.app if pod.replica else None
+        if app is not None and app.returncode is not None:
+            code = f"ExitCode{app.returncode}"
+        self.state.reason = code or "ContainerFailed"
+        self.state.message = f"Container failed with: {tail}" if tail else pod.last_exit
+
+    def _changed(self) -> None:
+        self.state.actual = sum(1 for p in self.pods if p.ready and not p.terminating)
+        self.runtime.changed()
+
+    def views(self) -> list[PodView]:
+        out = []
+        for p in self.pods:
+            if p.terminating:
+                status = "Terminating"
+            elif p.ready:
+                status = "Running"
+            elif p.crashlooping:
+                status = "CrashLoopBackOff"
+            else:
+                status = "Starting"
+            out.append(PodView(p.name, self.key, status, p.ready, p.restarts, p.started_at, p.endpoint, p.last_exit))
+        return out
+
+    async def close(self) -> None:
+        """Stop every replica (pod-style)."""
+        for pod in list(self.pods):
+            if not pod.terminating:
+                self._terminate(pod)
+        await asyncio.gather(*list(self._stopping), return_exceptions=True)
+
+
+class LocalRuntime:
+    """All revisions' replicas; ``changed`` is called after every change."""
+
+    def __init__(
+        self,
+        *,
+        on_change: Callable[[], None],
+        log_dir: Path | None = None,
+        host: str = "127.0.0.1",
+        drain_quiet_period: float = 0.5,
+        working_dir: str | None = None,
+    ) -> None:
+        self.on_change = on_change
+        self.log_dir = log_dir
+        self.host = host
+        # Locally the activator stops sending to a replica the moment it
+        # leaves the endpoints, so a short quiet period is enough; the
+        # queue-proxy still finishes every request it accepted.
+        self.drain_quiet_period = drain_quiet_period
+        self.working_dir = working_dir
+        self.sets: dict[RevisionKey, RevisionSet] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def changed(self) -> None:
+        self.on_change()
+
+    def set_revisions(self, runs: Mapping[RevisionKey, RevisionRun]) -> None:
+        """The revisions that exist now; removed ones are stopped."""
+        for key in list(self.sets):
+            if key not in runs:
+                gone = self.sets.pop(key)
+                task = asyncio.get_running_loop().create_task(gone.close(), name=f"remove {key}")
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        for key, run in runs.items():
+            rs = self.sets.get(key)
+            if rs is None:
+                self.sets[key] = RevisionSet(run, self)
+            else:
+                rs.run = run  # timeouts/annotations may be re-defaulted; the command is immutable
+        self.changed()
+
+    def set_scale(self, key: RevisionKey, replicas: int) -> bool:
+        rs = self.sets.get(key)
+        if rs is None:
+            return False
+        rs.set_scale(replicas)
+        return True
+
+    def set_for(self, key: RevisionKey) -> RevisionSet:
+        return self.sets[key]
+
+    def scale(self, key: RevisionKey) -> int | None:
+        rs = self.sets.get(key)
+        return None if rs is None else rs.desired
+
+    def endpoints(self) -> dict[RevisionKey, list[Endpoint]]:
+        return {key: rs.endpoints() for key, rs in self.sets.items()}
+
+    def states(self) -> dict[RevisionKey, RevisionState]:
+        return {key: rs.state for key, rs in self.sets.items()}
+
+    def pods(self) -> list[PodView]:
+        return [v for rs in self.sets.values() for v in rs.views()]
+
+    def log_tail(self, pod: str, lines: int = 5) -> str:
+        if self.log_dir is None:
+            return ""
+        path = self.log_dir / f"{pod}-app.log"
+        with contextlib.suppress(OSError):
+            text = path.read_text(errors="replace").strip().splitlines()
+            return " | ".join(text[-lines:])
+        return ""
+
+    async def close(self) -> None:
+        await asyncio.gather(*(rs.close() for rs in self.sets.values()), *list(self._closing),
+                             return_exceptions=True)
+        self.sets.clear()
