@@ -1,0 +1,242 @@
+"""``load``: YAML text -> manifest objects, or every problem of the file at once.
+
+Documents are read with PyYAML's safe loader (no arbitrary Python objects),
+made strict about duplicate keys as the API server is (PyYAML would keep the
+last one silently). Each document must be a ``serving.knative.dev/v1``
+Service, Configuration or Route, or a ``v1`` ConfigMap zeroserve reads in
+``knative-serving``. Shape problems (types, unknown fields) are found here;
+rules that need configuration are in :mod:`zeroserve.api.validate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, ScalarNode
+
+from zeroserve.api.errors import ManifestError, ManifestErrors, describe
+from zeroserve.api.fields import Fields, Problems
+from zeroserve.api.objects import (
+    CORE_API_VERSION,
+    DEFAULT_NAMESPACE,
+    SERVING_API_VERSION,
+    SYSTEM_NAMESPACE,
+    ConfigMapObject,
+    Configuration,
+    Object,
+    ObjectMeta,
+    RevisionTemplate,
+    Route,
+    Service,
+    TrafficTarget,
+)
+from zeroserve.api.template import parse_template
+
+CONFIG_MAP_NAMES = ("config-autoscaler", "config-defaults", "config-deployment", "config-domain")
+"""The ConfigMaps zeroserve reads, all in ``knative-serving`` as upstream."""
+
+_KINDS_RULE = ("must be Service, Configuration or Route (apiVersion serving.knative.dev/v1) "
+               "or ConfigMap (apiVersion v1)")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing duplicate keys in a mapping (kubectl does too)."""
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[str, int] = {}
+        for key_node, _ in node.value:
+            # Only plain scalar keys can be compared before construction; ``<<`` merges
+            # may legitimately override keys.
+            if not isinstance(key_node, ScalarNode) or key_node.value == "<<":
+                continue
+            line = key_node.start_mark.line + 1
+            if key_node.value in first_line:
+                raise ConstructorError(
+                    None, None,
+                    f"duplicate key {key_node.value!r} (first at line {first_line[key_node.value]})",
+                    key_node.start_mark)
+            first_line[key_node.value] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load(text: str, file: str) -> list[Object]:
+    """Every object in ``text`` (YAML, ``---``-separated; empty documents skipped).
+
+    Raises ``ManifestErrors`` with all problems of the file; then nothing of it
+    is returned. ``file`` is only used in messages.
+    """
+    documents, syntax_errors = _documents(text, file)
+    errors: list[ManifestError] = []
+    objects: list[Object] = []
+    for index, line, doc in documents:
+        parsed = parse_document(doc, file, index=index, line=line)
+        if isinstance(parsed, list):
+            errors.extend(parsed)
+        else:
+            objects.append(parsed)
+    # A syntax error ends reading, so it comes after the documents before it.
+    errors.extend(syntax_errors)
+    if errors:
+        raise ManifestErrors(errors)
+    return objects
+
+
+def _documents(text: str, file: str) -> tuple[list[tuple[int, int, Any]], list[ManifestError]]:
+    """(index, line, value) of each non-empty document, and the YAML error that stopped
+    reading, if any. Documents before a syntax error are still returned (and checked)."""
+    found: list[tuple[int, int, Any]] = []
+    loader: _StrictLoader | None = None
+    index = 0
+    try:
+        # The reader checks the characters while it is constructed: inside the try.
+        loader = _StrictLoader(text)
+        while loader.check_node():
+            node = loader.get_node()
+            index += 1
+            if node is None:
+                continue
+            value = loader.construct_document(node)
+            if value is not None:
+                found.append((index, node.start_mark.line + 1, value))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        problem = ": ".join(str(p) for p in (e.context, e.problem) if p)
+        line = None if mark is None else mark.line + 1
+        return found, [ManifestError(file, "", "", f"invalid YAML: {problem}", line)]
+    except yaml.reader.ReaderError as e:  # a character YAML forbids; no line is known
+        return found, [ManifestError(file, "", "", f"invalid YAML: {e.reason}: character "
+                                     f"#x{e.character:04x} at position {e.position}")]
+    except yaml.YAMLError as e:
+        return found, [ManifestError(file, "", "", f"invalid YAML: {' '.join(str(e).split())}")]
+    except (ValueError, RecursionError, OverflowError) as e:
+        # PyYAML lets a few of Python's own limits escape: a 5,000-digit integer
+        # (int max_str_digits), nesting deeper than the recursion limit.
+        return found, [ManifestError(file, "", "", f"invalid YAML: {type(e).__name__}: {e}")]
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return found, []
+
+
+def parse_document(doc: Any, file: str, *, index: int = 1, line: int | None = None) -> Object | list[ManifestError]:
+    """One YAML document as an object, or its problems (never both)."""
+    anonymous = f"document {index}"
+    problems: Problems = []
+    f = Fields.of(doc, "", problems)
+    if f is None:
+        return [ManifestError(file, anonymous, "",
+                              f"must be a mapping (a Kubernetes object), got {describe(doc)}", line)]
+    api_version = f.string("apiVersion", required=True)
+    kind = f.string("kind", required=True)
+    build = _BUILDERS.get((api_version, kind))
+    if build is None:
+        # Not an object zeroserve takes: its other fields would only be noise.
+        if kind in ("Service", "Configuration", "Route"):
+            f.note("apiVersion", f"must be {SERVING_API_VERSION} for a {kind}, got {describe(api_version)}")
+        elif kind == "ConfigMap":
+            f.note("apiVersion", f"must be {CORE_API_VERSION} for a ConfigMap, got {describe(api_version)}")
+        elif kind:
+            f.note("kind", f"{_KINDS_RULE}, got {describe(kind)}")
+        return [ManifestError(file, anonymous, path, rule, line) for path, rule in problems]
+    meta = _metadata(f)
+    obj = build(f, meta, file)
+    f.only(unsupported={"status": "must not be set: status is written by the controller"})
+    if problems:
+        named = bool(meta.name)
+        label = f"{kind} {meta.namespace}/{meta.name}" if named else anonymous
+        return [ManifestError(file, label, path, rule, None if named else line)
+                for path, rule in problems]
+    return obj
+
+
+def _metadata(f: Fields) -> ObjectMeta:
+    m = f.mapping("metadata")
+    if m is None:
+        if not f.has("metadata"):
+            f.note("metadata", "missing required field")
+        return ObjectMeta(name="")
+    meta = ObjectMeta(
+        name=m.string("name", required=True),
+        namespace=m.string("namespace") or DEFAULT_NAMESPACE,
+        labels=m.str_map("labels"),
+        annotations=m.str_map("annotations"),
+    )
+    m.only(unsupported={"generateName": "not supported by zeroserve: give the object a name"})
+    return meta
+
+
+def _spec(f: Fields) -> Fields | None:
+    spec = f.mapping("spec")
+    if spec is None and not f.has("spec"):
+        f.note("spec", "missing required field")
+    return spec
+
+
+def _service(f: Fields, meta: ObjectMeta, file: str) -> Service:
+    spec = _spec(f)
+    if spec is None:
+        return Service(meta=meta, template=RevisionTemplate(), source=file)
+    service = Service(meta=meta, template=parse_template(spec), traffic=_traffic(spec), source=file)
+    spec.only()
+    return service
+
+
+def _configuration(f: Fields, meta: ObjectMeta, file: str) -> Configuration:
+    spec = _spec(f)
+    if spec is None:
+        return Configuration(meta=meta, template=RevisionTemplate(), source=file)
+    configuration = Configuration(meta=meta, template=parse_template(spec), source=file)
+    spec.only()
+    return configuration
+
+
+def _route(f: Fields, meta: ObjectMeta, file: str) -> Route:
+    spec = _spec(f)
+    if spec is None:
+        return Route(meta=meta, source=file)
+    route = Route(meta=meta, traffic=_traffic(spec), source=file)
+    spec.only()
+    return route
+
+
+def _config_map(f: Fields, meta: ObjectMeta, file: str) -> ConfigMapObject:
+    if meta.name and meta.name not in CONFIG_MAP_NAMES:
+        f.note("metadata.name", f"must be one of {', '.join(CONFIG_MAP_NAMES)} "
+               f"(the ConfigMaps zeroserve reads), got {describe(meta.name)}")
+    if meta.namespace != SYSTEM_NAMESPACE:
+        f.note("metadata.namespace", f"must be {SYSTEM_NAMESPACE} (where Knative reads its "
+               f"configuration), got {describe(meta.namespace)}")
+    data = f.str_map("data")
+    f.only(unsupported={"binaryData": "not supported by zeroserve",
+                        "immutable": "not supported by zeroserve"})
+    return ConfigMapObject(meta=meta, data=data, source=file)
+
+
+def _traffic(spec: Fields) -> tuple[TrafficTarget, ...]:
+    targets = []
+    for path, item in spec.items("traffic"):
+        t = Fields.of(item, path, spec.problems)
+        if t is None:
+            continue
+        targets.append(TrafficTarget(
+            revision_name=t.string("revisionName"),
+            configuration_name=t.string("configurationName"),
+            latest_revision=t.boolean("latestRevision"),
+            percent=t.integer("percent"),
+            tag=t.string("tag"),
+        ))
+        if t.raw("url") is not None:
+            t.note("url", "must not be set in spec: a target's URL is status only")
+        t.only()
+    return tuple(targets)
+
+
+_BUILDERS: dict[tuple[str, str], Callable[[Fields, ObjectMeta, str], Object]] = {
+    (SERVING_API_VERSION, "Service"): _service,
+    (SERVING_API_VERSION, "Configuration"): _configuration,
+    (SERVING_API_VERSION, "Route"): _route,
+    (CORE_API_VERSION, "ConfigMap"): _config_map,
+}

@@ -1,0 +1,299 @@
+"""Rules a parsed manifest must follow, as upstream's admission webhook checks them.
+
+Separate from parsing because they depend on the cluster's settings
+(``config-defaults`` bounds containerConcurrency and timeoutSeconds;
+``config-autoscaler`` bounds the scale annotations): :func:`validate_objects`
+lets ConfigMaps in the same batch take effect for the other objects in it.
+
+Where zeroserve is stricter than upstream, it is to avoid a setting that would
+silently do nothing here: one container only, unknown ``autoscaling.knative.dev/``
+keys, autoscaling annotations on the Service instead of its template, classes
+other than the KPA, and (locally) a container without ``command``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from zeroserve.api.configs import LOCAL_DOMAIN, Configs
+from zeroserve.api.errors import ManifestError, describe
+from zeroserve.api.fields import Problems
+from zeroserve.api.names import (
+    MAX_LABEL,
+    check_dns1035_label,
+    check_dns1123_label,
+    check_env_name,
+    check_label_value,
+    check_qualified_name,
+)
+from zeroserve.api.objects import (
+    ConfigMapObject,
+    Configuration,
+    Container,
+    Object,
+    ObjectMeta,
+    RevisionTemplate,
+    Route,
+    Service,
+    TrafficTarget,
+)
+from zeroserve.autoscaling import annotations as autoscaling
+from zeroserve.autoscaling.annotations import RevisionAutoscaling
+from zeroserve.autoscaling.config import KPA_CLASS
+from zeroserve.envconfig import ConfigError
+
+FIRST_REVISION_SUFFIX = "-00001"
+MAX_PARENT_NAME = MAX_LABEL - len(FIRST_REVISION_SUFFIX)
+"""Longest Service/Configuration name: ``{name}-00001`` must be a DNS label too."""
+RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
+"""Set by the runtime in every container, as Knative does."""
+RESERVED_PORTS = (8012, 8013, 8022, 8112, 9090, 9091)
+"""The queue-proxy's ports in a pod (serving, h2c, admin, profiling, metrics)."""
+PORT_NAMES = ("", "http1", "h2c")
+VISIBILITY_LABEL = "networking.knative.dev/visibility"
+CLUSTER_LOCAL = "cluster-local"
+_AUTOSCALING_PREFIX = "autoscaling.knative.dev/"
+_AUTOSCALING_KEYS = frozenset(key for keys in (
+    autoscaling.CLASS, autoscaling.METRIC, autoscaling.TARGET, autoscaling.TARGET_UTILIZATION,
+    autoscaling.TARGET_BURST_CAPACITY, autoscaling.WINDOW, autoscaling.PANIC_WINDOW_PERCENTAGE,
+    autoscaling.PANIC_THRESHOLD_PERCENTAGE, autoscaling.MIN_SCALE, autoscaling.MAX_SCALE,
+    autoscaling.INITIAL_SCALE, autoscaling.ACTIVATION_SCALE, autoscaling.SCALE_DOWN_DELAY,
+    autoscaling.SCALE_TO_ZERO_POD_RETENTION, autoscaling.METRIC_AGGREGATION_ALGORITHM,
+) for key in keys)
+_UNSUPPORTED_ANNOTATIONS = {
+    "serving.knative.dev/rollout-duration": "gradual rollout is not supported by zeroserve",
+}
+
+
+def validate(obj: Object, configs: Configs, *, local: bool = True) -> list[ManifestError]:
+    """Every rule ``obj`` breaks under ``configs``. ``local`` adds the rules of running
+    without a cluster (a ``command`` is required because images are not pulled)."""
+    problems: Problems = []
+    if isinstance(obj, ConfigMapObject):
+        _config_map(obj, configs, problems)
+    else:
+        parent = isinstance(obj, Service | Configuration)
+        _metadata(obj.meta, problems, parent=parent)
+        if isinstance(obj, Service | Configuration):
+            _template(obj.template, obj.meta.name, configs, problems, local=local)
+        if isinstance(obj, Service | Route):
+            _traffic(obj.traffic, obj.meta.name, problems, in_service=isinstance(obj, Service))
+    return [ManifestError(obj.source, obj.label, path, rule) for path, rule in problems]
+
+
+def validate_objects(objects: Sequence[Object], configs: Configs, *, local: bool = True,
+                     default_domain: str | None = None) -> tuple[Configs, list[ManifestError]]:
+    """Validate a batch: its ConfigMaps first, then every other object against the
+    settings those ConfigMaps make. Returns the resulting settings and all errors.
+    ``default_domain`` is the domain when ``config-domain`` names none (``localhost``)."""
+    errors: list[ManifestError] = []
+    for obj in objects:
+        if isinstance(obj, ConfigMapObject):
+            found = validate(obj, configs, local=local)
+            errors.extend(found)
+            if not found:
+                configs = configs.with_config_map(obj.meta.name, obj.data,
+                                                  default_domain=default_domain or LOCAL_DOMAIN)
+    for obj in objects:
+        if not isinstance(obj, ConfigMapObject):
+            errors.extend(validate(obj, configs, local=local))
+    return configs, errors
+
+
+def _config_map(obj: ConfigMapObject, configs: Configs, problems: Problems) -> None:
+    try:
+        configs.with_config_map(obj.meta.name, obj.data)
+    except ConfigError as e:
+        # Messages read "config-x: key: rule"; the key becomes the field path.
+        rest = str(e).removeprefix(f"{obj.meta.name}: ")
+        key = next((k for k in obj.data if rest.startswith(f"{k}: ")), None)
+        if key is None:
+            problems.append(("data", rest))
+        else:
+            problems.append((f"data.{key}", rest[len(key) + 2:]))
+
+
+def _metadata(meta: ObjectMeta, problems: Problems, *, parent: bool) -> None:
+    limit = MAX_PARENT_NAME if parent else MAX_LABEL
+    bad = check_dns1035_label(meta.name, max_length=limit)
+    if bad and parent and len(meta.name) > limit:
+        bad = (f"must be at most {limit} characters, so that revision names like "
+               f"{meta.name[:8]}...{FIRST_REVISION_SUFFIX} fit in {MAX_LABEL}, got {len(meta.name)}")
+    if meta.name and bad:
+        problems.append(("metadata.name", bad))
+    bad = check_dns1123_label(meta.namespace)
+    if bad:
+        problems.append(("metadata.namespace", bad))
+    _labels(meta.labels, "metadata.labels", problems)
+    _annotations(meta.annotations, "metadata.annotations", problems)
+    visibility = meta.labels.get(VISIBILITY_LABEL)
+    if visibility is not None and visibility != CLUSTER_LOCAL:
+        problems.append((f"metadata.labels.{VISIBILITY_LABEL}",
+                         f"must be {CLUSTER_LOCAL}, got {describe(visibility)}"))
+    if parent:
+        for key in meta.annotations:
+            if key.startswith(_AUTOSCALING_PREFIX):
+                problems.append((f"metadata.annotations.{key}", "autoscaling annotations belong "
+                                 "in spec.template.metadata.annotations (they would have no effect here)"))
+
+
+def _labels(labels: Mapping[str, str], path: str, problems: Problems) -> None:
+    for key, value in labels.items():
+        bad = check_qualified_name(key) or check_label_value(value)
+        if bad:
+            problems.append((f"{path}.{key}", bad))
+
+
+def _annotations(annotations: Mapping[str, str], path: str, problems: Problems) -> None:
+    for key in annotations:
+        bad = check_qualified_name(key) or _UNSUPPORTED_ANNOTATIONS.get(key)
+        if bad:
+            problems.append((f"{path}.{key}", bad))
+
+
+def _template(t: RevisionTemplate, owner: str, configs: Configs, problems: Problems, *,
+              local: bool) -> None:
+    base = "spec.template"
+    if t.name:
+        bad = check_dns1035_label(t.name)
+        if bad is None and (not t.name.startswith(f"{owner}-") or len(t.name) <= len(owner) + 1):
+            bad = f"must start with {owner + '-'!r} (the configuration's name), got {describe(t.name)}"
+        if bad:
+            problems.append((f"{base}.metadata.name", bad))
+    _labels(t.labels, f"{base}.metadata.labels", problems)
+    _annotations(t.annotations, f"{base}.metadata.annotations", problems)
+
+    defaults = configs.defaults
+    cc = t.container_concurrency
+    if cc is not None:
+        low = 0 if defaults.allow_container_concurrency_zero else 1
+        if not low <= cc <= defaults.container_concurrency_max_limit:
+            problems.append((f"{base}.spec.containerConcurrency",
+                             f"must be between {low} and {defaults.container_concurrency_max_limit}"
+                             f" (config-defaults container-concurrency-max-limit), got {describe(cc)}"))
+            cc = None
+    _autoscaling(t.annotations, configs, problems,
+                 cc=defaults.container_concurrency if cc is None else cc)
+
+    if t.timeout_seconds is not None and not 0 <= t.timeout_seconds <= defaults.max_revision_timeout_seconds:
+        problems.append((f"{base}.spec.timeoutSeconds",
+                         f"must be between 0 and {defaults.max_revision_timeout_seconds} (config-defaults "
+                         f"max-revision-timeout-seconds), got {describe(t.timeout_seconds)}"))
+    for key, value in (("responseStartTimeoutSeconds", t.response_start_timeout_seconds),
+                       ("idleTimeoutSeconds", t.idle_timeout_seconds)):
+        if value is not None and value < 0:
+            problems.append((f"{base}.spec.{key}", f"must be >= 0, got {describe(value)}"))
+
+    if len(t.containers) != 1:
+        problems.append((f"{base}.spec.containers",
+                         f"must have exactly one container, got {len(t.containers)}"))
+    for i, container in enumerate(t.containers):
+        _container(container, f"{base}.spec.containers[{i}]", problems, local=local)
+
+
+def _autoscaling(annotations: Mapping[str, str], configs: Configs, problems: Problems, *,
+                 cc: int) -> None:
+    path = "spec.template.metadata.annotations"
+    for key in annotations:
+        if key.startswith(_AUTOSCALING_PREFIX) and key not in _AUTOSCALING_KEYS:
+            problems.append((f"{path}.{key}", "unknown autoscaling annotation"))
+    try:
+        parsed = RevisionAutoscaling.parse(annotations, configs.autoscaler, container_concurrency=cc,
+                                           deployment=configs.deployment)
+    except ConfigError as e:
+        message = str(e)
+        named = next((k for k in annotations if message.startswith(f"{k}: ")), None)
+        if named is None:
+            problems.append((path, message))
+        else:
+            problems.append((f"{path}.{named}", message[len(named) + 2:]))
+        return
+    if parsed.autoscaler_class != KPA_CLASS:
+        key = autoscaling.CLASS[0]
+        problems.append((f"{path}.{key}" if key in annotations else path,
+                         f"only {KPA_CLASS} is supported by zeroserve, got {describe(parsed.autoscaler_class)}"))
+
+
+def _container(c: Container, path: str, problems: Problems, *, local: bool) -> None:
+    if c.name and (bad := check_dns1123_label(c.name)):
+        problems.append((f"{path}.name", bad))
+    if not c.image and not local:
+        problems.append((f"{path}.image", "missing required field"))
+    if local and not c.command:
+        problems.append((f"{path}.command", "required locally: the image is not pulled, so the "
+                         "container needs a command: to run, e.g. command: [\"python\", \"app.py\"]"))
+    elif c.command and not c.command[0]:
+        problems.append((f"{path}.command[0]", "must not be empty"))
+    seen: dict[str, int] = {}
+    for i, env in enumerate(c.env):
+        bad = check_env_name(env.name) if env.name else None
+        if bad is None and env.name in RESERVED_ENV:
+            bad = f"{env.name} is reserved: it is set by zeroserve ({', '.join(RESERVED_ENV)})"
+        if bad is None and env.name in seen:
+            bad = f"{env.name} is set twice (also env[{seen[env.name]}])"
+        if bad:
+            problems.append((f"{path}.env[{i}].name", bad))
+        seen.setdefault(env.name, i)
+    if len(c.ports) > 1:
+        problems.append((f"{path}.ports", f"at most one port may be set, got {len(c.ports)}"))
+    for i, port in enumerate(c.ports):
+        where = f"{path}.ports[{i}]"
+        if port.name not in PORT_NAMES:
+            problems.append((f"{where}.name", f"must be http1 or h2c (or unset), got {describe(port.name)}"))
+        if not 1 <= port.container_port <= 65535:
+            problems.append((f"{where}.containerPort",
+                             f"must be between 1 and 65535, got {describe(port.container_port)}"))
+        elif port.container_port in RESERVED_PORTS:
+            problems.append((f"{where}.containerPort",
+                             f"{port.container_port} is reserved for the queue-proxy "
+                             f"({', '.join(map(str, RESERVED_PORTS))})"))
+        if port.protocol not in ("", "TCP"):
+            problems.append((f"{where}.protocol", f"must be TCP, got {describe(port.protocol)}"))
+    for key, probe in (("readinessProbe", c.readiness_probe), ("livenessProbe", c.liveness_probe)):
+        for handler in ("httpGet", "tcpSocket"):
+            port = (probe or {}).get(handler, {}).get("port")
+            if port is not None and port not in (c.port.container_port, c.port.name or None):
+                problems.append((f"{path}.{key}.{handler}.port",
+                                 f"must be the container's port ({c.port.container_port}) or unset, "
+                                 f"got {describe(port)}"))
+
+
+def _traffic(traffic: Iterable[TrafficTarget], owner: str, problems: Problems, *,
+             in_service: bool) -> None:
+    targets = list(traffic)
+    if in_service and not targets:
+        return  # defaulted to 100 % to the latest ready revision
+    tags: dict[str, int] = {}
+    total, percents_ok = 0, True
+    for i, t in enumerate(targets):
+        path = f"spec.traffic[{i}]"
+        if in_service and t.configuration_name:
+            problems.append((f"{path}.configurationName",
+                             "not allowed in a Service (its own configuration is implied)"))
+        elif not in_service and bool(t.revision_name) == bool(t.configuration_name):
+            which = "both" if t.revision_name else "neither"
+            problems.append((path, f"expected exactly one of revisionName or configurationName, got {which}"))
+        for key, name in (("revisionName", t.revision_name), ("configurationName", t.configuration_name)):
+            if name and (bad := check_dns1035_label(name)):
+                problems.append((f"{path}.{key}", bad))
+        if t.latest_revision is True and t.revision_name:
+            problems.append((f"{path}.latestRevision", "must be false (or unset) when revisionName is set"))
+        elif t.latest_revision is False and not t.revision_name:
+            problems.append((f"{path}.latestRevision", "must be true (or unset) when revisionName is not set"))
+        if t.percent is not None and not 0 <= t.percent <= 100:
+            problems.append((f"{path}.percent", f"must be between 0 and 100, got {describe(t.percent)}"))
+            percents_ok = False
+        else:
+            total += t.percent or 0
+        if t.tag:
+            bad = check_dns1035_label(t.tag)
+            if bad is None and len(f"{t.tag}-{owner}") > MAX_LABEL:
+                bad = (f"{t.tag}-{owner} (the tag's host name label) must be at most {MAX_LABEL} "
+                       "characters")
+            if bad is None and t.tag in tags:
+                bad = f"{t.tag!r} is used twice (also spec.traffic[{tags[t.tag]}].tag)"
+            if bad:
+                problems.append((f"{path}.tag", bad))
+            tags.setdefault(t.tag, i)
+    if percents_ok and total != 100:
+        problems.append(("spec.traffic", f"percents must add up to 100, got {total}"))
