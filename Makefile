@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 up: $(STAMP)
-	$(VENV)/bin/zeroserve replica --port 8012 -- $(PY) examples/helloworld/app.py
+	$(VENV)/bin/zeroserve up examples/helloworld.yaml
 
 test: lint typecheck pytest
 

@@ -1,22 +1,68 @@
-"""The ``zeroserve`` command."""
+"""The ``zeroserve`` command: ``up`` runs everything locally; ``apply``, ``get``,
+``delete`` and ``tree`` talk to its control API like kubectl to an API server;
+``replica`` runs one command behind a queue-proxy."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
 import uvloop
+import yaml
 
 from .local.replica import Replica, ReplicaError, ReplicaSpec
+
+DEFAULT_SERVER = "http://127.0.0.1:8090"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zeroserve", description="Knative-Serving-style serverless, locally.")
     sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run controller, autoscaler, activator and replicas here; apply FILEs",
+                        description="Run the whole system in the foreground and apply the manifests given. "
+                        "Ctrl-C stops everything cleanly.")
+    up.add_argument("files", nargs="*", type=Path, metavar="FILE", help="manifests to apply at start")
+    up.add_argument("--port", type=int, default=8080, help="the ingress (the activator's listener; default 8080)")
+    up.add_argument("--control-port", type=int, default=8090, help="control API (default 8090)")
+    up.add_argument("--host", default="127.0.0.1", help="address of every listener (default 127.0.0.1)")
+    up.add_argument("--domain", help="default domain of service URLs (default localhost)")
+    up.add_argument("--logs", type=Path, help="directory for component and replica logs (default: a temp dir)")
+
+    def client(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--server", default=DEFAULT_SERVER, help=f"control API (default {DEFAULT_SERVER})")
+
+    apply = sub.add_parser("apply", help="create or update objects from a manifest")
+    apply.add_argument("-f", "--filename", required=True, type=Path, action="append", help="manifest (repeatable)")
+    client(apply)
+
+    delete = sub.add_parser("delete", help="delete objects: -f FILE, or KIND NAME")
+    delete.add_argument("-f", "--filename", type=Path, action="append", help="manifest whose objects to delete")
+    delete.add_argument("args", nargs="*", metavar="KIND NAME")
+    delete.add_argument("-n", "--namespace", default="default")
+    client(delete)
+
+    get = sub.add_parser("get", help="list objects: ksvc, configurations, revisions, routes, pods")
+    get.add_argument("kind")
+    get.add_argument("name", nargs="?")
+    get.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    get.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    client(get)
+
+    tree = sub.add_parser("tree", help="a Service's objects: Configuration, Revisions and replicas, Route")
+    tree.add_argument("kind", choices=["ksvc", "kservice", "service", "services"])
+    tree.add_argument("name")
+    tree.add_argument("-n", "--namespace", default="default")
+    client(tree)
+
     r = sub.add_parser(
         "replica",
         help="run one command as a replica: the app behind a queue-proxy",
@@ -35,6 +81,127 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--logs", type=Path, help="write app and queue-proxy logs into this directory")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     return p
+
+
+# -- client commands ------------------------------------------------------------
+
+
+class ClientError(Exception):
+    pass
+
+
+def _call(server: str, method: str, path: str, **kw: Any) -> Any:
+    try:
+        r = httpx.request(method, server.rstrip("/") + path, timeout=30, **kw)
+    except httpx.HTTPError as e:
+        raise ClientError(f"cannot reach the control API at {server} ({e}); is `zeroserve up` running?") from None
+    data = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    if r.status_code == 422:
+        raise ClientError("\n".join(data.get("errors", [])))
+    if r.status_code >= 400:
+        raise ClientError(data.get("error") or f"{r.status_code} {r.reason_phrase}")
+    return data
+
+
+def _read(path: Path) -> str:
+    try:
+        return sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as e:
+        raise ClientError(f"cannot read {path}: {e.strerror}") from None
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    for f in args.filename:
+        data = _call(args.server, "POST", "/v1/apply", json={"file": str(f), "yaml": _read(f)})
+        for line in data["lines"]:
+            print(line)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    if args.filename:
+        for f in args.filename:
+            data = _call(args.server, "POST", "/v1/delete", json={"file": str(f), "yaml": _read(f)})
+            for line in data["lines"]:
+                print(line)
+        return 0
+    if len(args.args) != 2:
+        raise ClientError("usage: zeroserve delete -f FILE, or zeroserve delete KIND NAME [-n NS]")
+    kind, name = args.args
+    data = _call(args.server, "DELETE", f"/v1/objects/{kind}/{args.namespace}/{name}")
+    for line in data["lines"]:
+        print(line)
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    namespace = None if args.all_namespaces else args.namespace
+    params = {k: v for k, v in (("namespace", namespace), ("name", args.name)) if v}
+    if args.output == "table":
+        data = _call(args.server, "GET", f"/v1/table/{args.kind}", params=params)
+        rows = data["rows"]
+        if not rows:
+            print("No resources found." if namespace is None else f"No resources found in {namespace} namespace.")
+            return 0
+        print(format_table(data["headers"], rows))
+        return 0
+    data = _call(args.server, "GET", f"/v1/objects/{args.kind}", params=params)
+    items = data["items"]
+    doc: Any = items[0] if args.name and len(items) == 1 else {"apiVersion": "v1", "kind": "List", "items": items}
+    if args.output == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        print(yaml.safe_dump(doc, sort_keys=False), end="")
+    return 0
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    data = _call(args.server, "GET", f"/v1/tree/{args.namespace}/{args.name}")
+    print(format_tree(data))
+    return 0
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    lines = ["   ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+             for row in [headers, *rows]]
+    return "\n".join(lines)
+
+
+def format_tree(tree: dict[str, Any]) -> str:
+    """A Service's objects, drawn like ``kubectl tree``."""
+    svc, cfg, route = tree["service"], tree.get("configuration"), tree.get("route")
+    ns = svc.get("namespace", "")
+    rows: list[tuple[str, str, str]] = [(f"Service/{svc['name']}", svc.get("ready", ""), svc.get("reason", ""))]
+    parts = []
+    if cfg is not None:
+        parts.append(("cfg", cfg))
+    if route is not None:
+        parts.append(("route", route))
+    for i, (what, obj) in enumerate(parts):
+        last = i == len(parts) - 1
+        branch, indent = ("└─", "  ") if last else ("├─", "│ ")
+        if what == "route":
+            rows.append((f"{branch}Route/{obj['name']}", obj.get("ready", ""), obj.get("reason", "")))
+            continue
+        rows.append((f"{branch}Configuration/{obj['name']}", obj.get("ready", ""), obj.get("reason", "")))
+        revisions = tree.get("revisions", [])
+        for j, rev in enumerate(revisions):
+            rlast = j == len(revisions) - 1
+            rb, ri = ("└─", "  ") if rlast else ("├─", "│ ")
+            rows.append((f"{indent}{rb}Revision/{rev['name']}", rev.get("ready", ""), rev.get("reason", "")))
+            pods = rev.get("pods", [])
+            for k, pod in enumerate(pods):
+                pb = "└─" if k == len(pods) - 1 else "├─"
+                rows.append((f"{indent}{ri}{pb}Pod/{pod['name']}", "True" if pod.get("ready") else "False",
+                             pod.get("status", "")))
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [f"{'NAMESPACE':<10} {'NAME':<{width}} {'READY':<6} REASON"]
+    lines += [f"{ns:<10} {name:<{width}} {ready:<6} {reason}".rstrip() for name, ready, reason in rows]
+    return "\n".join(lines)
+
+
+# -- replica --------------------------------------------------------------------
 
 
 async def _run_replica(args: argparse.Namespace) -> int:
@@ -93,10 +260,22 @@ async def _run_replica(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="zeroserve %(levelname)s %(message)s")
-    if args.command == "replica":
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.command in ("replica", "up"):
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(_run_replica(args))
-    return 2
+            if args.command == "replica":
+                return runner.run(_run_replica(args))
+            from .local.up import UpOptions, run_up
+
+            options = UpOptions(files=args.files, host=args.host, port=args.port, control_port=args.control_port,
+                                domain=args.domain, log_dir=args.logs)
+            return runner.run(run_up(options))
+    commands = {"apply": cmd_apply, "delete": cmd_delete, "get": cmd_get, "tree": cmd_tree}
+    try:
+        return commands[args.command](args)
+    except ClientError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

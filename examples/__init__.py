@@ -1,0 +1,1 @@
+"""Runnable examples: the sample apps and manifests."""

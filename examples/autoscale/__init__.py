@@ -1,0 +1,1 @@
+"""The autoscale sample app."""

@@ -1,0 +1,1 @@
+"""The helloworld sample app."""

@@ -1,0 +1,186 @@
+"""The control API of ``zeroserve up`` (loopback only by default).
+
+It is the local stand-in for the Kubernetes API server: the CLI applies,
+reads and deletes objects here; the activator and the autoscaler (separate
+processes, as in a cluster) follow the data-plane state with long-polls and
+apply replica counts (``zeroserve.local.protocol``).
+
+| method | path | what |
+| --- | --- | --- |
+| GET | /v1/state?since=N&wait=S | data-plane snapshot once its version passes N |
+| POST | /v1/scale | ``{"namespace", "revision", "replicas"}`` (the autoscaler) |
+| POST | /v1/apply | ``{"file", "yaml"}`` -> ``{"lines"}``, or 422 ``{"errors"}`` |
+| POST | /v1/delete | ``{"file", "yaml"}``: delete what the manifest names |
+| DELETE | /v1/objects/{kind}/{namespace}/{name} | delete one object |
+| GET | /v1/objects/{kind}?namespace=&name= | Kubernetes-shaped objects |
+| GET | /v1/table/{kind}?namespace=&name= | kubectl-style columns |
+| GET | /v1/tree/{namespace}/{name} | a Service's object tree |
+| GET | /healthz | ok |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from zeroserve.api import ManifestErrors, load
+from zeroserve.controller import Controller, ControllerError, NotFound
+
+from .protocol import LONG_POLL, SCALE_PATH, STATE_PATH, Snapshot
+from .runtime import LocalRuntime
+from .state import StateHub
+
+log = logging.getLogger(__name__)
+
+MAX_MANIFEST = 4 << 20
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, indent=None), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+class ControlAPI:
+    def __init__(self, hub: StateHub, controller: Controller, runtime: LocalRuntime) -> None:
+        self.hub = hub
+        self.controller = controller
+        self.runtime = runtime
+        app = web.Application(client_max_size=MAX_MANIFEST)
+        r = app.router
+        r.add_get(STATE_PATH, self.state)
+        r.add_post(SCALE_PATH, self.scale)
+        r.add_post("/v1/apply", self.apply)
+        r.add_post("/v1/delete", self.delete_manifest)
+        r.add_delete("/v1/objects/{kind}/{namespace}/{name}", self.delete_object)
+        r.add_get("/v1/objects/{kind}", self.objects)
+        r.add_get("/v1/table/{kind}", self.table)
+        r.add_get("/v1/tree/{namespace}/{name}", self.tree)
+        r.add_get("/healthz", self.healthz)
+        self.app = app
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    # -- data plane ----------------------------------------------------------
+
+    async def state(self, request: web.Request) -> web.Response:
+        try:
+            since = int(request.query.get("since", "-1"))
+            wait = min(float(request.query.get("wait", "0")), LONG_POLL)
+        except ValueError:
+            return _error(400, "since must be an integer and wait a number")
+        snap: Snapshot = await self.hub.wait_past(since, wait)
+        return _json(snap.to_json())
+
+    async def scale(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            ns, rev, replicas = body["namespace"], body["revision"], body["replicas"]
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise ValueError("replicas must be an integer >= 0")
+        except (ValueError, KeyError, TypeError) as e:
+            return _error(400, f"bad scale request: {e}")
+        from zeroserve.topology import RevisionKey
+
+        if not self.runtime.set_scale(RevisionKey(ns, rev), replicas):
+            return _error(404, f"no such revision: {ns}/{rev}")
+        return _json({"namespace": ns, "revision": rev, "replicas": replicas})
+
+    # -- objects -------------------------------------------------------------
+
+    async def _manifest(self, request: web.Request) -> tuple[str, str]:
+        body = await request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("yaml"), str):
+            raise ValueError("expected {\"file\": ..., \"yaml\": ...}")
+        return str(body.get("file") or "-"), body["yaml"]
+
+    async def apply(self, request: web.Request) -> web.Response:
+        try:
+            file, text = await self._manifest(request)
+        except ValueError as e:
+            return _error(400, str(e))
+        try:
+            lines = self.controller.apply(load(text, file), now=self.hub.clock())
+        except ManifestErrors as e:
+            return _json({"errors": [str(x) for x in e.errors]}, 422)
+        self.hub.controller_changed()
+        return _json({"lines": lines})
+
+    async def delete_manifest(self, request: web.Request) -> web.Response:
+        try:
+            file, text = await self._manifest(request)
+            objects = load(text, file)
+        except ValueError as e:
+            return _error(400, str(e))
+        except ManifestErrors as e:
+            return _json({"errors": [str(x) for x in e.errors]}, 422)
+        lines = []
+        for obj in objects:
+            try:
+                lines.append(self.controller.delete(obj.kind, obj.meta.namespace, obj.meta.name))
+            except NotFound as e:
+                lines.append(f"Error: {e}")
+        self.hub.controller_changed()
+        return _json({"lines": lines})
+
+    async def delete_object(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        try:
+            line = self.controller.delete(m["kind"], m["namespace"], m["name"])
+        except NotFound as e:
+            return _error(404, str(e))
+        except ControllerError as e:
+            return _error(400, str(e))
+        self.hub.controller_changed()
+        return _json({"lines": [line]})
+
+    async def objects(self, request: web.Request) -> web.Response:
+        try:
+            items = self.controller.get(request.match_info["kind"], request.query.get("namespace"),
+                                        request.query.get("name"))
+        except NotFound as e:
+            return _error(404, str(e))
+        except ControllerError as e:
+            return _error(400, str(e))
+        return _json({"items": items})
+
+    async def table(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        ns, name = request.query.get("namespace"), request.query.get("name")
+        try:
+            if kind in ("pods", "pod", "po"):
+                headers, rows = self.hub.pods_table(ns, name)
+            else:
+                headers, rows = self.controller.table(kind, ns, name)
+        except NotFound as e:
+            return _error(404, str(e))
+        except ControllerError as e:
+            return _error(400, str(e))
+        return _json({"headers": headers, "rows": rows})
+
+    async def tree(self, request: web.Request) -> web.Response:
+        try:
+            data = self.controller.tree(request.match_info["namespace"], request.match_info["name"])
+        except NotFound as e:
+            return _error(404, str(e))
+        return _json(self.hub.tree_with_pods(data))
+
+
+async def serve(api: ControlAPI, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(api.app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner, int(runner.addresses[0][1])
+
+
+async def stop(runner: web.AppRunner) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(runner.cleanup(), 5)

@@ -1,0 +1,149 @@
+"""Where the controller, the local runtime and the data plane's view meet.
+
+The controller says which revisions exist and how traffic goes; the runtime
+runs replicas and says how they are doing; the data plane (activator and
+autoscaler processes) reads one ``Snapshot`` of both. ``StateHub`` moves
+changes between them: new revisions go to the runtime (started at their
+initial scale), replica states go back into the controller's status, and
+every change publishes a new snapshot version to the long-polls waiting for
+one (coalesced per event-loop turn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from zeroserve.autoscaling.annotations import RevisionAutoscaling
+from zeroserve.autoscaling.config import AutoscalerConfig
+from zeroserve.controller import Controller
+from zeroserve.topology import RevisionKey
+
+from .protocol import Snapshot
+from .runtime import LocalRuntime, RevisionRun
+
+
+def _age(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h"
+
+
+class StateHub:
+    def __init__(self, controller: Controller, clock: Callable[[], float] = time.time) -> None:
+        self.controller = controller
+        self.clock = clock
+        self.runtime: LocalRuntime | None = None
+        self.snapshot = Snapshot(version=0)
+        self._changed = asyncio.Event()
+        self._scheduled = False
+        self._known: set[RevisionKey] = set()
+
+    def attach(self, runtime: LocalRuntime) -> None:
+        self.runtime = runtime
+        self.controller_changed()
+
+    # -- changes in -----------------------------------------------------------
+
+    def controller_changed(self) -> None:
+        """Objects were applied or deleted: run what exists, publish."""
+        rt = self.runtime
+        if rt is None:
+            return
+        desired = self.controller.revisions()
+        runs = {}
+        for key, d in desired.items():
+            c = d.container
+            runs[key] = RevisionRun(info=d.info, command=tuple(c.command), args=tuple(c.args), env=dict(c.env),
+                                    readiness_probe=c.readiness_probe, working_dir=c.working_dir or None)
+        rt.set_revisions(runs)
+        config = self._autoscaler_config()
+        for key in runs.keys() - self._known:
+            # A new revision starts at its initial scale, as its Deployment is
+            # created; the autoscaler takes over from there.
+            info = runs[key].info
+            a = RevisionAutoscaling.read(info.annotations, config, container_concurrency=info.container_concurrency)
+            rt.set_scale(key, max(a.initial_scale, a.min_scale if info.reachable else 0))
+        self._known = set(runs)
+        self._publish()
+
+    def runtime_changed(self) -> None:
+        """A replica started, got ready, crashed or stopped."""
+        self._publish()
+
+    def _autoscaler_config(self) -> AutoscalerConfig:
+        try:
+            return AutoscalerConfig.from_mapping(self.controller.config_data("config-autoscaler"))
+        except ValueError:
+            return AutoscalerConfig()  # validated at apply; never expected here
+
+    # -- publishing -----------------------------------------------------------
+
+    def _publish(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._build)
+
+    def _build(self) -> None:
+        self._scheduled = False
+        rt = self.runtime
+        if rt is None:
+            return
+        now = self.clock()
+        for key, st in rt.states().items():
+            self.controller.set_revision_state(key, ready=st.ready, reason=st.reason, message=st.message,
+                                               desired_replicas=st.desired, actual_replicas=st.actual, now=now)
+        desired = self.controller.revisions()
+        snap = Snapshot(
+            version=self.snapshot.version,
+            revisions={k: d.info for k, d in desired.items()},
+            routes=tuple(self.controller.routing_table()),
+            endpoints={k: tuple(v) for k, v in rt.endpoints().items() if k in desired},
+            replicas={k: n for k in desired if (n := rt.scale(k)) is not None},
+            autoscaler_config=self.controller.config_data("config-autoscaler"),
+            deployment_config=self.controller.config_data("config-deployment"),
+        )
+        if snap != self.snapshot:
+            self.snapshot = Snapshot(**{**snap.__dict__, "version": self.snapshot.version + 1})
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def wait_past(self, since: int, wait: float) -> Snapshot:
+        """The snapshot as soon as its version is not ``since`` (or after ``wait``)."""
+        if self.snapshot.version == since and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), wait)
+        return self.snapshot
+
+    def release_waiters(self) -> None:
+        self._changed.set()
+
+    # -- views ------------------------------------------------------------------
+
+    def pods_table(self, namespace: str | None, name: str | None) -> tuple[list[str], list[list[str]]]:
+        rt = self.runtime
+        rows = []
+        now = self.clock()
+        for p in rt.pods() if rt is not None else []:
+            if namespace and p.revision.namespace != namespace:
+                continue
+            if name and p.name != name and p.revision.name != name:
+                continue
+            containers = 2 if p.ready else 0
+            rows.append([p.name, f"{containers}/2", p.status, str(p.restarts), _age(now - p.started_at)])
+        return ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], rows
+
+    def tree_with_pods(self, tree: dict[str, Any]) -> dict[str, Any]:
+        """Adds the replicas under each revision of a controller tree."""
+        rt = self.runtime
+        pods = rt.pods() if rt is not None else []
+        for rev in tree.get("revisions", []):
+            key = RevisionKey(rev.get("namespace", ""), rev.get("name", ""))
+            rev["pods"] = [{"name": p.name, "status": p.status, "ready": p.ready} for p in pods if p.revision == key]
+        return tree

@@ -1,0 +1,229 @@
+"""``zeroserve up``: the whole system on this machine, in the foreground.
+
+In this process: the controller, the local runtime and the control API. As
+child processes, like their pods in a cluster: the autoscaler and the
+activator (listening on ``--port``, the ingress), both following the control
+API, plus every replica the runtime starts. Every child is in its own process
+group and dies with this process, even on SIGKILL. Ctrl-C (or SIGTERM) stops
+in order: the activator drains, the autoscaler stops, every replica drains
+(its queue-proxy first), then the control API closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from zeroserve.api import ManifestErrors, load
+from zeroserve.controller import Controller
+
+from .control import ControlAPI, serve, stop
+from .replica import _die_with_parent
+from .runtime import LocalRuntime
+from .state import StateHub
+
+log = logging.getLogger("zeroserve")
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    files: Sequence[Path] = ()
+    host: str = "127.0.0.1"
+    port: int = 8080
+    """The activator's listener: the ingress of every service."""
+    control_port: int = 8090
+    domain: str | None = None
+    """Default domain instead of ``localhost`` (config-domain can still override)."""
+    log_dir: Path | None = None
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+
+class UpError(RuntimeError):
+    """``zeroserve up`` could not start; the message says what and why."""
+
+
+class Child:
+    """A component process (autoscaler, activator) with the JSON line it printed."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, info: dict[str, object]) -> None:
+        self.name = name
+        self.proc = proc
+        self.info = info
+
+    @classmethod
+    async def spawn(cls, name: str, argv: list[str], log_file: Path, timeout: float = 60.0) -> Child:
+        with log_file.open("ab") as err:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=err,
+                start_new_session=True, preexec_fn=_die_with_parent)
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        except TimeoutError:
+            line = b""
+        if not line:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            tail = " | ".join(log_file.read_text(errors="replace").strip().splitlines()[-3:])
+            raise UpError(f"the {name} did not start: {tail or 'no output'} (log: {log_file})")
+        return cls(name, proc, json.loads(line))
+
+    async def stop(self, grace: float) -> int | None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                await self.proc.wait()
+        return self.proc.returncode
+
+
+class Up:
+    """The running system; ``start`` then ``stop``."""
+
+    def __init__(self, options: UpOptions) -> None:
+        self.options = options
+        self.log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="zeroserve-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.controller = Controller(time.time(), default_domain=options.domain)
+        self.hub = StateHub(self.controller)
+        self.runtime = LocalRuntime(on_change=self.hub.runtime_changed, log_dir=self.log_dir, host=options.host,
+                                    working_dir=os.getcwd())
+        self.api = ControlAPI(self.hub, self.controller, self.runtime)
+        self.children: list[Child] = []
+        self.control_url = ""
+        self.ingress_port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> list[str]:
+        """Start everything and apply the files; returns the apply lines."""
+        o = self.options
+        objects = []
+        for f in o.files:  # parse before starting anything: a bad file stops nothing
+            try:
+                text = f.read_text()
+            except OSError as e:
+                raise UpError(f"cannot read {f}: {e.strerror}") from None
+            objects.append(load(text, str(f)))
+        self.hub.attach(self.runtime)
+        try:
+            self._runner, port = await serve(self.api, o.host, o.control_port)
+        except OSError as e:
+            raise UpError(f"cannot listen on {o.host}:{o.control_port} (--control-port): {e.strerror}") from None
+        self.control_url = f"http://{o.host}:{port}"
+        py = sys.executable
+        autoscaler = await Child.spawn("autoscaler", [
+            py, "-m", "autoscaler", "--control", self.control_url, "--host", o.host, "--port", "0",
+            "--metrics-port", "0"], self.log_dir / "autoscaler.log")
+        self.children.append(autoscaler)
+        activator = await Child.spawn("activator", [
+            py, "-m", "activator", "--control", self.control_url, "--host", o.host, "--port", str(o.port),
+            "--metrics-port", "0", "--autoscaler-url", f"ws://{o.host}:{autoscaler.info['port']}/",
+            "--drain-seconds", "0", "--pod-name", "activator-0"], self.log_dir / "activator.log")
+        self.children.append(activator)
+        self.ingress_port = int(activator.info["port"])  # type: ignore[call-overload]
+        lines = []
+        for objs in objects:
+            lines += self.controller.apply(objs, now=time.time())
+        self.hub.controller_changed()
+        return lines
+
+    def urls(self) -> list[tuple[str, str]]:
+        """(service, url) of every service."""
+        out = []
+        for svc in self.controller.get("ksvc"):
+            url = svc.get("status", {}).get("url")
+            if url:
+                out.append((svc["metadata"]["name"], url))
+        return out
+
+    async def stop(self) -> None:
+        for child in reversed(self.children):
+            code = await child.stop(grace=30)
+            if code not in (0, None):
+                log.warning("the %s exited with code %s (log: %s)", child.name, code, self.log_dir)
+        await self.runtime.close()
+        self.hub.release_waiters()
+        if self._runner is not None:
+            await stop(self._runner)
+
+
+def curl_lines(url: str, port: int, host: str) -> list[str]:
+    """How to call a service: by name (curl resolves *.localhost) and by Host header."""
+    name = url.split("://", 1)[-1]
+    lines = []
+    if name.endswith(".localhost"):
+        lines.append(f"curl http://{name}:{port}")
+    lines.append(f"curl -H 'Host: {name}' http://{host}:{port}")
+    return lines
+
+
+async def run_up(options: UpOptions) -> int:
+    up = Up(options)
+    loop = asyncio.get_running_loop()
+    stop_event = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_event.set)
+    try:
+        try:
+            lines = await up.start()
+        except ManifestErrors as e:
+            for err in e.errors:
+                print(err, file=sys.stderr)
+            return 1
+        except UpError as e:
+            print(f"zeroserve up: {e}", file=sys.stderr)
+            return 1
+        for line in lines:
+            print(line)
+        print(f"zeroserve is up: ingress http://{options.host}:{up.ingress_port}, "
+              f"control API {up.control_url}, logs in {up.log_dir}", flush=True)
+        await _print_urls_when_ready(up, stop_event)
+        print("Ctrl-C to stop.", flush=True)
+        await stop_event.wait()
+        print("stopping: the activator drains, then every replica", flush=True)
+        return 0
+    finally:
+        await up.stop()
+
+
+async def _print_urls_when_ready(up: Up, stop_event: asyncio.Event, within: float = 120.0) -> None:
+    """Print each service's URL and curl line once it is Ready (or why not)."""
+    pending = {name for name, _ in up.urls()} or set()
+    deadline = time.monotonic() + within
+    printed: set[str] = set()
+    while pending - printed and time.monotonic() < deadline and not stop_event.is_set():
+        for svc in up.controller.get("ksvc"):
+            name = svc["metadata"]["name"]
+            if name in printed:
+                continue
+            conds = {c["type"]: c for c in svc.get("status", {}).get("conditions", [])}
+            ready = conds.get("Ready", {})
+            url = svc.get("status", {}).get("url")
+            if ready.get("status") == "True" and url:
+                print(f"service {name} is ready: {url}")
+                for line in curl_lines(url, up.ingress_port, up.options.host):
+                    print(f"  {line}")
+                printed.add(name)
+            elif ready.get("status") == "False":
+                print(f"service {name} is not ready: {ready.get('reason', '')}: {ready.get('message', '')}")
+                printed.add(name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop_event.wait(), 0.1)
+    sys.stdout.flush()
