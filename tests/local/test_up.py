@@ -301,3 +301,52 @@ def test_examples_are_the_ones_the_readme_uses() -> None:
                  "config-autoscaler-fast.yaml"):
         assert (EXAMPLES / name).is_file(), name
     assert (ROOT / "examples" / "helloworld" / "app.py").is_file()
+
+
+async def test_a_command_that_fails_at_start_shows_revision_failed(tmp_path: Path) -> None:
+    bad = tmp_path / "crash.yaml"
+    bad.write_text((EXAMPLES / "helloworld.yaml").read_text()
+                   .replace("name: helloworld-go", "name: crash")
+                   .replace('command: ["python", "examples/helloworld/app.py"]',
+                            'command: ["python", "-c", "import sys; print(\'no database\'); sys.exit(3)"]'))
+    async with zeroserve_up(tmp_path, FAST, bad) as up:
+        async def failed() -> str:
+            table = (await up.acli("get", "ksvc")).stdout
+            return table if "RevisionFailed" in table else ""
+
+        table = await up.until(failed, "RevisionFailed")
+        assert "crash-00001" in table and "False" in table
+        svc = await up.get("ksvc", "crash")
+        ready = next(c for c in svc["status"]["conditions"] if c["type"] == "Ready")
+        assert "no database" in ready["message"]
+
+        async def crashlooping() -> bool:
+            return "CrashLoopBackOff" in (await up.acli("get", "pods")).stdout
+
+        await up.until(crashlooping, "CrashLoopBackOff")
+
+
+async def test_delete_stops_the_replicas_and_the_route(tmp_path: Path) -> None:
+    async with zeroserve_up(tmp_path, FAST, EXAMPLES / "helloworld.yaml") as up:
+        assert (await _get(up, HELLO_HOST)).status_code == 200
+        out = (await up.acli("delete", "ksvc", "helloworld-go")).stdout
+        assert 'service.serving.knative.dev "helloworld-go" deleted' in out
+
+        async def gone() -> bool:
+            pods = (await up.acli("get", "pods")).stdout
+            return "No resources found" in pods
+
+        await up.until(gone, "replicas stopped")
+        r = await _get(up, HELLO_HOST)
+        assert r.status_code == 404
+        assert (await up.acli("get", "ksvc")).stdout.strip() == "No resources found in default namespace."
+
+
+async def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
+    async with zeroserve_up(tmp_path, EXAMPLES / "helloworld.yaml") as up:
+        assert (await _get(up, HELLO_HOST)).status_code == 200
+        family = _descendants(up.proc.pid)
+        up.proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(up.proc.wait(), 60) == 0
+        assert not [pid for pid in family if Path(f"/proc/{pid}").exists()
+                    and b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1][:3]]
