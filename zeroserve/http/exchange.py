@@ -27,6 +27,7 @@ class Request:
         "attempts",
         "body",
         "body_done",
+        "body_read",
         "body_size",
         "chunked",
         "ctx",
@@ -36,6 +37,7 @@ class Request:
         "head_out",
         "idle_timeout",
         "keep_alive",
+        "last_read",
         "last_write",
         "lines",
         "method",
@@ -64,6 +66,8 @@ class Request:
         self.body: list[bytes] | None = None  # body bytes not yet sent upstream
         self.body_size = 0
         self.body_done = False
+        self.body_read = 0  # body bytes received so far
+        self.last_read = 0.0  # when body bytes last arrived (coarse clock)
         self.chunked = False
         self.expect_continue = False
         self.phase = WAITING
@@ -116,3 +120,8 @@ class Limits:
     """Seconds an idle client connection is kept open."""
     body_buffer: int = 64 * 1024
     """Body bytes buffered while a request waits before reading pauses."""
+    max_body_bytes: int = 0
+    """Largest request body; more -> 413 and the connection closed (0 = no limit)."""
+    body_timeout: float = 60.0
+    """Seconds without request-body bytes while a body is due (and the proxy is
+    not itself holding reading back) -> 408 and the connection closed."""

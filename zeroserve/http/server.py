@@ -129,6 +129,7 @@ class ServerConnection(asyncio.Protocol):
         "head_count",
         "head_started",
         "idle_since",
+        "max_body_bytes",
         "max_head_bytes",
         "max_headers",
         "parse_error",
@@ -154,6 +155,7 @@ class ServerConnection(asyncio.Protocol):
         self.capture = server.capture
         self.max_head_bytes = server.limits.max_head_bytes
         self.max_headers = server.limits.max_headers
+        self.max_body_bytes = server.limits.max_body_bytes
         self.transport: asyncio.Transport | None = None
         self.parser = HttpRequestParser(self)
         self.client_ip = b""
@@ -298,6 +300,12 @@ class ServerConnection(asyncio.Protocol):
         te = h.get(b"transfer-encoding")
         if te is not None:
             req.chunked = True
+        if self.max_body_bytes:
+            length = h.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                self.parse_error = 413  # refused before a byte of it is read
+                raise _HeadTooLarge
+        req.last_read = self.server.now
         expect = h.get(b"expect")
         if expect is not None and expect.lower() == b"100-continue":
             req.expect_continue = True
@@ -311,6 +319,11 @@ class ServerConnection(asyncio.Protocol):
         req = self.reading
         if req is None:
             return
+        req.body_read += len(body)
+        req.last_read = self.server.now
+        if self.max_body_bytes and req.body_read > self.max_body_bytes:
+            self.parse_error = 413
+            raise _HeadTooLarge
         if req is self.current and req.phase >= SENT:
             up = self.upstream
             if up is not None and up.transport is not None and req.phase < DONE:
@@ -640,7 +653,21 @@ class ServerConnection(asyncio.Protocol):
             self._timeout(req)
 
     def check_idle(self, now: float, limits: Limits) -> None:
-        if self.current is not None or self.transport is None:
+        if self.transport is None:
+            return
+        reading = self.reading
+        if reading is not None and not self.head_started and not reading.body_done:
+            # A body is due. Only a client that stops sending it is timed
+            # out, not one whose reading this proxy paused (backpressure).
+            if not self.paused and now - reading.last_read >= limits.body_timeout:
+                if reading is self.current and reading.phase < RESPONDING:
+                    self.fail(408, b"request-timeout", b"request body not received in time")
+                else:
+                    if self.current is not None:
+                        self._end(self.current)
+                    self._close()
+            return
+        if self.current is not None:
             return
         if self.head_started:
             if now - self.head_started >= limits.header_timeout:
@@ -770,6 +797,8 @@ class ServerConnection(asyncio.Protocol):
         self.parse_error = status
         if status == 431:
             reason, body = b"header-too-large", b"request head too large"
+        elif status == 413:
+            reason, body = b"body-too-large", b"request body larger than %d bytes" % self.max_body_bytes
         else:
             reason, body = b"bad-request", b"malformed request: " + str(error).encode()
         req = self.current
