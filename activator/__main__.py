@@ -143,6 +143,8 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
                    help=f"requests that may wait per revision (default {d.queue_depth})")
     p.add_argument("--budget", type=_number(int, 1, "a positive integer"), default=d.budget,
                    help=f"requests that may wait across all revisions (default {d.budget})")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="share --port with other activators (SO_REUSEPORT); zeroserve up uses it")
     p.add_argument("--drain-seconds", type=_number(float, 0, "a number of seconds >= 0"),
                    default=d.drain_seconds,
                    help=f"after SIGTERM, how long health checks fail before the listeners "
@@ -165,7 +167,7 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
         trusted_cidrs=tuple(args.trusted_cidr), metrics_port=args.metrics_port,
         autoscaler_url=args.autoscaler_url, pod_name=args.pod_name,
         activation_timeout=args.activation_timeout, queue_depth=int(args.queue_depth),
-        budget=int(args.budget), drain_seconds=args.drain_seconds,
+        budget=int(args.budget), drain_seconds=args.drain_seconds, reuse_port=args.reuse_port,
     )
     options = KubeOptions(
         kubeconfig=args.kubeconfig, namespace=args.namespace,

@@ -60,6 +60,8 @@ class Settings:
     budget: int = 10_000
     """Requests that may wait across all revisions."""
     drain_seconds: float = 45.0
+    reuse_port: bool = False
+    """Share the traffic port with other activators (SO_REUSEPORT; local mode)."""
     """After SIGTERM: how long health checks fail before the listeners close."""
     probe_interval: float = 0.05
     limits: Limits = field(default_factory=lambda: Limits(body_buffer=4096))
@@ -137,7 +139,7 @@ class Activator:
 
     async def start(self) -> dict[str, int]:
         s = self.settings
-        self.ports["port"] = await self.servers[0].listen(s.host, s.port)
+        self.ports["port"] = await self.servers[0].listen(s.host, s.port, reuse_port=s.reuse_port)
         if s.trusted_port is not None:
             self.ports["trusted_port"] = await self.servers[1].listen(s.host, s.trusted_port)
         self.ports["metrics_port"] = await self.metrics_server.listen(s.host, s.metrics_port)

@@ -887,11 +887,15 @@ class Server:
         self._ticks = 0
         self._idle_waiters: list[asyncio.Future[None]] = []
 
-    async def listen(self, host: str, port: int, *, backlog: int = 2048) -> int:
-        """Start accepting on ``host:port`` (0 = a free port); returns the bound port."""
+    async def listen(self, host: str, port: int, *, backlog: int = 2048, reuse_port: bool = False) -> int:
+        """Start accepting on ``host:port`` (0 = a free port); returns the bound port.
+
+        ``reuse_port``: several processes share the port and the kernel spreads
+        connections over them (several local activators behind one address)."""
         loop = asyncio.get_running_loop()
         srv = await loop.create_server(
-            lambda: ServerConnection(self), host, port, backlog=backlog, reuse_address=True
+            lambda: ServerConnection(self), host, port, backlog=backlog, reuse_address=True,
+            reuse_port=reuse_port or None,
         )
         self._listeners.append(srv)
         if self._sweeper is None:

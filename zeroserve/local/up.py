@@ -21,12 +21,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from zeroserve.api import ManifestErrors, load
+from zeroserve.api import ManifestErrors, Object, load
 from zeroserve.controller import Controller
 
 from .control import ControlAPI, serve, stop
@@ -47,7 +47,8 @@ class UpOptions:
     domain: str | None = None
     """Default domain instead of ``localhost`` (config-domain can still override)."""
     log_dir: Path | None = None
-    extra_config: dict[str, str] = field(default_factory=dict)
+    activators: int = 1
+    """Activator processes sharing the ingress port (the kernel spreads connections)."""
 
 
 class UpError(RuntimeError):
@@ -98,6 +99,8 @@ class Up:
     """The running system; ``start`` then ``stop``."""
 
     def __init__(self, options: UpOptions) -> None:
+        if options.activators < 1:
+            raise UpError("--activators must be at least 1")
         self.options = options
         self.log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="zeroserve-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +109,9 @@ class Up:
         self.runtime = LocalRuntime(on_change=self.hub.runtime_changed, log_dir=self.log_dir, host=options.host,
                                     working_dir=os.getcwd())
         self.api = ControlAPI(self.hub, self.controller, self.runtime)
-        self.children: list[Child] = []
+        self.children: dict[str, Child] = {}
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.control_url = ""
         self.ingress_port = 0
         self._runner: web.AppRunner | None = None
@@ -127,17 +132,59 @@ class Up:
         except OSError as e:
             raise UpError(f"cannot listen on {o.host}:{o.control_port} (--control-port): {e.strerror}") from None
         self.control_url = f"http://{o.host}:{port}"
-        py = sys.executable
-        autoscaler = await Child.spawn("autoscaler", [
-            py, "-m", "autoscaler", "--control", self.control_url, "--host", o.host, "--port", "0",
-            "--metrics-port", "0"], self.log_dir / "autoscaler.log")
-        self.children.append(autoscaler)
-        activator = await Child.spawn("activator", [
-            py, "-m", "activator", "--control", self.control_url, "--host", o.host, "--port", str(o.port),
-            "--metrics-port", "0", "--autoscaler-url", f"ws://{o.host}:{autoscaler.info['port']}/",
-            "--drain-seconds", "0", "--pod-name", "activator-0"], self.log_dir / "activator.log")
-        self.children.append(activator)
-        self.ingress_port = int(activator.info["port"])  # type: ignore[call-overload]
+        self.autoscaler_port = 0
+        self.children["autoscaler"] = await self.spawn_autoscaler()
+        port = o.port
+        for i in range(o.activators):
+            # The first one picks the port (if 0); the others share it.
+            self.children[f"activator-{i}"] = await self.spawn_activator(i, port)
+            port = self.ingress_port
+        for name in list(self.children):
+            task = asyncio.get_running_loop().create_task(self._supervise(name), name=f"supervise {name}")
+            self._supervisors.append(task)
+        return await self._apply_files(objects)
+
+    async def spawn_autoscaler(self) -> Child:
+        o = self.options
+        child = await Child.spawn("autoscaler", [
+            sys.executable, "-m", "autoscaler", "--control", self.control_url, "--host", o.host,
+            "--port", str(self.autoscaler_port), "--metrics-port", "0"], self.log_dir / "autoscaler.log")
+        # Restarted on the same port: the activators' links reconnect to it.
+        self.autoscaler_port = int(child.info["port"])  # type: ignore[call-overload]
+        return child
+
+    async def spawn_activator(self, index: int, port: int) -> Child:
+        """Start activator ``index`` on the ingress port (also to replace one)."""
+        o = self.options
+        child = await Child.spawn(f"activator-{index}", [
+            sys.executable, "-m", "activator", "--control", self.control_url, "--host", o.host, "--port", str(port),
+            "--reuse-port", "--metrics-port", "0", "--autoscaler-url", f"ws://{o.host}:{self.autoscaler_port}/",
+            "--drain-seconds", "0", "--pod-name", f"activator-{index}"], self.log_dir / f"activator-{index}.log")
+        self.ingress_port = int(child.info["port"])  # type: ignore[call-overload]
+        return child
+
+    async def _supervise(self, name: str) -> None:
+        """Restart a component that exits on its own, as Kubernetes restarts a pod."""
+        backoff = 0.5
+        while not self._stopping:
+            child = self.children[name]
+            code = await child.proc.wait()
+            if self._stopping:
+                return
+            log.warning("the %s exited with code %s; restarting it in %.1fs", name, code, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(10.0, backoff * 2)
+            try:
+                if name == "autoscaler":
+                    self.children[name] = await self.spawn_autoscaler()
+                else:
+                    self.children[name] = await self.spawn_activator(int(name.rsplit("-", 1)[1]),
+                                                                     self.ingress_port)
+                backoff = 0.5
+            except UpError as e:
+                log.error("restarting the %s failed: %s", name, e)
+
+    async def _apply_files(self, objects: list[list[Object]]) -> list[str]:
         lines = []
         for objs in objects:
             lines += self.controller.apply(objs, now=time.time())
@@ -154,7 +201,11 @@ class Up:
         return out
 
     async def stop(self) -> None:
-        for child in reversed(self.children):
+        self._stopping = True
+        for task in self._supervisors:
+            task.cancel()
+        await asyncio.gather(*self._supervisors, return_exceptions=True)
+        for child in reversed(list(self.children.values())):
             code = await child.stop(grace=30)
             if code not in (0, None):
                 log.warning("the %s exited with code %s (log: %s)", child.name, code, self.log_dir)
