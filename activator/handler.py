@@ -194,8 +194,10 @@ class ActivatorHandler(Handler):
     def on_wait_timeout(self, conn: ServerConnection, req: Request) -> None:
         rev: RevisionState = req.ctx
         rev.throttler.cancel(conn)
+        why = rev.info.failure
         conn.fail(503, b"activation-timeout",
-                  b"revision " + str(rev.key).encode() + b" had no ready replica in time", self.retry_after)
+                  b"revision " + str(rev.key).encode() + b" had no ready replica in time"
+                  + (b" (" + why.encode(errors="replace") + b")" if why else b""), self.retry_after)
 
     def on_upstream_error(self, conn: ServerConnection, req: Request, error: Exception) -> None:
         rev: RevisionState = req.ctx

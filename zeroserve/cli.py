@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--logs", type=Path, help="directory for component and replica logs (default: a temp dir)")
     up.add_argument("--activators", type=int, default=1,
                     help="activator processes sharing the ingress port (default 1)")
+    up.add_argument("--activation-timeout", type=float, default=120.0,
+                    help="seconds a request may wait for a replica before a 503 (default 120)")
 
     def client(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--server", default=DEFAULT_SERVER, help=f"control API (default {DEFAULT_SERVER})")
@@ -270,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             from .local.up import UpOptions, run_up
 
             options = UpOptions(files=args.files, host=args.host, port=args.port, control_port=args.control_port,
-                                domain=args.domain, log_dir=args.logs, activators=args.activators)
+                                domain=args.domain, log_dir=args.logs, activators=args.activators,
+                                activation_timeout=args.activation_timeout)
             return runner.run(run_up(options))
     commands = {"apply": cmd_apply, "delete": cmd_delete, "get": cmd_get, "tree": cmd_tree}
     try:

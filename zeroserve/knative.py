@@ -97,7 +97,18 @@ def revision_info(obj: Obj) -> RevisionInfo:
             obj, "spec.responseStartTimeoutSeconds", spec.get("responseStartTimeoutSeconds"), 0.0),
         idle_timeout_seconds=_number(
             obj, "spec.idleTimeoutSeconds", spec.get("idleTimeoutSeconds"), 0.0),
+        failure=_failure(obj),
     )
+
+
+def _failure(obj: Obj) -> str:
+    """``reason: message`` of a Ready=False condition, else empty."""
+    status = obj.get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    for c in conditions if isinstance(conditions, list) else []:
+        if isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "False":
+            return ": ".join(str(x) for x in (c.get("reason"), c.get("message")) if x)
+    return ""
 
 
 # ----- endpoints ---------------------------------------------------------------------------

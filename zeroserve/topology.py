@@ -36,6 +36,9 @@ class RevisionInfo:
     timeout_seconds: float = 300.0
     response_start_timeout_seconds: float = 0.0
     idle_timeout_seconds: float = 0.0
+    failure: str = ""
+    """Why the revision cannot become ready (its Ready condition's reason and
+    message), so requests that wait for it in vain are told."""
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ class Snapshot:
                     timeout_seconds=float(r["timeout_seconds"]),
                     response_start_timeout_seconds=float(r["response_start_timeout_seconds"]),
                     idle_timeout_seconds=float(r["idle_timeout_seconds"]),
+                    failure=str(r.get("failure", "")),
                 )
                 revisions[info.key] = info
             routes = tuple(
@@ -109,7 +110,7 @@ def _revision_json(r: RevisionInfo) -> dict[str, Any]:
         "annotations": dict(r.annotations), "reachable": r.reachable, "service": r.service,
         "configuration": r.configuration, "timeout_seconds": r.timeout_seconds,
         "response_start_timeout_seconds": r.response_start_timeout_seconds,
-        "idle_timeout_seconds": r.idle_timeout_seconds,
+        "idle_timeout_seconds": r.idle_timeout_seconds, "failure": r.failure,
     }
 
 

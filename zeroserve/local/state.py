@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from zeroserve.autoscaling.annotations import RevisionAutoscaling
@@ -100,9 +101,19 @@ class StateHub:
             self.controller.set_revision_state(key, ready=st.ready, reason=st.reason, message=st.message,
                                                desired_replicas=st.desired, actual_replicas=st.actual, now=now)
         desired = self.controller.revisions()
+        states = rt.states()
+        infos = {}
+        for k, d in desired.items():
+            state = states.get(k)
+            if state is not None and state.ready is False:
+                # the activator tells requests that wait in vain why
+                failure = ": ".join(x for x in (state.reason, state.message) if x)
+                infos[k] = replace(d.info, failure=failure)
+            else:
+                infos[k] = d.info
         snap = Snapshot(
             version=self.snapshot.version,
-            revisions={k: d.info for k, d in desired.items()},
+            revisions=infos,
             routes=tuple(self.controller.routing_table()),
             endpoints={k: tuple(v) for k, v in rt.endpoints().items() if k in desired},
             replicas={k: n for k in desired if (n := rt.scale(k)) is not None},

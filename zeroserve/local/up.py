@@ -49,6 +49,8 @@ class UpOptions:
     log_dir: Path | None = None
     activators: int = 1
     """Activator processes sharing the ingress port (the kernel spreads connections)."""
+    activation_timeout: float = 120.0
+    """How long a request may wait for a replica before a 503 (the activators' setting)."""
 
 
 class UpError(RuntimeError):
@@ -159,7 +161,8 @@ class Up:
         child = await Child.spawn(f"activator-{index}", [
             sys.executable, "-m", "activator", "--control", self.control_url, "--host", o.host, "--port", str(port),
             "--reuse-port", "--metrics-port", "0", "--autoscaler-url", f"ws://{o.host}:{self.autoscaler_port}/",
-            "--drain-seconds", "0", "--pod-name", f"activator-{index}"], self.log_dir / f"activator-{index}.log")
+            "--drain-seconds", "0", "--pod-name", f"activator-{index}",
+            "--activation-timeout", f"{o.activation_timeout:g}"], self.log_dir / f"activator-{index}.log")
         self.ingress_port = int(child.info["port"])  # type: ignore[call-overload]
         return child
 
