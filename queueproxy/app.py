@@ -79,6 +79,7 @@ class QueueProxy:
                 queue_depth=lambda: self.breaker.queued if self.breaker else 0,
                 capacity=cc,
                 protocol_errors=lambda: self.serving.protocol_errors,
+                max_at_app=lambda: self.handler.max_at_app,
             )
         )
         self.admin = Server(

@@ -76,6 +76,7 @@ class QueueProxyHandler(Handler):
         self.drainer = drainer
         self.prober = prober
         self.metrics = metrics
+        self.max_at_app = 0  # high-water mark of requests at the app at once
         self._probes: set[asyncio.Task[None]] = set()
 
     # -- the request path -------------------------------------------------
@@ -104,6 +105,10 @@ class QueueProxyHandler(Handler):
         # else: parked; on_finish of another request hands it a slot
 
     def _forward(self, conn: ServerConnection, req: Request) -> None:
+        breaker = self.breaker
+        at_app = breaker.in_flight if breaker is not None else self.stats.concurrency
+        if at_app > self.max_at_app:
+            self.max_at_app = at_app
         h = req.h
         extra = b""
         if (b"x-forwarded-for" in h or b"x-forwarded-host" in h or b"x-forwarded-proto" in h) and b"forwarded" not in h:

@@ -71,6 +71,7 @@ class QueueProxyCollector(Collector):
         queue_depth: Callable[[], int],
         capacity: int,
         protocol_errors: Callable[[], dict[int, int]],
+        max_at_app: Callable[[], int] = lambda: 0,
     ) -> None:
         self.metrics = metrics
         self.label_names = list(labels)
@@ -79,6 +80,7 @@ class QueueProxyCollector(Collector):
         self.queue_depth = queue_depth
         self.capacity = capacity
         self.protocol_errors = protocol_errors
+        self.max_at_app = max_at_app
 
     def collect(self) -> Iterator[Metric]:
         names, values = self.label_names, self.label_values
@@ -108,6 +110,7 @@ class QueueProxyCollector(Collector):
             ("zeroserve_queue_requests_in_flight", "Requests in the queue-proxy (queued included).", self.in_flight()),
             ("zeroserve_queue_depth", "Requests waiting for a concurrency slot.", self.queue_depth()),
             ("zeroserve_queue_capacity", "containerConcurrency (0 = unlimited).", self.capacity),
+            ("zeroserve_queue_app_in_flight_max", "Most requests at the app at once since start.", self.max_at_app()),
         ):
             g = GaugeMetricFamily(name, doc, labels=names)
             g.add_metric(values, value)

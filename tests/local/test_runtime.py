@@ -42,6 +42,9 @@ async def test_scale_up_serves_and_scale_down_stops_every_process(tmp_path: Path
                 assert r.text == "Hello runtime!\n"
         pods = rt.pods()
         assert {p.status for p in pods} == {"Running"}
+        for p in pods:  # the start of each replica, step by step
+            t = p.times
+            assert t["requested"] <= t["spawned"] <= t["listening"] <= t["ready"]
         assert all(p.name.startswith("hello-00001-deployment-") for p in pods)
         rt.set_scale(KEY, 0)
         await until(lambda: rt.pods() == [])

@@ -30,9 +30,12 @@ async def test_cc2_never_lets_a_third_request_reach_the_app(tmp_path: Path) -> N
             assert state.requests == 2
             state.release.set()
             rs = await asyncio.gather(*tasks)
+            text = (await client.get(qp.prometheus_url())).text
         assert [r.status_code for r in rs] == [200] * 6
         assert state.max_in_flight == 2
         assert state.requests == 6
+        assert any(line.startswith("zeroserve_queue_app_in_flight_max{") and line.endswith(" 2.0")
+                   for line in text.splitlines())
 
 
 async def test_overflow_beyond_11x_cc_gets_503_while_admitted_complete(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ apply replica counts (``zeroserve.local.protocol``).
 | GET | /v1/objects/{kind}?namespace=&name= | Kubernetes-shaped objects |
 | GET | /v1/table/{kind}?namespace=&name= | kubectl-style columns |
 | GET | /v1/tree/{namespace}/{name} | a Service's object tree |
+| GET | /v1/pods | every replica with its status and start timestamps (JSON) |
 | GET | /healthz | ok |
 """
 
@@ -63,6 +64,7 @@ class ControlAPI:
         r.add_get("/v1/objects/{kind}", self.objects)
         r.add_get("/v1/table/{kind}", self.table)
         r.add_get("/v1/tree/{namespace}/{name}", self.tree)
+        r.add_get("/v1/pods", self.pods)
         r.add_get("/healthz", self.healthz)
         self.app = app
 
@@ -165,6 +167,18 @@ class ControlAPI:
         except ControllerError as e:
             return _error(400, str(e))
         return _json({"headers": headers, "rows": rows})
+
+    async def pods(self, request: web.Request) -> web.Response:
+        items = []
+        for p in self.runtime.pods():
+            e = p.endpoint
+            items.append({
+                "name": p.name, "namespace": p.revision.namespace, "revision": p.revision.name,
+                "status": p.status, "ready": p.ready, "restarts": p.restarts, "startedAt": p.started_at,
+                "lastExit": p.last_exit, "times": p.times,
+                "endpoint": None if e is None else {"host": e.host, "port": e.port, "statsPort": e.stats_port},
+            })
+        return _json({"items": items})
 
     async def tree(self, request: web.Request) -> web.Response:
         try:

@@ -61,6 +61,11 @@ class PodView:
     started_at: float
     endpoint: Endpoint | None
     last_exit: str = ""
+    times: dict[str, float] = field(default_factory=dict)
+    """Unix times of this replica's last start: ``requested`` (the replica
+    count asked for it), ``spawned`` (processes started), ``listening`` (its
+    queue-proxy listens), ``ready`` (the app answered its readiness probe).
+    Cold-start benchmarks split a first request's wait with them."""
 
 
 @dataclass
@@ -88,6 +93,7 @@ class _Pod:
         self.started_at = time.time()
         self.last_exit = ""
         self.task: asyncio.Task[None] | None = None
+        self.times: dict[str, float] = {"requested": self.started_at}
 
 
 def _pod_name(revision: str) -> str:
@@ -169,10 +175,14 @@ class RevisionSet:
         backoff = BACKOFF_START
         while not pod.terminating:
             pod.started_at = time.time()
+            if pod.restarts:
+                pod.times = {"requested": pod.started_at}
             replica = Replica(self._spec(), pod.name, log_dir=self.runtime.log_dir)
             pod.replica = replica
             try:
+                pod.times["spawned"] = time.time()
                 await replica.start()
+                pod.times["listening"] = time.time()
                 pod.endpoint = Endpoint(name=pod.name, host=replica.spec.host, port=replica.serving_port,
                                         stats_port=replica.ports["metrics_port"], started_at=pod.started_at,
                                         ready=False)
@@ -182,6 +192,7 @@ class RevisionSet:
                 try:
                     await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
                     if ready.done() and ready.exception() is None:
+                        pod.times["ready"] = time.time()
                         pod.ready = True
                         pod.crashlooping = False
                         pod.endpoint = replace(pod.endpoint, ready=True)
@@ -291,7 +302,8 @@ class RevisionSet:
                 status = "CrashLoopBackOff"
             else:
                 status = "Starting"
-            out.append(PodView(p.name, self.key, status, p.ready, p.restarts, p.started_at, p.endpoint, p.last_exit))
+            out.append(PodView(p.name, self.key, status, p.ready, p.restarts, p.started_at, p.endpoint, p.last_exit,
+                               dict(p.times)))
         return out
 
     async def close(self) -> None:
