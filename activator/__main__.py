@@ -27,6 +27,7 @@ import aiohttp
 import uvloop
 
 from zeroserve import kube
+from zeroserve.http.exchange import Limits
 
 from .app import Activator, Settings
 from .kubernetes import KubeActivatorSources
@@ -143,6 +144,8 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
                    help=f"requests that may wait per revision (default {d.queue_depth})")
     p.add_argument("--budget", type=_number(int, 1, "a positive integer"), default=d.budget,
                    help=f"requests that may wait across all revisions (default {d.budget})")
+    p.add_argument("--max-body-bytes", type=_number(int, 0, "an integer >= 0"), default=0,
+                   help="largest request body accepted, else 413 (default 0: no limit)")
     p.add_argument("--reuse-port", action="store_true",
                    help="share --port with other activators (SO_REUSEPORT); zeroserve up uses it")
     p.add_argument("--drain-seconds", type=_number(float, 0, "a number of seconds >= 0"),
@@ -168,6 +171,7 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
         autoscaler_url=args.autoscaler_url, pod_name=args.pod_name,
         activation_timeout=args.activation_timeout, queue_depth=int(args.queue_depth),
         budget=int(args.budget), drain_seconds=args.drain_seconds, reuse_port=args.reuse_port,
+        limits=Limits(body_buffer=4096, max_body_bytes=int(args.max_body_bytes)),
     )
     options = KubeOptions(
         kubeconfig=args.kubeconfig, namespace=args.namespace,
