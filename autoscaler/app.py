@@ -23,6 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from zeroserve import kube
 from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
+from zeroserve.leader import LeaderElector
 from zeroserve.local.protocol import Snapshot
 
 from .kubernetes import KubernetesSources
@@ -53,6 +54,18 @@ class Settings:
     overrides: Mapping[str, str] = field(default_factory=dict)
     """config-autoscaler keys given on the command line; they win over the ConfigMap."""
     sync_timeout: float = 60.0
+    leader_elect: bool = False
+    """Act only while holding the Lease ``zeroserve-autoscaler`` in the system namespace
+    (a standby waits for it without listening); off in local mode."""
+
+
+LEASE_NAME = "zeroserve-autoscaler"
+
+
+def leader_elector(client: kube.KubeClient, settings: Settings) -> LeaderElector:
+    """The election that ``--leader-elect`` runs: one autoscaler decides at a time, since
+    its windows are in memory and two would scale the same Deployments apart."""
+    return LeaderElector(client, settings.system_namespace, LEASE_NAME)
 
 
 async def serve(ms: Multiscaler, registry: CollectorRegistry, host: str, port: int,

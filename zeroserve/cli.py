@@ -67,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     tree.add_argument("-n", "--namespace", default="default")
     client(tree)
 
+    ctl = sub.add_parser(
+        "controller", help="run the in-cluster controller (Kubernetes)",
+        description="Reconcile serving.knative.dev/v1 Services, Configurations, Routes and "
+        "Revisions in a cluster: Revisions, Deployments with the queue-proxy sidecar, private "
+        "Services, Istio VirtualServices and Knative status. Runs until SIGTERM.")
+    from .kubecontroller.config import add_arguments
+
+    add_arguments(ctl)
+
     r = sub.add_parser(
         "replica",
         help="run one command as a replica: the app behind a queue-proxy",
@@ -265,6 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="zeroserve %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.command == "controller":
+        from .kubecontroller.config import settings_from
+        from .kubecontroller.main import run
+
+        logging.getLogger().handlers[0].setFormatter(
+            logging.Formatter("%(asctime)s controller %(levelname)s %(message)s"))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(run(settings_from(args)))
     if args.command in ("replica", "up"):
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             if args.command == "replica":

@@ -47,19 +47,22 @@ class Hosts:
         return tuple(dict.fromkeys(h for h in names if h))
 
 
-def is_cluster_local(labels: Mapping[str, str], domains: DomainConfig) -> bool:
+def is_cluster_local(labels: Mapping[str, str], domains: DomainConfig, *,
+                     local_domain: str = CLUSTER_LOCAL_DOMAIN) -> bool:
+    """``local_domain``: the cluster-local domain, ``svc.{cluster domain}``."""
     if labels.get(VISIBILITY_LABEL) == CLUSTER_LOCAL:
         return True
     domain = domains.domain_for(labels)
-    return domain is None or domain == CLUSTER_LOCAL_DOMAIN
+    return domain is None or domain == local_domain
 
 
 def hosts(name: str, namespace: str, labels: Mapping[str, str], domains: DomainConfig,
-          *, tag: str = "") -> Hosts:
-    """The hosts of route ``name`` (or of one of its tags) in ``namespace``."""
+          *, tag: str = "", cluster_domain: str = CLUSTER_DOMAIN) -> Hosts:
+    """The hosts of route ``name`` (or of one of its tags) in ``namespace``;
+    ``cluster_domain`` is the cluster's DNS domain (a cluster may not use the default)."""
     label = f"{tag}-{name}" if tag else name
     local = f"{label}.{namespace}.svc"
     external = None
-    if not is_cluster_local(labels, domains):
+    if not is_cluster_local(labels, domains, local_domain=f"svc.{cluster_domain}"):
         external = f"{label}.{namespace}.{domains.domain_for(labels)}"
-    return Hosts(external=external, cluster_local=f"{local}.{CLUSTER_DOMAIN}", short=local)
+    return Hosts(external=external, cluster_local=f"{local}.{cluster_domain}", short=local)

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from zeroserve.api.objects import Route as RouteObject
 from zeroserve.api.objects import Service, TrafficTarget
-from zeroserve.controller.domains import hosts
+from zeroserve.controller.domains import CLUSTER_DOMAIN, hosts
 from zeroserve.controller.state import (
     FALSE,
     TRUE,
@@ -177,7 +177,7 @@ def routing_state(key: RevisionKey, served: set[RevisionKey], live: set[Revision
     return "pending" if key in live else "reserve"
 
 
-def routing_table(state: State) -> list[Route]:
+def routing_table(state: State, *, cluster_domain: str = CLUSTER_DOMAIN) -> list[Route]:
     """Every programmed route as the activator consumes it, sorted by namespace and name."""
     table = []
     domains = state.configs.domain
@@ -188,19 +188,21 @@ def routing_table(state: State) -> list[Route]:
         for t in route.programmed:
             if t.percent:
                 merged[t.revision] = merged.get(t.revision, 0) + t.percent
-        tags = {t.tag: (hosts(name, ns, route.meta.labels, domains, tag=t.tag).all,
+        tags = {t.tag: (hosts(name, ns, route.meta.labels, domains, tag=t.tag,
+                              cluster_domain=cluster_domain).all,
                         RevisionKey(ns, t.revision))
                 for t in route.programmed if t.tag}
         table.append(Route(
             namespace=ns, name=name,
-            hosts=hosts(name, ns, route.meta.labels, domains).all,
+            hosts=hosts(name, ns, route.meta.labels, domains, cluster_domain=cluster_domain).all,
             targets=tuple(Target(RevisionKey(ns, rev), pct) for rev, pct in merged.items()),
             tags=tags,
         ))
     return table
 
 
-def traffic_status(state: State, route: RouteRecord) -> list[dict[str, object]]:
+def traffic_status(state: State, route: RouteRecord, *,
+                   cluster_domain: str = CLUSTER_DOMAIN) -> list[dict[str, object]]:
     """``status.traffic``: the programmed targets, with a URL for each tag (none while
     the programming is provisional: Knative's status shows resolved traffic only)."""
     out: list[dict[str, object]] = []
@@ -211,6 +213,6 @@ def traffic_status(state: State, route: RouteRecord) -> list[dict[str, object]]:
         entry.update(revisionName=t.revision, latestRevision=t.latest_revision, percent=t.percent)
         if t.tag:
             entry["url"] = hosts(route.name, route.namespace, route.meta.labels,
-                                 state.configs.domain, tag=t.tag).url
+                                 state.configs.domain, tag=t.tag, cluster_domain=cluster_domain).url
         out.append(entry)
     return out

@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from zeroserve.controller.domains import hosts
+from zeroserve.controller.domains import CLUSTER_DOMAIN, hosts
 from zeroserve.controller.routes import traffic_status
 from zeroserve.controller.state import (
     FALSE,
@@ -133,6 +133,14 @@ def refresh(state: State, now: float) -> None:
         svc.conditions = _stamp(svc.conditions, service_conditions(state, key), now)
 
 
+def refresh_services(state: State, now: float) -> None:
+    """Recompute only the Services' conditions, for a caller that changed a child's
+    conditions after :func:`refresh` (the cluster controller marks an invalid
+    Configuration so)."""
+    for key, svc in state.services.items():
+        svc.conditions = _stamp(svc.conditions, service_conditions(state, key), now)
+
+
 def conditions_list(conditions: Conditions) -> list[dict[str, Any]]:
     """Sorted by type, as upstream keeps them."""
     out = []
@@ -167,22 +175,25 @@ def configuration_status(cfg: ConfigurationRecord) -> dict[str, Any]:
     return out
 
 
-def route_status(state: State, route: RouteRecord) -> dict[str, Any]:
-    h = hosts(route.name, route.namespace, route.meta.labels, state.configs.domain)
+def route_status(state: State, route: RouteRecord, *,
+                 cluster_domain: str = CLUSTER_DOMAIN) -> dict[str, Any]:
+    h = hosts(route.name, route.namespace, route.meta.labels, state.configs.domain,
+              cluster_domain=cluster_domain)
     out: dict[str, Any] = {
         "observedGeneration": route.generation,
         "url": h.url,
         "address": {"url": h.cluster_local_url},
     }
     if route.programmed is not None and not route.provisional:
-        out["traffic"] = traffic_status(state, route)
+        out["traffic"] = traffic_status(state, route, cluster_domain=cluster_domain)
     out["conditions"] = conditions_list(route.conditions)
     return out
 
 
-def service_status(state: State, key: tuple[str, str], svc: ServiceRecord) -> dict[str, Any]:
+def service_status(state: State, key: tuple[str, str], svc: ServiceRecord, *,
+                   cluster_domain: str = CLUSTER_DOMAIN) -> dict[str, Any]:
     cfg = configuration_status(state.configurations[key])
-    route = route_status(state, state.routes[key])
+    route = route_status(state, state.routes[key], cluster_domain=cluster_domain)
     out: dict[str, Any] = {"observedGeneration": svc.generation, "url": route["url"],
                            "address": route["address"]}
     for name in ("latestCreatedRevisionName", "latestReadyRevisionName"):
