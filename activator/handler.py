@@ -32,12 +32,16 @@ _monotonic = time.monotonic
 MAX_ATTEMPTS = 3
 PROBE_USER_AGENTS = (b"kube-probe/", b"Knative-Autoscaling-Probe")
 
+# A client's own K-Original-Host is dropped: the queue-proxy makes it the Host
+# the app sees, and that must be the host this activator routed on.
 _DROP = FORWARD_DROP | {
+    b"k-original-host",
     b"knative-serving-revision",
     b"knative-serving-namespace",
     b"k-proxy-request",
 }
 _PROXY_LINE = b"K-Proxy-Request: activator\r\n"
+_APP_UNREACHABLE = b"X-Zeroserve-Error: queue-proxy; reason=app-unreachable\r\n"
 
 
 class TrustPolicy:
@@ -75,7 +79,6 @@ class ActivatorHandler(Handler):
             b"knative-serving-revision",
             b"knative-serving-namespace",
             b"k-network-probe",
-            b"k-original-host",
             b"user-agent",
         }
     )
@@ -169,7 +172,7 @@ class ActivatorHandler(Handler):
         h = req.h
         extra = _PROXY_LINE
         host = h.get(b"host")
-        if host is not None and b"k-original-host" not in h:
+        if host is not None:
             extra += b"K-Original-Host: " + host + b"\r\n"
         req.attempts += 1
         conn.forward(tracker.target, drop=_DROP, host=tracker.target.authority, extra=extra)
@@ -199,15 +202,23 @@ class ActivatorHandler(Handler):
                   b"revision " + str(rev.key).encode() + b" had no ready replica in time"
                   + (b" (" + why.encode(errors="replace") + b")" if why else b""), self.retry_after)
 
+    def retry_response(self, req: Request, status: int, lines: list[bytes]) -> bool:
+        """A queue-proxy that could not reach its app (it died) answers 502
+        ``app-unreachable``: nothing reached an app, so a bodyless request goes
+        to another replica instead (a body may have been read already)."""
+        return status == 502 and not req.has_body and _APP_UNREACHABLE in lines
+
     def on_upstream_error(self, conn: ServerConnection, req: Request, error: Exception) -> None:
         rev: RevisionState = req.ctx
         tracker = req.slot
         req.slot = None
         if isinstance(tracker, Tracker):
             granted = self.revisions.failed(rev, tracker)
-            if req.attempts < MAX_ATTEMPTS and self.revisions.get(rev.key) is rev:
-                # Nothing reached the replica: try another, ahead of the queue.
-                rev.throttler.requeue_front(conn)
+            if (req.attempts < MAX_ATTEMPTS and self.revisions.get(rev.key) is rev
+                    and rev.throttler.requeue_front(conn)):
+                # Nothing reached the app: try another replica, ahead of the
+                # queue, still bounded by the activation timeout from arrival.
+                req.wait_deadline = req.started + self.activation_timeout
                 nxt = rev.throttler.release(tracker)
                 self._start_granted(rev, granted + ([nxt] if nxt is not None else []))
                 return

@@ -153,10 +153,13 @@ class Throttler(Generic[W]):
         granted = self._grant([waiter])
         return granted[0] if granted else None
 
-    def requeue_front(self, waiter: W) -> None:
-        """Park a request that lost its replica (connect error) ahead of all others."""
+    def requeue_front(self, waiter: W) -> bool:
+        """Park a request that lost its replica (connect error) ahead of all others;
+        False when the global budget has no place left (the caller fails it)."""
+        if not self.budget.take():  # given back when it is granted or cancelled
+            return False
         self.breaker.enqueue(waiter, front=True)
-        self.budget.used += 1  # given back when it is granted or cancelled
+        return True
 
     def cancel(self, waiter: W) -> bool:
         """Take a waiting request out (client gone, timed out)."""

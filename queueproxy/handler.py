@@ -45,6 +45,7 @@ class QueueProxyHandler(Handler):
 
     hop = b"queue-proxy"
     unreachable_reason = b"app-unreachable"
+    closed_reason = b"app-closed"
     timeout_body = b"request timeout"
     capture = frozenset(
         {

@@ -60,6 +60,10 @@ async def test_routes_by_host_and_forwards_through_the_queue_proxy(tmp_path: Pat
         assert seen["host"] == HOST + ":8080"  # restored by the queue-proxy from K-Original-Host
         assert seen["headers"]["k-proxy-request"] == "activator"
         assert "k-original-host" not in seen["headers"]
+        async with httpx.AsyncClient() as client:
+            # a client cannot choose the Host the app sees: it is the routed one
+            r = await client.get(url + "/headers", headers={"Host": HOST, "K-Original-Host": "admin.internal"})
+        assert r.json()["host"] == HOST
 
 
 async def test_unknown_host_is_404_naming_it(tmp_path: Path) -> None:

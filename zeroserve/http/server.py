@@ -79,12 +79,20 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class UpstreamRefused(Exception):
+    """The upstream answered, but with an error meaning it did not take the request."""
+
+
 class Handler:
     """What a hop does with requests. Subclasses implement ``on_request``."""
 
     hop = b"proxy"
     """Name in ``X-Zeroserve-Error``."""
     unreachable_reason = b"upstream-unreachable"
+    """Reason of a 502 when the upstream could not be connected to (nothing reached it)."""
+    closed_reason = b"upstream-closed"
+    """Reason of a 502 when the upstream took the request but broke off before a
+    response (it may have acted on it, so it is never retried elsewhere)."""
     timeout_body = b"request timeout"
     capture: frozenset[bytes] = frozenset()
     """Extra headers (lower-case) the handler wants in ``Request.h``."""
@@ -102,6 +110,12 @@ class Handler:
     def on_wait_timeout(self, conn: ServerConnection, req: Request) -> None:
         """``req.wait_deadline`` passed while the request was still WAITING."""
         conn.fail(503, b"wait-timeout", b"no capacity in time", b"Retry-After: 1\r\n")
+
+    def retry_response(self, req: Request, status: int, lines: list[bytes]) -> bool:
+        """Whether an upstream's 5xx response head means nothing reached the app,
+        so the response is dropped and ``on_upstream_error`` tries again. ``lines``
+        are the response's header lines as received (``b"Name: value\\r\\n"``)."""
+        return False
 
     def on_upstream_error(self, conn: ServerConnection, req: Request, error: Exception) -> None:
         """The upstream could not be reached before any byte was exchanged."""
@@ -488,6 +502,13 @@ class ServerConnection(asyncio.Protocol):
     def upstream_head(self, up: UpstreamConnection, status: int, lines: list[bytes]) -> None:
         req = self.current
         assert req is not None
+        if status >= 500 and self.handler.retry_response(req, status, lines):
+            # Nothing was written to the client yet: drop this answer and its
+            # connection, and let the handler send the request elsewhere.
+            self._drop_upstream()
+            req.phase = WAITING
+            self.handler.on_upstream_error(self, req, UpstreamRefused(f"the upstream answered {status}"))
+            return
         req.phase = RESPONDING
         req.status = status
         if status == 101:
@@ -569,7 +590,7 @@ class ServerConnection(asyncio.Protocol):
             else:
                 self.fail(
                     502,
-                    self.handler.unreachable_reason,
+                    self.handler.closed_reason,
                     b"upstream closed the connection before responding",
                 )
         elif req.phase == RESPONDING:
@@ -582,7 +603,7 @@ class ServerConnection(asyncio.Protocol):
             return
         self._drop_upstream()
         if req.phase < RESPONDING:
-            self.fail(502, self.handler.unreachable_reason, message.encode())
+            self.fail(502, self.handler.closed_reason, message.encode())
         else:
             self._truncate(req)
 
