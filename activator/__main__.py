@@ -57,6 +57,8 @@ class KubeOptions:
     """Seconds to wait at start for every watch cache to list."""
     control: str | None = None
     """Local mode: ``zeroserve up``'s control API instead of Kubernetes."""
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain: cluster-local hosts are ``{route}.{ns}.svc.<this>``."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -153,6 +155,8 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
                    help=f"after SIGTERM, how long health checks fail before the listeners "
                         f"close (default {d.drain_seconds:g})")
     o = KubeOptions()
+    p.add_argument("--cluster-domain", default="cluster.local",
+                   help="the cluster's DNS domain, for cluster-local hosts (default cluster.local)")
     p.add_argument("--control", metavar="URL",
                    help="local mode: follow zeroserve up's control API at URL instead of Kubernetes")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
@@ -177,6 +181,7 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
         kubeconfig=args.kubeconfig, namespace=args.namespace,
         system_namespace=args.system_namespace, activator_service=args.activator_service,
         pod_ip=args.pod_ip, sync_timeout=args.sync_timeout, control=args.control,
+        cluster_domain=args.cluster_domain,
     )
     return settings, options
 
@@ -230,7 +235,7 @@ async def run(settings: Settings, options: KubeOptions) -> int:
     sources = KubeActivatorSources(
         client, activator, namespace=options.namespace,
         system_namespace=options.system_namespace, pod_ip=options.pod_ip,
-        activator_service=options.activator_service,
+        activator_service=options.activator_service, cluster_domain=options.cluster_domain,
     )
     drained = False
     try:
