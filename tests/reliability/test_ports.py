@@ -1,0 +1,86 @@
+"""What each port exposes: the queue-proxy's admin and stats endpoints exist only on their
+own ports (the serving port hands those paths to the app), the activator's metrics only on
+its metrics port, and ``zeroserve up`` listens on loopback only by default."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import httpx
+import pytest
+
+from activator.app import Activator, Settings
+from activator.routing import RoutingTable
+from tests.local.support import EXAMPLES, UpProcess, zeroserve_up
+from tests.support.apps import run_app
+from tests.support.procs import queue_proxy
+from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
+
+from .procfs import descendants, listening
+from .support import pod_rows, until
+
+PROBE = {"K-Network-Probe": "queue"}
+
+
+async def test_queue_proxy_admin_and_stats_paths_on_the_serving_port_reach_the_app(tmp_path: Path) -> None:
+    async with run_app() as (port, app), queue_proxy(port, tmp_path) as qp, httpx.AsyncClient(timeout=10) as client:
+        for path in ("/wait-for-drain", "/metrics"):
+            r = await client.get(qp.url(path))
+            # the app's own answer (it has no such route), not the queue-proxy's endpoint
+            assert r.status_code == 404 and "x-zeroserve-error" not in r.headers, (path, r.status_code, r.text)
+        assert app.paths == ["/wait-for-drain", "/metrics"]
+        # No drain started: health checks pass, and traffic flows.
+        r = await client.get(qp.url("/"), headers=PROBE)
+        assert (r.status_code, r.text) == (200, "queue")
+        assert (await client.get(qp.url("/hello"))).status_code == 200
+        # The stats are on their port (JSON for the autoscaler).
+        stats = (await client.get(qp.stats_url())).json()
+        assert stats["pod_name"] == "hello-00001-pod"
+        # The check can tell: the admin port's /wait-for-drain does start a drain.
+        assert (await client.get(qp.admin_url("/wait-for-drain"))).status_code == 200
+        r = await client.get(qp.url("/"), headers=PROBE)
+        assert r.status_code == 503 and r.headers["x-zeroserve-error"] == "queue-proxy; reason=draining"
+
+
+async def test_activator_metrics_are_not_served_on_its_traffic_port() -> None:
+    key = RevisionKey("default", "hello-00001")
+    async with run_app() as (port, app):
+        act = Activator(Settings(host="127.0.0.1", port=0, metrics_port=0, drain_seconds=0))
+        ports = await act.start()
+        try:
+            act.set_routes(RoutingTable([Route("default", "hello", ("hello.default.example.com",),
+                                               (Target(key, 100),))]))
+            act.put_revision(RevisionInfo(key))
+            act.set_endpoints(key, [Endpoint("pod", "127.0.0.1", port, 1)])
+            traffic = f"http://127.0.0.1:{ports['port']}/metrics"
+            async with httpx.AsyncClient(timeout=10) as client:
+                r = await client.get(traffic)  # Host 127.0.0.1:port: no route
+                assert (r.status_code, r.headers["x-zeroserve-error"]) == (404, "activator; reason=no-route")
+                r = await client.get(traffic, headers={"Host": "hello.default.example.com"})
+                assert r.status_code == 404 and "zeroserve_activator" not in r.text  # the app's 404
+                r = await client.get(f"http://127.0.0.1:{ports['metrics_port']}/metrics")
+                assert r.status_code == 200 and "zeroserve_activator_budget" in r.text
+            assert app.paths == ["/metrics"]
+        finally:
+            await act.close()
+
+
+@pytest.mark.timeout(90)
+async def test_zeroserve_up_listens_on_loopback_only(tmp_path: Path) -> None:
+    async with zeroserve_up(tmp_path, EXAMPLES / "helloworld.yaml") as up:
+        await until(lambda: _running(up), "a Running replica", 60, every=0.3)
+        control_port = int(up.control.rsplit(":", 1)[1])
+        mine = listening(up.proc.pid)
+        assert ("127.0.0.1", control_port) in mine, mine
+        # every listener of the control API process, and of everything it started
+        # (autoscaler, activator, replicas' queue-proxies and apps), is on loopback
+        family = {pid: listening(pid) for pid in {up.proc.pid, *descendants(up.proc.pid)}}
+        sockets = [(pid, addr) for pid, found in family.items() for addr in found]
+        assert len(sockets) >= 8, family  # control, ingress, metrics, autoscaler, replica ports
+        public = [(pid, addr) for pid, addr in sockets if not ipaddress.ip_address(addr[0]).is_loopback]
+        assert public == [], public
+
+
+async def _running(up: UpProcess) -> bool:
+    return any(r[2] == "Running" for r in await pod_rows(up))
