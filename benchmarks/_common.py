@@ -2,7 +2,8 @@
 
 - process control: every server runs in its own session (so its process group
   is exactly the server and whatever it forks), optionally pinned to a CPU with
-  ``taskset``; ``Supervisor.stop_all`` ends each group by its id, TERM then KILL;
+  ``taskset``; ``Supervisor.stop_all`` (``stop`` for one) ends each group by its
+  id, TERM then KILL;
 - free loopback ports (bind port 0 and read what the kernel picked);
 - CPU time from ``/proc``: per process ``utime + stime`` (all threads), summed
   over a server's session; machine-wide busy time for spotting other load;
@@ -323,21 +324,28 @@ class Supervisor:
         held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
         old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
         try:
-            self._stop_all(grace)
+            self._stop(list(self.servers), grace)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
-    def _stop_all(self, grace: float) -> None:
-        servers, self.servers = list(reversed(self.servers)), []
+    def stop(self, server: Server, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        """Stop one server's group now (``sig``, then SIGKILL after ``grace``)."""
+        self._stop([server], grace, sig)
+
+    def _stop(self, servers: list[Server], grace: float, sig: int = signal.SIGTERM) -> None:
+        # Newest first: a proxy stops before the server behind it.
+        gone = {id(s) for s in servers}
+        self.servers = [s for s in self.servers if id(s) not in gone]
+        servers = list(reversed(servers))
         for s in servers:
-            _signal_group(s.pid, signal.SIGTERM)
+            _signal_group(s.pid, sig)
         deadline = time.monotonic() + grace
         for s in servers:
             try:
                 s.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                print(f"[bench] {s.name} (pid {s.pid}) ignored SIGTERM; sending SIGKILL",
-                      file=sys.stderr, flush=True)
+                print(f"[bench] {s.name} (pid {s.pid}) ignored {signal.Signals(sig).name}; "
+                      "sending SIGKILL", file=sys.stderr, flush=True)
                 _signal_group(s.pid, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     s.popen.wait(timeout=5)
@@ -418,6 +426,7 @@ class LoadResult:
     p99_ms: float | None
     errors: int
     non2xx: int
+    p90_ms: float | None = None
 
 
 _WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -445,7 +454,7 @@ def parse_wrk(text: str) -> LoadResult:
     return LoadResult(
         rps=float(rps.group(1)), requests=int(total.group(1)),
         p50_ms=pct.get("50"), p99_ms=pct.get("99"),
-        errors=errors, non2xx=int(non2xx.group(1)) if non2xx else 0,
+        errors=errors, non2xx=int(non2xx.group(1)) if non2xx else 0, p90_ms=pct.get("90"),
     )
 
 
@@ -464,6 +473,7 @@ def parse_hey(text: str) -> LoadResult:
         rps=float(rps.group(1)), requests=sum(codes.values()),
         p50_ms=pct.get("50"), p99_ms=pct.get("99"),
         errors=errors, non2xx=sum(n for c, n in codes.items() if not 200 <= c < 300),
+        p90_ms=pct.get("90"),
     )
 
 
@@ -511,6 +521,19 @@ def fmt_spread(s: Spread | None, digits: int = 1, thousands: bool = False) -> st
     if s.n == 1:
         return med
     return f"{med} [{fmt(s.lo, digits, thousands)}-{fmt(s.hi, digits, thousands)}]"
+
+
+def _signed(x: float | None, digits: int) -> str:
+    return "-" if x is None else f"{x:+.{digits}f}"
+
+
+def fmt_delta(s: Spread | None, digits: int) -> str:
+    """A signed difference: ``+median [+min to +max]``."""
+    if s is None:
+        return "-"
+    if s.n == 1:
+        return _signed(s.median, digits)
+    return f"{_signed(s.median, digits)} [{_signed(s.lo, digits)} to {_signed(s.hi, digits)}]"
 
 
 def fmt_ratio(s: Spread | None) -> str:
@@ -606,7 +629,7 @@ def machine_summary(packages: Sequence[str]) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------ zeroserve processes
-# (used by benchmarks/activator.py; additive helpers, nothing above depends on them)
+# (used by _servers.py, _held.py and the suite; nothing above depends on them)
 
 
 # Environment variables of the queue-proxy; inherited ones are dropped so that

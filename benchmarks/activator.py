@@ -39,32 +39,24 @@ A measurement tool: it asserts nothing about timings.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import collections
-import contextlib
 import datetime
 import os
 import shlex
 import signal
-import socket
-import statistics
-import struct
 import sys
 import tempfile
 import time
-import urllib.error
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import uvloop
-
 from benchmarks import _common as c
+from benchmarks import _held as hd
+from benchmarks import _servers as sv
+from benchmarks import _warm as w
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-SAMPLE_APP = REPO / "examples" / "helloworld" / "app.py"
-HOST = "hello.default.example.com"
+HOST = sv.ROUTE_HOST
 KINDS = ("tput", "cpu", "latency")
 TARGETS = ("direct", "queue-proxy", "activator")
 LABELS = {
@@ -73,8 +65,7 @@ LABELS = {
     "activator": "activator → queue-proxy → app",
 }
 PROXIES = ("activator", "queue-proxy")
-# Other processes using more CPU than this (in CPUs) during a run "disturbed" it.
-DISTURBED_CPU = 0.1
+DISTURBED_CPU = w.DISTURBED_CPU
 # The goals the report compares with (read, never asserted).
 GOAL_CPU_RATIO = 1.2
 GOAL_ADDED_P50_MS = 0.5
@@ -205,593 +196,43 @@ def parse_args(argv: Sequence[str]) -> Config:
     return cfg
 
 
-# ------------------------------------------------------------------ processes
-
-
-@dataclass
-class Target:
-    name: str
-    port: int
-    procs: dict[str, c.Server]
-    """The proxies in the path by role ("activator", "queue-proxy"); empty for direct."""
-    detail: str
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-
-@dataclass
-class QueueProxy:
-    server: c.Server
-    port: int
-    metrics_port: int
-
-
-def start_backend(cfg: Config, sup: c.Supervisor) -> tuple[c.Server, int, str]:
-    port = c.free_port()
-    env = dict(os.environ, PORT=str(port))
-    if cfg.backend_cmd:
-        server = sup.start("app", ["/bin/sh", "-c", cfg.backend_cmd], env, cwd=REPO)
-        desc = f"`{cfg.backend_cmd}`"
-    else:
-        env.update(TARGET="World", HOST="127.0.0.1")
-        server = sup.start("app", [sys.executable, str(SAMPLE_APP)], env, cwd=REPO)
-        desc = "examples/helloworld/app.py (aiohttp + uvloop, one process)"
-    c.wait_http_ok(f"http://127.0.0.1:{port}/", [server])
-    return server, port, desc
-
-
-def start_queue_proxy(sup: c.Supervisor, name: str, backend_port: int, cc: int) -> QueueProxy:
-    # cwd = the repository, so `-m queueproxy` is the package (never this directory).
-    server = sup.start(name, [sys.executable, "-m", "queueproxy"],
-                       c.queue_proxy_env(backend_port, cc), cwd=REPO)
-    info = c.wait_json_line(server, "queue_proxy", "listening")
-    port = int(str(info["serving_port"]))
-    c.wait_http_ok(f"http://127.0.0.1:{port}/", [server])
-    return QueueProxy(server, port, int(str(info["user_metrics_port"])))
-
-
-@dataclass
-class ActivatorProc:
-    server: c.Server
-    port: int
-    metrics_port: int
-
-
-def start_activator(sup: c.Supervisor, name: str, qp_port: int, cc: int, cold: bool) -> ActivatorProc:
-    argv = [sys.executable, "-m", "benchmarks.activator_runner", "--port", "0",
-            "--host-name", HOST, "--endpoint", f"127.0.0.1:{qp_port}",
-            "--container-concurrency", str(cc)]
-    if cold:
-        argv.append("--cold")
-    server = sup.start(name, argv, cwd=REPO)
-    info = c.wait_json_line(server, "activator", "listening")
-    port, metrics_port = int(str(info["port"])), int(str(info["metrics_port"]))
-    # A network probe is answered by the activator itself (never held or forwarded).
-    deadline = time.monotonic() + 20
-    while True:
-        server.ensure_alive()
-        try:
-            status, body = c.http_get_headers(f"http://127.0.0.1:{port}/",
-                                              {"K-Network-Probe": "activator"})
-            if status == 200 and body == b"activator":
-                break
-        except (OSError, urllib.error.URLError):
-            pass
-        if time.monotonic() > deadline:
-            raise c.BenchError(f"{name} does not answer its health check:\n{server.log_tail()}")
-        time.sleep(0.05)
-    return ActivatorProc(server, port, metrics_port)
-
-
-# ------------------------------------------------------------------ warm path
-
-
-@dataclass
-class Run:
-    """One measurement of one target in one repetition."""
-
-    target: str
-    kind: str
-    rep: int
-    argv: list[str]
-    rc: int
-    wall: float
-    result: c.LoadResult | None
-    error: str | None
-    ticks: dict[str, int]
-    """CPU ticks by role: "app" always, plus the proxies in the target's path."""
-    loadgen_cpu: float
-    foreign_cpu: float
-    attempt: int = 1
-    superseded: bool = False
-
-    def us(self, role: str) -> float | None:
-        """CPU µs per response of ``role`` (None if not in this target's path)."""
-        t = self.ticks.get(role)
-        if t is None or self.result is None or self.result.requests == 0:
-            return None
-        return t * 1e6 / c.CLK_TCK / self.result.requests
-
-    def sum_us(self, roles: Sequence[str]) -> float | None:
-        vals = [self.us(r) for r in roles if r in self.ticks]
-        if not vals or any(v is None for v in vals):
-            return None
-        return sum(v for v in vals if v is not None)
-
-    def share(self, role: str) -> float | None:
-        t = self.ticks.get(role)
-        return None if t is None else t / c.CLK_TCK / self.wall
-
-    @property
-    def server_util(self) -> float:
-        return sum(self.ticks.values()) / c.CLK_TCK / self.wall
-
-    @property
-    def loadgen_util(self) -> float:
-        return self.loadgen_cpu / self.wall
-
-    @property
-    def disturbed(self) -> bool:
-        return self.foreign_cpu > DISTURBED_CPU
-
-    @property
-    def bad(self) -> bool:
-        r = self.result
-        return self.error is not None or r is None or r.errors > 0 or r.non2xx > 0
-
-
-@dataclass
-class Warm:
-    cfg: Config
-    pinning: c.Pinning
-    app: c.Server
-    targets: list[Target]
-    tmp: Path
-    extra_sids: list[int] = field(default_factory=list)
-    runs: list[Run] = field(default_factory=list)
-
-    def load_argv(self, kind: str, url: str) -> tuple[list[str], Callable[[str], c.LoadResult],
-                                                     float, dict[str, str] | None]:
-        cfg = self.cfg
-        d = cfg.duration
-        if kind == "tput":
-            return (["wrk", "-t1", f"-c{cfg.connections}", f"-d{d}s", "--latency",
-                     "-H", f"Host: {HOST}", url], c.parse_wrk, d + 30, None)
-        if kind == "cpu":
-            # bounded: at least 100 req/s, or it is given up
-            return (["hey", "-n", str(cfg.requests), "-c", str(cfg.connections), "-t", "30",
-                     "-host", HOST, url], c.parse_hey, 30 + cfg.requests / 100, None)
-        if cfg.latency_tool == "hey":
-            q = cfg.rate / cfg.rate_workers
-            return (["hey", "-z", f"{d}s", "-c", str(cfg.rate_workers), "-q", f"{q:g}",
-                     "-t", "30", "-host", HOST, url], c.parse_hey, d + 40, None)
-        script = self.tmp / "paced.lua"
-        if not script.exists():
-            script.write_text(c.WRK_PACED_LUA)
-        delay_ms = max(1, round(cfg.rate_workers * 1000 / cfg.rate))
-        return (["wrk", "-t1", f"-c{cfg.rate_workers}", f"-d{d}s", "--latency", "-s", str(script),
-                 "-H", f"Host: {HOST}", url], c.parse_wrk, d + 30,
-                dict(os.environ, BENCH_WRK_DELAY_MS=str(delay_ms)))
-
-    def server_sids(self) -> list[int]:
-        sids = {self.app.pid, *self.extra_sids}
-        for t in self.targets:
-            sids.update(s.pid for s in t.procs.values())
-        return sorted(sids)
-
-    def measure(self, target: Target, kind: str, rep: int, attempt: int = 1) -> Run:
-        argv, parser, timeout, env = self.load_argv(kind, target.url)
-        all_sids = self.server_sids()
-        before = c.CpuSnapshot.take(all_sids)
-        load = c.run_load(argv, self.pinning, timeout, env)
-        after = c.CpuSnapshot.take(all_sids)
-        result: c.LoadResult | None = None
-        error: str | None = None
-        if load.rc != 0:
-            error = f"exit status {load.rc}: {load.output.strip()[-300:]}"
-        else:
-            try:
-                result = parser(load.output)
-            except ValueError as e:
-                error = f"{e}: {load.output.strip()[-300:]}"
-        ticks = {"app": c.session_ticks_between(before, after, self.app.pid)}
-        for role, srv in target.procs.items():
-            ticks[role] = c.session_ticks_between(before, after, srv.pid)
-        run = Run(target=target.name, kind=kind, rep=rep, argv=argv, rc=load.rc, wall=load.wall,
-                  result=result, error=error, ticks=ticks,
-                  loadgen_cpu=after.children_cpu - before.children_cpu,
-                  foreign_cpu=c.foreign_cpu_seconds(before, after, all_sids) / load.wall,
-                  attempt=attempt)
-        self.runs.append(run)
-        return run
-
-    def check_servers(self) -> None:
-        self.app.ensure_alive()
-        for t in self.targets:
-            for s in t.procs.values():
-                s.ensure_alive()
-
-    def warm_up(self) -> None:
-        if self.cfg.warmup <= 0:
-            return
-        for t in self.targets:
-            c.run_load(["wrk", "-t1", f"-c{self.cfg.connections}", f"-d{self.cfg.warmup}s",
-                        "-H", f"Host: {HOST}", t.url], self.pinning, 30 + self.cfg.warmup)
-        self.check_servers()
-
-    def run_all(self, log: Callable[[str], None]) -> None:
-        t0 = time.monotonic()
-        for rep in range(1, self.cfg.reps + 1):
-            k = (rep - 1) % len(self.targets)
-            order = self.targets[k:] + self.targets[:k]
-            for kind in KINDS:
-                for t in order:
-                    attempts = 2 if self.cfg.quiet_wait > 0 else 1
-                    tries: list[Run] = []
-                    for attempt in range(1, attempts + 1):
-                        if self.cfg.quiet_wait > 0:
-                            waited, busy = c.wait_for_quiet(self.server_sids(),
-                                                            self.cfg.quiet_wait, DISTURBED_CPU)
-                            if busy >= DISTURBED_CPU:
-                                log(f"machine still busy after {waited:.0f} s (other processes "
-                                    f"use {busy:.2f} CPU); measuring anyway")
-                        run = self.measure(t, kind, rep, attempt)
-                        tries.append(run)
-                        log(f"{time.monotonic() - t0:5.0f}s rep {rep}/{self.cfg.reps} "
-                            f"{kind:>7} {t.name:>11}: {brief(run)}")
-                        self.check_servers()
-                        time.sleep(0.2)
-                        if not run.disturbed:
-                            break
-                    keep = min(tries, key=lambda r: (r.bad, r.foreign_cpu))
-                    for r in tries:
-                        r.superseded = r is not keep
-
-
-def brief(run: Run) -> str:
-    if run.error or run.result is None:
-        return f"FAILED {run.error}"
-    r = run.result
-    s = f"{r.rps:9,.0f} req/s"
-    if run.kind == "latency":
-        s += f"  p50 {c.fmt(r.p50_ms, 3)} ms  p99 {c.fmt(r.p99_ms, 3)} ms"
-    if run.kind == "cpu":
-        for role in (*PROXIES, "app"):
-            if role in run.ticks:
-                s += f"  {role} {c.fmt(run.us(role))} µs/req"
-    if run.kind == "tput":
-        s += f"  servers {run.server_util:.0%} of a CPU, load generator {run.loadgen_util:.0%}"
-    if r.errors or r.non2xx:
-        s += f"  ERRORS {r.errors} non-2xx {r.non2xx}"
-    if run.disturbed:
-        s += f"  (disturbed: other processes used {run.foreign_cpu:.2f} CPU)"
-    return s
-
-
-# ------------------------------------------------------------------ held requests
-
-
-@dataclass
-class Held:
-    """What the held-requests part saw."""
-
-    n: int
-    cc: int
-    nofile: tuple[int, int]
-    activator_pid: int = 0
-    opened: int = 0
-    open_s: float | None = None
-    waiting: int = 0
-    """The activator's queue length when all requests were sent (max seen)."""
-    all_waiting_s: float | None = None
-    answered_early: int = 0
-    """Responses that arrived before SIGUSR1 (e.g. 503 queue-full)."""
-    rss_before_kib: int | None = None
-    rss_held_kib: int | None = None
-    rss_after_kib: int | None = None
-    first_s: float | None = None
-    median_s: float | None = None
-    all_s: float | None = None
-    statuses: collections.Counter[int] = field(default_factory=collections.Counter)
-    errors: collections.Counter[str] = field(default_factory=collections.Counter)
-    bad_body: int = 0
-    ids_ok: int = 0
-    """Distinct request ids answered 200 with the expected body."""
-    qp_count: float | None = None
-    """Delta of the queue-proxy's zeroserve_queue_requests_total over the part."""
-    act_200: float | None = None
-    act_total: float | None = None
-    act_queued: float | None = None
-    park_us: float | None = None
-    """Activator CPU per request while connections were accepted and parked."""
-    release_us: dict[str, float] = field(default_factory=dict)
-    """CPU per request by role from SIGUSR1 until all were answered."""
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> int:
-        return self.statuses.get(200, 0)
-
-    @property
-    def lost(self) -> int:
-        return self.n - self.ok
-
-    @property
-    def kib_per_held(self) -> float | None:
-        if self.rss_before_kib is None or self.rss_held_kib is None or not self.waiting:
-            return None
-        return (self.rss_held_kib - self.rss_before_kib) / self.waiting
-
-
-def _scrape(port: int) -> str | None:
-    try:
-        status, body = c.http_get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-    except (OSError, urllib.error.URLError):
-        return None
-    return body.decode(errors="replace") if status == 200 else None
-
-
-class HeldClient:
-    """``n`` connections, each one ``GET /?id=N``; answers are timed and checked."""
-
-    def __init__(self, port: int, n: int, parallel: int, expect_body: bytes | None) -> None:
-        self.port = port
-        self.n = n
-        self.parallel = parallel
-        self.expect_body = expect_body
-        self.sent = 0
-        self.failed_before_send = 0
-        self.all_sent = asyncio.Event()
-        self.done_at: list[float] = []
-        self.statuses: collections.Counter[int] = collections.Counter()
-        self.errors: collections.Counter[str] = collections.Counter()
-        self.bad_body = 0
-        self.ids_ok: set[int] = set()
-        self.writers: list[asyncio.StreamWriter] = []
-
-    def _settle(self) -> None:
-        if self.sent + self.failed_before_send >= self.n:
-            self.all_sent.set()
-
-    async def one(self, i: int, sem: asyncio.Semaphore) -> None:
-        sent = False
-        try:
-            async with sem:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            self.writers.append(writer)
-            writer.write(b"GET /?id=%d HTTP/1.1\r\nHost: %s\r\nUser-Agent: zeroserve-bench\r\n"
-                         b"Accept: */*\r\n\r\n" % (i, HOST.encode()))
-            await writer.drain()
-            sent = True
-            self.sent += 1
-            self._settle()
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length: int | None = None
-            chunked = False
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                lname = name.strip().lower()
-                if lname == b"content-length":
-                    length = int(value.strip())
-                elif lname == b"transfer-encoding" and b"chunked" in value.lower():
-                    chunked = True
-            if length is not None:
-                body = await reader.readexactly(length)
-            elif chunked:
-                body = await reader.readuntil(b"0\r\n\r\n")
-            else:
-                body = await reader.read()
-            self.done_at.append(time.monotonic())
-            self.statuses[status] += 1
-            if status == 200:
-                if self.expect_body is None or body == self.expect_body:
-                    self.ids_ok.add(i)
-                else:
-                    self.bad_body += 1
-        except Exception as e:  # every failure is counted, none stops the others
-            self.errors[type(e).__name__] += 1
-            if not sent:
-                self.failed_before_send += 1
-                self._settle()
-
-    def close(self) -> None:
-        linger = struct.pack("ii", 1, 0)
-        for w in self.writers:
-            # SO_LINGER 0, then close: a reset, no TIME_WAIT left behind for 10,000 ports
-            sock = w.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-            w.transport.abort()
-
-
-async def _held(cfg: Config, act: ActivatorProc, qp: QueueProxy, app: c.Server,
-                expect_body: bytes | None, held: Held, log: Callable[[str], None]) -> None:
-    n = cfg.held
-    client = HeldClient(act.port, n, cfg.held_parallel, expect_body)
-    act_pid = act.server.pid
-    sids = [act_pid, qp.server.pid, app.pid]
-    qp_before = await asyncio.to_thread(_scrape, qp.metrics_port)
-    act_before = await asyncio.to_thread(_scrape, act.metrics_port)
-    held.rss_before_kib = c.vm_rss_kib(act_pid)
-    ticks0 = c.ticks_by_session([act_pid])
-    sem = asyncio.Semaphore(cfg.held_parallel)
-    t0 = time.monotonic()
-    tasks = [asyncio.ensure_future(client.one(i, sem)) for i in range(n)]
-    try:
-        try:
-            await asyncio.wait_for(client.all_sent.wait(), cfg.held_timeout)
-        except TimeoutError:
-            held.problems.append(f"only {client.sent} of {n} requests were sent within "
-                                 f"{cfg.held_timeout:.0f} s")
-        held.opened = client.sent
-        held.open_s = time.monotonic() - t0
-        log(f"held: {client.sent:,} requests sent on their own connections in "
-            f"{held.open_s:.1f} s ({client.failed_before_send} failed); waiting for the "
-            "activator to report them all waiting")
-        deadline = time.monotonic() + cfg.held_timeout
-        while True:
-            text = await asyncio.to_thread(_scrape, act.metrics_port)
-            q = c.prometheus_sum(text or "", "zeroserve_activator_queue_length")
-            if q is not None:
-                held.waiting = max(held.waiting, int(q))
-            if held.waiting >= client.sent:
-                held.all_waiting_s = time.monotonic() - t0
-                break
-            if time.monotonic() > deadline:
-                held.problems.append(f"the activator reported {held.waiting} of {client.sent} "
-                                     f"waiting after {cfg.held_timeout:.0f} s")
-                break
-            await asyncio.sleep(0.1)
-        ticks1 = c.ticks_by_session([act_pid])
-        held.rss_held_kib = c.vm_rss_kib(act_pid)
-        if held.waiting:
-            park = sum(ticks1[act_pid].values()) - sum(ticks0[act_pid].values())
-            held.park_us = park * 1e6 / c.CLK_TCK / held.waiting
-        held.answered_early = len(client.done_at)
-        log(f"held: activator reports {held.waiting:,} waiting, VmRSS {held.rss_before_kib} -> "
-            f"{held.rss_held_kib} KiB; SIGUSR1 (the replica appears)")
-        before = c.CpuSnapshot.take(sids)
-        t_sig = time.monotonic()
-        os.kill(act_pid, signal.SIGUSR1)
-        _, pending = await asyncio.wait(tasks, timeout=cfg.held_timeout)
-        after = c.CpuSnapshot.take(sids)
-        if pending:
-            held.problems.append(f"{len(pending)} requests were still unanswered "
-                                 f"{cfg.held_timeout:.0f} s after SIGUSR1")
-        late = sorted(t - t_sig for t in client.done_at if t >= t_sig)
-        if late:
-            held.first_s, held.all_s = late[0], late[-1]
-            held.median_s = statistics.median(late)
-        answered = len(late)
-        if answered:
-            for role, sid in (("activator", act_pid), ("queue-proxy", qp.server.pid),
-                              ("app", app.pid)):
-                held.release_us[role] = (c.session_ticks_between(before, after, sid) * 1e6
-                                         / c.CLK_TCK / answered)
-        held.rss_after_kib = c.vm_rss_kib(act_pid)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        client.close()
-    held.statuses = client.statuses
-    held.errors = client.errors
-    held.bad_body = client.bad_body
-    held.ids_ok = len(client.ids_ok)
-    # Counters: after the client is gone, so that nothing is still on its way.
-    await asyncio.sleep(0.2)
-    qp_after = await asyncio.to_thread(_scrape, qp.metrics_port)
-    act_after = await asyncio.to_thread(_scrape, act.metrics_port)
-
-    def delta(b: str | None, a: str | None, name: str, labels: dict[str, str] | None = None
-              ) -> float | None:
-        if b is None or a is None:
-            return None
-        return (c.prometheus_sum(a, name, labels) or 0.0) - (c.prometheus_sum(b, name, labels) or 0.0)
-
-    held.qp_count = delta(qp_before, qp_after, "zeroserve_queue_requests_total")
-    held.act_total = delta(act_before, act_after, "zeroserve_activator_requests_total")
-    held.act_200 = delta(act_before, act_after, "zeroserve_activator_requests_total",
-                         {"response_code": "200"})
-    held.act_queued = delta(act_before, act_after, "zeroserve_activator_queued_requests_total")
-
-
-def run_held(cfg: Config, sup: c.Supervisor, app: c.Server, backend_port: int,
-             expect_body: bytes | None, nofile: tuple[int, int],
-             log: Callable[[str], None]) -> tuple[Held, ActivatorProc, QueueProxy]:
-    qp = start_queue_proxy(sup, "held-queue-proxy", backend_port, cfg.held_cc)
-    act = start_activator(sup, "held-activator", qp.port, cfg.held_cc, cold=True)
-    held = Held(n=cfg.held, cc=cfg.held_cc, nofile=nofile, activator_pid=act.server.pid)
-    log(f"held: activator :{act.port} (pid {act.server.pid}, cold, containerConcurrency "
-        f"{cfg.held_cc}) -> queue-proxy :{qp.port}; opening {cfg.held:,} connections")
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_held(cfg, act, qp, app, expect_body, held, log))
-    for s in (act.server, qp.server, app):
-        s.ensure_alive()
-    log(f"held: {held.ok:,} of {held.n:,} answered 200 in {c.fmt(held.all_s, 2)} s after "
-        f"SIGUSR1; queue-proxy counted {c.fmt(held.qp_count, 0)}")
-    return held, act, qp
+def steps(cfg: Config, tmp: Path) -> list[w.Step]:
+    return [w.tput_step(cfg.connections, cfg.duration, HOST),
+            w.cpu_step(cfg.requests, cfg.connections, HOST),
+            w.latency_step(cfg.rate, cfg.rate_workers, cfg.duration, cfg.latency_tool, tmp, HOST)]
 
 
 # ------------------------------------------------------------------ report
 
 
-Metric = Callable[[Run], float | None]
+Metric = w.Metric
+tput, p50, p99, role_us, all_us = w.tput, w.p50, w.p99, w.role_us, w.all_us
+fmt_delta = c.fmt_delta
 
 
-def tput(r: Run) -> float | None:
-    return r.result.rps if r.result else None
-
-
-def p50(r: Run) -> float | None:
-    return r.result.p50_ms if r.result else None
-
-
-def p99(r: Run) -> float | None:
-    return r.result.p99_ms if r.result else None
-
-
-def role_us(role: str) -> Metric:
-    return lambda r: r.us(role)
-
-
-def proxies_us(r: Run) -> float | None:
+def proxies_us(r: w.Run) -> float | None:
     return r.sum_us([p for p in PROXIES if p in r.ticks]) if len(r.ticks) > 1 else None
 
 
-def all_us(r: Run) -> float | None:
-    return r.sum_us(list(r.ticks))
-
-
-def _ms(x: float | None, digits: int) -> str:
-    return "-" if x is None else f"{x:+.{digits}f}"
-
-
-def fmt_delta(s: c.Spread | None, digits: int) -> str:
-    if s is None:
-        return "-"
-    if s.n == 1:
-        return _ms(s.median, digits)
-    return f"{_ms(s.median, digits)} [{_ms(s.lo, digits)} to {_ms(s.hi, digits)}]"
-
-
 class Report:
-    def __init__(self, cfg: Config, pinning: c.Pinning, warm: Warm | None,
-                 held: Held | None) -> None:
+    def __init__(self, cfg: Config, pinning: c.Pinning, warm: w.Bench | None,
+                 held: hd.Held | None) -> None:
         self.cfg = cfg
         self.pinning = pinning
         self.warm = warm
         self.held = held
         self.names = [t.name for t in warm.targets] if warm else []
 
-    def runs(self, target: str, kind: str) -> list[Run]:
-        if self.warm is None:
-            return []
-        return [r for r in self.warm.runs
-                if r.target == target and r.kind == kind and not r.bad and not r.superseded]
+    def runs(self, target: str, kind: str) -> list[w.Run]:
+        return [] if self.warm is None else self.warm.used(target, kind)
 
     def spread(self, target: str, kind: str, metric: Metric) -> c.Spread | None:
-        return c.Spread.of(metric(r) for r in self.runs(target, kind))
+        return w.spread(self.runs(target, kind), metric)
 
     def paired(self, target: str, base: str, kind: str, metric: Metric,
                base_metric: Metric | None = None, op: str = "/") -> c.Spread | None:
         """Per repetition: target's figure / (or -) base's figure of the same repetition."""
-        bm = base_metric or metric
-        theirs = {r.rep: bm(r) for r in self.runs(base, kind)}
-        out = []
-        for r in self.runs(target, kind):
-            v, b = metric(r), theirs.get(r.rep)
-            if v is None or b is None:
-                continue
-            if op == "-":
-                out.append(v - b)
-            elif b:
-                out.append(v / b)
-        return c.Spread.of(out)
+        return w.paired(self.runs(target, kind), self.runs(base, kind), metric, base_metric, op)
 
     # -- the figures the goals are about
 
@@ -906,47 +347,8 @@ class Report:
         return c.md_table(header, rows)
 
     def held_table(self) -> str:
-        h = self.held
-        assert h is not None
-        kib = h.kib_per_held
-        codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(h.statuses.items())) or "none"
-        errors = ", ".join(f"{k}: {v:,}" for k, v in sorted(h.errors.items())) or "none"
-        rss = [h.rss_before_kib, h.rss_held_kib, h.rss_after_kib]
-        rows = [
-            ["connections opened, one request each", f"{h.opened:,} of {h.n:,}"],
-            ["time to open them and send the requests", f"{c.fmt(h.open_s, 2)} s"],
-            ["waiting, as the activator reported (zeroserve_activator_queue_length)",
-             f"{h.waiting:,} ({c.fmt(h.all_waiting_s, 2)} s after the first connection)"],
-            ["answered before the replica appeared", f"{h.answered_early:,}"],
-            ["activator VmRSS before / all held / after all answered",
-             " / ".join("-" if x is None else f"{x / 1024:,.1f} MiB" for x in rss)],
-            ["activator VmRSS growth per held request",
-             f"{c.fmt(kib, 2)} KiB" + ("" if kib is None else
-                                       f" ({(h.rss_held_kib or 0) - (h.rss_before_kib or 0):,} "
-                                       f"KiB / {h.waiting:,})")],
-            ["activator CPU per request while accepting and parking",
-             f"{c.fmt(h.park_us)} µs"],
-            ["SIGUSR1 to first / median / last answer",
-             f"{c.fmt(h.first_s, 3)} / {c.fmt(h.median_s, 3)} / {c.fmt(h.all_s, 3)} s"],
-            ["answers per second while releasing",
-             c.fmt(h.ok / h.all_s, 0, thousands=True) if h.all_s else "-"],
-            ["CPU per request while releasing: activator / queue-proxy / app",
-             " / ".join(c.fmt(h.release_us.get(r)) for r in ("activator", "queue-proxy", "app"))
-             + " µs"],
-            ["status codes received", codes],
-            ["client errors", errors],
-            ["200 with an unexpected body", f"{h.bad_body:,}"],
-            ["distinct ids answered 200", f"{h.ids_ok:,}"],
-            ["lost (not answered 200)", f"{h.lost:,}"],
-            ["activator: requests (all codes / 200) and queued, counter deltas",
-             f"{c.fmt(h.act_total, 0, thousands=True)} / {c.fmt(h.act_200, 0, thousands=True)}"
-             f" / {c.fmt(h.act_queued, 0, thousands=True)}"],
-            ["queue-proxy: requests served (counter delta)",
-             c.fmt(h.qp_count, 0, thousands=True)],
-            ["RLIMIT_NOFILE (soft / hard) of the benchmark and its children",
-             f"{h.nofile[0]:,} / {h.nofile[1]:,}"],
-        ]
-        return c.md_table(["held requests", "value"], rows)
+        assert self.held is not None
+        return hd.held_table(self.held)
 
     def notes(self) -> list[str]:
         out = []
@@ -960,8 +362,8 @@ class Report:
                        "latency includes waiting for the CPU behind the other two.")
         else:
             out.append("Not pinned: servers and load generators compete for all CPUs.")
-        w = self.warm
-        if w is not None:
+        bench = self.warm
+        if bench is not None:
             ratio, same = self.cpu_ratio(), self.cpu_ratio_same_run()
             rates = self.paired("queue-proxy", "activator", "cpu", tput)
             if ratio is not None and same is not None and rates is not None:
@@ -993,13 +395,13 @@ class Report:
                     if g.median >= 0.9:
                         line += " (saturated: this throughput is a lower bound)"
                     out.append(line + ".")
-            bad = [r for r in w.runs if r.bad]
+            bad = [r for r in bench.runs if r.bad]
             if bad:
                 out.append(f"{len(bad)} run(s) had errors, non-2xx responses or failed; they are "
                            "left out of the figures above (see every run below).")
-            used = [r for r in w.runs if not r.superseded]
+            used = [r for r in bench.runs if not r.superseded]
             noisy = [r for r in used if r.disturbed]
-            redone = sum(r.superseded for r in w.runs)
+            redone = sum(r.superseded for r in bench.runs)
             if redone:
                 out.append(f"{redone} disturbed run(s) were redone (--quiet-wait); the figures use "
                            "the less disturbed attempt of each.")
@@ -1152,8 +554,8 @@ class Report:
 
 
 def describe_meta(cfg: Config, pinning: c.Pinning, tools: dict[str, str], backend_desc: str,
-                  app: c.Server, targets: list[Target], held_procs: tuple[ActivatorProc,
-                                                                          QueueProxy] | None,
+                  app: c.Server, targets: list[w.Target],
+                  held_procs: tuple[sv.ActivatorProc, sv.QueueProxy] | None,
                   started: datetime.datetime, wall: float) -> dict[str, str]:
     meta = {
         "date": started.astimezone().isoformat(timespec="seconds"),
@@ -1227,41 +629,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-activator-") as tmpname, \
                 c.Supervisor(Path(tmpname), pinning) as sup:
             tmp = Path(tmpname)
-            app, backend_port, backend_desc = start_backend(cfg, sup)
+            backend = sv.start_backend(sup, cfg.backend_cmd, name="app")
+            app, backend_port = backend.server, backend.port
             host_hdr = {"Host": HOST}
             direct_body = c.http_get_headers(f"http://127.0.0.1:{backend_port}/", host_hdr)[1]
             expect_body = None if cfg.backend_cmd else direct_body
-            targets: list[Target] = []
-            warm: Warm | None = None
+            targets: list[w.Target] = []
+            warm: w.Bench | None = None
             if cfg.warm:
-                qp = start_queue_proxy(sup, "queue-proxy", backend_port, 0)
-                act = start_activator(sup, "activator", qp.port, 0, cold=False)
+                qp = sv.start_queue_proxy(sup, "queue-proxy", backend_port, 0)
+                act = sv.start_activator(sup, "activator", qp.port, 0, cold=False)
                 targets = [
-                    Target("direct", backend_port, {}, "the app, no proxy"),
-                    Target("queue-proxy", qp.port, {"queue-proxy": qp.server},
-                           "`python -m queueproxy`, CONTAINER_CONCURRENCY=0"),
-                    Target("activator", act.port,
-                           {"activator": act.server, "queue-proxy": qp.server},
-                           "`python -m benchmarks.activator_runner` (containerConcurrency 0, "
-                           "one ready replica) -> the same queue-proxy"),
+                    w.Target("direct", backend_port, {}, "the app, no proxy"),
+                    w.Target("queue-proxy", qp.port, {"queue-proxy": qp.server},
+                             "`python -m queueproxy`, CONTAINER_CONCURRENCY=0"),
+                    w.Target("activator", act.port,
+                             {"activator": act.server, "queue-proxy": qp.server},
+                             "`python -m benchmarks.activator_runner` (containerConcurrency 0, "
+                             "one ready replica) -> the same queue-proxy"),
                 ]
                 for t in targets[1:]:
-                    status, body = c.http_get_headers(t.url, host_hdr)
+                    status, body = c.http_get_headers(t.url + "/", host_hdr)
                     if not 200 <= status < 300 or (expect_body is not None and body != expect_body):
                         raise c.BenchError(f"{t.name} does not reach the app: GET / gave {status} "
                                            f"{body[:80]!r}, direct gave {direct_body[:80]!r}")
-                warm = Warm(cfg, pinning, app, targets, tmp)
+                warm = w.Bench(pinning, app, targets, cfg.quiet_wait)
                 log("targets: " + ", ".join(f"{t.name} :{t.port}" for t in targets)
                     + f"; about {estimate_seconds(cfg):.0f} s in all")
-                warm.warm_up()
-                warm.run_all(log)
-            held: Held | None = None
-            held_procs: tuple[ActivatorProc, QueueProxy] | None = None
+                warm.warm_up(cfg.warmup, cfg.connections, HOST)
+                warm.run_all(steps(cfg, tmp), cfg.reps, log)
+            held: hd.Held | None = None
+            held_procs: tuple[sv.ActivatorProc, sv.QueueProxy] | None = None
             if cfg.held:
-                held, h_act, h_qp = run_held(cfg, sup, app, backend_port, expect_body, nofile, log)
+                settings = hd.HeldSettings(cfg.held, cfg.held_cc, cfg.held_parallel,
+                                           cfg.held_timeout)
+                held, h_act, h_qp = hd.run_held(settings, sup, app, backend_port, expect_body,
+                                                nofile, log)
                 held_procs = (h_act, h_qp)
             wall = time.monotonic() - t0
-            meta = describe_meta(cfg, pinning, tools, backend_desc, app, targets, held_procs,
+            meta = describe_meta(cfg, pinning, tools, backend.desc, app, targets, held_procs,
                                  started, wall)
             report_md = Report(cfg, pinning, warm, held).render(meta)
     except KeyboardInterrupt as e:

@@ -29,30 +29,24 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import getpass
-import json
 import os
 import shlex
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import _common as c
+from benchmarks import _servers as sv
+from benchmarks import _warm as w
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-SAMPLE_APP = REPO / "examples" / "helloworld" / "app.py"
 KINDS = ("tput", "cpu", "latency")
 BASELINES = ("direct", "nginx", "goproxy")
-# Environment variables of the queue-proxy; inherited ones are dropped so that
-# the caller's shell cannot change what is measured.
-# Other processes using more CPU than this (in CPUs) during a run "disturbed" it.
-DISTURBED_CPU = 0.1
-QP_ENV_PREFIXES = ("SERVING_", "QUEUE_", "USER_", "REVISION_", "CONTAINER_", "DRAIN_")
+DISTURBED_CPU = w.DISTURBED_CPU
 
 
 # ------------------------------------------------------------------ configuration
@@ -164,358 +158,52 @@ def parse_args(argv: Sequence[str]) -> Config:
 # ------------------------------------------------------------------ targets
 
 
-@dataclass
-class Target:
-    name: str
-    port: int
-    proxy: c.Server | None
-    """None for direct: no proxy in the path."""
-    detail: str
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-
-def start_backend(cfg: Config, sup: c.Supervisor) -> tuple[c.Server, int, str]:
-    port = c.free_port()
-    env = dict(os.environ, PORT=str(port))
-    if cfg.backend_cmd:
-        server = sup.start("backend", ["/bin/sh", "-c", cfg.backend_cmd], env, cwd=REPO)
-        desc = f"`{cfg.backend_cmd}`"
-    else:
-        env.update(TARGET="World", HOST="127.0.0.1")
-        server = sup.start("backend", [sys.executable, str(SAMPLE_APP)], env, cwd=REPO)
-        desc = "examples/helloworld/app.py (aiohttp + uvloop, one process)"
-    c.wait_http_ok(f"http://127.0.0.1:{port}/", [server])
-    return server, port, desc
+def start_targets(cfg: Config, sup: c.Supervisor, tmp: Path, nginx: str | None
+                  ) -> tuple[sv.Backend, list[w.Target]]:
+    backend = sv.start_backend(sup, cfg.backend_cmd)
+    targets = [w.Target("direct", backend.port, {}, "the backend, no proxy")]
+    qp = sv.start_queue_proxy(sup, "queue-proxy", backend.port, 0)
+    targets.append(w.Target("queue-proxy", qp.port, {"queue-proxy": qp.server},
+                            "`python -m queueproxy`, CONTAINER_CONCURRENCY=0"))
+    if nginx:
+        server, port = sv.start_nginx(sup, nginx, tmp, backend.port)
+        targets.append(w.Target("nginx", port, {"nginx": server},
+                                f"{c.tool_version('nginx', nginx)}, 1 worker, keepalive upstream pool"))
+    if cfg.go_proxy:
+        server, port = sv.start_go_proxy(sup, cfg.go_proxy, backend.port)
+        targets.append(w.Target("goproxy", port, {"goproxy": server},
+                                f"`{cfg.go_proxy}` ({c.go_binary_version(cfg.go_proxy)}), GOMAXPROCS=1"))
+    return backend, targets
 
 
-def start_queue_proxy(sup: c.Supervisor, backend_port: int) -> Target:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(QP_ENV_PREFIXES)}
-    env.update({
-        "SERVING_NAMESPACE": "default", "SERVING_CONFIGURATION": "hello",
-        "SERVING_REVISION": "hello-00001", "SERVING_POD": "hello-pod",
-        "SERVING_POD_IP": "127.0.0.1", "CONTAINER_CONCURRENCY": "0",
-        # port 0: the queue-proxy binds a free port itself and reports it
-        "QUEUE_SERVING_PORT": "0", "QUEUE_ADMIN_PORT": "0", "QUEUE_METRICS_PORT": "0",
-        "USER_METRICS_PORT": "0", "USER_PORT": str(backend_port),
-        "REVISION_TIMEOUT_SECONDS": "300", "QUEUE_BIND_ADDRESS": "127.0.0.1",
-        "DRAIN_QUIET_PERIOD_SECONDS": "0",
-    })
-    # cwd = the repository, so `-m queueproxy` is the package (never this script).
-    server = sup.start("queue-proxy", [sys.executable, "-m", "queueproxy"], env, cwd=REPO)
-    deadline = time.monotonic() + 20
-    while True:
-        server.ensure_alive()
-        for line in server.stdout_path.read_text(errors="replace").splitlines():
-            try:
-                info = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(info, dict) and info.get("queue_proxy") == "listening":
-                port = int(info["serving_port"])
-                c.wait_http_ok(f"http://127.0.0.1:{port}/", [server])
-                return Target("queue-proxy", port, server,
-                              "`python -m queueproxy`, CONTAINER_CONCURRENCY=0")
-        if time.monotonic() > deadline:
-            raise c.BenchError(f"queue-proxy printed no 'listening' line in 20 s:\n{server.log_tail()}")
-        time.sleep(0.05)
-
-
-NGINX_CONF = """\
-# Generated by benchmarks/queueproxy.py: a minimal reverse proxy to compare with.
-worker_processes 1;
-daemon off;
-master_process on;
-{user_line}pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-
-events {{
-    worker_connections 4096;
-}}
-
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    # nginx closes a client connection after 1000 requests by default; the
-    # other proxies never do, and reconnecting would be measured too.
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-
-    upstream backend {{
-        server 127.0.0.1:{backend_port};
-        keepalive 1000;
-        keepalive_requests 1000000;
-        keepalive_timeout 75s;
-    }}
-
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-        }}
-    }}
-}}
-"""
-
-
-def start_nginx(sup: c.Supervisor, nginx: str, tmp: Path, backend_port: int) -> Target:
-    ntmp = tmp / "nginx"
-    ntmp.mkdir()
-    port = c.free_port()
-    # Run as the current user: `user` only matters (and is only allowed) for a root master.
-    user_line = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
-    conf = ntmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user_line=user_line, tmp=ntmp, port=port,
-                                      backend_port=backend_port))
-    server = sup.start("nginx", [nginx, "-p", str(ntmp), "-e", str(ntmp / "nginx-error.log"),
-                                 "-c", str(conf)])
-    c.wait_http_ok(f"http://127.0.0.1:{port}/", [server])
-    return Target("nginx", port, server,
-                  f"{c.tool_version('nginx', nginx)}, 1 worker, keepalive upstream pool")
-
-
-def start_go_proxy(sup: c.Supervisor, path: str, backend_port: int) -> Target:
-    port = c.free_port()
-    env = dict(os.environ, LISTEN=f"127.0.0.1:{port}", UPSTREAM=f"127.0.0.1:{backend_port}",
-               GOMAXPROCS="1")
-    server = sup.start("goproxy", [path], env)
-    c.wait_http_ok(f"http://127.0.0.1:{port}/", [server])
-    return Target("goproxy", port, server,
-                  f"`{path}` ({c.go_binary_version(path)}), GOMAXPROCS=1")
-
-
-# ------------------------------------------------------------------ measuring
-
-
-@dataclass
-class Run:
-    """One measurement of one target in one repetition."""
-
-    target: str
-    kind: str
-    rep: int
-    argv: list[str]
-    rc: int
-    wall: float
-    result: c.LoadResult | None
-    error: str | None
-    proxy_ticks: int | None
-    backend_ticks: int
-    loadgen_cpu: float
-    foreign_cpu: float
-    attempt: int = 1
-    superseded: bool = False
-    """True when another attempt of the same measurement was used instead (--quiet-wait)."""
-
-    def _per_req_us(self, ticks: int | None) -> float | None:
-        if ticks is None or self.result is None or self.result.requests == 0:
-            return None
-        return ticks * 1e6 / c.CLK_TCK / self.result.requests
-
-    @property
-    def proxy_us(self) -> float | None:
-        return self._per_req_us(self.proxy_ticks)
-
-    @property
-    def backend_us(self) -> float | None:
-        return self._per_req_us(self.backend_ticks)
-
-    @property
-    def server_util(self) -> float:
-        """Share of one CPU used by backend + proxy during the run."""
-        return ((self.proxy_ticks or 0) + self.backend_ticks) / c.CLK_TCK / self.wall
-
-    @property
-    def loadgen_util(self) -> float:
-        return self.loadgen_cpu / self.wall
-
-    @property
-    def disturbed(self) -> bool:
-        return self.foreign_cpu > DISTURBED_CPU
-
-    @property
-    def bad(self) -> bool:
-        r = self.result
-        return self.error is not None or r is None or r.errors > 0 or r.non2xx > 0
-
-
-@dataclass
-class Bench:
-    cfg: Config
-    pinning: c.Pinning
-    backend: c.Server
-    targets: list[Target]
-    tmp: Path
-    runs: list[Run] = field(default_factory=list)
-
-    def load_argv(self, kind: str, url: str) -> tuple[list[str], Callable[[str], c.LoadResult],
-                                                     float, dict[str, str] | None]:
-        cfg = self.cfg
-        d = cfg.duration
-        if kind == "tput":
-            return (["wrk", "-t1", f"-c{cfg.connections}", f"-d{d}s", "--latency", url],
-                    c.parse_wrk, d + 30, None)
-        if kind == "cpu":
-            # bounded: at least 100 req/s, or it is given up
-            return (["hey", "-n", str(cfg.requests), "-c", str(cfg.connections), "-t", "30", url],
-                    c.parse_hey, 30 + cfg.requests / 100, None)
-        if cfg.latency_tool == "hey":
-            q = cfg.rate / cfg.rate_workers
-            return (["hey", "-z", f"{d}s", "-c", str(cfg.rate_workers), "-q", f"{q:g}",
-                     "-t", "30", url], c.parse_hey, d + 40, None)
-        script = self.tmp / "paced.lua"
-        if not script.exists():
-            script.write_text(c.WRK_PACED_LUA)
-        delay_ms = max(1, round(cfg.rate_workers * 1000 / cfg.rate))
-        return (["wrk", "-t1", f"-c{cfg.rate_workers}", f"-d{d}s", "--latency", "-s", str(script),
-                 url], c.parse_wrk, d + 30, dict(os.environ, BENCH_WRK_DELAY_MS=str(delay_ms)))
-
-    def server_sids(self) -> list[int]:
-        return [self.backend.pid] + [t.proxy.pid for t in self.targets if t.proxy]
-
-    def measure(self, target: Target, kind: str, rep: int, attempt: int = 1) -> Run:
-        argv, parser, timeout, env = self.load_argv(kind, target.url)
-        all_sids = self.server_sids()
-        before = c.CpuSnapshot.take(all_sids)
-        load = c.run_load(argv, self.pinning, timeout, env)
-        after = c.CpuSnapshot.take(all_sids)
-        result: c.LoadResult | None = None
-        error: str | None = None
-        if load.rc != 0:
-            error = f"exit status {load.rc}: {load.output.strip()[-300:]}"
-        else:
-            try:
-                result = parser(load.output)
-            except ValueError as e:
-                error = f"{e}: {load.output.strip()[-300:]}"
-        run = Run(
-            target=target.name, kind=kind, rep=rep, argv=argv, rc=load.rc, wall=load.wall,
-            result=result, error=error,
-            proxy_ticks=(c.session_ticks_between(before, after, target.proxy.pid)
-                         if target.proxy else None),
-            backend_ticks=c.session_ticks_between(before, after, self.backend.pid),
-            loadgen_cpu=after.children_cpu - before.children_cpu,
-            foreign_cpu=c.foreign_cpu_seconds(before, after, all_sids) / load.wall,
-            attempt=attempt,
-        )
-        self.runs.append(run)
-        return run
-
-    def check_servers(self) -> None:
-        self.backend.ensure_alive()
-        for t in self.targets:
-            if t.proxy:
-                t.proxy.ensure_alive()
-
-    def warm_up(self) -> None:
-        if self.cfg.warmup <= 0:
-            return
-        for t in self.targets:
-            c.run_load(["wrk", "-t1", f"-c{self.cfg.connections}", f"-d{self.cfg.warmup}s", t.url],
-                       self.pinning, 30 + self.cfg.warmup)
-        self.check_servers()
-
-    def run_all(self, log: Callable[[str], None]) -> None:
-        t0 = time.monotonic()
-        for rep in range(1, self.cfg.reps + 1):
-            # Rotate the order each repetition so that no target is always first.
-            k = (rep - 1) % len(self.targets)
-            order = self.targets[k:] + self.targets[:k]
-            for kind in KINDS:
-                for t in order:
-                    attempts = 2 if self.cfg.quiet_wait > 0 else 1
-                    tries: list[Run] = []
-                    for attempt in range(1, attempts + 1):
-                        if self.cfg.quiet_wait > 0:
-                            waited, busy = c.wait_for_quiet(self.server_sids(), self.cfg.quiet_wait,
-                                                            DISTURBED_CPU)
-                            if busy >= DISTURBED_CPU:
-                                log(f"machine still busy after {waited:.0f} s (other processes "
-                                    f"use {busy:.2f} CPU); measuring anyway")
-                        run = self.measure(t, kind, rep, attempt)
-                        tries.append(run)
-                        log(f"{time.monotonic() - t0:5.0f}s rep {rep}/{self.cfg.reps} "
-                            f"{kind:>7} {t.name:>11}: {brief(run)}")
-                        self.check_servers()
-                        time.sleep(0.2)
-                        if not run.disturbed:
-                            break
-                    # Of several attempts, keep the least disturbed one.
-                    keep = min(tries, key=lambda r: (r.bad, r.foreign_cpu))
-                    for r in tries:
-                        r.superseded = r is not keep
-
-
-def brief(run: Run) -> str:
-    if run.error or run.result is None:
-        return f"FAILED {run.error}"
-    r = run.result
-    s = f"{r.rps:9,.0f} req/s"
-    if run.kind == "latency":
-        s += f"  p50 {c.fmt(r.p50_ms, 3)} ms  p99 {c.fmt(r.p99_ms, 3)} ms"
-    if run.kind == "cpu":
-        if run.proxy_us is not None:
-            s += f"  proxy {run.proxy_us:6.1f} µs/req"
-        s += f"  backend {c.fmt(run.backend_us)} µs/req"
-    if run.kind == "tput":
-        s += f"  servers {run.server_util:.0%} of a CPU, load generator {run.loadgen_util:.0%}"
-    if r.errors or r.non2xx:
-        s += f"  ERRORS {r.errors} non-2xx {r.non2xx}"
-    if run.disturbed:
-        s += f"  (disturbed: other processes used {run.foreign_cpu:.2f} CPU)"
-    return s
+def steps(cfg: Config, tmp: Path) -> list[w.Step]:
+    return [w.tput_step(cfg.connections, cfg.duration),
+            w.cpu_step(cfg.requests, cfg.connections),
+            w.latency_step(cfg.rate, cfg.rate_workers, cfg.duration, cfg.latency_tool, tmp)]
 
 
 # ------------------------------------------------------------------ report
 
 
-Metric = Callable[[Run], float | None]
+Metric = w.Metric
+tput, proxy_us, backend_us, p50, p99 = w.tput, w.proxy_us, w.backend_us, w.p50, w.p99
 
 
-def tput(r: Run) -> float | None:
-    return r.result.rps if r.result else None
-
-
-def proxy_us(r: Run) -> float | None:
-    return r.proxy_us
-
-
-def backend_us(r: Run) -> float | None:
-    return r.backend_us
-
-
-def total_us(r: Run) -> float | None:
+def total_us(r: w.Run) -> float | None:
     if r.backend_us is None:
         return None
     return r.backend_us + (r.proxy_us or 0.0)
 
 
-def p50(r: Run) -> float | None:
-    return r.result.p50_ms if r.result else None
-
-
-def p99(r: Run) -> float | None:
-    return r.result.p99_ms if r.result else None
-
-
 class Report:
-    def __init__(self, bench: Bench) -> None:
+    def __init__(self, cfg: Config, bench: w.Bench) -> None:
+        self.cfg = cfg
         self.bench = bench
         self.names = [t.name for t in bench.targets]
         self.baselines = [b for b in BASELINES if b in self.names]
 
-    def runs(self, target: str, kind: str) -> list[Run]:
-        return [r for r in self.bench.runs
-                if r.target == target and r.kind == kind and not r.bad and not r.superseded]
+    def runs(self, target: str, kind: str) -> list[w.Run]:
+        return self.bench.used(target, kind)
 
     def spread(self, target: str, kind: str, metric: Metric) -> c.Spread | None:
         return c.Spread.of(metric(r) for r in self.runs(target, kind))
@@ -565,7 +253,7 @@ class Report:
         for b in self.baselines:
             header += [f"p50 x {b}", f"p99 x {b}"]
         rows = []
-        digits = 2 if self.bench.cfg.latency_tool == "hey" else 3
+        digits = 2 if self.cfg.latency_tool == "hey" else 3
         for n in self.names:
             rate = self.spread(n, "latency", tput)
             row = [n, c.fmt(rate.median if rate else None, 0, thousands=True),
@@ -639,7 +327,7 @@ class Report:
         else:
             out.append(f"Other processes on this machine used under {DISTURBED_CPU} CPU during "
                        "every run in the figures.")
-        if bench.cfg.latency_tool == "hey":
+        if self.cfg.latency_tool == "hey":
             out.append("hey reports latencies in 0.1 ms steps; use --latency-tool wrk for µs "
                        "resolution.")
         return out
@@ -667,7 +355,7 @@ class Report:
         return c.md_table(header, rows, left=2)
 
     def render(self, meta: dict[str, str]) -> str:
-        cfg = self.bench.cfg
+        cfg = self.cfg
         d, n, conn = cfg.duration, cfg.requests, cfg.connections
         if cfg.latency_tool == "hey":
             lat_cmd = (f"hey -z {d}s -c {cfg.rate_workers} -q {cfg.rate / cfg.rate_workers:g}")
@@ -721,7 +409,7 @@ class Report:
         return "\n".join(lines)
 
 
-def describe_meta(cfg: Config, bench: Bench, tools: dict[str, str], backend_desc: str,
+def describe_meta(cfg: Config, bench: w.Bench, tools: dict[str, str], backend_desc: str,
                   started: datetime.datetime, wall: float) -> dict[str, str]:
     meta = {
         "date": started.astimezone().isoformat(timespec="seconds"),
@@ -732,12 +420,10 @@ def describe_meta(cfg: Config, bench: Bench, tools: dict[str, str], backend_desc
         meta[k] = v
     meta["load generators"] = f"{c.tool_version('wrk', tools['wrk'])}, {c.tool_version('hey')}"
     meta["pinning"] = bench.pinning.note
-    meta["backend"] = f"{backend_desc}, pid {bench.backend.pid}"
+    meta["backend"] = f"{backend_desc}, pid {bench.app.pid}"
     for t in bench.targets:
-        where = f":{t.port}"
-        if t.proxy:
-            where += f", pid {t.proxy.pid}"
-        meta[f"target {t.name}"] = f"{t.detail} ({where.lstrip(', ')})"
+        where = f":{t.port}" + "".join(f", pid {s.pid}" for s in t.procs.values())
+        meta[f"target {t.name}"] = f"{t.detail} ({where})"
     meta["settings"] = (f"reps {cfg.reps}, duration {cfg.duration} s, requests {cfg.requests}, "
                         f"connections {cfg.connections}, rate {cfg.rate} req/s with "
                         f"{cfg.rate_workers} clients, warm-up {cfg.warmup} s per target")
@@ -777,27 +463,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-queueproxy-") as tmpname, \
                 c.Supervisor(Path(tmpname), pinning) as sup:
             tmp = Path(tmpname)
-            backend, backend_port, backend_desc = start_backend(cfg, sup)
-            direct_body = c.http_get(f"http://127.0.0.1:{backend_port}/")[1]
-            targets = [Target("direct", backend_port, None, "the backend, no proxy")]
-            targets.append(start_queue_proxy(sup, backend_port))
-            if nginx:
-                targets.append(start_nginx(sup, nginx, tmp, backend_port))
-            if cfg.go_proxy:
-                targets.append(start_go_proxy(sup, cfg.go_proxy, backend_port))
+            backend, targets = start_targets(cfg, sup, tmp, nginx)
+            direct_body = c.http_get(f"http://127.0.0.1:{backend.port}/")[1]
             for t in targets[1:]:
-                status, body = c.http_get(t.url)
+                status, body = c.http_get(t.url + "/")
                 if not 200 <= status < 300 or (cfg.backend_cmd is None and body != direct_body):
                     raise c.BenchError(f"{t.name} does not proxy to the backend: GET / gave "
                                        f"{status} {body[:80]!r}, direct gave {direct_body[:80]!r}")
-            bench = Bench(cfg, pinning, backend, targets, tmp)
+            bench = w.Bench(pinning, backend.server, targets, cfg.quiet_wait)
             log("targets: " + ", ".join(f"{t.name} :{t.port}" for t in targets)
                 + f"; about {estimate_seconds(cfg, len(targets)):.0f} s")
-            bench.warm_up()
-            bench.run_all(log)
+            bench.warm_up(cfg.warmup, cfg.connections)
+            bench.run_all(steps(cfg, tmp), cfg.reps, log)
             wall = time.monotonic() - t0
-            meta = describe_meta(cfg, bench, tools, backend_desc, started, wall)
-            report_md = Report(bench).render(meta)
+            meta = describe_meta(cfg, bench, tools, backend.desc, started, wall)
+            report_md = Report(cfg, bench).render(meta)
     except KeyboardInterrupt as e:
         log(f"interrupted ({str(e) or 'Ctrl-C'}); every started process was stopped")
         return 130

@@ -1,0 +1,1 @@
+"""The whole-system benchmark suite: ``python -m benchmarks.suite`` (``make bench``)."""

@@ -1,0 +1,329 @@
+"""Part 2, cold start: from the first request to its response, for a revision at zero.
+
+``cold_services`` helloworld Services (the sample app, containerConcurrency 0)
+are taken in turn: each is measured once it is at zero (no replica, not even a
+terminating one anywhere), so one scales to zero while another is measured.
+A request is sent on a fresh connection and timed (send, first byte, end);
+the phases come from the components' own clocks (all unix time on this
+machine):
+
+- held before the scale request: ``times.requested`` (the runtime got the
+  autoscaler's replica count) minus the send time;
+- scale request to processes spawned: ``spawned - requested``;
+- replica process start: ``spawned -> listening`` (the queue-proxy listens;
+  the app starts at the same time);
+- app ready: ``listening ->`` the earlier of the runtime's readiness
+  (``times.ready``) and the activator forwarding the request (send time +
+  the activator's ``zeroserve_activator_cold_start_seconds``): the activator
+  probes the replica itself and may forward before the runtime saw it ready;
+- ready -> first byte: the rest, up to the response's first byte.
+
+Right after each cold start the app alone is started the same way the
+runtime starts it (``python examples/helloworld/app.py`` with a ``PORT``,
+pinned like the replicas) and polled every 5 ms until it answers: the
+platform's added time is the cold start minus that, per pair.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks import _common as c
+from benchmarks import _servers as sv
+
+from .context import Context
+from .local import LocalSystem, service_manifest
+
+APP = ["python", "examples/helloworld/app.py"]
+PHASES = (
+    ("held", "held in the activator before the scale request"),
+    ("schedule", "scale request -> processes spawned"),
+    ("process", "replica process start (spawned -> queue-proxy listening)"),
+    ("app", "app ready (listening -> ready)"),
+    ("respond", "ready -> first byte"),
+)
+
+
+@dataclass
+class ColdStart:
+    index: int
+    service: str
+    revision: str
+    send: float
+    first_byte: float
+    done: float
+    status: int
+    times: dict[str, float] = field(default_factory=dict)
+    """The replica's ``times`` from ``GET /v1/pods``."""
+    activator_cold_s: float | None = None
+    activator_wait_s: float | None = None
+    app_alone_s: float | None = None
+    waited_for_zero_s: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.first_byte - self.send
+
+    @property
+    def forwarded(self) -> float | None:
+        return None if self.activator_cold_s is None else self.send + self.activator_cold_s
+
+    @property
+    def ready_at(self) -> float | None:
+        """When the app was ready: the earlier of the runtime's readiness and the forward."""
+        cands = [t for t in (self.times.get("ready"), self.forwarded) if t is not None]
+        return min(cands) if cands else None
+
+    def phases(self) -> dict[str, float] | None:
+        t = self.times
+        ready = self.ready_at
+        if ready is None or not all(k in t for k in ("requested", "spawned", "listening")):
+            return None
+        return {
+            "held": t["requested"] - self.send,
+            "schedule": t["spawned"] - t["requested"],
+            "process": t["listening"] - t["spawned"],
+            "app": ready - t["listening"],
+            "respond": self.first_byte - ready,
+        }
+
+    @property
+    def added(self) -> float | None:
+        return None if self.app_alone_s is None else self.total - self.app_alone_s
+
+    @property
+    def own_steps(self) -> float | None:
+        """The platform's own steps: held before the scale request, scheduling, and
+        ready -> first byte (the process and app starts are the rest)."""
+        p = self.phases()
+        return None if p is None else p["held"] + p["schedule"] + p["respond"]
+
+    @property
+    def runtime_ready_s(self) -> float | None:
+        t = self.times
+        return t["ready"] - t["listening"] if "ready" in t and "listening" in t else None
+
+
+@dataclass
+class ColdResult:
+    starts: list[ColdStart]
+    failures: list[str]
+    services: int
+
+    @property
+    def ok(self) -> list[ColdStart]:
+        return [s for s in self.starts if s.status == 200]
+
+    def total(self) -> c.Spread | None:
+        return c.Spread.of(s.total for s in self.ok)
+
+    def alone(self) -> c.Spread | None:
+        return c.Spread.of(s.app_alone_s for s in self.ok)
+
+    def added(self) -> c.Spread | None:
+        return c.Spread.of(s.added for s in self.ok)
+
+    def ratio(self) -> c.Spread | None:
+        return c.Spread.of(s.total / s.app_alone_s for s in self.ok if s.app_alone_s)
+
+    def phase(self, key: str) -> c.Spread | None:
+        return c.Spread.of((p or {}).get(key) for s in self.ok if (p := s.phases()) is not None)
+
+    def headline(self) -> list[str]:
+        tot, alone, added = self.total(), self.alone(), self.added()
+        if tot is None:
+            return ["no cold start succeeded"]
+        own = c.Spread.of(s.own_steps for s in self.ok)
+        return [f"**{_ms(tot.median)} ms** from the first request to its first byte (median of "
+                f"{tot.n}; {_ms(tot.lo)} to {_ms(tot.hi)}); the app alone starts in "
+                f"{_ms(alone.median if alone else None)} ms, so the platform adds "
+                f"**{_ms(added.median if added else None)} ms** "
+                f"({_ms(added.lo if added else None)} to {_ms(added.hi if added else None)}, "
+                f"paired per run; {c.fmt_ratio(self.ratio())} the app's own start); its own "
+                f"steps (hold, scale request, forward) take {_ms_spread(own)} ms, the rest is "
+                "the replica's two processes starting"]
+
+    def to_json(self) -> dict[str, Any]:
+        tot, added = self.total(), self.added()
+        return {"starts": len(self.starts), "ok": len(self.ok), "failures": self.failures,
+                "median_s": tot.median if tot else None,
+                "added_median_s": added.median if added else None}
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1000:,.0f}"
+
+
+def _ms_spread(s: c.Spread | None) -> str:
+    if s is None:
+        return "-"
+    if s.n == 1:
+        return _ms(s.median)
+    return f"{_ms(s.median)} [{_ms(s.lo)} to {_ms(s.hi)}]"
+
+
+def _p90(values: list[float]) -> float | None:
+    if len(values) < 2:
+        return values[0] if values else None
+    return statistics.quantiles(values, n=10, method="inclusive")[8]
+
+
+def timed_get(port: int, host: str, timeout: float = 120.0) -> tuple[int, float, float, float]:
+    """(status, send, first byte, end) of ``GET /`` on a fresh connection (unix times)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request = (f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: zeroserve-bench\r\n"
+                   "Connection: close\r\n\r\n").encode()
+        send = time.time()
+        s.sendall(request)
+        first = s.recv(65536)
+        first_byte = time.time()
+        data = bytearray(first)
+        while chunk := s.recv(65536):
+            data += chunk
+        end = time.time()
+    try:
+        status = int(bytes(data).split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        status = 0
+    return status, send, first_byte, end
+
+
+def app_alone(ctx: Context, index: int, timeout: float = 30.0) -> float:
+    """Seconds from starting the sample app to its first answered GET (polled every 5 ms)."""
+    port = c.free_port()
+    env = dict(os.environ, PORT=str(port), TARGET=f"alone-{index}", HOST="127.0.0.1")
+    t0 = time.time()
+    server = ctx.sup.start(f"app-alone-{index}", [sys.executable, APP[1]], env, cwd=sv.REPO)
+    try:
+        while True:
+            try:
+                status, _ = c.http_get(f"http://127.0.0.1:{port}/", timeout=2)
+                if status == 200:
+                    return time.time() - t0
+            except OSError:
+                pass
+            if time.time() - t0 > timeout:
+                raise c.BenchError(f"the app alone did not answer in {timeout:.0f} s:\n"
+                                   f"{server.log_tail()}")
+            server.ensure_alive()
+            time.sleep(0.005)
+    finally:
+        ctx.sup.stop(server)
+
+
+def _hist(text: str, name: str, revision: str) -> tuple[float, float]:
+    labels = {"revision_name": revision}
+    return (c.prometheus_sum(text, f"{name}_sum", labels) or 0.0,
+            c.prometheus_sum(text, f"{name}_count", labels) or 0.0)
+
+
+def manifest(name: str) -> str:
+    return service_manifest(name, APP, env={"TARGET": name})
+
+
+def prepare(system: LocalSystem, names: list[str]) -> dict[str, tuple[str, str]]:
+    """Apply the Services; {name: (host, revision)}."""
+    for name in names:
+        system.apply(manifest(name), f"{name}.yaml")
+    return {name: system.service_url(name) for name in names}
+
+
+def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
+    """``extra``: more manifests to apply now ({name: yaml}), e.g. the burst's
+    Service, so that it scales to zero meanwhile."""
+    cfg = ctx.cfg
+    system = ctx.system()
+    names = [f"cold-{i + 1}" for i in range(cfg.cold_services)]
+    for name, text in (extra or {}).items():
+        system.apply(text, f"{name}.yaml")
+    services = prepare(system, names)
+    ctx.log(f"cold start: {len(names)} services; each measured once at zero "
+            f"(stable window {cfg.stable_window} s + grace {cfg.grace_period} s)")
+    result = ColdResult([], [], len(names))
+    for i in range(cfg.cold_starts):
+        name = names[i % len(names)]
+        host, revision = services[name]
+        waited = system.wait(f"{revision} at zero", functools.partial(system.at_zero, revision), 120)
+        before = system.activator_metrics()
+        status, send, fb, end = timed_get(system.ingress_port, host)
+        after = system.activator_metrics()
+        start = ColdStart(i + 1, name, revision, send, fb, end, status, waited_for_zero_s=waited)
+        cold = [a - b for a, b in zip(_hist(after, "zeroserve_activator_cold_start_seconds", revision),
+                                      _hist(before, "zeroserve_activator_cold_start_seconds", revision),
+                                      strict=True)]
+        if cold[1] == 1:
+            start.activator_cold_s = cold[0]
+        wait = [a - b for a, b in zip(_hist(after, "zeroserve_activator_queue_wait_seconds", revision),
+                                      _hist(before, "zeroserve_activator_queue_wait_seconds", revision),
+                                      strict=True)]
+        if wait[1] == 1:
+            start.activator_wait_s = wait[0]
+        pods = [p for p in system.pods(revision) if p["times"].get("requested", 0) >= send - 1]
+        if pods:
+            start.times = dict(max(pods, key=lambda p: p["times"]["requested"])["times"])
+        if "ready" not in start.times:
+            # the runtime may see the replica ready a moment after the activator did
+            time.sleep(0.2)
+            pods = [p for p in system.pods(revision) if p["times"].get("requested", 0) >= send - 1]
+            if pods:
+                start.times = dict(max(pods, key=lambda p: p["times"]["requested"])["times"])
+        if status != 200:
+            result.failures.append(f"cold start {i + 1} ({name}): status {status}")
+        start.app_alone_s = app_alone(ctx, i + 1)
+        result.starts.append(start)
+        ctx.log(f"cold start {i + 1}/{cfg.cold_starts} {name}: {status} first byte after "
+                f"{_ms(start.total)} ms (app alone {_ms(start.app_alone_s)} ms; waited "
+                f"{waited:.1f} s for zero)")
+    for name in names:
+        system.remove(manifest(name), f"{name}.yaml")
+    return result
+
+
+def table(res: ColdResult) -> str:
+    rows = []
+    for key, label in PHASES:
+        vals = [(p or {}).get(key) for s in res.ok if (p := s.phases()) is not None]
+        got = [v for v in vals if v is not None]
+        rows.append([label, _ms_spread(c.Spread.of(got)), _ms(_p90(got))])
+    tot = [s.total for s in res.ok]
+    rows.append(["**total: send -> first byte**", _ms_spread(c.Spread.of(tot)), _ms(_p90(tot))])
+    alone = [s.app_alone_s for s in res.ok if s.app_alone_s is not None]
+    rows.append(["app alone: start -> first answer (baseline)", _ms_spread(c.Spread.of(alone)),
+                 _ms(_p90(alone))])
+    added = [s.added for s in res.ok if s.added is not None]
+    rows.append(["**platform added (total - app alone, per pair)**",
+                 _ms_spread(c.Spread.of(added)), _ms(_p90(added))])
+    rows.append(["total / app alone (per pair)", c.fmt_ratio(res.ratio()), "-"])
+    own = [s.own_steps for s in res.ok if s.own_steps is not None]
+    rows.append(["platform's own steps (held + scale request -> spawned + ready -> first byte)",
+                 _ms_spread(c.Spread.of(own)), _ms(_p90(own))])
+    other: list[tuple[str, list[float | None]]] = [
+        ("runtime readiness (listening -> runtime saw ready)", [s.runtime_ready_s for s in res.ok]),
+        ("activator: zeroserve_activator_cold_start_seconds", [s.activator_cold_s for s in res.ok]),
+        ("activator: zeroserve_activator_queue_wait_seconds", [s.activator_wait_s for s in res.ok]),
+        ("first byte -> end of response", [s.done - s.first_byte for s in res.ok]),
+    ]
+    for label, values in other:
+        got = [v for v in values if v is not None]
+        rows.append([label, _ms_spread(c.Spread.of(got)), _ms(_p90(got))])
+    return c.md_table(["phase", "ms median [min-max]", "p90 ms"], rows)
+
+
+def every_start(res: ColdResult) -> str:
+    rows = []
+    for s in res.starts:
+        p = s.phases() or {}
+        rows.append([str(s.index), s.service, str(s.status), _ms(s.total),
+                     *[_ms(p.get(k)) for k, _ in PHASES], _ms(s.app_alone_s), _ms(s.added),
+                     _ms(s.activator_cold_s), f"{s.waited_for_zero_s:.1f}"])
+    header = ["#", "service", "status", "total ms", *[k for k, _ in PHASES], "app alone ms",
+              "added ms", "activator cold ms", "waited for zero s"]
+    return c.md_table(header, rows, left=2)
