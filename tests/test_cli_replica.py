@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from zeroserve.local.replica import free_port
+from zeroserve.local.ports import kernel_port
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = [sys.executable, str(ROOT / "examples" / "helloworld" / "app.py")]
@@ -44,7 +44,7 @@ def _descendants(pid: int) -> set[int]:
 
 
 async def test_replica_serves_the_sample_app_and_stops_cleanly_on_ctrl_c() -> None:
-    port = free_port()
+    port = kernel_port()
     proc = await _start(port, "--env", "TARGET=zeroserve")
     try:
         await _ready_line(proc)
@@ -64,7 +64,7 @@ async def test_replica_serves_the_sample_app_and_stops_cleanly_on_ctrl_c() -> No
 
 
 async def test_children_die_when_zeroserve_is_killed() -> None:
-    port = free_port()
+    port = kernel_port()
     proc = await _start(port)
     try:
         await _ready_line(proc)

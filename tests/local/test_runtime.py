@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from zeroserve.local.ports import default_allocator
 from zeroserve.local.runtime import LocalRuntime, RevisionRun, resolve_command
 from zeroserve.topology import RevisionInfo, RevisionKey
 
@@ -29,11 +30,14 @@ async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
 
 async def test_scale_up_serves_and_scale_down_stops_every_process(tmp_path: Path) -> None:
     changes = []
+    held_before = default_allocator().held
     rt = LocalRuntime(on_change=lambda: changes.append(1), log_dir=tmp_path)
     try:
         rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"], TARGET="runtime")})
         rt.set_scale(KEY, 2)
         await until(lambda: len([e for e in rt.endpoints()[KEY] if e.ready]) == 2)
+        app_ports = default_allocator().held - held_before
+        assert len(app_ports) == 2  # each app's port is held while it runs
         assert rt.states()[KEY].ready is True
         assert rt.states()[KEY].actual == 2
         async with httpx.AsyncClient() as client:
@@ -50,6 +54,7 @@ async def test_scale_up_serves_and_scale_down_stops_every_process(tmp_path: Path
         await until(lambda: rt.pods() == [])
         assert rt.endpoints()[KEY] == []
         assert rt.states()[KEY].ready is True  # scaled to zero, still a ready revision
+        assert not default_allocator().held & app_ports  # and given back when it stops
     finally:
         await rt.close()
 

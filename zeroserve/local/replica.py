@@ -18,11 +18,12 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from zeroserve.local.ports import PortAllocator, default_allocator
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,6 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the app binds it itself)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -71,10 +65,12 @@ class ReplicaError(RuntimeError):
 class Replica:
     """A running replica; ``start``, ``wait_ready``, ``stop``."""
 
-    def __init__(self, spec: ReplicaSpec, name: str, log_dir: Path | None = None) -> None:
+    def __init__(self, spec: ReplicaSpec, name: str, log_dir: Path | None = None,
+                 ports: PortAllocator | None = None) -> None:
         self.spec = spec
         self.name = name
         self.log_dir = log_dir
+        self.allocator = ports or default_allocator()
         self.app: asyncio.subprocess.Process | None = None
         self.queue_proxy: asyncio.subprocess.Process | None = None
         self.app_port = 0
@@ -128,7 +124,7 @@ class Replica:
 
     async def start(self) -> None:
         """Start the app and its queue-proxy; returns once the proxy listens."""
-        self.app_port = free_port(self.spec.host)
+        self.app_port = self.allocator.acquire(self.spec.host)
         try:
             self.app = await asyncio.create_subprocess_exec(
                 *self.spec.command,
@@ -195,6 +191,8 @@ class Replica:
         grace = self.spec.timeout_seconds + self.spec.drain_quiet_period
         await _terminate(self.queue_proxy, grace)
         await _terminate(self.app, self.spec.timeout_seconds)
+        if self.app_port:
+            self.allocator.release(self.app_port)
         for f in self._logs:
             f.close()
         self._logs.clear()
