@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="activator processes sharing the ingress port (default 1)")
     up.add_argument("--activation-timeout", type=float, default=120.0,
                     help="seconds a request may wait for a replica before a 503 (default 120)")
+    up.add_argument("--max-starting", type=int, metavar="N",
+                    help="replicas of one revision starting at once; the others are Pending "
+                    "(default: one per CPU, at least 2)")
 
     def client(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--server", default=DEFAULT_SERVER, help=f"control API (default {DEFAULT_SERVER})")
@@ -290,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
 
             options = UpOptions(files=args.files, host=args.host, port=args.port, control_port=args.control_port,
                                 domain=args.domain, log_dir=args.logs, activators=args.activators,
-                                activation_timeout=args.activation_timeout)
+                                activation_timeout=args.activation_timeout,
+                                max_starting=args.max_starting)
             return runner.run(run_up(options))
     commands = {"apply": cmd_apply, "delete": cmd_delete, "get": cmd_get, "tree": cmd_tree}
     try:

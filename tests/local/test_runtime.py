@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from zeroserve.local.ports import default_allocator
 from zeroserve.local.runtime import LocalRuntime, RevisionRun, resolve_command
@@ -76,6 +78,38 @@ async def test_scale_down_removes_the_endpoint_before_the_replica_stops(tmp_path
         assert pod.endpoint is not None
     finally:
         await rt.close()
+
+
+async def test_replicas_of_a_revision_start_a_few_at_a_time(tmp_path: Path) -> None:
+    # Started all at once on one machine, the replicas of a burst share the CPU and
+    # the first is ready only when nearly all are; with a start slot the first is
+    # ready within one start time and the others wait as Pending.
+    statuses: set[str] = set()
+    rt: LocalRuntime
+    rt = LocalRuntime(on_change=lambda: statuses.update(p.status for p in rt.pods()), log_dir=tmp_path,
+                      max_starting=1)
+    try:
+        rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"])})
+        rt.set_scale(KEY, 3)
+        assert [p.status for p in rt.pods()] == ["Pending"] * 3
+        await until(lambda: any(p.status == "Starting" for p in rt.pods()))
+        assert sorted(p.status for p in rt.pods()) == ["Pending", "Pending", "Starting"]
+        await until(lambda: len([e for e in rt.endpoints()[KEY] if e.ready]) == 3)
+        starts = sorted((p.times["spawned"], p.times["ready"]) for p in rt.pods())
+        for (_, ready), (spawned, _) in itertools.pairwise(starts):
+            assert spawned >= ready  # one at a time: the next spawned after the last was ready
+        assert {"Pending", "Starting", "Running"} <= statuses
+        # scale-down takes a Pending replica first (it serves nothing)
+        rt.set_scale(KEY, 5)
+        rt.set_scale(KEY, 4)
+        assert sorted(p.status for p in rt.pods()) == ["Pending", "Running", "Running", "Running", "Terminating"]
+    finally:
+        await rt.close()
+
+
+def test_max_starting_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_starting must be at least 1, not 0"):
+        LocalRuntime(on_change=lambda: None, max_starting=0)
 
 
 async def test_a_command_that_exits_at_start_fails_the_revision_with_its_output(tmp_path: Path) -> None:

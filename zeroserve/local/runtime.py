@@ -7,7 +7,11 @@ listens (not ready: the activator probes it and uses it the moment the app
 answers) and again once its own readiness check passed (ready: the
 autoscaler counts it), restarts crashed ones with a growing back-off
 (CrashLoopBackOff), and on scale-down takes the victim out of the endpoints
-first, then lets its queue-proxy drain, then stops the app. Its revision is
+first, then lets its queue-proxy drain, then stops the app. At most
+``max_starting`` replicas of a revision start at once (the others are
+Pending): on one machine, thirty replicas started together share the CPU and
+the first is ready only when nearly all are, while a few at a time put the
+first one to work within one start time. Its revision is
 Ready once a replica was ready; a command that exits before any replica was
 ready makes it fail with the exit code and the last lines of its output.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import string
 import sys
@@ -55,7 +60,7 @@ class PodView:
 
     name: str
     revision: RevisionKey
-    status: str  # Starting | Running | Terminating | CrashLoopBackOff | Failed
+    status: str  # Pending | Starting | Running | Terminating | CrashLoopBackOff
     ready: bool
     restarts: int
     started_at: float
@@ -89,11 +94,18 @@ class _Pod:
         self.ready = False
         self.terminating = False
         self.crashlooping = False
+        self.pending = True  # waiting for a start slot
         self.restarts = 0
         self.started_at = time.time()
         self.last_exit = ""
         self.task: asyncio.Task[None] | None = None
         self.times: dict[str, float] = {"requested": self.started_at}
+
+
+def default_max_starting() -> int:
+    """One replica per CPU this process may use, at least two: the first
+    replicas of a burst start nearly as fast as on an idle machine."""
+    return max(2, len(os.sched_getaffinity(0)))
 
 
 def _pod_name(revision: str) -> str:
@@ -121,6 +133,7 @@ class RevisionSet:
         self.state = RevisionState()
         self.ever_ready = False
         self._stopping: set[asyncio.Task[None]] = set()
+        self._start_slots = asyncio.Semaphore(runtime.max_starting)
 
     # -- the autoscaler's side -------------------------------------------------
 
@@ -179,6 +192,10 @@ class RevisionSet:
                 pod.times = {"requested": pod.started_at}
             replica = Replica(self._spec(), pod.name, log_dir=self.runtime.log_dir)
             pod.replica = replica
+            pod.pending = True
+            self._changed()
+            await self._start_slots.acquire()
+            pod.pending, starting = False, True
             try:
                 pod.times["spawned"] = time.time()
                 await replica.start()
@@ -193,6 +210,8 @@ class RevisionSet:
                     await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
                     if ready.done() and ready.exception() is None:
                         pod.times["ready"] = time.time()
+                        self._start_slots.release()
+                        starting = False
                         pod.ready = True
                         pod.crashlooping = False
                         pod.endpoint = replace(pod.endpoint, ready=True)
@@ -209,6 +228,9 @@ class RevisionSet:
                 pod.last_exit = self._describe_exit(replica)
             except ReplicaError as e:
                 pod.last_exit = str(e)
+            finally:
+                if starting:
+                    self._start_slots.release()
             # the replica is gone (crashed, or never got ready)
             was_ready = pod.ready
             pod.ready = False
@@ -300,6 +322,8 @@ class RevisionSet:
                 status = "Running"
             elif p.crashlooping:
                 status = "CrashLoopBackOff"
+            elif p.pending:
+                status = "Pending"
             else:
                 status = "Starting"
             out.append(PodView(p.name, self.key, status, p.ready, p.restarts, p.started_at, p.endpoint, p.last_exit,
@@ -325,6 +349,7 @@ class LocalRuntime:
         host: str = "127.0.0.1",
         drain_quiet_period: float = 0.5,
         working_dir: str | None = None,
+        max_starting: int | None = None,
     ) -> None:
         self.on_change = on_change
         self.log_dir = log_dir
@@ -334,6 +359,10 @@ class LocalRuntime:
         # queue-proxy still finishes every request it accepted.
         self.drain_quiet_period = drain_quiet_period
         self.working_dir = working_dir
+        if max_starting is not None and max_starting < 1:
+            raise ValueError(f"max_starting must be at least 1, not {max_starting}")
+        self.max_starting = max_starting or default_max_starting()
+        """Replicas of one revision that may be starting at once."""
         self.sets: dict[RevisionKey, RevisionSet] = {}
         self._closing: set[asyncio.Task[None]] = set()
 

@@ -51,6 +51,8 @@ class UpOptions:
     """Activator processes sharing the ingress port (the kernel spreads connections)."""
     activation_timeout: float = 120.0
     """How long a request may wait for a replica before a 503 (the activators' setting)."""
+    max_starting: int | None = None
+    """Replicas of one revision starting at once (default: one per CPU, at least 2)."""
 
 
 class UpError(RuntimeError):
@@ -103,13 +105,15 @@ class Up:
     def __init__(self, options: UpOptions) -> None:
         if options.activators < 1:
             raise UpError("--activators must be at least 1")
+        if options.max_starting is not None and options.max_starting < 1:
+            raise UpError(f"--max-starting must be at least 1, not {options.max_starting}")
         self.options = options
         self.log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="zeroserve-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.controller = Controller(time.time(), default_domain=options.domain)
         self.hub = StateHub(self.controller)
         self.runtime = LocalRuntime(on_change=self.hub.runtime_changed, log_dir=self.log_dir, host=options.host,
-                                    working_dir=os.getcwd())
+                                    working_dir=os.getcwd(), max_starting=options.max_starting)
         self.api = ControlAPI(self.hub, self.controller, self.runtime)
         self.children: dict[str, Child] = {}
         self._supervisors: list[asyncio.Task[None]] = []
