@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.reliability.procfs import descendants, pid_writing
+
 from .support import EXAMPLES, ROOT, UpProcess, zeroserve_up
 
 FAST = EXAMPLES / "config-autoscaler-fast.yaml"
@@ -238,7 +240,7 @@ async def test_killing_a_replicas_app_under_load_loses_nothing_that_had_not_reac
         task = asyncio.create_task(load())
         await asyncio.sleep(2)
         victim = (await ready_pods())[0]
-        pid = _app_pid(victim)
+        pid = pid_writing(up.proc.pid, f"{victim}-app.log")
         os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(4)
         stop.set()
@@ -252,48 +254,16 @@ async def _count(f, n) -> bool:  # type: ignore[no-untyped-def]
     return len(await f()) >= n
 
 
-def _app_pid(pod: str) -> int:
-    """The app process of a replica, found by its log file being open (its stdout)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fd1 = os.readlink(f"/proc/{entry}/fd/1")
-        except OSError:
-            continue
-        if fd1.endswith(f"{pod}-app.log"):
-            return int(entry)
-    raise AssertionError(f"no app process for {pod}")
-
-
 async def test_no_orphans_when_zeroserve_is_killed(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "helloworld.yaml") as up:
         assert (await _get(up, HELLO_HOST)).status_code == 200
-        family = _descendants(up.proc.pid)
+        family = descendants(up.proc.pid)
         assert len(family) >= 4  # autoscaler, activator, an app and its queue-proxy
         up.proc.kill()
         await up.proc.wait()
         async with asyncio.timeout(15):
             while any(Path(f"/proc/{pid}").exists() for pid in family):
                 await asyncio.sleep(0.1)
-
-
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(stat[1]), []).append(int(entry))
-    out: set[int] = set()
-    todo = [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
 
 
 def test_examples_are_the_ones_the_readme_uses() -> None:
@@ -345,7 +315,7 @@ async def test_delete_stops_the_replicas_and_the_route(tmp_path: Path) -> None:
 async def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, EXAMPLES / "helloworld.yaml") as up:
         assert (await _get(up, HELLO_HOST)).status_code == 200
-        family = _descendants(up.proc.pid)
+        family = descendants(up.proc.pid)
         up.proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(up.proc.wait(), 60) == 0
         assert not [pid for pid in family if Path(f"/proc/{pid}").exists()
