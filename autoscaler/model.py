@@ -20,25 +20,21 @@ __all__ = ["Endpoint", "PodSource", "ReplicaScaler", "RevisionInfo", "RevisionKe
 class RevisionSource(Protocol):
     def revisions(self) -> Mapping[RevisionKey, RevisionInfo]:
         """Every revision that exists now (a memory read: no I/O)."""
-        ...
 
 
 class PodSource(Protocol):
     def ready_pods(self, key: RevisionKey) -> list[Endpoint] | None:
         """The revision's ready pods, or None when unknown (source not synced
         or failing). A memory read: no I/O."""
-        ...
 
 
 class ReplicaScaler(Protocol):
     def current_scale(self, key: RevisionKey) -> int | None:
         """The revision's replica count as last applied (None: no such
         workload yet). A memory read: no I/O."""
-        ...
 
     async def set_scale(self, key: RevisionKey, replicas: int) -> None:
         """Apply a replica count; raises ``ScaleError`` when it could not."""
-        ...
 
 
 class ScaleError(RuntimeError):

@@ -8,7 +8,7 @@ packages elsewhere can do the same from their own conftest.py::
 or skip fixtures and scope everything to the test body::
 
     async with FakeKubeAPI() as api, api_client(api, tmp_path) as k8s:
-        ...
+        pods = await client.CoreV1Api(k8s).list_namespaced_pod("default")
 """
 
 from __future__ import annotations
