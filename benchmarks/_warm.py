@@ -276,6 +276,38 @@ class Bench:
                 if r.target == target and r.kind == kind and not r.bad and not r.superseded]
 
 
+def failure_cell(run: Run) -> str:
+    """A failed run's error as one table cell."""
+    return "FAILED: " + (run.error or "").replace("|", "/").replace("\n", " ")[:200]
+
+
+def quality_notes(bench: Bench, what: str, rerun: str) -> list[str]:
+    """What a report says about the runs it could not trust: failed ones (left out),
+    ones redone for being disturbed, and how many of those used were disturbed.
+    ``what`` names the runs ("hop-overhead runs"); ``rerun`` the options that help."""
+    out = []
+    used = [r for r in bench.runs if not r.superseded]
+    bad = sum(1 for r in used if r.bad)
+    if bad:
+        out.append(f"{bad} of the {what} had errors, non-2xx responses or failed; they are left "
+                   "out of the figures above (see every run below).")
+    redone = sum(r.superseded for r in bench.runs)
+    if redone:
+        out.append(f"{redone} disturbed run(s) were redone (--quiet-wait); the figures use the "
+                   "less disturbed attempt of each.")
+    noisy = [r for r in used if r.disturbed]
+    if noisy:
+        worst = max(noisy, key=lambda r: r.foreign_cpu)
+        out.append(f"Other processes on this machine used more than {DISTURBED_CPU} CPU during "
+                   f"{len(noisy)} of the {len(used)} {what} in the figures (worst "
+                   f"{worst.foreign_cpu:.2f} CPU: {worst.target} {worst.kind} rep {worst.rep}); "
+                   f"those figures are less reliable. On a shared machine, rerun with {rerun}.")
+    else:
+        out.append(f"Other processes on this machine used under {DISTURBED_CPU} CPU during "
+                   f"every one of the {what} in the figures.")
+    return out
+
+
 def brief(run: Run) -> str:
     """One progress line's worth of a run."""
     if run.error or run.result is None:

@@ -65,7 +65,6 @@ LABELS = {
     "activator": "activator → queue-proxy → app",
 }
 PROXIES = ("activator", "queue-proxy")
-DISTURBED_CPU = w.DISTURBED_CPU
 # The goals the report compares with (read, never asserted).
 GOAL_CPU_RATIO = 1.2
 GOAL_ADDED_P50_MS = 0.5
@@ -395,26 +394,7 @@ class Report:
                     if g.median >= 0.9:
                         line += " (saturated: this throughput is a lower bound)"
                     out.append(line + ".")
-            bad = [r for r in bench.runs if r.bad]
-            if bad:
-                out.append(f"{len(bad)} run(s) had errors, non-2xx responses or failed; they are "
-                           "left out of the figures above (see every run below).")
-            used = [r for r in bench.runs if not r.superseded]
-            noisy = [r for r in used if r.disturbed]
-            redone = sum(r.superseded for r in bench.runs)
-            if redone:
-                out.append(f"{redone} disturbed run(s) were redone (--quiet-wait); the figures use "
-                           "the less disturbed attempt of each.")
-            if noisy:
-                worst = max(noisy, key=lambda r: r.foreign_cpu)
-                out.append(f"Other processes on this machine used more than {DISTURBED_CPU} CPU "
-                           f"during {len(noisy)} of the {len(used)} warm-path runs in the figures "
-                           f"(worst {worst.foreign_cpu:.2f} CPU: {worst.target} {worst.kind} rep "
-                           f"{worst.rep}); those figures are less reliable. On a shared machine, "
-                           "rerun with --quiet-wait 30 and more --reps.")
-            else:
-                out.append(f"Other processes on this machine used under {DISTURBED_CPU} CPU "
-                           "during every warm-path run in the figures.")
+            out += w.quality_notes(bench, "warm-path runs", "--quiet-wait 30 and more --reps")
             if self.cfg.latency_tool == "hey":
                 line = "hey reports latencies in 0.1 ms steps; use --latency-tool wrk for µs resolution."
                 if self.cfg.rate_workers > 1:
@@ -451,9 +431,8 @@ class Report:
             res = r.result
             tried = f"{r.attempt} (not used)" if r.superseded else str(r.attempt)
             if res is None:
-                error = (r.error or "").replace("|", "/").replace("\n", " ")[:200]
                 rows.append([r.target, r.kind, str(r.rep), tried] + ["-"] * 10
-                            + [f"FAILED: {error}"])
+                            + [w.failure_cell(r)])
                 continue
             rows.append([
                 r.target, r.kind, str(r.rep), tried, c.fmt(res.rps, 0, thousands=True),

@@ -132,8 +132,7 @@ class HopsResult:
             res = r.result
             tried = "" if not r.superseded else " (not used)"
             if res is None:
-                error = (r.error or "").replace("|", "/").replace("\n", " ")[:200]
-                rows.append([r.target, r.kind + tried, str(r.rep), *["-"] * 10, f"FAILED: {error}"])
+                rows.append([r.target, r.kind + tried, str(r.rep), *["-"] * 10, w.failure_cell(r)])
                 continue
             rows.append([r.target, r.kind + tried, str(r.rep), c.fmt(res.rps, 0, thousands=True),
                          str(res.requests), c.fmt(res.p50_ms, 2), c.fmt(res.p90_ms, 2),

@@ -277,17 +277,7 @@ def notes(cfg: Config, res: Results) -> list[str]:
                    "processes' CPU per request, and its latency includes waiting for the CPU.")
     h = res.hops
     if h is not None:
-        if h.bad_runs:
-            out.append(f"{h.bad_runs} hop-overhead run(s) had errors or non-2xx responses and "
-                       "are left out of the figures (see every run).")
-        used = [r for r in h.bench.runs if not r.superseded]
-        if h.disturbed_runs:
-            worst = max(used, key=lambda r: r.foreign_cpu)
-            out.append(f"Other processes used more than {w.DISTURBED_CPU} CPU during "
-                       f"{h.disturbed_runs} of {len(used)} hop-overhead runs (worst "
-                       f"{worst.foreign_cpu:.2f} CPU, {worst.target} {worst.kind}); those "
-                       "figures are less reliable. On a shared machine rerun with "
-                       "`--quiet-wait 30` and more `--hop-reps`.")
+        out += w.quality_notes(h.bench, "hop-overhead runs", "`--quiet-wait 30` and more `--hop-reps`")
         if cfg.latency_tool == "hey":
             out.append("hey reports latencies in 0.1 ms steps, and its clients tick together "
                        f"(bursts of {cfg.rate_workers} requests); `--latency-tool wrk` paces "
