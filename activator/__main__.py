@@ -18,7 +18,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import urlsplit
@@ -200,27 +200,36 @@ async def serve_until_signal(activator: Activator, settings: Settings) -> None:
     await activator.shutdown()
 
 
+async def serve(activator: Activator, settings: Settings, sources: LocalControlSources | KubeActivatorSources,
+                synced: Callable[[], Awaitable[object]], errors: tuple[type[Exception], ...]) -> int:
+    """Start the sources, wait until ``synced`` (the routes and endpoints are known),
+    listen, serve until a signal, drain; exit 1 naming the cause if it cannot start."""
+    drained = False
+    try:
+        sources.start()
+        try:
+            await synced()
+            await activator.start()
+        except errors as e:
+            print(f"activator: cannot start: {e or 'the control plane did not answer in time'}", file=sys.stderr)
+            return 1
+        await serve_until_signal(activator, settings)
+        drained = True
+        return 0
+    finally:
+        if not drained:
+            await activator.close()
+        await sources.stop()
+
+
 async def run_local(settings: Settings, options: KubeOptions) -> int:
     assert options.control is not None
     activator = Activator(settings)
     async with aiohttp.ClientSession() as session:
         sources = LocalControlSources(options.control, activator, session)
-        drained = False
-        try:
-            sources.start()
-            try:
-                await asyncio.wait_for(sources.follower.synced.wait(), options.sync_timeout)
-                await activator.start()
-            except (TimeoutError, OSError) as e:
-                print(f"activator: cannot start: {e or 'the control API did not answer in time'}", file=sys.stderr)
-                return 1
-            await serve_until_signal(activator, settings)
-            drained = True
-            return 0
-        finally:
-            if not drained:
-                await activator.close()
-            await sources.stop()
+        return await serve(activator, settings, sources,
+                           lambda: asyncio.wait_for(sources.follower.synced.wait(), options.sync_timeout),
+                           (TimeoutError, OSError))
 
 
 async def run(settings: Settings, options: KubeOptions) -> int:
@@ -237,23 +246,10 @@ async def run(settings: Settings, options: KubeOptions) -> int:
         system_namespace=options.system_namespace, pod_ip=options.pod_ip,
         activator_service=options.activator_service, cluster_domain=options.cluster_domain,
     )
-    drained = False
     try:
-        sources.start()
-        try:
-            await sources.wait_synced(options.sync_timeout)
-            ports = await activator.start()
-        except (kube.KubeError, OSError) as e:
-            print(f"activator: cannot start: {e}", file=sys.stderr)
-            return 1
-        del ports
-        await serve_until_signal(activator, settings)
-        drained = True
-        return 0
+        return await serve(activator, settings, sources, lambda: sources.wait_synced(options.sync_timeout),
+                           (kube.KubeError, OSError))
     finally:
-        if not drained:
-            await activator.close()
-        await sources.stop()
         await client.close()
 
 
