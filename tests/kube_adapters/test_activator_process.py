@@ -4,11 +4,8 @@ real queue-proxy process in front of a real app."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ from activator.__main__ import DEFAULT_AUTOSCALER_URL, KubeOptions, parse_args
 from activator.app import Settings
 from tests.kube.fakeapi import FakeKubeAPI
 from tests.support.apps import run_app
-from tests.support.procs import queue_proxy
+from tests.support.procs import activator_process, queue_proxy
 
 from .helpers import endpoint, endpoint_slice, eventually, revision
 
@@ -35,31 +32,6 @@ def knative_route(traffic: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-@contextlib.asynccontextmanager
-async def activator_process(
-    kubeconfig: Path, log: Path, *extra: str
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, Any]]]:
-    """Start ``python -m activator``, yield it with its JSON line; SIGTERM (then kill) on exit.
-    Its stderr goes to ``log``: a pipe nobody reads could fill up and block it."""
-    with log.open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "activator", "--kubeconfig", str(kubeconfig),
-            "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--drain-seconds", "0",
-            "--autoscaler-url", "ws://127.0.0.1:1/", *extra,
-            stdout=asyncio.subprocess.PIPE, stderr=err)
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        if not line:
-            await proc.wait()
-            raise AssertionError(f"activator exited with {proc.returncode}: {log.read_text()}")
-        yield proc, json.loads(line)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
 async def test_forwards_by_route_host_to_a_queue_proxy_and_exits_0_on_sigterm(
     fake_kube: FakeKubeAPI, kubeconfig: Path, tmp_path: Path
 ) -> None:
@@ -72,7 +44,8 @@ async def test_forwards_by_route_host_to_a_queue_proxy_and_exits_0_on_sigterm(
             endpoint("hello-00001-pod", "127.0.0.1", ready=False)],
             ports={"http": qp.port, "http-autometric": qp.ports["metrics_port"]}))
         log = tmp_path / "activator.log"
-        async with activator_process(kubeconfig, log, "--pod-name", "activator-test") as (proc, info):
+        async with activator_process(log, "--kubeconfig", str(kubeconfig), "--pod-name", "activator-test") as act:
+            proc, info = act.proc, act.info
             assert info["activator"] == "listening"
             assert info["pod"] == "activator-test"
             url = f"http://127.0.0.1:{info['port']}"
@@ -113,7 +86,8 @@ async def test_a_revision_deleted_while_running_is_404(
 ) -> None:
     fake_kube.put(revision("hello-00001"))
     fake_kube.put(knative_route([{"revisionName": "hello-00001", "percent": 100}]))
-    async with activator_process(kubeconfig, tmp_path / "activator.log") as (proc, info):
+    async with activator_process(tmp_path / "activator.log", "--kubeconfig", str(kubeconfig)) as act:
+        proc, info = act.proc, act.info
         url = f"http://127.0.0.1:{info['port']}"
         fake_kube.delete("revisions", "default", "hello-00001")
         async with httpx.AsyncClient(timeout=10) as client:

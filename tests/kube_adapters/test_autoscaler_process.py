@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -12,33 +11,16 @@ import aiohttp
 import httpx
 
 from tests.kube.fakeapi import FakeKubeAPI
+from tests.support.procs import start_listening, stop_process
 
 from .helpers import deployment, revision
 
 
 async def start(kubeconfig: Path, *extra: str) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "autoscaler", "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1",
-        "--port", "0", "--metrics-port", "0", *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 30)
-    if not line:
-        err = await proc.stderr.read() if proc.stderr else b""
-        raise AssertionError(f"autoscaler exited: {err.decode()}")
-    info = json.loads(line)
+    proc, info = await start_listening(
+        kubeconfig.with_name("autoscaler.log"), "-m", "autoscaler", "--kubeconfig", str(kubeconfig),
+        "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", *extra)
     return proc, {"ws": info["port"], "metrics": info["metrics_port"]}
-
-
-async def stop(proc: asyncio.subprocess.Process) -> int:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return await asyncio.wait_for(proc.wait(), 20)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
 
 
 async def test_activator_stat_for_a_revision_at_zero_scales_its_deployment(
@@ -64,7 +46,7 @@ async def test_activator_stat_for_a_revision_at_zero_scales_its_deployment(
                'revision_name="hello-00001",service_name="hello"} 1.0' in text
         assert 'kn_revision_concurrency_target{' in text
     finally:
-        assert await stop(proc) == 0
+        assert await stop_process(proc) == 0
 
 
 async def test_api_outage_is_survived_and_decisions_resume(fake_kube: FakeKubeAPI, kubeconfig: Path) -> None:
@@ -84,7 +66,7 @@ async def test_api_outage_is_survived_and_decisions_resume(fake_kube: FakeKubeAP
             await fake_kube.wait_for("deployments", "default", "hello-00001-deployment",
                                      lambda d: d["spec"]["replicas"] == 1, within=15)
     finally:
-        assert await stop(proc) == 0
+        assert await stop_process(proc) == 0
 
 
 async def test_bad_config_flag_exits_1_naming_the_key(kubeconfig: Path) -> None:

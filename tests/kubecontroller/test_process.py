@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from tests.kube.fakeapi import FakeKubeAPI
+from tests.support.procs import start_listening, stop_process
 
 from .helpers import HELLOWORLD_GO, endpoint_slice, is_ready, put_manifest
 
@@ -24,29 +24,9 @@ KUBECTL = shutil.which("kubectl", path=f"{Path(sys.executable).parent}{os.pathse
 REV = "helloworld-go-00001"
 
 
-async def start(*args: str) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
-    """Start a process; wait for its JSON "up" line on stdout."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 30)
-    if not line:
-        err = await proc.stderr.read() if proc.stderr else b""
-        await proc.wait()
-        raise AssertionError(f"{args[:2]} exited: {err.decode()}")
-    info: dict[str, Any] = json.loads(line)
-    return proc, info
-
-
-async def stop(proc: asyncio.subprocess.Process) -> int:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return await asyncio.wait_for(proc.wait(), 20)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
+async def start(kubeconfig: Path, *args: str) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    """Start a process (stderr next to the kubeconfig); wait for its JSON "up" line."""
+    return await start_listening(kubeconfig.with_name(f"{args[1]}.log"), *args)
 
 
 def controller_args(kubeconfig: Path) -> tuple[str, ...]:
@@ -55,7 +35,7 @@ def controller_args(kubeconfig: Path) -> tuple[str, ...]:
 
 
 async def test_zeroserve_controller_process(cluster: FakeKubeAPI, kubeconfig: Path) -> None:
-    proc, info = await start(*controller_args(kubeconfig))
+    proc, info = await start(kubeconfig, *controller_args(kubeconfig))
     try:
         assert info["controller"] == "running" and info["leader_elect"] is True
         put_manifest(cluster, HELLOWORLD_GO)
@@ -76,7 +56,7 @@ async def test_zeroserve_controller_process(cluster: FakeKubeAPI, kubeconfig: Pa
         assert ('zeroserve_controller_writes_total{resource="deployments.apps",verb="create"} 1.0'
                 in metrics)
     finally:
-        assert await stop(proc) == 0
+        assert await stop_process(proc) == 0
     lease = cluster.get("leases", "knative-serving", "zeroserve-controller")
     assert lease is not None and not lease["spec"].get("holderIdentity")  # released on exit
 
@@ -109,7 +89,7 @@ async def test_kubectl_apply_and_get_ksvc(cluster: FakeKubeAPI, kubeconfig: Path
                                           tmp_path: Path) -> None:
     manifest = tmp_path / "helloworld.yaml"
     manifest.write_text(HELLOWORLD_GO)
-    proc, _ = await start(*controller_args(kubeconfig), "--no-leader-elect")
+    proc, _ = await start(kubeconfig, *controller_args(kubeconfig), "--no-leader-elect")
     try:
         out = await kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
         assert out.strip() == "service.serving.knative.dev/helloworld-go created"
@@ -127,28 +107,28 @@ async def test_kubectl_apply_and_get_ksvc(cluster: FakeKubeAPI, kubeconfig: Path
         revisions = await kubectl(kubeconfig, "get", "revisions", "-o", "name")
         assert revisions.split() == [f"revision.serving.knative.dev/{REV}"]
     finally:
-        assert await stop(proc) == 0
+        assert await stop_process(proc) == 0
 
 
 async def test_autoscaler_leader_election(cluster: FakeKubeAPI, kubeconfig: Path) -> None:
     args = ("-m", "autoscaler", "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1",
             "--port", "0", "--metrics-port", "0", "--leader-elect")
-    first, info = await start(*args)
+    first, info = await start(kubeconfig, *args)
     standby = None
     try:
         assert info["autoscaler"] == "listening"
         lease = cluster.get("leases", "knative-serving", "zeroserve-autoscaler")
         assert lease is not None and lease["spec"]["holderIdentity"]
-        standby = await asyncio.create_subprocess_exec(
-            sys.executable, *args, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+        with kubeconfig.with_name("standby.log").open("wb") as err:
+            standby = await asyncio.create_subprocess_exec(
+                sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=err)
         assert standby.stdout is not None
         with pytest.raises(TimeoutError):  # a standby does not listen while the other leads
             await asyncio.wait_for(standby.stdout.readline(), 1.5)
-        assert await stop(first) == 0
+        assert await stop_process(first) == 0
         line = await asyncio.wait_for(standby.stdout.readline(), 10)
         assert json.loads(line)["autoscaler"] == "listening"
     finally:
-        await stop(first)
+        await stop_process(first)
         if standby is not None:
-            assert await stop(standby) == 0
+            assert await stop_process(standby) == 0

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import signal
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,7 @@ import httpx
 import yaml
 from aiohttp import web
 
-from tests.local.support import ROOT, UpProcess
+from tests.local.support import UpProcess
 from zeroserve.local.protocol import Snapshot
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
 
@@ -352,49 +348,3 @@ class FakeControl:
         await self.stop()
 
 
-@dataclass
-class ActivatorProcess:
-    proc: asyncio.subprocess.Process
-    info: dict[str, Any]
-    log: Path
-
-    @property
-    def port(self) -> int:
-        return int(self.info["port"])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.info['metrics_port']}/metrics"
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@asynccontextmanager
-async def activator_process(log: Path, *args: str) -> AsyncIterator[ActivatorProcess]:
-    """``python -m activator ARGS`` on free loopback ports; SIGTERM (then SIGKILL) and reap on exit.
-    Its stderr goes to ``log`` (a pipe nobody reads could fill up and block it)."""
-    with log.open("ab") as err:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "activator", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-            "--autoscaler-url", "ws://127.0.0.1:1/", "--drain-seconds", "0", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=err, cwd=ROOT)
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        if not line:
-            await proc.wait()
-            raise AssertionError(f"activator exited with {proc.returncode}: {log.read_text()}")
-        yield ActivatorProcess(proc, json.loads(line), log)
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()

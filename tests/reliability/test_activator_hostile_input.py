@@ -26,10 +26,11 @@ from hypothesis import strategies as st
 from activator.app import Activator, Settings
 from activator.routing import RoutingTable
 from tests.support.apps import AppState, run_app
+from tests.support.procs import activator_process
 from tests.support.raw import raw_exchange, read_response
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
 
-from .support import FakeControl, activator_process, snapshot
+from .support import FakeControl, snapshot
 
 HOST = "hello.default.example.com"
 HELLO = RevisionKey("default", "hello-00001")

@@ -17,10 +17,10 @@ import pytest
 from tests.kube.fakeapi import FakeKubeAPI
 from tests.kube_adapters.helpers import endpoint, endpoint_slice, revision
 from tests.support.apps import run_app
-from tests.support.procs import queue_proxy
+from tests.support.procs import activator_process, queue_proxy
 from zeroserve.topology import Endpoint, RevisionKey
 
-from .support import FakeControl, activator_process, snapshot, until
+from .support import FakeControl, snapshot, until
 
 HOST = "hello.default.example.com"
 KEY = RevisionKey("default", "hello-00001")

@@ -19,12 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.procs import activator_process
 from tests.support.raw import Response, read_response
 from zeroserve.local.protocol import Snapshot
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
 from .procfs import rss_bytes
-from .support import FakeControl, activator_process, reason, samples, snapshot, until
+from .support import FakeControl, reason, samples, snapshot, until
 
 REVISIONS = 20
 FLOOD = 3000

@@ -1,4 +1,5 @@
-"""Real queue-proxy processes for tests, always cleaned up."""
+"""Real processes for tests, always cleaned up: queue-proxies, and any component that
+prints one JSON line on stdout once it listens."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE_ENV = {
     "SERVING_NAMESPACE": "default",
@@ -105,3 +110,73 @@ async def queue_proxy(user_port: int, tmp_path: Path, **overrides: str) -> Async
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+async def start_listening(log: Path, *args: str, cwd: Path | None = None,
+                          timeout: float = 30.0) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    """``python ARGS``, returned with the JSON line it prints once it listens. Its stderr goes
+    to ``log`` (a pipe nobody reads could fill up and block it); if it exits first, the
+    error carries that log."""
+    with log.open("ab") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=err, cwd=cwd)
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    except TimeoutError:
+        await stop_process(proc, grace=0)
+        raise AssertionError(f"{args[:2]} printed nothing in {timeout:g}s: {log.read_text()}") from None
+    if not line:
+        await proc.wait()
+        raise AssertionError(f"{args[:2]} exited with {proc.returncode}: {log.read_text()}")
+    info: dict[str, Any] = json.loads(line)
+    return proc, info
+
+
+async def stop_process(proc: asyncio.subprocess.Process, grace: float = 20.0) -> int | None:
+    """SIGTERM, and its exit code once it is reaped; past ``grace`` seconds SIGKILL, reap,
+    and None (a test that expects a clean exit fails on that)."""
+    if proc.returncode is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None
+
+
+@dataclass
+class ActivatorProcess:
+    proc: asyncio.subprocess.Process
+    info: dict[str, Any]
+    log: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.info["port"])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.info['metrics_port']}/metrics"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@asynccontextmanager
+async def activator_process(log: Path, *args: str) -> AsyncIterator[ActivatorProcess]:
+    """``python -m activator ARGS`` on free loopback ports, not draining, with no autoscaler
+    to reach; stopped (SIGTERM, then SIGKILL) and reaped on exit."""
+    proc, info = await start_listening(
+        log, "-m", "activator", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+        "--autoscaler-url", "ws://127.0.0.1:1/", "--drain-seconds", "0", *args, cwd=ROOT)
+    try:
+        yield ActivatorProcess(proc, info, log)
+    finally:
+        await stop_process(proc)
