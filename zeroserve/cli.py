@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class ClientError(Exception):
-    pass
+    """A client command failed; its message is printed as the one line of the error."""
 
 
 def _call(server: str, method: str, path: str, **kw: Any) -> Any:

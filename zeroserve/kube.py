@@ -114,23 +114,23 @@ class KubeError(Exception):
 
 
 class NotFound(KubeError):
-    pass
+    """404: the object (or its kind) does not exist."""
 
 
 class Conflict(KubeError):
-    pass
+    """409 on a write: the object changed since it was read (stale resourceVersion)."""
 
 
 class AlreadyExists(KubeError):
-    pass
+    """409 on a create: an object of that name exists."""
 
 
 class Invalid(KubeError):
-    pass
+    """422: the API server refused the object (validation)."""
 
 
 class Expired(KubeError):
-    pass
+    """410: the resourceVersion of a watch or list is too old; list again."""
 
 
 class Unavailable(KubeError):

@@ -17,6 +17,7 @@ from activator.app import Activator, Settings
 from activator.routing import Route, RoutingTable, Target
 from tests.support.apps import run_app
 from tests.support.procs import QueueProxyProcess, queue_proxy
+from zeroserve.local.ports import kernel_port
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
 V1 = RevisionKey("default", "hello-00001")
@@ -316,11 +317,8 @@ async def test_revision_timeout_gives_504_from_the_activator(tmp_path: Path) -> 
 
 async def test_every_replica_unreachable_gives_502_after_bounded_retries(tmp_path: Path) -> None:
     async with activator() as (act, url):
-        dead = []
-        for i in range(4):
-            async with run_app() as (p, _):
-                pass
-            dead.append(Endpoint(name=f"dead-{i}", host="127.0.0.1", port=p, stats_port=1, ready=True))
+        dead = [Endpoint(name=f"dead-{i}", host="127.0.0.1", port=kernel_port(), stats_port=1, ready=True)
+                for i in range(4)]  # ports nothing listens on
         act.set_routes(route())
         act.put_revision(RevisionInfo(V1, container_concurrency=1))
         act.set_endpoints(V1, dead)

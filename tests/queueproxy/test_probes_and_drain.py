@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
+from zeroserve.local.ports import kernel_port
 
 TCP_PROBE = json.dumps({"tcpSocket": {"port": 0}, "periodSeconds": 1, "timeoutSeconds": 1})
 
@@ -58,8 +59,7 @@ async def test_probe_fails_while_the_app_is_down_and_passes_once_it_is_up(tmp_pa
 
 
 async def test_aggressive_probe_waits_for_the_app_to_come_up(tmp_path: Path) -> None:
-    async with run_app() as (port, _):
-        pass
+    port = kernel_port()  # nothing listens there yet
     probe = json.dumps({"httpGet": {"path": "/hello", "port": port}, "periodSeconds": 0})
     async with queue_proxy(port, tmp_path, SERVING_READINESS_PROBE=probe) as qp:
         async with httpx.AsyncClient(timeout=15) as client:

@@ -76,7 +76,7 @@ _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase i
 
 
 class _HeadTooLarge(Exception):
-    pass
+    """The request head passed its size or line limit (answered with 431)."""
 
 
 class UpstreamRefused(Exception):

@@ -197,4 +197,4 @@ async def post_scale(session: aiohttp.ClientSession, url: str, key: RevisionKey,
 
 
 class ScaleRequestError(RuntimeError):
-    pass
+    """The control API refused or did not take a scale request."""
