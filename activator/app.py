@@ -76,11 +76,22 @@ class Activator:
         self.metrics = ActivatorMetrics()
         self.link: AutoscalerLink | None = None
         self.stats = StatsReporter(s.pod_name, self._send)
-        self.revisions = Revisions(budget=self.budget, queue_depth=s.queue_depth, on_granted=self._granted,
-                                   on_removed=self._removed, probe_interval=s.probe_interval)
+        self.revisions = Revisions(
+            budget=self.budget,
+            queue_depth=s.queue_depth,
+            on_granted=self._granted,
+            on_removed=self._removed,
+            probe_interval=s.probe_interval,
+        )
         self.draining = False
-        common = dict(routes=lambda: self.routes, revisions=self.revisions, stats=self.stats, metrics=self.metrics,
-                      activation_timeout=s.activation_timeout, draining=lambda: self.draining)
+        common = dict(
+            routes=lambda: self.routes,
+            revisions=self.revisions,
+            stats=self.stats,
+            metrics=self.metrics,
+            activation_timeout=s.activation_timeout,
+            draining=lambda: self.draining,
+        )
         self.handler = ActivatorHandler(trust=TrustPolicy(list(s.trusted_cidrs)), **common)  # type: ignore[arg-type]
         # Revision timeouts are set per request; none at the listener level.
         no_timeout = Timeouts(total=0)
@@ -89,8 +100,12 @@ class Activator:
             trusted = ActivatorHandler(trust=TrustPolicy(trust_all=True), **common)  # type: ignore[arg-type]
             self.servers.append(Server(trusted, timeouts=no_timeout, limits=s.limits))
         self.registry = CollectorRegistry()
-        self.registry.register(ActivatorCollector(self.metrics, live=self._live, budget=self._budget, pod=s.pod_name))
-        self.metrics_server = Server(RouteHandler(b"activator-metrics", {b"/metrics": self._prometheus}))
+        self.registry.register(
+            ActivatorCollector(self.metrics, live=self._live, budget=self._budget, pod=s.pod_name)
+        )
+        self.metrics_server = Server(
+            RouteHandler(b"activator-metrics", {b"/metrics": self._prometheus})
+        )
         self.ports: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
         self._reporter: asyncio.Task[None] | None = None
@@ -126,8 +141,10 @@ class Activator:
             self.link.send(batch)
 
     def _live(self) -> dict[RevisionKey, tuple[int, int, int]]:
-        return {key: (rev.throttler.in_flight, rev.throttler.queued, rev.throttler.capacity)
-                for key, rev in self.revisions.revisions.items()}
+        return {
+            key: (rev.throttler.in_flight, rev.throttler.queued, rev.throttler.capacity)
+            for key, rev in self.revisions.revisions.items()
+        }
 
     def _budget(self) -> tuple[int, int]:
         return self.budget.used, self.budget.limit
@@ -148,7 +165,8 @@ class Activator:
             self.link = AutoscalerLink(s.autoscaler_url, self._session)
             self.link.start()
         self._reporter = asyncio.get_running_loop().create_task(
-            every(REPORT_INTERVAL, self._report), name="activator-stats")
+            every(REPORT_INTERVAL, self._report), name="activator-stats"
+        )
         return self.ports
 
     def _report(self) -> None:

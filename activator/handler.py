@@ -108,7 +108,9 @@ class ActivatorHandler(Handler):
 
     def on_request(self, conn: ServerConnection, req: Request) -> None:
         h = req.h
-        if b"k-network-probe" in h or (b"user-agent" in h and h[b"user-agent"].startswith(PROBE_USER_AGENTS)):
+        if b"k-network-probe" in h or (
+            b"user-agent" in h and h[b"user-agent"].startswith(PROBE_USER_AGENTS)
+        ):
             self._health(conn, req)
             return
         rev = self._revision(conn, req)
@@ -119,8 +121,11 @@ class ActivatorHandler(Handler):
         info = rev.info
         # The revision's own timeouts replace the listener's defaults.
         req.deadline = now + info.timeout_seconds if info.timeout_seconds else 0.0
-        req.start_deadline = (now + info.response_start_timeout_seconds
-                              if info.response_start_timeout_seconds else 0.0)
+        req.start_deadline = (
+            now + info.response_start_timeout_seconds
+            if info.response_start_timeout_seconds
+            else 0.0
+        )
         req.idle_timeout = info.idle_timeout_seconds
         # The live entry: an old one is only ever dropped with nothing in flight.
         stats = rev.stats = self.stats.request_in(rev.key, now)
@@ -137,8 +142,12 @@ class ActivatorHandler(Handler):
                 self.stats.poke(stats)  # a burst at a cold revision: say how big
             self.metrics.queued(rev.key)
         elif result == QUEUE_FULL:
-            conn.fail(503, b"queue-full", b"pending request queue full for revision " + str(rev.key).encode(),
-                      self.retry_after)
+            conn.fail(
+                503,
+                b"queue-full",
+                b"pending request queue full for revision " + str(rev.key).encode(),
+                self.retry_after,
+            )
         elif result == BUDGET_FULL:
             conn.fail(503, b"queue-full", b"activator request budget exhausted", self.retry_after)
 
@@ -198,9 +207,15 @@ class ActivatorHandler(Handler):
         rev: RevisionState = req.ctx
         rev.throttler.cancel(conn)
         why = rev.info.failure
-        conn.fail(503, b"activation-timeout",
-                  b"revision " + str(rev.key).encode() + b" had no ready replica in time"
-                  + (b" (" + why.encode(errors="replace") + b")" if why else b""), self.retry_after)
+        conn.fail(
+            503,
+            b"activation-timeout",
+            b"revision "
+            + str(rev.key).encode()
+            + b" had no ready replica in time"
+            + (b" (" + why.encode(errors="replace") + b")" if why else b""),
+            self.retry_after,
+        )
 
     def retry_response(self, req: Request, status: int, lines: list[bytes]) -> bool:
         """A queue-proxy that could not reach its app (it died) answers 502
@@ -214,8 +229,11 @@ class ActivatorHandler(Handler):
         req.slot = None
         if isinstance(tracker, Tracker):
             granted = self.revisions.failed(rev, tracker)
-            if (req.attempts < MAX_ATTEMPTS and self.revisions.get(rev.key) is rev
-                    and rev.throttler.requeue_front(conn)):
+            if (
+                req.attempts < MAX_ATTEMPTS
+                and self.revisions.get(rev.key) is rev
+                and rev.throttler.requeue_front(conn)
+            ):
                 # Nothing reached the app: try another replica, ahead of the
                 # queue, still bounded by the activation timeout from arrival.
                 req.wait_deadline = req.started + self.activation_timeout
@@ -224,8 +242,14 @@ class ActivatorHandler(Handler):
                 return
             nxt = rev.throttler.release(tracker)
             self._start_granted(rev, granted + ([nxt] if nxt is not None else []))
-        conn.fail(502, self.unreachable_reason,
-                  b"could not connect to a replica of " + str(rev.key).encode() + b": " + str(error).encode())
+        conn.fail(
+            502,
+            self.unreachable_reason,
+            b"could not connect to a replica of "
+            + str(rev.key).encode()
+            + b": "
+            + str(error).encode(),
+        )
 
     def start_granted(self, rev: RevisionState, granted: Granted) -> None:
         """Forward requests that just got a replica (capacity appeared)."""
@@ -252,8 +276,12 @@ class ActivatorHandler(Handler):
             req = conn.current
             if req is not None:
                 req.slot = None
-                conn.fail(503, b"revision-deleted", b"revision " + str(key).encode() + b" was deleted",
-                          self.retry_after)
+                conn.fail(
+                    503,
+                    b"revision-deleted",
+                    b"revision " + str(key).encode() + b" was deleted",
+                    self.retry_after,
+                )
 
     # -- health --------------------------------------------------------------
 

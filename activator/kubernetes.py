@@ -125,8 +125,10 @@ class KubeActivatorSources:
         self.slices = client.watch_cache(ENDPOINT_SLICES, namespace, label_selector=REVISION_LABEL)
         self.pods = client.watch_cache(PODS, namespace, label_selector=REVISION_LABEL)
         self.peers = client.watch_cache(
-            ENDPOINT_SLICES, system_namespace,
-            label_selector=f"{SERVICE_NAME_LABEL}={activator_service}")
+            ENDPOINT_SLICES,
+            system_namespace,
+            label_selector=f"{SERVICE_NAME_LABEL}={activator_service}",
+        )
         self.caches = (self.revisions, self.routes, self.slices, self.pods, self.peers)
         self.live = False
         """True once the initial state is applied; changes are pushed as they arrive."""
@@ -157,7 +159,8 @@ class KubeActivatorSources:
             cache.start()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
-                self._go_live(), name="activator-sources initial state")
+                self._go_live(), name="activator-sources initial state"
+            )
             self._task.add_done_callback(self._initial_done)
 
     async def stop(self) -> None:
@@ -205,8 +208,12 @@ class KubeActivatorSources:
             self._put_revision(obj)
         self._push_routes()
         self.live = True
-        log.info("initial state applied: %d revisions, %d routes, activator %d of %d",
-                 len(self._known), len(self._routes), *(self._pushed_peers or (-1, 0)))
+        log.info(
+            "initial state applied: %d revisions, %d routes, activator %d of %d",
+            len(self._known),
+            len(self._routes),
+            *(self._pushed_peers or (-1, 0)),
+        )
 
     def _initial_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -272,8 +279,11 @@ class KubeActivatorSources:
         current = slice_revision(obj) if is_private_slice(obj) else None
         if kind != "DELETED" and current is not None:
             if serving_port(obj) is None:
-                log.warning("EndpointSlice %s has no port named %s; ignoring it",
-                            "/".join(slice_key), " or ".join(SERVING_PORT_NAMES))
+                log.warning(
+                    "EndpointSlice %s has no port named %s; ignoring it",
+                    "/".join(slice_key),
+                    " or ".join(SERVING_PORT_NAMES),
+                )
             self._slice_revision[slice_key] = current
             self._revision_slices.setdefault(current, set()).add(slice_key)
         if self.live:
@@ -313,8 +323,12 @@ class KubeActivatorSources:
         # A revision the activator just learned has no endpoints there yet.
         if endpoints != self._pushed_endpoints.get(key, ()):
             self._pushed_endpoints[key] = endpoints
-            log.debug("revision %s: %d endpoints (%d ready)",
-                      key, len(endpoints), sum(e.ready for e in endpoints))
+            log.debug(
+                "revision %s: %d endpoints (%d ready)",
+                key,
+                len(endpoints),
+                sum(e.ready for e in endpoints),
+            )
             self.activator.set_endpoints(key, list(endpoints))
 
     # ----- peers ---------------------------------------------------------------------------

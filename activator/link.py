@@ -20,7 +20,9 @@ MAX_PENDING = 64
 
 
 class AutoscalerLink:
-    def __init__(self, url: str, session: aiohttp.ClientSession, *, max_backoff: float = 5.0) -> None:
+    def __init__(
+        self, url: str, session: aiohttp.ClientSession, *, max_backoff: float = 5.0
+    ) -> None:
         self.url = url
         self.session = session
         self.max_backoff = max_backoff
@@ -52,8 +54,11 @@ class AutoscalerLink:
         delay = 0.05
         while True:
             try:
-                async with self.session.ws_connect(self.url, heartbeat=10.0, timeout=aiohttp.ClientWSTimeout(
-                        ws_receive=None, ws_close=2.0)) as ws:
+                async with self.session.ws_connect(
+                    self.url,
+                    heartbeat=10.0,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                ) as ws:
                     log.info("connected to the autoscaler at %s", self.url)
                     delay = 0.05
                     self.connected.set()
@@ -62,7 +67,9 @@ class AutoscalerLink:
                     try:
                         while True:
                             getter = asyncio.ensure_future(self._queue.get())
-                            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                            done, _ = await asyncio.wait(
+                                {getter, reader}, return_when=asyncio.FIRST_COMPLETED
+                            )
                             if reader in done:
                                 break
                             await ws.send_str(getter.result())
@@ -71,7 +78,9 @@ class AutoscalerLink:
                         for fut in (reader, getter):
                             if fut is not None and not fut.done():
                                 fut.cancel()
-                        await asyncio.gather(reader, *([getter] if getter else []), return_exceptions=True)
+                        await asyncio.gather(
+                            reader, *([getter] if getter else []), return_exceptions=True
+                        )
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as e:

@@ -19,10 +19,44 @@ from prometheus_client.registry import Collector
 
 from zeroserve.topology import RevisionKey
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                   60.0, 300.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 # Waiting and cold starts are seconds, not milliseconds.
-WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+WAIT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
+)
 
 
 class Histogram:
@@ -103,16 +137,31 @@ class ActivatorCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         labels = ["namespace_name", "revision_name"]
-        requests = CounterMetricFamily("zeroserve_activator_requests", "Requests by response status code.",
-                                       labels=[*labels, "response_code", "response_code_class"])
-        latency = HistogramMetricFamily("zeroserve_activator_request_duration_seconds",
-                                        "Arrival to end of response, waiting included.", labels=labels)
-        waited = HistogramMetricFamily("zeroserve_activator_queue_wait_seconds",
-                                       "Time requests waited for a replica.", labels=labels)
-        cold = HistogramMetricFamily("zeroserve_activator_cold_start_seconds",
-                                     "From the first request held at zero replicas to its forward.", labels=labels)
-        queued_total = CounterMetricFamily("zeroserve_activator_queued_requests",
-                                           "Requests that had to wait for a replica.", labels=labels)
+        requests = CounterMetricFamily(
+            "zeroserve_activator_requests",
+            "Requests by response status code.",
+            labels=[*labels, "response_code", "response_code_class"],
+        )
+        latency = HistogramMetricFamily(
+            "zeroserve_activator_request_duration_seconds",
+            "Arrival to end of response, waiting included.",
+            labels=labels,
+        )
+        waited = HistogramMetricFamily(
+            "zeroserve_activator_queue_wait_seconds",
+            "Time requests waited for a replica.",
+            labels=labels,
+        )
+        cold = HistogramMetricFamily(
+            "zeroserve_activator_cold_start_seconds",
+            "From the first request held at zero replicas to its forward.",
+            labels=labels,
+        )
+        queued_total = CounterMetricFamily(
+            "zeroserve_activator_queued_requests",
+            "Requests that had to wait for a replica.",
+            labels=labels,
+        )
         for key, m in list(self.metrics.revisions.items()):
             lv = [key.namespace, key.name]
             for code, n in sorted(m.codes.items()):
@@ -122,13 +171,19 @@ class ActivatorCollector(Collector):
             cold.add_metric(lv, *m.cold_starts.samples())
             queued_total.add_metric(lv, m.queued_total)
         yield from (requests, latency, waited, cold, queued_total)
-        in_flight = GaugeMetricFamily("zeroserve_activator_requests_in_flight",
-                                      "Requests forwarded and not yet answered.", labels=labels)
-        queue = GaugeMetricFamily("zeroserve_activator_queue_length", "Requests waiting for a replica.",
-                                  labels=labels)
-        capacity = GaugeMetricFamily("zeroserve_activator_capacity",
-                                     "Requests this activator may have at the revision's replicas at once.",
-                                     labels=labels)
+        in_flight = GaugeMetricFamily(
+            "zeroserve_activator_requests_in_flight",
+            "Requests forwarded and not yet answered.",
+            labels=labels,
+        )
+        queue = GaugeMetricFamily(
+            "zeroserve_activator_queue_length", "Requests waiting for a replica.", labels=labels
+        )
+        capacity = GaugeMetricFamily(
+            "zeroserve_activator_capacity",
+            "Requests this activator may have at the revision's replicas at once.",
+            labels=labels,
+        )
         for key, (active, waiting, cap) in self.live().items():
             lv = [key.namespace, key.name]
             in_flight.add_metric(lv, active)
@@ -136,8 +191,9 @@ class ActivatorCollector(Collector):
             capacity.add_metric(lv, cap)
         yield from (in_flight, queue, capacity)
         used, limit = self.budget()
-        budget = GaugeMetricFamily("zeroserve_activator_budget", "Waiting requests across all revisions.",
-                                   labels=["kind"])
+        budget = GaugeMetricFamily(
+            "zeroserve_activator_budget", "Waiting requests across all revisions.", labels=["kind"]
+        )
         budget.add_metric(["used"], used)
         budget.add_metric(["limit"], limit)
         yield budget

@@ -98,7 +98,8 @@ class Revisions:
             rev.info = info  # a revision's spec is immutable; timeouts may be defaulted anew
             return
         throttler: Throttler[ServerConnection] = Throttler(
-            info.container_concurrency, self.queue_depth, self.budget, self.rng)
+            info.container_concurrency, self.queue_depth, self.budget, self.rng
+        )
         throttler.set_peers(*self.peers)
         rev = RevisionState(info, throttler)
         self.revisions[info.key] = rev
@@ -195,7 +196,9 @@ class Revisions:
         if address in rev.probes:
             return
         task = asyncio.get_running_loop().create_task(
-            self._probe_until_healthy(rev, address), name=f"probe {rev.key} {address[0]}:{address[1]}")
+            self._probe_until_healthy(rev, address),
+            name=f"probe {rev.key} {address[0]}:{address[1]}",
+        )
         rev.probes[address] = task
         task.add_done_callback(lambda t: self._probe_done(rev, address, t))
 

@@ -38,7 +38,9 @@ class RevisionStats:
 class StatsReporter:
     """Per-revision entries; ``send`` takes a JSON text batch."""
 
-    def __init__(self, pod_name: str, send: Send, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, pod_name: str, send: Send, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.pod_name = pod_name
         self.send = send
         self.clock = clock
@@ -88,5 +90,7 @@ class StatsReporter:
         return "[" + ",".join(lines) + "]" if lines else None
 
     def _line(self, entry: RevisionStats, concurrency: float, count: float) -> str:
-        return (f'{entry.prefix},"stat":{{"pod_name":{self._pod},'
-                f'"average_concurrent_requests":{concurrency!r},"request_count":{count!r}}}}}')
+        return (
+            f'{entry.prefix},"stat":{{"pod_name":{self._pod},'
+            f'"average_concurrent_requests":{concurrency!r},"request_count":{count!r}}}}}'
+        )

@@ -91,7 +91,9 @@ class Throttler(Generic[W]):
 
     __slots__ = ("_rr", "assigned", "breaker", "budget", "cc", "count", "index", "rng", "trackers")
 
-    def __init__(self, cc: int, queue_depth: int, budget: Budget, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, cc: int, queue_depth: int, budget: Budget, rng: random.Random | None = None
+    ) -> None:
         self.cc = cc
         self.breaker: Breaker[W] = Breaker(0, queue_depth)
         self.budget = budget

@@ -20,21 +20,42 @@ from .app import Autoscaler, LocalAutoscaler, Settings, leader_elector
 
 def parse_args(argv: list[str]) -> Settings:
     p = argparse.ArgumentParser(prog="python -m autoscaler", description=__doc__)
-    p.add_argument("--control", metavar="URL",
-                   help="local mode: follow zeroserve up's control API at URL instead of Kubernetes")
+    p.add_argument(
+        "--control",
+        metavar="URL",
+        help="local mode: follow zeroserve up's control API at URL instead of Kubernetes",
+    )
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
     p.add_argument("--namespace", help="watch only this namespace (default: all)")
-    p.add_argument("--system-namespace", default="knative-serving",
-                   help="namespace of config-autoscaler and config-deployment (default knative-serving)")
+    p.add_argument(
+        "--system-namespace",
+        default="knative-serving",
+        help="namespace of config-autoscaler and config-deployment (default knative-serving)",
+    )
     p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=8080, help="activator stats websocket (default 8080)")
-    p.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics (default 9090)")
-    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                   help="a config-autoscaler key, overriding the ConfigMap (repeatable)")
-    p.add_argument("--sync-timeout", type=float, default=60.0, help="seconds to wait for the caches at start")
-    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=False,
-                   help="act only while holding the Lease zeroserve-autoscaler in the system "
-                   "namespace; a standby waits without listening (default off; not in local mode)")
+    p.add_argument(
+        "--port", type=int, default=8080, help="activator stats websocket (default 8080)"
+    )
+    p.add_argument(
+        "--metrics-port", type=int, default=9090, help="Prometheus metrics (default 9090)"
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config-autoscaler key, overriding the ConfigMap (repeatable)",
+    )
+    p.add_argument(
+        "--sync-timeout", type=float, default=60.0, help="seconds to wait for the caches at start"
+    )
+    p.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="act only while holding the Lease zeroserve-autoscaler in the system "
+        "namespace; a standby waits without listening (default off; not in local mode)",
+    )
     args = p.parse_args(argv)
     if args.control and args.leader_elect:
         p.error("--leader-elect needs Kubernetes: local mode (--control) runs one autoscaler")
@@ -44,9 +65,18 @@ def parse_args(argv: list[str]) -> Settings:
         if not sep or not key:
             p.error(f"--config {item!r}: expected KEY=VALUE")
         overrides[key] = value
-    return Settings(control=args.control, kubeconfig=args.kubeconfig, namespace=args.namespace, system_namespace=args.system_namespace,
-                    host=args.host, port=args.port, metrics_port=args.metrics_port, overrides=overrides,
-                    sync_timeout=args.sync_timeout, leader_elect=args.leader_elect)
+    return Settings(
+        control=args.control,
+        kubeconfig=args.kubeconfig,
+        namespace=args.namespace,
+        system_namespace=args.system_namespace,
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        overrides=overrides,
+        sync_timeout=args.sync_timeout,
+        leader_elect=args.leader_elect,
+    )
 
 
 async def run_local(settings: Settings) -> int:
@@ -56,7 +86,10 @@ async def run_local(settings: Settings) -> int:
         try:
             await autoscaler.start()
         except (OSError, TimeoutError, ConfigError) as e:
-            print(f"autoscaler: cannot start: {e or 'the control API did not answer in time'}", file=sys.stderr)
+            print(
+                f"autoscaler: cannot start: {e or 'the control API did not answer in time'}",
+                file=sys.stderr,
+            )
             return 1
         return await serve_until_signal(autoscaler.ports)
     finally:
@@ -129,8 +162,10 @@ async def run(settings: Settings) -> int:
         await first_of(stop, lost)
         if lost.is_set() and not stop.is_set():
             # Exit rather than linger: the pod restarts as a standby with fresh windows.
-            print("autoscaler: lost the leader Lease; exiting so that one autoscaler decides",
-                  file=sys.stderr)
+            print(
+                "autoscaler: lost the leader Lease; exiting so that one autoscaler decides",
+                file=sys.stderr,
+            )
             return 1
         logging.getLogger("autoscaler").info("stopping")
         return 0
@@ -143,7 +178,9 @@ async def run(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s autoscaler %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s autoscaler %(levelname)s %(message)s"
+    )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(run(settings))
 

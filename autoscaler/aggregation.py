@@ -13,8 +13,6 @@ _TAIL_WEIGHT = 0.9999
 _MIN_ALPHA = 0.2
 
 
-
-
 def _round_half_away(value: float) -> float:
     """Round to 6 decimals as ``Round(v * 1e6) / 1e6`` does (halves away from zero).
 

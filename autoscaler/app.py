@@ -68,14 +68,17 @@ def leader_elector(client: kube.KubeClient, settings: Settings) -> LeaderElector
     return LeaderElector(client, settings.system_namespace, LEASE_NAME)
 
 
-async def serve(ms: Multiscaler, registry: CollectorRegistry, host: str, port: int,
-                metrics_port: int) -> tuple[list[web.AppRunner], dict[str, int]]:
+async def serve(
+    ms: Multiscaler, registry: CollectorRegistry, host: str, port: int, metrics_port: int
+) -> tuple[list[web.AppRunner], dict[str, int]]:
     """The stats websocket and the Prometheus endpoint of ``ms``; returns the runners and bound ports."""
     registry.register(AutoscalerCollector(ms))
     stats = StatServer(ms.record)
 
     async def metrics_handler(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     metrics = web.Application()
     metrics.router.add_get("/metrics", metrics_handler)
@@ -98,7 +101,9 @@ class Autoscaler:
         self.config = AutoscalerConfig.from_mapping(dict(settings.overrides))
         self.deployment = DeploymentConfig()
         self.sources = KubernetesSources(client, settings.namespace)
-        self.config_cache = client.watch_cache(kube.CONFIG_MAPS, namespace=settings.system_namespace)
+        self.config_cache = client.watch_cache(
+            kube.CONFIG_MAPS, namespace=settings.system_namespace
+        )
         self.session: aiohttp.ClientSession | None = None
         self.multiscaler: Multiscaler | None = None
         self.runners: list[web.AppRunner] = []
@@ -114,9 +119,14 @@ class Autoscaler:
         await self.config_cache.wait_synced(s.sync_timeout)
         self._apply_config()
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        ms = Multiscaler(config=self.config, deployment=self.deployment, revisions=self.sources.revisions,
-                         pods=self.sources.endpoints, scaler=self.sources.scaler,
-                         scraper=StatsScraper(self.session))
+        ms = Multiscaler(
+            config=self.config,
+            deployment=self.deployment,
+            revisions=self.sources.revisions,
+            pods=self.sources.endpoints,
+            scaler=self.sources.scaler,
+            scraper=StatsScraper(self.session),
+        )
         self.multiscaler = ms
         self.runners, self.ports = await serve(ms, self.registry, s.host, s.port, s.metrics_port)
         await ms.start()
@@ -176,8 +186,14 @@ class LocalAutoscaler:
         self.cluster.start()
         await asyncio.wait_for(self.cluster.follower.synced.wait(), s.sync_timeout)
         config, deployment = self._configs(self.cluster.snapshot)
-        ms = Multiscaler(config=config, deployment=deployment, revisions=self.cluster, pods=self.cluster,
-                         scaler=self.cluster, scraper=StatsScraper(self.session))
+        ms = Multiscaler(
+            config=config,
+            deployment=deployment,
+            revisions=self.cluster,
+            pods=self.cluster,
+            scaler=self.cluster,
+            scraper=StatsScraper(self.session),
+        )
         self.multiscaler = ms
         self.runners, self.ports = await serve(ms, self.registry, s.host, s.port, s.metrics_port)
         await ms.start()
@@ -185,7 +201,9 @@ class LocalAutoscaler:
     def _configs(self, snap: Snapshot) -> tuple[AutoscalerConfig, DeploymentConfig]:
         data = {**snap.autoscaler_config, **self.settings.overrides}
         self._config_data = (data, dict(snap.deployment_config))
-        return AutoscalerConfig.from_mapping(data), DeploymentConfig.from_mapping(snap.deployment_config)
+        return AutoscalerConfig.from_mapping(data), DeploymentConfig.from_mapping(
+            snap.deployment_config
+        )
 
     def _snapshot(self, snap: Snapshot) -> None:
         data = ({**snap.autoscaler_config, **self.settings.overrides}, dict(snap.deployment_config))

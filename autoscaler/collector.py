@@ -21,7 +21,9 @@ class MetricCollector:
 
     __slots__ = ("panic", "rps", "stable")
 
-    def __init__(self, *, metric: str, stable_window: float, panic_window: float, algorithm: str = "linear") -> None:
+    def __init__(
+        self, *, metric: str, stable_window: float, panic_window: float, algorithm: str = "linear"
+    ) -> None:
         cls = WeightedBuckets if algorithm in WEIGHTED else TimedBuckets
         self.stable: TimedBuckets = cls(stable_window)
         self.panic: TimedBuckets = cls(panic_window)

@@ -165,7 +165,8 @@ class KubeEndpoints(_CacheOwner):
                 if e.name not in merged:
                     # Start times are read now: a Pod may reach its cache after its slice.
                     merged[e.name] = replace(
-                        e, started_at=pod_started_at(self.pods.get(key.namespace, e.name)))
+                        e, started_at=pod_started_at(self.pods.get(key.namespace, e.name))
+                    )
         return sorted(merged.values(), key=lambda e: e.name)
 
     def _slice_changed(self, kind: str, obj: Obj) -> None:
@@ -182,8 +183,11 @@ class KubeEndpoints(_CacheOwner):
         if kind == "DELETED" or key is None or not is_private_slice(obj):
             return
         if serving_port(obj) is None:
-            log.warning("EndpointSlice %s has no port named %s; ignoring it",
-                        "/".join(slice_key), " or ".join(SERVING_PORT_NAMES))
+            log.warning(
+                "EndpointSlice %s has no port named %s; ignoring it",
+                "/".join(slice_key),
+                " or ".join(SERVING_PORT_NAMES),
+            )
         self._slice_revision[slice_key] = key
         self._ready.setdefault(key, {})[slice_key] = ready_addresses(obj)
 
@@ -222,8 +226,13 @@ class KubeReplicaScaler(_CacheOwner):
             except Conflict as exc:
                 # A merge patch of /scale carries no resourceVersion, so a conflict is the
                 # API's own optimistic update losing a race: sending it again is safe.
-                log.info("%s: conflict (attempt %d of %d): %s",
-                         target, attempt, self.conflict_attempts, exc)
+                log.info(
+                    "%s: conflict (attempt %d of %d): %s",
+                    target,
+                    attempt,
+                    self.conflict_attempts,
+                    exc,
+                )
                 last_conflict = exc
             except NotFound as exc:
                 raise ScaleError(f"{target}: the Deployment does not exist") from exc

@@ -74,8 +74,12 @@ class InMemoryCluster:
 class ControlPlaneCluster:
     """The multiscaler's sources in local mode (see the module docstring)."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession,
-                 on_snapshot: Callable[[Snapshot], None] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        session: aiohttp.ClientSession,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+    ) -> None:
         self.url = url
         self.session = session
         self.snapshot = Snapshot(version=-1)

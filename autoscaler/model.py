@@ -14,7 +14,15 @@ from typing import Protocol
 
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
-__all__ = ["Endpoint", "PodSource", "ReplicaScaler", "RevisionInfo", "RevisionKey", "RevisionSource", "ScaleError"]
+__all__ = [
+    "Endpoint",
+    "PodSource",
+    "ReplicaScaler",
+    "RevisionInfo",
+    "RevisionKey",
+    "RevisionSource",
+    "ScaleError",
+]
 
 
 class RevisionSource(Protocol):

@@ -71,8 +71,14 @@ class RevisionScaler:
         "wanted",
     )
 
-    def __init__(self, info: RevisionInfo, autoscaling: RevisionAutoscaling, spec: DeciderSpec,
-                 ready: int, now: float) -> None:
+    def __init__(
+        self,
+        info: RevisionInfo,
+        autoscaling: RevisionAutoscaling,
+        spec: DeciderSpec,
+        ready: int,
+        now: float,
+    ) -> None:
         self.key = info.key
         self.info = info
         self.autoscaling = autoscaling
@@ -92,8 +98,12 @@ class RevisionScaler:
 
 
 def _collector(a: RevisionAutoscaling) -> MetricCollector:
-    return MetricCollector(metric=a.metric, stable_window=a.stable_window, panic_window=a.panic_window,
-                           algorithm=a.metric_aggregation_algorithm)
+    return MetricCollector(
+        metric=a.metric,
+        stable_window=a.stable_window,
+        panic_window=a.panic_window,
+        algorithm=a.metric_aggregation_algorithm,
+    )
 
 
 class Multiscaler:
@@ -142,15 +152,20 @@ class Multiscaler:
     def _autoscaling(self, info: RevisionInfo) -> RevisionAutoscaling:
         # The reconciler's lenient reading: a bad annotation counts as absent
         # (validation rejected it before it got here).
-        return RevisionAutoscaling.read(info.annotations, self.config,
-                                        container_concurrency=info.container_concurrency,
-                                        deployment=self.deployment)
+        return RevisionAutoscaling.read(
+            info.annotations,
+            self.config,
+            container_concurrency=info.container_concurrency,
+            deployment=self.deployment,
+        )
 
     def _create(self, info: RevisionInfo, now: float) -> RevisionScaler:
         a = self._autoscaling(info)
         pods = self.pods.ready_pods(info.key)
         ready = len(pods) if pods is not None else 0
-        rev = RevisionScaler(info, a, decider_spec(a, self.config, reachable=info.reachable), ready, now)
+        rev = RevisionScaler(
+            info, a, decider_spec(a, self.config, reachable=info.reachable), ready, now
+        )
         self.revisions[info.key] = rev
         return rev
 
@@ -158,7 +173,9 @@ class Multiscaler:
         a = self._autoscaling(info)
         rev.info = info
         if (a.metric, a.stable_window, a.panic_window, a.metric_aggregation_algorithm) != (
-            rev.autoscaling.metric, rev.autoscaling.stable_window, rev.autoscaling.panic_window,
+            rev.autoscaling.metric,
+            rev.autoscaling.stable_window,
+            rev.autoscaling.panic_window,
             rev.autoscaling.metric_aggregation_algorithm,
         ):
             rev.collector = _collector(a)  # other windows: the old data does not fit them
@@ -168,7 +185,9 @@ class Multiscaler:
         if rev.state.reachable != info.reachable:
             rev.state = replace(rev.state, reachable=info.reachable)
 
-    def update_config(self, config: AutoscalerConfig, deployment: DeploymentConfig | None = None) -> None:
+    def update_config(
+        self, config: AutoscalerConfig, deployment: DeploymentConfig | None = None
+    ) -> None:
         """A new config-autoscaler (or config-deployment): re-derive every spec."""
         self.config = config
         if deployment is not None:
@@ -212,7 +231,9 @@ class Multiscaler:
                 return
             async with sem:
                 try:
-                    stat = await scraper.scrape(pods, now=now, stable_window=rev.autoscaling.stable_window)
+                    stat = await scraper.scrape(
+                        pods, now=now, stable_window=rev.autoscaling.stable_window
+                    )
                 except ScrapeError as e:
                     log.debug("scrape of %s failed: %s", rev.key, e)
                     return
@@ -246,8 +267,15 @@ class Multiscaler:
     def reconcile(self, rev: RevisionScaler, now: float) -> ScaleDecision:
         """Decide, run the scale step, and start applying its replica count."""
         self.decide(rev, now)
-        d = scale_step(rev.state, now, desired=rev.desired, ready=rev.ready,
-                       replicas=self.scaler.current_scale(rev.key), revision=rev.autoscaling, config=self.config)
+        d = scale_step(
+            rev.state,
+            now,
+            desired=rev.desired,
+            ready=rev.ready,
+            replicas=self.scaler.current_scale(rev.key),
+            revision=rev.autoscaling,
+            config=self.config,
+        )
         rev.state = d.state
         if d.replicas is not None:
             self._apply(rev, d.replicas, now)
@@ -272,7 +300,9 @@ class Multiscaler:
                     rev.failures += 1
                     delay = min(MAX_BACKOFF, TICK_INTERVAL * 2 ** (rev.failures - 1))
                     rev.next_attempt = self.clock() + delay
-                    log.warning("scaling %s to %d failed (retry in %.0fs): %s", rev.key, replicas, delay, e)
+                    log.warning(
+                        "scaling %s to %d failed (retry in %.0fs): %s", rev.key, replicas, delay, e
+                    )
                     return
                 rev.failures = 0
                 rev.next_attempt = 0.0

@@ -35,13 +35,20 @@ class ScrapeError(Exception):
 class StatsScraper:
     """Scrapes one revision's pods at a time; share one instance."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, rng: random.Random | None = None,
-                 timeout: float = SCRAPE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        rng: random.Random | None = None,
+        timeout: float = SCRAPE_TIMEOUT,
+    ) -> None:
         self.session = session
         self.rng = rng or random.Random()
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def scrape(self, pods: Sequence[Endpoint], *, now: float, stable_window: float) -> Stat | None:
+    async def scrape(
+        self, pods: Sequence[Endpoint], *, now: float, stable_window: float
+    ) -> Stat | None:
         """The revision-total estimate, None with no pods; raises ``ScrapeError``."""
         total = len(pods)
         if total == 0:
@@ -78,7 +85,8 @@ class StatsScraper:
         return Stat(
             pod_name=SCRAPER_POD_NAME,
             average_concurrent_requests=factor * sum(s.average_concurrent_requests for s in stats),
-            average_proxied_concurrent_requests=factor * sum(s.average_proxied_concurrent_requests for s in stats),
+            average_proxied_concurrent_requests=factor
+            * sum(s.average_proxied_concurrent_requests for s in stats),
             request_count=factor * sum(s.request_count for s in stats),
             proxied_request_count=factor * sum(s.proxied_request_count for s in stats),
             process_uptime=max(s.process_uptime for s in stats),
@@ -87,11 +95,15 @@ class StatsScraper:
     async def fetch(self, pod: Endpoint) -> Stat:
         url = f"http://{pod.host}:{pod.stats_port}/metrics"
         try:
-            async with self.session.get(url, timeout=self.timeout, headers={"Accept": "application/json"}) as r:
+            async with self.session.get(
+                url, timeout=self.timeout, headers={"Accept": "application/json"}
+            ) as r:
                 if not 200 <= r.status < 300:
                     raise ScrapeError(f"{pod.name}: {url} answered {r.status}")
                 if r.content_type != "application/json":
-                    raise ScrapeError(f"{pod.name}: {url} answered {r.content_type}, not application/json")
+                    raise ScrapeError(
+                        f"{pod.name}: {url} answered {r.content_type}, not application/json"
+                    )
                 body = await r.content.read(MAX_STAT_BYTES + 1)
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise ScrapeError(f"{pod.name}: {url}: {e or type(e).__name__}") from None

@@ -111,8 +111,9 @@ class Settings:
 
     def autoscaling(self) -> RevisionAutoscaling:
         """The revision's settings, validated as the webhook would; raises ``ConfigError``."""
-        return RevisionAutoscaling.parse(self.annotations, self.config,
-                                         container_concurrency=self.container_concurrency)
+        return RevisionAutoscaling.parse(
+            self.annotations, self.config, container_concurrency=self.container_concurrency
+        )
 
 
 def default_duration(trace: Trace, revision: RevisionAutoscaling, config: AutoscalerConfig) -> int:
@@ -124,9 +125,12 @@ def default_duration(trace: Trace, revision: RevisionAutoscaling, config: Autosc
     """
     if trace.length is not None:
         return math.ceil(trace.length)
-    settle = (revision.stable_window
-              + max(config.scale_to_zero_grace_period, revision.scale_to_zero_pod_retention)
-              + revision.scale_down_delay + _SETTLE_MARGIN)
+    settle = (
+        revision.stable_window
+        + max(config.scale_to_zero_grace_period, revision.scale_to_zero_pod_retention)
+        + revision.scale_down_delay
+        + _SETTLE_MARGIN
+    )
     return math.ceil(trace.last_change + settle)
 
 
@@ -166,8 +170,14 @@ class SimulatedPods:
         now = self.clock()
         for _ in range(count):
             self._serial += 1
-            endpoint = Endpoint(name=f"pod-{self._serial}", host="127.0.0.1", port=8012,
-                                stats_port=9090, started_at=now, ready=ready_at <= now)
+            endpoint = Endpoint(
+                name=f"pod-{self._serial}",
+                host="127.0.0.1",
+                port=8012,
+                stats_port=9090,
+                started_at=now,
+                ready=ready_at <= now,
+            )
             self.pods.append(_Pod(endpoint, ready_at))
         self._publish()
 
@@ -220,9 +230,14 @@ class SimulatedQueueProxies(StatsScraper):
     async def fetch(self, pod: Endpoint) -> Stat:
         share = 1 / max(1, self.pods)
         c, r = self.concurrency * share, self.rps * share
-        return Stat(pod_name=pod.name, average_concurrent_requests=c,
-                    average_proxied_concurrent_requests=c, request_count=r, proxied_request_count=r,
-                    process_uptime=self.clock() - pod.started_at)
+        return Stat(
+            pod_name=pod.name,
+            average_concurrent_requests=c,
+            average_proxied_concurrent_requests=c,
+            request_count=r,
+            proxied_request_count=r,
+            process_uptime=self.clock() - pod.started_at,
+        )
 
 
 class ActivatorModel:
@@ -252,7 +267,9 @@ class ActivatorModel:
             self._reported = 1.0
             out.append(Stat(pod_name=self.NAME, average_concurrent_requests=1.0, request_count=1.0))
         if ready == 0 and concurrency > self._reported:
-            out.append(Stat(pod_name=self.NAME, average_concurrent_requests=concurrency - self._reported))
+            out.append(
+                Stat(pod_name=self.NAME, average_concurrent_requests=concurrency - self._reported)
+            )
             self._reported = concurrency
         return out
 
@@ -262,7 +279,10 @@ class ActivatorModel:
             return None
         reported, count = concurrency, rps
         if self._reported:
-            reported, count = max(0.0, concurrency - self._reported), rps - 1  # the count is not floored
+            reported, count = (
+                max(0.0, concurrency - self._reported),
+                rps - 1,
+            )  # the count is not floored
             self._reported = 0.0
         if concurrency == 0:
             self.tracking = False  # idle, nothing in flight: the entry is deleted
@@ -329,15 +349,26 @@ async def simulate_async(trace: Trace, settings: Settings) -> Run:
     cluster = InMemoryCluster()
     pods = SimulatedPods(cluster, clock, settings.pod_start_delay)
     cluster.on_scale = pods.on_scale
-    cluster.put_revision(RevisionInfo(KEY, container_concurrency=settings.container_concurrency,
-                                      annotations=settings.annotations),
-                         replicas=settings.initial_pods)
+    cluster.put_revision(
+        RevisionInfo(
+            KEY,
+            container_concurrency=settings.container_concurrency,
+            annotations=settings.annotations,
+        ),
+        replicas=settings.initial_pods,
+    )
     activator = ActivatorModel()
     timeline: list[Second] = []
     async with aiohttp.ClientSession() as session:
         qps = SimulatedQueueProxies(session, clock)
-        ms = Multiscaler(config=settings.config, revisions=cluster, pods=cluster, scaler=cluster,
-                         scraper=qps if settings.scrape else None, clock=clock)
+        ms = Multiscaler(
+            config=settings.config,
+            revisions=cluster,
+            pods=cluster,
+            scaler=cluster,
+            scraper=qps if settings.scrape else None,
+            clock=clock,
+        )
         # Created before its pods exist, as a new revision's PodAutoscaler is:
         # a decider built over running pods would start in panic (that is its
         # autoscaler-restart behaviour, not what a trace means to show).
@@ -348,8 +379,10 @@ async def simulate_async(trace: Trace, settings: Settings) -> Run:
                 clock.now = now = EPOCH + s
                 pods.advance(now)
                 prev_c, prev_r = (concurrency[s - 1], rps[s - 1]) if s else (0.0, 0.0)
-                for stat in (activator.close_interval(prev_c, prev_r),
-                             *activator.pokes(concurrency[s], pods.ready)):
+                for stat in (
+                    activator.close_interval(prev_c, prev_r),
+                    *activator.pokes(concurrency[s], pods.ready),
+                ):
                     if stat is not None:
                         ms.record(KEY, stat)  # a poke applies a count at once
                         await _settle(ms)
@@ -359,15 +392,27 @@ async def simulate_async(trace: Trace, settings: Settings) -> Run:
                     ms.sync(now)
                     ms.tick(now)
                     await _settle(ms)
-                timeline.append(_second(s, concurrency[s], rps[s], load[s], ms.revisions[KEY],
-                                        pods, cluster, spec.target))
+                timeline.append(
+                    _second(
+                        s,
+                        concurrency[s],
+                        rps[s],
+                        load[s],
+                        ms.revisions[KEY],
+                        pods,
+                        cluster,
+                        spec.target,
+                    )
+                )
         finally:
             await ms.stop()
     events = [(t - EPOCH, a, b) for t, a, b in pods.events]
     return Run(trace, settings, revision, spec, timeline, events)
 
 
-def _both_units(trace: Trace, seconds: int, request_duration: float) -> tuple[list[float], list[float]]:
+def _both_units(
+    trace: Trace, seconds: int, request_duration: float
+) -> tuple[list[float], list[float]]:
     per_second = trace.per_second(seconds)
     if trace.unit == CONCURRENCY:
         return per_second, [c / request_duration for c in per_second]
@@ -383,17 +428,33 @@ async def _settle(ms: Multiscaler) -> None:
     raise SimulationError("the autoscaler's scale task did not finish applying a replica count")
 
 
-def _second(s: int, concurrency: float, rps: float, load: float, rev: RevisionScaler,
-            pods: SimulatedPods, cluster: InMemoryCluster, target: float) -> Second:
+def _second(
+    s: int,
+    concurrency: float,
+    rps: float,
+    load: float,
+    rev: RevisionScaler,
+    pods: SimulatedPods,
+    cluster: InMemoryCluster,
+    target: float,
+) -> Second:
     ready = pods.ready
     return Second(
-        t=s, concurrency=concurrency, rps=rps, load=load,
+        t=s,
+        concurrency=concurrency,
+        rps=rps,
+        load=load,
         # Rounded first: rps derived from concurrency (c / 0.1) can land a hair
         # above a multiple of the target, which is not one more pod.
         needed=math.ceil(round(load / target, 9)),
-        desired=cluster.replicas(KEY) or 0, decided=rev.desired,
-        ready=ready, starting=len(pods.pods) - ready, capacity=ready * target,
-        stable=rev.last_stable, panic=rev.last_panic, in_panic=rev.decider.in_panic,
+        desired=cluster.replicas(KEY) or 0,
+        decided=rev.desired,
+        ready=ready,
+        starting=len(pods.pods) - ready,
+        capacity=ready * target,
+        stable=rev.last_stable,
+        panic=rev.last_panic,
+        in_panic=rev.decider.in_panic,
         pa=rev.state.condition.status.value,
     )
 
@@ -435,7 +496,9 @@ def summarize(run: Run) -> dict[str, Any]:
     n = len(tl)
     over = [max(0, s.ready - s.needed) for s in tl]
     under = [max(0, s.needed - s.ready) for s in tl]
-    panic_starts = sum(1 for i, s in enumerate(tl) if s.in_panic and (i == 0 or not tl[i - 1].in_panic))
+    panic_starts = sum(
+        1 for i, s in enumerate(tl) if s.in_panic and (i == 0 or not tl[i - 1].in_panic)
+    )
     ups = sum(1 for _, a, b in run.scale_events if b > a)
     spec, rev, cfg = run.spec, run.revision, run.settings.config
     return {
@@ -470,7 +533,11 @@ def summarize(run: Run) -> dict[str, Any]:
         "over_provisioning": _provisioning(over, n),
         "under_provisioning": _provisioning(under, n),
         "shortfalls": [asdict(f) for f in shortfalls(tl)],
-        "scale_events": {"total": len(run.scale_events), "up": ups, "down": len(run.scale_events) - ups},
+        "scale_events": {
+            "total": len(run.scale_events),
+            "up": ups,
+            "down": len(run.scale_events) - ups,
+        },
         "scale_to_zero_events": sum(1 for _, a, b in run.scale_events if b == 0 and a > 0),
         "panic": {"seconds": sum(1 for s in tl if s.in_panic), "episodes": panic_starts},
         "cold_starts": [asdict(c) for c in cold_starts(tl)],
@@ -500,8 +567,16 @@ def shortfalls(tl: Sequence[Second]) -> list[ShortFall]:
             peak = max(peak, tl[i].needed)
             i += 1
         ended = i < len(tl)
-        out.append(ShortFall(s.t, "load increase" if grew else "pods removed", s.ready, peak,
-                             i - start if ended else None, ended and tl[i].ready >= peak))
+        out.append(
+            ShortFall(
+                s.t,
+                "load increase" if grew else "pods removed",
+                s.ready,
+                peak,
+                i - start if ended else None,
+                ended and tl[i].ready >= peak,
+            )
+        )
     return out
 
 
@@ -529,23 +604,45 @@ def format_table(summary: dict[str, Any], *, limit: int = 10) -> str:
     unit = "rps" if rv["metric"] == RPS else "concurrent"
     rows = [
         ("trace", f"{tr['source']} ({tr['unit']}, {tr['seconds']} s)"),
-        ("per-pod target", f"{rv['target_per_pod']:g} {unit} "
-                           f"(total {rv['total_per_pod']:g}, metric {rv['metric']})"),
-        ("windows", f"stable {rv['stable_window_s']:g} s, panic {rv['panic_window_s']:g} s "
-                    f"at {rv['panic_threshold_pct']:g} %"),
+        (
+            "per-pod target",
+            f"{rv['target_per_pod']:g} {unit} "
+            f"(total {rv['total_per_pod']:g}, metric {rv['metric']})",
+        ),
+        (
+            "windows",
+            f"stable {rv['stable_window_s']:g} s, panic {rv['panic_window_s']:g} s "
+            f"at {rv['panic_threshold_pct']:g} %",
+        ),
         ("pods start in", f"{rv['pod_start_delay_s']:g} s (initial pods {rv['initial_pods']})"),
         ("", ""),
-        ("peak pods", f"needed {pods['peak_needed']}, desired {pods['peak_desired']}, "
-                      f"ready {pods['peak_ready']}"),
-        ("pod-seconds (cost)", f"{pods['pod_seconds']} (needed {pods['needed_pod_seconds']}"
-                               + _ratio(pods["pod_seconds"], pods["needed_pod_seconds"]) + ")"),
-        ("over-provisioned", f"peak {over['peak_pods']} pods, average {over['average_pods']:g}, "
-                             f"{over['time_pct']:g} % of the time"),
-        ("under-provisioned", f"peak {under['peak_pods']} pods, average {under['average_pods']:g}, "
-                              f"{under['time_pct']:g} % of the time"),
-        ("scale events", f"{summary['scale_events']['total']} ({summary['scale_events']['up']} up, "
-                         f"{summary['scale_events']['down']} down), "
-                         f"{summary['scale_to_zero_events']} to zero"),
+        (
+            "peak pods",
+            f"needed {pods['peak_needed']}, desired {pods['peak_desired']}, "
+            f"ready {pods['peak_ready']}",
+        ),
+        (
+            "pod-seconds (cost)",
+            f"{pods['pod_seconds']} (needed {pods['needed_pod_seconds']}"
+            + _ratio(pods["pod_seconds"], pods["needed_pod_seconds"])
+            + ")",
+        ),
+        (
+            "over-provisioned",
+            f"peak {over['peak_pods']} pods, average {over['average_pods']:g}, "
+            f"{over['time_pct']:g} % of the time",
+        ),
+        (
+            "under-provisioned",
+            f"peak {under['peak_pods']} pods, average {under['average_pods']:g}, "
+            f"{under['time_pct']:g} % of the time",
+        ),
+        (
+            "scale events",
+            f"{summary['scale_events']['total']} ({summary['scale_events']['up']} up, "
+            f"{summary['scale_events']['down']} down), "
+            f"{summary['scale_to_zero_events']} to zero",
+        ),
         ("panic", f"{summary['panic']['seconds']} s in {summary['panic']['episodes']} episode(s)"),
         ("cold starts", str(len(summary["cold_starts"]))),
     ]
@@ -554,17 +651,21 @@ def format_table(summary: dict[str, Any], *, limit: int = 10) -> str:
     falls = summary["shortfalls"]
     if falls:
         lines += ["", "time to needed pods   at      cause           ready -> needed   after"]
-        lines += [f"{'':20}  {f['at_s']:>5} s  {f['cause']:<14}  {f['ready']:>5} -> {f['needed']:<6}   "
-                  + _after(f["reached_after_s"]) + ("" if f["caught_up"] or f["reached_after_s"] is None
-                                                     else " (the load fell first)")
-                  for f in falls[:limit]]
+        lines += [
+            f"{'':20}  {f['at_s']:>5} s  {f['cause']:<14}  {f['ready']:>5} -> {f['needed']:<6}   "
+            + _after(f["reached_after_s"])
+            + ("" if f["caught_up"] or f["reached_after_s"] is None else " (the load fell first)")
+            for f in falls[:limit]
+        ]
         if len(falls) > limit:
             lines.append(f"{'':20}  ... {len(falls) - limit} more (see --json)")
     colds = summary["cold_starts"]
     if colds:
         lines += ["", "cold starts           at      first pod ready   requests waiting"]
-        lines += [f"{'':20}  {c['at_s']:>5} s  {_after(c['wait_s']):<16}  {c['requests']:g}"
-                  for c in colds[:limit]]
+        lines += [
+            f"{'':20}  {c['at_s']:>5} s  {_after(c['wait_s']):<16}  {c['requests']:g}"
+            for c in colds[:limit]
+        ]
         if len(colds) > limit:
             lines.append(f"{'':20}  ... {len(colds) - limit} more (see --json)")
     return "\n".join(lines) + "\n"
@@ -580,8 +681,22 @@ def _after(seconds: int | None) -> str:
 
 # -- files -----------------------------------------------------------------------------
 
-TIMELINE_COLUMNS = ("t", "concurrency", "rps", "load", "needed", "desired", "decided", "ready",
-                    "starting", "capacity", "stable", "panic", "in_panic", "pa")
+TIMELINE_COLUMNS = (
+    "t",
+    "concurrency",
+    "rps",
+    "load",
+    "needed",
+    "desired",
+    "decided",
+    "ready",
+    "starting",
+    "capacity",
+    "stable",
+    "panic",
+    "in_panic",
+    "pa",
+)
 
 
 def write_timeline(run: Run, path: str | Path) -> None:
@@ -621,35 +736,53 @@ def plot(run: Run, path: str | Path) -> None:
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1, 1.3))
     unit = run.spec.scaling_metric if run.spec.scaling_metric == RPS else "concurrency"
-    top.fill_between(t, [s.load for s in tl], step="post", alpha=0.35, color="tab:gray",
-                     label=f"load ({unit})")
-    top.step(t, [s.capacity for s in tl], where="post", color="tab:blue",
-             label=f"capacity (ready x {run.spec.target:g})")
+    top.fill_between(
+        t, [s.load for s in tl], step="post", alpha=0.35, color="tab:gray", label=f"load ({unit})"
+    )
+    top.step(
+        t,
+        [s.capacity for s in tl],
+        where="post",
+        color="tab:blue",
+        label=f"capacity (ready x {run.spec.target:g})",
+    )
     top.set_ylabel(unit)
-    bottom.step(t, [s.needed for s in tl], where="post", color="black", linestyle="--",
-                label="needed")
+    bottom.step(
+        t, [s.needed for s in tl], where="post", color="black", linestyle="--", label="needed"
+    )
     # Desired drawn wide under ready: it shows as an orange rim where they agree
     # and on its own while pods are starting.
-    bottom.step(t, [s.desired for s in tl], where="post", color="tab:orange", linewidth=3,
-                label="desired")
-    bottom.step(t, [s.ready for s in tl], where="post", color="tab:blue", linewidth=1.5,
-                label="ready")
+    bottom.step(
+        t, [s.desired for s in tl], where="post", color="tab:orange", linewidth=3, label="desired"
+    )
+    bottom.step(
+        t, [s.ready for s in tl], where="post", color="tab:blue", linewidth=1.5, label="ready"
+    )
     bottom.set_ylabel("pods")
     bottom.set_xlabel("seconds")
     bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
     for k, (start, end) in enumerate(_stretches([s.in_panic for s in tl])):
         for ax in (top, bottom):
-            ax.axvspan(t[start], t[end - 1] + 1, color="tab:red", alpha=0.12, linewidth=0,
-                       label="panic" if k == 0 else None)
+            ax.axvspan(
+                t[start],
+                t[end - 1] + 1,
+                color="tab:red",
+                alpha=0.12,
+                linewidth=0,
+                label="panic" if k == 0 else None,
+            )
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize="small")
         ax.set_xlim(0, len(tl))
         ax.set_ylim(bottom=0)
     rv = run.revision
-    fig.suptitle(f"{run.trace.source}: target {run.spec.target:g}/pod, stable window "
-                 f"{rv.stable_window:g} s, panic window {rv.panic_window:g} s, "
-                 f"pod start {run.settings.pod_start_delay:g} s", fontsize="medium")
+    fig.suptitle(
+        f"{run.trace.source}: target {run.spec.target:g}/pod, stable window "
+        f"{rv.stable_window:g} s, panic window {rv.panic_window:g} s, "
+        f"pod start {run.settings.pod_start_delay:g} s",
+        fontsize="medium",
+    )
     fig.savefig(path, format="png")
 
 
@@ -674,7 +807,9 @@ def _seconds(text: str) -> float:
     try:
         value = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds (90) or a duration (1m30s), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected seconds (90) or a duration (1m30s), got {text!r}"
+        ) from None
     if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
     return value
@@ -729,34 +864,84 @@ def _parser() -> argparse.ArgumentParser:
     )
     src = p.add_argument_group("load")
     src.add_argument("trace", nargs="?", metavar="TRACE", help="CSV trace file")
-    src.add_argument("--generate", metavar="SPEC", help="a built-in trace instead of a file (see below)")
-    src.add_argument("--duration", type=_seconds, metavar="SECONDS",
-                     help="seconds to simulate (90 or 1m30s); default: a generated day's length, else "
-                          "the last row plus stable window + grace period + scale-down delay + 60 s")
-    src.add_argument("--request-duration", type=_seconds, default=0.1, metavar="SECONDS",
-                     help="seconds per request, to turn rps into concurrency and back (default 0.1)")
+    src.add_argument(
+        "--generate", metavar="SPEC", help="a built-in trace instead of a file (see below)"
+    )
+    src.add_argument(
+        "--duration",
+        type=_seconds,
+        metavar="SECONDS",
+        help="seconds to simulate (90 or 1m30s); default: a generated day's length, else "
+        "the last row plus stable window + grace period + scale-down delay + 60 s",
+    )
+    src.add_argument(
+        "--request-duration",
+        type=_seconds,
+        default=0.1,
+        metavar="SECONDS",
+        help="seconds per request, to turn rps into concurrency and back (default 0.1)",
+    )
     rev = p.add_argument_group("revision")
-    rev.add_argument("--annotation", "-a", type=_pair, action="append", default=[], metavar="KEY=VALUE",
-                     help=f"revision annotation, repeatable; a KEY without '/' gets the {ANNOTATION_PREFIX} "
-                          "prefix (e.g. target=10, window=30s, metric=rps, min-scale=1)")
-    rev.add_argument("--container-concurrency", type=_count, default=0, metavar="N",
-                     help="containerConcurrency (default 0: unlimited)")
-    rev.add_argument("--config", "-c", type=_pair, action="append", default=[], metavar="KEY=VALUE",
-                     help="config-autoscaler key, repeatable; overrides --config-file "
-                          "(e.g. stable-window=30s, scale-to-zero-grace-period=10s)")
-    rev.add_argument("--config-file", metavar="FILE",
-                     help="config-autoscaler ConfigMap YAML (its data), or a plain key: value mapping")
+    rev.add_argument(
+        "--annotation",
+        "-a",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"revision annotation, repeatable; a KEY without '/' gets the {ANNOTATION_PREFIX} "
+        "prefix (e.g. target=10, window=30s, metric=rps, min-scale=1)",
+    )
+    rev.add_argument(
+        "--container-concurrency",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="containerConcurrency (default 0: unlimited)",
+    )
+    rev.add_argument(
+        "--config",
+        "-c",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config-autoscaler key, repeatable; overrides --config-file "
+        "(e.g. stable-window=30s, scale-to-zero-grace-period=10s)",
+    )
+    rev.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="config-autoscaler ConfigMap YAML (its data), or a plain key: value mapping",
+    )
     world = p.add_argument_group("pods")
-    world.add_argument("--pod-start-delay", type=_seconds, default=2.0, metavar="SECONDS",
-                       help="from a new replica count to the pod being ready (default 2)")
-    world.add_argument("--initial-pods", type=_count, default=0, metavar="N",
-                       help="ready pods at second 0 (default 0: scaled to zero)")
-    world.add_argument("--no-scrape", action="store_true",
-                       help="do not scrape queue-proxies: only the activator's stats reach the "
-                            "windows (upstream's mode with target-burst-capacity -1)")
+    world.add_argument(
+        "--pod-start-delay",
+        type=_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="from a new replica count to the pod being ready (default 2)",
+    )
+    world.add_argument(
+        "--initial-pods",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="ready pods at second 0 (default 0: scaled to zero)",
+    )
+    world.add_argument(
+        "--no-scrape",
+        action="store_true",
+        help="do not scrape queue-proxies: only the activator's stats reach the "
+        "windows (upstream's mode with target-burst-capacity -1)",
+    )
     out = p.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
-    out.add_argument("--timeline-csv", metavar="FILE", help="write one CSV row per simulated second")
+    out.add_argument(
+        "--json", action="store_true", help="print the summary as JSON instead of a table"
+    )
+    out.add_argument(
+        "--timeline-csv", metavar="FILE", help="write one CSV row per simulated second"
+    )
     out.add_argument("--plot", metavar="FILE", help=f"draw a PNG (needs matplotlib: {PLOT_HINT})")
     return p
 
@@ -789,17 +974,26 @@ def _settings(args: argparse.Namespace) -> Settings:
     data.update(dict(args.config))
     unknown = AutoscalerConfig.unknown_keys(data)
     if unknown:
-        print(f"warning: ignoring unknown config-autoscaler keys: {', '.join(unknown)}", file=sys.stderr)
+        print(
+            f"warning: ignoring unknown config-autoscaler keys: {', '.join(unknown)}",
+            file=sys.stderr,
+        )
     annotations = {(k if "/" in k else ANNOTATION_PREFIX + k): v for k, v in args.annotation}
     if args.request_duration <= 0:
         raise SimulationError("--request-duration must be > 0")
     duration = None if args.duration is None else math.ceil(args.duration)
     if duration == 0:
         raise SimulationError("--duration must be at least 1 s")
-    return Settings(annotations=annotations, container_concurrency=args.container_concurrency,
-                    config=AutoscalerConfig.from_mapping(data), pod_start_delay=args.pod_start_delay,
-                    initial_pods=args.initial_pods, request_duration=args.request_duration,
-                    duration=duration, scrape=not args.no_scrape)
+    return Settings(
+        annotations=annotations,
+        container_concurrency=args.container_concurrency,
+        config=AutoscalerConfig.from_mapping(data),
+        pod_start_delay=args.pod_start_delay,
+        initial_pods=args.initial_pods,
+        request_duration=args.request_duration,
+        duration=duration,
+        scrape=not args.no_scrape,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -108,27 +108,38 @@ def parse_csv(text: str, name: str = "<trace>") -> Trace:
         at = _Location(name, reader.line_num, header)
         if not header:
             if cells[0] != TIME_COLUMN:
-                raise TraceError(f"{at.column(1)}: the header must start with {TIME_COLUMN!r}, "
-                                 f"got {cells[0]!r}")
+                raise TraceError(
+                    f"{at.column(1)}: the header must start with {TIME_COLUMN!r}, got {cells[0]!r}"
+                )
             if len(cells) != 2:
-                raise TraceError(f"{at.line()}: the header must have 2 columns, {TIME_COLUMN} and "
-                                 f"concurrency or rps, got {len(cells)}")
+                raise TraceError(
+                    f"{at.line()}: the header must have 2 columns, {TIME_COLUMN} and "
+                    f"concurrency or rps, got {len(cells)}"
+                )
             if cells[1] not in UNITS:
-                raise TraceError(f"{at.column(2)}: the second header column must be "
-                                 f"'concurrency' or 'rps', got {cells[1]!r}")
+                raise TraceError(
+                    f"{at.column(2)}: the second header column must be "
+                    f"'concurrency' or 'rps', got {cells[1]!r}"
+                )
             header = cells
             continue
         if len(cells) != 2:
-            raise TraceError(f"{at.line()}: expected 2 columns ({','.join(header)}), got {len(cells)}")
+            raise TraceError(
+                f"{at.line()}: expected 2 columns ({','.join(header)}), got {len(cells)}"
+            )
         t = _number(cells[0], at.column(1))
         if times and t <= times[-1]:
-            raise TraceError(f"{at.column(1)}: must be greater than the previous {TIME_COLUMN} "
-                             f"({times[-1]:g}), got {cells[0]!r}")
+            raise TraceError(
+                f"{at.column(1)}: must be greater than the previous {TIME_COLUMN} "
+                f"({times[-1]:g}), got {cells[0]!r}"
+            )
         times.append(t)
         values.append(_number(cells[1], at.column(2)))
     if not header:
-        raise TraceError(f"{name}: empty trace: expected a header '{TIME_COLUMN},concurrency' "
-                         f"or '{TIME_COLUMN},rps'")
+        raise TraceError(
+            f"{name}: empty trace: expected a header '{TIME_COLUMN},concurrency' "
+            f"or '{TIME_COLUMN},rps'"
+        )
     if not times:
         raise TraceError(f"{name}: no data rows after the header")
     return Trace(header[1], tuple(times), tuple(values), name)
@@ -189,8 +200,9 @@ def generate(spec: str) -> Trace:
     kind = kind.strip()
     gen = _GENERATORS.get(kind)
     if gen is None:
-        raise TraceError(f"--generate {spec!r}: unknown kind {kind!r}; "
-                         f"choose one of {', '.join(_GENERATORS)}")
+        raise TraceError(
+            f"--generate {spec!r}: unknown kind {kind!r}; choose one of {', '.join(_GENERATORS)}"
+        )
     allowed, build = gen
     params: dict[str, str] = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
@@ -199,8 +211,9 @@ def generate(spec: str) -> Trace:
         if not eq:
             raise TraceError(f"--generate {spec!r}: expected key=value, got {item!r}")
         if key not in (*allowed, "unit"):
-            raise TraceError(f"--generate {spec!r}: {kind} takes {', '.join((*allowed, 'unit'))}; "
-                             f"got {key!r}")
+            raise TraceError(
+                f"--generate {spec!r}: {kind} takes {', '.join((*allowed, 'unit'))}; got {key!r}"
+            )
         params[key] = value.strip()
     unit = params.pop("unit", CONCURRENCY)
     if unit not in UNITS:
@@ -217,8 +230,14 @@ class _Params:
         self.spec = spec
         self.raw = raw
 
-    def number(self, key: str, default: float, *, rule: str = ">= 0",
-               ok: Callable[[float], bool] = lambda x: x >= 0) -> float:
+    def number(
+        self,
+        key: str,
+        default: float,
+        *,
+        rule: str = ">= 0",
+        ok: Callable[[float], bool] = lambda x: x >= 0,
+    ) -> float:
         """The parsed value of ``key`` or ``default``; nan (unparsable) fails every rule."""
         text = self.raw.get(key)
         if text is None:

@@ -122,19 +122,39 @@ def choose_pinning(want: bool, server_cpu: int, load_cpu: int) -> Pinning:
     if not want:
         return Pinning(False, server_cpu, load_cpu, taskset, "not pinned (--no-pin)")
     if taskset is None:
-        return Pinning(False, server_cpu, load_cpu, None,
-                       "not pinned: taskset not found (apt-get install -y util-linux)")
+        return Pinning(
+            False,
+            server_cpu,
+            load_cpu,
+            None,
+            "not pinned: taskset not found (apt-get install -y util-linux)",
+        )
     allowed = os.sched_getaffinity(0)
     if server_cpu == load_cpu:
-        return Pinning(False, server_cpu, load_cpu, taskset,
-                       f"not pinned: server and load CPU are both {server_cpu}")
+        return Pinning(
+            False,
+            server_cpu,
+            load_cpu,
+            taskset,
+            f"not pinned: server and load CPU are both {server_cpu}",
+        )
     if server_cpu not in allowed or load_cpu not in allowed:
-        return Pinning(False, server_cpu, load_cpu, taskset,
-                       f"not pinned: CPUs {server_cpu} and {load_cpu} are not both in this "
-                       f"process's CPU set {sorted(allowed)}")
-    return Pinning(True, server_cpu, load_cpu, taskset,
-                   f"servers (backend and proxies) on CPU {server_cpu}, load generator and "
-                   f"this script on CPU {load_cpu} (taskset)")
+        return Pinning(
+            False,
+            server_cpu,
+            load_cpu,
+            taskset,
+            f"not pinned: CPUs {server_cpu} and {load_cpu} are not both in this "
+            f"process's CPU set {sorted(allowed)}",
+        )
+    return Pinning(
+        True,
+        server_cpu,
+        load_cpu,
+        taskset,
+        f"servers (backend and proxies) on CPU {server_cpu}, load generator and "
+        f"this script on CPU {load_cpu} (taskset)",
+    )
 
 
 # ------------------------------------------------------------------ /proc
@@ -224,7 +244,9 @@ def session_ticks_between(before: CpuSnapshot, after: CpuSnapshot, sid: int) -> 
     return sum(t - b.get(pid, 0) for pid, t in after.sessions.get(sid, {}).items())
 
 
-def foreign_cpu_seconds(before: CpuSnapshot, after: CpuSnapshot, server_sids: Iterable[int]) -> float:
+def foreign_cpu_seconds(
+    before: CpuSnapshot, after: CpuSnapshot, server_sids: Iterable[int]
+) -> float:
     """CPU seconds used by processes that are none of ours (other users of the machine).
 
     Machine busy time minus this script, its waited-for children (the load
@@ -235,8 +257,9 @@ def foreign_cpu_seconds(before: CpuSnapshot, after: CpuSnapshot, server_sids: It
     return max(0.0, after.system_busy - before.system_busy - ours)
 
 
-def wait_for_quiet(server_sids: Sequence[int], max_wait: float, threshold: float = 0.1,
-                   window: float = 0.5) -> tuple[float, float]:
+def wait_for_quiet(
+    server_sids: Sequence[int], max_wait: float, threshold: float = 0.1, window: float = 0.5
+) -> tuple[float, float]:
     """Wait until other processes use under ``threshold`` CPUs (over ``window`` s),
     at most ``max_wait`` s. Returns (seconds waited, last foreign CPU figure)."""
     t0 = time.monotonic()
@@ -304,15 +327,25 @@ class Supervisor:
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
-              cwd: Path | None = None, pin: bool = True) -> Server:
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        pin: bool = True,
+    ) -> Server:
         full = [*(self.pinning.server_prefix() if pin else []), *argv]
         out = self.workdir / f"{name}.stdout"
         log = self.workdir / f"{name}.log"
         with out.open("wb") as fo, log.open("wb") as fe:
             popen = subprocess.Popen(
-                full, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
-                env=dict(env) if env is not None else None, cwd=cwd or self.workdir,
+                full,
+                stdin=subprocess.DEVNULL,
+                stdout=fo,
+                stderr=fe,
+                env=dict(env) if env is not None else None,
+                cwd=cwd or self.workdir,
                 start_new_session=True,
             )
         server = Server(name, popen, out, log)
@@ -344,8 +377,12 @@ class Supervisor:
             try:
                 s.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                print(f"[bench] {s.name} (pid {s.pid}) ignored {signal.Signals(sig).name}; "
-                      "sending SIGKILL", file=sys.stderr, flush=True)
+                print(
+                    f"[bench] {s.name} (pid {s.pid}) ignored {signal.Signals(sig).name}; "
+                    "sending SIGKILL",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 _signal_group(s.pid, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     s.popen.wait(timeout=5)
@@ -400,18 +437,26 @@ class LoadRun:
     wall: float
 
 
-def run_load(argv: Sequence[str], pinning: Pinning, timeout: float,
-             env: Mapping[str, str] | None = None) -> LoadRun:
+def run_load(
+    argv: Sequence[str], pinning: Pinning, timeout: float, env: Mapping[str, str] | None = None
+) -> LoadRun:
     """Run a load generator to completion (pinned to the load CPU); bounded by ``timeout``."""
     full = [*pinning.load_prefix(), which(argv[0]) or argv[0], *argv[1:]]
     t0 = time.monotonic()
     try:
-        r = subprocess.run(full, capture_output=True, text=True, timeout=timeout,
-                           env=dict(env) if env is not None else None, check=False)
+        r = subprocess.run(
+            full,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            check=False,
+        )
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return LoadRun(list(argv), 124, f"{out}\n(timed out after {timeout:.0f}s)",
-                       time.monotonic() - t0)
+        return LoadRun(
+            list(argv), 124, f"{out}\n(timed out after {timeout:.0f}s)", time.monotonic() - t0
+        )
     output = r.stdout + (f"\n--- stderr ---\n{r.stderr}" if r.stderr.strip() else "")
     return LoadRun(list(argv), r.returncode, output, time.monotonic() - t0)
 
@@ -452,9 +497,13 @@ def parse_wrk(text: str) -> LoadResult:
         errors = sum(int(x) for x in sock.groups())
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     return LoadResult(
-        rps=float(rps.group(1)), requests=int(total.group(1)),
-        p50_ms=pct.get("50"), p99_ms=pct.get("99"),
-        errors=errors, non2xx=int(non2xx.group(1)) if non2xx else 0, p90_ms=pct.get("90"),
+        rps=float(rps.group(1)),
+        requests=int(total.group(1)),
+        p50_ms=pct.get("50"),
+        p99_ms=pct.get("99"),
+        errors=errors,
+        non2xx=int(non2xx.group(1)) if non2xx else 0,
+        p90_ms=pct.get("90"),
     )
 
 
@@ -464,15 +513,20 @@ def parse_hey(text: str) -> LoadResult:
     if not rps:
         raise ValueError("no 'Requests/sec' line in hey output")
     pct = {p: float(s) * 1e3 for p, s in re.findall(r"^\s+(\d+)%+ in ([\d.]+) secs", text, re.M)}
-    codes = {int(c): int(n) for c, n in re.findall(r"^\s+\[(\d{3})\]\s+(\d+) responses", text, re.M)}
+    codes = {
+        int(c): int(n) for c, n in re.findall(r"^\s+\[(\d{3})\]\s+(\d+) responses", text, re.M)
+    }
     errors = 0
     if "Error distribution:" in text:
         tail = text.split("Error distribution:", 1)[1]
         errors = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s", tail, re.M))
     return LoadResult(
-        rps=float(rps.group(1)), requests=sum(codes.values()),
-        p50_ms=pct.get("50"), p99_ms=pct.get("99"),
-        errors=errors, non2xx=sum(n for c, n in codes.items() if not 200 <= c < 300),
+        rps=float(rps.group(1)),
+        requests=sum(codes.values()),
+        p50_ms=pct.get("50"),
+        p99_ms=pct.get("99"),
+        errors=errors,
+        non2xx=sum(n for c, n in codes.items() if not 200 <= c < 300),
         p90_ms=pct.get("90"),
     )
 
@@ -623,7 +677,10 @@ def machine_summary(packages: Sequence[str]) -> list[tuple[str, str]]:
         ("CPU", f"{cpu_model()}{virt}"),
         ("cores", f"{os.cpu_count()} (online: {_online_cpus()})"),
         ("kernel", f"{platform.system()} {platform.release()}"),
-        ("python", f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"),
+        (
+            "python",
+            f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})",
+        ),
         ("packages", ", ".join(f"{p} {package_version(p)}" for p in packages)),
     ]
 
@@ -637,25 +694,37 @@ def machine_summary(packages: Sequence[str]) -> list[tuple[str, str]]:
 QUEUE_PROXY_ENV_PREFIXES = ("SERVING_", "QUEUE_", "USER_", "REVISION_", "CONTAINER_", "DRAIN_")
 
 
-def queue_proxy_env(backend_port: int, container_concurrency: int = 0,
-                    base: Mapping[str, str] | None = None) -> dict[str, str]:
+def queue_proxy_env(
+    backend_port: int, container_concurrency: int = 0, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment of ``python -m queueproxy`` in front of ``backend_port``:
     every port of its own is 0 (it binds free ones and prints them)."""
     src = os.environ if base is None else base
     env = {k: v for k, v in src.items() if not k.startswith(QUEUE_PROXY_ENV_PREFIXES)}
-    env.update({
-        "SERVING_NAMESPACE": "default", "SERVING_CONFIGURATION": "hello",
-        "SERVING_REVISION": "hello-00001", "SERVING_POD": "hello-pod",
-        "SERVING_POD_IP": "127.0.0.1", "CONTAINER_CONCURRENCY": str(container_concurrency),
-        "QUEUE_SERVING_PORT": "0", "QUEUE_ADMIN_PORT": "0", "QUEUE_METRICS_PORT": "0",
-        "USER_METRICS_PORT": "0", "USER_PORT": str(backend_port),
-        "REVISION_TIMEOUT_SECONDS": "300", "QUEUE_BIND_ADDRESS": "127.0.0.1",
-        "DRAIN_QUIET_PERIOD_SECONDS": "0",
-    })
+    env.update(
+        {
+            "SERVING_NAMESPACE": "default",
+            "SERVING_CONFIGURATION": "hello",
+            "SERVING_REVISION": "hello-00001",
+            "SERVING_POD": "hello-pod",
+            "SERVING_POD_IP": "127.0.0.1",
+            "CONTAINER_CONCURRENCY": str(container_concurrency),
+            "QUEUE_SERVING_PORT": "0",
+            "QUEUE_ADMIN_PORT": "0",
+            "QUEUE_METRICS_PORT": "0",
+            "USER_METRICS_PORT": "0",
+            "USER_PORT": str(backend_port),
+            "REVISION_TIMEOUT_SECONDS": "300",
+            "QUEUE_BIND_ADDRESS": "127.0.0.1",
+            "DRAIN_QUIET_PERIOD_SECONDS": "0",
+        }
+    )
     return env
 
 
-def wait_json_line(server: Server, key: str, value: str, timeout: float = 20.0) -> dict[str, object]:
+def wait_json_line(
+    server: Server, key: str, value: str, timeout: float = 20.0
+) -> dict[str, object]:
     """The first JSON object line of ``server``'s stdout with ``{key: value}``
     (how the queue-proxy and the activator runner report their bound ports)."""
     deadline = time.monotonic() + timeout
@@ -670,12 +739,16 @@ def wait_json_line(server: Server, key: str, value: str, timeout: float = 20.0) 
                 if isinstance(info, dict) and info.get(key) == value:
                     return info
         if time.monotonic() > deadline:
-            raise BenchError(f"{server.name} printed no {{{key!r}: {value!r}}} line in "
-                             f"{timeout:.0f} s:\n{server.log_tail()}")
+            raise BenchError(
+                f"{server.name} printed no {{{key!r}: {value!r}}} line in "
+                f"{timeout:.0f} s:\n{server.log_tail()}"
+            )
         time.sleep(0.05)
 
 
-def http_get_headers(url: str, headers: Mapping[str, str], timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get_headers(
+    url: str, headers: Mapping[str, str], timeout: float = 2.0
+) -> tuple[int, bytes]:
     """``http_get`` with request headers (e.g. ``Host``)."""
     req = urllib.request.Request(url, headers=dict(headers))
     try:

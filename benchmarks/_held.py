@@ -134,8 +134,10 @@ class HeldClient:
             async with sem:
                 reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
             self.writers.append(writer)
-            writer.write(b"GET /?id=%d HTTP/1.1\r\nHost: %s\r\nUser-Agent: zeroserve-bench\r\n"
-                         b"Accept: */*\r\n\r\n" % (i, sv.ROUTE_HOST.encode()))
+            writer.write(
+                b"GET /?id=%d HTTP/1.1\r\nHost: %s\r\nUser-Agent: zeroserve-bench\r\n"
+                b"Accept: */*\r\n\r\n" % (i, sv.ROUTE_HOST.encode())
+            )
             await writer.drain()
             sent = True
             self.sent += 1
@@ -181,8 +183,15 @@ class HeldClient:
             w.transport.abort()
 
 
-async def _held(cfg: HeldSettings, act: sv.ActivatorProc, qp: sv.QueueProxy, app: c.Server,
-                expect_body: bytes | None, held: Held, log: Callable[[str], None]) -> None:
+async def _held(
+    cfg: HeldSettings,
+    act: sv.ActivatorProc,
+    qp: sv.QueueProxy,
+    app: c.Server,
+    expect_body: bytes | None,
+    held: Held,
+    log: Callable[[str], None],
+) -> None:
     n = cfg.n
     client = HeldClient(act.port, n, cfg.parallel, expect_body)
     act_pid = act.server.pid
@@ -198,13 +207,16 @@ async def _held(cfg: HeldSettings, act: sv.ActivatorProc, qp: sv.QueueProxy, app
         try:
             await asyncio.wait_for(client.all_sent.wait(), cfg.timeout)
         except TimeoutError:
-            held.problems.append(f"only {client.sent} of {n} requests were sent within "
-                                 f"{cfg.timeout:.0f} s")
+            held.problems.append(
+                f"only {client.sent} of {n} requests were sent within {cfg.timeout:.0f} s"
+            )
         held.opened = client.sent
         held.open_s = time.monotonic() - t0
-        log(f"held: {client.sent:,} requests sent on their own connections in "
+        log(
+            f"held: {client.sent:,} requests sent on their own connections in "
             f"{held.open_s:.1f} s ({client.failed_before_send} failed); waiting for the "
-            "activator to report them all waiting")
+            "activator to report them all waiting"
+        )
         deadline = time.monotonic() + cfg.timeout
         while True:
             text = await asyncio.to_thread(_scrape, act.metrics_port)
@@ -215,8 +227,10 @@ async def _held(cfg: HeldSettings, act: sv.ActivatorProc, qp: sv.QueueProxy, app
                 held.all_waiting_s = time.monotonic() - t0
                 break
             if time.monotonic() > deadline:
-                held.problems.append(f"the activator reported {held.waiting} of {client.sent} "
-                                     f"waiting after {cfg.timeout:.0f} s")
+                held.problems.append(
+                    f"the activator reported {held.waiting} of {client.sent} "
+                    f"waiting after {cfg.timeout:.0f} s"
+                )
                 break
             await asyncio.sleep(0.1)
         ticks1 = c.ticks_by_session([act_pid])
@@ -225,26 +239,33 @@ async def _held(cfg: HeldSettings, act: sv.ActivatorProc, qp: sv.QueueProxy, app
             park = sum(ticks1[act_pid].values()) - sum(ticks0[act_pid].values())
             held.park_us = park * 1e6 / c.CLK_TCK / held.waiting
         held.answered_early = len(client.done_at)
-        log(f"held: activator reports {held.waiting:,} waiting, VmRSS {held.rss_before_kib} -> "
-            f"{held.rss_held_kib} KiB; SIGUSR1 (the replica appears)")
+        log(
+            f"held: activator reports {held.waiting:,} waiting, VmRSS {held.rss_before_kib} -> "
+            f"{held.rss_held_kib} KiB; SIGUSR1 (the replica appears)"
+        )
         before = c.CpuSnapshot.take(sids)
         t_sig = time.monotonic()
         os.kill(act_pid, signal.SIGUSR1)
         _, pending = await asyncio.wait(tasks, timeout=cfg.timeout)
         after = c.CpuSnapshot.take(sids)
         if pending:
-            held.problems.append(f"{len(pending)} requests were still unanswered "
-                                 f"{cfg.timeout:.0f} s after SIGUSR1")
+            held.problems.append(
+                f"{len(pending)} requests were still unanswered {cfg.timeout:.0f} s after SIGUSR1"
+            )
         late = sorted(t - t_sig for t in client.done_at if t >= t_sig)
         if late:
             held.first_s, held.all_s = late[0], late[-1]
             held.median_s = statistics.median(late)
         answered = len(late)
         if answered:
-            for role, sid in (("activator", act_pid), ("queue-proxy", qp.server.pid),
-                              ("app", app.pid)):
-                held.release_us[role] = (c.session_ticks_between(before, after, sid) * 1e6
-                                         / c.CLK_TCK / answered)
+            for role, sid in (
+                ("activator", act_pid),
+                ("queue-proxy", qp.server.pid),
+                ("app", app.pid),
+            ):
+                held.release_us[role] = (
+                    c.session_ticks_between(before, after, sid) * 1e6 / c.CLK_TCK / answered
+                )
         held.rss_after_kib = c.vm_rss_kib(act_pid)
     finally:
         for t in tasks:
@@ -260,36 +281,50 @@ async def _held(cfg: HeldSettings, act: sv.ActivatorProc, qp: sv.QueueProxy, app
     qp_after = await asyncio.to_thread(_scrape, qp.metrics_port)
     act_after = await asyncio.to_thread(_scrape, act.metrics_port)
 
-    def delta(b: str | None, a: str | None, name: str, labels: dict[str, str] | None = None
-              ) -> float | None:
+    def delta(
+        b: str | None, a: str | None, name: str, labels: dict[str, str] | None = None
+    ) -> float | None:
         if b is None or a is None:
             return None
-        return (c.prometheus_sum(a, name, labels) or 0.0) - (c.prometheus_sum(b, name, labels) or 0.0)
+        return (c.prometheus_sum(a, name, labels) or 0.0) - (
+            c.prometheus_sum(b, name, labels) or 0.0
+        )
 
     held.qp_count = delta(qp_before, qp_after, "zeroserve_queue_requests_total")
     held.act_total = delta(act_before, act_after, "zeroserve_activator_requests_total")
-    held.act_200 = delta(act_before, act_after, "zeroserve_activator_requests_total",
-                         {"response_code": "200"})
+    held.act_200 = delta(
+        act_before, act_after, "zeroserve_activator_requests_total", {"response_code": "200"}
+    )
     held.act_queued = delta(act_before, act_after, "zeroserve_activator_queued_requests_total")
 
 
-def run_held(cfg: HeldSettings, sup: c.Supervisor, app: c.Server, backend_port: int,
-             expect_body: bytes | None, nofile: tuple[int, int],
-             log: Callable[[str], None], suffix: str = ""
-             ) -> tuple[Held, sv.ActivatorProc, sv.QueueProxy]:
+def run_held(
+    cfg: HeldSettings,
+    sup: c.Supervisor,
+    app: c.Server,
+    backend_port: int,
+    expect_body: bytes | None,
+    nofile: tuple[int, int],
+    log: Callable[[str], None],
+    suffix: str = "",
+) -> tuple[Held, sv.ActivatorProc, sv.QueueProxy]:
     """Start a cold activator and its queue-proxy (named ``held-*{suffix}``) in
     front of ``app``, hold ``cfg.n`` requests, release them, and say what happened."""
     qp = sv.start_queue_proxy(sup, f"held-queue-proxy{suffix}", backend_port, cfg.cc)
     act = sv.start_activator(sup, f"held-activator{suffix}", qp.port, cfg.cc, cold=True)
     held = Held(n=cfg.n, cc=cfg.cc, nofile=nofile, activator_pid=act.server.pid)
-    log(f"held: activator :{act.port} (pid {act.server.pid}, cold, containerConcurrency "
-        f"{cfg.cc}) -> queue-proxy :{qp.port}; opening {cfg.n:,} connections")
+    log(
+        f"held: activator :{act.port} (pid {act.server.pid}, cold, containerConcurrency "
+        f"{cfg.cc}) -> queue-proxy :{qp.port}; opening {cfg.n:,} connections"
+    )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_held(cfg, act, qp, app, expect_body, held, log))
     for s in (act.server, qp.server, app):
         s.ensure_alive()
-    log(f"held: {held.ok:,} of {held.n:,} answered 200 in {c.fmt(held.all_s, 2)} s after "
-        f"SIGUSR1; queue-proxy counted {c.fmt(held.qp_count, 0)}")
+    log(
+        f"held: {held.ok:,} of {held.n:,} answered 200 in {c.fmt(held.all_s, 2)} s after "
+        f"SIGUSR1; queue-proxy counted {c.fmt(held.qp_count, 0)}"
+    )
     return held, act, qp
 
 
@@ -302,35 +337,52 @@ def held_table(h: Held) -> str:
     rows = [
         ["connections opened, one request each", f"{h.opened:,} of {h.n:,}"],
         ["time to open them and send the requests", f"{c.fmt(h.open_s, 2)} s"],
-        ["waiting, as the activator reported (zeroserve_activator_queue_length)",
-         f"{h.waiting:,} ({c.fmt(h.all_waiting_s, 2)} s after the first connection)"],
+        [
+            "waiting, as the activator reported (zeroserve_activator_queue_length)",
+            f"{h.waiting:,} ({c.fmt(h.all_waiting_s, 2)} s after the first connection)",
+        ],
         ["answered before the replica appeared", f"{h.answered_early:,}"],
-        ["activator VmRSS before / all held / after all answered",
-         " / ".join("-" if x is None else f"{x / 1024:,.1f} MiB" for x in rss)],
-        ["activator VmRSS growth per held request",
-         f"{c.fmt(kib, 2)} KiB" + ("" if kib is None else
-                                   f" ({(h.rss_held_kib or 0) - (h.rss_before_kib or 0):,} "
-                                   f"KiB / {h.waiting:,})")],
-        ["activator CPU per request while accepting and parking",
-         f"{c.fmt(h.park_us)} µs"],
-        ["SIGUSR1 to first / median / last answer",
-         f"{c.fmt(h.first_s, 3)} / {c.fmt(h.median_s, 3)} / {c.fmt(h.all_s, 3)} s"],
-        ["answers per second while releasing",
-         c.fmt(h.ok / h.all_s, 0, thousands=True) if h.all_s else "-"],
-        ["CPU per request while releasing: activator / queue-proxy / app",
-         " / ".join(c.fmt(h.release_us.get(r)) for r in ("activator", "queue-proxy", "app"))
-         + " µs"],
+        [
+            "activator VmRSS before / all held / after all answered",
+            " / ".join("-" if x is None else f"{x / 1024:,.1f} MiB" for x in rss),
+        ],
+        [
+            "activator VmRSS growth per held request",
+            f"{c.fmt(kib, 2)} KiB"
+            + (
+                ""
+                if kib is None
+                else f" ({(h.rss_held_kib or 0) - (h.rss_before_kib or 0):,} KiB / {h.waiting:,})"
+            ),
+        ],
+        ["activator CPU per request while accepting and parking", f"{c.fmt(h.park_us)} µs"],
+        [
+            "SIGUSR1 to first / median / last answer",
+            f"{c.fmt(h.first_s, 3)} / {c.fmt(h.median_s, 3)} / {c.fmt(h.all_s, 3)} s",
+        ],
+        [
+            "answers per second while releasing",
+            c.fmt(h.ok / h.all_s, 0, thousands=True) if h.all_s else "-",
+        ],
+        [
+            "CPU per request while releasing: activator / queue-proxy / app",
+            " / ".join(c.fmt(h.release_us.get(r)) for r in ("activator", "queue-proxy", "app"))
+            + " µs",
+        ],
         ["status codes received", codes],
         ["client errors", errors],
         ["200 with an unexpected body", f"{h.bad_body:,}"],
         ["distinct ids answered 200", f"{h.ids_ok:,}"],
         ["lost (not answered 200)", f"{h.lost:,}"],
-        ["activator: requests (all codes / 200) and queued, counter deltas",
-         f"{c.fmt(h.act_total, 0, thousands=True)} / {c.fmt(h.act_200, 0, thousands=True)}"
-         f" / {c.fmt(h.act_queued, 0, thousands=True)}"],
-        ["queue-proxy: requests served (counter delta)",
-         c.fmt(h.qp_count, 0, thousands=True)],
-        ["RLIMIT_NOFILE (soft / hard) of the benchmark and its children",
-         f"{h.nofile[0]:,} / {h.nofile[1]:,}"],
+        [
+            "activator: requests (all codes / 200) and queued, counter deltas",
+            f"{c.fmt(h.act_total, 0, thousands=True)} / {c.fmt(h.act_200, 0, thousands=True)}"
+            f" / {c.fmt(h.act_queued, 0, thousands=True)}",
+        ],
+        ["queue-proxy: requests served (counter delta)", c.fmt(h.qp_count, 0, thousands=True)],
+        [
+            "RLIMIT_NOFILE (soft / hard) of the benchmark and its children",
+            f"{h.nofile[0]:,} / {h.nofile[1]:,}",
+        ],
     ]
     return c.md_table(["held requests", "value"], rows)

@@ -41,8 +41,12 @@ class Backend:
     desc: str
 
 
-def start_backend(sup: c.Supervisor, backend_cmd: str | None = None, name: str = "backend",
-                  script: Path = SAMPLE_APP) -> Backend:
+def start_backend(
+    sup: c.Supervisor,
+    backend_cmd: str | None = None,
+    name: str = "backend",
+    script: Path = SAMPLE_APP,
+) -> Backend:
     """The app every target ends at: ``backend_cmd`` (a shell command serving
     ``$PORT``) or the Python ``script`` (the sample app by default)."""
     port = c.free_port()
@@ -68,8 +72,9 @@ class QueueProxy:
 
 def start_queue_proxy(sup: c.Supervisor, name: str, backend_port: int, cc: int) -> QueueProxy:
     # cwd = the repository, so `-m queueproxy` is the package (never this directory).
-    server = sup.start(name, [sys.executable, "-m", "queueproxy"],
-                       c.queue_proxy_env(backend_port, cc), cwd=REPO)
+    server = sup.start(
+        name, [sys.executable, "-m", "queueproxy"], c.queue_proxy_env(backend_port, cc), cwd=REPO
+    )
     info = c.wait_json_line(server, "queue_proxy", "listening")
     port = int(str(info["serving_port"]))
     c.wait_http_ok(f"http://127.0.0.1:{port}/", [server])
@@ -83,11 +88,23 @@ class ActivatorProc:
     metrics_port: int
 
 
-def start_activator(sup: c.Supervisor, name: str, qp_port: int, cc: int, cold: bool) -> ActivatorProc:
+def start_activator(
+    sup: c.Supervisor, name: str, qp_port: int, cc: int, cold: bool
+) -> ActivatorProc:
     """The real activator with one static route to the queue-proxy at ``qp_port``."""
-    argv = [sys.executable, "-m", "benchmarks.activator_runner", "--port", "0",
-            "--host-name", ROUTE_HOST, "--endpoint", f"127.0.0.1:{qp_port}",
-            "--container-concurrency", str(cc)]
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks.activator_runner",
+        "--port",
+        "0",
+        "--host-name",
+        ROUTE_HOST,
+        "--endpoint",
+        f"127.0.0.1:{qp_port}",
+        "--container-concurrency",
+        str(cc),
+    ]
     if cold:
         argv.append("--cold")
     server = sup.start(name, argv, cwd=REPO)
@@ -98,8 +115,9 @@ def start_activator(sup: c.Supervisor, name: str, qp_port: int, cc: int, cold: b
     while True:
         server.ensure_alive()
         try:
-            status, body = c.http_get_headers(f"http://127.0.0.1:{port}/",
-                                              {"K-Network-Probe": "activator"})
+            status, body = c.http_get_headers(
+                f"http://127.0.0.1:{port}/", {"K-Network-Probe": "activator"}
+            )
             if status == 200 and body == b"activator":
                 break
         except (OSError, urllib.error.URLError):
@@ -154,26 +172,30 @@ http {{
 """
 
 
-def start_nginx(sup: c.Supervisor, nginx: str, tmp: Path, backend_port: int,
-                name: str = "nginx") -> tuple[c.Server, int]:
+def start_nginx(
+    sup: c.Supervisor, nginx: str, tmp: Path, backend_port: int, name: str = "nginx"
+) -> tuple[c.Server, int]:
     ntmp = tmp / name
     ntmp.mkdir()
     port = c.free_port()
     # Run as the current user: `user` only matters (and is only allowed) for a root master.
     user_line = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
     conf = ntmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user_line=user_line, tmp=ntmp, port=port,
-                                      backend_port=backend_port))
-    server = sup.start(name, [nginx, "-p", str(ntmp), "-e", str(ntmp / "nginx-error.log"),
-                              "-c", str(conf)])
+    conf.write_text(
+        NGINX_CONF.format(user_line=user_line, tmp=ntmp, port=port, backend_port=backend_port)
+    )
+    server = sup.start(
+        name, [nginx, "-p", str(ntmp), "-e", str(ntmp / "nginx-error.log"), "-c", str(conf)]
+    )
     c.wait_http_ok(f"http://127.0.0.1:{port}/", [server])
     return server, port
 
 
 def start_go_proxy(sup: c.Supervisor, path: str, backend_port: int) -> tuple[c.Server, int]:
     port = c.free_port()
-    env = dict(os.environ, LISTEN=f"127.0.0.1:{port}", UPSTREAM=f"127.0.0.1:{backend_port}",
-               GOMAXPROCS="1")
+    env = dict(
+        os.environ, LISTEN=f"127.0.0.1:{port}", UPSTREAM=f"127.0.0.1:{backend_port}", GOMAXPROCS="1"
+    )
     server = sup.start("goproxy", [path], env)
     c.wait_http_ok(f"http://127.0.0.1:{port}/", [server])
     return server, port

@@ -58,44 +58,95 @@ def _host_args(tool: str, host: str | None) -> list[str]:
     return ["-host", host] if tool == "hey" else ["-H", f"Host: {host}"]
 
 
-def tput_step(connections: int, duration: int, host: str | None = None, path: str = "/",
-              kind: str = "tput") -> Step:
+def tput_step(
+    connections: int, duration: int, host: str | None = None, path: str = "/", kind: str = "tput"
+) -> Step:
     """Throughput: ``wrk -t1 -cN -dDs``."""
-    return Step(kind, ("wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
-                       *_host_args("wrk", host)), c.parse_wrk, duration + 30, path)
+    return Step(
+        kind,
+        ("wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *_host_args("wrk", host)),
+        c.parse_wrk,
+        duration + 30,
+        path,
+    )
 
 
-def cpu_step(requests: int, connections: int, host: str | None = None, path: str = "/",
-             kind: str = "cpu") -> Step:
+def cpu_step(
+    requests: int, connections: int, host: str | None = None, path: str = "/", kind: str = "cpu"
+) -> Step:
     """A fixed number of requests (``hey -n``), for CPU per request; bounded:
     at least 100 req/s, or it is given up."""
-    return Step(kind, ("hey", "-n", str(requests), "-c", str(connections), "-t", "30",
-                       *_host_args("hey", host)), c.parse_hey, 30 + requests / 100, path)
+    return Step(
+        kind,
+        ("hey", "-n", str(requests), "-c", str(connections), "-t", "30", *_host_args("hey", host)),
+        c.parse_hey,
+        30 + requests / 100,
+        path,
+    )
 
 
-def latency_step(rate: int, workers: int, duration: int, tool: str, tmp: Path,
-                 host: str | None = None, path: str = "/", kind: str = "latency") -> Step:
+def latency_step(
+    rate: int,
+    workers: int,
+    duration: int,
+    tool: str,
+    tmp: Path,
+    host: str | None = None,
+    path: str = "/",
+    kind: str = "latency",
+) -> Step:
     """A fixed rate: ``hey -q`` (``workers`` clients of rate/workers each) or
     ``wrk`` with each connection pausing between requests (µs resolution)."""
     if tool == "hey":
-        return Step(kind, ("hey", "-z", f"{duration}s", "-c", str(workers),
-                           "-q", f"{rate / workers:g}", "-t", "30", *_host_args("hey", host)),
-                    c.parse_hey, duration + 40, path)
+        return Step(
+            kind,
+            (
+                "hey",
+                "-z",
+                f"{duration}s",
+                "-c",
+                str(workers),
+                "-q",
+                f"{rate / workers:g}",
+                "-t",
+                "30",
+                *_host_args("hey", host),
+            ),
+            c.parse_hey,
+            duration + 40,
+            path,
+        )
     script = tmp / "paced.lua"
     if not script.exists():
         script.write_text(c.WRK_PACED_LUA)
     delay_ms = max(1, round(workers * 1000 / rate))
-    return Step(kind, ("wrk", "-t1", f"-c{workers}", f"-d{duration}s", "--latency", "-s",
-                       str(script), *_host_args("wrk", host)), c.parse_wrk, duration + 30, path,
-                dict(os.environ, BENCH_WRK_DELAY_MS=str(delay_ms)))
+    return Step(
+        kind,
+        (
+            "wrk",
+            "-t1",
+            f"-c{workers}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(script),
+            *_host_args("wrk", host),
+        ),
+        c.parse_wrk,
+        duration + 30,
+        path,
+        dict(os.environ, BENCH_WRK_DELAY_MS=str(delay_ms)),
+    )
 
 
 def latency_command(rate: int, workers: int, duration: int, tool: str) -> str:
     """How a latency step's command reads in a report."""
     if tool == "hey":
         return f"hey -z {duration}s -c {workers} -q {rate / workers:g}"
-    return (f"wrk -t1 -c{workers} -d{duration}s --latency, each connection pausing "
-            f"{max(1, round(workers * 1000 / rate))} ms between requests")
+    return (
+        f"wrk -t1 -c{workers} -d{duration}s --latency, each connection pausing "
+        f"{max(1, round(workers * 1000 / rate))} ms between requests"
+    )
 
 
 @dataclass
@@ -214,11 +265,20 @@ class Bench:
         ticks = {"app": c.session_ticks_between(before, after, self.app.pid)}
         for role, srv in target.procs.items():
             ticks[role] = c.session_ticks_between(before, after, srv.pid)
-        run = Run(target=target.name, kind=step.kind, rep=rep, argv=argv, rc=load.rc,
-                  wall=load.wall, result=result, error=error, ticks=ticks,
-                  loadgen_cpu=after.children_cpu - before.children_cpu,
-                  foreign_cpu=c.foreign_cpu_seconds(before, after, all_sids) / load.wall,
-                  attempt=attempt)
+        run = Run(
+            target=target.name,
+            kind=step.kind,
+            rep=rep,
+            argv=argv,
+            rc=load.rc,
+            wall=load.wall,
+            result=result,
+            error=error,
+            ticks=ticks,
+            loadgen_cpu=after.children_cpu - before.children_cpu,
+            foreign_cpu=c.foreign_cpu_seconds(before, after, all_sids) / load.wall,
+            attempt=attempt,
+        )
         self.runs.append(run)
         return run
 
@@ -228,15 +288,26 @@ class Bench:
             for s in t.procs.values():
                 s.ensure_alive()
 
-    def warm_up(self, seconds: int, connections: int, host: str | None = None,
-                paths: Sequence[str] = ("/",)) -> None:
+    def warm_up(
+        self, seconds: int, connections: int, host: str | None = None, paths: Sequence[str] = ("/",)
+    ) -> None:
         """A few seconds of wrk load on every target and path before measuring."""
         if seconds <= 0:
             return
         for t in self.targets:
             for path in paths:
-                c.run_load(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-                            *_host_args("wrk", host), t.url + path], self.pinning, 30 + seconds)
+                c.run_load(
+                    [
+                        "wrk",
+                        "-t1",
+                        f"-c{connections}",
+                        f"-d{seconds}s",
+                        *_host_args("wrk", host),
+                        t.url + path,
+                    ],
+                    self.pinning,
+                    30 + seconds,
+                )
         self.check_servers()
 
     def run_all(self, steps: Sequence[Step], reps: int, log: Callable[[str], None]) -> None:
@@ -252,15 +323,20 @@ class Bench:
                     tries: list[Run] = []
                     for attempt in range(1, attempts + 1):
                         if self.quiet_wait > 0:
-                            waited, busy = c.wait_for_quiet(self.server_sids(), self.quiet_wait,
-                                                            DISTURBED_CPU)
+                            waited, busy = c.wait_for_quiet(
+                                self.server_sids(), self.quiet_wait, DISTURBED_CPU
+                            )
                             if busy >= DISTURBED_CPU:
-                                log(f"machine still busy after {waited:.0f} s (other processes "
-                                    f"use {busy:.2f} CPU); measuring anyway")
+                                log(
+                                    f"machine still busy after {waited:.0f} s (other processes "
+                                    f"use {busy:.2f} CPU); measuring anyway"
+                                )
                         run = self.measure(t, step, rep, attempt)
                         tries.append(run)
-                        log(f"{time.monotonic() - t0:5.0f}s rep {rep}/{reps} "
-                            f"{step.kind:>{width}} {t.name:>11}: {brief(run)}")
+                        log(
+                            f"{time.monotonic() - t0:5.0f}s rep {rep}/{reps} "
+                            f"{step.kind:>{width}} {t.name:>11}: {brief(run)}"
+                        )
                         self.check_servers()
                         time.sleep(0.2)
                         if not run.disturbed:
@@ -272,8 +348,11 @@ class Bench:
 
     def used(self, target: str, kind: str) -> list[Run]:
         """The runs that count: no errors, not superseded by another attempt."""
-        return [r for r in self.runs
-                if r.target == target and r.kind == kind and not r.bad and not r.superseded]
+        return [
+            r
+            for r in self.runs
+            if r.target == target and r.kind == kind and not r.bad and not r.superseded
+        ]
 
 
 def failure_cell(run: Run) -> str:
@@ -289,22 +368,30 @@ def quality_notes(bench: Bench, what: str, rerun: str) -> list[str]:
     used = [r for r in bench.runs if not r.superseded]
     bad = sum(1 for r in used if r.bad)
     if bad:
-        out.append(f"{bad} of the {what} had errors, non-2xx responses or failed; they are left "
-                   "out of the figures above (see every run below).")
+        out.append(
+            f"{bad} of the {what} had errors, non-2xx responses or failed; they are left "
+            "out of the figures above (see every run below)."
+        )
     redone = sum(r.superseded for r in bench.runs)
     if redone:
-        out.append(f"{redone} disturbed run(s) were redone (--quiet-wait); the figures use the "
-                   "less disturbed attempt of each.")
+        out.append(
+            f"{redone} disturbed run(s) were redone (--quiet-wait); the figures use the "
+            "less disturbed attempt of each."
+        )
     noisy = [r for r in used if r.disturbed]
     if noisy:
         worst = max(noisy, key=lambda r: r.foreign_cpu)
-        out.append(f"Other processes on this machine used more than {DISTURBED_CPU} CPU during "
-                   f"{len(noisy)} of the {len(used)} {what} in the figures (worst "
-                   f"{worst.foreign_cpu:.2f} CPU: {worst.target} {worst.kind} rep {worst.rep}); "
-                   f"those figures are less reliable. On a shared machine, rerun with {rerun}.")
+        out.append(
+            f"Other processes on this machine used more than {DISTURBED_CPU} CPU during "
+            f"{len(noisy)} of the {len(used)} {what} in the figures (worst "
+            f"{worst.foreign_cpu:.2f} CPU: {worst.target} {worst.kind} rep {worst.rep}); "
+            f"those figures are less reliable. On a shared machine, rerun with {rerun}."
+        )
     else:
-        out.append(f"Other processes on this machine used under {DISTURBED_CPU} CPU during "
-                   f"every one of the {what} in the figures.")
+        out.append(
+            f"Other processes on this machine used under {DISTURBED_CPU} CPU during "
+            f"every one of the {what} in the figures."
+        )
     return out
 
 
@@ -369,8 +456,13 @@ def spread(runs: Iterable[Run], metric: Metric) -> c.Spread | None:
     return c.Spread.of(metric(r) for r in runs)
 
 
-def paired(mine: Iterable[Run], theirs: Iterable[Run], metric: Metric,
-           base_metric: Metric | None = None, op: str = "/") -> c.Spread | None:
+def paired(
+    mine: Iterable[Run],
+    theirs: Iterable[Run],
+    metric: Metric,
+    base_metric: Metric | None = None,
+    op: str = "/",
+) -> c.Spread | None:
     """Per repetition: my figure divided by (``op="/"``) or minus (``"-"``) the
     baseline's figure of the same repetition; their median [min-max]."""
     bm = base_metric or metric

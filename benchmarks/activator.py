@@ -107,58 +107,118 @@ def parse_args(argv: Sequence[str]) -> Config:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.activator",
         description="Measure the activator in one run on 127.0.0.1: its warm path against "
-                    "the queue-proxy and direct access (throughput, CPU per request of each "
-                    "proxy, latency at a fixed rate; medians of interleaved repetitions), and "
-                    "10,000 requests held at zero replicas (memory per held request, time "
-                    "until all are answered once a replica appears, none lost).",
+        "the queue-proxy and direct access (throughput, CPU per request of each "
+        "proxy, latency at a fixed rate; medians of interleaved repetitions), and "
+        "10,000 requests held at zero replicas (memory per held request, time "
+        "until all are answered once a replica appears, none lost).",
     )
-    p.add_argument("--reps", type=int, help="warm-path repetitions, interleaved across targets "
-                                            "(default 3)")
-    p.add_argument("--duration", type=int,
-                   help="seconds of each throughput and latency run (default 5)")
-    p.add_argument("--requests", type=int,
-                   help="requests of each fixed-count CPU run, hey -n (default 20000)")
-    p.add_argument("--connections", type=int, default=50,
-                   help="connections of the throughput and CPU runs (default 50)")
-    p.add_argument("--rate", type=int, default=1000,
-                   help="total req/s of the latency run (default 1000)")
-    p.add_argument("--rate-workers", type=int, default=10,
-                   help="concurrent clients of the latency run (default 10)")
-    p.add_argument("--warmup", type=int,
-                   help="seconds of wrk load per target before measuring (default 1)")
-    p.add_argument("--latency-tool", choices=("hey", "wrk"), default="hey",
-                   help="hey -q (default; 0.1 ms resolution) or wrk paced by a delay() "
-                        "script (µs resolution, rate slightly under --rate)")
-    p.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
-                   help="for a shared machine: before each warm-path run, wait up to SECONDS "
-                        "until other processes use under 0.1 CPU, and redo (once) a run they "
-                        "disturbed (default 0: off)")
-    p.add_argument("--held", type=int, default=10_000, metavar="N",
-                   help="requests held at zero replicas, one connection each "
-                        "(default 10000; 0 skips this part)")
-    p.add_argument("--held-cc", type=int, default=10, metavar="CC",
-                   help="containerConcurrency of the held-requests revision, at the activator "
-                        "and its queue-proxy (default 10)")
-    p.add_argument("--held-parallel", type=int, default=200, metavar="K",
-                   help="connection attempts in progress at once while opening the held "
-                        "connections (default 200)")
-    p.add_argument("--held-timeout", type=float, default=120.0, metavar="SECONDS",
-                   help="give up waiting for held requests after this long, both for all "
-                        "to be waiting and for all to be answered (default 120)")
+    p.add_argument(
+        "--reps", type=int, help="warm-path repetitions, interleaved across targets (default 3)"
+    )
+    p.add_argument(
+        "--duration", type=int, help="seconds of each throughput and latency run (default 5)"
+    )
+    p.add_argument(
+        "--requests", type=int, help="requests of each fixed-count CPU run, hey -n (default 20000)"
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=50,
+        help="connections of the throughput and CPU runs (default 50)",
+    )
+    p.add_argument(
+        "--rate", type=int, default=1000, help="total req/s of the latency run (default 1000)"
+    )
+    p.add_argument(
+        "--rate-workers",
+        type=int,
+        default=10,
+        help="concurrent clients of the latency run (default 10)",
+    )
+    p.add_argument(
+        "--warmup", type=int, help="seconds of wrk load per target before measuring (default 1)"
+    )
+    p.add_argument(
+        "--latency-tool",
+        choices=("hey", "wrk"),
+        default="hey",
+        help="hey -q (default; 0.1 ms resolution) or wrk paced by a delay() "
+        "script (µs resolution, rate slightly under --rate)",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="for a shared machine: before each warm-path run, wait up to SECONDS "
+        "until other processes use under 0.1 CPU, and redo (once) a run they "
+        "disturbed (default 0: off)",
+    )
+    p.add_argument(
+        "--held",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="requests held at zero replicas, one connection each "
+        "(default 10000; 0 skips this part)",
+    )
+    p.add_argument(
+        "--held-cc",
+        type=int,
+        default=10,
+        metavar="CC",
+        help="containerConcurrency of the held-requests revision, at the activator "
+        "and its queue-proxy (default 10)",
+    )
+    p.add_argument(
+        "--held-parallel",
+        type=int,
+        default=200,
+        metavar="K",
+        help="connection attempts in progress at once while opening the held "
+        "connections (default 200)",
+    )
+    p.add_argument(
+        "--held-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="give up waiting for held requests after this long, both for all "
+        "to be waiting and for all to be answered (default 120)",
+    )
     p.add_argument("--no-warm", action="store_true", help="skip the warm-path measurements")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run of ~40 s: 1 repetition, 3 s runs, 5000 requests (explicit "
-                        "options still win; the held part is unchanged)")
-    p.add_argument("--backend-cmd", metavar="CMD",
-                   help="shell command of the app instead of the sample app; it must serve "
-                        "GET / with 2xx on 127.0.0.1:$PORT")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run of ~40 s: 1 repetition, 3 s runs, 5000 requests (explicit "
+        "options still win; the held part is unchanged)",
+    )
+    p.add_argument(
+        "--backend-cmd",
+        metavar="CMD",
+        help="shell command of the app instead of the sample app; it must serve "
+        "GET / with 2xx on 127.0.0.1:$PORT",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
-    p.add_argument("--server-cpu", type=int, default=1,
-                   help="CPU of the app, the queue-proxy and the activator (default 1)")
-    p.add_argument("--load-cpu", type=int, default=0,
-                   help="CPU of the load generators and this script (default 0)")
-    p.add_argument("--results-dir", type=Path, default=HERE / "results",
-                   help="where the report is written (default benchmarks/results)")
+    p.add_argument(
+        "--server-cpu",
+        type=int,
+        default=1,
+        help="CPU of the app, the queue-proxy and the activator (default 1)",
+    )
+    p.add_argument(
+        "--load-cpu",
+        type=int,
+        default=0,
+        help="CPU of the load generators and this script (default 0)",
+    )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=HERE / "results",
+        help="where the report is written (default benchmarks/results)",
+    )
     p.add_argument("--no-write", action="store_true", help="print the report only")
     a = p.parse_args(argv)
     base = QUICK if a.quick else DEFAULT
@@ -168,13 +228,27 @@ def parse_args(argv: Sequence[str]) -> Config:
         return base[name] if v is None else int(v)
 
     cfg = Config(
-        reps=pick("reps"), duration=pick("duration"), requests=pick("requests"),
-        connections=a.connections, rate=a.rate, rate_workers=a.rate_workers,
-        warmup=pick("warmup"), latency_tool=a.latency_tool, quiet_wait=a.quiet_wait,
-        backend_cmd=a.backend_cmd, warm=not a.no_warm, held=a.held, held_cc=a.held_cc,
-        held_parallel=a.held_parallel, held_timeout=a.held_timeout, pin=not a.no_pin,
-        server_cpu=a.server_cpu, load_cpu=a.load_cpu, results_dir=a.results_dir,
-        write=not a.no_write, quick=a.quick,
+        reps=pick("reps"),
+        duration=pick("duration"),
+        requests=pick("requests"),
+        connections=a.connections,
+        rate=a.rate,
+        rate_workers=a.rate_workers,
+        warmup=pick("warmup"),
+        latency_tool=a.latency_tool,
+        quiet_wait=a.quiet_wait,
+        backend_cmd=a.backend_cmd,
+        warm=not a.no_warm,
+        held=a.held,
+        held_cc=a.held_cc,
+        held_parallel=a.held_parallel,
+        held_timeout=a.held_timeout,
+        pin=not a.no_pin,
+        server_cpu=a.server_cpu,
+        load_cpu=a.load_cpu,
+        results_dir=a.results_dir,
+        write=not a.no_write,
+        quick=a.quick,
     )
     problems = []
     if cfg.reps < 1 or cfg.duration < 1:
@@ -186,8 +260,10 @@ def parse_args(argv: Sequence[str]) -> Config:
     if cfg.warmup < 0 or cfg.quiet_wait < 0:
         problems.append("--warmup and --quiet-wait must not be negative")
     if cfg.held < 0 or cfg.held_cc < 1 or cfg.held_parallel < 1 or cfg.held_timeout <= 0:
-        problems.append("--held must not be negative; --held-cc, --held-parallel and "
-                        "--held-timeout must be positive")
+        problems.append(
+            "--held must not be negative; --held-cc, --held-parallel and "
+            "--held-timeout must be positive"
+        )
     if not cfg.warm and cfg.held == 0:
         problems.append("--no-warm with --held 0 leaves nothing to measure")
     if problems:
@@ -196,9 +272,11 @@ def parse_args(argv: Sequence[str]) -> Config:
 
 
 def steps(cfg: Config, tmp: Path) -> list[w.Step]:
-    return [w.tput_step(cfg.connections, cfg.duration, HOST),
-            w.cpu_step(cfg.requests, cfg.connections, HOST),
-            w.latency_step(cfg.rate, cfg.rate_workers, cfg.duration, cfg.latency_tool, tmp, HOST)]
+    return [
+        w.tput_step(cfg.connections, cfg.duration, HOST),
+        w.cpu_step(cfg.requests, cfg.connections, HOST),
+        w.latency_step(cfg.rate, cfg.rate_workers, cfg.duration, cfg.latency_tool, tmp, HOST),
+    ]
 
 
 # ------------------------------------------------------------------ report
@@ -214,8 +292,9 @@ def proxies_us(r: w.Run) -> float | None:
 
 
 class Report:
-    def __init__(self, cfg: Config, pinning: c.Pinning, warm: w.Bench | None,
-                 held: hd.Held | None) -> None:
+    def __init__(
+        self, cfg: Config, pinning: c.Pinning, warm: w.Bench | None, held: hd.Held | None
+    ) -> None:
         self.cfg = cfg
         self.pinning = pinning
         self.warm = warm
@@ -228,8 +307,15 @@ class Report:
     def spread(self, target: str, kind: str, metric: Metric) -> c.Spread | None:
         return w.spread(self.runs(target, kind), metric)
 
-    def paired(self, target: str, base: str, kind: str, metric: Metric,
-               base_metric: Metric | None = None, op: str = "/") -> c.Spread | None:
+    def paired(
+        self,
+        target: str,
+        base: str,
+        kind: str,
+        metric: Metric,
+        base_metric: Metric | None = None,
+        op: str = "/",
+    ) -> c.Spread | None:
         """Per repetition: target's figure / (or -) base's figure of the same repetition."""
         return w.paired(self.runs(target, kind), self.runs(base, kind), metric, base_metric, op)
 
@@ -237,14 +323,16 @@ class Report:
 
     def cpu_ratio(self) -> c.Spread | None:
         """Activator µs/req (activator path) / queue-proxy µs/req (queue-proxy alone)."""
-        return self.paired("activator", "queue-proxy", "cpu", role_us("activator"),
-                           role_us("queue-proxy"))
+        return self.paired(
+            "activator", "queue-proxy", "cpu", role_us("activator"), role_us("queue-proxy")
+        )
 
     def cpu_ratio_same_run(self) -> c.Spread | None:
         return c.Spread.of(
             (r.us("activator") or 0) / q
             for r in self.runs("activator", "cpu")
-            if (q := r.us("queue-proxy")) and r.us("activator") is not None)
+            if (q := r.us("queue-proxy")) and r.us("activator") is not None
+        )
 
     def added_p50(self, base: str = "direct") -> c.Spread | None:
         return self.paired("activator", base, "latency", p50, op="-")
@@ -257,34 +345,72 @@ class Report:
 
         if self.warm is not None:
             for label, ratio in (
-                ("activator CPU per request / queue-proxy's, both in the activator-path run "
-                 "(same requests, same rate)", self.cpu_ratio_same_run()),
-                ("activator CPU per request / queue-proxy's in the queue-proxy-alone run of the "
-                 "same repetition", self.cpu_ratio()),
+                (
+                    "activator CPU per request / queue-proxy's, both in the activator-path run "
+                    "(same requests, same rate)",
+                    self.cpu_ratio_same_run(),
+                ),
+                (
+                    "activator CPU per request / queue-proxy's in the queue-proxy-alone run of the "
+                    "same repetition",
+                    self.cpu_ratio(),
+                ),
             ):
-                rows.append([label, f"<= {GOAL_CPU_RATIO}x", c.fmt_ratio(ratio),
-                             within(None if ratio is None else ratio.median <= GOAL_CPU_RATIO)])
+                rows.append(
+                    [
+                        label,
+                        f"<= {GOAL_CPU_RATIO}x",
+                        c.fmt_ratio(ratio),
+                        within(None if ratio is None else ratio.median <= GOAL_CPU_RATIO),
+                    ]
+                )
             added = self.added_p50()
             digits = 2 if self.cfg.latency_tool == "hey" else 3
-            rows.append([f"added p50 of activator + queue-proxy vs direct at {self.cfg.rate:,} "
-                         "req/s", f"<= {GOAL_ADDED_P50_MS} ms", f"{fmt_delta(added, digits)} ms",
-                         within(None if added is None else added.median <= GOAL_ADDED_P50_MS)])
+            rows.append(
+                [
+                    f"added p50 of activator + queue-proxy vs direct at {self.cfg.rate:,} req/s",
+                    f"<= {GOAL_ADDED_P50_MS} ms",
+                    f"{fmt_delta(added, digits)} ms",
+                    within(None if added is None else added.median <= GOAL_ADDED_P50_MS),
+                ]
+            )
         h = self.held
         if h is not None:
             kib = h.kib_per_held
-            rows.append(["activator memory per held request (VmRSS growth / held)",
-                         f"<= {GOAL_KIB_PER_HELD:g} KiB", f"{c.fmt(kib, 2)} KiB",
-                         within(None if kib is None else kib <= GOAL_KIB_PER_HELD)])
-            rows.append(["held requests answered 200 after the replica appeared",
-                         f"all {h.n:,}, 0 lost",
-                         f"{h.ok:,} of {h.n:,}, {h.lost:,} lost",
-                         within(h.lost == 0)])
+            rows.append(
+                [
+                    "activator memory per held request (VmRSS growth / held)",
+                    f"<= {GOAL_KIB_PER_HELD:g} KiB",
+                    f"{c.fmt(kib, 2)} KiB",
+                    within(None if kib is None else kib <= GOAL_KIB_PER_HELD),
+                ]
+            )
+            rows.append(
+                [
+                    "held requests answered 200 after the replica appeared",
+                    f"all {h.n:,}, 0 lost",
+                    f"{h.ok:,} of {h.n:,}, {h.lost:,} lost",
+                    within(h.lost == 0),
+                ]
+            )
             once = self.exactly_once()
-            rows.append(["each held request reached the replica exactly once "
-                         "(queue-proxy's request count)", f"{h.n:,}",
-                         c.fmt(h.qp_count, 0, thousands=True), within(once)])
-            rows.append(["time from the replica's appearance to the last answer", "-",
-                         f"{c.fmt(h.all_s, 2)} s", "-"])
+            rows.append(
+                [
+                    "each held request reached the replica exactly once "
+                    "(queue-proxy's request count)",
+                    f"{h.n:,}",
+                    c.fmt(h.qp_count, 0, thousands=True),
+                    within(once),
+                ]
+            )
+            rows.append(
+                [
+                    "time from the replica's appearance to the last answer",
+                    "-",
+                    f"{c.fmt(h.all_s, 2)} s",
+                    "-",
+                ]
+            )
         return c.md_table(["goal", "target", "measured", "within"], rows)
 
     def exactly_once(self) -> bool | None:
@@ -297,16 +423,27 @@ class Report:
         header = ["target", "req/s median [min-max]", "x direct", "x queue-proxy"]
         rows = []
         for n in self.names:
-            rows.append([LABELS[n], c.fmt_spread(self.spread(n, "tput", tput), 0, thousands=True),
-                         c.fmt_ratio(self.paired(n, "direct", "tput", tput) if n != "direct"
-                                     else None),
-                         c.fmt_ratio(self.paired(n, "queue-proxy", "tput", tput)
-                                     if n == "activator" else None)])
+            rows.append(
+                [
+                    LABELS[n],
+                    c.fmt_spread(self.spread(n, "tput", tput), 0, thousands=True),
+                    c.fmt_ratio(self.paired(n, "direct", "tput", tput) if n != "direct" else None),
+                    c.fmt_ratio(
+                        self.paired(n, "queue-proxy", "tput", tput) if n == "activator" else None
+                    ),
+                ]
+            )
         return c.md_table(header, rows)
 
     def cpu_table(self, kind: str = "cpu") -> str:
-        header = ["target", "activator µs/req", "queue-proxy µs/req", "app µs/req",
-                  "proxies µs/req", "all µs/req"]
+        header = [
+            "target",
+            "activator µs/req",
+            "queue-proxy µs/req",
+            "app µs/req",
+            "proxies µs/req",
+            "all µs/req",
+        ]
         if kind == "cpu":
             header.append("max req/s on one CPU")
         rows = []
@@ -327,22 +464,35 @@ class Report:
 
     def latency_table(self) -> str:
         digits = 2 if self.cfg.latency_tool == "hey" else 3
-        header = ["target", "achieved req/s", "p50 ms", "p99 ms", "p50 - direct ms",
-                  "p99 - direct ms", "p50 - queue-proxy ms"]
+        header = [
+            "target",
+            "achieved req/s",
+            "p50 ms",
+            "p99 ms",
+            "p50 - direct ms",
+            "p99 - direct ms",
+            "p50 - queue-proxy ms",
+        ]
         rows = []
         for n in self.names:
             rate = self.spread(n, "latency", tput)
-            rows.append([
-                LABELS[n], c.fmt(rate.median if rate else None, 0, thousands=True),
-                c.fmt_spread(self.spread(n, "latency", p50), digits),
-                c.fmt_spread(self.spread(n, "latency", p99), digits),
-                fmt_delta(self.paired(n, "direct", "latency", p50, op="-"), digits)
-                if n != "direct" else "-",
-                fmt_delta(self.paired(n, "direct", "latency", p99, op="-"), digits)
-                if n != "direct" else "-",
-                fmt_delta(self.paired(n, "queue-proxy", "latency", p50, op="-"), digits)
-                if n == "activator" else "-",
-            ])
+            rows.append(
+                [
+                    LABELS[n],
+                    c.fmt(rate.median if rate else None, 0, thousands=True),
+                    c.fmt_spread(self.spread(n, "latency", p50), digits),
+                    c.fmt_spread(self.spread(n, "latency", p99), digits),
+                    fmt_delta(self.paired(n, "direct", "latency", p50, op="-"), digits)
+                    if n != "direct"
+                    else "-",
+                    fmt_delta(self.paired(n, "direct", "latency", p99, op="-"), digits)
+                    if n != "direct"
+                    else "-",
+                    fmt_delta(self.paired(n, "queue-proxy", "latency", p50, op="-"), digits)
+                    if n == "activator"
+                    else "-",
+                ]
+            )
         return c.md_table(header, rows)
 
     def held_table(self) -> str:
@@ -353,12 +503,14 @@ class Report:
         out = []
         if self.pinning.enabled:
             cpus = os.cpu_count() or 0
-            out.append(f"The app, the queue-proxy and the activator all run on CPU "
-                       f"{self.pinning.server_cpu} (the load generators and this script on CPU "
-                       f"{self.pinning.load_cpu}; this machine has {cpus} CPUs). On the "
-                       "activator path the three processes share that one CPU, so its "
-                       "throughput is bounded by 1 / (all µs/req of the CPU table), and its "
-                       "latency includes waiting for the CPU behind the other two.")
+            out.append(
+                f"The app, the queue-proxy and the activator all run on CPU "
+                f"{self.pinning.server_cpu} (the load generators and this script on CPU "
+                f"{self.pinning.load_cpu}; this machine has {cpus} CPUs). On the "
+                "activator path the three processes share that one CPU, so its "
+                "throughput is bounded by 1 / (all µs/req of the CPU table), and its "
+                "latency includes waiting for the CPU behind the other two."
+            )
         else:
             out.append("Not pinned: servers and load generators compete for all CPUs.")
         bench = self.warm
@@ -374,12 +526,15 @@ class Report:
                     f"{rates.median:.2f}x the activator path's request rate (it shares the CPU "
                     "with the app only), and a busier event loop handles more requests per "
                     "wake-up, so it costs less per request: compare the queue-proxy's own "
-                    "µs/req in the two rows of the CPU table.")
+                    "µs/req in the two rows of the CPU table."
+                )
             hop = self.added_p50("queue-proxy")
             if hop is not None:
                 digits = 2 if self.cfg.latency_tool == "hey" else 3
-                out.append(f"The activator hop alone (activator path p50 minus queue-proxy p50): "
-                           f"{fmt_delta(hop, digits)} ms.")
+                out.append(
+                    f"The activator hop alone (activator path p50 minus queue-proxy p50): "
+                    f"{fmt_delta(hop, digits)} ms."
+                )
             for n in self.names:
                 runs = self.runs(n, "tput")
                 shares = []
@@ -389,8 +544,10 @@ class Report:
                         shares.append(f"{s.median:.0%} to the {role}")
                 g = c.Spread.of(r.loadgen_util for r in runs)
                 if shares and g:
-                    line = (f"{n} throughput runs: the servers' CPU went {', '.join(shares)}; wrk "
-                            f"used {g.median:.0%} of its CPU")
+                    line = (
+                        f"{n} throughput runs: the servers' CPU went {', '.join(shares)}; wrk "
+                        f"used {g.median:.0%} of its CPU"
+                    )
                     if g.median >= 0.9:
                         line += " (saturated: this throughput is a lower bound)"
                     out.append(line + ".")
@@ -398,49 +555,82 @@ class Report:
             if self.cfg.latency_tool == "hey":
                 line = "hey reports latencies in 0.1 ms steps; use --latency-tool wrk for µs resolution."
                 if self.cfg.rate_workers > 1:
-                    line += (f" Each of hey's {self.cfg.rate_workers} clients paces itself with "
-                             "its own ticker, all started together, so requests arrive in bursts "
-                             f"of {self.cfg.rate_workers} every "
-                             f"{1000 * self.cfg.rate_workers / self.cfg.rate:g} ms; on the one "
-                             "server CPU a burst queues through every process of the path, so "
-                             "p50 includes waiting behind other requests of the burst, more so "
-                             "the more processes the path has. `--rate-workers 1` (evenly "
-                             "spaced; a little under the rate when a response takes longer "
-                             "than the interval) shows the latency of a request that does not "
-                             "queue; the paced wrk of `--latency-tool wrk` is in between (its "
-                             "connections drift apart).")
+                    line += (
+                        f" Each of hey's {self.cfg.rate_workers} clients paces itself with "
+                        "its own ticker, all started together, so requests arrive in bursts "
+                        f"of {self.cfg.rate_workers} every "
+                        f"{1000 * self.cfg.rate_workers / self.cfg.rate:g} ms; on the one "
+                        "server CPU a burst queues through every process of the path, so "
+                        "p50 includes waiting behind other requests of the burst, more so "
+                        "the more processes the path has. `--rate-workers 1` (evenly "
+                        "spaced; a little under the rate when a response takes longer "
+                        "than the interval) shows the latency of a request that does not "
+                        "queue; the paced wrk of `--latency-tool wrk` is in between (its "
+                        "connections drift apart)."
+                    )
                 out.append(line)
         h = self.held
         if h is not None:
-            out.append("Held requests: VmRSS counts the activator's user-space memory only; the "
-                       f"kernel's socket buffers for the {h.n:,} connections are not in it. The "
-                       "baseline is the fresh cold activator, so one-time allocations of its "
-                       "first requests are included (spread over all held requests).")
+            out.append(
+                "Held requests: VmRSS counts the activator's user-space memory only; the "
+                f"kernel's socket buffers for the {h.n:,} connections are not in it. The "
+                "baseline is the fresh cold activator, so one-time allocations of its "
+                "first requests are included (spread over all held requests)."
+            )
             for p in h.problems:
                 out.append(f"Held requests: {p}.")
         return out
 
     def every_run(self) -> str:
-        header = ["target", "kind", "rep", "try", "req/s", "responses", "p50 ms", "p99 ms",
-                  "activator µs/req", "queue-proxy µs/req", "app µs/req", "servers CPU",
-                  "wrk/hey CPU", "other CPU", "errors / non-2xx"]
+        header = [
+            "target",
+            "kind",
+            "rep",
+            "try",
+            "req/s",
+            "responses",
+            "p50 ms",
+            "p99 ms",
+            "activator µs/req",
+            "queue-proxy µs/req",
+            "app µs/req",
+            "servers CPU",
+            "wrk/hey CPU",
+            "other CPU",
+            "errors / non-2xx",
+        ]
         rows = []
         assert self.warm is not None
-        for r in sorted(self.warm.runs, key=lambda r: (KINDS.index(r.kind), r.rep,
-                                                       self.names.index(r.target), r.attempt)):
+        for r in sorted(
+            self.warm.runs,
+            key=lambda r: (KINDS.index(r.kind), r.rep, self.names.index(r.target), r.attempt),
+        ):
             res = r.result
             tried = f"{r.attempt} (not used)" if r.superseded else str(r.attempt)
             if res is None:
-                rows.append([r.target, r.kind, str(r.rep), tried] + ["-"] * 10
-                            + [w.failure_cell(r)])
+                rows.append(
+                    [r.target, r.kind, str(r.rep), tried] + ["-"] * 10 + [w.failure_cell(r)]
+                )
                 continue
-            rows.append([
-                r.target, r.kind, str(r.rep), tried, c.fmt(res.rps, 0, thousands=True),
-                str(res.requests), c.fmt(res.p50_ms, 3), c.fmt(res.p99_ms, 3),
-                c.fmt(r.us("activator")), c.fmt(r.us("queue-proxy")), c.fmt(r.us("app")),
-                f"{r.server_util:.2f}", f"{r.loadgen_util:.2f}", f"{r.foreign_cpu:.2f}",
-                f"{res.errors} / {res.non2xx}",
-            ])
+            rows.append(
+                [
+                    r.target,
+                    r.kind,
+                    str(r.rep),
+                    tried,
+                    c.fmt(res.rps, 0, thousands=True),
+                    str(res.requests),
+                    c.fmt(res.p50_ms, 3),
+                    c.fmt(res.p99_ms, 3),
+                    c.fmt(r.us("activator")),
+                    c.fmt(r.us("queue-proxy")),
+                    c.fmt(r.us("app")),
+                    f"{r.server_util:.2f}",
+                    f"{r.loadgen_util:.2f}",
+                    f"{r.foreign_cpu:.2f}",
+                    f"{res.errors} / {res.non2xx}",
+                ]
+            )
         return c.md_table(header, rows, left=2)
 
     def render(self, meta: dict[str, str]) -> str:
@@ -449,8 +639,10 @@ class Report:
         if cfg.latency_tool == "hey":
             lat_cmd = f"hey -z {d}s -c {cfg.rate_workers} -q {cfg.rate / cfg.rate_workers:g}"
         else:
-            lat_cmd = (f"wrk -t1 -c{cfg.rate_workers} -d{d}s --latency, each connection pausing "
-                       f"{max(1, round(cfg.rate_workers * 1000 / cfg.rate))} ms between requests")
+            lat_cmd = (
+                f"wrk -t1 -c{cfg.rate_workers} -d{d}s --latency, each connection pausing "
+                f"{max(1, round(cfg.rate_workers * 1000 / cfg.rate))} ms between requests"
+            )
         lines = [
             f"# activator benchmark, {meta['date']}",
             "",
@@ -503,8 +695,9 @@ class Report:
             ]
         if self.held is not None:
             h = self.held
-            where_client = (f"pinned to CPU {self.pinning.load_cpu}" if self.pinning.enabled
-                            else "not pinned")
+            where_client = (
+                f"pinned to CPU {self.pinning.load_cpu}" if self.pinning.enabled else "not pinned"
+            )
             lines += [
                 f"## Held requests: {h.n:,} requests at a revision with no replica",
                 "",
@@ -532,10 +725,17 @@ class Report:
         return "\n".join(lines)
 
 
-def describe_meta(cfg: Config, pinning: c.Pinning, tools: dict[str, str], backend_desc: str,
-                  app: c.Server, targets: list[w.Target],
-                  held_procs: tuple[sv.ActivatorProc, sv.QueueProxy] | None,
-                  started: datetime.datetime, wall: float) -> dict[str, str]:
+def describe_meta(
+    cfg: Config,
+    pinning: c.Pinning,
+    tools: dict[str, str],
+    backend_desc: str,
+    app: c.Server,
+    targets: list[w.Target],
+    held_procs: tuple[sv.ActivatorProc, sv.QueueProxy] | None,
+    started: datetime.datetime,
+    wall: float,
+) -> dict[str, str]:
     meta = {
         "date": started.astimezone().isoformat(timespec="seconds"),
         "command": shlex.join(sys.orig_argv),
@@ -552,15 +752,19 @@ def describe_meta(cfg: Config, pinning: c.Pinning, tools: dict[str, str], backen
             meta[f"target {t.name}"] = f"{t.detail} (:{t.port}, {pids})"
     if held_procs is not None:
         act, qp = held_procs
-        meta["held requests"] = (f"`python -m benchmarks.activator_runner --cold "
-                                 f"--container-concurrency {cfg.held_cc}` (:{act.port}, pid "
-                                 f"{act.server.pid}) -> `python -m queueproxy` "
-                                 f"CONTAINER_CONCURRENCY={cfg.held_cc} (:{qp.port}, pid "
-                                 f"{qp.server.pid}) -> the app")
-    meta["settings"] = (f"reps {cfg.reps}, duration {cfg.duration} s, requests {cfg.requests}, "
-                        f"connections {cfg.connections}, rate {cfg.rate} req/s with "
-                        f"{cfg.rate_workers} clients, warm-up {cfg.warmup} s per target, "
-                        f"held {cfg.held}" + ("" if cfg.warm else ", warm path skipped"))
+        meta["held requests"] = (
+            f"`python -m benchmarks.activator_runner --cold "
+            f"--container-concurrency {cfg.held_cc}` (:{act.port}, pid "
+            f"{act.server.pid}) -> `python -m queueproxy` "
+            f"CONTAINER_CONCURRENCY={cfg.held_cc} (:{qp.port}, pid "
+            f"{qp.server.pid}) -> the app"
+        )
+    meta["settings"] = (
+        f"reps {cfg.reps}, duration {cfg.duration} s, requests {cfg.requests}, "
+        f"connections {cfg.connections}, rate {cfg.rate} req/s with "
+        f"{cfg.rate_workers} clients, warm-up {cfg.warmup} s per target, "
+        f"held {cfg.held}" + ("" if cfg.warm else ", warm path skipped")
+    )
     meta["Host header"] = f"`{HOST}` on every request of every target"
     return meta
 
@@ -593,9 +797,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # inherits this limit); aim for twice that, need it once.
     nofile = c.raise_nofile(2 * cfg.held + 1024)
     if cfg.held and nofile[0] < cfg.held + 512:
-        print(f"benchmarks.activator: --held {cfg.held} needs RLIMIT_NOFILE >= {cfg.held + 512}; "
-              f"the limit is {nofile[0]} (hard {nofile[1]}). Raise it (ulimit -n) or lower "
-              "--held.", file=sys.stderr)
+        print(
+            f"benchmarks.activator: --held {cfg.held} needs RLIMIT_NOFILE >= {cfg.held + 512}; "
+            f"the limit is {nofile[0]} (hard {nofile[1]}). Raise it (ulimit -n) or lower "
+            "--held.",
+            file=sys.stderr,
+        )
         return 2
     pinning = c.choose_pinning(cfg.pin, cfg.server_cpu, cfg.load_cpu)
     pinning.pin_self()
@@ -605,8 +812,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     report_md: str | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-activator-") as tmpname, \
-                c.Supervisor(Path(tmpname), pinning) as sup:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-activator-") as tmpname,
+            c.Supervisor(Path(tmpname), pinning) as sup,
+        ):
             tmp = Path(tmpname)
             backend = sv.start_backend(sup, cfg.backend_cmd, name="app")
             app, backend_port = backend.server, backend.port
@@ -620,34 +829,49 @@ def main(argv: Sequence[str] | None = None) -> int:
                 act = sv.start_activator(sup, "activator", qp.port, 0, cold=False)
                 targets = [
                     w.Target("direct", backend_port, {}, "the app, no proxy"),
-                    w.Target("queue-proxy", qp.port, {"queue-proxy": qp.server},
-                             "`python -m queueproxy`, CONTAINER_CONCURRENCY=0"),
-                    w.Target("activator", act.port,
-                             {"activator": act.server, "queue-proxy": qp.server},
-                             "`python -m benchmarks.activator_runner` (containerConcurrency 0, "
-                             "one ready replica) -> the same queue-proxy"),
+                    w.Target(
+                        "queue-proxy",
+                        qp.port,
+                        {"queue-proxy": qp.server},
+                        "`python -m queueproxy`, CONTAINER_CONCURRENCY=0",
+                    ),
+                    w.Target(
+                        "activator",
+                        act.port,
+                        {"activator": act.server, "queue-proxy": qp.server},
+                        "`python -m benchmarks.activator_runner` (containerConcurrency 0, "
+                        "one ready replica) -> the same queue-proxy",
+                    ),
                 ]
                 for t in targets[1:]:
                     status, body = c.http_get_headers(t.url + "/", host_hdr)
                     if not 200 <= status < 300 or (expect_body is not None and body != expect_body):
-                        raise c.BenchError(f"{t.name} does not reach the app: GET / gave {status} "
-                                           f"{body[:80]!r}, direct gave {direct_body[:80]!r}")
+                        raise c.BenchError(
+                            f"{t.name} does not reach the app: GET / gave {status} "
+                            f"{body[:80]!r}, direct gave {direct_body[:80]!r}"
+                        )
                 warm = w.Bench(pinning, app, targets, cfg.quiet_wait)
-                log("targets: " + ", ".join(f"{t.name} :{t.port}" for t in targets)
-                    + f"; about {estimate_seconds(cfg):.0f} s in all")
+                log(
+                    "targets: "
+                    + ", ".join(f"{t.name} :{t.port}" for t in targets)
+                    + f"; about {estimate_seconds(cfg):.0f} s in all"
+                )
                 warm.warm_up(cfg.warmup, cfg.connections, HOST)
                 warm.run_all(steps(cfg, tmp), cfg.reps, log)
             held: hd.Held | None = None
             held_procs: tuple[sv.ActivatorProc, sv.QueueProxy] | None = None
             if cfg.held:
-                settings = hd.HeldSettings(cfg.held, cfg.held_cc, cfg.held_parallel,
-                                           cfg.held_timeout)
-                held, h_act, h_qp = hd.run_held(settings, sup, app, backend_port, expect_body,
-                                                nofile, log)
+                settings = hd.HeldSettings(
+                    cfg.held, cfg.held_cc, cfg.held_parallel, cfg.held_timeout
+                )
+                held, h_act, h_qp = hd.run_held(
+                    settings, sup, app, backend_port, expect_body, nofile, log
+                )
                 held_procs = (h_act, h_qp)
             wall = time.monotonic() - t0
-            meta = describe_meta(cfg, pinning, tools, backend.desc, app, targets, held_procs,
-                                 started, wall)
+            meta = describe_meta(
+                cfg, pinning, tools, backend.desc, app, targets, held_procs, started, wall
+            )
             report_md = Report(cfg, pinning, warm, held).render(meta)
     except KeyboardInterrupt as e:
         log(f"interrupted ({str(e) or 'Ctrl-C'}); every started process was stopped")

@@ -27,14 +27,27 @@ KEY = RevisionKey("default", "hello-00001")
 
 
 async def run(args: argparse.Namespace) -> int:
-    act = Activator(Settings(host="127.0.0.1", port=args.port, metrics_port=0, drain_seconds=0,
-                             activation_timeout=600, queue_depth=args.queue_depth, budget=args.queue_depth))
-    act.set_routes(RoutingTable([Route("default", "hello", (args.host_name,), (Target(KEY, 100),))]))
+    act = Activator(
+        Settings(
+            host="127.0.0.1",
+            port=args.port,
+            metrics_port=0,
+            drain_seconds=0,
+            activation_timeout=600,
+            queue_depth=args.queue_depth,
+            budget=args.queue_depth,
+        )
+    )
+    act.set_routes(
+        RoutingTable([Route("default", "hello", (args.host_name,), (Target(KEY, 100),))])
+    )
     act.put_revision(RevisionInfo(KEY, container_concurrency=args.container_concurrency))
     endpoints = []
     for i, spec in enumerate(args.endpoint):
         host, _, port = spec.rpartition(":")
-        endpoints.append(Endpoint(name=f"replica-{i}", host=host, port=int(port), stats_port=0, ready=True))
+        endpoints.append(
+            Endpoint(name=f"replica-{i}", host=host, port=int(port), stats_port=0, ready=True)
+        )
     loop = asyncio.get_running_loop()
     if args.cold:
         loop.add_signal_handler(signal.SIGUSR1, lambda: act.set_endpoints(KEY, endpoints))

@@ -31,12 +31,25 @@ def build(n: int, seed: int) -> tuple[Multiscaler, InMemoryCluster, list[Revisio
     for i in range(n):
         key = RevisionKey(f"ns-{i % 50}", f"svc-{i}-00001")
         cc = rng.choice([0, 1, 10, 100])
-        cluster.put_revision(RevisionInfo(key, container_concurrency=cc), replicas=rng.randint(0, 5))
-        cluster.set_pods(key, [Endpoint(f"{key.name}-{j}", "127.0.0.1", 8012, 9090) for j in range(rng.randint(0, 5))])
+        cluster.put_revision(
+            RevisionInfo(key, container_concurrency=cc), replicas=rng.randint(0, 5)
+        )
+        cluster.set_pods(
+            key,
+            [
+                Endpoint(f"{key.name}-{j}", "127.0.0.1", 8012, 9090)
+                for j in range(rng.randint(0, 5))
+            ],
+        )
         keys.append(key)
     clock_box = [1_000_000.0]
-    ms = Multiscaler(config=AutoscalerConfig(), revisions=cluster, pods=cluster, scaler=cluster,
-                     clock=lambda: clock_box[0])
+    ms = Multiscaler(
+        config=AutoscalerConfig(),
+        revisions=cluster,
+        pods=cluster,
+        scaler=cluster,
+        clock=lambda: clock_box[0],
+    )
     ms.sync(clock_box[0])
     return ms, cluster, keys, clock_box
 
@@ -51,7 +64,12 @@ async def run(n: int, ticks: int, seed: int) -> None:
         clock[0] += 1
         start = time.process_time()
         for key, load in zip(keys, loads, strict=True):
-            ms.record(key, Stat(pod_name="activator", average_concurrent_requests=load * rng.uniform(0.8, 1.2)))
+            ms.record(
+                key,
+                Stat(
+                    pod_name="activator", average_concurrent_requests=load * rng.uniform(0.8, 1.2)
+                ),
+            )
         record_cpu.append(time.process_time() - start)
         if t >= 60 and t % 2 == 0:
             start = time.process_time()
@@ -63,14 +81,20 @@ async def run(n: int, ticks: int, seed: int) -> None:
     await ms.stop()
     med = statistics.median(samples)
     print(f"revisions: {n}, ticks measured: {len(samples)}")
-    print(f"CPU per tick: median {med * 1000:.1f} ms  [min {min(samples) * 1000:.1f} - max {max(samples) * 1000:.1f}]")
+    print(
+        f"CPU per tick: median {med * 1000:.1f} ms  [min {min(samples) * 1000:.1f} - max {max(samples) * 1000:.1f}]"
+    )
     print(f"decisions per second of CPU: {n / med:,.0f}")
-    print(f"recording one stat per revision (one second of activator stats): "
-          f"median {statistics.median(record_cpu) * 1000:.1f} ms")
+    print(
+        f"recording one stat per revision (one second of activator stats): "
+        f"median {statistics.median(record_cpu) * 1000:.1f} ms"
+    )
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.autoscaler", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.autoscaler", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--revisions", type=int, default=10_000)
     p.add_argument("--ticks", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)

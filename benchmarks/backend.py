@@ -55,8 +55,14 @@ def main() -> None:
         sys.exit(f"benchmarks/backend.py: PORT must be an integer, got {port_text!r}")
     import uvloop
 
-    web.run_app(make_app(os.environ.get("TARGET", "World")), host=os.environ.get("HOST", "127.0.0.1"),
-                port=port, print=None, access_log=None, loop=uvloop.new_event_loop())
+    web.run_app(
+        make_app(os.environ.get("TARGET", "World")),
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=port,
+        print=None,
+        access_log=None,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

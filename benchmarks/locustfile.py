@@ -92,14 +92,27 @@ class _Seconds:
         rows = []
         for sec in sorted(set(self.latencies) | set(self.busy)):
             lat = sorted(self.latencies.get(sec, []))
-            rows.append({
-                "t": sec, "requests": len(lat), "failures": self.failures.get(sec, 0),
-                "p50_ms": _pct(lat, 0.50), "p95_ms": _pct(lat, 0.95),
-                "max_ms": lat[-1] if lat else None, "concurrency": round(self.busy.get(sec, 0.0), 3),
-            })
-        return {"start": self.start, "seconds": rows, "errors": dict(self.errors),
-                "users": [list(u) for u in self.users], "shape_seconds": SECONDS, "peak_users": PEAK,
-                "path": PATH, "host_header": HOST_HEADER}
+            rows.append(
+                {
+                    "t": sec,
+                    "requests": len(lat),
+                    "failures": self.failures.get(sec, 0),
+                    "p50_ms": _pct(lat, 0.50),
+                    "p95_ms": _pct(lat, 0.95),
+                    "max_ms": lat[-1] if lat else None,
+                    "concurrency": round(self.busy.get(sec, 0.0), 3),
+                }
+            )
+        return {
+            "start": self.start,
+            "seconds": rows,
+            "errors": dict(self.errors),
+            "users": [list(u) for u in self.users],
+            "shape_seconds": SECONDS,
+            "peak_users": PEAK,
+            "path": PATH,
+            "host_header": HOST_HEADER,
+        }
 
     def write(self) -> None:
         if OUT and not self.written:
@@ -118,12 +131,19 @@ SECONDS_SEEN = _Seconds()
 
 
 @events.request.add_listener
-def _on_request(request_type: str, name: str, response_time: float, response_length: int,
-                exception: BaseException | None = None, start_time: float | None = None,
-                **kwargs: Any) -> None:
+def _on_request(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response_length: int,
+    exception: BaseException | None = None,
+    start_time: float | None = None,
+    **kwargs: Any,
+) -> None:
     seconds = response_time / 1000
-    SECONDS_SEEN.request(start_time if start_time is not None else time.time() - seconds,
-                         seconds, exception)
+    SECONDS_SEEN.request(
+        start_time if start_time is not None else time.time() - seconds, seconds, exception
+    )
 
 
 @events.test_stop.add_listener

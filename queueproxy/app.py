@@ -108,7 +108,8 @@ class QueueProxy:
             "user_metrics_port": await self.prom_server.listen(addr, s.user_metrics_port),
         }
         self._reporter = asyncio.get_running_loop().create_task(
-            every(REPORT_INTERVAL, self._report), name="stats-reporter")
+            every(REPORT_INTERVAL, self._report), name="stats-reporter"
+        )
         return self.ports
 
     # -- stats ------------------------------------------------------------
@@ -141,7 +142,9 @@ class QueueProxy:
     # -- drain and shutdown -------------------------------------------------
 
     def _wait_for_drain(self, conn: ServerConnection, req: Request) -> None:
-        task = asyncio.get_running_loop().create_task(self._drain_then_answer(conn, req), name="wait-for-drain")
+        task = asyncio.get_running_loop().create_task(
+            self._drain_then_answer(conn, req), name="wait-for-drain"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -167,7 +170,11 @@ class QueueProxy:
         while any(not c.tunnel for c in self.serving.conns):
             await asyncio.sleep(0.05)
         if self.serving.conns:
-            log.info("waiting up to %.0fs for %d upgraded connection(s)", TUNNEL_GRACE, len(self.serving.conns))
+            log.info(
+                "waiting up to %.0fs for %d upgraded connection(s)",
+                TUNNEL_GRACE,
+                len(self.serving.conns),
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.serving.wait_closed(), TUNNEL_GRACE)
         for srv in (self.serving, self.admin, self.stats_server, self.prom_server):

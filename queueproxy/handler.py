@@ -112,7 +112,9 @@ class QueueProxyHandler(Handler):
             self.max_at_app = at_app
         h = req.h
         extra = b""
-        if (b"x-forwarded-for" in h or b"x-forwarded-host" in h or b"x-forwarded-proto" in h) and b"forwarded" not in h:
+        if (
+            b"x-forwarded-for" in h or b"x-forwarded-host" in h or b"x-forwarded-proto" in h
+        ) and b"forwarded" not in h:
             fwd = synthesize_forwarded(
                 h.get(b"x-forwarded-for"), h.get(b"x-forwarded-host"), h.get(b"x-forwarded-proto")
             )
@@ -152,7 +154,9 @@ class QueueProxyHandler(Handler):
             # Ingress network probe: echo the config hash it carries.
             digest = h.get(b"k-network-hash")
             if not digest:
-                conn.fail(400, b"bad-probe", b"K-Network-Probe: probe needs a K-Network-Hash header")
+                conn.fail(
+                    400, b"bad-probe", b"K-Network-Probe: probe needs a K-Network-Hash header"
+                )
             else:
                 conn.respond(200, b"", b"K-Network-Hash: " + digest + b"\r\n")
             return

@@ -107,10 +107,22 @@ class QueueProxyCollector(Collector):
         yield latency
 
         for name, doc, value in (
-            ("zeroserve_queue_requests_in_flight", "Requests in the queue-proxy (queued included).", self.in_flight()),
-            ("zeroserve_queue_depth", "Requests waiting for a concurrency slot.", self.queue_depth()),
+            (
+                "zeroserve_queue_requests_in_flight",
+                "Requests in the queue-proxy (queued included).",
+                self.in_flight(),
+            ),
+            (
+                "zeroserve_queue_depth",
+                "Requests waiting for a concurrency slot.",
+                self.queue_depth(),
+            ),
             ("zeroserve_queue_capacity", "containerConcurrency (0 = unlimited).", self.capacity),
-            ("zeroserve_queue_app_in_flight_max", "Most requests at the app at once since start.", self.max_at_app()),
+            (
+                "zeroserve_queue_app_in_flight_max",
+                "Most requests at the app at once since start.",
+                self.max_at_app(),
+            ),
         ):
             g = GaugeMetricFamily(name, doc, labels=names)
             g.add_metric(values, value)

@@ -54,7 +54,9 @@ class ProbeSpec:
     success_threshold: int = 1
 
 
-def parse_probe(text: str, user_port: int, var: str = "SERVING_READINESS_PROBE") -> ProbeSpec | None:
+def parse_probe(
+    text: str, user_port: int, var: str = "SERVING_READINESS_PROBE"
+) -> ProbeSpec | None:
     """Parse the probe JSON; None when empty. Errors name the variable and field."""
     if not text.strip():
         return None
@@ -180,7 +182,9 @@ class ReadinessProber:
             return True
         task = self._inflight
         if task is None or task.done():
-            task = asyncio.get_running_loop().create_task(self._run(self.spec), name="readiness-probe")
+            task = asyncio.get_running_loop().create_task(
+                self._run(self.spec), name="readiness-probe"
+            )
             self._inflight = task
         # shield: one caller going away must not cancel the others' probe
         return await asyncio.shield(task)

@@ -18,8 +18,19 @@ APP = [sys.executable, str(ROOT / "examples" / "helloworld" / "app.py")]
 
 async def _start(port: int, *extra: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "zeroserve.cli", "replica", "--port", str(port), "--drain", "0.2", *extra, "--", *APP,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "zeroserve.cli",
+        "replica",
+        "--port",
+        str(port),
+        "--drain",
+        "0.2",
+        *extra,
+        "--",
+        *APP,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -56,7 +67,10 @@ async def test_replica_serves_the_sample_app_and_stops_cleanly_on_ctrl_c() -> No
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
         for pid in children:
-            assert not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes()[:80]
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or b"Z" in Path(f"/proc/{pid}/stat").read_bytes()[:80]
+            )
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -85,7 +99,8 @@ async def test_children_die_when_zeroserve_is_killed() -> None:
 
 async def test_missing_command_is_a_usage_error() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "zeroserve.cli", "replica", stderr=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "zeroserve.cli", "replica", stderr=asyncio.subprocess.PIPE
+    )
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert b"give the app command after --" in err

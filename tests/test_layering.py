@@ -47,8 +47,12 @@ def test_core_imports_no_component() -> None:
 
 
 def test_only_one_module_imports_kubernetes_asyncio() -> None:
-    users = [str(p.relative_to(ROOT)) for pkg in ("zeroserve", *COMPONENTS) for p in _modules(pkg)
-             if "kubernetes_asyncio" in _imports(p)]
+    users = [
+        str(p.relative_to(ROOT))
+        for pkg in ("zeroserve", *COMPONENTS)
+        for p in _modules(pkg)
+        if "kubernetes_asyncio" in _imports(p)
+    ]
     assert set(users) <= {KUBE_MODULE}, users
 
 
@@ -61,8 +65,12 @@ def test_queueproxy_imports_neither_kubernetes_nor_autoscaler_nor_aiohttp() -> N
 def test_queueproxy_process_loads_no_heavy_module() -> None:
     # What actually gets imported at start, transitively: the sidecar runs in
     # every replica, so its start time and memory count on every cold start.
-    code = ("import sys, queueproxy.app, queueproxy.__main__; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('kubernetes_asyncio', 'aiohttp', 'autoscaler', 'activator', 'httpx', 'yaml')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    code = (
+        "import sys, queueproxy.app, queueproxy.__main__; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('kubernetes_asyncio', 'aiohttp', 'autoscaler', 'activator', 'httpx', 'yaml')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "[]"

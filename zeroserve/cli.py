@@ -23,35 +23,69 @@ DEFAULT_SERVER = "http://127.0.0.1:8090"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zeroserve", description="Knative-Serving-style serverless, locally.")
+    p = argparse.ArgumentParser(
+        prog="zeroserve", description="Knative-Serving-style serverless, locally."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run controller, autoscaler, activator and replicas here; apply FILEs",
-                        description="Run the whole system in the foreground and apply the manifests given. "
-                        "Ctrl-C stops everything cleanly.")
-    up.add_argument("files", nargs="*", type=Path, metavar="FILE", help="manifests to apply at start")
-    up.add_argument("--port", type=int, default=8080, help="the ingress (the activator's listener; default 8080)")
+    up = sub.add_parser(
+        "up",
+        help="run controller, autoscaler, activator and replicas here; apply FILEs",
+        description="Run the whole system in the foreground and apply the manifests given. "
+        "Ctrl-C stops everything cleanly.",
+    )
+    up.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE", help="manifests to apply at start"
+    )
+    up.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="the ingress (the activator's listener; default 8080)",
+    )
     up.add_argument("--control-port", type=int, default=8090, help="control API (default 8090)")
-    up.add_argument("--host", default="127.0.0.1", help="address of every listener (default 127.0.0.1)")
+    up.add_argument(
+        "--host", default="127.0.0.1", help="address of every listener (default 127.0.0.1)"
+    )
     up.add_argument("--domain", help="default domain of service URLs (default localhost)")
-    up.add_argument("--logs", type=Path, help="directory for component and replica logs (default: a temp dir)")
-    up.add_argument("--activators", type=int, default=1,
-                    help="activator processes sharing the ingress port (default 1)")
-    up.add_argument("--activation-timeout", type=float, default=120.0,
-                    help="seconds a request may wait for a replica before a 503 (default 120)")
-    up.add_argument("--max-starting", type=int, metavar="N",
-                    help="replicas of one revision starting at once; the others are Pending "
-                    "(default: one per CPU, at least 2)")
+    up.add_argument(
+        "--logs", type=Path, help="directory for component and replica logs (default: a temp dir)"
+    )
+    up.add_argument(
+        "--activators",
+        type=int,
+        default=1,
+        help="activator processes sharing the ingress port (default 1)",
+    )
+    up.add_argument(
+        "--activation-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a request may wait for a replica before a 503 (default 120)",
+    )
+    up.add_argument(
+        "--max-starting",
+        type=int,
+        metavar="N",
+        help="replicas of one revision starting at once; the others are Pending "
+        "(default: one per CPU, at least 2)",
+    )
 
     def client(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("--server", default=DEFAULT_SERVER, help=f"control API (default {DEFAULT_SERVER})")
+        cmd.add_argument(
+            "--server", default=DEFAULT_SERVER, help=f"control API (default {DEFAULT_SERVER})"
+        )
 
     apply = sub.add_parser("apply", help="create or update objects from a manifest")
-    apply.add_argument("-f", "--filename", required=True, type=Path, action="append", help="manifest (repeatable)")
+    apply.add_argument(
+        "-f", "--filename", required=True, type=Path, action="append", help="manifest (repeatable)"
+    )
     client(apply)
 
     delete = sub.add_parser("delete", help="delete objects: -f FILE, or KIND NAME")
-    delete.add_argument("-f", "--filename", type=Path, action="append", help="manifest whose objects to delete")
+    delete.add_argument(
+        "-f", "--filename", type=Path, action="append", help="manifest whose objects to delete"
+    )
     delete.add_argument("args", nargs="*", metavar="KIND NAME")
     delete.add_argument("-n", "--namespace", default="default")
     client(delete)
@@ -64,17 +98,21 @@ def _parser() -> argparse.ArgumentParser:
     get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     client(get)
 
-    tree = sub.add_parser("tree", help="a Service's objects: Configuration, Revisions and replicas, Route")
+    tree = sub.add_parser(
+        "tree", help="a Service's objects: Configuration, Revisions and replicas, Route"
+    )
     tree.add_argument("kind", choices=["ksvc", "kservice", "service", "services"])
     tree.add_argument("name")
     tree.add_argument("-n", "--namespace", default="default")
     client(tree)
 
     ctl = sub.add_parser(
-        "controller", help="run the in-cluster controller (Kubernetes)",
+        "controller",
+        help="run the in-cluster controller (Kubernetes)",
         description="Reconcile serving.knative.dev/v1 Services, Configurations, Routes and "
         "Revisions in a cluster: Revisions, Deployments with the queue-proxy sidecar, private "
-        "Services, Istio VirtualServices and Knative status. Runs until SIGTERM.")
+        "Services, Istio VirtualServices and Knative status. Runs until SIGTERM.",
+    )
     from .kubecontroller.config import add_arguments
 
     add_arguments(ctl)
@@ -85,15 +123,32 @@ def _parser() -> argparse.ArgumentParser:
         description="Start CMD with $PORT like a Knative container, put a queue-proxy in front of it, "
         "and serve until Ctrl-C (then drain and stop both, pod-style).",
     )
-    r.add_argument("--port", type=int, default=8012, help="queue-proxy serving port (default 8012; 0 = any)")
+    r.add_argument(
+        "--port", type=int, default=8012, help="queue-proxy serving port (default 8012; 0 = any)"
+    )
     r.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    r.add_argument("--concurrency", type=int, default=0, metavar="CC",
-                   help="containerConcurrency: requests at once at the app (default 0 = unlimited)")
-    r.add_argument("--timeout", type=float, default=300, help="request timeout in seconds (default 300)")
-    r.add_argument("--drain", type=float, default=1.0,
-                   help="quiet period before stopping, seconds (default 1; Knative's is 30)")
-    r.add_argument("--revision", default="helloworld-go-00001", help="revision name reported in stats")
-    r.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="environment of the app")
+    r.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        metavar="CC",
+        help="containerConcurrency: requests at once at the app (default 0 = unlimited)",
+    )
+    r.add_argument(
+        "--timeout", type=float, default=300, help="request timeout in seconds (default 300)"
+    )
+    r.add_argument(
+        "--drain",
+        type=float,
+        default=1.0,
+        help="quiet period before stopping, seconds (default 1; Knative's is 30)",
+    )
+    r.add_argument(
+        "--revision", default="helloworld-go-00001", help="revision name reported in stats"
+    )
+    r.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="environment of the app"
+    )
     r.add_argument("--logs", type=Path, help="write app and queue-proxy logs into this directory")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     return p
@@ -110,7 +165,9 @@ def _call(server: str, method: str, path: str, **kw: Any) -> Any:
     try:
         r = httpx.request(method, server.rstrip("/") + path, timeout=30, **kw)
     except httpx.HTTPError as e:
-        raise ClientError(f"cannot reach the control API at {server} ({e}); is `zeroserve up` running?") from None
+        raise ClientError(
+            f"cannot reach the control API at {server} ({e}); is `zeroserve up` running?"
+        ) from None
     data = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
     if r.status_code == 422:
         raise ClientError("\n".join(data.get("errors", [])))
@@ -157,13 +214,21 @@ def cmd_get(args: argparse.Namespace) -> int:
         data = _call(args.server, "GET", f"/v1/table/{args.kind}", params=params)
         rows = data["rows"]
         if not rows:
-            print("No resources found." if namespace is None else f"No resources found in {namespace} namespace.")
+            print(
+                "No resources found."
+                if namespace is None
+                else f"No resources found in {namespace} namespace."
+            )
             return 0
         print(format_table(data["headers"], rows))
         return 0
     data = _call(args.server, "GET", f"/v1/objects/{args.kind}", params=params)
     items = data["items"]
-    doc: Any = items[0] if args.name and len(items) == 1 else {"apiVersion": "v1", "kind": "List", "items": items}
+    doc: Any = (
+        items[0]
+        if args.name and len(items) == 1
+        else {"apiVersion": "v1", "kind": "List", "items": items}
+    )
     if args.output == "json":
         print(json.dumps(doc, indent=2))
     else:
@@ -179,8 +244,10 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    lines = ["   ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
-             for row in [headers, *rows]]
+    lines = [
+        "   ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+        for row in [headers, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -188,7 +255,9 @@ def format_tree(tree: dict[str, Any]) -> str:
     """A Service's objects, drawn like ``kubectl tree``."""
     svc, cfg, route = tree["service"], tree.get("configuration"), tree.get("route")
     ns = svc.get("namespace", "")
-    rows: list[tuple[str, str, str]] = [(f"Service/{svc['name']}", svc.get("ready", ""), svc.get("reason", ""))]
+    rows: list[tuple[str, str, str]] = [
+        (f"Service/{svc['name']}", svc.get("ready", ""), svc.get("reason", ""))
+    ]
     parts = []
     if cfg is not None:
         parts.append(("cfg", cfg))
@@ -198,22 +267,35 @@ def format_tree(tree: dict[str, Any]) -> str:
         last = i == len(parts) - 1
         branch, indent = ("└─", "  ") if last else ("├─", "│ ")
         if what == "route":
-            rows.append((f"{branch}Route/{obj['name']}", obj.get("ready", ""), obj.get("reason", "")))
+            rows.append(
+                (f"{branch}Route/{obj['name']}", obj.get("ready", ""), obj.get("reason", ""))
+            )
             continue
-        rows.append((f"{branch}Configuration/{obj['name']}", obj.get("ready", ""), obj.get("reason", "")))
+        rows.append(
+            (f"{branch}Configuration/{obj['name']}", obj.get("ready", ""), obj.get("reason", ""))
+        )
         revisions = tree.get("revisions", [])
         for j, rev in enumerate(revisions):
             rlast = j == len(revisions) - 1
             rb, ri = ("└─", "  ") if rlast else ("├─", "│ ")
-            rows.append((f"{indent}{rb}Revision/{rev['name']}", rev.get("ready", ""), rev.get("reason", "")))
+            rows.append(
+                (f"{indent}{rb}Revision/{rev['name']}", rev.get("ready", ""), rev.get("reason", ""))
+            )
             pods = rev.get("pods", [])
             for k, pod in enumerate(pods):
                 pb = "└─" if k == len(pods) - 1 else "├─"
-                rows.append((f"{indent}{ri}{pb}Pod/{pod['name']}", "True" if pod.get("ready") else "False",
-                             pod.get("status", "")))
+                rows.append(
+                    (
+                        f"{indent}{ri}{pb}Pod/{pod['name']}",
+                        "True" if pod.get("ready") else "False",
+                        pod.get("status", ""),
+                    )
+                )
     width = max(len(r[0]) for r in rows) + 2
     lines = [f"{'NAMESPACE':<10} {'NAME':<{width}} {'READY':<6} REASON"]
-    lines += [f"{ns:<10} {name:<{width}} {ready:<6} {reason}".rstrip() for name, ready, reason in rows]
+    lines += [
+        f"{ns:<10} {name:<{width}} {ready:<6} {reason}".rstrip() for name, ready, reason in rows
+    ]
     return "\n".join(lines)
 
 
@@ -235,9 +317,15 @@ async def _run_replica(args: argparse.Namespace) -> int:
     if args.logs:
         args.logs.mkdir(parents=True, exist_ok=True)
     spec = ReplicaSpec(
-        command=cmd, env=env, container_concurrency=args.concurrency, timeout_seconds=args.timeout,
-        drain_quiet_period=args.drain, serving_port=args.port, host=args.host,
-        revision=args.revision, configuration=args.revision.rsplit("-", 1)[0],
+        command=cmd,
+        env=env,
+        container_concurrency=args.concurrency,
+        timeout_seconds=args.timeout,
+        drain_quiet_period=args.drain,
+        serving_port=args.port,
+        host=args.host,
+        revision=args.revision,
+        configuration=args.revision.rsplit("-", 1)[0],
         service=args.revision.rsplit("-", 1)[0],
     )
     replica = Replica(spec, name=f"{args.revision}-local", log_dir=args.logs)
@@ -282,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         from .kubecontroller.main import run
 
         logging.getLogger().handlers[0].setFormatter(
-            logging.Formatter("%(asctime)s controller %(levelname)s %(message)s"))
+            logging.Formatter("%(asctime)s controller %(levelname)s %(message)s")
+        )
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(run(settings_from(args)))
     if args.command in ("replica", "up"):
@@ -291,10 +380,17 @@ def main(argv: list[str] | None = None) -> int:
                 return runner.run(_run_replica(args))
             from .local.up import UpOptions, run_up
 
-            options = UpOptions(files=args.files, host=args.host, port=args.port, control_port=args.control_port,
-                                domain=args.domain, log_dir=args.logs, activators=args.activators,
-                                activation_timeout=args.activation_timeout,
-                                max_starting=args.max_starting)
+            options = UpOptions(
+                files=args.files,
+                host=args.host,
+                port=args.port,
+                control_port=args.control_port,
+                domain=args.domain,
+                log_dir=args.logs,
+                activators=args.activators,
+                activation_timeout=args.activation_timeout,
+                max_starting=args.max_starting,
+            )
             return runner.run(run_up(options))
     commands = {"apply": cmd_apply, "delete": cmd_delete, "get": cmd_get, "tree": cmd_tree}
     try:

@@ -71,8 +71,9 @@ def _number(obj: Obj, path: str, value: Any, default: float) -> float:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
         # The CRD schema should prevent this; one bad field must not hide the revision.
-        log.warning("revision %s: %s is %r, not a number; using %g",
-                    revision_key(obj), path, value, default)
+        log.warning(
+            "revision %s: %s is %r, not a number; using %g", revision_key(obj), path, value, default
+        )
         return default
     return float(value)
 
@@ -84,8 +85,9 @@ def revision_info(obj: Obj) -> RevisionInfo:
     labels = _labels(obj)
     return RevisionInfo(
         key=revision_key(obj),
-        container_concurrency=int(_number(
-            obj, "spec.containerConcurrency", spec.get("containerConcurrency"), 0)),
+        container_concurrency=int(
+            _number(obj, "spec.containerConcurrency", spec.get("containerConcurrency"), 0)
+        ),
         annotations=dict(meta.get("annotations") or {}),
         # Knative labels a revision no route points at "reserve"; until the labeller has
         # run there is no label, and such a revision counts as reachable (as upstream).
@@ -94,9 +96,11 @@ def revision_info(obj: Obj) -> RevisionInfo:
         configuration=labels.get(CONFIGURATION_LABEL, ""),
         timeout_seconds=_number(obj, "spec.timeoutSeconds", spec.get("timeoutSeconds"), 300.0),
         response_start_timeout_seconds=_number(
-            obj, "spec.responseStartTimeoutSeconds", spec.get("responseStartTimeoutSeconds"), 0.0),
+            obj, "spec.responseStartTimeoutSeconds", spec.get("responseStartTimeoutSeconds"), 0.0
+        ),
         idle_timeout_seconds=_number(
-            obj, "spec.idleTimeoutSeconds", spec.get("idleTimeoutSeconds"), 0.0),
+            obj, "spec.idleTimeoutSeconds", spec.get("idleTimeoutSeconds"), 0.0
+        ),
         failure=_failure(obj),
     )
 
@@ -189,11 +193,16 @@ def slice_endpoints(endpoint_slice: Obj, pods_by_name: Mapping[str, Obj]) -> lis
             continue
         target = endpoint.get("targetRef") or {}
         pod = target.get("name") if target.get("kind", "Pod") == "Pod" else None
-        found.append(Endpoint(
-            name=pod or addresses[0], host=addresses[0], port=port, stats_port=stats_port,
-            started_at=pod_started_at(pods_by_name.get(pod)) if pod else 0.0,
-            ready=conditions.get("ready") is not False,
-        ))
+        found.append(
+            Endpoint(
+                name=pod or addresses[0],
+                host=addresses[0],
+                port=port,
+                stats_port=stats_port,
+                started_at=pod_started_at(pods_by_name.get(pod)) if pod else 0.0,
+                ready=conditions.get("ready") is not False,
+            )
+        )
     return found
 
 
@@ -263,10 +272,14 @@ def route_from_status(route_obj: Obj, *, cluster_domain: str = CLUSTER_DOMAIN) -
         targets.append(Target(key, percent))
         tag = entry.get("tag")
         if tag:
-            tag_hosts = (_url_host(entry.get("url")), f"{tag}-{name}.{namespace}.svc.{cluster_domain}")
+            tag_hosts = (
+                _url_host(entry.get("url")),
+                f"{tag}-{name}.{namespace}.svc.{cluster_domain}",
+            )
             tags[str(tag)] = (_unique(tag_hosts), key)
-    return Route(namespace=namespace, name=name, hosts=_unique(hosts), targets=tuple(targets),
-                 tags=tags)
+    return Route(
+        namespace=namespace, name=name, hosts=_unique(hosts), targets=tuple(targets), tags=tags
+    )
 
 
 def _unique(hosts: Iterable[str | None]) -> tuple[str, ...]:

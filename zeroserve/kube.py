@@ -135,7 +135,11 @@ class Expired(KubeError):
 
 class Unavailable(KubeError):
     def __init__(
-        self, message: str, *, status: int | None = None, reason: str = "",
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str = "",
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message, status=status, reason=reason)
@@ -150,7 +154,9 @@ def _describe(ref: ResourceRef, namespace: str | None, name: str | None = None) 
 
 
 def _status_error(
-    code: int, body: bytes | str | Mapping[str, Any] | None, what: str,
+    code: int,
+    body: bytes | str | Mapping[str, Any] | None,
+    what: str,
     retry_after: str | None = None,
 ) -> KubeError:
     """The error for an API answer with a non-2xx code (or a watch ERROR event's Status)."""
@@ -205,7 +211,8 @@ def _query(**params: str | int | bool | None) -> dict[str, str]:
     # The apiserver wants "true"/"false"; Python's str(True) is "True".
     return {
         key: ("true" if value else "false") if isinstance(value, bool) else str(value)
-        for key, value in params.items() if value is not None
+        for key, value in params.items()
+        if value is not None
     }
 
 
@@ -231,7 +238,9 @@ async def connect(
                 raise KubeError(f"kubeconfig {path!r}: no such file: {', '.join(missing)}")
             # persist_config=False: refreshed tokens must not be written back to the user's file.
             await k8s_config.load_kube_config(
-                config_file=path, context=context, client_configuration=configuration,
+                config_file=path,
+                context=context,
+                client_configuration=configuration,
                 persist_config=False,
             )
         elif os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -276,9 +285,13 @@ class KubeClient:
     ) -> aiohttp.ClientResponse:
         """Open a request; the caller reads and releases the response."""
         response: aiohttp.ClientResponse = await self._api.call_api(
-            path, method, query_params=query or None,
+            path,
+            method,
+            query_params=query or None,
             header_params={"Accept": JSON, "Content-Type": content_type},
-            body=body, auth_settings=["BearerToken"], _preload_content=False,
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
         )
         return response
 
@@ -319,7 +332,8 @@ class KubeClient:
 
     async def get(self, ref: ResourceRef, namespace: str | None, name: str) -> Obj:
         obj: Obj = await self.request(
-            "GET", ref.path(namespace, name), f"get {_describe(ref, namespace, name)}")
+            "GET", ref.path(namespace, name), f"get {_describe(ref, namespace, name)}"
+        )
         return obj
 
     async def list(
@@ -336,10 +350,17 @@ class KubeClient:
         items: list[Obj] = []
         token: str | None = None
         while True:
-            page = await self.request("GET", ref.path(namespace), what, query=_query(
-                labelSelector=label_selector, fieldSelector=field_selector,
-                limit=page_size, **{"continue": token},
-            ))
+            page = await self.request(
+                "GET",
+                ref.path(namespace),
+                what,
+                query=_query(
+                    labelSelector=label_selector,
+                    fieldSelector=field_selector,
+                    limit=page_size,
+                    **{"continue": token},
+                ),
+            )
             kind = str(page.get("kind", "")).removesuffix("List")
             for item in page.get("items") or ():
                 # List items omit apiVersion/kind; watch events carry them. Make both alike.
@@ -368,15 +389,20 @@ class KubeClient:
         meta = obj["metadata"]
         ns, name = meta.get("namespace"), meta["name"]
         replaced: Obj = await self.request(
-            "PUT", ref.path(ns, name), f"replace {_describe(ref, ns, name)}", body=obj)
+            "PUT", ref.path(ns, name), f"replace {_describe(ref, ns, name)}", body=obj
+        )
         return replaced
 
     async def patch(self, ref: ResourceRef, namespace: str | None, name: str, patch: Obj) -> Obj:
         """JSON merge patch (RFC 7386): maps merge, ``None`` deletes, lists are replaced.
         (Custom resources reject strategic merge patch, so it is not offered.)"""
         patched: Obj = await self.request(
-            "PATCH", ref.path(namespace, name), f"patch {_describe(ref, namespace, name)}",
-            body=patch, content_type=MERGE_PATCH)
+            "PATCH",
+            ref.path(namespace, name),
+            f"patch {_describe(ref, namespace, name)}",
+            body=patch,
+            content_type=MERGE_PATCH,
+        )
         return patched
 
     async def patch_status(
@@ -384,24 +410,36 @@ class KubeClient:
     ) -> Obj:
         """Merge-patch the ``/status`` subresource (the main resource ignores status)."""
         patched: Obj = await self.request(
-            "PATCH", ref.path(namespace, name, "status"),
+            "PATCH",
+            ref.path(namespace, name, "status"),
             f"patch status of {_describe(ref, namespace, name)}",
-            body=patch, content_type=MERGE_PATCH)
+            body=patch,
+            content_type=MERGE_PATCH,
+        )
         return patched
 
     async def delete(
-        self, ref: ResourceRef, namespace: str | None, name: str, *,
+        self,
+        ref: ResourceRef,
+        namespace: str | None,
+        name: str,
+        *,
         propagation_policy: str = "Background",
     ) -> None:
         await self.request(
-            "DELETE", ref.path(namespace, name), f"delete {_describe(ref, namespace, name)}",
-            query=_query(propagationPolicy=propagation_policy))
+            "DELETE",
+            ref.path(namespace, name),
+            f"delete {_describe(ref, namespace, name)}",
+            query=_query(propagationPolicy=propagation_policy),
+        )
 
     async def get_scale(self, namespace: str, name: str, *, ref: ResourceRef = DEPLOYMENTS) -> int:
         """``spec.replicas`` as the ``/scale`` subresource reports it."""
         scale = await self.request(
-            "GET", ref.path(namespace, name, "scale"),
-            f"get scale of {_describe(ref, namespace, name)}")
+            "GET",
+            ref.path(namespace, name, "scale"),
+            f"get scale of {_describe(ref, namespace, name)}",
+        )
         return int((scale.get("spec") or {}).get("replicas") or 0)
 
     async def set_scale(
@@ -410,9 +448,12 @@ class KubeClient:
         """Set ``spec.replicas`` through ``/scale``: the narrowest write, so it cannot
         clobber a concurrent change to the rest of the spec."""
         await self.request(
-            "PATCH", ref.path(namespace, name, "scale"),
+            "PATCH",
+            ref.path(namespace, name, "scale"),
             f"scale {_describe(ref, namespace, name)} to {replicas}",
-            body={"spec": {"replicas": replicas}}, content_type=MERGE_PATCH)
+            body={"spec": {"replicas": replicas}},
+            content_type=MERGE_PATCH,
+        )
 
     async def watch(
         self,
@@ -431,8 +472,11 @@ class KubeClient:
         is taken for a dead connection: :class:`Unavailable`. Close with ``aclosing``."""
         what = f"watch {_describe(ref, namespace)}"
         query = _query(
-            watch=True, allowWatchBookmarks=True, resourceVersion=resource_version,
-            timeoutSeconds=timeout_seconds, labelSelector=label_selector,
+            watch=True,
+            allowWatchBookmarks=True,
+            resourceVersion=resource_version,
+            timeoutSeconds=timeout_seconds,
+            labelSelector=label_selector,
             fieldSelector=field_selector,
         )
         try:
@@ -467,8 +511,10 @@ class KubeClient:
                         event = json.loads(line)
                         kind, obj = event["type"], event["object"]
                     except (ValueError, KeyError, TypeError):
-                        raise Unavailable(f"{what}: undecodable watch event {bytes(line[:200])!r}",
-                                          reason="BadEvent") from None
+                        raise Unavailable(
+                            f"{what}: undecodable watch event {bytes(line[:200])!r}",
+                            reason="BadEvent",
+                        ) from None
                     if kind == "ERROR":
                         raise _status_error(int(obj.get("code") or 500), obj, what)
                     yield kind, obj
@@ -485,7 +531,8 @@ class KubeClient:
     ) -> WatchCache:
         """A :class:`WatchCache` of these objects (not started)."""
         return WatchCache(
-            self, ref, namespace, label_selector=label_selector, field_selector=field_selector)
+            self, ref, namespace, label_selector=label_selector, field_selector=field_selector
+        )
 
 
 # ----- watch cache -------------------------------------------------------------------------
@@ -496,7 +543,8 @@ def not_synced(caches: Iterable[WatchCache], timeout: float) -> KubeError:
     (RBAC, a missing CRD, an unreachable API)."""
     pending = [
         f"{cache}" + (f" ({cache.last_error})" if cache.last_error else "")
-        for cache in caches if not cache.synced.is_set()
+        for cache in caches
+        if not cache.synced.is_set()
     ]
     return KubeError(f"Kubernetes caches not synced within {timeout:g}s: {'; '.join(pending)}")
 
@@ -506,7 +554,9 @@ class Backoff:
     [50%, 100%] of its step so that many clients do not retry in lockstep."""
 
     def __init__(
-        self, initial: float = 0.1, cap: float = 10.0,
+        self,
+        initial: float = 0.1,
+        cap: float = 10.0,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.initial = initial
@@ -653,8 +703,10 @@ class WatchCache:
 
     async def _relist(self) -> None:
         listing = await self.client.list(
-            self.ref, self.namespace,
-            label_selector=self.label_selector, field_selector=self.field_selector,
+            self.ref,
+            self.namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
         )
         self.last_error = None
         self._backoff.reset()
@@ -679,8 +731,11 @@ class WatchCache:
         """Follow one watch stream to its end; True if it delivered anything."""
         delivered = False
         events = self.client.watch(
-            self.ref, self.namespace, resource_version=self.resource_version,
-            label_selector=self.label_selector, field_selector=self.field_selector,
+            self.ref,
+            self.namespace,
+            resource_version=self.resource_version,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
             timeout_seconds=self.timeout_seconds,
         )
         async with contextlib.aclosing(events):

@@ -90,7 +90,8 @@ class LeaseRecord:
         transitions = spec.get("leaseTransitions")
         return cls(
             holder=str(spec.get("holderIdentity") or ""),
-            duration=float(duration) if isinstance(duration, int | float) and duration > 0
+            duration=float(duration)
+            if isinstance(duration, int | float) and duration > 0
             else LEASE_DURATION,
             acquire_time=parse_micro_time(spec.get("acquireTime")),
             renew_time=parse_micro_time(spec.get("renewTime")),
@@ -98,9 +99,11 @@ class LeaseRecord:
         )
 
     def spec(self) -> Obj:
-        out: Obj = {"holderIdentity": self.holder or None,
-                    "leaseDurationSeconds": max(1, round(self.duration)),
-                    "leaseTransitions": self.transitions}
+        out: Obj = {
+            "holderIdentity": self.holder or None,
+            "leaseDurationSeconds": max(1, round(self.duration)),
+            "leaseTransitions": self.transitions,
+        }
         if self.acquire_time is not None:
             out["acquireTime"] = micro_time(self.acquire_time)
         if self.renew_time is not None:
@@ -132,8 +135,10 @@ class LeaderElector:
     ) -> None:
         deadline = renew_deadline if renew_deadline is not None else lease_duration * 2 / 3
         if not 0 < renew_interval < deadline < lease_duration:
-            raise ValueError("need 0 < renew_interval < renew_deadline < lease_duration, got "
-                             f"{renew_interval}, {deadline}, {lease_duration}")
+            raise ValueError(
+                "need 0 < renew_interval < renew_deadline < lease_duration, got "
+                f"{renew_interval}, {deadline}, {lease_duration}"
+            )
         self.client = client
         self.namespace = namespace
         self.name = name
@@ -209,9 +214,12 @@ class LeaderElector:
             lease = await self.client.get(LEASES, self.namespace, self.name)
         except NotFound:
             mine = LeaseRecord(self.identity, self.lease_duration, now, now, 0)
-            body = {"apiVersion": LEASES.api_version, "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": mine.spec()}
+            body = {
+                "apiVersion": LEASES.api_version,
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": mine.spec(),
+            }
             try:
                 await self.client.create(LEASES, body)
             except AlreadyExists:
@@ -229,7 +237,10 @@ class LeaderElector:
         if record.holder and not ours and self._clock() - self._seen_at < record.duration:
             return False  # held, and renewed within its duration as far as we have seen
         mine = replace(
-            record, holder=self.identity, duration=self.lease_duration, renew_time=now,
+            record,
+            holder=self.identity,
+            duration=self.lease_duration,
+            renew_time=now,
             acquire_time=record.acquire_time if ours else now,
             transitions=record.transitions if ours or not record.holder else record.transitions + 1,
         )
@@ -254,8 +265,9 @@ class LeaderElector:
             await self.client.replace(LEASES, lease)
             log.info("%s: released by %s", self, self.identity)
         except KubeError as exc:
-            log.warning("%s: could not release (a standby takes over when it expires): %s",
-                        self, exc)
+            log.warning(
+                "%s: could not release (a standby takes over when it expires): %s", self, exc
+            )
 
     def _set_leading(self, leading: bool) -> None:
         if leading == self.leading:

@@ -140,23 +140,33 @@ class AutoscaleResult:
     def headline(self) -> list[str]:
         m, s = self.measured, self.sim_summary
         first = _first_increase(m["shortfalls"])
-        line = (f"locust step/spike/ramp ({len(self.series.users)} s, peak "
-                f"{max(self.series.users, default=0)} users): {self.total_requests:,} requests, "
-                f"**{self.total_failures} failures**; time to the needed replicas after the "
-                f"first load increase {_after(first)}")
+        line = (
+            f"locust step/spike/ramp ({len(self.series.users)} s, peak "
+            f"{max(self.series.users, default=0)} users): {self.total_requests:,} requests, "
+            f"**{self.total_failures} failures**; time to the needed replicas after the "
+            f"first load increase {_after(first)}"
+        )
         if s is not None:
             line += f" (simulator: {_after(_first_increase(s['shortfalls']))})"
-        line += (f"; over-provisioned {m['over']['average_pods']:.2f} replicas on average, "
-                 f"{m['over']['time_pct']:.0f} % of the time")
+        line += (
+            f"; over-provisioned {m['over']['average_pods']:.2f} replicas on average, "
+            f"{m['over']['time_pct']:.0f} % of the time"
+        )
         if s is not None:
-            line += (f" (simulator: {s['over_provisioning']['average_pods']:.2f}, "
-                     f"{s['over_provisioning']['time_pct']:.0f} %)")
+            line += (
+                f" (simulator: {s['over_provisioning']['average_pods']:.2f}, "
+                f"{s['over_provisioning']['time_pct']:.0f} %)"
+            )
         return [line]
 
     def to_json(self) -> dict[str, Any]:
-        return {"requests": self.total_requests, "failures": self.total_failures,
-                "seconds": len(self.series.users), "simulated": self.sim_summary is not None,
-                "problems": self.problems}
+        return {
+            "requests": self.total_requests,
+            "failures": self.total_failures,
+            "seconds": len(self.series.users),
+            "simulated": self.sim_summary is not None,
+            "problems": self.problems,
+        }
 
 
 def _first_increase(falls: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -173,9 +183,11 @@ def _after(fall: dict[str, Any] | None) -> str:
 def _provisioning(gaps: list[int]) -> dict[str, float]:
     """The simulator's definition (``autoscaler.simulate._provisioning``)."""
     n = len(gaps)
-    return {"peak_pods": max(gaps, default=0),
-            "average_pods": round(sum(gaps) / n, 3) if n else 0.0,
-            "time_pct": round(100 * sum(1 for g in gaps if g) / n, 2) if n else 0.0}
+    return {
+        "peak_pods": max(gaps, default=0),
+        "average_pods": round(sum(gaps) / n, 3) if n else 0.0,
+        "time_pct": round(100 * sum(1 for g in gaps if g) / n, 2) if n else 0.0,
+    }
 
 
 def summarize(series: Series, target: float) -> dict[str, Any]:
@@ -183,11 +195,24 @@ def summarize(series: Series, target: float) -> dict[str, Any]:
     tl = []
     for i, conc in enumerate(series.concurrency):
         ready = series.ready[i]
-        tl.append(Second(
-            t=i, concurrency=conc, rps=series.rps[i], load=conc,
-            needed=math.ceil(round(conc / target, 9)), desired=series.desired[i], decided=-1,
-            ready=ready, starting=max(0, series.pods[i] - ready), capacity=ready * target,
-            stable=0.0, panic=0.0, in_panic=False, pa=""))
+        tl.append(
+            Second(
+                t=i,
+                concurrency=conc,
+                rps=series.rps[i],
+                load=conc,
+                needed=math.ceil(round(conc / target, 9)),
+                desired=series.desired[i],
+                decided=-1,
+                ready=ready,
+                starting=max(0, series.pods[i] - ready),
+                capacity=ready * target,
+                stable=0.0,
+                panic=0.0,
+                in_panic=False,
+                pa="",
+            )
+        )
     return {
         "shortfalls": [asdict(f) for f in shortfalls(tl)],
         "over": _provisioning([max(0, s.ready - s.needed) for s in tl]),
@@ -224,8 +249,11 @@ def _build_series(data: dict[str, Any], samples: list[Sample], seconds: int) -> 
 
 
 def _pod_start(sampler: ReplicaSampler, since: float) -> list[float]:
-    return [t["ready"] - t["requested"] for t in sampler.pod_times.values()
-            if "ready" in t and t.get("requested", 0) >= since]
+    return [
+        t["ready"] - t["requested"]
+        for t in sampler.pod_times.values()
+        if "ready" in t and t.get("requested", 0) >= since
+    ]
 
 
 def sim_command(argv: list[str]) -> str:
@@ -237,24 +265,38 @@ def sim_command(argv: list[str]) -> str:
     return shlex.join(shown)
 
 
-def simulate(ctx: Context, series: Series, annotations: dict[str, str], cc: int,
-             pod_start: float) -> tuple[list[str], dict[str, Any] | None, list[dict[str, float]],
-                                         str | None]:
+def simulate(
+    ctx: Context, series: Series, annotations: dict[str, str], cc: int, pod_start: float
+) -> tuple[list[str], dict[str, Any] | None, list[dict[str, float]], str | None]:
     """Replay the measured concurrency through ``python -m autoscaler.simulate``."""
     trace = ctx.tmp / "autoscale-trace.csv"
     with trace.open("w") as f:
         f.write("time_s,concurrency\n")
         f.writelines(f"{i},{v:.3f}\n" for i, v in enumerate(series.concurrency))
     timeline = ctx.tmp / "autoscale-simulated.csv"
-    argv = [sys.executable, "-m", "autoscaler.simulate", str(trace),
-            "--container-concurrency", str(cc)]
+    argv = [
+        sys.executable,
+        "-m",
+        "autoscaler.simulate",
+        str(trace),
+        "--container-concurrency",
+        str(cc),
+    ]
     for k, v in annotations.items():
         argv += ["-a", f"{k}={v}"]
     for k, v in ctx.autoscaler_config.items():
         argv += ["-c", f"{k}={v}"]
-    argv += ["--pod-start-delay", f"{pod_start:.2f}", "--initial-pods",
-             str(series.ready[0] if series.ready else 0), "--duration", str(len(series.concurrency)),
-             "--json", "--timeline-csv", str(timeline)]
+    argv += [
+        "--pod-start-delay",
+        f"{pod_start:.2f}",
+        "--initial-pods",
+        str(series.ready[0] if series.ready else 0),
+        "--duration",
+        str(len(series.concurrency)),
+        "--json",
+        "--timeline-csv",
+        str(timeline),
+    ]
     ctx.command(sim_command(argv))
     r = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     if r.returncode != 0:
@@ -276,27 +318,51 @@ def run(ctx: Context) -> AutoscaleResult:
     text = MANIFEST.read_text()
     doc = yaml.safe_load(text)
     template = doc["spec"]["template"]
-    annotations = {k: str(v) for k, v in (template.get("metadata", {}).get("annotations") or {}).items()
-                   if k.startswith("autoscaling.knative.dev/")}
+    annotations = {
+        k: str(v)
+        for k, v in (template.get("metadata", {}).get("annotations") or {}).items()
+        if k.startswith("autoscaling.knative.dev/")
+    }
     cc = int(template["spec"].get("containerConcurrency", 0))
     name = doc["metadata"]["name"]
     system.apply(text, str(MANIFEST.relative_to(REPO)))
     ctx.command(f"zeroserve apply -f {MANIFEST.relative_to(REPO)}")
     host, revision = system.service_url(name)
     min_scale = int(annotations.get("autoscaling.knative.dev/min-scale", "0") or 0)
-    system.wait(f"{revision} at min-scale {min_scale}",
-                lambda: system.replicas(revision) == (min_scale, min_scale), 60)
+    system.wait(
+        f"{revision} at min-scale {min_scale}",
+        lambda: system.replicas(revision) == (min_scale, min_scale),
+        60,
+    )
     out = ctx.tmp / "locust.json"
-    argv = [locust, "-f", str(LOCUSTFILE.relative_to(REPO)), "--headless", "--host", system.ingress,
-            "--only-summary", "--loglevel", "WARNING"]
-    env = dict(os.environ, BENCH_HOST_HEADER=host, BENCH_PATH=PATH,
-               BENCH_SECONDS=str(cfg.locust_seconds), BENCH_PEAK_USERS=str(cfg.locust_peak_users),
-               BENCH_OUT=str(out))
-    ctx.command(f"BENCH_HOST_HEADER={host} BENCH_SECONDS={cfg.locust_seconds} "
-                f"BENCH_PEAK_USERS={cfg.locust_peak_users} BENCH_OUT=... " + " ".join(
-                    ["locust", *argv[1:4], "--host", "<ingress>", *argv[6:]]))
-    ctx.log(f"autoscaling: locust for {cfg.locust_seconds} s (peak {cfg.locust_peak_users} "
-            f"users) against {host} {PATH}")
+    argv = [
+        locust,
+        "-f",
+        str(LOCUSTFILE.relative_to(REPO)),
+        "--headless",
+        "--host",
+        system.ingress,
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+    ]
+    env = dict(
+        os.environ,
+        BENCH_HOST_HEADER=host,
+        BENCH_PATH=PATH,
+        BENCH_SECONDS=str(cfg.locust_seconds),
+        BENCH_PEAK_USERS=str(cfg.locust_peak_users),
+        BENCH_OUT=str(out),
+    )
+    ctx.command(
+        f"BENCH_HOST_HEADER={host} BENCH_SECONDS={cfg.locust_seconds} "
+        f"BENCH_PEAK_USERS={cfg.locust_peak_users} BENCH_OUT=... "
+        + " ".join(["locust", *argv[1:4], "--host", "<ingress>", *argv[6:]])
+    )
+    ctx.log(
+        f"autoscaling: locust for {cfg.locust_seconds} s (peak {cfg.locust_peak_users} "
+        f"users) against {host} {PATH}"
+    )
     sampler = ReplicaSampler(system, revision)
     sampler.start()
     since = time.time()
@@ -313,7 +379,10 @@ def run(ctx: Context) -> AutoscaleResult:
     series = _build_series(data, sampler.samples, cfg.locust_seconds)
     starts = _pod_start(sampler, since)
     if starts:
-        pod_start, source = statistics.median(starts), f"median of {len(starts)} replicas started in this run"
+        pod_start, source = (
+            statistics.median(starts),
+            f"median of {len(starts)} replicas started in this run",
+        )
     else:
         pod_start, source = 1.0, "no replica started in this run: 1 s assumed"
     sim_argv, sim_summary, sim_tl, problem = simulate(ctx, series, annotations, cc, pod_start)
@@ -322,17 +391,29 @@ def run(ctx: Context) -> AutoscaleResult:
     target = float(sim_summary["revision"]["target_per_pod"]) if sim_summary else 7.0
     measured = summarize(series, target)
     res = AutoscaleResult(
-        service=name, revision=revision, annotations=annotations, container_concurrency=cc,
-        series=series, locust_argv=argv, sim_argv=sim_argv, sim_summary=sim_summary,
-        sim_timeline=sim_tl, measured=measured, pod_start_s=pod_start, pod_start_from=source,
+        service=name,
+        revision=revision,
+        annotations=annotations,
+        container_concurrency=cc,
+        series=series,
+        locust_argv=argv,
+        sim_argv=sim_argv,
+        sim_summary=sim_summary,
+        sim_timeline=sim_tl,
+        measured=measured,
+        pod_start_s=pod_start,
+        pod_start_from=source,
         total_requests=sum(int(r["requests"]) for r in data["seconds"]),
         total_failures=sum(int(r["failures"]) for r in data["seconds"]),
-        errors=dict(data.get("errors", {})), problems=problems,
+        errors=dict(data.get("errors", {})),
+        problems=problems,
     )
     system.remove(text, str(MANIFEST.relative_to(REPO)))
-    ctx.log(f"autoscaling: {res.total_requests:,} requests, {res.total_failures} failures, peak "
-            f"{measured['peak_ready']} ready replicas (simulator "
-            f"{sim_summary['pods']['peak_ready'] if sim_summary else '-'})")
+    ctx.log(
+        f"autoscaling: {res.total_requests:,} requests, {res.total_failures} failures, peak "
+        f"{measured['peak_ready']} ready replicas (simulator "
+        f"{sim_summary['pods']['peak_ready'] if sim_summary else '-'})"
+    )
     return res
 
 
@@ -342,33 +423,74 @@ def tables(res: AutoscaleResult) -> list[str]:
     so, su = (s["over_provisioning"], s["under_provisioning"]) if s else ({}, {})
 
     def pct(d: dict[str, Any]) -> str:
-        return "-" if not d else (f"peak {d['peak_pods']}, average {d['average_pods']:.2f}, "
-                                  f"{d['time_pct']:.0f} % of the time")
+        return (
+            "-"
+            if not d
+            else (
+                f"peak {d['peak_pods']}, average {d['average_pods']:.2f}, "
+                f"{d['time_pct']:.0f} % of the time"
+            )
+        )
 
-    summary = c.md_table(["", "measured", "simulator (same trace)"], [
-        ["requests / failures", f"{res.total_requests:,} / {res.total_failures}", "-"],
-        ["peak replicas: needed / desired / ready",
-         f"{m['peak_needed']} / {m['peak_desired']} / {m['peak_ready']}",
-         f"{sp.get('peak_needed', '-')} / {sp.get('peak_desired', '-')} / {sp.get('peak_ready', '-')}"],
-        ["replica-seconds (needed)", f"{m['pod_seconds']} ({m['needed_pod_seconds']})",
-         f"{sp.get('pod_seconds', '-')} ({sp.get('needed_pod_seconds', '-')})"],
-        ["over-provisioned (ready above needed)", pct(m["over"]), pct(so)],
-        ["under-provisioned (ready below needed)", pct(m["under"]), pct(su)],
-        ["panic", "-", "-" if not s else f"{s['panic']['seconds']} s in {s['panic']['episodes']} "
-                                          "episode(s)"],
-    ], left=1)
+    summary = c.md_table(
+        ["", "measured", "simulator (same trace)"],
+        [
+            ["requests / failures", f"{res.total_requests:,} / {res.total_failures}", "-"],
+            [
+                "peak replicas: needed / desired / ready",
+                f"{m['peak_needed']} / {m['peak_desired']} / {m['peak_ready']}",
+                f"{sp.get('peak_needed', '-')} / {sp.get('peak_desired', '-')} / {sp.get('peak_ready', '-')}",
+            ],
+            [
+                "replica-seconds (needed)",
+                f"{m['pod_seconds']} ({m['needed_pod_seconds']})",
+                f"{sp.get('pod_seconds', '-')} ({sp.get('needed_pod_seconds', '-')})",
+            ],
+            ["over-provisioned (ready above needed)", pct(m["over"]), pct(so)],
+            ["under-provisioned (ready below needed)", pct(m["under"]), pct(su)],
+            [
+                "panic",
+                "-",
+                "-"
+                if not s
+                else f"{s['panic']['seconds']} s in {s['panic']['episodes']} episode(s)",
+            ],
+        ],
+        left=1,
+    )
     rows = []
     sim_falls = list(s["shortfalls"]) if s else []
     for f in m["shortfalls"]:
         match = next((g for g in sim_falls if abs(g["at_s"] - f["at_s"]) <= 3), None)
-        rows.append([f"{f['at_s']} s", f["cause"], f"{f['ready']} -> {f['needed']}",
-                     _after(f), _after(match) if match else "- (not short)"])
+        rows.append(
+            [
+                f"{f['at_s']} s",
+                f["cause"],
+                f"{f['ready']} -> {f['needed']}",
+                _after(f),
+                _after(match) if match else "- (not short)",
+            ]
+        )
     for g in sim_falls:
         if not any(abs(g["at_s"] - f["at_s"]) <= 3 for f in m["shortfalls"]):
-            rows.append([f"{g['at_s']} s", g["cause"], f"(simulated {g['ready']} -> {g['needed']})",
-                         "- (not short)", _after(g)])
-    falls = c.md_table(["at", "cause", "ready -> needed", "measured: enough ready after",
-                        "simulator"], rows, left=3) if rows else "No second with fewer ready replicas than needed."
+            rows.append(
+                [
+                    f"{g['at_s']} s",
+                    g["cause"],
+                    f"(simulated {g['ready']} -> {g['needed']})",
+                    "- (not short)",
+                    _after(g),
+                ]
+            )
+    falls = (
+        c.md_table(
+            ["at", "cause", "ready -> needed", "measured: enough ready after", "simulator"],
+            rows,
+            left=3,
+        )
+        if rows
+        else "No second with fewer ready replicas than needed."
+    )
     return [summary, falls]
 
 
@@ -378,9 +500,34 @@ def every_second(res: AutoscaleResult) -> str:
     rows = []
     for i in range(len(s.users)):
         r = sim.get(i, {})
-        rows.append([str(i), str(s.users[i]), f"{s.rps[i]:.0f}", f"{s.concurrency[i]:.1f}",
-                     c.fmt(s.p50_ms[i], 0), c.fmt(s.p95_ms[i], 0), str(s.failures[i]),
-                     str(s.desired[i]), str(s.ready[i]),
-                     str(int(r["desired"])) if r else "-", str(int(r["ready"])) if r else "-"])
-    return c.md_table(["s", "users", "req/s", "concurrency", "p50 ms", "p95 ms", "failures",
-                       "desired", "ready", "sim desired", "sim ready"], rows)
+        rows.append(
+            [
+                str(i),
+                str(s.users[i]),
+                f"{s.rps[i]:.0f}",
+                f"{s.concurrency[i]:.1f}",
+                c.fmt(s.p50_ms[i], 0),
+                c.fmt(s.p95_ms[i], 0),
+                str(s.failures[i]),
+                str(s.desired[i]),
+                str(s.ready[i]),
+                str(int(r["desired"])) if r else "-",
+                str(int(r["ready"])) if r else "-",
+            ]
+        )
+    return c.md_table(
+        [
+            "s",
+            "users",
+            "req/s",
+            "concurrency",
+            "p50 ms",
+            "p95 ms",
+            "failures",
+            "desired",
+            "ready",
+            "sim desired",
+            "sim ready",
+        ],
+        rows,
+    )

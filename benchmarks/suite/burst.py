@@ -137,8 +137,13 @@ class Burst:
     @property
     def exactly_once(self) -> bool:
         r = self.result
-        return (r is not None and r.non2xx == 0 and r.errors == 0 and r.requests == self.requests
-                and self.counted == self.requests)
+        return (
+            r is not None
+            and r.non2xx == 0
+            and r.errors == 0
+            and r.requests == self.requests
+            and self.counted == self.requests
+        )
 
 
 @dataclass
@@ -156,14 +161,16 @@ class BurstResult:
         once = sum(b.exactly_once for b in self.bursts)
         flight = max(b.in_flight_max for b in self.bursts)
         n = self.bursts[0].requests
-        return [f"{len(self.bursts)} x {n:,} requests (hey -c {self.bursts[0].concurrency}) on a "
-                f"cold revision with containerConcurrency {self.cc}: **{non2xx} non-2xx, "
-                f"{errors} errors**; the app saw each request exactly once in {once} of "
-                f"{len(self.bursts)}; at most **{flight:.0f}** at one replica's app at once "
-                f"(limit {self.cc}); first request at an app after "
-                f"{c.fmt_spread(c.Spread.of(b.first_at_app_s for b in self.bursts), 1)} s, all "
-                f"drained in {c.fmt_spread(drain, 2)} s; peak "
-                f"{max(b.replicas_peak for b in self.bursts)} replicas"]
+        return [
+            f"{len(self.bursts)} x {n:,} requests (hey -c {self.bursts[0].concurrency}) on a "
+            f"cold revision with containerConcurrency {self.cc}: **{non2xx} non-2xx, "
+            f"{errors} errors**; the app saw each request exactly once in {once} of "
+            f"{len(self.bursts)}; at most **{flight:.0f}** at one replica's app at once "
+            f"(limit {self.cc}); first request at an app after "
+            f"{c.fmt_spread(c.Spread.of(b.first_at_app_s for b in self.bursts), 1)} s, all "
+            f"drained in {c.fmt_spread(drain, 2)} s; peak "
+            f"{max(b.replicas_peak for b in self.bursts)} replicas"
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -186,8 +193,18 @@ def _secs(pattern: str, text: str) -> float | None:
 def one(ctx: Context, system: LocalSystem, host: str, revision: str, rep: int) -> Burst:
     cfg = ctx.cfg
     waited = system.wait(f"{revision} at zero", functools.partial(system.at_zero, revision), 120)
-    argv = ["hey", "-n", str(cfg.burst_requests), "-c", str(cfg.burst_concurrency), "-t", "120",
-            "-host", host, f"{system.ingress}/"]
+    argv = [
+        "hey",
+        "-n",
+        str(cfg.burst_requests),
+        "-c",
+        str(cfg.burst_concurrency),
+        "-t",
+        "120",
+        "-host",
+        host,
+        f"{system.ingress}/",
+    ]
     ctx.command(argv)
     act_before = system.activator_metrics()
     sampler = Sampler(system, revision)
@@ -210,25 +227,40 @@ def one(ctx: Context, system: LocalSystem, host: str, revision: str, rep: int) -
             result = c.parse_hey(load.output)
         except ValueError as e:
             error = f"{e}: {load.output.strip()[-300:]}"
-    codes = {int(k): int(v) for k, v in re.findall(r"^\s+\[(\d{3})\]\s+(\d+) responses",
-                                                   load.output, re.M)}
+    codes = {
+        int(k): int(v)
+        for k, v in re.findall(r"^\s+\[(\d{3})\]\s+(\d+) responses", load.output, re.M)
+    }
     labels = {"revision_name": revision}
-    act = ((c.prometheus_sum(act_after, "zeroserve_activator_requests_total", labels) or 0.0)
-           - (c.prometheus_sum(act_before, "zeroserve_activator_requests_total", labels) or 0.0))
+    act = (c.prometheus_sum(act_after, "zeroserve_activator_requests_total", labels) or 0.0) - (
+        c.prometheus_sum(act_before, "zeroserve_activator_requests_total", labels) or 0.0
+    )
     peak = max((n for _, n, _, _ in sampler.timeline), default=0)
     burst = Burst(
-        rep=rep, requests=cfg.burst_requests, concurrency=cfg.burst_concurrency, result=result,
-        error=error, total_s=_secs(r"Total:\s+([\d.]+) secs", load.output),
-        slowest_s=_secs(r"Slowest:\s+([\d.]+) secs", load.output), counted=sampler.counted,
+        rep=rep,
+        requests=cfg.burst_requests,
+        concurrency=cfg.burst_concurrency,
+        result=result,
+        error=error,
+        total_s=_secs(r"Total:\s+([\d.]+) secs", load.output),
+        slowest_s=_secs(r"Slowest:\s+([\d.]+) secs", load.output),
+        counted=sampler.counted,
         in_flight_max=max((p.in_flight_max for p in sampler.pods.values()), default=0.0),
-        replicas_peak=peak, replicas=len(sampler.pods), start=start, timeline=sampler.timeline,
-        activator_requests=act, waited_for_zero_s=waited, status_codes=codes,
+        replicas_peak=peak,
+        replicas=len(sampler.pods),
+        start=start,
+        timeline=sampler.timeline,
+        activator_requests=act,
+        waited_for_zero_s=waited,
+        status_codes=codes,
     )
     for problem in sampler.errors[:3]:
         ctx.log(f"burst sampler: {problem}")
-    ctx.log(f"burst {rep}/{cfg.burst_reps}: {codes or error}, app saw {burst.counted:,.0f} of "
-            f"{burst.requests:,}, max {burst.in_flight_max:.0f} at one app, drained in "
-            f"{c.fmt(burst.total_s, 2)} s, {burst.replicas} replicas")
+    ctx.log(
+        f"burst {rep}/{cfg.burst_reps}: {codes or error}, app saw {burst.counted:,.0f} of "
+        f"{burst.requests:,}, max {burst.in_flight_max:.0f} at one app, drained in "
+        f"{c.fmt(burst.total_s, 2)} s, {burst.replicas} replicas"
+    )
     return burst
 
 
@@ -240,8 +272,18 @@ def run(ctx: Context, applied: bool) -> BurstResult:
     host, revision = system.service_url(NAME)
     bursts = [one(ctx, system, host, revision, rep) for rep in range(1, ctx.cfg.burst_reps + 1)]
     system.remove(manifest(ctx.cfg.burst_cc), f"{NAME}.yaml")
-    argv = ["hey", "-n", str(ctx.cfg.burst_requests), "-c", str(ctx.cfg.burst_concurrency), "-t",
-            "120", "-host", host, f"{system.ingress}/"]
+    argv = [
+        "hey",
+        "-n",
+        str(ctx.cfg.burst_requests),
+        "-c",
+        str(ctx.cfg.burst_concurrency),
+        "-t",
+        "120",
+        "-host",
+        host,
+        f"{system.ingress}/",
+    ]
     return BurstResult(bursts, ctx.cfg.burst_cc, argv)
 
 
@@ -250,18 +292,40 @@ def table(res: BurstResult) -> str:
     for b in res.bursts:
         r = b.result
         codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(b.status_codes.items())) or "-"
-        rows.append([
-            str(b.rep), codes, str(b.non2xx if b.non2xx is not None else "-"),
-            str(b.errors if b.errors is not None else "-"),
-            f"{b.counted:,.0f}", "yes" if b.exactly_once else "**no**",
-            f"{b.in_flight_max:.0f}", c.fmt(b.first_at_app_s, 1), c.fmt(b.total_s, 2),
-            c.fmt(b.slowest_s, 2),
-            c.fmt(r.p50_ms, 1) if r else "-", c.fmt(r.p99_ms, 1) if r else "-",
-            str(b.replicas_peak), str(b.replicas),
-            c.fmt(b.activator_requests, 0, thousands=True),
-        ])
-    header = ["rep", "status codes (hey)", "non-2xx", "errors", "app saw (queue-proxy counters)",
-              "each once", f"max at one app (CC {res.cc})", "first at an app s", "drain s",
-              "slowest s", "p50 ms",
-              "p99 ms", "peak replicas", "replicas used", "activator counted"]
+        rows.append(
+            [
+                str(b.rep),
+                codes,
+                str(b.non2xx if b.non2xx is not None else "-"),
+                str(b.errors if b.errors is not None else "-"),
+                f"{b.counted:,.0f}",
+                "yes" if b.exactly_once else "**no**",
+                f"{b.in_flight_max:.0f}",
+                c.fmt(b.first_at_app_s, 1),
+                c.fmt(b.total_s, 2),
+                c.fmt(b.slowest_s, 2),
+                c.fmt(r.p50_ms, 1) if r else "-",
+                c.fmt(r.p99_ms, 1) if r else "-",
+                str(b.replicas_peak),
+                str(b.replicas),
+                c.fmt(b.activator_requests, 0, thousands=True),
+            ]
+        )
+    header = [
+        "rep",
+        "status codes (hey)",
+        "non-2xx",
+        "errors",
+        "app saw (queue-proxy counters)",
+        "each once",
+        f"max at one app (CC {res.cc})",
+        "first at an app s",
+        "drain s",
+        "slowest s",
+        "p50 ms",
+        "p99 ms",
+        "peak replicas",
+        "replicas used",
+        "activator counted",
+    ]
     return c.md_table(header, rows)

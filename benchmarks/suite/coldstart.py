@@ -141,20 +141,26 @@ class ColdResult:
         if tot is None:
             return ["no cold start succeeded"]
         own = c.Spread.of(s.own_steps for s in self.ok)
-        return [f"**{_ms(tot.median)} ms** from the first request to its first byte (median of "
-                f"{tot.n}; {_ms(tot.lo)} to {_ms(tot.hi)}); the app alone starts in "
-                f"{_ms(alone.median if alone else None)} ms, so the platform adds "
-                f"**{_ms(added.median if added else None)} ms** "
-                f"({_ms(added.lo if added else None)} to {_ms(added.hi if added else None)}, "
-                f"paired per run; {c.fmt_ratio(self.ratio())} the app's own start); its own "
-                f"steps (hold, scale request, forward) take {_ms_spread(own)} ms, the rest is "
-                "the replica's two processes starting"]
+        return [
+            f"**{_ms(tot.median)} ms** from the first request to its first byte (median of "
+            f"{tot.n}; {_ms(tot.lo)} to {_ms(tot.hi)}); the app alone starts in "
+            f"{_ms(alone.median if alone else None)} ms, so the platform adds "
+            f"**{_ms(added.median if added else None)} ms** "
+            f"({_ms(added.lo if added else None)} to {_ms(added.hi if added else None)}, "
+            f"paired per run; {c.fmt_ratio(self.ratio())} the app's own start); its own "
+            f"steps (hold, scale request, forward) take {_ms_spread(own)} ms, the rest is "
+            "the replica's two processes starting"
+        ]
 
     def to_json(self) -> dict[str, Any]:
         tot, added = self.total(), self.added()
-        return {"starts": len(self.starts), "ok": len(self.ok), "failures": self.failures,
-                "median_s": tot.median if tot else None,
-                "added_median_s": added.median if added else None}
+        return {
+            "starts": len(self.starts),
+            "ok": len(self.ok),
+            "failures": self.failures,
+            "median_s": tot.median if tot else None,
+            "added_median_s": added.median if added else None,
+        }
 
 
 def _ms(x: float | None) -> str:
@@ -179,8 +185,10 @@ def timed_get(port: int, host: str, timeout: float = 120.0) -> tuple[int, float,
     """(status, send, first byte, end) of ``GET /`` on a fresh connection (unix times)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        request = (f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: zeroserve-bench\r\n"
-                   "Connection: close\r\n\r\n").encode()
+        request = (
+            f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: zeroserve-bench\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
         send = time.time()
         s.sendall(request)
         first = s.recv(65536)
@@ -211,8 +219,9 @@ def app_alone(ctx: Context, index: int, timeout: float = 30.0) -> float:
             except OSError:
                 pass
             if time.time() - t0 > timeout:
-                raise c.BenchError(f"the app alone did not answer in {timeout:.0f} s:\n"
-                                   f"{server.log_tail()}")
+                raise c.BenchError(
+                    f"the app alone did not answer in {timeout:.0f} s:\n{server.log_tail()}"
+                )
             server.ensure_alive()
             time.sleep(0.005)
     finally:
@@ -221,8 +230,10 @@ def app_alone(ctx: Context, index: int, timeout: float = 30.0) -> float:
 
 def _hist(text: str, name: str, revision: str) -> tuple[float, float]:
     labels = {"revision_name": revision}
-    return (c.prometheus_sum(text, f"{name}_sum", labels) or 0.0,
-            c.prometheus_sum(text, f"{name}_count", labels) or 0.0)
+    return (
+        c.prometheus_sum(text, f"{name}_sum", labels) or 0.0,
+        c.prometheus_sum(text, f"{name}_count", labels) or 0.0,
+    )
 
 
 def manifest(name: str) -> str:
@@ -245,25 +256,39 @@ def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
     for name, text in (extra or {}).items():
         system.apply(text, f"{name}.yaml")
     services = prepare(system, names)
-    ctx.log(f"cold start: {len(names)} services; each measured once at zero "
-            f"(stable window {cfg.stable_window} s + grace {cfg.grace_period} s)")
+    ctx.log(
+        f"cold start: {len(names)} services; each measured once at zero "
+        f"(stable window {cfg.stable_window} s + grace {cfg.grace_period} s)"
+    )
     result = ColdResult([], [], len(names))
     for i in range(cfg.cold_starts):
         name = names[i % len(names)]
         host, revision = services[name]
-        waited = system.wait(f"{revision} at zero", functools.partial(system.at_zero, revision), 120)
+        waited = system.wait(
+            f"{revision} at zero", functools.partial(system.at_zero, revision), 120
+        )
         before = system.activator_metrics()
         status, send, fb, end = timed_get(system.ingress_port, host)
         after = system.activator_metrics()
         start = ColdStart(i + 1, name, revision, send, fb, end, status, waited_for_zero_s=waited)
-        cold = [a - b for a, b in zip(_hist(after, "zeroserve_activator_cold_start_seconds", revision),
-                                      _hist(before, "zeroserve_activator_cold_start_seconds", revision),
-                                      strict=True)]
+        cold = [
+            a - b
+            for a, b in zip(
+                _hist(after, "zeroserve_activator_cold_start_seconds", revision),
+                _hist(before, "zeroserve_activator_cold_start_seconds", revision),
+                strict=True,
+            )
+        ]
         if cold[1] == 1:
             start.activator_cold_s = cold[0]
-        wait = [a - b for a, b in zip(_hist(after, "zeroserve_activator_queue_wait_seconds", revision),
-                                      _hist(before, "zeroserve_activator_queue_wait_seconds", revision),
-                                      strict=True)]
+        wait = [
+            a - b
+            for a, b in zip(
+                _hist(after, "zeroserve_activator_queue_wait_seconds", revision),
+                _hist(before, "zeroserve_activator_queue_wait_seconds", revision),
+                strict=True,
+            )
+        ]
         if wait[1] == 1:
             start.activator_wait_s = wait[0]
         pods = [p for p in system.pods(revision) if p["times"].get("requested", 0) >= send - 1]
@@ -279,9 +304,11 @@ def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
             result.failures.append(f"cold start {i + 1} ({name}): status {status}")
         start.app_alone_s = app_alone(ctx, i + 1)
         result.starts.append(start)
-        ctx.log(f"cold start {i + 1}/{cfg.cold_starts} {name}: {status} first byte after "
-                f"{_ms(start.total)} ms (app alone {_ms(start.app_alone_s)} ms; waited "
-                f"{waited:.1f} s for zero)")
+        ctx.log(
+            f"cold start {i + 1}/{cfg.cold_starts} {name}: {status} first byte after "
+            f"{_ms(start.total)} ms (app alone {_ms(start.app_alone_s)} ms; waited "
+            f"{waited:.1f} s for zero)"
+        )
     for name in names:
         system.remove(manifest(name), f"{name}.yaml")
     return result
@@ -296,15 +323,30 @@ def table(res: ColdResult) -> str:
     tot = [s.total for s in res.ok]
     rows.append(["**total: send -> first byte**", _ms_spread(c.Spread.of(tot)), _ms(_p90(tot))])
     alone = [s.app_alone_s for s in res.ok if s.app_alone_s is not None]
-    rows.append(["app alone: start -> first answer (baseline)", _ms_spread(c.Spread.of(alone)),
-                 _ms(_p90(alone))])
+    rows.append(
+        [
+            "app alone: start -> first answer (baseline)",
+            _ms_spread(c.Spread.of(alone)),
+            _ms(_p90(alone)),
+        ]
+    )
     added = [s.added for s in res.ok if s.added is not None]
-    rows.append(["**platform added (total - app alone, per pair)**",
-                 _ms_spread(c.Spread.of(added)), _ms(_p90(added))])
+    rows.append(
+        [
+            "**platform added (total - app alone, per pair)**",
+            _ms_spread(c.Spread.of(added)),
+            _ms(_p90(added)),
+        ]
+    )
     rows.append(["total / app alone (per pair)", c.fmt_ratio(res.ratio()), "-"])
     own = [s.own_steps for s in res.ok if s.own_steps is not None]
-    rows.append(["platform's own steps (held + scale request -> spawned + ready -> first byte)",
-                 _ms_spread(c.Spread.of(own)), _ms(_p90(own))])
+    rows.append(
+        [
+            "platform's own steps (held + scale request -> spawned + ready -> first byte)",
+            _ms_spread(c.Spread.of(own)),
+            _ms(_p90(own)),
+        ]
+    )
     other: list[tuple[str, list[float | None]]] = [
         ("runtime readiness (listening -> runtime saw ready)", [s.runtime_ready_s for s in res.ok]),
         ("activator: zeroserve_activator_cold_start_seconds", [s.activator_cold_s for s in res.ok]),
@@ -321,9 +363,28 @@ def every_start(res: ColdResult) -> str:
     rows = []
     for s in res.starts:
         p = s.phases() or {}
-        rows.append([str(s.index), s.service, str(s.status), _ms(s.total),
-                     *[_ms(p.get(k)) for k, _ in PHASES], _ms(s.app_alone_s), _ms(s.added),
-                     _ms(s.activator_cold_s), f"{s.waited_for_zero_s:.1f}"])
-    header = ["#", "service", "status", "total ms", *[k for k, _ in PHASES], "app alone ms",
-              "added ms", "activator cold ms", "waited for zero s"]
+        rows.append(
+            [
+                str(s.index),
+                s.service,
+                str(s.status),
+                _ms(s.total),
+                *[_ms(p.get(k)) for k, _ in PHASES],
+                _ms(s.app_alone_s),
+                _ms(s.added),
+                _ms(s.activator_cold_s),
+                f"{s.waited_for_zero_s:.1f}",
+            ]
+        )
+    header = [
+        "#",
+        "service",
+        "status",
+        "total ms",
+        *[k for k, _ in PHASES],
+        "app alone ms",
+        "added ms",
+        "activator cold ms",
+        "waited for zero s",
+    ]
     return c.md_table(header, rows, left=2)

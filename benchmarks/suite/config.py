@@ -78,30 +78,62 @@ class Config:
 
 
 FULL = Config(
-    preset="full", parts=PARTS,
-    hop_reps=3, hop_duration=5, hop_requests=20_000, hop_requests_large=1_000,
-    hop_rates=(500, 1000), hop_rates_large=(100, 200), large_bytes=1 << 20, warmup=1,
-    cold_starts=20, cold_services=3,
-    burst_reps=3, burst_requests=20_000, burst_concurrency=200, burst_cc=10,
-    locust_seconds=120, locust_peak_users=70,
-    held=10_000, held_reps=3,
+    preset="full",
+    parts=PARTS,
+    hop_reps=3,
+    hop_duration=5,
+    hop_requests=20_000,
+    hop_requests_large=1_000,
+    hop_rates=(500, 1000),
+    hop_rates_large=(100, 200),
+    large_bytes=1 << 20,
+    warmup=1,
+    cold_starts=20,
+    cold_services=3,
+    burst_reps=3,
+    burst_requests=20_000,
+    burst_concurrency=200,
+    burst_cc=10,
+    locust_seconds=120,
+    locust_peak_users=70,
+    held=10_000,
+    held_reps=3,
 )
 QUICK = replace(
-    FULL, preset="quick",
-    hop_reps=1, hop_duration=2, hop_requests=5_000, hop_requests_large=500,
-    cold_starts=4, cold_services=2,
-    burst_reps=1, burst_requests=5_000,
-    locust_seconds=40, locust_peak_users=35,
-    held=2_000, held_reps=1,
+    FULL,
+    preset="quick",
+    hop_reps=1,
+    hop_duration=2,
+    hop_requests=5_000,
+    hop_requests_large=500,
+    cold_starts=4,
+    cold_services=2,
+    burst_reps=1,
+    burst_requests=5_000,
+    locust_seconds=40,
+    locust_peak_users=35,
+    held=2_000,
+    held_reps=1,
 )
 SMOKE = replace(
-    FULL, preset="smoke",
-    hop_reps=1, hop_duration=1, hop_requests=300, hop_requests_large=50,
-    hop_rates=(500,), hop_rates_large=(50,), warmup=0,
-    cold_starts=2, cold_services=2,
-    burst_reps=1, burst_requests=300, burst_concurrency=20,
-    locust_seconds=10, locust_peak_users=6,
-    held=100, held_reps=1,
+    FULL,
+    preset="smoke",
+    hop_reps=1,
+    hop_duration=1,
+    hop_requests=300,
+    hop_requests_large=50,
+    hop_rates=(500,),
+    hop_rates_large=(50,),
+    warmup=0,
+    cold_starts=2,
+    cold_services=2,
+    burst_reps=1,
+    burst_requests=300,
+    burst_concurrency=20,
+    locust_seconds=10,
+    locust_peak_users=6,
+    held=100,
+    held_reps=1,
 )
 PRESETS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
@@ -111,15 +143,19 @@ def estimate_seconds(cfg: Config) -> float:
     total = 5.0
     if "hops" in cfg.parts:
         runs_per_size = 2 + len(cfg.hop_rates)
-        per_rep = 4 * (2 * (runs_per_size - 1) * (cfg.hop_duration + 0.5)
-                       + cfg.hop_requests / 5000 + cfg.hop_requests_large / 300)
+        per_rep = 4 * (
+            2 * (runs_per_size - 1) * (cfg.hop_duration + 0.5)
+            + cfg.hop_requests / 5000
+            + cfg.hop_requests_large / 300
+        )
         total += 8 + cfg.hop_reps * per_rep + 8 * cfg.warmup
     if "cold" in cfg.parts:
         window = cfg.stable_window + cfg.grace_period + 2
         total += 12 + cfg.cold_starts * max(2.0, window / cfg.cold_services)
     if "burst" in cfg.parts:
-        total += cfg.burst_reps * (cfg.stable_window + cfg.grace_period + 6
-                                   + cfg.burst_requests / 700)
+        total += cfg.burst_reps * (
+            cfg.stable_window + cfg.grace_period + 6 + cfg.burst_requests / 700
+        )
     if "autoscale" in cfg.parts:
         total += cfg.locust_seconds + 15
     if "held" in cfg.parts:
@@ -131,7 +167,9 @@ def _ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected integers separated by commas") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected integers separated by commas"
+        ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers")
     return values
@@ -149,33 +187,49 @@ def parse_args(argv: Sequence[str]) -> Config:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.suite",
         description="Measure the whole system on 127.0.0.1 against its baselines, measured in "
-                    "the same run: 1. hop overhead (direct, queue-proxy, activator + "
-                    "queue-proxy, nginx; tiny and 1 MiB responses), 2. cold start (phases, "
-                    "against the app's own start), 3. a burst from zero, 4. autoscaling under "
-                    "a locust load shape (against the autoscaler simulator's prediction), "
-                    "5. requests held by a cold activator. Writes "
-                    "benchmarks/results/bench-<timestamp>.md and its PNG plots.",
+        "the same run: 1. hop overhead (direct, queue-proxy, activator + "
+        "queue-proxy, nginx; tiny and 1 MiB responses), 2. cold start (phases, "
+        "against the app's own start), 3. a burst from zero, 4. autoscaling under "
+        "a locust load shape (against the autoscaler simulator's prediction), "
+        "5. requests held by a cold activator. Writes "
+        "benchmarks/results/bench-<timestamp>.md and its PNG plots.",
         epilog="Presets: the default full run takes about 15 minutes; --quick about 3-5; "
-               "--smoke (what tests/benchmarks runs) under a minute. Tools: wrk, hey "
-               "(required), nginx (the reference proxy), taskset: apt-get install -y wrk hey "
-               "nginx util-linux; locust and matplotlib: pip install -e '.[bench]'.",
+        "--smoke (what tests/benchmarks runs) under a minute. Tools: wrk, hey "
+        "(required), nginx (the reference proxy), taskset: apt-get install -y wrk hey "
+        "nginx util-linux; locust and matplotlib: pip install -e '.[bench]'.",
     )
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_const", const="quick", dest="preset",
-                   help="a short run while developing (about 3-5 minutes)")
-    g.add_argument("--smoke", action="store_const", const="smoke", dest="preset",
-                   help="a tiny run for the test suite (under a minute; figures meaningless)")
-    p.add_argument("--parts", type=_parts, help=f"comma-separated subset of {','.join(PARTS)} "
-                                                "(default: all)")
+    g.add_argument(
+        "--quick",
+        action="store_const",
+        const="quick",
+        dest="preset",
+        help="a short run while developing (about 3-5 minutes)",
+    )
+    g.add_argument(
+        "--smoke",
+        action="store_const",
+        const="smoke",
+        dest="preset",
+        help="a tiny run for the test suite (under a minute; figures meaningless)",
+    )
+    p.add_argument(
+        "--parts", type=_parts, help=f"comma-separated subset of {','.join(PARTS)} (default: all)"
+    )
     o = p.add_argument_group("overrides of the preset")
     o.add_argument("--hop-reps", type=int)
     o.add_argument("--hop-duration", type=int, help="seconds of each throughput/latency run")
     o.add_argument("--hop-requests", type=int, help="requests of each tiny-response CPU run")
     o.add_argument("--hop-requests-large", type=int, help="requests of each 1 MiB CPU run")
-    o.add_argument("--hop-rates", type=_ints, help="fixed rates for the tiny response, e.g. 500,1000")
+    o.add_argument(
+        "--hop-rates", type=_ints, help="fixed rates for the tiny response, e.g. 500,1000"
+    )
     o.add_argument("--hop-rates-large", type=_ints, help="fixed rates for the 1 MiB response")
-    o.add_argument("--latency-tool", choices=("hey", "wrk"),
-                   help="hey -q (default) or a paced wrk for the fixed-rate runs")
+    o.add_argument(
+        "--latency-tool",
+        choices=("hey", "wrk"),
+        help="hey -q (default) or a paced wrk for the fixed-rate runs",
+    )
     o.add_argument("--cold-starts", type=int)
     o.add_argument("--cold-services", type=int)
     o.add_argument("--burst-reps", type=int)
@@ -185,21 +239,37 @@ def parse_args(argv: Sequence[str]) -> Config:
     o.add_argument("--locust-peak-users", type=int)
     o.add_argument("--held", type=int, help="requests held at zero replicas")
     o.add_argument("--held-reps", type=int)
-    o.add_argument("--quiet-wait", type=float, metavar="SECONDS",
-                   help="hop overhead: wait up to SECONDS for other load to stop before each "
-                        "run and redo a disturbed run once (default 0: off)")
+    o.add_argument(
+        "--quiet-wait",
+        type=float,
+        metavar="SECONDS",
+        help="hop overhead: wait up to SECONDS for other load to stop before each "
+        "run and redo a disturbed run once (default 0: off)",
+    )
     m = p.add_argument_group("machine and output")
     m.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     m.add_argument("--server-cpu", type=int, help="CPU of every server (default 1)")
     m.add_argument("--load-cpu", type=int, help="CPU of the load generators (default 0)")
-    m.add_argument("--results-dir", type=Path, help="where the report and plots go "
-                                                    "(default benchmarks/results)")
+    m.add_argument(
+        "--results-dir",
+        type=Path,
+        help="where the report and plots go (default benchmarks/results)",
+    )
     m.add_argument("--no-write", action="store_true", help="print the report only (no files)")
-    m.add_argument("--json", type=Path, dest="json_path", metavar="FILE",
-                   help="also write the key figures as JSON (for tests and scripts)")
-    m.add_argument("--logs", type=Path, metavar="DIR",
-                   help="keep the logs of zeroserve up (its components and every replica) in "
-                        "DIR (default: a temporary directory, removed at the end)")
+    m.add_argument(
+        "--json",
+        type=Path,
+        dest="json_path",
+        metavar="FILE",
+        help="also write the key figures as JSON (for tests and scripts)",
+    )
+    m.add_argument(
+        "--logs",
+        type=Path,
+        metavar="DIR",
+        help="keep the logs of zeroserve up (its components and every replica) in "
+        "DIR (default: a temporary directory, removed at the end)",
+    )
     a = p.parse_args(argv)
     cfg = PRESETS[a.preset or "full"]
     names = {f.name for f in fields(Config)}
@@ -210,14 +280,28 @@ def parse_args(argv: Sequence[str]) -> Config:
         changes["write"] = False
     cfg = replace(cfg, **changes)
     problems = []
-    positive = ("hop_reps", "hop_duration", "hop_requests", "hop_requests_large", "cold_starts",
-                "cold_services", "burst_reps", "burst_requests", "burst_concurrency",
-                "locust_seconds", "locust_peak_users", "held", "held_reps")
+    positive = (
+        "hop_reps",
+        "hop_duration",
+        "hop_requests",
+        "hop_requests_large",
+        "cold_starts",
+        "cold_services",
+        "burst_reps",
+        "burst_requests",
+        "burst_concurrency",
+        "locust_seconds",
+        "locust_peak_users",
+        "held",
+        "held_reps",
+    )
     bad = [f"--{n.replace('_', '-')}" for n in positive if getattr(cfg, n) < 1]
     if bad:
         problems.append(f"{', '.join(bad)} must be at least 1")
     if cfg.hop_requests < cfg.connections or cfg.hop_requests_large < cfg.connections:
-        problems.append(f"--hop-requests and --hop-requests-large must be at least {cfg.connections}")
+        problems.append(
+            f"--hop-requests and --hop-requests-large must be at least {cfg.connections}"
+        )
     if cfg.locust_seconds < 10:
         problems.append("--locust-seconds must be at least 10")
     if problems:

@@ -50,22 +50,32 @@ class Context:
 
     @property
     def autoscaler_config(self) -> dict[str, str]:
-        return {"stable-window": f"{self.cfg.stable_window}s",
-                "scale-to-zero-grace-period": f"{self.cfg.grace_period}s"}
+        return {
+            "stable-window": f"{self.cfg.stable_window}s",
+            "scale-to-zero-grace-period": f"{self.cfg.grace_period}s",
+        }
 
     def system(self) -> LocalSystem:
         """The running ``zeroserve up`` (started on first use)."""
         if self._system is None:
             conf = self.tmp / "config-autoscaler.yaml"
             conf.write_text(config_autoscaler(self.autoscaler_config))
-            self.log("starting zeroserve up (config-autoscaler: "
-                     + ", ".join(f"{k} {v}" for k, v in self.autoscaler_config.items()) + ")")
+            self.log(
+                "starting zeroserve up (config-autoscaler: "
+                + ", ".join(f"{k} {v}" for k, v in self.autoscaler_config.items())
+                + ")"
+            )
             self._system = LocalSystem.start(self.sup, self.tmp, [conf], self.cfg.logs)
-            self.command("zeroserve up config-autoscaler.yaml --port 0 --control-port 0 --logs "
-                         f"{self._system.logs} (config-autoscaler.yaml: "
-                         + ", ".join(f"{k}: {v}" for k, v in self.autoscaler_config.items()) + ")")
-            self.log(f"zeroserve up: ingress {self._system.ingress}, control API "
-                     f"{self._system.control}, logs in {self._system.logs}")
+            self.command(
+                "zeroserve up config-autoscaler.yaml --port 0 --control-port 0 --logs "
+                f"{self._system.logs} (config-autoscaler.yaml: "
+                + ", ".join(f"{k}: {v}" for k, v in self.autoscaler_config.items())
+                + ")"
+            )
+            self.log(
+                f"zeroserve up: ingress {self._system.ingress}, control API "
+                f"{self._system.control}, logs in {self._system.logs}"
+            )
         return self._system
 
     @property

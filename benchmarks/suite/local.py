@@ -34,32 +34,54 @@ from typing import Any
 from benchmarks import _common as c
 
 REPO = Path(__file__).resolve().parents[2]
-_UP_LINE = re.compile(r"zeroserve is up: ingress (http://\S+), control API (http://\S+), logs in (\S+)")
+_UP_LINE = re.compile(
+    r"zeroserve is up: ingress (http://\S+), control API (http://\S+), logs in (\S+)"
+)
 NAMESPACE = "default"
 
 
 def config_autoscaler(data: Mapping[str, str]) -> str:
     """A ``config-autoscaler`` ConfigMap manifest."""
-    lines = ["apiVersion: v1", "kind: ConfigMap", "metadata:", "  name: config-autoscaler",
-             "  namespace: knative-serving", "data:"]
+    lines = [
+        "apiVersion: v1",
+        "kind: ConfigMap",
+        "metadata:",
+        "  name: config-autoscaler",
+        "  namespace: knative-serving",
+        "data:",
+    ]
     lines += [f'  {k}: "{v}"' for k, v in data.items()]
     return "\n".join(lines) + "\n"
 
 
-def service_manifest(name: str, command: list[str], env: Mapping[str, str] | None = None,
-                     container_concurrency: int | None = None,
-                     annotations: Mapping[str, str] | None = None) -> str:
+def service_manifest(
+    name: str,
+    command: list[str],
+    env: Mapping[str, str] | None = None,
+    container_concurrency: int | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> str:
     """A ``serving.knative.dev/v1`` Service running ``command`` (paths relative to the repository)."""
-    lines = ["apiVersion: serving.knative.dev/v1", "kind: Service", "metadata:",
-             f"  name: {name}", f"  namespace: {NAMESPACE}", "spec:", "  template:"]
+    lines = [
+        "apiVersion: serving.knative.dev/v1",
+        "kind: Service",
+        "metadata:",
+        f"  name: {name}",
+        f"  namespace: {NAMESPACE}",
+        "spec:",
+        "  template:",
+    ]
     if annotations:
         lines += ["    metadata:", "      annotations:"]
         lines += [f'        {k}: "{v}"' for k, v in annotations.items()]
     lines += ["    spec:"]
     if container_concurrency is not None:
         lines += [f"      containerConcurrency: {container_concurrency}"]
-    lines += ["      containers:", "        - image: ghcr.io/zeroserve/bench:latest",
-              f"          command: {json.dumps(command)}"]
+    lines += [
+        "      containers:",
+        "        - image: ghcr.io/zeroserve/bench:latest",
+        f"          command: {json.dumps(command)}",
+    ]
     if env:
         lines += ["          env:"]
         for k, v in env.items():
@@ -76,7 +98,7 @@ def _ppid(pid: int) -> int | None:
             text = f.read()
     except OSError:
         return None
-    return int(text[text.rindex(")") + 2:].split()[1])
+    return int(text[text.rindex(")") + 2 :].split()[1])
 
 
 def children(pid: int) -> list[int]:
@@ -164,11 +186,28 @@ class LocalSystem:
     # -- start ---------------------------------------------------------------
 
     @classmethod
-    def start(cls, sup: c.Supervisor, workdir: Path, files: list[Path], logs: Path | None = None,
-              timeout: float = 60.0) -> LocalSystem:
+    def start(
+        cls,
+        sup: c.Supervisor,
+        workdir: Path,
+        files: list[Path],
+        logs: Path | None = None,
+        timeout: float = 60.0,
+    ) -> LocalSystem:
         logs = logs or workdir / "zeroserve-logs"
-        argv = [sys.executable, "-m", "zeroserve.cli", "up", *map(str, files), "--port", "0",
-                "--control-port", "0", "--logs", str(logs)]
+        argv = [
+            sys.executable,
+            "-m",
+            "zeroserve.cli",
+            "up",
+            *map(str, files),
+            "--port",
+            "0",
+            "--control-port",
+            "0",
+            "--logs",
+            str(logs),
+        ]
         server = sup.start("zeroserve-up", argv, cwd=REPO)
         deadline = time.monotonic() + timeout
         while True:
@@ -178,17 +217,24 @@ class LocalSystem:
                 if m:
                     return cls(server, m.group(1), m.group(2), Path(m.group(3)), argv)
             if time.monotonic() > deadline:
-                raise c.BenchError(f"zeroserve up printed no 'zeroserve is up' line in "
-                                   f"{timeout:.0f} s:\n{server.log_tail()}")
+                raise c.BenchError(
+                    f"zeroserve up printed no 'zeroserve is up' line in "
+                    f"{timeout:.0f} s:\n{server.log_tail()}"
+                )
             time.sleep(0.05)
 
     # -- control API ---------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: object | None = None,
-              timeout: float = 10.0) -> Any:
+    def _call(
+        self, method: str, path: str, body: object | None = None, timeout: float = 10.0
+    ) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.control + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.control + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return json.loads(r.read())
@@ -205,7 +251,9 @@ class LocalSystem:
         return list(data.get("lines", []))
 
     def delete(self, manifest: str, file: str = "bench.yaml") -> list[str]:
-        return list(self._call("POST", "/v1/delete", {"file": file, "yaml": manifest}).get("lines", []))
+        return list(
+            self._call("POST", "/v1/delete", {"file": file, "yaml": manifest}).get("lines", [])
+        )
 
     def objects(self, kind: str, name: str | None = None) -> list[dict[str, Any]]:
         """What ``zeroserve get KIND [NAME] -o json`` prints (its items)."""
@@ -245,8 +293,9 @@ class LocalSystem:
             self.server.ensure_alive()
             time.sleep(0.1)
 
-    def wait(self, what: str, predicate: Callable[[], bool], timeout: float,
-             every: float = 0.2) -> float:
+    def wait(
+        self, what: str, predicate: Callable[[], bool], timeout: float, every: float = 0.2
+    ) -> float:
         """Poll ``predicate`` until true; returns the seconds waited. A control API
         call that fails or times out (a busy CPU) counts as "not yet"."""
         t0 = time.monotonic()
@@ -298,8 +347,10 @@ class LocalSystem:
                 if text is not None and "zeroserve_activator_" in text:
                     self._activator_metrics = port
                     return port
-        raise c.BenchError("cannot find the activator's metrics port (no child of zeroserve up "
-                           "running `-m activator` serves zeroserve_activator_* on /metrics)")
+        raise c.BenchError(
+            "cannot find the activator's metrics port (no child of zeroserve up "
+            "running `-m activator` serves zeroserve_activator_* on /metrics)"
+        )
 
     def activator_metrics(self) -> str:
         text = scrape(self.activator_metrics_port())

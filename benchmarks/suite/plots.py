@@ -19,8 +19,12 @@ from .coldstart import PHASES, ColdResult
 from .hops import LABELS, ROLES, HopsResult
 
 HINT = "pip install -e '.[bench]' (or .venv/bin/pip install matplotlib)"
-ROLE_COLORS = {"activator": "tab:purple", "queue-proxy": "tab:blue", "nginx": "tab:green",
-               "app": "tab:gray"}
+ROLE_COLORS = {
+    "activator": "tab:purple",
+    "queue-proxy": "tab:blue",
+    "nginx": "tab:green",
+    "app": "tab:gray",
+}
 
 
 def available() -> bool:
@@ -59,8 +63,9 @@ def hops(res: HopsResult, path: Path) -> None:
                 bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         ax.set_xticks(x, [LABELS[n].replace(" → ", "\n→ ") for n in names], fontsize="x-small")
         ax.set_ylabel("CPU µs per request")
-        ax.set_title(f"{size.label}: CPU per request by process (hey -n {size.requests:,})",
-                     fontsize="small")
+        ax.set_title(
+            f"{size.label}: CPU per request by process (hey -n {size.requests:,})", fontsize="small"
+        )
         ax.legend(fontsize="x-small")
         ax.grid(axis="y", alpha=0.3)
         rate = max(size.rates)
@@ -99,16 +104,25 @@ def coldstart(res: ColdResult, path: Path) -> None:
             ax.barh(i, v, left=left, color=color, label=label if i == 0 else None)
             left += v
         if s.app_alone_s is not None:
-            ax.plot([s.app_alone_s * 1000], [i], marker="D", color="black", markersize=4,
-                    linestyle="none", label="app alone (same pair)" if i == 0 else None)
-    ax.set_yticks(range(len(starts)), [f"#{s.index} {s.service}" for s in starts],
-                  fontsize="x-small")
+            ax.plot(
+                [s.app_alone_s * 1000],
+                [i],
+                marker="D",
+                color="black",
+                markersize=4,
+                linestyle="none",
+                label="app alone (same pair)" if i == 0 else None,
+            )
+    ax.set_yticks(
+        range(len(starts)), [f"#{s.index} {s.service}" for s in starts], fontsize="x-small"
+    )
     ax.invert_yaxis()
     ax.set_xlabel("ms from sending the request")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize="x-small", loc="lower right")
-    fig.suptitle("Cold start from zero: phases from the components' own timestamps",
-                 fontsize="medium")
+    fig.suptitle(
+        "Cold start from zero: phases from the components' own timestamps", fontsize="medium"
+    )
     fig.savefig(path, format="png")
 
 
@@ -121,10 +135,15 @@ def burst(res: BurstResult, path: Path) -> None:
             continue
         t = [s[0] - b.start for s in b.timeline]
         line = top.step(t, [s[1] for s in b.timeline], where="post", label=f"rep {b.rep}: replicas")
-        top.step(t, [s[2] for s in b.timeline], where="post", linestyle="--",
-                 color=line[0].get_color(), label=f"rep {b.rep}: ready")
-        bottom.plot(t, [s[3] for s in b.timeline], color=line[0].get_color(),
-                    label=f"rep {b.rep}")
+        top.step(
+            t,
+            [s[2] for s in b.timeline],
+            where="post",
+            linestyle="--",
+            color=line[0].get_color(),
+            label=f"rep {b.rep}: ready",
+        )
+        bottom.plot(t, [s[3] for s in b.timeline], color=line[0].get_color(), label=f"rep {b.rep}")
         if b.total_s is not None:
             for ax in (top, bottom):
                 ax.axvline(b.total_s, color=line[0].get_color(), alpha=0.4, linestyle=":")
@@ -136,8 +155,9 @@ def burst(res: BurstResult, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
     n = res.bursts[0].requests if res.bursts else 0
-    fig.suptitle(f"Burst of {n:,} requests from zero (containerConcurrency {res.cc})",
-                 fontsize="medium")
+    fig.suptitle(
+        f"Burst of {n:,} requests from zero (containerConcurrency {res.cc})", fontsize="medium"
+    )
     fig.savefig(path, format="png")
 
 
@@ -148,8 +168,9 @@ def autoscale(res: AutoscaleResult, path: Path) -> None:
     fig = _figure(11, 8.5)
     load, pods, lat = fig.subplots(3, 1, sharex=True, height_ratios=(1, 1.3, 1))
     load.step(t, s.users, where="post", color="tab:gray", label="locust users")
-    load.step(t, s.concurrency, where="post", color="black", linewidth=1,
-              label="concurrency (measured)")
+    load.step(
+        t, s.concurrency, where="post", color="black", linewidth=1, label="concurrency (measured)"
+    )
     load.set_ylabel("users / concurrency")
     rps = load.twinx()
     rps.step(t, s.rps, where="post", color="tab:olive", linewidth=0.8, alpha=0.8, label="req/s")
@@ -159,15 +180,36 @@ def autoscale(res: AutoscaleResult, path: Path) -> None:
     target = float(res.sim_summary["revision"]["target_per_pod"]) if res.sim_summary else 7.0
     needed = [math.ceil(round(v / target, 9)) for v in s.concurrency]
     pods.step(t, needed, where="post", color="black", linestyle=":", label="needed (measured load)")
-    pods.step(t, s.desired, where="post", color="tab:orange", linewidth=3, alpha=0.7,
-              label="desired (measured)")
+    pods.step(
+        t,
+        s.desired,
+        where="post",
+        color="tab:orange",
+        linewidth=3,
+        alpha=0.7,
+        label="desired (measured)",
+    )
     pods.step(t, s.ready, where="post", color="tab:blue", linewidth=1.8, label="ready (measured)")
     if res.sim_timeline:
         st = [int(r["t"]) for r in res.sim_timeline]
-        pods.step(st, [r["desired"] for r in res.sim_timeline], where="post", color="tab:red",
-                  linestyle="--", linewidth=1.2, label="desired (simulator)")
-        pods.step(st, [r["ready"] for r in res.sim_timeline], where="post", color="tab:purple",
-                  linestyle="--", linewidth=1.2, label="ready (simulator)")
+        pods.step(
+            st,
+            [r["desired"] for r in res.sim_timeline],
+            where="post",
+            color="tab:red",
+            linestyle="--",
+            linewidth=1.2,
+            label="desired (simulator)",
+        )
+        pods.step(
+            st,
+            [r["ready"] for r in res.sim_timeline],
+            where="post",
+            color="tab:purple",
+            linestyle="--",
+            linewidth=1.2,
+            label="ready (simulator)",
+        )
     pods.set_ylabel("replicas")
     pods.legend(loc="upper right", fontsize="x-small", ncol=2)
     lat.plot(t, [v if v is not None else float("nan") for v in s.p50_ms], label="p50")
@@ -183,7 +225,9 @@ def autoscale(res: AutoscaleResult, path: Path) -> None:
         ax.set_xlim(0, max(1, len(t)))
         ax.set_ylim(bottom=0)
     ann = ", ".join(f"{k.split('/', 1)[1]} {v}" for k, v in res.annotations.items())
-    fig.suptitle(f"{res.service} ({ann}; containerConcurrency {res.container_concurrency}): "
-                 f"measured vs autoscaler simulator (replica start {res.pod_start_s:.2f} s)",
-                 fontsize="medium")
+    fig.suptitle(
+        f"{res.service} ({ann}; containerConcurrency {res.container_concurrency}): "
+        f"measured vs autoscaler simulator (replica start {res.pod_start_s:.2f} s)",
+        fontsize="medium",
+    )
     fig.savefig(path, format="png")

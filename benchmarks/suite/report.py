@@ -42,8 +42,12 @@ class Results:
             r = getattr(self, name)
             if r is not None:
                 parts[name] = r.to_json()
-        return {"parts": parts, "skipped": self.skipped, "failed": self.failed,
-                "plots": dict(self.plots)}
+        return {
+            "parts": parts,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "plots": dict(self.plots),
+        }
 
 
 def _img(res: Results, part: str, alt: str) -> list[str]:
@@ -53,8 +57,13 @@ def _img(res: Results, part: str, alt: str) -> list[str]:
 
 def _summary(cfg: Config, res: Results) -> list[str]:
     out = []
-    for part, r in (("hops", res.hops), ("cold", res.cold), ("burst", res.burst),
-                    ("autoscale", res.autoscale), ("held", res.held)):
+    for part, r in (
+        ("hops", res.hops),
+        ("cold", res.cold),
+        ("burst", res.burst),
+        ("autoscale", res.autoscale),
+        ("held", res.held),
+    ):
         if r is not None:
             out += [f"- {PART_TITLES[part]}: {line}" for line in r.headline()]
         elif part in res.failed:
@@ -63,9 +72,11 @@ def _summary(cfg: Config, res: Results) -> list[str]:
             out.append(f"- {PART_TITLES[part]}: skipped: {res.skipped[part]}")
     if res.hops is not None:
         used = [r for r in res.hops.bench.runs if not r.superseded]
-        out.append(f"- Machine noise: other processes used more than {w.DISTURBED_CPU} CPU "
-                   f"during {res.hops.disturbed_runs} of the {len(used)} hop-overhead runs "
-                   "(see the notes).")
+        out.append(
+            f"- Machine noise: other processes used more than {w.DISTURBED_CPU} CPU "
+            f"during {res.hops.disturbed_runs} of the {len(used)} hop-overhead runs "
+            "(see the notes)."
+        )
     return out
 
 
@@ -124,30 +135,46 @@ def _hops(cfg: Config, res: Results) -> list[str]:
     if h is None:
         return out + _missing(res, "hops")
     out += [
-        f"Backend: {h.backend_desc}. Targets: " + "; ".join(
-            f"**{t.name}**: {t.detail}" for t in h.targets) + ". Every request carries "
+        f"Backend: {h.backend_desc}. Targets: "
+        + "; ".join(f"**{t.name}**: {t.detail}" for t in h.targets)
+        + ". Every request carries "
         "`Host: hello.default.example.com` (the activator's route). "
         f"{cfg.hop_reps} repetition(s), interleaved across targets; throughput "
         f"`wrk -t1 -c{cfg.connections} -d{cfg.hop_duration}s`; CPU per request from "
         f"`/proc/PID/stat` around `hey -n N -c {cfg.connections}` (all of a process's "
         f"threads, {1000 // c.CLK_TCK} ms ticks); latency at each fixed rate R: "
-        + (f"`hey -z {cfg.hop_duration}s -c {cfg.rate_workers} -q R/{cfg.rate_workers}`."
-           if cfg.latency_tool == "hey" else
-           f"`wrk -t1 -c{cfg.rate_workers} -d{cfg.hop_duration}s` with each connection pausing "
-           "between requests."),
+        + (
+            f"`hey -z {cfg.hop_duration}s -c {cfg.rate_workers} -q R/{cfg.rate_workers}`."
+            if cfg.latency_tool == "hey"
+            else f"`wrk -t1 -c{cfg.rate_workers} -d{cfg.hop_duration}s` with each connection pausing "
+            "between requests."
+        ),
         "",
         *_img(res, "hops", "hop overhead: CPU per request by process, latency"),
     ]
     for size in h.sizes:
-        out += [f"### {size.label}: throughput and CPU per request", "",
-                f"CPU runs: `hey -n {size.requests} -c {cfg.connections}`. "
-                "\"proxies µs/req\" sums the proxies in the path; \"x nginx\" compares it with "
-                "nginx's in the same repetition.", "",
-                h.tput_cpu_table(size), "",
-                f"### {size.label}: latency at fixed rates", "",
-                h.latency_table(size), ""]
-    out += ["<details><summary>Every hop-overhead run</summary>", "", h.every_run(), "",
-            "</details>", ""]
+        out += [
+            f"### {size.label}: throughput and CPU per request",
+            "",
+            f"CPU runs: `hey -n {size.requests} -c {cfg.connections}`. "
+            '"proxies µs/req" sums the proxies in the path; "x nginx" compares it with '
+            "nginx's in the same repetition.",
+            "",
+            h.tput_cpu_table(size),
+            "",
+            f"### {size.label}: latency at fixed rates",
+            "",
+            h.latency_table(size),
+            "",
+        ]
+    out += [
+        "<details><summary>Every hop-overhead run</summary>",
+        "",
+        h.every_run(),
+        "",
+        "</details>",
+        "",
+    ]
     return out
 
 
@@ -169,17 +196,23 @@ def _cold(cfg: Config, res: Results) -> list[str]:
         *_img(res, "cold", "cold start phases"),
         coldstart.table(r),
         "",
-        "\"app ready\" ends at the earlier of the runtime's readiness check and the "
+        '"app ready" ends at the earlier of the runtime\'s readiness check and the '
         "activator forwarding the request (the activator probes the new replica itself, every "
         "few ms, and may forward before the runtime's 50 ms readiness poll sees it). The "
         "replica's queue-proxy and app start together on the same CPU, so \"replica process "
-        "start\" and \"app ready\" overlap with the app's own start.",
+        'start" and "app ready" overlap with the app\'s own start.',
         "",
     ]
     if r.failures:
         out += [f"Failures: {'; '.join(r.failures)}", ""]
-    out += ["<details><summary>Every cold start (ms)</summary>", "", coldstart.every_start(r), "",
-            "</details>", ""]
+    out += [
+        "<details><summary>Every cold start (ms)</summary>",
+        "",
+        coldstart.every_start(r),
+        "",
+        "</details>",
+        "",
+    ]
     return out
 
 
@@ -191,12 +224,12 @@ def _burst(cfg: Config, res: Results) -> list[str]:
     out += [
         f"`{' '.join(r.argv[:-1])} <ingress>/` against the `burst` Service (the sample app, "
         f"containerConcurrency {r.cc}, KPA defaults: 7 in flight per replica at 70 % "
-        "utilisation, no max-scale) at zero replicas before each repetition. \"app saw\" sums "
+        'utilisation, no max-scale) at zero replicas before each repetition. "app saw" sums '
         "every replica's `zeroserve_queue_requests_total` (read every 0.2 s and once more "
         "after hey is done); it equals the requests sent when each reached the app exactly "
-        "once. \"max at one app\" is the highest `zeroserve_queue_app_in_flight_max` of any "
+        'once. "max at one app" is the highest `zeroserve_queue_app_in_flight_max` of any '
         "replica. Every replica (two Python processes) starts on the one server CPU, which "
-        "the running replicas, the activator and `zeroserve up` share: \"first at an app\" "
+        'the running replicas, the activator and `zeroserve up` share: "first at an app" '
         "is the cold start under that load.",
         "",
         *_img(res, "burst", "burst: replicas and requests over time"),
@@ -224,7 +257,7 @@ def _autoscale(cfg: Config, res: Results) -> list[str]:
         f"({r.pod_start_from}):",
         "",
         f"`{autoscale.sim_command(r.sim_argv)}` (trace.csv: the concurrency column of "
-        "\"Every second\" below)",
+        '"Every second" below)',
         "",
         *_img(res, "autoscale", "autoscaling: load, replicas measured and simulated, latency"),
         summary,
@@ -239,8 +272,14 @@ def _autoscale(cfg: Config, res: Results) -> list[str]:
         out += ["Failures by error: " + "; ".join(f"{k}: {v}" for k, v in r.errors.items()), ""]
     if r.problems:
         out += ["Problems: " + "; ".join(r.problems), ""]
-    out += ["<details><summary>Every second</summary>", "", autoscale.every_second(r), "",
-            "</details>", ""]
+    out += [
+        "<details><summary>Every second</summary>",
+        "",
+        autoscale.every_second(r),
+        "",
+        "</details>",
+        "",
+    ]
     return out
 
 
@@ -261,35 +300,50 @@ def _held(cfg: Config, res: Results) -> list[str]:
         "",
     ]
     if r.runs:
-        out += ["<details><summary>Last repetition in detail</summary>", "",
-                hd.held_table(r.runs[-1]), "", "</details>", ""]
+        out += [
+            "<details><summary>Last repetition in detail</summary>",
+            "",
+            hd.held_table(r.runs[-1]),
+            "",
+            "</details>",
+            "",
+        ]
     return out
 
 
 def notes(cfg: Config, res: Results) -> list[str]:
     out = []
     if cfg.pin:
-        out.append(f"Servers (backends, proxies, `zeroserve up` and everything it starts) run "
-                   f"on CPU {cfg.server_cpu}, load generators (wrk, hey, locust, the held "
-                   f"client) and this script on CPU {cfg.load_cpu}, when both exist "
-                   f"(this machine has {os.cpu_count()} CPUs). On one CPU a path's processes "
-                   "take turns: the activator path's throughput is bounded by the sum of its "
-                   "processes' CPU per request, and its latency includes waiting for the CPU.")
+        out.append(
+            f"Servers (backends, proxies, `zeroserve up` and everything it starts) run "
+            f"on CPU {cfg.server_cpu}, load generators (wrk, hey, locust, the held "
+            f"client) and this script on CPU {cfg.load_cpu}, when both exist "
+            f"(this machine has {os.cpu_count()} CPUs). On one CPU a path's processes "
+            "take turns: the activator path's throughput is bounded by the sum of its "
+            "processes' CPU per request, and its latency includes waiting for the CPU."
+        )
     h = res.hops
     if h is not None:
-        out += w.quality_notes(h.bench, "hop-overhead runs", "`--quiet-wait 30` and more `--hop-reps`")
+        out += w.quality_notes(
+            h.bench, "hop-overhead runs", "`--quiet-wait 30` and more `--hop-reps`"
+        )
         if cfg.latency_tool == "hey":
-            out.append("hey reports latencies in 0.1 ms steps, and its clients tick together "
-                       f"(bursts of {cfg.rate_workers} requests); `--latency-tool wrk` paces "
-                       "wrk connections instead (µs resolution).")
+            out.append(
+                "hey reports latencies in 0.1 ms steps, and its clients tick together "
+                f"(bursts of {cfg.rate_workers} requests); `--latency-tool wrk` paces "
+                "wrk connections instead (µs resolution)."
+            )
         if "nginx" not in h.names:
-            out.append("nginx was not found, so the nginx reference is missing: "
-                       "apt-get install -y nginx.")
+            out.append(
+                "nginx was not found, so the nginx reference is missing: apt-get install -y nginx."
+            )
     if res.autoscale is not None or res.burst is not None or res.cold is not None:
-        out.append(f"Scale to zero takes the stable window ({cfg.stable_window} s) plus the "
-                   f"grace period ({cfg.grace_period} s) after the last request, plus a "
-                   "replica's drain; parts 2 and 3 wait for it before each measurement (the "
-                   "'waited for zero' column).")
+        out.append(
+            f"Scale to zero takes the stable window ({cfg.stable_window} s) plus the "
+            f"grace period ({cfg.grace_period} s) after the last request, plus a "
+            "replica's drain; parts 2 and 3 wait for it before each measurement (the "
+            "'waited for zero' column)."
+        )
     for part, why in res.skipped.items():
         out.append(f"{PART_TITLES[part]} skipped: {why}")
     return out

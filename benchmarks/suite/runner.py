@@ -31,27 +31,38 @@ from .report import Results, render
 REQUIRED = ("wrk", "hey")
 
 
-def machine_meta(cfg: Config, pinning: c.Pinning, started: datetime.datetime,
-                 wall: float) -> dict[str, str]:
+def machine_meta(
+    cfg: Config, pinning: c.Pinning, started: datetime.datetime, wall: float
+) -> dict[str, str]:
     meta = {
         "date": started.astimezone().isoformat(timespec="seconds"),
         "command": shlex.join(sys.orig_argv),
         "wall": f"{wall:.0f} s",
     }
-    meta.update(c.machine_summary(["uvloop", "httptools", "aiohttp", "prometheus-client",
-                                   "locust", "matplotlib"]))
+    meta.update(
+        c.machine_summary(
+            ["uvloop", "httptools", "aiohttp", "prometheus-client", "locust", "matplotlib"]
+        )
+    )
     nginx = c.which("nginx")
-    meta["tools"] = ", ".join([c.tool_version("wrk"), c.tool_version("hey"),
-                               c.tool_version("nginx", nginx) if nginx else "nginx not found"])
+    meta["tools"] = ", ".join(
+        [
+            c.tool_version("wrk"),
+            c.tool_version("hey"),
+            c.tool_version("nginx", nginx) if nginx else "nginx not found",
+        ]
+    )
     meta["pinning"] = pinning.note
-    meta["settings"] = (f"hop reps {cfg.hop_reps} x {cfg.hop_duration} s, CPU runs "
-                        f"{cfg.hop_requests:,} / {cfg.hop_requests_large:,} requests, rates "
-                        f"{'/'.join(map(str, cfg.hop_rates))} and "
-                        f"{'/'.join(map(str, cfg.hop_rates_large))} req/s; {cfg.cold_starts} cold "
-                        f"starts over {cfg.cold_services} services; {cfg.burst_reps} x burst of "
-                        f"{cfg.burst_requests:,} at -c {cfg.burst_concurrency}; locust "
-                        f"{cfg.locust_seconds} s to {cfg.locust_peak_users} users; "
-                        f"{cfg.held_reps} x {cfg.held:,} held")
+    meta["settings"] = (
+        f"hop reps {cfg.hop_reps} x {cfg.hop_duration} s, CPU runs "
+        f"{cfg.hop_requests:,} / {cfg.hop_requests_large:,} requests, rates "
+        f"{'/'.join(map(str, cfg.hop_rates))} and "
+        f"{'/'.join(map(str, cfg.hop_rates_large))} req/s; {cfg.cold_starts} cold "
+        f"starts over {cfg.cold_services} services; {cfg.burst_reps} x burst of "
+        f"{cfg.burst_requests:,} at -c {cfg.burst_concurrency}; locust "
+        f"{cfg.locust_seconds} s to {cfg.locust_peak_users} users; "
+        f"{cfg.held_reps} x {cfg.held:,} held"
+    )
     return meta
 
 
@@ -143,11 +154,15 @@ def main(cfg: Config) -> int:
     started = datetime.datetime.now()
     stamp = started.strftime("%Y%m%d-%H%M%S")
     t0 = time.monotonic()
-    Context.log(f"preset {cfg.preset}, parts {', '.join(cfg.parts)}; about "
-                f"{estimate_seconds(cfg) / 60:.0f} min; pinning: {pinning.note}")
+    Context.log(
+        f"preset {cfg.preset}, parts {', '.join(cfg.parts)}; about "
+        f"{estimate_seconds(cfg) / 60:.0f} min; pinning: {pinning.note}"
+    )
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmpname, \
-                c.Supervisor(Path(tmpname), pinning) as sup:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-suite-") as tmpname,
+            c.Supervisor(Path(tmpname), pinning) as sup,
+        ):
             ctx = Context(cfg, pinning, sup, Path(tmpname), stamp)
             res = run_parts(ctx)
             wall = time.monotonic() - t0
@@ -164,8 +179,14 @@ def main(cfg: Config) -> int:
         Context.log(f"wrote {out}" + (f" and {len(res.plots)} plot(s)" if res.plots else ""))
     if cfg.json_path is not None:
         data = res.to_json()
-        data.update({"report": str(out) if out else None, "wall_s": round(wall, 1),
-                     "preset": cfg.preset, "results_dir": str(cfg.results_dir)})
+        data.update(
+            {
+                "report": str(out) if out else None,
+                "wall_s": round(wall, 1),
+                "preset": cfg.preset,
+                "results_dir": str(cfg.results_dir),
+            }
+        )
         cfg.json_path.write_text(json.dumps(data, indent=2))
     Context.log(f"done in {wall:.0f} s; every started process was stopped")
     return 1 if res.failed else 0

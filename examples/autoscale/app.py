@@ -33,7 +33,9 @@ async def handle(request: web.Request) -> web.Response:
     except ValueError:
         return web.Response(status=400, text="sleep, prime and bloat must be integers\n")
     if not (0 <= sleep_ms <= 60_000 and 0 <= prime <= 50_000_000 and 0 <= bloat_mb <= 1024):
-        return web.Response(status=400, text="sleep <= 60000 ms, prime <= 50000000, bloat <= 1024 MB\n")
+        return web.Response(
+            status=400, text="sleep <= 60000 ms, prime <= 50000000, bloat <= 1024 MB\n"
+        )
     parts = []
     if sleep_ms:
         await asyncio.sleep(sleep_ms / 1000)
@@ -56,8 +58,14 @@ def main() -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
-    web.run_app(app, host=os.environ.get("HOST", "127.0.0.1"), port=port, print=None, access_log=None,
-                loop=uvloop.new_event_loop())
+    web.run_app(
+        app,
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=port,
+        print=None,
+        access_log=None,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,14 @@ def main() -> None:
     log.info("starting server on port %d", port)
     # SIGTERM stops the server gracefully (aiohttp's signal handling); a replica's
     # queue-proxy has already drained by the time the app receives it.
-    web.run_app(make_app(target), host=os.environ.get("HOST", "127.0.0.1"), port=port,
-                print=None, access_log=None, loop=uvloop.new_event_loop())
+    web.run_app(
+        make_app(target),
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=port,
+        print=None,
+        access_log=None,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

@@ -26,11 +26,17 @@ HOST = "hello.default.example.com"
 
 
 def route(*targets: Target, tags: dict[str, RevisionKey] | None = None) -> RoutingTable:
-    return RoutingTable([Route(
-        namespace="default", name="hello", hosts=(HOST, "hello.default.svc.cluster.local"),
-        targets=targets or (Target(V1, 100),),
-        tags={t: ((f"{t}-{HOST}",), k) for t, k in (tags or {}).items()},
-    )])
+    return RoutingTable(
+        [
+            Route(
+                namespace="default",
+                name="hello",
+                hosts=(HOST, "hello.default.svc.cluster.local"),
+                targets=targets or (Target(V1, 100),),
+                tags={t: ((f"{t}-{HOST}",), k) for t, k in (tags or {}).items()},
+            )
+        ]
+    )
 
 
 @contextlib.asynccontextmanager
@@ -45,12 +51,21 @@ async def activator(**settings: object) -> AsyncIterator[tuple[Activator, str]]:
 
 
 def endpoint(qp: QueueProxyProcess, ready: bool = True) -> Endpoint:
-    return Endpoint(name=f"pod-{qp.port}", host="127.0.0.1", port=qp.port, stats_port=qp.ports["metrics_port"],
-                    ready=ready)
+    return Endpoint(
+        name=f"pod-{qp.port}",
+        host="127.0.0.1",
+        port=qp.port,
+        stats_port=qp.ports["metrics_port"],
+        ready=ready,
+    )
 
 
 async def test_routes_by_host_and_forwards_through_the_queue_proxy(tmp_path: Path) -> None:
-    async with run_app() as (port, _state), queue_proxy(port, tmp_path) as qp, activator() as (act, url):
+    async with (
+        run_app() as (port, _state),
+        queue_proxy(port, tmp_path) as qp,
+        activator() as (act, url),
+    ):
         act.set_routes(route())
         act.put_revision(RevisionInfo(V1))
         act.set_endpoints(V1, [endpoint(qp)])
@@ -63,7 +78,9 @@ async def test_routes_by_host_and_forwards_through_the_queue_proxy(tmp_path: Pat
         assert "k-original-host" not in seen["headers"]
         async with httpx.AsyncClient() as client:
             # a client cannot choose the Host the app sees: it is the routed one
-            r = await client.get(url + "/headers", headers={"Host": HOST, "K-Original-Host": "admin.internal"})
+            r = await client.get(
+                url + "/headers", headers={"Host": HOST, "K-Original-Host": "admin.internal"}
+            )
         assert r.json()["host"] == HOST
 
 
@@ -80,38 +97,67 @@ async def test_unknown_host_is_404_naming_it(tmp_path: Path) -> None:
 
 
 async def test_untrusted_revision_headers_are_ignored_and_stripped(tmp_path: Path) -> None:
-    async with run_app() as (port, _state), queue_proxy(port, tmp_path) as qp, activator() as (act, url):
+    async with (
+        run_app() as (port, _state),
+        queue_proxy(port, tmp_path) as qp,
+        activator() as (act, url),
+    ):
         act.set_routes(route())
         act.put_revision(RevisionInfo(V1))
         act.set_endpoints(V1, [endpoint(qp)])
         async with httpx.AsyncClient() as client:
             # names a revision that exists only in the header: ignored, Host decides
-            r = await client.get(url + "/headers", headers={
-                "Host": HOST, "Knative-Serving-Revision": "secret-00009", "Knative-Serving-Namespace": "kube-system"})
+            r = await client.get(
+                url + "/headers",
+                headers={
+                    "Host": HOST,
+                    "Knative-Serving-Revision": "secret-00009",
+                    "Knative-Serving-Namespace": "kube-system",
+                },
+            )
             assert r.status_code == 200
             assert "knative-serving-revision" not in r.json()["headers"]
             # without a known Host the spoofed headers get nothing
-            r = await client.get(url + "/", headers={
-                "Host": "evil.example.com", "Knative-Serving-Revision": "hello-00001",
-                "Knative-Serving-Namespace": "default"})
+            r = await client.get(
+                url + "/",
+                headers={
+                    "Host": "evil.example.com",
+                    "Knative-Serving-Revision": "hello-00001",
+                    "Knative-Serving-Namespace": "default",
+                },
+            )
             assert r.status_code == 404
 
 
 async def test_trusted_listener_routes_by_revision_headers(tmp_path: Path) -> None:
-    async with run_app() as (port, _state), queue_proxy(port, tmp_path) as qp, activator(trusted_port=0) as (act, _):
+    async with (
+        run_app() as (port, _state),
+        queue_proxy(port, tmp_path) as qp,
+        activator(trusted_port=0) as (act, _),
+    ):
         act.put_revision(RevisionInfo(V1))
         act.set_endpoints(V1, [endpoint(qp)])
         trusted = f"http://127.0.0.1:{act.ports['trusted_port']}"
         async with httpx.AsyncClient() as client:
-            r = await client.get(trusted + "/hello", headers={
-                "Host": "whatever.example.com", "Knative-Serving-Revision": "hello-00001",
-                "Knative-Serving-Namespace": "default"})
+            r = await client.get(
+                trusted + "/hello",
+                headers={
+                    "Host": "whatever.example.com",
+                    "Knative-Serving-Revision": "hello-00001",
+                    "Knative-Serving-Namespace": "default",
+                },
+            )
         assert (r.status_code, r.text) == (200, "hello")
 
 
 async def test_percent_split_and_tag_hosts(tmp_path: Path) -> None:
-    async with run_app() as (p1, s1), run_app() as (p2, s2), queue_proxy(p1, tmp_path) as q1, \
-            queue_proxy(p2, tmp_path) as q2, activator() as (act, url):
+    async with (
+        run_app() as (p1, s1),
+        run_app() as (p2, s2),
+        queue_proxy(p1, tmp_path) as q1,
+        queue_proxy(p2, tmp_path) as q2,
+        activator() as (act, url),
+    ):
         act.set_routes(route(Target(V1, 20), Target(V2, 80), tags={"current": V1, "latest": V2}))
         act.put_revision(RevisionInfo(V1))
         act.put_revision(RevisionInfo(V2))
@@ -130,16 +176,24 @@ async def test_percent_split_and_tag_hosts(tmp_path: Path) -> None:
 
 async def test_burst_at_zero_is_held_and_released_at_each_replicas_pace(tmp_path: Path) -> None:
     cc = 10
-    async with run_app() as (p1, s1), run_app() as (p2, s2), \
-            queue_proxy(p1, tmp_path, CONTAINER_CONCURRENCY=str(cc)) as q1, \
-            queue_proxy(p2, tmp_path, CONTAINER_CONCURRENCY=str(cc)) as q2, activator() as (act, url):
+    async with (
+        run_app() as (p1, s1),
+        run_app() as (p2, s2),
+        queue_proxy(p1, tmp_path, CONTAINER_CONCURRENCY=str(cc)) as q1,
+        queue_proxy(p2, tmp_path, CONTAINER_CONCURRENCY=str(cc)) as q2,
+        activator() as (act, url),
+    ):
         act.set_routes(route())
         act.put_revision(RevisionInfo(V1, container_concurrency=cc))
         n = 2000
         limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
         async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-            burst = [asyncio.create_task(client.get(url + f"/sleep?s=0.01&id={i}", headers={"Host": HOST}))
-                     for i in range(n)]
+            burst = [
+                asyncio.create_task(
+                    client.get(url + f"/sleep?s=0.01&id={i}", headers={"Host": HOST})
+                )
+                for i in range(n)
+            ]
             await asyncio.sleep(1.0)  # all waiting: no replica yet
             assert s1.requests == s2.requests == 0
             act.set_endpoints(V1, [endpoint(q1, ready=False)])  # probed, then used
@@ -159,7 +213,9 @@ async def test_queue_limit_gives_503_with_retry_after(tmp_path: Path) -> None:
         act.set_routes(route())
         act.put_revision(RevisionInfo(V1, container_concurrency=1))
         async with httpx.AsyncClient(timeout=10) as client:
-            waiting = [asyncio.create_task(client.get(url + "/", headers={"Host": HOST})) for _ in range(3)]
+            waiting = [
+                asyncio.create_task(client.get(url + "/", headers={"Host": HOST})) for _ in range(3)
+            ]
             await _until(lambda: act.revisions.get(V1).throttler.queued == 3)  # type: ignore[union-attr]
             r = await client.get(url + "/", headers={"Host": HOST})
             assert r.status_code == 503
@@ -198,7 +254,11 @@ async def test_client_that_leaves_the_queue_frees_its_place(tmp_path: Path) -> N
 
 
 async def test_connect_error_is_retried_on_another_replica(tmp_path: Path) -> None:
-    async with run_app() as (port, state), queue_proxy(port, tmp_path) as qp, activator() as (act, url):
+    async with (
+        run_app() as (port, state),
+        queue_proxy(port, tmp_path) as qp,
+        activator() as (act, url),
+    ):
         async with run_app() as (dead_port, _):
             pass  # nothing listens there any more
         act.set_routes(route())
@@ -241,8 +301,11 @@ async def test_stats_poke_and_batches_reach_a_websocket_server(tmp_path: Path) -
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     ws_url = f"ws://127.0.0.1:{runner.addresses[0][1]}/"
     try:
-        async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp, \
-                activator(autoscaler_url=ws_url, pod_name="activator-7") as (act, url):
+        async with (
+            run_app() as (port, _),
+            queue_proxy(port, tmp_path) as qp,
+            activator(autoscaler_url=ws_url, pod_name="activator-7") as (act, url),
+        ):
             act.set_routes(route())
             act.put_revision(RevisionInfo(V1))
             await asyncio.wait_for(act.link.connected.wait(), 5)  # type: ignore[union-attr]
@@ -251,8 +314,11 @@ async def test_stats_poke_and_batches_reach_a_websocket_server(tmp_path: Path) -
                 await _until(lambda: len(frames) >= 1)
                 first = frames[0][0]
                 assert (first["namespace"], first["revision"]) == ("default", "hello-00001")
-                assert first["stat"] == {"pod_name": "activator-7", "average_concurrent_requests": 1.0,
-                                         "request_count": 1.0}
+                assert first["stat"] == {
+                    "pod_name": "activator-7",
+                    "average_concurrent_requests": 1.0,
+                    "request_count": 1.0,
+                }
                 act.set_endpoints(V1, [endpoint(qp)])
                 assert (await t).status_code == 200
             await _until(lambda: len(frames) >= 3, within=5)
@@ -263,8 +329,11 @@ async def test_stats_poke_and_batches_reach_a_websocket_server(tmp_path: Path) -
 
 
 async def test_warm_traffic_flows_while_the_autoscaler_is_down(tmp_path: Path) -> None:
-    async with run_app() as (port, _state), queue_proxy(port, tmp_path) as qp, \
-            activator(autoscaler_url="ws://127.0.0.1:1/") as (act, url):
+    async with (
+        run_app() as (port, _state),
+        queue_proxy(port, tmp_path) as qp,
+        activator(autoscaler_url="ws://127.0.0.1:1/") as (act, url),
+    ):
         act.set_routes(route())
         act.put_revision(RevisionInfo(V1))
         act.set_endpoints(V1, [endpoint(qp)])
@@ -289,7 +358,9 @@ async def test_streaming_and_websockets_pass_through_both_hops(tmp_path: Path) -
         act.set_endpoints(V1, [endpoint(qp)])
         loop = asyncio.get_running_loop()
         async with httpx.AsyncClient(timeout=10) as client:
-            async with client.stream("GET", url + "/sse?n=3&interval=0.5", headers={"Host": HOST}) as resp:
+            async with client.stream(
+                "GET", url + "/sse?n=3&interval=0.5", headers={"Host": HOST}
+            ) as resp:
                 start, arrivals = loop.time(), []
                 async for line in resp.aiter_lines():
                     if line.startswith("data:"):
@@ -298,7 +369,10 @@ async def test_streaming_and_websockets_pass_through_both_hops(tmp_path: Path) -
             body = b"x" * (5 << 20)
             r = await client.post(url + "/sink", content=body, headers={"Host": HOST})
             assert r.json()["bytes"] == len(body)
-        async with aiohttp.ClientSession() as s, s.ws_connect(url + "/ws", headers={"Host": HOST}) as ws:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.ws_connect(url + "/ws", headers={"Host": HOST}) as ws,
+        ):
             await ws.send_str("ping")
             assert (await ws.receive(timeout=5)).data == "echo: ping"
 
@@ -317,8 +391,12 @@ async def test_revision_timeout_gives_504_from_the_activator(tmp_path: Path) -> 
 
 async def test_every_replica_unreachable_gives_502_after_bounded_retries(tmp_path: Path) -> None:
     async with activator() as (act, url):
-        dead = [Endpoint(name=f"dead-{i}", host="127.0.0.1", port=kernel_port(), stats_port=1, ready=True)
-                for i in range(4)]  # ports nothing listens on
+        dead = [
+            Endpoint(
+                name=f"dead-{i}", host="127.0.0.1", port=kernel_port(), stats_port=1, ready=True
+            )
+            for i in range(4)
+        ]  # ports nothing listens on
         act.set_routes(route())
         act.put_revision(RevisionInfo(V1, container_concurrency=1))
         act.set_endpoints(V1, dead)
@@ -340,8 +418,10 @@ async def test_prometheus_metrics_per_revision(tmp_path: Path) -> None:
             await client.get(url + "/status/404", headers={"Host": HOST})
             text = (await client.get(f"http://127.0.0.1:{act.ports['metrics_port']}/metrics")).text
         lv = 'namespace_name="default",revision_name="hello-00001"'
-        assert ('zeroserve_activator_requests_total{namespace_name="default",response_code="200",'
-                'response_code_class="2xx",revision_name="hello-00001"} 1.0') in text
+        assert (
+            'zeroserve_activator_requests_total{namespace_name="default",response_code="200",'
+            'response_code_class="2xx",revision_name="hello-00001"} 1.0'
+        ) in text
         assert 'response_code="404"' in text
         assert f"zeroserve_activator_cold_start_seconds_count{{{lv}}} 1.0" in text
         assert f"zeroserve_activator_queue_wait_seconds_count{{{lv}}} 1.0" in text
@@ -356,8 +436,13 @@ async def test_shutdown_fails_health_then_finishes_in_flight_requests(tmp_path: 
         act.put_revision(RevisionInfo(V1))
         act.set_endpoints(V1, [endpoint(qp)])
         async with httpx.AsyncClient(timeout=10) as client:
-            assert (await client.get(url + "/", headers={"K-Network-Probe": "activator"})).text == "activator"
-            slow = [asyncio.create_task(client.get(url + "/sleep?s=1", headers={"Host": HOST})) for _ in range(5)]
+            assert (
+                await client.get(url + "/", headers={"K-Network-Probe": "activator"})
+            ).text == "activator"
+            slow = [
+                asyncio.create_task(client.get(url + "/sleep?s=1", headers={"Host": HOST}))
+                for _ in range(5)
+            ]
             await asyncio.sleep(0.2)
             stopping = asyncio.create_task(act.shutdown(drain_seconds=0.3))
             await asyncio.sleep(0.1)

@@ -27,7 +27,17 @@ V2 = RevisionKey("default", "hello-00002")
         (b"[::1]", b"[::1]"),
         (b"  spaced.example.com ", b"spaced.example.com"),
     ],
-    ids=["plain", "mixed-case", "port", "trailing-dot", "dot-and-port", "ipv4", "ipv6-port", "ipv6", "spaces"],
+    ids=[
+        "plain",
+        "mixed-case",
+        "port",
+        "trailing-dot",
+        "dot-and-port",
+        "ipv4",
+        "ipv6-port",
+        "ipv6",
+        "spaces",
+    ],
 )
 def test_normalize_host(raw: bytes, normal: bytes) -> None:
     assert normalize_host(raw) == normal
@@ -67,11 +77,14 @@ def test_same_revision_targets_merge_and_empty_split_is_refused() -> None:
 
 def test_table_routes_default_and_tag_hosts() -> None:
     route = Route(
-        namespace="default", name="hello",
+        namespace="default",
+        name="hello",
         hosts=("hello.default.example.com", "hello.default.svc.cluster.local"),
         targets=(Target(V1, 20), Target(V2, 80)),
-        tags={"current": (("current-hello.default.example.com",), V1),
-              "latest": (("latest-hello.default.example.com",), V2)},
+        tags={
+            "current": (("current-hello.default.example.com",), V1),
+            "latest": (("latest-hello.default.example.com",), V2),
+        },
     )
     table = RoutingTable([route])
     assert table.lookup(b"current-hello.default.example.com:8080").choose() == V1  # type: ignore[union-attr]
@@ -85,8 +98,13 @@ def test_table_routes_default_and_tag_hosts() -> None:
 
 
 def test_route_with_only_tags_has_no_default_host() -> None:
-    route = Route(namespace="default", name="hello", hosts=("hello.default.example.com",),
-                  targets=(Target(V1, 0),), tags={"v1": (("v1-hello.default.example.com",), V1)})
+    route = Route(
+        namespace="default",
+        name="hello",
+        hosts=("hello.default.example.com",),
+        targets=(Target(V1, 0),),
+        tags={"v1": (("v1-hello.default.example.com",), V1)},
+    )
     table = RoutingTable([route])
     assert table.lookup(b"hello.default.example.com") is None
     assert table.lookup(b"v1-hello.default.example.com") is not None

@@ -11,8 +11,10 @@ KEY = RevisionKey("default", "hello-00001")
 
 
 def stats_of(frame: str) -> list[tuple[str, float, float]]:
-    return [(f["revision"], f["stat"]["average_concurrent_requests"], f["stat"]["request_count"])
-            for f in json.loads(frame)]
+    return [
+        (f["revision"], f["stat"]["average_concurrent_requests"], f["stat"]["request_count"])
+        for f in json.loads(frame)
+    ]
 
 
 def test_first_request_is_reported_at_once_and_taken_off_the_first_interval() -> None:
@@ -42,7 +44,10 @@ def test_burst_poke_reports_what_is_waiting_beyond_the_first_poke() -> None:
         r.request_in(KEY, 0.0)
     r.poke(entry)
     r.poke(entry)  # nothing new: no message
-    assert [stats_of(f) for f in sent] == [[("hello-00001", 1.0, 1.0)], [("hello-00001", 199.0, 0.0)]]
+    assert [stats_of(f) for f in sent] == [
+        [("hello-00001", 1.0, 1.0)],
+        [("hello-00001", 199.0, 0.0)],
+    ]
     batch = r.report(1.0)  # 200 held all second, 200 already said
     assert batch is not None and stats_of(batch) == [("hello-00001", 0.0, 199.0)]
 

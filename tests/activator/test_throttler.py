@@ -66,7 +66,11 @@ def test_queue_depth_and_global_budget() -> None:
 
 @pytest.mark.parametrize(
     ("cc", "expected"),
-    [(1, ["10.0.0.0", "10.0.0.1", "10.0.0.2"]), (3, ["10.0.0.0"] * 3), (10, ["10.0.0.0", "10.0.0.1", "10.0.0.2"])],
+    [
+        (1, ["10.0.0.0", "10.0.0.1", "10.0.0.2"]),
+        (3, ["10.0.0.0"] * 3),
+        (10, ["10.0.0.0", "10.0.0.1", "10.0.0.2"]),
+    ],
     ids=["cc1-first-available", "cc3-fills-first-replica", "cc10-round-robin"],
 )
 def test_load_balancing_policy_by_cc(cc: int, expected: list[str]) -> None:
@@ -114,10 +118,23 @@ def test_requeue_front_goes_ahead_of_the_queue() -> None:
         (8, 1, 3, [2, 3, 7]),
         (8, 2, 3, [4, 5]),
     ],
-    ids=["not-listed", "alone", "one-replica", "more-activators-wrap", "more-activators", "even-0", "even-2",
-         "remainder-to-0", "no-remainder-1", "remainder-to-1", "no-remainder-2"],
+    ids=[
+        "not-listed",
+        "alone",
+        "one-replica",
+        "more-activators-wrap",
+        "more-activators",
+        "even-0",
+        "even-2",
+        "remainder-to-0",
+        "no-remainder-1",
+        "remainder-to-1",
+        "no-remainder-2",
+    ],
 )
-def test_assignment_of_replicas_to_activators(n: int, index: int, count: int, expected: list[int]) -> None:
+def test_assignment_of_replicas_to_activators(
+    n: int, index: int, count: int, expected: list[int]
+) -> None:
     ts = trackers(n, 10)
     assert [ts.index(t) for t in assign(ts, index, count)] == expected
 

@@ -13,12 +13,20 @@ from hypothesis import strategies as st
 from tests.api.manifests import AUTOSCALED, CONFIG_DOMAIN_SELECTORS, HELLO_V2, doc, dump, edit
 from zeroserve.api import Configs, ManifestError, ManifestErrors, load, validate
 
-SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63)
-           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
-           | st.sampled_from(["", "-1", "1e400", "hello-00001", "ten", "0", "\u0000", "é" * 70]))
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+    | st.sampled_from(["", "-1", "1e400", "hello-00001", "ten", "0", "\u0000", "é" * 70])
+)
 JUNK = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 BASES = [doc(HELLO_V2), doc(AUTOSCALED), doc(CONFIG_DOMAIN_SELECTORS)]
@@ -100,7 +108,8 @@ def test_deep_nesting_and_alias_bombs_are_errors() -> None:
     deep = "a: " + "[" * 5000 + "]" * 5000 + "\n"
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
-        for i in range(8))
+        for i in range(8)
+    )
     bomb += "kind: Service\napiVersion: serving.knative.dev/v1\nmetadata: {name: x}\nspec:\n"
     bomb += "  template: {spec: {containers: [{image: i, command: *i}]}}\n"
     for text in (deep, bomb):

@@ -38,12 +38,18 @@ def errors_of(text: str, file: str = "bad.yaml") -> list[str]:
 def test_helloworld_go_loads_as_written() -> None:
     [svc] = load(HELLOWORLD_GO, "helloworld.yaml")
     assert isinstance(svc, Service)
-    assert (svc.meta.name, svc.meta.namespace, svc.source) == ("helloworld-go", "default", "helloworld.yaml")
-    assert svc.template.containers == (Container(
-        image="ghcr.io/knative/helloworld-go:latest",
-        command=("python", "examples/helloworld/app.py"),
-        env=(EnvVar("TARGET", "Go Sample v1"),),
-    ),)
+    assert (svc.meta.name, svc.meta.namespace, svc.source) == (
+        "helloworld-go",
+        "default",
+        "helloworld.yaml",
+    )
+    assert svc.template.containers == (
+        Container(
+            image="ghcr.io/knative/helloworld-go:latest",
+            command=("python", "examples/helloworld/app.py"),
+            env=(EnvVar("TARGET", "Go Sample v1"),),
+        ),
+    )
     assert svc.traffic == ()
 
 
@@ -78,111 +84,228 @@ def test_multi_document_file_skips_empty_documents() -> None:
 
 
 def test_standalone_route_and_every_supported_container_field() -> None:
-    full = edit(doc(), CONTAINER, {
-        "name": "app", "image": "img", "command": ["python"], "args": ["app.py", "--x"],
-        "workingDir": "/srv", "env": [{"name": "A", "value": "1"}, {"name": "B"}],
-        "ports": [{"containerPort": 9000, "name": "h2c", "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/ready", "port": 9000,
-                                       "httpHeaders": [{"name": "X", "value": "y"}]},
-                           "periodSeconds": 0, "successThreshold": 1},
-        "livenessProbe": {"tcpSocket": {}, "initialDelaySeconds": 3},
-        "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": 0.25}},
-    })
-    route = {"apiVersion": "serving.knative.dev/v1", "kind": "Route",
-             "metadata": {"name": "r", "namespace": "ns"},
-             "spec": {"traffic": [{"configurationName": "hello", "percent": 100}]}}
+    full = edit(
+        doc(),
+        CONTAINER,
+        {
+            "name": "app",
+            "image": "img",
+            "command": ["python"],
+            "args": ["app.py", "--x"],
+            "workingDir": "/srv",
+            "env": [{"name": "A", "value": "1"}, {"name": "B"}],
+            "ports": [{"containerPort": 9000, "name": "h2c", "protocol": "TCP"}],
+            "readinessProbe": {
+                "httpGet": {
+                    "path": "/ready",
+                    "port": 9000,
+                    "httpHeaders": [{"name": "X", "value": "y"}],
+                },
+                "periodSeconds": 0,
+                "successThreshold": 1,
+            },
+            "livenessProbe": {"tcpSocket": {}, "initialDelaySeconds": 3},
+            "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": 0.25}},
+        },
+    )
+    route = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Route",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {"traffic": [{"configurationName": "hello", "percent": 100}]},
+    }
     svc, rt = load(dump(full, route), "f.yaml")
     assert isinstance(svc, Service) and isinstance(rt, Route)
     c = svc.template.container
     assert (c.name, c.args, c.working_dir, c.port.container_port, c.port.name) == (
-        "app", ("app.py", "--x"), "/srv", 9000, "h2c")
+        "app",
+        ("app.py", "--x"),
+        "/srv",
+        9000,
+        "h2c",
+    )
     assert c.env == (EnvVar("A", "1"), EnvVar("B", ""))
-    assert c.readiness_probe == {"periodSeconds": 0, "successThreshold": 1, "httpGet": {
-        "path": "/ready", "port": 9000, "httpHeaders": [{"name": "X", "value": "y"}]}}
+    assert c.readiness_probe == {
+        "periodSeconds": 0,
+        "successThreshold": 1,
+        "httpGet": {"path": "/ready", "port": 9000, "httpHeaders": [{"name": "X", "value": "y"}]},
+    }
     assert c.liveness_probe == {"initialDelaySeconds": 3, "tcpSocket": {}}
     assert c.resources == {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": 0.25}}
     assert rt.traffic == (TrafficTarget(configuration_name="hello", percent=100),)
     assert svc.template.to_dict()["spec"]["containers"][0]["ports"] == [
-        {"containerPort": 9000, "name": "h2c", "protocol": "TCP"}]
+        {"containerPort": 9000, "name": "h2c", "protocol": "TCP"}
+    ]
 
 
 SVC = "bad.yaml: Service default/hello"
 C = f"{SVC}: spec.template.spec.containers[0]"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    pytest.param(dump(edit(doc(), ("spec", "template", "spec", "containerConcurrency"), "ten")),
-                 [f"{SVC}: spec.template.spec.containerConcurrency: must be an integer, got 'ten'"],
-                 id="integer-as-string"),
-    pytest.param(dump(edit(doc(), ("spec", "template", "spec", "timeoutSeconds"), 1.5)),
-                 [f"{SVC}: spec.template.spec.timeoutSeconds: must be an integer, got 1.5"],
-                 id="float-for-integer"),
-    pytest.param(dump(edit(doc(), (*CONTAINER, "imagee"), "x")),
-                 [f"{C}.imagee: unknown field (did you mean 'image'?)"], id="typo-field"),
-    pytest.param(dump(edit(doc(), ("spec", "template", "spec", "volumes"), [])),
-                 [f"{SVC}: spec.template.spec.volumes: not supported by zeroserve (it needs a "
-                  "Kubernetes cluster)"], id="unsupported-pod-field"),
-    pytest.param(dump(edit(doc(), (*CONTAINER, "env", 0, "value"), 8080)),
-                 [f"{C}.env[0].value: must be a string (quote it), got 8080"], id="unquoted-env-value"),
-    pytest.param(dump(edit(doc(), (*CONTAINER, "command"), "python app.py")),
-                 [f"{C}.command: must be a list, got 'python app.py'"], id="command-as-string"),
-    pytest.param(dump(edit(doc(), (*CONTAINER, "args"), [1, "ok", None])),
-                 [f"{C}.args[0]: must be a string, got 1", f"{C}.args[2]: must be a string, got null"],
-                 id="args-with-junk"),
-    pytest.param(dump(edit(doc(), ("spec", "template", "metadata"),
-                           {"annotations": {"autoscaling.knative.dev/min-scale": 1}})),
-                 [f"{SVC}: spec.template.metadata.annotations.autoscaling.knative.dev/min-scale: "
-                  "must be a string (quote it), got 1"], id="unquoted-annotation"),
-    pytest.param(dump(edit(doc(), ("status",), {})),
-                 [f"{SVC}: status: must not be set: status is written by the controller"], id="status"),
-    pytest.param(dump(edit(doc(), ("metadata", "uid"), "abc")),
-                 [f"{SVC}: metadata.uid: is set by the server; remove it from the manifest"],
-                 id="server-field"),
-    pytest.param(dump(edit(doc(), ("spec", "traffic"), [{"percent": 100, "url": "http://x"}])),
-                 [f"{SVC}: spec.traffic[0].url: must not be set in spec: a target's URL is status only"],
-                 id="url-in-spec"),
-    pytest.param(dump(edit(doc(), (*CONTAINER, "livenessProbe"), {"exec": {"command": ["true"]}})),
-                 [f"{C}.livenessProbe.exec: exec probes are not supported by zeroserve (use httpGet "
-                  "or tcpSocket)"], id="exec-probe"),
-    pytest.param(dump(edit(doc(), (*CONTAINER, "env", 0), {"name": "A", "valueFrom": {}})),
-                 [f"{C}.env[0].valueFrom: not supported by zeroserve (give a literal value)"],
-                 id="env-value-from"),
-    pytest.param(dump(edit(doc(), (*CONTAINER, "resources"), {"limits": {"memory": "lots"}})),
-                 [f"{C}.resources.limits.memory: must be a quantity like 500m or 128Mi, got 'lots'"],
-                 id="bad-quantity"),
-    pytest.param(dump(edit(doc(), ("spec",), DELETE)),
-                 [f"{SVC}: spec: missing required field"], id="no-spec"),
-    pytest.param(dump(edit(doc(), ("metadata", "name"), DELETE)),
-                 ["bad.yaml:1: document 1: metadata.name: missing required field"], id="no-name"),
-    pytest.param(dump(edit(doc(), ("apiVersion",), "serving.knative.dev/v1alpha1")),
-                 ["bad.yaml:1: document 1: apiVersion: must be serving.knative.dev/v1 for a Service, "
-                  "got 'serving.knative.dev/v1alpha1'"], id="old-api-version"),
-    pytest.param("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
-                 ["bad.yaml:1: document 1: kind: must be Service, Configuration or Route (apiVersion "
-                  "serving.knative.dev/v1) or ConfigMap (apiVersion v1), got 'Deployment'"],
-                 id="other-kind"),
-    pytest.param("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: my-config}\ndata: {a: b}\n",
-                 ["bad.yaml: ConfigMap default/my-config: metadata.name: must be one of "
-                  "config-autoscaler, config-defaults, config-deployment, config-domain (the "
-                  "ConfigMaps zeroserve reads), got 'my-config'",
-                  "bad.yaml: ConfigMap default/my-config: metadata.namespace: must be knative-serving "
-                  "(where Knative reads its configuration), got 'default'"], id="foreign-configmap"),
-    pytest.param("- a\n- b\n---\n42\n",
-                 ["bad.yaml:1: document 1: must be a mapping (a Kubernetes object), got a list",
-                  "bad.yaml:4: document 2: must be a mapping (a Kubernetes object), got 42"],
-                 id="non-mapping-documents"),
-    pytest.param("kind: Service\nmetadata:\n  name: x\n  name: y\n",
-                 ["bad.yaml:4: invalid YAML: duplicate key 'name' (first at line 3)"], id="duplicate-key"),
-    pytest.param("kind: Service\nmetadata: {name: [\n",
-                 ["bad.yaml:3: invalid YAML: while parsing a flow node: expected the node content, "
-                  "but found '<stream end>'"], id="syntax-error"),
-    pytest.param("a: !!python/object:os.system {}\n",
-                 ["bad.yaml:1: invalid YAML: could not determine a constructor for the tag "
-                  "'tag:yaml.org,2002:python/object:os.system'"], id="python-tag-refused"),
-    pytest.param("a: 2024-01-01\n",
-                 ["bad.yaml:1: document 1: apiVersion: missing required field",
-                  "bad.yaml:1: document 1: kind: missing required field"], id="no-kind"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            dump(edit(doc(), ("spec", "template", "spec", "containerConcurrency"), "ten")),
+            [f"{SVC}: spec.template.spec.containerConcurrency: must be an integer, got 'ten'"],
+            id="integer-as-string",
+        ),
+        pytest.param(
+            dump(edit(doc(), ("spec", "template", "spec", "timeoutSeconds"), 1.5)),
+            [f"{SVC}: spec.template.spec.timeoutSeconds: must be an integer, got 1.5"],
+            id="float-for-integer",
+        ),
+        pytest.param(
+            dump(edit(doc(), (*CONTAINER, "imagee"), "x")),
+            [f"{C}.imagee: unknown field (did you mean 'image'?)"],
+            id="typo-field",
+        ),
+        pytest.param(
+            dump(edit(doc(), ("spec", "template", "spec", "volumes"), [])),
+            [
+                f"{SVC}: spec.template.spec.volumes: not supported by zeroserve (it needs a "
+                "Kubernetes cluster)"
+            ],
+            id="unsupported-pod-field",
+        ),
+        pytest.param(
+            dump(edit(doc(), (*CONTAINER, "env", 0, "value"), 8080)),
+            [f"{C}.env[0].value: must be a string (quote it), got 8080"],
+            id="unquoted-env-value",
+        ),
+        pytest.param(
+            dump(edit(doc(), (*CONTAINER, "command"), "python app.py")),
+            [f"{C}.command: must be a list, got 'python app.py'"],
+            id="command-as-string",
+        ),
+        pytest.param(
+            dump(edit(doc(), (*CONTAINER, "args"), [1, "ok", None])),
+            [f"{C}.args[0]: must be a string, got 1", f"{C}.args[2]: must be a string, got null"],
+            id="args-with-junk",
+        ),
+        pytest.param(
+            dump(
+                edit(
+                    doc(),
+                    ("spec", "template", "metadata"),
+                    {"annotations": {"autoscaling.knative.dev/min-scale": 1}},
+                )
+            ),
+            [
+                f"{SVC}: spec.template.metadata.annotations.autoscaling.knative.dev/min-scale: "
+                "must be a string (quote it), got 1"
+            ],
+            id="unquoted-annotation",
+        ),
+        pytest.param(
+            dump(edit(doc(), ("status",), {})),
+            [f"{SVC}: status: must not be set: status is written by the controller"],
+            id="status",
+        ),
+        pytest.param(
+            dump(edit(doc(), ("metadata", "uid"), "abc")),
+            [f"{SVC}: metadata.uid: is set by the server; remove it from the manifest"],
+            id="server-field",
+        ),
+        pytest.param(
+            dump(edit(doc(), ("spec", "traffic"), [{"percent": 100, "url": "http://x"}])),
+            [f"{SVC}: spec.traffic[0].url: must not be set in spec: a target's URL is status only"],
+            id="url-in-spec",
+        ),
+        pytest.param(
+            dump(edit(doc(), (*CONTAINER, "livenessProbe"), {"exec": {"command": ["true"]}})),
+            [
+                f"{C}.livenessProbe.exec: exec probes are not supported by zeroserve (use httpGet "
+                "or tcpSocket)"
+            ],
+            id="exec-probe",
+        ),
+        pytest.param(
+            dump(edit(doc(), (*CONTAINER, "env", 0), {"name": "A", "valueFrom": {}})),
+            [f"{C}.env[0].valueFrom: not supported by zeroserve (give a literal value)"],
+            id="env-value-from",
+        ),
+        pytest.param(
+            dump(edit(doc(), (*CONTAINER, "resources"), {"limits": {"memory": "lots"}})),
+            [f"{C}.resources.limits.memory: must be a quantity like 500m or 128Mi, got 'lots'"],
+            id="bad-quantity",
+        ),
+        pytest.param(
+            dump(edit(doc(), ("spec",), DELETE)),
+            [f"{SVC}: spec: missing required field"],
+            id="no-spec",
+        ),
+        pytest.param(
+            dump(edit(doc(), ("metadata", "name"), DELETE)),
+            ["bad.yaml:1: document 1: metadata.name: missing required field"],
+            id="no-name",
+        ),
+        pytest.param(
+            dump(edit(doc(), ("apiVersion",), "serving.knative.dev/v1alpha1")),
+            [
+                "bad.yaml:1: document 1: apiVersion: must be serving.knative.dev/v1 for a Service, "
+                "got 'serving.knative.dev/v1alpha1'"
+            ],
+            id="old-api-version",
+        ),
+        pytest.param(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
+            [
+                "bad.yaml:1: document 1: kind: must be Service, Configuration or Route (apiVersion "
+                "serving.knative.dev/v1) or ConfigMap (apiVersion v1), got 'Deployment'"
+            ],
+            id="other-kind",
+        ),
+        pytest.param(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: my-config}\ndata: {a: b}\n",
+            [
+                "bad.yaml: ConfigMap default/my-config: metadata.name: must be one of "
+                "config-autoscaler, config-defaults, config-deployment, config-domain (the "
+                "ConfigMaps zeroserve reads), got 'my-config'",
+                "bad.yaml: ConfigMap default/my-config: metadata.namespace: must be knative-serving "
+                "(where Knative reads its configuration), got 'default'",
+            ],
+            id="foreign-configmap",
+        ),
+        pytest.param(
+            "- a\n- b\n---\n42\n",
+            [
+                "bad.yaml:1: document 1: must be a mapping (a Kubernetes object), got a list",
+                "bad.yaml:4: document 2: must be a mapping (a Kubernetes object), got 42",
+            ],
+            id="non-mapping-documents",
+        ),
+        pytest.param(
+            "kind: Service\nmetadata:\n  name: x\n  name: y\n",
+            ["bad.yaml:4: invalid YAML: duplicate key 'name' (first at line 3)"],
+            id="duplicate-key",
+        ),
+        pytest.param(
+            "kind: Service\nmetadata: {name: [\n",
+            [
+                "bad.yaml:3: invalid YAML: while parsing a flow node: expected the node content, "
+                "but found '<stream end>'"
+            ],
+            id="syntax-error",
+        ),
+        pytest.param(
+            "a: !!python/object:os.system {}\n",
+            [
+                "bad.yaml:1: invalid YAML: could not determine a constructor for the tag "
+                "'tag:yaml.org,2002:python/object:os.system'"
+            ],
+            id="python-tag-refused",
+        ),
+        pytest.param(
+            "a: 2024-01-01\n",
+            [
+                "bad.yaml:1: document 1: apiVersion: missing required field",
+                "bad.yaml:1: document 1: kind: missing required field",
+            ],
+            id="no-kind",
+        ),
+    ],
+)
 def test_shape_errors(text: str, expected: list[str]) -> None:
     assert errors_of(text) == expected
 
@@ -200,9 +323,12 @@ def test_every_error_of_a_file_is_reported_and_syntax_errors_come_last() -> None
 
 
 def test_a_date_value_is_named_as_a_date() -> None:
-    text = dump(edit(doc(), (*CONTAINER, "env", 0, "value"), "X")).replace("value: X", "value: 2024-01-01")
+    text = dump(edit(doc(), (*CONTAINER, "env", 0, "value"), "X")).replace(
+        "value: X", "value: 2024-01-01"
+    )
     assert errors_of(text) == [
-        f"{C}.env[0].value: must be a string, got the date 2024-01-01 (quote it to make it a string)"]
+        f"{C}.env[0].value: must be a string, got the date 2024-01-01 (quote it to make it a string)"
+    ]
 
 
 def test_huge_values_are_clipped_in_messages() -> None:
@@ -219,9 +345,17 @@ def test_integer_beyond_python_limits_is_a_yaml_error() -> None:
 
 
 def test_manifest_error_format() -> None:
-    assert str(ManifestError("hello.yaml", "Service default/hello", "spec.traffic",
-                             "percents must add up to 100, got 90")) == (
-        "hello.yaml: Service default/hello: spec.traffic: percents must add up to 100, got 90")
-    assert str(ManifestError("f.yaml", "", "", "invalid YAML: x", line=3)) == "f.yaml:3: invalid YAML: x"
+    assert str(
+        ManifestError(
+            "hello.yaml",
+            "Service default/hello",
+            "spec.traffic",
+            "percents must add up to 100, got 90",
+        )
+    ) == ("hello.yaml: Service default/hello: spec.traffic: percents must add up to 100, got 90")
+    assert (
+        str(ManifestError("f.yaml", "", "", "invalid YAML: x", line=3))
+        == "f.yaml:3: invalid YAML: x"
+    )
     errors = ManifestErrors([ManifestError("a", "b", "c", "d"), ManifestError("e", "f", "", "g")])
     assert str(errors) == "a: b: c: d\ne: f: g"

@@ -24,17 +24,33 @@ class Clock:
 
 
 def pods(n: int) -> list[Endpoint]:
-    return [Endpoint(name=f"p{i}", host="127.0.0.1", port=1, stats_port=1, started_at=0.0) for i in range(n)]
+    return [
+        Endpoint(name=f"p{i}", host="127.0.0.1", port=1, stats_port=1, started_at=0.0)
+        for i in range(n)
+    ]
 
 
-def make(annotations: dict[str, str] | None = None, *, cc: int = 0, replicas: int = 1, ready: int = 1,
-         config: dict[str, str] | None = None) -> tuple[Multiscaler, InMemoryCluster, Clock]:
+def make(
+    annotations: dict[str, str] | None = None,
+    *,
+    cc: int = 0,
+    replicas: int = 1,
+    ready: int = 1,
+    config: dict[str, str] | None = None,
+) -> tuple[Multiscaler, InMemoryCluster, Clock]:
     cluster = InMemoryCluster()
-    cluster.put_revision(RevisionInfo(KEY, container_concurrency=cc, annotations=annotations or {}), replicas)
+    cluster.put_revision(
+        RevisionInfo(KEY, container_concurrency=cc, annotations=annotations or {}), replicas
+    )
     cluster.set_pods(KEY, pods(ready))
     clock = Clock()
-    ms = Multiscaler(config=AutoscalerConfig.from_mapping(config or {}), revisions=cluster, pods=cluster,
-                     scaler=cluster, clock=clock)
+    ms = Multiscaler(
+        config=AutoscalerConfig.from_mapping(config or {}),
+        revisions=cluster,
+        pods=cluster,
+        scaler=cluster,
+        clock=clock,
+    )
     ms.sync(clock())
     return ms, cluster, clock
 
@@ -99,8 +115,12 @@ async def test_sustained_load_scales_up_to_the_target() -> None:
 
 
 async def test_max_scale_caps_and_min_scale_floors() -> None:
-    ms, cluster, clock = make({"autoscaling.knative.dev/max-scale": "4", "autoscaling.knative.dev/min-scale": "2"},
-                              cc=10, replicas=1, ready=1)
+    ms, cluster, clock = make(
+        {"autoscaling.knative.dev/max-scale": "4", "autoscaling.knative.dev/min-scale": "2"},
+        cc=10,
+        replicas=1,
+        ready=1,
+    )
     for _ in range(6):
         ms.record(KEY, activator_stat(70.0))
         clock.now += 1

@@ -21,13 +21,28 @@ KEY = RevisionKey("default", "hello-00001")
 
 
 async def test_scraped_direct_load_drives_the_decision(tmp_path: Path) -> None:
-    async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp, aiohttp.ClientSession() as session:
+    async with (
+        run_app() as (port, _),
+        queue_proxy(port, tmp_path) as qp,
+        aiohttp.ClientSession() as session,
+    ):
         cluster = InMemoryCluster()
         cluster.put_revision(RevisionInfo(KEY, container_concurrency=2), replicas=1)
-        cluster.set_pods(KEY, [Endpoint("pod-0", "127.0.0.1", qp.port, qp.ports["metrics_port"],
-                                        started_at=time.time())])
-        ms = Multiscaler(config=AutoscalerConfig.from_mapping({"stable-window": "6s"}), revisions=cluster,
-                         pods=cluster, scaler=cluster, scraper=StatsScraper(session))
+        cluster.set_pods(
+            KEY,
+            [
+                Endpoint(
+                    "pod-0", "127.0.0.1", qp.port, qp.ports["metrics_port"], started_at=time.time()
+                )
+            ],
+        )
+        ms = Multiscaler(
+            config=AutoscalerConfig.from_mapping({"stable-window": "6s"}),
+            revisions=cluster,
+            pods=cluster,
+            scaler=cluster,
+            scraper=StatsScraper(session),
+        )
         ms.sync(time.time())
         async with httpx.AsyncClient(timeout=30) as client:
             # 8 requests held ~3 s straight at the pod (not via an activator)
@@ -49,21 +64,36 @@ async def test_scraped_direct_load_drives_the_decision(tmp_path: Path) -> None:
 
 
 async def test_proxied_load_is_left_to_the_activator(tmp_path: Path) -> None:
-    async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp, aiohttp.ClientSession() as session:
+    async with (
+        run_app() as (port, _),
+        queue_proxy(port, tmp_path) as qp,
+        aiohttp.ClientSession() as session,
+    ):
         cluster = InMemoryCluster()
         cluster.put_revision(RevisionInfo(KEY), replicas=1)
         cluster.set_pods(KEY, [Endpoint("pod-0", "127.0.0.1", qp.port, qp.ports["metrics_port"])])
-        ms = Multiscaler(config=AutoscalerConfig(), revisions=cluster, pods=cluster, scaler=cluster,
-                         scraper=StatsScraper(session))
+        ms = Multiscaler(
+            config=AutoscalerConfig(),
+            revisions=cluster,
+            pods=cluster,
+            scaler=cluster,
+            scraper=StatsScraper(session),
+        )
         ms.sync(time.time())
         async with httpx.AsyncClient(timeout=30) as client:
-            load = [asyncio.create_task(client.get(qp.url("/sleep?s=2.5"), headers={"K-Proxy-Request": "activator"}))
-                    for _ in range(5)]
+            load = [
+                asyncio.create_task(
+                    client.get(qp.url("/sleep?s=2.5"), headers={"K-Proxy-Request": "activator"})
+                )
+                for _ in range(5)
+            ]
             await asyncio.sleep(2.2)
             now = time.time()
             await ms.scrape(now)
             await asyncio.gather(*load)
         values = ms.revisions[KEY].collector.values(now)
         assert values is not None  # scraped: there is data ...
-        assert values[1] == 0.0  # ... but the activator reports these; counting them here would double them
+        assert (
+            values[1] == 0.0
+        )  # ... but the activator reports these; counting them here would double them
         await ms.stop()

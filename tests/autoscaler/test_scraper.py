@@ -23,6 +23,7 @@ async def stat_servers(behaviours: list[str]) -> AsyncIterator[tuple[list[Endpoi
     runners = []
     pods = []
     for i, how in enumerate(behaviours):
+
         async def handler(request: web.Request, i: int = i, how: str = how) -> web.Response:
             hits[i] += 1
             if how == "500":
@@ -30,11 +31,19 @@ async def stat_servers(behaviours: list[str]) -> AsyncIterator[tuple[list[Endpoi
             if how == "html":
                 return web.Response(text="<html>", content_type="text/html")
             if how == "huge":
-                return web.Response(body=b"{" + b" " * 10000 + b"}", content_type="application/json")
+                return web.Response(
+                    body=b"{" + b" " * 10000 + b"}", content_type="application/json"
+                )
             if how == "junk":
                 return web.Response(text="{not json", content_type="application/json")
-            stat = Stat(pod_name=f"pod-{i}", average_concurrent_requests=2.0, average_proxied_concurrent_requests=0.5,
-                        request_count=10.0, proxied_request_count=4.0, process_uptime=100.0 + i)
+            stat = Stat(
+                pod_name=f"pod-{i}",
+                average_concurrent_requests=2.0,
+                average_proxied_concurrent_requests=0.5,
+                request_count=10.0,
+                proxied_request_count=4.0,
+                process_uptime=100.0 + i,
+            )
             return web.Response(body=stat.to_json(), content_type="application/json")
 
         app = web.Application()
@@ -43,7 +52,15 @@ async def stat_servers(behaviours: list[str]) -> AsyncIterator[tuple[list[Endpoi
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         runners.append(runner)
-        pods.append(Endpoint(name=f"pod-{i}", host="127.0.0.1", port=0, stats_port=runner.addresses[0][1], started_at=0.0))
+        pods.append(
+            Endpoint(
+                name=f"pod-{i}",
+                host="127.0.0.1",
+                port=0,
+                stats_port=runner.addresses[0][1],
+                started_at=0.0,
+            )
+        )
     try:
         yield pods, hits
     finally:
@@ -67,7 +84,10 @@ async def test_few_pods_are_all_scraped_and_summed(scraper: StatsScraper) -> Non
     assert hits == [1, 1, 1]
     assert stat is not None
     assert stat.pod_name == "service-scraper"
-    assert (stat.average_concurrent_requests, stat.average_proxied_concurrent_requests) == (6.0, 1.5)
+    assert (stat.average_concurrent_requests, stat.average_proxied_concurrent_requests) == (
+        6.0,
+        1.5,
+    )
     assert (stat.request_count, stat.proxied_request_count) == (30.0, 12.0)
 
 
@@ -84,13 +104,19 @@ async def test_old_pods_are_preferred_young_ones_fill_in(scraper: StatsScraper) 
     async with stat_servers(["ok"] * 10) as (pods, hits):
         now = 1000.0
         # pods 0-7 started long ago, 8-9 just now: the sample of 7 takes only old pods
-        aged = [Endpoint(p.name, p.host, 0, p.stats_port, started_at=0.0 if i < 8 else now - 1) for i, p in enumerate(pods)]
+        aged = [
+            Endpoint(p.name, p.host, 0, p.stats_port, started_at=0.0 if i < 8 else now - 1)
+            for i, p in enumerate(pods)
+        ]
         await scraper.scrape(aged, now=now, stable_window=60)
         assert hits[8:] == [0, 0]
         # only 2 old pods: both are used, young ones fill the other 5
         for i in range(10):
             hits[i] = 0
-        aged = [Endpoint(p.name, p.host, 0, p.stats_port, started_at=0.0 if i < 2 else now - 1) for i, p in enumerate(pods)]
+        aged = [
+            Endpoint(p.name, p.host, 0, p.stats_port, started_at=0.0 if i < 2 else now - 1)
+            for i, p in enumerate(pods)
+        ]
         await scraper.scrape(aged, now=now, stable_window=60)
         assert hits[:2] == [1, 1] and sum(hits) == 7
 

@@ -65,7 +65,9 @@ def test_the_poke_scales_from_zero_without_waiting_for_a_tick(step_run: Run) -> 
     assert (at.desired, at.ready, at.starting) == (3, 0, 3)
     assert step_run.timeline[33].ready == 3
     summary = summarize(step_run)
-    assert summary["cold_starts"] == [{"at_s": 31, "wait_s": 2, "requests": 4000.0}]  # 2 s x 2000 rps
+    assert summary["cold_starts"] == [
+        {"at_s": 31, "wait_s": 2, "requests": 4000.0}
+    ]  # 2 s x 2000 rps
 
 
 def test_step_up_enters_panic_and_reaches_the_needed_pods(step_run: Run) -> None:
@@ -77,8 +79,14 @@ def test_step_up_enters_panic_and_reaches_the_needed_pods(step_run: Run) -> None
     assert step_run.scale_events[:2] == [(31, 0, 1), (31, 1, 3)]
     summary = summarize(step_run)
     assert summary["shortfalls"] == [
-        {"at_s": 31, "cause": "load increase", "ready": 0, "needed": 3, "reached_after_s": 2,
-         "caught_up": True},
+        {
+            "at_s": 31,
+            "cause": "load increase",
+            "ready": 0,
+            "needed": 3,
+            "reached_after_s": 2,
+            "caught_up": True,
+        },
     ]
     # Over the threshold last at t=32: panic lasts until the first tick more
     # than a stable window later, t=94 -> seconds 31..93.
@@ -110,8 +118,11 @@ def test_step_pod_seconds_lie_between_need_and_the_peak_held_throughout(step_run
 # -- other behaviour -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("delay", "wait"), [(0, None), (1, 1), (1.5, 2), (7, 7)],
-                         ids=["instant", "1s", "fraction-rounds-up", "7s"])
+@pytest.mark.parametrize(
+    ("delay", "wait"),
+    [(0, None), (1, 1), (1.5, 2), (7, 7)],
+    ids=["instant", "1s", "fraction-rounds-up", "7s"],
+)
 def test_cold_start_waits_for_the_pod_start_delay(delay: float, wait: int | None) -> None:
     run = simulate(trace("concurrency", (0, 0), (31, 5), (60, 0)), Settings(pod_start_delay=delay))
     colds = summarize(run)["cold_starts"]
@@ -130,8 +141,10 @@ def test_idle_pods_are_halved_each_tick_then_held_until_zero() -> None:
 
 
 def test_rps_metric_scales_on_requests_per_second() -> None:
-    run = simulate(trace("rps", (0, 280)), Settings(
-        annotations={"autoscaling.knative.dev/metric": "rps"}, duration=120))
+    run = simulate(
+        trace("rps", (0, 280)),
+        Settings(annotations={"autoscaling.knative.dev/metric": "rps"}, duration=120),
+    )
     assert run.spec.target == pytest.approx(140.0)  # 200 x 0.7
     assert {s.needed for s in run.timeline} == {2}
     assert run.timeline[-1].desired == 2 and run.timeline[-1].ready == 2
@@ -140,7 +153,11 @@ def test_rps_metric_scales_on_requests_per_second() -> None:
 def test_rps_trace_becomes_concurrency_through_the_request_duration() -> None:
     run = simulate(trace("rps", (0, 1000)), Settings(request_duration=0.1, duration=60))
     last = run.timeline[-1]
-    assert (last.concurrency, last.load, last.needed) == (pytest.approx(100.0), pytest.approx(100.0), 2)
+    assert (last.concurrency, last.load, last.needed) == (
+        pytest.approx(100.0),
+        pytest.approx(100.0),
+        2,
+    )
     assert last.ready == 2
 
 
@@ -184,20 +201,47 @@ def test_load_is_zero_before_the_first_row_and_the_last_row_holds() -> None:
     assert trace("concurrency", (2, 7)).per_second(5) == [0.0, 0.0, 7.0, 7.0, 7.0]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "bad.csv: empty trace"),
-    ("time,rps\n0,1\n", "bad.csv, line 1, column 1: the header must start with 'time_s'"),
-    ("time_s,qps\n0,1\n", "bad.csv, line 1, column 2: the second header column must be"),
-    ("time_s,rps,x\n", "bad.csv, line 1: the header must have 2 columns"),
-    ("time_s,rps\n", "bad.csv: no data rows"),
-    ("time_s,rps\n0,1\n#\n5,abc\n", "bad.csv, line 4, column 2 (rps): must be a number >= 0, got 'abc'"),
-    ("time_s,concurrency\n0,-3\n", "bad.csv, line 2, column 2 (concurrency): must be a number >= 0"),
-    ("time_s,rps\n0,nan\n", "bad.csv, line 2, column 2 (rps): must be a number >= 0, got 'nan'"),
-    ("time_s,rps\n-1,1\n", "bad.csv, line 2, column 1 (time_s): must be a number >= 0"),
-    ("time_s,rps\n0,1\n0,2\n", "bad.csv, line 3, column 1 (time_s): must be greater than the previous"),
-    ("time_s,rps\n0,1,2\n", "bad.csv, line 2: expected 2 columns (time_s,rps), got 3"),
-], ids=["empty", "header-time", "header-unit", "header-width", "no-rows", "not-a-number", "negative",
-        "nan", "negative-time", "time-not-increasing", "row-width"])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "bad.csv: empty trace"),
+        ("time,rps\n0,1\n", "bad.csv, line 1, column 1: the header must start with 'time_s'"),
+        ("time_s,qps\n0,1\n", "bad.csv, line 1, column 2: the second header column must be"),
+        ("time_s,rps,x\n", "bad.csv, line 1: the header must have 2 columns"),
+        ("time_s,rps\n", "bad.csv: no data rows"),
+        (
+            "time_s,rps\n0,1\n#\n5,abc\n",
+            "bad.csv, line 4, column 2 (rps): must be a number >= 0, got 'abc'",
+        ),
+        (
+            "time_s,concurrency\n0,-3\n",
+            "bad.csv, line 2, column 2 (concurrency): must be a number >= 0",
+        ),
+        (
+            "time_s,rps\n0,nan\n",
+            "bad.csv, line 2, column 2 (rps): must be a number >= 0, got 'nan'",
+        ),
+        ("time_s,rps\n-1,1\n", "bad.csv, line 2, column 1 (time_s): must be a number >= 0"),
+        (
+            "time_s,rps\n0,1\n0,2\n",
+            "bad.csv, line 3, column 1 (time_s): must be greater than the previous",
+        ),
+        ("time_s,rps\n0,1,2\n", "bad.csv, line 2: expected 2 columns (time_s,rps), got 3"),
+    ],
+    ids=[
+        "empty",
+        "header-time",
+        "header-unit",
+        "header-width",
+        "no-rows",
+        "not-a-number",
+        "negative",
+        "nan",
+        "negative-time",
+        "time-not-increasing",
+        "row-width",
+    ],
+)
 def test_csv_errors_name_file_line_and_column(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(text)
@@ -227,21 +271,28 @@ def test_diurnal_generator_has_its_trough_at_zero_and_peak_at_half_period() -> N
     assert load[20] == pytest.approx(load[80])  # symmetric around the peak
     noisy = generate("diurnal:min=10,max=110,period=100,step=10,noise=0.5,seed=3")
     assert noisy.values != day.values
-    assert noisy.values == generate("diurnal:min=10,max=110,period=100,step=10,noise=0.5,seed=3").values
+    assert (
+        noisy.values
+        == generate("diurnal:min=10,max=110,period=100,step=10,noise=0.5,seed=3").values
+    )
     assert all(0.5 * v <= n <= 1.5 * v for v, n in zip(day.values, noisy.values, strict=True))
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("wave", "unknown kind 'wave'"),
-    ("step:to=lots", "to must be a number >= 0, got 'lots'"),
-    ("step:at=30,until=10", "until (10) must be after at (30)"),
-    ("spike:length=0", "length must be a number > 0"),
-    ("spike:height=3", "spike takes base, peak, at, length, unit; got 'height'"),
-    ("diurnal:min=9,max=1", "max (1) must be >= min (9)"),
-    ("diurnal:noise=1", "noise must be a number in [0, 1)"),
-    ("step:unit=qps", "unit must be concurrency or rps"),
-    ("step:to", "expected key=value"),
-], ids=["kind", "number", "until", "length", "key", "min-max", "noise", "unit", "no-equals"])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("wave", "unknown kind 'wave'"),
+        ("step:to=lots", "to must be a number >= 0, got 'lots'"),
+        ("step:at=30,until=10", "until (10) must be after at (30)"),
+        ("spike:length=0", "length must be a number > 0"),
+        ("spike:height=3", "spike takes base, peak, at, length, unit; got 'height'"),
+        ("diurnal:min=9,max=1", "max (1) must be >= min (9)"),
+        ("diurnal:noise=1", "noise must be a number in [0, 1)"),
+        ("step:unit=qps", "unit must be concurrency or rps"),
+        ("step:to", "expected key=value"),
+    ],
+    ids=["kind", "number", "until", "length", "key", "min-max", "noise", "unit", "no-equals"],
+)
 def test_generator_errors_say_what_is_wrong(spec: str, message: str) -> None:
     with pytest.raises(TraceError) as e:
         generate(spec)
@@ -252,8 +303,13 @@ def test_generator_errors_say_what_is_wrong(spec: str, message: str) -> None:
 
 
 def test_cli_prints_the_summary_as_json() -> None:
-    out = subprocess.run([sys.executable, "-m", "autoscaler.simulate", str(STEP_CSV), "--json"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "autoscaler.simulate", str(STEP_CSV), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["trace"]["unit"] == "concurrency"
@@ -264,20 +320,40 @@ def test_cli_prints_the_summary_as_json() -> None:
 def test_cli_reports_bad_input_with_exit_code_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("time_s,rps\n0,fast\n")
-    out = subprocess.run([sys.executable, "-m", "autoscaler.simulate", str(bad)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "autoscaler.simulate", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
     assert out.returncode == 2
     assert "bad.csv, line 2, column 2 (rps)" in out.stderr
 
 
-def test_cli_table_annotations_config_file_and_timeline(tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_table_annotations_config_file_and_timeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cm = tmp_path / "config.yaml"
-    cm.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-autoscaler\n"
-                  "data:\n  stable-window: 20s\n  max-scale-up-rate: 10\n  _example: ignored\n")
+    cm.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-autoscaler\n"
+        "data:\n  stable-window: 20s\n  max-scale-up-rate: 10\n  _example: ignored\n"
+    )
     timeline = tmp_path / "timeline.csv"
-    rc = main(["--generate", "step:to=30,at=5,until=40", "-a", "target=10", "--config-file", str(cm),
-               "--config", "scale-to-zero-grace-period=10s", "--timeline-csv", str(timeline)])
+    rc = main(
+        [
+            "--generate",
+            "step:to=30,at=5,until=40",
+            "-a",
+            "target=10",
+            "--config-file",
+            str(cm),
+            "--config",
+            "scale-to-zero-grace-period=10s",
+            "--timeline-csv",
+            str(timeline),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "per-pod target      7 concurrent" in out  # target annotation 10 x 70 %
@@ -287,12 +363,18 @@ def test_cli_table_annotations_config_file_and_timeline(tmp_path: Path,
     assert len(rows) == 1 + 40 + 20 + 10 + 60
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["-a", "target=0"], "autoscaling.knative.dev/target: must be a number >= 0.01"),
-    (["-c", "stable-window=5s"], "stable-window: must be between 6s and 1h"),
-    (["--request-duration", "0"], "--request-duration must be > 0"),
-], ids=["annotation", "config", "request-duration"])
-def test_cli_rejects_bad_settings(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-a", "target=0"], "autoscaling.knative.dev/target: must be a number >= 0.01"),
+        (["-c", "stable-window=5s"], "stable-window: must be between 6s and 1h"),
+        (["--request-duration", "0"], "--request-duration must be > 0"),
+    ],
+    ids=["annotation", "config", "request-duration"],
+)
+def test_cli_rejects_bad_settings(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([str(STEP_CSV), *args]) == 2
     assert message in capsys.readouterr().err
 
@@ -305,9 +387,23 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="matplotlib is optional: pip install 'zeroserve[plot]'")
+    pytest.importorskip(
+        "matplotlib", reason="matplotlib is optional: pip install 'zeroserve[plot]'"
+    )
     png = tmp_path / "spike.png"
-    assert main(["--generate", "spike:base=2,peak=40,at=20,length=5", "--container-concurrency", "10",
-                 "--json", "--plot", str(png)]) == 0
+    assert (
+        main(
+            [
+                "--generate",
+                "spike:base=2,peak=40,at=20,length=5",
+                "--container-concurrency",
+                "10",
+                "--json",
+                "--plot",
+                str(png),
+            ]
+        )
+        == 0
+    )
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000

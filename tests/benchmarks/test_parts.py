@@ -66,8 +66,11 @@ def _run(target: str, rep: int, p50: float) -> w.Run:
     return w.Run(target, "latency", rep, [], 0, 1.0, result, None, {"app": 1}, 0.0, 0.0)
 
 
-@pytest.mark.parametrize(("op", "expected"), [("/", (2.0, 1.5, 3.0)), ("-", (1.5, 1.0, 2.0))],
-                         ids=["ratio", "difference"])
+@pytest.mark.parametrize(
+    ("op", "expected"),
+    [("/", (2.0, 1.5, 3.0)), ("-", (1.5, 1.0, 2.0))],
+    ids=["ratio", "difference"],
+)
 def test_paired_compares_within_each_repetition(op: str, expected: tuple[float, ...]) -> None:
     mine = [_run("qp", 1, 3.0), _run("qp", 2, 3.0), _run("qp", 3, 3.0)]
     base = [_run("direct", 1, 1.5), _run("direct", 2, 2.0), _run("direct", 3, 1.0)]
@@ -79,17 +82,35 @@ def test_paired_compares_within_each_repetition(op: str, expected: tuple[float, 
 SEND = 1000.0
 
 
-@pytest.mark.parametrize(("cold_s", "runtime_ready", "ready_at"), [
-    (0.55, 0.50, 0.50),   # the runtime saw it ready first
-    (0.45, 0.50, 0.45),   # the activator's own probe forwarded first
-    (None, 0.50, 0.50),   # no activator figure: the runtime's
-], ids=["runtime-first", "activator-first", "no-activator-figure"])
-def test_cold_start_phases_add_up_to_the_total(cold_s: float | None, runtime_ready: float,
-                                                ready_at: float) -> None:
-    s = ColdStart(1, "cold-1", "cold-1-00001", SEND, SEND + 0.6, SEND + 0.601, 200,
-                  times={"requested": SEND + 0.002, "spawned": SEND + 0.003,
-                         "listening": SEND + 0.3, "ready": SEND + runtime_ready},
-                  activator_cold_s=cold_s, app_alone_s=0.5)
+@pytest.mark.parametrize(
+    ("cold_s", "runtime_ready", "ready_at"),
+    [
+        (0.55, 0.50, 0.50),  # the runtime saw it ready first
+        (0.45, 0.50, 0.45),  # the activator's own probe forwarded first
+        (None, 0.50, 0.50),  # no activator figure: the runtime's
+    ],
+    ids=["runtime-first", "activator-first", "no-activator-figure"],
+)
+def test_cold_start_phases_add_up_to_the_total(
+    cold_s: float | None, runtime_ready: float, ready_at: float
+) -> None:
+    s = ColdStart(
+        1,
+        "cold-1",
+        "cold-1-00001",
+        SEND,
+        SEND + 0.6,
+        SEND + 0.601,
+        200,
+        times={
+            "requested": SEND + 0.002,
+            "spawned": SEND + 0.003,
+            "listening": SEND + 0.3,
+            "ready": SEND + runtime_ready,
+        },
+        activator_cold_s=cold_s,
+        app_alone_s=0.5,
+    )
     phases = s.phases()
     assert phases is not None
     assert phases["held"] == pytest.approx(0.002)
@@ -108,46 +129,82 @@ def test_cold_start_without_pod_times_has_no_phases() -> None:
 
 def test_measured_autoscaling_is_summarised_like_the_simulator() -> None:
     series = autoscale.Series(
-        users=[0, 0, 20, 20, 20, 20], rps=[0, 0, 200, 200, 200, 200],
-        concurrency=[0.0, 0.0, 20.0, 20.0, 20.0, 20.0], p50_ms=[None] * 6, p95_ms=[None] * 6,
-        failures=[0] * 6, desired=[2, 2, 3, 3, 3, 3], ready=[2, 2, 2, 2, 3, 3],
-        pods=[2, 2, 3, 3, 3, 3])
+        users=[0, 0, 20, 20, 20, 20],
+        rps=[0, 0, 200, 200, 200, 200],
+        concurrency=[0.0, 0.0, 20.0, 20.0, 20.0, 20.0],
+        p50_ms=[None] * 6,
+        p95_ms=[None] * 6,
+        failures=[0] * 6,
+        desired=[2, 2, 3, 3, 3, 3],
+        ready=[2, 2, 2, 2, 3, 3],
+        pods=[2, 2, 3, 3, 3, 3],
+    )
     m = autoscale.summarize(series, target=7.0)
     assert m["peak_needed"] == math.ceil(20 / 7) == 3
-    assert m["shortfalls"] == [{"at_s": 2, "cause": "load increase", "ready": 2, "needed": 3,
-                                "reached_after_s": 2, "caught_up": True}]
+    assert m["shortfalls"] == [
+        {
+            "at_s": 2,
+            "cause": "load increase",
+            "ready": 2,
+            "needed": 3,
+            "reached_after_s": 2,
+            "caught_up": True,
+        }
+    ]
     assert m["over"] == {"peak_pods": 2, "average_pods": round(4 / 6, 3), "time_pct": 33.33}
     assert m["under"]["time_pct"] == 33.33
     assert m["pod_seconds"] == 2 + 2 + 3 + 3 + 3 + 3
 
 
-@pytest.mark.parametrize("manifest", [
-    local.service_manifest("cold-1", ["python", "examples/helloworld/app.py"], {"TARGET": "x"}),
-    local.service_manifest("burst", ["python", "examples/helloworld/app.py"],
-                           container_concurrency=10,
-                           annotations={"autoscaling.knative.dev/target": "10"}),
-    local.config_autoscaler({"stable-window": "6s", "scale-to-zero-grace-period": "1s"}),
-], ids=["service", "service-cc-annotations", "config-autoscaler"])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        local.service_manifest("cold-1", ["python", "examples/helloworld/app.py"], {"TARGET": "x"}),
+        local.service_manifest(
+            "burst",
+            ["python", "examples/helloworld/app.py"],
+            container_concurrency=10,
+            annotations={"autoscaling.knative.dev/target": "10"},
+        ),
+        local.config_autoscaler({"stable-window": "6s", "scale-to-zero-grace-period": "1s"}),
+    ],
+    ids=["service", "service-cc-annotations", "config-autoscaler"],
+)
 def test_generated_manifests_pass_zeroserve_validation(manifest: str) -> None:
     assert len(load(manifest, "bench.yaml")) == 1
 
 
-@pytest.mark.parametrize(("argv", "expect"), [
-    ([], {"preset": "full", "cold_starts": 20, "burst_requests": 20_000, "held": 10_000}),
-    (["--quick"], {"preset": "quick", "hop_reps": 1, "cold_starts": 4}),
-    (["--smoke", "--cold-starts", "5", "--parts", "burst,cold"],
-     {"preset": "smoke", "cold_starts": 5, "parts": ("cold", "burst")}),
-    (["--hop-rates", "100,300", "--no-pin", "--no-write"],
-     {"hop_rates": (100, 300), "pin": False, "write": False}),
-], ids=["full", "quick", "smoke-overrides", "rates"])
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        ([], {"preset": "full", "cold_starts": 20, "burst_requests": 20_000, "held": 10_000}),
+        (["--quick"], {"preset": "quick", "hop_reps": 1, "cold_starts": 4}),
+        (
+            ["--smoke", "--cold-starts", "5", "--parts", "burst,cold"],
+            {"preset": "smoke", "cold_starts": 5, "parts": ("cold", "burst")},
+        ),
+        (
+            ["--hop-rates", "100,300", "--no-pin", "--no-write"],
+            {"hop_rates": (100, 300), "pin": False, "write": False},
+        ),
+    ],
+    ids=["full", "quick", "smoke-overrides", "rates"],
+)
 def test_options_override_the_preset(argv: list[str], expect: dict[str, object]) -> None:
     cfg = config.parse_args(argv)
     assert {k: getattr(cfg, k) for k in expect} == expect
 
 
-@pytest.mark.parametrize("argv", [["--parts", "nope"], ["--cold-starts", "0"],
-                                  ["--quick", "--smoke"], ["--locust-seconds", "5"]],
-                         ids=["unknown-part", "zero", "two-presets", "short-shape"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--parts", "nope"],
+        ["--cold-starts", "0"],
+        ["--quick", "--smoke"],
+        ["--locust-seconds", "5"],
+    ],
+    ids=["unknown-part", "zero", "two-presets", "short-shape"],
+)
 def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         config.parse_args(argv)

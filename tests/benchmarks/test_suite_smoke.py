@@ -34,14 +34,29 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     missing = [t for t in TOOLS if c.which(t) is None]
     if missing:
-        pytest.skip(f"the benchmark suite needs {', '.join(missing)}, not installed here "
-                    "(apt-get install -y wrk hey nginx)")
+        pytest.skip(
+            f"the benchmark suite needs {', '.join(missing)}, not installed here "
+            "(apt-get install -y wrk hey nginx)"
+        )
     out = tmp_path_factory.mktemp("bench-smoke")
     figures = out / "figures.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.suite", "--smoke", "--results-dir", str(out),
-         "--json", str(figures)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.suite",
+            "--smoke",
+            "--results-dir",
+            str(out),
+            "--json",
+            str(figures),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert proc.returncode == 0, f"exit status {proc.returncode}:\n{proc.stderr[-4000:]}"
     data: dict[str, Any] = json.loads(figures.read_text())
     data["stdout"] = proc.stdout
@@ -60,9 +75,16 @@ def test_report_written_with_every_part(smoke: dict[str, Any]) -> None:
     text = report.read_text()
     assert text.strip() == smoke["stdout"].strip()  # printed and written alike
     assert text.startswith("# zeroserve benchmark suite")
-    for heading in ("## Summary", "## Machine", "## Commands", "## 1. Hop overhead",
-                    "## 2. Cold start", "## 3. Burst from zero", "## 4. Autoscaling under load",
-                    "## 5. Held requests"):
+    for heading in (
+        "## Summary",
+        "## Machine",
+        "## Commands",
+        "## 1. Hop overhead",
+        "## 2. Cold start",
+        "## 3. Burst from zero",
+        "## 4. Autoscaling under load",
+        "## 5. Held requests",
+    ):
         assert heading in text
     assert smoke["failed"] == {}
     assert "**Failed**" not in text
@@ -94,8 +116,9 @@ def test_burst_reached_the_app_once_each_within_the_limit(smoke: dict[str, Any])
 def test_autoscaling_under_locust_had_no_failures(smoke: dict[str, Any]) -> None:
     if importlib.util.find_spec("locust") is None:
         assert "autoscale" in smoke["skipped"]
-        pytest.skip("locust is not installed, so the suite skipped this part "
-                    "(pip install -e '.[bench]')")
+        pytest.skip(
+            "locust is not installed, so the suite skipped this part (pip install -e '.[bench]')"
+        )
     auto = _part(smoke, "autoscale")
     assert auto["requests"] > 0
     assert auto["failures"] == 0

@@ -39,7 +39,9 @@ def custom_objects(helm: str) -> list[Obj]:
 
 
 @pytest.fixture(scope="session", params=["default", "custom"])
-def objects(request: pytest.FixtureRequest, default_objects: list[Obj], custom_objects: list[Obj]) -> list[Obj]:
+def objects(
+    request: pytest.FixtureRequest, default_objects: list[Obj], custom_objects: list[Obj]
+) -> list[Obj]:
     """Each render in turn: for the properties that hold whatever the values."""
     return default_objects if request.param == "default" else custom_objects
 
@@ -47,4 +49,8 @@ def objects(request: pytest.FixtureRequest, default_objects: list[Obj], custom_o
 @pytest.fixture(scope="session")
 def crds(default_objects: list[Obj]) -> dict[str, Obj]:
     """The CustomResourceDefinitions of the default render, by kind."""
-    return {o["spec"]["names"]["kind"]: o for o in default_objects if o["kind"] == "CustomResourceDefinition"}
+    return {
+        o["spec"]["names"]["kind"]: o
+        for o in default_objects
+        if o["kind"] == "CustomResourceDefinition"
+    }

@@ -22,15 +22,43 @@ from typing import Any
 
 Schema = dict[str, Any]
 
-ALLOWED_KEYWORDS = frozenset({
-    "type", "format", "title", "description", "properties", "items", "additionalProperties",
-    "required", "enum", "maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum",
-    "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "multipleOf",
-    "maxProperties", "minProperties", "nullable", "default", "example", "externalDocs",
-    "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string",
-    "x-kubernetes-embedded-resource", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
-    "x-kubernetes-map-type", "x-kubernetes-validations",
-})
+ALLOWED_KEYWORDS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "properties",
+        "items",
+        "additionalProperties",
+        "required",
+        "enum",
+        "maximum",
+        "minimum",
+        "exclusiveMaximum",
+        "exclusiveMinimum",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "maxItems",
+        "minItems",
+        "uniqueItems",
+        "multipleOf",
+        "maxProperties",
+        "minProperties",
+        "nullable",
+        "default",
+        "example",
+        "externalDocs",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+        "x-kubernetes-map-type",
+        "x-kubernetes-validations",
+    }
+)
 """What apiextensions.k8s.io/v1 accepts in a structural schema. Left out on purpose:
 ``$ref``, ``definitions``, ``patternProperties``, ``dependencies``, ``additionalItems``,
 ``id``, ``$schema`` (all forbidden), and the combinators ``allOf``/``anyOf``/``oneOf``/
@@ -38,7 +66,13 @@ ALLOWED_KEYWORDS = frozenset({
 
 TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean"})
 _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
-    "object": dict, "array": list, "string": str, "integer": int, "number": (int, float), "boolean": bool}
+    "object": dict,
+    "array": list,
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+}
 _INT_BOUNDS = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 
@@ -77,7 +111,9 @@ def _check(node: Any, path: str, problems: list[str]) -> None:
     elif kind not in TYPES:
         problems.append(f"{where}: unknown type {kind!r}")
     for v in node.get("enum", ()):
-        if kind in _JSON_TYPES and (not isinstance(v, _JSON_TYPES[kind]) or (kind != "boolean" and isinstance(v, bool))):
+        if kind in _JSON_TYPES and (
+            not isinstance(v, _JSON_TYPES[kind]) or (kind != "boolean" and isinstance(v, bool))
+        ):
             problems.append(f"{where}: enum value {v!r} is not of type {kind}")
     props = node.get("properties")
     additional = node.get("additionalProperties")
@@ -132,8 +168,10 @@ def _convert(node: Schema, *, at_root: bool = False, open_object: bool = False) 
         if k.startswith("x-kubernetes-") or k in ("nullable", "example", "externalDocs"):
             continue
         if k == "properties":
-            out[k] = {name: _convert(child, open_object=at_root and name == "metadata")
-                      for name, child in v.items()}
+            out[k] = {
+                name: _convert(child, open_object=at_root and name == "metadata")
+                for name, child in v.items()
+            }
         elif k in ("additionalProperties", "items") and isinstance(v, dict):
             out[k] = _convert(v)
         else:
@@ -146,8 +184,12 @@ def _convert(node: Schema, *, at_root: bool = False, open_object: bool = False) 
         out["maximum"] = min(out.get("maximum", bounds[1]), bounds[1])
     if node.get("nullable") is True and "type" in out:
         out["type"] = [out["type"], "null"]
-    closed = (node.get("type") == "object" and "additionalProperties" not in node
-              and node.get("x-kubernetes-preserve-unknown-fields") is not True and not open_object)
+    closed = (
+        node.get("type") == "object"
+        and "additionalProperties" not in node
+        and node.get("x-kubernetes-preserve-unknown-fields") is not True
+        and not open_object
+    )
     if closed:
         out["additionalProperties"] = False
     return out

@@ -41,20 +41,41 @@ class ToolError(Exception):
     """helm or kubectl exited non-zero; the message carries its stderr."""
 
 
-def run(tool: str, *args: str, stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
+def run(
+    tool: str, *args: str, stdin: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
     """Run a tool to completion and return its stdout."""
     proc = subprocess.run(
-        [tool, *args], input=stdin, capture_output=True, text=True, timeout=60,
-        env={**os.environ, **(env or {})}, check=False,
+        [tool, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
     )
     if proc.returncode != 0:
-        raise ToolError(f"{Path(tool).name} {' '.join(args)}: exit {proc.returncode}\n{proc.stderr.strip()}")
+        raise ToolError(
+            f"{Path(tool).name} {' '.join(args)}: exit {proc.returncode}\n{proc.stderr.strip()}"
+        )
     return proc.stdout
 
 
-def template_args(values: Iterable[Path] = (), sets: Sequence[str] = (), chart: Path = CHART,
-                  set_json: Sequence[str] = ()) -> list[str]:
-    args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+def template_args(
+    values: Iterable[Path] = (),
+    sets: Sequence[str] = (),
+    chart: Path = CHART,
+    set_json: Sequence[str] = (),
+) -> list[str]:
+    args = [
+        "template",
+        RELEASE,
+        str(chart),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+    ]
     for v in values:
         args += ["--values", str(v)]
     for s in sets:
@@ -64,8 +85,13 @@ def template_args(values: Iterable[Path] = (), sets: Sequence[str] = (), chart: 
     return args
 
 
-def render(helm: str, values: Iterable[Path] = (), sets: Sequence[str] = (), chart: Path = CHART,
-           set_json: Sequence[str] = ()) -> list[Obj]:
+def render(
+    helm: str,
+    values: Iterable[Path] = (),
+    sets: Sequence[str] = (),
+    chart: Path = CHART,
+    set_json: Sequence[str] = (),
+) -> list[Obj]:
     """Every object ``helm template`` renders, empty documents dropped. ``sets`` are
     ``--set`` (numbers become integers), ``set_json`` are ``--set-json`` (numbers become
     floats, as in a values file)."""
@@ -79,11 +105,17 @@ def key(obj: Obj) -> tuple[str, str, str]:
     return obj["kind"], meta.get("namespace", ""), meta["name"]
 
 
-def only(objects: Iterable[Obj], kind: str, name: str | None = None, namespace: str | None = None) -> list[Obj]:
+def only(
+    objects: Iterable[Obj], kind: str, name: str | None = None, namespace: str | None = None
+) -> list[Obj]:
     """The objects of one kind (and name, and namespace, when given)."""
-    return [o for o in objects if o["kind"] == kind
-            and (name is None or o["metadata"]["name"] == name)
-            and (namespace is None or o["metadata"].get("namespace") == namespace)]
+    return [
+        o
+        for o in objects
+        if o["kind"] == kind
+        and (name is None or o["metadata"]["name"] == name)
+        and (namespace is None or o["metadata"].get("namespace") == namespace)
+    ]
 
 
 def one(objects: Iterable[Obj], kind: str, name: str, namespace: str | None = None) -> Obj:

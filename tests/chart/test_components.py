@@ -38,15 +38,25 @@ def test_every_pod_runs_restricted(objects: list[Obj]) -> None:
     for d in deployments:
         pod = _pod(d)
         assert pod["securityContext"] == {
-            "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
-            "seccompProfile": {"type": "RuntimeDefault"}}
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "fsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
         assert pod["serviceAccountName"] == d["metadata"]["name"]
         assert "hostNetwork" not in pod and "hostPID" not in pod
         for c in pod["containers"] + pod.get("initContainers", []):
             assert c["securityContext"] == {
-                "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False, "privileged": False,
-                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}, c["name"]
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "readOnlyRootFilesystem": True,
+                "allowPrivilegeEscalation": False,
+                "privileged": False,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            }, c["name"]
             # The read-only root gets a writable /tmp.
             assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
         assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
@@ -68,10 +78,14 @@ def test_the_image(default_objects: list[Obj], custom_objects: list[Obj]) -> Non
         assert _container(default_objects, name)["image"] == "zeroserve:0.1.0"
         assert _container(default_objects, name)["imagePullPolicy"] == "IfNotPresent"
         custom = _container(custom_objects, name)
-        assert custom["image"] == ("registry.example.com/platform/zeroserve@sha256:"
-                                   "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+        assert custom["image"] == (
+            "registry.example.com/platform/zeroserve@sha256:"
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        )
         assert custom["imagePullPolicy"] == "Always"
-        assert _pod(one(custom_objects, "Deployment", name))["imagePullSecrets"] == [{"name": "registry-credentials"}]
+        assert _pod(one(custom_objects, "Deployment", name))["imagePullSecrets"] == [
+            {"name": "registry-credentials"}
+        ]
 
 
 # ----- the commands, parsed by the programs themselves ----------------------------------------
@@ -81,19 +95,37 @@ def test_the_activator_command(default_objects: list[Obj]) -> None:
     c = _container(default_objects, "activator")
     assert c["command"] == ["python", "-m", "activator"]
     assert c["args"] == [
-        "--port", "8012", "--metrics-port", "9090",
-        "--autoscaler-url", "ws://autoscaler.knative-serving.svc.cluster.local:8080/",
-        "--system-namespace", "knative-serving", "--activator-service", "activator",
-        "--drain-seconds", "45", "--cluster-domain", "cluster.local"]
+        "--port",
+        "8012",
+        "--metrics-port",
+        "9090",
+        "--autoscaler-url",
+        "ws://autoscaler.knative-serving.svc.cluster.local:8080/",
+        "--system-namespace",
+        "knative-serving",
+        "--activator-service",
+        "activator",
+        "--drain-seconds",
+        "45",
+        "--cluster-domain",
+        "cluster.local",
+    ]
     env = _env(c)
-    assert env == {"POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
-                   "POD_IP": {"fieldRef": {"fieldPath": "status.podIP"}}}
-    settings, options = activator_args(c["args"], {"POD_NAME": "activator-7d9f-abcde", "POD_IP": "10.1.2.3"})
+    assert env == {
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "POD_IP": {"fieldRef": {"fieldPath": "status.podIP"}},
+    }
+    settings, options = activator_args(
+        c["args"], {"POD_NAME": "activator-7d9f-abcde", "POD_IP": "10.1.2.3"}
+    )
     assert (settings.port, settings.metrics_port, settings.drain_seconds) == (8012, 9090, 45)
     assert settings.autoscaler_url == "ws://autoscaler.knative-serving.svc.cluster.local:8080/"
     assert settings.pod_name == "activator-7d9f-abcde"
     assert (options.system_namespace, options.activator_service, options.pod_ip) == (
-        "knative-serving", "activator", "10.1.2.3")
+        "knative-serving",
+        "activator",
+        "10.1.2.3",
+    )
     assert options.namespace is None and options.control is None  # every namespace, Kubernetes mode
     assert options.cluster_domain == "cluster.local"
 
@@ -110,7 +142,11 @@ def test_the_autoscaler_command(objects: list[Obj]) -> None:
     c = _container(objects, "autoscaler")
     assert c["command"] == ["python", "-m", "autoscaler"]
     settings = autoscaler_args(c["args"])
-    assert (settings.port, settings.metrics_port, settings.system_namespace) == (8080, 9090, NAMESPACE)
+    assert (settings.port, settings.metrics_port, settings.system_namespace) == (
+        8080,
+        9090,
+        NAMESPACE,
+    )
     assert settings.leader_elect is True
     assert settings.namespace is None and settings.control is None
     assert _env(c) == {"POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}}}
@@ -127,8 +163,10 @@ def test_the_controller_command(objects: list[Obj]) -> None:
     assert settings.metrics_port == 9090 and settings.leader_elect is True
     assert settings.activator_host == f"activator.{NAMESPACE}.svc.{settings.cluster_domain}"
     assert settings.ingress_gateway == f"{NAMESPACE}/knative-ingress-gateway"
-    assert _env(c) == {"POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
-                       "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+    assert _env(c) == {
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    }
 
 
 def test_zeroserve_has_the_controller_subcommand() -> None:
@@ -141,8 +179,14 @@ def test_zeroserve_has_the_controller_subcommand() -> None:
 def test_the_cluster_domain_reaches_every_component(custom_objects: list[Obj]) -> None:
     p = argparse.ArgumentParser()
     add_arguments(p)
-    assert settings_from(p.parse_args(_container(custom_objects, "controller")["args"])).cluster_domain == "corp.internal"
-    assert "ws://autoscaler.knative-serving.svc.corp.internal:8080/" in _container(custom_objects, "activator")["args"]
+    assert (
+        settings_from(p.parse_args(_container(custom_objects, "controller")["args"])).cluster_domain
+        == "corp.internal"
+    )
+    assert (
+        "ws://autoscaler.knative-serving.svc.corp.internal:8080/"
+        in _container(custom_objects, "activator")["args"]
+    )
 
 
 # ----- the activator on every request's path ------------------------------------------------
@@ -151,7 +195,10 @@ def test_the_cluster_domain_reaches_every_component(custom_objects: list[Obj]) -
 def test_activator_replicas_and_budget(default_objects: list[Obj], helm: str) -> None:
     d = one(default_objects, "Deployment", "activator")
     assert d["spec"]["replicas"] == 2
-    assert d["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert d["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pdb = one(default_objects, "PodDisruptionBudget", "activator")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == d["spec"]["selector"]["matchLabels"]
@@ -165,10 +212,21 @@ def test_activator_hpa(custom_objects: list[Obj]) -> None:
     d = one(custom_objects, "Deployment", "activator")
     assert "replicas" not in d["spec"]  # the HPA owns the count; an upgrade must not reset it
     hpa = one(custom_objects, "HorizontalPodAutoscaler", "activator")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "activator"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "activator",
+    }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
-    assert hpa["spec"]["metrics"] == [{"type": "Resource", "resource": {
-        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+    assert hpa["spec"]["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 80},
+            },
+        }
+    ]
     assert _pod(d)["nodeSelector"] == {"node-role.example.org/edge": "true"}
 
 
@@ -184,12 +242,21 @@ def test_activator_drains_within_its_grace_period(objects: list[Obj]) -> None:
 def test_activator_probes_ask_the_activator(default_objects: list[Obj]) -> None:
     c = _container(default_objects, "activator")
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/", "port": "http",
-                                       "httpHeaders": [{"name": "K-Network-Probe", "value": "activator"}]}
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8012, "http-metrics": 9090}
+        assert c[probe]["httpGet"] == {
+            "path": "/",
+            "port": "http",
+            "httpHeaders": [{"name": "K-Network-Probe", "value": "activator"}],
+        }
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
+        "http": 8012,
+        "http-metrics": 9090,
+    }
     # Spread over nodes unless the values say otherwise.
     [spread] = _pod(one(default_objects, "Deployment", "activator"))["topologySpreadConstraints"]
-    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert (
+        spread["topologyKey"] == "kubernetes.io/hostname"
+        and spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    )
 
 
 def test_autoscaler_is_one_replica_replaced_not_rolled(objects: list[Obj]) -> None:
@@ -200,7 +267,9 @@ def test_autoscaler_is_one_replica_replaced_not_rolled(objects: list[Obj]) -> No
     assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 
 
-def test_controller_replicas_and_probes(default_objects: list[Obj], custom_objects: list[Obj]) -> None:
+def test_controller_replicas_and_probes(
+    default_objects: list[Obj], custom_objects: list[Obj]
+) -> None:
     assert one(default_objects, "Deployment", "controller")["spec"]["replicas"] == 1
     assert one(custom_objects, "Deployment", "controller")["spec"]["replicas"] == 2
     c = _container(default_objects, "controller")
@@ -218,11 +287,14 @@ def test_components_stay_out_of_the_mesh(objects: list[Obj], helm: str) -> None:
 # ----- Services, Gateway, ServiceMonitors ----------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "ports"), [
-    ("activator", [("http", 80, 8012), ("http-metrics", 9090, 9090)]),
-    ("autoscaler", [("http-websocket", 8080, 8080), ("http-metrics", 9090, 9090)]),
-    ("controller", [("http-metrics", 9090, 9090)]),
-])
+@pytest.mark.parametrize(
+    ("name", "ports"),
+    [
+        ("activator", [("http", 80, 8012), ("http-metrics", 9090, 9090)]),
+        ("autoscaler", [("http-websocket", 8080, 8080), ("http-metrics", 9090, 9090)]),
+        ("controller", [("http-metrics", 9090, 9090)]),
+    ],
+)
 def test_services(objects: list[Obj], name: str, ports: list[tuple[str, int, int]]) -> None:
     svc = one(objects, "Service", name, NAMESPACE)
     assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == ports
@@ -236,13 +308,17 @@ def test_services(objects: list[Obj], name: str, ports: list[tuple[str, int, int
 
 def test_the_gateway(default_objects: list[Obj], custom_objects: list[Obj], helm: str) -> None:
     gw = one(default_objects, "Gateway", "knative-ingress-gateway", NAMESPACE)
-    assert gw["spec"] == {"selector": {"istio": "ingressgateway"}, "servers": [
-        {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}
+    assert gw["spec"] == {
+        "selector": {"istio": "ingressgateway"},
+        "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}],
+    }
     custom = one(custom_objects, "Gateway", "knative-ingress-gateway", NAMESPACE)
     assert custom["spec"]["selector"] == {"istio": "public-gateway"}
     assert not only(render(helm, sets=["istio.gateway.create=false"]), "Gateway")
     # The controller creates the VirtualServices; the chart renders none.
-    assert not only(default_objects, "VirtualService") and not only(custom_objects, "VirtualService")
+    assert not only(default_objects, "VirtualService") and not only(
+        custom_objects, "VirtualService"
+    )
 
 
 def test_service_monitors(custom_objects: list[Obj], default_objects: list[Obj]) -> None:
@@ -253,9 +329,13 @@ def test_service_monitors(custom_objects: list[Obj], default_objects: list[Obj])
         assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
         assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
         assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
-        assert sm["spec"]["endpoints"] == [{"port": "http-metrics", "path": "/metrics", "interval": "15s"}]
+        assert sm["spec"]["endpoints"] == [
+            {"port": "http-metrics", "path": "/metrics", "interval": "15s"}
+        ]
         assert "http-metrics" in {p["name"] for p in svc["spec"]["ports"]}
         # Each selects its own Service only.
         others = [s for s in only(custom_objects, "Service", namespace=NAMESPACE) if s is not svc]
-        assert not any(sm["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items() for s in others)
-
+        assert not any(
+            sm["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+            for s in others
+        )

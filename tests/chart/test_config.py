@@ -23,7 +23,9 @@ def _data(objects: list[Obj], name: str) -> dict[str, str]:
 def _configs(objects: list[Obj]) -> Configs:
     configs = Configs()
     for name in NAMES:
-        configs = configs.with_config_map(name, _data(objects, name), default_domain="svc.cluster.local")
+        configs = configs.with_config_map(
+            name, _data(objects, name), default_domain="svc.cluster.local"
+        )
     return configs
 
 
@@ -48,33 +50,52 @@ def test_the_defaults_are_upstreams(default_objects: list[Obj]) -> None:
 
 def test_the_values_override(custom_objects: list[Obj]) -> None:
     configs = _configs(custom_objects)
-    assert (configs.autoscaler.stable_window, configs.autoscaler.scale_to_zero_grace_period) == (30, 10)
-    assert "target-burst-capacity" not in _data(custom_objects, "config-autoscaler")  # null removes a key
+    assert (configs.autoscaler.stable_window, configs.autoscaler.scale_to_zero_grace_period) == (
+        30,
+        10,
+    )
+    assert "target-burst-capacity" not in _data(
+        custom_objects, "config-autoscaler"
+    )  # null removes a key
     assert configs.defaults.container_concurrency == 10
     assert configs.deployment.progress_deadline == 300
-    assert configs.domain == DomainConfig({"apps.example.org": {}, "internal.example.org": {"visibility": "internal"}})
+    assert configs.domain == DomainConfig(
+        {"apps.example.org": {}, "internal.example.org": {"visibility": "internal"}}
+    )
     assert configs.domain.domain_for({}) == "apps.example.org"
     assert configs.domain.domain_for({"visibility": "internal"}) == "internal.example.org"
 
 
-def test_the_controller_and_the_autoscaler_take_them(objects: list[Obj], caplog: pytest.LogCaptureFixture) -> None:
+def test_the_controller_and_the_autoscaler_take_them(
+    objects: list[Obj], caplog: pytest.LogCaptureFixture
+) -> None:
     """Read by the components' own loaders: the controller's (which logs a map it cannot
     parse and keeps the last good one) and the autoscaler's."""
     maps = {(NAMESPACE, o["metadata"]["name"]): o for o in only(objects, "ConfigMap")}
-    cluster = ClusterConfig(Settings(system_namespace=NAMESPACE, queue_proxy_image="zeroserve:0.1.0"))
+    cluster = ClusterConfig(
+        Settings(system_namespace=NAMESPACE, queue_proxy_image="zeroserve:0.1.0")
+    )
     with caplog.at_level(logging.INFO, logger="zeroserve.kubecontroller"):
         assert cluster.update(maps)
     assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert cluster.configs == _configs(objects)
     assert cluster.queue_proxy_image == "zeroserve:0.1.0"
-    assert AutoscalerConfig.from_mapping(_data(objects, "config-autoscaler")) == _configs(objects).autoscaler
-    assert DeploymentConfig.from_mapping(_data(objects, "config-deployment")) == _configs(objects).deployment
+    assert (
+        AutoscalerConfig.from_mapping(_data(objects, "config-autoscaler"))
+        == _configs(objects).autoscaler
+    )
+    assert (
+        DeploymentConfig.from_mapping(_data(objects, "config-deployment"))
+        == _configs(objects).deployment
+    )
 
 
 def test_the_queue_sidecar_image_can_be_set(helm: str) -> None:
     """The one config-deployment key only the cluster reads (the local parser refuses it)."""
     objects = render(helm, sets=["config.deployment.queue-sidecar-image=registry.example.com/zs:1"])
-    cluster = ClusterConfig(Settings(system_namespace=NAMESPACE, queue_proxy_image="zeroserve:0.1.0"))
+    cluster = ClusterConfig(
+        Settings(system_namespace=NAMESPACE, queue_proxy_image="zeroserve:0.1.0")
+    )
     cluster.update({(NAMESPACE, o["metadata"]["name"]): o for o in only(objects, "ConfigMap")})
     assert cluster.queue_proxy_image == "registry.example.com/zs:1"
 
@@ -87,23 +108,39 @@ def test_no_default_domain(helm: str) -> None:
 
 
 def test_numbers_and_booleans_become_strings(helm: str) -> None:
-    objects = render(helm, sets=["config.defaults.container-concurrency=10",
-                                 "config.autoscaler.enable-scale-to-zero=false"],
-                     set_json=['config.defaults.container-concurrency-max-limit=1000',
-                               'config.autoscaler.container-concurrency-target-percentage=70.5'])
+    objects = render(
+        helm,
+        sets=[
+            "config.defaults.container-concurrency=10",
+            "config.autoscaler.enable-scale-to-zero=false",
+        ],
+        set_json=[
+            "config.defaults.container-concurrency-max-limit=1000",
+            "config.autoscaler.container-concurrency-target-percentage=70.5",
+        ],
+    )
     defaults, autoscaler = _data(objects, "config-defaults"), _data(objects, "config-autoscaler")
-    assert (defaults["container-concurrency"], defaults["container-concurrency-max-limit"]) == ("10", "1000")
+    assert (defaults["container-concurrency"], defaults["container-concurrency-max-limit"]) == (
+        "10",
+        "1000",
+    )
     assert autoscaler["enable-scale-to-zero"] == "false"
     assert autoscaler["container-concurrency-target-percentage"] == "70.5"
     assert _configs(objects).defaults.container_concurrency == 10
 
 
-@pytest.mark.parametrize(("sets", "message"), [
-    (["config.autoscaler.stable-window=3s"], "stable-window"),
-    (["config.autoscaler.stable_window=60s"], "stable_window: unknown key"),
-    (["config.defaults.revision-timeout-seconds=900"], "revision-timeout-seconds"),
-], ids=["window-too-short", "misspelt-key", "timeout-over-max"])
-def test_a_bad_setting_is_caught_by_zeroserves_parser(helm: str, sets: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["config.autoscaler.stable-window=3s"], "stable-window"),
+        (["config.autoscaler.stable_window=60s"], "stable_window: unknown key"),
+        (["config.defaults.revision-timeout-seconds=900"], "revision-timeout-seconds"),
+    ],
+    ids=["window-too-short", "misspelt-key", "timeout-over-max"],
+)
+def test_a_bad_setting_is_caught_by_zeroserves_parser(
+    helm: str, sets: list[str], message: str
+) -> None:
     """The chart passes strings through; zeroserve's parser is the judge, as in the cluster."""
     with pytest.raises(ValueError, match=message):
         _configs(render(helm, sets=sets))

@@ -36,32 +36,45 @@ def _schema(crd: Obj) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def validators(crds: dict[str, Obj]) -> dict[str, jsonschema.Draft202012Validator]:
-    return {kind: jsonschema.Draft202012Validator(to_json_schema(_schema(crd))) for kind, crd in crds.items()}
+    return {
+        kind: jsonschema.Draft202012Validator(to_json_schema(_schema(crd)))
+        for kind, crd in crds.items()
+    }
 
 
 def _errors(validators: dict[str, jsonschema.Draft202012Validator], obj: Obj) -> list[str]:
-    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in validators[obj["kind"]].iter_errors(obj)]
+    return [
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in validators[obj["kind"]].iter_errors(obj)
+    ]
 
 
 # ----- the definitions ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "plural", "short_names"), [
-    ("Service", "services", ["ksvc", "kservice"]),
-    ("Configuration", "configurations", ["config", "cfg"]),
-    ("Revision", "revisions", ["rev"]),
-    ("Route", "routes", ["rt"]),
-])
+@pytest.mark.parametrize(
+    ("kind", "plural", "short_names"),
+    [
+        ("Service", "services", ["ksvc", "kservice"]),
+        ("Configuration", "configurations", ["config", "cfg"]),
+        ("Revision", "revisions", ["rev"]),
+        ("Route", "routes", ["rt"]),
+    ],
+)
 def test_names(crds: dict[str, Obj], kind: str, plural: str, short_names: list[str]) -> None:
     crd = crds[kind]
     assert crd["metadata"]["name"] == f"{plural}.serving.knative.dev"
     spec = crd["spec"]
     assert spec["group"] == "serving.knative.dev"
     assert spec["scope"] == "Namespaced"
-    assert spec["names"] == {"kind": kind, "plural": plural, "singular": kind.lower(),
-                             "listKind": f"{kind}List", "shortNames": short_names,
-                             "categories": ["all", "knative", "serving"]}
+    assert spec["names"] == {
+        "kind": kind,
+        "plural": plural,
+        "singular": kind.lower(),
+        "listKind": f"{kind}List",
+        "shortNames": short_names,
+        "categories": ["all", "knative", "serving"],
+    }
     [version] = spec["versions"]
     assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
     assert version["subresources"] == {"status": {}}
@@ -72,8 +85,16 @@ def test_crds_survive_uninstall_and_can_be_left_out(helm: str, crds: dict[str, O
     for crd in crds.values():
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     without_keep = render(helm, sets=["crds.keep=false"])
-    assert all("annotations" not in o["metadata"] for o in without_keep if o["kind"] == "CustomResourceDefinition")
-    assert not [o for o in render(helm, sets=["crds.install=false"]) if o["kind"] == "CustomResourceDefinition"]
+    assert all(
+        "annotations" not in o["metadata"]
+        for o in without_keep
+        if o["kind"] == "CustomResourceDefinition"
+    )
+    assert not [
+        o
+        for o in render(helm, sets=["crds.install=false"])
+        if o["kind"] == "CustomResourceDefinition"
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -92,50 +113,122 @@ def _paths(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_unknown_fields_are_kept_only_in_probes_and_resources(crds: dict[str, Obj], kind: str) -> None:
-    kept = {p for p, node in _paths(_schema(crds[kind])) if node.get("x-kubernetes-preserve-unknown-fields")}
+def test_unknown_fields_are_kept_only_in_probes_and_resources(
+    crds: dict[str, Obj], kind: str
+) -> None:
+    kept = {
+        p
+        for p, node in _paths(_schema(crds[kind]))
+        if node.get("x-kubernetes-preserve-unknown-fields")
+    }
     container = ".spec.containers[]" if kind == "Revision" else ".spec.template.spec.containers[]"
     expected = {f"{container}.{f}" for f in ("readinessProbe", "livenessProbe", "resources")}
     assert kept == (expected if kind != "Route" else set())
 
 
-@pytest.mark.parametrize(("schema", "problem"), [
-    ({"type": "object", "properties": {"a": {}}}, "a: no type"),
-    ({"type": "object", "properties": {"a": {"type": "array"}}}, "a: an array needs exactly one items schema"),
-    ({"type": "object", "properties": {"a": {"$ref": "#/x", "type": "string"}}}, "keyword '$ref'"),
-    ({"type": "object", "properties": {"a": {"type": "object", "properties": {}, "additionalProperties": {"type": "string"}}}},
-     "mutually exclusive"),
-    ({"type": "object", "properties": {"a": {"type": "string", "x-kubernetes-int-or-string": True}}},
-     "must not have a type"),
-    ({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"labels": {"type": "object"}}}}},
-     "only name and generateName"),
-    ({"type": "object", "required": ["spec"]}, "required field 'spec' is not declared"),
-    ({"type": "object", "properties": {"env": {"type": "array", "x-kubernetes-list-type": "map",
-                                               "x-kubernetes-list-map-keys": ["name"],
-                                               "items": {"type": "object", "properties": {"name": {"type": "string"}}}}}},
-     "must be required or defaulted"),
-], ids=["untyped", "array-without-items", "ref", "props-and-additional", "typed-int-or-string",
-        "metadata-labels", "undeclared-required", "list-map-key-optional"])
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"type": "object", "properties": {"a": {}}}, "a: no type"),
+        (
+            {"type": "object", "properties": {"a": {"type": "array"}}},
+            "a: an array needs exactly one items schema",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"$ref": "#/x", "type": "string"}}},
+            "keyword '$ref'",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "a": {
+                        "type": "object",
+                        "properties": {},
+                        "additionalProperties": {"type": "string"},
+                    }
+                },
+            },
+            "mutually exclusive",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "string", "x-kubernetes-int-or-string": True}},
+            },
+            "must not have a type",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "metadata": {"type": "object", "properties": {"labels": {"type": "object"}}}
+                },
+            },
+            "only name and generateName",
+        ),
+        ({"type": "object", "required": ["spec"]}, "required field 'spec' is not declared"),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "env": {
+                        "type": "array",
+                        "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["name"],
+                        "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+                    }
+                },
+            },
+            "must be required or defaulted",
+        ),
+    ],
+    ids=[
+        "untyped",
+        "array-without-items",
+        "ref",
+        "props-and-additional",
+        "typed-int-or-string",
+        "metadata-labels",
+        "undeclared-required",
+        "list-map-key-optional",
+    ],
+)
 def test_the_structural_check_finds_problems(schema: dict[str, Any], problem: str) -> None:
     assert any(problem in p for p in structural_problems(schema)), structural_problems(schema)
 
 
-_READY = [("Ready", '.status.conditions[?(@.type=="Ready")].status'),
-          ("Reason", '.status.conditions[?(@.type=="Ready")].reason')]
-_LATEST = [("LatestCreated", ".status.latestCreatedRevisionName"),
-           ("LatestReady", ".status.latestReadyRevisionName")]
+_READY = [
+    ("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+    ("Reason", '.status.conditions[?(@.type=="Ready")].reason'),
+]
+_LATEST = [
+    ("LatestCreated", ".status.latestCreatedRevisionName"),
+    ("LatestReady", ".status.latestReadyRevisionName"),
+]
 
 
-@pytest.mark.parametrize(("kind", "columns"), [
-    ("Service", [("URL", ".status.url"), *_LATEST, *_READY]),
-    ("Configuration", [*_LATEST, *_READY]),
-    ("Revision", [("Config Name", ".metadata.labels['serving\\.knative\\.dev/configuration']"),
-                  ("Generation", ".metadata.labels['serving\\.knative\\.dev/configurationGeneration']"),
-                  *_READY,
-                  ("Actual Replicas", ".status.actualReplicas"),
-                  ("Desired Replicas", ".status.desiredReplicas")]),
-    ("Route", [("URL", ".status.url"), *_READY]),
-])
+@pytest.mark.parametrize(
+    ("kind", "columns"),
+    [
+        ("Service", [("URL", ".status.url"), *_LATEST, *_READY]),
+        ("Configuration", [*_LATEST, *_READY]),
+        (
+            "Revision",
+            [
+                ("Config Name", ".metadata.labels['serving\\.knative\\.dev/configuration']"),
+                (
+                    "Generation",
+                    ".metadata.labels['serving\\.knative\\.dev/configurationGeneration']",
+                ),
+                *_READY,
+                ("Actual Replicas", ".status.actualReplicas"),
+                ("Desired Replicas", ".status.desiredReplicas"),
+            ],
+        ),
+        ("Route", [("URL", ".status.url"), *_READY]),
+    ],
+)
 def test_printer_columns(crds: dict[str, Obj], kind: str, columns: list[tuple[str, str]]) -> None:
     [version] = crds[kind]["spec"]["versions"]
     got = version["additionalPrinterColumns"]
@@ -160,7 +253,9 @@ EXAMPLES = _examples()
 
 
 @pytest.mark.parametrize(("name", "obj"), EXAMPLES, ids=[n for n, _ in EXAMPLES])
-def test_the_examples_are_valid(validators: dict[str, jsonschema.Draft202012Validator], name: str, obj: Obj) -> None:
+def test_the_examples_are_valid(
+    validators: dict[str, jsonschema.Draft202012Validator], name: str, obj: Obj
+) -> None:
     if obj["kind"] == "ConfigMap":
         kubernetes_validate.validate(obj, "1.31", strict=True)
     else:
@@ -290,7 +385,9 @@ spec:
 """
 
 
-def test_the_docs_manifests_are_valid(validators: dict[str, jsonschema.Draft202012Validator]) -> None:
+def test_the_docs_manifests_are_valid(
+    validators: dict[str, jsonschema.Draft202012Validator],
+) -> None:
     objects = [o for o in yaml.safe_load_all(DOCS_MANIFESTS) if o]
     assert len(objects) == 5
     errors = {o["metadata"]["name"]: _errors(validators, o) for o in objects}
@@ -311,44 +408,94 @@ def _with(path: str, value: Any) -> Obj:
     return obj
 
 
-@pytest.mark.parametrize(("obj", "where"), [
-    (_with("spec.template.spec.volumes", []), "spec.template.spec"),
-    (_with("spec.template.spec.serviceAccountName", "x"), "spec.template.spec"),
-    (_with("spec.template.spec.containers.0.envFrom", []), "spec.template.spec.containers.0"),
-    (_with("spec.template.spec.containers.0.env.0", {"name": "A", "valueFrom": {}}),
-     "spec.template.spec.containers.0.env.0"),
-    (_with("spec.template.spec.containers.0.imagePullPolicy", "Always"), "spec.template.spec.containers.0"),
-    (_with("spec.template.spec.containers.0.image", ""), "spec.template.spec.containers.0.image"),
-    (_with("spec.template.spec.containers", []), "spec.template.spec.containers"),
-    (_with("spec.template.spec.containerConcurrency", -1), "spec.template.spec.containerConcurrency"),
-    (_with("spec.template.spec.timeoutSeconds", "300"), "spec.template.spec.timeoutSeconds"),
-    (_with("spec.template.spec.containers.0.ports.0.containerPort", 70000),
-     "spec.template.spec.containers.0.ports.0.containerPort"),
-    (_with("spec.template.metadata", {"namespace": "other"}), "spec.template.metadata"),
-    (_with("spec.traffic", [{"latestRevision": True, "percent": 101}]), "spec.traffic.0.percent"),
-    (_with("spec.traffic", [{"latestRevision": True, "percent": 100, "tag": "Blue"}]), "spec.traffic.0.tag"),
-    (_with("spec.traffic", [{"latestRevision": True, "percent": 100, "url": "http://x"}]), "spec.traffic.0"),
-    (_with("metadata.name", "Hello_World"), "metadata.name"),
-    (_with("spec.template.spec.containers.0.readinessProbe", {"httpGet": {"port": 1.5}}),
-     "spec.template.spec.containers.0.readinessProbe.httpGet.port"),
-    (_with("spec.template.spec.containers.0.resources", {"limits": {"cpu": True}}),
-     "spec.template.spec.containers.0.resources.limits.cpu"),
-    (_with("status", {"url": 5}), "status.url"),
-], ids=["volumes", "service-account", "envFrom", "valueFrom", "imagePullPolicy", "empty-image",
-        "no-container", "negative-cc", "string-timeout", "port-range", "template-namespace",
-        "percent-101", "tag-uppercase", "url-in-spec", "bad-name", "float-probe-port",
-        "bool-quantity", "status-url-type"])
+@pytest.mark.parametrize(
+    ("obj", "where"),
+    [
+        (_with("spec.template.spec.volumes", []), "spec.template.spec"),
+        (_with("spec.template.spec.serviceAccountName", "x"), "spec.template.spec"),
+        (_with("spec.template.spec.containers.0.envFrom", []), "spec.template.spec.containers.0"),
+        (
+            _with("spec.template.spec.containers.0.env.0", {"name": "A", "valueFrom": {}}),
+            "spec.template.spec.containers.0.env.0",
+        ),
+        (
+            _with("spec.template.spec.containers.0.imagePullPolicy", "Always"),
+            "spec.template.spec.containers.0",
+        ),
+        (
+            _with("spec.template.spec.containers.0.image", ""),
+            "spec.template.spec.containers.0.image",
+        ),
+        (_with("spec.template.spec.containers", []), "spec.template.spec.containers"),
+        (
+            _with("spec.template.spec.containerConcurrency", -1),
+            "spec.template.spec.containerConcurrency",
+        ),
+        (_with("spec.template.spec.timeoutSeconds", "300"), "spec.template.spec.timeoutSeconds"),
+        (
+            _with("spec.template.spec.containers.0.ports.0.containerPort", 70000),
+            "spec.template.spec.containers.0.ports.0.containerPort",
+        ),
+        (_with("spec.template.metadata", {"namespace": "other"}), "spec.template.metadata"),
+        (
+            _with("spec.traffic", [{"latestRevision": True, "percent": 101}]),
+            "spec.traffic.0.percent",
+        ),
+        (
+            _with("spec.traffic", [{"latestRevision": True, "percent": 100, "tag": "Blue"}]),
+            "spec.traffic.0.tag",
+        ),
+        (
+            _with("spec.traffic", [{"latestRevision": True, "percent": 100, "url": "http://x"}]),
+            "spec.traffic.0",
+        ),
+        (_with("metadata.name", "Hello_World"), "metadata.name"),
+        (
+            _with("spec.template.spec.containers.0.readinessProbe", {"httpGet": {"port": 1.5}}),
+            "spec.template.spec.containers.0.readinessProbe.httpGet.port",
+        ),
+        (
+            _with("spec.template.spec.containers.0.resources", {"limits": {"cpu": True}}),
+            "spec.template.spec.containers.0.resources.limits.cpu",
+        ),
+        (_with("status", {"url": 5}), "status.url"),
+    ],
+    ids=[
+        "volumes",
+        "service-account",
+        "envFrom",
+        "valueFrom",
+        "imagePullPolicy",
+        "empty-image",
+        "no-container",
+        "negative-cc",
+        "string-timeout",
+        "port-range",
+        "template-namespace",
+        "percent-101",
+        "tag-uppercase",
+        "url-in-spec",
+        "bad-name",
+        "float-probe-port",
+        "bool-quantity",
+        "status-url-type",
+    ],
+)
 def test_unsupported_fields_and_bad_values_are_refused(
-        validators: dict[str, jsonschema.Draft202012Validator], obj: Obj, where: str) -> None:
+    validators: dict[str, jsonschema.Draft202012Validator], obj: Obj, where: str
+) -> None:
     errors = _errors(validators, obj)
     assert any(e.startswith(where + ":") for e in errors), errors
 
 
 def test_probes_and_resources_keep_what_the_controller_must_refuse(
-        validators: dict[str, jsonschema.Draft202012Validator]) -> None:
+    validators: dict[str, jsonschema.Draft202012Validator],
+) -> None:
     """An exec probe or a resource claim is not pruned: it reaches the controller, which
     refuses it by name (a probe silently dropped would change the revision)."""
-    exec_probe = _with("spec.template.spec.containers.0.readinessProbe", {"exec": {"command": ["true"]}})
+    exec_probe = _with(
+        "spec.template.spec.containers.0.readinessProbe", {"exec": {"command": ["true"]}}
+    )
     claims = _with("spec.template.spec.containers.0.resources", {"claims": [{"name": "gpu"}]})
     assert _errors(validators, exec_probe) == []
     assert _errors(validators, claims) == []
@@ -366,13 +513,24 @@ def controller_objects() -> list[Obj]:
         c.apply(load((ROOT / "examples" / name).read_text(), name), now=1.0)
     for rev in c.revisions():
         c.set_revision_state(rev, ready=True, desired_replicas=1, actual_replicas=1, now=2.0)
-    c.apply(load((ROOT / "examples" / "traffic-split.yaml").read_text(), "traffic-split.yaml"), now=3.0)
-    standalone = yaml.safe_dump_all([o for o in yaml.safe_load_all(DOCS_MANIFESTS) if o and o["kind"] != "Service"])
+    c.apply(
+        load((ROOT / "examples" / "traffic-split.yaml").read_text(), "traffic-split.yaml"), now=3.0
+    )
+    standalone = yaml.safe_dump_all(
+        [o for o in yaml.safe_load_all(DOCS_MANIFESTS) if o and o["kind"] != "Service"]
+    )
     c.apply(load(standalone, "standalone.yaml"), now=3.5)
     for rev in c.revisions():
         if rev.name == "blue-00001":
-            c.set_revision_state(rev, ready=False, reason="ExitCode1", message="exit code 1",
-                                 desired_replicas=1, actual_replicas=0, now=4.0)
+            c.set_revision_state(
+                rev,
+                ready=False,
+                reason="ExitCode1",
+                message="exit code 1",
+                desired_replicas=1,
+                actual_replicas=0,
+                now=4.0,
+            )
         else:
             c.set_revision_state(rev, ready=True, desired_replicas=2, actual_replicas=2, now=4.0)
     objects = [o for kind in ("ksvc", "configurations", "revisions", "routes") for o in c.get(kind)]
@@ -380,38 +538,62 @@ def controller_objects() -> list[Obj]:
     return objects
 
 
-def test_the_controllers_objects_are_valid(validators: dict[str, jsonschema.Draft202012Validator],
-                                           controller_objects: list[Obj]) -> None:
+def test_the_controllers_objects_are_valid(
+    validators: dict[str, jsonschema.Draft202012Validator], controller_objects: list[Obj]
+) -> None:
     """Spec and status as the controller writes them: nothing of it would be pruned."""
-    problems = {f"{o['kind']}/{o['metadata']['name']}": _errors(validators, o) for o in controller_objects}
+    problems = {
+        f"{o['kind']}/{o['metadata']['name']}": _errors(validators, o) for o in controller_objects
+    }
     assert {name: e for name, e in problems.items() if e} == {}
 
 
-def test_kubectl_shows_the_columns_zeroserve_shows(crds: dict[str, Obj], kubectl: str,
-                                                   controller_objects: list[Obj]) -> None:
+def test_kubectl_shows_the_columns_zeroserve_shows(
+    crds: dict[str, Obj], kubectl: str, controller_objects: list[Obj]
+) -> None:
     """The printer columns, evaluated by kubectl's JSONPath on each object, give the cells
     of ``zeroserve get`` (the API server uses the same JSONPath for its tables)."""
     failed_seen = False
     for obj in controller_objects:
         [version] = crds[obj["kind"]]["spec"]["versions"]
-        template = '{"\\t"}'.join("{" + c["jsonPath"] + "}" for c in version["additionalPrinterColumns"])
+        template = '{"\\t"}'.join(
+            "{" + c["jsonPath"] + "}" for c in version["additionalPrinterColumns"]
+        )
         # --local: no API server is asked; KUBECONFIG points nowhere to be sure.
-        out = run(kubectl, "annotate", "--local", "-f", "-", "zeroserve.test/x=y", "-o", f"jsonpath={template}",
-                  stdin=json.dumps(obj), env={"KUBECONFIG": "/dev/null"})
+        out = run(
+            kubectl,
+            "annotate",
+            "--local",
+            "-f",
+            "-",
+            "zeroserve.test/x=y",
+            "-o",
+            f"jsonpath={template}",
+            stdin=json.dumps(obj),
+            env={"KUBECONFIG": "/dev/null"},
+        )
         assert out.split("\t") == row(obj)[1:], obj["metadata"]["name"]
         failed_seen |= "ExitCode1" in out
     assert failed_seen  # the REASON column was exercised with a value
 
 
-@pytest.mark.parametrize("name", ["helloworld.yaml", "hello.yaml", "traffic-split.yaml", "autoscale.yaml"])
+@pytest.mark.parametrize(
+    "name", ["helloworld.yaml", "hello.yaml", "traffic-split.yaml", "autoscale.yaml"]
+)
 def test_the_examples_without_their_local_command_are_the_docs_manifests(
-        validators: dict[str, jsonschema.Draft202012Validator], name: str) -> None:
+    validators: dict[str, jsonschema.Draft202012Validator], name: str
+) -> None:
     """On a cluster the container runs its image; the examples' `command:` line is the
     local-mode addition, and `sed '/command:/d'` (README, Kubernetes section) leaves the
     docs' manifest, still valid."""
     text = (ROOT / "examples" / name).read_text()
-    [obj] = [o for o in yaml.safe_load_all("\n".join(
-        line for line in text.splitlines() if "command:" not in line)) if o]
+    [obj] = [
+        o
+        for o in yaml.safe_load_all(
+            "\n".join(line for line in text.splitlines() if "command:" not in line)
+        )
+        if o
+    ]
     [container] = obj["spec"]["template"]["spec"]["containers"]
     assert "command" not in container and container["image"].startswith("ghcr.io/knative/")
     assert _errors(validators, obj) == []

@@ -120,11 +120,19 @@ def test_the_chart_runs_the_image_as_the_image_expects(default_objects: list[Obj
 
 
 def test_the_build_context_is_an_allowlist() -> None:
-    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert lines[0] == "*"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    sources = {word.rstrip("/") for stage in STAGES for arg in stage.all("COPY")
-               if not arg.startswith("--from=") for word in arg.split()[:-1]}
+    sources = {
+        word.rstrip("/")
+        for stage in STAGES
+        for arg in stage.all("COPY")
+        if not arg.startswith("--from=")
+        for word in arg.split()[:-1]
+    }
     assert sources == allowed  # everything copied is let in, and nothing else
     assert {".venv", ".git", "tests", "benchmarks"}.isdisjoint(allowed)

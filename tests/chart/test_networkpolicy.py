@@ -24,31 +24,46 @@ def _ports(*numbers: int) -> list[dict[str, Any]]:
 def _rules(policy: Obj) -> list[tuple[tuple[int, ...], list[Any] | None]]:
     """(ports, from) per ingress rule; from None means anyone."""
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    return [(tuple(p["port"] for p in r["ports"]), r.get("from")) for r in policy["spec"]["ingress"]]
+    return [
+        (tuple(p["port"] for p in r["ports"]), r.get("from")) for r in policy["spec"]["ingress"]
+    ]
 
 
 NODES = [{"ipBlock": {"cidr": "10.240.0.0/16"}}]
 METRICS = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
-GATEWAY = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}},
-            "podSelector": {"matchLabels": {"istio": "public-gateway"}}}]
+GATEWAY = [
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}},
+        "podSelector": {"matchLabels": {"istio": "public-gateway"}},
+    }
+]
 
 
 def test_revision_pods_default(default_objects: list[Obj]) -> None:
-    [policy] = [p for p in only(default_objects, "NetworkPolicy") if p["metadata"]["namespace"] != NAMESPACE]
-    assert policy["metadata"] == {**policy["metadata"], "name": "zeroserve-revisions", "namespace": "default"}
+    [policy] = [
+        p for p in only(default_objects, "NetworkPolicy") if p["metadata"]["namespace"] != NAMESPACE
+    ]
+    assert policy["metadata"] == {
+        **policy["metadata"],
+        "name": "zeroserve-revisions",
+        "namespace": "default",
+    }
     assert policy["spec"]["podSelector"] == {
-        "matchExpressions": [{"key": "serving.knative.dev/revision", "operator": "Exists"}]}
+        "matchExpressions": [{"key": "serving.knative.dev/revision", "operator": "Exists"}]
+    }
     assert _rules(policy) == [
-        ((8012,), [{**IN_RELEASE, **_pods("activator")}]),   # requests: only through an activator
+        ((8012,), [{**IN_RELEASE, **_pods("activator")}]),  # requests: only through an activator
         ((9090,), [{**IN_RELEASE, **_pods("autoscaler")}]),  # stats: only the autoscaler scrapes
-        ((9091,), None),                                     # Prometheus port: metricsFrom, default anyone
+        ((9091,), None),  # Prometheus port: metricsFrom, default anyone
     ]
     # The admin port (8022, /wait-for-drain) and the user container's port are in no rule.
     assert all(8022 not in ports and 8080 not in ports for ports, _ in _rules(policy))
 
 
 def test_revision_pods_custom(custom_objects: list[Obj]) -> None:
-    policies = [p for p in only(custom_objects, "NetworkPolicy") if p["metadata"]["namespace"] != NAMESPACE]
+    policies = [
+        p for p in only(custom_objects, "NetworkPolicy") if p["metadata"]["namespace"] != NAMESPACE
+    ]
     assert sorted(p["metadata"]["namespace"] for p in policies) == ["default", "payments", "shop"]
     for policy in policies:
         assert _rules(policy) == [
@@ -67,22 +82,34 @@ def test_the_queue_proxy_ports_are_the_ones_in_the_policy(default_objects: list[
     assert opened == {8012, 9090, 9091}
 
 
-@pytest.mark.parametrize(("name", "default_rules", "custom_rules"), [
-    ("activator",
-     [((8012,), None), ((9090,), None)],
-     [((8012,), [*GATEWAY, *NODES]), ((9090,), [*METRICS, *NODES])]),
-    ("autoscaler",
-     [((8080,), [_pods("activator")]), ((9090,), None)],
-     [((8080,), [_pods("activator"), *NODES]), ((9090,), [*METRICS, *NODES])]),
-    ("controller",
-     [((9090,), None)],
-     [((9090,), [*METRICS, *NODES])]),
-])
-def test_components(default_objects: list[Obj], custom_objects: list[Obj], name: str,
-                    default_rules: list[Any], custom_rules: list[Any]) -> None:
+@pytest.mark.parametrize(
+    ("name", "default_rules", "custom_rules"),
+    [
+        (
+            "activator",
+            [((8012,), None), ((9090,), None)],
+            [((8012,), [*GATEWAY, *NODES]), ((9090,), [*METRICS, *NODES])],
+        ),
+        (
+            "autoscaler",
+            [((8080,), [_pods("activator")]), ((9090,), None)],
+            [((8080,), [_pods("activator"), *NODES]), ((9090,), [*METRICS, *NODES])],
+        ),
+        ("controller", [((9090,), None)], [((9090,), [*METRICS, *NODES])]),
+    ],
+)
+def test_components(
+    default_objects: list[Obj],
+    custom_objects: list[Obj],
+    name: str,
+    default_rules: list[Any],
+    custom_rules: list[Any],
+) -> None:
     for objects, expected in ((default_objects, default_rules), (custom_objects, custom_rules)):
         policy = one(objects, "NetworkPolicy", name, NAMESPACE)
-        assert policy["spec"]["podSelector"] == {"matchLabels": {**SELECT, "app.kubernetes.io/component": name}}
+        assert policy["spec"]["podSelector"] == {
+            "matchLabels": {**SELECT, "app.kubernetes.io/component": name}
+        }
         assert _rules(policy) == expected
 
 
@@ -92,7 +119,9 @@ def test_policies_can_be_left_out(helm: str) -> None:
 
 def test_ports_in_policies_exist_on_the_pods(default_objects: list[Obj]) -> None:
     for name in ("activator", "autoscaler", "controller"):
-        [container] = one(default_objects, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+        [container] = one(default_objects, "Deployment", name)["spec"]["template"]["spec"][
+            "containers"
+        ]
         exposed = {p["containerPort"] for p in container["ports"]}
         policy = one(default_objects, "NetworkPolicy", name, NAMESPACE)
         assert {port for ports, _ in _rules(policy) for port in ports} == exposed

@@ -14,8 +14,19 @@ from tests.chart.helm import NAMESPACE, Obj, one, only
 
 READ = ("get", "list", "watch")
 WRITE = ("create", "update", "patch", "delete")
-WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection", "escalate", "bind",
-                         "impersonate", "*"})
+WRITE_VERBS = frozenset(
+    {
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "escalate",
+        "bind",
+        "impersonate",
+        "*",
+    }
+)
 
 Grant = tuple[str, str, str, str, str]
 """(scope, apiGroup, resource, resourceName or "", verb); scope is "cluster" or the namespace."""
@@ -50,7 +61,9 @@ def grants_of(objects: list[Obj], account: str) -> set[Grant]:
     return found
 
 
-def _table(scope: str, group: str, resources: tuple[str, ...], verbs: tuple[str, ...], name: str = "") -> set[Grant]:
+def _table(
+    scope: str, group: str, resources: tuple[str, ...], verbs: tuple[str, ...], name: str = ""
+) -> set[Grant]:
     return {(scope, group, r, name, v) for r in resources for v in verbs}
 
 
@@ -68,16 +81,35 @@ EXPECTED: dict[str, set[Grant]] = {
         | _table("cluster", "apps", ("deployments/scale",), ("patch",))
         | _table(NAMESPACE, "", ("configmaps",), READ)
         | _table(NAMESPACE, "coordination.k8s.io", ("leases",), ("create",))
-        | _table(NAMESPACE, "coordination.k8s.io", ("leases",), ("get", "update"), "zeroserve-autoscaler")
+        | _table(
+            NAMESPACE, "coordination.k8s.io", ("leases",), ("get", "update"), "zeroserve-autoscaler"
+        )
     ),
     "controller": (
         _table("cluster", "serving.knative.dev", ("services",), READ)
-        | _table("cluster", "serving.knative.dev", ("configurations", "revisions", "routes"), READ + WRITE)
-        | _table("cluster", "serving.knative.dev",
-                 ("services/status", "configurations/status", "revisions/status", "routes/status"), ("update", "patch"))
-        | _table("cluster", "serving.knative.dev",
-                 ("services/finalizers", "configurations/finalizers", "revisions/finalizers", "routes/finalizers"),
-                 ("update",))
+        | _table(
+            "cluster",
+            "serving.knative.dev",
+            ("configurations", "revisions", "routes"),
+            READ + WRITE,
+        )
+        | _table(
+            "cluster",
+            "serving.knative.dev",
+            ("services/status", "configurations/status", "revisions/status", "routes/status"),
+            ("update", "patch"),
+        )
+        | _table(
+            "cluster",
+            "serving.knative.dev",
+            (
+                "services/finalizers",
+                "configurations/finalizers",
+                "revisions/finalizers",
+                "routes/finalizers",
+            ),
+            ("update",),
+        )
         | _table("cluster", "apps", ("deployments",), READ + WRITE)
         | _table("cluster", "", ("services",), READ + WRITE)
         | _table("cluster", "networking.istio.io", ("virtualservices",), READ + WRITE)
@@ -85,7 +117,9 @@ EXPECTED: dict[str, set[Grant]] = {
         | _table("cluster", "", ("pods",), READ)
         | _table(NAMESPACE, "", ("configmaps",), READ)
         | _table(NAMESPACE, "coordination.k8s.io", ("leases",), ("create",))
-        | _table(NAMESPACE, "coordination.k8s.io", ("leases",), ("get", "update"), "zeroserve-controller")
+        | _table(
+            NAMESPACE, "coordination.k8s.io", ("leases",), ("get", "update"), "zeroserve-controller"
+        )
     ),
 }
 
@@ -102,26 +136,42 @@ def test_the_activator_writes_nothing(objects: list[Obj]) -> None:
 
 
 def test_only_the_autoscaler_scales_and_nobody_else_touches_scale(objects: list[Obj]) -> None:
-    scalers = {a for a in EXPECTED if any(g[2] == "deployments/scale" and g[4] in WRITE_VERBS
-                                          for g in grants_of(objects, a))}
+    scalers = {
+        a
+        for a in EXPECTED
+        if any(g[2] == "deployments/scale" and g[4] in WRITE_VERBS for g in grants_of(objects, a))
+    }
     assert scalers == {"autoscaler"}
     # ...and the autoscaler cannot change a Deployment in any other way.
-    assert {g for g in grants_of(objects, "autoscaler") if g[2] == "deployments" and g[4] in WRITE_VERBS} == set()
+    assert {
+        g for g in grants_of(objects, "autoscaler") if g[2] == "deployments" and g[4] in WRITE_VERBS
+    } == set()
 
 
 def test_no_wildcards_secrets_or_privilege_verbs(objects: list[Obj]) -> None:
     for role in only(objects, "ClusterRole") + only(objects, "Role"):
         for rule in role["rules"]:
-            assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+            assert (
+                "*" not in rule["verbs"]
+                and "*" not in rule["resources"]
+                and "*" not in rule["apiGroups"]
+            )
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
             assert "secrets" not in rule["resources"]
 
 
 def test_every_role_is_bound_and_every_account_used(objects: list[Obj]) -> None:
-    roles = {(o["kind"], o["metadata"]["name"]) for o in only(objects, "ClusterRole") + only(objects, "Role")}
-    bound = {(b["roleRef"]["kind"], b["roleRef"]["name"])
-             for b in only(objects, "ClusterRoleBinding") + only(objects, "RoleBinding")}
+    roles = {
+        (o["kind"], o["metadata"]["name"])
+        for o in only(objects, "ClusterRole") + only(objects, "Role")
+    }
+    bound = {
+        (b["roleRef"]["kind"], b["roleRef"]["name"])
+        for b in only(objects, "ClusterRoleBinding") + only(objects, "RoleBinding")
+    }
     assert roles == bound
     accounts = {o["metadata"]["name"] for o in only(objects, "ServiceAccount")}
-    used = {d["spec"]["template"]["spec"]["serviceAccountName"] for d in only(objects, "Deployment")}
+    used = {
+        d["spec"]["template"]["spec"]["serviceAccountName"] for d in only(objects, "Deployment")
+    }
     assert accounts == used == set(EXPECTED)

@@ -35,12 +35,22 @@ VALIDATE_VERSION = KUBE_VERSION.rsplit(".", 1)[0]
 
 def test_kubernetes_validate_ships_the_version() -> None:
     # It falls back to an older version's schemas; make sure 1.31's are really there.
-    assert VALIDATE_VERSION in {v.rsplit(".", 1)[0] for v in kubernetes_validate.utils.all_versions()}
+    assert VALIDATE_VERSION in {
+        v.rsplit(".", 1)[0] for v in kubernetes_validate.utils.all_versions()
+    }
 
 
 @pytest.mark.parametrize("values", [[], [CUSTOM_VALUES]], ids=["default", "custom"])
 def test_helm_lint_is_clean(helm: str, values: list[Path]) -> None:
-    args = ["lint", str(CHART), "--strict", "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+    args = [
+        "lint",
+        str(CHART),
+        "--strict",
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+    ]
     for v in values:
         args += ["--values", str(v)]
     out = run(helm, *args)
@@ -76,7 +86,9 @@ def test_every_object_is_valid_against_its_schema(objects: list[Obj]) -> None:
             else:
                 kubernetes_validate.validate(o, VALIDATE_VERSION, strict=True)
         except kubernetes_validate.SchemaNotFoundError:
-            problems.append(f"{key(o)}: no schema for {o['apiVersion']} {o['kind']}; add one to thirdparty.py")
+            problems.append(
+                f"{key(o)}: no schema for {o['apiVersion']} {o['kind']}; add one to thirdparty.py"
+            )
         except jsonschema.ValidationError as e:
             problems.append(f"{key(o)}: {'.'.join(map(str, e.absolute_path))}: {e.message}")
     assert problems == []
@@ -93,39 +105,79 @@ def test_the_custom_render_has_every_optional_kind(custom_objects: list[Obj]) ->
 def test_the_default_render(default_objects: list[Obj]) -> None:
     kinds = Counter(o["kind"] for o in default_objects)
     assert kinds == {
-        "CustomResourceDefinition": 4, "Deployment": 3, "Service": 3, "ServiceAccount": 3,
-        "ClusterRole": 3, "ClusterRoleBinding": 3, "Role": 2, "RoleBinding": 2, "ConfigMap": 4,
-        "PodDisruptionBudget": 1, "Gateway": 1,
+        "CustomResourceDefinition": 4,
+        "Deployment": 3,
+        "Service": 3,
+        "ServiceAccount": 3,
+        "ClusterRole": 3,
+        "ClusterRoleBinding": 3,
+        "Role": 2,
+        "RoleBinding": 2,
+        "ConfigMap": 4,
+        "PodDisruptionBudget": 1,
+        "Gateway": 1,
         "NetworkPolicy": 4,  # activator, autoscaler, controller, and the revisions in "default"
     }
 
 
 def test_schema_validation_catches_a_bad_object() -> None:
     """The validators are not vacuous: a misspelt field and a wrong type both fail."""
-    bad_deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
-                      "spec": {"replica": 2, "selector": {}, "template": {}}}
+    bad_deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {"replica": 2, "selector": {}, "template": {}},
+    }
     with pytest.raises(jsonschema.ValidationError):
         kubernetes_validate.validate(bad_deployment, VALIDATE_VERSION, strict=True)
-    bad_gateway = {"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
-                   "metadata": {"name": "g", "namespace": "n"},
-                   "spec": {"servers": [{"port": {"number": "80", "name": "http", "protocol": "HTTP"},
-                                         "hosts": ["*"]}]}}
+    bad_gateway = {
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "Gateway",
+        "metadata": {"name": "g", "namespace": "n"},
+        "spec": {
+            "servers": [
+                {"port": {"number": "80", "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+            ]
+        },
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad_gateway, SCHEMAS[("networking.istio.io/v1beta1", "Gateway")])
 
 
-@pytest.mark.parametrize(("sets", "error"), [
-    (["activator.replicas=1"], "activator.replicas: Must be greater than or equal to 2"),
-    (["activator.hpa.enabled=true", "activator.hpa.minReplicas=1"],
-     "activator.hpa.minReplicas: Must be greater than or equal to 2"),
-    (["activator.hpa.enabled=true", "activator.hpa.maxReplicas=2", "activator.hpa.minReplicas=3"],
-     "maxReplicas must be at least"),
-    (["activator.drainSeconds=700"], "must exceed activator.drainSeconds"),
-    (["activator.replica=3"], "Additional property replica is not allowed"),
-    (["config.autoscaler.stable-window[0]=30s"], "config.autoscaler.stable-window: Invalid type"),
-    (["image.digest=latest"], "image.digest: Does not match pattern"),
-], ids=["one-activator", "hpa-min-1", "hpa-max-below-min", "grace-below-drain", "typo", "number-in-configmap",
-        "bad-digest"])
+@pytest.mark.parametrize(
+    ("sets", "error"),
+    [
+        (["activator.replicas=1"], "activator.replicas: Must be greater than or equal to 2"),
+        (
+            ["activator.hpa.enabled=true", "activator.hpa.minReplicas=1"],
+            "activator.hpa.minReplicas: Must be greater than or equal to 2",
+        ),
+        (
+            [
+                "activator.hpa.enabled=true",
+                "activator.hpa.maxReplicas=2",
+                "activator.hpa.minReplicas=3",
+            ],
+            "maxReplicas must be at least",
+        ),
+        (["activator.drainSeconds=700"], "must exceed activator.drainSeconds"),
+        (["activator.replica=3"], "Additional property replica is not allowed"),
+        (
+            ["config.autoscaler.stable-window[0]=30s"],
+            "config.autoscaler.stable-window: Invalid type",
+        ),
+        (["image.digest=latest"], "image.digest: Does not match pattern"),
+    ],
+    ids=[
+        "one-activator",
+        "hpa-min-1",
+        "hpa-max-below-min",
+        "grace-below-drain",
+        "typo",
+        "number-in-configmap",
+        "bad-digest",
+    ],
+)
 def test_bad_values_are_refused(helm: str, sets: list[str], error: str) -> None:
     with pytest.raises(ToolError) as e:
         render(helm, sets=sets)
@@ -139,7 +191,10 @@ def _notes(helm: str, tmp_path: Path, values: list[Path]) -> str:
     shutil.copytree(CHART, chart)
     source = (chart / "templates" / "NOTES.txt").read_text()
     (chart / "templates" / "zz-notes.yaml").write_text(
-        '{{- define "test.notes" -}}\n' + source + '{{- end -}}\nnotes: {{ include "test.notes" . | toJson }}\n')
+        '{{- define "test.notes" -}}\n'
+        + source
+        + '{{- end -}}\nnotes: {{ include "test.notes" . | toJson }}\n'
+    )
     [doc] = [o for o in render(helm, values, chart=chart) if "notes" in o]
     return str(doc["notes"])
 

@@ -43,88 +43,123 @@ def _object(api_version: str, kind: str, spec: Schema) -> Schema:
     }
 
 
-GATEWAY = _object("networking.istio.io/v1beta1", "Gateway", {
-    "type": "object",
-    "required": ["servers"],
-    "properties": {
-        "selector": {**_STRING_MAP, "minProperties": 1},
-        "servers": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["port", "hosts"],
-                "properties": {
-                    "port": {
-                        "type": "object",
-                        "required": ["number", "protocol", "name"],
-                        "properties": {
-                            "number": {"type": "integer", "minimum": 1, "maximum": 65535},
-                            "protocol": {"enum": ["HTTP", "HTTPS", "GRPC", "HTTP2", "MONGO", "TCP", "TLS"]},
-                            "name": {"type": "string", "minLength": 1},
-                            "targetPort": {"type": "integer"},
+GATEWAY = _object(
+    "networking.istio.io/v1beta1",
+    "Gateway",
+    {
+        "type": "object",
+        "required": ["servers"],
+        "properties": {
+            "selector": {**_STRING_MAP, "minProperties": 1},
+            "servers": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["port", "hosts"],
+                    "properties": {
+                        "port": {
+                            "type": "object",
+                            "required": ["number", "protocol", "name"],
+                            "properties": {
+                                "number": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                "protocol": {
+                                    "enum": [
+                                        "HTTP",
+                                        "HTTPS",
+                                        "GRPC",
+                                        "HTTP2",
+                                        "MONGO",
+                                        "TCP",
+                                        "TLS",
+                                    ]
+                                },
+                                "name": {"type": "string", "minLength": 1},
+                                "targetPort": {"type": "integer"},
+                            },
+                            "additionalProperties": False,
                         },
-                        "additionalProperties": False,
+                        "hosts": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": "string", "minLength": 1},
+                        },
+                        "tls": {"type": "object"},
+                        "name": {"type": "string"},
+                        "bind": {"type": "string"},
+                        "defaultEndpoint": {"type": "string"},
                     },
-                    "hosts": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-                    "tls": {"type": "object"},
-                    "name": {"type": "string"},
-                    "bind": {"type": "string"},
-                    "defaultEndpoint": {"type": "string"},
+                    "additionalProperties": False,
                 },
-                "additionalProperties": False,
             },
         },
+        "additionalProperties": False,
     },
-    "additionalProperties": False,
-})
+)
 
 _LABEL_SELECTOR: Schema = {
     "type": "object",
     "properties": {
         "matchLabels": _STRING_MAP,
-        "matchExpressions": {"type": "array", "items": {
-            "type": "object", "required": ["key", "operator"],
-            "properties": {"key": {"type": "string"}, "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
-                           "values": {"type": "array", "items": {"type": "string"}}},
-            "additionalProperties": False}},
-    },
-    "additionalProperties": False,
-}
-
-SERVICE_MONITOR = _object("monitoring.coreos.com/v1", "ServiceMonitor", {
-    "type": "object",
-    "required": ["selector", "endpoints"],
-    "properties": {
-        "selector": _LABEL_SELECTOR,
-        "namespaceSelector": {
-            "type": "object",
-            "properties": {"any": {"type": "boolean"},
-                           "matchNames": {"type": "array", "items": {"type": "string"}}},
-            "additionalProperties": False,
-        },
-        "jobLabel": {"type": "string"},
-        "endpoints": {
+        "matchExpressions": {
             "type": "array",
-            "minItems": 1,
             "items": {
                 "type": "object",
+                "required": ["key", "operator"],
                 "properties": {
-                    "port": {"type": "string"},
-                    "targetPort": {"type": ["integer", "string"]},
-                    "path": {"type": "string", "pattern": "^/"},
-                    "scheme": {"enum": ["http", "https"]},
-                    # Prometheus durations: 30s, 1m, 1m30s.
-                    "interval": {"type": "string", "pattern": "^(([0-9]+)(ms|s|m|h|d|w|y))+$"},
-                    "scrapeTimeout": {"type": "string", "pattern": "^(([0-9]+)(ms|s|m|h|d|w|y))+$"},
-                    "honorLabels": {"type": "boolean"},
+                    "key": {"type": "string"},
+                    "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                    "values": {"type": "array", "items": {"type": "string"}},
                 },
                 "additionalProperties": False,
             },
         },
     },
     "additionalProperties": False,
-})
+}
+
+SERVICE_MONITOR = _object(
+    "monitoring.coreos.com/v1",
+    "ServiceMonitor",
+    {
+        "type": "object",
+        "required": ["selector", "endpoints"],
+        "properties": {
+            "selector": _LABEL_SELECTOR,
+            "namespaceSelector": {
+                "type": "object",
+                "properties": {
+                    "any": {"type": "boolean"},
+                    "matchNames": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": False,
+            },
+            "jobLabel": {"type": "string"},
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "port": {"type": "string"},
+                        "targetPort": {"type": ["integer", "string"]},
+                        "path": {"type": "string", "pattern": "^/"},
+                        "scheme": {"enum": ["http", "https"]},
+                        # Prometheus durations: 30s, 1m, 1m30s.
+                        "interval": {"type": "string", "pattern": "^(([0-9]+)(ms|s|m|h|d|w|y))+$"},
+                        "scrapeTimeout": {
+                            "type": "string",
+                            "pattern": "^(([0-9]+)(ms|s|m|h|d|w|y))+$",
+                        },
+                        "honorLabels": {"type": "boolean"},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "additionalProperties": False,
+    },
+)
 
 SCHEMAS: dict[tuple[str, str], Schema] = {
     ("networking.istio.io/v1beta1", "Gateway"): GATEWAY,

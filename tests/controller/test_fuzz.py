@@ -81,8 +81,12 @@ def _variant(i: int) -> str:
 
 OPERATIONS = st.one_of(
     st.tuples(st.just("apply"), st.integers(0, 5)),
-    st.tuples(st.just("report"), st.integers(1, 6), st.sampled_from([True, False, None]),
-              st.sampled_from([None, 0, 1, 3])),
+    st.tuples(
+        st.just("report"),
+        st.integers(1, 6),
+        st.sampled_from([True, False, None]),
+        st.sampled_from([None, 0, 1, 3]),
+    ),
     st.tuples(st.just("delete"), st.sampled_from(["ksvc", "route", "config", "rev", "cm", "pods"])),
 )
 
@@ -99,9 +103,15 @@ def test_any_sequence_of_operations_keeps_outputs_consistent(ops: list[tuple[Any
             # not exist only makes the route not ready).
             c.apply(load(_variant(op[1]), "seq.yaml"), now=now)
         elif op[0] == "report":
-            c.set_revision_state(RevisionKey("default", f"hello-{op[1]:05d}"), ready=op[2],
-                                 reason="" if op[2] is not False else "ExitCode1", message="boom",
-                                 actual_replicas=op[3], desired_replicas=op[3], now=now)
+            c.set_revision_state(
+                RevisionKey("default", f"hello-{op[1]:05d}"),
+                ready=op[2],
+                reason="" if op[2] is not False else "ExitCode1",
+                message="boom",
+                actual_replicas=op[3],
+                desired_replicas=op[3],
+                now=now,
+            )
         else:
             name = "config-domain" if op[1] == "cm" else "hello"
             namespace = "knative-serving" if op[1] == "cm" else "default"

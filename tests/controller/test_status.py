@@ -19,8 +19,10 @@ CRASH = "container exited with code 1: ModuleNotFoundError: No module named 'fla
 
 def conditions(c: Controller, kind: str, name: str = "hello") -> dict[str, tuple[str, str, str]]:
     [obj] = c.get(kind, "default", name)
-    return {x["type"]: (x["status"], x.get("reason", ""), x.get("message", ""))
-            for x in obj["status"]["conditions"]}
+    return {
+        x["type"]: (x["status"], x.get("reason", ""), x.get("message", ""))
+        for x in obj["status"]["conditions"]
+    }
 
 
 def ready_of(c: Controller, kind: str, name: str = "hello") -> tuple[str, str, str]:
@@ -51,7 +53,8 @@ def test_while_deploying_everything_is_unknown(c: Controller) -> None:
     }
     # kubectl shows a new ksvc as "Unknown RevisionMissing", as upstream.
     assert c.table("ksvc", "default")[1] == [
-        ["hello", "http://hello.default.localhost", "hello-00001", "", "Unknown", "RevisionMissing"]]
+        ["hello", "http://hello.default.localhost", "hello-00001", "", "Unknown", "RevisionMissing"]
+    ]
 
 
 def test_command_exiting_at_start_fails_with_the_runtimes_message(c: Controller) -> None:
@@ -61,10 +64,17 @@ def test_command_exiting_at_start_fails_with_the_runtimes_message(c: Controller)
     failed = ("False", "RevisionFailed", f'Revision "hello-00001" failed with message: {CRASH}.')
     assert ready_of(c, "config") == failed
     assert ready_of(c, "route") == (
-        "False", "RevisionMissing", 'Configuration "hello" does not have any ready Revision.')
+        "False",
+        "RevisionMissing",
+        'Configuration "hello" does not have any ready Revision.',
+    )
     assert conditions(c, "ksvc") == {
         "ConfigurationsReady": failed,
-        "RoutesReady": ("False", "RevisionMissing", 'Configuration "hello" does not have any ready Revision.'),
+        "RoutesReady": (
+            "False",
+            "RevisionMissing",
+            'Configuration "hello" does not have any ready Revision.',
+        ),
         "Ready": failed,
     }
     assert c.table("ksvc", "default")[1][0][-2:] == ["False", "RevisionFailed"]
@@ -83,22 +93,40 @@ def test_recovery_makes_everything_ready(c: Controller) -> None:
 
 
 def test_progress_deadline_is_a_resources_failure(c: Controller) -> None:
-    c.set_revision_state(V1, ready=False, reason="ProgressDeadlineExceeded",
-                         message="did not become ready in 600s", now=2.0)
+    c.set_revision_state(
+        V1,
+        ready=False,
+        reason="ProgressDeadlineExceeded",
+        message="did not become ready in 600s",
+        now=2.0,
+    )
     cond = conditions(c, "rev", "hello-00001")
-    assert cond["ResourcesAvailable"] == ("False", "ProgressDeadlineExceeded", "did not become ready in 600s")
+    assert cond["ResourcesAvailable"] == (
+        "False",
+        "ProgressDeadlineExceeded",
+        "did not become ready in 600s",
+    )
     assert cond["ContainerHealthy"] == ("Unknown", "Deploying", "")
     assert cond["Ready"][:2] == ("False", "ProgressDeadlineExceeded")
 
 
-@pytest.mark.parametrize(("actual", "desired", "active"), [
-    pytest.param(None, None, ("Unknown", "Deploying", ""), id="unknown"),
-    pytest.param(1, 1, ("True", "", ""), id="up"),
-    pytest.param(0, 0, ("False", "NoTraffic", "The target is not receiving traffic."), id="scaled-to-zero"),
-    pytest.param(0, 2, ("Unknown", "Activating", "Scaling from 0 to 2."), id="activating"),
-])
+@pytest.mark.parametrize(
+    ("actual", "desired", "active"),
+    [
+        pytest.param(None, None, ("Unknown", "Deploying", ""), id="unknown"),
+        pytest.param(1, 1, ("True", "", ""), id="up"),
+        pytest.param(
+            0,
+            0,
+            ("False", "NoTraffic", "The target is not receiving traffic."),
+            id="scaled-to-zero",
+        ),
+        pytest.param(0, 2, ("Unknown", "Activating", "Scaling from 0 to 2."), id="activating"),
+    ],
+)
 def test_active_follows_replicas_and_does_not_affect_ready(
-        c: Controller, actual: int | None, desired: int | None, active: tuple[str, str, str]) -> None:
+    c: Controller, actual: int | None, desired: int | None, active: tuple[str, str, str]
+) -> None:
     c.set_revision_state(V1, ready=True, actual_replicas=actual, desired_replicas=desired, now=2.0)
     assert conditions(c, "rev", "hello-00001")["Active"] == active
     assert ready_of(c, "rev", "hello-00001") == ("True", "", "")
@@ -107,20 +135,27 @@ def test_active_follows_replicas_and_does_not_affect_ready(
 
 
 def pin(c: Controller, *targets: dict[str, Any], now: float) -> None:
-    c.apply(load(dump(edit(doc(HELLO_V1), ("spec", "traffic"), list(targets))), "pin.yaml"), now=now)
+    c.apply(
+        load(dump(edit(doc(HELLO_V1), ("spec", "traffic"), list(targets))), "pin.yaml"), now=now
+    )
 
 
 def test_named_revision_that_does_not_exist_keeps_the_previous_programming(c: Controller) -> None:
     c.set_revision_state(V1, ready=True, now=2.0)
     pin(c, {"revisionName": "hello-00009", "percent": 100}, now=3.0)
-    missing = ("False", "RevisionMissing", 'Revision "hello-00009" referenced in traffic not found.')
+    missing = (
+        "False",
+        "RevisionMissing",
+        'Revision "hello-00009" referenced in traffic not found.',
+    )
     assert ready_of(c, "route") == missing
     assert conditions(c, "ksvc")["RoutesReady"] == missing
     assert ready_of(c, "ksvc") == missing
     # The data plane keeps serving what worked, and status.traffic says so.
     assert c.routing_table()[0].targets == (Target(V1, 100),)
     assert c.get("ksvc")[0]["status"]["traffic"] == [
-        {"revisionName": "hello-00001", "latestRevision": True, "percent": 100}]
+        {"revisionName": "hello-00001", "latestRevision": True, "percent": 100}
+    ]
 
 
 def test_named_revision_of_another_service_is_refused(c: Controller) -> None:
@@ -128,27 +163,43 @@ def test_named_revision_of_another_service_is_refused(c: Controller) -> None:
     c.apply(load(dump(other), "o.yaml"), now=2.0)
     c.set_revision_state(RevisionKey("default", "other-00001"), ready=True, now=3.0)
     pin(c, {"revisionName": "other-00001", "percent": 100}, now=4.0)
-    assert ready_of(c, "route") == ("False", "RevisionMissing",
-                                    'Revision "other-00001" belongs to Configuration "other", not to '
-                                    'Service "hello".')
+    assert ready_of(c, "route") == (
+        "False",
+        "RevisionMissing",
+        'Revision "other-00001" belongs to Configuration "other", not to Service "hello".',
+    )
 
 
 def test_named_revision_not_ready_yet_is_unknown(c: Controller) -> None:
     pin(c, {"revisionName": "hello-00001", "percent": 100}, now=2.0)
     assert ready_of(c, "route") == (
-        "Unknown", "RevisionMissing", 'Revision "hello-00001" referenced in traffic is not ready yet.')
+        "Unknown",
+        "RevisionMissing",
+        'Revision "hello-00001" referenced in traffic is not ready yet.',
+    )
 
 
 def test_standalone_route_to_a_missing_configuration() -> None:
     c = Controller(0.0)
-    route = {"apiVersion": "serving.knative.dev/v1", "kind": "Route", "metadata": {"name": "r"},
-             "spec": {"traffic": [{"configurationName": "nope", "percent": 100}]}}
+    route = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Route",
+        "metadata": {"name": "r"},
+        "spec": {"traffic": [{"configurationName": "nope", "percent": 100}]},
+    }
     c.apply(load(dump(route), "r.yaml"), now=1.0)
     assert conditions(c, "route", "r") == {
-        "AllTrafficAssigned": ("False", "ConfigurationMissing",
-                               'Configuration "nope" referenced in traffic not found.'),
+        "AllTrafficAssigned": (
+            "False",
+            "ConfigurationMissing",
+            'Configuration "nope" referenced in traffic not found.',
+        ),
         "IngressReady": ("Unknown", "IngressNotConfigured", "Ingress has not yet been reconciled."),
-        "Ready": ("False", "ConfigurationMissing", 'Configuration "nope" referenced in traffic not found.'),
+        "Ready": (
+            "False",
+            "ConfigurationMissing",
+            'Configuration "nope" referenced in traffic not found.',
+        ),
     }
     assert c.routing_table() == []
 
@@ -156,7 +207,9 @@ def test_standalone_route_to_a_missing_configuration() -> None:
 def test_last_transition_time_moves_only_when_the_status_changes(c: Controller) -> None:
     def since() -> str:
         [rev] = c.get("rev", "default", "hello-00001")
-        return next(x["lastTransitionTime"] for x in rev["status"]["conditions"] if x["type"] == "Ready")
+        return next(
+            x["lastTransitionTime"] for x in rev["status"]["conditions"] if x["type"] == "Ready"
+        )
 
     assert since() == "1970-01-01T00:00:01Z"
     c.set_revision_state(V1, ready=None, actual_replicas=0, desired_replicas=1, now=5.0)

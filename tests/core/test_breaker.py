@@ -58,7 +58,9 @@ def test_cancelled_waiter_leaves_the_queue() -> None:
     ],
     ids=["grow-grants-waiters", "grow-empty-queue", "shrink-keeps-holders", "from-zero"],
 )
-def test_set_capacity(start: int, holders: int, waiting: int, new_cap: int, granted: int, in_flight_after: int) -> None:
+def test_set_capacity(
+    start: int, holders: int, waiting: int, new_cap: int, granted: int, in_flight_after: int
+) -> None:
     b: Breaker[int] = Breaker(start, 100)
     for _ in range(holders):
         assert b.try_acquire()
@@ -80,7 +82,9 @@ def test_after_shrinking_releases_do_not_hand_over_until_under_capacity() -> Non
     assert b.in_flight == 1
 
 
-@pytest.mark.parametrize(("cap", "depth"), [(-1, 0), (0, -1)], ids=["negative-capacity", "negative-depth"])
+@pytest.mark.parametrize(
+    ("cap", "depth"), [(-1, 0), (0, -1)], ids=["negative-capacity", "negative-depth"]
+)
 def test_invalid_sizes(cap: int, depth: int) -> None:
     with pytest.raises(ValueError):
         Breaker(cap, depth)

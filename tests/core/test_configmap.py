@@ -88,8 +88,18 @@ def test_parse_whole_seconds_rejects_fractions(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("true", True), ("True", True), ("TRUE", True), ("t", True), ("1", True),
-     ("false", False), ("False", False), ("FALSE", False), ("f", False), ("0", False)],
+    [
+        ("true", True),
+        ("True", True),
+        ("TRUE", True),
+        ("t", True),
+        ("1", True),
+        ("false", False),
+        ("False", False),
+        ("FALSE", False),
+        ("f", False),
+        ("0", False),
+    ],
 )
 def test_parse_bool(text: str, expected: bool) -> None:
     assert parse_bool(text) is expected
@@ -103,15 +113,23 @@ def test_parse_bool_rejects(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("0", 0), ("42", 42), ("-3", -3), ("+7", 7), ("007", 7),
-     ("2147483647", 2**31 - 1), ("-2147483648", -(2**31))],
+    [
+        ("0", 0),
+        ("42", 42),
+        ("-3", -3),
+        ("+7", 7),
+        ("007", 7),
+        ("2147483647", 2**31 - 1),
+        ("-2147483648", -(2**31)),
+    ],
 )
 def test_parse_int32(text: str, expected: int) -> None:
     assert parse_int32(text) == expected
 
 
 @pytest.mark.parametrize(
-    "text", ["", "1.0", "1e3", "ten", "1_000", " 1", "\u0661", "2147483648", "-2147483649"])
+    "text", ["", "1.0", "1e3", "ten", "1_000", " 1", "\u0661", "2147483648", "-2147483649"]
+)
 def test_parse_int32_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="integer"):
         parse_int32(text)
@@ -119,15 +137,21 @@ def test_parse_int32_rejects(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("2", 2.0), ("0.7", 0.7), (".5", 0.5), ("5.", 5.0), ("-1", -1.0), ("1e3", 1000.0),
-     ("2.5E-1", 0.25)],
+    [
+        ("2", 2.0),
+        ("0.7", 0.7),
+        (".5", 0.5),
+        ("5.", 5.0),
+        ("-1", -1.0),
+        ("1e3", 1000.0),
+        ("2.5E-1", 0.25),
+    ],
 )
 def test_parse_float(text: str, expected: float) -> None:
     assert parse_float(text) == expected
 
 
-@pytest.mark.parametrize(
-    "text", ["", "inf", "NaN", "0x10", "1_0", "1,5", " 1", "1e999", "seventy"])
+@pytest.mark.parametrize("text", ["", "inf", "NaN", "0x10", "1_0", "1,5", " 1", "1e999", "seventy"])
 def test_parse_float_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="number"):
         parse_float(text)

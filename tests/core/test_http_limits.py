@@ -41,7 +41,9 @@ async def proxy(app_port: int, limits: Limits) -> AsyncIterator[int]:
 
 async def test_declared_body_over_the_limit_is_refused_before_it_is_read() -> None:
     async with run_app() as (app, state), proxy(app, Limits(max_body_bytes=1000)) as port:
-        reply = await raw_exchange(port, b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        reply = await raw_exchange(
+            port, b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
+        )
         assert reply.startswith(b"HTTP/1.1 413 ")
         assert b"X-Zeroserve-Error: test-proxy; reason=body-too-large" in reply
         assert state.requests == 0
@@ -53,8 +55,10 @@ async def test_declared_body_over_the_limit_is_refused_before_it_is_read() -> No
 async def test_chunked_body_growing_over_the_limit_gets_413() -> None:
     async with run_app() as (app, _state), proxy(app, Limits(max_body_bytes=2000)) as port:
         chunk = b"1f4\r\n" + b"x" * 500 + b"\r\n"
-        reply = await raw_exchange(port, b"POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                   + chunk * 6)
+        reply = await raw_exchange(
+            port,
+            b"POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 6,
+        )
         assert reply.startswith(b"HTTP/1.1 413 ")
         assert b"Connection: close" in reply
 

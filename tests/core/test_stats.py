@@ -47,7 +47,13 @@ def test_report_with_no_elapsed_time_is_zero() -> None:
 
 
 def test_stat_json_round_trip_uses_upstream_field_names() -> None:
-    st = Stat(pod_name="p", average_concurrent_requests=1.5, request_count=3, process_uptime=9.0, timestamp=17)
+    st = Stat(
+        pod_name="p",
+        average_concurrent_requests=1.5,
+        request_count=3,
+        process_uptime=9.0,
+        timestamp=17,
+    )
     body = st.to_json()
     assert body.startswith(b'{"pod_name":"p","average_concurrent_requests":1.5,')
     assert Stat.from_json(body) == st

@@ -85,28 +85,36 @@ def _qualified(plural: str, group: str) -> str:
 
 def not_found(plural: str, group: str, name: str) -> ApiError:
     return ApiError(
-        404, f'{_qualified(plural, group)} "{name}" not found', "NotFound",
+        404,
+        f'{_qualified(plural, group)} "{name}" not found',
+        "NotFound",
         _details(name, group, plural),
     )
 
 
 def already_exists(plural: str, group: str, name: str) -> ApiError:
     return ApiError(
-        409, f'{_qualified(plural, group)} "{name}" already exists', "AlreadyExists",
+        409,
+        f'{_qualified(plural, group)} "{name}" already exists',
+        "AlreadyExists",
         _details(name, group, plural),
     )
 
 
 def conflict(plural: str, group: str, name: str, why: str) -> ApiError:
     return ApiError(
-        409, f'Operation cannot be fulfilled on {_qualified(plural, group)} "{name}": {why}',
-        "Conflict", _details(name, group, plural),
+        409,
+        f'Operation cannot be fulfilled on {_qualified(plural, group)} "{name}": {why}',
+        "Conflict",
+        _details(name, group, plural),
     )
 
 
 def stale_object(plural: str, group: str, name: str) -> ApiError:
     return conflict(
-        plural, group, name,
+        plural,
+        group,
+        name,
         "the object has been modified; please apply your changes to the latest version "
         "and try again",
     )
@@ -116,9 +124,13 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
     """``causes`` holds (field, cause reason, message) triples, like field.ErrorList."""
     summary = ", ".join(f"{field}: {message}" for field, _, message in causes)
     return ApiError(
-        422, f'{_qualified(kind, group)} "{name}" is invalid: {summary}', "Invalid",
+        422,
+        f'{_qualified(kind, group)} "{name}" is invalid: {summary}',
+        "Invalid",
         _details(
-            name, group, kind,
+            name,
+            group,
+            kind,
             causes=[{"reason": r, "message": m, "field": f} for f, r, m in causes],
         ),
     )
@@ -130,14 +142,17 @@ def bad_request(message: str) -> ApiError:
 
 def method_not_allowed() -> ApiError:
     return ApiError(
-        405, "the server does not allow this method on the requested resource",
+        405,
+        "the server does not allow this method on the requested resource",
         "MethodNotAllowed",
     )
 
 
 def no_such_route() -> ApiError:
     return ApiError(
-        404, "the server could not find the requested resource", "NotFound",
+        404,
+        "the server could not find the requested resource",
+        "NotFound",
         {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]},
     )
 
@@ -149,7 +164,7 @@ def expired(message: str) -> ApiError:
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
     return ApiError(
         415,
-        f'the body of the request was in an unknown format - accepted media types include: '
-        f'{", ".join(accepted)} (got {content_type or "nothing"})',
+        f"the body of the request was in an unknown format - accepted media types include: "
+        f"{', '.join(accepted)} (got {content_type or 'nothing'})",
         "UnsupportedMediaType",
     )

@@ -70,7 +70,9 @@ def _encode(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def _json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def _json_response(
+    obj: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(body=_encode(obj), status=status, content_type=_JSON, headers=headers)
 
 
@@ -126,8 +128,14 @@ class FakeKubeAPI:
             strict_namespaces=strict_namespaces,
         )
         for ns in namespaces:
-            self.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns},
-                      "status": {"phase": "Active"}})
+            self.put(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": ns},
+                    "status": {"phase": "Active"},
+                }
+            )
         for crd in default_crds() if crds is None else crds:
             self.put(crd)
         self.faults = FaultInjector()
@@ -202,8 +210,12 @@ class FakeKubeAPI:
             # Any credentials are accepted; a token makes clients send an Authorization header
             # as they would against a real cluster.
             "users": [{"name": context, "user": {"token": "fake-token"}}],
-            "contexts": [{"name": context, "context": {
-                "cluster": context, "user": context, "namespace": namespace}}],
+            "contexts": [
+                {
+                    "name": context,
+                    "context": {"cluster": context, "user": context, "namespace": namespace},
+                }
+            ],
             "current-context": context,
             "preferences": {},
         }
@@ -329,14 +341,19 @@ class FakeKubeAPI:
     ) -> Fault:
         """Fail the next ``count`` requests whose method matches (``"*"``: any) and whose
         decoded path+query contains ``path_substring``, with a Status of code ``status``."""
-        return self.faults.add(Fault(
-            method.upper(), path_substring, status, count, reason=reason, message=message,
-            retry_after=retry_after,
-        ))
+        return self.faults.add(
+            Fault(
+                method.upper(),
+                path_substring,
+                status,
+                count,
+                reason=reason,
+                message=message,
+                retry_after=retry_after,
+            )
+        )
 
-    def delay_next(
-        self, method: str, path_substring: str, seconds: float, count: int = 1
-    ) -> Fault:
+    def delay_next(self, method: str, path_substring: str, seconds: float, count: int = 1) -> Fault:
         """Hold the next ``count`` matching requests for ``seconds`` before serving them."""
         return self.faults.add(Fault(method.upper(), path_substring, None, count, delay=seconds))
 
@@ -344,7 +361,8 @@ class FakeKubeAPI:
         self, method: str = "*", path_substring: str = ""
     ) -> builtins.list[RecordedRequest]:
         return [
-            r for r in self.requests
+            r
+            for r in self.requests
             if method.upper() in ("*", r.method) and path_substring in r.path
         ]
 
@@ -376,10 +394,15 @@ class FakeKubeAPI:
                 body = json.loads(raw)
             except ValueError:
                 body = raw.decode(errors="replace")
-        self.requests.append(RecordedRequest(
-            request.method, request.path, dict(request.query),
-            request.headers.get("Content-Type", ""), body,
-        ))
+        self.requests.append(
+            RecordedRequest(
+                request.method,
+                request.path,
+                dict(request.query),
+                request.headers.get("Content-Type", ""),
+                body,
+            )
+        )
         try:
             fault = self.faults.take(request.method, unquote(request.path_qs))
             if fault is not None:
@@ -391,8 +414,11 @@ class FakeKubeAPI:
                         headers["Retry-After"] = str(fault.retry_after)
                         details = {"retryAfterSeconds": fault.retry_after}
                     raise errors.ApiError(
-                        fault.status, fault.message or f"injected fault ({fault.status})",
-                        fault.reason, details, headers,
+                        fault.status,
+                        fault.message or f"injected fault ({fault.status})",
+                        fault.reason,
+                        details,
+                        headers,
                     )
             response: web.StreamResponse = await handler(request)
             return response
@@ -412,11 +438,15 @@ class FakeKubeAPI:
         if request.method != "GET" and len(parts) <= (2 if parts[0] == "api" else 3):
             raise errors.method_not_allowed()
         if parts == ["api"]:
-            return _json_response({
-                "kind": "APIVersions", "versions": ["v1"],
-                "serverAddressByClientCIDRs": [
-                    {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.host}:{self.port}"}],
-            })
+            return _json_response(
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [
+                        {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.host}:{self.port}"}
+                    ],
+                }
+            )
         if parts == ["apis"]:
             return _json_response(self.registry.api_group_list())
         if parts[0] == "api":
@@ -539,15 +569,21 @@ class FakeKubeAPI:
                 return await self._watches.serve(request, rt, ns, predicate, table)
             if method == "GET":
                 listing = self.store.list(
-                    rt, ns, predicate, limit=parse_int(query.get("limit"), "limit"),
+                    rt,
+                    ns,
+                    predicate,
+                    limit=parse_int(query.get("limit"), "limit"),
                     continue_token=query.get("continue") or None,
                 )
                 if table:
                     # Table rows embed whole objects, which carry their apiVersion/kind.
-                    typed = [{**i, "apiVersion": rt.api_version, "kind": rt.kind}
-                             for i in listing["items"]]
-                    doc = to_table(typed, listing["metadata"]["resourceVersion"],
-                                   query.get("includeObject"))
+                    typed = [
+                        {**i, "apiVersion": rt.api_version, "kind": rt.kind}
+                        for i in listing["items"]
+                    ]
+                    doc = to_table(
+                        typed, listing["metadata"]["resourceVersion"], query.get("includeObject")
+                    )
                     doc["metadata"] = listing["metadata"]  # keeps continue/remainingItemCount
                     return _json_response(doc)
                 return _json_response(listing)
@@ -559,50 +595,92 @@ class FakeKubeAPI:
                 return _json_response(created, 201)
             if method == "DELETE":
                 options = await self._delete_options(request)
-                return _json_response(self.store.delete_collection(
-                    rt, ns, predicate, propagation=options.get("propagationPolicy"),
-                    dry_run=self._dry_run(request, options),
-                ))
+                return _json_response(
+                    self.store.delete_collection(
+                        rt,
+                        ns,
+                        predicate,
+                        propagation=options.get("propagationPolicy"),
+                        dry_run=self._dry_run(request, options),
+                    )
+                )
             raise errors.method_not_allowed()
         if sub == "scale":
             if method == "GET":
                 return _json_response(self.store.get_scale(rt, ns, name))
             if method == "PUT":
-                return _json_response(self.store.update_scale(
-                    rt, ns, name, await self._body(request), dry_run=self._dry_run(request)))
+                return _json_response(
+                    self.store.update_scale(
+                        rt, ns, name, await self._body(request), dry_run=self._dry_run(request)
+                    )
+                )
             if method == "PATCH":
-                return _json_response(self.store.patch_scale(
-                    rt, ns, name, request.headers.get("Content-Type", ""),
-                    await request.read(), dry_run=self._dry_run(request)))
+                return _json_response(
+                    self.store.patch_scale(
+                        rt,
+                        ns,
+                        name,
+                        request.headers.get("Content-Type", ""),
+                        await request.read(),
+                        dry_run=self._dry_run(request),
+                    )
+                )
             raise errors.method_not_allowed()
         if method == "GET":
             obj = self.store.get(rt, ns, name)
             if table and sub is None:
                 return _json_response(
-                    to_table([obj], str(self.store.rv), query.get("includeObject")))
+                    to_table([obj], str(self.store.rv), query.get("includeObject"))
+                )
             return _json_response(obj)
         if method == "PUT":
-            return _json_response(self.store.update(
-                rt, ns, name, await self._body(request), subresource=sub,
-                dry_run=self._dry_run(request)))
+            return _json_response(
+                self.store.update(
+                    rt,
+                    ns,
+                    name,
+                    await self._body(request),
+                    subresource=sub,
+                    dry_run=self._dry_run(request),
+                )
+            )
         if method == "PATCH":
-            return _json_response(self.store.patch(
-                rt, ns, name, request.headers.get("Content-Type", ""), await request.read(),
-                subresource=sub, dry_run=self._dry_run(request)))
+            return _json_response(
+                self.store.patch(
+                    rt,
+                    ns,
+                    name,
+                    request.headers.get("Content-Type", ""),
+                    await request.read(),
+                    subresource=sub,
+                    dry_run=self._dry_run(request),
+                )
+            )
         if method == "DELETE" and sub is None:
             options = await self._delete_options(request)
             last, gone = self.store.delete(
-                rt, ns, name, propagation=options.get("propagationPolicy"),
+                rt,
+                ns,
+                name,
+                propagation=options.get("propagationPolicy"),
                 preconditions=options.get("preconditions"),
                 dry_run=self._dry_run(request, options),
             )
             if gone and not rt.return_deleted_object:
-                details = {"name": name, "group": rt.group, "kind": rt.plural,
-                           "uid": last["metadata"]["uid"]}
-                return _json_response({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {},
-                    "status": "Success",
-                    "details": {k: v for k, v in details.items() if v},
-                })
+                details = {
+                    "name": name,
+                    "group": rt.group,
+                    "kind": rt.plural,
+                    "uid": last["metadata"]["uid"],
+                }
+                return _json_response(
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Success",
+                        "details": {k: v for k, v in details.items() if v},
+                    }
+                )
             return _json_response(last)
         raise errors.method_not_allowed()

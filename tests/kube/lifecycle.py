@@ -51,7 +51,9 @@ class Lifecycle(ObjectStorage):
             if wanted and wanted != obj["metadata"].get(field):
                 label = "UID" if field == "uid" else "ResourceVersion"
                 raise errors.conflict(
-                    rt.plural, rt.group, name,
+                    rt.plural,
+                    rt.group,
+                    name,
                     f"Precondition failed: {label} in precondition: {wanted}, {label} in "
                     f"object meta: {obj['metadata'].get(field)}",
                 )
@@ -76,7 +78,8 @@ class Lifecycle(ObjectStorage):
             for dep_key, dependent in list(self.owned_by(meta["uid"])):
                 new = copy.deepcopy(dependent)
                 new["metadata"]["ownerReferences"] = [
-                    r for r in dependent["metadata"]["ownerReferences"]
+                    r
+                    for r in dependent["metadata"]["ownerReferences"]
                     if r.get("uid") != meta["uid"]
                 ]
                 if not new["metadata"]["ownerReferences"]:
@@ -213,11 +216,16 @@ class Lifecycle(ObjectStorage):
             if self.find(rt, obj["metadata"].get("namespace"), obj["metadata"]["name"]) is None:
                 continue  # already removed by the cascade of an earlier item
             last, _ = self.delete(
-                rt, obj["metadata"].get("namespace"), obj["metadata"]["name"],
-                propagation=propagation, dry_run=dry_run,
+                rt,
+                obj["metadata"].get("namespace"),
+                obj["metadata"]["name"],
+                propagation=propagation,
+                dry_run=dry_run,
             )
             deleted.append(last)
         return {
-            "kind": rt.list_kind, "apiVersion": rt.api_version,
-            "metadata": {"resourceVersion": str(self.rv)}, "items": deleted,
+            "kind": rt.list_kind,
+            "apiVersion": rt.api_version,
+            "metadata": {"resourceVersion": str(self.rv)},
+            "items": deleted,
         }

@@ -156,9 +156,7 @@ def json_patch(target: Any, operations: Any) -> Any:
             doc = _add(doc, tokens, value)
         elif kind == "test":
             if _get(doc, tokens) != op["value"]:
-                raise _unprocessable(
-                    f"testing value {op['path']} failed: test failed"
-                )
+                raise _unprocessable(f"testing value {op['path']} failed: test failed")
         else:
             raise errors.bad_request(f"unexpected JSON patch operation {kind!r}")
     return doc
@@ -210,10 +208,7 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
 
 def _strip_directives(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            k: _strip_directives(v) for k, v in value.items()
-            if not k.startswith("$")
-        }
+        return {k: _strip_directives(v) for k, v in value.items() if not k.startswith("$")}
     if isinstance(value, list):
         return [_strip_directives(v) for v in value]
     return value
@@ -244,9 +239,7 @@ def _merge_map(
             result.pop(key, None)
         elif isinstance(value, dict):
             existing = result.get(key)
-            merged = _merge_map(
-                existing if isinstance(existing, dict) else {}, value, (*path, key)
-            )
+            merged = _merge_map(existing if isinstance(existing, dict) else {}, value, (*path, key))
             if merged is None:
                 result.pop(key, None)
             else:
@@ -268,8 +261,11 @@ def _merge_list(current: Any, patch: list[Any], path: tuple[str, ...]) -> list[A
     strategy, key = _list_strategy(path)
     current = current if isinstance(current, list) else []
     if any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch):
-        return [_strip_directives(i) for i in patch if not (
-            isinstance(i, dict) and i.get("$patch") == "replace")]
+        return [
+            _strip_directives(i)
+            for i in patch
+            if not (isinstance(i, dict) and i.get("$patch") == "replace")
+        ]
     if strategy == "set":
         merged = list(current)
         merged.extend(v for v in patch if v not in merged)
@@ -280,8 +276,11 @@ def _merge_list(current: Any, patch: list[Any], path: tuple[str, ...]) -> list[A
     for item in patch:
         ident = item.get(key)
         position = next(
-            (i for i, existing in enumerate(merged)
-             if isinstance(existing, dict) and existing.get(key) == ident),
+            (
+                i
+                for i, existing in enumerate(merged)
+                if isinstance(existing, dict) and existing.get(key) == ident
+            ),
             None,
         )
         if item.get("$patch") == "delete":

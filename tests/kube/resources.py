@@ -89,55 +89,106 @@ def _core(plural: str, kind: str, **kw: Any) -> ResourceType:
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _core(
-        "pods", "Pod", short_names=("po",), categories=("all",), status_subresource=True,
+        "pods",
+        "Pod",
+        short_names=("po",),
+        categories=("all",),
+        status_subresource=True,
         return_deleted_object=True,
         field_labels=(
-            "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
-            "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
             "status.nominatedNodeName",
         ),
     ),
     _core(
-        "services", "Service", short_names=("svc",), categories=("all",),
-        status_subresource=True, return_deleted_object=True, name_rule="label1035",
+        "services",
+        "Service",
+        short_names=("svc",),
+        categories=("all",),
+        status_subresource=True,
+        return_deleted_object=True,
+        name_rule="label1035",
     ),
     _core("endpoints", "Endpoints", short_names=("ep",)),
     _core("configmaps", "ConfigMap", short_names=("cm",)),
     _core("secrets", "Secret", field_labels=("type",)),
     _core("serviceaccounts", "ServiceAccount", short_names=("sa",)),
     _core(
-        "namespaces", "Namespace", short_names=("ns",), namespaced=False,
-        status_subresource=True, return_deleted_object=True, name_rule="label1123",
+        "namespaces",
+        "Namespace",
+        short_names=("ns",),
+        namespaced=False,
+        status_subresource=True,
+        return_deleted_object=True,
+        name_rule="label1123",
         field_labels=("status.phase",),
     ),
     _core(
-        "events", "Event", short_names=("ev",),
+        "events",
+        "Event",
+        short_names=("ev",),
         field_labels=(
-            "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-            "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
-            "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
         ),
     ),
     ResourceType(
-        "apps", "v1", "deployments", "Deployment", "deployment", short_names=("deploy",),
-        categories=("all",), status_subresource=True,
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        "deployment",
+        short_names=("deploy",),
+        categories=("all",),
+        status_subresource=True,
         scale=ScalePaths(structured_selector=True),
         defaults=(("spec.replicas", 1),),
     ),
     ResourceType(
-        "apps", "v1", "replicasets", "ReplicaSet", "replicaset", short_names=("rs",),
-        categories=("all",), status_subresource=True,
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        "replicaset",
+        short_names=("rs",),
+        categories=("all",),
+        status_subresource=True,
         scale=ScalePaths(structured_selector=True),
         defaults=(("spec.replicas", 1),),
     ),
     ResourceType(
-        "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", "endpointslice",
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        "endpointslice",
     ),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", "lease"),
     ResourceType(
-        "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
-        "customresourcedefinition", namespaced=False, short_names=("crd", "crds"),
-        categories=("api-extensions",), status_subresource=True,
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        "customresourcedefinition",
+        namespaced=False,
+        short_names=("crd", "crds"),
+        categories=("api-extensions",),
+        status_subresource=True,
     ),
 )
 
@@ -243,29 +294,80 @@ def default_crds() -> list[dict[str, Any]]:
     """CRDs every FakeKubeAPI starts with: Knative Serving (+ its internal kinds) and Istio."""
     knative = ("all", "knative", "serving")
     return [
-        crd_manifest("serving.knative.dev", "Service", "services", ["v1"],
-                     short_names=["kservice", "ksvc"], categories=knative),
-        crd_manifest("serving.knative.dev", "Configuration", "configurations", ["v1"],
-                     short_names=["config", "cfg"], categories=knative),
-        crd_manifest("serving.knative.dev", "Revision", "revisions", ["v1"],
-                     short_names=["rev"], categories=knative),
-        crd_manifest("serving.knative.dev", "Route", "routes", ["v1"],
-                     short_names=["rt"], categories=knative),
-        crd_manifest("autoscaling.internal.knative.dev", "PodAutoscaler", "podautoscalers",
-                     ["v1alpha1"], short_names=["kpa", "pa"],
-                     categories=["knative-internal", "autoscaling"]),
-        crd_manifest("autoscaling.internal.knative.dev", "Metric", "metrics", ["v1alpha1"],
-                     categories=["knative-internal", "autoscaling"]),
-        crd_manifest("networking.internal.knative.dev", "ServerlessService",
-                     "serverlessservices", ["v1alpha1"], short_names=["sks"],
-                     categories=["knative-internal", "networking"]),
-        crd_manifest("networking.internal.knative.dev", "Ingress", "ingresses", ["v1alpha1"],
-                     short_names=["kingress", "king"],
-                     categories=["knative-internal", "networking"]),
-        crd_manifest("networking.istio.io", "VirtualService", "virtualservices", ["v1beta1"],
-                     short_names=["vs"], categories=["istio-io", "networking-istio-io"]),
-        crd_manifest("networking.istio.io", "Gateway", "gateways", ["v1beta1"],
-                     short_names=["gw"], categories=["istio-io", "networking-istio-io"]),
+        crd_manifest(
+            "serving.knative.dev",
+            "Service",
+            "services",
+            ["v1"],
+            short_names=["kservice", "ksvc"],
+            categories=knative,
+        ),
+        crd_manifest(
+            "serving.knative.dev",
+            "Configuration",
+            "configurations",
+            ["v1"],
+            short_names=["config", "cfg"],
+            categories=knative,
+        ),
+        crd_manifest(
+            "serving.knative.dev",
+            "Revision",
+            "revisions",
+            ["v1"],
+            short_names=["rev"],
+            categories=knative,
+        ),
+        crd_manifest(
+            "serving.knative.dev", "Route", "routes", ["v1"], short_names=["rt"], categories=knative
+        ),
+        crd_manifest(
+            "autoscaling.internal.knative.dev",
+            "PodAutoscaler",
+            "podautoscalers",
+            ["v1alpha1"],
+            short_names=["kpa", "pa"],
+            categories=["knative-internal", "autoscaling"],
+        ),
+        crd_manifest(
+            "autoscaling.internal.knative.dev",
+            "Metric",
+            "metrics",
+            ["v1alpha1"],
+            categories=["knative-internal", "autoscaling"],
+        ),
+        crd_manifest(
+            "networking.internal.knative.dev",
+            "ServerlessService",
+            "serverlessservices",
+            ["v1alpha1"],
+            short_names=["sks"],
+            categories=["knative-internal", "networking"],
+        ),
+        crd_manifest(
+            "networking.internal.knative.dev",
+            "Ingress",
+            "ingresses",
+            ["v1alpha1"],
+            short_names=["kingress", "king"],
+            categories=["knative-internal", "networking"],
+        ),
+        crd_manifest(
+            "networking.istio.io",
+            "VirtualService",
+            "virtualservices",
+            ["v1beta1"],
+            short_names=["vs"],
+            categories=["istio-io", "networking-istio-io"],
+        ),
+        crd_manifest(
+            "networking.istio.io",
+            "Gateway",
+            "gateways",
+            ["v1beta1"],
+            short_names=["gw"],
+            categories=["istio-io", "networking-istio-io"],
+        ),
     ]
 
 
@@ -356,9 +458,7 @@ class ResourceRegistry:
         for group, version, _ in self._types:
             if group:
                 out.setdefault(group, set()).add(version)
-        return {
-            g: sorted(vs, key=version_priority) for g, vs in sorted(out.items())
-        }
+        return {g: sorted(vs, key=version_priority) for g, vs in sorted(out.items())}
 
     def api_group(self, group: str) -> dict[str, Any] | None:
         versions = self.groups().get(group)
@@ -403,17 +503,27 @@ class ResourceRegistry:
                 entry["categories"] = list(rt.categories)
             resources.append(entry)
             if rt.scale is not None:
-                resources.append({
-                    "name": f"{rt.plural}/scale", "singularName": "",
-                    "namespaced": rt.namespaced, "group": "autoscaling", "version": "v1",
-                    "kind": "Scale", "verbs": list(SUBRESOURCE_VERBS),
-                })
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/scale",
+                        "singularName": "",
+                        "namespaced": rt.namespaced,
+                        "group": "autoscaling",
+                        "version": "v1",
+                        "kind": "Scale",
+                        "verbs": list(SUBRESOURCE_VERBS),
+                    }
+                )
             if rt.status_subresource:
-                resources.append({
-                    "name": f"{rt.plural}/status", "singularName": "",
-                    "namespaced": rt.namespaced, "kind": rt.kind,
-                    "verbs": list(SUBRESOURCE_VERBS),
-                })
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/status",
+                        "singularName": "",
+                        "namespaced": rt.namespaced,
+                        "kind": rt.kind,
+                        "verbs": list(SUBRESOURCE_VERBS),
+                    }
+                )
         return {
             "kind": "APIResourceList",
             "apiVersion": "v1",

@@ -51,8 +51,8 @@ def _tokenize(text: str) -> list[str]:
         ch = text[i]
         if ch.isspace():
             i += 1
-        elif ch in "!=" and text[i + 1: i + 2] == "=":
-            tokens.append(text[i: i + 2])
+        elif ch in "!=" and text[i + 1 : i + 2] == "=":
+            tokens.append(text[i : i + 2])
             i += 2
         elif ch in _SPECIAL:
             tokens.append(ch)
@@ -209,7 +209,7 @@ def parse_field_selector(text: str | None, allowed: Iterable[str]) -> list[Field
         if op is None:
             raise errors.bad_request(f"invalid selector: {text!r}; can't understand {part!r}")
         idx = part.find(op)
-        field, value = part[:idx].strip(), _unescape(part[idx + len(op):].strip())
+        field, value = part[:idx].strip(), _unescape(part[idx + len(op) :].strip())
         if field not in allowed:
             raise errors.bad_request(f"field label not supported: {field}")
         terms.append(FieldTerm(field, value, negate=op == "!="))

@@ -29,6 +29,7 @@ from .resources import CRD_STORAGE_KEY, ResourceRegistry, ResourceType, types_fr
 Predicate = Callable[[dict[str, Any]], bool]
 Ident = tuple[str, str]  # (namespace or "", name)
 
+
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -173,7 +174,8 @@ class ObjectStorage:
     ) -> list[dict[str, Any]]:
         """Stored objects (not copies) in key order, as etcd returns them."""
         items = [
-            obj for (ns, _), obj in sorted(self._bucket(rt).items())
+            obj
+            for (ns, _), obj in sorted(self._bucket(rt).items())
             if (namespace is None or ns == namespace) and (predicate is None or predicate(obj))
         ]
         return items
@@ -192,7 +194,8 @@ class ObjectStorage:
         if continue_token:
             list_rv, start = self._decode_continue(continue_token)
             items = [
-                o for o in items
+                o
+                for o in items
                 if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start
             ]
         meta: dict[str, Any] = {"resourceVersion": str(list_rv)}
@@ -210,7 +213,9 @@ class ObjectStorage:
                 item.pop("apiVersion", None)
                 item.pop("kind", None)
         return {
-            "kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta,
+            "kind": rt.list_kind,
+            "apiVersion": rt.api_version,
+            "metadata": meta,
             "items": presented,
         }
 
@@ -349,10 +354,20 @@ class ObjectStorage:
         return {
             "acceptedNames": copy.deepcopy(spec["names"]),
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                 "message": "no conflicts found", "lastTransitionTime": stamp},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted", "lastTransitionTime": stamp},
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "message": "no conflicts found",
+                    "lastTransitionTime": stamp,
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted",
+                    "lastTransitionTime": stamp,
+                },
             ],
             "storedVersions": [v["name"] for v in spec["versions"] if v.get("storage")],
         }

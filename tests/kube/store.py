@@ -43,9 +43,7 @@ class Store(Lifecycle):
 
     def _check_body_type(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         if rt.custom and (not obj.get("apiVersion") or not obj.get("kind")):
-            raise errors.bad_request(
-                "Object 'Kind' is missing in '" + json.dumps(obj)[:200] + "'"
-            )
+            raise errors.bad_request("Object 'Kind' is missing in '" + json.dumps(obj)[:200] + "'")
         api_version = obj.get("apiVersion") or rt.api_version
         served = {t.api_version for t in self.registry.served_versions(rt.group, rt.plural)}
         if api_version not in served:
@@ -55,8 +53,7 @@ class Store(Lifecycle):
             )
         if obj.get("kind", rt.kind) != rt.kind:
             raise errors.bad_request(
-                f"the kind in the data ({obj['kind']}) does not match the expected kind "
-                f"({rt.kind})"
+                f"the kind in the data ({obj['kind']}) does not match the expected kind ({rt.kind})"
             )
 
     def _check_identity(
@@ -110,16 +107,26 @@ class Store(Lifecycle):
         if not meta.get("name"):
             prefix = meta.get("generateName")
             if not prefix:
-                raise errors.invalid(rt.kind, rt.group, "", [(
-                    "metadata.name", "FieldValueRequired", "name or generateName is required",
-                )])
+                raise errors.invalid(
+                    rt.kind,
+                    rt.group,
+                    "",
+                    [
+                        (
+                            "metadata.name",
+                            "FieldValueRequired",
+                            "name or generateName is required",
+                        )
+                    ],
+                )
             while True:
                 meta["name"] = prefix + "".join(random.choices(_NAME_SUFFIX_ALPHABET, k=5))
                 if self.find(rt, namespace, meta["name"]) is None:
                     break
         if meta.get("resourceVersion"):
             raise errors.ApiError(
-                500, "resourceVersion should not be set on objects to be created",
+                500,
+                "resourceVersion should not be set on objects to be created",
                 "InternalError",
             )
         for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
@@ -168,10 +175,18 @@ class Store(Lifecycle):
         rv = meta.get("resourceVersion")
         if not rv:
             if not rt.allow_unconditional_update:
-                raise errors.invalid(rt.kind, rt.group, name, [(
-                    "metadata.resourceVersion", "FieldValueInvalid",
-                    "Invalid value: 0x0: must be specified for an update",
-                )])
+                raise errors.invalid(
+                    rt.kind,
+                    rt.group,
+                    name,
+                    [
+                        (
+                            "metadata.resourceVersion",
+                            "FieldValueInvalid",
+                            "Invalid value: 0x0: must be specified for an update",
+                        )
+                    ],
+                )
         elif rv != old["metadata"]["resourceVersion"]:
             raise errors.stale_object(rt.plural, rt.group, name)
         self._check_uid(rt, name, meta.get("uid"), old)
@@ -205,7 +220,9 @@ class Store(Lifecycle):
     def _check_uid(rt: ResourceType, name: str, uid: Any, old: dict[str, Any]) -> None:
         if uid and uid != old["metadata"]["uid"]:
             raise errors.conflict(
-                rt.plural, rt.group, name,
+                rt.plural,
+                rt.group,
+                name,
                 f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
                 f"{old['metadata']['uid']}",
             )
@@ -241,8 +258,16 @@ class Store(Lifecycle):
                     result.pop("status", None)
         result["apiVersion"], result["kind"] = rt.api_version, rt.kind
         meta, old_meta = result.setdefault("metadata", {}), old["metadata"]
-        for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
-                      "deletionGracePeriodSeconds", "generation", "resourceVersion"):
+        for field in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ):
             if field in old_meta:
                 meta[field] = old_meta[field]
             else:
@@ -311,10 +336,18 @@ class Store(Lifecycle):
             raise errors.stale_object(rt.plural, rt.group, name)
         replicas = (scale.get("spec") or {}).get("replicas", 0)
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise errors.invalid("Scale", "autoscaling", name, [(
-                "spec.replicas", "FieldValueInvalid",
-                f"Invalid value: {replicas!r}: must be greater than or equal to 0",
-            )])
+            raise errors.invalid(
+                "Scale",
+                "autoscaling",
+                name,
+                [
+                    (
+                        "spec.replicas",
+                        "FieldValueInvalid",
+                        f"Invalid value: {replicas!r}: must be greater than or equal to 0",
+                    )
+                ],
+            )
         new = copy.deepcopy(old)
         set_path(new, rt.scale.spec_replicas, replicas)
         result = self._replace(rt, old, new, "scale", dry_run)

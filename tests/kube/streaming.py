@@ -75,18 +75,29 @@ class WatchStreams:
         send_initial = parse_bool(query.get("sendInitialEvents"))
         timeout = parse_int(query.get("timeoutSeconds"), "timeoutSeconds")
         if send_initial and (query.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
-            raise errors.invalid("ListOptions", "meta.k8s.io", "", [(
-                "resourceVersionMatch", "FieldValueForbidden",
-                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan "
-                "and allowWatchBookmarks to true",
-            )])
+            raise errors.invalid(
+                "ListOptions",
+                "meta.k8s.io",
+                "",
+                [
+                    (
+                        "resourceVersionMatch",
+                        "FieldValueForbidden",
+                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan "
+                        "and allowWatchBookmarks to true",
+                    )
+                ],
+            )
         response = web.StreamResponse(
             status=200, headers={"Content-Type": _JSON, "Cache-Control": "no-cache, private"}
         )
         response.enable_chunked_encoding()
         try:
             watcher = self.store.watch(
-                rt, namespace, predicate, query.get("resourceVersion"),
+                rt,
+                namespace,
+                predicate,
+                query.get("resourceVersion"),
                 send_initial_events=send_initial,
             )
         except errors.ApiError as exc:
@@ -108,10 +119,16 @@ class WatchStreams:
                 await self._send_bookmark(response, rt, initial_rv, initial_end=True)
             loop = asyncio.get_running_loop()
             await self._pump(
-                request, response, watcher, rt, table,
+                request,
+                response,
+                watcher,
+                rt,
+                table,
                 # timeoutSeconds=0 means "not set" to the apiserver, not "end now".
                 loop.time() + timeout if timeout else None,
-                bookmarks, initial_count, initial_rv,
+                bookmarks,
+                initial_count,
+                initial_rv,
             )
         except ConnectionResetError:
             return response  # the client went away
@@ -174,8 +191,11 @@ class WatchStreams:
                 return
             kind, obj = item
             shown = self.store.present(rt, obj)
-            payload: Any = to_table([shown], str(self.store.rv), request.query.get(
-                "includeObject")) if table else shown
+            payload: Any = (
+                to_table([shown], str(self.store.rv), request.query.get("includeObject"))
+                if table
+                else shown
+            )
             await response.write(_event(kind, payload))
             sent += 1
             if initial_count and sent == initial_count:

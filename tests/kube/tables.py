@@ -13,10 +13,20 @@ from typing import Any
 from . import errors
 
 _COLUMNS = [
-    {"name": "Name", "type": "string", "format": "name", "priority": 0,
-     "description": "Name must be unique within a namespace."},
-    {"name": "Age", "type": "string", "format": "", "priority": 0,
-     "description": "Time since the object was created (metadata.creationTimestamp)."},
+    {
+        "name": "Name",
+        "type": "string",
+        "format": "name",
+        "priority": 0,
+        "description": "Name must be unique within a namespace.",
+    },
+    {
+        "name": "Age",
+        "type": "string",
+        "format": "",
+        "priority": 0,
+        "description": "Time since the object was created (metadata.creationTimestamp).",
+    },
 ]
 
 

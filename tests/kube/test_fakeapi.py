@@ -32,7 +32,9 @@ def status_body(exc: ApiException) -> dict[str, Any]:
     return body
 
 
-def deployment(name: str, replicas: int = 1, labels: dict[str, str] | None = None) -> client.V1Deployment:
+def deployment(
+    name: str, replicas: int = 1, labels: dict[str, str] | None = None
+) -> client.V1Deployment:
     selector = {"app": name}
     return client.V1Deployment(
         metadata=client.V1ObjectMeta(name=name, labels=labels or selector),
@@ -55,9 +57,7 @@ def config_map(name: str, labels: dict[str, str] | None = None, **meta: Any) -> 
 
 def endpoint_slice(name: str, service: str, ips: list[str]) -> client.V1EndpointSlice:
     return client.V1EndpointSlice(
-        metadata=client.V1ObjectMeta(
-            name=name, labels={"kubernetes.io/service-name": service}
-        ),
+        metadata=client.V1ObjectMeta(name=name, labels={"kubernetes.io/service-name": service}),
         address_type="IPv4",
         endpoints=[
             client.V1Endpoint(addresses=[ip], conditions=client.V1EndpointConditions(ready=True))
@@ -79,16 +79,21 @@ def ksvc(name: str, image: str = "img:1") -> dict[str, Any]:
 
 def owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
     return {
-        "apiVersion": owner["apiVersion"], "kind": owner["kind"],
-        "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-        "controller": True, "blockOwnerDeletion": True,
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
     }
 
 
 # ----- Deployments -----------------------------------------------------------------------
 
 
-async def test_deployment_create_get_list_update(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_deployment_create_get_list_update(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     apps = client.AppsV1Api(k8s_client)
     created = await apps.create_namespaced_deployment("default", deployment("web", replicas=2))
     meta = created.metadata
@@ -125,7 +130,9 @@ async def test_deployment_create_get_list_update(fake_kube: FakeKubeAPI, k8s_cli
     assert relabelled.metadata.generation == 2
 
 
-async def test_deployment_status_subresource(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_deployment_status_subresource(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     apps = client.AppsV1Api(k8s_client)
     await apps.create_namespaced_deployment("default", deployment("web", replicas=3))
     current = await apps.read_namespaced_deployment_status("web", "default")
@@ -142,7 +149,9 @@ async def test_deployment_status_subresource(fake_kube: FakeKubeAPI, k8s_client:
     assert patched.status.ready_replicas == 3 and patched.status.replicas == 3
 
 
-async def test_scale_subresource_read_and_patch(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_scale_subresource_read_and_patch(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     apps = client.AppsV1Api(k8s_client)
     await apps.create_namespaced_deployment("default", deployment("web", replicas=1))
     fake_kube.patch("deployments", "default", "web", {"status": {"replicas": 1}})
@@ -183,7 +192,9 @@ async def test_scale_subresource_read_and_patch(fake_kube: FakeKubeAPI, k8s_clie
     assert info.value.status == 409
     fresh = await apps.read_namespaced_deployment_scale("web", "default")
     fresh.spec.replicas = 4
-    assert (await apps.replace_namespaced_deployment_scale("web", "default", fresh)).spec.replicas == 4
+    assert (
+        await apps.replace_namespaced_deployment_scale("web", "default", fresh)
+    ).spec.replicas == 4
 
     with pytest.raises(ApiException) as info:
         await apps.patch_namespaced_deployment_scale(
@@ -192,7 +203,9 @@ async def test_scale_subresource_read_and_patch(fake_kube: FakeKubeAPI, k8s_clie
     assert info.value.status == 422 and status_body(info.value)["reason"] == "Invalid"
 
 
-async def test_stale_update_is_a_409_conflict(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_stale_update_is_a_409_conflict(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     apps = client.AppsV1Api(k8s_client)
     await apps.create_namespaced_deployment("default", deployment("web"))
     first = await apps.read_namespaced_deployment("web", "default")
@@ -221,7 +234,9 @@ async def test_stale_update_is_a_409_conflict(fake_kube: FakeKubeAPI, k8s_client
     assert info.value.status == 409 and status_body(info.value)["reason"] == "AlreadyExists"
 
 
-async def test_missing_objects_and_routes_are_404(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_missing_objects_and_routes_are_404(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     apps = client.AppsV1Api(k8s_client)
     with pytest.raises(ApiException) as info:
         await apps.read_namespaced_deployment("nope", "default")
@@ -247,7 +262,9 @@ async def test_missing_objects_and_routes_are_404(fake_kube: FakeKubeAPI, k8s_cl
     assert info.value.status == 404
 
 
-async def test_invalid_objects_are_422(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_invalid_objects_are_422(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     apps = client.AppsV1Api(k8s_client)
     broken = deployment("web")
     broken.spec.template.metadata.labels = {"app": "other"}
@@ -268,7 +285,9 @@ async def test_invalid_objects_are_422(fake_kube: FakeKubeAPI, k8s_client: clien
     assert generated.metadata.name.startswith("cm-") and len(generated.metadata.name) == 8
 
 
-async def test_label_and_field_selectors(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_label_and_field_selectors(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     core = client.CoreV1Api(k8s_client)
     labels = {
         "a": {"app": "web", "tier": "front"},
@@ -292,7 +311,11 @@ async def test_label_and_field_selectors(fake_kube: FakeKubeAPI, k8s_client: cli
     assert await names(label_selector="!tier") == ["c", "d"]
     assert await names(label_selector="app in (web,db),!tier") == ["c"]
     assert await names(field_selector="metadata.name=c") == ["c"]
-    assert await names(field_selector="metadata.name!=c,metadata.namespace=default") == ["a", "b", "d"]
+    assert await names(field_selector="metadata.name!=c,metadata.namespace=default") == [
+        "a",
+        "b",
+        "d",
+    ]
 
     with pytest.raises(ApiException) as info:
         await names(label_selector="app in (web")
@@ -302,7 +325,9 @@ async def test_label_and_field_selectors(fake_kube: FakeKubeAPI, k8s_client: cli
     assert status_body(info.value)["message"] == "field label not supported: data.k"
 
 
-async def test_list_pagination_and_all_namespaces(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_list_pagination_and_all_namespaces(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     core = client.CoreV1Api(k8s_client)
     await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="team")))
     for name in ("c1", "c2", "c3", "c4", "c5"):
@@ -325,19 +350,28 @@ async def test_list_pagination_and_all_namespaces(fake_kube: FakeKubeAPI, k8s_cl
     await apps.create_namespaced_deployment("team", deployment("web"))
     everywhere = await apps.list_deployment_for_all_namespaces()
     assert [(d.metadata.namespace, d.metadata.name) for d in everywhere.items] == [
-        ("default", "web"), ("team", "web"),
+        ("default", "web"),
+        ("team", "web"),
     ]
-    only_team = await apps.list_deployment_for_all_namespaces(field_selector="metadata.namespace=team")
+    only_team = await apps.list_deployment_for_all_namespaces(
+        field_selector="metadata.namespace=team"
+    )
     assert [d.metadata.namespace for d in only_team.items] == ["team"]
 
 
 # ----- watches ---------------------------------------------------------------------------
 
 
-async def test_endpointslice_list_then_watch(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_endpointslice_list_then_watch(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     discovery = client.DiscoveryV1Api(k8s_client)
-    await discovery.create_namespaced_endpoint_slice("default", endpoint_slice("hello-a", "hello", ["10.0.0.1"]))
-    await discovery.create_namespaced_endpoint_slice("default", endpoint_slice("other-a", "other", ["10.0.9.9"]))
+    await discovery.create_namespaced_endpoint_slice(
+        "default", endpoint_slice("hello-a", "hello", ["10.0.0.1"])
+    )
+    await discovery.create_namespaced_endpoint_slice(
+        "default", endpoint_slice("other-a", "other", ["10.0.9.9"])
+    )
     listing = await discovery.list_namespaced_endpoint_slice(
         "default", label_selector="kubernetes.io/service-name=hello"
     )
@@ -348,9 +382,11 @@ async def test_endpointslice_list_then_watch(fake_kube: FakeKubeAPI, k8s_client:
     async def consume() -> None:
         async with watch.Watch() as stream:
             async for event in stream.stream(
-                discovery.list_namespaced_endpoint_slice, "default",
+                discovery.list_namespaced_endpoint_slice,
+                "default",
                 label_selector="kubernetes.io/service-name=hello",
-                resource_version=listing.metadata.resource_version, timeout_seconds=10,
+                resource_version=listing.metadata.resource_version,
+                timeout_seconds=10,
             ):
                 obj = event["object"]
                 assert isinstance(obj, client.V1EndpointSlice)  # typed by the Watch
@@ -361,12 +397,17 @@ async def test_endpointslice_list_then_watch(fake_kube: FakeKubeAPI, k8s_client:
 
     task = asyncio.create_task(consume())
     await fake_kube.wait_for_watches(1)
-    await discovery.create_namespaced_endpoint_slice("default", endpoint_slice("hello-b", "hello", ["10.0.0.2"]))
+    await discovery.create_namespaced_endpoint_slice(
+        "default", endpoint_slice("hello-b", "hello", ["10.0.0.2"])
+    )
     await discovery.patch_namespaced_endpoint_slice(
-        "hello-a", "default",
+        "hello-a",
+        "default",
         {"endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.3"]}]},
     )
-    await discovery.create_namespaced_endpoint_slice("default", endpoint_slice("other-b", "other", ["10.0.9.8"]))
+    await discovery.create_namespaced_endpoint_slice(
+        "default", endpoint_slice("other-b", "other", ["10.0.9.8"])
+    )
     await discovery.delete_namespaced_endpoint_slice("hello-b", "default")
     await asyncio.wait_for(task, 5)
     assert events == [
@@ -384,11 +425,16 @@ async def test_watch_without_resource_version_starts_with_current_state(
     seen: list[tuple[str, str]] = []
     async with watch.Watch() as stream:
         async for event in stream.stream(
-            core.list_namespaced_config_map, "default", label_selector="keep=yes", timeout_seconds=10
+            core.list_namespaced_config_map,
+            "default",
+            label_selector="keep=yes",
+            timeout_seconds=10,
         ):
             seen.append((event["type"], event["object"].metadata.name))
             if len(seen) == 1:
-                await core.patch_namespaced_config_map("old", "default", {"metadata": {"labels": {"keep": "no"}}})
+                await core.patch_namespaced_config_map(
+                    "old", "default", {"metadata": {"labels": {"keep": "no"}}}
+                )
             else:
                 break
     # Leaving the selected set is reported as DELETED to a filtered watch.
@@ -403,7 +449,9 @@ async def test_watch_ends_cleanly_when_timeout_seconds_elapse(
     started = time.monotonic()
     seen: list[str] = []
     async with watch.Watch() as stream:
-        async for event in stream.stream(core.list_namespaced_config_map, "default", timeout_seconds=1):
+        async for event in stream.stream(
+            core.list_namespaced_config_map, "default", timeout_seconds=1
+        ):
             seen.append(event["object"].metadata.name)
     assert seen == ["a"]
     assert time.monotonic() - started >= 0.9  # ended by the server's timeout, not earlier
@@ -422,34 +470,45 @@ async def test_watch_from_expired_resource_version_gets_410(
     def watch_requests() -> list[str]:
         return [
             r.query["resourceVersion"]
-            for r in fake_kube.requests_matching("GET", "/configmaps") if r.is_watch
+            for r in fake_kube.requests_matching("GET", "/configmaps")
+            if r.is_watch
         ]
 
     # With timeout_seconds the Watch turns the ERROR event into an ApiException at once.
     with pytest.raises(ApiException) as info:
         async with watch.Watch() as stream:
             async for _ in stream.stream(
-                core.list_namespaced_config_map, "default", resource_version=old_rv, timeout_seconds=5
+                core.list_namespaced_config_map,
+                "default",
+                resource_version=old_rv,
+                timeout_seconds=5,
             ):
                 pytest.fail("no event may precede the 410")
     assert info.value.status == 410
-    assert info.value.reason is not None and info.value.reason.startswith("Expired: too old resource version")
+    assert info.value.reason is not None and info.value.reason.startswith(
+        "Expired: too old resource version"
+    )
     assert watch_requests() == [old_rv]
 
     # Watching "forever" (no timeout_seconds), it re-watches once from the same resourceVersion
     # and then raises the same 410: the caller must re-list.
     with pytest.raises(ApiException) as info:
         async with watch.Watch() as stream:
-            async for _ in stream.stream(core.list_namespaced_config_map, "default", resource_version=old_rv):
+            async for _ in stream.stream(
+                core.list_namespaced_config_map, "default", resource_version=old_rv
+            ):
                 pytest.fail("no event may precede the 410")
     assert info.value.status == 410
     assert watch_requests() == [old_rv, old_rv, old_rv]
 
     # The wire format is the apiserver's: HTTP 200 and one ERROR event holding a Status.
-    async with aiohttp.ClientSession() as http, http.get(
-        f"{fake_kube.url}/api/v1/namespaces/default/configmaps",
-        params={"watch": "true", "resourceVersion": old_rv},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{fake_kube.url}/api/v1/namespaces/default/configmaps",
+            params={"watch": "true", "resourceVersion": old_rv},
+        ) as resp,
+    ):
         assert resp.status == 200
         lines = (await resp.read()).decode().splitlines()
     event = json.loads(lines[0])
@@ -467,7 +526,9 @@ async def test_restart_cuts_watches_and_resuming_from_last_rv_loses_nothing(
     seen: list[str] = []
     last_rv = ""
     async with watch.Watch() as stream:
-        async for event in stream.stream(core.list_namespaced_config_map, "default", timeout_seconds=60):
+        async for event in stream.stream(
+            core.list_namespaced_config_map, "default", timeout_seconds=60
+        ):
             seen.append(event["object"].metadata.name)
             last_rv = str(stream.resource_version)
             await fake_kube.restart()  # the loop then ends: the server cut the stream
@@ -520,8 +581,12 @@ async def test_watch_forever_reconnects_itself_when_the_stream_is_closed(
     await asyncio.wait_for(task, 5)
     assert seen == ["one", "two", "three"]
     rewatch = [r for r in fake_kube.requests_matching("GET", "/configmaps") if r.is_watch][-1]
-    assert rewatch.query["resourceVersion"] == fake_kube.get("configmaps", "default", "one")[  # type: ignore[index]
-        "metadata"]["resourceVersion"]
+    assert (
+        rewatch.query["resourceVersion"]
+        == fake_kube.get("configmaps", "default", "one")[  # type: ignore[index]
+            "metadata"
+        ]["resourceVersion"]
+    )
 
 
 async def test_abruptly_dropped_watch_surfaces_as_a_client_error(
@@ -531,7 +596,9 @@ async def test_abruptly_dropped_watch_surfaces_as_a_client_error(
     await core.create_namespaced_config_map("default", config_map("one"))
     with pytest.raises(aiohttp.ClientPayloadError):
         async with watch.Watch() as stream:
-            async for _ in stream.stream(core.list_namespaced_config_map, "default", timeout_seconds=30):
+            async for _ in stream.stream(
+                core.list_namespaced_config_map, "default", timeout_seconds=30
+            ):
                 fake_kube.close_watches(abrupt=True)
     await fake_kube.wait_for_watches(0)
 
@@ -543,12 +610,17 @@ async def test_bookmarks(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -
     await core.create_namespaced_config_map("kube-system", config_map("elsewhere"))
     async with watch.Watch() as stream:
         async for event in stream.stream(
-            core.list_namespaced_config_map, "default", resource_version=rv,
-            allow_watch_bookmarks=True, timeout_seconds=10,
+            core.list_namespaced_config_map,
+            "default",
+            resource_version=rv,
+            allow_watch_bookmarks=True,
+            timeout_seconds=10,
         ):
             assert event["type"] == "BOOKMARK"
             # The bookmark moves the resume point past the unrelated write.
-            assert event["raw_object"]["metadata"]["resourceVersion"] == str(fake_kube.resource_version)
+            assert event["raw_object"]["metadata"]["resourceVersion"] == str(
+                fake_kube.resource_version
+            )
             assert stream.resource_version == str(fake_kube.resource_version)
             break
 
@@ -557,12 +629,15 @@ async def test_send_initial_events_ends_with_a_marked_bookmark(fake_kube: FakeKu
     fake_kube.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
     fake_kube.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "y"}})
     params = {
-        "watch": "1", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan",
+        "watch": "1",
+        "sendInitialEvents": "true",
+        "resourceVersionMatch": "NotOlderThan",
         "allowWatchBookmarks": "true",
     }
-    async with aiohttp.ClientSession() as http, http.get(
-        f"{fake_kube.url}/api/v1/namespaces/default/configmaps", params=params
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{fake_kube.url}/api/v1/namespaces/default/configmaps", params=params) as resp,
+    ):
         events = [json.loads(await resp.content.readline()) for _ in range(3)]
     assert [e["type"] for e in events[:3]] == ["ADDED", "ADDED", "BOOKMARK"]
     assert events[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
@@ -580,7 +655,8 @@ async def test_knative_service_custom_object_and_status(
     assert "status" not in created  # create cannot set status when /status is enabled
 
     status = await custom.patch_namespaced_custom_object_status(
-        *KSVC, "hello",
+        *KSVC,
+        "hello",
         {"status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}},
         **AS_MERGE_PATCH,
     )
@@ -588,9 +664,12 @@ async def test_knative_service_custom_object_and_status(
     assert status["metadata"]["generation"] == 1
 
     spec_change = await custom.patch_namespaced_custom_object(
-        *KSVC, "hello",
-        {"spec": {"template": {"spec": {"containers": [{"image": "img:2"}]}}},
-         "status": {"observedGeneration": 42}},
+        *KSVC,
+        "hello",
+        {
+            "spec": {"template": {"spec": {"containers": [{"image": "img:2"}]}}},
+            "status": {"observedGeneration": 42},
+        },
         **AS_MERGE_PATCH,
     )
     assert spec_change["metadata"]["generation"] == 2
@@ -602,7 +681,8 @@ async def test_knative_service_custom_object_and_status(
         await custom.patch_namespaced_custom_object(*KSVC, "hello", {"spec": {}})
     assert info.value.status == 400
     replaced = await custom.patch_namespaced_custom_object(
-        *KSVC, "hello",
+        *KSVC,
+        "hello",
         [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "img:3"}],
     )
     assert replaced["spec"]["template"]["spec"]["containers"][0]["image"] == "img:3"
@@ -630,7 +710,9 @@ async def test_crd_created_through_apiextensions_is_served(
     fake_kube: FakeKubeAPI, k8s_client: client.ApiClient, tmp_path: Path
 ) -> None:
     schema = client.V1CustomResourceValidation(
-        open_apiv3_schema=client.V1JSONSchemaProps(type="object", x_kubernetes_preserve_unknown_fields=True)
+        open_apiv3_schema=client.V1JSONSchemaProps(
+            type="object", x_kubernetes_preserve_unknown_fields=True
+        )
     )
     crd = client.V1CustomResourceDefinition(
         metadata=client.V1ObjectMeta(name="widgets.example.com"),
@@ -642,11 +724,17 @@ async def test_crd_created_through_apiextensions_is_served(
             ),
             versions=[
                 client.V1CustomResourceDefinitionVersion(
-                    name="v1", served=True, storage=True, schema=schema,
+                    name="v1",
+                    served=True,
+                    storage=True,
+                    schema=schema,
                     subresources=client.V1CustomResourceSubresources(status={}),
                 ),
                 client.V1CustomResourceDefinitionVersion(
-                    name="v1alpha1", served=True, storage=False, schema=schema,
+                    name="v1alpha1",
+                    served=True,
+                    storage=False,
+                    schema=schema,
                 ),
             ],
         ),
@@ -654,17 +742,24 @@ async def test_crd_created_through_apiextensions_is_served(
     extensions = client.ApiextensionsV1Api(k8s_client)
     created = await extensions.create_custom_resource_definition(crd)
     assert {c.type: c.status for c in created.status.conditions} == {
-        "NamesAccepted": "True", "Established": "True",
+        "NamesAccepted": "True",
+        "Established": "True",
     }
 
     resources = await client.CustomObjectsApi(k8s_client).get_api_resources("example.com", "v1")
     assert {r.name for r in resources.resources} == {"widgets", "widgets/status"}
 
     custom = client.CustomObjectsApi(k8s_client)
-    widget = {"apiVersion": "example.com/v1", "kind": "Widget",
-              "metadata": {"name": "w1"}, "spec": {"size": 3}}
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w1"},
+        "spec": {"size": 3},
+    }
     await custom.create_namespaced_custom_object("example.com", "v1", "default", "widgets", widget)
-    as_alpha = await custom.get_namespaced_custom_object("example.com", "v1alpha1", "default", "widgets", "w1")
+    as_alpha = await custom.get_namespaced_custom_object(
+        "example.com", "v1alpha1", "default", "widgets", "w1"
+    )
     assert as_alpha["apiVersion"] == "example.com/v1alpha1" and as_alpha["spec"] == {"size": 3}
 
     # The dynamic client discovers the new kind like any other.
@@ -680,8 +775,12 @@ async def test_crd_created_through_apiextensions_is_served(
         widgets, body={"metadata": {"name": "w1"}, "spec": {"size": 4}}, namespace="default"
     )
     assert (refused.kind, refused.code, refused.reason) == ("Status", 415, "UnsupportedMediaType")
-    await dynamic.patch(widgets, body={"metadata": {"name": "w1"}, "spec": {"size": 4}},
-                        namespace="default", content_type="application/merge-patch+json")
+    await dynamic.patch(
+        widgets,
+        body={"metadata": {"name": "w1"}, "spec": {"size": 4}},
+        namespace="default",
+        content_type="application/merge-patch+json",
+    )
     assert fake_kube.get("wg", "default", "w1")["spec"] == {"size": 4}  # type: ignore[index]
 
     await extensions.delete_custom_resource_definition("widgets.example.com")
@@ -692,13 +791,19 @@ async def test_crd_created_through_apiextensions_is_served(
     assert status_body(info.value)["message"] == "the server could not find the requested resource"
 
 
-async def test_dynamic_client_with_builtin_types(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient, tmp_path: Path) -> None:
+async def test_dynamic_client_with_builtin_types(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient, tmp_path: Path
+) -> None:
     dynamic = await DynamicClient(k8s_client, cache_file=str(tmp_path / "discovery.json"))
     deployments = await dynamic.resources.get(api_version="apps/v1", kind="Deployment")
     assert "scale" in deployments.subresources
     body = k8s_client.sanitize_for_serialization(deployment("web"))
     await dynamic.create(deployments, body=body, namespace="default")
-    await dynamic.patch(deployments, body={"metadata": {"name": "web"}, "spec": {"replicas": 4}}, namespace="default")
+    await dynamic.patch(
+        deployments,
+        body={"metadata": {"name": "web"}, "spec": {"replicas": 4}},
+        namespace="default",
+    )
     listing = await dynamic.get(deployments, namespace="default")
     assert [item.spec.replicas for item in listing.items] == [4]
     services = await dynamic.resources.get(api_version="serving.knative.dev/v1", kind="Service")
@@ -708,26 +813,51 @@ async def test_dynamic_client_with_builtin_types(fake_kube: FakeKubeAPI, k8s_cli
 # ----- deletion --------------------------------------------------------------------------
 
 
-async def test_owner_reference_cascade_delete(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_owner_reference_cascade_delete(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     custom = client.CustomObjectsApi(k8s_client)
     service = await custom.create_namespaced_custom_object(*KSVC, ksvc("hello"))
     configuration = await custom.create_namespaced_custom_object(
-        "serving.knative.dev", "v1", "default", "configurations",
-        {"apiVersion": "serving.knative.dev/v1", "kind": "Configuration",
-         "metadata": {"name": "hello", "ownerReferences": [owner_ref(service)]}, "spec": {}},
+        "serving.knative.dev",
+        "v1",
+        "default",
+        "configurations",
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Configuration",
+            "metadata": {"name": "hello", "ownerReferences": [owner_ref(service)]},
+            "spec": {},
+        },
     )
     revision = await custom.create_namespaced_custom_object(
-        "serving.knative.dev", "v1", "default", "revisions",
-        {"apiVersion": "serving.knative.dev/v1", "kind": "Revision",
-         "metadata": {"name": "hello-00001", "ownerReferences": [owner_ref(configuration)]},
-         "spec": {}},
+        "serving.knative.dev",
+        "v1",
+        "default",
+        "revisions",
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Revision",
+            "metadata": {"name": "hello-00001", "ownerReferences": [owner_ref(configuration)]},
+            "spec": {},
+        },
     )
     owned = deployment("hello-00001-deployment")
-    owned.metadata.owner_references = [client.V1OwnerReference(**{
-        "api_version": "serving.knative.dev/v1", "kind": "Revision", "name": "hello-00001",
-        "uid": revision["metadata"]["uid"], "controller": True})]
+    owned.metadata.owner_references = [
+        client.V1OwnerReference(
+            **{
+                "api_version": "serving.knative.dev/v1",
+                "kind": "Revision",
+                "name": "hello-00001",
+                "uid": revision["metadata"]["uid"],
+                "controller": True,
+            }
+        )
+    ]
     await client.AppsV1Api(k8s_client).create_namespaced_deployment("default", owned)
-    bystander = await client.CoreV1Api(k8s_client).create_namespaced_config_map("default", config_map("unrelated"))
+    bystander = await client.CoreV1Api(k8s_client).create_namespaced_config_map(
+        "default", config_map("unrelated")
+    )
 
     deleted = await custom.delete_namespaced_custom_object(*KSVC, "hello")
     assert deleted["metadata"]["name"] == "hello"  # custom resources answer with the object
@@ -739,17 +869,30 @@ async def test_owner_reference_cascade_delete(fake_kube: FakeKubeAPI, k8s_client
     assert bystander.metadata.name == "unrelated"
 
 
-async def test_foreground_and_orphan_propagation(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_foreground_and_orphan_propagation(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     core = client.CoreV1Api(k8s_client)
-    parent = fake_kube.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "parent"}})
-    await core.create_namespaced_config_map("default", config_map(
-        "child", owner_references=[client.V1OwnerReference(
-            api_version="v1", kind="ConfigMap", name="parent", uid=parent["metadata"]["uid"])],
-        finalizers=["example.com/hold"],
-    ))
+    parent = fake_kube.put(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "parent"}}
+    )
+    await core.create_namespaced_config_map(
+        "default",
+        config_map(
+            "child",
+            owner_references=[
+                client.V1OwnerReference(
+                    api_version="v1", kind="ConfigMap", name="parent", uid=parent["metadata"]["uid"]
+                )
+            ],
+            finalizers=["example.com/hold"],
+        ),
+    )
 
     # Foreground: the owner waits, terminating, until its dependents are gone.
-    waiting = await core.delete_namespaced_config_map("parent", "default", propagation_policy="Foreground")
+    waiting = await core.delete_namespaced_config_map(
+        "parent", "default", propagation_policy="Foreground"
+    )
     assert waiting.details is None and waiting.metadata is not None  # the object, not a Status
     owner = fake_kube.get("configmaps", "default", "parent")
     assert owner is not None and owner["metadata"]["finalizers"] == ["foregroundDeletion"]
@@ -762,11 +905,20 @@ async def test_foreground_and_orphan_propagation(fake_kube: FakeKubeAPI, k8s_cli
     assert fake_kube.get("configmaps", "default", "parent") is None
 
     # Orphan: dependents stay, minus the reference to the deleted owner.
-    parent = fake_kube.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "parent"}})
-    await core.create_namespaced_config_map("default", config_map(
-        "child", owner_references=[client.V1OwnerReference(
-            api_version="v1", kind="ConfigMap", name="parent", uid=parent["metadata"]["uid"])],
-    ))
+    parent = fake_kube.put(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "parent"}}
+    )
+    await core.create_namespaced_config_map(
+        "default",
+        config_map(
+            "child",
+            owner_references=[
+                client.V1OwnerReference(
+                    api_version="v1", kind="ConfigMap", name="parent", uid=parent["metadata"]["uid"]
+                )
+            ],
+        ),
+    )
     gone = await core.delete_namespaced_config_map(
         "parent", "default", body=client.V1DeleteOptions(propagation_policy="Orphan")
     )
@@ -775,7 +927,9 @@ async def test_foreground_and_orphan_propagation(fake_kube: FakeKubeAPI, k8s_cli
     assert child is not None and "ownerReferences" not in child["metadata"]
 
 
-async def test_namespace_deletion_removes_its_content(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_namespace_deletion_removes_its_content(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     core = client.CoreV1Api(k8s_client)
     await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="doomed")))
     await core.create_namespaced_config_map("doomed", config_map("a"))
@@ -789,7 +943,9 @@ async def test_namespace_deletion_removes_its_content(fake_kube: FakeKubeAPI, k8
 # ----- faults and leases -----------------------------------------------------------------
 
 
-async def test_injected_faults_reach_the_client(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_injected_faults_reach_the_client(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     apps = client.AppsV1Api(k8s_client)
     await apps.create_namespaced_deployment("default", deployment("web"))
 
@@ -797,8 +953,9 @@ async def test_injected_faults_reach_the_client(fake_kube: FakeKubeAPI, k8s_clie
     with pytest.raises(ApiException) as info:
         await apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 2}})
     assert info.value.status == 409 and status_body(info.value)["reason"] == "Conflict"
-    assert (await apps.patch_namespaced_deployment_scale(
-        "web", "default", {"spec": {"replicas": 2}})).spec.replicas == 2
+    assert (
+        await apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 2}})
+    ).spec.replicas == 2
 
     fake_kube.fail_next("GET", "/deployments/web", 503, count=2)
     for _ in range(2):
@@ -817,7 +974,9 @@ async def test_injected_faults_reach_the_client(fake_kube: FakeKubeAPI, k8s_clie
     fake_kube.fail_next("GET", "watch=true", 500, message="etcd is on fire")
     with pytest.raises(ApiException) as info:
         async with watch.Watch() as stream:
-            async for _ in stream.stream(apps.list_namespaced_deployment, "default", timeout_seconds=5):
+            async for _ in stream.stream(
+                apps.list_namespaced_deployment, "default", timeout_seconds=5
+            ):
                 pytest.fail("the watch request was meant to fail")
     assert info.value.status == 500 and "etcd is on fire" in (info.value.reason or "")
 
@@ -827,13 +986,20 @@ async def test_injected_faults_reach_the_client(fake_kube: FakeKubeAPI, k8s_clie
     assert time.monotonic() - started >= 0.3
 
 
-async def test_leases_create_renew_and_conflict(fake_kube: FakeKubeAPI, k8s_client: client.ApiClient) -> None:
+async def test_leases_create_renew_and_conflict(
+    fake_kube: FakeKubeAPI, k8s_client: client.ApiClient
+) -> None:
     leases = client.CoordinationV1Api(k8s_client)
     now = datetime.now(UTC).replace(microsecond=123456)
     lease = client.V1Lease(
         metadata=client.V1ObjectMeta(name="autoscaler-leader"),
-        spec=client.V1LeaseSpec(holder_identity="pod-a", lease_duration_seconds=15,
-                                 acquire_time=now, renew_time=now, lease_transitions=0),
+        spec=client.V1LeaseSpec(
+            holder_identity="pod-a",
+            lease_duration_seconds=15,
+            acquire_time=now,
+            renew_time=now,
+            lease_transitions=0,
+        ),
     )
     await leases.create_namespaced_lease("kube-system", lease)
     raw = fake_kube.get("leases", "kube-system", "autoscaler-leader")
@@ -852,7 +1018,10 @@ async def test_leases_create_renew_and_conflict(fake_kube: FakeKubeAPI, k8s_clie
     with pytest.raises(ApiException) as info:
         await leases.replace_namespaced_lease("autoscaler-leader", "kube-system", as_b)
     assert info.value.status == 409
-    assert fake_kube.get("leases", "kube-system", "autoscaler-leader")["spec"]["holderIdentity"] == "pod-a"  # type: ignore[index]
+    assert (
+        fake_kube.get("leases", "kube-system", "autoscaler-leader")["spec"]["holderIdentity"]
+        == "pod-a"
+    )  # type: ignore[index]
 
     # A naive datetime serializes without an offset, which a real apiserver cannot parse.
     naive = await leases.read_namespaced_lease("autoscaler-leader", "kube-system")
@@ -872,7 +1041,15 @@ async def test_discovery_documents(fake_kube: FakeKubeAPI, k8s_client: client.Ap
     apps = await client.AppsV1Api(k8s_client).get_api_resources()
     by_name = {r.name: r for r in apps.resources}
     assert by_name["deployments"].short_names == ["deploy"]
-    assert set(by_name["deployments"].verbs) >= {"get", "list", "watch", "create", "patch", "update", "delete"}
+    assert set(by_name["deployments"].verbs) >= {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "update",
+        "delete",
+    }
     scale = by_name["deployments/scale"]
     assert (scale.group, scale.version, scale.kind) == ("autoscaling", "v1", "Scale")
     assert "deployments/status" in by_name

@@ -51,8 +51,11 @@ async def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str
         "HOME": str(home),  # keep kubectl's caches and config out of the real home
     }
     proc = await asyncio.create_subprocess_exec(
-        KUBECTL, *args, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        KUBECTL,
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -72,21 +75,30 @@ async def test_kubectl_apply_get_scale_delete(fake_kube: FakeKubeAPI, kubeconfig
     assert "service.serving.knative.dev/hello created" in applied
 
     reapplied = await kubectl(
-        kubeconfig, "apply", "--validate=false", "-f", "-", stdin=MANIFESTS.replace("img:1", "img:2")
+        kubeconfig,
+        "apply",
+        "--validate=false",
+        "-f",
+        "-",
+        stdin=MANIFESTS.replace("img:1", "img:2"),
     )
     assert "deployment.apps/web configured" in reapplied
     deployment = fake_kube.get("deployments", "default", "web")
     assert deployment is not None and deployment["metadata"]["generation"] == 2
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "img:2"
     ksvc = fake_kube.get("ksvc", "default", "hello")
-    assert ksvc is not None and ksvc["spec"]["template"]["spec"]["containers"][0]["image"] == "img:2"
+    assert (
+        ksvc is not None and ksvc["spec"]["template"]["spec"]["containers"][0]["image"] == "img:2"
+    )
 
     table = await kubectl(kubeconfig, "get", "deployments,ksvc")
     assert table.splitlines()[0].split() == ["NAME", "AGE"]
     assert "deployment.apps/web" in table and "service.serving.knative.dev/hello" in table
 
     assert "scaled" in await kubectl(kubeconfig, "scale", "deployment/web", "--replicas=4")
-    assert await kubectl(kubeconfig, "get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "4"
+    assert (
+        await kubectl(kubeconfig, "get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "4"
+    )
     scale_call = fake_kube.requests_matching("PATCH", "/deployments/web/scale")[-1]
     assert scale_call.content_type == "application/merge-patch+json"
 

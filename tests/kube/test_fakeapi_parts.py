@@ -54,7 +54,9 @@ def test_label_selector_semantics(selector: str, labels: dict[str, str], expecte
     assert labels_match(parse_label_selector(selector), labelled(**labels)) is expected
 
 
-@pytest.mark.parametrize("selector", ["a in (1", "a in ()", "=x", "a b", "a>x", "a,,b", "!", "a in 1"])
+@pytest.mark.parametrize(
+    "selector", ["a in (1", "a in ()", "=x", "a b", "a>x", "a,,b", "!", "a in 1"]
+)
 def test_malformed_label_selectors_are_400(selector: str) -> None:
     with pytest.raises(errors.ApiError) as info:
         parse_label_selector(selector)
@@ -62,9 +64,12 @@ def test_malformed_label_selectors_are_400(selector: str) -> None:
 
 
 def test_field_selectors_escape_and_refuse_unknown_fields() -> None:
-    terms = parse_field_selector(r"metadata.name=a\,b,metadata.namespace!=x", ["metadata.name", "metadata.namespace"])
+    terms = parse_field_selector(
+        r"metadata.name=a\,b,metadata.namespace!=x", ["metadata.name", "metadata.namespace"]
+    )
     assert [(t.field, t.value, t.negate) for t in terms] == [
-        ("metadata.name", "a,b", False), ("metadata.namespace", "x", True),
+        ("metadata.name", "a,b", False),
+        ("metadata.namespace", "x", True),
     ]
     with pytest.raises(errors.ApiError):
         parse_field_selector("spec.replicas=1", ["metadata.name"])
@@ -100,7 +105,9 @@ def test_merge_patch_follows_rfc7386() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=3),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 json_objects = st.dictionaries(st.text(max_size=2), json_values, max_size=4)
@@ -149,8 +156,12 @@ def test_strategic_merge_patch_merges_known_lists_by_key() -> None:
     pod_spec = {
         "spec": {
             "containers": [
-                {"name": "app", "image": "a:1", "env": [{"name": "X", "value": "1"}],
-                 "ports": [{"containerPort": 80, "name": "http"}]},
+                {
+                    "name": "app",
+                    "image": "a:1",
+                    "env": [{"name": "X", "value": "1"}],
+                    "ports": [{"containerPort": 80, "name": "http"}],
+                },
                 {"name": "sidecar", "image": "s:1"},
             ],
             "tolerations": [{"key": "a"}],
@@ -161,8 +172,11 @@ def test_strategic_merge_patch_merges_known_lists_by_key() -> None:
     patch = {
         "spec": {
             "containers": [
-                {"name": "app", "env": [{"name": "Y", "value": "2"}],
-                 "ports": [{"containerPort": 80, "protocol": "TCP"}]},
+                {
+                    "name": "app",
+                    "env": [{"name": "Y", "value": "2"}],
+                    "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                },
                 {"name": "sidecar", "$patch": "delete"},
                 {"name": "new", "image": "n:1"},
             ],
@@ -174,7 +188,8 @@ def test_strategic_merge_patch_merges_known_lists_by_key() -> None:
     merged = strategic_merge_patch(pod_spec, patch)
     app, new = merged["spec"]["containers"]
     assert app == {
-        "name": "app", "image": "a:1",
+        "name": "app",
+        "image": "a:1",
         "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}],
         "ports": [{"containerPort": 80, "name": "http", "protocol": "TCP"}],
     }
@@ -186,7 +201,9 @@ def test_strategic_merge_patch_merges_known_lists_by_key() -> None:
 
 def test_strategic_merge_patch_directives() -> None:
     target = {"spec": {"a": 1, "b": {"c": 2}, "containers": [{"name": "x"}, {"name": "y"}]}}
-    assert strategic_merge_patch(target, {"spec": {"b": {"$patch": "replace", "d": 3}}})["spec"]["b"] == {"d": 3}
+    assert strategic_merge_patch(target, {"spec": {"b": {"$patch": "replace", "d": 3}}})["spec"][
+        "b"
+    ] == {"d": 3}
     assert "b" not in strategic_merge_patch(target, {"spec": {"b": {"$patch": "delete"}}})["spec"]
     replaced = strategic_merge_patch(
         target, {"spec": {"containers": [{"name": "z"}, {"$patch": "replace"}]}}
@@ -206,7 +223,14 @@ def test_strategic_merge_patch_directives() -> None:
 def test_version_priority_orders_like_kubernetes() -> None:
     versions = ["v1alpha1", "v1", "foo", "v2beta1", "v1beta2", "v2", "v1beta1", "v10"]
     assert sorted(versions, key=version_priority) == [
-        "v10", "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo",
+        "v10",
+        "v2",
+        "v1",
+        "v2beta1",
+        "v1beta2",
+        "v1beta1",
+        "v1alpha1",
+        "foo",
     ]
 
 
@@ -267,15 +291,21 @@ def _drain(watcher: Any) -> list[Any]:
 
 def test_direct_helpers() -> None:
     api = FakeKubeAPI()
-    created = api.put({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "labels": {"app": "web"}, "finalizers": ["x/y"]},
-        "spec": {"replicas": 1}, "status": {"readyReplicas": 1},
-    })
+    created = api.put(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}, "finalizers": ["x/y"]},
+            "spec": {"replicas": 1},
+            "status": {"readyReplicas": 1},
+        }
+    )
     assert created["metadata"]["generation"] == 1 and created["status"] == {"readyReplicas": 1}
     bumped = api.patch("deploy", "default", "web", {"spec": {"replicas": 2}})
     assert bumped["metadata"]["generation"] == 2
-    assert [d["metadata"]["name"] for d in api.list("deployments", label_selector="app=web")] == ["web"]
+    assert [d["metadata"]["name"] for d in api.list("deployments", label_selector="app=web")] == [
+        "web"
+    ]
     assert api.list("deployments", "other") == []
     terminating = api.delete("deployments", "default", "web")
     assert terminating is not None and terminating["metadata"]["deletionTimestamp"]
@@ -287,12 +317,35 @@ def test_direct_helpers() -> None:
 def _chain(api: FakeKubeAPI, api_version: str, kind: str, namespace: str) -> None:
     """root <- a <- b by ownerReferences, stored root first: a teardown loop over a snapshot
     meets a and b after the cascade from root has already removed them."""
-    root = api.put({"apiVersion": api_version, "kind": kind,
-                    "metadata": {"name": "root", "namespace": namespace}})
-    a = api.put({"apiVersion": api_version, "kind": kind, "metadata": {
-        "name": "a", "namespace": namespace, "ownerReferences": [{"uid": root["metadata"]["uid"]}]}})
-    api.put({"apiVersion": api_version, "kind": kind, "metadata": {
-        "name": "b", "namespace": namespace, "ownerReferences": [{"uid": a["metadata"]["uid"]}]}})
+    root = api.put(
+        {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {"name": "root", "namespace": namespace},
+        }
+    )
+    a = api.put(
+        {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {
+                "name": "a",
+                "namespace": namespace,
+                "ownerReferences": [{"uid": root["metadata"]["uid"]}],
+            },
+        }
+    )
+    api.put(
+        {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {
+                "name": "b",
+                "namespace": namespace,
+                "ownerReferences": [{"uid": a["metadata"]["uid"]}],
+            },
+        }
+    )
 
 
 def _deletions(api: FakeKubeAPI) -> list[str]:
@@ -319,9 +372,13 @@ def test_crd_and_namespace_teardown_delete_each_object_exactly_once() -> None:
 
 async def test_wait_for_sees_changes_and_times_out() -> None:
     api = FakeKubeAPI()
-    api.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"v": "1"}})
+    api.put(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"v": "1"}}
+    )
     api.patch("configmaps", "default", "c", {"data": {"v": "2"}})
-    seen = await api.wait_for("configmaps", "default", "c", lambda o: o is not None and o["data"]["v"] == "2")
+    seen = await api.wait_for(
+        "configmaps", "default", "c", lambda o: o is not None and o["data"]["v"] == "2"
+    )
     assert seen is not None and seen["data"] == {"v": "2"}
     with pytest.raises(TimeoutError, match="did not reach"):
         await api.wait_for("configmaps", "default", "c", lambda o: o is None, within=0.05)
@@ -337,7 +394,8 @@ async def test_tables_for_kubectl(fake_kube: FakeKubeAPI) -> None:
         async with http.get(f"{fake_kube.url}/api/v1/namespaces/default/configmaps") as resp:
             table = await resp.json()
         async with http.get(
-            f"{fake_kube.url}/api/v1/namespaces/default/configmaps/cm", params={"includeObject": "Object"}
+            f"{fake_kube.url}/api/v1/namespaces/default/configmaps/cm",
+            params={"includeObject": "Object"},
         ) as resp:
             single = await resp.json()
     assert table["kind"] == "Table"
@@ -349,7 +407,11 @@ async def test_tables_for_kubectl(fake_kube: FakeKubeAPI) -> None:
 
 async def test_write_options_and_refusals(fake_kube: FakeKubeAPI) -> None:
     base = f"{fake_kube.url}/api/v1/namespaces/default/configmaps"
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry", "labels": {"n": "1"}}}
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "dry", "labels": {"n": "1"}},
+    }
     async with aiohttp.ClientSession() as http:
         async with http.post(base, params={"dryRun": "All"}, json=cm) as resp:
             assert resp.status == 201 and (await resp.json())["metadata"]["name"] == "dry"
@@ -357,24 +419,34 @@ async def test_write_options_and_refusals(fake_kube: FakeKubeAPI) -> None:
 
         async with http.post(base, json={**cm, "kind": "Secret"}) as resp:
             assert resp.status == 400
-        async with http.post(base, json={**cm, "metadata": {"name": "x", "resourceVersion": "5"}}) as resp:
+        async with http.post(
+            base, json={**cm, "metadata": {"name": "x", "resourceVersion": "5"}}
+        ) as resp:
             assert resp.status == 500  # as etcd3's store refuses it
-        async with http.post(base, json={**cm, "metadata": {"name": "x", "labels": {"n": 1}}}) as resp:
+        async with http.post(
+            base, json={**cm, "metadata": {"name": "x", "labels": {"n": 1}}}
+        ) as resp:
             assert resp.status == 400  # label values must be strings
-        async with http.post(base, data="{nope", headers={"Content-Type": "application/json"}) as resp:
+        async with http.post(
+            base, data="{nope", headers={"Content-Type": "application/json"}
+        ) as resp:
             assert resp.status == 400
 
         fake_kube.put(cm)
         fake_kube.put({**cm, "metadata": {"name": "other", "labels": {"n": "2"}}})
         async with http.patch(
-            f"{base}/dry", data=b'{"metadata":{}}', headers={"Content-Type": "application/apply-patch+yaml"}
+            f"{base}/dry",
+            data=b'{"metadata":{}}',
+            headers={"Content-Type": "application/apply-patch+yaml"},
         ) as resp:
             assert resp.status == 415  # server-side apply is not served
         async with http.put(f"{base}/dry", json={**cm, "metadata": {"name": "renamed"}}) as resp:
             assert resp.status == 400
         async with http.post(f"{fake_kube.url}/api/v1/configmaps", json=cm) as resp:
             assert resp.status == 405
-        async with http.get(f"{fake_kube.url}/apis/apps/v1/namespaces/default/deployments/x/exec") as resp:
+        async with http.get(
+            f"{fake_kube.url}/apis/apps/v1/namespaces/default/deployments/x/exec"
+        ) as resp:
             assert resp.status == 404 and (await resp.json())["kind"] == "Status"
 
         async with http.delete(base, params={"labelSelector": "n=1"}) as resp:
@@ -388,7 +460,9 @@ async def test_write_options_and_refusals(fake_kube: FakeKubeAPI) -> None:
             f"{base}/other", json={"preconditions": {"resourceVersion": "1"}}
         ) as resp:
             assert resp.status == 409
-        async with http.delete(f"{base}/other", json={"preconditions": {"resourceVersion": rv}}) as resp:
+        async with http.delete(
+            f"{base}/other", json={"preconditions": {"resourceVersion": rv}}
+        ) as resp:
             assert resp.status == 200 and (await resp.json())["status"] == "Success"
 
 

@@ -31,22 +31,26 @@ _NAME_RULES = {
     "label1123": (_LABEL_1123, 63, "a lowercase RFC 1123 label"),
     "label1035": (_LABEL_1035, 63, "a DNS-1035 label"),
 }
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 _LEASE_TIMES = ("acquireTime", "renewTime")
 
 
 def check_name(rt: ResourceType, name: str) -> list[Cause]:
     pattern, limit, what = _NAME_RULES[rt.name_rule]
     if len(name) > limit:
-        return [("metadata.name", "FieldValueTooLong",
-                 f"Too long: may not be more than {limit} bytes")]
+        return [
+            ("metadata.name", "FieldValueTooLong", f"Too long: may not be more than {limit} bytes")
+        ]
     if not pattern.match(name):
-        return [("metadata.name", "FieldValueInvalid",
-                 f'Invalid value: "{name}": must be {what} (lower case alphanumerics and '
-                 f"'-'{', or .' if rt.name_rule == 'subdomain' else ''}, starting and "
-                 "ending with an alphanumeric character)")]
+        return [
+            (
+                "metadata.name",
+                "FieldValueInvalid",
+                f'Invalid value: "{name}": must be {what} (lower case alphanumerics and '
+                f"'-'{', or .' if rt.name_rule == 'subdomain' else ''}, starting and "
+                "ending with an alphanumeric character)",
+            )
+        ]
     return []
 
 
@@ -62,7 +66,7 @@ def _micro_time(value: Any, field: str) -> str:
         digits = re.match(r"\d+", rest)
         assert digits is not None
         fraction = digits.group(0)[:6].ljust(6, "0")
-        text = f"{whole}.{fraction}{rest[len(digits.group(0)):]}"
+        text = f"{whole}.{fraction}{rest[len(digits.group(0)) :]}"
     parsed = datetime.fromisoformat(text).astimezone(UTC)
     return parsed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -76,9 +80,7 @@ def decode(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         values = (meta or {}).get(field)
         if values is None:
             continue
-        if not isinstance(values, dict) or not all(
-            isinstance(v, str) for v in values.values()
-        ):
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
             raise errors.bad_request(
                 f"json: cannot unmarshal into Go struct field ObjectMeta.metadata.{field} "
                 "of type map[string]string"
@@ -105,14 +107,24 @@ def _workload(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     else:
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         if not _selector_matches(selector, labels):
-            causes.append(("spec.template.metadata.labels", "FieldValueInvalid",
-                           "Invalid value: `selector` does not match template `labels`"))
+            causes.append(
+                (
+                    "spec.template.metadata.labels",
+                    "FieldValueInvalid",
+                    "Invalid value: `selector` does not match template `labels`",
+                )
+            )
         if old is not None and (old.get("spec") or {}).get("selector") != selector:
             causes.append(("spec.selector", "FieldValueInvalid", "field is immutable"))
     replicas = spec.get("replicas")
     if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
-        causes.append(("spec.replicas", "FieldValueInvalid",
-                       f"Invalid value: {replicas}: must be greater than or equal to 0"))
+        causes.append(
+            (
+                "spec.replicas",
+                "FieldValueInvalid",
+                f"Invalid value: {replicas}: must be greater than or equal to 0",
+            )
+        )
     return causes
 
 
@@ -121,9 +133,13 @@ def _endpoint_slice(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cau
     if not address_type:
         return [("addressType", "FieldValueRequired", "Required value")]
     if address_type not in ("IPv4", "IPv6", "FQDN"):
-        return [("addressType", "FieldValueNotSupported",
-                 f'Unsupported value: "{address_type}": supported values: '
-                 '"FQDN", "IPv4", "IPv6"')]
+        return [
+            (
+                "addressType",
+                "FieldValueNotSupported",
+                f'Unsupported value: "{address_type}": supported values: "FQDN", "IPv4", "IPv6"',
+            )
+        ]
     if old is not None and old.get("addressType") != address_type:
         return [("addressType", "FieldValueInvalid", "field is immutable")]
     return []
@@ -133,27 +149,44 @@ def _crd(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     spec = obj.get("spec") or {}
     names = spec.get("names") or {}
     causes: list[Cause] = []
-    for field, value in (("spec.group", spec.get("group")),
-                         ("spec.names.plural", names.get("plural")),
-                         ("spec.names.kind", names.get("kind"))):
+    for field, value in (
+        ("spec.group", spec.get("group")),
+        ("spec.names.plural", names.get("plural")),
+        ("spec.names.kind", names.get("kind")),
+    ):
         if not value:
             causes.append((field, "FieldValueRequired", "Required value"))
     if causes:
         return causes
     expected = f"{names['plural']}.{spec['group']}"
     if obj["metadata"].get("name") != expected:
-        causes.append(("metadata.name", "FieldValueInvalid",
-                       f'Invalid value: "{obj["metadata"].get("name")}": '
-                       f"must be spec.names.plural+\".\"+spec.group"))
+        causes.append(
+            (
+                "metadata.name",
+                "FieldValueInvalid",
+                f'Invalid value: "{obj["metadata"].get("name")}": '
+                f'must be spec.names.plural+"."+spec.group',
+            )
+        )
     if spec.get("scope", "Namespaced") not in ("Namespaced", "Cluster"):
-        causes.append(("spec.scope", "FieldValueNotSupported",
-                       'Unsupported value: supported values: "Cluster", "Namespaced"'))
+        causes.append(
+            (
+                "spec.scope",
+                "FieldValueNotSupported",
+                'Unsupported value: supported values: "Cluster", "Namespaced"',
+            )
+        )
     versions = spec.get("versions") or []
     if not versions:
         causes.append(("spec.versions", "FieldValueInvalid", "must have exactly one version"))
     elif sum(1 for v in versions if v.get("storage")) != 1:
-        causes.append(("spec.versions", "FieldValueInvalid",
-                       "Invalid value: must have exactly one version marked as storage version"))
+        causes.append(
+            (
+                "spec.versions",
+                "FieldValueInvalid",
+                "Invalid value: must have exactly one version marked as storage version",
+            )
+        )
     if old is not None and (old.get("spec") or {}).get("scope") != spec.get("scope"):
         causes.append(("spec.scope", "FieldValueInvalid", "field is immutable"))
     return causes

@@ -34,13 +34,15 @@ class Recorder:
         self.objects.append(obj)
 
     async def wait_for(self, *events: tuple[str, str]) -> None:
-        await eventually(lambda: all(e in self.events for e in events),
-                         f"events {events}; seen {self.events}")
+        await eventually(
+            lambda: all(e in self.events for e in events), f"events {events}; seen {self.events}"
+        )
 
 
 def config_map(name: str, data: dict[str, str] | None = None, **labels: str) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": "default", "labels": labels},
         "data": data or {"k": name},
     }
@@ -49,7 +51,8 @@ def config_map(name: str, data: dict[str, str] | None = None, **labels: str) -> 
 def deployment(revision: str, replicas: int = 1, namespace: str = "default") -> dict[str, Any]:
     labels = {REVISION_LABEL: revision}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": f"{revision}-deployment", "namespace": namespace, "labels": labels},
         "spec": {
             "replicas": replicas,
@@ -62,25 +65,39 @@ def deployment(revision: str, replicas: int = 1, namespace: str = "default") -> 
     }
 
 
-def endpoint(pod: str, ip: str, *, ready: bool | None = True, terminating: bool = False) -> dict[str, Any]:
+def endpoint(
+    pod: str, ip: str, *, ready: bool | None = True, terminating: bool = False
+) -> dict[str, Any]:
     conditions: dict[str, Any] = {"terminating": terminating}
     if ready is not None:
         conditions["ready"] = ready
-    return {"addresses": [ip], "conditions": conditions,
-            "targetRef": {"kind": "Pod", "namespace": "default", "name": pod}}
+    return {
+        "addresses": [ip],
+        "conditions": conditions,
+        "targetRef": {"kind": "Pod", "namespace": "default", "name": pod},
+    }
 
 
 def endpoint_slice(
-    name: str, revision: str, endpoints: list[dict[str, Any]],
+    name: str,
+    revision: str,
+    endpoints: list[dict[str, Any]],
     ports: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    ports = {"http": 8012, "http-autometric": 9090, "http-queueadm": 8022} if ports is None else ports
+    ports = (
+        {"http": 8012, "http-autometric": 9090, "http-queueadm": 8022} if ports is None else ports
+    )
     return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": "default", "labels": {
-            REVISION_LABEL: revision,
-            "kubernetes.io/service-name": f"{revision}-private",
-        }},
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "labels": {
+                REVISION_LABEL: revision,
+                "kubernetes.io/service-name": f"{revision}-private",
+            },
+        },
         "addressType": "IPv4",
         "endpoints": endpoints,
         "ports": [{"name": n, "port": p, "protocol": "TCP"} for n, p in ports.items()],
@@ -89,9 +106,14 @@ def endpoint_slice(
 
 def pod(name: str, revision: str, start_time: str | None, created: str) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "labels": {REVISION_LABEL: revision},
-                     "creationTimestamp": created},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "labels": {REVISION_LABEL: revision},
+            "creationTimestamp": created,
+        },
         "spec": {"containers": [{"name": "user-container", "image": "img:1"}]},
     }
     if start_time is not None:
@@ -101,9 +123,11 @@ def pod(name: str, revision: str, start_time: str | None, created: str) -> dict[
 
 def revision(name: str, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Revision",
         "metadata": {
-            "name": name, "namespace": "default",
+            "name": name,
+            "namespace": "default",
             "labels": {
                 "serving.knative.dev/service": "hello",
                 "serving.knative.dev/configuration": "hello",

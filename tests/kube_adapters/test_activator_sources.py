@@ -70,27 +70,38 @@ async def activator() -> AsyncIterator[RecordingActivator]:
         await act.close()
 
 
-def knative_route(name: str, traffic: list[dict[str, Any]] | None, *,
-                  url: str | None = None, namespace: str = "default") -> dict[str, Any]:
+def knative_route(
+    name: str,
+    traffic: list[dict[str, Any]] | None,
+    *,
+    url: str | None = None,
+    namespace: str = "default",
+) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "apiVersion": "serving.knative.dev/v1", "kind": "Route",
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Route",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"traffic": [{"configurationName": name, "percent": 100}]},
     }
     if traffic is not None:
-        obj["status"] = {"traffic": traffic,
-                         "url": url or f"http://{name}.{namespace}.example.com"}
+        obj["status"] = {"traffic": traffic, "url": url or f"http://{name}.{namespace}.example.com"}
     return obj
 
 
-def activator_slice(name: str, *ips: str, not_ready: Sequence[str] = (),
-                    service: str = "activator") -> dict[str, Any]:
+def activator_slice(
+    name: str, *ips: str, not_ready: Sequence[str] = (), service: str = "activator"
+) -> dict[str, Any]:
     endpoints = [{"addresses": [ip], "conditions": {"ready": ip not in not_ready}} for ip in ips]
     return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": "knative-serving",
-                     "labels": {"kubernetes.io/service-name": service}},
-        "addressType": "IPv4", "endpoints": endpoints,
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": "knative-serving",
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
         "ports": [{"name": "http", "port": 8012, "protocol": "TCP"}],
     }
 
@@ -105,20 +116,39 @@ def public_slice(rev: str, ip: str) -> dict[str, Any]:
 def seed(fake: FakeKubeAPI) -> None:
     fake.put(revision("hello-00001", containerConcurrency=2))
     fake.put(revision("hello-00002"))
-    fake.put(knative_route("hello", [
-        {"revisionName": "hello-00001", "percent": 20, "tag": "current",
-         "url": f"http://current-{HOST}"},
-        {"revisionName": "hello-00002", "percent": 80, "latestRevision": True},
-    ]))
+    fake.put(
+        knative_route(
+            "hello",
+            [
+                {
+                    "revisionName": "hello-00001",
+                    "percent": 20,
+                    "tag": "current",
+                    "url": f"http://current-{HOST}",
+                },
+                {"revisionName": "hello-00002", "percent": 80, "latestRevision": True},
+            ],
+        )
+    )
     fake.put(knative_route("pending", None))  # not reconciled yet: no traffic, no hosts
-    fake.put(endpoint_slice("hello-00001-private-a", "hello-00001", [
-        endpoint("pod-a", "10.0.0.1"),
-        endpoint("pod-b", "127.0.0.2", ready=False),
-        endpoint("pod-c", "10.0.0.3", ready=False, terminating=True),
-    ], ports=PORTS))
+    fake.put(
+        endpoint_slice(
+            "hello-00001-private-a",
+            "hello-00001",
+            [
+                endpoint("pod-a", "10.0.0.1"),
+                endpoint("pod-b", "127.0.0.2", ready=False),
+                endpoint("pod-c", "10.0.0.3", ready=False, terminating=True),
+            ],
+            ports=PORTS,
+        )
+    )
     fake.put(public_slice("hello-00001", OWN_IP))
-    fake.put(endpoint_slice("other-00001-private-a", "other-00001", [endpoint("pod-x", "10.0.9.1")],
-                            ports=PORTS))  # no such revision
+    fake.put(
+        endpoint_slice(
+            "other-00001-private-a", "other-00001", [endpoint("pod-x", "10.0.9.1")], ports=PORTS
+        )
+    )  # no such revision
     fake.put(pod("pod-a", "hello-00001", "2024-05-01T10:00:05Z", created="2024-05-01T10:00:00Z"))
     fake.put(activator_slice("activator-a", OWN_IP, "10.1.0.3", "10.1.0.4", not_ready=["10.1.0.4"]))
     fake.put(activator_slice("autoscaler-a", "10.1.0.1", service="autoscaler"))
@@ -170,12 +200,17 @@ async def test_initial_state_is_applied_once_after_sync(
         # terminating one and the public Service's endpoint (an activator) are not there.
         assert addresses(activator, V1) == {("10.0.0.1", 1): True, ("127.0.0.2", 1): False}
         assert healthy(activator, V1) == {("10.0.0.1", 1)}
-        assert v1.endpoints[("10.0.0.1", 1)].started_at == \
-            datetime(2024, 5, 1, 10, 0, 5, tzinfo=UTC).timestamp()
+        assert (
+            v1.endpoints[("10.0.0.1", 1)].started_at
+            == datetime(2024, 5, 1, 10, 0, 5, tzinfo=UTC).timestamp()
+        )
         assert activator.revisions.get(RevisionKey("default", "other-00001")) is None
 
         assert targets(activator, HOST) == (Target(V1, 20), Target(V2, 80))
-        assert targets(activator, "hello.default.svc.cluster.local") == (Target(V1, 20), Target(V2, 80))
+        assert targets(activator, "hello.default.svc.cluster.local") == (
+            Target(V1, 20),
+            Target(V2, 80),
+        )
         assert targets(activator, "HELLO.default.svc:8080") == (Target(V1, 20), Target(V2, 80))
         assert targets(activator, f"current-{HOST}") == (Target(V1, 100),)
         assert targets(activator, "current-hello.default.svc.cluster.local") == (Target(V1, 100),)
@@ -190,36 +225,65 @@ async def test_changes_are_pushed_as_they_arrive(
         await sources.wait_synced(5)
 
         # The not-ready replica turns ready; a new one appears in a second slice.
-        fake_kube.patch("endpointslices", "default", "hello-00001-private-a", {"endpoints": [
-            endpoint("pod-a", "10.0.0.1"), endpoint("pod-b", "127.0.0.2")]})
-        fake_kube.put(endpoint_slice("hello-00001-private-b", "hello-00001", [
-            endpoint("pod-d", "10.0.0.4")], ports=PORTS))
-        await eventually(lambda: healthy(activator, V1) == {
-            ("10.0.0.1", 1), ("127.0.0.2", 1), ("10.0.0.4", 1)}, "three healthy replicas")
+        fake_kube.patch(
+            "endpointslices",
+            "default",
+            "hello-00001-private-a",
+            {"endpoints": [endpoint("pod-a", "10.0.0.1"), endpoint("pod-b", "127.0.0.2")]},
+        )
+        fake_kube.put(
+            endpoint_slice(
+                "hello-00001-private-b", "hello-00001", [endpoint("pod-d", "10.0.0.4")], ports=PORTS
+            )
+        )
+        await eventually(
+            lambda: healthy(activator, V1) == {("10.0.0.1", 1), ("127.0.0.2", 1), ("10.0.0.4", 1)},
+            "three healthy replicas",
+        )
 
         # A new revision whose slice arrives first: its endpoints come with it.
-        fake_kube.put(endpoint_slice("hello-00003-private-a", "hello-00003", [
-            endpoint("pod-e", "10.0.0.5")], ports=PORTS))
-        await eventually(lambda: "hello-00003-private-a" in
-                         {name for _, name in sources.slices.objects}, "the slice is seen")
+        fake_kube.put(
+            endpoint_slice(
+                "hello-00003-private-a", "hello-00003", [endpoint("pod-e", "10.0.0.5")], ports=PORTS
+            )
+        )
+        await eventually(
+            lambda: "hello-00003-private-a" in {name for _, name in sources.slices.objects},
+            "the slice is seen",
+        )
         assert activator.revisions.get(V3) is None
         fake_kube.put(revision("hello-00003"))
         await eventually(lambda: activator.revisions.get(V3) is not None, "hello-00003 is known")
         assert healthy(activator, V3) == {("10.0.0.5", 1)}
 
         # The route moves all traffic to it, and tags the old one.
-        fake_kube.patch("routes", "default", "hello", {"status": {"traffic": [
-            {"revisionName": "hello-00003", "percent": 100},
-            {"revisionName": "hello-00001", "percent": 0, "tag": "old", "url": f"http://old-{HOST}"},
-        ]}})
-        await eventually(lambda: targets(activator, HOST) == (Target(V3, 100),),
-                         "the new split")
+        fake_kube.patch(
+            "routes",
+            "default",
+            "hello",
+            {
+                "status": {
+                    "traffic": [
+                        {"revisionName": "hello-00003", "percent": 100},
+                        {
+                            "revisionName": "hello-00001",
+                            "percent": 0,
+                            "tag": "old",
+                            "url": f"http://old-{HOST}",
+                        },
+                    ]
+                }
+            },
+        )
+        await eventually(lambda: targets(activator, HOST) == (Target(V3, 100),), "the new split")
         assert targets(activator, f"old-{HOST}") == (Target(V1, 100),)
         assert targets(activator, f"current-{HOST}") is None
         # The route that was pending gets its traffic.
         fake_kube.put(knative_route("pending", [{"revisionName": "hello-00002", "percent": 100}]))
-        await eventually(lambda: targets(activator, "pending.default.example.com") == (Target(V2, 100),),
-                         "the pending route is routable")
+        await eventually(
+            lambda: targets(activator, "pending.default.example.com") == (Target(V2, 100),),
+            "the pending route is routable",
+        )
 
         # A third activator becomes ready, sorting first: this one is now index 2 of 3.
         fake_kube.put(activator_slice("activator-b", "10.1.0.1"))
@@ -227,17 +291,29 @@ async def test_changes_are_pushed_as_they_arrive(
 
         # Pods report status changes all the time; one that changes no endpoint pushes nothing.
         pushes = len(activator.called("set_endpoints"))
-        fake_kube.patch("pods", "default", "pod-a", {"status": {"conditions": [
-            {"type": "Ready", "status": "True"}]}})
-        await eventually(lambda: "conditions" in (sources.pods.get("default", "pod-a") or {}).get(
-            "status", {}), "the pod change is seen")
+        fake_kube.patch(
+            "pods",
+            "default",
+            "pod-a",
+            {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        )
+        await eventually(
+            lambda: "conditions" in (sources.pods.get("default", "pod-a") or {}).get("status", {}),
+            "the pod change is seen",
+        )
         assert len(activator.called("set_endpoints")) == pushes
         # A route status change that moves no traffic (a condition) is not pushed either.
         routes = len(activator.called("set_routes"))
-        fake_kube.patch("routes", "default", "hello", {"status": {"conditions": [
-            {"type": "Ready", "status": "True"}]}})
-        await eventually(lambda: "conditions" in (sources.routes.get("default", "hello") or {})[
-            "status"], "the route change is seen")
+        fake_kube.patch(
+            "routes",
+            "default",
+            "hello",
+            {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        )
+        await eventually(
+            lambda: "conditions" in (sources.routes.get("default", "hello") or {})["status"],
+            "the route change is seen",
+        )
         assert len(activator.called("set_routes")) == routes
 
 
@@ -249,24 +325,34 @@ async def test_deletions(
         await sources.wait_synced(5)
 
         # A replica goes away, then the revision itself, then (later) its slices.
-        fake_kube.patch("endpointslices", "default", "hello-00001-private-a", {"endpoints": [
-            endpoint("pod-a", "10.0.0.1")]})
-        await eventually(lambda: addresses(activator, V1) == {("10.0.0.1", 1): True},
-                         "only pod-a left")
+        fake_kube.patch(
+            "endpointslices",
+            "default",
+            "hello-00001-private-a",
+            {"endpoints": [endpoint("pod-a", "10.0.0.1")]},
+        )
+        await eventually(
+            lambda: addresses(activator, V1) == {("10.0.0.1", 1): True}, "only pod-a left"
+        )
         fake_kube.delete("revisions", "default", "hello-00001")
         await eventually(lambda: activator.revisions.get(V1) is None, "hello-00001 removed")
         assert activator.called("remove_revision") == [V1]
         pushes = len(activator.called("set_endpoints"))
         fake_kube.delete("endpointslices", "default", "hello-00001-private-a")
-        await eventually(lambda: sources.slices.get("default", "hello-00001-private-a") is None,
-                         "the slice deletion is seen")
+        await eventually(
+            lambda: sources.slices.get("default", "hello-00001-private-a") is None,
+            "the slice deletion is seen",
+        )
         # Nothing is announced for a revision that is gone, so the activator keeps nothing
         # for it either.
         assert len(activator.called("set_endpoints")) == pushes
 
         # A revision that comes back gets its current endpoints again.
-        fake_kube.put(endpoint_slice("hello-00001-private-c", "hello-00001", [
-            endpoint("pod-f", "10.0.0.6")], ports=PORTS))
+        fake_kube.put(
+            endpoint_slice(
+                "hello-00001-private-c", "hello-00001", [endpoint("pod-f", "10.0.0.6")], ports=PORTS
+            )
+        )
         fake_kube.put(revision("hello-00001"))
         await eventually(lambda: healthy(activator, V1) == {("10.0.0.6", 1)}, "hello-00001 is back")
 
@@ -290,21 +376,32 @@ async def test_state_survives_an_api_outage(
         fake_kube.fail_next("*", "/", 503, count=1_000_000)
         fake_kube.close_watches(abrupt=True)
         # A change made meanwhile reaches the activator once the API answers again.
-        fake_kube.patch("routes", "default", "hello", {"status": {"traffic": [
-            {"revisionName": "hello-00002", "percent": 100}]}})
-        await eventually(lambda: all(c.last_error is not None for c in sources.caches),
-                         "every cache noticed the outage")
+        fake_kube.patch(
+            "routes",
+            "default",
+            "hello",
+            {"status": {"traffic": [{"revisionName": "hello-00002", "percent": 100}]}},
+        )
+        await eventually(
+            lambda: all(c.last_error is not None for c in sources.caches),
+            "every cache noticed the outage",
+        )
         assert targets(activator, HOST) == (Target(V1, 20), Target(V2, 80))
         assert healthy(activator, V1) == {("10.0.0.1", 1)}
         assert activator.revisions.peers == (1, 2)
         assert set(activator.revisions.revisions) == {V1, V2}
         fake_kube.faults.clear()
-        await eventually(lambda: targets(activator, HOST) == (Target(V2, 100),),
-                         "the change made during the outage", within=15)
+        await eventually(
+            lambda: targets(activator, HOST) == (Target(V2, 100),),
+            "the change made during the outage",
+            within=15,
+        )
 
 
 async def test_malformed_route_status_keeps_the_previous_traffic(
-    kube: KubeClient, fake_kube: FakeKubeAPI, activator: RecordingActivator,
+    kube: KubeClient,
+    fake_kube: FakeKubeAPI,
+    activator: RecordingActivator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     seed(fake_kube)
@@ -314,8 +411,9 @@ async def test_malformed_route_status_keeps_the_previous_traffic(
         assert bad is not None
         bad["status"]["traffic"][1]["percent"] = 180
         fake_kube.put(bad)
-        await eventually(lambda: "status.traffic[1].percent is 180" in caplog.text,
-                         "the bad status is reported")
+        await eventually(
+            lambda: "status.traffic[1].percent is 180" in caplog.text, "the bad status is reported"
+        )
         assert targets(activator, HOST) == (Target(V1, 20), Target(V2, 80))
         assert len(activator.called("set_routes")) == 1
 
@@ -327,8 +425,13 @@ async def test_only_the_given_namespace_is_watched(
     other = revision("elsewhere-00001")
     other["metadata"]["namespace"] = "kube-public"
     fake_kube.put(other)
-    fake_kube.put(knative_route("elsewhere", [{"revisionName": "elsewhere-00001", "percent": 100}],
-                                namespace="kube-public"))
+    fake_kube.put(
+        knative_route(
+            "elsewhere",
+            [{"revisionName": "elsewhere-00001", "percent": 100}],
+            namespace="kube-public",
+        )
+    )
     async with sources_for(kube, activator, namespace="default") as sources:
         await sources.wait_synced(5)
         assert set(activator.revisions.revisions) == {V1, V2}
@@ -343,8 +446,11 @@ async def test_wait_synced_names_the_cache_that_could_not_list(
     sources = sources_for(kube, activator)
     sources.start()
     try:
-        with pytest.raises(KubeError, match=r"not synced within 0.5s: routes.serving.knative.dev "
-                                             r"\(all namespaces\) \(list .*Forbidden"):
+        with pytest.raises(
+            KubeError,
+            match=r"not synced within 0.5s: routes.serving.knative.dev "
+            r"\(all namespaces\) \(list .*Forbidden",
+        ):
             await sources.wait_synced(0.5)
         assert not sources.live
         assert activator.calls == []  # nothing half-applied

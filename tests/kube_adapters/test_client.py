@@ -38,8 +38,13 @@ from .helpers import config_map, deployment
         (CONFIG_MAPS, "default", None, None, "/api/v1/namespaces/default/configmaps"),
         (DEPLOYMENTS, "ns", "web", "scale", "/apis/apps/v1/namespaces/ns/deployments/web/scale"),
         (REVISIONS, "ns", "r-1", None, "/apis/serving.knative.dev/v1/namespaces/ns/revisions/r-1"),
-        (ResourceRef("", "v1", "namespaces", namespaced=False), None, "ns", "status",
-         "/api/v1/namespaces/ns/status"),
+        (
+            ResourceRef("", "v1", "namespaces", namespaced=False),
+            None,
+            "ns",
+            "status",
+            "/api/v1/namespaces/ns/status",
+        ),
     ],
     ids=["core-all-namespaces", "core-collection", "scale-subresource", "custom", "cluster-scoped"],
 )
@@ -56,7 +61,17 @@ def test_named_namespaced_object_needs_a_namespace() -> None:
 
 def test_backoff_doubles_to_the_cap_with_jitter_below_each_step() -> None:
     top = Backoff(initial=0.1, cap=10.0, rng=lambda: 1.0)
-    assert [round(top.next(), 3) for _ in range(9)] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0]
+    assert [round(top.next(), 3) for _ in range(9)] == [
+        0.1,
+        0.2,
+        0.4,
+        0.8,
+        1.6,
+        3.2,
+        6.4,
+        10.0,
+        10.0,
+    ]
     top.reset()
     assert top.next() == pytest.approx(0.1)
     bottom = Backoff(initial=0.1, cap=10.0, rng=lambda: 0.0)
@@ -68,7 +83,9 @@ async def test_connect_reads_kubeconfig_from_the_environment(
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     async with await connect() as client:
-        namespace = await client.get(ResourceRef("", "v1", "namespaces", namespaced=False), None, "default")
+        namespace = await client.get(
+            ResourceRef("", "v1", "namespaces", namespaced=False), None, "default"
+        )
     assert namespace["metadata"]["name"] == "default"
 
 
@@ -115,16 +132,18 @@ async def test_config_map_round_trip(kube: KubeClient, fake_kube: FakeKubeAPI) -
     assert replaced["data"] == {"k": "v2"}
     # The read we started from is stale now: optimistic concurrency refuses it.
     fetched["data"] = {"k": "v3"}
-    with pytest.raises(Conflict, match='configmaps default/settings: Conflict'):
+    with pytest.raises(Conflict, match="configmaps default/settings: Conflict"):
         await kube.replace(CONFIG_MAPS, fetched)
 
-    patched = await kube.patch(CONFIG_MAPS, "default", "settings",
-                               {"data": {"k": None, "extra": "1"}})
+    patched = await kube.patch(
+        CONFIG_MAPS, "default", "settings", {"data": {"k": None, "extra": "1"}}
+    )
     assert patched["data"] == {"extra": "1"}
 
     await kube.delete(CONFIG_MAPS, "default", "settings")
     assert fake_kube.requests_matching("DELETE", "/configmaps/settings")[-1].query == {
-        "propagationPolicy": "Background"}
+        "propagationPolicy": "Background"
+    }
     with pytest.raises(NotFound, match='configmaps "settings" not found'):
         await kube.get(CONFIG_MAPS, "default", "settings")
 
@@ -141,9 +160,12 @@ async def test_list_follows_continue_tokens(kube: KubeClient, fake_kube: FakeKub
 async def test_custom_resources_take_merge_patches_and_status(
     kube: KubeClient, fake_kube: FakeKubeAPI
 ) -> None:
-    ksvc = {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
-            "metadata": {"name": "hello", "namespace": "default"},
-            "spec": {"template": {"spec": {"containers": [{"image": "img:1"}]}}}}
+    ksvc = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": "hello", "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"image": "img:1"}]}}},
+    }
     await kube.create(KSERVICES, ksvc)
     # A typed client would send a strategic merge patch, which custom resources refuse.
     await kube.patch(KSERVICES, "default", "hello", {"metadata": {"labels": {"team": "a"}}})
@@ -158,14 +180,17 @@ async def test_custom_resources_take_merge_patches_and_status(
 
 async def test_creating_an_existing_object_is_already_exists(kube: KubeClient) -> None:
     await kube.create(CONFIG_MAPS, config_map("once"))
-    with pytest.raises(AlreadyExists, match='create configmaps default/once: AlreadyExists'):
+    with pytest.raises(AlreadyExists, match="create configmaps default/once: AlreadyExists"):
         await kube.create(CONFIG_MAPS, config_map("once"))
 
 
 async def test_leases_replace_with_optimistic_concurrency(kube: KubeClient) -> None:
-    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-             "metadata": {"name": "autoscaler", "namespace": "default"},
-             "spec": {"holderIdentity": "a", "renewTime": "2024-01-01T00:00:00.000000Z"}}
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "autoscaler", "namespace": "default"},
+        "spec": {"holderIdentity": "a", "renewTime": "2024-01-01T00:00:00.000000Z"},
+    }
     await kube.create(LEASES, lease)
     current = await kube.get(LEASES, "default", "autoscaler")
     current["spec"]["holderIdentity"] = "b"
@@ -189,7 +214,11 @@ async def test_leases_replace_with_optimistic_concurrency(kube: KubeClient) -> N
     ids=lambda v: str(v) if not isinstance(v, type) else v.__name__,
 )
 async def test_api_failures_become_named_errors(
-    kube: KubeClient, fake_kube: FakeKubeAPI, status: int, reason: str | None, error: type[KubeError]
+    kube: KubeClient,
+    fake_kube: FakeKubeAPI,
+    status: int,
+    reason: str | None,
+    error: type[KubeError],
 ) -> None:
     fake_kube.put(config_map("target"))
     fake_kube.fail_next("GET", "/configmaps/target", status, reason=reason)

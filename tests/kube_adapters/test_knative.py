@@ -34,27 +34,70 @@ def unix(stamp: str) -> float:
 @pytest.mark.parametrize(
     ("meta", "spec", "expected"),
     [
-        ({}, {}, {"reachable": True, "container_concurrency": 0, "timeout_seconds": 300.0,
-                  "response_start_timeout_seconds": 0.0, "idle_timeout_seconds": 0.0,
-                  "service": "", "configuration": "", "annotations": {}}),
-        ({"labels": {"serving.knative.dev/service": "hello",
-                     "serving.knative.dev/configuration": "hello-cfg"},
-          "annotations": {"autoscaling.knative.dev/min-scale": "1"}}, {},
-         {"service": "hello", "configuration": "hello-cfg",
-          "annotations": {"autoscaling.knative.dev/min-scale": "1"}}),
+        (
+            {},
+            {},
+            {
+                "reachable": True,
+                "container_concurrency": 0,
+                "timeout_seconds": 300.0,
+                "response_start_timeout_seconds": 0.0,
+                "idle_timeout_seconds": 0.0,
+                "service": "",
+                "configuration": "",
+                "annotations": {},
+            },
+        ),
+        (
+            {
+                "labels": {
+                    "serving.knative.dev/service": "hello",
+                    "serving.knative.dev/configuration": "hello-cfg",
+                },
+                "annotations": {"autoscaling.knative.dev/min-scale": "1"},
+            },
+            {},
+            {
+                "service": "hello",
+                "configuration": "hello-cfg",
+                "annotations": {"autoscaling.knative.dev/min-scale": "1"},
+            },
+        ),
         ({"labels": {"serving.knative.dev/routingState": "reserve"}}, {}, {"reachable": False}),
         ({"labels": {"serving.knative.dev/routingState": "active"}}, {}, {"reachable": True}),
-        ({}, {"containerConcurrency": 3, "timeoutSeconds": 60, "responseStartTimeoutSeconds": 5,
-              "idleTimeoutSeconds": 30.5},
-         {"container_concurrency": 3, "timeout_seconds": 60.0,
-          "response_start_timeout_seconds": 5.0, "idle_timeout_seconds": 30.5}),
-        ({}, {"containerConcurrency": "many", "timeoutSeconds": True, "idleTimeoutSeconds": [1]},
-         {"container_concurrency": 0, "timeout_seconds": 300.0, "idle_timeout_seconds": 0.0}),
+        (
+            {},
+            {
+                "containerConcurrency": 3,
+                "timeoutSeconds": 60,
+                "responseStartTimeoutSeconds": 5,
+                "idleTimeoutSeconds": 30.5,
+            },
+            {
+                "container_concurrency": 3,
+                "timeout_seconds": 60.0,
+                "response_start_timeout_seconds": 5.0,
+                "idle_timeout_seconds": 30.5,
+            },
+        ),
+        (
+            {},
+            {"containerConcurrency": "many", "timeoutSeconds": True, "idleTimeoutSeconds": [1]},
+            {"container_concurrency": 0, "timeout_seconds": 300.0, "idle_timeout_seconds": 0.0},
+        ),
     ],
-    ids=["defaults", "labels-and-annotations", "reserve-is-unreachable", "active-is-reachable",
-         "timeouts", "malformed-numbers-fall-back"],
+    ids=[
+        "defaults",
+        "labels-and-annotations",
+        "reserve-is-unreachable",
+        "active-is-reachable",
+        "timeouts",
+        "malformed-numbers-fall-back",
+    ],
 )
-def test_revision_info(meta: dict[str, Any], spec: dict[str, Any], expected: dict[str, Any]) -> None:
+def test_revision_info(
+    meta: dict[str, Any], spec: dict[str, Any], expected: dict[str, Any]
+) -> None:
     info = revision_info({"metadata": {"name": "r-1", "namespace": "ns", **meta}, "spec": spec})
     assert info.key == RevisionKey("ns", "r-1")
     assert {k: getattr(info, k) for k in expected} == expected
@@ -71,25 +114,59 @@ PODS = {
 @pytest.mark.parametrize(
     ("endpoints", "ports", "expected"),
     [
-        ([endpoint("pod-a", "10.0.0.1"), endpoint("pod-b", "10.0.0.2", ready=False)], None,
-         [Endpoint("pod-a", "10.0.0.1", 8012, 9090, unix("2024-05-01T10:00:05+00:00"), ready=True),
-          Endpoint("pod-b", "10.0.0.2", 8012, 9090, unix("2024-05-01T11:00:00+00:00"), ready=False)]),
-        ([endpoint("pod-c", "10.0.0.3", ready=None)], None,
-         [Endpoint("pod-c", "10.0.0.3", 8012, 9090, 0.0, ready=True)]),
-        ([endpoint("pod-a", "10.0.0.1", ready=False, terminating=True),
-          endpoint("pod-b", "10.0.0.2", ready=True, terminating=True)], None, []),
+        (
+            [endpoint("pod-a", "10.0.0.1"), endpoint("pod-b", "10.0.0.2", ready=False)],
+            None,
+            [
+                Endpoint(
+                    "pod-a", "10.0.0.1", 8012, 9090, unix("2024-05-01T10:00:05+00:00"), ready=True
+                ),
+                Endpoint(
+                    "pod-b", "10.0.0.2", 8012, 9090, unix("2024-05-01T11:00:00+00:00"), ready=False
+                ),
+            ],
+        ),
+        (
+            [endpoint("pod-c", "10.0.0.3", ready=None)],
+            None,
+            [Endpoint("pod-c", "10.0.0.3", 8012, 9090, 0.0, ready=True)],
+        ),
+        (
+            [
+                endpoint("pod-a", "10.0.0.1", ready=False, terminating=True),
+                endpoint("pod-b", "10.0.0.2", ready=True, terminating=True),
+            ],
+            None,
+            [],
+        ),
         ([{"addresses": [], "conditions": {"ready": True}}], None, []),
-        ([{"addresses": ["10.0.0.9"], "conditions": {}}], None,
-         [Endpoint("10.0.0.9", "10.0.0.9", 8012, 9090, 0.0, ready=True)]),
-        ([endpoint("pod-a", "10.0.0.1")], {"http2": 8013, "http-autometric": 9191},
-         [Endpoint("pod-a", "10.0.0.1", 8013, 9191, unix("2024-05-01T10:00:05+00:00"))]),
-        ([endpoint("pod-a", "10.0.0.1")], {"http2": 8013, "http": 8012},
-         [Endpoint("pod-a", "10.0.0.1", 8012, 9090, unix("2024-05-01T10:00:05+00:00"))]),
+        (
+            [{"addresses": ["10.0.0.9"], "conditions": {}}],
+            None,
+            [Endpoint("10.0.0.9", "10.0.0.9", 8012, 9090, 0.0, ready=True)],
+        ),
+        (
+            [endpoint("pod-a", "10.0.0.1")],
+            {"http2": 8013, "http-autometric": 9191},
+            [Endpoint("pod-a", "10.0.0.1", 8013, 9191, unix("2024-05-01T10:00:05+00:00"))],
+        ),
+        (
+            [endpoint("pod-a", "10.0.0.1")],
+            {"http2": 8013, "http": 8012},
+            [Endpoint("pod-a", "10.0.0.1", 8012, 9090, unix("2024-05-01T10:00:05+00:00"))],
+        ),
         ([endpoint("pod-a", "10.0.0.1")], {"http-queueadm": 8022}, []),
     ],
-    ids=["ready-and-not-ready", "missing-ready-is-ready", "terminating-left-out", "no-address",
-         "no-target-ref-named-by-address", "h2c-and-stats-port", "http-preferred",
-         "no-serving-port"],
+    ids=[
+        "ready-and-not-ready",
+        "missing-ready-is-ready",
+        "terminating-left-out",
+        "no-address",
+        "no-target-ref-named-by-address",
+        "h2c-and-stats-port",
+        "http-preferred",
+        "no-serving-port",
+    ],
 )
 def test_slice_endpoints(
     endpoints: list[dict[str, Any]], ports: dict[str, int] | None, expected: list[Endpoint]
@@ -106,11 +183,23 @@ def test_slice_without_ports_or_endpoints_publishes_nothing() -> None:
 @pytest.mark.parametrize(
     ("labels", "revision", "private"),
     [
-        ({"serving.knative.dev/revision": "hello-00001",
-          "kubernetes.io/service-name": "hello-00001-private"}, REV, True),
+        (
+            {
+                "serving.knative.dev/revision": "hello-00001",
+                "kubernetes.io/service-name": "hello-00001-private",
+            },
+            REV,
+            True,
+        ),
         # The public Service of the revision: its endpoints may be the activators.
-        ({"serving.knative.dev/revision": "hello-00001",
-          "kubernetes.io/service-name": "hello-00001"}, REV, False),
+        (
+            {
+                "serving.knative.dev/revision": "hello-00001",
+                "kubernetes.io/service-name": "hello-00001",
+            },
+            REV,
+            False,
+        ),
         ({"serving.knative.dev/revision": "hello-00001"}, REV, True),
         ({"kubernetes.io/service-name": "hello-00001-private"}, None, False),
     ],
@@ -128,8 +217,10 @@ def test_slice_revision_and_private(
     ("obj", "expected"),
     [
         (None, 0.0),
-        (pod("p", "r", "2024-05-01T10:00:05Z", created="2024-05-01T10:00:00Z"),
-         unix("2024-05-01T10:00:05+00:00")),
+        (
+            pod("p", "r", "2024-05-01T10:00:05Z", created="2024-05-01T10:00:00Z"),
+            unix("2024-05-01T10:00:05+00:00"),
+        ),
         (pod("p", "r", None, created="2024-05-01T10:00:00Z"), unix("2024-05-01T10:00:00+00:00")),
         (pod("p", "r", "yesterday", created="never"), 0.0),
     ],
@@ -143,8 +234,10 @@ def test_pod_started_at(obj: dict[str, Any] | None, expected: float) -> None:
 
 
 def activator_slice(*endpoints: dict[str, Any]) -> dict[str, Any]:
-    return {"metadata": {"name": "activator-x", "namespace": "knative-serving"},
-            "endpoints": list(endpoints)}
+    return {
+        "metadata": {"name": "activator-x", "namespace": "knative-serving"},
+        "endpoints": list(endpoints),
+    }
 
 
 def addr(ip: str, *, ready: bool | None = True, terminating: bool = False) -> dict[str, Any]:
@@ -158,18 +251,48 @@ def addr(ip: str, *, ready: bool | None = True, terminating: bool = False) -> di
     ("slices", "pod_ip", "expected"),
     [
         ([], "10.0.0.1", (-1, 0)),
-        ([activator_slice(addr("10.0.0.9"), addr("10.0.0.2"), addr("10.0.0.10"))], "10.0.0.9", (2, 3)),
-        ([activator_slice(addr("10.0.0.9"), addr("10.0.0.2"), addr("10.0.0.10"))], "10.0.0.10", (0, 3)),
-        ([activator_slice(addr("10.0.0.1"), addr("10.0.0.2", ready=False),
-                          addr("10.0.0.3", terminating=True), addr("10.0.0.4", ready=None))],
-         "10.0.0.4", (1, 2)),
+        (
+            [activator_slice(addr("10.0.0.9"), addr("10.0.0.2"), addr("10.0.0.10"))],
+            "10.0.0.9",
+            (2, 3),
+        ),
+        (
+            [activator_slice(addr("10.0.0.9"), addr("10.0.0.2"), addr("10.0.0.10"))],
+            "10.0.0.10",
+            (0, 3),
+        ),
+        (
+            [
+                activator_slice(
+                    addr("10.0.0.1"),
+                    addr("10.0.0.2", ready=False),
+                    addr("10.0.0.3", terminating=True),
+                    addr("10.0.0.4", ready=None),
+                )
+            ],
+            "10.0.0.4",
+            (1, 2),
+        ),
         ([activator_slice(addr("10.0.0.1"), addr("10.0.0.2", ready=False))], "10.0.0.2", (-1, 1)),
-        ([activator_slice(addr("10.0.0.1"), addr("10.0.0.2")),
-          activator_slice(addr("10.0.0.2"), addr("10.0.0.3"))], "10.0.0.3", (2, 3)),
+        (
+            [
+                activator_slice(addr("10.0.0.1"), addr("10.0.0.2")),
+                activator_slice(addr("10.0.0.2"), addr("10.0.0.3")),
+            ],
+            "10.0.0.3",
+            (2, 3),
+        ),
         ([activator_slice(addr("10.0.0.1"), addr("10.0.0.2"))], None, (-1, 2)),
     ],
-    ids=["no-activators", "sorted-as-strings", "sorted-as-strings-first", "only-ready-count",
-         "self-not-ready", "same-address-in-two-slices", "own-ip-unknown"],
+    ids=[
+        "no-activators",
+        "sorted-as-strings",
+        "sorted-as-strings-first",
+        "only-ready-count",
+        "self-not-ready",
+        "same-address-in-two-slices",
+        "own-ip-unknown",
+    ],
 )
 def test_activator_peers(
     slices: list[dict[str, Any]], pod_ip: str | None, expected: tuple[int, int]
@@ -185,8 +308,12 @@ LOCAL = ("hello.default.svc.cluster.local", "hello.default.svc")
 
 
 def route(status: dict[str, Any] | None) -> dict[str, Any]:
-    obj: dict[str, Any] = {"apiVersion": "serving.knative.dev/v1", "kind": "Route",
-                           "metadata": {"name": "hello", "namespace": "default"}, "spec": {}}
+    obj: dict[str, Any] = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Route",
+        "metadata": {"name": "hello", "namespace": "default"},
+        "spec": {},
+    }
     if status is not None:
         obj["status"] = status
     return obj
@@ -197,33 +324,86 @@ def route(status: dict[str, Any] | None) -> dict[str, Any]:
     [
         (None, None),
         ({"url": "http://hello.default.example.com", "traffic": []}, None),
-        ({"url": "http://hello.default.example.com",
-          "traffic": [{"revisionName": "hello-00001", "percent": 100, "latestRevision": True}]},
-         Route("default", "hello", ("hello.default.example.com", *LOCAL), (Target(V1, 100),))),
-        ({"url": "https://Hello.Default.Example.com:8443/",
-          "traffic": [
-              {"revisionName": "hello-00001", "percent": 20, "tag": "current",
-               "url": "http://current-hello.default.example.com"},
-              {"revisionName": "hello-00002", "percent": 80},
-              {"revisionName": "hello-00002", "percent": 0, "tag": "latest",
-               "url": "http://latest-hello.default.example.com"},
-          ]},
-         Route("default", "hello", ("hello.default.example.com", *LOCAL),
-               (Target(V1, 20), Target(V2, 80), Target(V2, 0)),
-               {"current": (("current-hello.default.example.com",
-                             "current-hello.default.svc.cluster.local"), V1),
-                "latest": (("latest-hello.default.example.com",
-                            "latest-hello.default.svc.cluster.local"), V2)})),
-        ({"url": "http://hello.default.svc.cluster.local",
-          "traffic": [{"revisionName": "hello-00001", "percent": 100},
-                      {"revisionName": "hello-00002", "tag": "next"}]},
-         Route("default", "hello", LOCAL, (Target(V1, 100), Target(V2, 0)),
-               {"next": (("next-hello.default.svc.cluster.local",), V2)})),
-        ({"traffic": [{"revisionName": "hello-00001", "percent": 100}]},
-         Route("default", "hello", LOCAL, (Target(V1, 100),))),
+        (
+            {
+                "url": "http://hello.default.example.com",
+                "traffic": [
+                    {"revisionName": "hello-00001", "percent": 100, "latestRevision": True}
+                ],
+            },
+            Route("default", "hello", ("hello.default.example.com", *LOCAL), (Target(V1, 100),)),
+        ),
+        (
+            {
+                "url": "https://Hello.Default.Example.com:8443/",
+                "traffic": [
+                    {
+                        "revisionName": "hello-00001",
+                        "percent": 20,
+                        "tag": "current",
+                        "url": "http://current-hello.default.example.com",
+                    },
+                    {"revisionName": "hello-00002", "percent": 80},
+                    {
+                        "revisionName": "hello-00002",
+                        "percent": 0,
+                        "tag": "latest",
+                        "url": "http://latest-hello.default.example.com",
+                    },
+                ],
+            },
+            Route(
+                "default",
+                "hello",
+                ("hello.default.example.com", *LOCAL),
+                (Target(V1, 20), Target(V2, 80), Target(V2, 0)),
+                {
+                    "current": (
+                        (
+                            "current-hello.default.example.com",
+                            "current-hello.default.svc.cluster.local",
+                        ),
+                        V1,
+                    ),
+                    "latest": (
+                        (
+                            "latest-hello.default.example.com",
+                            "latest-hello.default.svc.cluster.local",
+                        ),
+                        V2,
+                    ),
+                },
+            ),
+        ),
+        (
+            {
+                "url": "http://hello.default.svc.cluster.local",
+                "traffic": [
+                    {"revisionName": "hello-00001", "percent": 100},
+                    {"revisionName": "hello-00002", "tag": "next"},
+                ],
+            },
+            Route(
+                "default",
+                "hello",
+                LOCAL,
+                (Target(V1, 100), Target(V2, 0)),
+                {"next": (("next-hello.default.svc.cluster.local",), V2)},
+            ),
+        ),
+        (
+            {"traffic": [{"revisionName": "hello-00001", "percent": 100}]},
+            Route("default", "hello", LOCAL, (Target(V1, 100),)),
+        ),
     ],
-    ids=["no-status", "no-traffic-yet", "one-revision", "split-and-tags",
-         "cluster-local-and-tag-without-url", "no-url"],
+    ids=[
+        "no-status",
+        "no-traffic-yet",
+        "one-revision",
+        "split-and-tags",
+        "cluster-local-and-tag-without-url",
+        "no-url",
+    ],
 )
 def test_route_from_status(status: dict[str, Any] | None, expected: Route | None) -> None:
     assert route_from_status(route(status)) == expected
@@ -242,14 +422,22 @@ def test_route_cluster_domain() -> None:
     [
         ([{"revisionName": "hello-00001", "percent": 150}], r"traffic\[0\]\.percent is 150"),
         ([{"revisionName": "hello-00001", "percent": "50"}], r"traffic\[0\]\.percent is '50'"),
-        ([{"revisionName": "hello-00001", "percent": 50}, {"percent": 50}],
-         r"traffic\[1\]\.revisionName is None"),
+        (
+            [{"revisionName": "hello-00001", "percent": 50}, {"percent": 50}],
+            r"traffic\[1\]\.revisionName is None",
+        ),
         ([{"revisionName": "hello-00001", "percent": True}], r"traffic\[0\]\.percent is True"),
         ("everything", r"traffic is 'everything', not a list"),
         (["hello-00001"], r"traffic\[0\] is 'hello-00001', not an object"),
     ],
-    ids=["percent-over-100", "percent-string", "no-revision-name", "percent-bool",
-         "traffic-not-a-list", "entry-not-an-object"],
+    ids=[
+        "percent-over-100",
+        "percent-string",
+        "no-revision-name",
+        "percent-bool",
+        "traffic-not-a-list",
+        "entry-not-an-object",
+    ],
 )
 def test_route_from_status_rejects_malformed_traffic(traffic: Any, message: str) -> None:
     with pytest.raises(ValueError, match=r"route default/hello: status\." + message):

@@ -22,8 +22,11 @@ async def test_lists_then_follows_changes(kube: KubeClient, fake_kube: FakeKubeA
     recorder = Recorder(cache)
     # Callbacks run after the change is applied: the cache already shows it.
     applied: list[bool] = []
-    cache.on_change(lambda kind, obj: applied.append(
-        (cache.get("default", obj["metadata"]["name"]) is None) == (kind == "DELETED")))
+    cache.on_change(
+        lambda kind, obj: applied.append(
+            (cache.get("default", obj["metadata"]["name"]) is None) == (kind == "DELETED")
+        )
+    )
     async with cache:
         await cache.wait_synced(5)
         assert names(cache) == {"a"}
@@ -38,7 +41,12 @@ async def test_lists_then_follows_changes(kube: KubeClient, fake_kube: FakeKubeA
         await kube.patch(CONFIG_MAPS, "default", "a", {"data": {"k": "changed"}})
         await kube.delete(CONFIG_MAPS, "default", "b")
         await recorder.wait_for(("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b"))
-        assert recorder.events == [("ADDED", "a"), ("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+        assert recorder.events == [
+            ("ADDED", "a"),
+            ("ADDED", "b"),
+            ("MODIFIED", "a"),
+            ("DELETED", "b"),
+        ]
         assert names(cache) == {"a"}
         a = cache.get("default", "a")
         assert a is not None and a["data"] == {"k": "changed"}
@@ -69,10 +77,15 @@ async def test_expired_watch_relists_and_emits_what_changed_meanwhile(
         recorder = Recorder(cache)
         await cache.wait_synced(5)
         await fake_kube.wait_for_watches(1)
-        assert sorted(recorder.events) == [("ADDED", "change"), ("ADDED", "keep"), ("ADDED", "remove")]
+        assert sorted(recorder.events) == [
+            ("ADDED", "change"),
+            ("ADDED", "keep"),
+            ("ADDED", "remove"),
+        ]
         recorder.events.clear()
-        lists_before = sum(1 for r in fake_kube.requests_matching("GET", "/configmaps")
-                           if not r.is_watch)
+        lists_before = sum(
+            1 for r in fake_kube.requests_matching("GET", "/configmaps") if not r.is_watch
+        )
 
         # Cut the stream, change things while nobody watches, then compact the history:
         # no await in between, so the cache resumes from a resourceVersion that is gone.
@@ -84,10 +97,14 @@ async def test_expired_watch_relists_and_emits_what_changed_meanwhile(
 
         await recorder.wait_for(("DELETED", "remove"), ("MODIFIED", "change"), ("ADDED", "added"))
         assert sorted(recorder.events) == [
-            ("ADDED", "added"), ("DELETED", "remove"), ("MODIFIED", "change")]
+            ("ADDED", "added"),
+            ("DELETED", "remove"),
+            ("MODIFIED", "change"),
+        ]
         assert names(cache) == {"keep", "change", "added"}
-        lists_after = sum(1 for r in fake_kube.requests_matching("GET", "/configmaps")
-                          if not r.is_watch)
+        lists_after = sum(
+            1 for r in fake_kube.requests_matching("GET", "/configmaps") if not r.is_watch
+        )
         assert lists_after == lists_before + 1
         # ...and it watches again from the new list.
         await kube.create(CONFIG_MAPS, config_map("later"))
@@ -104,8 +121,9 @@ async def test_outage_keeps_the_cache_and_resumes_from_the_last_version(
         await fake_kube.wait_for_watches(1)
 
         await fake_kube.stop()
-        await eventually(lambda: isinstance(cache.last_error, Unavailable),
-                         "the cache notices the API is gone")
+        await eventually(
+            lambda: isinstance(cache.last_error, Unavailable), "the cache notices the API is gone"
+        )
         # The data plane keeps serving the last known state.
         assert cache.synced.is_set() and names(cache) == {"a"}
         fake_kube.put(config_map("b"))  # written while the cache cannot see it
@@ -115,7 +133,9 @@ async def test_outage_keeps_the_cache_and_resumes_from_the_last_version(
         assert names(cache) == {"a", "b"}
         assert cache.last_error is None
         # A resumed watch, not a re-list: the missed write was replayed from the history.
-        assert sum(1 for r in fake_kube.requests_matching("GET", "/configmaps") if not r.is_watch) == 1
+        assert (
+            sum(1 for r in fake_kube.requests_matching("GET", "/configmaps") if not r.is_watch) == 1
+        )
 
 
 async def test_api_restart_mid_watch(kube: KubeClient, fake_kube: FakeKubeAPI) -> None:

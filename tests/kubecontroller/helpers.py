@@ -60,7 +60,9 @@ spec:
 
 # The second revision: 20 % stays on the first (tag "current"), 80 % and the tag "latest"
 # follow the newest ready revision.
-HELLO_V2 = HELLO_V1.replace('value: "World"', 'value: "Knative"') + """\
+HELLO_V2 = (
+    HELLO_V1.replace('value: "World"', 'value: "Knative"')
+    + """\
   traffic:
     - latestRevision: true
       percent: 80
@@ -70,6 +72,7 @@ HELLO_V2 = HELLO_V1.replace('value: "World"', 'value: "Knative"') + """\
     - latestRevision: true
       tag: latest
 """
+)
 
 
 def manifest(text: str) -> Obj:
@@ -78,50 +81,90 @@ def manifest(text: str) -> Obj:
 
 
 def namespace(name: str) -> Obj:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
-            "status": {"phase": "Active"}}
-
-
-def config_map(name: str, data: dict[str, str]) -> Obj:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": "knative-serving"}, "data": data}
-
-
-def endpoint_slice(revision: str, *pods: tuple[str, str], ready: bool = True,
-                   namespace: str = "default") -> Obj:
-    """What the EndpointSlice controller publishes for ``<revision>-private`` once the
-    kubelet reports the pods (name, IP) ready (or not)."""
     return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": f"{revision}-private-abcde", "namespace": namespace, "labels": {
-            REVISION_LABEL: revision, "kubernetes.io/service-name": f"{revision}-private"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": ready},
-                       "targetRef": {"kind": "Pod", "namespace": namespace, "name": pod}}
-                      for pod, ip in pods],
-        "ports": [{"name": "http", "port": 8012, "protocol": "TCP"},
-                  {"name": "http-autometric", "port": 9090, "protocol": "TCP"}],
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name},
+        "status": {"phase": "Active"},
     }
 
 
-def crashing_pod(revision: str, name: str, *, exit_code: int = 1, message: str = "",
-                 namespace: str = "default") -> Obj:
+def config_map(name: str, data: dict[str, str]) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "knative-serving"},
+        "data": data,
+    }
+
+
+def endpoint_slice(
+    revision: str, *pods: tuple[str, str], ready: bool = True, namespace: str = "default"
+) -> Obj:
+    """What the EndpointSlice controller publishes for ``<revision>-private`` once the
+    kubelet reports the pods (name, IP) ready (or not)."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{revision}-private-abcde",
+            "namespace": namespace,
+            "labels": {
+                REVISION_LABEL: revision,
+                "kubernetes.io/service-name": f"{revision}-private",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {
+                "addresses": [ip],
+                "conditions": {"ready": ready},
+                "targetRef": {"kind": "Pod", "namespace": namespace, "name": pod},
+            }
+            for pod, ip in pods
+        ],
+        "ports": [
+            {"name": "http", "port": 8012, "protocol": "TCP"},
+            {"name": "http-autometric", "port": 9090, "protocol": "TCP"},
+        ],
+    }
+
+
+def crashing_pod(
+    revision: str, name: str, *, exit_code: int = 1, message: str = "", namespace: str = "default"
+) -> Obj:
     """A pod whose user container crash-loops, as the kubelet reports it."""
     terminated = {"exitCode": exit_code, "reason": "Error"}
     if message:
         terminated["message"] = message
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": {REVISION_LABEL: revision}},
         "spec": {"containers": [{"name": "user-container", "image": "img"}]},
-        "status": {"phase": "Running", "containerStatuses": [
-            {"name": "user-container", "ready": False, "restartCount": 3,
-             "state": {"waiting": {"reason": "CrashLoopBackOff",
-                                   "message": "back-off 40s restarting failed container"}},
-             "lastState": {"terminated": terminated}},
-            {"name": "queue-proxy", "ready": False, "restartCount": 0,
-             "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}},
-        ]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "user-container",
+                    "ready": False,
+                    "restartCount": 3,
+                    "state": {
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": "back-off 40s restarting failed container",
+                        }
+                    },
+                    "lastState": {"terminated": terminated},
+                },
+                {
+                    "name": "queue-proxy",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                },
+            ],
+        },
     }
 
 
@@ -160,19 +203,32 @@ async def settled(ctl: KubeController, quiet: float = 0.3, within: float = 10.0)
 
 
 def fast_elector(ctl_client: Any, identity: str) -> LeaderElector:
-    return LeaderElector(ctl_client, "knative-serving", "zeroserve-controller", identity=identity,
-                         lease_duration=2.0, renew_interval=0.3, retry_interval=0.1,
-                         renew_deadline=1.2)
+    return LeaderElector(
+        ctl_client,
+        "knative-serving",
+        "zeroserve-controller",
+        identity=identity,
+        lease_duration=2.0,
+        renew_interval=0.3,
+        retry_interval=0.1,
+        renew_deadline=1.2,
+    )
 
 
 @contextlib.asynccontextmanager
-async def running(kubeconfig: Path, *, identity: str | None = None,
-                  **settings: Any) -> AsyncIterator[KubeController]:
+async def running(
+    kubeconfig: Path, *, identity: str | None = None, **settings: Any
+) -> AsyncIterator[KubeController]:
     """An in-process controller (no leader election unless ``identity`` is given: then a
     fast one, 2 s leases), stopped on exit."""
     client = await connect(str(kubeconfig), request_timeout=2.0)
-    options: dict[str, Any] = {"host": "127.0.0.1", "metrics_port": 0, "leader_elect": False,
-                               "sync_timeout": 10.0, **settings}
+    options: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "metrics_port": 0,
+        "leader_elect": False,
+        "sync_timeout": 10.0,
+        **settings,
+    }
     elector = fast_elector(client, identity) if identity else None
     ctl = KubeController(client, Settings(**options), elector=elector)
     try:

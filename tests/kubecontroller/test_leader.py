@@ -43,8 +43,11 @@ async def test_acquire_renew_release(cluster: FakeKubeAPI, kube: KubeClient) -> 
         first = parse_micro_time(spec["renewTime"])
         assert first is not None and abs((datetime.now(UTC) - first).total_seconds()) < 5
         assert spec["renewTime"].endswith("Z") and spec["acquireTime"].endswith("Z")
-        renewed = await cluster.wait_for(*LEASE, lambda o: o is not None and o["spec"]["renewTime"]
-                                         != spec["renewTime"], within=3)
+        renewed = await cluster.wait_for(
+            *LEASE,
+            lambda o: o is not None and o["spec"]["renewTime"] != spec["renewTime"],
+            within=3,
+        )
         assert renewed is not None and renewed["spec"]["acquireTime"] == spec["acquireTime"]
     finally:
         await a.stop()
@@ -54,7 +57,8 @@ async def test_acquire_renew_release(cluster: FakeKubeAPI, kube: KubeClient) -> 
 
 
 async def test_a_standby_takes_over_at_once_when_the_leader_stops(
-        cluster: FakeKubeAPI, kube: KubeClient) -> None:
+    cluster: FakeKubeAPI, kube: KubeClient
+) -> None:
     a, b = fast_elector(kube, "a"), fast_elector(kube, "b")
     changes: list[bool] = []
     b.on_change(changes.append)
@@ -75,7 +79,8 @@ async def test_a_standby_takes_over_at_once_when_the_leader_stops(
 
 
 async def test_a_dead_leader_is_replaced_after_the_lease_duration(
-        cluster: FakeKubeAPI, kube: KubeClient) -> None:
+    cluster: FakeKubeAPI, kube: KubeClient
+) -> None:
     a, b = fast_elector(kube, "a"), fast_elector(kube, "b")
     a.start()
     await asyncio.wait_for(a.wait_leading(), 3)
@@ -93,7 +98,9 @@ async def test_a_dead_leader_is_replaced_after_the_lease_duration(
         await b.stop()
 
 
-async def test_a_leader_that_cannot_renew_steps_down(cluster: FakeKubeAPI, kube: KubeClient) -> None:
+async def test_a_leader_that_cannot_renew_steps_down(
+    cluster: FakeKubeAPI, kube: KubeClient
+) -> None:
     a = fast_elector(kube, "a")
     a.start()
     try:

@@ -26,7 +26,8 @@ REVISIONS = "revisions.serving.knative.dev"
 
 
 async def test_conflicts_are_retried_on_a_fresh_read(
-        cluster: FakeKubeAPI, controller: KubeController) -> None:
+    cluster: FakeKubeAPI, controller: KubeController
+) -> None:
     put_manifest(cluster, HELLO_V1)
     await cluster.wait_for("deployments", "default", "hello-00001-deployment")
     await settled(controller)
@@ -36,19 +37,33 @@ async def test_conflicts_are_retried_on_a_fresh_read(
     put_manifest(cluster, HELLO_V2)
     await cluster.wait_for(REVISIONS, "default", "hello-00002")
     cluster.put(endpoint_slice("hello-00001", ("a", "10.0.0.1")))
-    cluster.put({**endpoint_slice("hello-00002", ("b", "10.0.0.2")),
-                 "metadata": {**endpoint_slice("hello-00002")["metadata"],
-                              "name": "hello-00002-private-x"}})
-    await cluster.wait_for("ksvc", "default", "hello",
-                           lambda k: is_ready(k) and has_status("observedGeneration", 2)(k))
+    cluster.put(
+        {
+            **endpoint_slice("hello-00002", ("b", "10.0.0.2")),
+            "metadata": {
+                **endpoint_slice("hello-00002")["metadata"],
+                "name": "hello-00002-private-x",
+            },
+        }
+    )
+    await cluster.wait_for(
+        "ksvc", "default", "hello", lambda k: is_ready(k) and has_status("observedGeneration", 2)(k)
+    )
     assert put_fault.remaining == 0 and patch_fault.remaining == 0
     registry = controller.metrics.registry  # every conflict was absorbed, none failed a pass
-    assert registry.get_sample_value("zeroserve_controller_errors_total", {"reason": "Conflict"}) is None
-    assert registry.get_sample_value("zeroserve_controller_reconciles_total", {"result": "failed"}) is None
+    assert (
+        registry.get_sample_value("zeroserve_controller_errors_total", {"reason": "Conflict"})
+        is None
+    )
+    assert (
+        registry.get_sample_value("zeroserve_controller_reconciles_total", {"result": "failed"})
+        is None
+    )
 
 
 async def test_an_api_restart_mid_watch_is_survived(
-        cluster: FakeKubeAPI, controller: KubeController) -> None:
+    cluster: FakeKubeAPI, controller: KubeController
+) -> None:
     put_manifest(cluster, HELLOWORLD_GO)
     await cluster.wait_for("deployments", "default", "helloworld-go-00001-deployment")
     await cluster.restart()  # every watch ends; objects and resourceVersions survive
@@ -57,7 +72,8 @@ async def test_an_api_restart_mid_watch_is_survived(
 
 
 async def test_an_outage_loses_nothing_and_work_resumes(
-        cluster: FakeKubeAPI, controller: KubeController) -> None:
+    cluster: FakeKubeAPI, controller: KubeController
+) -> None:
     put_manifest(cluster, HELLO_V1)
     deployment = await cluster.wait_for("deployments", "default", "hello-00001-deployment")
     assert deployment is not None
@@ -78,7 +94,8 @@ async def test_an_outage_loses_nothing_and_work_resumes(
 
 
 async def test_two_controllers_one_writes_the_other_takes_over(
-        cluster: FakeKubeAPI, kubeconfig: Path) -> None:
+    cluster: FakeKubeAPI, kubeconfig: Path
+) -> None:
     async with contextlib.AsyncExitStack() as stack:
         a = await stack.enter_async_context(running(kubeconfig, identity="controller-a"))
         assert a.elector is not None

@@ -16,7 +16,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-_UP_LINE = re.compile(r"zeroserve is up: ingress (http://\S+), control API (http://\S+), logs in (\S+)")
+_UP_LINE = re.compile(
+    r"zeroserve is up: ingress (http://\S+), control API (http://\S+), logs in (\S+)"
+)
 
 
 @dataclass
@@ -33,8 +35,13 @@ class UpProcess:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``zeroserve ARGS --server <control>`` (a blocking call: use ``acli`` in async tests)."""
-        p = subprocess.run([sys.executable, "-m", "zeroserve.cli", *args, "--server", self.control],
-                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+        p = subprocess.run(
+            [sys.executable, "-m", "zeroserve.cli", *args, "--server", self.control],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
         if check and p.returncode != 0:
             raise AssertionError(f"zeroserve {' '.join(args)} failed ({p.returncode}): {p.stderr}")
         return p
@@ -46,8 +53,9 @@ class UpProcess:
         args = ["get", kind, *([name] if name else []), "-o", "json"]
         return json.loads((await self.acli(*args)).stdout)
 
-    async def until(self, predicate: Callable[[], Any], what: str, within: float = 60.0,
-                    every: float = 0.2) -> Any:
+    async def until(
+        self, predicate: Callable[[], Any], what: str, within: float = 60.0, every: float = 0.2
+    ) -> Any:
         """Poll an async ``predicate`` until it returns something truthy."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -60,7 +68,9 @@ class UpProcess:
         raise AssertionError(f"not within {within}s: {what} (last: {last!r}); logs in {self.logs}")
 
 
-async def read_until_up(proc: asyncio.subprocess.Process, output: list[str], within: float) -> re.Match[str]:
+async def read_until_up(
+    proc: asyncio.subprocess.Process, output: list[str], within: float
+) -> re.Match[str]:
     assert proc.stdout is not None
     async with asyncio.timeout(within):
         while True:
@@ -75,12 +85,27 @@ async def read_until_up(proc: asyncio.subprocess.Process, output: list[str], wit
 
 
 @asynccontextmanager
-async def zeroserve_up(tmp_path: Path, *files: Path | str, args: tuple[str, ...] = ()) -> AsyncIterator[UpProcess]:
+async def zeroserve_up(
+    tmp_path: Path, *files: Path | str, args: tuple[str, ...] = ()
+) -> AsyncIterator[UpProcess]:
     logs = tmp_path / "logs"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "zeroserve.cli", "up", *[str(f) for f in files], "--port", "0",
-        "--control-port", "0", "--logs", str(logs), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+        sys.executable,
+        "-m",
+        "zeroserve.cli",
+        "up",
+        *[str(f) for f in files],
+        "--port",
+        "0",
+        "--control-port",
+        "0",
+        "--logs",
+        str(logs),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
     output: list[str] = []
     drain: asyncio.Task[None] | None = None
     try:

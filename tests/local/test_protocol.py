@@ -20,16 +20,33 @@ from zeroserve.local.protocol import Snapshot, StateFollower
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
 
 KEY = RevisionKey("default", "hello-00001")
-EP = Endpoint(name="pod-a", host="127.0.0.1", port=18000, stats_port=18001, started_at=5.0, ready=True)
+EP = Endpoint(
+    name="pod-a", host="127.0.0.1", port=18000, stats_port=18001, started_at=5.0, ready=True
+)
 
 
 def snapshot(version: int, *, ready: bool = True) -> Snapshot:
     return Snapshot(
         version=version,
-        revisions={KEY: RevisionInfo(KEY, container_concurrency=10, annotations={"a": "b"}, service="hello",
-                                     configuration="hello", timeout_seconds=60)},
-        routes=(Route("default", "hello", ("hello.default.localhost",), (Target(KEY, 100),),
-                      {"v1": (("v1-hello.default.localhost",), KEY)}),),
+        revisions={
+            KEY: RevisionInfo(
+                KEY,
+                container_concurrency=10,
+                annotations={"a": "b"},
+                service="hello",
+                configuration="hello",
+                timeout_seconds=60,
+            )
+        },
+        routes=(
+            Route(
+                "default",
+                "hello",
+                ("hello.default.localhost",),
+                (Target(KEY, 100),),
+                {"v1": (("v1-hello.default.localhost",), KEY)},
+            ),
+        ),
         endpoints={KEY: (Endpoint(**{**EP.__dict__, "ready": ready}),)},
         replicas={KEY: 1},
         autoscaler_config={"stable-window": "6s"},
@@ -41,8 +58,11 @@ def test_snapshot_json_round_trip() -> None:
     assert Snapshot.from_json(json.loads(json.dumps(s.to_json()))) == s
 
 
-@pytest.mark.parametrize("bad", [{}, {"version": 1, "revisions": [{}]}, {"version": "x"}, []],
-                         ids=["empty", "revision-without-fields", "bad-version", "not-an-object"])
+@pytest.mark.parametrize(
+    "bad",
+    [{}, {"version": 1, "revisions": [{}]}, {"version": "x"}, []],
+    ids=["empty", "revision-without-fields", "bad-version", "not-an-object"],
+)
 def test_malformed_snapshots_are_value_errors(bad: object) -> None:
     with pytest.raises(ValueError, match="malformed state snapshot"):
         Snapshot.from_json(bad)  # type: ignore[arg-type]
@@ -119,7 +139,9 @@ async def test_autoscaler_sources_over_the_control_api() -> None:
             assert cluster.ready_pods(RevisionKey("default", "nope")) is None
             assert cluster.current_scale(KEY) == 1
             await cluster.set_scale(KEY, 4)
-            assert fake.scales == [{"namespace": "default", "revision": "hello-00001", "replicas": 4}]
+            assert fake.scales == [
+                {"namespace": "default", "revision": "hello-00001", "replicas": 4}
+            ]
             assert cluster.current_scale(KEY) == 4  # before the next snapshot says so
             fake.fail_scale = True
             with pytest.raises(ScaleError, match="404"):

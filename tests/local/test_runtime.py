@@ -20,8 +20,12 @@ KEY = RevisionKey("default", "hello-00001")
 
 
 def run(command: list[str], **env: str) -> RevisionRun:
-    return RevisionRun(info=RevisionInfo(KEY, service="hello", configuration="hello"), command=tuple(command),
-                       env=env, working_dir=str(ROOT))
+    return RevisionRun(
+        info=RevisionInfo(KEY, service="hello", configuration="hello"),
+        command=tuple(command),
+        env=env,
+        working_dir=str(ROOT),
+    )
 
 
 async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
@@ -64,7 +68,9 @@ async def test_scale_up_serves_and_scale_down_stops_every_process(tmp_path: Path
 async def test_scale_down_removes_the_endpoint_before_the_replica_stops(tmp_path: Path) -> None:
     seen: list[int] = []
     rt: LocalRuntime
-    rt = LocalRuntime(on_change=lambda: seen.append(len(rt.endpoints().get(KEY, []))), log_dir=tmp_path)
+    rt = LocalRuntime(
+        on_change=lambda: seen.append(len(rt.endpoints().get(KEY, []))), log_dir=tmp_path
+    )
     try:
         rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"])})
         rt.set_scale(KEY, 1)
@@ -86,8 +92,11 @@ async def test_replicas_of_a_revision_start_a_few_at_a_time(tmp_path: Path) -> N
     # ready within one start time and the others wait as Pending.
     statuses: set[str] = set()
     rt: LocalRuntime
-    rt = LocalRuntime(on_change=lambda: statuses.update(p.status for p in rt.pods()), log_dir=tmp_path,
-                      max_starting=1)
+    rt = LocalRuntime(
+        on_change=lambda: statuses.update(p.status for p in rt.pods()),
+        log_dir=tmp_path,
+        max_starting=1,
+    )
     try:
         rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"])})
         rt.set_scale(KEY, 3)
@@ -102,7 +111,13 @@ async def test_replicas_of_a_revision_start_a_few_at_a_time(tmp_path: Path) -> N
         # scale-down takes a Pending replica first (it serves nothing)
         rt.set_scale(KEY, 5)
         rt.set_scale(KEY, 4)
-        assert sorted(p.status for p in rt.pods()) == ["Pending", "Running", "Running", "Running", "Terminating"]
+        assert sorted(p.status for p in rt.pods()) == [
+            "Pending",
+            "Running",
+            "Running",
+            "Running",
+            "Terminating",
+        ]
     finally:
         await rt.close()
 
@@ -112,7 +127,9 @@ def test_max_starting_must_be_positive() -> None:
         LocalRuntime(on_change=lambda: None, max_starting=0)
 
 
-async def test_a_command_that_exits_at_start_fails_the_revision_with_its_output(tmp_path: Path) -> None:
+async def test_a_command_that_exits_at_start_fails_the_revision_with_its_output(
+    tmp_path: Path,
+) -> None:
     rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path)
     try:
         script = "import sys; print('cannot open the database'); sys.exit(3)"
@@ -122,7 +139,9 @@ async def test_a_command_that_exits_at_start_fails_the_revision_with_its_output(
         state = rt.states()[KEY]
         assert state.reason == "ExitCode3"
         assert "cannot open the database" in state.message
-        await until(lambda: any(p.status == "CrashLoopBackOff" and p.restarts >= 1 for p in rt.pods()))
+        await until(
+            lambda: any(p.status == "CrashLoopBackOff" and p.restarts >= 1 for p in rt.pods())
+        )
     finally:
         await rt.close()
 

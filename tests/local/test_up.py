@@ -24,7 +24,9 @@ HELLO_HOST = "helloworld-go.default.localhost"
 pytestmark = pytest.mark.timeout(180)
 
 
-async def _get(up: UpProcess, host: str, path: str = "/", client: httpx.AsyncClient | None = None) -> httpx.Response:
+async def _get(
+    up: UpProcess, host: str, path: str = "/", client: httpx.AsyncClient | None = None
+) -> httpx.Response:
     if client is None:
         async with httpx.AsyncClient(timeout=60) as c:
             return await c.get(up.ingress + path, headers={"Host": host})
@@ -43,7 +45,14 @@ async def test_helloworld_from_zero_to_zero_and_back(tmp_path: Path) -> None:
         r = await _get(up, HELLO_HOST)
         assert (r.status_code, r.text) == (200, "Hello Go Sample v1!\n")
         ksvc = (await up.acli("get", "ksvc")).stdout
-        assert ksvc.split("\n")[0].split() == ["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]
+        assert ksvc.split("\n")[0].split() == [
+            "NAME",
+            "URL",
+            "LATESTCREATED",
+            "LATESTREADY",
+            "READY",
+            "REASON",
+        ]
         assert "helloworld-go   http://helloworld-go.default.localhost" in ksvc
         assert "helloworld-go-00001" in ksvc and "True" in ksvc
 
@@ -57,7 +66,9 @@ async def test_helloworld_from_zero_to_zero_and_back(tmp_path: Path) -> None:
 
         async def no_pods() -> bool:
             # (a replica shows as Terminating while its queue-proxy drains)
-            return (await up.acli("get", "pods")).stdout.strip() == "No resources found in default namespace."
+            return (
+                await up.acli("get", "pods")
+            ).stdout.strip() == "No resources found in default namespace."
 
         await up.until(no_pods, "replicas gone")
         # the next request wakes it and is not lost
@@ -70,12 +81,16 @@ async def _is(f, value) -> bool:  # type: ignore[no-untyped-def]
 
 
 async def test_burst_of_500_from_zero_all_answered(tmp_path: Path) -> None:
-    async with zeroserve_up(tmp_path, FAST, EXAMPLES / "helloworld.yaml",
-                            args=("--domain", "localhost")) as up:
+    async with zeroserve_up(
+        tmp_path, FAST, EXAMPLES / "helloworld.yaml", args=("--domain", "localhost")
+    ) as up:
 
         async def zero() -> bool:
             rev = _revisions(await up.get("revisions"))["helloworld-go-00001"]
-            return rev["status"].get("actualReplicas", 0) == 0 and rev["status"].get("desiredReplicas", 1) == 0
+            return (
+                rev["status"].get("actualReplicas", 0) == 0
+                and rev["status"].get("desiredReplicas", 1) == 0
+            )
 
         await up.until(zero, "scale to zero", within=60)
         limits = httpx.Limits(max_connections=500, max_keepalive_connections=0)
@@ -91,10 +106,12 @@ async def test_traffic_split_and_tags(tmp_path: Path) -> None:
         assert "service.serving.knative.dev/hello configured" in applied
 
         async def split_ready() -> bool:
-            svc = (await up.get("ksvc", "hello"))
+            svc = await up.get("ksvc", "hello")
             traffic = svc.get("status", {}).get("traffic", [])
-            return any(t.get("tag") == "current" for t in traffic) and svc["status"].get(
-                "latestReadyRevisionName") == "hello-00002"
+            return (
+                any(t.get("tag") == "current" for t in traffic)
+                and svc["status"].get("latestReadyRevisionName") == "hello-00002"
+            )
 
         await up.until(split_ready, "the 20/80 split")
         async with httpx.AsyncClient(timeout=60) as client:
@@ -102,12 +119,18 @@ async def test_traffic_split_and_tags(tmp_path: Path) -> None:
             counts = Counter(r.text for r in rs)
             assert abs(counts["Hello World!\n"] / 2000 - 0.20) <= 0.03, counts
             assert abs(counts["Hello Knative!\n"] / 2000 - 0.80) <= 0.03, counts
-            assert (await _get(up, "current-hello.default.localhost", "/", client)).text == "Hello World!\n"
-            assert (await _get(up, "latest-hello.default.localhost", "/", client)).text == "Hello Knative!\n"
+            assert (
+                await _get(up, "current-hello.default.localhost", "/", client)
+            ).text == "Hello World!\n"
+            assert (
+                await _get(up, "latest-hello.default.localhost", "/", client)
+            ).text == "Hello Knative!\n"
         svc = await up.get("ksvc", "hello")
         tagged = {t["tag"]: t["url"] for t in svc["status"]["traffic"] if t.get("tag")}
-        assert tagged == {"current": "http://current-hello.default.localhost",
-                          "latest": "http://latest-hello.default.localhost"}
+        assert tagged == {
+            "current": "http://current-hello.default.localhost",
+            "latest": "http://latest-hello.default.localhost",
+        }
 
 
 async def test_new_template_moves_latest_traffic_without_a_failed_request(tmp_path: Path) -> None:
@@ -157,7 +180,10 @@ async def test_autoscaling_bounds_and_load(tmp_path: Path) -> None:
         peak = 0
 
         async def load() -> None:
-            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=60)) as client:
+            async with httpx.AsyncClient(
+                timeout=60, limits=httpx.Limits(max_connections=60)
+            ) as client:
+
                 async def one() -> None:
                     while not stop.is_set():
                         r = await _get(up, "autoscale-go.default.localhost", "/?sleep=200", client)
@@ -167,6 +193,7 @@ async def test_autoscaling_bounds_and_load(tmp_path: Path) -> None:
 
         task = asyncio.create_task(load())
         try:
+
             async def scaled() -> bool:
                 nonlocal peak
                 n = await replicas()
@@ -202,6 +229,7 @@ async def _equals(f, value) -> bool:  # type: ignore[no-untyped-def]
 
 async def test_bad_manifest_is_refused_with_its_error_and_changes_nothing(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "helloworld.yaml") as up:
+
         async def desired_state() -> tuple[object, ...]:
             svc = await up.get("ksvc", "helloworld-go")
             revs = sorted(_revisions(await up.get("revisions")))
@@ -209,8 +237,11 @@ async def test_bad_manifest_is_refused_with_its_error_and_changes_nothing(tmp_pa
 
         before = await desired_state()
         bad = tmp_path / "bad.yaml"
-        bad.write_text((EXAMPLES / "helloworld.yaml").read_text().replace(
-            "      containers:", "      containerConcurrency: ten\n      containers:"))
+        bad.write_text(
+            (EXAMPLES / "helloworld.yaml")
+            .read_text()
+            .replace("      containers:", "      containerConcurrency: ten\n      containers:")
+        )
         p = await up.acli("apply", "-f", str(bad), check=False)
         assert p.returncode == 1
         assert "bad.yaml" in p.stderr and "Service default/helloworld-go" in p.stderr
@@ -218,8 +249,11 @@ async def test_bad_manifest_is_refused_with_its_error_and_changes_nothing(tmp_pa
         assert await desired_state() == before  # no new generation, spec or revision
 
 
-async def test_killing_a_replicas_app_under_load_loses_nothing_that_had_not_reached_it(tmp_path: Path) -> None:
+async def test_killing_a_replicas_app_under_load_loses_nothing_that_had_not_reached_it(
+    tmp_path: Path,
+) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "autoscale.yaml") as up:
+
         async def ready_pods() -> list[str]:
             rows = (await up.acli("get", "pods")).stdout.strip().splitlines()[1:]
             return [r.split()[0] for r in rows if "Running" in r]
@@ -230,6 +264,7 @@ async def test_killing_a_replicas_app_under_load_loses_nothing_that_had_not_reac
 
         async def load() -> None:
             async with httpx.AsyncClient(timeout=60) as client:
+
                 async def one() -> None:
                     while not stop.is_set():
                         r = await _get(up, "autoscale-go.default.localhost", "/?sleep=20", client)
@@ -267,19 +302,31 @@ async def test_no_orphans_when_zeroserve_is_killed(tmp_path: Path) -> None:
 
 
 def test_examples_are_the_ones_the_readme_uses() -> None:
-    for name in ("helloworld.yaml", "hello.yaml", "traffic-split.yaml", "autoscale.yaml", "config-domain.yaml",
-                 "config-autoscaler-fast.yaml"):
+    for name in (
+        "helloworld.yaml",
+        "hello.yaml",
+        "traffic-split.yaml",
+        "autoscale.yaml",
+        "config-domain.yaml",
+        "config-autoscaler-fast.yaml",
+    ):
         assert (EXAMPLES / name).is_file(), name
     assert (ROOT / "examples" / "helloworld" / "app.py").is_file()
 
 
 async def test_a_command_that_fails_at_start_shows_revision_failed(tmp_path: Path) -> None:
     bad = tmp_path / "crash.yaml"
-    bad.write_text((EXAMPLES / "helloworld.yaml").read_text()
-                   .replace("name: helloworld-go", "name: crash")
-                   .replace('command: ["python", "examples/helloworld/app.py"]',
-                            'command: ["python", "-c", "import sys; print(\'no database\'); sys.exit(3)"]'))
+    bad.write_text(
+        (EXAMPLES / "helloworld.yaml")
+        .read_text()
+        .replace("name: helloworld-go", "name: crash")
+        .replace(
+            'command: ["python", "examples/helloworld/app.py"]',
+            'command: ["python", "-c", "import sys; print(\'no database\'); sys.exit(3)"]',
+        )
+    )
     async with zeroserve_up(tmp_path, FAST, bad) as up:
+
         async def failed() -> str:
             table = (await up.acli("get", "ksvc")).stdout
             return table if "RevisionFailed" in table else ""
@@ -309,7 +356,9 @@ async def test_delete_stops_the_replicas_and_the_route(tmp_path: Path) -> None:
         await up.until(gone, "replicas stopped")
         r = await _get(up, HELLO_HOST)
         assert r.status_code == 404
-        assert (await up.acli("get", "ksvc")).stdout.strip() == "No resources found in default namespace."
+        assert (
+            await up.acli("get", "ksvc")
+        ).stdout.strip() == "No resources found in default namespace."
 
 
 async def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
@@ -318,5 +367,9 @@ async def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
         family = descendants(up.proc.pid)
         up.proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(up.proc.wait(), 60) == 0
-        assert not [pid for pid in family if Path(f"/proc/{pid}").exists()
-                    and b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1][:3]]
+        assert not [
+            pid
+            for pid in family
+            if Path(f"/proc/{pid}").exists()
+            and b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1][:3]
+        ]

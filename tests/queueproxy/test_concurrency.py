@@ -21,7 +21,10 @@ async def _wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[n
 
 
 async def test_cc2_never_lets_a_third_request_reach_the_app(tmp_path: Path) -> None:
-    async with run_app() as (port, state), queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY="2") as qp:
+    async with (
+        run_app() as (port, state),
+        queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY="2") as qp,
+    ):
         async with httpx.AsyncClient(timeout=30) as client:
             tasks = [asyncio.create_task(client.get(qp.url("/hold"))) for _ in range(6)]
             await _wait_for(lambda: state.in_flight == 2)
@@ -34,14 +37,21 @@ async def test_cc2_never_lets_a_third_request_reach_the_app(tmp_path: Path) -> N
         assert [r.status_code for r in rs] == [200] * 6
         assert state.max_in_flight == 2
         assert state.requests == 6
-        assert any(line.startswith("zeroserve_queue_app_in_flight_max{") and line.endswith(" 2.0")
-                   for line in text.splitlines())
+        assert any(
+            line.startswith("zeroserve_queue_app_in_flight_max{") and line.endswith(" 2.0")
+            for line in text.splitlines()
+        )
 
 
 async def test_overflow_beyond_11x_cc_gets_503_while_admitted_complete(tmp_path: Path) -> None:
     cc = 1
-    async with run_app() as (port, state), queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY=str(cc)) as qp:
-        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=100)) as client:
+    async with (
+        run_app() as (port, state),
+        queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY=str(cc)) as qp,
+    ):
+        async with httpx.AsyncClient(
+            timeout=30, limits=httpx.Limits(max_connections=100)
+        ) as client:
             admitted = [asyncio.create_task(client.get(qp.url("/hold"))) for _ in range(11 * cc)]
             await _wait_for(lambda: state.in_flight == cc)
             # the queue fills: 1 at the app + 10 waiting; wait until the proxy holds all 11
@@ -67,7 +77,10 @@ def _in_flight(qp) -> int:  # type: ignore[no-untyped-def]
 
 
 async def test_queued_requests_are_served_in_arrival_order(tmp_path: Path) -> None:
-    async with run_app() as (port, state), queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY="1") as qp:
+    async with (
+        run_app() as (port, state),
+        queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY="1") as qp,
+    ):
         async with httpx.AsyncClient(timeout=30) as client:
             first = asyncio.create_task(client.get(qp.url("/hold")))
             await _wait_for(lambda: state.in_flight == 1)
@@ -81,7 +94,10 @@ async def test_queued_requests_are_served_in_arrival_order(tmp_path: Path) -> No
 
 
 async def test_a_client_leaving_the_queue_frees_its_place(tmp_path: Path) -> None:
-    async with run_app() as (port, state), queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY="1") as qp:
+    async with (
+        run_app() as (port, state),
+        queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY="1") as qp,
+    ):
         async with httpx.AsyncClient(timeout=30) as client:
             holder = asyncio.create_task(client.get(qp.url("/hold")))
             await _wait_for(lambda: state.in_flight == 1)

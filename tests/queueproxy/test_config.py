@@ -45,13 +45,30 @@ def test_defaults() -> None:
         ({"CONTAINER_CONCURRENCY": "1001"}, "CONTAINER_CONCURRENCY: must be <= 1000, got 1001"),
         ({"QUEUE_SERVING_PORT": "70000"}, "QUEUE_SERVING_PORT: must be <= 65535, got 70000"),
         ({"USER_PORT": "0"}, "USER_PORT: must be the app's port"),
-        ({"REVISION_TIMEOUT_SECONDS": "5m"}, "REVISION_TIMEOUT_SECONDS: must be a number, got '5m'"),
-        ({"REVISION_IDLE_TIMEOUT_SECONDS": "nan"}, "REVISION_IDLE_TIMEOUT_SECONDS: must be a finite number"),
+        (
+            {"REVISION_TIMEOUT_SECONDS": "5m"},
+            "REVISION_TIMEOUT_SECONDS: must be a number, got '5m'",
+        ),
+        (
+            {"REVISION_IDLE_TIMEOUT_SECONDS": "nan"},
+            "REVISION_IDLE_TIMEOUT_SECONDS: must be a finite number",
+        ),
         ({"DRAIN_QUIET_PERIOD_SECONDS": "-3"}, "DRAIN_QUIET_PERIOD_SECONDS: must be >= 0"),
         ({"SERVING_READINESS_PROBE": "{"}, "SERVING_READINESS_PROBE: not valid JSON"),
     ],
-    ids=["missing", "empty", "not-int", "negative-cc", "cc-over-limit", "port-range", "user-port-zero",
-         "timeout-unit", "nan", "negative-drain", "probe-json"],
+    ids=[
+        "missing",
+        "empty",
+        "not-int",
+        "negative-cc",
+        "cc-over-limit",
+        "port-range",
+        "user-port-zero",
+        "timeout-unit",
+        "nan",
+        "negative-drain",
+        "probe-json",
+    ],
 )
 def test_bad_env_names_the_variable(change: dict[str, str | None], message: str) -> None:
     env = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
@@ -62,9 +79,13 @@ def test_bad_env_names_the_variable(change: dict[str, str | None], message: str)
 
 def test_missing_variable_exits_1_with_one_line() -> None:
     env = {k: v for k, v in GOOD.items() if k != "USER_PORT"}
-    p = subprocess.run([sys.executable, "-m", "queueproxy"], env=env, capture_output=True, text=True, timeout=30)
+    p = subprocess.run(
+        [sys.executable, "-m", "queueproxy"], env=env, capture_output=True, text=True, timeout=30
+    )
     assert p.returncode == 1
-    assert p.stderr.strip().splitlines() == ["queue-proxy: USER_PORT: required environment variable is not set"]
+    assert p.stderr.strip().splitlines() == [
+        "queue-proxy: USER_PORT: required environment variable is not set"
+    ]
 
 
 def test_port_in_use_exits_1_naming_the_problem() -> None:
@@ -74,9 +95,21 @@ def test_port_in_use_exits_1_naming_the_problem() -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
-        env = {**GOOD, "QUEUE_SERVING_PORT": str(busy), "QUEUE_BIND_ADDRESS": "127.0.0.1", "QUEUE_ADMIN_PORT": "0",
-               "QUEUE_METRICS_PORT": "0", "USER_METRICS_PORT": "0"}
-        p = subprocess.run([sys.executable, "-m", "queueproxy"], env=env, capture_output=True, text=True, timeout=30)
+        env = {
+            **GOOD,
+            "QUEUE_SERVING_PORT": str(busy),
+            "QUEUE_BIND_ADDRESS": "127.0.0.1",
+            "QUEUE_ADMIN_PORT": "0",
+            "QUEUE_METRICS_PORT": "0",
+            "USER_METRICS_PORT": "0",
+        }
+        p = subprocess.run(
+            [sys.executable, "-m", "queueproxy"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert p.returncode == 1
     assert "queue-proxy: cannot listen" in p.stderr
 
@@ -85,12 +118,32 @@ def test_port_in_use_exits_1_naming_the_problem() -> None:
     ("probe", "expected"),
     [
         ({"tcpSocket": {"port": 0}}, ProbeSpec(kind="tcp", host="127.0.0.1", port=8080)),
-        ({"httpGet": {"path": "/healthz", "port": 8080, "httpHeaders": [{"name": "X-A", "value": "1"}]},
-          "periodSeconds": 5, "timeoutSeconds": 2, "successThreshold": 2},
-         ProbeSpec(kind="http", host="127.0.0.1", port=8080, path="/healthz", headers=(("X-A", "1"),),
-                   period=5, timeout=2, success_threshold=2)),
-        ({"httpGet": {"port": "9000", "scheme": "HTTPS"}},
-         ProbeSpec(kind="http", host="127.0.0.1", port=9000, path="/", https=True)),
+        (
+            {
+                "httpGet": {
+                    "path": "/healthz",
+                    "port": 8080,
+                    "httpHeaders": [{"name": "X-A", "value": "1"}],
+                },
+                "periodSeconds": 5,
+                "timeoutSeconds": 2,
+                "successThreshold": 2,
+            },
+            ProbeSpec(
+                kind="http",
+                host="127.0.0.1",
+                port=8080,
+                path="/healthz",
+                headers=(("X-A", "1"),),
+                period=5,
+                timeout=2,
+                success_threshold=2,
+            ),
+        ),
+        (
+            {"httpGet": {"port": "9000", "scheme": "HTTPS"}},
+            ProbeSpec(kind="http", host="127.0.0.1", port=9000, path="/", https=True),
+        ),
     ],
     ids=["tcp-user-port", "http-full", "https-string-port"],
 )
@@ -101,16 +154,43 @@ def test_probe_parsing(probe: dict, expected: ProbeSpec) -> None:  # type: ignor
 @pytest.mark.parametrize(
     ("probe", "message"),
     [
-        ({"grpc": {"port": 8080}}, "SERVING_READINESS_PROBE.grpc: gRPC readiness probes are not supported"),
-        ({"exec": {"command": ["true"]}}, "SERVING_READINESS_PROBE.exec: exec probes are run by the kubelet"),
-        ({"httpGet": {"path": "healthz"}}, "SERVING_READINESS_PROBE.httpGet.path: must start with '/'"),
-        ({"tcpSocket": {"port": 99999}}, "SERVING_READINESS_PROBE.tcpSocket.port: must be a port number"),
+        (
+            {"grpc": {"port": 8080}},
+            "SERVING_READINESS_PROBE.grpc: gRPC readiness probes are not supported",
+        ),
+        (
+            {"exec": {"command": ["true"]}},
+            "SERVING_READINESS_PROBE.exec: exec probes are run by the kubelet",
+        ),
+        (
+            {"httpGet": {"path": "healthz"}},
+            "SERVING_READINESS_PROBE.httpGet.path: must start with '/'",
+        ),
+        (
+            {"tcpSocket": {"port": 99999}},
+            "SERVING_READINESS_PROBE.tcpSocket.port: must be a port number",
+        ),
         ({"periodSeconds": 1}, "SERVING_READINESS_PROBE: needs httpGet or tcpSocket"),
-        ({"tcpSocket": {}, "periodSeconds": -1}, "SERVING_READINESS_PROBE.periodSeconds: must be a number >= 0"),
-        ({"tcpSocket": {}, "livenessish": 1}, "SERVING_READINESS_PROBE: unsupported field(s) livenessish"),
+        (
+            {"tcpSocket": {}, "periodSeconds": -1},
+            "SERVING_READINESS_PROBE.periodSeconds: must be a number >= 0",
+        ),
+        (
+            {"tcpSocket": {}, "livenessish": 1},
+            "SERVING_READINESS_PROBE: unsupported field(s) livenessish",
+        ),
         ([1], "SERVING_READINESS_PROBE: must be a JSON object"),
     ],
-    ids=["grpc", "exec", "relative-path", "port-range", "no-handler", "negative-period", "unknown-field", "list"],
+    ids=[
+        "grpc",
+        "exec",
+        "relative-path",
+        "port-range",
+        "no-handler",
+        "negative-period",
+        "unknown-field",
+        "list",
+    ],
 )
 def test_probe_errors_name_the_field(probe: object, message: str) -> None:
     with pytest.raises(ConfigError) as e:

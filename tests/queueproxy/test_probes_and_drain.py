@@ -26,16 +26,31 @@ TCP_PROBE = json.dumps({"tcpSocket": {"port": 0}, "periodSeconds": 1, "timeoutSe
         ({"User-Agent": "Knative-Activator-Probe", "K-Network-Probe": "queue"}, 200, "queue"),
         ({"K-Kubelet-Probe": "queue"}, 200, "queue"),
         ({"K-Network-Probe": "bogus"}, 400, "unexpected probe header value: bogus\n"),
-        ({"K-Network-Probe": "probe"}, 400, "K-Network-Probe: probe needs a K-Network-Hash header\n"),
+        (
+            {"K-Network-Probe": "probe"},
+            400,
+            "K-Network-Probe: probe needs a K-Network-Hash header\n",
+        ),
         ({"K-Network-Probe": "probe", "K-Network-Hash": "abc123"}, 200, ""),
     ],
-    ids=["network-probe", "kubelet-with-header", "kubelet-ua", "activator-ua", "legacy-kubelet-header",
-         "bad-value", "probe-without-hash", "probe-hash-echo"],
+    ids=[
+        "network-probe",
+        "kubelet-with-header",
+        "kubelet-ua",
+        "activator-ua",
+        "legacy-kubelet-header",
+        "bad-value",
+        "probe-without-hash",
+        "probe-hash-echo",
+    ],
 )
 async def test_health_checks_are_answered_by_the_proxy(
     tmp_path: Path, headers: dict[str, str], status: int, body: str
 ) -> None:
-    async with run_app() as (port, state), queue_proxy(port, tmp_path, SERVING_READINESS_PROBE=TCP_PROBE) as qp:
+    async with (
+        run_app() as (port, state),
+        queue_proxy(port, tmp_path, SERVING_READINESS_PROBE=TCP_PROBE) as qp,
+    ):
         async with httpx.AsyncClient() as client:
             r = await client.get(qp.url("/"), headers=headers)
         assert (r.status_code, r.text) == (status, body)
@@ -63,7 +78,9 @@ async def test_aggressive_probe_waits_for_the_app_to_come_up(tmp_path: Path) -> 
     probe = json.dumps({"httpGet": {"path": "/hello", "port": port}, "periodSeconds": 0})
     async with queue_proxy(port, tmp_path, SERVING_READINESS_PROBE=probe) as qp:
         async with httpx.AsyncClient(timeout=15) as client:
-            pending = asyncio.create_task(client.get(qp.url("/"), headers={"K-Network-Probe": "queue"}))
+            pending = asyncio.create_task(
+                client.get(qp.url("/"), headers={"K-Network-Probe": "queue"})
+            )
             await asyncio.sleep(0.5)
             assert not pending.done()  # retrying every 50 ms, not failing at once
             from aiohttp import web
@@ -80,10 +97,15 @@ async def test_aggressive_probe_waits_for_the_app_to_come_up(tmp_path: Path) -> 
                 await runner.cleanup()
 
 
-async def test_sigterm_completes_in_flight_requests_then_refuses_connections(tmp_path: Path) -> None:
-    async with run_app() as (port, state), queue_proxy(
-        port, tmp_path, DRAIN_QUIET_PERIOD_SECONDS="1", CONTAINER_CONCURRENCY="2"
-    ) as qp:
+async def test_sigterm_completes_in_flight_requests_then_refuses_connections(
+    tmp_path: Path,
+) -> None:
+    async with (
+        run_app() as (port, state),
+        queue_proxy(
+            port, tmp_path, DRAIN_QUIET_PERIOD_SECONDS="1", CONTAINER_CONCURRENCY="2"
+        ) as qp,
+    ):
         async with httpx.AsyncClient(timeout=30) as client:
             in_flight = [asyncio.create_task(client.get(qp.url("/sleep?s=2"))) for _ in range(5)]
             while state.in_flight < 2:
@@ -104,7 +126,10 @@ async def test_sigterm_completes_in_flight_requests_then_refuses_connections(tmp
 
 
 async def test_requests_during_the_quiet_period_are_served_and_extend_it(tmp_path: Path) -> None:
-    async with run_app() as (port, _), queue_proxy(port, tmp_path, DRAIN_QUIET_PERIOD_SECONDS="1") as qp:
+    async with (
+        run_app() as (port, _),
+        queue_proxy(port, tmp_path, DRAIN_QUIET_PERIOD_SECONDS="1") as qp,
+    ):
         loop = asyncio.get_running_loop()
         async with httpx.AsyncClient(timeout=30) as client:
             assert (await client.get(qp.url("/hello"))).status_code == 200
@@ -119,7 +144,10 @@ async def test_requests_during_the_quiet_period_are_served_and_extend_it(tmp_pat
 
 
 async def test_wait_for_drain_blocks_until_quiet_then_probes_recover(tmp_path: Path) -> None:
-    async with run_app() as (port, _), queue_proxy(port, tmp_path, DRAIN_QUIET_PERIOD_SECONDS="0.5") as qp:
+    async with (
+        run_app() as (port, _),
+        queue_proxy(port, tmp_path, DRAIN_QUIET_PERIOD_SECONDS="0.5") as qp,
+    ):
         loop = asyncio.get_running_loop()
         async with httpx.AsyncClient(timeout=30) as client:
             start = loop.time()

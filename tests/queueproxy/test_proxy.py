@@ -53,8 +53,15 @@ async def test_headers_are_rewritten_as_upstream(tmp_path: Path) -> None:
         seen = r.json()
         h = seen["headers"]
         assert seen["host"] == "hello.default.example.com"  # restored from K-Original-Host
-        for gone in ("k-original-host", "knative-serving-revision", "knative-serving-namespace",
-                     "x-hop", "keep-alive", "proxy-authorization", "te"):
+        for gone in (
+            "k-original-host",
+            "knative-serving-revision",
+            "knative-serving-namespace",
+            "x-hop",
+            "keep-alive",
+            "proxy-authorization",
+            "te",
+        ):
             assert gone not in h, gone
         assert h["x-custom"] == "kept"
         assert h["k-proxy-request"] == "activator"
@@ -180,7 +187,9 @@ async def test_pipelined_requests_are_answered_in_order(tmp_path: Path) -> None:
 async def test_expect_continue_is_answered_by_the_proxy(tmp_path: Path) -> None:
     async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp:
         reader, writer = await asyncio.open_connection("127.0.0.1", qp.port)
-        writer.write(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        writer.write(
+            b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
         interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert interim.startswith(b"HTTP/1.1 100 Continue")
         writer.write(b"12345")
@@ -200,7 +209,10 @@ async def test_http10_client_gets_a_close_delimited_stream(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("cc", [0, 20], ids=["unlimited", "cc20"])
 async def test_many_concurrent_requests_all_succeed(tmp_path: Path, cc: int) -> None:
-    async with run_app() as (port, state), queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY=str(cc)) as qp:
+    async with (
+        run_app() as (port, state),
+        queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY=str(cc)) as qp,
+    ):
         limits = httpx.Limits(max_connections=200)
         async with httpx.AsyncClient(limits=limits, timeout=30) as client:
             rs = await asyncio.gather(*(client.get(qp.url("/sleep?s=0.05")) for _ in range(200)))

@@ -52,7 +52,10 @@ async def test_proxied_requests_are_counted_apart(tmp_path: Path) -> None:
             s0 = await _stats(client, qp)
             s0 = await _next_stat(client, qp, s0)  # start at an interval boundary
             await asyncio.gather(
-                *(client.get(qp.url("/sleep?s=0.3"), headers={"K-Proxy-Request": "activator"}) for _ in range(3)),
+                *(
+                    client.get(qp.url("/sleep?s=0.3"), headers={"K-Proxy-Request": "activator"})
+                    for _ in range(3)
+                ),
                 *(client.get(qp.url("/sleep?s=0.3")) for _ in range(2)),
             )
             s1 = await _next_stat(client, qp, s0)
@@ -60,7 +63,10 @@ async def test_proxied_requests_are_counted_apart(tmp_path: Path) -> None:
         assert 4 <= total_rc <= 6, s1
         assert s1.proxied_request_count / s1.request_count == pytest.approx(3 / 5)
         # each request held ~0.3 s: the proxied share of the concurrency is 3/5 too
-        assert s1.average_proxied_concurrent_requests / s1.average_concurrent_requests == pytest.approx(3 / 5, abs=0.05)
+        assert (
+            s1.average_proxied_concurrent_requests / s1.average_concurrent_requests
+            == pytest.approx(3 / 5, abs=0.05)
+        )
 
 
 async def test_probes_are_not_counted(tmp_path: Path) -> None:
@@ -85,11 +91,16 @@ async def test_prometheus_metrics_count_codes_latency_and_queue(tmp_path: Path) 
                 await client.get(qp.url("/hello"))
             await client.get(qp.url("/status/404"))
             text = (await client.get(qp.prometheus_url())).text
-        labels = ('configuration_name="hello",namespace_name="default",pod_name="hello-00001-pod",'
-                  'response_code="200",response_code_class="2xx",revision_name="hello-00001",service_name="hello"')
+        labels = (
+            'configuration_name="hello",namespace_name="default",pod_name="hello-00001-pod",'
+            'response_code="200",response_code_class="2xx",revision_name="hello-00001",service_name="hello"'
+        )
         assert f"zeroserve_queue_requests_total{{{labels}}} 3.0" in text
         assert 'response_code="404"' in text
         assert "zeroserve_queue_request_duration_seconds_count{" in text
-        assert 'zeroserve_queue_request_duration_seconds_bucket{configuration_name="hello",le="+Inf"' in text
+        assert (
+            'zeroserve_queue_request_duration_seconds_bucket{configuration_name="hello",le="+Inf"'
+            in text
+        )
         assert "zeroserve_queue_depth{" in text
         assert "zeroserve_queue_capacity{" in text and "} 1.0" in text

@@ -17,9 +17,13 @@ from tests.support.raw import raw_exchange, read_response
 
 
 async def test_total_timeout_gives_504_and_frees_the_slot(tmp_path: Path) -> None:
-    async with run_app() as (port, _state), queue_proxy(
-        port, tmp_path, REVISION_TIMEOUT_SECONDS="0.5", CONTAINER_CONCURRENCY="1"
-    ) as qp, httpx.AsyncClient(timeout=30) as client:
+    async with (
+        run_app() as (port, _state),
+        queue_proxy(
+            port, tmp_path, REVISION_TIMEOUT_SECONDS="0.5", CONTAINER_CONCURRENCY="1"
+        ) as qp,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
         r = await client.get(qp.url("/sleep?s=5"))
         assert r.status_code == 504
         assert r.headers["x-zeroserve-error"] == "queue-proxy; reason=timeout"
@@ -30,9 +34,11 @@ async def test_total_timeout_gives_504_and_frees_the_slot(tmp_path: Path) -> Non
 
 
 async def test_queued_request_times_out_with_504(tmp_path: Path) -> None:
-    async with run_app() as (port, _state), queue_proxy(
-        port, tmp_path, REVISION_TIMEOUT_SECONDS="1", CONTAINER_CONCURRENCY="1"
-    ) as qp, httpx.AsyncClient(timeout=30) as client:
+    async with (
+        run_app() as (port, _state),
+        queue_proxy(port, tmp_path, REVISION_TIMEOUT_SECONDS="1", CONTAINER_CONCURRENCY="1") as qp,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
         holder = asyncio.create_task(client.get(qp.url("/sleep?s=0.9")))
         await asyncio.sleep(0.2)
         r = await client.get(qp.url("/sleep?s=0.9"))  # waits 0.7 s, then runs past 1 s
@@ -41,9 +47,11 @@ async def test_queued_request_times_out_with_504(tmp_path: Path) -> None:
 
 
 async def test_response_start_timeout(tmp_path: Path) -> None:
-    async with run_app() as (port, _), queue_proxy(
-        port, tmp_path, REVISION_RESPONSE_START_TIMEOUT_SECONDS="0.5"
-    ) as qp, httpx.AsyncClient(timeout=30) as client:
+    async with (
+        run_app() as (port, _),
+        queue_proxy(port, tmp_path, REVISION_RESPONSE_START_TIMEOUT_SECONDS="0.5") as qp,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
         r = await client.get(qp.url("/sleep?s=3"))
         assert r.status_code == 504
         # a response that started in time may take longer than that
@@ -53,7 +61,10 @@ async def test_response_start_timeout(tmp_path: Path) -> None:
 
 
 async def test_idle_timeout_ends_a_started_response(tmp_path: Path) -> None:
-    async with run_app() as (port, _), queue_proxy(port, tmp_path, REVISION_IDLE_TIMEOUT_SECONDS="0.5") as qp:
+    async with (
+        run_app() as (port, _),
+        queue_proxy(port, tmp_path, REVISION_IDLE_TIMEOUT_SECONDS="0.5") as qp,
+    ):
         async with httpx.AsyncClient(timeout=30) as client:
             loop = asyncio.get_running_loop()
             start = loop.time()
@@ -65,7 +76,10 @@ async def test_idle_timeout_ends_a_started_response(tmp_path: Path) -> None:
 
 
 async def test_total_timeout_after_the_response_started_ends_it(tmp_path: Path) -> None:
-    async with run_app() as (port, _), queue_proxy(port, tmp_path, REVISION_TIMEOUT_SECONDS="0.7") as qp:
+    async with (
+        run_app() as (port, _),
+        queue_proxy(port, tmp_path, REVISION_TIMEOUT_SECONDS="0.7") as qp,
+    ):
         async with httpx.AsyncClient(timeout=30) as client:
             r = await client.get(qp.url("/stall?s=5"))
             assert r.status_code == 200
@@ -120,17 +134,31 @@ async def test_reused_connection_closed_by_the_app_is_retried_transparently(tmp_
         (b"GARBAGE\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
         (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
         (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
         (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(300)) + b"\r\n", 431),
         (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405),
     ],
-    ids=["garbage", "header-without-colon", "nul-in-header", "cl-and-te-smuggling",
-         "bad-chunk-size", "huge-header", "huge-url", "too-many-headers", "connect"],
+    ids=[
+        "garbage",
+        "header-without-colon",
+        "nul-in-header",
+        "cl-and-te-smuggling",
+        "bad-chunk-size",
+        "huge-header",
+        "huge-url",
+        "too-many-headers",
+        "connect",
+    ],
 )
-async def test_malformed_requests_get_4xx_and_close(tmp_path: Path, raw: bytes, status: int) -> None:
+async def test_malformed_requests_get_4xx_and_close(
+    tmp_path: Path, raw: bytes, status: int
+) -> None:
     async with run_app() as (port, state), queue_proxy(port, tmp_path) as qp:
         reply = await raw_exchange(qp.port, raw)
         assert reply.startswith(b"HTTP/1.1 %d " % status), reply[:200]
@@ -143,23 +171,40 @@ async def test_malformed_requests_get_4xx_and_close(tmp_path: Path, raw: bytes, 
         assert state.paths[-1:] == ["/hello"]
 
 
-_token = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"),
-                 min_size=1, max_size=20)
+_token = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"),
+    min_size=1,
+    max_size=20,
+)
 _junk = st.binary(max_size=200)
 _request = st.one_of(
     _junk,
-    st.builds(lambda m, u, v: m + b" " + u + b" " + v + b"\r\n\r\n",
-              st.sampled_from([b"GET", b"POST", b"G ET", b"", b"\x00"]), _junk,
-              st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/9.9", b"HTTP/1.1\x00", b""])),
-    st.builds(lambda names, values: b"GET / HTTP/1.1\r\n" + b"".join(
-        n.encode() + b": " + v + b"\r\n" for n, v in zip(names, values, strict=False)) + b"\r\n",
-        st.lists(_token, max_size=8), st.lists(_junk, max_size=8)),
+    st.builds(
+        lambda m, u, v: m + b" " + u + b" " + v + b"\r\n\r\n",
+        st.sampled_from([b"GET", b"POST", b"G ET", b"", b"\x00"]),
+        _junk,
+        st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/9.9", b"HTTP/1.1\x00", b""]),
+    ),
+    st.builds(
+        lambda names, values: (
+            b"GET / HTTP/1.1\r\n"
+            + b"".join(
+                n.encode() + b": " + v + b"\r\n" for n, v in zip(names, values, strict=False)
+            )
+            + b"\r\n"
+        ),
+        st.lists(_token, max_size=8),
+        st.lists(_junk, max_size=8),
+    ),
 )
 
 
 @pytest.mark.slow
 async def test_fuzzed_request_heads_never_crash_the_proxy(tmp_path: Path) -> None:
-    async with run_app() as (port, _), queue_proxy(port, tmp_path, REVISION_TIMEOUT_SECONDS="2") as qp:
+    async with (
+        run_app() as (port, _),
+        queue_proxy(port, tmp_path, REVISION_TIMEOUT_SECONDS="2") as qp,
+    ):
         # Hypothesis drives synchronously: draw the examples, then send them
         # through the event loop, 25 connections at a time.
         examples: list[bytes] = []

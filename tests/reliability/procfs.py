@@ -46,7 +46,7 @@ def components(root: int, module: str) -> dict[int, list[str]]:
     out = {}
     for pid in descendants(root):
         args = argv(pid)
-        if any(args[i:i + 2] == ["-m", module] for i in range(len(args))):
+        if any(args[i : i + 2] == ["-m", module] for i in range(len(args))):
             out[pid] = args
     return out
 
@@ -91,7 +91,9 @@ def _address(text: str) -> tuple[str, int]:
     if len(raw) == 4:
         ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
     else:  # four little-endian 32-bit words
-        ip = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+        ip = socket.inet_ntop(
+            socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        )
     return ip, int(port, 16)
 
 
@@ -125,8 +127,11 @@ def listening(pid: int) -> list[tuple[str, int]]:
 
 def connection_owner(client_port: int, server_port: int, pids: Iterable[int]) -> int | None:
     """Which of ``pids`` accepted the loopback connection from ``client_port``."""
-    peers = {s.inode for s in tcp_sockets()
-             if s.remote[1] == client_port and s.local[1] == server_port and not s.listening}
+    peers = {
+        s.inode
+        for s in tcp_sockets()
+        if s.remote[1] == client_port and s.local[1] == server_port and not s.listening
+    }
     for pid in pids:
         if socket_inodes(pid) & peers:
             return pid

@@ -51,16 +51,25 @@ def service(
         spec["timeoutSeconds"] = timeout_seconds
     template: dict[str, Any] = {"spec": spec}
     if annotations:
-        template["metadata"] = {"annotations": {f"autoscaling.knative.dev/{k}": v for k, v in annotations.items()}}
-    return {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": "default"}, "spec": {"template": template}}
+        template["metadata"] = {
+            "annotations": {f"autoscaling.knative.dev/{k}": v for k, v in annotations.items()}
+        }
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"template": template},
+    }
 
 
 def autoscaler_config(**data: str) -> dict[str, Any]:
     """``config-autoscaler``; keys with dashes are given with underscores."""
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "config-autoscaler", "namespace": "knative-serving"},
-            "data": {k.replace("_", "-"): v for k, v in data.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "config-autoscaler", "namespace": "knative-serving"},
+        "data": {k.replace("_", "-"): v for k, v in data.items()},
+    }
 
 
 # Scale decisions on 6 s of history (the shortest window allowed), zero 1 s after that.
@@ -116,7 +125,9 @@ class Load:
         self._workers.clear()
         for i in range(n):
             stop = asyncio.Event()
-            task = asyncio.create_task(self._run(stop, pause, path or self.path), name=f"load client {i}")
+            task = asyncio.create_task(
+                self._run(stop, pause, path or self.path), name=f"load client {i}"
+            )
             self._workers.append((task, stop))
 
     async def _run(self, stop: asyncio.Event, pause: float, path: str) -> None:
@@ -180,14 +191,19 @@ class ReplicaWatch:
         async with httpx.AsyncClient(timeout=10) as client:
             while True:
                 try:
-                    r = await client.get(self.up.control + "/v1/objects/revisions",
-                                         params={"namespace": "default", "name": self.revision})
+                    r = await client.get(
+                        self.up.control + "/v1/objects/revisions",
+                        params={"namespace": "default", "name": self.revision},
+                    )
                     items = r.json()["items"]
                 except (httpx.HTTPError, ValueError, KeyError):
                     items = []
                 if items:
                     status = items[0].get("status", {})
-                    now = (int(status.get("actualReplicas", 0)), int(status.get("desiredReplicas", -1)))
+                    now = (
+                        int(status.get("actualReplicas", 0)),
+                        int(status.get("desiredReplicas", -1)),
+                    )
                     if not self.history or self.history[-1] != now:
                         self.history.append(now)
                         self.times.append(asyncio.get_running_loop().time())
@@ -202,8 +218,10 @@ class ReplicaWatch:
                 while not (self.history and check(*self.history[-1])):
                     await self._changed.wait()
         except TimeoutError:
-            raise AssertionError(f"not within {within}s: {what}; (actual, desired) seen: {self.history}; "
-                                 f"logs in {self.up.logs}") from None
+            raise AssertionError(
+                f"not within {within}s: {what}; (actual, desired) seen: {self.history}; "
+                f"logs in {self.up.logs}"
+            ) from None
 
 
 async def pod_rows(up: UpProcess) -> list[list[str]]:
@@ -258,10 +276,13 @@ async def activator_metrics(up: UpProcess) -> dict[int, str]:
 async def assert_activators_settled(up: UpProcess) -> None:
     """With no traffic: nothing waits, nothing is in flight, the budget is all free
     (faults leaked no slot or place). Waits briefly for answers still on their way."""
+
     def settled(text: str) -> bool:
-        return (samples(text, "zeroserve_activator_budget", kind="used") == [0.0]
-                and not any(samples(text, "zeroserve_activator_requests_in_flight"))
-                and not any(samples(text, "zeroserve_activator_queue_length")))
+        return (
+            samples(text, "zeroserve_activator_budget", kind="used") == [0.0]
+            and not any(samples(text, "zeroserve_activator_requests_in_flight"))
+            and not any(samples(text, "zeroserve_activator_queue_length"))
+        )
 
     texts: dict[int, str] = {}
     try:
@@ -272,26 +293,41 @@ async def assert_activators_settled(up: UpProcess) -> None:
                     return
                 await asyncio.sleep(0.2)
     except TimeoutError:
-        lines = [line for t in texts.values() for line in t.splitlines()
-                 if line.startswith(("zeroserve_activator_budget", "zeroserve_activator_requests_in_flight",
-                                     "zeroserve_activator_queue_length"))]
+        lines = [
+            line
+            for t in texts.values()
+            for line in t.splitlines()
+            if line.startswith(
+                (
+                    "zeroserve_activator_budget",
+                    "zeroserve_activator_requests_in_flight",
+                    "zeroserve_activator_queue_length",
+                )
+            )
+        ]
         raise AssertionError(f"the activators did not settle: {lines}") from None
 
 
 # -- a fake control API and an activator that follows it -------------------------------------
 
 
-def snapshot(version: int, routes: dict[str, RevisionKey],
-             endpoints: dict[RevisionKey, list[Endpoint]] | None = None,
-             revisions: Iterable[RevisionInfo] = ()) -> Snapshot:
+def snapshot(
+    version: int,
+    routes: dict[str, RevisionKey],
+    endpoints: dict[RevisionKey, list[Endpoint]] | None = None,
+    revisions: Iterable[RevisionInfo] = (),
+) -> Snapshot:
     """Routes by host; every routed revision exists (defaults), with the given endpoints."""
     infos = {r.key: r for r in revisions}
     for key in routes.values():
         infos.setdefault(key, RevisionInfo(key, service=key.name.rsplit("-", 1)[0]))
     return Snapshot(
-        version=version, revisions=infos,
-        routes=tuple(Route(key.namespace, f"route-{i}", (host,), (Target(key, 100),))
-                     for i, (host, key) in enumerate(routes.items())),
+        version=version,
+        revisions=infos,
+        routes=tuple(
+            Route(key.namespace, f"route-{i}", (host,), (Target(key, 100),))
+            for i, (host, key) in enumerate(routes.items())
+        ),
         endpoints={k: tuple(v) for k, v in (endpoints or {}).items()},
         replicas={k: len((endpoints or {}).get(k, [])) for k in infos},
     )
@@ -346,5 +382,3 @@ class FakeControl:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-

@@ -56,7 +56,9 @@ async def routed_activator() -> AsyncIterator[Setup]:
         act = Activator(Settings(host="127.0.0.1", port=0, metrics_port=0, drain_seconds=0))
         ports = await act.start()
         try:
-            act.set_routes(RoutingTable([Route("default", "hello", (HOST,), (Target(HELLO, 100),))]))
+            act.set_routes(
+                RoutingTable([Route("default", "hello", (HOST,), (Target(HELLO, 100),))])
+            )
             for key, port in ((HELLO, hello_port), (SECRET, secret_port)):
                 act.put_revision(RevisionInfo(key))
                 act.set_endpoints(key, [_endpoint(key.name, port)])
@@ -86,20 +88,46 @@ H = HOST.encode()
         (b"GARBAGE\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: " + H + b"\r\nBad Header\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: " + H + b"\r\nX: a\x00b\r\n\r\n", 400),
-        (b"POST /hello HTTP/1.1\r\nHost: " + H + b"\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
-         b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: " + H + b"\r\n\r\n", 400),
-        (b"POST /hello HTTP/1.1\r\nHost: " + H + b"\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n", 400),
+        (
+            b"POST /hello HTTP/1.1\r\nHost: "
+            + H
+            + b"\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: " + H + b"\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST /hello HTTP/1.1\r\nHost: " + H + b"\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+            400,
+        ),
         (b"GET / HTTP/1.1\r\nHost: " + H + b"\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
         (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: " + H + b"\r\n\r\n", 431),
-        (b"GET / HTTP/1.1\r\nHost: " + H + b"\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(300)) + b"\r\n",
-         431),
+        (
+            b"GET / HTTP/1.1\r\nHost: "
+            + H
+            + b"\r\n"
+            + b"".join(b"X-%d: 1\r\n" % i for i in range(300))
+            + b"\r\n",
+            431,
+        ),
         (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405),
         (b"CONNECT " + H + b":80 HTTP/1.1\r\nHost: " + H + b"\r\n\r\n", 405),
     ],
-    ids=["garbage", "header-without-colon", "nul-in-header", "cl-and-te-smuggling", "bad-chunk-size",
-         "huge-header", "huge-url", "too-many-headers", "connect", "connect-to-a-routed-host"],
+    ids=[
+        "garbage",
+        "header-without-colon",
+        "nul-in-header",
+        "cl-and-te-smuggling",
+        "bad-chunk-size",
+        "huge-header",
+        "huge-url",
+        "too-many-headers",
+        "connect",
+        "connect-to-a-routed-host",
+    ],
 )
-async def test_malformed_requests_get_4xx_close_and_leave_other_connections_alone(raw: bytes, status: int) -> None:
+async def test_malformed_requests_get_4xx_close_and_leave_other_connections_alone(
+    raw: bytes, status: int
+) -> None:
     async with routed_activator() as s:
         # a kept-alive connection opened before the bad one, and used after it
         reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
@@ -118,7 +146,9 @@ async def test_malformed_requests_get_4xx_close_and_leave_other_connections_alon
             writer.close()
         # nothing smuggled through, nothing sent to the unrouted revision (a bad body can
         # only be noticed after its head went out, as at the queue-proxy)
-        assert "/smuggled" not in s.hello.paths and not any(p.startswith("/a") for p in s.hello.paths)
+        assert "/smuggled" not in s.hello.paths and not any(
+            p.startswith("/a") for p in s.hello.paths
+        )
         assert s.secret.requests == 0
         assert s.act.budget.used == 0
 
@@ -145,11 +175,27 @@ async def test_malformed_requests_get_4xx_close_and_leave_other_connections_alon
         (b"hello.default.example.com@127.0.0.1:{secret}", False),
         (b"", False),
     ],
-    ids=["exact", "with-port", "trailing-dot", "mixed-case-dot-port", "padded", "ip", "ip-and-port",
-         "ipv6-and-port", "localhost", "localhost-and-port", "revision-name", "suffix", "path-like",
-         "userinfo", "empty"],
+    ids=[
+        "exact",
+        "with-port",
+        "trailing-dot",
+        "mixed-case-dot-port",
+        "padded",
+        "ip",
+        "ip-and-port",
+        "ipv6-and-port",
+        "localhost",
+        "localhost-and-port",
+        "revision-name",
+        "suffix",
+        "path-like",
+        "userinfo",
+        "empty",
+    ],
 )
-async def test_host_routes_to_its_revision_or_404_never_elsewhere(host: bytes, routed: bool) -> None:
+async def test_host_routes_to_its_revision_or_404_never_elsewhere(
+    host: bytes, routed: bool
+) -> None:
     async with routed_activator() as s:
         host = host.replace(b"{secret}", b"%d" % s.secret_port)
         status, body = await _get(s.port, host)
@@ -166,19 +212,37 @@ async def test_absolute_form_target_missing_or_double_host_never_pick_the_upstre
     async with routed_activator() as s:
         secret = b"127.0.0.1:%d" % s.secret_port
         # The request target names the unrouted app; the Host decides (and is unknown).
-        reply = await raw_exchange(s.port, b"GET http://" + secret + b"/hello HTTP/1.1\r\nHost: " + secret +
-                                   b"\r\nConnection: close\r\n\r\n")
+        reply = await raw_exchange(
+            s.port,
+            b"GET http://"
+            + secret
+            + b"/hello HTTP/1.1\r\nHost: "
+            + secret
+            + b"\r\nConnection: close\r\n\r\n",
+        )
         assert reply.startswith(b"HTTP/1.1 404 "), reply[:200]
         # An HTTP/1.0 request without any Host.
         reply = await raw_exchange(s.port, b"GET http://" + secret + b"/hello HTTP/1.0\r\n\r\n")
         assert reply.startswith(b"HTTP/1.1 404 "), reply[:200]
         # Two Host headers: neither is trusted, nothing is routed.
-        reply = await raw_exchange(s.port, b"GET /hello HTTP/1.1\r\nHost: " + H + b"\r\nHost: " + secret +
-                                   b"\r\nConnection: close\r\n\r\n")
+        reply = await raw_exchange(
+            s.port,
+            b"GET /hello HTTP/1.1\r\nHost: "
+            + H
+            + b"\r\nHost: "
+            + secret
+            + b"\r\nConnection: close\r\n\r\n",
+        )
         assert reply.startswith(b"HTTP/1.1 404 "), reply[:200]
         # Host routed, absolute target elsewhere: goes to the routed revision only.
-        reply = await raw_exchange(s.port, b"GET http://" + secret + b"/hello HTTP/1.1\r\nHost: " + H +
-                                   b"\r\nConnection: close\r\n\r\n")
+        reply = await raw_exchange(
+            s.port,
+            b"GET http://"
+            + secret
+            + b"/hello HTTP/1.1\r\nHost: "
+            + H
+            + b"\r\nConnection: close\r\n\r\n",
+        )
         assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
         assert s.secret.requests == 0
 
@@ -197,7 +261,11 @@ async def test_spoofed_revision_headers_from_an_untrusted_peer_are_ignored_and_d
         assert "knative-serving-revision" not in seen and "knative-serving-namespace" not in seen
         assert seen["k-proxy-request"] == "activator"
         # without a routed Host they open nothing: 404, for any spelling of the names
-        for headers in (spoof, {k.upper(): v for k, v in spoof.items()}, {k.lower(): v for k, v in spoof.items()}):
+        for headers in (
+            spoof,
+            {k.upper(): v for k, v in spoof.items()},
+            {k.lower(): v for k, v in spoof.items()},
+        ):
             r = await client.get(url + "/hello", headers={"Host": "unknown.example.com", **headers})
             assert r.status_code == 404, r.text
         # a spoofed K-Proxy-Request is replaced, not doubled
@@ -209,22 +277,53 @@ async def test_spoofed_revision_headers_from_an_untrusted_peer_are_ignored_and_d
 
 # -- fuzzed heads against the process --------------------------------------------------------------
 
-_token = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"),
-                 min_size=1, max_size=20)
+_token = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"),
+    min_size=1,
+    max_size=20,
+)
 _junk = st.binary(max_size=200)
-_host = st.sampled_from([H, H + b":80", H.upper() + b".", b"", b"127.0.0.1", b"\x00", b"a" * 300, b"[::1"])
+_host = st.sampled_from(
+    [H, H + b":80", H.upper() + b".", b"", b"127.0.0.1", b"\x00", b"a" * 300, b"[::1"]
+)
 _request = st.one_of(
     _junk,
-    st.builds(lambda m, u, v: m + b" " + u + b" " + v + b"\r\n\r\n",
-              st.sampled_from([b"GET", b"POST", b"G ET", b"", b"\x00", b"CONNECT", b"PRI"]), _junk,
-              st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/9.9", b"HTTP/1.1\x00", b""])),
-    st.builds(lambda host, names, values: b"GET /hello HTTP/1.1\r\nHost: " + host + b"\r\n" + b"".join(
-        n.encode() + b": " + v + b"\r\n" for n, v in zip(names, values, strict=False)) + b"\r\n",
-        _host, st.lists(_token, max_size=8), st.lists(_junk, max_size=8)),
-    st.builds(lambda host, te, body: b"POST /hello HTTP/1.1\r\nHost: " + host + b"\r\n" + te + b"\r\n" + body,
-              _host, st.sampled_from([b"Transfer-Encoding: chunked\r\n", b"Content-Length: 5\r\n",
-                                      b"Content-Length: -1\r\n", b"Content-Length: 1\r\nContent-Length: 2\r\n",
-                                      b"Transfer-Encoding: gzip, chunked\r\n"]), _junk),
+    st.builds(
+        lambda m, u, v: m + b" " + u + b" " + v + b"\r\n\r\n",
+        st.sampled_from([b"GET", b"POST", b"G ET", b"", b"\x00", b"CONNECT", b"PRI"]),
+        _junk,
+        st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/9.9", b"HTTP/1.1\x00", b""]),
+    ),
+    st.builds(
+        lambda host, names, values: (
+            b"GET /hello HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\n"
+            + b"".join(
+                n.encode() + b": " + v + b"\r\n" for n, v in zip(names, values, strict=False)
+            )
+            + b"\r\n"
+        ),
+        _host,
+        st.lists(_token, max_size=8),
+        st.lists(_junk, max_size=8),
+    ),
+    st.builds(
+        lambda host, te, body: (
+            b"POST /hello HTTP/1.1\r\nHost: " + host + b"\r\n" + te + b"\r\n" + body
+        ),
+        _host,
+        st.sampled_from(
+            [
+                b"Transfer-Encoding: chunked\r\n",
+                b"Content-Length: 5\r\n",
+                b"Content-Length: -1\r\n",
+                b"Content-Length: 1\r\nContent-Length: 2\r\n",
+                b"Transfer-Encoding: gzip, chunked\r\n",
+            ]
+        ),
+        _junk,
+    ),
 )
 
 
@@ -232,7 +331,10 @@ _request = st.one_of(
 async def test_fuzzed_request_heads_never_crash_the_activator_process(tmp_path: Path) -> None:
     async with run_app() as (port, _):
         control = FakeControl(snapshot(1, {HOST: HELLO}, {HELLO: [_endpoint("hello-pod", port)]}))
-        async with control, activator_process(tmp_path / "activator.log", "--control", control.url) as act:
+        async with (
+            control,
+            activator_process(tmp_path / "activator.log", "--control", control.url) as act,
+        ):
             examples: list[bytes] = []
 
             @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -242,7 +344,7 @@ async def test_fuzzed_request_heads_never_crash_the_activator_process(tmp_path: 
 
             collect()  # hypothesis drives synchronously: draw first, then send, 25 at a time
             for i in range(0, len(examples), 25):
-                await asyncio.gather(*(_send_and_close(act.port, d) for d in examples[i:i + 25]))
+                await asyncio.gather(*(_send_and_close(act.port, d) for d in examples[i : i + 25]))
             assert act.proc.returncode is None
             async with httpx.AsyncClient(timeout=10) as client:
                 r = await client.get(act.url + "/hello", headers={"Host": HOST})

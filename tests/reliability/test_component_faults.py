@@ -43,13 +43,21 @@ def _new_component(up_pid: int, module: str, old: set[int], count: int = 1) -> s
 
 
 @pytest.mark.timeout(120)
-async def test_autoscaler_killed_traffic_flows_nothing_scales_to_zero_and_decisions_resume(tmp_path: Path) -> None:
-    config = autoscaler_config(stable_window="6s", scale_to_zero_grace_period="1s",
-                               allow_zero_initial_scale="true")
-    svc = service("steady", AUTOSCALE_APP, annotations={"target": "2", "initial-scale": "0", "max-scale": "3"})
+async def test_autoscaler_killed_traffic_flows_nothing_scales_to_zero_and_decisions_resume(
+    tmp_path: Path,
+) -> None:
+    config = autoscaler_config(
+        stable_window="6s", scale_to_zero_grace_period="1s", allow_zero_initial_scale="true"
+    )
+    svc = service(
+        "steady", AUTOSCALE_APP, annotations={"target": "2", "initial-scale": "0", "max-scale": "3"}
+    )
     host = "steady.default.localhost"
-    async with zeroserve_up(tmp_path, manifest(tmp_path / "steady.yaml", config, svc)) as up, \
-            ReplicaWatch(up, "steady-00001") as watch, Load(up.ingress, host) as load:
+    async with (
+        zeroserve_up(tmp_path, manifest(tmp_path / "steady.yaml", config, svc)) as up,
+        ReplicaWatch(up, "steady-00001") as watch,
+        Load(up.ingress, host) as load,
+    ):
         await watch.until(lambda actual, desired: actual == desired == 0, "at zero", 30)
 
         # 1. Killed while the revision is at zero: requests that arrive meanwhile are held,
@@ -58,23 +66,34 @@ async def test_autoscaler_killed_traffic_flows_nothing_scales_to_zero_and_decisi
         (old,) = components(up.proc.pid, "autoscaler")
         kill(old)
         async with httpx.AsyncClient(timeout=60) as client:
-            cold = await asyncio.gather(*(client.get(up.ingress + "/?sleep=0", headers={"Host": host})
-                                          for _ in range(3)))
+            cold = await asyncio.gather(
+                *(client.get(up.ingress + "/?sleep=0", headers={"Host": host}) for _ in range(3))
+            )
         assert [r.status_code for r in cold] == [200, 200, 200], [r.text for r in cold]
-        first = await until(lambda: _new_component(up.proc.pid, "autoscaler", {old}), "autoscaler restarted", 30)
+        first = await until(
+            lambda: _new_component(up.proc.pid, "autoscaler", {old}), "autoscaler restarted", 30
+        )
 
         # 2. Killed with warm traffic: it keeps flowing, and the restarted autoscaler, which
         # has no metrics yet, never takes the revision to zero (nor anywhere else) for them.
         await load.clients(1, "/?sleep=0", 0.2)
-        await watch.until(lambda actual, desired: actual == desired == 1, "one replica for a trickle", 30)
+        await watch.until(
+            lambda actual, desired: actual == desired == 1, "one replica for a trickle", 30
+        )
         (old,) = first
         kill(old)
-        await until(lambda: _new_component(up.proc.pid, "autoscaler", {old}), "autoscaler restarted again", 30)
+        await until(
+            lambda: _new_component(up.proc.pid, "autoscaler", {old}),
+            "autoscaler restarted again",
+            30,
+        )
         mark = len(watch.history)
         sent = load.sent
-        await asyncio.sleep(STABLE_WINDOW + GRACE + 3)  # longer than it takes an idle revision to reach zero
+        await asyncio.sleep(
+            STABLE_WINDOW + GRACE + 3
+        )  # longer than it takes an idle revision to reach zero
         assert load.sent - sent > 20
-        after_restart = watch.history[mark - 1:]
+        after_restart = watch.history[mark - 1 :]
         assert all(actual >= 1 and desired != 0 for actual, desired in after_restart), after_restart
 
         # 3. Decisions resume: more load scales it up.
@@ -87,15 +106,20 @@ async def test_autoscaler_killed_traffic_flows_nothing_scales_to_zero_and_decisi
 
 
 @pytest.mark.timeout(120)
-async def test_activator_killed_only_its_requests_fail_and_its_replacement_serves(tmp_path: Path) -> None:
+async def test_activator_killed_only_its_requests_fail_and_its_replacement_serves(
+    tmp_path: Path,
+) -> None:
     svc = service("long", AUTOSCALE_APP, annotations={"min-scale": "1"})
     request = b"GET /?sleep=3000 HTTP/1.1\r\nHost: long.default.localhost\r\n\r\n"
     quick = b"GET /?sleep=0 HTTP/1.1\r\nHost: long.default.localhost\r\n\r\n"
-    async with zeroserve_up(tmp_path, manifest(tmp_path / "long.yaml", FAST_CONFIG, svc),
-                            args=("--activators", "2")) as up:
+    async with zeroserve_up(
+        tmp_path, manifest(tmp_path / "long.yaml", FAST_CONFIG, svc), args=("--activators", "2")
+    ) as up:
         port = up.ingress_port
         async with httpx.AsyncClient(timeout=30) as client:
-            r = await client.get(up.ingress + "/?sleep=0", headers={"Host": "long.default.localhost"})
+            r = await client.get(
+                up.ingress + "/?sleep=0", headers={"Host": "long.default.localhost"}
+            )
             assert r.status_code == 200
         activators = set(components(up.proc.pid, "activator"))
         assert len(activators) == 2
@@ -107,7 +131,10 @@ async def test_activator_killed_only_its_requests_fail_and_its_replacement_serve
                 writer.write(request)
 
             def accepted() -> list[int | None] | None:
-                found = [connection_owner(w.get_extra_info("sockname")[1], port, activators) for _, w in conns]
+                found = [
+                    connection_owner(w.get_extra_info("sockname")[1], port, activators)
+                    for _, w in conns
+                ]
                 return found if None not in found else None
 
             owners = await until(accepted, "every connection accepted by an activator", 10)
@@ -116,17 +143,24 @@ async def test_activator_killed_only_its_requests_fail_and_its_replacement_serve
             kill(victim)
             # New connections go to the survivor meanwhile (the kernel drops the dead listener).
             async with httpx.AsyncClient(timeout=30) as client:
-                during = [await client.get(up.ingress + "/?sleep=0", headers={"Host": "long.default.localhost",
-                                                                                  "Connection": "close"})
-                          for _ in range(10)]
-            results = await asyncio.gather(*(read_response(reader, timeout=30) for reader, _ in conns),
-                                           return_exceptions=True)
+                during = [
+                    await client.get(
+                        up.ingress + "/?sleep=0",
+                        headers={"Host": "long.default.localhost", "Connection": "close"},
+                    )
+                    for _ in range(10)
+                ]
+            results = await asyncio.gather(
+                *(read_response(reader, timeout=30) for reader, _ in conns), return_exceptions=True
+            )
         finally:
             for _, writer in conns:
                 writer.close()
         ok = [not isinstance(x, BaseException) and x.status == 200 and x.complete for x in results]
         on_victim = [owner == victim for owner in owners]
-        print(f"{on_victim.count(True)} of {len(owners)} requests on the killed activator, {ok.count(False)} failed")
+        print(
+            f"{on_victim.count(True)} of {len(owners)} requests on the killed activator, {ok.count(False)} failed"
+        )
         # Every request the surviving activator accepted completed; only the killed one's failed.
         assert all(good for good, killed in zip(ok, on_victim, strict=True) if not killed), results
         assert ok.count(False) <= on_victim.count(True), (results, owners)
@@ -146,7 +180,9 @@ async def test_activator_killed_only_its_requests_fail_and_its_replacement_serve
                     writer.write(quick)
                     resp = await read_response(reader)
                     assert (resp.status, resp.body) == (200, b"ok\n"), resp
-                    owner = connection_owner(writer.get_extra_info("sockname")[1], port, {replacement})
+                    owner = connection_owner(
+                        writer.get_extra_info("sockname")[1], port, {replacement}
+                    )
                     through_new += owner == replacement
                 finally:
                     writer.close()
@@ -155,12 +191,20 @@ async def test_activator_killed_only_its_requests_fail_and_its_replacement_serve
 
 
 @pytest.mark.timeout(90)
-async def test_deleting_a_revision_with_queued_requests_fails_them_at_once_and_unroutes_it(tmp_path: Path) -> None:
+async def test_deleting_a_revision_with_queued_requests_fails_them_at_once_and_unroutes_it(
+    tmp_path: Path,
+) -> None:
     # Never listens: its replica never gets ready, so requests wait in the activator.
     svc = service("never", ["python", "-c", "import time; time.sleep(30)"])
     host = {"Host": "never.default.localhost"}
-    async with zeroserve_up(tmp_path, manifest(tmp_path / "never.yaml", FAST_CONFIG, svc),
-                            args=("--activation-timeout", "60")) as up, httpx.AsyncClient(timeout=30) as client:
+    async with (
+        zeroserve_up(
+            tmp_path,
+            manifest(tmp_path / "never.yaml", FAST_CONFIG, svc),
+            args=("--activation-timeout", "60"),
+        ) as up,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
         queued = [asyncio.create_task(client.get(up.ingress + "/", headers=host)) for _ in range(5)]
         await asyncio.sleep(1.5)
         assert not any(t.done() for t in queued), [t.result().text for t in queued if t.done()]

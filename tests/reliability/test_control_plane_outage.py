@@ -29,8 +29,12 @@ OUTAGE = 3.0  # seconds of requests with the control plane down
 
 async def _serves(client: httpx.AsyncClient, url: str, host: str = HOST, n: int = 1) -> list[int]:
     """``n`` requests, each on a new connection (nothing rides on an old keep-alive)."""
-    return [(await client.get(url + "/hello", headers={"Host": host, "Connection": "close"})).status_code
-            for _ in range(n)]
+    return [
+        (
+            await client.get(url + "/hello", headers={"Host": host, "Connection": "close"})
+        ).status_code
+        for _ in range(n)
+    ]
 
 
 async def _through_outage(client: httpx.AsyncClient, url: str) -> list[int]:
@@ -46,10 +50,15 @@ async def _through_outage(client: httpx.AsyncClient, url: str) -> list[int]:
 @pytest.mark.timeout(60)
 async def test_local_activator_keeps_serving_when_the_control_api_is_down(tmp_path: Path) -> None:
     async with run_app() as (app_port, app), queue_proxy(app_port, tmp_path) as qp:
-        ep = Endpoint(name="hello-pod", host="127.0.0.1", port=qp.port, stats_port=qp.ports["metrics_port"])
+        ep = Endpoint(
+            name="hello-pod", host="127.0.0.1", port=qp.port, stats_port=qp.ports["metrics_port"]
+        )
         control = FakeControl(snapshot(1, {HOST: KEY}, {KEY: [ep]}))
-        async with control, activator_process(tmp_path / "activator.log", "--control", control.url) as act, \
-                httpx.AsyncClient(timeout=10) as client:
+        async with (
+            control,
+            activator_process(tmp_path / "activator.log", "--control", control.url) as act,
+            httpx.AsyncClient(timeout=10) as client,
+        ):
             assert await _serves(client, act.url, n=3) == [200] * 3
             await control.stop()
             statuses = await _through_outage(client, act.url)
@@ -71,7 +80,8 @@ async def test_local_activator_keeps_serving_when_the_control_api_is_down(tmp_pa
 
 def _knative_route(rev: str) -> dict[str, Any]:
     return {
-        "apiVersion": "serving.knative.dev/v1", "kind": "Route",
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Route",
         "metadata": {"name": "hello", "namespace": "default"},
         "spec": {"traffic": [{"configurationName": "hello", "percent": 100}]},
         "status": {"url": f"http://{HOST}", "traffic": [{"revisionName": rev, "percent": 100}]},
@@ -79,16 +89,29 @@ def _knative_route(rev: str) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(60)
-async def test_kubernetes_activator_keeps_serving_when_the_api_server_is_down(tmp_path: Path) -> None:
-    async with run_app() as (app_port, app), queue_proxy(app_port, tmp_path) as qp, \
-            FakeKubeAPI(bookmark_interval=0.2) as api:
+async def test_kubernetes_activator_keeps_serving_when_the_api_server_is_down(
+    tmp_path: Path,
+) -> None:
+    async with (
+        run_app() as (app_port, app),
+        queue_proxy(app_port, tmp_path) as qp,
+        FakeKubeAPI(bookmark_interval=0.2) as api,
+    ):
         api.put(revision("hello-00001"))
         api.put(_knative_route("hello-00001"))
-        api.put(endpoint_slice("hello-00001-private-a", "hello-00001", [endpoint("hello-pod", "127.0.0.1")],
-                               ports={"http": qp.port, "http-autometric": qp.ports["metrics_port"]}))
+        api.put(
+            endpoint_slice(
+                "hello-00001-private-a",
+                "hello-00001",
+                [endpoint("hello-pod", "127.0.0.1")],
+                ports={"http": qp.port, "http-autometric": qp.ports["metrics_port"]},
+            )
+        )
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
-        async with activator_process(tmp_path / "activator.log", "--kubeconfig", str(kubeconfig)) as act, \
-                httpx.AsyncClient(timeout=10) as client:
+        async with (
+            activator_process(tmp_path / "activator.log", "--kubeconfig", str(kubeconfig)) as act,
+            httpx.AsyncClient(timeout=10) as client,
+        ):
             assert await _serves(client, act.url, n=3) == [200] * 3
             await api.stop()
             statuses = await _through_outage(client, act.url)

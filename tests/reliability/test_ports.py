@@ -23,12 +23,22 @@ from .support import pod_rows, until
 PROBE = {"K-Network-Probe": "queue"}
 
 
-async def test_queue_proxy_admin_and_stats_paths_on_the_serving_port_reach_the_app(tmp_path: Path) -> None:
-    async with run_app() as (port, app), queue_proxy(port, tmp_path) as qp, httpx.AsyncClient(timeout=10) as client:
+async def test_queue_proxy_admin_and_stats_paths_on_the_serving_port_reach_the_app(
+    tmp_path: Path,
+) -> None:
+    async with (
+        run_app() as (port, app),
+        queue_proxy(port, tmp_path) as qp,
+        httpx.AsyncClient(timeout=10) as client,
+    ):
         for path in ("/wait-for-drain", "/metrics"):
             r = await client.get(qp.url(path))
             # the app's own answer (it has no such route), not the queue-proxy's endpoint
-            assert r.status_code == 404 and "x-zeroserve-error" not in r.headers, (path, r.status_code, r.text)
+            assert r.status_code == 404 and "x-zeroserve-error" not in r.headers, (
+                path,
+                r.status_code,
+                r.text,
+            )
         assert app.paths == ["/wait-for-drain", "/metrics"]
         # No drain started: health checks pass, and traffic flows.
         r = await client.get(qp.url("/"), headers=PROBE)
@@ -40,7 +50,10 @@ async def test_queue_proxy_admin_and_stats_paths_on_the_serving_port_reach_the_a
         # The check can tell: the admin port's /wait-for-drain does start a drain.
         assert (await client.get(qp.admin_url("/wait-for-drain"))).status_code == 200
         r = await client.get(qp.url("/"), headers=PROBE)
-        assert r.status_code == 503 and r.headers["x-zeroserve-error"] == "queue-proxy; reason=draining"
+        assert (
+            r.status_code == 503
+            and r.headers["x-zeroserve-error"] == "queue-proxy; reason=draining"
+        )
 
 
 async def test_activator_metrics_are_not_served_on_its_traffic_port() -> None:
@@ -49,14 +62,20 @@ async def test_activator_metrics_are_not_served_on_its_traffic_port() -> None:
         act = Activator(Settings(host="127.0.0.1", port=0, metrics_port=0, drain_seconds=0))
         ports = await act.start()
         try:
-            act.set_routes(RoutingTable([Route("default", "hello", ("hello.default.example.com",),
-                                               (Target(key, 100),))]))
+            act.set_routes(
+                RoutingTable(
+                    [Route("default", "hello", ("hello.default.example.com",), (Target(key, 100),))]
+                )
+            )
             act.put_revision(RevisionInfo(key))
             act.set_endpoints(key, [Endpoint("pod", "127.0.0.1", port, 1)])
             traffic = f"http://127.0.0.1:{ports['port']}/metrics"
             async with httpx.AsyncClient(timeout=10) as client:
                 r = await client.get(traffic)  # Host 127.0.0.1:port: no route
-                assert (r.status_code, r.headers["x-zeroserve-error"]) == (404, "activator; reason=no-route")
+                assert (r.status_code, r.headers["x-zeroserve-error"]) == (
+                    404,
+                    "activator; reason=no-route",
+                )
                 r = await client.get(traffic, headers={"Host": "hello.default.example.com"})
                 assert r.status_code == 404 and "zeroserve_activator" not in r.text  # the app's 404
                 r = await client.get(f"http://127.0.0.1:{ports['metrics_port']}/metrics")
@@ -78,7 +97,9 @@ async def test_zeroserve_up_listens_on_loopback_only(tmp_path: Path) -> None:
         family = {pid: listening(pid) for pid in {up.proc.pid, *descendants(up.proc.pid)}}
         sockets = [(pid, addr) for pid, found in family.items() for addr in found]
         assert len(sockets) >= 8, family  # control, ingress, metrics, autoscaler, replica ports
-        public = [(pid, addr) for pid, addr in sockets if not ipaddress.ip_address(addr[0]).is_loopback]
+        public = [
+            (pid, addr) for pid, addr in sockets if not ipaddress.ip_address(addr[0]).is_loopback
+        ]
         assert public == [], public
 
 

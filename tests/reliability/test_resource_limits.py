@@ -44,7 +44,9 @@ class Client:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
-        self.answer: asyncio.Task[Response] = asyncio.create_task(read_response(reader, timeout=120))
+        self.answer: asyncio.Task[Response] = asyncio.create_task(
+            read_response(reader, timeout=120)
+        )
 
     @classmethod
     async def send(cls, port: int, host: str) -> Client:
@@ -61,7 +63,7 @@ class Client:
 async def _flood(port: int, hosts: list[str]) -> list[Client]:
     clients: list[Client] = []
     for i in range(0, len(hosts), 100):  # 100 connects at a time, then the next 100
-        clients += await asyncio.gather(*(Client.send(port, h) for h in hosts[i:i + 100]))
+        clients += await asyncio.gather(*(Client.send(port, h) for h in hosts[i : i + 100]))
     return clients
 
 
@@ -69,10 +71,21 @@ async def _flood(port: int, hosts: list[str]) -> list[Client]:
 async def test_flood_of_cold_requests_respects_depth_budget_and_memory(tmp_path: Path) -> None:
     snap = snapshot(1, dict(zip(HOSTS, KEYS, strict=True)))  # routes, revisions, no endpoints
     clients: list[Client] = []
-    async with FakeControl(snap) as control, activator_process(
-            tmp_path / "activator.log", "--control", control.url, "--budget", str(BUDGET),
-            "--queue-depth", str(DEPTH), "--activation-timeout", "120") as act, \
-            httpx.AsyncClient(timeout=10) as metrics:
+    async with (
+        FakeControl(snap) as control,
+        activator_process(
+            tmp_path / "activator.log",
+            "--control",
+            control.url,
+            "--budget",
+            str(BUDGET),
+            "--queue-depth",
+            str(DEPTH),
+            "--activation-timeout",
+            "120",
+        ) as act,
+        httpx.AsyncClient(timeout=10) as metrics,
+    ):
         used_seen: list[float] = []
 
         async def budget_used() -> float:
@@ -94,17 +107,25 @@ async def test_flood_of_cold_requests_respects_depth_budget_and_memory(tmp_path:
             # Then the rest, spread over all 20: the budget takes 400 more, nothing beyond.
             clients += await _flood(act.port, [HOSTS[i % REVISIONS] for i in range(FLOOD - 150)])
             rejected = FLOOD - BUDGET
-            await until(lambda: sum(c.answer.done() for c in clients) >= rejected, f"{rejected} answered", 60)
+            await until(
+                lambda: sum(c.answer.done() for c in clients) >= rejected,
+                f"{rejected} answered",
+                60,
+            )
             await asyncio.sleep(0.5)  # nothing else gets answered: the rest wait
             answered = [c.answer.result() for c in clients if c.answer.done()]
             assert len(answered) == rejected
             assert await budget_used() == BUDGET
             text = (await metrics.get(act.metrics_url)).text
-            queues = {k.name: samples(text, "zeroserve_activator_queue_length", revision_name=k.name)[0]
-                      for k in KEYS}
+            queues = {
+                k.name: samples(text, "zeroserve_activator_queue_length", revision_name=k.name)[0]
+                for k in KEYS
+            }
             assert queues["cold0-00001"] == DEPTH and sum(queues.values()) == BUDGET, queues
             rss = rss_bytes(act.proc.pid)
-            print(f"activator RSS with {BUDGET} held and {len(clients)} connections: {rss / 2**20:.1f} MiB")
+            print(
+                f"activator RSS with {BUDGET} held and {len(clients)} connections: {rss / 2**20:.1f} MiB"
+            )
             assert rss < RSS_BOUND
         finally:
             sampler.cancel()
@@ -148,20 +169,32 @@ COLD = RevisionKey("default", "cold-00001")
 def _flaky_snapshot(timeout_seconds: float = 300.0) -> Snapshot:
     """``flaky.default.example.com`` -> a revision whose only replica refuses connections;
     ``cold.default.example.com`` -> one without replicas."""
-    return snapshot(1, {"cold.default.example.com": COLD, "flaky.default.example.com": FLAKY},
-                    {FLAKY: [Endpoint("flaky-pod", "127.0.0.1", _dead_port(), 1, ready=True)]},
-                    revisions=[RevisionInfo(FLAKY, timeout_seconds=timeout_seconds)])
+    return snapshot(
+        1,
+        {"cold.default.example.com": COLD, "flaky.default.example.com": FLAKY},
+        {FLAKY: [Endpoint("flaky-pod", "127.0.0.1", _dead_port(), 1, ready=True)]},
+        revisions=[RevisionInfo(FLAKY, timeout_seconds=timeout_seconds)],
+    )
 
 
 @pytest.mark.timeout(60)
-async def test_budget_holds_when_requests_are_requeued_after_a_connect_error(tmp_path: Path) -> None:
+async def test_budget_holds_when_requests_are_requeued_after_a_connect_error(
+    tmp_path: Path,
+) -> None:
     budget = 50
     clients: list[Client] = []
-    async with FakeControl(_flaky_snapshot()) as control, activator_process(
-            tmp_path / "activator.log", "--control", control.url, "--budget", str(budget)) as act, \
-            httpx.AsyncClient(timeout=10) as metrics:
+    async with (
+        FakeControl(_flaky_snapshot()) as control,
+        activator_process(
+            tmp_path / "activator.log", "--control", control.url, "--budget", str(budget)
+        ) as act,
+        httpx.AsyncClient(timeout=10) as metrics,
+    ):
+
         async def used() -> float:
-            (n,) = samples((await metrics.get(act.metrics_url)).text, "zeroserve_activator_budget", kind="used")
+            (n,) = samples(
+                (await metrics.get(act.metrics_url)).text, "zeroserve_activator_budget", kind="used"
+            )
             return n
 
         try:
@@ -182,16 +215,29 @@ async def test_budget_holds_when_requests_are_requeued_after_a_connect_error(tmp
 
 
 @pytest.mark.timeout(60)
-async def test_request_requeued_after_a_connect_error_still_has_the_activation_timeout(tmp_path: Path) -> None:
-    async with FakeControl(_flaky_snapshot(timeout_seconds=6)) as control, activator_process(
-            tmp_path / "activator.log", "--control", control.url, "--activation-timeout", "2") as act, \
-            httpx.AsyncClient(timeout=30) as client:
-        cold, flaky = await asyncio.gather(*(client.get(act.url, headers={"Host": f"{name}.default.example.com"})
-                                             for name in ("cold", "flaky")))
+async def test_request_requeued_after_a_connect_error_still_has_the_activation_timeout(
+    tmp_path: Path,
+) -> None:
+    async with (
+        FakeControl(_flaky_snapshot(timeout_seconds=6)) as control,
+        activator_process(
+            tmp_path / "activator.log", "--control", control.url, "--activation-timeout", "2"
+        ) as act,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        cold, flaky = await asyncio.gather(
+            *(
+                client.get(act.url, headers={"Host": f"{name}.default.example.com"})
+                for name in ("cold", "flaky")
+            )
+        )
     # both waited for a replica that did not come: both end at the activation timeout
     assert (cold.status_code, reason(cold)) == (503, "activator; reason=activation-timeout")
-    assert (flaky.status_code, reason(flaky)) == (503, "activator; reason=activation-timeout"), \
-        (flaky.status_code, reason(flaky), flaky.text)
+    assert (flaky.status_code, reason(flaky)) == (503, "activator; reason=activation-timeout"), (
+        flaky.status_code,
+        reason(flaky),
+        flaky.text,
+    )
 
 
 async def _equals(f: Callable[[], Awaitable[float]], value: float) -> bool:

@@ -39,33 +39,54 @@ PHASE_BOUND = 45.0  # liveness bound of one phase, not a speed requirement
 
 
 def _manifest(tmp_path: Path) -> Path:
-    config = autoscaler_config(stable_window="6s", scale_to_zero_grace_period="1s",
-                               allow_zero_initial_scale="true")
-    svc = service(NAME, AUTOSCALE_APP, annotations={
-        "target": "2", "initial-scale": "0", "min-scale": "0", "max-scale": str(MAX_SCALE)})
+    config = autoscaler_config(
+        stable_window="6s", scale_to_zero_grace_period="1s", allow_zero_initial_scale="true"
+    )
+    svc = service(
+        NAME,
+        AUTOSCALE_APP,
+        annotations={
+            "target": "2",
+            "initial-scale": "0",
+            "min-scale": "0",
+            "max-scale": str(MAX_SCALE),
+        },
+    )
     return manifest(tmp_path / "cycle.yaml", config, svc)
 
 
 async def scale_cycles(tmp_path: Path, cycles: int) -> None:
-    async with zeroserve_up(tmp_path, _manifest(tmp_path)) as up, \
-            ReplicaWatch(up, f"{NAME}-00001") as watch, Load(up.ingress, HOST) as load:
-        await watch.until(lambda actual, desired: actual == 0 and desired == 0, "starts at zero", PHASE_BOUND)
+    async with (
+        zeroserve_up(tmp_path, _manifest(tmp_path)) as up,
+        ReplicaWatch(up, f"{NAME}-00001") as watch,
+        Load(up.ingress, HOST) as load,
+    ):
+        await watch.until(
+            lambda actual, desired: actual == 0 and desired == 0, "starts at zero", PHASE_BOUND
+        )
         busy: list[int] = []  # requests answered in each busy phase
 
         async def busy_phase() -> None:
             before = load.sent
             await load.clients(*BUSY)
-            await watch.until(lambda actual, _: actual >= 2, "several replicas under load", PHASE_BOUND)
+            await watch.until(
+                lambda actual, _: actual >= 2, "several replicas under load", PHASE_BOUND
+            )
             await asyncio.sleep(BUSY_HOLD)  # traffic across the scaled-up revision
             busy.append(load.sent - before)
 
         for _ in range(cycles):
             await busy_phase()
             await load.clients(*TRICKLE)
-            await watch.until(lambda actual, desired: actual == desired == 1, "one replica for a trickle",
-                              PHASE_BOUND)
+            await watch.until(
+                lambda actual, desired: actual == desired == 1,
+                "one replica for a trickle",
+                PHASE_BOUND,
+            )
             await load.clients(0)
-            await watch.until(lambda actual, desired: actual == desired == 0, "zero when silent", PHASE_BOUND)
+            await watch.until(
+                lambda actual, desired: actual == desired == 0, "zero when silent", PHASE_BOUND
+            )
         await busy_phase()
         shown = await up.get("revisions", f"{NAME}-00001")  # the CLI agrees
         assert shown["status"]["actualReplicas"] >= 2
@@ -73,8 +94,14 @@ async def scale_cycles(tmp_path: Path, cycles: int) -> None:
         await assert_activators_settled(up)
 
     t0 = watch.times[0]
-    print("(s, (actual, desired)):", [(round(t - t0, 1), h) for t, h in zip(watch.times, watch.history, strict=True)],
-          "statuses:", dict(load.statuses), "per busy phase:", busy)
+    print(
+        "(s, (actual, desired)):",
+        [(round(t - t0, 1), h) for t, h in zip(watch.times, watch.history, strict=True)],
+        "statuses:",
+        dict(load.statuses),
+        "per busy phase:",
+        busy,
+    )
     assert load.failures == [], load.failures[:20]
     assert set(load.statuses) == {200}, load.statuses
     assert min(busy) > 50, busy

@@ -46,8 +46,12 @@ def make_app(state: AppState) -> web.Application:
 
     async def headers(request: web.Request) -> web.Response:
         state.last_headers = dict(request.headers)
-        body = {"headers": {k.lower(): v for k, v in request.headers.items()}, "host": request.host,
-                "method": request.method, "path": request.path_qs}
+        body = {
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "host": request.host,
+            "method": request.method,
+            "path": request.path_qs,
+        }
         return web.json_response(body)
 
     async def sleep(request: web.Request) -> web.Response:
@@ -148,8 +152,13 @@ async def run_app(keepalive_timeout: float = 75.0) -> AsyncIterator[tuple[int, A
     state = AppState()
     # handler_cancellation: a handler whose client (the proxy) went away is
     # cancelled, as the tests expect of an app behind a timeout.
-    runner = web.AppRunner(make_app(state), access_log=None, keepalive_timeout=keepalive_timeout,
-                           shutdown_timeout=0.5, handler_cancellation=True)
+    runner = web.AppRunner(
+        make_app(state),
+        access_log=None,
+        keepalive_timeout=keepalive_timeout,
+        shutdown_timeout=0.5,
+        handler_cancellation=True,
+    )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -35,7 +35,11 @@ BASE_ENV = {
 
 
 def qp_env(user_port: int, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVING_", "QUEUE_", "USER_", "REVISION_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SERVING_", "QUEUE_", "USER_", "REVISION_"))
+    }
     env.update(BASE_ENV)
     env["USER_PORT"] = str(user_port)
     env.update(overrides)
@@ -80,13 +84,19 @@ class QueueProxyProcess:
 async def spawn_queue_proxy(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as err:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "queueproxy",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=err,
+            sys.executable,
+            "-m",
+            "queueproxy",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
         )
 
 
 @asynccontextmanager
-async def queue_proxy(user_port: int, tmp_path: Path, **overrides: str) -> AsyncIterator[QueueProxyProcess]:
+async def queue_proxy(
+    user_port: int, tmp_path: Path, **overrides: str
+) -> AsyncIterator[QueueProxyProcess]:
     """Start a queue-proxy in front of ``user_port``; stop (and reap) it on exit."""
     log = tmp_path / f"queue-proxy-{user_port}-{len(list(tmp_path.iterdir()))}.log"
     proc = await spawn_queue_proxy(qp_env(user_port, **overrides), log)
@@ -112,20 +122,24 @@ async def queue_proxy(user_port: int, tmp_path: Path, **overrides: str) -> Async
                 await proc.wait()
 
 
-async def start_listening(log: Path, *args: str, cwd: Path | None = None,
-                          timeout: float = 30.0) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+async def start_listening(
+    log: Path, *args: str, cwd: Path | None = None, timeout: float = 30.0
+) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
     """``python ARGS``, returned with the JSON line it prints once it listens. Its stderr goes
     to ``log`` (a pipe nobody reads could fill up and block it); if it exits first, the
     error carries that log."""
     with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=err, cwd=cwd)
+            sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=err, cwd=cwd
+        )
     assert proc.stdout is not None
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), timeout)
     except TimeoutError:
         await stop_process(proc, grace=0)
-        raise AssertionError(f"{args[:2]} printed nothing in {timeout:g}s: {log.read_text()}") from None
+        raise AssertionError(
+            f"{args[:2]} printed nothing in {timeout:g}s: {log.read_text()}"
+        ) from None
     if not line:
         await proc.wait()
         raise AssertionError(f"{args[:2]} exited with {proc.returncode}: {log.read_text()}")
@@ -174,8 +188,22 @@ async def activator_process(log: Path, *args: str) -> AsyncIterator[ActivatorPro
     """``python -m activator ARGS`` on free loopback ports, not draining, with no autoscaler
     to reach; stopped (SIGTERM, then SIGKILL) and reaped on exit."""
     proc, info = await start_listening(
-        log, "-m", "activator", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-        "--autoscaler-url", "ws://127.0.0.1:1/", "--drain-seconds", "0", *args, cwd=ROOT)
+        log,
+        "-m",
+        "activator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--autoscaler-url",
+        "ws://127.0.0.1:1/",
+        "--drain-seconds",
+        "0",
+        *args,
+        cwd=ROOT,
+    )
     try:
         yield ActivatorProcess(proc, info, log)
     finally:

@@ -54,37 +54,79 @@ class DefaultsConfig:
         _reject_unknown("config-defaults", data, _DEFAULTS_KEYS, _DEFAULTS_CLUSTER_ONLY)
         r = ValueReader(data, prefix="config-defaults: ")
         d = cls()
-        max_timeout = r.read("max-revision-timeout-seconds", parse_int32, d.max_revision_timeout_seconds,
-                             rule="an integer >= 1", ok=lambda n: n >= 1)
-        timeout = r.read("revision-timeout-seconds", parse_int32, d.revision_timeout_seconds,
-                         rule=f"an integer between 1 and max-revision-timeout-seconds ({max_timeout})",
-                         ok=lambda n: 1 <= n <= max_timeout)
+        max_timeout = r.read(
+            "max-revision-timeout-seconds",
+            parse_int32,
+            d.max_revision_timeout_seconds,
+            rule="an integer >= 1",
+            ok=lambda n: n >= 1,
+        )
+        timeout = r.read(
+            "revision-timeout-seconds",
+            parse_int32,
+            d.revision_timeout_seconds,
+            rule=f"an integer between 1 and max-revision-timeout-seconds ({max_timeout})",
+            ok=lambda n: 1 <= n <= max_timeout,
+        )
         within = f"an integer between 0 and revision-timeout-seconds ({timeout})"
-        start = r.read_optional("revision-response-start-timeout-seconds", parse_int32,
-                                rule=within, ok=lambda n: 0 <= n <= timeout)
-        idle = r.read("revision-idle-timeout-seconds", parse_int32, d.revision_idle_timeout_seconds,
-                      rule=within, ok=lambda n: 0 <= n <= timeout)
-        limit = r.read("container-concurrency-max-limit", parse_int32,
-                       d.container_concurrency_max_limit, rule="an integer >= 1", ok=lambda n: n >= 1)
-        allow_zero = r.read("allow-container-concurrency-zero", parse_bool,
-                            d.allow_container_concurrency_zero, rule="true or false")
+        start = r.read_optional(
+            "revision-response-start-timeout-seconds",
+            parse_int32,
+            rule=within,
+            ok=lambda n: 0 <= n <= timeout,
+        )
+        idle = r.read(
+            "revision-idle-timeout-seconds",
+            parse_int32,
+            d.revision_idle_timeout_seconds,
+            rule=within,
+            ok=lambda n: 0 <= n <= timeout,
+        )
+        limit = r.read(
+            "container-concurrency-max-limit",
+            parse_int32,
+            d.container_concurrency_max_limit,
+            rule="an integer >= 1",
+            ok=lambda n: n >= 1,
+        )
+        allow_zero = r.read(
+            "allow-container-concurrency-zero",
+            parse_bool,
+            d.allow_container_concurrency_zero,
+            rule="true or false",
+        )
         low = 0 if allow_zero else 1
-        cc_rule = (f"an integer between {low} and container-concurrency-max-limit ({limit})"
-                   + ("" if allow_zero else " (0 needs allow-container-concurrency-zero: true)"))
-        cc = r.read("container-concurrency", parse_int32, d.container_concurrency,
-                    rule=cc_rule, ok=lambda n: low <= n <= limit)
+        cc_rule = f"an integer between {low} and container-concurrency-max-limit ({limit})" + (
+            "" if allow_zero else " (0 needs allow-container-concurrency-zero: true)"
+        )
+        cc = r.read(
+            "container-concurrency",
+            parse_int32,
+            d.container_concurrency,
+            rule=cc_rule,
+            ok=lambda n: low <= n <= limit,
+        )
         if not low <= cc <= limit:  # the default 0 with allow-container-concurrency-zero: false
             raise r.error("container-concurrency", cc_rule, cc)
         # Upstream's value is a Go template over the revision's metadata; zeroserve takes
         # a plain name, which is what the default is.
-        name = r.read("container-name-template", str, d.container_name,
-                      rule="a plain DNS-1123 label (templates are not supported by zeroserve)",
-                      ok=lambda s: check_dns1123_label(s) is None)
-        return cls(revision_timeout_seconds=timeout, max_revision_timeout_seconds=max_timeout,
-                   revision_response_start_timeout_seconds=start,
-                   revision_idle_timeout_seconds=idle, container_concurrency=cc,
-                   container_concurrency_max_limit=limit,
-                   allow_container_concurrency_zero=allow_zero, container_name=name)
+        name = r.read(
+            "container-name-template",
+            str,
+            d.container_name,
+            rule="a plain DNS-1123 label (templates are not supported by zeroserve)",
+            ok=lambda s: check_dns1123_label(s) is None,
+        )
+        return cls(
+            revision_timeout_seconds=timeout,
+            max_revision_timeout_seconds=max_timeout,
+            revision_response_start_timeout_seconds=start,
+            revision_idle_timeout_seconds=idle,
+            container_concurrency=cc,
+            container_concurrency_max_limit=limit,
+            allow_container_concurrency_zero=allow_zero,
+            container_name=name,
+        )
 
     @property
     def response_start_timeout_seconds(self) -> int:
@@ -92,17 +134,30 @@ class DefaultsConfig:
         return self.revision_timeout_seconds if s is None else s
 
 
-_DEFAULTS_KEYS = frozenset({
-    "revision-timeout-seconds", "max-revision-timeout-seconds",
-    "revision-response-start-timeout-seconds", "revision-idle-timeout-seconds",
-    "container-concurrency", "container-concurrency-max-limit",
-    "allow-container-concurrency-zero", "container-name-template",
-})
-_DEFAULTS_CLUSTER_ONLY = frozenset({
-    "revision-cpu-request", "revision-memory-request", "revision-ephemeral-storage-request",
-    "revision-cpu-limit", "revision-memory-limit", "revision-ephemeral-storage-limit",
-    "init-container-name-template", "enable-service-links",
-})
+_DEFAULTS_KEYS = frozenset(
+    {
+        "revision-timeout-seconds",
+        "max-revision-timeout-seconds",
+        "revision-response-start-timeout-seconds",
+        "revision-idle-timeout-seconds",
+        "container-concurrency",
+        "container-concurrency-max-limit",
+        "allow-container-concurrency-zero",
+        "container-name-template",
+    }
+)
+_DEFAULTS_CLUSTER_ONLY = frozenset(
+    {
+        "revision-cpu-request",
+        "revision-memory-request",
+        "revision-ephemeral-storage-request",
+        "revision-cpu-limit",
+        "revision-memory-limit",
+        "revision-ephemeral-storage-limit",
+        "init-container-name-template",
+        "enable-service-links",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +169,13 @@ class DomainConfig:
     selector labels; ties go to the alphabetically first domain (as upstream).
     """
 
-    domains: Mapping[str, Mapping[str, str]] = field(
-        default_factory=lambda: {LOCAL_DOMAIN: {}})
+    domains: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: {LOCAL_DOMAIN: {}})
     """domain -> label selector (empty = matches everything)."""
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, str], *, default_domain: str = LOCAL_DOMAIN
-                     ) -> DomainConfig:
+    def from_mapping(
+        cls, data: Mapping[str, str], *, default_domain: str = LOCAL_DOMAIN
+    ) -> DomainConfig:
         """Parse the map; without any domain the ``default_domain`` is used (upstream's
         default is ``svc.cluster.local``; locally it is ``localhost``)."""
         domains: dict[str, Mapping[str, str]] = {}
@@ -145,8 +200,10 @@ class DomainConfig:
 
 
 def _selector(domain: str, text: str) -> Mapping[str, str]:
-    rule = ("must be empty (the default domain) or 'selector:' followed by labels, like "
-            "'selector: {app: prod}'")
+    rule = (
+        "must be empty (the default domain) or 'selector:' followed by labels, like "
+        "'selector: {app: prod}'"
+    )
     try:
         value: Any = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError, RecursionError):
@@ -157,9 +214,12 @@ def _selector(domain: str, text: str) -> Mapping[str, str]:
         raise ConfigError(f"config-domain: {domain}: {rule}, got {describe(text)}")
     selector = value.get("selector") or {}
     if not isinstance(selector, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in selector.items()):
-        raise ConfigError(f"config-domain: {domain}: selector: must map label names to "
-                          f"string values, got {describe(text)}")
+        isinstance(k, str) and isinstance(v, str) for k, v in selector.items()
+    ):
+        raise ConfigError(
+            f"config-domain: {domain}: selector: must map label names to "
+            f"string values, got {describe(text)}"
+        )
     return dict(selector)
 
 
@@ -172,8 +232,9 @@ class Configs:
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
     domain: DomainConfig = field(default_factory=DomainConfig)
 
-    def with_config_map(self, name: str, data: Mapping[str, str] | None, *,
-                        default_domain: str = LOCAL_DOMAIN) -> Configs:
+    def with_config_map(
+        self, name: str, data: Mapping[str, str] | None, *, default_domain: str = LOCAL_DOMAIN
+    ) -> Configs:
         """These configs with one ConfigMap replaced (``data`` None: deleted, back to
         defaults). Raises ``ConfigError`` naming the map, the key and the rule."""
         data = data or {}
@@ -190,17 +251,22 @@ class Configs:
         if name == "config-defaults":
             return replace(self, defaults=DefaultsConfig.from_mapping(data))
         if name == "config-domain":
-            return replace(self, domain=DomainConfig.from_mapping(data, default_domain=default_domain))
+            return replace(
+                self, domain=DomainConfig.from_mapping(data, default_domain=default_domain)
+            )
         raise ConfigError(f"{name}: not a ConfigMap zeroserve reads")
 
 
-def _reject_unknown(name: str, data: Mapping[str, str], known: frozenset[str],
-                    cluster_only: frozenset[str] | None) -> None:
+def _reject_unknown(
+    name: str, data: Mapping[str, str], known: frozenset[str], cluster_only: frozenset[str] | None
+) -> None:
     """Raise for the first key that is not ``known``; ``cluster_only`` keys (all others
     when None) get "not supported" rather than "unknown"."""
     for key in sorted(data):
         if key == EXAMPLE_KEY or key in known:
             continue
         if cluster_only is None or key in cluster_only:
-            raise ConfigError(f"{name}: {key}: not supported by zeroserve (it needs a Kubernetes cluster)")
+            raise ConfigError(
+                f"{name}: {key}: not supported by zeroserve (it needs a Kubernetes cluster)"
+            )
         raise ConfigError(f"{name}: {key}: unknown key")

@@ -52,8 +52,11 @@ class ManifestError:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         text = ": ".join(part for part in (where, self.object, self.path, self.rule) if part)
         # One line, whatever a hostile document put into a name or key.
-        return text if text.isprintable() else "".join(
-            c if c.isprintable() else repr(c)[1:-1] for c in text)
+        return (
+            text
+            if text.isprintable()
+            else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        )
 
 
 class ManifestErrors(Exception):

@@ -19,10 +19,20 @@ from zeroserve.api.errors import describe
 Problems = list[tuple[str, str]]
 """(field path, rule) pairs, in the order found."""
 
-SERVER_FIELDS = frozenset({
-    "uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink",
-    "ownerReferences", "finalizers", "deletionTimestamp", "deletionGracePeriodSeconds",
-})
+SERVER_FIELDS = frozenset(
+    {
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "generation",
+        "managedFields",
+        "selfLink",
+        "ownerReferences",
+        "finalizers",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    }
+)
 """``metadata`` fields the API server sets; a manifest copied from ``get -o yaml`` has them."""
 
 
@@ -70,10 +80,14 @@ class Fields:
     def only(self, *, unsupported: Mapping[str, str] | Iterable[str] = ()) -> None:
         """Report every key not read so far; ``unsupported`` are fields Knative has and
         zeroserve does not (a different message than for a typo)."""
-        reasons = unsupported if isinstance(unsupported, Mapping) else dict.fromkeys(unsupported, "")
+        reasons = (
+            unsupported if isinstance(unsupported, Mapping) else dict.fromkeys(unsupported, "")
+        )
         for key in self._data:
             if not isinstance(key, str):
-                self.problems.append((self.path, f"field names must be strings, got {describe(key)}"))
+                self.problems.append(
+                    (self.path, f"field names must be strings, got {describe(key)}")
+                )
             elif key in self._seen:
                 continue
             elif key in reasons:
@@ -82,8 +96,9 @@ class Fields:
                 self.note(key, "is set by the server; remove it from the manifest")
             else:
                 close = difflib.get_close_matches(key, sorted(self._seen), n=1)
-                self.note(key, f"unknown field (did you mean {close[0]!r}?)" if close
-                          else "unknown field")
+                self.note(
+                    key, f"unknown field (did you mean {close[0]!r}?)" if close else "unknown field"
+                )
 
     # ----- scalars -----------------------------------------------------------------------
 
@@ -168,7 +183,9 @@ class Fields:
             if not isinstance(k, str):
                 self.problems.append((base, f"keys must be strings, got {describe(k)}"))
             elif not isinstance(v, str):
-                self.problems.append((join(base, k), f"must be a string (quote it), got {describe(v)}"))
+                self.problems.append(
+                    (join(base, k), f"must be a string (quote it), got {describe(v)}")
+                )
             else:
                 out[k] = v
         return out

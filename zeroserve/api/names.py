@@ -27,8 +27,10 @@ def check_dns1035_label(value: str, *, max_length: int = MAX_LABEL) -> str | Non
     if len(value) > max_length:
         return f"must be at most {max_length} characters, got {len(value)} ({describe(value)})"
     if not _DNS1035.fullmatch(value):
-        return ("must be a DNS-1035 label (lower-case letters, digits and '-', starting with "
-                f"a letter and ending with a letter or digit), got {describe(value)}")
+        return (
+            "must be a DNS-1035 label (lower-case letters, digits and '-', starting with "
+            f"a letter and ending with a letter or digit), got {describe(value)}"
+        )
     return None
 
 
@@ -37,8 +39,10 @@ def check_dns1123_label(value: str) -> str | None:
     if len(value) > MAX_LABEL:
         return f"must be at most {MAX_LABEL} characters, got {len(value)} ({describe(value)})"
     if not _DNS1123_LABEL.fullmatch(value):
-        return ("must be a DNS-1123 label (lower-case letters, digits and '-', starting and "
-                f"ending with a letter or digit), got {describe(value)}")
+        return (
+            "must be a DNS-1123 label (lower-case letters, digits and '-', starting and "
+            f"ending with a letter or digit), got {describe(value)}"
+        )
     return None
 
 
@@ -47,7 +51,8 @@ def check_dns1123_subdomain(value: str) -> str | None:
     if len(value) > MAX_SUBDOMAIN:
         return f"must be at most {MAX_SUBDOMAIN} characters, got {len(value)}"
     if not _DNS1123_SUBDOMAIN.fullmatch(value) or any(
-            len(part) > MAX_LABEL for part in value.split(".")):
+        len(part) > MAX_LABEL for part in value.split(".")
+    ):
         return f"must be a lower-case DNS name like example.com, got {describe(value)}"
     return None
 
@@ -55,8 +60,10 @@ def check_dns1123_subdomain(value: str) -> str | None:
 def check_qualified_name(key: str) -> str | None:
     """Label and annotation keys: ``[prefix/]name``, prefix a DNS subdomain, name <= 63."""
     prefix, slash, name = key.rpartition("/")
-    bad = (f"must be a qualified name ([prefix/]name; name of letters, digits, '-', '_' and "
-           f"'.', at most 63 characters), got {describe(key)}")
+    bad = (
+        f"must be a qualified name ([prefix/]name; name of letters, digits, '-', '_' and "
+        f"'.', at most 63 characters), got {describe(key)}"
+    )
     if slash and (not prefix or check_dns1123_subdomain(prefix) is not None):
         return bad
     if len(name) > MAX_LABEL or not _QUALIFIED_NAME.fullmatch(name):
@@ -66,13 +73,17 @@ def check_qualified_name(key: str) -> str | None:
 
 def check_label_value(value: str) -> str | None:
     if value and (len(value) > MAX_LABEL or not _QUALIFIED_NAME.fullmatch(value)):
-        return (f"must be empty or at most 63 letters, digits, '-', '_' and '.', starting and "
-                f"ending with a letter or digit, got {describe(value)}")
+        return (
+            f"must be empty or at most 63 letters, digits, '-', '_' and '.', starting and "
+            f"ending with a letter or digit, got {describe(value)}"
+        )
     return None
 
 
 def check_env_name(name: str) -> str | None:
     if not _ENV_NAME.fullmatch(name):
-        return ("must be a valid environment variable name (letters, digits, '_', '-' and '.', "
-                f"not starting with a digit), got {describe(name)}")
+        return (
+            "must be a valid environment variable name (letters, digits, '_', '-' and '.', "
+            f"not starting with a digit), got {describe(name)}"
+        )
     return None

@@ -162,9 +162,11 @@ class RevisionTemplate:
         out: dict[str, Any] = {}
         if self.container_concurrency is not None:
             out["containerConcurrency"] = self.container_concurrency
-        for key, value in (("timeoutSeconds", self.timeout_seconds),
-                           ("responseStartTimeoutSeconds", self.response_start_timeout_seconds),
-                           ("idleTimeoutSeconds", self.idle_timeout_seconds)):
+        for key, value in (
+            ("timeoutSeconds", self.timeout_seconds),
+            ("responseStartTimeoutSeconds", self.response_start_timeout_seconds),
+            ("idleTimeoutSeconds", self.idle_timeout_seconds),
+        ):
             if value is not None:
                 out[key] = value
         out["containers"] = [c.to_dict() for c in self.containers]

@@ -38,8 +38,10 @@ from zeroserve.api.template import parse_template
 CONFIG_MAP_NAMES = ("config-autoscaler", "config-defaults", "config-deployment", "config-domain")
 """The ConfigMaps zeroserve reads, all in ``knative-serving`` as upstream."""
 
-_KINDS_RULE = ("must be Service, Configuration or Route (apiVersion serving.knative.dev/v1) "
-               "or ConfigMap (apiVersion v1)")
+_KINDS_RULE = (
+    "must be Service, Configuration or Route (apiVersion serving.knative.dev/v1) "
+    "or ConfigMap (apiVersion v1)"
+)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -55,9 +57,11 @@ class _StrictLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             if key_node.value in first_line:
                 raise ConstructorError(
-                    None, None,
+                    None,
+                    None,
                     f"duplicate key {key_node.value!r} (first at line {first_line[key_node.value]})",
-                    key_node.start_mark)
+                    key_node.start_mark,
+                )
             first_line[key_node.value] = line
         return super().construct_mapping(node, deep=deep)
 
@@ -107,8 +111,14 @@ def _documents(text: str, file: str) -> tuple[list[tuple[int, int, Any]], list[M
         line = None if mark is None else mark.line + 1
         return found, [ManifestError(file, "", "", f"invalid YAML: {problem}", line)]
     except yaml.reader.ReaderError as e:  # a character YAML forbids; no line is known
-        return found, [ManifestError(file, "", "", f"invalid YAML: {e.reason}: character "
-                                     f"#x{e.character:04x} at position {e.position}")]
+        return found, [
+            ManifestError(
+                file,
+                "",
+                "",
+                f"invalid YAML: {e.reason}: character #x{e.character:04x} at position {e.position}",
+            )
+        ]
     except yaml.YAMLError as e:
         return found, [ManifestError(file, "", "", f"invalid YAML: {' '.join(str(e).split())}")]
     except (ValueError, RecursionError, OverflowError) as e:
@@ -121,23 +131,38 @@ def _documents(text: str, file: str) -> tuple[list[tuple[int, int, Any]], list[M
     return found, []
 
 
-def parse_document(doc: Any, file: str, *, index: int = 1, line: int | None = None) -> Object | list[ManifestError]:
+def parse_document(
+    doc: Any, file: str, *, index: int = 1, line: int | None = None
+) -> Object | list[ManifestError]:
     """One YAML document as an object, or its problems (never both)."""
     anonymous = f"document {index}"
     problems: Problems = []
     f = Fields.of(doc, "", problems)
     if f is None:
-        return [ManifestError(file, anonymous, "",
-                              f"must be a mapping (a Kubernetes object), got {describe(doc)}", line)]
+        return [
+            ManifestError(
+                file,
+                anonymous,
+                "",
+                f"must be a mapping (a Kubernetes object), got {describe(doc)}",
+                line,
+            )
+        ]
     api_version = f.string("apiVersion", required=True)
     kind = f.string("kind", required=True)
     build = _BUILDERS.get((api_version, kind))
     if build is None:
         # Not an object zeroserve takes: its other fields would only be noise.
         if kind in ("Service", "Configuration", "Route"):
-            f.note("apiVersion", f"must be {SERVING_API_VERSION} for a {kind}, got {describe(api_version)}")
+            f.note(
+                "apiVersion",
+                f"must be {SERVING_API_VERSION} for a {kind}, got {describe(api_version)}",
+            )
         elif kind == "ConfigMap":
-            f.note("apiVersion", f"must be {CORE_API_VERSION} for a ConfigMap, got {describe(api_version)}")
+            f.note(
+                "apiVersion",
+                f"must be {CORE_API_VERSION} for a ConfigMap, got {describe(api_version)}",
+            )
         elif kind:
             f.note("kind", f"{_KINDS_RULE}, got {describe(kind)}")
         return [ManifestError(file, anonymous, path, rule, line) for path, rule in problems]
@@ -147,8 +172,10 @@ def parse_document(doc: Any, file: str, *, index: int = 1, line: int | None = No
     if problems:
         named = bool(meta.name)
         label = f"{kind} {meta.namespace}/{meta.name}" if named else anonymous
-        return [ManifestError(file, label, path, rule, None if named else line)
-                for path, rule in problems]
+        return [
+            ManifestError(file, label, path, rule, None if named else line)
+            for path, rule in problems
+        ]
     return obj
 
 
@@ -204,14 +231,24 @@ def _route(f: Fields, meta: ObjectMeta, file: str) -> Route:
 
 def _config_map(f: Fields, meta: ObjectMeta, file: str) -> ConfigMapObject:
     if meta.name and meta.name not in CONFIG_MAP_NAMES:
-        f.note("metadata.name", f"must be one of {', '.join(CONFIG_MAP_NAMES)} "
-               f"(the ConfigMaps zeroserve reads), got {describe(meta.name)}")
+        f.note(
+            "metadata.name",
+            f"must be one of {', '.join(CONFIG_MAP_NAMES)} "
+            f"(the ConfigMaps zeroserve reads), got {describe(meta.name)}",
+        )
     if meta.namespace != SYSTEM_NAMESPACE:
-        f.note("metadata.namespace", f"must be {SYSTEM_NAMESPACE} (where Knative reads its "
-               f"configuration), got {describe(meta.namespace)}")
+        f.note(
+            "metadata.namespace",
+            f"must be {SYSTEM_NAMESPACE} (where Knative reads its "
+            f"configuration), got {describe(meta.namespace)}",
+        )
     data = f.str_map("data")
-    f.only(unsupported={"binaryData": "not supported by zeroserve",
-                        "immutable": "not supported by zeroserve"})
+    f.only(
+        unsupported={
+            "binaryData": "not supported by zeroserve",
+            "immutable": "not supported by zeroserve",
+        }
+    )
     return ConfigMapObject(meta=meta, data=data, source=file)
 
 
@@ -221,13 +258,15 @@ def _traffic(spec: Fields) -> tuple[TrafficTarget, ...]:
         t = Fields.of(item, path, spec.problems)
         if t is None:
             continue
-        targets.append(TrafficTarget(
-            revision_name=t.string("revisionName"),
-            configuration_name=t.string("configurationName"),
-            latest_revision=t.boolean("latestRevision"),
-            percent=t.integer("percent"),
-            tag=t.string("tag"),
-        ))
+        targets.append(
+            TrafficTarget(
+                revision_name=t.string("revisionName"),
+                configuration_name=t.string("configurationName"),
+                latest_revision=t.boolean("latestRevision"),
+                percent=t.integer("percent"),
+                tag=t.string("tag"),
+            )
+        )
         if t.raw("url") is not None:
             t.note("url", "must not be set in spec: a target's URL is status only")
         t.only()

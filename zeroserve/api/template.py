@@ -17,29 +17,66 @@ from zeroserve.api.fields import Fields, Problems
 from zeroserve.api.objects import Container, ContainerPort, EnvVar, RevisionTemplate
 
 _CLUSTER_ONLY = "not supported by zeroserve (it needs a Kubernetes cluster)"
-_POD_UNSUPPORTED = dict.fromkeys((
-    "volumes", "serviceAccountName", "automountServiceAccountToken", "imagePullSecrets",
-    "enableServiceLinks", "nodeSelector", "tolerations", "affinity", "securityContext",
-    "runtimeClassName", "priorityClassName", "schedulerName", "topologySpreadConstraints",
-    "hostAliases", "initContainers", "dnsPolicy", "dnsConfig", "hostIPC", "hostNetwork",
-    "hostPID", "shareProcessNamespace",
-), _CLUSTER_ONLY)
+_POD_UNSUPPORTED = dict.fromkeys(
+    (
+        "volumes",
+        "serviceAccountName",
+        "automountServiceAccountToken",
+        "imagePullSecrets",
+        "enableServiceLinks",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "securityContext",
+        "runtimeClassName",
+        "priorityClassName",
+        "schedulerName",
+        "topologySpreadConstraints",
+        "hostAliases",
+        "initContainers",
+        "dnsPolicy",
+        "dnsConfig",
+        "hostIPC",
+        "hostNetwork",
+        "hostPID",
+        "shareProcessNamespace",
+    ),
+    _CLUSTER_ONLY,
+)
 _CONTAINER_UNSUPPORTED = {
-    **dict.fromkeys(("volumeMounts", "securityContext", "lifecycle", "imagePullPolicy",
-                     "terminationMessagePath", "terminationMessagePolicy", "stdin", "tty"),
-                    _CLUSTER_ONLY),
+    **dict.fromkeys(
+        (
+            "volumeMounts",
+            "securityContext",
+            "lifecycle",
+            "imagePullPolicy",
+            "terminationMessagePath",
+            "terminationMessagePolicy",
+            "stdin",
+            "tty",
+        ),
+        _CLUSTER_ONLY,
+    ),
     "envFrom": "not supported by zeroserve (list each variable under env)",
     "startupProbe": "not supported by zeroserve (use readinessProbe)",
 }
-_PROBE_INTS = ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold",
-               "failureThreshold", "terminationGracePeriodSeconds")
+_PROBE_INTS = (
+    "initialDelaySeconds",
+    "timeoutSeconds",
+    "periodSeconds",
+    "successThreshold",
+    "failureThreshold",
+    "terminationGracePeriodSeconds",
+)
 _PROBE_UNSUPPORTED = {
     "exec": "exec probes are not supported by zeroserve (use httpGet or tcpSocket)",
     "grpc": "gRPC probes are not supported by zeroserve (use httpGet or tcpSocket)",
 }
 _HOST_UNSUPPORTED = {"host": "not supported: probes always go to the container itself"}
 # A Kubernetes resource quantity: 100m, 0.5, 128Mi, 1e3.
-_QUANTITY = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?")
+_QUANTITY = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?"
+)
 
 
 def parse_template(spec: Fields) -> RevisionTemplate:
@@ -55,21 +92,27 @@ def parse_template(spec: Fields) -> RevisionTemplate:
         name = meta.string("name")
         labels = meta.str_map("labels")
         annotations = meta.str_map("annotations")
-        meta.only(unsupported={
-            "namespace": "not allowed: a revision lives in its configuration's namespace",
-            "generateName": "not supported by zeroserve (set name, or leave it out)",
-        })
+        meta.only(
+            unsupported={
+                "namespace": "not allowed: a revision lives in its configuration's namespace",
+                "generateName": "not supported by zeroserve (set name, or leave it out)",
+            }
+        )
     pod = t.mapping("spec")
     t.only()
     if pod is None:
         if not t.has("spec"):
             t.note("spec", "missing required field")
         return RevisionTemplate(name=name, labels=labels, annotations=annotations)
-    containers = tuple(_container(path, item, pod.problems) for path, item in pod.items("containers"))
+    containers = tuple(
+        _container(path, item, pod.problems) for path, item in pod.items("containers")
+    )
     if not pod.has("containers"):
         pod.note("containers", "missing required field")
     template = RevisionTemplate(
-        name=name, labels=labels, annotations=annotations,
+        name=name,
+        labels=labels,
+        annotations=annotations,
         containers=containers,
         container_concurrency=pod.integer("containerConcurrency"),
         timeout_seconds=pod.integer("timeoutSeconds"),
@@ -95,9 +138,13 @@ def _container(path: str, value: object, problems: Problems) -> Container:
         p = Fields.of(item, port_path, problems)
         if p is not None:
             number = p.integer("containerPort")
-            ports.append(ContainerPort(
-                container_port=8080 if number is None else number,
-                name=p.string("name"), protocol=p.string("protocol")))
+            ports.append(
+                ContainerPort(
+                    container_port=8080 if number is None else number,
+                    name=p.string("name"),
+                    protocol=p.string("protocol"),
+                )
+            )
             p.only(unsupported=dict.fromkeys(("hostPort", "hostIP"), _CLUSTER_ONLY))
     container = Container(
         name=f.string("name"),
@@ -145,7 +192,9 @@ def _probe(container: Fields, key: str) -> dict[str, Any] | None:
         for header_path, item in http.items("httpHeaders"):
             h = Fields.of(item, header_path, f.problems)
             if h is not None:
-                headers.append({"name": h.string("name", required=True), "value": h.string("value")})
+                headers.append(
+                    {"name": h.string("name", required=True), "value": h.string("value")}
+                )
                 h.only()
         if headers:
             get["httpHeaders"] = headers
@@ -188,8 +237,11 @@ def _resources(container: Fields) -> dict[str, dict[str, str | int | float]]:
         for name in m.names():
             value = m.raw(name)
             ok = (isinstance(value, str) and _QUANTITY.fullmatch(value)) or (
-                isinstance(value, int | float) and not isinstance(value, bool)
-                and math.isfinite(value) and value >= 0)
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value >= 0
+            )
             if ok:
                 values[name] = value
             else:
@@ -198,4 +250,3 @@ def _resources(container: Fields) -> dict[str, dict[str, str | int | float]]:
         out[section] = values
     f.only(unsupported={"claims": _CLUSTER_ONLY})
     return out
-

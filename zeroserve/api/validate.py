@@ -53,13 +53,27 @@ PORT_NAMES = ("", "http1", "h2c")
 VISIBILITY_LABEL = "networking.knative.dev/visibility"
 CLUSTER_LOCAL = "cluster-local"
 _AUTOSCALING_PREFIX = "autoscaling.knative.dev/"
-_AUTOSCALING_KEYS = frozenset(key for keys in (
-    autoscaling.CLASS, autoscaling.METRIC, autoscaling.TARGET, autoscaling.TARGET_UTILIZATION,
-    autoscaling.TARGET_BURST_CAPACITY, autoscaling.WINDOW, autoscaling.PANIC_WINDOW_PERCENTAGE,
-    autoscaling.PANIC_THRESHOLD_PERCENTAGE, autoscaling.MIN_SCALE, autoscaling.MAX_SCALE,
-    autoscaling.INITIAL_SCALE, autoscaling.ACTIVATION_SCALE, autoscaling.SCALE_DOWN_DELAY,
-    autoscaling.SCALE_TO_ZERO_POD_RETENTION, autoscaling.METRIC_AGGREGATION_ALGORITHM,
-) for key in keys)
+_AUTOSCALING_KEYS = frozenset(
+    key
+    for keys in (
+        autoscaling.CLASS,
+        autoscaling.METRIC,
+        autoscaling.TARGET,
+        autoscaling.TARGET_UTILIZATION,
+        autoscaling.TARGET_BURST_CAPACITY,
+        autoscaling.WINDOW,
+        autoscaling.PANIC_WINDOW_PERCENTAGE,
+        autoscaling.PANIC_THRESHOLD_PERCENTAGE,
+        autoscaling.MIN_SCALE,
+        autoscaling.MAX_SCALE,
+        autoscaling.INITIAL_SCALE,
+        autoscaling.ACTIVATION_SCALE,
+        autoscaling.SCALE_DOWN_DELAY,
+        autoscaling.SCALE_TO_ZERO_POD_RETENTION,
+        autoscaling.METRIC_AGGREGATION_ALGORITHM,
+    )
+    for key in keys
+)
 _UNSUPPORTED_ANNOTATIONS = {
     "serving.knative.dev/rollout-duration": "gradual rollout is not supported by zeroserve",
 }
@@ -81,8 +95,13 @@ def validate(obj: Object, configs: Configs, *, local: bool = True) -> list[Manif
     return [ManifestError(obj.source, obj.label, path, rule) for path, rule in problems]
 
 
-def validate_objects(objects: Sequence[Object], configs: Configs, *, local: bool = True,
-                     default_domain: str | None = None) -> tuple[Configs, list[ManifestError]]:
+def validate_objects(
+    objects: Sequence[Object],
+    configs: Configs,
+    *,
+    local: bool = True,
+    default_domain: str | None = None,
+) -> tuple[Configs, list[ManifestError]]:
     """Validate a batch: its ConfigMaps first, then every other object against the
     settings those ConfigMaps make. Returns the resulting settings and all errors.
     ``default_domain`` is the domain when ``config-domain`` names none (``localhost``)."""
@@ -92,8 +111,9 @@ def validate_objects(objects: Sequence[Object], configs: Configs, *, local: bool
             found = validate(obj, configs, local=local)
             errors.extend(found)
             if not found:
-                configs = configs.with_config_map(obj.meta.name, obj.data,
-                                                  default_domain=default_domain or LOCAL_DOMAIN)
+                configs = configs.with_config_map(
+                    obj.meta.name, obj.data, default_domain=default_domain or LOCAL_DOMAIN
+                )
     for obj in objects:
         if not isinstance(obj, ConfigMapObject):
             errors.extend(validate(obj, configs, local=local))
@@ -110,15 +130,17 @@ def _config_map(obj: ConfigMapObject, configs: Configs, problems: Problems) -> N
         if key is None:
             problems.append(("data", rest))
         else:
-            problems.append((f"data.{key}", rest[len(key) + 2:]))
+            problems.append((f"data.{key}", rest[len(key) + 2 :]))
 
 
 def _metadata(meta: ObjectMeta, problems: Problems, *, parent: bool) -> None:
     limit = MAX_PARENT_NAME if parent else MAX_LABEL
     bad = check_dns1035_label(meta.name, max_length=limit)
     if bad and parent and len(meta.name) > limit:
-        bad = (f"must be at most {limit} characters, so that revision names like "
-               f"{meta.name[:8]}...{FIRST_REVISION_SUFFIX} fit in {MAX_LABEL}, got {len(meta.name)}")
+        bad = (
+            f"must be at most {limit} characters, so that revision names like "
+            f"{meta.name[:8]}...{FIRST_REVISION_SUFFIX} fit in {MAX_LABEL}, got {len(meta.name)}"
+        )
     if meta.name and bad:
         problems.append(("metadata.name", bad))
     bad = check_dns1123_label(meta.namespace)
@@ -128,13 +150,22 @@ def _metadata(meta: ObjectMeta, problems: Problems, *, parent: bool) -> None:
     _annotations(meta.annotations, "metadata.annotations", problems)
     visibility = meta.labels.get(VISIBILITY_LABEL)
     if visibility is not None and visibility != CLUSTER_LOCAL:
-        problems.append((f"metadata.labels.{VISIBILITY_LABEL}",
-                         f"must be {CLUSTER_LOCAL}, got {describe(visibility)}"))
+        problems.append(
+            (
+                f"metadata.labels.{VISIBILITY_LABEL}",
+                f"must be {CLUSTER_LOCAL}, got {describe(visibility)}",
+            )
+        )
     if parent:
         for key in meta.annotations:
             if key.startswith(_AUTOSCALING_PREFIX):
-                problems.append((f"metadata.annotations.{key}", "autoscaling annotations belong "
-                                 "in spec.template.metadata.annotations (they would have no effect here)"))
+                problems.append(
+                    (
+                        f"metadata.annotations.{key}",
+                        "autoscaling annotations belong "
+                        "in spec.template.metadata.annotations (they would have no effect here)",
+                    )
+                )
 
 
 def _labels(labels: Mapping[str, str], path: str, problems: Problems) -> None:
@@ -151,8 +182,9 @@ def _annotations(annotations: Mapping[str, str], path: str, problems: Problems) 
             problems.append((f"{path}.{key}", bad))
 
 
-def _template(t: RevisionTemplate, owner: str, configs: Configs, problems: Problems, *,
-              local: bool) -> None:
+def _template(
+    t: RevisionTemplate, owner: str, configs: Configs, problems: Problems, *, local: bool
+) -> None:
     base = "spec.template"
     if t.name:
         bad = check_dns1035_label(t.name)
@@ -168,50 +200,71 @@ def _template(t: RevisionTemplate, owner: str, configs: Configs, problems: Probl
     if cc is not None:
         low = 0 if defaults.allow_container_concurrency_zero else 1
         if not low <= cc <= defaults.container_concurrency_max_limit:
-            problems.append((f"{base}.spec.containerConcurrency",
-                             f"must be between {low} and {defaults.container_concurrency_max_limit}"
-                             f" (config-defaults container-concurrency-max-limit), got {describe(cc)}"))
+            problems.append(
+                (
+                    f"{base}.spec.containerConcurrency",
+                    f"must be between {low} and {defaults.container_concurrency_max_limit}"
+                    f" (config-defaults container-concurrency-max-limit), got {describe(cc)}",
+                )
+            )
             cc = None
-    _autoscaling(t.annotations, configs, problems,
-                 cc=defaults.container_concurrency if cc is None else cc)
+    _autoscaling(
+        t.annotations, configs, problems, cc=defaults.container_concurrency if cc is None else cc
+    )
 
-    if t.timeout_seconds is not None and not 0 <= t.timeout_seconds <= defaults.max_revision_timeout_seconds:
-        problems.append((f"{base}.spec.timeoutSeconds",
-                         f"must be between 0 and {defaults.max_revision_timeout_seconds} (config-defaults "
-                         f"max-revision-timeout-seconds), got {describe(t.timeout_seconds)}"))
-    for key, value in (("responseStartTimeoutSeconds", t.response_start_timeout_seconds),
-                       ("idleTimeoutSeconds", t.idle_timeout_seconds)):
+    if (
+        t.timeout_seconds is not None
+        and not 0 <= t.timeout_seconds <= defaults.max_revision_timeout_seconds
+    ):
+        problems.append(
+            (
+                f"{base}.spec.timeoutSeconds",
+                f"must be between 0 and {defaults.max_revision_timeout_seconds} (config-defaults "
+                f"max-revision-timeout-seconds), got {describe(t.timeout_seconds)}",
+            )
+        )
+    for key, value in (
+        ("responseStartTimeoutSeconds", t.response_start_timeout_seconds),
+        ("idleTimeoutSeconds", t.idle_timeout_seconds),
+    ):
         if value is not None and value < 0:
             problems.append((f"{base}.spec.{key}", f"must be >= 0, got {describe(value)}"))
 
     if len(t.containers) != 1:
-        problems.append((f"{base}.spec.containers",
-                         f"must have exactly one container, got {len(t.containers)}"))
+        problems.append(
+            (f"{base}.spec.containers", f"must have exactly one container, got {len(t.containers)}")
+        )
     for i, container in enumerate(t.containers):
         _container(container, f"{base}.spec.containers[{i}]", problems, local=local)
 
 
-def _autoscaling(annotations: Mapping[str, str], configs: Configs, problems: Problems, *,
-                 cc: int) -> None:
+def _autoscaling(
+    annotations: Mapping[str, str], configs: Configs, problems: Problems, *, cc: int
+) -> None:
     path = "spec.template.metadata.annotations"
     for key in annotations:
         if key.startswith(_AUTOSCALING_PREFIX) and key not in _AUTOSCALING_KEYS:
             problems.append((f"{path}.{key}", "unknown autoscaling annotation"))
     try:
-        parsed = RevisionAutoscaling.parse(annotations, configs.autoscaler, container_concurrency=cc,
-                                           deployment=configs.deployment)
+        parsed = RevisionAutoscaling.parse(
+            annotations, configs.autoscaler, container_concurrency=cc, deployment=configs.deployment
+        )
     except ConfigError as e:
         message = str(e)
         named = next((k for k in annotations if message.startswith(f"{k}: ")), None)
         if named is None:
             problems.append((path, message))
         else:
-            problems.append((f"{path}.{named}", message[len(named) + 2:]))
+            problems.append((f"{path}.{named}", message[len(named) + 2 :]))
         return
     if parsed.autoscaler_class != KPA_CLASS:
         key = autoscaling.CLASS[0]
-        problems.append((f"{path}.{key}" if key in annotations else path,
-                         f"only {KPA_CLASS} is supported by zeroserve, got {describe(parsed.autoscaler_class)}"))
+        problems.append(
+            (
+                f"{path}.{key}" if key in annotations else path,
+                f"only {KPA_CLASS} is supported by zeroserve, got {describe(parsed.autoscaler_class)}",
+            )
+        )
 
 
 def _container(c: Container, path: str, problems: Problems, *, local: bool) -> None:
@@ -220,8 +273,13 @@ def _container(c: Container, path: str, problems: Problems, *, local: bool) -> N
     if not c.image and not local:
         problems.append((f"{path}.image", "missing required field"))
     if local and not c.command:
-        problems.append((f"{path}.command", "required locally: the image is not pulled, so the "
-                         "container needs a command: to run, e.g. command: [\"python\", \"app.py\"]"))
+        problems.append(
+            (
+                f"{path}.command",
+                "required locally: the image is not pulled, so the "
+                'container needs a command: to run, e.g. command: ["python", "app.py"]',
+            )
+        )
     elif c.command and not c.command[0]:
         problems.append((f"{path}.command[0]", "must not be empty"))
     seen: dict[str, int] = {}
@@ -239,27 +297,42 @@ def _container(c: Container, path: str, problems: Problems, *, local: bool) -> N
     for i, port in enumerate(c.ports):
         where = f"{path}.ports[{i}]"
         if port.name not in PORT_NAMES:
-            problems.append((f"{where}.name", f"must be http1 or h2c (or unset), got {describe(port.name)}"))
+            problems.append(
+                (f"{where}.name", f"must be http1 or h2c (or unset), got {describe(port.name)}")
+            )
         if not 1 <= port.container_port <= 65535:
-            problems.append((f"{where}.containerPort",
-                             f"must be between 1 and 65535, got {describe(port.container_port)}"))
+            problems.append(
+                (
+                    f"{where}.containerPort",
+                    f"must be between 1 and 65535, got {describe(port.container_port)}",
+                )
+            )
         elif port.container_port in RESERVED_PORTS:
-            problems.append((f"{where}.containerPort",
-                             f"{port.container_port} is reserved for the queue-proxy "
-                             f"({', '.join(map(str, RESERVED_PORTS))})"))
+            problems.append(
+                (
+                    f"{where}.containerPort",
+                    f"{port.container_port} is reserved for the queue-proxy "
+                    f"({', '.join(map(str, RESERVED_PORTS))})",
+                )
+            )
         if port.protocol not in ("", "TCP"):
             problems.append((f"{where}.protocol", f"must be TCP, got {describe(port.protocol)}"))
     for key, probe in (("readinessProbe", c.readiness_probe), ("livenessProbe", c.liveness_probe)):
         for handler in ("httpGet", "tcpSocket"):
             port = (probe or {}).get(handler, {}).get("port")
             if port is not None and port not in (c.port.container_port, c.port.name or None):
-                problems.append((f"{path}.{key}.{handler}.port",
-                                 f"must be the container's port ({c.port.container_port}) or unset, "
-                                 f"got {describe(port)}"))
+                problems.append(
+                    (
+                        f"{path}.{key}.{handler}.port",
+                        f"must be the container's port ({c.port.container_port}) or unset, "
+                        f"got {describe(port)}",
+                    )
+                )
 
 
-def _traffic(traffic: Iterable[TrafficTarget], owner: str, problems: Problems, *,
-             in_service: bool) -> None:
+def _traffic(
+    traffic: Iterable[TrafficTarget], owner: str, problems: Problems, *, in_service: bool
+) -> None:
     targets = list(traffic)
     if in_service and not targets:
         return  # defaulted to 100 % to the latest ready revision
@@ -268,28 +341,45 @@ def _traffic(traffic: Iterable[TrafficTarget], owner: str, problems: Problems, *
     for i, t in enumerate(targets):
         path = f"spec.traffic[{i}]"
         if in_service and t.configuration_name:
-            problems.append((f"{path}.configurationName",
-                             "not allowed in a Service (its own configuration is implied)"))
+            problems.append(
+                (
+                    f"{path}.configurationName",
+                    "not allowed in a Service (its own configuration is implied)",
+                )
+            )
         elif not in_service and bool(t.revision_name) == bool(t.configuration_name):
             which = "both" if t.revision_name else "neither"
-            problems.append((path, f"expected exactly one of revisionName or configurationName, got {which}"))
-        for key, name in (("revisionName", t.revision_name), ("configurationName", t.configuration_name)):
+            problems.append(
+                (path, f"expected exactly one of revisionName or configurationName, got {which}")
+            )
+        for key, name in (
+            ("revisionName", t.revision_name),
+            ("configurationName", t.configuration_name),
+        ):
             if name and (bad := check_dns1035_label(name)):
                 problems.append((f"{path}.{key}", bad))
         if t.latest_revision is True and t.revision_name:
-            problems.append((f"{path}.latestRevision", "must be false (or unset) when revisionName is set"))
+            problems.append(
+                (f"{path}.latestRevision", "must be false (or unset) when revisionName is set")
+            )
         elif t.latest_revision is False and not t.revision_name:
-            problems.append((f"{path}.latestRevision", "must be true (or unset) when revisionName is not set"))
+            problems.append(
+                (f"{path}.latestRevision", "must be true (or unset) when revisionName is not set")
+            )
         if t.percent is not None and not 0 <= t.percent <= 100:
-            problems.append((f"{path}.percent", f"must be between 0 and 100, got {describe(t.percent)}"))
+            problems.append(
+                (f"{path}.percent", f"must be between 0 and 100, got {describe(t.percent)}")
+            )
             percents_ok = False
         else:
             total += t.percent or 0
         if t.tag:
             bad = check_dns1035_label(t.tag)
             if bad is None and len(f"{t.tag}-{owner}") > MAX_LABEL:
-                bad = (f"{t.tag}-{owner} (the tag's host name label) must be at most {MAX_LABEL} "
-                       "characters")
+                bad = (
+                    f"{t.tag}-{owner} (the tag's host name label) must be at most {MAX_LABEL} "
+                    "characters"
+                )
             if bad is None and t.tag in tags:
                 bad = f"{t.tag!r} is used twice (also spec.traffic[{tags[t.tag]}].tag)"
             if bad:

@@ -56,8 +56,11 @@ PROGRESS_DEADLINE = ("serving.knative.dev/progress-deadline",)
 
 LINEAR = "linear"
 WEIGHTED_EXPONENTIAL = "weighted-exponential"
-_ALGORITHMS = {LINEAR: LINEAR, WEIGHTED_EXPONENTIAL: WEIGHTED_EXPONENTIAL,
-               "weightedExponential": WEIGHTED_EXPONENTIAL}
+_ALGORITHMS = {
+    LINEAR: LINEAR,
+    WEIGHTED_EXPONENTIAL: WEIGHTED_EXPONENTIAL,
+    "weightedExponential": WEIGHTED_EXPONENTIAL,
+}
 
 _DEFAULT_DEPLOYMENT = DeploymentConfig()
 
@@ -133,7 +136,8 @@ class RevisionAutoscaling:
         """Validate every annotation; the first bad one raises ``ConfigError``."""
         if container_concurrency < 0:
             raise ConfigError(
-                f"containerConcurrency: must be an integer >= 0, got {container_concurrency!r}")
+                f"containerConcurrency: must be an integer >= 0, got {container_concurrency!r}"
+            )
         r = ValueReader(annotations, strict=True)
         return _build(r, config, container_concurrency, deployment)
 
@@ -177,8 +181,11 @@ def _build(
     r: ValueReader, config: AutoscalerConfig, cc: int, deployment: DeploymentConfig
 ) -> RevisionAutoscaling:
     klass = r.read(
-        CLASS, str, config.pod_autoscaler_class,
-        rule=f"{KPA_CLASS} or {HPA_CLASS}, or a class outside knative.dev", ok=_valid_class,
+        CLASS,
+        str,
+        config.pod_autoscaler_class,
+        rule=f"{KPA_CLASS} or {HPA_CLASS}, or a class outside knative.dev",
+        ok=_valid_class,
     )
     if klass == KPA_CLASS:
         metric_rule, metric_ok = f"{CONCURRENCY} or {RPS}", (lambda m: m in (CONCURRENCY, RPS))
@@ -189,10 +196,14 @@ def _build(
     metric = r.read(METRIC, str, _default_metric(klass), rule=metric_rule, ok=metric_ok)
 
     target = r.read_optional(
-        TARGET, parse_float, rule=f"a number >= {TARGET_MIN:g}", ok=lambda x: x >= TARGET_MIN)
+        TARGET, parse_float, rule=f"a number >= {TARGET_MIN:g}", ok=lambda x: x >= TARGET_MIN
+    )
     utilization = r.read_optional(
-        TARGET_UTILIZATION, parse_float, rule="a number between 1 and 100",
-        ok=lambda x: 1 <= x <= 100)
+        TARGET_UTILIZATION,
+        parse_float,
+        rule="a number between 1 and 100",
+        ok=lambda x: 1 <= x <= 100,
+    )
 
     min_scale = r.read_optional(MIN_SCALE, parse_int32, rule="an integer >= 0", ok=_non_negative)
     limit = config.max_scale_limit
@@ -207,27 +218,37 @@ def _build(
             raise r.error(MAX_SCALE, f"0 or an integer >= min-scale ({min_scale})")
 
     activation = r.read_optional(
-        ACTIVATION_SCALE, parse_int32, rule="an integer >= 2", ok=lambda n: n >= 2)
+        ACTIVATION_SCALE, parse_int32, rule="an integer >= 2", ok=lambda n: n >= 2
+    )
     if r.strict and activation is not None:
         low, high = min_scale or 0, max_scale or 0
         if activation < low or (high and activation > high):
-            span = f"between min-scale ({low}) and max-scale ({high})" if high else (
-                f">= min-scale ({low})")
+            span = (
+                f"between min-scale ({low}) and max-scale ({high})"
+                if high
+                else (f">= min-scale ({low})")
+            )
             raise r.error(ACTIVATION_SCALE, f"an integer >= 2 and {span}")
 
     allow_zero = config.allow_zero_initial_scale
     # Section 7.2: a 0 while zero is not allowed falls back to the config when
     # read leniently, and is an error when validated.
     initial = r.read(
-        INITIAL_SCALE, parse_int32, config.initial_scale,
-        rule="an integer >= 0" if allow_zero
+        INITIAL_SCALE,
+        parse_int32,
+        config.initial_scale,
+        rule="an integer >= 0"
+        if allow_zero
         else "an integer >= 1 (0 needs allow-zero-initial-scale: true)",
         ok=lambda n: n >= 1 or (n == 0 and allow_zero),
     )
 
     algorithm_rule = f"{LINEAR} or {WEIGHTED_EXPONENTIAL}"
     algorithm = r.read(
-        METRIC_AGGREGATION_ALGORITHM, str, LINEAR, rule=algorithm_rule,
+        METRIC_AGGREGATION_ALGORITHM,
+        str,
+        LINEAR,
+        rule=algorithm_rule,
         # Only the KPA interprets the algorithm; other classes keep any value.
         ok=lambda a: klass != KPA_CLASS or a in _ALGORITHMS,
     )
@@ -239,31 +260,59 @@ def _build(
         target=target,
         target_utilization=None if utilization is None else utilization / 100,
         target_burst_capacity=r.read(
-            TARGET_BURST_CAPACITY, parse_float, config.target_burst_capacity,
-            rule="a number >= 0, or -1 for unlimited", ok=lambda x: x >= 0 or x == -1),
+            TARGET_BURST_CAPACITY,
+            parse_float,
+            config.target_burst_capacity,
+            rule="a number >= 0, or -1 for unlimited",
+            ok=lambda x: x >= 0 or x == -1,
+        ),
         stable_window=r.read(
-            WINDOW, parse_whole_seconds, config.stable_window,
-            rule="between 6s and 1h in whole seconds", ok=lambda s: WINDOW_MIN <= s <= WINDOW_MAX),
+            WINDOW,
+            parse_whole_seconds,
+            config.stable_window,
+            rule="between 6s and 1h in whole seconds",
+            ok=lambda s: WINDOW_MIN <= s <= WINDOW_MAX,
+        ),
         panic_window_percentage=r.read(
-            PANIC_WINDOW_PERCENTAGE, parse_float, config.panic_window_percentage,
-            rule="a number between 1 and 100", ok=lambda x: 1 <= x <= 100),
+            PANIC_WINDOW_PERCENTAGE,
+            parse_float,
+            config.panic_window_percentage,
+            rule="a number between 1 and 100",
+            ok=lambda x: 1 <= x <= 100,
+        ),
         panic_threshold_percentage=r.read(
-            PANIC_THRESHOLD_PERCENTAGE, parse_float, config.panic_threshold_percentage,
-            rule="a number between 110 and 1000", ok=lambda x: 110 <= x <= 1000),
+            PANIC_THRESHOLD_PERCENTAGE,
+            parse_float,
+            config.panic_threshold_percentage,
+            rule="a number between 110 and 1000",
+            ok=lambda x: 110 <= x <= 1000,
+        ),
         min_scale=config.min_scale if min_scale is None else min_scale,
         max_scale=config.max_scale if max_scale is None else max_scale,
         initial_scale=initial,
         activation_scale=1 if activation is None else activation,
         scale_down_delay=r.read(
-            SCALE_DOWN_DELAY, parse_whole_seconds, config.scale_down_delay,
-            rule="between 0s and 1h in whole seconds", ok=_at_most_an_hour),
+            SCALE_DOWN_DELAY,
+            parse_whole_seconds,
+            config.scale_down_delay,
+            rule="between 0s and 1h in whole seconds",
+            ok=_at_most_an_hour,
+        ),
         scale_to_zero_pod_retention=r.read(
-            SCALE_TO_ZERO_POD_RETENTION, parse_duration, config.scale_to_zero_pod_retention_period,
-            rule="between 0s and 1h", ok=_at_most_an_hour),
+            SCALE_TO_ZERO_POD_RETENTION,
+            parse_duration,
+            config.scale_to_zero_pod_retention_period,
+            rule="between 0s and 1h",
+            ok=_at_most_an_hour,
+        ),
         metric_aggregation_algorithm=_ALGORITHMS.get(algorithm, algorithm),
         progress_deadline=r.read(
-            PROGRESS_DEADLINE, parse_whole_seconds, deployment.progress_deadline,
-            rule="a duration >= 0s in whole seconds", ok=_non_negative),
+            PROGRESS_DEADLINE,
+            parse_whole_seconds,
+            deployment.progress_deadline,
+            rule="a duration >= 0s in whole seconds",
+            ok=_non_negative,
+        ),
     )
 
 

@@ -145,42 +145,60 @@ class AutoscalerConfig:
         d = cls()
 
         allow_zero = r.read(
-            "allow-zero-initial-scale", parse_bool, d.allow_zero_initial_scale,
+            "allow-zero-initial-scale",
+            parse_bool,
+            d.allow_zero_initial_scale,
             rule="true or false",
         )
         initial = r.read(
-            "initial-scale", parse_int32, d.initial_scale,
-            rule="an integer >= 0" if allow_zero
+            "initial-scale",
+            parse_int32,
+            d.initial_scale,
+            rule="an integer >= 0"
+            if allow_zero
             else "an integer >= 1 (0 needs allow-zero-initial-scale: true)",
             ok=lambda n: n >= 1 or (n == 0 and allow_zero),
         )
 
         limit = r.read(
-            "max-scale-limit", parse_int32, d.max_scale_limit,
-            rule="an integer >= 0", ok=_non_negative,
+            "max-scale-limit",
+            parse_int32,
+            d.max_scale_limit,
+            rule="an integer >= 0",
+            ok=_non_negative,
         )
-        max_rule = (f"an integer between 1 and max-scale-limit ({limit})" if limit
-                    else "an integer >= 0")
+        max_rule = (
+            f"an integer between 1 and max-scale-limit ({limit})" if limit else "an integer >= 0"
+        )
         max_scale = r.read("max-scale", parse_int32, d.max_scale, rule=max_rule, ok=_non_negative)
         # Checked on the effective value: a limit without a max-scale key
         # rejects the default 0, which would mean "unbounded".
         if limit and not 1 <= max_scale <= limit:
             raise r.error("max-scale", max_rule, max_scale)
         min_scale = r.read(
-            "min-scale", parse_int32, d.min_scale,
-            rule=(f"an integer between 0 and max-scale ({max_scale})" if max_scale
-                  else "an integer >= 0"),
+            "min-scale",
+            parse_int32,
+            d.min_scale,
+            rule=(
+                f"an integer between 0 and max-scale ({max_scale})"
+                if max_scale
+                else "an integer >= 0"
+            ),
             ok=lambda n: n >= 0 and (max_scale == 0 or n <= max_scale),
         )
 
         fraction = r.read(
-            "container-concurrency-target-percentage", _percentage_to_fraction,
+            "container-concurrency-target-percentage",
+            _percentage_to_fraction,
             d.container_concurrency_target_fraction,
-            rule="a percentage in (0, 100] or a fraction in (0, 1]", ok=lambda x: 0 < x <= 1,
+            rule="a percentage in (0, 100] or a fraction in (0, 1]",
+            ok=lambda x: 0 < x <= 1,
         )
         cc_default = r.read(
-            "container-concurrency-target-default", parse_float,
-            d.container_concurrency_target_default, rule="a number",
+            "container-concurrency-target-default",
+            parse_float,
+            d.container_concurrency_target_default,
+            rule="a number",
         )
         if fraction * cc_default < TARGET_MIN:
             # The product is the default per-pod target; blame whichever key was set.
@@ -193,52 +211,96 @@ class AutoscalerConfig:
 
         return cls(
             pod_autoscaler_class=r.read(
-                "pod-autoscaler-class", str, d.pod_autoscaler_class, rule="a string"),
+                "pod-autoscaler-class", str, d.pod_autoscaler_class, rule="a string"
+            ),
             enable_scale_to_zero=r.read(
-                "enable-scale-to-zero", parse_bool, d.enable_scale_to_zero, rule="true or false"),
+                "enable-scale-to-zero", parse_bool, d.enable_scale_to_zero, rule="true or false"
+            ),
             allow_zero_initial_scale=allow_zero,
             initial_scale=initial,
             min_scale=min_scale,
             max_scale=max_scale,
             max_scale_limit=limit,
             max_scale_up_rate=r.read(
-                "max-scale-up-rate", parse_float, d.max_scale_up_rate,
-                rule="a number > 1", ok=_above_one),
+                "max-scale-up-rate",
+                parse_float,
+                d.max_scale_up_rate,
+                rule="a number > 1",
+                ok=_above_one,
+            ),
             max_scale_down_rate=r.read(
-                "max-scale-down-rate", parse_float, d.max_scale_down_rate,
-                rule="a number > 1", ok=_above_one),
+                "max-scale-down-rate",
+                parse_float,
+                d.max_scale_down_rate,
+                rule="a number > 1",
+                ok=_above_one,
+            ),
             container_concurrency_target_fraction=fraction,
             container_concurrency_target_default=cc_default,
             rps_target_default=r.read(
-                "requests-per-second-target-default", parse_float, d.rps_target_default,
-                rule=f"a number >= {TARGET_MIN:g}", ok=lambda x: x >= TARGET_MIN),
+                "requests-per-second-target-default",
+                parse_float,
+                d.rps_target_default,
+                rule=f"a number >= {TARGET_MIN:g}",
+                ok=lambda x: x >= TARGET_MIN,
+            ),
             target_burst_capacity=r.read(
-                "target-burst-capacity", parse_float, d.target_burst_capacity,
-                rule="a number >= 0, or -1 for unlimited", ok=_valid_burst_capacity),
+                "target-burst-capacity",
+                parse_float,
+                d.target_burst_capacity,
+                rule="a number >= 0, or -1 for unlimited",
+                ok=_valid_burst_capacity,
+            ),
             stable_window=r.read(
-                "stable-window", parse_whole_seconds, d.stable_window,
-                rule="between 6s and 1h in whole seconds", ok=_valid_window),
+                "stable-window",
+                parse_whole_seconds,
+                d.stable_window,
+                rule="between 6s and 1h in whole seconds",
+                ok=_valid_window,
+            ),
             panic_window_percentage=r.read(
-                "panic-window-percentage", parse_float, d.panic_window_percentage,
-                rule="a number between 1 and 100", ok=lambda x: 1 <= x <= 100),
+                "panic-window-percentage",
+                parse_float,
+                d.panic_window_percentage,
+                rule="a number between 1 and 100",
+                ok=lambda x: 1 <= x <= 100,
+            ),
             # Upstream checks this only on the annotation, never in the map.
             panic_threshold_percentage=r.read(
-                "panic-threshold-percentage", parse_float, d.panic_threshold_percentage,
-                rule="a number"),
+                "panic-threshold-percentage",
+                parse_float,
+                d.panic_threshold_percentage,
+                rule="a number",
+            ),
             activator_capacity=r.read(
-                "activator-capacity", parse_float, d.activator_capacity, rule="a number >= 1",
-                ok=lambda x: x >= 1),
+                "activator-capacity",
+                parse_float,
+                d.activator_capacity,
+                rule="a number >= 1",
+                ok=lambda x: x >= 1,
+            ),
             scale_to_zero_grace_period=r.read(
-                "scale-to-zero-grace-period", parse_duration, d.scale_to_zero_grace_period,
-                rule="a duration > 0s", ok=lambda s: s > 0),
+                "scale-to-zero-grace-period",
+                parse_duration,
+                d.scale_to_zero_grace_period,
+                rule="a duration > 0s",
+                ok=lambda s: s > 0,
+            ),
             scale_to_zero_pod_retention_period=r.read(
-                "scale-to-zero-pod-retention-period", parse_duration,
+                "scale-to-zero-pod-retention-period",
+                parse_duration,
                 d.scale_to_zero_pod_retention_period,
-                rule="a duration >= 0s", ok=_non_negative),
+                rule="a duration >= 0s",
+                ok=_non_negative,
+            ),
             # No upper bound in the map (the annotation has one: 1h).
             scale_down_delay=r.read(
-                "scale-down-delay", parse_whole_seconds, d.scale_down_delay,
-                rule="a duration >= 0s in whole seconds", ok=_non_negative),
+                "scale-down-delay",
+                parse_whole_seconds,
+                d.scale_down_delay,
+                rule="a duration >= 0s in whole seconds",
+                ok=_non_negative,
+            ),
         )
 
     @staticmethod
@@ -247,14 +309,30 @@ class AutoscalerConfig:
         return sorted(k for k in data if k not in _KEYS and k != "_example")
 
 
-_KEYS = frozenset({
-    "pod-autoscaler-class", "enable-scale-to-zero", "allow-zero-initial-scale", "initial-scale",
-    "min-scale", "max-scale", "max-scale-limit", "max-scale-up-rate", "max-scale-down-rate",
-    "container-concurrency-target-percentage", "container-concurrency-target-default",
-    "requests-per-second-target-default", "target-burst-capacity", "stable-window",
-    "panic-window-percentage", "panic-threshold-percentage", "activator-capacity",
-    "scale-to-zero-grace-period", "scale-to-zero-pod-retention-period", "scale-down-delay",
-})
+_KEYS = frozenset(
+    {
+        "pod-autoscaler-class",
+        "enable-scale-to-zero",
+        "allow-zero-initial-scale",
+        "initial-scale",
+        "min-scale",
+        "max-scale",
+        "max-scale-limit",
+        "max-scale-up-rate",
+        "max-scale-down-rate",
+        "container-concurrency-target-percentage",
+        "container-concurrency-target-default",
+        "requests-per-second-target-default",
+        "target-burst-capacity",
+        "stable-window",
+        "panic-window-percentage",
+        "panic-threshold-percentage",
+        "activator-capacity",
+        "scale-to-zero-grace-period",
+        "scale-to-zero-pod-retention-period",
+        "scale-down-delay",
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -268,10 +346,15 @@ class DeploymentConfig:
     def from_mapping(cls, data: Mapping[str, str]) -> DeploymentConfig:
         """Parse the ConfigMap's ``data``; every other key belongs to other components."""
         r = ValueReader(data, prefix="config-deployment: ")
-        return cls(progress_deadline=r.read(
-            "progress-deadline", parse_duration, cls().progress_deadline,
-            rule="a duration > 0s", ok=lambda s: s > 0,
-        ))
+        return cls(
+            progress_deadline=r.read(
+                "progress-deadline",
+                parse_duration,
+                cls().progress_deadline,
+                rule="a duration > 0s",
+                ok=lambda s: s > 0,
+            )
+        )
 
 
 def _non_negative(x: float) -> bool:
@@ -288,6 +371,7 @@ def _valid_burst_capacity(x: float) -> bool:
 
 def _valid_window(seconds: float) -> bool:
     return WINDOW_MIN <= seconds <= WINDOW_MAX
+
 
 def panic_window(stable_window: float, panic_window_percentage: float) -> float:
     """Length in seconds of the panic window: a share of the stable window.

@@ -59,17 +59,34 @@ def reconcile(state: State, now: float) -> None:
 
 
 def _owned(kind: str, namespace: str, name: str, owner: str) -> TemplateConflict:
-    return TemplateConflict("metadata.name", f"{kind} {namespace}/{name} is owned by Service "
-                            f"{namespace}/{owner}; change the Service instead")
+    return TemplateConflict(
+        "metadata.name",
+        f"{kind} {namespace}/{name} is owned by Service "
+        f"{namespace}/{owner}; change the Service instead",
+    )
 
 
-def _upsert_configuration(state: State, key: Key, meta: ObjectMeta, template: RevisionTemplate, *,
-                          service: str, applied: Configuration | None, now: float) -> None:
+def _upsert_configuration(
+    state: State,
+    key: Key,
+    meta: ObjectMeta,
+    template: RevisionTemplate,
+    *,
+    service: str,
+    applied: Configuration | None,
+    now: float,
+) -> None:
     cfg = state.configurations.get(key)
     changed = cfg is None or cfg.template != template
     if cfg is None:
-        cfg = ConfigurationRecord(namespace=key[0], name=key[1], meta=meta, template=template,
-                                  service=service, created=now)
+        cfg = ConfigurationRecord(
+            namespace=key[0],
+            name=key[1],
+            meta=meta,
+            template=template,
+            service=service,
+            created=now,
+        )
         state.configurations[key] = cfg
     cfg.meta, cfg.applied = meta, applied
     if changed:
@@ -79,12 +96,27 @@ def _upsert_configuration(state: State, key: Key, meta: ObjectMeta, template: Re
         new_revision(state, cfg, template, state.configs.defaults, now)
 
 
-def _upsert_route(state: State, key: Key, meta: ObjectMeta, traffic: tuple[TrafficTarget, ...], *,
-                  service: str, applied: Route | None, now: float) -> None:
+def _upsert_route(
+    state: State,
+    key: Key,
+    meta: ObjectMeta,
+    traffic: tuple[TrafficTarget, ...],
+    *,
+    service: str,
+    applied: Route | None,
+    now: float,
+) -> None:
     route = state.routes.get(key)
     if route is None:
-        state.routes[key] = RouteRecord(namespace=key[0], name=key[1], meta=meta, traffic=traffic,
-                                        service=service, created=now, applied=applied)
+        state.routes[key] = RouteRecord(
+            namespace=key[0],
+            name=key[1],
+            meta=meta,
+            traffic=traffic,
+            service=service,
+            created=now,
+            applied=applied,
+        )
         return
     if route.traffic != traffic:
         route.generation += 1
@@ -93,10 +125,16 @@ def _upsert_route(state: State, key: Key, meta: ObjectMeta, traffic: tuple[Traff
 
 def _apply_service(state: State, svc: Service, now: float) -> str:
     ns, name = key = (svc.meta.namespace, svc.meta.name)
-    for kind, child in (("Configuration", state.configurations.get(key)), ("Route", state.routes.get(key))):
+    for kind, child in (
+        ("Configuration", state.configurations.get(key)),
+        ("Route", state.routes.get(key)),
+    ):
         if child is not None and child.service != name:
-            raise TemplateConflict("metadata.name", f"{kind} {ns}/{name} already exists and is not "
-                                   "owned by a Service of that name; delete it first")
+            raise TemplateConflict(
+                "metadata.name",
+                f"{kind} {ns}/{name} already exists and is not "
+                "owned by a Service of that name; delete it first",
+            )
     old = state.services.get(key)
     if old is not None and old.applied == svc:
         return "unchanged"
@@ -107,11 +145,16 @@ def _apply_service(state: State, svc: Service, now: float) -> str:
             old.generation += 1  # metadata-only changes keep the generation, as in Kubernetes
         old.applied = svc
     # The children carry the Service's labels (config-domain selectors match them).
-    child_meta = ObjectMeta(name=name, namespace=ns, labels={**svc.meta.labels, SERVICE_LABEL: name},
-                            annotations=dict(svc.meta.annotations))
+    child_meta = ObjectMeta(
+        name=name,
+        namespace=ns,
+        labels={**svc.meta.labels, SERVICE_LABEL: name},
+        annotations=dict(svc.meta.annotations),
+    )
     _upsert_configuration(state, key, child_meta, svc.template, service=name, applied=None, now=now)
-    _upsert_route(state, key, child_meta, routes.service_traffic(svc), service=name, applied=None,
-                  now=now)
+    _upsert_route(
+        state, key, child_meta, routes.service_traffic(svc), service=name, applied=None, now=now
+    )
     return "created" if old is None else "configured"
 
 
@@ -153,7 +196,9 @@ class Controller:
     ``localhost``).
     """
 
-    def __init__(self, now: float, *, local: bool = True, default_domain: str | None = None) -> None:
+    def __init__(
+        self, now: float, *, local: bool = True, default_domain: str | None = None
+    ) -> None:
         self._local = local
         self._default_domain = default_domain or LOCAL_DOMAIN
         self._now = now
@@ -181,8 +226,10 @@ class Controller:
     def revisions(self) -> dict[RevisionKey, DesiredRevision]:
         """Every revision with what it takes to run it; ``info.reachable`` as upstream."""
         live = routes.reachable(self._state)
-        return {key: desired_revision(rev, reachable=key in live)
-                for key, rev in sorted(self._state.revisions.items())}
+        return {
+            key: desired_revision(rev, reachable=key in live)
+            for key, rev in sorted(self._state.revisions.items())
+        }
 
     def routing_table(self) -> list[TopologyRoute]:
         """Every route that has been programmed, for the activator."""
@@ -199,7 +246,9 @@ class Controller:
         staged = copy.deepcopy(self._state)
         errors: dict[int, list[ManifestError]] = {}
         configs = staged.configs
-        order = sorted(range(len(objects)), key=lambda i: not isinstance(objects[i], ConfigMapObject))
+        order = sorted(
+            range(len(objects)), key=lambda i: not isinstance(objects[i], ConfigMapObject)
+        )
         seen: set[tuple[str, str, str]] = set()
         for i in order:
             obj = objects[i]
@@ -212,8 +261,9 @@ class Controller:
             if found:
                 errors[i] = found
             elif isinstance(obj, ConfigMapObject):
-                configs = configs.with_config_map(obj.meta.name, obj.data,
-                                                  default_domain=self._default_domain)
+                configs = configs.with_config_map(
+                    obj.meta.name, obj.data, default_domain=self._default_domain
+                )
         staged.configs = configs
         verbs: dict[int, str] = {}
         for i in order:
@@ -228,8 +278,10 @@ class Controller:
             raise ManifestErrors(e for i in sorted(errors) for e in errors[i])
         reconcile(staged, now)
         self._commit(staged, now)
-        return [f"{kinds.kind_of(o.kind).qualified}/{o.meta.name} {verbs[i]}"
-                for i, o in enumerate(objects)]
+        return [
+            f"{kinds.kind_of(o.kind).qualified}/{o.meta.name} {verbs[i]}"
+            for i, o in enumerate(objects)
+        ]
 
     @staticmethod
     def _apply_one(state: State, obj: Object, now: float) -> str:
@@ -256,8 +308,9 @@ class Controller:
             del st.config_maps[name]
             configs = self._base_configs()
             for cm in st.config_maps.values():
-                configs = configs.with_config_map(cm.meta.name, cm.data,
-                                                  default_domain=self._default_domain)
+                configs = configs.with_config_map(
+                    cm.meta.name, cm.data, default_domain=self._default_domain
+                )
             st.configs = configs
         elif k is kinds.SERVICE:
             if key not in st.services:
@@ -270,8 +323,10 @@ class Controller:
             if record is None:
                 raise k.not_found(namespace, name)
             if record.service:
-                raise kinds.NotAllowed(f'{k.singular} "{name}" is owned by Service '
-                                       f"{namespace}/{record.service}; delete the Service")
+                raise kinds.NotAllowed(
+                    f'{k.singular} "{name}" is owned by Service '
+                    f"{namespace}/{record.service}; delete the Service"
+                )
             if k is kinds.CONFIGURATION:
                 self._drop_configuration(key)
             else:
@@ -288,9 +343,17 @@ class Controller:
 
     # ----- observed state in ---------------------------------------------------------------
 
-    def set_revision_state(self, key: RevisionKey, *, ready: bool | None, reason: str = "",
-                           message: str = "", desired_replicas: int | None = None,
-                           actual_replicas: int | None = None, now: float) -> bool:
+    def set_revision_state(
+        self,
+        key: RevisionKey,
+        *,
+        ready: bool | None,
+        reason: str = "",
+        message: str = "",
+        desired_replicas: int | None = None,
+        actual_replicas: int | None = None,
+        now: float,
+    ) -> bool:
         """Record what the runtime sees of a revision; False if the revision is unknown
         (deleted meanwhile).
 
@@ -306,8 +369,13 @@ class Controller:
         if ready is None and rev.observed.ready is not None:
             last = rev.observed
             ready, reason, message = last.ready, reason or last.reason, message or last.message
-        rev.observed = Observed(ready=ready, reason=reason, message=message,
-                                desired_replicas=desired_replicas, actual_replicas=actual_replicas)
+        rev.observed = Observed(
+            ready=ready,
+            reason=reason,
+            message=message,
+            desired_replicas=desired_replicas,
+            actual_replicas=actual_replicas,
+        )
         reconcile(self._state, now)
         self._commit(self._state, now)
         return True
@@ -322,8 +390,14 @@ class Controller:
             namespace = SYSTEM_NAMESPACE if k is kinds.CONFIG_MAP else "default"
         return views.get(self._state, k, namespace, name)
 
-    def table(self, kind: str, namespace: str | None = None, name: str | None = None, *,
-              all_namespaces: bool | None = None) -> tuple[list[str], list[list[str]]]:
+    def table(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        name: str | None = None,
+        *,
+        all_namespaces: bool | None = None,
+    ) -> tuple[list[str], list[list[str]]]:
         """(headers, rows) with kubectl's columns for the kind, for the same objects as
         :meth:`get`. A leading NAMESPACE column (kubectl's ``-A``) when
         ``all_namespaces``; None: only when the rows come from several namespaces."""

@@ -47,8 +47,9 @@ class Hosts:
         return tuple(dict.fromkeys(h for h in names if h))
 
 
-def is_cluster_local(labels: Mapping[str, str], domains: DomainConfig, *,
-                     local_domain: str = CLUSTER_LOCAL_DOMAIN) -> bool:
+def is_cluster_local(
+    labels: Mapping[str, str], domains: DomainConfig, *, local_domain: str = CLUSTER_LOCAL_DOMAIN
+) -> bool:
     """``local_domain``: the cluster-local domain, ``svc.{cluster domain}``."""
     if labels.get(VISIBILITY_LABEL) == CLUSTER_LOCAL:
         return True
@@ -56,8 +57,15 @@ def is_cluster_local(labels: Mapping[str, str], domains: DomainConfig, *,
     return domain is None or domain == local_domain
 
 
-def hosts(name: str, namespace: str, labels: Mapping[str, str], domains: DomainConfig,
-          *, tag: str = "", cluster_domain: str = CLUSTER_DOMAIN) -> Hosts:
+def hosts(
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    domains: DomainConfig,
+    *,
+    tag: str = "",
+    cluster_domain: str = CLUSTER_DOMAIN,
+) -> Hosts:
     """The hosts of route ``name`` (or of one of its tags) in ``namespace``;
     ``cluster_domain`` is the cluster's DNS domain (a cluster may not use the default)."""
     label = f"{tag}-{name}" if tag else name

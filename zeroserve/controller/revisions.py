@@ -49,8 +49,13 @@ def _optional_timeout(given: int | None, default: int, timeout: int) -> int:
     return default if 0 < default < timeout else 0
 
 
-def new_revision(state: State, cfg: ConfigurationRecord, template: RevisionTemplate,
-                 defaults: DefaultsConfig, now: float) -> str:
+def new_revision(
+    state: State,
+    cfg: ConfigurationRecord,
+    template: RevisionTemplate,
+    defaults: DefaultsConfig,
+    now: float,
+) -> str:
     """Make ``template`` the configuration's latest created revision; returns its name.
 
     The configuration's generation must already count this template. Re-applying a
@@ -65,17 +70,20 @@ def new_revision(state: State, cfg: ConfigurationRecord, template: RevisionTempl
             raise TemplateConflict(
                 "spec.template.metadata.name",
                 f"revision {name} already exists and belongs to Configuration "
-                f"{cfg.namespace}/{existing.configuration}")
+                f"{cfg.namespace}/{existing.configuration}",
+            )
         if existing.template != template:
             if template.name:
                 raise TemplateConflict(
                     "spec.template.metadata.name",
                     f"{name!r} already names a revision with a different template; a revision "
-                    "cannot change, so give the changed template a new name")
+                    "cannot change, so give the changed template a new name",
+                )
             raise TemplateConflict(
                 "spec.template",
                 f"the generated revision name {name} is taken by a revision with a different "
-                "template; set spec.template.metadata.name")
+                "template; set spec.template.metadata.name",
+            )
         cfg.latest_created = name
         return name
     timeout = template.timeout_seconds or defaults.revision_timeout_seconds
@@ -86,14 +94,20 @@ def new_revision(state: State, cfg: ConfigurationRecord, template: RevisionTempl
         generation=cfg.generation,
         created=now,
         template=template,
-        container_concurrency=(defaults.container_concurrency
-                               if template.container_concurrency is None
-                               else template.container_concurrency),
+        container_concurrency=(
+            defaults.container_concurrency
+            if template.container_concurrency is None
+            else template.container_concurrency
+        ),
         timeout_seconds=timeout,
         response_start_timeout_seconds=_optional_timeout(
-            template.response_start_timeout_seconds, defaults.response_start_timeout_seconds, timeout),
+            template.response_start_timeout_seconds,
+            defaults.response_start_timeout_seconds,
+            timeout,
+        ),
         idle_timeout_seconds=_optional_timeout(
-            template.idle_timeout_seconds, defaults.revision_idle_timeout_seconds, timeout),
+            template.idle_timeout_seconds, defaults.revision_idle_timeout_seconds, timeout
+        ),
         container_name=template.container.name or defaults.container_name,
     )
     cfg.revisions.append(name)
@@ -168,19 +182,22 @@ def desired_revision(record: RevisionRecord, *, reachable: bool) -> DesiredRevis
         response_start_timeout_seconds=float(record.response_start_timeout_seconds),
         idle_timeout_seconds=float(record.idle_timeout_seconds),
     )
-    return DesiredRevision(info=info, container=RunnableContainer(
-        name=record.container_name,
-        image=c.image,
-        command=c.command,
-        args=c.args,
-        env=tuple((e.name, e.value) for e in c.env),
-        port=c.port.container_port,
-        h2c=c.port.name == "h2c",
-        readiness_probe=_portless(c.readiness_probe),
-        liveness_probe=_portless(c.liveness_probe),
-        working_dir=c.working_dir,
-        resources={k: dict(v) for k, v in c.resources.items()},
-    ))
+    return DesiredRevision(
+        info=info,
+        container=RunnableContainer(
+            name=record.container_name,
+            image=c.image,
+            command=c.command,
+            args=c.args,
+            env=tuple((e.name, e.value) for e in c.env),
+            port=c.port.container_port,
+            h2c=c.port.name == "h2c",
+            readiness_probe=_portless(c.readiness_probe),
+            liveness_probe=_portless(c.liveness_probe),
+            working_dir=c.working_dir,
+            resources={k: dict(v) for k, v in c.resources.items()},
+        ),
+    )
 
 
 def _portless(probe: Mapping[str, Any] | None) -> dict[str, Any] | None:

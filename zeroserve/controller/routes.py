@@ -48,9 +48,11 @@ def service_traffic(svc: Service) -> tuple[TrafficTarget, ...]:
     if not svc.traffic:
         return (TrafficTarget(configuration_name=name, latest_revision=True, percent=100),)
     return tuple(
-        replace(t, configuration_name=name, latest_revision=True) if t.is_latest
+        replace(t, configuration_name=name, latest_revision=True)
+        if t.is_latest
         else replace(t, latest_revision=False)
-        for t in svc.traffic)
+        for t in svc.traffic
+    )
 
 
 def route_traffic(route: RouteObject) -> tuple[TrafficTarget, ...]:
@@ -68,31 +70,54 @@ def _resolve_one(state: State, route: RouteRecord, t: TrafficTarget) -> Resolved
     if t.latest_revision:
         cfg = state.configurations.get((ns, t.configuration_name))
         if cfg is None:
-            return _problem(FALSE, MISSING_CONFIGURATION,
-                            f'Configuration "{t.configuration_name}" referenced in traffic not found.')
+            return _problem(
+                FALSE,
+                MISSING_CONFIGURATION,
+                f'Configuration "{t.configuration_name}" referenced in traffic not found.',
+            )
         if not cfg.latest_ready:
             latest = state.revisions.get(RevisionKey(ns, cfg.latest_created))
             if latest is not None and latest.observed.ready is False:
-                return _problem(FALSE, MISSING_REVISION,
-                                f'Configuration "{cfg.name}" does not have any ready Revision.')
-            return _problem(UNKNOWN, MISSING_REVISION,
-                            f'Configuration "{cfg.name}" is waiting for a Revision to become ready.')
+                return _problem(
+                    FALSE,
+                    MISSING_REVISION,
+                    f'Configuration "{cfg.name}" does not have any ready Revision.',
+                )
+            return _problem(
+                UNKNOWN,
+                MISSING_REVISION,
+                f'Configuration "{cfg.name}" is waiting for a Revision to become ready.',
+            )
         return ResolvedTarget(cfg.latest_ready, percent, t.tag, True, cfg.name)
     rev = state.revisions.get(RevisionKey(ns, t.revision_name))
     if rev is None:
-        return _problem(FALSE, MISSING_REVISION, f'Revision "{t.revision_name}" referenced in traffic not found.')
+        return _problem(
+            FALSE,
+            MISSING_REVISION,
+            f'Revision "{t.revision_name}" referenced in traffic not found.',
+        )
     if route.service and rev.configuration != route.service:
         # A Service's route may only send traffic to the Service's own revisions.
-        return _problem(FALSE, MISSING_REVISION,
-                        f'Revision "{rev.key.name}" belongs to Configuration "{rev.configuration}", '
-                        f'not to Service "{route.service}".')
+        return _problem(
+            FALSE,
+            MISSING_REVISION,
+            f'Revision "{rev.key.name}" belongs to Configuration "{rev.configuration}", '
+            f'not to Service "{route.service}".',
+        )
     if rev.observed.ready is False:
-        return _problem(FALSE, MISSING_REVISION,
-                        f'Revision "{rev.key.name}" referenced in traffic failed: {rev.observed.message}'
-                        .rstrip(": "))
+        return _problem(
+            FALSE,
+            MISSING_REVISION,
+            f'Revision "{rev.key.name}" referenced in traffic failed: {rev.observed.message}'.rstrip(
+                ": "
+            ),
+        )
     if rev.observed.ready is None:
-        return _problem(UNKNOWN, MISSING_REVISION,
-                        f'Revision "{rev.key.name}" referenced in traffic is not ready yet.')
+        return _problem(
+            UNKNOWN,
+            MISSING_REVISION,
+            f'Revision "{rev.key.name}" referenced in traffic is not ready yet.',
+        )
     return ResolvedTarget(rev.key.name, percent, t.tag, False, rev.configuration)
 
 
@@ -106,8 +131,11 @@ def _provisional_one(state: State, route: RouteRecord, t: TrafficTarget) -> Reso
     else:
         name = t.revision_name
     rev = state.revisions.get(RevisionKey(ns, name))
-    if rev is None or rev.observed.ready is False or (
-            route.service and rev.configuration != route.service):
+    if (
+        rev is None
+        or rev.observed.ready is False
+        or (route.service and rev.configuration != route.service)
+    ):
         return None
     return ResolvedTarget(name, t.percent or 0, t.tag, bool(t.latest_revision), rev.configuration)
 
@@ -134,14 +162,20 @@ def reconcile_route(state: State, route: RouteRecord) -> None:
         complete = not failed and all(p is not None for p in pending)
         route.programmed = tuple(p for p in pending if p is not None) if complete else None
         route.provisional = complete
-    elif any(RevisionKey(route.namespace, t.revision) not in state.revisions for t in route.programmed):
+    elif any(
+        RevisionKey(route.namespace, t.revision) not in state.revisions for t in route.programmed
+    ):
         route.programmed = None
 
 
 def referenced(state: State) -> set[RevisionKey]:
     """Revisions some route's programmed traffic names (tags and 0 % targets included)."""
-    return {RevisionKey(r.namespace, t.revision)
-            for r in state.routes.values() if r.programmed for t in r.programmed}
+    return {
+        RevisionKey(r.namespace, t.revision)
+        for r in state.routes.values()
+        if r.programmed
+        for t in r.programmed
+    }
 
 
 def reachable(state: State) -> set[RevisionKey]:
@@ -188,21 +222,33 @@ def routing_table(state: State, *, cluster_domain: str = CLUSTER_DOMAIN) -> list
         for t in route.programmed:
             if t.percent:
                 merged[t.revision] = merged.get(t.revision, 0) + t.percent
-        tags = {t.tag: (hosts(name, ns, route.meta.labels, domains, tag=t.tag,
-                              cluster_domain=cluster_domain).all,
-                        RevisionKey(ns, t.revision))
-                for t in route.programmed if t.tag}
-        table.append(Route(
-            namespace=ns, name=name,
-            hosts=hosts(name, ns, route.meta.labels, domains, cluster_domain=cluster_domain).all,
-            targets=tuple(Target(RevisionKey(ns, rev), pct) for rev, pct in merged.items()),
-            tags=tags,
-        ))
+        tags = {
+            t.tag: (
+                hosts(
+                    name, ns, route.meta.labels, domains, tag=t.tag, cluster_domain=cluster_domain
+                ).all,
+                RevisionKey(ns, t.revision),
+            )
+            for t in route.programmed
+            if t.tag
+        }
+        table.append(
+            Route(
+                namespace=ns,
+                name=name,
+                hosts=hosts(
+                    name, ns, route.meta.labels, domains, cluster_domain=cluster_domain
+                ).all,
+                targets=tuple(Target(RevisionKey(ns, rev), pct) for rev, pct in merged.items()),
+                tags=tags,
+            )
+        )
     return table
 
 
-def traffic_status(state: State, route: RouteRecord, *,
-                   cluster_domain: str = CLUSTER_DOMAIN) -> list[dict[str, object]]:
+def traffic_status(
+    state: State, route: RouteRecord, *, cluster_domain: str = CLUSTER_DOMAIN
+) -> list[dict[str, object]]:
     """``status.traffic``: the programmed targets, with a URL for each tag (none while
     the programming is provisional: Knative's status shows resolved traffic only)."""
     out: list[dict[str, object]] = []
@@ -212,7 +258,13 @@ def traffic_status(state: State, route: RouteRecord, *,
             entry["tag"] = t.tag
         entry.update(revisionName=t.revision, latestRevision=t.latest_revision, percent=t.percent)
         if t.tag:
-            entry["url"] = hosts(route.name, route.namespace, route.meta.labels,
-                                 state.configs.domain, tag=t.tag, cluster_domain=cluster_domain).url
+            entry["url"] = hosts(
+                route.name,
+                route.namespace,
+                route.meta.labels,
+                state.configs.domain,
+                tag=t.tag,
+                cluster_domain=cluster_domain,
+            ).url
         out.append(entry)
     return out

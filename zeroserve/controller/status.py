@@ -97,9 +97,13 @@ def configuration_conditions(state: State, cfg: ConfigurationRecord) -> list[Con
 
 
 def route_conditions(route: RouteRecord) -> list[Condition]:
-    ingress = (Condition("IngressReady", TRUE) if route.programmed is not None else
-               Condition("IngressReady", UNKNOWN, "IngressNotConfigured",
-                         "Ingress has not yet been reconciled."))
+    ingress = (
+        Condition("IngressReady", TRUE)
+        if route.programmed is not None
+        else Condition(
+            "IngressReady", UNKNOWN, "IngressNotConfigured", "Ingress has not yet been reconciled."
+        )
+    )
     # Resolution last: while it waits, its reason (RevisionMissing) is the one shown.
     return [ingress, route.assignment, combine(READY, [ingress, route.assignment])]
 
@@ -175,10 +179,16 @@ def configuration_status(cfg: ConfigurationRecord) -> dict[str, Any]:
     return out
 
 
-def route_status(state: State, route: RouteRecord, *,
-                 cluster_domain: str = CLUSTER_DOMAIN) -> dict[str, Any]:
-    h = hosts(route.name, route.namespace, route.meta.labels, state.configs.domain,
-              cluster_domain=cluster_domain)
+def route_status(
+    state: State, route: RouteRecord, *, cluster_domain: str = CLUSTER_DOMAIN
+) -> dict[str, Any]:
+    h = hosts(
+        route.name,
+        route.namespace,
+        route.meta.labels,
+        state.configs.domain,
+        cluster_domain=cluster_domain,
+    )
     out: dict[str, Any] = {
         "observedGeneration": route.generation,
         "url": h.url,
@@ -190,12 +200,16 @@ def route_status(state: State, route: RouteRecord, *,
     return out
 
 
-def service_status(state: State, key: tuple[str, str], svc: ServiceRecord, *,
-                   cluster_domain: str = CLUSTER_DOMAIN) -> dict[str, Any]:
+def service_status(
+    state: State, key: tuple[str, str], svc: ServiceRecord, *, cluster_domain: str = CLUSTER_DOMAIN
+) -> dict[str, Any]:
     cfg = configuration_status(state.configurations[key])
     route = route_status(state, state.routes[key], cluster_domain=cluster_domain)
-    out: dict[str, Any] = {"observedGeneration": svc.generation, "url": route["url"],
-                           "address": route["address"]}
+    out: dict[str, Any] = {
+        "observedGeneration": svc.generation,
+        "url": route["url"],
+        "address": route["address"],
+    }
     for name in ("latestCreatedRevisionName", "latestReadyRevisionName"):
         if name in cfg:
             out[name] = cfg[name]

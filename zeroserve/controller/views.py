@@ -37,15 +37,30 @@ Obj = dict[str, Any]
 COLUMNS: dict[str, tuple[str, ...]] = {
     "Service": ("NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"),
     "Configuration": ("NAME", "LATESTCREATED", "LATESTREADY", "READY", "REASON"),
-    "Revision": ("NAME", "CONFIG NAME", "GENERATION", "READY", "REASON", "ACTUAL REPLICAS",
-                 "DESIRED REPLICAS"),
+    "Revision": (
+        "NAME",
+        "CONFIG NAME",
+        "GENERATION",
+        "READY",
+        "REASON",
+        "ACTUAL REPLICAS",
+        "DESIRED REPLICAS",
+    ),
     "Route": ("NAME", "URL", "READY", "REASON"),
     "ConfigMap": ("NAME", "DATA"),
 }
 
 
-def _metadata(ns: str, name: str, created: float, labels: Any, annotations: Any, *,
-              generation: int | None = None, owner: tuple[str, str] | None = None) -> Obj:
+def _metadata(
+    ns: str,
+    name: str,
+    created: float,
+    labels: Any,
+    annotations: Any,
+    *,
+    generation: int | None = None,
+    owner: tuple[str, str] | None = None,
+) -> Obj:
     meta: Obj = {"name": name, "namespace": ns}
     if generation is not None:
         meta["generation"] = generation
@@ -56,9 +71,15 @@ def _metadata(ns: str, name: str, created: float, labels: Any, annotations: Any,
         meta["annotations"] = dict(annotations)
     if owner is not None:
         kind = kinds.kind_of(owner[0])
-        meta["ownerReferences"] = [{"apiVersion": kind.api_version, "kind": kind.name,
-                                    "name": owner[1], "controller": True,
-                                    "blockOwnerDeletion": True}]
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": kind.api_version,
+                "kind": kind.name,
+                "name": owner[1],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
     return meta
 
 
@@ -76,32 +97,57 @@ def service_object(state: State, key: Key) -> Obj:
     route = state.routes[key]
     spec = svc.applied.spec_dict()
     # Upstream's defaulting writes the route's traffic back into the Service's spec.
-    spec["traffic"] = [{k: v for k, v in t.to_dict().items() if k != "configurationName"}
-                       for t in route.traffic]
-    meta = _metadata(*key, svc.created, svc.applied.meta.labels, svc.applied.meta.annotations,
-                     generation=svc.generation)
+    spec["traffic"] = [
+        {k: v for k, v in t.to_dict().items() if k != "configurationName"} for t in route.traffic
+    ]
+    meta = _metadata(
+        *key,
+        svc.created,
+        svc.applied.meta.labels,
+        svc.applied.meta.annotations,
+        generation=svc.generation,
+    )
     return _object(kinds.SERVICE, meta, spec, service_status(state, key, svc))
 
 
 def configuration_object(state: State, key: Key) -> Obj:
     cfg = state.configurations[key]
-    meta = _metadata(*key, cfg.created, cfg.meta.labels, cfg.meta.annotations,
-                     generation=cfg.generation,
-                     owner=("Service", cfg.service) if cfg.service else None)
-    return _object(kinds.CONFIGURATION, meta, {"template": cfg.template.to_dict()},
-                   configuration_status(cfg))
+    meta = _metadata(
+        *key,
+        cfg.created,
+        cfg.meta.labels,
+        cfg.meta.annotations,
+        generation=cfg.generation,
+        owner=("Service", cfg.service) if cfg.service else None,
+    )
+    return _object(
+        kinds.CONFIGURATION, meta, {"template": cfg.template.to_dict()}, configuration_status(cfg)
+    )
 
 
-def revision_object(state: State, key: RevisionKey, served: set[RevisionKey],
-                    live: set[RevisionKey]) -> Obj:
+def revision_object(
+    state: State, key: RevisionKey, served: set[RevisionKey], live: set[RevisionKey]
+) -> Obj:
     rev = state.revisions[key]
     labels = dict(rev.template.labels)
-    labels.update({CONFIGURATION_LABEL: rev.configuration, GENERATION_LABEL: str(rev.generation),
-                   ROUTING_STATE_LABEL: routing_state(key, served, live)})
+    labels.update(
+        {
+            CONFIGURATION_LABEL: rev.configuration,
+            GENERATION_LABEL: str(rev.generation),
+            ROUTING_STATE_LABEL: routing_state(key, served, live),
+        }
+    )
     if rev.service:
         labels[SERVICE_LABEL] = rev.service
-    meta = _metadata(key.namespace, key.name, rev.created, labels, rev.template.annotations,
-                     generation=1, owner=("Configuration", rev.configuration))
+    meta = _metadata(
+        key.namespace,
+        key.name,
+        rev.created,
+        labels,
+        rev.template.annotations,
+        generation=1,
+        owner=("Configuration", rev.configuration),
+    )
     spec = rev.template.spec_dict()
     spec.update(containerConcurrency=rev.container_concurrency, timeoutSeconds=rev.timeout_seconds)
     if rev.response_start_timeout_seconds:
@@ -115,9 +161,14 @@ def revision_object(state: State, key: RevisionKey, served: set[RevisionKey],
 
 def route_object(state: State, key: Key) -> Obj:
     route = state.routes[key]
-    meta = _metadata(*key, route.created, route.meta.labels, route.meta.annotations,
-                     generation=route.generation,
-                     owner=("Service", route.service) if route.service else None)
+    meta = _metadata(
+        *key,
+        route.created,
+        route.meta.labels,
+        route.meta.annotations,
+        generation=route.generation,
+        owner=("Service", route.service) if route.service else None,
+    )
     spec = {"traffic": [t.to_dict() for t in route.traffic]}
     return _object(kinds.ROUTE, meta, spec, route_status(state, route))
 
@@ -132,6 +183,7 @@ def config_map_object(cm: ConfigMapObject) -> Obj:
 def get(state: State, kind: Kind, namespace: str | None, name: str | None) -> list[Obj]:
     """Objects of ``kind``, sorted by namespace and name; ``namespace`` None = all.
     A ``name`` that does not exist raises ``NotFound``."""
+
     def wanted(ns: str, n: str) -> bool:
         return (namespace is None or ns == namespace) and (name is None or n == name)
 
@@ -143,11 +195,15 @@ def get(state: State, kind: Kind, namespace: str | None, name: str | None) -> li
         found = [route_object(state, k) for k in sorted(state.routes) if wanted(*k)]
     elif kind is kinds.REVISION:
         served, live = referenced(state), reachable(state)
-        found = [revision_object(state, k, served, live) for k in sorted(state.revisions)
-                 if wanted(*k)]
+        found = [
+            revision_object(state, k, served, live) for k in sorted(state.revisions) if wanted(*k)
+        ]
     else:
-        found = [config_map_object(cm) for _, cm in sorted(state.config_maps.items())
-                 if wanted(cm.meta.namespace, cm.meta.name)]
+        found = [
+            config_map_object(cm)
+            for _, cm in sorted(state.config_maps.items())
+            if wanted(cm.meta.namespace, cm.meta.name)
+        ]
     if name is not None and not found:
         raise kind.not_found(namespace or "default", name)
     return found
@@ -167,8 +223,10 @@ def row(obj: Obj) -> list[str]:
     if kind == "ConfigMap":
         return [name, str(len(obj["data"]))]
     ready, reason = ready_of(obj)
-    created, latest = status.get("latestCreatedRevisionName", ""), status.get(
-        "latestReadyRevisionName", "")
+    created, latest = (
+        status.get("latestCreatedRevisionName", ""),
+        status.get("latestReadyRevisionName", ""),
+    )
     if kind == "Service":
         return [name, status.get("url", ""), created, latest, ready, reason]
     if kind == "Configuration":
@@ -176,12 +234,22 @@ def row(obj: Obj) -> list[str]:
     if kind == "Route":
         return [name, status.get("url", ""), ready, reason]
     labels = obj["metadata"].get("labels", {})
-    replicas = [str(status[k]) if k in status else "" for k in ("actualReplicas", "desiredReplicas")]
-    return [name, labels.get(CONFIGURATION_LABEL, ""), labels.get(GENERATION_LABEL, ""), ready,
-            reason, *replicas]
+    replicas = [
+        str(status[k]) if k in status else "" for k in ("actualReplicas", "desiredReplicas")
+    ]
+    return [
+        name,
+        labels.get(CONFIGURATION_LABEL, ""),
+        labels.get(GENERATION_LABEL, ""),
+        ready,
+        reason,
+        *replicas,
+    ]
 
 
-def table(kind: Kind, objects: list[Obj], *, all_namespaces: bool) -> tuple[list[str], list[list[str]]]:
+def table(
+    kind: Kind, objects: list[Obj], *, all_namespaces: bool
+) -> tuple[list[str], list[list[str]]]:
     """kubectl's columns; with ``all_namespaces`` a leading NAMESPACE column (``-A``)."""
     headers = list(COLUMNS[kind.name])
     rows = [row(o) for o in objects]
@@ -219,25 +287,44 @@ def tree(state: State, namespace: str, name: str) -> Obj:
         rev = revision_object(state, rev_key, served, live)
         ready, reason = ready_of(rev)
         status = rev["status"]
-        revisions.append({
-            "namespace": namespace, "name": rev_name,
-            "generation": state.revisions[rev_key].generation,
-            "ready": ready, "reason": reason, "percent": shares.get(rev_name, 0),
-            "tags": tags.get(rev_name, []),
-            "routingState": rev["metadata"]["labels"][ROUTING_STATE_LABEL],
-            "actualReplicas": status.get("actualReplicas"),
-            "desiredReplicas": status.get("desiredReplicas"),
-        })
+        revisions.append(
+            {
+                "namespace": namespace,
+                "name": rev_name,
+                "generation": state.revisions[rev_key].generation,
+                "ready": ready,
+                "reason": reason,
+                "percent": shares.get(rev_name, 0),
+                "tags": tags.get(rev_name, []),
+                "routingState": rev["metadata"]["labels"][ROUTING_STATE_LABEL],
+                "actualReplicas": status.get("actualReplicas"),
+                "desiredReplicas": status.get("desiredReplicas"),
+            }
+        )
     cfg_ready = ready_of(configuration_object(state, key))
     route_ready = ready_of(route_object(state, key))
     svc_ready = ready_of(svc)
     return {
-        "service": {"name": name, "namespace": namespace, "url": svc["status"]["url"],
-                    "ready": svc_ready[0], "reason": svc_ready[1]},
-        "configuration": {"name": name, "latestCreatedRevisionName": cfg.latest_created,
-                          "latestReadyRevisionName": cfg.latest_ready, "ready": cfg_ready[0],
-                          "reason": cfg_ready[1]},
+        "service": {
+            "name": name,
+            "namespace": namespace,
+            "url": svc["status"]["url"],
+            "ready": svc_ready[0],
+            "reason": svc_ready[1],
+        },
+        "configuration": {
+            "name": name,
+            "latestCreatedRevisionName": cfg.latest_created,
+            "latestReadyRevisionName": cfg.latest_ready,
+            "ready": cfg_ready[0],
+            "reason": cfg_ready[1],
+        },
         "revisions": revisions,
-        "route": {"name": name, "url": svc["status"]["url"], "ready": route_ready[0],
-                  "reason": route_ready[1], "traffic": traffic_status(state, route)},
+        "route": {
+            "name": name,
+            "url": svc["status"]["url"],
+            "ready": route_ready[0],
+            "reason": route_ready[1],
+            "traffic": traffic_status(state, route),
+        },
     }

@@ -23,6 +23,8 @@ class RouteHandler(Handler):
         if route is None:
             conn.fail(404, b"not-found", b"no such endpoint: " + path)
         elif req.method not in (b"GET", b"HEAD"):
-            conn.fail(405, b"method-not-allowed", b"only GET is served here", b"Allow: GET, HEAD\r\n")
+            conn.fail(
+                405, b"method-not-allowed", b"only GET is served here", b"Allow: GET, HEAD\r\n"
+            )
         else:
             route(conn, req)

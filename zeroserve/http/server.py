@@ -400,7 +400,9 @@ class ServerConnection(asyncio.Protocol):
         parts.append(b"Host: " + host + b"\r\n")
         xff = h.get(b"x-forwarded-for")
         parts.append(
-            b"X-Forwarded-For: " + (xff + b", " + self.client_ip if xff else self.client_ip) + b"\r\n"
+            b"X-Forwarded-For: "
+            + (xff + b", " + self.client_ip if xff else self.client_ip)
+            + b"\r\n"
         )
         if req.chunked:
             parts.append(b"Transfer-Encoding: " + h[b"transfer-encoding"] + b"\r\n")
@@ -507,7 +509,9 @@ class ServerConnection(asyncio.Protocol):
             # connection, and let the handler send the request elsewhere.
             self._drop_upstream()
             req.phase = WAITING
-            self.handler.on_upstream_error(self, req, UpstreamRefused(f"the upstream answered {status}"))
+            self.handler.on_upstream_error(
+                self, req, UpstreamRefused(f"the upstream answered {status}")
+            )
             return
         req.phase = RESPONDING
         req.status = status
@@ -803,8 +807,10 @@ class ServerConnection(asyncio.Protocol):
     def _upgrade_requested(self, rest: bytes) -> None:
         # httptools stops at the end of an Upgrade (or CONNECT) head; the
         # request was started (or queued) by on_headers_complete.
-        req = self.current if self.current is not None else (
-            self.pipeline[-1] if self.pipeline else None
+        req = (
+            self.current
+            if self.current is not None
+            else (self.pipeline[-1] if self.pipeline else None)
         )
         if req is None:
             return
@@ -819,7 +825,10 @@ class ServerConnection(asyncio.Protocol):
         if status == 431:
             reason, body = b"header-too-large", b"request head too large"
         elif status == 413:
-            reason, body = b"body-too-large", b"request body larger than %d bytes" % self.max_body_bytes
+            reason, body = (
+                b"body-too-large",
+                b"request body larger than %d bytes" % self.max_body_bytes,
+            )
         else:
             reason, body = b"bad-request", b"malformed request: " + str(error).encode()
         req = self.current
@@ -846,7 +855,13 @@ class ServerConnection(asyncio.Protocol):
         t.write(
             b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nContent-Type: text/plain; charset=utf-8\r\n"
             b"Connection: close\r\n%s\r\n%s"
-            % (status, _REASONS.get(status, b"Error"), len(body), error_header(self.handler.hop, reason), body)
+            % (
+                status,
+                _REASONS.get(status, b"Error"),
+                len(body),
+                error_header(self.handler.hop, reason),
+                body,
+            )
         )
         self.server.on_protocol_error(status)
         self._close()
@@ -908,14 +923,20 @@ class Server:
         self._ticks = 0
         self._idle_waiters: list[asyncio.Future[None]] = []
 
-    async def listen(self, host: str, port: int, *, backlog: int = 2048, reuse_port: bool = False) -> int:
+    async def listen(
+        self, host: str, port: int, *, backlog: int = 2048, reuse_port: bool = False
+    ) -> int:
         """Start accepting on ``host:port`` (0 = a free port); returns the bound port.
 
         ``reuse_port``: several processes share the port and the kernel spreads
         connections over them (several local activators behind one address)."""
         loop = asyncio.get_running_loop()
         srv = await loop.create_server(
-            lambda: ServerConnection(self), host, port, backlog=backlog, reuse_address=True,
+            lambda: ServerConnection(self),
+            host,
+            port,
+            backlog=backlog,
+            reuse_address=True,
             reuse_port=reuse_port or None,
         )
         self._listeners.append(srv)

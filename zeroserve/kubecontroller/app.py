@@ -66,9 +66,14 @@ DEBOUNCE = 0.05
 class KubeController:
     """Owns its caches, loop task, elector and metrics listener; ``start``/``stop``."""
 
-    def __init__(self, client: KubeClient, settings: Settings, *,
-                 elector: LeaderElector | None = None,
-                 metrics: ControllerMetrics | None = None) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: Settings,
+        *,
+        elector: LeaderElector | None = None,
+        metrics: ControllerMetrics | None = None,
+    ) -> None:
         self.client = client
         self.settings = settings
         self.config = ClusterConfig(settings)
@@ -142,11 +147,17 @@ class KubeController:
         if not vs.synced.is_set():
             self.istio = False
             await vs.stop()
-            log.warning("Istio's VirtualService CRD is not installed (%s): routes get no "
-                        "VirtualService; install Istio and restart the controller", vs.last_error)
+            log.warning(
+                "Istio's VirtualService CRD is not installed (%s): routes get no "
+                "VirtualService; install Istio and restart the controller",
+                vs.last_error,
+            )
         self._runner, self.metrics_port = await serve(
-            self.metrics, lambda: self.synced or not self.istio, self.settings.host,
-            self.settings.metrics_port)
+            self.metrics,
+            lambda: self.synced or not self.istio,
+            self.settings.host,
+            self.settings.metrics_port,
+        )
         if self.elector is not None:
             self.elector.on_change(self._leadership)
             self.elector.start()
@@ -200,20 +211,29 @@ class KubeController:
     def view(self) -> ClusterView:
         c = self.caches
         return ClusterView(
-            services=c["services"].objects, configurations=c["configurations"].objects,
-            revisions=c["revisions"].objects, routes=c["routes"].objects,
+            services=c["services"].objects,
+            configurations=c["configurations"].objects,
+            revisions=c["revisions"].objects,
+            routes=c["routes"].objects,
             deployments=c["deployments"].objects,
             private_services=c["private_services"].objects,
-            endpoint_slices=c["endpoint_slices"].objects, pods=c["pods"].objects,
+            endpoint_slices=c["endpoint_slices"].objects,
+            pods=c["pods"].objects,
             virtual_services=c["virtual_services"].objects if self.istio else None,
-            placeholders=c["placeholders"].objects)
+            placeholders=c["placeholders"].objects,
+        )
 
     async def reconcile_once(self) -> bool:
         """One pass; False when a write failed (the loop retries with backoff)."""
         started = time.monotonic()
         self.config.update(self.caches["config_maps"].objects)
-        writes = plan(self.view(), self.config.configs, self.config.queue_proxy_image,
-                      self.settings, time.time())
+        writes = plan(
+            self.view(),
+            self.config.configs,
+            self.config.queue_proxy_image,
+            self.settings,
+            time.time(),
+        )
         ok = True
         for write in writes:
             if not self.leading:

@@ -83,32 +83,65 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = Settings()
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
     p.add_argument("--namespace", help="reconcile only this namespace (default: all)")
-    p.add_argument("--system-namespace", default=d.system_namespace,
-                   help="namespace of the config-* ConfigMaps, the activator, the ingress "
-                   f"Gateway and the leader Lease (default {d.system_namespace})")
-    p.add_argument("--queue-proxy-image", default=d.queue_proxy_image,
-                   help="image of the queue-proxy sidecar; config-deployment's "
-                   f"queue-sidecar-image overrides it (default {d.queue_proxy_image})")
-    p.add_argument("--host", default=d.host, help=f"address of the metrics listener (default {d.host})")
-    p.add_argument("--metrics-port", type=int, default=d.metrics_port,
-                   help=f"Prometheus /metrics, /healthz, /readyz (default {d.metrics_port}; 0: any)")
-    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=d.leader_elect,
-                   help="reconcile only while holding the Lease zeroserve-controller in the "
-                   "system namespace (default on)")
-    p.add_argument("--cluster-domain", default=d.cluster_domain,
-                   help=f"the cluster's DNS domain (default {d.cluster_domain})")
-    p.add_argument("--domain", help="domain of routes that config-domain gives none "
-                   "(default: svc.<cluster-domain>, reachable inside the cluster only)")
-    p.add_argument("--sync-timeout", type=float, default=d.sync_timeout,
-                   help=f"seconds to wait for the first lists at start (default {d.sync_timeout:g})")
+    p.add_argument(
+        "--system-namespace",
+        default=d.system_namespace,
+        help="namespace of the config-* ConfigMaps, the activator, the ingress "
+        f"Gateway and the leader Lease (default {d.system_namespace})",
+    )
+    p.add_argument(
+        "--queue-proxy-image",
+        default=d.queue_proxy_image,
+        help="image of the queue-proxy sidecar; config-deployment's "
+        f"queue-sidecar-image overrides it (default {d.queue_proxy_image})",
+    )
+    p.add_argument(
+        "--host", default=d.host, help=f"address of the metrics listener (default {d.host})"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=d.metrics_port,
+        help=f"Prometheus /metrics, /healthz, /readyz (default {d.metrics_port}; 0: any)",
+    )
+    p.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=d.leader_elect,
+        help="reconcile only while holding the Lease zeroserve-controller in the "
+        "system namespace (default on)",
+    )
+    p.add_argument(
+        "--cluster-domain",
+        default=d.cluster_domain,
+        help=f"the cluster's DNS domain (default {d.cluster_domain})",
+    )
+    p.add_argument(
+        "--domain",
+        help="domain of routes that config-domain gives none "
+        "(default: svc.<cluster-domain>, reachable inside the cluster only)",
+    )
+    p.add_argument(
+        "--sync-timeout",
+        type=float,
+        default=d.sync_timeout,
+        help=f"seconds to wait for the first lists at start (default {d.sync_timeout:g})",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
-        kubeconfig=args.kubeconfig, namespace=args.namespace,
-        system_namespace=args.system_namespace, queue_proxy_image=args.queue_proxy_image,
-        host=args.host, metrics_port=args.metrics_port, leader_elect=args.leader_elect,
-        cluster_domain=args.cluster_domain, domain=args.domain, sync_timeout=args.sync_timeout)
+        kubeconfig=args.kubeconfig,
+        namespace=args.namespace,
+        system_namespace=args.system_namespace,
+        queue_proxy_image=args.queue_proxy_image,
+        host=args.host,
+        metrics_port=args.metrics_port,
+        leader_elect=args.leader_elect,
+        cluster_domain=args.cluster_domain,
+        domain=args.domain,
+        sync_timeout=args.sync_timeout,
+    )
 
 
 class ClusterConfig:
@@ -135,8 +168,9 @@ class ClusterConfig:
             try:
                 self._build(candidate)
             except ConfigError as exc:
-                log.error("ignoring ConfigMap %s/%s, keeping its last good version: %s",
-                          ns, name, exc)
+                log.error(
+                    "ignoring ConfigMap %s/%s, keeping its last good version: %s", ns, name, exc
+                )
                 continue
             good = candidate
         if good == self._good:

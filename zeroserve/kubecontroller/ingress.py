@@ -72,13 +72,19 @@ def virtual_service(route: Obj, hosts: list[str], settings: Settings) -> Obj:
         "spec": {
             "hosts": list(hosts),
             "gateways": [settings.ingress_gateway, "mesh"],
-            "http": [{
-                "route": [{
-                    "destination": {"host": settings.activator_host,
-                                    "port": {"number": ACTIVATOR_PORT}},
-                    "weight": 100,
-                }],
-            }],
+            "http": [
+                {
+                    "route": [
+                        {
+                            "destination": {
+                                "host": settings.activator_host,
+                                "port": {"number": ACTIVATOR_PORT},
+                            },
+                            "weight": 100,
+                        }
+                    ],
+                }
+            ],
         },
     }
     return with_hash(body)
@@ -100,8 +106,14 @@ def placeholder_service(route: Obj, name: str, settings: Settings) -> Obj:
         "spec": {
             "type": "ExternalName",
             "externalName": settings.activator_host,
-            "ports": [{"name": "http", "port": ACTIVATOR_PORT, "targetPort": ACTIVATOR_PORT,
-                       "protocol": "TCP"}],
+            "ports": [
+                {
+                    "name": "http",
+                    "port": ACTIVATOR_PORT,
+                    "targetPort": ACTIVATOR_PORT,
+                    "protocol": "TCP",
+                }
+            ],
         },
     }
     return with_hash(body)

@@ -33,8 +33,16 @@ async def run(settings: Settings) -> int:
         except (kube.KubeError, OSError) as exc:
             print(f"zeroserve controller: cannot start: {exc}", file=sys.stderr)
             return 1
-        print(json.dumps({"controller": "running", "metrics_port": controller.metrics_port,
-                          "leader_elect": settings.leader_elect}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "controller": "running",
+                    "metrics_port": controller.metrics_port,
+                    "leader_elect": settings.leader_elect,
+                }
+            ),
+            flush=True,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

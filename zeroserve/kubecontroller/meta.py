@@ -32,8 +32,9 @@ SERVICE_TYPE_LABEL = "networking.internal.knative.dev/serviceType"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "zeroserve"
 SPEC_HASH_ANNOTATION = "zeroserve.dev/spec-hash"
-SYSTEM_LABELS = frozenset({SERVICE_LABEL, CONFIGURATION_LABEL, GENERATION_LABEL, REVISION_LABEL,
-                           ROUTING_STATE_LABEL})
+SYSTEM_LABELS = frozenset(
+    {SERVICE_LABEL, CONFIGURATION_LABEL, GENERATION_LABEL, REVISION_LABEL, ROUTING_STATE_LABEL}
+)
 """Labels the controller sets on revisions; the rest came from the template."""
 _CLIENT_ANNOTATION_PREFIXES = ("kubectl.kubernetes.io/",)
 """Annotations that tools put on the object they wrote; not copied to children."""
@@ -75,8 +76,14 @@ def owner_reference(owner: Obj) -> Obj:
     """The reference that makes ``owner`` the controller of a dependent: the garbage
     collector deletes the dependent with it."""
     m = meta(owner)
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": m["name"],
-            "uid": m["uid"], "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": m["name"],
+        "uid": m["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def controller_ref(obj: Obj) -> Obj | None:
@@ -94,24 +101,32 @@ def controlled_by(obj: Obj, owner: Obj) -> bool:
 def owner_name(obj: Obj, kind: str) -> str:
     """The name of the object's controller if it is of ``kind`` (in serving.knative.dev)."""
     ref = controller_ref(obj)
-    if ref is None or ref.get("kind") != kind or not str(ref.get("apiVersion", "")).startswith(
-            "serving.knative.dev/"):
+    if (
+        ref is None
+        or ref.get("kind") != kind
+        or not str(ref.get("apiVersion", "")).startswith("serving.knative.dev/")
+    ):
         return ""
     return str(ref.get("name", ""))
 
 
 def inherited_annotations(annotations: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in annotations.items()
-            if not k.startswith(_CLIENT_ANNOTATION_PREFIXES)}
+    return {k: v for k, v in annotations.items() if not k.startswith(_CLIENT_ANNOTATION_PREFIXES)}
 
 
 def user_object(obj: Obj) -> Obj:
     """What the user wrote: apiVersion, kind, name, namespace, labels, annotations, spec
     (the parser refuses the fields the API server and controllers add)."""
     m = meta(obj)
-    out: Obj = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
-                "metadata": {k: copy.deepcopy(m[k])
-                             for k in ("name", "namespace", "labels", "annotations") if m.get(k)}}
+    out: Obj = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {
+            k: copy.deepcopy(m[k])
+            for k in ("name", "namespace", "labels", "annotations")
+            if m.get(k)
+        },
+    }
     if "spec" in obj:
         out["spec"] = copy.deepcopy(obj["spec"])
     return out

@@ -21,8 +21,15 @@ from zeroserve.knative import is_private_slice
 
 Obj = dict[str, Any]
 
-_WAITING_FAILURES = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName",
-                               "CreateContainerConfigError", "CreateContainerError"})
+_WAITING_FAILURES = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +73,10 @@ def _container_failure(status: Obj) -> tuple[str, str] | None:
     code = terminated.get("exitCode")
     if code:
         detail = str(terminated.get("message") or terminated.get("reason") or "").strip()
-        return f"ExitCode{code}", f"Container failed with: {detail}" if detail else "Container failed."
+        return (
+            f"ExitCode{code}",
+            f"Container failed with: {detail}" if detail else "Container failed.",
+        )
     if reason == "CrashLoopBackOff":
         return reason, str(waiting.get("message") or "The container keeps crashing.")
     return None
@@ -76,15 +86,19 @@ def pod_failure(pod: Obj, user_container: str) -> tuple[str, str] | None:
     """(reason, message) when the pod cannot serve: its user container first, then the
     queue-proxy, then scheduling."""
     status = pod.get("status") or {}
-    statuses = sorted(status.get("containerStatuses") or (),
-                      key=lambda s: s.get("name") != user_container)
+    statuses = sorted(
+        status.get("containerStatuses") or (), key=lambda s: s.get("name") != user_container
+    )
     for container in statuses:
         failure = _container_failure(container)
         if failure is not None:
             return failure
     for condition in status.get("conditions") or ():
-        if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
-                and condition.get("reason") == "Unschedulable"):
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
             return "Unschedulable", str(condition.get("message") or "The pod cannot be scheduled.")
     return None
 
@@ -92,16 +106,20 @@ def pod_failure(pod: Obj, user_container: str) -> tuple[str, str] | None:
 def deployment_failure(deployment: Obj) -> tuple[str, str] | None:
     for condition in (deployment.get("status") or {}).get("conditions") or ():
         kind, status = condition.get("type"), condition.get("status")
-        if kind == "Progressing" and status == "False" and \
-                condition.get("reason") == "ProgressDeadlineExceeded":
+        if (
+            kind == "Progressing"
+            and status == "False"
+            and condition.get("reason") == "ProgressDeadlineExceeded"
+        ):
             return "ProgressDeadlineExceeded", str(condition.get("message") or "")
         if kind == "ReplicaFailure" and status == "True":
             return "ResourcesUnavailable", str(condition.get("message") or condition.get("reason"))
     return None
 
 
-def observe(deployment: Obj | None, slices: Iterable[Obj], pods: Iterable[Obj], *,
-            user_container: str) -> Observation:
+def observe(
+    deployment: Obj | None, slices: Iterable[Obj], pods: Iterable[Obj], *, user_container: str
+) -> Observation:
     """The revision's state from its Deployment, its private EndpointSlices and its Pods."""
     ready = ready_pods(slices)
     desired = None

@@ -119,10 +119,16 @@ def _failed(obj: Obj, reason: str, message: str, now: float) -> Obj:
 class Planner:
     """Builds the writes of one pass; use :func:`plan`."""
 
-    def __init__(self, view: ClusterView, configs: Configs, image: str, settings: Settings,
-                 now: float) -> None:
+    def __init__(
+        self, view: ClusterView, configs: Configs, image: str, settings: Settings, now: float
+    ) -> None:
         self.view, self.configs, self.image, self.settings, self.now = (
-            view, configs, image, settings, now)
+            view,
+            configs,
+            image,
+            settings,
+            now,
+        )
         self.state = State(configs=configs)
         self.writes: list[Write] = []
         self.valid_services: dict[ObjectKey, tuple[Obj, Service]] = {}
@@ -150,31 +156,68 @@ class Planner:
             labels = {**parsed.meta.labels, SERVICE_LABEL: key[1]}
             annotations = inherited_annotations(parsed.meta.annotations)
             children = (
-                (CONFIGURATIONS, self.view.configurations, "Configuration",
-                 {"template": copy.deepcopy(obj["spec"]["template"])}),
-                (ROUTES, self.view.routes, "Route",
-                 {"traffic": [t.to_dict() for t in service_traffic(parsed)]}),
+                (
+                    CONFIGURATIONS,
+                    self.view.configurations,
+                    "Configuration",
+                    {"template": copy.deepcopy(obj["spec"]["template"])},
+                ),
+                (
+                    ROUTES,
+                    self.view.routes,
+                    "Route",
+                    {"traffic": [t.to_dict() for t in service_traffic(parsed)]},
+                ),
             )
             owned = True
             for ref, existing, kind, spec in children:
                 child = existing.get(key)
                 if child is None:
                     self.pending.add(key)
-                    self.add(Write("create", ref, key[0], key[1], body={
-                        "apiVersion": ref.api_version, "kind": kind,
-                        "metadata": {"name": key[1], "namespace": key[0], "labels": labels,
-                                     "annotations": annotations,
-                                     "ownerReferences": [owner_reference(obj)]},
-                        "spec": spec}))
+                    self.add(
+                        Write(
+                            "create",
+                            ref,
+                            key[0],
+                            key[1],
+                            body={
+                                "apiVersion": ref.api_version,
+                                "kind": kind,
+                                "metadata": {
+                                    "name": key[1],
+                                    "namespace": key[0],
+                                    "labels": labels,
+                                    "annotations": annotations,
+                                    "ownerReferences": [owner_reference(obj)],
+                                },
+                                "spec": spec,
+                            },
+                        )
+                    )
                 elif not controlled_by(child, obj):
                     owned = False
-                    self.fail(KSERVICES, obj, NOT_OWNED,
-                              f'There is an existing {kind} "{key[1]}" that we do not own.')
-                elif (child.get("spec"), labels_of(child), meta(child).get("annotations") or {}) \
-                        != (spec, labels, annotations):
+                    self.fail(
+                        KSERVICES,
+                        obj,
+                        NOT_OWNED,
+                        f'There is an existing {kind} "{key[1]}" that we do not own.',
+                    )
+                elif (
+                    child.get("spec"),
+                    labels_of(child),
+                    meta(child).get("annotations") or {},
+                ) != (spec, labels, annotations):
                     self.pending.add(key)
-                    self.add(Write("update", ref, key[0], key[1], current=child,
-                                   mutate=replacing({"spec": spec}, labels, annotations)))
+                    self.add(
+                        Write(
+                            "update",
+                            ref,
+                            key[0],
+                            key[1],
+                            current=child,
+                            mutate=replacing({"spec": spec}, labels, annotations),
+                        )
+                    )
             if owned:
                 self.valid_services[key] = (obj, parsed)
 
@@ -190,20 +233,29 @@ class Planner:
             template = parsed.template if isinstance(parsed, Configuration) else RevisionTemplate()
             status = obj.get("status") or {}
             cfg = ConfigurationRecord(
-                namespace=key[0], name=key[1],
+                namespace=key[0],
+                name=key[1],
                 meta=parsed.meta if parsed is not None else ObjectMeta(key[1], key[0]),
-                template=template, service=owner_name(obj, "Service"),
-                created=created_at(obj), generation=generation_of(obj),
-                conditions=snapshot.conditions_of(obj))
-            owned = sorted((r for r in revisions_of.get(key, ()) if controlled_by(r, obj)),
-                           key=snapshot.creation_order)
+                template=template,
+                service=owner_name(obj, "Service"),
+                created=created_at(obj),
+                generation=generation_of(obj),
+                conditions=snapshot.conditions_of(obj),
+            )
+            owned = sorted(
+                (r for r in revisions_of.get(key, ()) if controlled_by(r, obj)),
+                key=snapshot.creation_order,
+            )
             for rev in owned:
                 record = snapshot.revision_record(rev, defaults)
                 if record is None:
                     continue
-                seen = observe(self.view.deployments.get((key[0], deployment_name(record.key.name))),
-                               slices_of.get(record.key, ()), pods_of.get(record.key, ()),
-                               user_container=record.container_name)
+                seen = observe(
+                    self.view.deployments.get((key[0], deployment_name(record.key.name))),
+                    slices_of.get(record.key, ()),
+                    pods_of.get(record.key, ()),
+                    user_container=record.container_name,
+                )
                 record.observed = snapshot.merge(record.observed, seen)
                 self.state.revisions[record.key] = record
                 cfg.revisions.append(record.key.name)
@@ -220,8 +272,9 @@ class Planner:
             except TemplateConflict as conflict:
                 self.invalid_configurations[key] = f"{conflict.path}: {conflict.rule}"
 
-    def _latest_revision(self, obj: Obj, cfg: ConfigurationRecord,
-                         template: RevisionTemplate) -> None:
+    def _latest_revision(
+        self, obj: Obj, cfg: ConfigurationRecord, template: RevisionTemplate
+    ) -> None:
         name = template.name or revision_name(cfg.name, cfg.generation)
         key = RevisionKey(cfg.namespace, name)
         existing = self.view.revisions.get(key)
@@ -232,12 +285,14 @@ class Planner:
             raise TemplateConflict(
                 "spec.template.metadata.name" if template.name else "metadata.name",
                 f"revision {name} already exists and does not belong to this Configuration "
-                f"(Configuration {labels_of(existing).get(CONFIGURATION_LABEL, '?')})")
+                f"(Configuration {labels_of(existing).get(CONFIGURATION_LABEL, '?')})",
+            )
         if template.name and not snapshot.same_template(existing, template):
             raise TemplateConflict(
                 "spec.template.metadata.name",
                 f"{name!r} already names a revision with a different template; a revision "
-                "cannot change, so give the changed template a new name")
+                "cannot change, so give the changed template a new name",
+            )
         if key in self.state.revisions:
             cfg.latest_created = name
 
@@ -252,19 +307,27 @@ class Planner:
             assert isinstance(parsed, Route)
             conditions = snapshot.conditions_of(obj)
             record = RouteRecord(
-                namespace=key[0], name=key[1], meta=parsed.meta, traffic=route_traffic(parsed),
-                service=owner_name(obj, "Service"), created=created_at(obj),
+                namespace=key[0],
+                name=key[1],
+                meta=parsed.meta,
+                traffic=route_traffic(parsed),
+                service=owner_name(obj, "Service"),
+                created=created_at(obj),
                 generation=generation_of(obj),
                 programmed=snapshot.programmed_traffic(obj, self.state.revisions),
-                conditions=conditions)
+                conditions=conditions,
+            )
             if "AllTrafficAssigned" in conditions:
                 record.assignment = conditions["AllTrafficAssigned"]
             self.state.routes[key] = record
         for key, (obj, svc) in self.valid_services.items():
             if key in self.state.configurations and key in self.state.routes:
                 self.state.services[key] = ServiceRecord(
-                    applied=svc, created=created_at(obj), generation=generation_of(obj),
-                    conditions=snapshot.conditions_of(obj))
+                    applied=svc,
+                    created=created_at(obj),
+                    generation=generation_of(obj),
+                    conditions=snapshot.conditions_of(obj),
+                )
 
     # ----- 4. writes from the reconciled records -------------------------------------------
 
@@ -277,42 +340,86 @@ class Planner:
                 continue
             state = routing_state(key, served, live)
             if labels_of(obj).get(ROUTING_STATE_LABEL) != state:
-                self.add(Write("patch", REVISIONS, key.namespace, key.name,
-                               body={"metadata": {"labels": {ROUTING_STATE_LABEL: state}}}))
+                self.add(
+                    Write(
+                        "patch",
+                        REVISIONS,
+                        key.namespace,
+                        key.name,
+                        body={"metadata": {"labels": {ROUTING_STATE_LABEL: state}}},
+                    )
+                )
             self._workloads(obj, record, reachable=key in live)
             status = revision_status(record)
             status["observedGeneration"] = generation_of(obj)
             self.add(status_patch(REVISIONS, obj, status))
 
-    def _new_revision(self, key: RevisionKey, served: set[RevisionKey],
-                      live: set[RevisionKey]) -> Write:
+    def _new_revision(
+        self, key: RevisionKey, served: set[RevisionKey], live: set[RevisionKey]
+    ) -> Write:
         """The Revision object, as the pure controller shows it (labels, defaulted spec)."""
         shown = views.revision_object(self.state, key, served, live)
         config = self.view.configurations[(key.namespace, self.state.revisions[key].configuration)]
-        metadata: Obj = {"name": key.name, "namespace": key.namespace,
-                         "labels": {**shown["metadata"]["labels"], REVISION_LABEL: key.name},
-                         "ownerReferences": [owner_reference(config)]}
+        metadata: Obj = {
+            "name": key.name,
+            "namespace": key.namespace,
+            "labels": {**shown["metadata"]["labels"], REVISION_LABEL: key.name},
+            "ownerReferences": [owner_reference(config)],
+        }
         if shown["metadata"].get("annotations"):
             metadata["annotations"] = shown["metadata"]["annotations"]
-        return Write("create", REVISIONS, key.namespace, key.name, body={
-            "apiVersion": REVISIONS.api_version, "kind": "Revision", "metadata": metadata,
-            "spec": compact(shown["spec"])})
+        return Write(
+            "create",
+            REVISIONS,
+            key.namespace,
+            key.name,
+            body={
+                "apiVersion": REVISIONS.api_version,
+                "kind": "Revision",
+                "metadata": metadata,
+                "spec": compact(shown["spec"]),
+            },
+        )
 
     def _workloads(self, revision: Obj, record: RevisionRecord, *, reachable: bool) -> None:
         desired = desired_revision(record, reachable=reachable)
         scaling = RevisionAutoscaling.read(
-            desired.info.annotations, self.configs.autoscaler,
-            container_concurrency=record.container_concurrency, deployment=self.configs.deployment)
+            desired.info.annotations,
+            self.configs.autoscaler,
+            container_concurrency=record.container_concurrency,
+            deployment=self.configs.deployment,
+        )
         initial = max(scaling.initial_scale, scaling.min_scale if reachable else 0)
-        self._generated(DEPLOYMENTS, revision, self.view.deployments, workloads.deployment(
-            desired, revision, image=self.image, replicas=initial,
-            progress_deadline=scaling.progress_deadline), keep=("spec.replicas",))
-        self._generated(SERVICES, revision, self.view.private_services,
-                        workloads.private_service(revision),
-                        keep=("spec.clusterIP", "spec.clusterIPs"))
+        self._generated(
+            DEPLOYMENTS,
+            revision,
+            self.view.deployments,
+            workloads.deployment(
+                desired,
+                revision,
+                image=self.image,
+                replicas=initial,
+                progress_deadline=scaling.progress_deadline,
+            ),
+            keep=("spec.replicas",),
+        )
+        self._generated(
+            SERVICES,
+            revision,
+            self.view.private_services,
+            workloads.private_service(revision),
+            keep=("spec.clusterIP", "spec.clusterIPs"),
+        )
 
-    def _generated(self, ref: ResourceRef, owner: Obj, existing: Objects, body: Obj, *,
-                   keep: tuple[str, ...] = ()) -> None:
+    def _generated(
+        self,
+        ref: ResourceRef,
+        owner: Obj,
+        existing: Objects,
+        body: Obj,
+        *,
+        keep: tuple[str, ...] = (),
+    ) -> None:
         """Create ``body``, or bring it up to date when what was rendered changed (never
         touching an object someone else controls, nor the paths in ``keep``)."""
         m = body["metadata"]
@@ -321,9 +428,16 @@ class Planner:
             self.add(Write("create", ref, m["namespace"], m["name"], body=body))
         elif controlled_by(current, owner) and hash_of(current) != hash_of(body):
             fields = {k: v for k, v in body.items() if k not in ("metadata", "apiVersion", "kind")}
-            self.add(Write("update", ref, m["namespace"], m["name"], current=current,
-                           mutate=replacing(fields, m.get("labels"), m.get("annotations"),
-                                            keep=keep)))
+            self.add(
+                Write(
+                    "update",
+                    ref,
+                    m["namespace"],
+                    m["name"],
+                    current=current,
+                    mutate=replacing(fields, m.get("labels"), m.get("annotations"), keep=keep),
+                )
+            )
 
     def mark_invalid(self) -> None:
         """After the pure reconcile: an invalid Configuration is not Ready, whatever its
@@ -337,31 +451,55 @@ class Planner:
 
     def configuration_writes(self) -> None:
         for key, cfg in sorted(self.state.configurations.items()):
-            self.add(status_patch(CONFIGURATIONS, self.view.configurations[key],
-                                  configuration_status(cfg)))
+            self.add(
+                status_patch(
+                    CONFIGURATIONS, self.view.configurations[key], configuration_status(cfg)
+                )
+            )
 
     def route_writes(self) -> None:
         domain = self.settings.cluster_domain
         for key, route in sorted(self.state.routes.items()):
             obj = self.view.routes[key]
-            self.add(status_patch(ROUTES, obj,
-                                  route_status(self.state, route, cluster_domain=domain)))
+            self.add(
+                status_patch(ROUTES, obj, route_status(self.state, route, cluster_domain=domain))
+            )
             if route.programmed is None:
                 continue
             tags = sorted({t.tag for t in route.programmed if t.tag})
-            splits = [hosts(key[1], key[0], route.meta.labels, self.configs.domain, tag=tag,
-                            cluster_domain=domain) for tag in ("", *tags)]
+            splits = [
+                hosts(
+                    key[1],
+                    key[0],
+                    route.meta.labels,
+                    self.configs.domain,
+                    tag=tag,
+                    cluster_domain=domain,
+                )
+                for tag in ("", *tags)
+            ]
             if self.view.virtual_services is not None:
                 self._generated(
-                    VIRTUAL_SERVICES, obj, self.view.virtual_services,
-                    ingress.virtual_service(obj, ingress.host_names(splits), self.settings))
+                    VIRTUAL_SERVICES,
+                    obj,
+                    self.view.virtual_services,
+                    ingress.virtual_service(obj, ingress.host_names(splits), self.settings),
+                )
             wanted = {f"{tag}-{key[1]}" if tag else key[1] for tag in ("", *tags)}
             for name in sorted(wanted):
-                self._generated(SERVICES, obj, self.view.placeholders,
-                                ingress.placeholder_service(obj, name, self.settings))
+                self._generated(
+                    SERVICES,
+                    obj,
+                    self.view.placeholders,
+                    ingress.placeholder_service(obj, name, self.settings),
+                )
             for (ns, name), placeholder in self.view.placeholders.items():
-                if (ns == key[0] and name not in wanted and controlled_by(placeholder, obj)
-                        and labels_of(placeholder).get(ROUTE_LABEL) == key[1]):
+                if (
+                    ns == key[0]
+                    and name not in wanted
+                    and controlled_by(placeholder, obj)
+                    and labels_of(placeholder).get(ROUTE_LABEL) == key[1]
+                ):
                     self.add(Write("delete", SERVICES, ns, name))  # a tag that was removed
 
     def service_writes(self) -> None:
@@ -370,12 +508,16 @@ class Planner:
             if key in self.pending:
                 continue
             obj, _ = self.valid_services[key]
-            self.add(status_patch(KSERVICES, obj, service_status(
-                self.state, key, svc, cluster_domain=domain)))
+            self.add(
+                status_patch(
+                    KSERVICES, obj, service_status(self.state, key, svc, cluster_domain=domain)
+                )
+            )
 
 
-def plan(view: ClusterView, configs: Configs, image: str, settings: Settings,
-         now: float) -> list[Write]:
+def plan(
+    view: ClusterView, configs: Configs, image: str, settings: Settings, now: float
+) -> list[Write]:
     """The writes that bring the cluster to the state the objects in ``view`` ask for."""
     p = Planner(view, configs, image, settings, now)
     p.services()

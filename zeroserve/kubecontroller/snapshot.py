@@ -95,8 +95,13 @@ def conditions_of(obj: Obj | None) -> Conditions:
         if not isinstance(c, dict) or not c.get("type"):
             continue
         status = c.get("status") if c.get("status") in (TRUE, FALSE, UNKNOWN) else UNKNOWN
-        out[str(c["type"])] = Condition(str(c["type"]), str(status), str(c.get("reason") or ""),
-                                        str(c.get("message") or ""), _time(c.get("lastTransitionTime")))
+        out[str(c["type"])] = Condition(
+            str(c["type"]),
+            str(status),
+            str(c.get("reason") or ""),
+            str(c.get("message") or ""),
+            _time(c.get("lastTransitionTime")),
+        )
     return out
 
 
@@ -115,8 +120,13 @@ def merge(previous: Observed, seen: Observation) -> Observed:
     ready, reason, message = seen.ready, seen.reason, seen.message
     if ready is None and previous.ready is not None:
         ready, reason, message = previous.ready, previous.reason, previous.message
-    return Observed(ready=ready, reason=reason, message=message,
-                    desired_replicas=seen.desired_replicas, actual_replicas=seen.actual_replicas)
+    return Observed(
+        ready=ready,
+        reason=reason,
+        message=message,
+        desired_replicas=seen.desired_replicas,
+        actual_replicas=seen.actual_replicas,
+    )
 
 
 def _int(value: Any, default: int) -> int:
@@ -133,13 +143,20 @@ def revision_template(revision: Obj) -> RevisionTemplate | None:
         template_meta["labels"] = user_labels
     if m.get("annotations"):
         template_meta["annotations"] = dict(m["annotations"])
-    doc = {"apiVersion": Configuration.api_version, "kind": "Configuration",
-           "metadata": {"name": m.get("name", "revision"), "namespace": m.get("namespace")},
-           "spec": {"template": {"metadata": template_meta, "spec": revision.get("spec") or {}}}}
+    doc = {
+        "apiVersion": Configuration.api_version,
+        "kind": "Configuration",
+        "metadata": {"name": m.get("name", "revision"), "namespace": m.get("namespace")},
+        "spec": {"template": {"metadata": template_meta, "spec": revision.get("spec") or {}}},
+    }
     parsed = parse_document(doc, "")
     if isinstance(parsed, list):
-        log.warning("revision %s/%s: cannot read its spec: %s", m.get("namespace"),
-                    m.get("name"), problems_text(parsed))
+        log.warning(
+            "revision %s/%s: cannot read its spec: %s",
+            m.get("namespace"),
+            m.get("name"),
+            problems_text(parsed),
+        )
         return None
     assert isinstance(parsed, Configuration)
     return parsed.template
@@ -160,7 +177,9 @@ def revision_record(revision: Obj, defaults: DefaultsConfig) -> RevisionRecord |
         generation=int(generation) if generation.isdigit() else 0,
         created=created_at(revision),
         template=template,
-        container_concurrency=_int(spec.get("containerConcurrency"), defaults.container_concurrency),
+        container_concurrency=_int(
+            spec.get("containerConcurrency"), defaults.container_concurrency
+        ),
         timeout_seconds=timeout,
         response_start_timeout_seconds=_int(spec.get("responseStartTimeoutSeconds"), 0),
         idle_timeout_seconds=_int(spec.get("idleTimeoutSeconds"), 0),
@@ -174,8 +193,11 @@ def same_template(revision: Obj, template: RevisionTemplate) -> bool:
     """Whether an existing Revision was made from ``template``: its spec, less the
     defaults it got at creation, and its annotations, are the template's."""
     wanted = compact(template.spec_dict())
-    spec = {k: v for k, v in compact(revision.get("spec") or {}).items()
-            if k in wanted or k == "containers"}
+    spec = {
+        k: v
+        for k, v in compact(revision.get("spec") or {}).items()
+        if k in wanted or k == "containers"
+    }
     containers = [dict(c) for c in spec.get("containers") or ()]
     for have, want in zip(containers, wanted.get("containers") or (), strict=False):
         if "name" not in want:
@@ -185,20 +207,26 @@ def same_template(revision: Obj, template: RevisionTemplate) -> bool:
     return spec == wanted and annotations == dict(template.annotations)
 
 
-def programmed_traffic(route: Obj, revisions: Mapping[RevisionKey, RevisionRecord]
-                       ) -> tuple[ResolvedTarget, ...] | None:
+def programmed_traffic(
+    route: Obj, revisions: Mapping[RevisionKey, RevisionRecord]
+) -> tuple[ResolvedTarget, ...] | None:
     """The traffic a Route was programmed with (its ``status.traffic``), None if none."""
     namespace = meta(route).get("namespace") or ""
     out = []
-    for entry in ((route.get("status") or {}).get("traffic") or ()):
+    for entry in (route.get("status") or {}).get("traffic") or ():
         if not isinstance(entry, dict) or not isinstance(entry.get("revisionName"), str):
             continue
         name = entry["revisionName"]
         record = revisions.get(RevisionKey(namespace, name))
-        out.append(ResolvedTarget(
-            revision=name, percent=_int(entry.get("percent"), 0), tag=str(entry.get("tag") or ""),
-            latest_revision=entry.get("latestRevision") is True,
-            configuration=record.configuration if record is not None else ""))
+        out.append(
+            ResolvedTarget(
+                revision=name,
+                percent=_int(entry.get("percent"), 0),
+                tag=str(entry.get("tag") or ""),
+                latest_revision=entry.get("latestRevision") is True,
+                configuration=record.configuration if record is not None else "",
+            )
+        )
     return tuple(out) or None
 
 
@@ -232,5 +260,8 @@ def by_label(objects: Objects, label: str) -> dict[tuple[str, str], list[Obj]]:
 
 def creation_order(revision: Obj) -> tuple[int, float, str]:
     generation = labels_of(revision).get(GENERATION_LABEL, "")
-    return (int(generation) if generation.isdigit() else 0, created_at(revision),
-            meta(revision)["name"])
+    return (
+        int(generation) if generation.isdigit() else 0,
+        created_at(revision),
+        meta(revision)["name"],
+    )

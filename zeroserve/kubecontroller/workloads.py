@@ -55,10 +55,19 @@ QUEUE_METRICS_PORT = 9090
 USER_METRICS_PORT = 9091
 DRAIN_QUIET_PERIOD_SECONDS = 30
 PROBE_HEADER = {"name": "K-Network-Probe", "value": "queue"}
-_PROBE_TIMING = ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold",
-                 "failureThreshold")
-QUEUE_PORTS = (("http", QUEUE_SERVING_PORT), ("queue-adm", QUEUE_ADMIN_PORT),
-               (STATS_PORT_NAME, QUEUE_METRICS_PORT), ("http-usermetric", USER_METRICS_PORT))
+_PROBE_TIMING = (
+    "initialDelaySeconds",
+    "timeoutSeconds",
+    "periodSeconds",
+    "successThreshold",
+    "failureThreshold",
+)
+QUEUE_PORTS = (
+    ("http", QUEUE_SERVING_PORT),
+    ("queue-adm", QUEUE_ADMIN_PORT),
+    (STATS_PORT_NAME, QUEUE_METRICS_PORT),
+    ("http-usermetric", USER_METRICS_PORT),
+)
 """The queue-proxy's ports by name; the private Service and its EndpointSlices use the
 same names (the activator and the autoscaler look for ``http`` and ``http-autometric``)."""
 
@@ -97,8 +106,9 @@ def queue_readiness_probe(rev: DesiredRevision) -> Obj:
     """The kubelet's probe of the queue-proxy: a GET that the queue-proxy answers itself
     (after probing the app), with the user probe's timing."""
     user = rev.container.readiness_probe or {}
-    probe: Obj = {"httpGet": {"port": QUEUE_SERVING_PORT, "path": "/",
-                              "httpHeaders": [dict(PROBE_HEADER)]}}
+    probe: Obj = {
+        "httpGet": {"port": QUEUE_SERVING_PORT, "path": "/", "httpHeaders": [dict(PROBE_HEADER)]}
+    }
     for key in _PROBE_TIMING:
         value = user.get(key)
         if isinstance(value, int) and value > 0:
@@ -135,7 +145,10 @@ def queue_env(rev: DesiredRevision) -> list[Obj]:
     ]
     env = [{"name": k, "value": v} for k, v in plain]
     # The pod's own name and IP are known only once it is scheduled: the downward API.
-    env[4:4] = [_downward("SERVING_POD", "metadata.name"), _downward("SERVING_POD_IP", "status.podIP")]
+    env[4:4] = [
+        _downward("SERVING_POD", "metadata.name"),
+        _downward("SERVING_POD_IP", "status.podIP"),
+    ]
     return env
 
 
@@ -155,12 +168,14 @@ def user_container(rev: DesiredRevision) -> Obj:
         {"name": "K_CONFIGURATION", "value": info.configuration},
         {"name": "K_SERVICE", "value": info.service},
     ]
-    container["ports"] = [{"name": "h2c" if c.h2c else "user-port", "containerPort": c.port,
-                           "protocol": "TCP"}]
+    container["ports"] = [
+        {"name": "h2c" if c.h2c else "user-port", "containerPort": c.port, "protocol": "TCP"}
+    ]
     if c.liveness_probe is not None:
         container["livenessProbe"] = _with_port(c.liveness_probe, c.port)
-    container["lifecycle"] = {"preStop": {"httpGet": {"port": QUEUE_ADMIN_PORT,
-                                                      "path": "/wait-for-drain"}}}
+    container["lifecycle"] = {
+        "preStop": {"httpGet": {"port": QUEUE_ADMIN_PORT, "path": "/wait-for-drain"}}
+    }
     if c.resources:
         container["resources"] = {k: dict(v) for k, v in c.resources.items()}
     # On a crash the kubelet keeps the log's tail as the termination message, which the
@@ -189,8 +204,9 @@ def queue_container(rev: DesiredRevision, image: str) -> Obj:
     }
 
 
-def deployment(rev: DesiredRevision, revision: Obj, *, image: str, replicas: int,
-               progress_deadline: float) -> Obj:
+def deployment(
+    rev: DesiredRevision, revision: Obj, *, image: str, replicas: int, progress_deadline: float
+) -> Obj:
     """The revision's Deployment ``<revision>-deployment``, owned by the Revision object,
     with the spec-hash annotation set."""
     name = rev.info.key.name
@@ -210,8 +226,10 @@ def deployment(rev: DesiredRevision, revision: Obj, *, image: str, replicas: int
             "selector": {"matchLabels": {REVISION_LABEL: name}},
             "progressDeadlineSeconds": max(1, round(progress_deadline)),
             "template": {
-                "metadata": {"labels": dict(labels),
-                             **({"annotations": dict(annotations)} if annotations else {})},
+                "metadata": {
+                    "labels": dict(labels),
+                    **({"annotations": dict(annotations)} if annotations else {}),
+                },
                 "spec": {
                     "containers": [user_container(rev), queue_container(rev, image)],
                     "terminationGracePeriodSeconds": max(1, round(rev.info.timeout_seconds)),
@@ -230,8 +248,11 @@ def private_service(revision: Obj) -> Obj:
     """``<revision>-private``: selects the revision's pods; its EndpointSlices (which carry
     the Service's labels) tell the activator and the autoscaler where the pods are."""
     name = revision["metadata"]["name"]
-    labels = {k: v for k, v in pod_labels(revision).items()
-              if k in (SERVICE_LABEL, CONFIGURATION_LABEL, GENERATION_LABEL, REVISION_LABEL)}
+    labels = {
+        k: v
+        for k, v in pod_labels(revision).items()
+        if k in (SERVICE_LABEL, CONFIGURATION_LABEL, GENERATION_LABEL, REVISION_LABEL)
+    }
     body: Obj = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -246,12 +267,24 @@ def private_service(revision: Obj) -> Obj:
             "selector": {REVISION_LABEL: name},
             "ports": [
                 {"name": "http", "port": 80, "targetPort": QUEUE_SERVING_PORT, "protocol": "TCP"},
-                {"name": STATS_PORT_NAME, "port": QUEUE_METRICS_PORT,
-                 "targetPort": QUEUE_METRICS_PORT, "protocol": "TCP"},
-                {"name": "http-usermetric", "port": USER_METRICS_PORT,
-                 "targetPort": USER_METRICS_PORT, "protocol": "TCP"},
-                {"name": "queue-adm", "port": QUEUE_ADMIN_PORT,
-                 "targetPort": QUEUE_ADMIN_PORT, "protocol": "TCP"},
+                {
+                    "name": STATS_PORT_NAME,
+                    "port": QUEUE_METRICS_PORT,
+                    "targetPort": QUEUE_METRICS_PORT,
+                    "protocol": "TCP",
+                },
+                {
+                    "name": "http-usermetric",
+                    "port": USER_METRICS_PORT,
+                    "targetPort": USER_METRICS_PORT,
+                    "protocol": "TCP",
+                },
+                {
+                    "name": "queue-adm",
+                    "port": QUEUE_ADMIN_PORT,
+                    "targetPort": QUEUE_ADMIN_PORT,
+                    "protocol": "TCP",
+                },
             ],
         },
     }

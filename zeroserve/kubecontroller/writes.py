@@ -59,9 +59,12 @@ def status_patch(ref: ResourceRef, obj: Obj, status: Obj) -> Write | None:
     return Write("status", ref, m.get("namespace") or "", m["name"], body=body)
 
 
-def replacing(fields: dict[str, Any], labels: dict[str, str] | None = None,
-              annotations: dict[str, str] | None = None,
-              keep: tuple[str, ...] = ()) -> Callable[[Obj], Obj | None]:
+def replacing(
+    fields: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    keep: tuple[str, ...] = (),
+) -> Callable[[Obj], Obj | None]:
     """An update that sets top-level ``fields`` (e.g. ``spec``) and, if given, the labels
     and annotations; paths in ``keep`` (``spec.replicas``) keep their current values."""
 

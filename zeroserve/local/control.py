@@ -42,7 +42,9 @@ MAX_MANIFEST = 4 << 20
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, indent=None), status=status, content_type="application/json")
+    return web.Response(
+        text=json.dumps(data, indent=None), status=status, content_type="application/json"
+    )
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -101,7 +103,7 @@ class ControlAPI:
     async def _manifest(self, request: web.Request) -> tuple[str, str]:
         body = await request.json()
         if not isinstance(body, dict) or not isinstance(body.get("yaml"), str):
-            raise ValueError("expected {\"file\": ..., \"yaml\": ...}")
+            raise ValueError('expected {"file": ..., "yaml": ...}')
         return str(body.get("file") or "-"), body["yaml"]
 
     async def apply(self, request: web.Request) -> web.Response:
@@ -146,8 +148,11 @@ class ControlAPI:
 
     async def objects(self, request: web.Request) -> web.Response:
         try:
-            items = self.controller.get(request.match_info["kind"], request.query.get("namespace"),
-                                        request.query.get("name"))
+            items = self.controller.get(
+                request.match_info["kind"],
+                request.query.get("namespace"),
+                request.query.get("name"),
+            )
         except NotFound as e:
             return _error(404, str(e))
         except ControllerError as e:
@@ -172,12 +177,22 @@ class ControlAPI:
         items = []
         for p in self.runtime.pods():
             e = p.endpoint
-            items.append({
-                "name": p.name, "namespace": p.revision.namespace, "revision": p.revision.name,
-                "status": p.status, "ready": p.ready, "restarts": p.restarts, "startedAt": p.started_at,
-                "lastExit": p.last_exit, "times": p.times,
-                "endpoint": None if e is None else {"host": e.host, "port": e.port, "statsPort": e.stats_port},
-            })
+            items.append(
+                {
+                    "name": p.name,
+                    "namespace": p.revision.namespace,
+                    "revision": p.revision.name,
+                    "status": p.status,
+                    "ready": p.ready,
+                    "restarts": p.restarts,
+                    "startedAt": p.started_at,
+                    "lastExit": p.last_exit,
+                    "times": p.times,
+                    "endpoint": None
+                    if e is None
+                    else {"host": e.host, "port": e.port, "statsPort": e.stats_port},
+                }
+            )
         return _json({"items": items})
 
     async def tree(self, request: web.Request) -> web.Response:

@@ -71,13 +71,18 @@ def kernel_port(host: str = "127.0.0.1") -> int:
 class PortAllocator:
     """Hands out app ports outside the ephemeral range, each to one holder at a time."""
 
-    def __init__(self, ports: Sequence[int] | None = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, ports: Sequence[int] | None = None, rng: random.Random | None = None
+    ) -> None:
         self.ports = ports if ports is not None else app_port_range(ephemeral_range())
         self._held: set[int] = set()
         self._rng = rng or random.Random()
         if self.ports is None:
-            log.warning("no room outside the ephemeral port range %s; app ports come from the kernel and "
-                        "may collide with other processes' ports", ephemeral_range())
+            log.warning(
+                "no room outside the ephemeral port range %s; app ports come from the kernel and "
+                "may collide with other processes' ports",
+                ephemeral_range(),
+            )
 
     @property
     def held(self) -> frozenset[int]:

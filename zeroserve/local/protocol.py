@@ -51,11 +51,17 @@ class Snapshot:
             "revisions": [_revision_json(r) for r in self.revisions.values()],
             "routes": [_route_json(r) for r in self.routes],
             "endpoints": [
-                {"namespace": k.namespace, "revision": k.name, "endpoints": [_endpoint_json(e) for e in eps]}
+                {
+                    "namespace": k.namespace,
+                    "revision": k.name,
+                    "endpoints": [_endpoint_json(e) for e in eps],
+                }
                 for k, eps in self.endpoints.items()
             ],
-            "replicas": [{"namespace": k.namespace, "revision": k.name, "replicas": n}
-                         for k, n in self.replicas.items()],
+            "replicas": [
+                {"namespace": k.namespace, "revision": k.name, "replicas": n}
+                for k, n in self.replicas.items()
+            ],
             "autoscaler_config": dict(self.autoscaler_config),
             "deployment_config": dict(self.deployment_config),
         }
@@ -81,52 +87,92 @@ class Snapshot:
                 revisions[info.key] = info
             routes = tuple(
                 Route(
-                    namespace=r["namespace"], name=r["name"], hosts=tuple(r["hosts"]),
-                    targets=tuple(Target(RevisionKey(t["namespace"], t["revision"]), int(t["percent"]))
-                                  for t in r["targets"]),
-                    tags={t["tag"]: (tuple(t["hosts"]), RevisionKey(t["namespace"], t["revision"]))
-                          for t in r["tags"]},
+                    namespace=r["namespace"],
+                    name=r["name"],
+                    hosts=tuple(r["hosts"]),
+                    targets=tuple(
+                        Target(RevisionKey(t["namespace"], t["revision"]), int(t["percent"]))
+                        for t in r["targets"]
+                    ),
+                    tags={
+                        t["tag"]: (tuple(t["hosts"]), RevisionKey(t["namespace"], t["revision"]))
+                        for t in r["tags"]
+                    },
                 )
                 for r in data["routes"]
             )
             endpoints = {
                 RevisionKey(e["namespace"], e["revision"]): tuple(
-                    Endpoint(name=x["name"], host=x["host"], port=int(x["port"]), stats_port=int(x["stats_port"]),
-                             started_at=float(x["started_at"]), ready=bool(x["ready"]))
-                    for x in e["endpoints"])
+                    Endpoint(
+                        name=x["name"],
+                        host=x["host"],
+                        port=int(x["port"]),
+                        stats_port=int(x["stats_port"]),
+                        started_at=float(x["started_at"]),
+                        ready=bool(x["ready"]),
+                    )
+                    for x in e["endpoints"]
+                )
                 for e in data["endpoints"]
             }
-            replicas = {RevisionKey(r["namespace"], r["revision"]): int(r["replicas"]) for r in data["replicas"]}
-            return cls(version=int(data["version"]), revisions=revisions, routes=routes, endpoints=endpoints,
-                       replicas=replicas, autoscaler_config=dict(data.get("autoscaler_config", {})),
-                       deployment_config=dict(data.get("deployment_config", {})))
+            replicas = {
+                RevisionKey(r["namespace"], r["revision"]): int(r["replicas"])
+                for r in data["replicas"]
+            }
+            return cls(
+                version=int(data["version"]),
+                revisions=revisions,
+                routes=routes,
+                endpoints=endpoints,
+                replicas=replicas,
+                autoscaler_config=dict(data.get("autoscaler_config", {})),
+                deployment_config=dict(data.get("deployment_config", {})),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"malformed state snapshot: {e!r}") from None
 
 
 def _revision_json(r: RevisionInfo) -> dict[str, Any]:
     return {
-        "namespace": r.key.namespace, "name": r.key.name, "container_concurrency": r.container_concurrency,
-        "annotations": dict(r.annotations), "reachable": r.reachable, "service": r.service,
-        "configuration": r.configuration, "timeout_seconds": r.timeout_seconds,
+        "namespace": r.key.namespace,
+        "name": r.key.name,
+        "container_concurrency": r.container_concurrency,
+        "annotations": dict(r.annotations),
+        "reachable": r.reachable,
+        "service": r.service,
+        "configuration": r.configuration,
+        "timeout_seconds": r.timeout_seconds,
         "response_start_timeout_seconds": r.response_start_timeout_seconds,
-        "idle_timeout_seconds": r.idle_timeout_seconds, "failure": r.failure,
+        "idle_timeout_seconds": r.idle_timeout_seconds,
+        "failure": r.failure,
     }
 
 
 def _route_json(r: Route) -> dict[str, Any]:
     return {
-        "namespace": r.namespace, "name": r.name, "hosts": list(r.hosts),
-        "targets": [{"namespace": t.revision.namespace, "revision": t.revision.name, "percent": t.percent}
-                    for t in r.targets],
-        "tags": [{"tag": tag, "hosts": list(hosts), "namespace": key.namespace, "revision": key.name}
-                 for tag, (hosts, key) in r.tags.items()],
+        "namespace": r.namespace,
+        "name": r.name,
+        "hosts": list(r.hosts),
+        "targets": [
+            {"namespace": t.revision.namespace, "revision": t.revision.name, "percent": t.percent}
+            for t in r.targets
+        ],
+        "tags": [
+            {"tag": tag, "hosts": list(hosts), "namespace": key.namespace, "revision": key.name}
+            for tag, (hosts, key) in r.tags.items()
+        ],
     }
 
 
 def _endpoint_json(e: Endpoint) -> dict[str, Any]:
-    return {"name": e.name, "host": e.host, "port": e.port, "stats_port": e.stats_port,
-            "started_at": e.started_at, "ready": e.ready}
+    return {
+        "name": e.name,
+        "host": e.host,
+        "port": e.port,
+        "stats_port": e.stats_port,
+        "started_at": e.started_at,
+        "ready": e.ready,
+    }
 
 
 class StateFollower:
@@ -136,7 +182,9 @@ class StateFollower:
     snapshot stays in force meanwhile, so the data plane keeps serving.
     """
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, on_snapshot: Callable[[Snapshot], None]) -> None:
+    def __init__(
+        self, url: str, session: aiohttp.ClientSession, on_snapshot: Callable[[Snapshot], None]
+    ) -> None:
         self.url = url.rstrip("/")
         self.session = session
         self.on_snapshot = on_snapshot
@@ -145,7 +193,9 @@ class StateFollower:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="control-state-follower")
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name="control-state-follower"
+        )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -159,11 +209,14 @@ class StateFollower:
         while True:
             try:
                 async with self.session.get(
-                    f"{self.url}{STATE_PATH}", params={"since": str(since), "wait": str(LONG_POLL)},
+                    f"{self.url}{STATE_PATH}",
+                    params={"since": str(since), "wait": str(LONG_POLL)},
                     timeout=aiohttp.ClientTimeout(total=LONG_POLL + 10),
                 ) as r:
                     if r.status != 200:
-                        raise aiohttp.ClientResponseError(r.request_info, (), status=r.status, message=r.reason or "")
+                        raise aiohttp.ClientResponseError(
+                            r.request_info, (), status=r.status, message=r.reason or ""
+                        )
                     data = await r.json()
                 snapshot = Snapshot.from_json(data)
                 delay = 0.05
@@ -179,21 +232,33 @@ class StateFollower:
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
-                log.warning("control API %s unreachable (keeping the last state): %s", self.url, e or type(e).__name__)
+                log.warning(
+                    "control API %s unreachable (keeping the last state): %s",
+                    self.url,
+                    e or type(e).__name__,
+                )
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(2.0, delay * 2)
 
 
-async def post_scale(session: aiohttp.ClientSession, url: str, key: RevisionKey, replicas: int) -> None:
+async def post_scale(
+    session: aiohttp.ClientSession, url: str, key: RevisionKey, replicas: int
+) -> None:
     """Ask the control plane to run ``replicas`` replicas; raises ``ScaleRequestError``."""
     try:
-        async with session.post(f"{url.rstrip('/')}{SCALE_PATH}",
-                                json={"namespace": key.namespace, "revision": key.name, "replicas": replicas},
-                                timeout=aiohttp.ClientTimeout(total=10)) as r:
+        async with session.post(
+            f"{url.rstrip('/')}{SCALE_PATH}",
+            json={"namespace": key.namespace, "revision": key.name, "replicas": replicas},
+            timeout=aiohttp.ClientTimeout(total=10),
+        ) as r:
             if r.status != 200:
-                raise ScaleRequestError(f"{key}: control API answered {r.status}: {(await r.text()).strip()}")
+                raise ScaleRequestError(
+                    f"{key}: control API answered {r.status}: {(await r.text()).strip()}"
+                )
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
-        raise ScaleRequestError(f"{key}: control API unreachable: {e or type(e).__name__}") from None
+        raise ScaleRequestError(
+            f"{key}: control API unreachable: {e or type(e).__name__}"
+        ) from None
 
 
 class ScaleRequestError(RuntimeError):

@@ -65,8 +65,13 @@ class ReplicaError(RuntimeError):
 class Replica:
     """A running replica; ``start``, ``wait_ready``, ``stop``."""
 
-    def __init__(self, spec: ReplicaSpec, name: str, log_dir: Path | None = None,
-                 ports: PortAllocator | None = None) -> None:
+    def __init__(
+        self,
+        spec: ReplicaSpec,
+        name: str,
+        log_dir: Path | None = None,
+        ports: PortAllocator | None = None,
+    ) -> None:
         self.spec = spec
         self.name = name
         self.log_dir = log_dir
@@ -91,7 +96,11 @@ class Replica:
     def queue_proxy_env(self) -> dict[str, str]:
         s = self.spec
         probe = s.readiness_probe or {"tcpSocket": {"port": self.app_port}}
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVING_", "QUEUE_", "REVISION_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SERVING_", "QUEUE_", "REVISION_"))
+        }
         env.update(
             SERVING_NAMESPACE=s.namespace,
             SERVING_SERVICE=s.service,
@@ -118,8 +127,12 @@ class Replica:
         s = self.spec
         env = dict(os.environ)
         env.update(s.env)
-        env.update(PORT=str(self.app_port), K_SERVICE=s.service, K_CONFIGURATION=s.configuration,
-                   K_REVISION=s.revision)
+        env.update(
+            PORT=str(self.app_port),
+            K_SERVICE=s.service,
+            K_CONFIGURATION=s.configuration,
+            K_REVISION=s.revision,
+        )
         return env
 
     async def start(self) -> None:
@@ -137,9 +150,13 @@ class Replica:
                 preexec_fn=_die_with_parent,
             )
         except OSError as e:
-            raise ReplicaError(f"cannot start the app command {self.spec.command[0]!r}: {e}") from None
+            raise ReplicaError(
+                f"cannot start the app command {self.spec.command[0]!r}: {e}"
+            ) from None
         self.queue_proxy = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "queueproxy",
+            sys.executable,
+            "-m",
+            "queueproxy",
             env=self.queue_proxy_env(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -164,7 +181,9 @@ class Replica:
         deadline = loop.time() + timeout
         while True:
             if self.app is not None and self.app.returncode is not None:
-                raise ReplicaError(f"the app exited with code {self.app.returncode} before it was ready")
+                raise ReplicaError(
+                    f"the app exited with code {self.app.returncode} before it was ready"
+                )
             if await self.probe():
                 return
             if loop.time() > deadline:
@@ -178,7 +197,9 @@ class Replica:
         except OSError:
             return False
         try:
-            writer.write(b"GET / HTTP/1.1\r\nHost: probe\r\nK-Network-Probe: queue\r\nConnection: close\r\n\r\n")
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: probe\r\nK-Network-Probe: queue\r\nConnection: close\r\n\r\n"
+            )
             status = await asyncio.wait_for(reader.readline(), 11)
             return status.split(b" ", 2)[1:2] == [b"200"]
         except (OSError, TimeoutError, asyncio.IncompleteReadError):

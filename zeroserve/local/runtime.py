@@ -146,7 +146,11 @@ class RevisionSet:
         return [p.endpoint for p in self.pods if p.endpoint is not None and not p.terminating]
 
     def ready_endpoints(self) -> list[Endpoint]:
-        return [p.endpoint for p in self.pods if p.endpoint is not None and p.ready and not p.terminating]
+        return [
+            p.endpoint
+            for p in self.pods
+            if p.endpoint is not None and p.ready and not p.terminating
+        ]
 
     # -- reconcile ---------------------------------------------------------------
 
@@ -159,7 +163,9 @@ class RevisionSet:
         for _ in range(self.desired - len(live)):
             pod = _Pod(_pod_name(self.key.name))
             self.pods.append(pod)
-            pod.task = asyncio.get_running_loop().create_task(self._run_pod(pod), name=f"pod {pod.name}")
+            pod.task = asyncio.get_running_loop().create_task(
+                self._run_pod(pod), name=f"pod {pod.name}"
+            )
         if len(live) > self.desired:
             # Victims: not ready first (they serve nothing), then the newest.
             order = sorted(live, key=lambda p: (p.ready, -p.started_at))
@@ -200,9 +206,14 @@ class RevisionSet:
                 pod.times["spawned"] = time.time()
                 await replica.start()
                 pod.times["listening"] = time.time()
-                pod.endpoint = Endpoint(name=pod.name, host=replica.spec.host, port=replica.serving_port,
-                                        stats_port=replica.ports["metrics_port"], started_at=pod.started_at,
-                                        ready=False)
+                pod.endpoint = Endpoint(
+                    name=pod.name,
+                    host=replica.spec.host,
+                    port=replica.serving_port,
+                    stats_port=replica.ports["metrics_port"],
+                    started_at=pod.started_at,
+                    ready=False,
+                )
                 self._changed()
                 ready = asyncio.ensure_future(replica.wait_ready(READY_TIMEOUT))
                 exited = asyncio.ensure_future(self._exit_of(replica))
@@ -244,15 +255,21 @@ class RevisionSet:
                 pod.crashlooping = True
                 if not self.ever_ready:
                     self._failed(pod)
-            log.warning("replica %s of %s exited (%s); restarting in %.0fs", pod.name, self.key, pod.last_exit,
-                        backoff)
+            log.warning(
+                "replica %s of %s exited (%s); restarting in %.0fs",
+                pod.name,
+                self.key,
+                pod.last_exit,
+                backoff,
+            )
             await asyncio.sleep(backoff)
             backoff = min(BACKOFF_MAX, backoff * 2)
 
     async def _exit_of(self, replica: Replica) -> None:
         waits = [p.wait() for p in (replica.app, replica.queue_proxy) if p is not None]
-        _, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits],
-                                           return_when=asyncio.FIRST_COMPLETED)
+        _, pending = await asyncio.wait(
+            [asyncio.ensure_future(w) for w in waits], return_when=asyncio.FIRST_COMPLETED
+        )
         for f in pending:
             f.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -326,8 +343,19 @@ class RevisionSet:
                 status = "Pending"
             else:
                 status = "Starting"
-            out.append(PodView(p.name, self.key, status, p.ready, p.restarts, p.started_at, p.endpoint, p.last_exit,
-                               dict(p.times)))
+            out.append(
+                PodView(
+                    p.name,
+                    self.key,
+                    status,
+                    p.ready,
+                    p.restarts,
+                    p.started_at,
+                    p.endpoint,
+                    p.last_exit,
+                    dict(p.times),
+                )
+            )
         return out
 
     async def close(self) -> None:
@@ -418,6 +446,7 @@ class LocalRuntime:
         return ""
 
     async def close(self) -> None:
-        await asyncio.gather(*(rs.close() for rs in self.sets.values()), *list(self._closing),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(rs.close() for rs in self.sets.values()), *list(self._closing), return_exceptions=True
+        )
         self.sets.clear()

@@ -61,15 +61,23 @@ class StateHub:
         runs = {}
         for key, d in desired.items():
             c = d.container
-            runs[key] = RevisionRun(info=d.info, command=tuple(c.command), args=tuple(c.args), env=dict(c.env),
-                                    readiness_probe=c.readiness_probe, working_dir=c.working_dir or None)
+            runs[key] = RevisionRun(
+                info=d.info,
+                command=tuple(c.command),
+                args=tuple(c.args),
+                env=dict(c.env),
+                readiness_probe=c.readiness_probe,
+                working_dir=c.working_dir or None,
+            )
         rt.set_revisions(runs)
         config = self._autoscaler_config()
         for key in runs.keys() - self._known:
             # A new revision starts at its initial scale, as its Deployment is
             # created; the autoscaler takes over from there.
             info = runs[key].info
-            a = RevisionAutoscaling.read(info.annotations, config, container_concurrency=info.container_concurrency)
+            a = RevisionAutoscaling.read(
+                info.annotations, config, container_concurrency=info.container_concurrency
+            )
             rt.set_scale(key, max(a.initial_scale, a.min_scale if info.reachable else 0))
         self._known = set(runs)
         self._publish()
@@ -98,8 +106,15 @@ class StateHub:
             return
         now = self.clock()
         for key, st in rt.states().items():
-            self.controller.set_revision_state(key, ready=st.ready, reason=st.reason, message=st.message,
-                                               desired_replicas=st.desired, actual_replicas=st.actual, now=now)
+            self.controller.set_revision_state(
+                key,
+                ready=st.ready,
+                reason=st.reason,
+                message=st.message,
+                desired_replicas=st.desired,
+                actual_replicas=st.actual,
+                now=now,
+            )
         desired = self.controller.revisions()
         states = rt.states()
         infos = {}
@@ -137,7 +152,9 @@ class StateHub:
 
     # -- views ------------------------------------------------------------------
 
-    def pods_table(self, namespace: str | None, name: str | None) -> tuple[list[str], list[list[str]]]:
+    def pods_table(
+        self, namespace: str | None, name: str | None
+    ) -> tuple[list[str], list[list[str]]]:
         rt = self.runtime
         rows = []
         now = self.clock()
@@ -147,7 +164,9 @@ class StateHub:
             if name and p.name != name and p.revision.name != name:
                 continue
             containers = 2 if p.ready else 0
-            rows.append([p.name, f"{containers}/2", p.status, str(p.restarts), _age(now - p.started_at)])
+            rows.append(
+                [p.name, f"{containers}/2", p.status, str(p.restarts), _age(now - p.started_at)]
+            )
         return ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], rows
 
     def tree_with_pods(self, tree: dict[str, Any]) -> dict[str, Any]:
@@ -156,5 +175,9 @@ class StateHub:
         pods = rt.pods() if rt is not None else []
         for rev in tree.get("revisions", []):
             key = RevisionKey(rev.get("namespace", ""), rev.get("name", ""))
-            rev["pods"] = [{"name": p.name, "status": p.status, "ready": p.ready} for p in pods if p.revision == key]
+            rev["pods"] = [
+                {"name": p.name, "status": p.status, "ready": p.ready}
+                for p in pods
+                if p.revision == key
+            ]
         return tree

@@ -62,17 +62,26 @@ class UpError(RuntimeError):
 class Child:
     """A component process (autoscaler, activator) with the JSON line it printed."""
 
-    def __init__(self, name: str, proc: asyncio.subprocess.Process, info: dict[str, object]) -> None:
+    def __init__(
+        self, name: str, proc: asyncio.subprocess.Process, info: dict[str, object]
+    ) -> None:
         self.name = name
         self.proc = proc
         self.info = info
 
     @classmethod
-    async def spawn(cls, name: str, argv: list[str], log_file: Path, timeout: float = 60.0) -> Child:
+    async def spawn(
+        cls, name: str, argv: list[str], log_file: Path, timeout: float = 60.0
+    ) -> Child:
         with log_file.open("ab") as err:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=err,
-                start_new_session=True, preexec_fn=_die_with_parent)
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), timeout)
@@ -112,8 +121,13 @@ class Up:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.controller = Controller(time.time(), default_domain=options.domain)
         self.hub = StateHub(self.controller)
-        self.runtime = LocalRuntime(on_change=self.hub.runtime_changed, log_dir=self.log_dir, host=options.host,
-                                    working_dir=os.getcwd(), max_starting=options.max_starting)
+        self.runtime = LocalRuntime(
+            on_change=self.hub.runtime_changed,
+            log_dir=self.log_dir,
+            host=options.host,
+            working_dir=os.getcwd(),
+            max_starting=options.max_starting,
+        )
         self.api = ControlAPI(self.hub, self.controller, self.runtime)
         self.children: dict[str, Child] = {}
         self._supervisors: list[asyncio.Task[None]] = []
@@ -136,7 +150,9 @@ class Up:
         try:
             self._runner, port = await serve(self.api, o.host, o.control_port)
         except OSError as e:
-            raise UpError(f"cannot listen on {o.host}:{o.control_port} (--control-port): {e.strerror}") from None
+            raise UpError(
+                f"cannot listen on {o.host}:{o.control_port} (--control-port): {e.strerror}"
+            ) from None
         self.control_url = f"http://{o.host}:{port}"
         self.autoscaler_port = 0
         self.children["autoscaler"] = await self.spawn_autoscaler()
@@ -146,15 +162,31 @@ class Up:
             self.children[f"activator-{i}"] = await self.spawn_activator(i, port)
             port = self.ingress_port
         for name in list(self.children):
-            task = asyncio.get_running_loop().create_task(self._supervise(name), name=f"supervise {name}")
+            task = asyncio.get_running_loop().create_task(
+                self._supervise(name), name=f"supervise {name}"
+            )
             self._supervisors.append(task)
         return await self._apply_files(objects)
 
     async def spawn_autoscaler(self) -> Child:
         o = self.options
-        child = await Child.spawn("autoscaler", [
-            sys.executable, "-m", "autoscaler", "--control", self.control_url, "--host", o.host,
-            "--port", str(self.autoscaler_port), "--metrics-port", "0"], self.log_dir / "autoscaler.log")
+        child = await Child.spawn(
+            "autoscaler",
+            [
+                sys.executable,
+                "-m",
+                "autoscaler",
+                "--control",
+                self.control_url,
+                "--host",
+                o.host,
+                "--port",
+                str(self.autoscaler_port),
+                "--metrics-port",
+                "0",
+            ],
+            self.log_dir / "autoscaler.log",
+        )
         # Restarted on the same port: the activators' links reconnect to it.
         self.autoscaler_port = int(child.info["port"])  # type: ignore[call-overload]
         return child
@@ -162,11 +194,32 @@ class Up:
     async def spawn_activator(self, index: int, port: int) -> Child:
         """Start activator ``index`` on the ingress port (also to replace one)."""
         o = self.options
-        child = await Child.spawn(f"activator-{index}", [
-            sys.executable, "-m", "activator", "--control", self.control_url, "--host", o.host, "--port", str(port),
-            "--reuse-port", "--metrics-port", "0", "--autoscaler-url", f"ws://{o.host}:{self.autoscaler_port}/",
-            "--drain-seconds", "0", "--pod-name", f"activator-{index}",
-            "--activation-timeout", f"{o.activation_timeout:g}"], self.log_dir / f"activator-{index}.log")
+        child = await Child.spawn(
+            f"activator-{index}",
+            [
+                sys.executable,
+                "-m",
+                "activator",
+                "--control",
+                self.control_url,
+                "--host",
+                o.host,
+                "--port",
+                str(port),
+                "--reuse-port",
+                "--metrics-port",
+                "0",
+                "--autoscaler-url",
+                f"ws://{o.host}:{self.autoscaler_port}/",
+                "--drain-seconds",
+                "0",
+                "--pod-name",
+                f"activator-{index}",
+                "--activation-timeout",
+                f"{o.activation_timeout:g}",
+            ],
+            self.log_dir / f"activator-{index}.log",
+        )
         self.ingress_port = int(child.info["port"])  # type: ignore[call-overload]
         return child
 
@@ -185,8 +238,9 @@ class Up:
                 if name == "autoscaler":
                     self.children[name] = await self.spawn_autoscaler()
                 else:
-                    self.children[name] = await self.spawn_activator(int(name.rsplit("-", 1)[1]),
-                                                                     self.ingress_port)
+                    self.children[name] = await self.spawn_activator(
+                        int(name.rsplit("-", 1)[1]), self.ingress_port
+                    )
                 backoff = 0.5
             except UpError as e:
                 log.error("restarting the %s failed: %s", name, e)
@@ -250,8 +304,11 @@ async def run_up(options: UpOptions) -> int:
             return 1
         for line in lines:
             print(line)
-        print(f"zeroserve is up: ingress http://{options.host}:{up.ingress_port}, "
-              f"control API {up.control_url}, logs in {up.log_dir}", flush=True)
+        print(
+            f"zeroserve is up: ingress http://{options.host}:{up.ingress_port}, "
+            f"control API {up.control_url}, logs in {up.log_dir}",
+            flush=True,
+        )
         await _print_urls_when_ready(up, stop_event)
         print("Ctrl-C to stop.", flush=True)
         await stop_event.wait()
@@ -280,7 +337,9 @@ async def _print_urls_when_ready(up: Up, stop_event: asyncio.Event, within: floa
                     print(f"  {line}")
                 printed.add(name)
             elif ready.get("status") == "False":
-                print(f"service {name} is not ready: {ready.get('reason', '')}: {ready.get('message', '')}")
+                print(
+                    f"service {name} is not ready: {ready.get('reason', '')}: {ready.get('message', '')}"
+                )
                 printed.add(name)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop_event.wait(), 0.1)
