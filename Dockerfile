@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # zeroserve: one image for every component. The command picks it:
-#   python -m activator | python -m autoscaler | zeroserve controller | python -m queueproxy
+#   python -m activator | python -m autoscaler | python -m controller | python -m queueproxy
 # The Helm chart (charts/zeroserve) sets the command of each container; the default
 # below only makes a bare `docker run` do something useful.
 #

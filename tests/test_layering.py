@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPONENTS = ("activator", "queueproxy", "autoscaler")
+COMPONENTS = ("activator", "queueproxy", "autoscaler", "controller")
 # The one module allowed to import kubernetes_asyncio (created with the
 # Kubernetes adapter; until then no module may import it at all).
 KUBE_MODULE = "zeroserve/kube.py"

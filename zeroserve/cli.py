@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -106,16 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     tree.add_argument("-n", "--namespace", default="default")
     client(tree)
 
-    ctl = sub.add_parser(
+    sub.add_parser(
         "controller",
-        help="run the in-cluster controller (Kubernetes)",
-        description="Reconcile serving.knative.dev/v1 Services, Configurations, Routes and "
-        "Revisions in a cluster: Revisions, Deployments with the queue-proxy sidecar, private "
-        "Services, Istio VirtualServices and Knative status. Runs until SIGTERM.",
+        help="run the in-cluster controller (an alias of `python -m controller`)",
+        add_help=False,
     )
-    from .kubecontroller.config import add_arguments
-
-    add_arguments(ctl)
 
     r = sub.add_parser(
         "replica",
@@ -362,18 +358,14 @@ async def _run_replica(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["controller"]:
+        # The controller is a component of its own (``controller/``), which the core
+        # does not import: the alias hands the process over to it, arguments and all.
+        os.execv(sys.executable, [sys.executable, "-m", "controller", *argv[1:]])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="zeroserve %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if args.command == "controller":
-        from .kubecontroller.config import settings_from
-        from .kubecontroller.main import run
-
-        logging.getLogger().handlers[0].setFormatter(
-            logging.Formatter("%(asctime)s controller %(levelname)s %(message)s")
-        )
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(run(settings_from(args)))
     if args.command in ("replica", "up"):
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             if args.command == "replica":

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from zeroserve.controller import Controller
+from zeroserve.serving import Controller
 
 HELLOWORLD_GO = """\
 apiVersion: serving.knative.dev/v1

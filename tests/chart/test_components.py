@@ -4,14 +4,15 @@ security, replicas and disruption budget, Services, the Istio Gateway, ServiceMo
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import pytest
 
 from activator.__main__ import parse_args as activator_args
 from autoscaler.__main__ import parse_args as autoscaler_args
+from controller.config import add_arguments, settings_from
 from tests.chart.helm import NAMESPACE, Obj, find_tool, one, only, render, run
-from zeroserve.kubecontroller.config import add_arguments, settings_from
 
 COMPONENTS = ("activator", "autoscaler", "controller")
 
@@ -154,7 +155,7 @@ def test_the_autoscaler_command(objects: list[Obj]) -> None:
 
 def test_the_controller_command(objects: list[Obj]) -> None:
     c = _container(objects, "controller")
-    assert c["command"] == ["zeroserve", "controller"]
+    assert c["command"] == ["python", "-m", "controller"]
     p = argparse.ArgumentParser()
     add_arguments(p)
     settings = settings_from(p.parse_args(c["args"]))
@@ -169,11 +170,14 @@ def test_the_controller_command(objects: list[Obj]) -> None:
     }
 
 
-def test_zeroserve_has_the_controller_subcommand() -> None:
-    """The console script itself accepts `zeroserve controller --help` (no cluster needed)."""
+def test_the_controller_runs_as_a_module_and_as_a_zeroserve_alias() -> None:
+    """`python -m controller --help` (what the chart runs) and the console script's alias
+    `zeroserve controller --help` both show the controller's options (no cluster needed)."""
     zeroserve = find_tool("zeroserve")
     assert zeroserve is not None
-    assert "--queue-proxy-image" in run(zeroserve, "controller", "--help")
+    module_help = run(sys.executable, "-m", "controller", "--help")
+    assert "--queue-proxy-image" in module_help
+    assert run(zeroserve, "controller", "--help") == module_help
 
 
 def test_the_cluster_domain_reaches_every_component(custom_objects: list[Obj]) -> None:

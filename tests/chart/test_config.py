@@ -8,10 +8,10 @@ import logging
 
 import pytest
 
+from controller.config import ClusterConfig, Settings
 from tests.chart.helm import NAMESPACE, Obj, one, only, render
 from zeroserve.api.configs import Configs, DomainConfig
 from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
-from zeroserve.kubecontroller.config import ClusterConfig, Settings
 
 NAMES = ("config-autoscaler", "config-defaults", "config-deployment", "config-domain")
 
@@ -75,7 +75,7 @@ def test_the_controller_and_the_autoscaler_take_them(
     cluster = ClusterConfig(
         Settings(system_namespace=NAMESPACE, queue_proxy_image="zeroserve:0.1.0")
     )
-    with caplog.at_level(logging.INFO, logger="zeroserve.kubecontroller"):
+    with caplog.at_level(logging.INFO, logger="controller"):
         assert cluster.update(maps)
     assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert cluster.configs == _configs(objects)

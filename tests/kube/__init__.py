@@ -1,4 +1,1 @@
-"""In-repo fake Kubernetes API server used by the zeroserve test suite.
-
-Start at :class:`tests.kube.fakeapi.FakeKubeAPI`; the other modules are its parts.
-"""
+"""Tests of zeroserve.kube and the autoscaler's Kubernetes adapters against the fake API server."""

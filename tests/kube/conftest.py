@@ -1,10 +1,22 @@
-"""Fixtures for the fake Kubernetes API server's own tests (defined in :mod:`.fixtures`).
+"""Fixtures: the fake API server (tests.fakes.kubeapi) and a zeroserve KubeClient connected to it
+through the kubeconfig the fake wrote, the way production code connects."""
 
-``fake_kube`` is a started :class:`FakeKubeAPI` (stopped after the test), ``kubeconfig`` the
-file it wrote, and ``k8s_client`` a ``kubernetes_asyncio`` ApiClient configured from such a
-file exactly as production code would load a kubeconfig.
-"""
+from __future__ import annotations
 
-from .fixtures import fake_kube, k8s_client, kubeconfig
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-__all__ = ["fake_kube", "k8s_client", "kubeconfig"]
+import pytest
+
+from tests.fakes.kubeapi.fixtures import fake_kube, k8s_client, kubeconfig  # noqa: F401
+from zeroserve.kube import KubeClient, connect
+
+
+@pytest.fixture
+async def kube(kubeconfig: Path) -> AsyncIterator[KubeClient]:  # noqa: F811
+    # A short request timeout keeps the outage tests quick; the fake answers in milliseconds.
+    client = await connect(str(kubeconfig), request_timeout=2.0)
+    try:
+        yield client
+    finally:
+        await client.close()

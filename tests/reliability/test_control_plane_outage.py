@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.kube.fakeapi import FakeKubeAPI
-from tests.kube_adapters.helpers import endpoint, endpoint_slice, revision
+from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
+from tests.kube.helpers import endpoint, endpoint_slice, revision
 from tests.support.apps import run_app
 from tests.support.procs import activator_process, queue_proxy
 from zeroserve.topology import Endpoint, RevisionKey

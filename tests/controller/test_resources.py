@@ -1,0 +1,331 @@
+"""The rendered objects and the pod observations, as plain functions (no API)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from controller import ingress, workloads
+from controller.config import Settings
+from controller.meta import SPEC_HASH_ANNOTATION
+from controller.observe import Observation, observe
+from zeroserve.serving.revisions import DesiredRevision, RunnableContainer
+from zeroserve.topology import RevisionInfo, RevisionKey
+
+from .helpers import crashing_pod, endpoint_slice
+
+REVISION = {
+    "apiVersion": "serving.knative.dev/v1",
+    "kind": "Revision",
+    "metadata": {
+        "name": "hello-00002",
+        "namespace": "prod",
+        "uid": "u-rev",
+        "labels": {
+            "serving.knative.dev/service": "hello",
+            "serving.knative.dev/configuration": "hello",
+            "serving.knative.dev/configurationGeneration": "2",
+            "serving.knative.dev/revision": "hello-00002",
+            "serving.knative.dev/routingState": "active",
+            "team": "a",
+        },
+        "annotations": {"autoscaling.knative.dev/target": "10"},
+    },
+}
+
+
+def desired(**container: Any) -> DesiredRevision:
+    fields: dict[str, Any] = dict(
+        name="app",
+        image="registry.example.com/hello:2",
+        command=("/hello",),
+        args=("--v",),
+        env=(("TARGET", "Knative"),),
+        port=8081,
+        h2c=False,
+        readiness_probe={"httpGet": {"path": "/ready"}, "periodSeconds": 2, "timeoutSeconds": 3},
+        liveness_probe={"tcpSocket": {}, "initialDelaySeconds": 5},
+        working_dir="",
+        resources={"limits": {"memory": "128Mi"}},
+    )
+    fields.update(container)
+    return DesiredRevision(
+        info=RevisionInfo(
+            key=RevisionKey("prod", "hello-00002"),
+            container_concurrency=10,
+            service="hello",
+            configuration="hello",
+            timeout_seconds=120,
+            response_start_timeout_seconds=30,
+        ),
+        container=RunnableContainer(**fields),
+    )
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_the_deployment_injects_the_queue_proxy_and_moves_the_readiness_probe() -> None:
+    d = workloads.deployment(desired(), REVISION, image="qp:1", replicas=2, progress_deadline=600)
+    assert d["metadata"]["name"] == "hello-00002-deployment"
+    assert d["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Revision",
+            "name": "hello-00002",
+            "uid": "u-rev",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    spec = d["spec"]
+    assert spec["replicas"] == 2
+    assert spec["selector"] == {"matchLabels": {"serving.knative.dev/revision": "hello-00002"}}
+    pod = spec["template"]
+    # routingState changes with traffic; on the pods it would restart them.
+    assert "serving.knative.dev/routingState" not in pod["metadata"]["labels"]
+    assert pod["metadata"]["labels"]["team"] == "a"
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 120
+    user, queue = pod["spec"]["containers"]
+    assert "readinessProbe" not in user
+    assert user["livenessProbe"] == {"tcpSocket": {"port": 8081}, "initialDelaySeconds": 5}
+    assert user["lifecycle"] == {"preStop": {"httpGet": {"port": 8022, "path": "/wait-for-drain"}}}
+    assert (user["command"], user["args"], user["image"]) == (
+        ["/hello"],
+        ["--v"],
+        "registry.example.com/hello:2",
+    )
+    assert env_of(user) == {
+        "TARGET": "Knative",
+        "PORT": "8081",
+        "K_REVISION": "hello-00002",
+        "K_CONFIGURATION": "hello",
+        "K_SERVICE": "hello",
+    }
+    assert user["resources"] == {"limits": {"memory": "128Mi"}}
+    assert queue["image"] == "qp:1"
+    assert queue["command"] == ["python", "-m", "queueproxy"]
+    env = env_of(queue)
+    assert json.loads(env.pop("SERVING_READINESS_PROBE")) == {
+        "httpGet": {"path": "/ready", "port": 8081},
+        "periodSeconds": 2,
+        "timeoutSeconds": 3,
+    }
+    assert env == {
+        "SERVING_NAMESPACE": "prod",
+        "SERVING_SERVICE": "hello",
+        "SERVING_CONFIGURATION": "hello",
+        "SERVING_REVISION": "hello-00002",
+        "SERVING_POD": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
+        "SERVING_POD_IP": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}},
+        "CONTAINER_CONCURRENCY": "10",
+        "QUEUE_SERVING_PORT": "8012",
+        "QUEUE_ADMIN_PORT": "8022",
+        "QUEUE_METRICS_PORT": "9090",
+        "USER_METRICS_PORT": "9091",
+        "USER_PORT": "8081",
+        "REVISION_TIMEOUT_SECONDS": "120",
+        "REVISION_RESPONSE_START_TIMEOUT_SECONDS": "30",
+        "REVISION_IDLE_TIMEOUT_SECONDS": "0",
+        "DRAIN_QUIET_PERIOD_SECONDS": "30",
+    }
+    assert {p["name"]: p["containerPort"] for p in queue["ports"]} == {
+        "http": 8012,
+        "queue-adm": 8022,
+        "http-autometric": 9090,
+        "http-usermetric": 9091,
+    }
+    assert queue["readinessProbe"] == {
+        "httpGet": {
+            "port": 8012,
+            "path": "/",
+            "httpHeaders": [{"name": "K-Network-Probe", "value": "queue"}],
+        },
+        "periodSeconds": 2,
+        "timeoutSeconds": 3,
+        "successThreshold": 1,
+    }
+    security = queue["securityContext"]
+    assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
+
+
+def test_without_a_readiness_probe_the_queue_proxy_probes_tcp_on_the_user_port() -> None:
+    d = workloads.deployment(
+        desired(readiness_probe=None), REVISION, image="qp", replicas=1, progress_deadline=600
+    )
+    queue = d["spec"]["template"]["spec"]["containers"][1]
+    assert json.loads(env_of(queue)["SERVING_READINESS_PROBE"]) == {
+        "tcpSocket": {"port": 8081},
+        "successThreshold": 1,
+    }
+    # Knative's periodSeconds 0 ("aggressive") is the queue-proxy's; the kubelet needs >= 1.
+    assert queue["readinessProbe"]["periodSeconds"] == 1
+
+
+def test_the_hash_covers_the_pod_but_not_the_replicas() -> None:
+    def render(**kw: Any) -> dict[str, Any]:
+        args: dict[str, Any] = {"image": "qp:1", "replicas": 1, "progress_deadline": 600, **kw}
+        return workloads.deployment(desired(), REVISION, **args)
+
+    digest = render()["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+    assert render(replicas=5)["metadata"]["annotations"][SPEC_HASH_ANNOTATION] == digest
+    assert render(image="qp:2")["metadata"]["annotations"][SPEC_HASH_ANNOTATION] != digest
+    pod = render()["spec"]["template"]["metadata"]
+    assert pod["annotations"] == {"autoscaling.knative.dev/target": "10"}  # no hash on pods
+
+
+def test_the_private_service_publishes_the_queue_proxy_ports() -> None:
+    svc = workloads.private_service(REVISION)
+    assert svc["metadata"]["name"] == "hello-00002-private"
+    assert svc["metadata"]["labels"]["serving.knative.dev/revision"] == "hello-00002"
+    assert svc["spec"]["selector"] == {"serving.knative.dev/revision": "hello-00002"}
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+        ("http", 80, 8012),
+        ("http-autometric", 9090, 9090),
+        ("http-usermetric", 9091, 9091),
+        ("queue-adm", 8022, 8022),
+    ]
+
+
+def test_the_virtual_service_sends_every_host_to_the_activator() -> None:
+    route = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Route",
+        "metadata": {"name": "hello", "namespace": "prod", "uid": "u-route"},
+    }
+    settings = Settings(system_namespace="serving", cluster_domain="corp.local")
+    vs = ingress.virtual_service(route, ["hello.prod.example.com"], settings)
+    assert vs["metadata"]["name"] == "hello-ingress"
+    assert vs["spec"]["gateways"] == ["serving/knative-ingress-gateway", "mesh"]
+    assert vs["spec"]["http"] == [
+        {
+            "route": [
+                {
+                    "destination": {
+                        "host": "activator.serving.svc.corp.local",
+                        "port": {"number": 80},
+                    },
+                    "weight": 100,
+                }
+            ]
+        }
+    ]
+    svc = ingress.placeholder_service(route, "current-hello", settings)
+    assert svc["spec"]["type"] == "ExternalName"
+    assert svc["spec"]["externalName"] == "activator.serving.svc.corp.local"
+
+
+READY_SLICE = endpoint_slice("hello-00001", ("pod-a", "10.0.0.1"), ("pod-b", "10.0.0.2"))
+UNREADY_SLICE = endpoint_slice("hello-00001", ("pod-a", "10.0.0.1"), ready=False)
+PUBLIC_SLICE = {
+    **READY_SLICE,
+    "metadata": {
+        **READY_SLICE["metadata"],
+        "labels": {
+            "serving.knative.dev/revision": "hello-00001",
+            "kubernetes.io/service-name": "hello-00001",
+        },
+    },
+}
+DEPLOYMENT = {"spec": {"replicas": 2}}
+STUCK = {
+    "spec": {"replicas": 1},
+    "status": {
+        "conditions": [
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": 'ReplicaSet "x" has timed out progressing.',
+            }
+        ]
+    },
+}
+PULL = {
+    "metadata": {"name": "p"},
+    "status": {
+        "containerStatuses": [
+            {
+                "name": "user-container",
+                "state": {
+                    "waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}
+                },
+            }
+        ]
+    },
+}
+UNSCHEDULABLE = {
+    "metadata": {"name": "p"},
+    "status": {
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient cpu.",
+            }
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("deployment", "slices", "pods", "expected"),
+    [
+        (None, [], [], Observation(None)),
+        (DEPLOYMENT, [READY_SLICE], [], Observation(True, actual_replicas=2, desired_replicas=2)),
+        (DEPLOYMENT, [UNREADY_SLICE], [], Observation(None, actual_replicas=0, desired_replicas=2)),
+        # The public Service's slices may list activators: never replicas.
+        (DEPLOYMENT, [PUBLIC_SLICE], [], Observation(None, actual_replicas=0, desired_replicas=2)),
+        (
+            DEPLOYMENT,
+            [],
+            [crashing_pod("hello-00001", "p", exit_code=3, message="boom\n")],
+            Observation(False, "ExitCode3", "Container failed with: boom", 0, 2),
+        ),
+        (
+            DEPLOYMENT,
+            [READY_SLICE],
+            [crashing_pod("hello-00001", "p")],
+            Observation(True, actual_replicas=2, desired_replicas=2),
+        ),
+        (
+            DEPLOYMENT,
+            [],
+            [PULL],
+            Observation(False, "ImagePullBackOff", "Back-off pulling image", 0, 2),
+        ),
+        (
+            DEPLOYMENT,
+            [],
+            [UNSCHEDULABLE],
+            Observation(
+                False, "Unschedulable", "0/3 nodes are available: 3 Insufficient cpu.", 0, 2
+            ),
+        ),
+        (
+            STUCK,
+            [],
+            [],
+            Observation(
+                False, "ProgressDeadlineExceeded", 'ReplicaSet "x" has timed out progressing.', 0, 1
+            ),
+        ),
+    ],
+    ids=[
+        "nothing-yet",
+        "ready",
+        "not-ready",
+        "public-slice",
+        "crash-loop",
+        "ready-wins",
+        "image-pull",
+        "unschedulable",
+        "progress-deadline",
+    ],
+)
+def test_observe(deployment: Any, slices: Any, pods: Any, expected: Observation) -> None:
+    assert observe(deployment, slices, pods, user_container="user-container") == expected

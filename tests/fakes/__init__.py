@@ -1,0 +1,1 @@
+"""Small fakes the tests run against (a Kubernetes API server)."""

@@ -1,1 +1,0 @@
-"""Tests of zeroserve.kube and the autoscaler's Kubernetes adapters against the fake API server."""

@@ -1,0 +1,428 @@
+"""The controller: desired state in (apply/delete), observed state in (the runtime's
+revision reports), Knative status and the data plane's inputs out.
+
+Pure: no I/O, no asyncio, time is an argument. Every change runs the whole
+reconcile (Service -> Configuration -> Revision, Route resolution, conditions)
+synchronously, so after any call the views are consistent. ``version`` grows
+whenever something the runtime acts on changes -- revisions to run, the
+routing table, or the settings -- so a runtime can poll it cheaply.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+from zeroserve.api.configs import LOCAL_DOMAIN, Configs, DomainConfig
+from zeroserve.api.errors import ManifestError, ManifestErrors
+from zeroserve.api.objects import (
+    SYSTEM_NAMESPACE,
+    ConfigMapObject,
+    Configuration,
+    Object,
+    ObjectMeta,
+    RevisionTemplate,
+    Route,
+    Service,
+    TrafficTarget,
+)
+from zeroserve.api.validate import validate
+from zeroserve.serving import kinds, routes, views
+from zeroserve.serving.revisions import (
+    DesiredRevision,
+    TemplateConflict,
+    desired_revision,
+    new_revision,
+    update_latest_ready,
+)
+from zeroserve.serving.state import (
+    ConfigurationRecord,
+    Key,
+    Observed,
+    RouteRecord,
+    ServiceRecord,
+    State,
+)
+from zeroserve.serving.status import refresh
+from zeroserve.serving.views import SERVICE_LABEL, Obj
+from zeroserve.topology import RevisionKey
+from zeroserve.topology import Route as TopologyRoute
+
+
+def reconcile(state: State, now: float) -> None:
+    """Bring derived state up to date: latest ready revisions, route programming, status."""
+    for cfg in state.configurations.values():
+        update_latest_ready(state, cfg)
+    for route in state.routes.values():
+        routes.reconcile_route(state, route)
+    refresh(state, now)
+
+
+def _owned(kind: str, namespace: str, name: str, owner: str) -> TemplateConflict:
+    return TemplateConflict(
+        "metadata.name",
+        f"{kind} {namespace}/{name} is owned by Service "
+        f"{namespace}/{owner}; change the Service instead",
+    )
+
+
+def _upsert_configuration(
+    state: State,
+    key: Key,
+    meta: ObjectMeta,
+    template: RevisionTemplate,
+    *,
+    service: str,
+    applied: Configuration | None,
+    now: float,
+) -> None:
+    cfg = state.configurations.get(key)
+    changed = cfg is None or cfg.template != template
+    if cfg is None:
+        cfg = ConfigurationRecord(
+            namespace=key[0],
+            name=key[1],
+            meta=meta,
+            template=template,
+            service=service,
+            created=now,
+        )
+        state.configurations[key] = cfg
+    cfg.meta, cfg.applied = meta, applied
+    if changed:
+        # Every template change is a new generation and a new revision (reference 11.4).
+        cfg.generation += 1
+        cfg.template = template
+        new_revision(state, cfg, template, state.configs.defaults, now)
+
+
+def _upsert_route(
+    state: State,
+    key: Key,
+    meta: ObjectMeta,
+    traffic: tuple[TrafficTarget, ...],
+    *,
+    service: str,
+    applied: Route | None,
+    now: float,
+) -> None:
+    route = state.routes.get(key)
+    if route is None:
+        state.routes[key] = RouteRecord(
+            namespace=key[0],
+            name=key[1],
+            meta=meta,
+            traffic=traffic,
+            service=service,
+            created=now,
+            applied=applied,
+        )
+        return
+    if route.traffic != traffic:
+        route.generation += 1
+    route.meta, route.traffic, route.applied = meta, traffic, applied
+
+
+def _apply_service(state: State, svc: Service, now: float) -> str:
+    ns, name = key = (svc.meta.namespace, svc.meta.name)
+    for kind, child in (
+        ("Configuration", state.configurations.get(key)),
+        ("Route", state.routes.get(key)),
+    ):
+        if child is not None and child.service != name:
+            raise TemplateConflict(
+                "metadata.name",
+                f"{kind} {ns}/{name} already exists and is not "
+                "owned by a Service of that name; delete it first",
+            )
+    old = state.services.get(key)
+    if old is not None and old.applied == svc:
+        return "unchanged"
+    if old is None:
+        state.services[key] = ServiceRecord(applied=svc, created=now)
+    else:
+        if (old.applied.template, old.applied.traffic) != (svc.template, svc.traffic):
+            old.generation += 1  # metadata-only changes keep the generation, as in Kubernetes
+        old.applied = svc
+    # The children carry the Service's labels (config-domain selectors match them).
+    child_meta = ObjectMeta(
+        name=name,
+        namespace=ns,
+        labels={**svc.meta.labels, SERVICE_LABEL: name},
+        annotations=dict(svc.meta.annotations),
+    )
+    _upsert_configuration(state, key, child_meta, svc.template, service=name, applied=None, now=now)
+    _upsert_route(
+        state, key, child_meta, routes.service_traffic(svc), service=name, applied=None, now=now
+    )
+    return "created" if old is None else "configured"
+
+
+def _apply_configuration(state: State, obj: Configuration, now: float) -> str:
+    key = (obj.meta.namespace, obj.meta.name)
+    cfg = state.configurations.get(key)
+    if cfg is not None and cfg.service:
+        raise _owned("Configuration", *key, cfg.service)
+    if cfg is not None and cfg.applied == obj:
+        return "unchanged"
+    _upsert_configuration(state, key, obj.meta, obj.template, service="", applied=obj, now=now)
+    return "created" if cfg is None else "configured"
+
+
+def _apply_route(state: State, obj: Route, now: float) -> str:
+    key = (obj.meta.namespace, obj.meta.name)
+    route = state.routes.get(key)
+    if route is not None and route.service:
+        raise _owned("Route", *key, route.service)
+    if route is not None and route.applied == obj:
+        return "unchanged"
+    _upsert_route(state, key, obj.meta, routes.route_traffic(obj), service="", applied=obj, now=now)
+    return "created" if route is None else "configured"
+
+
+def _apply_config_map(state: State, obj: ConfigMapObject) -> str:
+    old = state.config_maps.get(obj.meta.name)
+    state.config_maps[obj.meta.name] = obj
+    if old is None:
+        return "created"
+    return "unchanged" if old == obj else "configured"
+
+
+class Controller:
+    """Knative's Service/Configuration/Revision/Route semantics over in-memory state.
+
+    ``local`` adds the local-mode rules (a container ``command`` is required);
+    ``default_domain`` is the domain when ``config-domain`` names none (None:
+    ``localhost``).
+    """
+
+    def __init__(
+        self, now: float, *, local: bool = True, default_domain: str | None = None
+    ) -> None:
+        self._local = local
+        self._default_domain = default_domain or LOCAL_DOMAIN
+        self._now = now
+        self._state = State(configs=self._base_configs())
+        self._version = 1
+        self._published = self._snapshot()
+
+    # ----- runtime-facing outputs ----------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """Grows by one whenever ``revisions()``, ``routing_table()`` or ``configs`` change."""
+        return self._version
+
+    @property
+    def configs(self) -> Configs:
+        """The settings in force (config-autoscaler, -deployment, -defaults, -domain)."""
+        return self._state.configs
+
+    def config_data(self, name: str) -> dict[str, str]:
+        """The ``data`` of an applied ``knative-serving`` ConfigMap; empty when not applied."""
+        cm = self._state.config_maps.get(name)
+        return dict(cm.data) if cm is not None else {}
+
+    def revisions(self) -> dict[RevisionKey, DesiredRevision]:
+        """Every revision with what it takes to run it; ``info.reachable`` as upstream."""
+        live = routes.reachable(self._state)
+        return {
+            key: desired_revision(rev, reachable=key in live)
+            for key, rev in sorted(self._state.revisions.items())
+        }
+
+    def routing_table(self) -> list[TopologyRoute]:
+        """Every route that has been programmed, for the activator."""
+        return routes.routing_table(self._state)
+
+    # ----- desired state in ----------------------------------------------------------------
+
+    def apply(self, objects: Sequence[Object], *, now: float) -> list[str]:
+        """Validate everything, then apply everything, or nothing (``ManifestErrors``).
+
+        ConfigMaps are taken first, so settings in the same batch apply to the other
+        objects in it. Returns one kubectl-style line per object, in the given order."""
+        objects = list(objects)
+        staged = copy.deepcopy(self._state)
+        errors: dict[int, list[ManifestError]] = {}
+        configs = staged.configs
+        order = sorted(
+            range(len(objects)), key=lambda i: not isinstance(objects[i], ConfigMapObject)
+        )
+        seen: set[tuple[str, str, str]] = set()
+        for i in order:
+            obj = objects[i]
+            ident = (obj.kind, obj.meta.namespace, obj.meta.name)
+            if ident in seen:
+                errors[i] = [ManifestError(obj.source, obj.label, "", "given twice in one apply")]
+                continue
+            seen.add(ident)
+            found = validate(obj, configs, local=self._local)
+            if found:
+                errors[i] = found
+            elif isinstance(obj, ConfigMapObject):
+                configs = configs.with_config_map(
+                    obj.meta.name, obj.data, default_domain=self._default_domain
+                )
+        staged.configs = configs
+        verbs: dict[int, str] = {}
+        for i in order:
+            if i in errors:
+                continue
+            obj = objects[i]
+            try:
+                verbs[i] = self._apply_one(staged, obj, now)
+            except TemplateConflict as c:
+                errors[i] = [ManifestError(obj.source, obj.label, c.path, c.rule)]
+        if errors:
+            raise ManifestErrors(e for i in sorted(errors) for e in errors[i])
+        reconcile(staged, now)
+        self._commit(staged, now)
+        return [
+            f"{kinds.kind_of(o.kind).qualified}/{o.meta.name} {verbs[i]}"
+            for i, o in enumerate(objects)
+        ]
+
+    @staticmethod
+    def _apply_one(state: State, obj: Object, now: float) -> str:
+        if isinstance(obj, ConfigMapObject):
+            return _apply_config_map(state, obj)
+        if isinstance(obj, Service):
+            return _apply_service(state, obj, now)
+        if isinstance(obj, Configuration):
+            return _apply_configuration(state, obj, now)
+        return _apply_route(state, obj, now)
+
+    def delete(self, kind: str, namespace: str, name: str, *, now: float | None = None) -> str:
+        """Delete one object (``now`` defaults to the last time seen). A Service takes its
+        Configuration, Revisions and Route with it; owned objects and single revisions
+        cannot be deleted on their own. Returns kubectl's line."""
+        k = kinds.resolve_kind(kind)
+        st = self._state
+        key = (namespace, name)
+        if k is kinds.REVISION:
+            raise kinds.NotAllowed("revisions are deleted with their Configuration (or Service)")
+        if k is kinds.CONFIG_MAP:
+            if namespace != SYSTEM_NAMESPACE or name not in st.config_maps:
+                raise k.not_found(namespace, name)
+            del st.config_maps[name]
+            configs = self._base_configs()
+            for cm in st.config_maps.values():
+                configs = configs.with_config_map(
+                    cm.meta.name, cm.data, default_domain=self._default_domain
+                )
+            st.configs = configs
+        elif k is kinds.SERVICE:
+            if key not in st.services:
+                raise k.not_found(namespace, name)
+            del st.services[key]
+            self._drop_configuration(key)
+            del st.routes[key]
+        else:
+            record = (st.configurations if k is kinds.CONFIGURATION else st.routes).get(key)
+            if record is None:
+                raise k.not_found(namespace, name)
+            if record.service:
+                raise kinds.NotAllowed(
+                    f'{k.singular} "{name}" is owned by Service '
+                    f"{namespace}/{record.service}; delete the Service"
+                )
+            if k is kinds.CONFIGURATION:
+                self._drop_configuration(key)
+            else:
+                del st.routes[key]
+        now = self._now if now is None else now
+        reconcile(st, now)
+        self._commit(st, now)
+        return f'{k.qualified} "{name}" deleted'
+
+    def _drop_configuration(self, key: Key) -> None:
+        cfg = self._state.configurations.pop(key)
+        for rev in cfg.revisions:
+            del self._state.revisions[RevisionKey(cfg.namespace, rev)]
+
+    # ----- observed state in ---------------------------------------------------------------
+
+    def set_revision_state(
+        self,
+        key: RevisionKey,
+        *,
+        ready: bool | None,
+        reason: str = "",
+        message: str = "",
+        desired_replicas: int | None = None,
+        actual_replicas: int | None = None,
+        now: float,
+    ) -> bool:
+        """Record what the runtime sees of a revision; False if the revision is unknown
+        (deleted meanwhile).
+
+        ``ready``: True once a replica passed its readiness probe; False when the revision
+        failed (``reason`` a Knative reason such as ``ExitCode1`` or
+        ``ProgressDeadlineExceeded``, ``message`` the runtime's words); None for no verdict.
+        Before the first verdict the revision is Deploying; after it, None keeps the last
+        verdict -- so a ready revision scaled to zero stays Ready, as a Knative Revision
+        does (only its ``Active`` condition changes)."""
+        rev = self._state.revisions.get(key)
+        if rev is None:
+            return False
+        if ready is None and rev.observed.ready is not None:
+            last = rev.observed
+            ready, reason, message = last.ready, reason or last.reason, message or last.message
+        rev.observed = Observed(
+            ready=ready,
+            reason=reason,
+            message=message,
+            desired_replicas=desired_replicas,
+            actual_replicas=actual_replicas,
+        )
+        reconcile(self._state, now)
+        self._commit(self._state, now)
+        return True
+
+    # ----- views ---------------------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str | None = None, name: str | None = None) -> list[Obj]:
+        """Kubernetes-shaped objects; ``namespace`` None lists every namespace (with a
+        ``name``, None means ``default``, or ``knative-serving`` for ConfigMaps)."""
+        k = kinds.resolve_kind(kind)
+        if name is not None and namespace is None:
+            namespace = SYSTEM_NAMESPACE if k is kinds.CONFIG_MAP else "default"
+        return views.get(self._state, k, namespace, name)
+
+    def table(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        name: str | None = None,
+        *,
+        all_namespaces: bool | None = None,
+    ) -> tuple[list[str], list[list[str]]]:
+        """(headers, rows) with kubectl's columns for the kind, for the same objects as
+        :meth:`get`. A leading NAMESPACE column (kubectl's ``-A``) when
+        ``all_namespaces``; None: only when the rows come from several namespaces."""
+        objects = self.get(kind, namespace, name)
+        if all_namespaces is None:
+            all_namespaces = len({o["metadata"]["namespace"] for o in objects}) > 1
+        return views.table(kinds.resolve_kind(kind), objects, all_namespaces=all_namespaces)
+
+    def tree(self, namespace: str, service: str) -> Obj:
+        """Service -> Configuration -> Revisions, and the Route, as plain data
+        (see :func:`zeroserve.serving.views.tree`)."""
+        return views.tree(self._state, namespace, service)
+
+    # ----- internals -----------------------------------------------------------------------
+
+    def _base_configs(self) -> Configs:
+        return Configs(domain=DomainConfig({self._default_domain: {}}))
+
+    def _snapshot(self) -> tuple[object, ...]:
+        return (self.revisions(), self.routing_table(), self._state.configs)
+
+    def _commit(self, state: State, now: float) -> None:
+        self._state = state
+        self._now = max(self._now, now)
+        snapshot = self._snapshot()
+        if snapshot != self._published:
+            self._published = snapshot
+            self._version += 1

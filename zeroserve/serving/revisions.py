@@ -1,0 +1,210 @@
+"""Revisions: naming, stamping them out of a template with defaults, following the
+latest ready one, and what the runtime needs to run one.
+
+A revision is created for every template change (reference 11.4): named by
+the template, or ``{configuration}-{generation:05d}``. Its spec is fixed at
+creation with ``config-defaults`` applied then, as upstream's admission
+defaulting does; a later change of the defaults does not touch it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from zeroserve.api.configs import DefaultsConfig
+from zeroserve.api.names import MAX_LABEL
+from zeroserve.api.objects import RevisionTemplate
+from zeroserve.serving.state import ConfigurationRecord, RevisionRecord, State
+from zeroserve.topology import RevisionInfo, RevisionKey
+
+
+class TemplateConflict(Exception):
+    """A template cannot become a revision; ``path`` and ``rule`` describe why."""
+
+    def __init__(self, path: str, rule: str) -> None:
+        super().__init__(f"{path}: {rule}")
+        self.path = path
+        self.rule = rule
+
+
+def revision_name(configuration: str, generation: int) -> str:
+    """``hello-00003``. A name too long for a DNS label keeps its start, then an MD5 of
+    the whole configuration name (so two long names stay apart), then the suffix."""
+    suffix = f"-{generation:05d}"
+    name = configuration + suffix
+    if len(name) <= MAX_LABEL:
+        return name
+    digest = hashlib.md5(configuration.encode(), usedforsecurity=False).hexdigest()
+    return configuration[: MAX_LABEL - len(suffix) - len(digest)] + digest + suffix
+
+
+def _optional_timeout(given: int | None, default: int, timeout: int) -> int:
+    # Reference 9.4: the response-start and idle timeouts take the config default only
+    # when it is set and shorter than the total timeout, so by default both are off.
+    if given is not None:
+        return given
+    return default if 0 < default < timeout else 0
+
+
+def new_revision(
+    state: State,
+    cfg: ConfigurationRecord,
+    template: RevisionTemplate,
+    defaults: DefaultsConfig,
+    now: float,
+) -> str:
+    """Make ``template`` the configuration's latest created revision; returns its name.
+
+    The configuration's generation must already count this template. Re-applying a
+    template that a named revision already has reuses that revision (a rollback to a
+    named template); the same name with a different template is a ``TemplateConflict``
+    because a revision's spec never changes."""
+    name = template.name or revision_name(cfg.name, cfg.generation)
+    key = RevisionKey(cfg.namespace, name)
+    existing = state.revisions.get(key)
+    if existing is not None:
+        if existing.configuration != cfg.name:
+            raise TemplateConflict(
+                "spec.template.metadata.name",
+                f"revision {name} already exists and belongs to Configuration "
+                f"{cfg.namespace}/{existing.configuration}",
+            )
+        if existing.template != template:
+            if template.name:
+                raise TemplateConflict(
+                    "spec.template.metadata.name",
+                    f"{name!r} already names a revision with a different template; a revision "
+                    "cannot change, so give the changed template a new name",
+                )
+            raise TemplateConflict(
+                "spec.template",
+                f"the generated revision name {name} is taken by a revision with a different "
+                "template; set spec.template.metadata.name",
+            )
+        cfg.latest_created = name
+        return name
+    timeout = template.timeout_seconds or defaults.revision_timeout_seconds
+    state.revisions[key] = RevisionRecord(
+        key=key,
+        configuration=cfg.name,
+        service=cfg.service,
+        generation=cfg.generation,
+        created=now,
+        template=template,
+        container_concurrency=(
+            defaults.container_concurrency
+            if template.container_concurrency is None
+            else template.container_concurrency
+        ),
+        timeout_seconds=timeout,
+        response_start_timeout_seconds=_optional_timeout(
+            template.response_start_timeout_seconds,
+            defaults.response_start_timeout_seconds,
+            timeout,
+        ),
+        idle_timeout_seconds=_optional_timeout(
+            template.idle_timeout_seconds, defaults.revision_idle_timeout_seconds, timeout
+        ),
+        container_name=template.container.name or defaults.container_name,
+    )
+    cfg.revisions.append(name)
+    cfg.latest_created = name
+    return name
+
+
+def update_latest_ready(state: State, cfg: ConfigurationRecord) -> None:
+    """Move ``latest_ready`` forward as upstream's configuration reconciler does: to the
+    latest created revision once it is ready, else to the newest ready revision created
+    after the current one. It never moves back to an older revision, and a revision
+    that was created but is not ready yet never takes traffic from a ready one."""
+    by_name = {r.key.name: r for r in state.configuration_revisions(cfg)}
+    latest = by_name.get(cfg.latest_created)
+    if latest is not None and latest.observed.ready is True:
+        cfg.latest_ready = latest.key.name
+        return
+    start = cfg.revisions.index(cfg.latest_ready) + 1 if cfg.latest_ready in by_name else 0
+    for name in reversed(cfg.revisions[start:]):
+        if by_name[name].observed.ready is True:
+            cfg.latest_ready = name
+            return
+
+
+@dataclass(frozen=True, slots=True)
+class RunnableContainer:
+    """The user container as the runtime starts it."""
+
+    name: str
+    image: str
+    """Recorded only: locally the image is never pulled."""
+    command: tuple[str, ...]
+    """As written. Locally the runtime resolves a leading ``python`` to its own
+    interpreter, so manifests can say ``command: ["python", "app.py"]`` in any venv."""
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    """(name, value) in manifest order; ``PORT`` and ``K_*`` are added by the runtime."""
+    port: int
+    """The declared ``containerPort`` (8080 when none): ``$PORT`` in a pod; locally the
+    runtime picks a free port and passes that instead."""
+    h2c: bool
+    """The port is named ``h2c`` (HTTP/2 without TLS) rather than ``http1``."""
+    readiness_probe: Mapping[str, Any] | None
+    """The probe as JSON for ``SERVING_READINESS_PROBE``, with handler ports removed:
+    they can only name the container's own port, which the runtime assigns. None: the
+    runtime's default (TCP on the app's port, as Knative)."""
+    liveness_probe: Mapping[str, Any] | None
+    """Recorded; enforcing it is the runtime's choice."""
+    working_dir: str
+    resources: Mapping[str, Mapping[str, str | int | float]] = field(default_factory=dict)
+    """Recorded; not enforced locally."""
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredRevision:
+    """One revision the runtime should be able to run."""
+
+    info: RevisionInfo
+    container: RunnableContainer
+
+
+def desired_revision(record: RevisionRecord, *, reachable: bool) -> DesiredRevision:
+    c = record.template.container
+    info = RevisionInfo(
+        key=record.key,
+        container_concurrency=record.container_concurrency,
+        annotations=dict(record.template.annotations),
+        reachable=reachable,
+        service=record.service,
+        configuration=record.configuration,
+        timeout_seconds=float(record.timeout_seconds),
+        response_start_timeout_seconds=float(record.response_start_timeout_seconds),
+        idle_timeout_seconds=float(record.idle_timeout_seconds),
+    )
+    return DesiredRevision(
+        info=info,
+        container=RunnableContainer(
+            name=record.container_name,
+            image=c.image,
+            command=c.command,
+            args=c.args,
+            env=tuple((e.name, e.value) for e in c.env),
+            port=c.port.container_port,
+            h2c=c.port.name == "h2c",
+            readiness_probe=_portless(c.readiness_probe),
+            liveness_probe=_portless(c.liveness_probe),
+            working_dir=c.working_dir,
+            resources={k: dict(v) for k, v in c.resources.items()},
+        ),
+    )
+
+
+def _portless(probe: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if probe is None:
+        return None
+    out = {k: v for k, v in probe.items() if k not in ("httpGet", "tcpSocket")}
+    for handler in ("httpGet", "tcpSocket"):
+        if handler in probe:
+            out[handler] = {k: v for k, v in probe[handler].items() if k != "port"}
+    return out
