@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
+from zeroserve.api.objects import Obj
 from zeroserve.knative import (
     CLUSTER_DOMAIN,
     REVISION_LABEL,
@@ -58,8 +59,6 @@ from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route
 from .routing import RoutingTable
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 
 class ActivatorSink(Protocol):

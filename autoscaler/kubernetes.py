@@ -28,9 +28,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any
 
 from autoscaler.model import Endpoint, RevisionInfo, RevisionKey, ScaleError
+from zeroserve.api.objects import Obj
 from zeroserve.knative import (
     CONFIGURATION_LABEL,
     DEFAULT_STATS_PORT,
@@ -84,8 +84,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 
 class _CacheOwner:

@@ -169,15 +169,6 @@ def _number(text: str, where: str) -> float:
     return value
 
 
-def write_csv(trace: Trace, path: str | Path) -> None:
-    """Write ``trace`` in the format :func:`read_csv` reads."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([TIME_COLUMN, trace.unit])
-        for t, v in zip(trace.times, trace.values, strict=True):
-            w.writerow([f"{t:g}", f"{v:g}"])
-
-
 # -- generators ----------------------------------------------------------------------
 
 GENERATOR_HELP = """\

@@ -26,7 +26,6 @@ the activator directly.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from controller.config import Settings
 from controller.meta import (
@@ -36,9 +35,8 @@ from controller.meta import (
     owner_reference,
     with_hash,
 )
+from zeroserve.api.objects import Obj
 from zeroserve.serving.domains import Hosts
-
-Obj = dict[str, Any]
 
 ACTIVATOR_PORT = 80
 """The activator Service's port (its pods listen on 8012)."""

@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from zeroserve.api.objects import Obj
 from zeroserve.knative import (
     CONFIGURATION_LABEL,
     REVISION_LABEL,
     ROUTING_STATE_LABEL,
     SERVICE_LABEL,
 )
-
-Obj = dict[str, Any]
 
 GENERATION_LABEL = "serving.knative.dev/configurationGeneration"
 ROUTE_LABEL = "serving.knative.dev/route"
@@ -42,14 +41,6 @@ _CLIENT_ANNOTATION_PREFIXES = ("kubectl.kubernetes.io/",)
 
 def meta(obj: Obj) -> Obj:
     return obj.get("metadata") or {}
-
-
-def name_of(obj: Obj) -> str:
-    return str(meta(obj).get("name", ""))
-
-
-def namespace_of(obj: Obj) -> str:
-    return str(meta(obj).get("namespace") or "")
 
 
 def labels_of(obj: Obj) -> dict[str, str]:

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
+from zeroserve.api.objects import Obj
 from zeroserve.knative import is_private_slice
-
-Obj = dict[str, Any]
 
 _WAITING_FAILURES = frozenset(
     {

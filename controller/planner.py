@@ -22,7 +22,6 @@ with the validation message and changes nothing else (the last good children sta
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from controller import ingress, snapshot, workloads
 from controller.config import Settings
@@ -43,7 +42,7 @@ from controller.observe import observe
 from controller.snapshot import ClusterView, Objects
 from controller.writes import Write, replacing, status_patch
 from zeroserve.api.configs import Configs
-from zeroserve.api.objects import Configuration, ObjectMeta, RevisionTemplate, Route, Service
+from zeroserve.api.objects import Configuration, Obj, ObjectMeta, RevisionTemplate, Route, Service
 from zeroserve.autoscaling.annotations import RevisionAutoscaling
 from zeroserve.knative import (
     CONFIGURATION_LABEL,
@@ -98,8 +97,6 @@ from zeroserve.serving.status import (
     service_status,
 )
 from zeroserve.topology import RevisionKey
-
-Obj = dict[str, Any]
 
 INVALID = "InvalidSpec"
 NOT_OWNED = "NotOwned"

@@ -37,7 +37,7 @@ from controller.meta import (
 from controller.observe import Observation
 from zeroserve.api.configs import Configs, DefaultsConfig
 from zeroserve.api.errors import ManifestError
-from zeroserve.api.objects import Configuration, Object, RevisionTemplate
+from zeroserve.api.objects import Configuration, Obj, Object, RevisionTemplate
 from zeroserve.api.parse import parse_document
 from zeroserve.api.validate import validate
 from zeroserve.knative import CONFIGURATION_LABEL, SERVICE_LABEL
@@ -56,7 +56,6 @@ from zeroserve.topology import RevisionKey
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 Objects = Mapping[ObjectKey, Obj]
 
 READY = "Ready"

@@ -35,6 +35,7 @@ from controller.meta import (
     owner_reference,
     with_hash,
 )
+from zeroserve.api.objects import Obj
 from zeroserve.knative import (
     CONFIGURATION_LABEL,
     REVISION_LABEL,
@@ -45,8 +46,6 @@ from zeroserve.knative import (
     private_service_name,
 )
 from zeroserve.serving.revisions import DesiredRevision
-
-Obj = dict[str, Any]
 
 QUEUE_CONTAINER = "queue-proxy"
 QUEUE_SERVING_PORT = 8012

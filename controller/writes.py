@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from zeroserve.api.objects import Obj
 from zeroserve.kube import AlreadyExists, Conflict, KubeClient, NotFound, ResourceRef
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 Verb = Literal["create", "update", "patch", "status", "delete"]
 CONFLICT_ATTEMPTS = 4
 

@@ -23,11 +23,12 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from zeroserve.api.objects import Obj
+
 from .topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 REVISION_LABEL = "serving.knative.dev/revision"
 SERVICE_LABEL = "serving.knative.dev/service"

@@ -40,11 +40,12 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from zeroserve.api.objects import Obj
+
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
-Obj = dict[str, Any]
 ObjectKey = tuple[str, str]
 """(namespace, name) of an object; namespace is "" for cluster-scoped ones."""
 ChangeCallback = Callable[[str, Obj], None]

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from zeroserve.api.objects import Obj
 from zeroserve.kube import LEASES, AlreadyExists, Conflict, KubeClient, KubeError, NotFound
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,6 @@ RETRY_INTERVAL = 2.0
 """How often a standby looks at the Lease."""
 RENEW_DEADLINE = 10.0
 """A leader that could not renew for this long steps down (< the lease duration)."""
-
-Obj = dict[str, Any]
 
 
 def micro_time(moment: datetime) -> str:

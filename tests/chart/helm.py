@@ -12,9 +12,10 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import yaml
+
+from zeroserve.api.objects import Obj
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "zeroserve"
@@ -25,8 +26,6 @@ RELEASE = "zeroserve"
 KUBE_VERSION = "1.31.0"
 """The Kubernetes version helm renders for and the schemas are taken from (the kubectl
 from PyPI is 1.31 too)."""
-
-Obj = dict[str, Any]
 
 
 def find_tool(name: str) -> str | None:

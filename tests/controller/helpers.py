@@ -15,10 +15,9 @@ import yaml
 from controller.app import KubeController
 from controller.config import Settings
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
+from zeroserve.api.objects import Obj
 from zeroserve.kube import connect
 from zeroserve.leader import LeaderElector
-
-Obj = dict[str, Any]
 
 REVISION_LABEL = "serving.knative.dev/revision"
 

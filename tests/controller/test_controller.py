@@ -4,10 +4,9 @@ autoscaler (``/scale``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from controller.app import KubeController
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
+from zeroserve.api.objects import Obj
 from zeroserve.knative import route_from_status
 from zeroserve.kube import KubeClient
 from zeroserve.topology import RevisionKey, Route, Target
@@ -26,7 +25,6 @@ from .helpers import (
     settled,
 )
 
-Obj = dict[str, Any]
 REV = "helloworld-go-00001"
 
 

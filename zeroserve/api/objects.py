@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+Obj = dict[str, Any]
+"""An object in Kubernetes' JSON shape (a manifest, an API object, what ``to_dict`` returns)."""
+
 SERVING_API_VERSION = "serving.knative.dev/v1"
 CORE_API_VERSION = "v1"
 SYSTEM_NAMESPACE = "knative-serving"

@@ -232,10 +232,6 @@ class UpstreamPool:
         self._connecting: set[asyncio.Task[None]] = set()
         self.closed = False
 
-    @property
-    def idle_count(self) -> int:
-        return len(self._idle)
-
     def acquire(self, client: ServerConnection, head_request: bool) -> None:
         """Attach ``client`` to an idle connection now, or to a new one once
         it is open (``client.upstream_ready`` or ``client.upstream_connect_failed``)."""

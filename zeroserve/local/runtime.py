@@ -145,13 +145,6 @@ class RevisionSet:
     def endpoints(self) -> list[Endpoint]:
         return [p.endpoint for p in self.pods if p.endpoint is not None and not p.terminating]
 
-    def ready_endpoints(self) -> list[Endpoint]:
-        return [
-            p.endpoint
-            for p in self.pods
-            if p.endpoint is not None and p.ready and not p.terminating
-        ]
-
     # -- reconcile ---------------------------------------------------------------
 
     def _reconcile(self) -> None:

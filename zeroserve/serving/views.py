@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zeroserve.api.objects import ConfigMapObject
+from zeroserve.api.objects import ConfigMapObject, Obj
 from zeroserve.serving import kinds
 from zeroserve.serving.kinds import Kind
 from zeroserve.serving.routes import reachable, referenced, routing_state, traffic_status
@@ -32,7 +32,6 @@ CONFIGURATION_LABEL = "serving.knative.dev/configuration"
 GENERATION_LABEL = "serving.knative.dev/configurationGeneration"
 ROUTING_STATE_LABEL = "serving.knative.dev/routingState"
 
-Obj = dict[str, Any]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "Service": ("NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"),
