@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from zeroserve.serving import Controller
+from zeroserve.serving.controller import Controller
 
 HELLOWORLD_GO = """\
 apiVersion: serving.knative.dev/v1

@@ -23,7 +23,7 @@ import yaml
 from tests.chart.crdschema import structural_problems, to_json_schema
 from tests.chart.helm import ROOT, Obj, load_yaml_file, render, run
 from zeroserve.api import load
-from zeroserve.serving import Controller
+from zeroserve.serving.controller import Controller
 from zeroserve.serving.views import COLUMNS, row
 
 KINDS = ("Service", "Configuration", "Revision", "Route")

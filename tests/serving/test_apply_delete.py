@@ -15,7 +15,8 @@ from tests.api.manifests import (
     snapshot,
 )
 from zeroserve.api import ManifestErrors, load
-from zeroserve.serving import Controller, NotAllowed, NotFound, UnknownKind
+from zeroserve.serving.controller import Controller
+from zeroserve.serving.kinds import NotAllowed, NotFound, UnknownKind
 from zeroserve.topology import RevisionKey
 
 CONFIGURATION = {

@@ -10,7 +10,7 @@ import pytest
 
 from tests.api.manifests import CONTAINER, HELLO_V1, HELLO_V2, doc, dump, edit, snapshot
 from zeroserve.api import ManifestErrors, load
-from zeroserve.serving import Controller
+from zeroserve.serving.controller import Controller
 from zeroserve.topology import RevisionKey
 
 SVC = "bad.yaml: Service default/hello"

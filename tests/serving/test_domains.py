@@ -15,7 +15,7 @@ from tests.api.manifests import (
     edit,
 )
 from zeroserve.api import load
-from zeroserve.serving import Controller
+from zeroserve.serving.controller import Controller
 from zeroserve.topology import RevisionKey
 
 

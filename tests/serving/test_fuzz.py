@@ -26,7 +26,8 @@ from tests.api.manifests import (
 )
 from tests.api.test_fuzz import mutated
 from zeroserve.api import ManifestErrors, load
-from zeroserve.serving import Controller, ControllerError
+from zeroserve.serving.controller import Controller
+from zeroserve.serving.kinds import ControllerError
 from zeroserve.topology import RevisionKey
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,7 +16,8 @@ from tests.api.manifests import (
     edit,
 )
 from zeroserve.api import ManifestErrors, load
-from zeroserve.serving import Controller, DesiredRevision, RunnableContainer
+from zeroserve.serving.controller import Controller
+from zeroserve.serving.revisions import DesiredRevision, RunnableContainer
 from zeroserve.topology import RevisionInfo, RevisionKey, Route, Target
 
 

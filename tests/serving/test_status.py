@@ -10,7 +10,7 @@ import pytest
 
 from tests.api.manifests import HELLO_V1, doc, dump, edit
 from zeroserve.api import load
-from zeroserve.serving import Controller
+from zeroserve.serving.controller import Controller
 from zeroserve.topology import RevisionKey, Target
 
 V1 = RevisionKey("default", "hello-00001")

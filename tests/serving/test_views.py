@@ -7,7 +7,8 @@ import pytest
 
 from tests.api.manifests import HELLO_V1, HELLO_V2, dump
 from zeroserve.api import load
-from zeroserve.serving import Controller, NotFound
+from zeroserve.serving.controller import Controller
+from zeroserve.serving.kinds import NotFound
 from zeroserve.topology import RevisionKey
 
 

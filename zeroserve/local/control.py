@@ -30,7 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from zeroserve.api import ManifestErrors, load
-from zeroserve.serving import Controller, ControllerError, NotFound
+from zeroserve.serving.controller import Controller
+from zeroserve.serving.kinds import ControllerError, NotFound
 
 from .protocol import LONG_POLL, SCALE_PATH, STATE_PATH, Snapshot
 from .runtime import LocalRuntime

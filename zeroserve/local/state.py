@@ -20,7 +20,7 @@ from typing import Any
 
 from zeroserve.autoscaling.annotations import RevisionAutoscaling
 from zeroserve.autoscaling.config import AutoscalerConfig
-from zeroserve.serving import Controller
+from zeroserve.serving.controller import Controller
 from zeroserve.topology import RevisionKey
 
 from .protocol import Snapshot

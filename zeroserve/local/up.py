@@ -27,7 +27,7 @@ from pathlib import Path
 from aiohttp import web
 
 from zeroserve.api import ManifestErrors, Object, load
-from zeroserve.serving import Controller
+from zeroserve.serving.controller import Controller
 
 from .control import ControlAPI, serve, stop
 from .replica import _die_with_parent

@@ -19,6 +19,7 @@ from zeroserve.api.objects import (
     SYSTEM_NAMESPACE,
     ConfigMapObject,
     Configuration,
+    Obj,
     Object,
     ObjectMeta,
     RevisionTemplate,
@@ -44,7 +45,7 @@ from zeroserve.serving.state import (
     State,
 )
 from zeroserve.serving.status import refresh
-from zeroserve.serving.views import SERVICE_LABEL, Obj
+from zeroserve.serving.views import SERVICE_LABEL
 from zeroserve.topology import RevisionKey
 from zeroserve.topology import Route as TopologyRoute
 
