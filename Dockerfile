@@ -21,6 +21,7 @@ COPY zeroserve ./zeroserve
 COPY activator ./activator
 COPY autoscaler ./autoscaler
 COPY queueproxy ./queueproxy
+COPY controller ./controller
 # Wheels first, then an install from them alone, offline: the venv ends up with zeroserve
 # and its dependencies only (the installers are removed, nothing at runtime needs them).
 RUN python -m venv /opt/venv \

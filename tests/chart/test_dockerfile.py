@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 from dataclasses import dataclass, field
 
 import pytest
@@ -136,3 +137,16 @@ def test_the_build_context_is_an_allowlist() -> None:
     }
     assert sources == allowed  # everything copied is let in, and nothing else
     assert {".venv", ".git", "tests", "benchmarks"}.isdisjoint(allowed)
+
+
+def test_the_build_copies_every_package_the_distribution_installs() -> None:
+    """A component missing from the build context would be missing from the image, and the
+    chart's ``python -m <component>`` would fail only on a cluster."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        include = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in include}
+    assert {"zeroserve", "activator", "autoscaler", "queueproxy", "controller"} <= packages
+    copied = {
+        arg.split()[0].rstrip("/") for arg in STAGES[0].all("COPY") if not arg.startswith("--from=")
+    }
+    assert packages <= copied, sorted(packages - copied)
