@@ -1,1 +1,1 @@
-"""The whole-system benchmark suite: ``python -m benchmarks.suite`` (``make bench``)."""
+"""The benchmark suite and its presets: ``python -m benchmarks.suite [--preset P]`` (``make bench``)."""

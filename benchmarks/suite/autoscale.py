@@ -29,7 +29,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,12 +37,14 @@ from typing import Any
 import yaml
 
 from autoscaler.simulate import Second, shortfalls
-from benchmarks import _common as c
+from benchmarks.loadgen import run_load, which
+from benchmarks.markdown import fmt, md_table
+from benchmarks.processes import BenchError
+from benchmarks.servers import REPO
 
-from .context import Context
-from .local import LocalSystem
+from .context import Context, Goal
+from .local import LocalSystem, Sampler
 
-REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "examples" / "autoscale.yaml"
 LOCUSTFILE = REPO / "benchmarks" / "locustfile.py"
 PATH = "/?sleep=100"
@@ -58,7 +59,7 @@ def locust_binary() -> str | None:
     beside = Path(sys.executable).parent / "locust"
     if beside.exists():
         return str(beside)
-    return c.which("locust")
+    return which("locust")
 
 
 @dataclass
@@ -69,38 +70,20 @@ class Sample:
     pods: int
 
 
-class ReplicaSampler:
+class Replicas:
     """Every second: the revision's desired/ready replicas, and every replica's start times."""
 
     def __init__(self, system: LocalSystem, revision: str) -> None:
-        self.system = system
-        self.revision = revision
+        self.system, self.revision = system, revision
         self.samples: list[Sample] = []
         self.pod_times: dict[str, dict[str, float]] = {}
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="replica-sampler", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.monotonic()
-            try:
-                desired, ready = self.system.replicas(self.revision)
-                pods = self.system.pods(self.revision)
-                now = time.time()
-                self.samples.append(Sample(now, desired, ready, len(pods)))
-                for p in pods:
-                    self.pod_times[p["name"]] = dict(p["times"])
-            except c.BenchError as e:
-                self.errors.append(str(e))
-            self._stop.wait(max(0.0, 1.0 - (time.monotonic() - t0)))
+    def sample(self) -> None:
+        desired, ready = self.system.replicas(self.revision)
+        pods = self.system.pods(self.revision)
+        self.samples.append(Sample(time.time(), desired, ready, len(pods)))
+        for p in pods:
+            self.pod_times[p["name"]] = dict(p["times"])
 
 
 @dataclass
@@ -130,12 +113,14 @@ class AutoscaleResult:
     sim_summary: dict[str, Any] | None
     sim_timeline: list[dict[str, float]]
     measured: dict[str, Any]
-    pod_start_s: float
-    pod_start_from: str
-    total_requests: int
-    total_failures: int
-    errors: dict[str, int]
-    problems: list[str]
+    pod_start_s: float = 1.0
+    pod_start_from: str = ""
+    total_requests: int = 0
+    total_failures: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    shape: tuple[int, int] = (0, 0)
+    """The locust shape's seconds and peak users."""
 
     def headline(self) -> list[str]:
         m, s = self.measured, self.sim_summary
@@ -158,6 +143,44 @@ class AutoscaleResult:
                 f"{s['over_provisioning']['time_pct']:.0f} %)"
             )
         return [line]
+
+    def section(self, plot: list[str]) -> list[str]:
+        ann = ", ".join(f"`{k}: {v}`" for k, v in self.annotations.items())
+        summary, falls = tables(self)
+        out = [
+            f"`{MANIFEST.relative_to(REPO)}` ({ann}; containerConcurrency "
+            f"{self.container_concurrency}), revision `{self.revision}`, under "
+            f"`benchmarks/locustfile.py` ({self.shape[0]} s: a trickle, a step, a spike to "
+            f"{self.shape[1]} users, back, a ramp down, idle; each user calls `{PATH}` back to "
+            "back). Replicas sampled every second from the control API; concurrency is each "
+            "second's mean requests in flight measured by locust. The simulator replayed that "
+            "concurrency with the same settings and a replica start time of "
+            f"{self.pod_start_s:.2f} s ({self.pod_start_from}):",
+            "",
+            f"`{sim_command(self.sim_argv)}` (trace.csv: the concurrency column of "
+            '"Every second" below)',
+            "",
+            *plot,
+            summary,
+            "",
+            "Time until enough replicas were ready after each shortfall (needed = "
+            "ceil(concurrency / per-replica target)):",
+            "",
+            falls,
+            "",
+        ]
+        if self.errors:
+            out += ["Failures by error: " + "; ".join(f"{k}: {v}" for k, v in self.errors.items())]
+        if self.problems:
+            out += ["Problems: " + "; ".join(self.problems), ""]
+        details = ["<details><summary>Every second</summary>", "", every_second(self)]
+        return out + details + ["", "</details>", ""]
+
+    def notes(self) -> list[str]:
+        return []
+
+    def goals(self) -> list[Goal]:
+        return []
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,26 +216,12 @@ def _provisioning(gaps: list[int]) -> dict[str, float]:
 def summarize(series: Series, target: float) -> dict[str, Any]:
     """The measured run summarised like the simulator summarises its own."""
     tl = []
-    for i, conc in enumerate(series.concurrency):
-        ready = series.ready[i]
-        tl.append(
-            Second(
-                t=i,
-                concurrency=conc,
-                rps=series.rps[i],
-                load=conc,
-                needed=math.ceil(round(conc / target, 9)),
-                desired=series.desired[i],
-                decided=-1,
-                ready=ready,
-                starting=max(0, series.pods[i] - ready),
-                capacity=ready * target,
-                stable=0.0,
-                panic=0.0,
-                in_panic=False,
-                pa="",
-            )
-        )
+    for i, (conc, ready) in enumerate(zip(series.concurrency, series.ready, strict=True)):
+        needed, starting = math.ceil(round(conc / target, 9)), max(0, series.pods[i] - ready)
+        # the simulator's own per-second row: t, concurrency, rps, load, needed, desired,
+        # decided, ready, starting, capacity, stable, panic, in_panic, pa
+        row = (i, conc, series.rps[i], conc, needed, series.desired[i], -1, ready, starting)
+        tl.append(Second(*row, ready * target, 0.0, 0.0, False, ""))
     return {
         "shortfalls": [asdict(f) for f in shortfalls(tl)],
         "over": _provisioning([max(0, s.ready - s.needed) for s in tl]),
@@ -248,7 +257,7 @@ def _build_series(data: dict[str, Any], samples: list[Sample], seconds: int) -> 
     return out
 
 
-def _pod_start(sampler: ReplicaSampler, since: float) -> list[float]:
+def _pod_start(sampler: Replicas, since: float) -> list[float]:
     return [
         t["ready"] - t["requested"]
         for t in sampler.pod_times.values()
@@ -363,50 +372,39 @@ def run(ctx: Context) -> AutoscaleResult:
         f"autoscaling: locust for {cfg.locust_seconds} s (peak {cfg.locust_peak_users} "
         f"users) against {host} {PATH}"
     )
-    sampler = ReplicaSampler(system, revision)
-    sampler.start()
+    replicas = Replicas(system, revision)
+    sampler = Sampler("replica-sampler", replicas.sample, 1.0)
     since = time.time()
     try:
-        load = c.run_load(argv, ctx.pinning, cfg.locust_seconds + 90, env)
+        load = run_load(argv, ctx.pinning.prefix(cfg.load_cpu), cfg.locust_seconds + 90, env)
     finally:
         sampler.stop()
     problems = [f"sampler: {e}" for e in sampler.errors[:3]]
     if load.rc not in (0, 1) or not out.exists():
-        raise c.BenchError(f"locust failed (exit status {load.rc}): {load.output.strip()[-800:]}")
+        raise BenchError(f"locust failed (exit status {load.rc}): {load.output.strip()[-800:]}")
     data = json.loads(out.read_text())
     if data.get("start") is None:
-        raise c.BenchError("locust wrote no start time (the shape never ticked)")
-    series = _build_series(data, sampler.samples, cfg.locust_seconds)
-    starts = _pod_start(sampler, since)
+        raise BenchError("locust wrote no start time (the shape never ticked)")
+    series = _build_series(data, replicas.samples, cfg.locust_seconds)
+    starts = _pod_start(replicas, since)
+    pod_start, source = 1.0, "no replica started in this run: 1 s assumed"
     if starts:
-        pod_start, source = (
-            statistics.median(starts),
-            f"median of {len(starts)} replicas started in this run",
-        )
-    else:
-        pod_start, source = 1.0, "no replica started in this run: 1 s assumed"
+        pod_start = statistics.median(starts)
+        source = f"median of {len(starts)} replicas started in this run"
     sim_argv, sim_summary, sim_tl, problem = simulate(ctx, series, annotations, cc, pod_start)
     if problem:
         problems.append(problem)
     target = float(sim_summary["revision"]["target_per_pod"]) if sim_summary else 7.0
     measured = summarize(series, target)
     res = AutoscaleResult(
-        service=name,
-        revision=revision,
-        annotations=annotations,
-        container_concurrency=cc,
-        series=series,
-        locust_argv=argv,
-        sim_argv=sim_argv,
-        sim_summary=sim_summary,
-        sim_timeline=sim_tl,
-        measured=measured,
-        pod_start_s=pod_start,
-        pod_start_from=source,
-        total_requests=sum(int(r["requests"]) for r in data["seconds"]),
-        total_failures=sum(int(r["failures"]) for r in data["seconds"]),
-        errors=dict(data.get("errors", {})),
-        problems=problems,
+        name, revision, annotations, cc, series, argv, sim_argv, sim_summary, sim_tl, measured
+    )
+    res.pod_start_s, res.pod_start_from, res.problems = pod_start, source, problems
+    res.total_requests = sum(int(r["requests"]) for r in data["seconds"])
+    res.total_failures = sum(int(r["failures"]) for r in data["seconds"])
+    res.errors, res.shape = (
+        dict(data.get("errors", {})),
+        (cfg.locust_seconds, cfg.locust_peak_users),
     )
     system.remove(text, str(MANIFEST.relative_to(REPO)))
     ctx.log(
@@ -418,76 +416,70 @@ def run(ctx: Context) -> AutoscaleResult:
 
 
 def tables(res: AutoscaleResult) -> list[str]:
-    m, s = res.measured, res.sim_summary
-    sp = s["pods"] if s else {}
-    so, su = (s["over_provisioning"], s["under_provisioning"]) if s else ({}, {})
+    m, s = res.measured, res.sim_summary or {}
+    sp = s.get("pods", {})
 
-    def pct(d: dict[str, Any]) -> str:
-        return (
-            "-"
-            if not d
-            else (
-                f"peak {d['peak_pods']}, average {d['average_pods']:.2f}, "
-                f"{d['time_pct']:.0f} % of the time"
-            )
-        )
+    def pct(d: dict[str, Any] | None) -> str:
+        if not d:
+            return "-"
+        return f"peak {d['peak_pods']}, average {d['average_pods']:.2f}, {d['time_pct']:.0f} % of the time"
 
-    summary = c.md_table(
-        ["", "measured", "simulator (same trace)"],
+    def three(d: dict[str, Any], *keys: str) -> str:
+        return " / ".join(str(d.get(k, "-")) for k in keys)
+
+    panic = f"{s['panic']['seconds']} s in {s['panic']['episodes']} episode(s)" if s else "-"
+    peaks, secs = (
+        ("peak_needed", "peak_desired", "peak_ready"),
+        ("pod_seconds", "needed_pod_seconds"),
+    )
+    summary = md_table(
+        "|measured|simulator (same trace)",
         [
             ["requests / failures", f"{res.total_requests:,} / {res.total_failures}", "-"],
+            ["peak replicas: needed / desired / ready", three(m, *peaks), three(sp, *peaks)],
+            ["replica-seconds / needed", three(m, *secs), three(sp, *secs)],
             [
-                "peak replicas: needed / desired / ready",
-                f"{m['peak_needed']} / {m['peak_desired']} / {m['peak_ready']}",
-                f"{sp.get('peak_needed', '-')} / {sp.get('peak_desired', '-')} / {sp.get('peak_ready', '-')}",
+                "over-provisioned (ready above needed)",
+                pct(m["over"]),
+                pct(s.get("over_provisioning")),
             ],
             [
-                "replica-seconds (needed)",
-                f"{m['pod_seconds']} ({m['needed_pod_seconds']})",
-                f"{sp.get('pod_seconds', '-')} ({sp.get('needed_pod_seconds', '-')})",
+                "under-provisioned (ready below needed)",
+                pct(m["under"]),
+                pct(s.get("under_provisioning")),
             ],
-            ["over-provisioned (ready above needed)", pct(m["over"]), pct(so)],
-            ["under-provisioned (ready below needed)", pct(m["under"]), pct(su)],
-            [
-                "panic",
-                "-",
-                "-"
-                if not s
-                else f"{s['panic']['seconds']} s in {s['panic']['episodes']} episode(s)",
-            ],
+            ["panic", "-", panic],
         ],
-        left=1,
     )
-    rows = []
-    sim_falls = list(s["shortfalls"]) if s else []
-    for f in m["shortfalls"]:
-        match = next((g for g in sim_falls if abs(g["at_s"] - f["at_s"]) <= 3), None)
-        rows.append(
-            [
-                f"{f['at_s']} s",
-                f["cause"],
-                f"{f['ready']} -> {f['needed']}",
-                _after(f),
-                _after(match) if match else "- (not short)",
-            ]
-        )
-    for g in sim_falls:
-        if not any(abs(g["at_s"] - f["at_s"]) <= 3 for f in m["shortfalls"]):
-            rows.append(
-                [
-                    f"{g['at_s']} s",
-                    g["cause"],
-                    f"(simulated {g['ready']} -> {g['needed']})",
-                    "- (not short)",
-                    _after(g),
-                ]
-            )
+    sim_falls = list(s.get("shortfalls", []))
+
+    def near(f: dict[str, Any], falls: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return next((g for g in falls if abs(g["at_s"] - f["at_s"]) <= 3), None)
+
+    rows = [
+        [
+            f"{f['at_s']} s",
+            f["cause"],
+            f"{f['ready']} -> {f['needed']}",
+            _after(f),
+            _after(g) if (g := near(f, sim_falls)) else "- (not short)",
+        ]
+        for f in m["shortfalls"]
+    ]
+    rows += [
+        [
+            f"{g['at_s']} s",
+            g["cause"],
+            f"(simulated {g['ready']} -> {g['needed']})",
+            "- (not short)",
+            _after(g),
+        ]
+        for g in sim_falls
+        if near(g, m["shortfalls"]) is None
+    ]
+    header = "at|cause|ready -> needed|measured: enough ready after|simulator"
     falls = (
-        c.md_table(
-            ["at", "cause", "ready -> needed", "measured: enough ready after", "simulator"],
-            rows,
-            left=3,
-        )
+        md_table(header, rows, left=3)
         if rows
         else "No second with fewer ready replicas than needed."
     )
@@ -497,37 +489,20 @@ def tables(res: AutoscaleResult) -> list[str]:
 def every_second(res: AutoscaleResult) -> str:
     s = res.series
     sim = {int(r["t"]): r for r in res.sim_timeline}
-    rows = []
-    for i in range(len(s.users)):
-        r = sim.get(i, {})
-        rows.append(
-            [
-                str(i),
-                str(s.users[i]),
-                f"{s.rps[i]:.0f}",
-                f"{s.concurrency[i]:.1f}",
-                c.fmt(s.p50_ms[i], 0),
-                c.fmt(s.p95_ms[i], 0),
-                str(s.failures[i]),
-                str(s.desired[i]),
-                str(s.ready[i]),
-                str(int(r["desired"])) if r else "-",
-                str(int(r["ready"])) if r else "-",
-            ]
-        )
-    return c.md_table(
+    rows = [
         [
-            "s",
-            "users",
-            "req/s",
-            "concurrency",
-            "p50 ms",
-            "p95 ms",
-            "failures",
-            "desired",
-            "ready",
-            "sim desired",
-            "sim ready",
-        ],
-        rows,
-    )
+            str(i),
+            str(s.users[i]),
+            f"{s.rps[i]:.0f}",
+            f"{s.concurrency[i]:.1f}",
+            fmt(s.p50_ms[i], 0),
+            fmt(s.p95_ms[i], 0),
+            str(s.failures[i]),
+            str(s.desired[i]),
+            str(s.ready[i]),
+            *(str(int(sim[i][k])) if i in sim else "-" for k in ("desired", "ready")),
+        ]
+        for i in range(len(s.users))
+    ]
+    header = "s|users|req/s|concurrency|p50 ms|p95 ms|failures|desired|ready|sim desired|sim ready"
+    return md_table(header, rows)

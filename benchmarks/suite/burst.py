@@ -16,77 +16,51 @@ non-2xx (goal 0), the requests the app saw (the counters summed, goal exactly
 from __future__ import annotations
 
 import functools
-import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks import _common as c
+from benchmarks import metrics
+from benchmarks.loadgen import LoadResult, hey_seconds, run_load
+from benchmarks.markdown import fmt, fmt_spread, md_table
+from benchmarks.stats import Spread
 
-from .context import Context
-from .local import LocalSystem, scrape, service_manifest
+from .context import Context, Goal
+from .local import LocalSystem, Sampler, service_manifest
 
 NAME = "burst"
-APP = ["python", "examples/helloworld/app.py"]
 SAMPLE_EVERY = 0.2
 
 
 def manifest(cc: int) -> str:
-    return service_manifest(NAME, APP, env={"TARGET": NAME}, container_concurrency=cc)
+    return service_manifest(NAME, env={"TARGET": NAME}, container_concurrency=cc)
 
 
 @dataclass
 class PodCounts:
     requests: float = 0.0
     in_flight_max: float = 0.0
-    scrapes: int = 0
-    first_seen: float = 0.0
-    ready_at: float | None = None
 
 
-class Sampler:
-    """Polls the revision's replicas and their queue-proxies in a thread until stopped."""
+class Counts:
+    """The revision's replicas and their queue-proxies' counters, sampled."""
 
     def __init__(self, system: LocalSystem, revision: str) -> None:
-        self.system = system
-        self.revision = revision
+        self.system, self.revision = system, revision
         self.pods: dict[str, PodCounts] = {}
         self.timeline: list[tuple[float, int, int, float]] = []
         """(unix time, replicas, ready replicas, requests counted so far)."""
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="burst-sampler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
     def sample(self) -> None:
-        now = time.time()
-        try:
-            pods = self.system.pods(self.revision)
-        except c.BenchError as e:
-            self.errors.append(str(e))
-            return
+        now, pods = time.time(), self.system.pods(self.revision)
         for p in pods:
-            counts = self.pods.setdefault(p["name"], PodCounts(first_seen=now))
-            if p.get("ready") and counts.ready_at is None:
-                counts.ready_at = p["times"].get("ready", now)
+            counts = self.pods.setdefault(p["name"], PodCounts())
             port = self.system.queue_proxy_port(p)
-            if port is None:
-                continue
-            text = scrape(port, timeout=1.0)
-            if text is None:
-                continue
-            n = c.prometheus_sum(text, "zeroserve_queue_requests_total")
-            m = c.prometheus_sum(text, "zeroserve_queue_app_in_flight_max")
-            counts.requests = max(counts.requests, n or 0.0)
-            counts.in_flight_max = max(counts.in_flight_max, m or 0.0)
-            counts.scrapes += 1
+            if port is not None and (text := metrics.scrape(port, timeout=1.0)) is not None:
+                n = metrics.total(text, "zeroserve_queue_requests_total") or 0.0
+                m = metrics.total(text, "zeroserve_queue_app_in_flight_max") or 0.0
+                counts.requests = max(counts.requests, n)
+                counts.in_flight_max = max(counts.in_flight_max, m)
         ready = sum(1 for p in pods if p.get("ready"))
         self.timeline.append((now, len(pods), ready, self.counted))
 
@@ -94,31 +68,27 @@ class Sampler:
     def counted(self) -> float:
         return sum(p.requests for p in self.pods.values())
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.monotonic()
-            self.sample()
-            self._stop.wait(max(0.0, SAMPLE_EVERY - (time.monotonic() - t0)))
-
 
 @dataclass
 class Burst:
     rep: int
     requests: int
     concurrency: int
-    result: c.LoadResult | None
+    result: LoadResult | None
     error: str | None
     total_s: float | None
     slowest_s: float | None
     counted: float
     in_flight_max: float
-    replicas_peak: int
     replicas: int
     start: float
     timeline: list[tuple[float, int, int, float]] = field(default_factory=list)
     activator_requests: float | None = None
     waited_for_zero_s: float = 0.0
-    status_codes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def replicas_peak(self) -> int:
+        return max((n for _, n, _, _ in self.timeline), default=0)
 
     @property
     def first_at_app_s(self) -> float | None:
@@ -139,10 +109,8 @@ class Burst:
         r = self.result
         return (
             r is not None
-            and r.non2xx == 0
-            and r.errors == 0
-            and r.requests == self.requests
-            and self.counted == self.requests
+            and r.non2xx == r.errors == 0
+            and r.requests == self.counted == self.requests
         )
 
 
@@ -155,7 +123,7 @@ class BurstResult:
     def headline(self) -> list[str]:
         if not self.bursts:
             return []
-        drain = c.Spread.of(b.total_s for b in self.bursts)
+        drain = Spread.of(b.total_s for b in self.bursts)
         non2xx = sum(b.non2xx or 0 for b in self.bursts)
         errors = sum(b.errors or 0 for b in self.bursts)
         once = sum(b.exactly_once for b in self.bursts)
@@ -167,10 +135,33 @@ class BurstResult:
             f"{errors} errors**; the app saw each request exactly once in {once} of "
             f"{len(self.bursts)}; at most **{flight:.0f}** at one replica's app at once "
             f"(limit {self.cc}); first request at an app after "
-            f"{c.fmt_spread(c.Spread.of(b.first_at_app_s for b in self.bursts), 1)} s, all "
-            f"drained in {c.fmt_spread(drain, 2)} s; peak "
+            f"{fmt_spread(Spread.of(b.first_at_app_s for b in self.bursts), 1)} s, all "
+            f"drained in {fmt_spread(drain, 2)} s; peak "
             f"{max(b.replicas_peak for b in self.bursts)} replicas"
         ]
+
+    def section(self, plot: list[str]) -> list[str]:
+        return [
+            f"`{' '.join(self.argv[:-1])} <ingress>/` against the `burst` Service (the sample "
+            f"app, containerConcurrency {self.cc}, KPA defaults: 7 in flight per replica at 70 % "
+            'utilisation, no max-scale) at zero replicas before each repetition. "app saw" sums '
+            "every replica's `zeroserve_queue_requests_total` (read every 0.2 s and once more "
+            "after hey is done); it equals the requests sent when each reached the app exactly "
+            'once. "max at one app" is the highest `zeroserve_queue_app_in_flight_max` of any '
+            "replica. Every replica (two Python processes) starts on the one server CPU, which "
+            'the running replicas, the activator and `zeroserve up` share: "first at an app" '
+            "is the cold start under that load.",
+            "",
+            *plot,
+            table(self),
+            "",
+        ]
+
+    def notes(self) -> list[str]:
+        return []
+
+    def goals(self) -> list[Goal]:
+        return []
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -185,147 +176,89 @@ class BurstResult:
         }
 
 
-def _secs(pattern: str, text: str) -> float | None:
-    m = re.search(pattern, text)
-    return float(m.group(1)) if m else None
-
-
-def one(ctx: Context, system: LocalSystem, host: str, revision: str, rep: int) -> Burst:
+def one(ctx: Context, system: LocalSystem, argv: list[str], revision: str, rep: int) -> Burst:
     cfg = ctx.cfg
     waited = system.wait(f"{revision} at zero", functools.partial(system.at_zero, revision), 120)
-    argv = [
-        "hey",
-        "-n",
-        str(cfg.burst_requests),
-        "-c",
-        str(cfg.burst_concurrency),
-        "-t",
-        "120",
-        "-host",
-        host,
-        f"{system.ingress}/",
-    ]
-    ctx.command(argv)
     act_before = system.activator_metrics()
-    sampler = Sampler(system, revision)
-    sampler.start()
+    counts = Counts(system, revision)
+    sampler = Sampler("burst-sampler", counts.sample, SAMPLE_EVERY)
     start = time.time()
     try:
-        load = c.run_load(argv, ctx.pinning, 120 + cfg.burst_requests / 50)
+        load = run_load(argv, ctx.pinning.prefix(cfg.load_cpu), 120 + cfg.burst_requests / 50)
     finally:
         # one more round once every response is in: the final counts
         time.sleep(SAMPLE_EVERY)
         sampler.stop()
-    sampler.sample()
-    act_after = system.activator_metrics()
-    result: c.LoadResult | None = None
-    error = None
-    if load.rc != 0:
-        error = f"hey exit status {load.rc}: {load.output.strip()[-300:]}"
-    else:
-        try:
-            result = c.parse_hey(load.output)
-        except ValueError as e:
-            error = f"{e}: {load.output.strip()[-300:]}"
-    codes = {
-        int(k): int(v)
-        for k, v in re.findall(r"^\s+\[(\d{3})\]\s+(\d+) responses", load.output, re.M)
-    }
+    counts.sample()
     labels = {"revision_name": revision}
-    act = (c.prometheus_sum(act_after, "zeroserve_activator_requests_total", labels) or 0.0) - (
-        c.prometheus_sum(act_before, "zeroserve_activator_requests_total", labels) or 0.0
+    act = metrics.delta(
+        act_before, system.activator_metrics(), "zeroserve_activator_requests_total", labels
     )
-    peak = max((n for _, n, _, _ in sampler.timeline), default=0)
     burst = Burst(
-        rep=rep,
-        requests=cfg.burst_requests,
-        concurrency=cfg.burst_concurrency,
-        result=result,
-        error=error,
-        total_s=_secs(r"Total:\s+([\d.]+) secs", load.output),
-        slowest_s=_secs(r"Slowest:\s+([\d.]+) secs", load.output),
-        counted=sampler.counted,
-        in_flight_max=max((p.in_flight_max for p in sampler.pods.values()), default=0.0),
-        replicas_peak=peak,
-        replicas=len(sampler.pods),
-        start=start,
-        timeline=sampler.timeline,
-        activator_requests=act,
-        waited_for_zero_s=waited,
-        status_codes=codes,
+        rep,
+        cfg.burst_requests,
+        cfg.burst_concurrency,
+        load.result,
+        load.error,
+        hey_seconds("Total", load.output),
+        hey_seconds("Slowest", load.output),
+        counts.counted,
+        max((p.in_flight_max for p in counts.pods.values()), default=0.0),
+        len(counts.pods),
+        start,
+        counts.timeline,
+        act,
+        waited,
     )
     for problem in sampler.errors[:3]:
         ctx.log(f"burst sampler: {problem}")
     ctx.log(
-        f"burst {rep}/{cfg.burst_reps}: {codes or error}, app saw {burst.counted:,.0f} of "
-        f"{burst.requests:,}, max {burst.in_flight_max:.0f} at one app, drained in "
-        f"{c.fmt(burst.total_s, 2)} s, {burst.replicas} replicas"
+        f"burst {rep}/{cfg.burst_reps}: {load.result.codes if load.result else load.error}, app "
+        f"saw {burst.counted:,.0f} of {burst.requests:,}, max {burst.in_flight_max:.0f} at one "
+        f"app, drained in {fmt(burst.total_s, 2)} s, {burst.replicas} replicas"
     )
     return burst
 
 
 def run(ctx: Context, applied: bool) -> BurstResult:
     """``applied``: the Service was applied earlier (with the cold-start ones)."""
-    system = ctx.system()
+    cfg, system = ctx.cfg, ctx.system()
     if not applied:
-        system.apply(manifest(ctx.cfg.burst_cc), f"{NAME}.yaml")
+        system.apply(manifest(cfg.burst_cc), f"{NAME}.yaml")
     host, revision = system.service_url(NAME)
-    bursts = [one(ctx, system, host, revision, rep) for rep in range(1, ctx.cfg.burst_reps + 1)]
-    system.remove(manifest(ctx.cfg.burst_cc), f"{NAME}.yaml")
-    argv = [
-        "hey",
-        "-n",
-        str(ctx.cfg.burst_requests),
-        "-c",
-        str(ctx.cfg.burst_concurrency),
-        "-t",
-        "120",
-        "-host",
-        host,
-        f"{system.ingress}/",
-    ]
-    return BurstResult(bursts, ctx.cfg.burst_cc, argv)
+    argv = ["hey", "-n", str(cfg.burst_requests), "-c", str(cfg.burst_concurrency), "-t", "120"]
+    argv += ["-host", host, f"{system.ingress}/"]
+    ctx.command(argv)
+    bursts = [one(ctx, system, argv, revision, rep) for rep in range(1, cfg.burst_reps + 1)]
+    system.remove(manifest(cfg.burst_cc), f"{NAME}.yaml")
+    return BurstResult(bursts, cfg.burst_cc, argv)
 
 
 def table(res: BurstResult) -> str:
-    rows = []
-    for b in res.bursts:
+    def row(b: Burst) -> list[str]:
         r = b.result
-        codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(b.status_codes.items())) or "-"
-        rows.append(
-            [
-                str(b.rep),
-                codes,
-                str(b.non2xx if b.non2xx is not None else "-"),
-                str(b.errors if b.errors is not None else "-"),
-                f"{b.counted:,.0f}",
-                "yes" if b.exactly_once else "**no**",
-                f"{b.in_flight_max:.0f}",
-                c.fmt(b.first_at_app_s, 1),
-                c.fmt(b.total_s, 2),
-                c.fmt(b.slowest_s, 2),
-                c.fmt(r.p50_ms, 1) if r else "-",
-                c.fmt(r.p99_ms, 1) if r else "-",
-                str(b.replicas_peak),
-                str(b.replicas),
-                c.fmt(b.activator_requests, 0, thousands=True),
-            ]
-        )
-    header = [
-        "rep",
-        "status codes (hey)",
-        "non-2xx",
-        "errors",
-        "app saw (queue-proxy counters)",
-        "each once",
-        f"max at one app (CC {res.cc})",
-        "first at an app s",
-        "drain s",
-        "slowest s",
-        "p50 ms",
-        "p99 ms",
-        "peak replicas",
-        "replicas used",
-        "activator counted",
-    ]
-    return c.md_table(header, rows)
+        codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(r.codes.items())) if r else "-"
+        return [
+            str(b.rep),
+            codes or "-",
+            fmt(b.non2xx, 0),
+            fmt(b.errors, 0),
+            f"{b.counted:,.0f}",
+            "yes" if b.exactly_once else "**no**",
+            f"{b.in_flight_max:.0f}",
+            fmt(b.first_at_app_s, 1),
+            fmt(b.total_s, 2),
+            fmt(b.slowest_s, 2),
+            fmt(r.p50_ms if r else None, 1),
+            fmt(r.p99_ms if r else None, 1),
+            str(b.replicas_peak),
+            str(b.replicas),
+            fmt(b.activator_requests, 0, thousands=True),
+        ]
+
+    header = (
+        "rep|status codes (hey)|non-2xx|errors|app saw (queue-proxy counters)|each once|"
+        f"max at one app (CC {res.cc})|first at an app s|drain s|slowest s|p50 ms|p99 ms|"
+        "peak replicas|replicas used|activator counted"
+    )
+    return md_table(header, [row(b) for b in res.bursts])

@@ -29,19 +29,20 @@ from __future__ import annotations
 import functools
 import os
 import socket
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks import _common as c
-from benchmarks import _servers as sv
+from benchmarks import metrics
+from benchmarks.markdown import fmt_ratio, md_table
+from benchmarks.processes import BenchError, answer, free_port
+from benchmarks.servers import REPO, SAMPLE_APP
+from benchmarks.stats import Spread, p90
 
-from .context import Context
+from .context import Context, Goal
 from .local import LocalSystem, service_manifest
 
-APP = ["python", "examples/helloworld/app.py"]
 PHASES = (
     ("held", "held in the activator before the scale request"),
     ("schedule", "scale request -> processes spawned"),
@@ -116,41 +117,73 @@ class ColdResult:
     starts: list[ColdStart]
     failures: list[str]
     services: int
+    autoscaler: str = ""
+    """The config-autoscaler of the run, as the report says it."""
 
     @property
     def ok(self) -> list[ColdStart]:
         return [s for s in self.starts if s.status == 200]
 
-    def total(self) -> c.Spread | None:
-        return c.Spread.of(s.total for s in self.ok)
+    def total(self) -> Spread | None:
+        return Spread.of(s.total for s in self.ok)
 
-    def alone(self) -> c.Spread | None:
-        return c.Spread.of(s.app_alone_s for s in self.ok)
+    def alone(self) -> Spread | None:
+        return Spread.of(s.app_alone_s for s in self.ok)
 
-    def added(self) -> c.Spread | None:
-        return c.Spread.of(s.added for s in self.ok)
+    def added(self) -> Spread | None:
+        return Spread.of(s.added for s in self.ok)
 
-    def ratio(self) -> c.Spread | None:
-        return c.Spread.of(s.total / s.app_alone_s for s in self.ok if s.app_alone_s)
+    def ratio(self) -> Spread | None:
+        return Spread.of(s.total / s.app_alone_s for s in self.ok if s.app_alone_s)
 
-    def phase(self, key: str) -> c.Spread | None:
-        return c.Spread.of((p or {}).get(key) for s in self.ok if (p := s.phases()) is not None)
+    def phase(self, key: str) -> Spread | None:
+        return Spread.of((p or {}).get(key) for s in self.ok if (p := s.phases()) is not None)
 
     def headline(self) -> list[str]:
         tot, alone, added = self.total(), self.alone(), self.added()
         if tot is None:
             return ["no cold start succeeded"]
-        own = c.Spread.of(s.own_steps for s in self.ok)
+        own = Spread.of(s.own_steps for s in self.ok)
         return [
             f"**{_ms(tot.median)} ms** from the first request to its first byte (median of "
             f"{tot.n}; {_ms(tot.lo)} to {_ms(tot.hi)}); the app alone starts in "
             f"{_ms(alone.median if alone else None)} ms, so the platform adds "
             f"**{_ms(added.median if added else None)} ms** "
             f"({_ms(added.lo if added else None)} to {_ms(added.hi if added else None)}, "
-            f"paired per run; {c.fmt_ratio(self.ratio())} the app's own start); its own "
+            f"paired per run; {fmt_ratio(self.ratio())} the app's own start); its own "
             f"steps (hold, scale request, forward) take {_ms_spread(own)} ms, the rest is "
             "the replica's two processes starting"
         ]
+
+    def section(self, plot: list[str]) -> list[str]:
+        out = [
+            f"{len(self.starts)} cold starts of {self.services} helloworld Services taken in turn "
+            f"(`python {SAMPLE_APP}`, containerConcurrency 0), each once it was at zero: "
+            f"config-autoscaler {self.autoscaler}. One `GET /` on a fresh connection through the "
+            "ingress; phases from `GET /v1/pods` `times` and the activator's Prometheus "
+            "histograms (deltas per request). Right after each, the same app started alone "
+            "(same command, `PORT` set, same CPU) and polled every 5 ms: the baseline of its pair.",
+            "",
+            *plot,
+            table(self),
+            "",
+            '"app ready" ends at the earlier of the runtime\'s readiness check and the activator '
+            "forwarding the request (the activator probes the new replica itself, every few ms, "
+            "and may forward before the runtime's 50 ms readiness poll sees it). The replica's "
+            'queue-proxy and app start together on the same CPU, so "replica process start" and '
+            '"app ready" overlap with the app\'s own start.',
+            "",
+        ]
+        if self.failures:
+            out += [f"Failures: {'; '.join(self.failures)}", ""]
+        details = ["<details><summary>Every cold start (ms)</summary>", "", every_start(self)]
+        return out + details + ["", "</details>", ""]
+
+    def notes(self) -> list[str]:
+        return []
+
+    def goals(self) -> list[Goal]:
+        return []
 
     def to_json(self) -> dict[str, Any]:
         tot, added = self.total(), self.added()
@@ -167,18 +200,12 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1000:,.0f}"
 
 
-def _ms_spread(s: c.Spread | None) -> str:
+def _ms_spread(s: Spread | None) -> str:
     if s is None:
         return "-"
     if s.n == 1:
         return _ms(s.median)
     return f"{_ms(s.median)} [{_ms(s.lo)} to {_ms(s.hi)}]"
-
-
-def _p90(values: list[float]) -> float | None:
-    if len(values) < 2:
-        return values[0] if values else None
-    return statistics.quantiles(values, n=10, method="inclusive")[8]
 
 
 def timed_get(port: int, host: str, timeout: float = 120.0) -> tuple[int, float, float, float]:
@@ -206,45 +233,39 @@ def timed_get(port: int, host: str, timeout: float = 120.0) -> tuple[int, float,
 
 def app_alone(ctx: Context, index: int, timeout: float = 30.0) -> float:
     """Seconds from starting the sample app to its first answered GET (polled every 5 ms)."""
-    port = c.free_port()
+    port = free_port()
     env = dict(os.environ, PORT=str(port), TARGET=f"alone-{index}", HOST="127.0.0.1")
     t0 = time.time()
-    server = ctx.sup.start(f"app-alone-{index}", [sys.executable, APP[1]], env, cwd=sv.REPO)
+    server = ctx.sup.start(f"app-alone-{index}", [sys.executable, SAMPLE_APP], env, cwd=REPO)
     try:
-        while True:
-            try:
-                status, _ = c.http_get(f"http://127.0.0.1:{port}/", timeout=2)
-                if status == 200:
-                    return time.time() - t0
-            except OSError:
-                pass
+        while (got := answer(f"http://127.0.0.1:{port}/")) is None or got[0] != 200:
             if time.time() - t0 > timeout:
-                raise c.BenchError(
+                raise BenchError(
                     f"the app alone did not answer in {timeout:.0f} s:\n{server.log_tail()}"
                 )
             server.ensure_alive()
             time.sleep(0.005)
+        return time.time() - t0
     finally:
         ctx.sup.stop(server)
 
 
-def _hist(text: str, name: str, revision: str) -> tuple[float, float]:
+def _one_observation(before: str, after: str, name: str, revision: str) -> float | None:
+    """The one value a histogram observed between two scrapes, or None."""
     labels = {"revision_name": revision}
-    return (
-        c.prometheus_sum(text, f"{name}_sum", labels) or 0.0,
-        c.prometheus_sum(text, f"{name}_count", labels) or 0.0,
-    )
+    if metrics.delta(before, after, f"{name}_count", labels) != 1:
+        return None
+    return metrics.delta(before, after, f"{name}_sum", labels)
 
 
 def manifest(name: str) -> str:
-    return service_manifest(name, APP, env={"TARGET": name})
+    return service_manifest(name, env={"TARGET": name})
 
 
-def prepare(system: LocalSystem, names: list[str]) -> dict[str, tuple[str, str]]:
-    """Apply the Services; {name: (host, revision)}."""
-    for name in names:
-        system.apply(manifest(name), f"{name}.yaml")
-    return {name: system.service_url(name) for name in names}
+def _times(system: LocalSystem, revision: str, since: float) -> dict[str, float]:
+    """The ``times`` of the replica that this request asked for (the newest one)."""
+    pods = [p for p in system.pods(revision) if p["times"].get("requested", 0) >= since - 1]
+    return dict(max(pods, key=lambda p: p["times"]["requested"])["times"]) if pods else {}
 
 
 def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
@@ -253,14 +274,15 @@ def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
     cfg = ctx.cfg
     system = ctx.system()
     names = [f"cold-{i + 1}" for i in range(cfg.cold_services)]
-    for name, text in (extra or {}).items():
+    for name, text in {**(extra or {}), **{n: manifest(n) for n in names}}.items():
         system.apply(text, f"{name}.yaml")
-    services = prepare(system, names)
+    services = {name: system.service_url(name) for name in names}
     ctx.log(
         f"cold start: {len(names)} services; each measured once at zero "
         f"(stable window {cfg.stable_window} s + grace {cfg.grace_period} s)"
     )
-    result = ColdResult([], [], len(names))
+    config = ", ".join(f"{k} {v}" for k, v in ctx.autoscaler_config.items())
+    result = ColdResult([], [], len(names), config)
     for i in range(cfg.cold_starts):
         name = names[i % len(names)]
         host, revision = services[name]
@@ -271,35 +293,17 @@ def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
         status, send, fb, end = timed_get(system.ingress_port, host)
         after = system.activator_metrics()
         start = ColdStart(i + 1, name, revision, send, fb, end, status, waited_for_zero_s=waited)
-        cold = [
-            a - b
-            for a, b in zip(
-                _hist(after, "zeroserve_activator_cold_start_seconds", revision),
-                _hist(before, "zeroserve_activator_cold_start_seconds", revision),
-                strict=True,
-            )
-        ]
-        if cold[1] == 1:
-            start.activator_cold_s = cold[0]
-        wait = [
-            a - b
-            for a, b in zip(
-                _hist(after, "zeroserve_activator_queue_wait_seconds", revision),
-                _hist(before, "zeroserve_activator_queue_wait_seconds", revision),
-                strict=True,
-            )
-        ]
-        if wait[1] == 1:
-            start.activator_wait_s = wait[0]
-        pods = [p for p in system.pods(revision) if p["times"].get("requested", 0) >= send - 1]
-        if pods:
-            start.times = dict(max(pods, key=lambda p: p["times"]["requested"])["times"])
+        start.activator_cold_s = _one_observation(
+            before, after, "zeroserve_activator_cold_start_seconds", revision
+        )
+        start.activator_wait_s = _one_observation(
+            before, after, "zeroserve_activator_queue_wait_seconds", revision
+        )
+        start.times = _times(system, revision, send)
         if "ready" not in start.times:
             # the runtime may see the replica ready a moment after the activator did
             time.sleep(0.2)
-            pods = [p for p in system.pods(revision) if p["times"].get("requested", 0) >= send - 1]
-            if pods:
-                start.times = dict(max(pods, key=lambda p: p["times"]["requested"])["times"])
+            start.times = _times(system, revision, send)
         if status != 200:
             result.failures.append(f"cold start {i + 1} ({name}): status {status}")
         start.app_alone_s = app_alone(ctx, i + 1)
@@ -315,76 +319,38 @@ def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
 
 
 def table(res: ColdResult) -> str:
-    rows = []
-    for key, label in PHASES:
-        vals = [(p or {}).get(key) for s in res.ok if (p := s.phases()) is not None]
-        got = [v for v in vals if v is not None]
-        rows.append([label, _ms_spread(c.Spread.of(got)), _ms(_p90(got))])
-    tot = [s.total for s in res.ok]
-    rows.append(["**total: send -> first byte**", _ms_spread(c.Spread.of(tot)), _ms(_p90(tot))])
-    alone = [s.app_alone_s for s in res.ok if s.app_alone_s is not None]
-    rows.append(
-        [
-            "app alone: start -> first answer (baseline)",
-            _ms_spread(c.Spread.of(alone)),
-            _ms(_p90(alone)),
-        ]
-    )
-    added = [s.added for s in res.ok if s.added is not None]
-    rows.append(
-        [
-            "**platform added (total - app alone, per pair)**",
-            _ms_spread(c.Spread.of(added)),
-            _ms(_p90(added)),
-        ]
-    )
-    rows.append(["total / app alone (per pair)", c.fmt_ratio(res.ratio()), "-"])
-    own = [s.own_steps for s in res.ok if s.own_steps is not None]
-    rows.append(
-        [
+    ok = res.ok
+    rows: list[tuple[str, list[float | None]]] = [
+        *((label, [(s.phases() or {}).get(key) for s in ok]) for key, label in PHASES),
+        ("**total: send -> first byte**", [s.total for s in ok]),
+        ("app alone: start -> first answer (baseline)", [s.app_alone_s for s in ok]),
+        ("**platform added (total - app alone, per pair)**", [s.added for s in ok]),
+        ("total / app alone (per pair)", []),
+        (
             "platform's own steps (held + scale request -> spawned + ready -> first byte)",
-            _ms_spread(c.Spread.of(own)),
-            _ms(_p90(own)),
-        ]
-    )
-    other: list[tuple[str, list[float | None]]] = [
-        ("runtime readiness (listening -> runtime saw ready)", [s.runtime_ready_s for s in res.ok]),
-        ("activator: zeroserve_activator_cold_start_seconds", [s.activator_cold_s for s in res.ok]),
-        ("activator: zeroserve_activator_queue_wait_seconds", [s.activator_wait_s for s in res.ok]),
-        ("first byte -> end of response", [s.done - s.first_byte for s in res.ok]),
+            [s.own_steps for s in ok],
+        ),
+        ("runtime readiness (listening -> runtime saw ready)", [s.runtime_ready_s for s in ok]),
+        ("activator: zeroserve_activator_cold_start_seconds", [s.activator_cold_s for s in ok]),
+        ("activator: zeroserve_activator_queue_wait_seconds", [s.activator_wait_s for s in ok]),
+        ("first byte -> end of response", [s.done - s.first_byte for s in ok]),
     ]
-    for label, values in other:
-        got = [v for v in values if v is not None]
-        rows.append([label, _ms_spread(c.Spread.of(got)), _ms(_p90(got))])
-    return c.md_table(["phase", "ms median [min-max]", "p90 ms"], rows)
+    cells = [
+        [label, _ms_spread(Spread.of(vs)), _ms(p90(vs))]
+        if vs
+        else [label, fmt_ratio(res.ratio()), "-"]
+        for label, vs in rows
+    ]
+    return md_table("phase|ms median [min-max]|p90 ms", cells)
 
 
 def every_start(res: ColdResult) -> str:
-    rows = []
-    for s in res.starts:
-        p = s.phases() or {}
-        rows.append(
-            [
-                str(s.index),
-                s.service,
-                str(s.status),
-                _ms(s.total),
-                *[_ms(p.get(k)) for k, _ in PHASES],
-                _ms(s.app_alone_s),
-                _ms(s.added),
-                _ms(s.activator_cold_s),
-                f"{s.waited_for_zero_s:.1f}",
-            ]
-        )
-    header = [
-        "#",
-        "service",
-        "status",
-        "total ms",
-        *[k for k, _ in PHASES],
-        "app alone ms",
-        "added ms",
-        "activator cold ms",
-        "waited for zero s",
+    header = ["#", "service", "status", "total ms", *(k for k, _ in PHASES)]
+    header += ["app alone ms", "added ms", "activator cold ms", "waited for zero s"]
+    rows = [
+        [str(s.index), s.service, str(s.status), _ms(s.total)]
+        + [_ms((s.phases() or {}).get(k)) for k, _ in PHASES]
+        + [_ms(s.app_alone_s), _ms(s.added), _ms(s.activator_cold_s), f"{s.waited_for_zero_s:.1f}"]
+        for s in res.starts
     ]
-    return c.md_table(header, rows, left=2)
+    return md_table(header, rows, left=2)

@@ -1,15 +1,21 @@
-"""The suite's settings: three presets (full, ``--quick``, ``--smoke``), options override them.
+"""The suite's one settings object: a scale, a preset, and options that override both.
 
-Every part is bounded in requests and time by these numbers; ``estimate_seconds``
-says about how long a configuration takes on an idle 2-core machine.
+A scale sizes every run (``full``, ``--quick``, ``--smoke``); a preset picks
+the parts and their subjects (``suite``: everything; ``queueproxy``: the
+queue-proxy against direct access and nginx; ``activator``: the activator's
+warm path against the queue-proxy and direct access, and requests held at
+zero replicas). Every field of ``Config`` is a command-line option of the
+same name (``hop_reps`` -> ``--hop-reps``), generated from the field's help.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 PARTS = ("hops", "cold", "burst", "autoscale", "held")
 PART_TITLES = {
@@ -19,143 +25,170 @@ PART_TITLES = {
     "autoscale": "Autoscaling under load",
     "held": "Held requests",
 }
+TARGETS = ("direct", "queue-proxy", "activator", "nginx", "goproxy")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def _names(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        names = {x.strip() for x in text.split(",") if x.strip()}
+        if not names or names - set(allowed):
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(allowed)}")
+        return tuple(n for n in allowed if n in names)
+
+    return parse
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers, comma-separated")
+    return values
+
+
+def opt(default: Any, help: str, parse: Callable[[str], Any] | None = None, **kw: Any) -> Any:
+    """A setting: its default (the full scale's), its help, how its option is parsed."""
+    return field(default=default, metadata={"help": help, "type": parse, **kw})
 
 
 @dataclass(frozen=True)
 class Config:
-    preset: str
-    parts: tuple[str, ...]
+    scale: str = opt("full", "", cli=False)
+    preset: str = opt("suite", "", cli=False)
+    parts: tuple[str, ...] = opt(PARTS, "comma-separated parts to run", _names(PARTS))
     # 1. hop overhead
-    hop_reps: int
-    """Repetitions, interleaved across targets."""
-    hop_duration: int
-    """Seconds of each throughput and fixed-rate run."""
-    hop_requests: int
-    """Requests of each CPU-per-request run of the tiny response (hey -n)."""
-    hop_requests_large: int
-    """Requests of each CPU-per-request run of the large response."""
-    hop_rates: tuple[int, ...]
-    """Fixed rates (req/s) for the latency of the tiny response."""
-    hop_rates_large: tuple[int, ...]
-    """Fixed rates (req/s) for the latency of the large response."""
-    large_bytes: int
-    """Size of the large response."""
-    warmup: int
-    """Seconds of wrk load per target and size before measuring."""
-    # 2. cold start
-    cold_starts: int
-    """Cold starts measured (each paired with a start of the app alone)."""
-    cold_services: int
-    """Services taken in turn, so one scales to zero while another is measured."""
-    # 3. burst
-    burst_reps: int
-    burst_requests: int
-    burst_concurrency: int
-    burst_cc: int
-    # 4. autoscaling
-    locust_seconds: int
-    """Length of the locust shape (step, spike, ramp down, idle)."""
-    locust_peak_users: int
+    hop_targets: tuple[str, ...] = opt(TARGETS[:4], "targets, comma-separated", _names(TARGETS[:4]))
+    hop_app: str = opt("benchmarks/backend.py", "Python script of the app behind every target")
+    backend_cmd: str | None = opt(None, "shell command of the app instead (serving $PORT)", str)
+    go_proxy: str | None = opt(None, "also the target goproxy: this Go ReverseProxy binary", str)
+    hop_reps: int = opt(3, "repetitions, interleaved across targets")
+    hop_duration: int = opt(5, "seconds of each throughput and fixed-rate run")
+    hop_requests: int = opt(20_000, "requests of each tiny-response CPU run (hey -n)")
+    hop_requests_large: int = opt(1_000, "requests of each large-response CPU run")
+    hop_rates: tuple[int, ...] = opt((500, 1000), "fixed rates (req/s), tiny response", _ints)
+    hop_rates_large: tuple[int, ...] = opt((100, 200), "fixed rates, large response", _ints)
+    large_bytes: int = opt(1 << 20, "size of the large response (0: tiny responses only)")
+    warmup: int = opt(1, "seconds of wrk load per target and size before measuring")
+    connections: int = opt(50, "connections of the throughput and CPU runs")
+    rate_workers: int = opt(10, "clients of the fixed-rate runs (1: evenly spaced requests)")
+    latency_tool: str = opt(
+        "hey", "hey -q, or wrk paced by a delay() script", choices=("hey", "wrk")
+    )
+    quiet_wait: float = opt(
+        0.0, "wait up to SECONDS for other load to stop before each run, redo a disturbed one"
+    )
+    # 2. cold start, 3. burst, 4. autoscaling (one `zeroserve up`)
+    cold_starts: int = opt(20, "cold starts, each paired with a start of the app alone")
+    cold_services: int = opt(3, "services taken in turn (one scales to zero meanwhile)")
+    burst_reps: int = opt(3, "bursts from zero")
+    burst_requests: int = opt(20_000, "requests of each burst (hey -n)")
+    burst_concurrency: int = opt(200, "clients of each burst (hey -c)")
+    burst_cc: int = opt(10, "containerConcurrency of the burst's revision")
+    locust_seconds: int = opt(120, "length of the locust shape (at least 10)")
+    locust_peak_users: int = opt(70, "locust users at the spike")
+    stable_window: int = opt(6, "config-autoscaler stable-window of zeroserve up, seconds")
+    grace_period: int = opt(1, "config-autoscaler scale-to-zero-grace-period, seconds")
+    logs: Path | None = opt(None, "keep zeroserve up's logs in DIR", Path)  # noqa: RUF009 (a field)
     # 5. held requests
-    held: int
-    held_reps: int
-    # general
-    connections: int = 50
-    rate_workers: int = 10
-    latency_tool: str = "hey"
-    stable_window: int = 6
-    grace_period: int = 1
-    quiet_wait: float = 0.0
-    pin: bool = True
-    server_cpu: int = 1
-    load_cpu: int = 0
-    results_dir: Path = RESULTS
-    write: bool = True
-    json_path: Path | None = None
-    logs: Path | None = None
-    """Keep ``zeroserve up``'s logs here (default: a temporary directory, removed)."""
+    held: int = opt(10_000, "requests held at zero replicas, one connection each")
+    held_reps: int = opt(3, "repetitions, each with a fresh cold activator")
+    held_cc: int = opt(10, "containerConcurrency of the held requests' revision")
+    held_parallel: int = opt(200, "connection attempts at once while opening them")
+    held_timeout: float = opt(120.0, "seconds to wait for all to wait, and for all answers")
+    # machine and output
+    pin: bool = opt(True, "pin servers to --server-cpu, load generators to --load-cpu")
+    server_cpu: int = opt(1, "CPU of every server")
+    load_cpu: int = opt(0, "CPU of the load generators and this script")
+    results_dir: Path = opt(RESULTS, "where the report and plots go", Path)  # noqa: RUF009 (a field)
+    write: bool = opt(True, "write the report and plots (else print the report only)")
+    json_path: Path | None = opt(None, "also write the key figures as JSON", Path, flag="--json")  # noqa: RUF009 (a field)
+
+    @property
+    def report_prefix(self) -> str:
+        """``<prefix>-<YYYYmmdd-HHMMSS>.md`` is the report's name."""
+        return "bench" if self.preset == "suite" else self.preset
 
 
-FULL = Config(
-    preset="full",
-    parts=PARTS,
-    hop_reps=3,
-    hop_duration=5,
-    hop_requests=20_000,
-    hop_requests_large=1_000,
-    hop_rates=(500, 1000),
-    hop_rates_large=(100, 200),
-    large_bytes=1 << 20,
-    warmup=1,
-    cold_starts=20,
-    cold_services=3,
-    burst_reps=3,
-    burst_requests=20_000,
-    burst_concurrency=200,
-    burst_cc=10,
-    locust_seconds=120,
-    locust_peak_users=70,
-    held=10_000,
-    held_reps=3,
-)
-QUICK = replace(
-    FULL,
-    preset="quick",
-    hop_reps=1,
-    hop_duration=2,
-    hop_requests=5_000,
-    hop_requests_large=500,
-    cold_starts=4,
-    cold_services=2,
-    burst_reps=1,
-    burst_requests=5_000,
-    locust_seconds=40,
-    locust_peak_users=35,
-    held=2_000,
-    held_reps=1,
-)
-SMOKE = replace(
-    FULL,
-    preset="smoke",
-    hop_reps=1,
-    hop_duration=1,
-    hop_requests=300,
-    hop_requests_large=50,
-    hop_rates=(500,),
-    hop_rates_large=(50,),
-    warmup=0,
-    cold_starts=2,
-    cold_services=2,
-    burst_reps=1,
-    burst_requests=300,
-    burst_concurrency=20,
-    locust_seconds=10,
-    locust_peak_users=6,
-    held=100,
-    held_reps=1,
-)
-PRESETS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
+SCALES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "quick": dict(
+        hop_reps=1,
+        hop_duration=2,
+        hop_requests=5_000,
+        hop_requests_large=500,
+        cold_starts=4,
+        cold_services=2,
+        burst_reps=1,
+        burst_requests=5_000,
+        locust_seconds=40,
+        locust_peak_users=35,
+        held=2_000,
+        held_reps=1,
+    ),
+    "smoke": dict(
+        hop_reps=1,
+        hop_duration=1,
+        hop_requests=300,
+        hop_requests_large=50,
+        hop_rates=(500,),
+        hop_rates_large=(50,),
+        warmup=0,
+        cold_starts=2,
+        cold_services=2,
+        burst_reps=1,
+        burst_requests=300,
+        burst_concurrency=20,
+        locust_seconds=10,
+        locust_peak_users=6,
+        held=100,
+        held_reps=1,
+    ),
+}
+# What `make bench-queueproxy` and `make bench-activator` measure: the tiny
+# response behind the sample app, at 1,000 req/s.
+_COMPONENT = dict(large_bytes=0, hop_rates=(1000,), hop_app="examples/helloworld/app.py")
+PRESETS: dict[str, dict[str, Any]] = {
+    "suite": {},
+    "queueproxy": dict(_COMPONENT, parts=("hops",), hop_targets=("direct", "queue-proxy", "nginx")),
+    "activator": dict(_COMPONENT, parts=("hops", "held"), hop_targets=TARGETS[:3], held_reps=1),
+}
+POSITIVE = [
+    "hop_reps",
+    "hop_duration",
+    "hop_requests",
+    "hop_requests_large",
+    "connections",
+    "rate_workers",
+    "cold_starts",
+    "cold_services",
+    "burst_reps",
+    "burst_requests",
+    "burst_concurrency",
+    "burst_cc",
+    "locust_peak_users",
+    "held",
+    "held_reps",
+    "held_cc",
+    "held_parallel",
+]
 
 
 def estimate_seconds(cfg: Config) -> float:
     """Rough wall time on an idle 2-core machine (the report shows the real one)."""
     total = 5.0
     if "hops" in cfg.parts:
-        runs_per_size = 2 + len(cfg.hop_rates)
-        per_rep = 4 * (
-            2 * (runs_per_size - 1) * (cfg.hop_duration + 0.5)
-            + cfg.hop_requests / 5000
-            + cfg.hop_requests_large / 300
-        )
-        total += 8 + cfg.hop_reps * per_rep + 8 * cfg.warmup
+        runs = (2 + len(cfg.hop_rates)) * (cfg.hop_duration + 0.5) + cfg.hop_requests / 5000
+        if cfg.large_bytes:
+            runs += (2 + len(cfg.hop_rates_large)) * cfg.hop_duration + cfg.hop_requests_large / 300
+        total += 8 + len(cfg.hop_targets) * (cfg.hop_reps * runs + 2 * cfg.warmup)
+    zero = cfg.stable_window + cfg.grace_period + 2
     if "cold" in cfg.parts:
-        window = cfg.stable_window + cfg.grace_period + 2
-        total += 12 + cfg.cold_starts * max(2.0, window / cfg.cold_services)
+        total += 12 + cfg.cold_starts * max(2.0, zero / cfg.cold_services)
     if "burst" in cfg.parts:
-        total += cfg.burst_reps * (
-            cfg.stable_window + cfg.grace_period + 6 + cfg.burst_requests / 700
-        )
+        total += cfg.burst_reps * (zero + 4 + cfg.burst_requests / 700)
     if "autoscale" in cfg.parts:
         total += cfg.locust_seconds + 15
     if "held" in cfg.parts:
@@ -163,147 +196,66 @@ def estimate_seconds(cfg: Config) -> float:
     return total
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected integers separated by commas"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers")
-    return values
-
-
-def _parts(text: str) -> tuple[str, ...]:
-    names = tuple(x.strip() for x in text.split(",") if x.strip())
-    unknown = [n for n in names if n not in PARTS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"{text!r}: parts are {', '.join(PARTS)}")
-    return tuple(p for p in PARTS if p in names)
-
-
 def parse_args(argv: Sequence[str]) -> Config:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.suite",
-        description="Measure the whole system on 127.0.0.1 against its baselines, measured in "
-        "the same run: 1. hop overhead (direct, queue-proxy, activator + "
-        "queue-proxy, nginx; tiny and 1 MiB responses), 2. cold start (phases, "
-        "against the app's own start), 3. a burst from zero, 4. autoscaling under "
-        "a locust load shape (against the autoscaler simulator's prediction), "
-        "5. requests held by a cold activator. Writes "
-        "benchmarks/results/bench-<timestamp>.md and its PNG plots.",
-        epilog="Presets: the default full run takes about 15 minutes; --quick about 3-5; "
-        "--smoke (what tests/benchmarks runs) under a minute. Tools: wrk, hey "
-        "(required), nginx (the reference proxy), taskset: apt-get install -y wrk hey "
-        "nginx util-linux; locust and matplotlib: pip install -e '.[bench]'.",
+        description="Measure zeroserve on 127.0.0.1 against baselines measured in the same "
+        "run: 1. hop overhead (direct, queue-proxy, activator + queue-proxy, nginx; tiny "
+        "and 1 MiB responses), 2. cold start (phases, against the app's own start), 3. a "
+        "burst from zero, 4. autoscaling under a locust load shape (against the autoscaler "
+        "simulator), 5. requests held by a cold activator. Writes "
+        "benchmarks/results/<preset>-<timestamp>.md (bench-* for the suite) and PNG plots.",
+        epilog="Scales: the full suite takes about 15 minutes, --quick about 3-5, --smoke "
+        "(what tests/benchmarks runs) about a minute; the queueproxy and activator presets "
+        "about 2 minutes (--quick under one). Tools: wrk and hey (required), nginx (the "
+        "reference proxy), taskset: apt-get install -y wrk hey nginx util-linux; locust and "
+        "matplotlib: pip install -e '.[bench]'.",
     )
+    p.add_argument("--preset", choices=tuple(PRESETS), default="suite", help="what to measure")
     g = p.add_mutually_exclusive_group()
-    g.add_argument(
-        "--quick",
-        action="store_const",
-        const="quick",
-        dest="preset",
-        help="a short run while developing (about 3-5 minutes)",
-    )
-    g.add_argument(
-        "--smoke",
-        action="store_const",
-        const="smoke",
-        dest="preset",
-        help="a tiny run for the test suite (under a minute; figures meaningless)",
-    )
-    p.add_argument(
-        "--parts", type=_parts, help=f"comma-separated subset of {','.join(PARTS)} (default: all)"
-    )
-    o = p.add_argument_group("overrides of the preset")
-    o.add_argument("--hop-reps", type=int)
-    o.add_argument("--hop-duration", type=int, help="seconds of each throughput/latency run")
-    o.add_argument("--hop-requests", type=int, help="requests of each tiny-response CPU run")
-    o.add_argument("--hop-requests-large", type=int, help="requests of each 1 MiB CPU run")
-    o.add_argument(
-        "--hop-rates", type=_ints, help="fixed rates for the tiny response, e.g. 500,1000"
-    )
-    o.add_argument("--hop-rates-large", type=_ints, help="fixed rates for the 1 MiB response")
-    o.add_argument(
-        "--latency-tool",
-        choices=("hey", "wrk"),
-        help="hey -q (default) or a paced wrk for the fixed-rate runs",
-    )
-    o.add_argument("--cold-starts", type=int)
-    o.add_argument("--cold-services", type=int)
-    o.add_argument("--burst-reps", type=int)
-    o.add_argument("--burst-requests", type=int)
-    o.add_argument("--burst-concurrency", type=int)
-    o.add_argument("--locust-seconds", type=int)
-    o.add_argument("--locust-peak-users", type=int)
-    o.add_argument("--held", type=int, help="requests held at zero replicas")
-    o.add_argument("--held-reps", type=int)
-    o.add_argument(
-        "--quiet-wait",
-        type=float,
-        metavar="SECONDS",
-        help="hop overhead: wait up to SECONDS for other load to stop before each "
-        "run and redo a disturbed run once (default 0: off)",
-    )
-    m = p.add_argument_group("machine and output")
-    m.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
-    m.add_argument("--server-cpu", type=int, help="CPU of every server (default 1)")
-    m.add_argument("--load-cpu", type=int, help="CPU of the load generators (default 0)")
-    m.add_argument(
-        "--results-dir",
-        type=Path,
-        help="where the report and plots go (default benchmarks/results)",
-    )
-    m.add_argument("--no-write", action="store_true", help="print the report only (no files)")
-    m.add_argument(
-        "--json",
-        type=Path,
-        dest="json_path",
-        metavar="FILE",
-        help="also write the key figures as JSON (for tests and scripts)",
-    )
-    m.add_argument(
-        "--logs",
-        type=Path,
-        metavar="DIR",
-        help="keep the logs of zeroserve up (its components and every replica) in "
-        "DIR (default: a temporary directory, removed at the end)",
-    )
+    for scale, what in (
+        ("quick", "a short run (minutes)"),
+        ("smoke", "seconds; figures meaningless"),
+    ):
+        g.add_argument(f"--{scale}", dest="scale", action="store_const", const=scale, help=what)
+    o = p.add_argument_group("settings (override the scale and the preset)")
+    for f in fields(Config):
+        meta = dict(f.metadata)
+        if not meta.pop("cli", True):
+            continue
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": meta.pop("help")}
+        parse, flag = meta.pop("type"), meta.pop("flag", "--" + f.name.replace("_", "-"))
+        if isinstance(f.default, bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = parse or type(f.default)
+            kw["metavar"] = f.name.split("_")[-1].upper()
+            kw["help"] += f" (suite default: {_shown(f.default)})"
+        o.add_argument(flag, **kw, **meta)
     a = p.parse_args(argv)
-    cfg = PRESETS[a.preset or "full"]
-    names = {f.name for f in fields(Config)}
-    changes = {k: v for k, v in vars(a).items() if k in names and v is not None}
-    if a.no_pin:
-        changes["pin"] = False
-    if a.no_write:
-        changes["write"] = False
-    cfg = replace(cfg, **changes)
-    problems = []
-    positive = (
-        "hop_reps",
-        "hop_duration",
-        "hop_requests",
-        "hop_requests_large",
-        "cold_starts",
-        "cold_services",
-        "burst_reps",
-        "burst_requests",
-        "burst_concurrency",
-        "locust_seconds",
-        "locust_peak_users",
-        "held",
-        "held_reps",
-    )
-    bad = [f"--{n.replace('_', '-')}" for n in positive if getattr(cfg, n) < 1]
-    if bad:
-        problems.append(f"{', '.join(bad)} must be at least 1")
-    if cfg.hop_requests < cfg.connections or cfg.hop_requests_large < cfg.connections:
-        problems.append(
-            f"--hop-requests and --hop-requests-large must be at least {cfg.connections}"
-        )
+    scale = a.scale or "full"
+    given = {f.name: v for f in fields(Config) if (v := getattr(a, f.name, None)) is not None}
+    cfg = replace(Config(), scale=scale, preset=a.preset, **SCALES[scale])
+    cfg = replace(cfg, **{**PRESETS[a.preset], **given})
+    if cfg.go_proxy is not None:
+        cfg = replace(cfg, hop_targets=(*cfg.hop_targets, "goproxy"))
+    problems = [
+        f"--{n.replace('_', '-')} must be at least 1" for n in POSITIVE if getattr(cfg, n) < 1
+    ]
+    if min(cfg.hop_requests, cfg.hop_requests_large) < cfg.connections:
+        problems.append(f"--hop-requests(-large) must be at least --connections {cfg.connections}")
     if cfg.locust_seconds < 10:
         problems.append("--locust-seconds must be at least 10")
+    if "direct" not in cfg.hop_targets:
+        problems.append("--hop-targets must include direct (the baseline)")
+    if cfg.go_proxy is not None and not os.access(cfg.go_proxy, os.X_OK):
+        problems.append(f"--go-proxy: {cfg.go_proxy} is not an executable file")
     if problems:
         p.error("; ".join(problems))
     return cfg
+
+
+def _shown(default: Any) -> str:
+    if default is None or default is MISSING:
+        return "none"
+    return ",".join(map(str, default)) if isinstance(default, tuple) else str(default)

@@ -1,8 +1,8 @@
-"""What every part of the suite shares: settings, pinning, processes, output names, the log.
+"""What every part of a run shares: the settings, the processes, the commands run, the log.
 
 The ``zeroserve up`` process is started on first use (``system()``) with a
 ``config-autoscaler`` of a short stable window and grace period, so that
-revisions scale to zero within seconds; parts that need it share it.
+revisions scale to zero within seconds; the parts that need it share it.
 """
 
 from __future__ import annotations
@@ -13,40 +13,44 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from benchmarks import _common as c
+from benchmarks.processes import Pinning, Supervisor
+from benchmarks.servers import Proc
 
 from .config import Config
 from .local import LocalSystem, config_autoscaler
 
 
+class Goal(NamedTuple):
+    """A figure next to the goal it is read against (never asserted)."""
+
+    what: str
+    goal: str
+    measured: str
+    within: bool | None
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
 @dataclass
 class Context:
     cfg: Config
-    pinning: c.Pinning
-    sup: c.Supervisor
+    pinning: Pinning
+    sup: Supervisor
     tmp: Path
-    stamp: str
-    """``YYYYmmdd-HHMMSS`` of the run: the report is ``bench-<stamp>.md``."""
     commands: list[str] = field(default_factory=list)
     """Every distinct external command the run used (for the report)."""
     _system: LocalSystem | None = None
 
-    @staticmethod
-    def log(msg: str) -> None:
-        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+    log = staticmethod(log)
 
     def command(self, argv: Sequence[str] | str) -> None:
         text = argv if isinstance(argv, str) else shlex.join(argv)
         if text not in self.commands:
             self.commands.append(text)
-
-    def plot_path(self, name: str) -> Path | None:
-        """Where plot ``name`` goes (next to the report), or None when nothing is written."""
-        if not self.cfg.write:
-            return None
-        self.cfg.results_dir.mkdir(parents=True, exist_ok=True)
-        return self.cfg.results_dir / f"bench-{self.stamp}-{name}.png"
 
     @property
     def autoscaler_config(self) -> dict[str, str]:
@@ -60,26 +64,15 @@ class Context:
         if self._system is None:
             conf = self.tmp / "config-autoscaler.yaml"
             conf.write_text(config_autoscaler(self.autoscaler_config))
-            self.log(
-                "starting zeroserve up (config-autoscaler: "
-                + ", ".join(f"{k} {v}" for k, v in self.autoscaler_config.items())
-                + ")"
-            )
-            self._system = LocalSystem.start(self.sup, self.tmp, [conf], self.cfg.logs)
+            settings = ", ".join(f"{k}: {v}" for k, v in self.autoscaler_config.items())
+            self.log(f"starting zeroserve up (config-autoscaler: {settings})")
+            logs = self.cfg.logs or self.tmp / "zeroserve-logs"
+            self._system = LocalSystem.start(self.sup, [conf], logs)
             self.command(
                 "zeroserve up config-autoscaler.yaml --port 0 --control-port 0 --logs "
-                f"{self._system.logs} (config-autoscaler.yaml: "
-                + ", ".join(f"{k}: {v}" for k, v in self.autoscaler_config.items())
-                + ")"
+                f"{self._system.logs} (config-autoscaler.yaml: {settings})"
             )
-            self.log(
-                f"zeroserve up: ingress {self._system.ingress}, control API "
-                f"{self._system.control}, logs in {self._system.logs}"
-            )
-        return self._system
-
-    @property
-    def system_started(self) -> LocalSystem | None:
+            self.log(f"zeroserve up: ingress {self._system.ingress}, logs in {self._system.logs}")
         return self._system
 
     def stop_system(self) -> None:
@@ -87,3 +80,6 @@ class Context:
             # SIGINT, like Ctrl-C: the activator drains, then every replica
             self.sup.stop(self._system.server, grace=90, sig=signal.SIGINT)
             self._system = None
+
+    def stop(self, *procs: Proc) -> None:
+        self.sup.stop(*[p.server for p in procs])

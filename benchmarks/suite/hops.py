@@ -1,34 +1,71 @@
 """Part 1, hop overhead: what each hop costs, against direct access and nginx.
 
-One backend (``benchmarks/backend.py``: the sample app's ``GET /`` plus
-``/bytes/N``) and four targets in front of it, as ``benchmarks/activator.py``
-and ``benchmarks/queueproxy.py`` start them: ``direct``, ``queue-proxy``
-(CONTAINER_CONCURRENCY=0), ``activator`` (the real activator with one static
-route -> the same queue-proxy) and ``nginx`` (one worker, keep-alive pool).
-Every request carries the activator route's Host header. For a tiny and a
-1 MiB response, interleaved repetitions of: throughput (``wrk -c50``), CPU per
-request of every process in the path (``hey -n``, /proc), and p50/p90/p99 at
-fixed rates (``hey -q``).
+One app (``--hop-app``: ``benchmarks/backend.py``, the sample app's ``GET /``
+plus ``/bytes/N``, or the sample app itself in the component presets) and the
+targets in front of it: ``direct``, ``queue-proxy`` (CONTAINER_CONCURRENCY=0),
+``activator`` (the real activator with one static route -> the same
+queue-proxy), ``nginx`` (one worker, keep-alive pool) and, with ``--go-proxy``,
+a Go ``httputil.ReverseProxy`` (the core of Knative's queue-proxy,
+``pkg/queue/sharedmain``). Every request carries the activator route's Host
+header. For a tiny and (``--large-bytes``) a large response, interleaved
+repetitions of: throughput (``wrk -c50``), CPU per request of every process in
+the path (``hey -n``, /proc), and p50/p90/p99 at fixed rates (``hey -q``).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from benchmarks import _common as c
-from benchmarks import _servers as sv
-from benchmarks import _warm as w
+from benchmarks.loadgen import WRK_PACED_LUA, run_load, which
+from benchmarks.markdown import fmt, fmt_delta, fmt_ratio, fmt_spread, md_table
+from benchmarks.processes import BenchError, http_get
+from benchmarks.procfs import CLK_TCK
+from benchmarks.servers import (
+    ROUTE_HOST,
+    Proc,
+    start_activator,
+    start_app,
+    start_go_proxy,
+    start_nginx,
+    start_queue_proxy,
+)
+from benchmarks.stats import Spread, median
 
-from .context import Context
+from .config import Config
+from .context import Context, Goal
+from .runs import (
+    DISTURBED_CPU,
+    Bench,
+    Metric,
+    Run,
+    Step,
+    Target,
+    all_us,
+    p50,
+    p90,
+    p99,
+    paired,
+    proxies_us,
+    role_us,
+    tput,
+)
 
 LABELS = {
     "direct": "direct (app)",
     "queue-proxy": "queue-proxy → app",
     "activator": "activator → queue-proxy → app",
     "nginx": "nginx → app",
+    "goproxy": "goproxy → app",
 }
-ROLES = ("activator", "queue-proxy", "nginx")
+PROXIES = ("activator", "queue-proxy", "nginx", "goproxy")
+BASELINES = ("direct", "queue-proxy", "nginx", "goproxy")
+# The goals the report compares with (read, never asserted).
+GOAL_CPU_RATIO = 1.2
+GOAL_ADDED_P50_MS = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,284 +80,464 @@ class Size:
         return f"{self.key} {what}"
 
 
-def sizes(ctx: Context) -> list[Size]:
-    cfg = ctx.cfg
-    n = cfg.large_bytes
-    large_label = f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n:,} bytes"
-    return [
-        Size("tiny", "tiny (13 bytes)", "/", cfg.hop_requests, cfg.hop_rates),
-        Size("large", large_label, f"/bytes/{n}", cfg.hop_requests_large, cfg.hop_rates_large),
+def sizes(cfg: Config) -> list[Size]:
+    out = [Size("tiny", "tiny (13 bytes)", "/", cfg.hop_requests, cfg.hop_rates)]
+    if n := cfg.large_bytes:
+        label = f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n:,} bytes"
+        out.append(Size("large", label, f"/bytes/{n}", cfg.hop_requests_large, cfg.hop_rates_large))
+    return out
+
+
+def steps(cfg: Config, size: Size, tmp: Path) -> list[Step]:
+    """Throughput (``wrk``), CPU (``hey -n``), and one fixed-rate run per rate."""
+    c, d, w, path = cfg.connections, cfg.hop_duration, cfg.rate_workers, size.path
+    wrk = ("wrk", "-t1", f"-c{c}", f"-d{d}s", "--latency")
+    out = [
+        Step(size.kind("tput"), (*wrk, "-H", f"Host: {ROUTE_HOST}"), d + 30, path),
+        Step(
+            size.kind("cpu"),
+            ("hey", "-n", str(size.requests), "-c", str(c), "-t", "30", "-host", ROUTE_HOST),
+            30 + size.requests / 100,  # at least 100 req/s, or it is given up
+            path,
+        ),
     ]
+    for rate in size.rates:
+        kind = size.kind(f"latency@{rate}")
+        if cfg.latency_tool == "hey":
+            argv = ("hey", "-z", f"{d}s", "-c", str(w), "-q", f"{rate / w:g}", "-t", "30")
+            out.append(Step(kind, (*argv, "-host", ROUTE_HOST), d + 40, path))
+        else:
+            (script := tmp / "paced.lua").write_text(WRK_PACED_LUA)
+            paced = ("wrk", "-t1", f"-c{w}", f"-d{d}s", "--latency", "-s", str(script))
+            env = dict(os.environ, BENCH_WRK_DELAY_MS=str(max(1, round(w * 1000 / rate))))
+            out.append(Step(kind, (*paced, "-H", f"Host: {ROUTE_HOST}"), d + 30, path, env))
+    return out
+
+
+Cell = Callable[[Any], str]
+
+
+def _table(rows: Sequence[Any], cols: Sequence[tuple[str, Cell]], left: int = 1) -> str:
+    """A table with one column per (header, cell of a row)."""
+    return md_table([h for h, _ in cols], [[cell(r) for _, cell in cols] for r in rows], left)
 
 
 @dataclass
 class HopsResult:
-    bench: w.Bench
+    bench: Bench
     sizes: list[Size]
-    targets: list[w.Target]
-    backend_desc: str
-    latency_tool: str
-
-    # -- figures
-
-    def runs(self, target: str, kind: str) -> list[w.Run]:
-        return self.bench.used(target, kind)
-
-    def spread(self, target: str, kind: str, metric: w.Metric) -> c.Spread | None:
-        return w.spread(self.runs(target, kind), metric)
-
-    def ratio(
-        self,
-        target: str,
-        base: str,
-        kind: str,
-        metric: w.Metric,
-        base_metric: w.Metric | None = None,
-    ) -> c.Spread | None:
-        if target == base:
-            return None
-        return w.paired(self.runs(target, kind), self.runs(base, kind), metric, base_metric)
-
-    def delta(self, target: str, base: str, kind: str, metric: w.Metric) -> c.Spread | None:
-        if target == base:
-            return None
-        return w.paired(self.runs(target, kind), self.runs(base, kind), metric, op="-")
+    app_desc: str
+    cfg: Config
 
     @property
     def names(self) -> list[str]:
-        return [t.name for t in self.targets]
+        return [t.name for t in self.bench.targets]
 
     @property
-    def has_nginx(self) -> bool:
-        return "nginx" in self.names
+    def roles(self) -> list[str]:
+        """The proxies in any path, then the app."""
+        have = {r for t in self.bench.targets for r in t.procs}
+        return [*(r for r in PROXIES if r in have), "app"]
+
+    def spread(self, target: str, kind: str, metric: Metric) -> Spread | None:
+        return Spread.of(metric(r) for r in self.bench.used(target, kind))
+
+    def vs(self, target: str, base: str, kind: str, metric: Metric, op: str = "/") -> Spread | None:
+        """``target``'s figure / (or -) ``base``'s, within each repetition."""
+        if target == base or base not in self.names:
+            return None
+        return paired(self.bench.used(target, kind), self.bench.used(base, kind), metric, op=op)
 
     # -- tables
 
-    def tput_cpu_table(self, size: Size) -> str:
-        tput_k, cpu_k = size.kind("tput"), size.kind("cpu")
-        header = [
-            "target",
-            "req/s",
-            "x direct",
-            "proxies µs/req",
-            "x nginx",
-            "activator µs/req",
-            "queue-proxy µs/req",
-            "nginx µs/req",
-            "app µs/req",
+    def throughput_table(self, size: Size) -> str:
+        k = size.kind("tput")
+        cols: list[tuple[str, Cell]] = [
+            ("target", lambda n: LABELS[n]),
+            ("req/s", lambda n: fmt_spread(self.spread(n, k, tput), 0, thousands=True)),
         ]
-        rows = []
-        for n in self.names:
-            rows.append(
-                [
-                    LABELS[n],
-                    c.fmt_spread(self.spread(n, tput_k, w.tput), 0, thousands=True),
-                    c.fmt_ratio(self.ratio(n, "direct", tput_k, w.tput)),
-                    c.fmt_spread(self.spread(n, cpu_k, w.proxy_us)),
-                    c.fmt_ratio(self.ratio(n, "nginx", cpu_k, w.proxy_us))
-                    if self.has_nginx
-                    else "-",
-                    *[c.fmt_spread(self.spread(n, cpu_k, w.role_us(r))) for r in ROLES],
-                    c.fmt_spread(self.spread(n, cpu_k, w.role_us("app"))),
-                ]
+        cols += [(f"x {b}", _ratio(self, k, tput, b)) for b in BASELINES if b in self.names]
+        return _table(self.names, cols)
+
+    def cpu_table(self, size: Size, kind: str) -> str:
+        def per_app(n: str) -> str:
+            return fmt_ratio(
+                Spread.of(
+                    (p or 0) / a
+                    for r in self.bench.used(n, kind)
+                    if (p := proxies_us(r)) is not None and (a := r.us("app"))
+                )
             )
-        return c.md_table(header, rows)
+
+        def most(n: str) -> str:
+            total = self.spread(n, kind, all_us)
+            return fmt(1e6 / total.median, 0, thousands=True) if total else "-"
+
+        cols: list[tuple[str, Cell]] = [("target", lambda n: LABELS[n])]
+        cols += [(f"{r} µs/req", _spread(self, kind, role_us(r))) for r in self.roles]
+        cols += [("proxies µs/req", _spread(self, kind, proxies_us))]
+        cols += [
+            (f"x {b}", _ratio(self, kind, proxies_us, b)) for b in PROXIES[2:] if b in self.names
+        ]
+        cols += [("x app", per_app), ("all µs/req", _spread(self, kind, all_us))]
+        if kind.endswith("cpu"):
+            cols.append(("max req/s on one CPU", most))
+        return _table(self.names, cols)
 
     def latency_table(self, size: Size) -> str:
-        digits = 2 if self.latency_tool == "hey" else 3
-        header = [
-            "target",
-            "rate req/s",
-            "achieved",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "p50 - direct ms",
-            "p99 - direct ms",
+        digits = 2 if self.cfg.latency_tool == "hey" else 3
+
+        def get(metric: Metric, fn: Callable[[Spread | None], str]) -> Cell:
+            return lambda row: fn(self.spread(row[1], size.kind(f"latency@{row[0]}"), metric))
+
+        def against(metric: Metric, base: str) -> Cell:
+            def cell(row: tuple[int, str]) -> str:
+                kind = size.kind(f"latency@{row[0]}")
+                delta = self.vs(row[1], base, kind, metric, "-")
+                ratio = self.vs(row[1], base, kind, metric)
+                return "-" if delta is None else f"{fmt_delta(delta, digits)} / {fmt_ratio(ratio)}"
+
+            return cell
+
+        cols: list[tuple[str, Cell]] = [
+            ("target", lambda row: LABELS[row[1]]),
+            ("rate req/s", lambda row: f"{row[0]:,}"),
+            ("achieved", get(tput, lambda s: fmt(median(s), 0, thousands=True))),
+            ("p50 ms", get(p50, lambda s: fmt_spread(s, digits))),
+            ("p90 ms", get(p90, lambda s: fmt_spread(s, digits))),
+            ("p99 ms", get(p99, lambda s: fmt_spread(s, digits))),
         ]
-        rows = []
-        for rate in size.rates:
-            k = size.kind(f"latency@{rate}")
-            for n in self.names:
-                got = self.spread(n, k, w.tput)
-                rows.append(
-                    [
-                        LABELS[n],
-                        f"{rate:,}",
-                        c.fmt(got.median if got else None, 0, thousands=True),
-                        c.fmt_spread(self.spread(n, k, w.p50), digits),
-                        c.fmt_spread(self.spread(n, k, w.p90), digits),
-                        c.fmt_spread(self.spread(n, k, w.p99), digits),
-                        c.fmt_delta(self.delta(n, "direct", k, w.p50), digits),
-                        c.fmt_delta(self.delta(n, "direct", k, w.p99), digits),
-                    ]
-                )
-        return c.md_table(header, rows)
+        for b in (b for b in BASELINES if b in self.names):
+            cols += [(f"p50 vs {b}", against(p50, b)), (f"p99 vs {b}", against(p99, b))]
+        return _table([(rate, n) for rate in size.rates for n in self.names], cols)
 
     def every_run(self) -> str:
-        header = [
-            "target",
-            "kind",
-            "rep",
-            "req/s",
-            "responses",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            *[f"{r} µs/req" for r in (*ROLES, "app")],
-            "other CPU",
-            "errors / non-2xx",
+        def res(get: Callable[[Any], str]) -> Cell:
+            return lambda r: "-" if r.result is None else get(r.result)
+
+        cols: list[tuple[str, Cell]] = [
+            ("target", lambda r: r.target),
+            ("kind", lambda r: r.kind),
+            ("rep", lambda r: str(r.rep)),
+            ("try", lambda r: f"{r.attempt}{' (not used)' * r.superseded}"),
+            ("req/s", res(lambda x: fmt(x.rps, 0, thousands=True))),
+            ("responses", res(lambda x: str(x.requests))),
+            ("p50 ms", res(lambda x: fmt(x.p50_ms, 3))),
+            ("p90 ms", res(lambda x: fmt(x.p90_ms, 3))),
+            ("p99 ms", res(lambda x: fmt(x.p99_ms, 3))),
+            *[(f"{role} µs/req", lambda r, role=role: fmt(r.us(role))) for role in self.roles],
+            ("servers CPU", lambda r: f"{r.server_util:.2f}"),
+            ("wrk/hey CPU", lambda r: f"{r.loadgen_util:.2f}"),
+            ("other CPU", lambda r: f"{r.foreign_cpu:.2f}"),
+            ("errors / non-2xx", lambda r: _outcome(r)),
         ]
-        rows = []
-        for r in self.bench.runs:
-            res = r.result
-            tried = "" if not r.superseded else " (not used)"
-            if res is None:
-                rows.append([r.target, r.kind + tried, str(r.rep), *["-"] * 10, w.failure_cell(r)])
-                continue
-            rows.append(
-                [
-                    r.target,
-                    r.kind + tried,
-                    str(r.rep),
-                    c.fmt(res.rps, 0, thousands=True),
-                    str(res.requests),
-                    c.fmt(res.p50_ms, 2),
-                    c.fmt(res.p90_ms, 2),
-                    c.fmt(res.p99_ms, 2),
-                    *[c.fmt(r.us(x)) for x in (*ROLES, "app")],
-                    f"{r.foreign_cpu:.2f}",
-                    f"{res.errors} / {res.non2xx}",
-                ]
-            )
-        return c.md_table(header, rows, left=3)
+        return _table(self.bench.runs, cols, left=2)
 
-    # -- for the summary and the tests
+    # -- the activator's goals, the summary, the notes
 
-    @property
-    def bad_runs(self) -> int:
-        return sum(1 for r in self.bench.runs if r.bad and not r.superseded)
+    def cpu_ratios(self) -> tuple[Spread | None, Spread | None]:
+        """Activator µs/req over the queue-proxy's: both in the activator-path run, and
+        against the queue-proxy-alone run of the same repetition."""
+        if not {"activator", "queue-proxy"} <= set(self.names):
+            return None, None
+        k = self.sizes[0].kind("cpu")
+        act = self.bench.used("activator", k)
+        same = Spread.of((r.us("activator") or 0) / q for r in act if (q := r.us("queue-proxy")))
+        qp = self.bench.used("queue-proxy", k)
+        return same, paired(act, qp, role_us("activator"), role_us("queue-proxy"))
 
-    @property
-    def disturbed_runs(self) -> int:
-        return sum(1 for r in self.bench.runs if r.disturbed and not r.superseded)
+    def added_p50(self, target: str = "activator", base: str = "direct") -> Spread | None:
+        tiny = self.sizes[0]
+        return self.vs(target, base, tiny.kind(f"latency@{max(tiny.rates)}"), p50, "-")
+
+    def goals(self) -> list[Goal]:
+        if "activator" not in self.names:
+            return []
+        same, cross = self.cpu_ratios()
+        added, rate = self.added_p50(), max(self.sizes[0].rates)
+        digits = 2 if self.cfg.latency_tool == "hey" else 3
+        cpu = f"<= {GOAL_CPU_RATIO}x"
+        return [
+            Goal(
+                "activator CPU per request / queue-proxy's, both in the activator-path run "
+                "(same requests, same rate)",
+                cpu,
+                fmt_ratio(same),
+                None if same is None else same.median <= GOAL_CPU_RATIO,
+            ),
+            Goal(
+                "activator CPU per request / queue-proxy's in the queue-proxy-alone run of the "
+                "same repetition",
+                cpu,
+                fmt_ratio(cross),
+                None if cross is None else cross.median <= GOAL_CPU_RATIO,
+            ),
+            Goal(
+                f"added p50 of activator + queue-proxy vs direct at {rate:,} req/s",
+                f"<= {GOAL_ADDED_P50_MS} ms",
+                f"{fmt_delta(added, digits)} ms",
+                None if added is None else added.median <= GOAL_ADDED_P50_MS,
+            ),
+        ]
 
     def headline(self) -> list[str]:
         out = []
-        tiny, large = self.sizes
-        top = max(tiny.rates)
-        for n in ("queue-proxy", "activator"):
-            if n not in self.names:
-                continue
-            cpu = self.spread(n, tiny.kind("cpu"), w.proxy_us)
-            x_nginx = (
-                self.ratio(n, "nginx", tiny.kind("cpu"), w.proxy_us) if self.has_nginx else None
-            )
-            added = self.delta(n, "direct", tiny.kind(f"latency@{top}"), w.p50)
-            tput_l = self.ratio(n, "direct", large.kind("tput"), w.tput)
+        tiny, large = self.sizes[0], self.sizes[-1]
+        top, k = max(tiny.rates), tiny.kind("cpu")
+        for n in (n for n in ("queue-proxy", "activator") if n in self.names):
+            x_nginx = self.vs(n, "nginx", k, proxies_us)
             line = (
-                f"**{LABELS[n]}**: {c.fmt_spread(cpu)} µs of proxy CPU per request"
-                + (f" ({c.fmt_ratio(x_nginx)} nginx)" if x_nginx else "")
-                + f", p50 {c.fmt_delta(added, 2)} ms over direct at {top:,} req/s; "
-                f"{large.label} responses at {c.fmt_ratio(tput_l)} direct throughput"
+                f"**{LABELS[n]}**: {fmt_spread(self.spread(n, k, proxies_us))} µs of proxy CPU "
+                f"per request{f' ({fmt_ratio(x_nginx)} nginx)' if x_nginx else ''}, p50 "
+                f"{fmt_delta(self.added_p50(n), 2)} ms over direct at {top:,} req/s"
             )
+            if large is not tiny:
+                x = fmt_ratio(self.vs(n, "direct", large.kind("tput"), tput))
+                line += f"; {large.label} responses at {x} direct throughput"
             out.append(line)
+        used = [r for r in self.bench.runs if not r.superseded]
+        noisy = sum(r.disturbed for r in used)
+        return [
+            *out,
+            f"machine noise: other processes used more than {DISTURBED_CPU} CPU during {noisy} "
+            f"of the {len(used)} hop-overhead runs (see the notes)",
+        ]
+
+    def notes(self) -> list[str]:
+        out = []
+        cfg, tiny = self.cfg, self.sizes[0]
+        direct = self.bench.used("direct", tiny.kind("tput"))
+        util, gen, other = (
+            Spread.of(f(r) for r in direct)
+            for f in (lambda r: r.server_util, lambda r: r.loadgen_util, lambda r: r.foreign_cpu)
+        )
+        if util and gen and other:
+            who = (
+                "the app's CPU: the app is the bottleneck"
+                if util.median >= 0.9
+                else "the load generator's CPU: direct figures are a lower bound"
+                if gen.median >= 0.9
+                else f"no CPU of ours; other processes competed for the CPUs ({other.median:.2f} CPU)"
+                if other.median >= 0.1
+                else "no CPU (round trips on loopback)"
+            )
+            out.append(
+                f"Direct throughput runs: the app used {util.median:.0%} of its CPU and wrk "
+                f"{gen.median:.0%} of its CPU, so direct throughput is bounded by {who}."
+            )
+        for n in self.names:
+            runs = self.bench.used(n, tiny.kind("tput"))
+            shares = [
+                f"{s.median:.0%} to the {role}"
+                for role in ("app", *PROXIES)
+                if (s := Spread.of(r.share(role) for r in runs))
+            ]
+            if (g := Spread.of(r.loadgen_util for r in runs)) and shares:
+                out.append(
+                    f"{n} throughput runs: the servers' CPU went {', '.join(shares)}; wrk used "
+                    f"{g.median:.0%} of its CPU"
+                    + (
+                        " (saturated: this throughput is a lower bound)."
+                        if g.median >= 0.9
+                        else "."
+                    )
+                )
+        if (app := self.spread("direct", tiny.kind("cpu"), role_us("app"))) and cfg.pin:
+            out.append(
+                f"The app alone costs {app.median:.1f} µs of CPU per request. The app and the "
+                "proxies share one CPU, so a proxied target's throughput is bounded by 1 / (all "
+                "µs/req) (the CPU table's last column): the x direct ratio depends on the app's "
+                "cost as much as on the proxies', while proxies µs/req and its x nginx ratio do "
+                "not (a Go helloworld app costs ~15-25 µs/req)."
+            )
+        same, cross = self.cpu_ratios()
+        rates = self.vs("queue-proxy", "activator", tiny.kind("cpu"), tput)
+        if same and cross and rates:
+            out.append(
+                f"Activator CPU per request: {same.median:.2f}x the queue-proxy's in the same "
+                f"activator-path run, {cross.median:.2f}x the queue-proxy's in its own run. The "
+                "first compares two processes handling the same requests at the same rate; in "
+                f"the second the queue-proxy runs at {rates.median:.2f}x the activator path's "
+                "request rate (it shares the CPU with the app only), and a busier event loop "
+                "handles more requests per wake-up, so it costs less per request. The queue-proxy "
+                "also does more per request behind the activator (three more headers to parse, "
+                "a `Forwarded` header from the activator's `X-Forwarded-For`)."
+            )
+        if hop := self.added_p50("activator", "queue-proxy"):
+            out.append(
+                "The activator hop alone (activator path p50 minus queue-proxy p50): "
+                f"{fmt_delta(hop, 2)} ms."
+            )
+        out += self.bench.quality_notes("`--quiet-wait 30` and more `--hop-reps`")
+        if cfg.latency_tool == "hey":
+            line = (
+                "hey reports latencies in 0.1 ms steps; `--latency-tool wrk` gives µs resolution."
+            )
+            if (w := cfg.rate_workers) > 1:
+                line += (
+                    f" Each of hey's {w} clients paces itself with its own ticker, all started "
+                    f"together, so requests arrive in bursts of {w} (every {1000 * w / max(tiny.rates):g} "
+                    "ms at the highest rate); on the one server CPU a burst queues through every "
+                    "process of the path, so p50 includes waiting behind other requests of the "
+                    "burst, more so the more processes the path has. `--rate-workers 1` (evenly "
+                    "spaced) shows the latency of a request that does not queue; the paced wrk "
+                    "of `--latency-tool wrk` is in between (its connections drift apart)."
+                )
+            out.append(line)
+        if "nginx" in cfg.hop_targets and "nginx" not in self.names:
+            out.append(
+                "nginx was not found, so its reference is missing: apt-get install -y nginx."
+            )
         return out
 
+    def section(self, plot: list[str]) -> list[str]:
+        cfg, c, d = self.cfg, self.cfg.connections, self.cfg.hop_duration
+        w = cfg.rate_workers
+        targets = "; ".join(
+            f"**{t.name}** (:{t.port}{''.join(f', {r} pid {s.pid}' for r, s in t.procs.items())})"
+            f": {t.detail}"
+            for t in self.bench.targets
+        )
+        lat = (
+            f"`hey -z {d}s -c {w} -q R/{w}`"
+            if cfg.latency_tool == "hey"
+            else f"`wrk -t1 -c{w} -d{d}s` with each connection pausing {w * 1000}/R ms between requests"
+        )
+        out = [
+            f"App: {self.app_desc}, pid {self.bench.app.pid}. Targets: {targets}. Every request "
+            f"carries `Host: {ROUTE_HOST}` (the activator's route). {cfg.hop_reps} "
+            "repetition(s), interleaved across targets (order rotated each repetition); "
+            f"throughput `wrk -t1 -c{c} -d{d}s`; CPU per request: utime+stime of all of each "
+            f"process's threads (`/proc/PID/stat`, {1000 // CLK_TCK} ms ticks) around "
+            f"`hey -n N -c {c}`, divided by the responses; latency at each fixed rate R: {lat}. "
+            + (
+                "The app and the proxies share one CPU, so throughput is bounded by their "
+                "combined CPU cost."
+                if cfg.pin
+                else "Not pinned: the app, the proxies and the load generators compete for all CPUs."
+            ),
+            "",
+            *plot,
+        ]
+        for size in self.sizes:
+            top = max(size.rates)
+            out += [
+                f"### {size.label}: throughput, `wrk -t1 -c{c} -d{d}s`",
+                "",
+                self.throughput_table(size),
+                "",
+                f"### {size.label}: CPU per request, `hey -n {size.requests} -c {c}`",
+                "",
+                '"proxies" sums the proxies in the path; "x nginx" compares it with nginx\'s in '
+                'the same repetition; "x app" with the app\'s own cost in the same run ("the '
+                "proxies cost N times the app they front\"). The activator path's queue-proxy is "
+                "the same process as the queue-proxy target's.",
+                "",
+                self.cpu_table(size, size.kind("cpu")),
+                "",
+                f"### {size.label}: latency at fixed rates",
+                "",
+                '"vs B": the difference to target B in ms / the ratio to it, both taken within '
+                "each repetition.",
+                "",
+                self.latency_table(size),
+                "",
+                f"CPU per request in the runs at {top:,} req/s (the event loops idle between "
+                "requests: far less batching of reads, writes and wake-ups than under load):",
+                "",
+                self.cpu_table(size, size.kind(f"latency@{top}")),
+                "",
+            ]
+        return [
+            *out,
+            "<details><summary>Every hop-overhead run (CPU columns: share of one CPU during the "
+            "run)</summary>",
+            "",
+            self.every_run(),
+            "",
+            "</details>",
+            "",
+        ]
+
     def to_json(self) -> dict[str, Any]:
-        tiny = self.sizes[0]
+        k = self.sizes[0].kind("cpu")
         return {
             "runs": len(self.bench.runs),
-            "bad_runs": self.bad_runs,
-            "queue_proxy_us": _median(self.spread("queue-proxy", tiny.kind("cpu"), w.proxy_us)),
-            "activator_path_us": _median(self.spread("activator", tiny.kind("cpu"), w.proxy_us)),
-            "nginx_us": _median(self.spread("nginx", tiny.kind("cpu"), w.proxy_us)),
+            "bad_runs": sum(1 for r in self.bench.runs if r.bad and not r.superseded),
+            "targets": self.names,
+            **{f"{n}_us": median(self.spread(n, k, proxies_us)) for n in self.names[1:]},
         }
 
 
-def _median(s: c.Spread | None) -> float | None:
-    return None if s is None else s.median
+def _spread(res: HopsResult, kind: str, metric: Metric) -> Cell:
+    return lambda n: fmt_spread(res.spread(n, kind, metric))
+
+
+def _ratio(res: HopsResult, kind: str, metric: Metric, base: str) -> Cell:
+    return lambda n: fmt_ratio(res.vs(n, base, kind, metric))
+
+
+def _outcome(r: Run) -> str:
+    if r.result is None:
+        return "FAILED: " + (r.error or "").replace("|", "/").replace("\n", " ")[:200]
+    return f"{r.result.errors} / {r.result.non2xx}"
 
 
 def run(ctx: Context) -> HopsResult:
-    cfg = ctx.cfg
-    nginx = c.which("nginx")
-    if nginx is None:
-        ctx.log(
-            "nginx not found: hop overhead without the nginx reference (apt-get install -y nginx)"
-        )
-    sup = ctx.sup
-    backend = sv.start_backend(sup, name="hops-backend", script=sv.BENCH_BACKEND)
-    qp = sv.start_queue_proxy(sup, "hops-queue-proxy", backend.port, 0)
-    act = sv.start_activator(sup, "hops-activator", qp.port, 0, cold=False)
-    targets = [
-        w.Target("direct", backend.port, {}, "the backend, no proxy"),
-        w.Target(
-            "queue-proxy",
-            qp.port,
-            {"queue-proxy": qp.server},
-            "`python -m queueproxy`, CONTAINER_CONCURRENCY=0",
-        ),
-        w.Target(
-            "activator",
-            act.port,
-            {"activator": act.server, "queue-proxy": qp.server},
-            "`python -m benchmarks.activator_runner` (one ready replica) -> the same queue-proxy",
-        ),
-    ]
-    if nginx:
-        server, port = sv.start_nginx(sup, nginx, ctx.tmp, backend.port, name="hops-nginx")
-        targets.append(
-            w.Target(
-                "nginx",
-                port,
-                {"nginx": server},
-                f"{c.tool_version('nginx', nginx)}, 1 worker, keep-alive pool",
-            )
-        )
-    host = {"Host": sv.ROUTE_HOST}
-    the_sizes = sizes(ctx)
+    cfg, sup, want = ctx.cfg, ctx.sup, ctx.cfg.hop_targets
+    app = start_app(sup, "hops-app", cfg.hop_app, cfg.backend_cmd)
+    started: list[Proc] = [app]
+    targets = [Target("direct", app.port, {}, "the app, no proxy")]
+
+    def add(name: str, proc: Proc, procs: dict[str, Proc], detail: str = "") -> None:
+        servers = {role: p.server for role, p in procs.items()}
+        targets.append(Target(name, proc.port, servers, proc.desc + detail))
+
+    if {"queue-proxy", "activator"} & set(want):
+        started.append(qp := start_queue_proxy(sup, "hops-queue-proxy", app.port, 0))
+        if "queue-proxy" in want:
+            add("queue-proxy", qp, {"queue-proxy": qp})
+        if "activator" in want:
+            started.append(act := start_activator(sup, "hops-activator", qp.port, 0, cold=False))
+            add("activator", act, {"activator": act, "queue-proxy": qp}, " -> the same queue-proxy")
+    if "nginx" in want and (nginx := which("nginx")) is None:
+        ctx.log("nginx not found: hop overhead without the nginx reference (apt-get install nginx)")
+    elif "nginx" in want and nginx is not None:
+        started.append(ng := start_nginx(sup, nginx, ctx.tmp, app.port, "hops-nginx"))
+        add("nginx", ng, {"nginx": ng})
+    if cfg.go_proxy:
+        started.append(go := start_go_proxy(sup, cfg.go_proxy, app.port, "hops-goproxy"))
+        add("goproxy", go, {"goproxy": go})
+    the_sizes = sizes(cfg)
+    host = {"Host": ROUTE_HOST}
     for size in the_sizes:
-        direct = c.http_get_headers(targets[0].url + size.path, host)
+        direct = http_get(targets[0].url + size.path, host)
         for t in targets[1:]:
-            got = c.http_get_headers(t.url + size.path, host)
-            if got != direct:
-                raise c.BenchError(
-                    f"{t.name} does not pass {size.path} through: {got[0]} "
-                    f"{len(got[1])} bytes, direct {direct[0]} {len(direct[1])} bytes"
+            got = http_get(t.url + size.path, host)
+            if got[0] != direct[0] or (cfg.backend_cmd is None and got != direct):
+                raise BenchError(
+                    f"{t.name} does not pass {size.path} through: {got[0]} {got[1][:80]!r}, "
+                    f"direct {direct[0]} {direct[1][:80]!r}"
                 )
-    steps: list[w.Step] = []
-    for size in the_sizes:
-        steps.append(
-            w.tput_step(
-                cfg.connections, cfg.hop_duration, sv.ROUTE_HOST, size.path, size.kind("tput")
-            )
-        )
-        steps.append(
-            w.cpu_step(size.requests, cfg.connections, sv.ROUTE_HOST, size.path, size.kind("cpu"))
-        )
-        for rate in size.rates:
-            steps.append(
-                w.latency_step(
-                    rate,
-                    cfg.rate_workers,
-                    cfg.hop_duration,
-                    cfg.latency_tool,
-                    ctx.tmp,
-                    sv.ROUTE_HOST,
-                    size.path,
-                    size.kind(f"latency@{rate}"),
-                )
-            )
-    for s in steps:
+    all_steps = [s for size in the_sizes for s in steps(cfg, size, ctx.tmp)]
+    for s in all_steps:
         ctx.command([*s.argv, "http://127.0.0.1:<target>" + s.path])
-    bench = w.Bench(ctx.pinning, backend.server, targets, cfg.quiet_wait)
+    bench = Bench(ctx.pinning, app.server, targets, cfg.quiet_wait)
     ctx.log("hop overhead: " + ", ".join(f"{t.name} :{t.port}" for t in targets))
-    bench.warm_up(cfg.warmup, cfg.connections, sv.ROUTE_HOST, [s.path for s in the_sizes])
-    bench.run_all(steps, cfg.hop_reps, ctx.log)
-    for t in targets:
-        for proc in t.procs.values():
-            if proc.alive():
-                ctx.sup.stop(proc)
-    ctx.sup.stop(backend.server)
-    return HopsResult(bench, the_sizes, targets, backend.desc, cfg.latency_tool)
+    if cfg.warmup > 0:
+        wrk = [
+            "wrk",
+            "-t1",
+            f"-c{cfg.connections}",
+            f"-d{cfg.warmup}s",
+            "-H",
+            f"Host: {ROUTE_HOST}",
+        ]
+        prefix = ctx.pinning.prefix(ctx.pinning.load_cpu)
+        for t in targets:
+            for size in the_sizes:
+                run_load([*wrk, t.url + size.path], prefix, 30 + cfg.warmup)
+        bench.check_servers()
+    bench.run_all(all_steps, cfg.hop_reps, ctx.log)
+    ctx.stop(*started)
+    return HopsResult(bench, the_sizes, app.desc, cfg)

@@ -1,28 +1,29 @@
 """The suite's PNG plots (matplotlib's object API on the Agg canvas: no display, no pyplot state).
 
-One function per part; each writes one file and returns nothing. Callers
-check ``available()`` first: without matplotlib the report says how to
-install it and has no plots.
+One function per part (``DRAW``); each writes one file and says whether it
+drew anything. Callers check ``available()`` first: without matplotlib the
+report says how to install it and has no plots.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from benchmarks import _warm as w
 
 from .autoscale import AutoscaleResult
 from .burst import BurstResult
 from .coldstart import PHASES, ColdResult
-from .hops import LABELS, ROLES, HopsResult
+from .hops import LABELS, HopsResult
+from .runs import p50, p90, p99, role_us
 
 HINT = "pip install -e '.[bench]' (or .venv/bin/pip install matplotlib)"
 ROLE_COLORS = {
     "activator": "tab:purple",
     "queue-proxy": "tab:blue",
     "nginx": "tab:green",
+    "goproxy": "tab:olive",
     "app": "tab:gray",
 }
 
@@ -44,19 +45,19 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def hops(res: HopsResult, path: Path) -> None:
+def hops(res: HopsResult, path: Path) -> bool:
     """CPU per request by process (stacked) and latency at the highest rate, per size."""
     fig = _figure(11, 7.5)
-    axes = fig.subplots(2, 2)
+    axes = fig.subplots(2, len(res.sizes), squeeze=False)
     names = res.names
     x = list(range(len(names)))
     for col, size in enumerate(res.sizes):
         ax = axes[0][col]
         bottom = [0.0] * len(names)
-        for role in (*ROLES, "app"):
+        for role in res.roles:
             vals = []
             for n in names:
-                s = res.spread(n, size.kind("cpu"), w.role_us(role))
+                s = res.spread(n, size.kind("cpu"), role_us(role))
                 vals.append(s.median if s else 0.0)
             if any(vals):
                 ax.bar(x, vals, bottom=bottom, color=ROLE_COLORS[role], label=role)
@@ -72,7 +73,7 @@ def hops(res: HopsResult, path: Path) -> None:
         ax = axes[1][col]
         k = size.kind(f"latency@{rate}")
         width = 0.27
-        for j, (label, metric) in enumerate((("p50", w.p50), ("p90", w.p90), ("p99", w.p99))):
+        for j, (label, metric) in enumerate((("p50", p50), ("p90", p90), ("p99", p99))):
             vals = []
             for n in names:
                 s = res.spread(n, k, metric)
@@ -85,11 +86,13 @@ def hops(res: HopsResult, path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Hop overhead (medians of the repetitions)", fontsize="medium")
     fig.savefig(path, format="png")
+    return True
 
 
-def coldstart(res: ColdResult, path: Path) -> None:
+def coldstart(res: ColdResult, path: Path) -> bool:
     """Each cold start's phases as a stacked bar, with the app-alone start of the same pair."""
-    starts = res.ok
+    if not (starts := res.ok):
+        return False
     fig = _figure(10, max(3.0, 0.32 * len(starts) + 1.8))
     ax = fig.subplots()
     colors = ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple")
@@ -124,9 +127,10 @@ def coldstart(res: ColdResult, path: Path) -> None:
         "Cold start from zero: phases from the components' own timestamps", fontsize="medium"
     )
     fig.savefig(path, format="png")
+    return True
 
 
-def burst(res: BurstResult, path: Path) -> None:
+def burst(res: BurstResult, path: Path) -> bool:
     """Replicas and requests the app saw over time, each repetition."""
     fig = _figure(10, 5.5)
     top, bottom = fig.subplots(2, 1, sharex=True)
@@ -159,9 +163,10 @@ def burst(res: BurstResult, path: Path) -> None:
         f"Burst of {n:,} requests from zero (containerConcurrency {res.cc})", fontsize="medium"
     )
     fig.savefig(path, format="png")
+    return True
 
 
-def autoscale(res: AutoscaleResult, path: Path) -> None:
+def autoscale(res: AutoscaleResult, path: Path) -> bool:
     """Load, replicas (measured and simulated) and latency, second by second."""
     s = res.series
     t = list(range(len(s.users)))
@@ -231,3 +236,12 @@ def autoscale(res: AutoscaleResult, path: Path) -> None:
         fontsize="medium",
     )
     fig.savefig(path, format="png")
+    return True
+
+
+DRAW: dict[str, Callable[[Any, Path], bool]] = {
+    "hops": hops,
+    "cold": coldstart,
+    "burst": burst,
+    "autoscale": autoscale,
+}

@@ -1,6 +1,6 @@
 """The benchmark code's pure parts, as tables: parsers, phases, summaries, manifests, options.
 
-Fast and tool-free; the whole suite runs in ``test_suite_smoke.py``.
+Fast and tool-free; every part and preset runs in ``test_suite_smoke.py``.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import math
 
 import pytest
 
-from benchmarks import _common as c
-from benchmarks import _warm as w
+from benchmarks.loadgen import LoadResult, parse_hey, parse_wrk
 from benchmarks.suite import autoscale, config, local
 from benchmarks.suite.coldstart import ColdStart
+from benchmarks.suite.runs import Run, p50, paired
 from zeroserve.api import load
 
 HEY = """
@@ -52,18 +52,19 @@ Requests/sec:   1446.92
 
 
 def test_hey_and_wrk_percentiles_include_p90() -> None:
-    hey = c.parse_hey(HEY)
+    hey = parse_hey(HEY)
     assert (hey.requests, hey.non2xx, hey.errors) == (1486, 6, 0)
+    assert hey.codes == {200: 1480, 503: 6}
     assert hey.p50_ms == pytest.approx(2.7) and hey.p90_ms == pytest.approx(4.1)
     assert hey.p99_ms == pytest.approx(12.0)
-    wrk = c.parse_wrk(WRK)
+    wrk = parse_wrk(WRK)
     assert (wrk.requests, wrk.rps) == (4496, 1446.92)
     assert (wrk.p50_ms, wrk.p90_ms, wrk.p99_ms) == pytest.approx((0.585, 2.5, 10.01))
 
 
-def _run(target: str, rep: int, p50: float) -> w.Run:
-    result = c.LoadResult(rps=100.0, requests=100, p50_ms=p50, p99_ms=None, errors=0, non2xx=0)
-    return w.Run(target, "latency", rep, [], 0, 1.0, result, None, {"app": 1}, 0.0, 0.0)
+def _run(target: str, rep: int, median_ms: float) -> Run:
+    result = LoadResult(100.0, 100, median_ms, None, None, 0, 0)
+    return Run(target, "latency", rep, 1.0, result, None, {"app": 1}, 0.0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def _run(target: str, rep: int, p50: float) -> w.Run:
 def test_paired_compares_within_each_repetition(op: str, expected: tuple[float, ...]) -> None:
     mine = [_run("qp", 1, 3.0), _run("qp", 2, 3.0), _run("qp", 3, 3.0)]
     base = [_run("direct", 1, 1.5), _run("direct", 2, 2.0), _run("direct", 3, 1.0)]
-    s = w.paired(mine, base, w.p50, op=op)
+    s = paired(mine, base, p50, op=op)
     assert s is not None
     assert (s.median, s.lo, s.hi) == pytest.approx(expected)
 
@@ -159,10 +160,9 @@ def test_measured_autoscaling_is_summarised_like_the_simulator() -> None:
 @pytest.mark.parametrize(
     "manifest",
     [
-        local.service_manifest("cold-1", ["python", "examples/helloworld/app.py"], {"TARGET": "x"}),
+        local.service_manifest("cold-1", {"TARGET": "x"}),
         local.service_manifest(
             "burst",
-            ["python", "examples/helloworld/app.py"],
             container_concurrency=10,
             annotations={"autoscaling.knative.dev/target": "10"},
         ),
@@ -177,20 +177,48 @@ def test_generated_manifests_pass_zeroserve_validation(manifest: str) -> None:
 @pytest.mark.parametrize(
     ("argv", "expect"),
     [
-        ([], {"preset": "full", "cold_starts": 20, "burst_requests": 20_000, "held": 10_000}),
-        (["--quick"], {"preset": "quick", "hop_reps": 1, "cold_starts": 4}),
+        ([], {"scale": "full", "preset": "suite", "cold_starts": 20, "held": 10_000}),
+        (["--quick"], {"scale": "quick", "hop_reps": 1, "cold_starts": 4}),
         (
             ["--smoke", "--cold-starts", "5", "--parts", "burst,cold"],
-            {"preset": "smoke", "cold_starts": 5, "parts": ("cold", "burst")},
+            {"scale": "smoke", "cold_starts": 5, "parts": ("cold", "burst")},
         ),
         (
             ["--hop-rates", "100,300", "--no-pin", "--no-write"],
             {"hop_rates": (100, 300), "pin": False, "write": False},
         ),
+        (
+            ["--preset", "queueproxy"],
+            {
+                "parts": ("hops",),
+                "hop_targets": ("direct", "queue-proxy", "nginx"),
+                "hop_rates": (1000,),
+                "large_bytes": 0,
+                "hop_reps": 3,
+                "report_prefix": "queueproxy",
+            },
+        ),
+        (
+            ["--preset", "activator", "--quick", "--held", "500"],
+            {
+                "parts": ("hops", "held"),
+                "hop_targets": ("direct", "queue-proxy", "activator"),
+                "hop_reps": 1,
+                "held": 500,
+                "held_reps": 1,
+                "report_prefix": "activator",
+            },
+        ),
+        (
+            ["--preset", "activator", "--parts", "held"],
+            {"parts": ("held",), "hop_app": "examples/helloworld/app.py"},
+        ),
     ],
-    ids=["full", "quick", "smoke-overrides", "rates"],
+    ids=["full", "quick", "smoke-overrides", "rates", "queueproxy", "activator-quick", "held-only"],
 )
-def test_options_override_the_preset(argv: list[str], expect: dict[str, object]) -> None:
+def test_options_override_the_scale_and_the_preset(
+    argv: list[str], expect: dict[str, object]
+) -> None:
     cfg = config.parse_args(argv)
     assert {k: getattr(cfg, k) for k in expect} == expect
 
@@ -202,8 +230,11 @@ def test_options_override_the_preset(argv: list[str], expect: dict[str, object])
         ["--cold-starts", "0"],
         ["--quick", "--smoke"],
         ["--locust-seconds", "5"],
+        ["--preset", "nginx"],
+        ["--hop-targets", "queue-proxy,nginx"],
+        ["--go-proxy", "/nonexistent/goproxy"],
     ],
-    ids=["unknown-part", "zero", "two-presets", "short-shape"],
+    ids=["unknown-part", "zero", "two-scales", "short-shape", "unknown-preset", "no-direct", "go"],
 )
 def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
