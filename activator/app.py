@@ -13,18 +13,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from zeroserve.http.exchange import Limits, Request, Timeouts
+from zeroserve.http.exchange import Request, Timeouts
 from zeroserve.http.routes import RouteHandler
 from zeroserve.http.server import Server, ServerConnection
 from zeroserve.periodic import every
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
+from .config import Settings
 from .handler import ActivatorHandler, TrustPolicy
 from .link import AutoscalerLink
 from .metrics import ActivatorCollector, ActivatorMetrics
@@ -38,37 +38,10 @@ log = logging.getLogger("activator")
 REPORT_INTERVAL = 1.0
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The activator's settings; every field is a command-line option of ``python -m activator``."""
-
-    host: str = "0.0.0.0"
-    port: int = 8012
-    """Traffic from the ingress (0 = any free port)."""
-    trusted_port: int | None = None
-    """A second listener on which ``Knative-Serving-Revision/-Namespace`` are trusted."""
-    trusted_cidrs: tuple[str, ...] = ()
-    """Peers whose ``Knative-Serving-*`` headers are trusted on the main listener."""
-    metrics_port: int = 9090
-    autoscaler_url: str | None = None
-    """``ws://<autoscaler>:8080/``; None: stats are not sent."""
-    pod_name: str = "activator"
-    activation_timeout: float = 120.0
-    """Longest wait for a replica; then 503 + Retry-After (config ``activation-timeout``)."""
-    queue_depth: int = 10_000
-    """Requests that may wait per revision (upstream's breaker queue depth)."""
-    budget: int = 10_000
-    """Requests that may wait across all revisions."""
-    drain_seconds: float = 45.0
-    reuse_port: bool = False
-    """Share the traffic port with other activators (SO_REUSEPORT; local mode)."""
-    """After SIGTERM: how long health checks fail before the listeners close."""
-    probe_interval: float = 0.05
-    limits: Limits = field(default_factory=lambda: Limits(body_buffer=4096))
-    """A waiting request's body is read ahead at most ``body_buffer`` bytes."""
-
-
 class Activator:
+    """One activator process's parts, built from its :class:`~activator.config.Settings`;
+    the sources (Kubernetes or local) feed it through the control plane's calls below."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
         self.routes = RoutingTable()

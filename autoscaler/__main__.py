@@ -1,8 +1,16 @@
-"""``python -m autoscaler``: the KPA autoscaler on Kubernetes (see autoscaler/app.py)."""
+"""``python -m autoscaler``: the KPA autoscaler as a process.
+
+On Kubernetes it follows the cluster through watch caches and may run for leader
+election (``--leader-elect``); with ``--control URL`` it runs in local mode under
+``zeroserve up``, following its control API. Either way: parse the flags
+(autoscaler/config.py), set up logging and uvloop, check the ``--config`` keys, start
+(autoscaler/app.py), print one JSON line with the bound ports, and run until SIGTERM or
+SIGINT. Any startup error is one line on stderr and exit code 1; so is losing the
+leader Lease.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -12,71 +20,10 @@ import sys
 import uvloop
 
 from zeroserve import kube
-from zeroserve.autoscaling.config import AutoscalerConfig
 from zeroserve.envconfig import ConfigError
 
-from .app import Autoscaler, LocalAutoscaler, Settings, leader_elector
-
-
-def parse_args(argv: list[str]) -> Settings:
-    p = argparse.ArgumentParser(prog="python -m autoscaler", description=__doc__)
-    p.add_argument(
-        "--control",
-        metavar="URL",
-        help="local mode: follow zeroserve up's control API at URL instead of Kubernetes",
-    )
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
-    p.add_argument("--namespace", help="watch only this namespace (default: all)")
-    p.add_argument(
-        "--system-namespace",
-        default="knative-serving",
-        help="namespace of config-autoscaler and config-deployment (default knative-serving)",
-    )
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument(
-        "--port", type=int, default=8080, help="activator stats websocket (default 8080)"
-    )
-    p.add_argument(
-        "--metrics-port", type=int, default=9090, help="Prometheus metrics (default 9090)"
-    )
-    p.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config-autoscaler key, overriding the ConfigMap (repeatable)",
-    )
-    p.add_argument(
-        "--sync-timeout", type=float, default=60.0, help="seconds to wait for the caches at start"
-    )
-    p.add_argument(
-        "--leader-elect",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="act only while holding the Lease zeroserve-autoscaler in the system "
-        "namespace; a standby waits without listening (default off; not in local mode)",
-    )
-    args = p.parse_args(argv)
-    if args.control and args.leader_elect:
-        p.error("--leader-elect needs Kubernetes: local mode (--control) runs one autoscaler")
-    overrides = {}
-    for item in args.config:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            p.error(f"--config {item!r}: expected KEY=VALUE")
-        overrides[key] = value
-    return Settings(
-        control=args.control,
-        kubeconfig=args.kubeconfig,
-        namespace=args.namespace,
-        system_namespace=args.system_namespace,
-        host=args.host,
-        port=args.port,
-        metrics_port=args.metrics_port,
-        overrides=overrides,
-        sync_timeout=args.sync_timeout,
-        leader_elect=args.leader_elect,
-    )
+from .app import Autoscaler, LocalAutoscaler, leader_elector
+from .config import Settings, parse_args
 
 
 async def run_local(settings: Settings) -> int:
@@ -129,13 +76,13 @@ async def first_of(*events: asyncio.Event) -> None:
 async def run(settings: Settings) -> int:
     if settings.control:
         try:
-            AutoscalerConfig.from_mapping(dict(settings.overrides))
+            settings.autoscaler_config()
         except ConfigError as e:
             print(f"autoscaler: {e}", file=sys.stderr)
             return 1
         return await run_local(settings)
     try:
-        AutoscalerConfig.from_mapping(dict(settings.overrides))  # fail fast on a bad --config
+        settings.autoscaler_config()  # fail fast on a bad --config
         client = await kube.connect(settings.kubeconfig)
     except (ConfigError, kube.KubeError) as e:
         print(f"autoscaler: {e}", file=sys.stderr)

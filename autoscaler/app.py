@@ -1,19 +1,20 @@
-"""Wiring of ``python -m autoscaler`` on Kubernetes: sources, multiscaler, servers, config.
+"""Wiring of ``python -m autoscaler``: sources, multiscaler, servers, config.
 
-The autoscaler reads Revisions, EndpointSlices, Pods and Deployments through
-watch caches, scrapes queue-proxies, takes activator stats on its websocket
-(``:8080``), serves Prometheus on ``:9090``, and follows the
-``config-autoscaler`` and ``config-deployment`` ConfigMaps of the system
-namespace live: a new valid map applies at once; an invalid one is logged and
-ignored (the last good one stays, as upstream rejects a bad map whole).
+On Kubernetes (:class:`Autoscaler`) the autoscaler reads Revisions,
+EndpointSlices, Pods and Deployments through watch caches, scrapes
+queue-proxies, takes activator stats on its websocket (``:8080``), serves
+Prometheus on ``:9090``, and follows the ``config-autoscaler`` and
+``config-deployment`` ConfigMaps of the system namespace live: a new valid map
+applies at once; an invalid one is logged and ignored (the last good one stays,
+as upstream rejects a bad map whole). In local mode (:class:`LocalAutoscaler`)
+the same parts follow ``zeroserve up``'s control API instead, ConfigMaps
+included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,7 @@ from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
 from zeroserve.leader import LeaderElector
 from zeroserve.local.protocol import Snapshot
 
+from .config import Settings
 from .kubernetes import KubernetesSources
 from .local import ControlPlaneCluster
 from .metrics import AutoscalerCollector
@@ -34,30 +36,6 @@ from .scraper import StatsScraper
 from .statserver import StatServer
 
 log = logging.getLogger("autoscaler")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Command-line settings (see ``python -m autoscaler --help``)."""
-
-    control: str | None = None
-    """Local mode: ``zeroserve up``'s control API instead of Kubernetes."""
-    kubeconfig: str | None = None
-    namespace: str | None = None
-    """Watch only this namespace (default: all)."""
-    system_namespace: str = "knative-serving"
-    """Where config-autoscaler and config-deployment live."""
-    host: str = "0.0.0.0"
-    port: int = 8080
-    """The activators' stats websocket."""
-    metrics_port: int = 9090
-    overrides: Mapping[str, str] = field(default_factory=dict)
-    """config-autoscaler keys given on the command line; they win over the ConfigMap."""
-    sync_timeout: float = 60.0
-    leader_elect: bool = False
-    """Act only while holding the Lease ``zeroserve-autoscaler`` in the system namespace
-    (a standby waits for it without listening); off in local mode."""
-
 
 LEASE_NAME = "zeroserve-autoscaler"
 
@@ -98,7 +76,7 @@ class Autoscaler:
     def __init__(self, settings: Settings, client: kube.KubeClient) -> None:
         self.settings = settings
         self.client = client
-        self.config = AutoscalerConfig.from_mapping(dict(settings.overrides))
+        self.config = settings.autoscaler_config()
         self.deployment = DeploymentConfig()
         self.sources = KubernetesSources(client, settings.namespace)
         self.config_cache = client.watch_cache(

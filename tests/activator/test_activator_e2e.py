@@ -13,7 +13,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from activator.app import Activator, Settings
+from activator.app import Activator
+from activator.config import Settings
 from activator.routing import Route, RoutingTable, Target
 from tests.support.apps import run_app
 from tests.support.procs import QueueProxyProcess, queue_proxy

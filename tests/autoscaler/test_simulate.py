@@ -1,7 +1,12 @@
 """The simulator: traces in, the real autoscaler run on a fake clock, figures out.
 
-The step-trace expectations are derived by hand from the KPA rules
-(reference sections 2, 3, 5.3-5.5 and 6) with the default configuration:
+The step-trace expectations are derived by hand from the KPA rules (in
+knative/serving: the decider, ``pkg/autoscaler/scaling/autoscaler.go``; ticks
+and pokes, ``pkg/autoscaler/scaling/multiscaler.go``; the activator's stats,
+``pkg/activator/handler/concurrency_reporter.go``; recording and windows,
+``pkg/autoscaler/metrics/collector.go`` and ``pkg/autoscaler/aggregation/bucketing.go``;
+bounds and the scale-to-zero gate, ``pkg/reconciler/autoscaling/kpa/scaler.go``)
+with the default configuration:
 containerConcurrency 0 -> per-pod target 100 x 70 % = 70, stable window 60 s,
 panic window 6 s, panic threshold 200 %, grace period 30 s, ticks on even
 seconds, pods ready 2 s after being asked for.
@@ -16,18 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.simulate import (
-    PLOT_HINT,
-    TIMELINE_COLUMNS,
-    Run,
-    Settings,
-    SimulationError,
-    default_duration,
-    main,
-    require_matplotlib,
-    simulate,
-    summarize,
-)
+from autoscaler.simulate.__main__ import main
+from autoscaler.simulate.output import PLOT_HINT, TIMELINE_COLUMNS, require_matplotlib
+from autoscaler.simulate.run import Run, Settings, SimulationError, default_duration, simulate
+from autoscaler.simulate.summary import summarize
 from autoscaler.traces import Trace, TraceError, generate, parse_csv, read_csv
 from zeroserve.autoscaling.config import AutoscalerConfig
 
@@ -302,6 +299,7 @@ def test_generator_errors_say_what_is_wrong(spec: str, message: str) -> None:
 # -- the command line ------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_cli_prints_the_summary_as_json() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "autoscaler.simulate", str(STEP_CSV), "--json"],
@@ -317,6 +315,7 @@ def test_cli_prints_the_summary_as_json() -> None:
     assert [c["wait_s"] for c in summary["cold_starts"]] == [2]
 
 
+@pytest.mark.process
 def test_cli_reports_bad_input_with_exit_code_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("time_s,rps\n0,fast\n")

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from activator.__main__ import parse_args as activator_args
-from autoscaler.__main__ import parse_args as autoscaler_args
+from activator.config import parse_args as activator_args
+from autoscaler.config import parse_args as autoscaler_args
 from controller.config import add_arguments, settings_from
 from tests.chart.helm import NAMESPACE, Obj, find_tool, one, only, render, run
 

@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from activator.__main__ import DEFAULT_AUTOSCALER_URL, KubeOptions, parse_args
-from activator.app import Settings
+from activator.config import DEFAULT_AUTOSCALER_URL, KubeOptions, Settings, parse_args
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from tests.support.apps import run_app
 from tests.support.procs import activator_process, queue_proxy

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from activator.app import Activator, Settings
+from activator.app import Activator
+from activator.config import Settings
 from activator.kubernetes import KubeActivatorSources
 from activator.routing import RoutingTable
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI

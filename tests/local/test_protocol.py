@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from activator.app import Activator, Settings
+from activator.app import Activator
+from activator.config import Settings
 from activator.local import LocalControlSources
 from autoscaler.local import ControlPlaneCluster
 from autoscaler.model import ScaleError

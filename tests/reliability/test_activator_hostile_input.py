@@ -23,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from activator.app import Activator, Settings
+from activator.app import Activator
+from activator.config import Settings
 from activator.routing import RoutingTable
 from tests.support.apps import AppState, run_app
 from tests.support.procs import activator_process

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from activator.app import Activator, Settings
+from activator.app import Activator
+from activator.config import Settings
 from activator.routing import RoutingTable
 from tests.local.support import EXAMPLES, UpProcess, zeroserve_up
 from tests.support.apps import run_app
