@@ -204,7 +204,7 @@ def _after(fall: dict[str, Any] | None) -> str:
 
 
 def _provisioning(gaps: list[int]) -> dict[str, float]:
-    """The simulator's definition (``autoscaler.simulate._provisioning``)."""
+    """The simulator's definition (``autoscaler.simulate.summary._provisioning``)."""
     n = len(gaps)
     return {
         "peak_pods": max(gaps, default=0),
