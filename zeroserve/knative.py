@@ -7,12 +7,16 @@ returns them) into :mod:`zeroserve.topology` values. It does no I/O and keeps no
 so it is tested with tables; the only side effect is a log warning when a field that the
 schema should have prevented is malformed and a default is used instead.
 
-Names follow Knative (reference sections 10.5 and 11): revision ``r`` runs as Deployment
-``r-deployment``; its pods are published by the private Service ``r-private``, whose
-EndpointSlices carry the Service's ``serving.knative.dev/revision`` label; ports are named
-``http`` (or ``http2``, h2c) for the queue-proxy and ``http-autometric`` for its stats. A
+Names follow Knative: revision ``r`` runs as Deployment ``r-deployment``
+(knative/serving ``pkg/reconciler/revision/resources/names/names.go``); its pods are
+published by the private Service ``r-private``
+(``pkg/reconciler/serverlessservice/resources/names/names.go``), whose EndpointSlices
+carry the Service's ``serving.knative.dev/revision`` label; ports are named ``http`` (or
+``http2``, h2c) for the queue-proxy (knative/networking ``pkg/apis/networking/ports.go``)
+and ``http-autometric`` for its stats (``pkg/apis/serving/v1/revision_helpers.go``). A
 Route's ``status.traffic`` holds the resolved split (every entry names a revision), and
-its hosts are ``status.url``'s host plus the cluster-local names of the Route.
+its hosts are ``status.url``'s host plus the cluster-local names of the Route
+(``pkg/apis/serving/v1/route_types.go``, ``pkg/reconciler/route/traffic/traffic.go``).
 """
 
 from __future__ import annotations
@@ -209,9 +213,10 @@ def slice_endpoints(endpoint_slice: Obj, pods_by_name: Mapping[str, Obj]) -> lis
 
 def activator_peers(endpoint_slices: Iterable[Obj], pod_ip: str | None) -> tuple[int, int]:
     """(index, count) of this activator among the ready addresses of the activator
-    Service's slices (reference 10.4): ``count`` ready activators, ``index`` the position
-    of ``pod_ip`` in their sorted list, -1 when it is not among them (not ready yet, or
-    the IP is unknown). Every activator sorts the same list, so each gets its own index."""
+    Service's slices (knative/serving ``pkg/activator/net/throttler.go``): ``count`` ready
+    activators, ``index`` the position of ``pod_ip`` in their sorted list, -1 when it is
+    not among them (not ready yet, or the IP is unknown). Every activator sorts the same
+    list, so each gets its own index."""
     ready: set[str] = set()
     for endpoint_slice in endpoint_slices:
         for endpoint in endpoint_slice.get("endpoints") or ():

@@ -1,10 +1,11 @@
 """Leader election on a ``coordination.k8s.io/v1`` Lease: one replica of a component acts,
 the others stand by with warm caches and take over when it stops or dies.
 
-The protocol is the one every Kubernetes controller speaks (so ``kubectl get lease`` reads
-it): the Lease's ``spec.holderIdentity`` names the leader, which rewrites ``renewTime``
-every ``renew_interval`` (5 s). A candidate takes the Lease when it is free (no holder, as
-a leader leaves it when it stops) or when the holder has not renewed it for
+The protocol is the one every Kubernetes controller speaks (kubernetes
+``staging/src/k8s.io/client-go/tools/leaderelection/leaderelection.go``; so ``kubectl get
+lease`` reads it): the Lease's ``spec.holderIdentity`` names the leader, which rewrites
+``renewTime`` every ``renew_interval`` (5 s). A candidate takes the Lease when it is free
+(no holder, as a leader leaves it when it stops) or when the holder has not renewed it for
 ``leaseDurationSeconds`` (15 s). Every write is a PUT with the ``resourceVersion`` that was
 read, so of two candidates racing for the same Lease exactly one wins (the other gets a
 409 and stays a candidate).
