@@ -64,7 +64,7 @@ soak: $(STAMP)
 
 # The whole system against its baselines, one report in benchmarks/results/bench-*.md with
 # plots: hop overhead, cold start, a burst from zero, autoscaling under locust (vs the
-# simulator), held requests (~15 min; BENCH_ARGS=--quick ~3 min). Needs wrk, hey, nginx
+# simulator), held requests (~15 min; BENCH_ARGS=--quick ~3-5 min). Needs wrk, hey, nginx
 # (apt-get install -y wrk hey nginx); locust and matplotlib come with the bench extra.
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks.suite $(BENCH_ARGS)
@@ -73,13 +73,15 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-# Queue-proxy vs direct vs nginx on loopback (~2 min; BENCH_ARGS=--quick for ~30 s).
+# The suite's queueproxy preset: queue-proxy vs direct vs nginx on loopback, one report in
+# benchmarks/results/queueproxy-*.md (~2 min; BENCH_ARGS=--quick under a minute).
 bench-queueproxy: $(STAMP)
-	$(PY) -m benchmarks.queueproxy $(BENCH_ARGS)
+	$(PY) -m benchmarks.suite --preset queueproxy $(BENCH_ARGS)
 
-# Activator warm path (vs queue-proxy and direct) and 10,000 held requests (~2 min; --quick ~30 s).
+# The suite's activator preset: the warm path (vs queue-proxy and direct) and 10,000 held
+# requests, one report in benchmarks/results/activator-*.md (~2 min; --quick under a minute).
 bench-activator: $(STAMP)
-	$(PY) -m benchmarks.activator $(BENCH_ARGS)
+	$(PY) -m benchmarks.suite --preset activator $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
