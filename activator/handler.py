@@ -1,4 +1,4 @@
-"""The activator's request path (reference 10.2-10.3).
+"""The activator's request path (docs/activator.md, "Request path").
 
 Per request: health checks are answered here; the revision comes from the
 trusted ingress headers or from the Host through the routing table (unknown

@@ -7,10 +7,10 @@ changes into the activator's control-plane calls (``activator.app``):
 - Routes -> one ``RoutingTable`` from every route's ``status.traffic`` -> ``set_routes``;
 - the EndpointSlices of the revisions' private Services, plus their Pods (start times)
   -> ``set_endpoints(revision, replicas)``, not-ready replicas included: the activator
-  probes those and uses each the moment its queue-proxy answers (reference 10.5);
+  probes those and uses each the moment its queue-proxy answers (docs/activator.md);
 - the EndpointSlices of the activator's own Service in the system namespace ->
   ``set_peers(index, count)``, so that each activator takes its share of the replicas of
-  a revision with a concurrency limit (reference 10.4).
+  a revision with a concurrency limit (docs/activator.md, "The activator's share").
 
 Nothing is pushed while the caches fill: once all of them have listed, the whole state is
 applied in one go (peers, then revisions with their endpoints, then routes, so that a

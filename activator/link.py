@@ -1,4 +1,4 @@
-"""The activator's durable websocket to the autoscaler (ARCHITECTURE.md, reference 5.3).
+"""The activator's durable websocket to the autoscaler (docs/contracts.md, "Stats protocol").
 
 Batches go out as JSON text frames. While the link is down, batches are
 dropped (the next ones carry the load again) and the socket reconnects with

@@ -1,4 +1,4 @@
-"""The revisions this activator serves: their replicas, probing, and throttlers (reference 10.5).
+"""The revisions this activator serves: their replicas, probing, and throttlers.
 
 The control plane says which revisions exist and which endpoints (replicas)
 each has. A replica announced ready is used at once; one not yet ready is
@@ -7,7 +7,8 @@ the moment a probe passes, without waiting for the endpoint list to settle.
 The queue-proxy answers such a probe only once its own readiness probe of the
 app passes (retrying every 50 ms), so one probe request returns as soon as the
 app is up. A replica that goes away gets no new requests; one the proxy could
-not connect to is taken out and probed again.
+not connect to is taken out and probed again (docs/activator.md, "Backends and
+probing").
 """
 
 from __future__ import annotations

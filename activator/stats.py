@@ -1,4 +1,4 @@
-"""The activator's request statistics for the autoscaler (reference 5.3).
+"""The activator's request statistics for the autoscaler (docs/activator.md).
 
 Every request is counted per revision from the moment it arrives, queued time
 included, with the queue-proxy's time-weighted algorithm. The first request

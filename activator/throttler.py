@@ -1,4 +1,4 @@
-"""Per-revision admission and load balancing (reference 10.4), with bounded queues.
+"""Per-revision admission and load balancing, with bounded queues (docs/activator.md).
 
 A ``Throttler`` holds one ``Tracker`` per healthy replica of a revision and a
 ``Breaker`` whose capacity is the sum of the replicas' capacity that this

@@ -1,4 +1,4 @@
-"""Per-revision metric collection into stable and panic windows (reference 5.4).
+"""Per-revision metric collection into stable and panic windows (docs/autoscaling.md, "Windows").
 
 Every stat, scraped from queue-proxies or pushed by an activator, is reduced
 to one sample of the revision's scaling metric and added to both windows;

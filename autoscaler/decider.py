@@ -111,7 +111,7 @@ class DelayWindow:
         index = math.floor(now) // _DELAY_BUCKET_SECONDS
         # The decider ticks on a forward-moving clock. Should the clock step back,
         # the record joins the newest bucket instead, which keeps the deque
-        # ordered by index (the reference leaves this case open).
+        # ordered by index (upstream leaves this case open).
         if entries and index < entries[-1][0]:
             index = entries[-1][0]
         while entries and entries[-1][1] <= value:

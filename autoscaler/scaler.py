@@ -1,7 +1,7 @@
 """The PodAutoscaler scale step: scale bounds, the scale-to-zero gate and the Active condition.
 
 One call of :func:`scale_step` is one reconcile of one revision's
-PodAutoscaler (reference section 6): it takes the decider's desired scale,
+PodAutoscaler (docs/autoscaling.md, "The scale step"): it takes the decider's desired scale,
 applies the revision's bounds, lets a scale to zero through only after the
 revision has been idle long enough, and moves the Active condition.
 
@@ -110,7 +110,8 @@ def min_ready(state: PodAutoscalerState, revision: RevisionAutoscaling) -> int:
 def next_condition(
     prev: ActiveCondition, now: float, *, want: int, ready: int, needed: int
 ) -> ActiveCondition:
-    """The Active condition after a step (reference section 6.4)."""
+    """The Active condition after a step (knative/serving
+    ``pkg/apis/autoscaling/v1alpha1/pa_lifecycle.go``)."""
     if want == 0 or needed == 0:
         # An activation that never got its pods up ended in the gate's timeout.
         timed_out = prev.status is Activity.ACTIVATING and needed > 0
@@ -199,7 +200,8 @@ def _gate(
     revision: RevisionAutoscaling,
     config: AutoscalerConfig,
 ) -> tuple[int, bool, float | None]:
-    """The scale-to-zero gate (reference section 6.2, without the activator probe)."""
+    """The scale-to-zero gate of knative/serving ``pkg/reconciler/autoscaling/kpa/scaler.go``,
+    without the activator probe."""
     if desired != 0:
         return desired, True, None
     if not config.enable_scale_to_zero:

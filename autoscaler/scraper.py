@@ -1,4 +1,4 @@
-"""Scraping queue-proxies' stats with upstream's sampling (reference 5.2).
+"""Scraping queue-proxies' stats with upstream's sampling (docs/autoscaling.md, "Scraping").
 
 For a revision with N ready pods, n = ``sample_size(N)`` of them are scraped
 (``GET http://<pod>:<stats port>/metrics``, JSON ``Stat``); the n stats are

@@ -1,4 +1,4 @@
-"""The KPA decider spec derived from a revision's autoscaling settings (reference section 4)."""
+"""The KPA decider spec derived from a revision's settings (docs/autoscaling.md, "Decider spec")."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from .decider import DeciderSpec
 def decider_spec(
     revision: RevisionAutoscaling, config: AutoscalerConfig, *, reachable: bool
 ) -> DeciderSpec:
-    """The decider's spec for a revision (reference section 4).
+    """The decider's spec for a revision (knative/serving
+    ``pkg/reconciler/autoscaling/kpa/resources/decider.go``).
 
     ``reachable`` is False only when the PodAutoscaler is Unreachable; an
     unknown reachability counts as reachable.

@@ -1,4 +1,4 @@
-"""The websocket endpoint activators push their stats to (ARCHITECTURE.md).
+"""The websocket endpoint activators push their stats to (docs/contracts.md, "Stats protocol").
 
 One durable websocket per activator at ``ws://<autoscaler>:8080/``; each text
 frame is a JSON batch ``[{"namespace": ..., "revision": ..., "stat": {...}}]``.

@@ -2,7 +2,7 @@
 queue-proxy sidecar) and its private Service. Pure functions from the revision to
 objects; no I/O.
 
-The pod follows upstream's injection (reference 9.1 and 9.5, section 14):
+The pod follows upstream's injection (docs/kubernetes.md, "The revision's pod"):
 
 - the user container keeps its image, command, args, env and liveness probe, and gets
   ``PORT`` and ``K_SERVICE``/``K_CONFIGURATION``/``K_REVISION``; its readiness probe is
@@ -123,7 +123,7 @@ def _downward(name: str, field: str) -> Obj:
 
 
 def queue_env(rev: DesiredRevision) -> list[Obj]:
-    """The queue-proxy's environment (README, "The queue-proxy", Environment)."""
+    """The queue-proxy's environment (docs/contracts.md, "Queue-proxy environment")."""
     info = rev.info
     plain = [
         ("SERVING_NAMESPACE", info.key.namespace),

@@ -1,4 +1,4 @@
-"""Queue-proxy settings from its environment (ARCHITECTURE.md, reference 9.1)."""
+"""Queue-proxy settings from its environment (docs/contracts.md, "Queue-proxy environment")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Drain: wait for a quiet period with no new request before shutting down (reference 9.6).
+"""Drain: wait for a quiet period with no new request before shutting down.
 
 While draining, health checks answer 503 so the activator and the kubelet stop
-sending; every regular request that still arrives restarts the quiet period.
+sending; every regular request that still arrives restarts the quiet period
+(docs/queue-proxy.md, "Drain and shutdown").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The queue-proxy's request path (reference 9.2): probes, stats, breaker, proxy.
+"""The queue-proxy's request path (docs/queue-proxy.md): probes, stats, breaker, proxy.
 
 Per request: a health check is answered here (never counted, never queued);
 anything else is counted in the stats before the breaker (queued requests

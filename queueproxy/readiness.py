@@ -1,10 +1,11 @@
-"""Readiness of the user container, probed the way the kubelet would (reference 9.5).
+"""Readiness of the user container, probed the way the kubelet would.
 
 ``SERVING_READINESS_PROBE`` holds the user container's readiness probe as
 JSON (a Kubernetes ``Probe``: ``httpGet`` or ``tcpSocket`` plus timing
 fields). With ``periodSeconds: 0`` (Knative's default) a check retries every
 50 ms until ``successThreshold`` consecutive successes or 10 s; otherwise it
-is a single attempt. Concurrent checks share one in-flight probe.
+is a single attempt. Concurrent checks share one in-flight probe
+(docs/queue-proxy.md, "Health checks").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``zeroserve replica`` (what ``make up`` runs): the sample app behind a queue-proxy."""
+"""``zeroserve replica``: the sample app behind a queue-proxy, with no control plane."""
 
 from __future__ import annotations
 

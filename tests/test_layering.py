@@ -1,5 +1,6 @@
-"""Import layering (STYLE.md): components never import each other; only the modules
-of the zeroserve/kube/ package import kubernetes_asyncio; the queue-proxy stays light."""
+"""Import layering (docs/README.md, "Layering"): components never import each other; only
+the modules of the zeroserve/kube/ package import kubernetes_asyncio; the queue-proxy stays
+light; no import cycles."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Concurrency breaker: at most ``capacity`` holders, a bounded FIFO of waiters.
 
-This is the arithmetic of Knative's queue-proxy breaker (reference section 9.3)
+This is the arithmetic of Knative's queue-proxy breaker (knative/serving pkg/queue/breaker.go)
 with no I/O and no asyncio: the proxies call it from their event loop and it
 tells them what to do.
 

@@ -1,4 +1,4 @@
-"""Request statistics: time-weighted concurrency and request counts (reference 5.1).
+"""Request statistics: time-weighted concurrency and request counts (docs/autoscaling.md).
 
 ``RequestStats`` is the accumulator both proxies keep per revision: every
 request in and out moves it along the time axis, and ``report(now)`` closes an

@@ -1,0 +1,1 @@
+"""The activator: routing, throttling and stats as tables, and in front of real queue-proxies."""

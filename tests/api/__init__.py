@@ -1,0 +1,2 @@
+"""Manifests: loading, validation and fuzzing (``zeroserve.api``), with the Knative
+docs' samples."""

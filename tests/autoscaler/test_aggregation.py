@@ -15,7 +15,7 @@ EXAMPLE_3 = [(100.0, 10.0), (100.0, 5.0), (104.0, 40.0)]
 @pytest.mark.parametrize(
     ("records", "now", "expected"),
     [
-        # Reference §5.5 worked examples, window 6 s.
+        # Linear averaging as upstream's pkg/autoscaler/aggregation/bucketing.go, window 6 s.
         (EXAMPLE_1, 102.0, 20.0),
         (EXAMPLE_1, 103.0, 20.0),
         (EXAMPLE_1, 104.0, 20.0),

@@ -29,7 +29,8 @@ def make_spec(**overrides: Any) -> DeciderSpec:
 
 
 def default_spec(**overrides: Any) -> DeciderSpec:
-    """The spec upstream's default config yields for containerConcurrency 0 (reference §2.5)."""
+    """The spec upstream's default config yields for containerConcurrency 0
+    (docs/autoscaling.md, "Decider spec")."""
     fields: dict[str, Any] = {
         "target": 70.0,
         "total_value": 100.0,
@@ -357,7 +358,7 @@ def test_delay_window_matches_naive_maximum(delay: int, steps: list[tuple[int, i
         assert window.current() == max(v for i, v in per_bucket.items() if index - i < window.size)
 
 
-# --- Reference §15 pitfalls: each fails if the quirk is implemented the "obvious" way ------
+# --- Upstream's quirks: each fails if the quirk is implemented the "obvious" way ------
 
 
 def test_pitfall_inputs_are_totals_and_target_is_per_pod() -> None:

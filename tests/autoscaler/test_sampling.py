@@ -1,4 +1,4 @@
-"""Table test for the scrape sample size (reference §5.2)."""
+"""Table test for the scrape sample size (docs/autoscaling.md, "Scraping")."""
 
 from __future__ import annotations
 

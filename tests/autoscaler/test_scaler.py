@@ -518,7 +518,8 @@ def test_scale_step(case: Case) -> None:
 @pytest.mark.parametrize(
     ("want", "ready", "needed", "prev", "expected"),
     [
-        # Reference section 6.4, one row per table line (and its variants).
+        # Upstream's Active condition (pkg/apis/autoscaling/v1alpha1/pa_lifecycle.go), one
+        # row per case (and its variants).
         pytest.param(
             0,
             0,

@@ -30,7 +30,7 @@ def spec_for(
 @pytest.mark.parametrize(
     ("annotations", "cc", "total", "target"),
     [
-        # Reference section 4 examples.
+        # The examples in docs/autoscaling.md, "Decider spec".
         pytest.param({}, 0, 100.0, 70.0, id="cc0-defaults"),
         pytest.param({}, 10, 10.0, 7.0, id="cc10"),
         pytest.param({A + "target": "20"}, 10, 10.0, 7.0, id="cc10-target-capped-by-cc"),

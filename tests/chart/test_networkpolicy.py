@@ -75,8 +75,8 @@ def test_revision_pods_custom(custom_objects: list[Obj]) -> None:
 
 
 def test_the_queue_proxy_ports_are_the_ones_in_the_policy(default_objects: list[Obj]) -> None:
-    """The policy's ports are the queue-proxy's (ARCHITECTURE.md: 8012 serving, 8022 admin,
-    9090 stats, 9091 Prometheus); 8022 is deliberately not opened to any pod."""
+    """The policy's ports are the queue-proxy's (docs/contracts.md, "Ports": 8012 serving,
+    8022 admin, 9090 stats, 9091 Prometheus); 8022 is deliberately not opened to any pod."""
     policy = one(default_objects, "NetworkPolicy", "zeroserve-revisions", "default")
     opened = {port for ports, _ in _rules(policy) for port in ports}
     assert opened == {8012, 9090, 9091}

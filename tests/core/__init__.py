@@ -1,0 +1,1 @@
+"""Pure pieces of the core: the breaker, request statistics, config and annotation parsers."""

@@ -1,4 +1,4 @@
-"""Time-weighted request statistics (reference 5.1) and the Stat wire format."""
+"""Time-weighted request statistics and the Stat wire format (docs/autoscaling.md)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,2 @@
-"""Reliability: real-process fault tests of the data plane on loopback (kills, restarts, floods, hostile input)."""
+"""Reliability: real-process fault tests of the data plane on loopback (kills, restarts,
+floods, hostile input)."""

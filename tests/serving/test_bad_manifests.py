@@ -119,7 +119,7 @@ CASES: list[Any] = [
         ],
         id="template-name-prefix",
     ),
-    # ----- traffic (reference 11.1) -----
+    # ----- traffic (knative/serving pkg/apis/serving/v1/route_validation.go) -----
     pytest.param(
         dump(
             traffic(
@@ -273,7 +273,7 @@ CASES: list[Any] = [
         ],
         id="cc-over-limit",
     ),
-    # ----- autoscaling annotations (reference 8), with key, value and range -----
+    # ----- autoscaling annotations (docs/autoscaling.md, "Annotations"): key, value, range -----
     pytest.param(
         dump(annotated(min_scale="-1")),
         [f"{ANN}/min-scale: must be an integer >= 0, got '-1'"],

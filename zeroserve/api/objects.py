@@ -145,9 +145,9 @@ class RevisionTemplate:
     timeout_seconds: int | None = None
     """Total request timeout; None or 0: ``revision-timeout-seconds``."""
     response_start_timeout_seconds: int | None = None
-    """Time to the first response byte; None: defaulted as reference 9.4 says."""
+    """Time to the first response byte; None: defaulted (``zeroserve.serving.revisions``)."""
     idle_timeout_seconds: int | None = None
-    """Longest gap between response writes; None: defaulted as reference 9.4 says."""
+    """Longest gap between response writes; None: defaulted (``zeroserve.serving.revisions``)."""
 
     @property
     def container(self) -> Container:

@@ -107,7 +107,7 @@ class RevisionAutoscaling:
     """Upper scale bound; 0 = unbounded."""
 
     initial_scale: int
-    """Pods the revision starts with (reference section 7.2)."""
+    """Pods the revision starts with (docs/autoscaling.md, "Initial scale")."""
 
     activation_scale: int
     """Smallest non-zero scale; 1 when the annotation is absent (no effect)."""
@@ -231,7 +231,7 @@ def _build(
             raise r.error(ACTIVATION_SCALE, f"an integer >= 2 and {span}")
 
     allow_zero = config.allow_zero_initial_scale
-    # Section 7.2: a 0 while zero is not allowed falls back to the config when
+    # As upstream: a 0 while zero is not allowed falls back to the config when
     # read leniently, and is an error when validated.
     initial = r.read(
         INITIAL_SCALE,

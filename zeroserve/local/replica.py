@@ -2,7 +2,7 @@
 
 The app gets ``PORT`` (and ``K_SERVICE``/``K_CONFIGURATION``/``K_REVISION``)
 like a Knative container; the queue-proxy gets the env contract of
-ARCHITECTURE.md and reports the ports it bound. Both run in their own
+docs/contracts.md ("Queue-proxy environment") and reports the ports it bound. Both run in their own
 process group and die with their parent (``PR_SET_PDEATHSIG``), so a killed
 ``zeroserve`` leaves no orphan. Stopping follows the pod's order: the
 queue-proxy drains and exits first, then the app gets SIGTERM, then SIGKILL

@@ -91,7 +91,7 @@ def _upsert_configuration(
         state.configurations[key] = cfg
     cfg.meta, cfg.applied = meta, applied
     if changed:
-        # Every template change is a new generation and a new revision (reference 11.4).
+        # Every template change is a new generation and a new revision, as upstream.
         cfg.generation += 1
         cfg.template = template
         new_revision(state, cfg, template, state.configs.defaults, now)

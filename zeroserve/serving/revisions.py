@@ -1,8 +1,9 @@
 """Revisions: naming, stamping them out of a template with defaults, following the
 latest ready one, and what the runtime needs to run one.
 
-A revision is created for every template change (reference 11.4): named by
-the template, or ``{configuration}-{generation:05d}``. Its spec is fixed at
+A revision is created for every template change: named by the template, or
+``{configuration}-{generation:05d}`` (knative/serving
+``pkg/reconciler/configuration/resources/revision.go``). Its spec is fixed at
 creation with ``config-defaults`` applied then, as upstream's admission
 defaulting does; a later change of the defaults does not touch it.
 """
@@ -42,7 +43,7 @@ def revision_name(configuration: str, generation: int) -> str:
 
 
 def _optional_timeout(given: int | None, default: int, timeout: int) -> int:
-    # Reference 9.4: the response-start and idle timeouts take the config default only
+    # As upstream: the response-start and idle timeouts take the config default only
     # when it is set and shorter than the total timeout, so by default both are off.
     if given is not None:
         return given

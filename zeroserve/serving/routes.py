@@ -1,6 +1,7 @@
 """Routes: defaulting traffic, resolving targets to revisions, and the routing table.
 
-Resolution follows upstream's traffic builder (reference 11.3): a
+Resolution follows upstream's traffic builder (knative/serving
+``pkg/reconciler/route/traffic/traffic.go``): a
 ``latestRevision`` target follows its configuration's latest *ready* revision;
 a named revision must exist (and, in a Service, belong to it) and be ready. If
 any target cannot be resolved the route is not ready and keeps serving its
@@ -42,7 +43,8 @@ MISSING_CONFIGURATION = "ConfigurationMissing"
 
 
 def service_traffic(svc: Service) -> tuple[TrafficTarget, ...]:
-    """The traffic of a Service's own Route: defaults applied (reference 11.2), and every
+    """The traffic of a Service's own Route: defaults applied (as upstream's
+    ``pkg/apis/serving/v1/route_defaults.go``), and every
     ``latestRevision`` target pointing at the Service's configuration."""
     name = svc.meta.name
     if not svc.traffic:

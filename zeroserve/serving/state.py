@@ -82,7 +82,7 @@ class RevisionRecord:
     container_concurrency: int
     """Defaulted from ``config-defaults`` at creation."""
     timeout_seconds: int
-    """Defaulted at creation (reference 9.4), like the two timeouts below."""
+    """Defaulted at creation from config-defaults, like the two timeouts below."""
     response_start_timeout_seconds: int
     idle_timeout_seconds: int
     container_name: str
