@@ -42,12 +42,10 @@ async def run(args: argparse.Namespace) -> int:
         RoutingTable([Route("default", "hello", (args.host_name,), (Target(KEY, 100),))])
     )
     act.put_revision(RevisionInfo(KEY, container_concurrency=args.container_concurrency))
-    endpoints = []
-    for i, spec in enumerate(args.endpoint):
-        host, _, port = spec.rpartition(":")
-        endpoints.append(
-            Endpoint(name=f"replica-{i}", host=host, port=int(port), stats_port=0, ready=True)
-        )
+    endpoints = [
+        Endpoint(f"replica-{i}", host, int(port), stats_port=0, ready=True)
+        for i, (host, _, port) in enumerate(e.rpartition(":") for e in args.endpoint)
+    ]
     loop = asyncio.get_running_loop()
     if args.cold:
         loop.add_signal_handler(signal.SIGUSR1, lambda: act.set_endpoints(KEY, endpoints))

@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 APT_HINT = "apt-get install -y wrk hey nginx"
@@ -62,7 +62,6 @@ class LoadResult:
 class LoadRun:
     """One run of a load generator: its output, and what it reported or why not."""
 
-    argv: list[str]
     rc: int
     output: str
     wall: float
@@ -75,10 +74,9 @@ def run_load(
     load_prefix: Sequence[str],
     timeout: float,
     env: Mapping[str, str] | None = None,
-    parser: Callable[[str], LoadResult] | None = None,
 ) -> LoadRun:
-    """Run a load generator to completion, bounded by ``timeout``; parse its output
-    with ``parser`` (default: by the tool's name; none for other tools)."""
+    """Run a load generator to completion, bounded by ``timeout``; parse the output of
+    wrk and hey (not of other tools)."""
     full = [*load_prefix, which(argv[0]) or argv[0], *argv[1:]]
     t0 = time.monotonic()
     try:
@@ -90,7 +88,7 @@ def run_load(
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
         rc, output = 124, f"{out or ''}\n(timed out after {timeout:.0f}s)"
     wall = time.monotonic() - t0
-    parser = parser or {"wrk": parse_wrk, "hey": parse_hey}.get(os.path.basename(argv[0]))
+    parser = {"wrk": parse_wrk, "hey": parse_hey}.get(os.path.basename(argv[0]))
     result, error = None, None
     if rc != 0:
         error = f"{argv[0]} exit status {rc}: {output.strip()[-300:]}"
@@ -99,7 +97,7 @@ def run_load(
             result = parser(output)
         except ValueError as e:
             error = f"{e}: {output.strip()[-300:]}"
-    return LoadRun(list(argv), rc, output, wall, result, error)
+    return LoadRun(rc, output, wall, result, error)
 
 
 _WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}

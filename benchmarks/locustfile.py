@@ -5,25 +5,14 @@
 
 Each user sends ``GET $BENCH_PATH`` (default ``/?sleep=100``: the autoscale
 sample app answers after 100 ms) with ``Host: $BENCH_HOST_HEADER`` and, with
-no wait time, sends the next one when the answer arrives, so the users are
-the concurrency the service sees. The shape (``BENCH_SECONDS`` long, default
-120; users as fractions of ``BENCH_PEAK_USERS``, default 70):
-
-| share of the time | users |
-| --- | --- |
-| 0 - 8 % | 7 % of the peak (a trickle) |
-| 8 - 38 % | a step to 43 % |
-| 38 - 50 % | a spike to the peak |
-| 50 - 62 % | back to 43 % |
-| 62 - 83 % | a linear ramp down to 0 |
-| 83 - 100 % | idle |
-
-With ``BENCH_OUT`` set, the per-second figures are written there as JSON when
-the test stops: requests, failures, p50/p95/max latency and the mean
-concurrency (requests in flight, from each request's start and duration) of
-every second, and the users each second (the suite plots them and feeds the
-concurrency to the autoscaler simulator). Load-test your own service through
-zeroserve with the same file: set ``BENCH_HOST_HEADER`` to its host name.
+no wait time, the next one when the answer arrives, so the users are the
+concurrency the service sees. The shape is ``STAGES`` over ``BENCH_SECONDS``
+(default 120) with ``BENCH_PEAK_USERS`` (default 70) at the spike. With
+``BENCH_OUT`` set, the figures of every second (requests, failures, p50/p95/max
+latency, the mean requests in flight) and the users are written there as JSON
+when the test stops: the suite plots them and feeds the concurrency to the
+autoscaler simulator. Point ``BENCH_HOST_HEADER`` at your own service to
+load-test it through zeroserve.
 """
 
 from __future__ import annotations
@@ -42,7 +31,8 @@ PATH = os.environ.get("BENCH_PATH", "/?sleep=100")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "120"))
 PEAK = int(os.environ.get("BENCH_PEAK_USERS", "70"))
 OUT = os.environ.get("BENCH_OUT", "")
-# (end of the stage as a share of the time, users at its start, users at its end)
+# (end of the stage as a share of the time, users at its start and at its end as shares of
+# the peak): a trickle, a step, the spike, back to the step, a linear ramp down, idle.
 STAGES = (
     (0.08, 0.07, 0.07),
     (0.375, 0.43, 0.43),
@@ -132,27 +122,19 @@ SECONDS_SEEN = _Seconds()
 
 @events.request.add_listener
 def _on_request(
-    request_type: str,
-    name: str,
     response_time: float,
-    response_length: int,
     exception: BaseException | None = None,
     start_time: float | None = None,
     **kwargs: Any,
 ) -> None:
     seconds = response_time / 1000
-    SECONDS_SEEN.request(
-        start_time if start_time is not None else time.time() - seconds, seconds, exception
-    )
+    start = start_time if start_time is not None else time.time() - seconds
+    SECONDS_SEEN.request(start, seconds, exception)
 
 
 @events.test_stop.add_listener
-def _on_stop(**kwargs: Any) -> None:
-    SECONDS_SEEN.write()
-
-
 @events.quitting.add_listener
-def _on_quit(**kwargs: Any) -> None:
+def _on_stop(**kwargs: Any) -> None:
     SECONDS_SEEN.write()
 
 

@@ -59,20 +59,18 @@ def go_binary_version(path: str) -> str:
     return line.rsplit(":", 1)[1].strip() if line and ":" in line else "?"
 
 
-def summary(packages: Sequence[str], tools: Sequence[str]) -> list[tuple[str, str]]:
-    """(label, value) pairs: CPU, cores, kernel, Python, package and tool versions."""
+def summary(packages: Sequence[str], tools: Sequence[str]) -> dict[str, str]:
+    """CPU, cores, kernel, Python, package and tool versions, by label."""
     virt = " (virtual machine)" if " hypervisor" in (_cpuinfo("flags") or "") else ""
     online = "?"
     with contextlib.suppress(OSError):
         online = Path("/sys/devices/system/cpu/online").read_text().strip()
-    return [
-        ("CPU", f"{_cpuinfo('model name') or platform.processor() or 'unknown CPU'}{virt}"),
-        ("cores", f"{os.cpu_count()} (online: {online})"),
-        ("kernel", f"{platform.system()} {platform.release()}"),
-        (
-            "python",
-            f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})",
-        ),
-        ("packages", ", ".join(f"{p} {package_version(p)}" for p in packages)),
-        ("tools", ", ".join(tool_version(t) for t in tools)),
-    ]
+    python = f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"
+    return {
+        "CPU": f"{_cpuinfo('model name') or platform.processor() or 'unknown CPU'}{virt}",
+        "cores": f"{os.cpu_count()} (online: {online})",
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": python,
+        "packages": ", ".join(f"{p} {package_version(p)}" for p in packages),
+        "tools": ", ".join(tool_version(t) for t in tools),
+    }

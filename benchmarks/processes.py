@@ -31,6 +31,10 @@ from benchmarks.loadgen import which
 T = TypeVar("T")
 
 
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
 class BenchError(Exception):
     """A setup or run failure, reported to the user as one clear message."""
 
@@ -48,10 +52,8 @@ def interrupt_on_signals(*signums: int) -> None:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -185,11 +187,7 @@ class Supervisor:
             try:
                 s.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                print(
-                    f"[bench] {s.name} (pid {s.pid}) ignored {signal.Signals(sig).name}; SIGKILL",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                log(f"{s.name} (pid {s.pid}) ignored {signal.Signals(sig).name}; SIGKILL")
                 _signal_group(s.pid, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     s.popen.wait(timeout=5)
@@ -243,13 +241,14 @@ def answer(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, byt
         return None
 
 
-def wait_http_ok(url: str, server: Server, timeout: float = 20.0) -> None:
+def wait_http_ok(url: str, server: Server, timeout: float = 20.0, every: float = 0.05) -> None:
     """Poll ``url`` until it answers 2xx; fail early if ``server`` exits."""
     poll(
         lambda: True if (a := answer(url)) is not None and 200 <= a[0] < 300 else None,
         timeout,
         lambda: f"{url} not ready after {timeout:.0f} s:\n{server.log_tail()}",
         [server],
+        every,
     )
 
 

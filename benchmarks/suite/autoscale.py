@@ -1,22 +1,13 @@
 """Part 4, autoscaling under load: a locust shape against the autoscale sample, and the simulator.
 
-``examples/autoscale.yaml`` (target 10, min-scale 2, max-scale 10) is applied
-as it is; once its two replicas are ready, ``benchmarks/locustfile.py`` runs
-headless (a step, a spike, a ramp down to idle), each user calling
-``/?sleep=100`` back to back. Every second a sampler reads the revision's
-desired and ready replicas (``GET /v1/objects/revisions``, what ``zeroserve
-get revisions -o json`` prints) and its replicas with their start times
-(``GET /v1/pods``); locust writes requests, failures, latency and the mean
-concurrency of every second.
-
-The concurrency measured each second is then replayed through the
-autoscaler simulator (``python -m autoscaler.simulate``) with the same
-annotations, containerConcurrency and config-autoscaler, the replicas
-ready at the start, and the replica start time measured in this run (median
-``requested -> ready``). Both runs are summarised the same way (the
-simulator's ``shortfalls``: how long until ready replicas covered the
-needed ones after each load increase; over- and under-provisioning) and drawn
-on one plot.
+``examples/autoscale.yaml`` is applied as it is; once its min-scale replicas
+are ready, ``benchmarks/locustfile.py`` runs headless while a sampler reads the
+revision's desired and ready replicas and its replicas' start times every
+second. The concurrency locust measured each second is then replayed through
+``python -m autoscaler.simulate`` with the same annotations, containerConcurrency
+and config-autoscaler, and the replica start time measured in this run; both
+runs are summarised the same way (the simulator's ``shortfalls``, over- and
+under-provisioning) and drawn on one plot.
 """
 
 from __future__ import annotations
@@ -32,17 +23,17 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from autoscaler.simulate import Second, shortfalls
+from benchmarks.figures import details, fmt, md_table
 from benchmarks.loadgen import run_load, which
-from benchmarks.markdown import fmt, md_table
 from benchmarks.processes import BenchError
 from benchmarks.servers import REPO
 
-from .context import Context, Goal
+from .context import Context, PartResult
 from .local import LocalSystem, Sampler
 
 MANIFEST = REPO / "examples" / "autoscale.yaml"
@@ -55,15 +46,7 @@ class Skipped(Exception):
     """The part cannot run here; the message says why and what to install."""
 
 
-def locust_binary() -> str | None:
-    beside = Path(sys.executable).parent / "locust"
-    if beside.exists():
-        return str(beside)
-    return which("locust")
-
-
-@dataclass
-class Sample:
+class Sample(NamedTuple):
     t: float
     desired: int
     ready: int
@@ -82,8 +65,7 @@ class Replicas:
         desired, ready = self.system.replicas(self.revision)
         pods = self.system.pods(self.revision)
         self.samples.append(Sample(time.time(), desired, ready, len(pods)))
-        for p in pods:
-            self.pod_times[p["name"]] = dict(p["times"])
+        self.pod_times.update((p["name"], dict(p["times"])) for p in pods)
 
 
 @dataclass
@@ -102,34 +84,32 @@ class Series:
 
 
 @dataclass
-class AutoscaleResult:
+class AutoscaleResult(PartResult):
     service: str
     revision: str
     annotations: dict[str, str]
     container_concurrency: int
     series: Series
-    locust_argv: list[str]
     sim_argv: list[str]
     sim_summary: dict[str, Any] | None
     sim_timeline: list[dict[str, float]]
     measured: dict[str, Any]
-    pod_start_s: float = 1.0
-    pod_start_from: str = ""
-    total_requests: int = 0
-    total_failures: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    shape: tuple[int, int] = (0, 0)
+    pod_start_s: float
+    pod_start_from: str
+    total_requests: int
+    total_failures: int
+    errors: dict[str, int]
+    problems: list[str]
+    shape: tuple[int, int]
     """The locust shape's seconds and peak users."""
 
     def headline(self) -> list[str]:
         m, s = self.measured, self.sim_summary
-        first = _first_increase(m["shortfalls"])
         line = (
             f"locust step/spike/ramp ({len(self.series.users)} s, peak "
             f"{max(self.series.users, default=0)} users): {self.total_requests:,} requests, "
             f"**{self.total_failures} failures**; time to the needed replicas after the "
-            f"first load increase {_after(first)}"
+            f"first load increase {_after(_first_increase(m['shortfalls']))}"
         )
         if s is not None:
             line += f" (simulator: {_after(_first_increase(s['shortfalls']))})"
@@ -138,10 +118,8 @@ class AutoscaleResult:
             f"{m['over']['time_pct']:.0f} % of the time"
         )
         if s is not None:
-            line += (
-                f" (simulator: {s['over_provisioning']['average_pods']:.2f}, "
-                f"{s['over_provisioning']['time_pct']:.0f} %)"
-            )
+            over = s["over_provisioning"]
+            line += f" (simulator: {over['average_pods']:.2f}, {over['time_pct']:.0f} %)"
         return [line]
 
     def section(self, plot: list[str]) -> list[str]:
@@ -173,14 +151,7 @@ class AutoscaleResult:
             out += ["Failures by error: " + "; ".join(f"{k}: {v}" for k, v in self.errors.items())]
         if self.problems:
             out += ["Problems: " + "; ".join(self.problems), ""]
-        details = ["<details><summary>Every second</summary>", "", every_second(self)]
-        return out + details + ["", "</details>", ""]
-
-    def notes(self) -> list[str]:
-        return []
-
-    def goals(self) -> list[Goal]:
-        return []
+        return out + details("Every second", every_second(self))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -235,12 +206,10 @@ def summarize(series: Series, target: float) -> dict[str, Any]:
 
 
 def _build_series(data: dict[str, Any], samples: list[Sample], seconds: int) -> Series:
-    start = int(data["start"])
     rows = {int(r["t"]): r for r in data["seconds"]}
     users = sorted(data["users"], key=lambda u: u[0])
     out = Series()
-    for i in range(seconds):
-        sec = start + i
+    for sec in range(int(data["start"]), int(data["start"]) + seconds):
         row = rows.get(sec, {})
         out.rps.append(float(row.get("requests", 0)))
         out.concurrency.append(float(row.get("concurrency", 0.0)))
@@ -250,19 +219,11 @@ def _build_series(data: dict[str, Any], samples: list[Sample], seconds: int) -> 
         before = [u for u in users if u[0] < sec + 1]
         out.users.append(int(before[-1][1]) if before else 0)
         # the replica sample nearest the middle of the second
-        near = min(samples, key=lambda s: abs(s.t - (sec + 0.5)), default=None)
-        out.desired.append(near.desired if near else 0)
-        out.ready.append(near.ready if near else 0)
-        out.pods.append(near.pods if near else 0)
+        near = min(samples, key=lambda s: abs(s.t - (sec + 0.5)), default=Sample(0, 0, 0, 0))
+        out.desired.append(near.desired)
+        out.ready.append(near.ready)
+        out.pods.append(near.pods)
     return out
-
-
-def _pod_start(sampler: Replicas, since: float) -> list[float]:
-    return [
-        t["ready"] - t["requested"]
-        for t in sampler.pod_times.values()
-        if "ready" in t and t.get("requested", 0) >= since
-    ]
 
 
 def sim_command(argv: list[str]) -> str:
@@ -278,53 +239,34 @@ def simulate(
     ctx: Context, series: Series, annotations: dict[str, str], cc: int, pod_start: float
 ) -> tuple[list[str], dict[str, Any] | None, list[dict[str, float]], str | None]:
     """Replay the measured concurrency through ``python -m autoscaler.simulate``."""
-    trace = ctx.tmp / "autoscale-trace.csv"
-    with trace.open("w") as f:
-        f.write("time_s,concurrency\n")
-        f.writelines(f"{i},{v:.3f}\n" for i, v in enumerate(series.concurrency))
-    timeline = ctx.tmp / "autoscale-simulated.csv"
-    argv = [
-        sys.executable,
-        "-m",
-        "autoscaler.simulate",
-        str(trace),
-        "--container-concurrency",
-        str(cc),
-    ]
-    for k, v in annotations.items():
-        argv += ["-a", f"{k}={v}"]
-    for k, v in ctx.autoscaler_config.items():
-        argv += ["-c", f"{k}={v}"]
-    argv += [
-        "--pod-start-delay",
-        f"{pod_start:.2f}",
-        "--initial-pods",
-        str(series.ready[0] if series.ready else 0),
-        "--duration",
-        str(len(series.concurrency)),
-        "--json",
-        "--timeline-csv",
-        str(timeline),
-    ]
+    trace, timeline = ctx.tmp / "autoscale-trace.csv", ctx.tmp / "autoscale-simulated.csv"
+    trace.write_text(
+        "time_s,concurrency\n" + "".join(f"{i},{v:.3f}\n" for i, v in enumerate(series.concurrency))
+    )
+    argv = [sys.executable, "-m", "autoscaler.simulate", str(trace)]
+    argv += ["--container-concurrency", str(cc)]
+    argv += [a for k, v in annotations.items() for a in ("-a", f"{k}={v}")]
+    argv += [a for k, v in ctx.autoscaler_config.items() for a in ("-c", f"{k}={v}")]
+    argv += ["--pod-start-delay", f"{pod_start:.2f}"]
+    argv += ["--initial-pods", str(series.ready[0] if series.ready else 0)]
+    argv += ["--duration", str(len(series.concurrency)), "--json", "--timeline-csv", str(timeline)]
     ctx.command(sim_command(argv))
     r = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     if r.returncode != 0:
         return argv, None, [], f"the simulator failed ({r.returncode}): {r.stderr.strip()[-300:]}"
-    rows = []
     with timeline.open() as f:
-        for row in csv.DictReader(f):
-            rows.append({k: float(v) for k, v in row.items() if k != "pa"})
+        rows = [{k: float(v) for k, v in row.items() if k != "pa"} for row in csv.DictReader(f)]
     return argv, json.loads(r.stdout), rows, None
 
 
 def run(ctx: Context) -> AutoscaleResult:
     cfg = ctx.cfg
-    locust = locust_binary()
-    if locust is None:
+    beside = Path(sys.executable).parent / "locust"
+    if (locust := str(beside) if beside.exists() else which("locust")) is None:
         raise Skipped(f"locust is not installed: {LOCUST_HINT}")
     system = ctx.system()
     system.wait("no replica left from earlier parts", system.no_replicas, 120)
-    text = MANIFEST.read_text()
+    text, file = MANIFEST.read_text(), str(MANIFEST.relative_to(REPO))
     doc = yaml.safe_load(text)
     template = doc["spec"]["template"]
     annotations = {
@@ -334,39 +276,25 @@ def run(ctx: Context) -> AutoscaleResult:
     }
     cc = int(template["spec"].get("containerConcurrency", 0))
     name = doc["metadata"]["name"]
-    system.apply(text, str(MANIFEST.relative_to(REPO)))
-    ctx.command(f"zeroserve apply -f {MANIFEST.relative_to(REPO)}")
+    system.apply(text, file)
+    ctx.command(f"zeroserve apply -f {file}")
     host, revision = system.service_url(name)
     min_scale = int(annotations.get("autoscaling.knative.dev/min-scale", "0") or 0)
+    at_min = (min_scale, min_scale)
     system.wait(
-        f"{revision} at min-scale {min_scale}",
-        lambda: system.replicas(revision) == (min_scale, min_scale),
-        60,
+        f"{revision} at min-scale {min_scale}", lambda: system.replicas(revision) == at_min, 60
     )
     out = ctx.tmp / "locust.json"
-    argv = [
-        locust,
-        "-f",
-        str(LOCUSTFILE.relative_to(REPO)),
-        "--headless",
-        "--host",
-        system.ingress,
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-    ]
-    env = dict(
-        os.environ,
-        BENCH_HOST_HEADER=host,
-        BENCH_PATH=PATH,
-        BENCH_SECONDS=str(cfg.locust_seconds),
-        BENCH_PEAK_USERS=str(cfg.locust_peak_users),
-        BENCH_OUT=str(out),
-    )
+    flags = ["-f", str(LOCUSTFILE.relative_to(REPO)), "--headless"]
+    more = ["--only-summary", "--loglevel", "WARNING"]
+    bench = {
+        "BENCH_HOST_HEADER": host,
+        "BENCH_SECONDS": str(cfg.locust_seconds),
+        "BENCH_PEAK_USERS": str(cfg.locust_peak_users),
+    }
+    shown = " ".join(f"{k}={v}" for k, v in bench.items())
     ctx.command(
-        f"BENCH_HOST_HEADER={host} BENCH_SECONDS={cfg.locust_seconds} "
-        f"BENCH_PEAK_USERS={cfg.locust_peak_users} BENCH_OUT=... "
-        + " ".join(["locust", *argv[1:4], "--host", "<ingress>", *argv[6:]])
+        f"{shown} BENCH_OUT=... " + " ".join(["locust", *flags, "--host", "<ingress>", *more])
     )
     ctx.log(
         f"autoscaling: locust for {cfg.locust_seconds} s (peak {cfg.locust_peak_users} "
@@ -375,7 +303,9 @@ def run(ctx: Context) -> AutoscaleResult:
     replicas = Replicas(system, revision)
     sampler = Sampler("replica-sampler", replicas.sample, 1.0)
     since = time.time()
+    env = dict(os.environ, **bench, BENCH_PATH=PATH, BENCH_OUT=str(out))
     try:
+        argv = [locust, *flags, "--host", system.ingress, *more]
         load = run_load(argv, ctx.pinning.prefix(cfg.load_cpu), cfg.locust_seconds + 90, env)
     finally:
         sampler.stop()
@@ -386,30 +316,40 @@ def run(ctx: Context) -> AutoscaleResult:
     if data.get("start") is None:
         raise BenchError("locust wrote no start time (the shape never ticked)")
     series = _build_series(data, replicas.samples, cfg.locust_seconds)
-    starts = _pod_start(replicas, since)
+    starts = [
+        t["ready"] - t["requested"]
+        for t in replicas.pod_times.values()
+        if "ready" in t and t.get("requested", 0) >= since
+    ]
     pod_start, source = 1.0, "no replica started in this run: 1 s assumed"
     if starts:
         pod_start = statistics.median(starts)
         source = f"median of {len(starts)} replicas started in this run"
     sim_argv, sim_summary, sim_tl, problem = simulate(ctx, series, annotations, cc, pod_start)
-    if problem:
-        problems.append(problem)
+    problems += [problem] if problem else []
     target = float(sim_summary["revision"]["target_per_pod"]) if sim_summary else 7.0
-    measured = summarize(series, target)
     res = AutoscaleResult(
-        name, revision, annotations, cc, series, argv, sim_argv, sim_summary, sim_tl, measured
-    )
-    res.pod_start_s, res.pod_start_from, res.problems = pod_start, source, problems
-    res.total_requests = sum(int(r["requests"]) for r in data["seconds"])
-    res.total_failures = sum(int(r["failures"]) for r in data["seconds"])
-    res.errors, res.shape = (
+        name,
+        revision,
+        annotations,
+        cc,
+        series,
+        sim_argv,
+        sim_summary,
+        sim_tl,
+        summarize(series, target),
+        pod_start,
+        source,
+        sum(int(r["requests"]) for r in data["seconds"]),
+        sum(int(r["failures"]) for r in data["seconds"]),
         dict(data.get("errors", {})),
+        problems,
         (cfg.locust_seconds, cfg.locust_peak_users),
     )
-    system.remove(text, str(MANIFEST.relative_to(REPO)))
+    system.remove(text, file)
     ctx.log(
         f"autoscaling: {res.total_requests:,} requests, {res.total_failures} failures, peak "
-        f"{measured['peak_ready']} ready replicas (simulator "
+        f"{res.measured['peak_ready']} ready replicas (simulator "
         f"{sim_summary['pods']['peak_ready'] if sim_summary else '-'})"
     )
     return res
@@ -428,26 +368,17 @@ def tables(res: AutoscaleResult) -> list[str]:
         return " / ".join(str(d.get(k, "-")) for k in keys)
 
     panic = f"{s['panic']['seconds']} s in {s['panic']['episodes']} episode(s)" if s else "-"
-    peaks, secs = (
-        ("peak_needed", "peak_desired", "peak_ready"),
-        ("pod_seconds", "needed_pod_seconds"),
-    )
+    peaks = ("peak_needed", "peak_desired", "peak_ready")
+    secs = ("pod_seconds", "needed_pod_seconds")
+    over, under = "over-provisioned (ready above needed)", "under-provisioned (ready below needed)"
     summary = md_table(
         "|measured|simulator (same trace)",
         [
             ["requests / failures", f"{res.total_requests:,} / {res.total_failures}", "-"],
             ["peak replicas: needed / desired / ready", three(m, *peaks), three(sp, *peaks)],
             ["replica-seconds / needed", three(m, *secs), three(sp, *secs)],
-            [
-                "over-provisioned (ready above needed)",
-                pct(m["over"]),
-                pct(s.get("over_provisioning")),
-            ],
-            [
-                "under-provisioned (ready below needed)",
-                pct(m["under"]),
-                pct(s.get("under_provisioning")),
-            ],
+            [over, pct(m["over"]), pct(s.get("over_provisioning"))],
+            [under, pct(m["under"]), pct(s.get("under_provisioning"))],
             ["panic", "-", panic],
         ],
     )
@@ -456,24 +387,20 @@ def tables(res: AutoscaleResult) -> list[str]:
     def near(f: dict[str, Any], falls: list[dict[str, Any]]) -> dict[str, Any] | None:
         return next((g for g in falls if abs(g["at_s"] - f["at_s"]) <= 3), None)
 
+    def row(f: dict[str, Any], ready: str, measured: str, sim: str) -> list[str]:
+        return [f"{f['at_s']} s", f["cause"], ready.format(**f), measured, sim]
+
     rows = [
-        [
-            f"{f['at_s']} s",
-            f["cause"],
-            f"{f['ready']} -> {f['needed']}",
+        row(
+            f,
+            "{ready} -> {needed}",
             _after(f),
             _after(g) if (g := near(f, sim_falls)) else "- (not short)",
-        ]
+        )
         for f in m["shortfalls"]
     ]
     rows += [
-        [
-            f"{g['at_s']} s",
-            g["cause"],
-            f"(simulated {g['ready']} -> {g['needed']})",
-            "- (not short)",
-            _after(g),
-        ]
+        row(g, "(simulated {ready} -> {needed})", "- (not short)", _after(g))
         for g in sim_falls
         if near(g, m["shortfalls"]) is None
     ]

@@ -1,31 +1,26 @@
 """Part 3, a burst from zero: ``hey -c 200 -n 20000`` on a cold revision with containerConcurrency 10.
 
-The Service runs the sample app with containerConcurrency 10 and no other
-setting (the KPA's defaults: target 100 capped by CC -> 7 per replica at 70 %
-utilisation, no max-scale). Before each repetition it is at zero. While hey
-runs, a sampler polls ``GET /v1/pods`` and every replica's queue-proxy
-Prometheus endpoint every 0.2 s, keeping each replica's last
+The Service runs the sample app with the KPA's defaults and is at zero before
+each repetition. While hey runs, a sampler reads ``GET /v1/pods`` and every
+replica's queue-proxy metrics every 0.2 s, keeping each replica's last
 ``zeroserve_queue_requests_total`` and ``zeroserve_queue_app_in_flight_max``:
 a replica taken away during the burst drains for at least the runtime's quiet
-period (0.5 s) before its listeners close, so its final count is read. Reported:
-non-2xx (goal 0), the requests the app saw (the counters summed, goal exactly
-``-n``: each request once), the most requests at one replica's app at once
-(goal <= 10), the time to drain the burst, and the replicas over time.
+period (0.5 s) before its listeners close, so its final count is read.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks import metrics
-from benchmarks.loadgen import LoadResult, hey_seconds, run_load
-from benchmarks.markdown import fmt, fmt_spread, md_table
-from benchmarks.stats import Spread
+from benchmarks.figures import Spread, columns, fmt, fmt_spread
+from benchmarks.loadgen import LoadResult, LoadRun, hey_seconds, run_load
 
-from .context import Context, Goal
+from .context import Context, PartResult
 from .local import LocalSystem, Sampler, service_manifest
 
 NAME = "burst"
@@ -42,20 +37,26 @@ class PodCounts:
     in_flight_max: float = 0.0
 
 
-class Counts:
-    """The revision's replicas and their queue-proxies' counters, sampled."""
+@dataclass
+class Burst:
+    """One burst: hey's run, and the revision's replicas and their counters, sampled."""
 
-    def __init__(self, system: LocalSystem, revision: str) -> None:
-        self.system, self.revision = system, revision
-        self.pods: dict[str, PodCounts] = {}
-        self.timeline: list[tuple[float, int, int, float]] = []
-        """(unix time, replicas, ready replicas, requests counted so far)."""
+    rep: int
+    requests: int
+    concurrency: int
+    waited_for_zero_s: float
+    start: float = field(default_factory=time.time)
+    load: LoadRun | None = None
+    pods: dict[str, PodCounts] = field(default_factory=dict)
+    timeline: list[tuple[float, int, int, float]] = field(default_factory=list)
+    """(unix time, replicas, ready replicas, requests counted so far)."""
+    activator_requests: float | None = None
 
-    def sample(self) -> None:
-        now, pods = time.time(), self.system.pods(self.revision)
+    def sample(self, system: LocalSystem, revision: str) -> None:
+        now, pods = time.time(), system.pods(revision)
         for p in pods:
             counts = self.pods.setdefault(p["name"], PodCounts())
-            port = self.system.queue_proxy_port(p)
+            port = system.queue_proxy_port(p)
             if port is not None and (text := metrics.scrape(port, timeout=1.0)) is not None:
                 n = metrics.total(text, "zeroserve_queue_requests_total") or 0.0
                 m = metrics.total(text, "zeroserve_queue_app_in_flight_max") or 0.0
@@ -68,23 +69,17 @@ class Counts:
     def counted(self) -> float:
         return sum(p.requests for p in self.pods.values())
 
+    @property
+    def in_flight_max(self) -> float:
+        return max((p.in_flight_max for p in self.pods.values()), default=0.0)
 
-@dataclass
-class Burst:
-    rep: int
-    requests: int
-    concurrency: int
-    result: LoadResult | None
-    error: str | None
-    total_s: float | None
-    slowest_s: float | None
-    counted: float
-    in_flight_max: float
-    replicas: int
-    start: float
-    timeline: list[tuple[float, int, int, float]] = field(default_factory=list)
-    activator_requests: float | None = None
-    waited_for_zero_s: float = 0.0
+    @property
+    def result(self) -> LoadResult | None:
+        return None if self.load is None else self.load.result
+
+    def hey_s(self, label: str) -> float | None:
+        """hey's ``Total`` (the time to drain the burst) or ``Slowest``, in seconds."""
+        return None if self.load is None else hey_seconds(label, self.load.output)
 
     @property
     def replicas_peak(self) -> int:
@@ -115,7 +110,7 @@ class Burst:
 
 
 @dataclass
-class BurstResult:
+class BurstResult(PartResult):
     bursts: list[Burst]
     cc: int
     argv: list[str]
@@ -123,7 +118,7 @@ class BurstResult:
     def headline(self) -> list[str]:
         if not self.bursts:
             return []
-        drain = Spread.of(b.total_s for b in self.bursts)
+        drain = Spread.of(b.hey_s("Total") for b in self.bursts)
         non2xx = sum(b.non2xx or 0 for b in self.bursts)
         errors = sum(b.errors or 0 for b in self.bursts)
         once = sum(b.exactly_once for b in self.bursts)
@@ -157,12 +152,6 @@ class BurstResult:
             "",
         ]
 
-    def notes(self) -> list[str]:
-        return []
-
-    def goals(self) -> list[Goal]:
-        return []
-
     def to_json(self) -> dict[str, Any]:
         return {
             "bursts": len(self.bursts),
@@ -180,42 +169,29 @@ def one(ctx: Context, system: LocalSystem, argv: list[str], revision: str, rep: 
     cfg = ctx.cfg
     waited = system.wait(f"{revision} at zero", functools.partial(system.at_zero, revision), 120)
     act_before = system.activator_metrics()
-    counts = Counts(system, revision)
-    sampler = Sampler("burst-sampler", counts.sample, SAMPLE_EVERY)
-    start = time.time()
+    burst = Burst(rep, cfg.burst_requests, cfg.burst_concurrency, waited)
+    sample = functools.partial(burst.sample, system, revision)
+    sampler = Sampler("burst-sampler", sample, SAMPLE_EVERY)
     try:
-        load = run_load(argv, ctx.pinning.prefix(cfg.load_cpu), 120 + cfg.burst_requests / 50)
+        burst.load = run_load(argv, ctx.pinning.prefix(cfg.load_cpu), 120 + cfg.burst_requests / 50)
     finally:
         # one more round once every response is in: the final counts
         time.sleep(SAMPLE_EVERY)
         sampler.stop()
-    counts.sample()
-    labels = {"revision_name": revision}
-    act = metrics.delta(
-        act_before, system.activator_metrics(), "zeroserve_activator_requests_total", labels
-    )
-    burst = Burst(
-        rep,
-        cfg.burst_requests,
-        cfg.burst_concurrency,
-        load.result,
-        load.error,
-        hey_seconds("Total", load.output),
-        hey_seconds("Slowest", load.output),
-        counts.counted,
-        max((p.in_flight_max for p in counts.pods.values()), default=0.0),
-        len(counts.pods),
-        start,
-        counts.timeline,
-        act,
-        waited,
+    sample()
+    burst.activator_requests = metrics.delta(
+        act_before,
+        system.activator_metrics(),
+        "zeroserve_activator_requests_total",
+        {"revision_name": revision},
     )
     for problem in sampler.errors[:3]:
         ctx.log(f"burst sampler: {problem}")
+    r = burst.result
     ctx.log(
-        f"burst {rep}/{cfg.burst_reps}: {load.result.codes if load.result else load.error}, app "
+        f"burst {rep}/{cfg.burst_reps}: {r.codes if r else burst.load.error}, app "
         f"saw {burst.counted:,.0f} of {burst.requests:,}, max {burst.in_flight_max:.0f} at one "
-        f"app, drained in {fmt(burst.total_s, 2)} s, {burst.replicas} replicas"
+        f"app, drained in {fmt(burst.hey_s('Total'), 2)} s, {len(burst.pods)} replicas"
     )
     return burst
 
@@ -235,30 +211,30 @@ def run(ctx: Context, applied: bool) -> BurstResult:
 
 
 def table(res: BurstResult) -> str:
-    def row(b: Burst) -> list[str]:
-        r = b.result
-        codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(r.codes.items())) if r else "-"
-        return [
-            str(b.rep),
-            codes or "-",
-            fmt(b.non2xx, 0),
-            fmt(b.errors, 0),
-            f"{b.counted:,.0f}",
-            "yes" if b.exactly_once else "**no**",
-            f"{b.in_flight_max:.0f}",
-            fmt(b.first_at_app_s, 1),
-            fmt(b.total_s, 2),
-            fmt(b.slowest_s, 2),
-            fmt(r.p50_ms if r else None, 1),
-            fmt(r.p99_ms if r else None, 1),
-            str(b.replicas_peak),
-            str(b.replicas),
-            fmt(b.activator_requests, 0, thousands=True),
-        ]
+    def codes(b: Burst) -> str:
+        counts = b.result.codes if b.result else {}
+        return ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())) or "-"
 
-    header = (
-        "rep|status codes (hey)|non-2xx|errors|app saw (queue-proxy counters)|each once|"
-        f"max at one app (CC {res.cc})|first at an app s|drain s|slowest s|p50 ms|p99 ms|"
-        "peak replicas|replicas used|activator counted"
+    def result(get: Callable[[LoadResult], float | None]) -> Callable[[Burst], str]:
+        return lambda b: fmt(None if b.result is None else get(b.result), 1)
+
+    return columns(
+        res.bursts,
+        [
+            ("rep", lambda b: str(b.rep)),
+            ("status codes (hey)", codes),
+            ("non-2xx", lambda b: fmt(b.non2xx, 0)),
+            ("errors", lambda b: fmt(b.errors, 0)),
+            ("app saw (queue-proxy counters)", lambda b: f"{b.counted:,.0f}"),
+            ("each once", lambda b: "yes" if b.exactly_once else "**no**"),
+            (f"max at one app (CC {res.cc})", lambda b: f"{b.in_flight_max:.0f}"),
+            ("first at an app s", lambda b: fmt(b.first_at_app_s, 1)),
+            ("drain s", lambda b: fmt(b.hey_s("Total"), 2)),
+            ("slowest s", lambda b: fmt(b.hey_s("Slowest"), 2)),
+            ("p50 ms", result(lambda r: r.p50_ms)),
+            ("p99 ms", result(lambda r: r.p99_ms)),
+            ("peak replicas", lambda b: str(b.replicas_peak)),
+            ("replicas used", lambda b: str(len(b.pods))),
+            ("activator counted", lambda b: fmt(b.activator_requests, 0, thousands=True)),
+        ],
     )
-    return md_table(header, [row(b) for b in res.bursts])

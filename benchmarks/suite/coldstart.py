@@ -1,27 +1,12 @@
 """Part 2, cold start: from the first request to its response, for a revision at zero.
 
-``cold_services`` helloworld Services (the sample app, containerConcurrency 0)
-are taken in turn: each is measured once it is at zero (no replica, not even a
-terminating one anywhere), so one scales to zero while another is measured.
-A request is sent on a fresh connection and timed (send, first byte, end);
-the phases come from the components' own clocks (all unix time on this
-machine):
-
-- held before the scale request: ``times.requested`` (the runtime got the
-  autoscaler's replica count) minus the send time;
-- scale request to processes spawned: ``spawned - requested``;
-- replica process start: ``spawned -> listening`` (the queue-proxy listens;
-  the app starts at the same time);
-- app ready: ``listening ->`` the earlier of the runtime's readiness
-  (``times.ready``) and the activator forwarding the request (send time +
-  the activator's ``zeroserve_activator_cold_start_seconds``): the activator
-  probes the replica itself and may forward before the runtime saw it ready;
-- ready -> first byte: the rest, up to the response's first byte.
-
-Right after each cold start the app alone is started the same way the
-runtime starts it (``python examples/helloworld/app.py`` with a ``PORT``,
-pinned like the replicas) and polled every 5 ms until it answers: the
-platform's added time is the cold start minus that, per pair.
+``cold_services`` helloworld Services are taken in turn, each measured once it
+is at zero (no replica anywhere, not even a terminating one), so one scales to
+zero while another is measured. The phases (``PHASES``) come from the
+components' own clocks (unix time on this machine): the runtime's replica
+``times`` and the activator's cold-start histogram. Right after each cold
+start the app alone is started the way the runtime starts it and polled every
+5 ms: the platform's added time is the cold start minus that, per pair.
 """
 
 from __future__ import annotations
@@ -35,12 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks import metrics
-from benchmarks.markdown import fmt_ratio, md_table
-from benchmarks.processes import BenchError, answer, free_port
+from benchmarks.figures import Spread, details, fmt_ratio, md_table, p90
+from benchmarks.processes import free_port, wait_http_ok
 from benchmarks.servers import REPO, SAMPLE_APP
-from benchmarks.stats import Spread, p90
 
-from .context import Context, Goal
+from .context import Context, PartResult
 from .local import LocalSystem, service_manifest
 
 PHASES = (
@@ -113,7 +97,7 @@ class ColdStart:
 
 
 @dataclass
-class ColdResult:
+class ColdResult(PartResult):
     starts: list[ColdStart]
     failures: list[str]
     services: int
@@ -124,26 +108,17 @@ class ColdResult:
     def ok(self) -> list[ColdStart]:
         return [s for s in self.starts if s.status == 200]
 
-    def total(self) -> Spread | None:
-        return Spread.of(s.total for s in self.ok)
-
-    def alone(self) -> Spread | None:
-        return Spread.of(s.app_alone_s for s in self.ok)
-
-    def added(self) -> Spread | None:
-        return Spread.of(s.added for s in self.ok)
+    def spread(self, attr: str) -> Spread | None:
+        return Spread.of(getattr(s, attr) for s in self.ok)
 
     def ratio(self) -> Spread | None:
         return Spread.of(s.total / s.app_alone_s for s in self.ok if s.app_alone_s)
 
-    def phase(self, key: str) -> Spread | None:
-        return Spread.of((p or {}).get(key) for s in self.ok if (p := s.phases()) is not None)
-
     def headline(self) -> list[str]:
-        tot, alone, added = self.total(), self.alone(), self.added()
+        tot, alone, added = self.spread("total"), self.spread("app_alone_s"), self.spread("added")
         if tot is None:
             return ["no cold start succeeded"]
-        own = Spread.of(s.own_steps for s in self.ok)
+        own = self.spread("own_steps")
         return [
             f"**{_ms(tot.median)} ms** from the first request to its first byte (median of "
             f"{tot.n}; {_ms(tot.lo)} to {_ms(tot.hi)}); the app alone starts in "
@@ -176,17 +151,10 @@ class ColdResult:
         ]
         if self.failures:
             out += [f"Failures: {'; '.join(self.failures)}", ""]
-        details = ["<details><summary>Every cold start (ms)</summary>", "", every_start(self)]
-        return out + details + ["", "</details>", ""]
-
-    def notes(self) -> list[str]:
-        return []
-
-    def goals(self) -> list[Goal]:
-        return []
+        return out + details("Every cold start (ms)", every_start(self))
 
     def to_json(self) -> dict[str, Any]:
-        tot, added = self.total(), self.added()
+        tot, added = self.spread("total"), self.spread("added")
         return {
             "starts": len(self.starts),
             "ok": len(self.ok),
@@ -238,13 +206,7 @@ def app_alone(ctx: Context, index: int, timeout: float = 30.0) -> float:
     t0 = time.time()
     server = ctx.sup.start(f"app-alone-{index}", [sys.executable, SAMPLE_APP], env, cwd=REPO)
     try:
-        while (got := answer(f"http://127.0.0.1:{port}/")) is None or got[0] != 200:
-            if time.time() - t0 > timeout:
-                raise BenchError(
-                    f"the app alone did not answer in {timeout:.0f} s:\n{server.log_tail()}"
-                )
-            server.ensure_alive()
-            time.sleep(0.005)
+        wait_http_ok(f"http://127.0.0.1:{port}/", server, timeout, every=0.005)
         return time.time() - t0
     finally:
         ctx.sup.stop(server)

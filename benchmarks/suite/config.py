@@ -50,8 +50,15 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def opt(default: Any, help: str, parse: Callable[[str], Any] | None = None, **kw: Any) -> Any:
-    """A setting: its default (the full scale's), its help, how its option is parsed."""
+    """A setting: its default (the full scale's), its help, how its option is parsed, its
+    smallest value (``at_least``) and its value at the ``quick`` and ``smoke`` scales; any
+    other keyword goes to ``add_argument``."""
     return field(default=default, metadata={"help": help, "type": parse, **kw})
+
+
+def count(default: int, help: str, **kw: Any) -> Any:
+    """A setting that counts something: at least 1."""
+    return opt(default, help, at_least=1, **kw)
 
 
 @dataclass(frozen=True)
@@ -64,16 +71,24 @@ class Config:
     hop_app: str = opt("benchmarks/backend.py", "Python script of the app behind every target")
     backend_cmd: str | None = opt(None, "shell command of the app instead (serving $PORT)", str)
     go_proxy: str | None = opt(None, "also the target goproxy: this Go ReverseProxy binary", str)
-    hop_reps: int = opt(3, "repetitions, interleaved across targets")
-    hop_duration: int = opt(5, "seconds of each throughput and fixed-rate run")
-    hop_requests: int = opt(20_000, "requests of each tiny-response CPU run (hey -n)")
-    hop_requests_large: int = opt(1_000, "requests of each large-response CPU run")
-    hop_rates: tuple[int, ...] = opt((500, 1000), "fixed rates (req/s), tiny response", _ints)
-    hop_rates_large: tuple[int, ...] = opt((100, 200), "fixed rates, large response", _ints)
+    hop_reps: int = count(3, "repetitions, interleaved across targets", quick=1, smoke=1)
+    hop_duration: int = count(5, "seconds of each throughput and fixed-rate run", quick=2, smoke=1)
+    hop_requests: int = count(
+        20_000, "requests of each tiny-response CPU run (hey -n)", quick=5_000, smoke=300
+    )
+    hop_requests_large: int = count(
+        1_000, "requests of each large-response CPU run", quick=500, smoke=50
+    )
+    hop_rates: tuple[int, ...] = opt(
+        (500, 1000), "fixed rates (req/s), tiny response", _ints, smoke=(500,)
+    )
+    hop_rates_large: tuple[int, ...] = opt(
+        (100, 200), "fixed rates, large response", _ints, smoke=(50,)
+    )
     large_bytes: int = opt(1 << 20, "size of the large response (0: tiny responses only)")
-    warmup: int = opt(1, "seconds of wrk load per target and size before measuring")
-    connections: int = opt(50, "connections of the throughput and CPU runs")
-    rate_workers: int = opt(10, "clients of the fixed-rate runs (1: evenly spaced requests)")
+    warmup: int = opt(1, "seconds of wrk load per target and size before measuring", smoke=0)
+    connections: int = count(50, "connections of the throughput and CPU runs")
+    rate_workers: int = count(10, "clients of the fixed-rate runs (1: evenly spaced requests)")
     latency_tool: str = opt(
         "hey", "hey -q, or wrk paced by a delay() script", choices=("hey", "wrk")
     )
@@ -81,22 +96,30 @@ class Config:
         0.0, "wait up to SECONDS for other load to stop before each run, redo a disturbed one"
     )
     # 2. cold start, 3. burst, 4. autoscaling (one `zeroserve up`)
-    cold_starts: int = opt(20, "cold starts, each paired with a start of the app alone")
-    cold_services: int = opt(3, "services taken in turn (one scales to zero meanwhile)")
-    burst_reps: int = opt(3, "bursts from zero")
-    burst_requests: int = opt(20_000, "requests of each burst (hey -n)")
-    burst_concurrency: int = opt(200, "clients of each burst (hey -c)")
-    burst_cc: int = opt(10, "containerConcurrency of the burst's revision")
-    locust_seconds: int = opt(120, "length of the locust shape (at least 10)")
-    locust_peak_users: int = opt(70, "locust users at the spike")
+    cold_starts: int = count(
+        20, "cold starts, each paired with a start of the app alone", quick=4, smoke=2
+    )
+    cold_services: int = count(
+        3, "services taken in turn (one scales to zero meanwhile)", quick=2, smoke=2
+    )
+    burst_reps: int = count(3, "bursts from zero", quick=1, smoke=1)
+    burst_requests: int = count(20_000, "requests of each burst (hey -n)", quick=5_000, smoke=300)
+    burst_concurrency: int = count(200, "clients of each burst (hey -c)", smoke=20)
+    burst_cc: int = count(10, "containerConcurrency of the burst's revision")
+    locust_seconds: int = opt(
+        120, "length of the locust shape (at least 10)", at_least=10, quick=40, smoke=10
+    )
+    locust_peak_users: int = count(70, "locust users at the spike", quick=35, smoke=6)
     stable_window: int = opt(6, "config-autoscaler stable-window of zeroserve up, seconds")
     grace_period: int = opt(1, "config-autoscaler scale-to-zero-grace-period, seconds")
     logs: Path | None = opt(None, "keep zeroserve up's logs in DIR", Path)  # noqa: RUF009 (a field)
     # 5. held requests
-    held: int = opt(10_000, "requests held at zero replicas, one connection each")
-    held_reps: int = opt(3, "repetitions, each with a fresh cold activator")
-    held_cc: int = opt(10, "containerConcurrency of the held requests' revision")
-    held_parallel: int = opt(200, "connection attempts at once while opening them")
+    held: int = count(
+        10_000, "requests held at zero replicas, one connection each", quick=2_000, smoke=100
+    )
+    held_reps: int = count(3, "repetitions, each with a fresh cold activator", quick=1, smoke=1)
+    held_cc: int = count(10, "containerConcurrency of the held requests' revision")
+    held_parallel: int = count(200, "connection attempts at once while opening them")
     held_timeout: float = opt(120.0, "seconds to wait for all to wait, and for all answers")
     # machine and output
     pin: bool = opt(True, "pin servers to --server-cpu, load generators to --load-cpu")
@@ -112,40 +135,10 @@ class Config:
         return "bench" if self.preset == "suite" else self.preset
 
 
-SCALES: dict[str, dict[str, Any]] = {
-    "full": {},
-    "quick": dict(
-        hop_reps=1,
-        hop_duration=2,
-        hop_requests=5_000,
-        hop_requests_large=500,
-        cold_starts=4,
-        cold_services=2,
-        burst_reps=1,
-        burst_requests=5_000,
-        locust_seconds=40,
-        locust_peak_users=35,
-        held=2_000,
-        held_reps=1,
-    ),
-    "smoke": dict(
-        hop_reps=1,
-        hop_duration=1,
-        hop_requests=300,
-        hop_requests_large=50,
-        hop_rates=(500,),
-        hop_rates_large=(50,),
-        warmup=0,
-        cold_starts=2,
-        cold_services=2,
-        burst_reps=1,
-        burst_requests=300,
-        burst_concurrency=20,
-        locust_seconds=10,
-        locust_peak_users=6,
-        held=100,
-        held_reps=1,
-    ),
+# Each scale's settings (full: the defaults), from the fields' ``quick`` and ``smoke`` values.
+SCALES = {
+    scale: {f.name: f.metadata[scale] for f in fields(Config) if scale in f.metadata}
+    for scale in ("full", "quick", "smoke")
 }
 # What `make bench-queueproxy` and `make bench-activator` measure: the tiny
 # response behind the sample app, at 1,000 req/s.
@@ -155,25 +148,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "queueproxy": dict(_COMPONENT, parts=("hops",), hop_targets=("direct", "queue-proxy", "nginx")),
     "activator": dict(_COMPONENT, parts=("hops", "held"), hop_targets=TARGETS[:3], held_reps=1),
 }
-POSITIVE = [
-    "hop_reps",
-    "hop_duration",
-    "hop_requests",
-    "hop_requests_large",
-    "connections",
-    "rate_workers",
-    "cold_starts",
-    "cold_services",
-    "burst_reps",
-    "burst_requests",
-    "burst_concurrency",
-    "burst_cc",
-    "locust_peak_users",
-    "held",
-    "held_reps",
-    "held_cc",
-    "held_parallel",
-]
 
 
 def estimate_seconds(cfg: Config) -> float:
@@ -221,6 +195,8 @@ def parse_args(argv: Sequence[str]) -> Config:
     o = p.add_argument_group("settings (override the scale and the preset)")
     for f in fields(Config):
         meta = dict(f.metadata)
+        for key in ("at_least", "quick", "smoke"):
+            meta.pop(key, None)
         if not meta.pop("cli", True):
             continue
         kw: dict[str, Any] = {"dest": f.name, "default": None, "help": meta.pop("help")}
@@ -240,12 +216,12 @@ def parse_args(argv: Sequence[str]) -> Config:
     if cfg.go_proxy is not None:
         cfg = replace(cfg, hop_targets=(*cfg.hop_targets, "goproxy"))
     problems = [
-        f"--{n.replace('_', '-')} must be at least 1" for n in POSITIVE if getattr(cfg, n) < 1
+        f"--{f.name.replace('_', '-')} must be at least {least}"
+        for f in fields(Config)
+        if (least := f.metadata.get("at_least")) is not None and getattr(cfg, f.name) < least
     ]
     if min(cfg.hop_requests, cfg.hop_requests_large) < cfg.connections:
         problems.append(f"--hop-requests(-large) must be at least --connections {cfg.connections}")
-    if cfg.locust_seconds < 10:
-        problems.append("--locust-seconds must be at least 10")
     if "direct" not in cfg.hop_targets:
         problems.append("--hop-targets must include direct (the baseline)")
     if cfg.go_proxy is not None and not os.access(cfg.go_proxy, os.X_OK):

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import shlex
 import signal
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from benchmarks.processes import Pinning, Supervisor
+from benchmarks.processes import Pinning, Supervisor, log
 from benchmarks.servers import Proc
 
 from .config import Config
@@ -31,8 +30,20 @@ class Goal(NamedTuple):
     within: bool | None
 
 
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+class PartResult(Protocol):
+    """What every part's result gives the report; most parts have no goals and no notes."""
+
+    def headline(self) -> list[str]: ...
+
+    def section(self, plot: list[str]) -> list[str]: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    def goals(self) -> list[Goal]:
+        return []
+
+    def notes(self) -> list[str]:
+        return []
 
 
 @dataclass

@@ -1,15 +1,12 @@
 """Part 5, held requests: ``held`` requests waiting in a cold activator, then one replica.
 
-Each repetition starts a cold activator (``python -m benchmarks.activator_runner
---cold``: one route, a revision with no replica; containerConcurrency
-``held_cc``) in front of a queue-proxy and the sample app, which are ready but
-not announced. An asyncio client (uvloop, in this process, on the load CPU)
-opens ``held`` HTTP/1.1 connections, each sending ``GET /?id=N``; once the
-activator's ``zeroserve_activator_queue_length`` says all of them wait, its
-VmRSS growth divided by the held requests is the memory per held request;
-then SIGUSR1 announces the replica and the client times the answers and checks
-each one (status, body, id). The queue-proxy's and the activator's Prometheus
-request counters tell whether each request reached the replica exactly once.
+An asyncio client in this process (uvloop, on the load CPU) opens one HTTP/1.1
+connection per request to a cold activator (``benchmarks.activator_runner
+--cold``) in front of a ready but unannounced queue-proxy and sample app. Once
+the activator's queue length says all of them wait, its VmRSS growth per held
+request is read; SIGUSR1 then announces the replica, and the client times and
+checks every answer. The queue-proxy's and the activator's request counters
+tell whether each request reached the replica exactly once.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from typing import Any
 import uvloop
 
 from benchmarks import metrics
-from benchmarks.markdown import fmt, fmt_spread, kv_table, md_table
+from benchmarks.figures import Spread, columns, details, fmt, fmt_spread, kv_table
 from benchmarks.processes import BenchError, http_get, raise_nofile
 from benchmarks.procfs import CLK_TCK, CpuSnapshot, ticks_between, ticks_by_session, vm_rss_kib
 from benchmarks.servers import (
@@ -40,7 +37,6 @@ from benchmarks.servers import (
     start_app,
     start_queue_proxy,
 )
-from benchmarks.stats import Spread
 
 from .context import Context, Goal
 
@@ -51,6 +47,7 @@ GOAL_KIB_PER_HELD = 10.0
 class Held:
     """What one repetition saw."""
 
+    rep: int
     n: int
     opened: int = 0
     open_s: float | None = None
@@ -67,7 +64,7 @@ class Held:
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     bad_body: int = 0
-    ids_ok: int = 0
+    ids_ok: set[int] = field(default_factory=set)
     """Distinct request ids answered 200 with the expected body."""
     counters: dict[str, float | None] = field(default_factory=dict)
     """Counter deltas over the repetition: queue-proxy requests, activator requests (all,
@@ -105,17 +102,13 @@ class Held:
 
 
 class HeldClient:
-    """``n`` connections, each one ``GET /?id=N``; answers are timed and checked."""
+    """``h.n`` connections, each one ``GET /?id=N``; answers are timed, checked and counted in ``h``."""
 
-    def __init__(self, port: int, n: int, expect_body: bytes) -> None:
-        self.port, self.n, self.expect_body = port, n, expect_body
+    def __init__(self, port: int, h: Held, expect_body: bytes) -> None:
+        self.port, self.h, self.n, self.expect_body = port, h, h.n, expect_body
         self.sent = self.failed_before_send = 0
         self.all_sent = asyncio.Event()
         self.done_at: list[float] = []
-        self.statuses: collections.Counter[int] = collections.Counter()
-        self.errors: collections.Counter[str] = collections.Counter()
-        self.bad_body = 0
-        self.ids_ok: set[int] = set()
         self.writers: list[asyncio.StreamWriter] = []
 
     def _count(self, sent: bool) -> None:
@@ -148,13 +141,13 @@ class HeldClient:
             else:
                 body = await reader.read()
             self.done_at.append(time.monotonic())
-            self.statuses[status] += 1
+            self.h.statuses[status] += 1
             if status == 200 and body == self.expect_body:
-                self.ids_ok.add(i)
+                self.h.ids_ok.add(i)
             elif status == 200:
-                self.bad_body += 1
+                self.h.bad_body += 1
         except Exception as e:  # every failure is counted, none stops the others
-            self.errors[type(e).__name__] += 1
+            self.h.errors[type(e).__name__] += 1
             if not sent:
                 self._count(False)
 
@@ -175,7 +168,7 @@ async def _scrape(port: int) -> str | None:
 async def hold(ctx: Context, act: Proc, qp: Proc, app: Proc, expect: bytes, h: Held) -> None:
     """Hold ``h.n`` requests at ``act``, release them, and record what happened in ``h``."""
     cfg, n, pid = ctx.cfg, h.n, act.server.pid
-    client = HeldClient(act.port, n, expect)
+    client = HeldClient(act.port, h, expect)
     sids = [pid, qp.server.pid, app.server.pid]
     before = [await _scrape(qp.metrics_port), await _scrape(act.metrics_port)]
     h.rss_kib.append(vm_rss_kib(pid))
@@ -229,12 +222,6 @@ async def hold(ctx: Context, act: Proc, qp: Proc, app: Proc, expect: bytes, h: H
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         client.close()
-    h.statuses, h.errors, h.bad_body, h.ids_ok = (
-        client.statuses,
-        client.errors,
-        client.bad_body,
-        len(client.ids_ok),
-    )
     # Counters: after the client is gone, so that nothing is still on its way.
     await asyncio.sleep(0.2)
     after = [await _scrape(qp.metrics_port), await _scrape(act.metrics_port)]
@@ -319,34 +306,26 @@ class HeldResult:
             f"socket buffers for the {n:,} connections are not in it. The baseline is the fresh "
             "cold activator, so one-time allocations of its first requests are included (spread "
             "over all held requests).",
-            *(
-                f"Held requests, repetition {i}: {p}."
-                for i, h in enumerate(self.runs, 1)
-                for p in h.problems
-            ),
+            *(f"Held requests, repetition {h.rep}: {p}." for h in self.runs for p in h.problems),
         ]
 
     def section(self, plot: list[str]) -> list[str]:
         n = self.runs[0].n if self.runs else 0
-        rows = [
+        table = columns(
+            self.runs,
             [
-                str(i),
-                f"{h.n:,}",
-                f"{h.waiting:,}",
-                fmt(h.kib_per_held, 2),
-                _codes(h.statuses),
-                f"{h.lost:,}",
-                fmt(h.qp_count, 0, thousands=True),
-                "yes" if h.exactly_once else "**no**",
-                fmt(h.open_s, 2),
-                fmt(h.first_s, 3),
-                fmt(h.all_s, 3),
-            ]
-            for i, h in enumerate(self.runs, 1)
-        ]
-        header = (
-            "rep|held|waiting (activator)|KiB per held request|status codes|lost|queue-proxy "
-            "counted|each once|open + send s|first answer s|all answered s"
+                ("rep", lambda h: str(h.rep)),
+                ("held", lambda h: f"{h.n:,}"),
+                ("waiting (activator)", lambda h: f"{h.waiting:,}"),
+                ("KiB per held request", lambda h: fmt(h.kib_per_held, 2)),
+                ("status codes", lambda h: _codes(h.statuses)),
+                ("lost", lambda h: f"{h.lost:,}"),
+                ("queue-proxy counted", lambda h: fmt(h.qp_count, 0, thousands=True)),
+                ("each once", lambda h: "yes" if h.exactly_once else "**no**"),
+                ("open + send s", lambda h: fmt(h.open_s, 2)),
+                ("first answer s", lambda h: fmt(h.first_s, 3)),
+                ("all answered s", lambda h: fmt(h.all_s, 3)),
+            ],
         )
         return [
             f"{len(self.runs)} time(s), each with a fresh cold activator (containerConcurrency "
@@ -359,14 +338,11 @@ class HeldResult:
             f"announces the replica. RLIMIT_NOFILE {self.nofile[0]:,}/{self.nofile[1]:,}.",
             "",
             *plot,
-            md_table(header, rows),
+            table,
             "",
-            "<details><summary>Last repetition in detail</summary>",
-            "",
-            detail(self.runs[-1], self.nofile) if self.runs else "",
-            "",
-            "</details>",
-            "",
+            *details(
+                "Last repetition in detail", detail(self.runs[-1], self.nofile) if self.runs else ""
+            ),
         ]
 
     def to_json(self) -> dict[str, Any]:
@@ -420,7 +396,7 @@ def detail(h: Held, nofile: tuple[int, int]) -> str:
             ("status codes received", _codes(h.statuses)),
             ("client errors", _codes(h.errors)),
             ("200 with an unexpected body", f"{h.bad_body:,}"),
-            ("distinct ids answered 200", f"{h.ids_ok:,}"),
+            ("distinct ids answered 200", f"{len(h.ids_ok):,}"),
             ("lost (not answered 200)", f"{h.lost:,}"),
             ("activator: requests (all codes / 200) and queued, counter deltas", acts),
             ("queue-proxy: requests served (counter delta)", fmt(h.qp_count, 0, thousands=True)),
@@ -451,7 +427,7 @@ def run(ctx: Context) -> HeldResult:
         act = start_activator(ctx.sup, f"held-activator-{rep}", qp.port, cfg.held_cc, cold=True)
         procs = f"{act.desc} (:{act.port}, pid {act.server.pid}) -> {qp.desc} (:{qp.port}, pid {qp.server.pid})"
         ctx.log(f"held {rep}/{cfg.held_reps}: {procs}; opening {cfg.held:,} connections")
-        runs.append(h := Held(cfg.held))
+        runs.append(h := Held(rep, cfg.held))
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(hold(ctx, act, qp, app, expect, h))
         for s in (act.server, qp.server, app.server):

@@ -15,44 +15,31 @@ the path (``hey -n``, /proc), and p50/p90/p99 at fixed rates (``hey -q``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import servers
+from benchmarks.figures import (
+    Spread,
+    columns,
+    details,
+    fmt,
+    fmt_delta,
+    fmt_ratio,
+    fmt_spread,
+    median,
+)
 from benchmarks.loadgen import WRK_PACED_LUA, run_load, which
-from benchmarks.markdown import fmt, fmt_delta, fmt_ratio, fmt_spread, md_table
 from benchmarks.processes import BenchError, http_get
 from benchmarks.procfs import CLK_TCK
-from benchmarks.servers import (
-    ROUTE_HOST,
-    Proc,
-    start_activator,
-    start_app,
-    start_go_proxy,
-    start_nginx,
-    start_queue_proxy,
-)
-from benchmarks.stats import Spread, median
+from benchmarks.servers import ROUTE_HOST, Proc
 
+from . import runs
 from .config import Config
 from .context import Context, Goal
-from .runs import (
-    DISTURBED_CPU,
-    Bench,
-    Metric,
-    Run,
-    Step,
-    Target,
-    all_us,
-    p50,
-    p90,
-    p99,
-    paired,
-    proxies_us,
-    role_us,
-    tput,
-)
+from .runs import Bench, Metric, Run, Step, Target
 
 LABELS = {
     "direct": "direct (app)",
@@ -117,11 +104,6 @@ def steps(cfg: Config, size: Size, tmp: Path) -> list[Step]:
 Cell = Callable[[Any], str]
 
 
-def _table(rows: Sequence[Any], cols: Sequence[tuple[str, Cell]], left: int = 1) -> str:
-    """A table with one column per (header, cell of a row)."""
-    return md_table([h for h, _ in cols], [[cell(r) for _, cell in cols] for r in rows], left)
-
-
 @dataclass
 class HopsResult:
     bench: Bench
@@ -146,7 +128,9 @@ class HopsResult:
         """``target``'s figure / (or -) ``base``'s, within each repetition."""
         if target == base or base not in self.names:
             return None
-        return paired(self.bench.used(target, kind), self.bench.used(base, kind), metric, op=op)
+        return runs.paired(
+            self.bench.used(target, kind), self.bench.used(base, kind), metric, op=op
+        )
 
     # -- tables
 
@@ -154,10 +138,10 @@ class HopsResult:
         k = size.kind("tput")
         cols: list[tuple[str, Cell]] = [
             ("target", lambda n: LABELS[n]),
-            ("req/s", lambda n: fmt_spread(self.spread(n, k, tput), 0, thousands=True)),
+            ("req/s", lambda n: fmt_spread(self.spread(n, k, runs.tput), 0, thousands=True)),
         ]
-        cols += [(f"x {b}", _ratio(self, k, tput, b)) for b in BASELINES if b in self.names]
-        return _table(self.names, cols)
+        cols += [(f"x {b}", _ratio(self, k, runs.tput, b)) for b in BASELINES if b in self.names]
+        return columns(self.names, cols)
 
     def cpu_table(self, size: Size, kind: str) -> str:
         def per_app(n: str) -> str:
@@ -165,24 +149,26 @@ class HopsResult:
                 Spread.of(
                     (p or 0) / a
                     for r in self.bench.used(n, kind)
-                    if (p := proxies_us(r)) is not None and (a := r.us("app"))
+                    if (p := runs.proxies_us(r)) is not None and (a := r.us("app"))
                 )
             )
 
         def most(n: str) -> str:
-            total = self.spread(n, kind, all_us)
+            total = self.spread(n, kind, runs.all_us)
             return fmt(1e6 / total.median, 0, thousands=True) if total else "-"
 
         cols: list[tuple[str, Cell]] = [("target", lambda n: LABELS[n])]
-        cols += [(f"{r} µs/req", _spread(self, kind, role_us(r))) for r in self.roles]
-        cols += [("proxies µs/req", _spread(self, kind, proxies_us))]
+        cols += [(f"{r} µs/req", _spread(self, kind, runs.role_us(r))) for r in self.roles]
+        cols += [("proxies µs/req", _spread(self, kind, runs.proxies_us))]
         cols += [
-            (f"x {b}", _ratio(self, kind, proxies_us, b)) for b in PROXIES[2:] if b in self.names
+            (f"x {b}", _ratio(self, kind, runs.proxies_us, b))
+            for b in PROXIES[2:]
+            if b in self.names
         ]
-        cols += [("x app", per_app), ("all µs/req", _spread(self, kind, all_us))]
+        cols += [("x app", per_app), ("all µs/req", _spread(self, kind, runs.all_us))]
         if kind.endswith("cpu"):
             cols.append(("max req/s on one CPU", most))
-        return _table(self.names, cols)
+        return columns(self.names, cols)
 
     def latency_table(self, size: Size) -> str:
         digits = 2 if self.cfg.latency_tool == "hey" else 3
@@ -202,14 +188,14 @@ class HopsResult:
         cols: list[tuple[str, Cell]] = [
             ("target", lambda row: LABELS[row[1]]),
             ("rate req/s", lambda row: f"{row[0]:,}"),
-            ("achieved", get(tput, lambda s: fmt(median(s), 0, thousands=True))),
-            ("p50 ms", get(p50, lambda s: fmt_spread(s, digits))),
-            ("p90 ms", get(p90, lambda s: fmt_spread(s, digits))),
-            ("p99 ms", get(p99, lambda s: fmt_spread(s, digits))),
+            ("achieved", get(runs.tput, lambda s: fmt(median(s), 0, thousands=True))),
+            ("p50 ms", get(runs.p50, lambda s: fmt_spread(s, digits))),
+            ("p90 ms", get(runs.p90, lambda s: fmt_spread(s, digits))),
+            ("p99 ms", get(runs.p99, lambda s: fmt_spread(s, digits))),
         ]
         for b in (b for b in BASELINES if b in self.names):
-            cols += [(f"p50 vs {b}", against(p50, b)), (f"p99 vs {b}", against(p99, b))]
-        return _table([(rate, n) for rate in size.rates for n in self.names], cols)
+            cols += [(f"p50 vs {b}", against(runs.p50, b)), (f"p99 vs {b}", against(runs.p99, b))]
+        return columns([(rate, n) for rate in size.rates for n in self.names], cols)
 
     def every_run(self) -> str:
         def res(get: Callable[[Any], str]) -> Cell:
@@ -231,7 +217,7 @@ class HopsResult:
             ("other CPU", lambda r: f"{r.foreign_cpu:.2f}"),
             ("errors / non-2xx", lambda r: _outcome(r)),
         ]
-        return _table(self.bench.runs, cols, left=2)
+        return columns(self.bench.runs, cols, left=2)
 
     # -- the activator's goals, the summary, the notes
 
@@ -244,11 +230,11 @@ class HopsResult:
         act = self.bench.used("activator", k)
         same = Spread.of((r.us("activator") or 0) / q for r in act if (q := r.us("queue-proxy")))
         qp = self.bench.used("queue-proxy", k)
-        return same, paired(act, qp, role_us("activator"), role_us("queue-proxy"))
+        return same, runs.paired(act, qp, runs.role_us("activator"), runs.role_us("queue-proxy"))
 
     def added_p50(self, target: str = "activator", base: str = "direct") -> Spread | None:
         tiny = self.sizes[0]
-        return self.vs(target, base, tiny.kind(f"latency@{max(tiny.rates)}"), p50, "-")
+        return self.vs(target, base, tiny.kind(f"latency@{max(tiny.rates)}"), runs.p50, "-")
 
     def goals(self) -> list[Goal]:
         if "activator" not in self.names:
@@ -285,21 +271,21 @@ class HopsResult:
         tiny, large = self.sizes[0], self.sizes[-1]
         top, k = max(tiny.rates), tiny.kind("cpu")
         for n in (n for n in ("queue-proxy", "activator") if n in self.names):
-            x_nginx = self.vs(n, "nginx", k, proxies_us)
+            x_nginx = self.vs(n, "nginx", k, runs.proxies_us)
             line = (
-                f"**{LABELS[n]}**: {fmt_spread(self.spread(n, k, proxies_us))} µs of proxy CPU "
+                f"**{LABELS[n]}**: {fmt_spread(self.spread(n, k, runs.proxies_us))} µs of proxy CPU "
                 f"per request{f' ({fmt_ratio(x_nginx)} nginx)' if x_nginx else ''}, p50 "
                 f"{fmt_delta(self.added_p50(n), 2)} ms over direct at {top:,} req/s"
             )
             if large is not tiny:
-                x = fmt_ratio(self.vs(n, "direct", large.kind("tput"), tput))
+                x = fmt_ratio(self.vs(n, "direct", large.kind("tput"), runs.tput))
                 line += f"; {large.label} responses at {x} direct throughput"
             out.append(line)
         used = [r for r in self.bench.runs if not r.superseded]
         noisy = sum(r.disturbed for r in used)
         return [
             *out,
-            f"machine noise: other processes used more than {DISTURBED_CPU} CPU during {noisy} "
+            f"machine noise: other processes used more than {runs.DISTURBED_CPU} CPU during {noisy} "
             f"of the {len(used)} hop-overhead runs (see the notes)",
         ]
 
@@ -326,13 +312,13 @@ class HopsResult:
                 f"{gen.median:.0%} of its CPU, so direct throughput is bounded by {who}."
             )
         for n in self.names:
-            runs = self.bench.used(n, tiny.kind("tput"))
+            tput_runs = self.bench.used(n, tiny.kind("tput"))
             shares = [
                 f"{s.median:.0%} to the {role}"
                 for role in ("app", *PROXIES)
-                if (s := Spread.of(r.share(role) for r in runs))
+                if (s := Spread.of(r.share(role) for r in tput_runs))
             ]
-            if (g := Spread.of(r.loadgen_util for r in runs)) and shares:
+            if (g := Spread.of(r.loadgen_util for r in tput_runs)) and shares:
                 out.append(
                     f"{n} throughput runs: the servers' CPU went {', '.join(shares)}; wrk used "
                     f"{g.median:.0%} of its CPU"
@@ -342,7 +328,7 @@ class HopsResult:
                         else "."
                     )
                 )
-        if (app := self.spread("direct", tiny.kind("cpu"), role_us("app"))) and cfg.pin:
+        if (app := self.spread("direct", tiny.kind("cpu"), runs.role_us("app"))) and cfg.pin:
             out.append(
                 f"The app alone costs {app.median:.1f} µs of CPU per request. The app and the "
                 "proxies share one CPU, so a proxied target's throughput is bounded by 1 / (all "
@@ -351,7 +337,7 @@ class HopsResult:
                 "not (a Go helloworld app costs ~15-25 µs/req)."
             )
         same, cross = self.cpu_ratios()
-        rates = self.vs("queue-proxy", "activator", tiny.kind("cpu"), tput)
+        rates = self.vs("queue-proxy", "activator", tiny.kind("cpu"), runs.tput)
         if same and cross and rates:
             out.append(
                 f"Activator CPU per request: {same.median:.2f}x the queue-proxy's in the same "
@@ -448,16 +434,10 @@ class HopsResult:
                 self.cpu_table(size, size.kind(f"latency@{top}")),
                 "",
             ]
-        return [
-            *out,
-            "<details><summary>Every hop-overhead run (CPU columns: share of one CPU during the "
-            "run)</summary>",
-            "",
+        return out + details(
+            "Every hop-overhead run (CPU columns: share of one CPU during the run)",
             self.every_run(),
-            "",
-            "</details>",
-            "",
-        ]
+        )
 
     def to_json(self) -> dict[str, Any]:
         k = self.sizes[0].kind("cpu")
@@ -465,7 +445,7 @@ class HopsResult:
             "runs": len(self.bench.runs),
             "bad_runs": sum(1 for r in self.bench.runs if r.bad and not r.superseded),
             "targets": self.names,
-            **{f"{n}_us": median(self.spread(n, k, proxies_us)) for n in self.names[1:]},
+            **{f"{n}_us": median(self.spread(n, k, runs.proxies_us)) for n in self.names[1:]},
         }
 
 
@@ -485,28 +465,30 @@ def _outcome(r: Run) -> str:
 
 def run(ctx: Context) -> HopsResult:
     cfg, sup, want = ctx.cfg, ctx.sup, ctx.cfg.hop_targets
-    app = start_app(sup, "hops-app", cfg.hop_app, cfg.backend_cmd)
+    app = servers.start_app(sup, "hops-app", cfg.hop_app, cfg.backend_cmd)
     started: list[Proc] = [app]
     targets = [Target("direct", app.port, {}, "the app, no proxy")]
 
     def add(name: str, proc: Proc, procs: dict[str, Proc], detail: str = "") -> None:
-        servers = {role: p.server for role, p in procs.items()}
-        targets.append(Target(name, proc.port, servers, proc.desc + detail))
+        by_role = {role: p.server for role, p in procs.items()}
+        targets.append(Target(name, proc.port, by_role, proc.desc + detail))
 
     if {"queue-proxy", "activator"} & set(want):
-        started.append(qp := start_queue_proxy(sup, "hops-queue-proxy", app.port, 0))
+        started.append(qp := servers.start_queue_proxy(sup, "hops-queue-proxy", app.port, 0))
         if "queue-proxy" in want:
             add("queue-proxy", qp, {"queue-proxy": qp})
         if "activator" in want:
-            started.append(act := start_activator(sup, "hops-activator", qp.port, 0, cold=False))
+            started.append(
+                act := servers.start_activator(sup, "hops-activator", qp.port, 0, cold=False)
+            )
             add("activator", act, {"activator": act, "queue-proxy": qp}, " -> the same queue-proxy")
     if "nginx" in want and (nginx := which("nginx")) is None:
         ctx.log("nginx not found: hop overhead without the nginx reference (apt-get install nginx)")
     elif "nginx" in want and nginx is not None:
-        started.append(ng := start_nginx(sup, nginx, ctx.tmp, app.port, "hops-nginx"))
+        started.append(ng := servers.start_nginx(sup, nginx, ctx.tmp, app.port, "hops-nginx"))
         add("nginx", ng, {"nginx": ng})
     if cfg.go_proxy:
-        started.append(go := start_go_proxy(sup, cfg.go_proxy, app.port, "hops-goproxy"))
+        started.append(go := servers.start_go_proxy(sup, cfg.go_proxy, app.port, "hops-goproxy"))
         add("goproxy", go, {"goproxy": go})
     the_sizes = sizes(cfg)
     host = {"Host": ROUTE_HOST}

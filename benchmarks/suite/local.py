@@ -1,18 +1,11 @@
 """``zeroserve up`` as a benchmark subject: the process, its control API, its metrics.
 
-``LocalSystem`` starts ``python -m zeroserve.cli up --port 0 --control-port 0
---logs DIR`` under the benchmark's ``Supervisor`` (pinned to the server CPU:
-the activator, the autoscaler and every replica it starts inherit that), reads
-the ingress and control URLs from its "zeroserve is up: ..." line, and talks
-to the control API the way the CLI does (``POST /v1/apply``, ``GET
-/v1/objects/revisions`` = ``zeroserve get revisions -o json``, ``GET
-/v1/pods`` with each replica's start timestamps).
-
-The Prometheus ports of the activator and of each replica's queue-proxy are
-not published by ``zeroserve up``; they are found from ``/proc``: the
-children of the ``zeroserve up`` process (``-m activator``; ``-m queueproxy``
-with ``SERVING_POD`` in its environment), their listening sockets, and the one
-port whose ``/metrics`` has the component's metric names.
+``LocalSystem`` runs ``python -m zeroserve.cli up --port 0 --control-port 0``
+pinned to the server CPU (everything it starts inherits that), reads its URLs
+from its "zeroserve is up" line and calls the control API as the CLI does.
+``zeroserve up`` does not publish the Prometheus ports of the activator and of
+each replica's queue-proxy: they are found from ``/proc`` (its children, their
+listening sockets, the one port whose ``/metrics`` has the component's names).
 """
 
 from __future__ import annotations
@@ -80,8 +73,7 @@ class Sampler:
     ``BenchError`` of one sample is kept in ``errors`` and sampling goes on."""
 
     def __init__(self, name: str, sample: Callable[[], None], every: float) -> None:
-        self.sample = sample
-        self.every = every
+        self.sample, self.every = sample, every
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -130,12 +122,7 @@ class LocalSystem:
                 return _UP_LINE.search(server.stdout_path.read_text(errors="replace"))
             return None
 
-        m = poll(
-            up_line,
-            60,
-            lambda: f"zeroserve up printed no 'zeroserve is up' line:\n{server.log_tail()}",
-            [server],
-        )
+        m = poll(up_line, 60, lambda: f"no 'zeroserve is up' line:\n{server.log_tail()}", [server])
         return cls(server, m.group(1), m.group(2), Path(m.group(3)))
 
     # -- control API ---------------------------------------------------------
@@ -161,9 +148,8 @@ class LocalSystem:
     def objects(self, kind: str, name: str) -> list[dict[str, Any]]:
         """What ``zeroserve get KIND NAME -o json`` prints (its items)."""
         try:
-            return list(
-                self._call("GET", f"/v1/objects/{kind}?namespace={NAMESPACE}&name={name}")["items"]
-            )
+            got = self._call("GET", f"/v1/objects/{kind}?namespace={NAMESPACE}&name={name}")
+            return list(got["items"])
         except BenchError as e:
             if ": 404 " in str(e):
                 return []
@@ -203,13 +189,8 @@ class LocalSystem:
                 last[0] = f"; last error: {e}"
                 return None
 
-        poll(
-            check,
-            timeout,
-            lambda: f"not within {timeout:.0f} s: {what}{last[0]} (logs: {self.logs})",
-            [self.server],
-            0.2,
-        )
+        failure = f"not within {timeout:.0f} s: {what}{{}} (logs: {self.logs})"
+        poll(check, timeout, lambda: failure.format(last[0]), [self.server], 0.2)
         return time.monotonic() - t0
 
     def at_zero(self, revision: str) -> bool:

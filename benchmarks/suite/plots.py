@@ -1,8 +1,6 @@
 """The suite's PNG plots (matplotlib's object API on the Agg canvas: no display, no pyplot state).
 
-One function per part (``DRAW``); each writes one file and says whether it
-drew anything. Callers check ``available()`` first: without matplotlib the
-report says how to install it and has no plots.
+One function per part (``DRAW``); each writes one file and says whether it drew anything.
 """
 
 from __future__ import annotations
@@ -12,11 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.figures import median
+
 from .autoscale import AutoscaleResult
 from .burst import BurstResult
 from .coldstart import PHASES, ColdResult
 from .hops import LABELS, HopsResult
-from .runs import p50, p90, p99, role_us
+from .runs import Metric, p50, p90, p99, role_us
 
 HINT = "pip install -e '.[bench]' (or .venv/bin/pip install matplotlib)"
 ROLE_COLORS = {
@@ -45,48 +45,49 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
+def _save(fig: Any, path: Path, title: str) -> bool:
+    fig.suptitle(title, fontsize="medium")
+    fig.savefig(path, format="png")
+    return True
+
+
+def _step(ax: Any, x: Any, y: Any, label: str, **kw: Any) -> Any:
+    return ax.step(x, y, where="post", label=label, **kw)
+
+
+def _bars_done(ax: Any, names: list[str], ylabel: str, title: str) -> None:
+    labels = [LABELS[n].replace(" → ", "\n→ ") for n in names]
+    ax.set_xticks(range(len(names)), labels, fontsize="x-small")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize="small")
+    ax.legend(fontsize="x-small")
+    ax.grid(axis="y", alpha=0.3)
+
+
 def hops(res: HopsResult, path: Path) -> bool:
     """CPU per request by process (stacked) and latency at the highest rate, per size."""
     fig = _figure(11, 7.5)
     axes = fig.subplots(2, len(res.sizes), squeeze=False)
-    names = res.names
-    x = list(range(len(names)))
+    x = range(len(res.names))
+
+    def medians(kind: str, metric: Metric) -> list[float]:
+        return [median(res.spread(n, kind, metric)) or 0.0 for n in res.names]
+
     for col, size in enumerate(res.sizes):
-        ax = axes[0][col]
-        bottom = [0.0] * len(names)
+        cpu, lat = axes[0][col], axes[1][col]
+        bottom = [0.0] * len(x)
         for role in res.roles:
-            vals = []
-            for n in names:
-                s = res.spread(n, size.kind("cpu"), role_us(role))
-                vals.append(s.median if s else 0.0)
-            if any(vals):
-                ax.bar(x, vals, bottom=bottom, color=ROLE_COLORS[role], label=role)
+            if any(vals := medians(size.kind("cpu"), role_us(role))):
+                cpu.bar(x, vals, bottom=bottom, color=ROLE_COLORS[role], label=role)
                 bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-        ax.set_xticks(x, [LABELS[n].replace(" → ", "\n→ ") for n in names], fontsize="x-small")
-        ax.set_ylabel("CPU µs per request")
-        ax.set_title(
-            f"{size.label}: CPU per request by process (hey -n {size.requests:,})", fontsize="small"
-        )
-        ax.legend(fontsize="x-small")
-        ax.grid(axis="y", alpha=0.3)
+        title = f"{size.label}: CPU per request by process (hey -n {size.requests:,})"
+        _bars_done(cpu, res.names, "CPU µs per request", title)
         rate = max(size.rates)
-        ax = axes[1][col]
-        k = size.kind(f"latency@{rate}")
-        width = 0.27
         for j, (label, metric) in enumerate((("p50", p50), ("p90", p90), ("p99", p99))):
-            vals = []
-            for n in names:
-                s = res.spread(n, k, metric)
-                vals.append(s.median if s else 0.0)
-            ax.bar([i + (j - 1) * width for i in x], vals, width, label=label)
-        ax.set_xticks(x, [LABELS[n].replace(" → ", "\n→ ") for n in names], fontsize="x-small")
-        ax.set_ylabel("ms")
-        ax.set_title(f"{size.label}: latency at {rate:,} req/s", fontsize="small")
-        ax.legend(fontsize="x-small")
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Hop overhead (medians of the repetitions)", fontsize="medium")
-    fig.savefig(path, format="png")
-    return True
+            vals = medians(size.kind(f"latency@{rate}"), metric)
+            lat.bar([i + (j - 1) * 0.27 for i in x], vals, 0.27, label=label)
+        _bars_done(lat, res.names, "ms", f"{size.label}: latency at {rate:,} req/s")
+    return _save(fig, path, "Hop overhead (medians of the repetitions)")
 
 
 def coldstart(res: ColdResult, path: Path) -> bool:
@@ -97,60 +98,38 @@ def coldstart(res: ColdResult, path: Path) -> bool:
     ax = fig.subplots()
     colors = ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple")
     for i, s in enumerate(starts):
-        phases = s.phases()
-        left = 0.0
-        if phases is None:
+        if (phases := s.phases()) is None:
             ax.barh(i, s.total * 1000, color="lightgray")
             continue
+        left = 0.0
         for (key, label), color in zip(PHASES, colors, strict=True):
             v = max(0.0, phases[key]) * 1000
             ax.barh(i, v, left=left, color=color, label=label if i == 0 else None)
             left += v
         if s.app_alone_s is not None:
-            ax.plot(
-                [s.app_alone_s * 1000],
-                [i],
-                marker="D",
-                color="black",
-                markersize=4,
-                linestyle="none",
-                label="app alone (same pair)" if i == 0 else None,
-            )
-    ax.set_yticks(
-        range(len(starts)), [f"#{s.index} {s.service}" for s in starts], fontsize="x-small"
-    )
+            alone = "app alone (same pair)" if i == 0 else None
+            ax.plot([s.app_alone_s * 1000], [i], "D", color="black", markersize=4, label=alone)
+    names = [f"#{s.index} {s.service}" for s in starts]
+    ax.set_yticks(range(len(starts)), names, fontsize="x-small")
     ax.invert_yaxis()
     ax.set_xlabel("ms from sending the request")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize="x-small", loc="lower right")
-    fig.suptitle(
-        "Cold start from zero: phases from the components' own timestamps", fontsize="medium"
-    )
-    fig.savefig(path, format="png")
-    return True
+    return _save(fig, path, "Cold start from zero: phases from the components' own timestamps")
 
 
 def burst(res: BurstResult, path: Path) -> bool:
     """Replicas and requests the app saw over time, each repetition."""
     fig = _figure(10, 5.5)
     top, bottom = fig.subplots(2, 1, sharex=True)
-    for b in res.bursts:
-        if not b.timeline:
-            continue
+    for b in (b for b in res.bursts if b.timeline):
         t = [s[0] - b.start for s in b.timeline]
-        line = top.step(t, [s[1] for s in b.timeline], where="post", label=f"rep {b.rep}: replicas")
-        top.step(
-            t,
-            [s[2] for s in b.timeline],
-            where="post",
-            linestyle="--",
-            color=line[0].get_color(),
-            label=f"rep {b.rep}: ready",
-        )
-        bottom.plot(t, [s[3] for s in b.timeline], color=line[0].get_color(), label=f"rep {b.rep}")
-        if b.total_s is not None:
+        color = _step(top, t, [s[1] for s in b.timeline], f"rep {b.rep}: replicas")[0].get_color()
+        _step(top, t, [s[2] for s in b.timeline], f"rep {b.rep}: ready", ls="--", color=color)
+        bottom.plot(t, [s[3] for s in b.timeline], color=color, label=f"rep {b.rep}")
+        if (drained := b.hey_s("Total")) is not None:
             for ax in (top, bottom):
-                ax.axvline(b.total_s, color=line[0].get_color(), alpha=0.4, linestyle=":")
+                ax.axvline(drained, color=color, alpha=0.4, linestyle=":")
     top.set_ylabel("replicas")
     top.legend(fontsize="x-small", ncol=2)
     bottom.set_ylabel("requests at the app (counted)")
@@ -159,68 +138,36 @@ def burst(res: BurstResult, path: Path) -> bool:
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
     n = res.bursts[0].requests if res.bursts else 0
-    fig.suptitle(
-        f"Burst of {n:,} requests from zero (containerConcurrency {res.cc})", fontsize="medium"
-    )
-    fig.savefig(path, format="png")
-    return True
+    return _save(fig, path, f"Burst of {n:,} requests from zero (containerConcurrency {res.cc})")
 
 
 def autoscale(res: AutoscaleResult, path: Path) -> bool:
     """Load, replicas (measured and simulated) and latency, second by second."""
-    s = res.series
+    s, sim = res.series, res.sim_timeline
     t = list(range(len(s.users)))
     fig = _figure(11, 8.5)
     load, pods, lat = fig.subplots(3, 1, sharex=True, height_ratios=(1, 1.3, 1))
-    load.step(t, s.users, where="post", color="tab:gray", label="locust users")
-    load.step(
-        t, s.concurrency, where="post", color="black", linewidth=1, label="concurrency (measured)"
-    )
+    _step(load, t, s.users, "locust users", color="tab:gray")
+    _step(load, t, s.concurrency, "concurrency (measured)", color="black", linewidth=1)
     load.set_ylabel("users / concurrency")
     rps = load.twinx()
-    rps.step(t, s.rps, where="post", color="tab:olive", linewidth=0.8, alpha=0.8, label="req/s")
+    _step(rps, t, s.rps, "req/s", color="tab:olive", linewidth=0.8, alpha=0.8)
     rps.set_ylabel("req/s")
     rps.legend(loc="upper right", fontsize="x-small")
     load.legend(loc="upper left", fontsize="x-small")
     target = float(res.sim_summary["revision"]["target_per_pod"]) if res.sim_summary else 7.0
     needed = [math.ceil(round(v / target, 9)) for v in s.concurrency]
-    pods.step(t, needed, where="post", color="black", linestyle=":", label="needed (measured load)")
-    pods.step(
-        t,
-        s.desired,
-        where="post",
-        color="tab:orange",
-        linewidth=3,
-        alpha=0.7,
-        label="desired (measured)",
-    )
-    pods.step(t, s.ready, where="post", color="tab:blue", linewidth=1.8, label="ready (measured)")
-    if res.sim_timeline:
-        st = [int(r["t"]) for r in res.sim_timeline]
-        pods.step(
-            st,
-            [r["desired"] for r in res.sim_timeline],
-            where="post",
-            color="tab:red",
-            linestyle="--",
-            linewidth=1.2,
-            label="desired (simulator)",
-        )
-        pods.step(
-            st,
-            [r["ready"] for r in res.sim_timeline],
-            where="post",
-            color="tab:purple",
-            linestyle="--",
-            linewidth=1.2,
-            label="ready (simulator)",
-        )
+    _step(pods, t, needed, "needed (measured load)", color="black", linestyle=":")
+    _step(pods, t, s.desired, "desired (measured)", color="tab:orange", linewidth=3, alpha=0.7)
+    _step(pods, t, s.ready, "ready (measured)", color="tab:blue", linewidth=1.8)
+    for key, color in (("desired", "tab:red"), ("ready", "tab:purple")) if sim else ():
+        st, sim_values = [int(r["t"]) for r in sim], [r[key] for r in sim]
+        _step(pods, st, sim_values, f"{key} (simulator)", color=color, ls="--", linewidth=1.2)
     pods.set_ylabel("replicas")
     pods.legend(loc="upper right", fontsize="x-small", ncol=2)
-    lat.plot(t, [v if v is not None else float("nan") for v in s.p50_ms], label="p50")
-    lat.plot(t, [v if v is not None else float("nan") for v in s.p95_ms], label="p95")
-    fails = [i for i, f in enumerate(s.failures) if f]
-    if fails:
+    for label, values in (("p50", s.p50_ms), ("p95", s.p95_ms)):
+        lat.plot(t, [math.nan if v is None else v for v in values], label=label)
+    if fails := [i for i, f in enumerate(s.failures) if f]:
         lat.plot(fails, [0] * len(fails), "rx", label="failures")
     lat.set_ylabel("latency ms")
     lat.set_xlabel("seconds since locust started")
@@ -230,13 +177,12 @@ def autoscale(res: AutoscaleResult, path: Path) -> bool:
         ax.set_xlim(0, max(1, len(t)))
         ax.set_ylim(bottom=0)
     ann = ", ".join(f"{k.split('/', 1)[1]} {v}" for k, v in res.annotations.items())
-    fig.suptitle(
+    return _save(
+        fig,
+        path,
         f"{res.service} ({ann}; containerConcurrency {res.container_concurrency}): "
         f"measured vs autoscaler simulator (replica start {res.pod_start_s:.2f} s)",
-        fontsize="medium",
     )
-    fig.savefig(path, format="png")
-    return True
 
 
 DRAW: dict[str, Callable[[Any, Path], bool]] = {

@@ -1,15 +1,10 @@
 """Interleaved repetitions of load-generator runs on several targets, with CPU per process.
 
-A ``Target`` is a URL and the processes in its path by role ("queue-proxy",
-"activator", "nginx", ...; none for direct access); the app behind every
-target is the role "app". A ``Step`` is one load-generator command line
-(``wrk`` throughput, ``hey -n`` for CPU per request, ``hey -q`` or a paced
-``wrk`` at a fixed rate). ``Bench.run_all`` measures every step on every
-target, repetition after repetition (repetition 1 does every step on every
-target, then repetition 2 in a rotated target order), reading ``utime +
-stime`` of every process from /proc around each run, so that each ``Run``
-knows the CPU per response of each role. Reports take medians over
-repetitions and ratios or differences within a repetition (``paired``).
+``Bench.run_all`` measures every ``Step`` (a load-generator command line) on
+every ``Target`` (a URL and the processes in its path by role; the app behind
+it is the role "app"), repetition after repetition in a rotated target order,
+reading every process's ``utime + stime`` from /proc around each run. Reports
+take medians over repetitions and ratios or differences within one (``paired``).
 """
 
 from __future__ import annotations
@@ -18,11 +13,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from benchmarks.figures import Spread, fmt
 from benchmarks.loadgen import LoadResult, run_load
-from benchmarks.markdown import fmt
 from benchmarks.processes import Pinning, Server
 from benchmarks.procfs import CLK_TCK, CpuSnapshot, foreign_cpu_seconds, ticks_between
-from benchmarks.stats import Spread
 
 # Other processes using more CPU than this (in CPUs) during a run "disturbed" it.
 DISTURBED_CPU = 0.1
@@ -125,20 +119,11 @@ class Run:
 Metric = Callable[[Run], float | None]
 
 
-def tput(r: Run) -> float | None:
-    return r.result.rps if r.result else None
+def _result(attr: str) -> Metric:
+    return lambda r: None if r.result is None else getattr(r.result, attr)
 
 
-def p50(r: Run) -> float | None:
-    return r.result.p50_ms if r.result else None
-
-
-def p90(r: Run) -> float | None:
-    return r.result.p90_ms if r.result else None
-
-
-def p99(r: Run) -> float | None:
-    return r.result.p99_ms if r.result else None
+tput, p50, p90, p99 = (_result(a) for a in ("rps", "p50_ms", "p90_ms", "p99_ms"))
 
 
 def role_us(role: str) -> Metric:
