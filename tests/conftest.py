@@ -1,7 +1,9 @@
-"""Suite-wide fixtures: uvloop for every async test, and leak checks.
+"""Suite-wide fixtures: uvloop for every async test, and leak and mark checks.
 
 A test fails if it leaves a child process running or an asyncio task pending:
-every process and task a test starts must have an owner that stops it.
+every process and task a test starts must have an owner that stops it. A test
+that starts a process at all must be marked ``process`` (``make test-fast``
+leaves those out); :mod:`tests.support.process_guard` fails one that is not.
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvloop
+
+from tests.support.process_guard import ProcessGuard
+
+pytest_plugins = ("pytester",)  # for the guard's own test, run in-process
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(ProcessGuard(), "process-guard")
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:

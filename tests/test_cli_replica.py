@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from zeroserve.local.ports import kernel_port
+
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = [sys.executable, str(ROOT / "examples" / "helloworld" / "app.py")]

@@ -62,6 +62,7 @@ def test_queueproxy_imports_neither_kubernetes_nor_autoscaler_nor_aiohttp() -> N
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
+@pytest.mark.process
 def test_queueproxy_process_loads_no_heavy_module() -> None:
     # What actually gets imported at start, transitively: the sidecar runs in
     # every replica, so its start time and memory count on every cold start.

@@ -61,6 +61,7 @@ def endpoint(qp: QueueProxyProcess, ready: bool = True) -> Endpoint:
     )
 
 
+@pytest.mark.process
 async def test_routes_by_host_and_forwards_through_the_queue_proxy(tmp_path: Path) -> None:
     async with (
         run_app() as (port, _state),
@@ -97,6 +98,7 @@ async def test_unknown_host_is_404_naming_it(tmp_path: Path) -> None:
     assert ip.status_code == 404
 
 
+@pytest.mark.process
 async def test_untrusted_revision_headers_are_ignored_and_stripped(tmp_path: Path) -> None:
     async with (
         run_app() as (port, _state),
@@ -130,6 +132,7 @@ async def test_untrusted_revision_headers_are_ignored_and_stripped(tmp_path: Pat
             assert r.status_code == 404
 
 
+@pytest.mark.process
 async def test_trusted_listener_routes_by_revision_headers(tmp_path: Path) -> None:
     async with (
         run_app() as (port, _state),
@@ -151,6 +154,7 @@ async def test_trusted_listener_routes_by_revision_headers(tmp_path: Path) -> No
         assert (r.status_code, r.text) == (200, "hello")
 
 
+@pytest.mark.process
 async def test_percent_split_and_tag_hosts(tmp_path: Path) -> None:
     async with (
         run_app() as (p1, s1),
@@ -175,6 +179,7 @@ async def test_percent_split_and_tag_hosts(tmp_path: Path) -> None:
             assert s2.requests == 161
 
 
+@pytest.mark.process
 async def test_burst_at_zero_is_held_and_released_at_each_replicas_pace(tmp_path: Path) -> None:
     cc = 10
     async with (
@@ -254,6 +259,7 @@ async def test_client_that_leaves_the_queue_frees_its_place(tmp_path: Path) -> N
         assert act.budget.used == 0
 
 
+@pytest.mark.process
 async def test_connect_error_is_retried_on_another_replica(tmp_path: Path) -> None:
     async with (
         run_app() as (port, state),
@@ -285,6 +291,7 @@ async def test_revision_deleted_while_requests_wait(tmp_path: Path) -> None:
         assert r.headers["x-zeroserve-error"] == "activator; reason=revision-deleted"
 
 
+@pytest.mark.process
 async def test_stats_poke_and_batches_reach_a_websocket_server(tmp_path: Path) -> None:
     frames: list[list[dict]] = []  # type: ignore[type-arg]
 
@@ -329,6 +336,7 @@ async def test_stats_poke_and_batches_reach_a_websocket_server(tmp_path: Path) -
         await runner.cleanup()
 
 
+@pytest.mark.process
 async def test_warm_traffic_flows_while_the_autoscaler_is_down(tmp_path: Path) -> None:
     async with (
         run_app() as (port, _state),
@@ -350,6 +358,7 @@ async def _until(predicate, within: float = 10.0) -> None:  # type: ignore[no-un
             await asyncio.sleep(0.01)
 
 
+@pytest.mark.process
 async def test_streaming_and_websockets_pass_through_both_hops(tmp_path: Path) -> None:
     import aiohttp
 
@@ -378,6 +387,7 @@ async def test_streaming_and_websockets_pass_through_both_hops(tmp_path: Path) -
             assert (await ws.receive(timeout=5)).data == "echo: ping"
 
 
+@pytest.mark.process
 async def test_revision_timeout_gives_504_from_the_activator(tmp_path: Path) -> None:
     async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp, activator() as (act, url):
         act.set_routes(route())
@@ -407,6 +417,7 @@ async def test_every_replica_unreachable_gives_502_after_bounded_retries(tmp_pat
         assert r.headers["x-zeroserve-error"] == "activator; reason=upstream-unreachable"
 
 
+@pytest.mark.process
 async def test_prometheus_metrics_per_revision(tmp_path: Path) -> None:
     async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp, activator() as (act, url):
         act.set_routes(route())
@@ -431,6 +442,7 @@ async def test_prometheus_metrics_per_revision(tmp_path: Path) -> None:
         assert 'zeroserve_activator_budget{kind="limit"} 10000.0' in text
 
 
+@pytest.mark.process
 async def test_shutdown_fails_health_then_finishes_in_flight_requests(tmp_path: Path) -> None:
     async with run_app() as (port, _), queue_proxy(port, tmp_path) as qp, activator() as (act, url):
         act.set_routes(route())

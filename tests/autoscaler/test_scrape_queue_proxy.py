@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import pytest
 
 from autoscaler.local import InMemoryCluster
 from autoscaler.model import Endpoint, RevisionInfo, RevisionKey
@@ -16,6 +17,8 @@ from autoscaler.scraper import StatsScraper
 from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
 from zeroserve.autoscaling.config import AutoscalerConfig
+
+pytestmark = pytest.mark.process
 
 KEY = RevisionKey("default", "hello-00001")
 

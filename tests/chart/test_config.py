@@ -13,6 +13,8 @@ from tests.chart.helm import NAMESPACE, Obj, one, only, render
 from zeroserve.api.configs import Configs, DomainConfig
 from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
 
+pytestmark = pytest.mark.process
+
 NAMES = ("config-autoscaler", "config-defaults", "config-deployment", "config-domain")
 
 

@@ -52,6 +52,7 @@ def _errors(validators: dict[str, jsonschema.Draft202012Validator], obj: Obj) ->
 # ----- the definitions ------------------------------------------------------------------
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("kind", "plural", "short_names"),
     [
@@ -80,6 +81,7 @@ def test_names(crds: dict[str, Obj], kind: str, plural: str, short_names: list[s
     assert version["subresources"] == {"status": {}}
 
 
+@pytest.mark.process
 def test_crds_survive_uninstall_and_can_be_left_out(helm: str, crds: dict[str, Obj]) -> None:
     assert set(crds) == set(KINDS)
     for crd in crds.values():
@@ -97,6 +99,7 @@ def test_crds_survive_uninstall_and_can_be_left_out(helm: str, crds: dict[str, O
     ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("kind", KINDS)
 def test_schema_is_structural(crds: dict[str, Obj], kind: str) -> None:
     assert structural_problems(_schema(crds[kind])) == []
@@ -112,6 +115,7 @@ def _paths(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str
         yield from _paths(node["additionalProperties"], f"{path}.*")
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("kind", KINDS)
 def test_unknown_fields_are_kept_only_in_probes_and_resources(
     crds: dict[str, Obj], kind: str
@@ -208,6 +212,7 @@ _LATEST = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("kind", "columns"),
     [
@@ -252,6 +257,7 @@ def _examples() -> list[tuple[str, Obj]]:
 EXAMPLES = _examples()
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(("name", "obj"), EXAMPLES, ids=[n for n, _ in EXAMPLES])
 def test_the_examples_are_valid(
     validators: dict[str, jsonschema.Draft202012Validator], name: str, obj: Obj
@@ -385,6 +391,7 @@ spec:
 """
 
 
+@pytest.mark.process
 def test_the_docs_manifests_are_valid(
     validators: dict[str, jsonschema.Draft202012Validator],
 ) -> None:
@@ -408,6 +415,7 @@ def _with(path: str, value: Any) -> Obj:
     return obj
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("obj", "where"),
     [
@@ -488,6 +496,7 @@ def test_unsupported_fields_and_bad_values_are_refused(
     assert any(e.startswith(where + ":") for e in errors), errors
 
 
+@pytest.mark.process
 def test_probes_and_resources_keep_what_the_controller_must_refuse(
     validators: dict[str, jsonschema.Draft202012Validator],
 ) -> None:
@@ -538,6 +547,7 @@ def controller_objects() -> list[Obj]:
     return objects
 
 
+@pytest.mark.process
 def test_the_controllers_objects_are_valid(
     validators: dict[str, jsonschema.Draft202012Validator], controller_objects: list[Obj]
 ) -> None:
@@ -548,6 +558,7 @@ def test_the_controllers_objects_are_valid(
     assert {name: e for name, e in problems.items() if e} == {}
 
 
+@pytest.mark.process
 def test_kubectl_shows_the_columns_zeroserve_shows(
     crds: dict[str, Obj], kubectl: str, controller_objects: list[Obj]
 ) -> None:
@@ -577,6 +588,7 @@ def test_kubectl_shows_the_columns_zeroserve_shows(
     assert failed_seen  # the REASON column was exercised with a value
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     "name", ["helloworld.yaml", "hello.yaml", "traffic-split.yaml", "autoscale.yaml"]
 )

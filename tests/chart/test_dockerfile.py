@@ -112,6 +112,7 @@ def test_runtime_command_and_environment() -> None:
     assert "examples ./examples" in runtime.all("COPY")  # the sample apps, as revision images
 
 
+@pytest.mark.process
 def test_the_chart_runs_the_image_as_the_image_expects(default_objects: list[Obj]) -> None:
     [user] = STAGES[-1].all("USER")
     for d in only(default_objects, "Deployment"):

@@ -9,6 +9,8 @@ import pytest
 
 from tests.chart.helm import NAMESPACE, Obj, one, only, render
 
+pytestmark = pytest.mark.process
+
 SELECT = {"app.kubernetes.io/name": "zeroserve", "app.kubernetes.io/instance": "zeroserve"}
 IN_RELEASE = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}}
 

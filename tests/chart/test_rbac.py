@@ -12,6 +12,8 @@ import pytest
 
 from tests.chart.helm import NAMESPACE, Obj, one, only
 
+pytestmark = pytest.mark.process
+
 READ = ("get", "list", "watch")
 WRITE = ("create", "update", "patch", "delete")
 WRITE_VERBS = frozenset(

@@ -40,6 +40,7 @@ def test_kubernetes_validate_ships_the_version() -> None:
     }
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("values", [[], [CUSTOM_VALUES]], ids=["default", "custom"])
 def test_helm_lint_is_clean(helm: str, values: list[Path]) -> None:
     args = [
@@ -59,11 +60,13 @@ def test_helm_lint_is_clean(helm: str, values: list[Path]) -> None:
     assert "[WARNING]" not in out and "[ERROR]" not in out
 
 
+@pytest.mark.process
 def test_every_object_is_named_once(objects: list[Obj]) -> None:
     counts = Counter(key(o) for o in objects)
     assert [k for k, n in counts.items() if n > 1] == []
 
 
+@pytest.mark.process
 def test_namespaced_objects_are_in_the_release_namespace(objects: list[Obj]) -> None:
     cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
     for o in objects:
@@ -76,6 +79,7 @@ def test_namespaced_objects_are_in_the_release_namespace(objects: list[Obj]) -> 
             assert ns == NAMESPACE, key(o)
 
 
+@pytest.mark.process
 def test_every_object_is_valid_against_its_schema(objects: list[Obj]) -> None:
     problems = []
     for o in objects:
@@ -94,6 +98,7 @@ def test_every_object_is_valid_against_its_schema(objects: list[Obj]) -> None:
     assert problems == []
 
 
+@pytest.mark.process
 def test_the_custom_render_has_every_optional_kind(custom_objects: list[Obj]) -> None:
     kinds = Counter(o["kind"] for o in custom_objects)
     assert kinds["ServiceMonitor"] == 3
@@ -102,6 +107,7 @@ def test_the_custom_render_has_every_optional_kind(custom_objects: list[Obj]) ->
     assert kinds["Gateway"] == 1
 
 
+@pytest.mark.process
 def test_the_default_render(default_objects: list[Obj]) -> None:
     kinds = Counter(o["kind"] for o in default_objects)
     assert kinds == {
@@ -144,6 +150,7 @@ def test_schema_validation_catches_a_bad_object() -> None:
         jsonschema.validate(bad_gateway, SCHEMAS[("networking.istio.io/v1beta1", "Gateway")])
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("sets", "error"),
     [
@@ -199,6 +206,7 @@ def _notes(helm: str, tmp_path: Path, values: list[Path]) -> str:
     return str(doc["notes"])
 
 
+@pytest.mark.process
 def test_notes_tell_the_next_steps(helm: str, tmp_path: Path) -> None:
     notes = _notes(helm, tmp_path, [])
     assert "kubectl -n knative-serving wait deployment --all --for=condition=Available" in notes
@@ -211,6 +219,7 @@ def test_notes_tell_the_next_steps(helm: str, tmp_path: Path) -> None:
     assert svc["kind"] == "Service" and svc["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
+@pytest.mark.process
 def test_notes_follow_the_values(helm: str, tmp_path: Path) -> None:
     notes = _notes(helm, tmp_path, [CUSTOM_VALUES])
     assert "helloworld-go.default.apps.example.org" in notes

@@ -19,6 +19,8 @@ from tests.support.procs import start_listening, stop_process
 
 from .helpers import HELLOWORLD_GO, endpoint_slice, is_ready, put_manifest
 
+pytestmark = pytest.mark.process
+
 KUBECTL = shutil.which(
     "kubectl", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 )

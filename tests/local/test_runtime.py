@@ -34,6 +34,7 @@ async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
             await asyncio.sleep(0.02)
 
 
+@pytest.mark.process
 async def test_scale_up_serves_and_scale_down_stops_every_process(tmp_path: Path) -> None:
     changes = []
     held_before = default_allocator().held
@@ -65,6 +66,7 @@ async def test_scale_up_serves_and_scale_down_stops_every_process(tmp_path: Path
         await rt.close()
 
 
+@pytest.mark.process
 async def test_scale_down_removes_the_endpoint_before_the_replica_stops(tmp_path: Path) -> None:
     seen: list[int] = []
     rt: LocalRuntime
@@ -86,6 +88,7 @@ async def test_scale_down_removes_the_endpoint_before_the_replica_stops(tmp_path
         await rt.close()
 
 
+@pytest.mark.process
 async def test_replicas_of_a_revision_start_a_few_at_a_time(tmp_path: Path) -> None:
     # Started all at once on one machine, the replicas of a burst share the CPU and
     # the first is ready only when nearly all are; with a start slot the first is
@@ -127,6 +130,7 @@ def test_max_starting_must_be_positive() -> None:
         LocalRuntime(on_change=lambda: None, max_starting=0)
 
 
+@pytest.mark.process
 async def test_a_command_that_exits_at_start_fails_the_revision_with_its_output(
     tmp_path: Path,
 ) -> None:
@@ -146,6 +150,7 @@ async def test_a_command_that_exits_at_start_fails_the_revision_with_its_output(
         await rt.close()
 
 
+@pytest.mark.process
 async def test_a_crashed_replica_is_restarted(tmp_path: Path) -> None:
     rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path)
     try:

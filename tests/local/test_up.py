@@ -37,6 +37,7 @@ def _revisions(items: dict) -> dict[str, dict]:  # type: ignore[type-arg]
     return {r["metadata"]["name"]: r for r in items["items"]}
 
 
+@pytest.mark.process
 async def test_helloworld_from_zero_to_zero_and_back(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "helloworld.yaml") as up:
         out = "".join(up.output)
@@ -80,6 +81,7 @@ async def _is(f, value) -> bool:  # type: ignore[no-untyped-def]
     return await f() == value
 
 
+@pytest.mark.process
 async def test_burst_of_500_from_zero_all_answered(tmp_path: Path) -> None:
     async with zeroserve_up(
         tmp_path, FAST, EXAMPLES / "helloworld.yaml", args=("--domain", "localhost")
@@ -99,6 +101,7 @@ async def test_burst_of_500_from_zero_all_answered(tmp_path: Path) -> None:
         assert Counter(r.status_code for r in rs) == {200: 500}
 
 
+@pytest.mark.process
 async def test_traffic_split_and_tags(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "hello.yaml") as up:
         assert (await _get(up, "hello.default.localhost")).text == "Hello World!\n"
@@ -133,6 +136,7 @@ async def test_traffic_split_and_tags(tmp_path: Path) -> None:
         }
 
 
+@pytest.mark.process
 async def test_new_template_moves_latest_traffic_without_a_failed_request(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "hello.yaml") as up:
         failures: list[int] = []
@@ -164,6 +168,7 @@ async def test_new_template_moves_latest_traffic_without_a_failed_request(tmp_pa
         assert seen["Hello World!\n"] > 0
 
 
+@pytest.mark.process
 async def test_autoscaling_bounds_and_load(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "autoscale.yaml") as up:
 
@@ -210,6 +215,7 @@ async def test_autoscaling_bounds_and_load(tmp_path: Path) -> None:
         assert 2 < peak <= 10
 
 
+@pytest.mark.process
 async def test_config_domain_changes_the_urls(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "helloworld.yaml") as up:
         await up.acli("apply", "-f", str(EXAMPLES / "config-domain.yaml"))
@@ -227,6 +233,7 @@ async def _equals(f, value) -> bool:  # type: ignore[no-untyped-def]
     return await f() == value
 
 
+@pytest.mark.process
 async def test_bad_manifest_is_refused_with_its_error_and_changes_nothing(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "helloworld.yaml") as up:
 
@@ -249,6 +256,7 @@ async def test_bad_manifest_is_refused_with_its_error_and_changes_nothing(tmp_pa
         assert await desired_state() == before  # no new generation, spec or revision
 
 
+@pytest.mark.process
 async def test_killing_a_replicas_app_under_load_loses_nothing_that_had_not_reached_it(
     tmp_path: Path,
 ) -> None:
@@ -289,6 +297,7 @@ async def _count(f, n) -> bool:  # type: ignore[no-untyped-def]
     return len(await f()) >= n
 
 
+@pytest.mark.process
 async def test_no_orphans_when_zeroserve_is_killed(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "helloworld.yaml") as up:
         assert (await _get(up, HELLO_HOST)).status_code == 200
@@ -314,6 +323,7 @@ def test_examples_are_the_ones_the_readme_uses() -> None:
     assert (ROOT / "examples" / "helloworld" / "app.py").is_file()
 
 
+@pytest.mark.process
 async def test_a_command_that_fails_at_start_shows_revision_failed(tmp_path: Path) -> None:
     bad = tmp_path / "crash.yaml"
     bad.write_text(
@@ -343,6 +353,7 @@ async def test_a_command_that_fails_at_start_shows_revision_failed(tmp_path: Pat
         await up.until(crashlooping, "CrashLoopBackOff")
 
 
+@pytest.mark.process
 async def test_delete_stops_the_replicas_and_the_route(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, FAST, EXAMPLES / "helloworld.yaml") as up:
         assert (await _get(up, HELLO_HOST)).status_code == 200
@@ -361,6 +372,7 @@ async def test_delete_stops_the_replicas_and_the_route(tmp_path: Path) -> None:
         ).stdout.strip() == "No resources found in default namespace."
 
 
+@pytest.mark.process
 async def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, EXAMPLES / "helloworld.yaml") as up:
         assert (await _get(up, HELLO_HOST)).status_code == 200

@@ -328,6 +328,7 @@ _request = st.one_of(
 )
 
 
+@pytest.mark.process
 @pytest.mark.timeout(120)
 async def test_fuzzed_request_heads_never_crash_the_activator_process(tmp_path: Path) -> None:
     async with run_app() as (port, _):

@@ -32,6 +32,8 @@ from .support import (
     until,
 )
 
+pytestmark = pytest.mark.process
+
 STABLE_WINDOW = 6.0
 GRACE = 1.0
 

@@ -22,6 +22,8 @@ from zeroserve.topology import Endpoint, RevisionKey
 
 from .support import FakeControl, snapshot, until
 
+pytestmark = pytest.mark.process
+
 HOST = "hello.default.example.com"
 KEY = RevisionKey("default", "hello-00001")
 OUTAGE = 3.0  # seconds of requests with the control plane down

@@ -24,6 +24,7 @@ from .support import pod_rows, until
 PROBE = {"K-Network-Probe": "queue"}
 
 
+@pytest.mark.process
 async def test_queue_proxy_admin_and_stats_paths_on_the_serving_port_reach_the_app(
     tmp_path: Path,
 ) -> None:
@@ -86,6 +87,7 @@ async def test_activator_metrics_are_not_served_on_its_traffic_port() -> None:
             await act.close()
 
 
+@pytest.mark.process
 @pytest.mark.timeout(90)
 async def test_zeroserve_up_listens_on_loopback_only(tmp_path: Path) -> None:
     async with zeroserve_up(tmp_path, EXAMPLES / "helloworld.yaml") as up:

@@ -43,6 +43,8 @@ from .support import (
     until,
 )
 
+pytestmark = pytest.mark.process
+
 NAME = "victim"
 HOST = f"{NAME}.default.localhost"
 CC = 4

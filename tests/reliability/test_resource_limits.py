@@ -27,6 +27,8 @@ from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 from .procfs import rss_bytes
 from .support import FakeControl, reason, samples, snapshot, until
 
+pytestmark = pytest.mark.process
+
 REVISIONS = 20
 FLOOD = 3000
 BUDGET = 500

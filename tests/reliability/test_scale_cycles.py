@@ -26,6 +26,8 @@ from .support import (
     service,
 )
 
+pytestmark = pytest.mark.process
+
 NAME = "cycle"
 HOST = f"{NAME}.default.localhost"
 MAX_SCALE = 3

@@ -17,7 +17,10 @@ import pytest
 from .fakeapi import FakeKubeAPI
 
 KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed"),
+]
 
 MANIFESTS = """
 apiVersion: apps/v1
