@@ -47,7 +47,7 @@ TITLES = {
 }
 PREFIX = {"suite": "bench-", "queueproxy": "queueproxy-", "activator": "activator-"}
 
-pytestmark = [pytest.mark.process, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.process, pytest.mark.timeout(300)]
 
 Smoke = Callable[[str], dict[str, Any]]
 

@@ -14,6 +14,8 @@ from autoscaler.config import parse_args as autoscaler_args
 from controller.config import add_arguments, settings_from
 from tests.chart.helm import NAMESPACE, Obj, find_tool, one, only, render, run
 
+pytestmark = pytest.mark.process  # every test here runs a component, helm or kubectl
+
 COMPONENTS = ("activator", "autoscaler", "controller")
 
 

@@ -19,6 +19,8 @@ from tests.support.procs import activator_process, queue_proxy
 
 from .helpers import endpoint, endpoint_slice, eventually, revision
 
+pytestmark = pytest.mark.process  # every test here runs a component, helm or kubectl
+
 HOST = "hello.default.example.com"
 
 

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import pytest
 
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from tests.support.procs import start_listening, stop_process
 
 from .helpers import deployment, revision
+
+pytestmark = pytest.mark.process  # every test here runs a component, helm or kubectl
 
 
 async def start(kubeconfig: Path, *extra: str) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
