@@ -6,9 +6,12 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
+
+pytestmark = pytest.mark.process  # every test here runs a queue-proxy process
 
 
 async def _wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -77,6 +77,7 @@ def test_bad_env_names_the_variable(change: dict[str, str | None], message: str)
     assert str(e.value).startswith(message)
 
 
+@pytest.mark.process
 def test_missing_variable_exits_1_with_one_line() -> None:
     env = {k: v for k, v in GOOD.items() if k != "USER_PORT"}
     p = subprocess.run(
@@ -88,6 +89,7 @@ def test_missing_variable_exits_1_with_one_line() -> None:
     ]
 
 
+@pytest.mark.process
 def test_port_in_use_exits_1_naming_the_problem() -> None:
     import socket
 

@@ -1,4 +1,4 @@
-"""Health checks (reference 9.5) and drain/shutdown (9.6) of a real queue-proxy."""
+"""Health checks and drain/shutdown (docs/queue-proxy.md) of a real queue-proxy process."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
 from zeroserve.local.ports import kernel_port
+
+pytestmark = pytest.mark.process  # every test here runs a queue-proxy process
 
 TCP_PROBE = json.dumps({"tcpSocket": {"port": 0}, "periodSeconds": 1, "timeoutSeconds": 1})
 

@@ -12,6 +12,8 @@ from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
 from zeroserve.stats import Stat
 
+pytestmark = pytest.mark.process  # every test here runs a queue-proxy process
+
 
 async def _stats(client: httpx.AsyncClient, qp) -> Stat:  # type: ignore[no-untyped-def]
     r = await client.get(qp.stats_url())

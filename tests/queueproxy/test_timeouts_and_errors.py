@@ -1,4 +1,4 @@
-"""Timeouts (reference 9.4), upstream failures and hostile input."""
+"""Timeouts (docs/http.md, "Limits and timeouts"), upstream failures and hostile input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
-from tests.support.raw import raw_exchange, read_response
+from tests.support.raw import read_response
+
+pytestmark = pytest.mark.process  # every test here runs a queue-proxy process
 
 
 async def test_total_timeout_gives_504_and_frees_the_slot(tmp_path: Path) -> None:
@@ -128,49 +130,6 @@ async def test_reused_connection_closed_by_the_app_is_retried_transparently(tmp_
         assert state.requests == 15
 
 
-@pytest.mark.parametrize(
-    ("raw", "status"),
-    [
-        (b"GARBAGE\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400),
-        (
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            400,
-        ),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n", 400),
-        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
-        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
-        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(300)) + b"\r\n", 431),
-        (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405),
-    ],
-    ids=[
-        "garbage",
-        "header-without-colon",
-        "nul-in-header",
-        "cl-and-te-smuggling",
-        "bad-chunk-size",
-        "huge-header",
-        "huge-url",
-        "too-many-headers",
-        "connect",
-    ],
-)
-async def test_malformed_requests_get_4xx_and_close(
-    tmp_path: Path, raw: bytes, status: int
-) -> None:
-    async with run_app() as (port, state), queue_proxy(port, tmp_path) as qp:
-        reply = await raw_exchange(qp.port, raw)
-        assert reply.startswith(b"HTTP/1.1 %d " % status), reply[:200]
-        assert b"Connection: close" in reply
-        assert b"X-Zeroserve-Error: queue-proxy; reason=" in reply
-        # the proxy is unharmed
-        async with httpx.AsyncClient() as client:
-            assert (await client.get(qp.url("/hello"))).status_code == 200
-        # (a body error can only be seen after the head went to the app)
-        assert state.paths[-1:] == ["/hello"]
-
-
 _token = st.text(
     alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"),
     min_size=1,
@@ -199,7 +158,6 @@ _request = st.one_of(
 )
 
 
-@pytest.mark.slow
 async def test_fuzzed_request_heads_never_crash_the_proxy(tmp_path: Path) -> None:
     async with (
         run_app() as (port, _),

@@ -96,7 +96,8 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Per-request timeouts (reference section 9.4), seconds; 0 disables one."""
+    """Per-request timeouts (docs/http.md, "Limits and timeouts"; Knative's are in
+    knative/serving `pkg/http/handler/timeout.go`), seconds; 0 disables one."""
 
     total: float = 300.0
     """From arrival to the end of the response (``timeoutSeconds``)."""

@@ -8,6 +8,28 @@ response (``respond``/``fail``) or a forward to an ``UpstreamPool``
 transports as they arrive, with backpressure both ways, so a body of any size
 passes in bounded memory and streamed responses are flushed at once.
 
+Theory of operation: one request's phases (``exchange.WAITING`` .. ``DONE``; a request
+only moves forward), and the methods that move it (docs/http.md, "The request path"):
+
+1. head parsed: ``on_message_begin``, ``on_url``, ``on_header`` (size limits -> 431),
+   ``on_headers_complete`` (413 for a declared body over the limit) -> ``_start``, or
+   the pipeline while another exchange runs (``_pump`` starts it later);
+2. WAITING: ``Handler.on_request`` answers locally (``respond``/``fail``) or calls
+   ``forward``, which builds the head (``framing.request_head``) and asks the pool;
+3. CONNECTING -> SENT: ``upstream_ready`` writes the head and any buffered body;
+   ``on_body``/``on_message_complete`` relay the rest; ``upstream_connect_failed``
+   hands the request back to the handler (``on_upstream_error``: retry or 502);
+4. RESPONDING: ``upstream_head`` (``framing.response_framing``, ``framing.persistence``),
+   ``upstream_body``, ``upstream_done`` (the upstream goes back to the pool);
+   ``upstream_upgraded`` turns the exchange into a TUNNEL;
+5. DONE: ``_end`` tells the handler (``on_finish``, exactly once) and either keeps the
+   connection for the next request or closes it.
+
+Timers run from ``Server._sweep`` (every 0.1 s): ``check_timeouts`` (504, or a cut
+body once the status is out) and ``check_idle`` (408 for a trickled head or body, idle
+keep-alive close). Errors outside an exchange go through ``_bad_request`` /
+``_raw_error`` (400/405/408/413/431, then close).
+
 Why hand-written instead of aiohttp's server and client: a request through
 aiohttp's ``web`` server and ``ClientSession`` costs about 10x the CPU of this
 path (see benchmarks/README.md); the queue-proxy sits on every request.
@@ -38,7 +60,8 @@ from .exchange import (
     Request,
     Timeouts,
 )
-from .headers import HOP_BY_HOP, connection_tokens, error_header
+from .framing import CHUNKED, CLOSE, LENGTH, persistence, request_head, response_framing
+from .headers import HOP_BY_HOP, error_header
 from .upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -60,11 +83,6 @@ BASE_CAPTURE = frozenset(
 
 # Never forwarded as they came: hop-by-hop, and the ones ``forward`` rewrites.
 FORWARD_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"expect"}
-
-# Response framing towards the client.
-_LENGTH = 0  # Content-Length (or no body): bytes pass as they are
-_CHUNKED = 1  # upstream length unknown: chunked towards an HTTP/1.1 client
-_CLOSE = 2  # upstream length unknown, HTTP/1.0 client: the close ends the body
 
 # Why reading from the client is paused (bits; reading resumes when none is left).
 _PAUSE_UPSTREAM = 1  # the upstream's write buffer is full
@@ -180,7 +198,7 @@ class ServerConnection(asyncio.Protocol):
         self.upstream: UpstreamConnection | None = None
         self.pool: UpstreamPool | None = None
         self.batch: list[bytes] | None = None
-        self.resp_mode = _LENGTH
+        self.resp_mode = LENGTH
         self.paused = 0
         self.write_paused = False
         self.head_bytes = 0
@@ -386,32 +404,21 @@ class ServerConnection(asyncio.Protocol):
         if req is None or req.phase >= SENT:
             return
         h = req.h
-        conn_hdr = h.get(b"connection")
-        if conn_hdr is not None:
-            extra_hop = connection_tokens(conn_hdr) - {b"close", b"keep-alive", b"upgrade"}
-            if extra_hop:  # names listed in Connection are hop-by-hop too (rare)
-                drop = drop | extra_hop
-        parts = [req.method, b" ", req.target, b" HTTP/1.1\r\n"]
-        for lname, line in req.lines:
-            if lname not in drop:
-                parts.append(line)
-        if host is None:
-            host = h.get(b"host") or pool.authority  # HTTP/1.0 may omit Host; 1.1 needs one
-        parts.append(b"Host: " + host + b"\r\n")
-        xff = h.get(b"x-forwarded-for")
-        parts.append(
-            b"X-Forwarded-For: "
-            + (xff + b", " + self.client_ip if xff else self.client_ip)
-            + b"\r\n"
+        # Positional: keyword arguments cost measurably on this per-request call.
+        req.head_out = request_head(
+            req.method,
+            req.target,
+            req.lines,
+            drop,
+            # HTTP/1.0 may omit Host; HTTP/1.1 needs one
+            host if host is not None else h.get(b"host") or pool.authority,
+            self.client_ip,
+            h.get(b"x-forwarded-for"),
+            h.get(b"connection"),
+            h[b"transfer-encoding"] if req.chunked else None,
+            h.get(b"upgrade", b"") if req.upgrade else None,
+            extra,
         )
-        if req.chunked:
-            parts.append(b"Transfer-Encoding: " + h[b"transfer-encoding"] + b"\r\n")
-        if req.upgrade:
-            parts.append(b"Connection: Upgrade\r\nUpgrade: " + h.get(b"upgrade", b"") + b"\r\n")
-        if extra:
-            parts.append(extra)
-        parts.append(b"\r\n")
-        req.head_out = b"".join(parts)
         req.phase = CONNECTING
         self.pool = pool
         if req.upgrade:
@@ -517,23 +524,14 @@ class ServerConnection(asyncio.Protocol):
         req.status = status
         if status == 101:
             extra = b"Connection: Upgrade\r\nUpgrade: " + (up.upgrade_value or b"") + b"\r\n"
-            self.resp_mode = _LENGTH
+            self.resp_mode = LENGTH
         else:
-            if up.has_length or up.no_body or status in (204, 304):
-                self.resp_mode = _LENGTH
-                extra = b""
-            elif req.version == "1.1":
-                self.resp_mode = _CHUNKED
-                extra = b"Transfer-Encoding: chunked\r\n"
-            else:
-                self.resp_mode = _CLOSE
-                req.keep_alive = False
-                extra = b""
-            if not req.keep_alive or self.server.closing or req.upgrade:
-                req.keep_alive = False
-                extra += b"Connection: close\r\n"
-            elif req.version == "1.0":
-                extra += b"Connection: keep-alive\r\n"
+            mode = self.resp_mode = response_framing(status, up.has_length, up.no_body, req.version)
+            req.keep_alive, extra = persistence(
+                mode, req.keep_alive, self.server.closing, req.upgrade, req.version
+            )
+            if mode == CHUNKED:
+                extra = b"Transfer-Encoding: chunked\r\n" + extra
         lines.append(extra)
         lines.append(b"\r\n")
         # The reason phrase is the standard one for the code, as Go's proxy
@@ -545,7 +543,7 @@ class ServerConnection(asyncio.Protocol):
         req = self.current
         if req is None:
             return
-        if self.resp_mode == _CHUNKED:
+        if self.resp_mode == CHUNKED:
             chunk = (b"%x\r\n" % len(data), data, b"\r\n")
             batch = self.batch
             if batch is not None:
@@ -561,9 +559,9 @@ class ServerConnection(asyncio.Protocol):
         req = self.current
         if req is None or self.upstream is not up:
             return
-        if self.resp_mode == _CHUNKED:
+        if self.resp_mode == CHUNKED:
             self._write(b"0\r\n\r\n")
-        elif self.resp_mode == _CLOSE:
+        elif self.resp_mode == CLOSE:
             req.keep_alive = False
         self.upstream = None
         if keep_alive and req.body_done and not req.upgrade:
@@ -723,7 +721,7 @@ class ServerConnection(asyncio.Protocol):
             req.start_deadline = now + t.response_start
         req.idle_timeout = t.idle
         self.current = req
-        self.resp_mode = _LENGTH
+        self.resp_mode = LENGTH
         self.server.active.add(self)
         self.handler.on_request(self, req)
 
@@ -773,7 +771,7 @@ class ServerConnection(asyncio.Protocol):
             self.fail(504, b"timeout", self.handler.timeout_body)
         else:
             # The status is out; end the response the way its framing allows.
-            if self.resp_mode == _CHUNKED:
+            if self.resp_mode == CHUNKED:
                 text = self.handler.timeout_body
                 self._write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(text), text))
             req.keep_alive = False

@@ -13,12 +13,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
-
-if TYPE_CHECKING:
-    from .server import ServerConnection
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +35,64 @@ _RESP_DROP = frozenset(
         b"upgrade",
     }
 )
+
+
+class Downstream(Protocol):
+    """What the upstream side needs of the client connection it serves (in this package,
+    ``server.ServerConnection``). Declared here, where it is used, so that this module
+    does not import the server: the server drives the pool, and the pool reports back
+    through these calls (docs/http.md, "The request path")."""
+
+    tunnel: bool
+    """The exchange became a two-way byte tunnel (after a 101): bytes pass as they are."""
+    batch: list[bytes] | None
+    """Writes to the client collected while one read from the upstream is handled, then
+    written with one ``writelines``."""
+
+    @property
+    def current(self) -> object | None:
+        """The request being served (compared by identity: has it changed meanwhile?)."""
+
+    @property
+    def waiting_for_upstream(self) -> bool:
+        """The current request waits for a connection from the pool."""
+
+    def upstream_ready(self, up: UpstreamConnection) -> None:
+        """``up`` is connected and attached: send the request head and body."""
+
+    def upstream_connect_failed(self, error: Exception) -> None:
+        """No connection could be opened; nothing reached the upstream."""
+
+    def upstream_head(self, up: UpstreamConnection, status: int, lines: list[bytes]) -> None:
+        """The response head arrived (``lines``: its header lines, hop-by-hop ones out)."""
+
+    def upstream_body(self, data: bytes) -> None:
+        """Response body bytes (de-chunked)."""
+
+    def upstream_done(self, up: UpstreamConnection, keep_alive: bool) -> None:
+        """The response is complete; ``keep_alive``: ``up`` may serve another request."""
+
+    def upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
+        """``up`` closed before the response was complete."""
+
+    def upstream_failed(self, up: UpstreamConnection, message: str, after_bytes: bool) -> None:
+        """The upstream broke the protocol (``after_bytes``: the client got some already)."""
+
+    def upstream_upgraded(self, up: UpstreamConnection, rest: bytes) -> None:
+        """The upstream switched protocols; ``rest`` is what followed its 101 head."""
+
+    def tunnel_from_upstream(self, data: bytes) -> None:
+        """Bytes from the upstream side of a tunnel."""
+
+    def tunnel_upstream_eof(self) -> bool:
+        """The upstream half-closed a tunnel; returns whether to keep its transport open."""
+
+    def upstream_write_paused(self, paused: bool) -> None:
+        """The upstream's write buffer filled (True) or drained (False): stop or resume
+        reading the client."""
+
+    def transport_write_lines(self, lines: list[bytes]) -> None:
+        """Write ``lines`` to the client at once."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -63,7 +118,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)
-        self.client: ServerConnection | None = None
+        self.client: Downstream | None = None
         self.lines: list[bytes] = []
         self.status = 0
         self.has_length = False
@@ -190,7 +245,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- pool interface -----------------------------------------------------
 
-    def attach(self, client: ServerConnection, head_request: bool) -> None:
+    def attach(self, client: Downstream, head_request: bool) -> None:
         self.client = client
         self.no_body = head_request
         self.lines = []
@@ -232,7 +287,7 @@ class UpstreamPool:
         self._connecting: set[asyncio.Task[None]] = set()
         self.closed = False
 
-    def acquire(self, client: ServerConnection, head_request: bool) -> None:
+    def acquire(self, client: Downstream, head_request: bool) -> None:
         """Attach ``client`` to an idle connection now, or to a new one once
         it is open (``client.upstream_ready`` or ``client.upstream_connect_failed``)."""
         idle = self._idle
@@ -246,7 +301,7 @@ class UpstreamPool:
                 return
         self.connect(client, head_request)
 
-    def connect(self, client: ServerConnection, head_request: bool) -> None:
+    def connect(self, client: Downstream, head_request: bool) -> None:
         """Open a fresh connection for ``client`` (never one from the stack)."""
         task = asyncio.get_running_loop().create_task(
             self._open(client, client.current, head_request),
@@ -260,7 +315,7 @@ class UpstreamPool:
         if not task.cancelled() and task.exception() is not None:
             log.error("upstream connect task failed", exc_info=task.exception())
 
-    async def _open(self, client: ServerConnection, req: object, head_request: bool) -> None:
+    async def _open(self, client: Downstream, req: object, head_request: bool) -> None:
         loop = asyncio.get_running_loop()
         try:
             _, up = await asyncio.wait_for(
