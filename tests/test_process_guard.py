@@ -89,7 +89,7 @@ def test_uvloop_spawn_marked():
 
 
 def test_no_process():
-    assert True
+    assert sum([1, 2]) == 3  # pure work: the guard has nothing to say
 
 
 @pytest.mark.process
