@@ -16,8 +16,6 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Spread:
-    """Median and range of repeated measurements."""
-
     median: float
     lo: float
     hi: float
@@ -86,17 +84,14 @@ def md_table(header: Sequence[str] | str, rows: Sequence[Sequence[str]], left: i
 
 
 def kv_table(rows: Sequence[tuple[str, str]], header: str = " | ") -> str:
-    """A two-column table of labels and values."""
     return md_table(header, [list(r) for r in rows])
 
 
 def columns(
     rows: Sequence[Any], cols: Sequence[tuple[str, Callable[[Any], str]]], left: int = 1
 ) -> str:
-    """A Markdown table with one column per (header, cell of a row)."""
     return md_table([h for h, _ in cols], [[cell(r) for _, cell in cols] for r in rows], left)
 
 
 def details(summary: str, body: str) -> list[str]:
-    """Report lines of a collapsed block."""
     return [f"<details><summary>{summary}</summary>", "", body, "", "</details>", ""]

@@ -1,10 +1,7 @@
 """The load generators: ``wrk`` and ``hey`` found, run (pinned to the load CPU) and parsed.
 
-``wrk --latency`` reports percentiles with µs resolution; hey's summary in
-0.1 ms steps, with a status-code distribution. Both parsers return a
-``LoadResult``; a run that exits non-zero or prints nothing parseable is an
-error message, never an exception, so that one failed run is reported and
-the others go on.
+A run that exits non-zero or prints nothing parseable is an error message, never an
+exception, so that one failed run is reported and the others go on.
 """
 
 from __future__ import annotations
@@ -45,8 +42,6 @@ def missing_tools(names: Sequence[str]) -> str | None:
 
 @dataclass(frozen=True)
 class LoadResult:
-    """What a load generator reported."""
-
     rps: float
     requests: int
     p50_ms: float | None
@@ -60,8 +55,6 @@ class LoadResult:
 
 @dataclass(frozen=True)
 class LoadRun:
-    """One run of a load generator: its output, and what it reported or why not."""
-
     rc: int
     output: str
     wall: float

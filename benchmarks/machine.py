@@ -60,7 +60,6 @@ def go_binary_version(path: str) -> str:
 
 
 def summary(packages: Sequence[str], tools: Sequence[str]) -> dict[str, str]:
-    """CPU, cores, kernel, Python, package and tool versions, by label."""
     virt = " (virtual machine)" if " hypervisor" in (_cpuinfo("flags") or "") else ""
     online = "?"
     with contextlib.suppress(OSError):

@@ -13,7 +13,6 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def scrape(port: int, timeout: float = 2.0) -> str | None:
-    """The text of ``http://127.0.0.1:port/metrics``, or None."""
     try:
         status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=timeout)
     except (OSError, urllib.error.URLError):

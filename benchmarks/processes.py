@@ -1,10 +1,7 @@
 """The processes a benchmark starts, and the machine they run on.
 
-Every server runs in its own session (so its process group is exactly the
-server and whatever it forks), optionally pinned to a CPU with ``taskset``;
-``Supervisor`` stops each group by its id, TERM then KILL, also on Ctrl-C or
-SIGTERM. Also here: free loopback ports, HTTP polling until a server answers,
-and the file-descriptor limit that held connections need.
+Every server runs in its own session, so that its process group is exactly the server and
+whatever it forks, and ``Supervisor`` can stop each group by its id.
 """
 
 from __future__ import annotations
@@ -51,7 +48,6 @@ def interrupt_on_signals(*signums: int) -> None:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for port 0)."""
     with socket.create_server(("127.0.0.1", 0)) as s:
         return int(s.getsockname()[1])
 
@@ -100,8 +96,6 @@ class Pinning:
 
 @dataclass
 class Server:
-    """A process started by ``Supervisor``; it leads its own session and group."""
-
     name: str
     popen: subprocess.Popen[bytes]
     stdout_path: Path

@@ -1,10 +1,6 @@
 """What the benchmarks read from ``/proc`` (see proc(5)); Linux only.
 
-CPU time of processes (``utime + stime`` of ``/proc/PID/stat``: all threads,
-exited ones included) summed by session, the machine's busy time
-(``/proc/stat``), resident memory, and what finds a process's ports: its
-children, command line, environment and listening sockets. A process that is
-gone reads as nothing (None, empty), never as an error.
+A process that is gone reads as nothing (None, empty), never as an error.
 """
 
 from __future__ import annotations
@@ -46,12 +42,10 @@ def ticks_by_session(sids: Iterable[int]) -> dict[int, dict[int, int]]:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Live processes whose process group is ``pgid``."""
     return [pid for pid, f in _every_process() if int(f[_PGRP]) == pgid]
 
 
 def children(pid: int) -> list[int]:
-    """Live processes whose parent is ``pid``."""
     return [p for p, f in _every_process() if int(f[_PPID]) == pid]
 
 
@@ -65,8 +59,6 @@ def system_busy_seconds() -> float:
 
 @dataclass(frozen=True)
 class CpuSnapshot:
-    """CPU counters at one instant, for deltas around a load run."""
-
     sessions: dict[int, dict[int, int]]
     system_busy: float
     self_cpu: float

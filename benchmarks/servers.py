@@ -1,16 +1,7 @@
 """The servers the benchmarks start on 127.0.0.1, each under a ``Supervisor``.
 
-- an app: a Python script (the helloworld sample app, or ``benchmarks/backend.py``:
-  the same ``GET /`` plus ``/bytes/N``), or any shell command serving ``$PORT``;
-- ``python -m queueproxy`` in front of it (every port of its own is 0: it binds
-  free ones and prints them in its JSON start line);
-- an activator with one static route (``python -m benchmarks.activator_runner``),
-  warm, or cold (no replica until SIGUSR1);
-- nginx with a generated configuration (one worker, keep-alive pool to the app),
-  and a Go ``httputil.ReverseProxy`` binary you supply.
-
-Each ``start_*`` returns once the server answers, or raises ``BenchError``
-with the server's output.
+Each ``start_*`` returns once the server answers, or raises ``BenchError`` with the
+server's output.
 """
 
 from __future__ import annotations
@@ -40,8 +31,6 @@ ROUTE_HOST = "hello.default.example.com"
 
 @dataclass
 class Proc:
-    """A started server: where it listens and what it is."""
-
     server: Server
     port: int
     desc: str

@@ -1,13 +1,7 @@
 """Part 4, autoscaling under load: a locust shape against the autoscale sample, and the simulator.
 
-``examples/autoscale.yaml`` is applied as it is; once its min-scale replicas
-are ready, ``benchmarks/locustfile.py`` runs headless while a sampler reads the
-revision's desired and ready replicas and its replicas' start times every
-second. The concurrency locust measured each second is then replayed through
-``python -m autoscaler.simulate`` with the same annotations, containerConcurrency
-and config-autoscaler, and the replica start time measured in this run; both
-runs are summarised the same way (the simulator's ``shortfalls``, over- and
-under-provisioning) and drawn on one plot.
+The simulator replays the concurrency locust measured with the same annotations and the
+replica start time measured in this run, so that both runs are summarised the same way.
 """
 
 from __future__ import annotations

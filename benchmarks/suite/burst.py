@@ -1,11 +1,8 @@
 """Part 3, a burst from zero: ``hey -c 200 -n 20000`` on a cold revision with containerConcurrency 10.
 
-The Service runs the sample app with the KPA's defaults and is at zero before
-each repetition. While hey runs, a sampler reads ``GET /v1/pods`` and every
-replica's queue-proxy metrics every 0.2 s, keeping each replica's last
-``zeroserve_queue_requests_total`` and ``zeroserve_queue_app_in_flight_max``:
-a replica taken away during the burst drains for at least the runtime's quiet
-period (0.5 s) before its listeners close, so its final count is read.
+The sampler keeps each replica's last counters: a replica taken away during the burst
+drains for at least the runtime's quiet period (0.5 s) before its listeners close, so its
+final count is read.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """Part 2, cold start: from the first request to its response, for a revision at zero.
 
-``cold_services`` helloworld Services are taken in turn, each measured once it
-is at zero (no replica anywhere, not even a terminating one), so one scales to
-zero while another is measured. The phases (``PHASES``) come from the
-components' own clocks (unix time on this machine): the runtime's replica
-``times`` and the activator's cold-start histogram. Right after each cold
-start the app alone is started the way the runtime starts it and polled every
-5 ms: the platform's added time is the cold start minus that, per pair.
+``cold_services`` Services are taken in turn, so one scales to zero while another is
+measured. The phases come from the components' own clocks (unix time on this machine).
 """
 
 from __future__ import annotations
@@ -102,7 +97,6 @@ class ColdResult(PartResult):
     failures: list[str]
     services: int
     autoscaler: str = ""
-    """The config-autoscaler of the run, as the report says it."""
 
     @property
     def ok(self) -> list[ColdStart]:

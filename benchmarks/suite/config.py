@@ -1,11 +1,7 @@
 """The suite's one settings object: a scale, a preset, and options that override both.
 
-A scale sizes every run (``full``, ``--quick``, ``--smoke``); a preset picks
-the parts and their subjects (``suite``: everything; ``queueproxy``: the
-queue-proxy against direct access and nginx; ``activator``: the activator's
-warm path against the queue-proxy and direct access, and requests held at
-zero replicas). Every field of ``Config`` is a command-line option of the
-same name (``hop_reps`` -> ``--hop-reps``), generated from the field's help.
+Every field of ``Config`` is a command-line option of the same name (``hop_reps`` ->
+``--hop-reps``), generated from the field's help.
 """
 
 from __future__ import annotations
@@ -57,7 +53,6 @@ def opt(default: Any, help: str, parse: Callable[[str], Any] | None = None, **kw
 
 
 def count(default: int, help: str, **kw: Any) -> Any:
-    """A setting that counts something: at least 1."""
     return opt(default, help, at_least=1, **kw)
 
 

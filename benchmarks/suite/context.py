@@ -1,8 +1,7 @@
 """What every part of a run shares: the settings, the processes, the commands run, the log.
 
-The ``zeroserve up`` process is started on first use (``system()``) with a
-``config-autoscaler`` of a short stable window and grace period, so that
-revisions scale to zero within seconds; the parts that need it share it.
+The ``zeroserve up`` process has a short stable window and grace period, so that revisions
+scale to zero within seconds.
 """
 
 from __future__ import annotations
@@ -71,7 +70,6 @@ class Context:
         }
 
     def system(self) -> LocalSystem:
-        """The running ``zeroserve up`` (started on first use)."""
         if self._system is None:
             conf = self.tmp / "config-autoscaler.yaml"
             conf.write_text(config_autoscaler(self.autoscaler_config))

@@ -1,12 +1,6 @@
 """Part 5, held requests: ``held`` requests waiting in a cold activator, then one replica.
 
-An asyncio client in this process (uvloop, on the load CPU) opens one HTTP/1.1
-connection per request to a cold activator (``benchmarks.activator_runner
---cold``) in front of a ready but unannounced queue-proxy and sample app. Once
-the activator's queue length says all of them wait, its VmRSS growth per held
-request is read; SIGUSR1 then announces the replica, and the client times and
-checks every answer. The queue-proxy's and the activator's request counters
-tell whether each request reached the replica exactly once.
+The client runs in this process (uvloop, on the load CPU), one connection per request.
 """
 
 from __future__ import annotations
@@ -45,8 +39,6 @@ GOAL_KIB_PER_HELD = 10.0
 
 @dataclass
 class Held:
-    """What one repetition saw."""
-
     rep: int
     n: int
     opened: int = 0
@@ -166,7 +158,6 @@ async def _scrape(port: int) -> str | None:
 
 
 async def hold(ctx: Context, act: Proc, qp: Proc, app: Proc, expect: bytes, h: Held) -> None:
-    """Hold ``h.n`` requests at ``act``, release them, and record what happened in ``h``."""
     cfg, n, pid = ctx.cfg, h.n, act.server.pid
     client = HeldClient(act.port, h, expect)
     sids = [pid, qp.server.pid, app.server.pid]
@@ -361,7 +352,6 @@ def _codes(counts: collections.Counter[Any]) -> str:
 
 
 def detail(h: Held, nofile: tuple[int, int]) -> str:
-    """Everything one repetition saw, as a two-column table."""
     kib, rss, c = h.kib_per_held, h.rss_kib, h.counters
     grew = f" ({(rss[1] or 0) - (rss[0] or 0):,} KiB / {h.waiting:,})" if kib is not None else ""
     acts = " / ".join(fmt(c.get(k), 0, thousands=True) for k in ("act", "act_200", "queued"))

@@ -1,15 +1,8 @@
-"""Part 1, hop overhead: what each hop costs, against direct access and nginx.
+"""Part 1, hop overhead: what each hop costs, against direct access and nginx (see the README).
 
-One app (``--hop-app``: ``benchmarks/backend.py``, the sample app's ``GET /``
-plus ``/bytes/N``, or the sample app itself in the component presets) and the
-targets in front of it: ``direct``, ``queue-proxy`` (CONTAINER_CONCURRENCY=0),
-``activator`` (the real activator with one static route -> the same
-queue-proxy), ``nginx`` (one worker, keep-alive pool) and, with ``--go-proxy``,
-a Go ``httputil.ReverseProxy`` (the core of Knative's queue-proxy,
-``pkg/queue/sharedmain``). Every request carries the activator route's Host
-header. For a tiny and (``--large-bytes``) a large response, interleaved
-repetitions of: throughput (``wrk -c50``), CPU per request of every process in
-the path (``hey -n``, /proc), and p50/p90/p99 at fixed rates (``hey -q``).
+The optional Go ``httputil.ReverseProxy`` (``--go-proxy``) is the core of Knative's
+queue-proxy (``pkg/queue/sharedmain``). Every request carries the activator route's Host
+header, so that every target sees the same request.
 """
 
 from __future__ import annotations
@@ -76,7 +69,6 @@ def sizes(cfg: Config) -> list[Size]:
 
 
 def steps(cfg: Config, size: Size, tmp: Path) -> list[Step]:
-    """Throughput (``wrk``), CPU (``hey -n``), and one fixed-rate run per rate."""
     c, d, w, path = cfg.connections, cfg.hop_duration, cfg.rate_workers, size.path
     wrk = ("wrk", "-t1", f"-c{c}", f"-d{d}s", "--latency")
     out = [
@@ -117,7 +109,6 @@ class HopsResult:
 
     @property
     def roles(self) -> list[str]:
-        """The proxies in any path, then the app."""
         have = {r for t in self.bench.targets for r in t.procs}
         return [*(r for r in PROXIES if r in have), "app"]
 
@@ -507,18 +498,12 @@ def run(ctx: Context) -> HopsResult:
     bench = Bench(ctx.pinning, app.server, targets, cfg.quiet_wait)
     ctx.log("hop overhead: " + ", ".join(f"{t.name} :{t.port}" for t in targets))
     if cfg.warmup > 0:
-        wrk = [
-            "wrk",
-            "-t1",
-            f"-c{cfg.connections}",
-            f"-d{cfg.warmup}s",
-            "-H",
-            f"Host: {ROUTE_HOST}",
-        ]
+        wrk = ["wrk", "-t1", f"-c{cfg.connections}", f"-d{cfg.warmup}s", "-H"]
         prefix = ctx.pinning.prefix(ctx.pinning.load_cpu)
         for t in targets:
             for size in the_sizes:
-                run_load([*wrk, t.url + size.path], prefix, 30 + cfg.warmup)
+                argv = [*wrk, f"Host: {ROUTE_HOST}", t.url + size.path]
+                run_load(argv, prefix, 30 + cfg.warmup)
         bench.check_servers()
     bench.run_all(all_steps, cfg.hop_reps, ctx.log)
     ctx.stop(*started)

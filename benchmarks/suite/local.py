@@ -1,11 +1,7 @@
 """``zeroserve up`` as a benchmark subject: the process, its control API, its metrics.
 
-``LocalSystem`` runs ``python -m zeroserve.cli up --port 0 --control-port 0``
-pinned to the server CPU (everything it starts inherits that), reads its URLs
-from its "zeroserve is up" line and calls the control API as the CLI does.
-``zeroserve up`` does not publish the Prometheus ports of the activator and of
-each replica's queue-proxy: they are found from ``/proc`` (its children, their
-listening sockets, the one port whose ``/metrics`` has the component's names).
+``zeroserve up`` does not publish the Prometheus ports of the activator and of each
+replica's queue-proxy: they are found from ``/proc``.
 """
 
 from __future__ import annotations
@@ -38,7 +34,6 @@ APP = ["python", "examples/helloworld/app.py"]
 
 
 def config_autoscaler(data: Mapping[str, str]) -> str:
-    """A ``config-autoscaler`` ConfigMap manifest."""
     meta = {"name": "config-autoscaler", "namespace": "knative-serving"}
     return yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data})
 
@@ -49,7 +44,6 @@ def service_manifest(
     container_concurrency: int | None = None,
     annotations: Mapping[str, str] | None = None,
 ) -> str:
-    """A ``serving.knative.dev/v1`` Service running the helloworld sample app."""
     container: dict[str, Any] = {"image": "ghcr.io/zeroserve/bench:latest", "command": APP}
     if env:
         container["env"] = [{"name": k, "value": v} for k, v in env.items()]
@@ -95,8 +89,6 @@ class Sampler:
 
 @dataclass
 class LocalSystem:
-    """A running ``zeroserve up`` and what the benchmarks read from it."""
-
     server: Server
     ingress: str
     control: str
@@ -203,7 +195,6 @@ class LocalSystem:
         )
 
     def no_replicas(self) -> bool:
-        """No replica of any revision, not even a terminating one."""
         return not self.pods()
 
     def remove(self, manifest: str, file: str) -> None:

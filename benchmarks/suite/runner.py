@@ -1,11 +1,7 @@
 """Runs a preset's parts in order, and writes the one report, the plots and the JSON figures.
 
-Order: the parts on processes of their own first (1. hop overhead, 5. held
-requests), then the parts on one ``zeroserve up`` (2. cold start, 3. burst,
-4. autoscaling). A part that fails is reported as failed and the others still
-run; every process started is stopped at the end, also on Ctrl-C or SIGTERM.
-Every preset writes the same kind of report: a summary and the goals first,
-then the machine, the commands and each part that ran.
+The parts on processes of their own run first, then the parts on one ``zeroserve up``. A
+part that fails is reported as failed and the others still run.
 """
 
 from __future__ import annotations
@@ -167,7 +163,6 @@ class Results:
 
 
 def settings(cfg: Config) -> str:
-    """The sizes of this run, part by part."""
     rates = "/".join(map(str, cfg.hop_rates))
     said = {
         "hops": f"hop overhead {cfg.hop_reps} x {cfg.hop_duration} s runs, CPU runs "

@@ -1,10 +1,6 @@
 """Interleaved repetitions of load-generator runs on several targets, with CPU per process.
 
-``Bench.run_all`` measures every ``Step`` (a load-generator command line) on
-every ``Target`` (a URL and the processes in its path by role; the app behind
-it is the role "app"), repetition after repetition in a rotated target order,
-reading every process's ``utime + stime`` from /proc around each run. Reports
-take medians over repetitions and ratios or differences within one (``paired``).
+Reports take medians over repetitions and ratios or differences within one (``paired``).
 """
 
 from __future__ import annotations
@@ -49,8 +45,6 @@ class Step:
 
 @dataclass
 class Run:
-    """One measurement of one target in one repetition."""
-
     target: str
     kind: str
     rep: int
@@ -103,7 +97,6 @@ class Run:
         return self.error is not None or r is None or r.errors > 0 or r.non2xx > 0
 
     def brief(self) -> str:
-        """One progress line's worth."""
         if self.error or self.result is None:
             return f"FAILED {self.error}"
         r = self.result
@@ -158,8 +151,6 @@ def paired(
 
 @dataclass
 class Bench:
-    """Targets in front of one app, and every run measured on them."""
-
     pinning: Pinning
     app: Server
     targets: list[Target]
@@ -238,7 +229,6 @@ class Bench:
                         r.superseded = r is not keep
 
     def used(self, target: str, kind: str) -> list[Run]:
-        """The runs that count: no errors, not superseded by another attempt."""
         return [
             r
             for r in self.runs
@@ -246,8 +236,6 @@ class Bench:
         ]
 
     def quality_notes(self, rerun: str) -> list[str]:
-        """What a report says about the runs it could not trust: failed ones (left out),
-        ones redone for being disturbed, and how many of those used were disturbed."""
         out = []
         used = [r for r in self.runs if not r.superseded]
         if bad := sum(1 for r in used if r.bad):
