@@ -146,7 +146,8 @@ class HopsResult:
 
         def most(n: str) -> str:
             total = self.spread(n, kind, runs.all_us)
-            return fmt(1e6 / total.median, 0, thousands=True) if total else "-"
+            # a smoke run can use less CPU than one clock tick: no rate to show then
+            return fmt(1e6 / total.median, 0, thousands=True) if total and total.median else "-"
 
         cols: list[tuple[str, Cell]] = [("target", lambda n: LABELS[n])]
         cols += [(f"{r} µs/req", _spread(self, kind, runs.role_us(r))) for r in self.roles]
