@@ -17,7 +17,7 @@ from importlib import metadata
 from typing import Any
 
 from zeroserve.api.configs import Configs, DomainConfig
-from zeroserve.api.parse import CONFIG_MAP_NAMES
+from zeroserve.api.objects import CONFIG_MAP_NAMES
 from zeroserve.envconfig import ConfigError
 from zeroserve.serving.domains import CLUSTER_DOMAIN
 

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from zeroserve.api.names import child_name
 from zeroserve.api.objects import Obj
 
 from .topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
@@ -47,11 +48,11 @@ CLUSTER_DOMAIN = "cluster.local"
 
 
 def deployment_name(revision: str) -> str:
-    return f"{revision}-deployment"
+    return child_name(revision, "-deployment")
 
 
 def private_service_name(revision: str) -> str:
-    return f"{revision}-private"
+    return child_name(revision, "-private")
 
 
 def _meta(obj: Obj) -> Obj:

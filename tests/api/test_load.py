@@ -161,12 +161,9 @@ C = f"{SVC}: spec.template.spec.containers[0]"
             id="typo-field",
         ),
         pytest.param(
-            dump(edit(doc(), ("spec", "template", "spec", "volumes"), [])),
-            [
-                f"{SVC}: spec.template.spec.volumes: not supported by zeroserve (it needs a "
-                "Kubernetes cluster)"
-            ],
-            id="unsupported-pod-field",
+            dump(edit(doc(), ("spec", "template", "spec", "restartPolicy"), "Never")),
+            [f"{SVC}: spec.template.spec.restartPolicy: must not set the field(s)"],
+            id="pod-field-not-in-knative",
         ),
         pytest.param(
             dump(edit(doc(), (*CONTAINER, "env", 0, "value"), 8080)),
@@ -213,17 +210,17 @@ C = f"{SVC}: spec.template.spec.containers[0]"
             id="url-in-spec",
         ),
         pytest.param(
-            dump(edit(doc(), (*CONTAINER, "livenessProbe"), {"exec": {"command": ["true"]}})),
-            [
-                f"{C}.livenessProbe.exec: exec probes are not supported by zeroserve (use httpGet "
-                "or tcpSocket)"
-            ],
-            id="exec-probe",
+            dump(edit(doc(), (*CONTAINER, "livenessProbe"), {"exec": {"command": []}})),
+            [f"{C}.livenessProbe.exec.command: missing required field"],
+            id="exec-probe-without-command",
         ),
         pytest.param(
             dump(edit(doc(), (*CONTAINER, "env", 0), {"name": "A", "valueFrom": {}})),
-            [f"{C}.env[0].valueFrom: not supported by zeroserve (give a literal value)"],
-            id="env-value-from",
+            [
+                f"{C}.env[0].valueFrom: expected exactly one, got neither: secretKeyRef, "
+                "configMapKeyRef, fieldRef, resourceFieldRef"
+            ],
+            id="env-value-from-empty",
         ),
         pytest.param(
             dump(edit(doc(), (*CONTAINER, "resources"), {"limits": {"memory": "lots"}})),
@@ -252,20 +249,20 @@ C = f"{SVC}: spec.template.spec.containers[0]"
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
             [
                 "bad.yaml:1: document 1: kind: must be Service, Configuration or Route (apiVersion "
-                "serving.knative.dev/v1) or ConfigMap (apiVersion v1), got 'Deployment'"
+                "serving.knative.dev/v1) or ConfigMap or Secret (apiVersion v1), got 'Deployment'"
             ],
             id="other-kind",
         ),
         pytest.param(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: my-config}\ndata: {a: b}\n",
+            "apiVersion: v1\nkind: ConfigMap\n"
+            "metadata: {name: config-network, namespace: knative-serving}\ndata: {a: b}\n",
             [
-                "bad.yaml: ConfigMap default/my-config: metadata.name: must be one of "
-                "config-autoscaler, config-defaults, config-deployment, config-domain (the "
-                "ConfigMaps zeroserve reads), got 'my-config'",
-                "bad.yaml: ConfigMap default/my-config: metadata.namespace: must be knative-serving "
-                "(where Knative reads its configuration), got 'default'",
+                "bad.yaml: ConfigMap knative-serving/config-network: metadata.name: is not a "
+                "setting zeroserve reads: the ConfigMaps of knative-serving it reads are "
+                "config-autoscaler, config-defaults, config-deployment, config-domain, "
+                "config-features, got 'config-network'",
             ],
-            id="foreign-configmap",
+            id="unknown-setting-configmap",
         ),
         pytest.param(
             "- a\n- b\n---\n42\n",

@@ -55,12 +55,12 @@ CASES: list[Any] = [
         id="unknown-field",
     ),
     pytest.param(
-        dump(edit(doc(), (*POD, "serviceAccountName"), "sa")),
+        dump(edit(doc(), (*POD, "nodeSelector"), {"disktype": "ssd"})),
         [
-            f"{SVC}: spec.template.spec.serviceAccountName: not supported by zeroserve (it needs "
-            "a Kubernetes cluster)"
+            f"{SVC}: spec.template.spec.nodeSelector: must not set the field(s) (it needs "
+            "kubernetes.podspec-nodeselector: enabled in config-features)"
         ],
-        id="unsupported-field",
+        id="feature-flag-off",
     ),
     pytest.param(
         dump(edit(doc(), ("status",), {"url": "x"})),
@@ -96,10 +96,10 @@ CASES: list[Any] = [
         id="name-not-dns",
     ),
     pytest.param(
-        dump(edit(doc(), ("metadata", "name"), "h" * 58)),
+        dump(edit(doc(), ("metadata", "name"), "h" * 64)),
         [
-            f"bad.yaml: Service default/{'h' * 58}: metadata.name: must be at most 57 characters, "
-            "so that revision names like hhhhhhhh...-00001 fit in 63, got 58"
+            f"bad.yaml: Service default/{'h' * 64}: metadata.name: must be at most 63 characters, "
+            f"got 64 ('{'h' * 56}...)"
         ],
         id="name-too-long",
     ),
@@ -210,26 +210,35 @@ CASES: list[Any] = [
         dump(
             edit(doc(), (*POD, "containers"), doc()["spec"]["template"]["spec"]["containers"] * 2)
         ),
-        [f"{SVC}: spec.template.spec.containers: must have exactly one container, got 2"],
-        id="two-containers",
+        [
+            f"{SVC}: spec.template.spec.containers[*].ports: more than one container port is "
+            "set: only a single port is allowed across all containers"
+        ],
+        id="two-containers-with-ports",
     ),
     pytest.param(
         dump(
             edit(doc(), (*CONTAINER, "ports"), [{"containerPort": 8080}, {"containerPort": 8081}])
         ),
-        [f"{C}.ports: at most one port may be set, got 2"],
+        [
+            f"{SVC}: spec.template.spec.containers[*].ports: more than one container port is "
+            "set: only a single port is allowed across all containers"
+        ],
         id="two-ports",
     ),
     pytest.param(
         dump(edit(doc(), (*CONTAINER, "ports", 0, "name"), "grpc")),
-        [f"{C}.ports[0].name: must be http1 or h2c (or unset), got 'grpc'"],
+        [
+            f"{C}.ports[0].name: Port name grpc is not allowed: name must be empty, or one of: "
+            "'h2c', 'http1'"
+        ],
         id="port-name",
     ),
     pytest.param(
         dump(edit(doc(), (*CONTAINER, "ports", 0, "containerPort"), 9090)),
         [
-            f"{C}.ports[0].containerPort: 9090 is reserved for the queue-proxy (8012, 8013, 8022, "
-            "8112, 9090, 9091)"
+            f"{C}.ports[0].containerPort: 9090 is a reserved port, please use a different value "
+            "(8012, 8013, 8022, 8112, 9090, 9091 belong to the queue-proxy)"
         ],
         id="reserved-port",
     ),
@@ -244,7 +253,7 @@ CASES: list[Any] = [
     pytest.param(
         dump(edit(doc(), (*CONTAINER, "env", 0, "name"), "PORT")),
         [
-            f"{C}.env[0].name: PORT is reserved: it is set by zeroserve (PORT, K_SERVICE, "
+            f"{C}.env[0].name: 'PORT' is a reserved environment variable (PORT, K_SERVICE, "
             "K_CONFIGURATION, K_REVISION)"
         ],
         id="env-reserved",
@@ -252,8 +261,8 @@ CASES: list[Any] = [
     pytest.param(
         dump(edit(doc(), (*CONTAINER, "readinessProbe"), {"tcpSocket": {"port": 9000}})),
         [
-            f"{C}.readinessProbe.tcpSocket.port: must be the container's port (8080) or unset, "
-            "got 9000"
+            f"{C}.readinessProbe.tcpSocket.port: Probe port must match container port: 8080 (or "
+            "unset), got 9000"
         ],
         id="probe-port",
     ),

@@ -1,6 +1,6 @@
 """The cluster-wide settings: ``config-defaults`` and ``config-domain`` parsed here, with
-``config-autoscaler`` and ``config-deployment`` from :mod:`zeroserve.autoscaling.config`,
-bundled as :class:`Configs`.
+``config-autoscaler`` and ``config-deployment`` from :mod:`zeroserve.autoscaling.config`
+and ``config-features`` from :mod:`zeroserve.api.features`, bundled as :class:`Configs`.
 
 Upstream ignores keys it does not know; zeroserve rejects them (a typo in a
 setting would otherwise do nothing without a word). ``_example``, the
@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 from zeroserve.api.errors import describe
+from zeroserve.api.features import CONFIG_MAP as FEATURES_CONFIG_MAP
+from zeroserve.api.features import FeaturesConfig
 from zeroserve.api.names import check_dns1123_label, check_dns1123_subdomain
 from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
 from zeroserve.configmap import ValueReader, parse_bool, parse_int32
@@ -231,6 +233,7 @@ class Configs:
     deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
     domain: DomainConfig = field(default_factory=DomainConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
     def with_config_map(
         self, name: str, data: Mapping[str, str] | None, *, default_domain: str = LOCAL_DOMAIN
@@ -254,6 +257,8 @@ class Configs:
             return replace(
                 self, domain=DomainConfig.from_mapping(data, default_domain=default_domain)
             )
+        if name == FEATURES_CONFIG_MAP:
+            return replace(self, features=FeaturesConfig.from_mapping(data))
         raise ConfigError(f"{name}: not a ConfigMap zeroserve reads")
 
 

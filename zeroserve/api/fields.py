@@ -44,6 +44,30 @@ def join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _non_string_key(value: Any) -> Any:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return k
+            bad = _non_string_key(v)
+            if bad is not None:
+                return bad
+    elif isinstance(value, list):
+        for v in value:
+            bad = _non_string_key(v)
+            if bad is not None:
+                return bad
+    return None
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
 class Fields:
     """One mapping at ``path``; accessors return typed values and note problems."""
 
@@ -76,6 +100,22 @@ class Fields:
     def raw(self, key: str) -> Any:
         self._seen.add(key)
         return self._data.get(key)
+
+    def null(self, key: str) -> None:
+        """Accept ``key: null`` (what Go clients write for an unset struct, such as
+        ``creationTimestamp: null``); any other value is left for :meth:`only` to report."""
+        if key in self._data and self._data[key] is None:
+            self._seen.add(key)
+
+    def plain(self) -> dict[str, Any]:
+        """The whole mapping as written (a deep copy), every key taken as read; for
+        fields kept for the cluster, which checks them (``affinity``...). Non-string
+        keys are reported."""
+        self._seen.update(k for k in self._data if isinstance(k, str))
+        bad = _non_string_key(self._data)
+        if bad is not None:
+            self.problems.append((self.path, f"field names must be strings, got {describe(bad)}"))
+        return _copy(self._data)
 
     def only(self, *, unsupported: Mapping[str, str] | Iterable[str] = ()) -> None:
         """Report every key not read so far; ``unsupported`` are fields Knative has and

@@ -6,6 +6,7 @@ with the value, ready to become a ``ManifestError`` rule.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from zeroserve.api.errors import describe
@@ -87,3 +88,22 @@ def check_env_name(name: str) -> str | None:
             f"not starting with a digit), got {describe(name)}"
         )
     return None
+
+
+def child_name(parent: str, suffix: str) -> str:
+    """The name of an object made for ``parent`` (``hello-00001`` + ``-deployment``), kept
+    within one DNS label as Knative's ``kmeta.ChildName`` does: when ``parent + suffix``
+    is longer than 63 characters, the parent keeps its start, then the MD5 of the whole
+    parent name (so two long parents stay apart), then the suffix."""
+    name = parent + suffix
+    if len(name) <= MAX_LABEL:
+        return name
+    digest = hashlib.md5(parent.encode(), usedforsecurity=False).hexdigest()
+    head = MAX_LABEL - len(suffix) - len(digest)
+    if head < 0:
+        # A suffix too long to keep whole: hash parent and suffix together instead.
+        return (
+            parent[: MAX_LABEL - len(digest)]
+            + hashlib.md5(name.encode(), usedforsecurity=False).hexdigest()
+        )
+    return parent[:head] + digest + suffix

@@ -3,13 +3,15 @@
 Documents are read with PyYAML's safe loader (no arbitrary Python objects),
 made strict about duplicate keys as the API server is (PyYAML would keep the
 last one silently). Each document must be a ``serving.knative.dev/v1``
-Service, Configuration or Route, or a ``v1`` ConfigMap zeroserve reads in
-``knative-serving``. Shape problems (types, unknown fields) are found here;
+Service, Configuration or Route, or a ``v1`` ConfigMap or Secret. Shape problems (types, unknown fields) are found here;
 rules that need configuration are in :mod:`zeroserve.api.validate`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +20,9 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, ScalarNode
 
 from zeroserve.api.errors import ManifestError, ManifestErrors, describe
-from zeroserve.api.fields import Fields, Problems
+from zeroserve.api.fields import Fields, Problems, join
 from zeroserve.api.objects import (
+    CONFIG_MAP_NAMES,
     CORE_API_VERSION,
     DEFAULT_NAMESPACE,
     SERVING_API_VERSION,
@@ -30,18 +33,19 @@ from zeroserve.api.objects import (
     ObjectMeta,
     RevisionTemplate,
     Route,
+    SecretObject,
     Service,
     TrafficTarget,
 )
 from zeroserve.api.template import parse_template
 
-CONFIG_MAP_NAMES = ("config-autoscaler", "config-defaults", "config-deployment", "config-domain")
-"""The ConfigMaps zeroserve reads, all in ``knative-serving`` as upstream."""
-
 _KINDS_RULE = (
     "must be Service, Configuration or Route (apiVersion serving.knative.dev/v1) "
-    "or ConfigMap (apiVersion v1)"
+    "or ConfigMap or Secret (apiVersion v1)"
 )
+# Kubernetes' rule for ConfigMap and Secret keys.
+_DATA_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_MAX_DATA_KEY = 253
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -158,10 +162,10 @@ def parse_document(
                 "apiVersion",
                 f"must be {SERVING_API_VERSION} for a {kind}, got {describe(api_version)}",
             )
-        elif kind == "ConfigMap":
+        elif kind in ("ConfigMap", "Secret"):
             f.note(
                 "apiVersion",
-                f"must be {CORE_API_VERSION} for a ConfigMap, got {describe(api_version)}",
+                f"must be {CORE_API_VERSION} for a {kind}, got {describe(api_version)}",
             )
         elif kind:
             f.note("kind", f"{_KINDS_RULE}, got {describe(kind)}")
@@ -170,8 +174,8 @@ def parse_document(
     obj = build(f, meta, file)
     f.only(unsupported={"status": "must not be set: status is written by the controller"})
     if problems:
-        named = bool(meta.name)
-        label = f"{kind} {meta.namespace}/{meta.name}" if named else anonymous
+        named = bool(meta.name or meta.generate_name)
+        label = f"{kind} {meta.namespace}/{meta.name or meta.generate_name}" if named else anonymous
         return [
             ManifestError(file, label, path, rule, None if named else line)
             for path, rule in problems
@@ -185,13 +189,16 @@ def _metadata(f: Fields) -> ObjectMeta:
         if not f.has("metadata"):
             f.note("metadata", "missing required field")
         return ObjectMeta(name="")
+    generate_name = m.string("generateName")
     meta = ObjectMeta(
-        name=m.string("name", required=True),
+        name=m.string("name", required=not generate_name),
         namespace=m.string("namespace") or DEFAULT_NAMESPACE,
         labels=m.str_map("labels"),
         annotations=m.str_map("annotations"),
+        generate_name=generate_name,
     )
-    m.only(unsupported={"generateName": "not supported by zeroserve: give the object a name"})
+    m.null("creationTimestamp")
+    m.only()
     return meta
 
 
@@ -230,26 +237,80 @@ def _route(f: Fields, meta: ObjectMeta, file: str) -> Route:
 
 
 def _config_map(f: Fields, meta: ObjectMeta, file: str) -> ConfigMapObject:
-    if meta.name and meta.name not in CONFIG_MAP_NAMES:
+    if (
+        meta.namespace == SYSTEM_NAMESPACE
+        and meta.name.startswith("config-")
+        and meta.name not in CONFIG_MAP_NAMES
+    ):
         f.note(
             "metadata.name",
-            f"must be one of {', '.join(CONFIG_MAP_NAMES)} "
-            f"(the ConfigMaps zeroserve reads), got {describe(meta.name)}",
-        )
-    if meta.namespace != SYSTEM_NAMESPACE:
-        f.note(
-            "metadata.namespace",
-            f"must be {SYSTEM_NAMESPACE} (where Knative reads its "
-            f"configuration), got {describe(meta.namespace)}",
+            f"is not a setting zeroserve reads: the ConfigMaps of {SYSTEM_NAMESPACE} it reads are "
+            f"{', '.join(CONFIG_MAP_NAMES)}, got {describe(meta.name)}",
         )
     data = f.str_map("data")
-    f.only(
-        unsupported={
-            "binaryData": "not supported by zeroserve",
-            "immutable": "not supported by zeroserve",
-        }
+    binary = f.str_map("binaryData")
+    for key, value in binary.items():
+        if _base64(value) is None:
+            _note_key(f, "binaryData", key, "must be base64-encoded")
+    for key in (*data, *binary):
+        _check_data_key(f, "data" if key in data else "binaryData", key)
+    for key in set(data) & set(binary):
+        _note_key(f, "binaryData", key, "is also a key of data; keys must be unique")
+    cm = ConfigMapObject(
+        meta=meta, data=data, binary_data=binary, immutable=f.boolean("immutable"), source=file
     )
-    return ConfigMapObject(meta=meta, data=data, source=file)
+    if cm.is_setting and (binary or cm.immutable is not None):
+        f.note(
+            "binaryData" if binary else "immutable",
+            f"not supported in {meta.name} (zeroserve's settings are plain data)",
+        )
+    f.only()
+    return cm
+
+
+def _secret(f: Fields, meta: ObjectMeta, file: str) -> SecretObject:
+    data: dict[str, str] = {}
+    for key, value in f.str_map("data").items():
+        if _check_data_key(f, "data", key) and _base64(value) is None:
+            _note_key(f, "data", key, "must be base64-encoded (use stringData for plain text)")
+        data[key] = value
+    for key, value in f.str_map("stringData").items():
+        if _check_data_key(f, "stringData", key):
+            # As the API server: stringData is merged into data, and wins.
+            data[key] = base64.b64encode(value.encode()).decode()
+    secret = SecretObject(
+        meta=meta,
+        data=data,
+        type=f.string("type") or "Opaque",
+        immutable=f.boolean("immutable"),
+        source=file,
+    )
+    f.only()
+    return secret
+
+
+def _base64(value: str) -> bytes | None:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _note_key(f: Fields, section: str, key: str, rule: str) -> None:
+    f.problems.append((join(join(f.path, section), key), rule))
+
+
+def _check_data_key(f: Fields, section: str, key: str) -> bool:
+    if len(key) > _MAX_DATA_KEY or not _DATA_KEY.fullmatch(key) or key in (".", ".."):
+        _note_key(
+            f,
+            section,
+            key,
+            "a key must consist of letters, digits, '-', '_' or '.' (at most 253), "
+            f"got {describe(key)}",
+        )
+        return False
+    return True
 
 
 def _traffic(spec: Fields) -> tuple[TrafficTarget, ...]:
@@ -278,4 +339,5 @@ _BUILDERS: dict[tuple[str, str], Callable[[Fields, ObjectMeta, str], Object]] = 
     (SERVING_API_VERSION, "Configuration"): _configuration,
     (SERVING_API_VERSION, "Route"): _route,
     (CORE_API_VERSION, "ConfigMap"): _config_map,
+    (CORE_API_VERSION, "Secret"): _secret,
 }

@@ -5,10 +5,12 @@ Separate from parsing because they depend on the cluster's settings
 ``config-autoscaler`` bounds the scale annotations): :func:`validate_objects`
 lets ConfigMaps in the same batch take effect for the other objects in it.
 
-Where zeroserve is stricter than upstream, it is to avoid a setting that would
-silently do nothing here: one container only, unknown ``autoscaling.knative.dev/``
-keys, autoscaling annotations on the Service instead of its template, classes
-other than the KPA, and (locally) a container without ``command``.
+The pod spec's rules (config-features, containers, volumes) are in
+:mod:`zeroserve.api.podspec`. Where zeroserve is stricter than upstream, it is
+to avoid a setting that would silently do nothing here: unknown
+``autoscaling.knative.dev/`` keys, autoscaling annotations on the Service
+instead of its template, classes other than the KPA, and (locally) a
+container without ``command`` and volumes.
 """
 
 from __future__ import annotations
@@ -22,34 +24,30 @@ from zeroserve.api.names import (
     MAX_LABEL,
     check_dns1035_label,
     check_dns1123_label,
-    check_env_name,
+    check_dns1123_subdomain,
     check_label_value,
     check_qualified_name,
 )
 from zeroserve.api.objects import (
     ConfigMapObject,
     Configuration,
-    Container,
     Object,
     ObjectMeta,
     RevisionTemplate,
     Route,
+    SecretObject,
     Service,
     TrafficTarget,
 )
+from zeroserve.api.podspec import validate_pod_spec
+from zeroserve.api.template import NOT_IN_KNATIVE
 from zeroserve.autoscaling import annotations as autoscaling
 from zeroserve.autoscaling.annotations import RevisionAutoscaling
 from zeroserve.autoscaling.config import KPA_CLASS
 from zeroserve.envconfig import ConfigError
 
-FIRST_REVISION_SUFFIX = "-00001"
-MAX_PARENT_NAME = MAX_LABEL - len(FIRST_REVISION_SUFFIX)
-"""Longest Service/Configuration name: ``{name}-00001`` must be a DNS label too."""
-RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
-"""Set by the runtime in every container, as Knative does."""
-RESERVED_PORTS = (8012, 8013, 8022, 8112, 9090, 9091)
-"""The queue-proxy's ports in a pod (serving, h2c, admin, profiling, metrics)."""
-PORT_NAMES = ("", "http1", "h2c")
+GENERATED_SUFFIX_LENGTH = 5
+"""Characters the server appends to ``generateName``."""
 VISIBILITY_LABEL = "networking.knative.dev/visibility"
 CLUSTER_LOCAL = "cluster-local"
 _AUTOSCALING_PREFIX = "autoscaling.knative.dev/"
@@ -83,13 +81,13 @@ def validate(obj: Object, configs: Configs, *, local: bool = True) -> list[Manif
     """Every rule ``obj`` breaks under ``configs``. ``local`` adds the rules of running
     without a cluster (a ``command`` is required because images are not pulled)."""
     problems: Problems = []
-    if isinstance(obj, ConfigMapObject):
-        _config_map(obj, configs, problems)
+    if isinstance(obj, ConfigMapObject | SecretObject):
+        _data_object(obj, configs, problems)
     else:
         parent = isinstance(obj, Service | Configuration)
         _metadata(obj.meta, problems, parent=parent)
         if isinstance(obj, Service | Configuration):
-            _template(obj.template, obj.meta.name, configs, problems, local=local)
+            _template(obj.template, obj.meta, configs, problems, local=local)
         if isinstance(obj, Service | Route):
             _traffic(obj.traffic, obj.meta.name, problems, in_service=isinstance(obj, Service))
     return [ManifestError(obj.source, obj.label, path, rule) for path, rule in problems]
@@ -107,7 +105,7 @@ def validate_objects(
     ``default_domain`` is the domain when ``config-domain`` names none (``localhost``)."""
     errors: list[ManifestError] = []
     for obj in objects:
-        if isinstance(obj, ConfigMapObject):
+        if isinstance(obj, ConfigMapObject) and obj.is_setting:
             found = validate(obj, configs, local=local)
             errors.extend(found)
             if not found:
@@ -115,12 +113,27 @@ def validate_objects(
                     obj.meta.name, obj.data, default_domain=default_domain or LOCAL_DOMAIN
                 )
     for obj in objects:
-        if not isinstance(obj, ConfigMapObject):
+        if not (isinstance(obj, ConfigMapObject) and obj.is_setting):
             errors.extend(validate(obj, configs, local=local))
     return configs, errors
 
 
-def _config_map(obj: ConfigMapObject, configs: Configs, problems: Problems) -> None:
+def _data_object(obj: ConfigMapObject | SecretObject, configs: Configs, problems: Problems) -> None:
+    if obj.meta.generate_name and not obj.meta.name:
+        problems.append(
+            (
+                "metadata.name",
+                "missing required field (generateName is for Services and Configurations)",
+            )
+        )
+    elif bad := check_dns1123_subdomain(obj.meta.name):
+        problems.append(("metadata.name", bad))
+    if bad := check_dns1123_label(obj.meta.namespace):
+        problems.append(("metadata.namespace", bad))
+    _labels(obj.meta.labels, "metadata.labels", problems)
+    _annotations(obj.meta.annotations, "metadata.annotations", problems)
+    if not (isinstance(obj, ConfigMapObject) and obj.is_setting):
+        return
     try:
         configs.with_config_map(obj.meta.name, obj.data)
     except ConfigError as e:
@@ -134,15 +147,15 @@ def _config_map(obj: ConfigMapObject, configs: Configs, problems: Problems) -> N
 
 
 def _metadata(meta: ObjectMeta, problems: Problems, *, parent: bool) -> None:
-    limit = MAX_PARENT_NAME if parent else MAX_LABEL
-    bad = check_dns1035_label(meta.name, max_length=limit)
-    if bad and parent and len(meta.name) > limit:
-        bad = (
-            f"must be at most {limit} characters, so that revision names like "
-            f"{meta.name[:8]}...{FIRST_REVISION_SUFFIX} fit in {MAX_LABEL}, got {len(meta.name)}"
-        )
-    if meta.name and bad:
+    if meta.name and (bad := check_dns1035_label(meta.name)):
         problems.append(("metadata.name", bad))
+    if meta.generate_name and not meta.name:
+        if not parent:
+            problems.append(
+                ("metadata.generateName", "not supported for a Route by zeroserve: give it a name")
+            )
+        elif bad := _generate_name(meta.generate_name):
+            problems.append(("metadata.generateName", bad))
     bad = check_dns1123_label(meta.namespace)
     if bad:
         problems.append(("metadata.namespace", bad))
@@ -168,6 +181,20 @@ def _metadata(meta: ObjectMeta, problems: Problems, *, parent: bool) -> None:
                 )
 
 
+def _generate_name(prefix: str) -> str | None:
+    """A generated name is the prefix and 5 characters: the prefix must start a DNS-1035
+    label and leave room for them."""
+    limit = MAX_LABEL - GENERATED_SUFFIX_LENGTH
+    if len(prefix) > limit:
+        return f"must be at most {limit} characters, got {len(prefix)} ({describe(prefix)})"
+    if check_dns1035_label(prefix + "x") is not None:
+        return (
+            "not a DNS 1035 label prefix: lower-case letters, digits and '-', starting with a "
+            f"letter, got {describe(prefix)}"
+        )
+    return None
+
+
 def _labels(labels: Mapping[str, str], path: str, problems: Problems) -> None:
     for key, value in labels.items():
         bad = check_qualified_name(key) or check_label_value(value)
@@ -183,10 +210,19 @@ def _annotations(annotations: Mapping[str, str], path: str, problems: Problems) 
 
 
 def _template(
-    t: RevisionTemplate, owner: str, configs: Configs, problems: Problems, *, local: bool
+    t: RevisionTemplate, meta: ObjectMeta, configs: Configs, problems: Problems, *, local: bool
 ) -> None:
     base = "spec.template"
-    if t.name:
+    owner = meta.name
+    if t.name and not owner:
+        problems.append(
+            (
+                f"{base}.metadata.name",
+                f"{NOT_IN_KNATIVE} (a revision cannot be named when its parent's name is "
+                "generated)",
+            )
+        )
+    elif t.name:
         bad = check_dns1035_label(t.name)
         if bad is None and (not t.name.startswith(f"{owner}-") or len(t.name) <= len(owner) + 1):
             bad = f"must start with {owner + '-'!r} (the configuration's name), got {describe(t.name)}"
@@ -230,12 +266,7 @@ def _template(
         if value is not None and value < 0:
             problems.append((f"{base}.spec.{key}", f"must be >= 0, got {describe(value)}"))
 
-    if len(t.containers) != 1:
-        problems.append(
-            (f"{base}.spec.containers", f"must have exactly one container, got {len(t.containers)}")
-        )
-    for i, container in enumerate(t.containers):
-        _container(container, f"{base}.spec.containers[{i}]", problems, local=local)
+    validate_pod_spec(t, configs.features, problems, local=local)
 
 
 def _autoscaling(
@@ -265,69 +296,6 @@ def _autoscaling(
                 f"only {KPA_CLASS} is supported by zeroserve, got {describe(parsed.autoscaler_class)}",
             )
         )
-
-
-def _container(c: Container, path: str, problems: Problems, *, local: bool) -> None:
-    if c.name and (bad := check_dns1123_label(c.name)):
-        problems.append((f"{path}.name", bad))
-    if not c.image and not local:
-        problems.append((f"{path}.image", "missing required field"))
-    if local and not c.command:
-        problems.append(
-            (
-                f"{path}.command",
-                "required locally: the image is not pulled, so the "
-                'container needs a command: to run, e.g. command: ["python", "app.py"]',
-            )
-        )
-    elif c.command and not c.command[0]:
-        problems.append((f"{path}.command[0]", "must not be empty"))
-    seen: dict[str, int] = {}
-    for i, env in enumerate(c.env):
-        bad = check_env_name(env.name) if env.name else None
-        if bad is None and env.name in RESERVED_ENV:
-            bad = f"{env.name} is reserved: it is set by zeroserve ({', '.join(RESERVED_ENV)})"
-        if bad is None and env.name in seen:
-            bad = f"{env.name} is set twice (also env[{seen[env.name]}])"
-        if bad:
-            problems.append((f"{path}.env[{i}].name", bad))
-        seen.setdefault(env.name, i)
-    if len(c.ports) > 1:
-        problems.append((f"{path}.ports", f"at most one port may be set, got {len(c.ports)}"))
-    for i, port in enumerate(c.ports):
-        where = f"{path}.ports[{i}]"
-        if port.name not in PORT_NAMES:
-            problems.append(
-                (f"{where}.name", f"must be http1 or h2c (or unset), got {describe(port.name)}")
-            )
-        if not 1 <= port.container_port <= 65535:
-            problems.append(
-                (
-                    f"{where}.containerPort",
-                    f"must be between 1 and 65535, got {describe(port.container_port)}",
-                )
-            )
-        elif port.container_port in RESERVED_PORTS:
-            problems.append(
-                (
-                    f"{where}.containerPort",
-                    f"{port.container_port} is reserved for the queue-proxy "
-                    f"({', '.join(map(str, RESERVED_PORTS))})",
-                )
-            )
-        if port.protocol not in ("", "TCP"):
-            problems.append((f"{where}.protocol", f"must be TCP, got {describe(port.protocol)}"))
-    for key, probe in (("readinessProbe", c.readiness_probe), ("livenessProbe", c.liveness_probe)):
-        for handler in ("httpGet", "tcpSocket"):
-            port = (probe or {}).get(handler, {}).get("port")
-            if port is not None and port not in (c.port.container_port, c.port.name or None):
-                problems.append(
-                    (
-                        f"{path}.{key}.{handler}.port",
-                        f"must be the container's port ({c.port.container_port}) or unset, "
-                        f"got {describe(port)}",
-                    )
-                )
 
 
 def _traffic(
