@@ -1,8 +1,8 @@
 """Readiness of the user container, probed the way the kubelet would.
 
 ``SERVING_READINESS_PROBE`` holds the user container's readiness probe as
-JSON (a Kubernetes ``Probe``: ``httpGet`` or ``tcpSocket`` plus timing
-fields). With ``periodSeconds: 0`` (Knative's default) a check retries every
+JSON (a Kubernetes ``Probe``: ``httpGet``, ``tcpSocket`` or ``grpc`` plus
+timing fields). With ``periodSeconds: 0`` (Knative's default) a check retries every
 50 ms until ``successThreshold`` consecutive successes or 10 s; otherwise it
 is a single attempt. Concurrent checks share one in-flight probe
 (docs/queue-proxy.md, "Health checks").
@@ -11,6 +11,7 @@ is a single attempt. Concurrent checks share one in-flight probe
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import ssl
 from dataclasses import dataclass
@@ -42,12 +43,14 @@ class ProbeSpec:
     """A parsed readiness probe of the user container."""
 
     kind: str
-    """``"http"`` or ``"tcp"``."""
+    """``"http"``, ``"tcp"`` or ``"grpc"``."""
     host: str
     port: int
     path: str = "/"
     https: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    service: str = ""
+    """gRPC: the ``service`` asked about in the health check ("" = the whole server)."""
     period: float = 0.0
     """0: aggressive mode (retry every 50 ms)."""
     timeout: float = 0.0
@@ -70,8 +73,6 @@ def parse_probe(
     unknown = set(data) - _PROBE_KEYS
     if unknown:
         raise ConfigError(f"{var}: unsupported field(s) {', '.join(sorted(unknown))}")
-    if "grpc" in data:
-        raise ConfigError(f"{var}.grpc: gRPC readiness probes are not supported")
     if "exec" in data:
         raise ConfigError(f"{var}.exec: exec probes are run by the kubelet, not the queue-proxy")
 
@@ -132,7 +133,31 @@ def parse_probe(
             timeout=timeout,
             success_threshold=success,
         )
-    raise ConfigError(f"{var}: needs httpGet or tcpSocket")
+    if "grpc" in data:
+        obj = data["grpc"]
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{var}.grpc: must be an object")
+        p = obj.get("port", 0)
+        # GRPCAction.port is an int32, never a named port or a string
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 65535:
+            raise ConfigError(f"{var}.grpc.port: must be a port number, got {p!r}")
+        service = obj.get("service")
+        if service is None:
+            service = ""
+        if not isinstance(service, str):
+            raise ConfigError(f"{var}.grpc.service: must be a string, got {service!r}")
+        if importlib.util.find_spec("grpc") is None:  # locates grpcio without importing it
+            raise ConfigError(f"{var}.grpc: gRPC probes need the grpcio package")
+        return ProbeSpec(
+            kind="grpc",
+            host="127.0.0.1",  # like upstream: the app in the same pod, whatever the probe says
+            port=p or user_port,
+            service=service,
+            period=period,
+            timeout=timeout,
+            success_threshold=success,
+        )
+    raise ConfigError(f"{var}: needs httpGet, tcpSocket or grpc")
 
 
 async def probe_once(spec: ProbeSpec, timeout: float) -> bool:
@@ -170,12 +195,149 @@ async def probe_once(spec: ProbeSpec, timeout: float) -> bool:
         return False
 
 
+# The standard gRPC health service (grpc.health.v1, the protocol the kubelet's gRPC
+# probe and upstream's queue-proxy speak). grpcio-health-checking would bring the
+# generated classes and protobuf with them for two one-field messages, so they are
+# encoded here by hand, in the protobuf wire format:
+#   HealthCheckRequest  { string service = 1; }  -> tag 0x0a (field 1, length-delimited),
+#       varint length, the UTF-8 bytes; service "" is the default, so the message is empty.
+#   HealthCheckResponse { ServingStatus status = 1; }  -> tag 0x08 (field 1, varint), the
+#       enum value: UNKNOWN 0, SERVING 1, NOT_SERVING 2, SERVICE_UNKNOWN 3.
+HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
+HEALTH_SERVING = 1
+# The channel reconnects at most this long after the app went away or was not up yet;
+# gRPC's default backoff (1 s growing to 120 s) would hide an app that came up meanwhile.
+GRPC_RECONNECT_BACKOFF_MS = 50
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if n:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
+def encode_health_request(service: str) -> bytes:
+    """``HealthCheckRequest{service}`` in protobuf wire format."""
+    if not service:
+        return b""
+    raw = service.encode()
+    return b"\x0a" + _varint(len(raw)) + raw
+
+
+def decode_health_status(data: bytes) -> int:
+    """The ``status`` of a ``HealthCheckResponse`` (0, UNKNOWN, when absent).
+
+    Other fields are skipped, as protobuf readers do; the last ``status`` wins.
+    """
+    status = 0
+    i = 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _read_varint(data, i)
+            if field == 1:
+                status = value
+        elif wire == 2:
+            size, i = _read_varint(data, i)
+            i += size
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if i > len(data):
+            raise ValueError("truncated field")
+    return status
+
+
+class GrpcHealthCheck:
+    """``grpc.health.v1.Health/Check`` against the app, over one channel kept for the
+    prober's lifetime (opened at the first check, on the running loop).
+
+    grpcio is imported here, so a queue-proxy without a gRPC probe never loads it.
+    """
+
+    def __init__(self, port: int, service: str) -> None:
+        self.target = f"127.0.0.1:{port}"
+        self.service = service
+        self._channel: Any = None
+        self._check: Any = None
+        self._rpc_error: type[Exception] = Exception
+
+    def _open(self) -> None:
+        import grpc
+
+        self._rpc_error = grpc.RpcError
+        self._channel = grpc.aio.insecure_channel(
+            self.target,
+            options=[
+                ("grpc.primary_user_agent", PROBE_USER_AGENT.decode()),
+                ("grpc.enable_http_proxy", 0),  # the app is on loopback, never behind a proxy
+                ("grpc.initial_reconnect_backoff_ms", GRPC_RECONNECT_BACKOFF_MS),
+                ("grpc.max_reconnect_backoff_ms", GRPC_RECONNECT_BACKOFF_MS),
+            ],
+        )
+        self._check = self._channel.unary_unary(
+            HEALTH_CHECK_METHOD,
+            request_serializer=encode_health_request,
+            response_deserializer=decode_health_status,
+        )
+
+    async def __call__(self, timeout: float) -> bool:
+        """One attempt: True only for a SERVING answer within ``timeout``. Any RPC
+        error is a failure: UNAVAILABLE while the app starts, UNIMPLEMENTED when it
+        has no health service, DEADLINE_EXCEEDED, INTERNAL for an undecodable reply."""
+        if self._channel is None:
+            self._open()
+        try:
+            status = await self._check(self.service, timeout=timeout)
+        except (self._rpc_error, ValueError):
+            return False
+        return bool(status == HEALTH_SERVING)
+
+    def close(self) -> asyncio.Task[None] | None:
+        """Close the channel (cancelling a call in flight); the task to await, if any."""
+        channel, self._channel = self._channel, None
+        if channel is None:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None  # no loop left: the channel's finalizer closes it
+        # With no grace, Channel.close() finishes in its first step.
+        return loop.create_task(channel.close(), name="readiness-grpc-close")
+
+
 class ReadinessProber:
     """Answers "is the app ready?" with single-flight probing of ``spec``."""
 
     def __init__(self, spec: ProbeSpec | None) -> None:
         self.spec = spec
         self._inflight: asyncio.Task[bool] | None = None
+        self._grpc = (
+            GrpcHealthCheck(spec.port, spec.service)
+            if spec is not None and spec.kind == "grpc"
+            else None
+        )
+        self._closing: asyncio.Task[None] | None = None
         self.last_result = spec is None
 
     async def check(self) -> bool:
@@ -190,22 +352,26 @@ class ReadinessProber:
         # shield: one caller going away must not cancel the others' probe
         return await asyncio.shield(task)
 
+    async def _attempt(self, spec: ProbeSpec, timeout: float) -> bool:
+        if self._grpc is not None:
+            return await self._grpc(timeout)
+        return await probe_once(spec, timeout)
+
     async def _run(self, spec: ProbeSpec) -> bool:
         if spec.period > 0:
-            ok = await probe_once(spec, spec.timeout or 1.0)
+            ok = await self._attempt(spec, spec.timeout or 1.0)
         else:
             ok = await self._aggressive(spec)
         self.last_result = ok
         return ok
 
-    @staticmethod
-    async def _aggressive(spec: ProbeSpec) -> bool:
+    async def _aggressive(self, spec: ProbeSpec) -> bool:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + AGGRESSIVE_BUDGET
         attempt_timeout = spec.timeout or AGGRESSIVE_ATTEMPT_TIMEOUT
         streak = 0
         while True:
-            if await probe_once(spec, attempt_timeout):
+            if await self._attempt(spec, attempt_timeout):
                 streak += 1
                 if streak >= spec.success_threshold:
                     return True
@@ -218,3 +384,13 @@ class ReadinessProber:
     def close(self) -> None:
         if self._inflight is not None:
             self._inflight.cancel()
+        if self._grpc is not None:
+            self._closing = self._grpc.close() or self._closing
+
+    async def aclose(self) -> None:
+        """``close()``, then wait until the probe in flight ended and the gRPC channel
+        (if any) is closed."""
+        self.close()
+        pending = [t for t in (self._inflight, self._closing) if t is not None]
+        if pending:
+            await asyncio.wait(pending)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -146,8 +147,31 @@ def test_port_in_use_exits_1_naming_the_problem() -> None:
             {"httpGet": {"port": "9000", "scheme": "HTTPS"}},
             ProbeSpec(kind="http", host="127.0.0.1", port=9000, path="/", https=True),
         ),
+        ({"grpc": {}}, ProbeSpec(kind="grpc", host="127.0.0.1", port=8080)),
+        (
+            {
+                "grpc": {"port": 9000, "service": "shop.Cart"},
+                "periodSeconds": 2,
+                "timeoutSeconds": 3,
+                "successThreshold": 1,
+            },
+            ProbeSpec(
+                kind="grpc", host="127.0.0.1", port=9000, service="shop.Cart", period=2, timeout=3
+            ),
+        ),
+        (
+            {"grpc": {"port": 0, "service": None}},
+            ProbeSpec(kind="grpc", host="127.0.0.1", port=8080),
+        ),
     ],
-    ids=["tcp-user-port", "http-full", "https-string-port"],
+    ids=[
+        "tcp-user-port",
+        "http-full",
+        "https-string-port",
+        "grpc-user-port",
+        "grpc-full",
+        "grpc-null-service",
+    ],
 )
 def test_probe_parsing(probe: dict, expected: ProbeSpec) -> None:  # type: ignore[type-arg]
     assert parse_probe(json.dumps(probe), user_port=8080) == expected
@@ -157,9 +181,22 @@ def test_probe_parsing(probe: dict, expected: ProbeSpec) -> None:  # type: ignor
     ("probe", "message"),
     [
         (
-            {"grpc": {"port": 8080}},
-            "SERVING_READINESS_PROBE.grpc: gRPC readiness probes are not supported",
+            {"grpc": {"port": "8080"}},
+            "SERVING_READINESS_PROBE.grpc.port: must be a port number, got '8080'",
         ),
+        (
+            {"grpc": {"port": 70000}},
+            "SERVING_READINESS_PROBE.grpc.port: must be a port number, got 70000",
+        ),
+        (
+            {"grpc": {"port": True}},
+            "SERVING_READINESS_PROBE.grpc.port: must be a port number, got True",
+        ),
+        (
+            {"grpc": {"port": 8080, "service": 5}},
+            "SERVING_READINESS_PROBE.grpc.service: must be a string, got 5",
+        ),
+        ({"grpc": [8080]}, "SERVING_READINESS_PROBE.grpc: must be an object"),
         (
             {"exec": {"command": ["true"]}},
             "SERVING_READINESS_PROBE.exec: exec probes are run by the kubelet",
@@ -172,7 +209,7 @@ def test_probe_parsing(probe: dict, expected: ProbeSpec) -> None:  # type: ignor
             {"tcpSocket": {"port": 99999}},
             "SERVING_READINESS_PROBE.tcpSocket.port: must be a port number",
         ),
-        ({"periodSeconds": 1}, "SERVING_READINESS_PROBE: needs httpGet or tcpSocket"),
+        ({"periodSeconds": 1}, "SERVING_READINESS_PROBE: needs httpGet, tcpSocket or grpc"),
         (
             {"tcpSocket": {}, "periodSeconds": -1},
             "SERVING_READINESS_PROBE.periodSeconds: must be a number >= 0",
@@ -184,7 +221,11 @@ def test_probe_parsing(probe: dict, expected: ProbeSpec) -> None:  # type: ignor
         ([1], "SERVING_READINESS_PROBE: must be a JSON object"),
     ],
     ids=[
-        "grpc",
+        "grpc-string-port",
+        "grpc-port-range",
+        "grpc-bool-port",
+        "grpc-service-type",
+        "grpc-not-object",
         "exec",
         "relative-path",
         "port-range",
@@ -198,3 +239,29 @@ def test_probe_errors_name_the_field(probe: object, message: str) -> None:
     with pytest.raises(ConfigError) as e:
         parse_probe(json.dumps(probe), user_port=8080)
     assert str(e.value).startswith(message)
+
+
+def test_a_grpc_probe_without_grpcio_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else real(name, *a)
+    )
+    with pytest.raises(ConfigError) as e:
+        parse_probe(json.dumps({"grpc": {"port": 8080}}), user_port=8080)
+    assert str(e.value) == "SERVING_READINESS_PROBE.grpc: gRPC probes need the grpcio package"
+
+
+@pytest.mark.process
+def test_parsing_a_grpc_probe_does_not_import_grpcio() -> None:
+    # The queue-proxy loads grpcio only once it probes over gRPC.
+    code = (
+        "import json, sys\n"
+        "from queueproxy.config import Settings\n"
+        "from queueproxy.app import QueueProxy\n"
+        f"s = Settings.from_env({{**{GOOD!r}, 'SERVING_READINESS_PROBE': "
+        "json.dumps({'grpc': {'port': 8080}})})\n"
+        "assert s.readiness_probe.kind == 'grpc'\n"
+        "print('grpc' in sys.modules)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert (p.returncode, p.stdout.strip()) == (0, "False"), p.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.queueproxy.grpc_health import NOT_SERVING, SERVING, HealthState, grpc_app
 from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
 from zeroserve.local.ports import kernel_port
@@ -164,3 +165,21 @@ async def test_wait_for_drain_blocks_until_quiet_then_probes_recover(tmp_path: P
             await asyncio.sleep(1.3)
             r = await client.get(qp.url("/"), headers={"K-Network-Probe": "queue"})
             assert (r.status_code, r.text) == (200, "queue")
+
+
+async def test_a_grpc_probe_is_ready_once_the_app_reports_serving(tmp_path: Path) -> None:
+    state = HealthState(statuses={"": NOT_SERVING})
+    probe = json.dumps({"grpc": {"port": 0}, "periodSeconds": 1, "timeoutSeconds": 1})
+    async with (
+        grpc_app(state) as port,
+        queue_proxy(port, tmp_path, SERVING_READINESS_PROBE=probe) as qp,
+    ):
+        kubelet = {"User-Agent": "kube-probe/1.31", "K-Network-Probe": "queue"}
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.get(qp.url("/"), headers=kubelet)
+            assert r.status_code == 503
+            assert r.headers["x-zeroserve-error"] == "queue-proxy; reason=not-ready"
+            state.statuses[""] = SERVING
+            r = await client.get(qp.url("/"), headers=kubelet)
+            assert (r.status_code, r.text) == (200, "queue")
+        assert state.asked == ["", ""]  # grpc.port 0: the user port, the whole server
