@@ -549,6 +549,16 @@ def test_features_config_parsing() -> None:
     assert not allowed.enabled("kubernetes.podspec-affinity")
     with pytest.raises(ConfigError, match="config-features: multi-container: must be one of"):
         FeaturesConfig.from_mapping({"multi-container": "enable"})
+    with pytest.raises(
+        ConfigError,
+        match="config-features: tag-header-based-routing: only disabled is supported by "
+        "zeroserve so far",
+    ):
+        FeaturesConfig.from_mapping({"tag-header-based-routing": "enabled"})
+    assert (
+        FeaturesConfig.from_mapping({"secure-pod-defaults": "Disabled"}).flag("secure-pod-defaults")
+        == "disabled"
+    )
     with pytest.raises(ConfigError, match=r"config-features: kubernetes\.podspec-afinity: unknown"):
         FeaturesConfig.from_mapping({"kubernetes.podspec-afinity": "enabled"})
 

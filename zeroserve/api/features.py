@@ -7,7 +7,9 @@ volume kinds and the few behaviours upstream tests with ``== Enabled`` only
 ``enabled`` counts (:meth:`FeaturesConfig.enabled`). Upstream ignores a value
 it cannot read and keeps the default; zeroserve rejects it, naming the key,
 because a typo such as ``enable`` would otherwise leave the feature off
-without a word. Unknown keys are rejected for the same reason.
+without a word. Unknown keys are rejected for the same reason, and so is a
+value other than the default for the flags whose behaviour zeroserve does not
+have yet (:data:`NOT_YET`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ DEFAULTS: Mapping[str, str] = {
 }
 """Every key of upstream's ``config-features`` and its default."""
 
+NOT_YET: Mapping[str, str] = {
+    "tag-header-based-routing": "routing by the Knative-Serving-Tag header",
+    "autodetect-http2": "detecting HTTP/2 apps without a port named h2c",
+    "queueproxy.mount-podinfo": "the queue-proxy's pod-info volume",
+    "queueproxy.resource-defaults": "the queue-proxy's default resources",
+    "secure-pod-defaults": "defaulting security contexts to the restricted profile",
+}
+"""Flags whose behaviour zeroserve does not have yet: only their default is accepted,
+because any other value would do nothing without a word."""
 _VALUES = (ENABLED, DISABLED, ALLOWED)
 _SECURE_POD_DEFAULTS_VALUES = (ENABLED, DISABLED, ALLOW_ROOT_BOUNDED)
 
@@ -83,6 +94,11 @@ class FeaturesConfig:
                 raise ConfigError(
                     f"{CONFIG_MAP}: {key}: must be one of {', '.join(allowed)}, "
                     f"got {describe(data[key])}"
+                )
+            if key in NOT_YET and value != DEFAULTS[key]:
+                raise ConfigError(
+                    f"{CONFIG_MAP}: {key}: only {DEFAULTS[key]} is supported by zeroserve so far "
+                    f"({NOT_YET[key]} is not implemented), got {describe(data[key])}"
                 )
             flags[key] = value
         return cls(flags)

@@ -309,10 +309,7 @@ def _pod_security_context(
     context: Mapping[str, Any], features: FeaturesConfig, path: str, problems: Problems
 ) -> None:
     if not features.allows("kubernetes.podspec-securitycontext"):
-        secure = features.flag("secure-pod-defaults") != "disabled"
         for key in context:
-            if key == "seccompProfile" and secure:
-                continue
             problems.append((f"{path}.{key}", _flag_hint("kubernetes.podspec-securitycontext")))
     _ids(context, path, ("runAsUser", "runAsGroup", "fsGroup"), problems)
     for i, gid in enumerate(context.get("supplementalGroups") or ()):
@@ -329,14 +326,9 @@ def _security_context(
         problems.append((f"{path}.privileged", f"{NOT_IN_KNATIVE} (only false is allowed)"))
     add = (context.get("capabilities") or {}).get("add")
     if add and not features.enabled("kubernetes.containerspec-addcapabilities"):
-        secure = features.flag("secure-pod-defaults") in ("enabled", "allowrootbounded")
-        if not (secure and add == ["NET_BIND_SERVICE"]):
-            problems.append(
-                (
-                    f"{path}.capabilities.add",
-                    _flag_hint("kubernetes.containerspec-addcapabilities"),
-                )
-            )
+        problems.append(
+            (f"{path}.capabilities.add", _flag_hint("kubernetes.containerspec-addcapabilities"))
+        )
     _ids(context, path, ("runAsUser", "runAsGroup"), problems)
 
 
