@@ -35,6 +35,7 @@ from controller.meta import (
     owner_reference,
     with_hash,
 )
+from zeroserve.api.names import child_name
 from zeroserve.api.objects import Obj
 from zeroserve.serving.domains import Hosts
 
@@ -43,7 +44,9 @@ ACTIVATOR_PORT = 80
 
 
 def virtual_service_name(route: str) -> str:
-    return f"{route}-ingress"
+    """``<route>-ingress``, shortened with a hash past 63 characters (Knative's
+    ``kmeta.ChildName``, as net-istio names its VirtualServices)."""
+    return child_name(route, "-ingress")
 
 
 def host_names(splits: Iterable[Hosts]) -> list[str]:

@@ -1,20 +1,34 @@
-"""What a revision runs as: its Deployment (the user container plus the injected
+"""What a revision runs as: its Deployment (the revision's containers plus the injected
 queue-proxy sidecar) and its private Service. Pure functions from the revision to
 objects; no I/O.
 
-The pod follows upstream's injection (docs/kubernetes.md, "The revision's pod"):
+The pod follows upstream's injection (Knative's ``deploy.go``/``queue.go``; see
+docs/kubernetes.md, "The revision's pod"):
 
-- the user container keeps its image, command, args, env and liveness probe, and gets
-  ``PORT`` and ``K_SERVICE``/``K_CONFIGURATION``/``K_REVISION``; its readiness probe is
-  removed and handed to the queue-proxy (``SERVING_READINESS_PROBE``; TCP on the user port
-  when it has none), which answers the kubelet's probe of the queue-proxy only once the
-  app's probe passes; its ``preStop`` hook calls the queue-proxy's ``/wait-for-drain``, so
-  the app gets SIGTERM only after the queue-proxy has drained;
+- every pod field of the template is copied as written (``volumes``,
+  ``serviceAccountName``, ``automountServiceAccountToken``, ``imagePullSecrets``,
+  ``securityContext``, and the ``config-features`` ones: ``affinity``, ``tolerations``,
+  ``nodeSelector``...); ``enableServiceLinks`` is false unless written, and
+  ``terminationGracePeriodSeconds`` is the revision's ``timeoutSeconds``, so a request
+  accepted before the drain can finish;
+- every container keeps every field as written (image, ``imagePullPolicy``, command,
+  args, ``workingDir``, env with ``valueFrom``, ``envFrom``, resources, ``volumeMounts``,
+  ``securityContext``, probes...) and gets ``K_SERVICE``/``K_CONFIGURATION``/
+  ``K_REVISION`` and a ``preStop`` hook that calls the queue-proxy's ``/wait-for-drain``
+  (so the app gets SIGTERM only after the queue-proxy has drained);
+  ``terminationMessagePolicy`` defaults to ``FallbackToLogsOnError``, so a crash's log
+  tail reaches the revision's condition;
+- the serving container (the one with the port) gets the single user port and
+  ``PORT``; an ``httpGet``/``tcpSocket``/``grpc`` readiness probe is removed and handed
+  to the queue-proxy (``SERVING_READINESS_PROBE``, TCP on the user port when there is
+  none), which answers the kubelet's probe of the queue-proxy only once the app's probe
+  passes; an ``exec`` readiness probe stays on the container (the kubelet runs it) and
+  the queue-proxy checks TCP on the user port; liveness and startup probes stay, aimed
+  at the user port when they name none. Sidecars keep their probes as written;
+- init containers are copied as written;
 - the queue-proxy runs ``python -m queueproxy`` from the zeroserve image, as non-root
   with a read-only root filesystem, on 8012 (traffic), 8022 (admin), 9090 (autoscaler
-  stats) and 9091 (Prometheus);
-- ``terminationGracePeriodSeconds`` is the revision's ``timeoutSeconds``, so a request
-  accepted before the drain can finish.
+  stats) and 9091 (Prometheus).
 
 ``replicas`` is written once, at creation (the revision's initial scale); afterwards the
 autoscaler owns it, and updates made here never carry it.
@@ -35,7 +49,8 @@ from controller.meta import (
     owner_reference,
     with_hash,
 )
-from zeroserve.api.objects import Obj
+from zeroserve.api.names import child_name
+from zeroserve.api.objects import Container, Obj
 from zeroserve.knative import (
     CONFIGURATION_LABEL,
     REVISION_LABEL,
@@ -54,6 +69,21 @@ QUEUE_METRICS_PORT = 9090
 USER_METRICS_PORT = 9091
 DRAIN_QUIET_PERIOD_SECONDS = 30
 PROBE_HEADER = {"name": "K-Network-Probe", "value": "queue"}
+DEFAULT_CONTAINER_NAME = "user-container"
+DEFAULT_INIT_CONTAINER_NAME = "init-container"
+"""``config-defaults``' ``container-name-template`` and ``init-container-name-template``
+defaults: the bases of the names of unnamed sidecars and init containers."""
+_REVISION_FIELDS = frozenset(
+    {
+        "containerConcurrency",
+        "timeoutSeconds",
+        "responseStartTimeoutSeconds",
+        "idleTimeoutSeconds",
+        "containers",
+        "initContainers",
+    }
+)
+"""The revision spec fields that are not pod spec fields (or are rendered separately)."""
 _PROBE_TIMING = (
     "initialDelaySeconds",
     "timeoutSeconds",
@@ -84,27 +114,51 @@ def pod_labels(revision: Obj) -> dict[str, str]:
     return labels
 
 
-def _with_port(probe: Mapping[str, Any], port: int) -> Obj:
-    """A probe with its handler aimed at the user port (manifests may leave it out)."""
+def _handler_port(probe: Mapping[str, Any], port: int) -> Obj:
+    """A probe whose ``httpGet``/``tcpSocket``/``grpc`` handler, when it names no port,
+    is aimed at ``port`` (the user port; a written port stays)."""
     out = dict(probe)
-    for handler in ("httpGet", "tcpSocket"):
-        if handler in out:
-            out[handler] = {**out[handler], "port": port}
+    for handler in ("httpGet", "tcpSocket", "grpc"):
+        action = out.get(handler)
+        if isinstance(action, Mapping) and not action.get("port"):
+            out[handler] = {**action, "port": port}
     return out
 
 
-def readiness_probe_json(rev: DesiredRevision) -> str:
-    """``SERVING_READINESS_PROBE``: the app's readiness probe, or Knative's default (TCP on
-    the user port, retried every 50 ms until it passes)."""
+def _queue_probed(probe: Mapping[str, Any] | None) -> bool:
+    """The readiness probe is one the queue-proxy runs (not the kubelet)."""
+    return probe is not None and any(h in probe for h in ("httpGet", "tcpSocket", "grpc"))
+
+
+def user_readiness_probe(rev: DesiredRevision) -> Obj:
+    """What the queue-proxy probes (``SERVING_READINESS_PROBE``): the serving container's
+    readiness probe aimed at the user port; an ``exec`` probe stays with the kubelet, so
+    the queue-proxy checks TCP on the user port instead (as it does by default, retried
+    every 50 ms until it passes, when there is no probe)."""
     port = rev.container.port
-    probe = rev.container.readiness_probe or {"tcpSocket": {}, "successThreshold": 1}
-    return json.dumps(_with_port(probe, port), separators=(",", ":"), sort_keys=True)
+    written = rev.template.container.readiness_probe
+    if written is None:
+        return {"tcpSocket": {"port": port}, "successThreshold": 1}
+    probe = {k: v for k, v in written.items() if k != "exec"}
+    if "exec" in written:
+        probe["tcpSocket"] = {"port": port}
+    elif "httpGet" in probe:
+        # The queue-proxy dials the user port of its own pod: a named port means nothing there.
+        probe["httpGet"] = {**probe["httpGet"], "port": port}
+    elif "tcpSocket" in probe:
+        probe["tcpSocket"] = {**probe["tcpSocket"], "port": port}
+    return _handler_port(probe, port)
+
+
+def readiness_probe_json(rev: DesiredRevision) -> str:
+    """``SERVING_READINESS_PROBE``: :func:`user_readiness_probe` as compact JSON."""
+    return json.dumps(user_readiness_probe(rev), separators=(",", ":"), sort_keys=True)
 
 
 def queue_readiness_probe(rev: DesiredRevision) -> Obj:
     """The kubelet's probe of the queue-proxy: a GET that the queue-proxy answers itself
     (after probing the app), with the user probe's timing."""
-    user = rev.container.readiness_probe or {}
+    user = rev.template.container.readiness_probe or {}
     probe: Obj = {
         "httpGet": {"port": QUEUE_SERVING_PORT, "path": "/", "httpHeaders": [dict(PROBE_HEADER)]}
     }
@@ -151,35 +205,85 @@ def queue_env(rev: DesiredRevision) -> list[Obj]:
     return env
 
 
-def user_container(rev: DesiredRevision) -> Obj:
-    c = rev.container
+def _knative_env(rev: DesiredRevision) -> list[Obj]:
     info = rev.info
-    container: Obj = {"name": c.name, "image": c.image}
-    if c.command:
-        container["command"] = list(c.command)
-    if c.args:
-        container["args"] = list(c.args)
-    if c.working_dir:
-        container["workingDir"] = c.working_dir
-    container["env"] = [{"name": k, "value": v} for k, v in c.env] + [
-        {"name": "PORT", "value": str(c.port)},
+    return [
         {"name": "K_REVISION", "value": info.key.name},
         {"name": "K_CONFIGURATION", "value": info.configuration},
         {"name": "K_SERVICE", "value": info.service},
     ]
-    container["ports"] = [
-        {"name": "h2c" if c.h2c else "user-port", "containerPort": c.port, "protocol": "TCP"}
-    ]
-    if c.liveness_probe is not None:
-        container["livenessProbe"] = _with_port(c.liveness_probe, c.port)
+
+
+def container_names(rev: DesiredRevision) -> tuple[list[str], list[str]]:
+    """The names of the containers and of the init containers, in order. The serving
+    container has the revision's (defaulted) container name; any other container without
+    a name gets Knative's default, ``user-container-N`` (``init-container-N``) with N
+    counting up from 0 past the names already taken."""
+    template = rev.template
+    serving = template.container
+    base = rev.container.name if not serving.name else DEFAULT_CONTAINER_NAME
+    taken = {c.name for c in (*template.containers, *template.init_containers) if c.name}
+    taken.add(rev.container.name)
+
+    def named(containers: tuple[Container, ...], default: str) -> list[str]:
+        out: list[str] = []
+        suffix = 0
+        for c in containers:
+            if c is serving:
+                out.append(rev.container.name)
+                continue
+            name = c.name
+            if not name:
+                name = default
+                while name in taken or (len(containers) > 1 and name == default):
+                    name = child_name(default, f"-{suffix}")
+                    suffix += 1
+                taken.add(name)
+            out.append(name)
+        return out
+
+    return named(template.containers, base), named(
+        template.init_containers, DEFAULT_INIT_CONTAINER_NAME
+    )
+
+
+def _as_written(c: Container, name: str) -> Obj:
+    """The container as written, named; fields left empty are left out (an empty value
+    inside a field, such as ``emptyDir: {}``, means something and stays)."""
+    out = {k: v for k, v in c.to_dict().items() if v not in ([], {}, None, "")}
+    out["name"] = name
+    return out
+
+
+def user_container(rev: DesiredRevision, c: Container, name: str) -> Obj:
+    """One container of the revision as written, with the ``K_*`` variables and the
+    ``preStop`` hook; the serving one also gets the user port (and ``PORT``), loses the
+    readiness probe the queue-proxy runs, and has its probes' ports filled in."""
+    container = _as_written(c, name)
+    serving = c is rev.template.container
+    port = rev.container.port
+    env = list(container.get("env", ()))
+    if serving:
+        env.append({"name": "PORT", "value": str(port)})
+        container["ports"] = [
+            {
+                "name": "h2c" if rev.container.h2c else "user-port",
+                "containerPort": port,
+                "protocol": "TCP",
+            }
+        ]
+        if _queue_probed(c.readiness_probe):
+            del container["readinessProbe"]
+        for key in ("livenessProbe", "startupProbe"):
+            if key in container:
+                container[key] = _handler_port(container[key], port)
+    container["env"] = env + _knative_env(rev)
     container["lifecycle"] = {
         "preStop": {"httpGet": {"port": QUEUE_ADMIN_PORT, "path": "/wait-for-drain"}}
     }
-    if c.resources:
-        container["resources"] = {k: dict(v) for k, v in c.resources.items()}
     # On a crash the kubelet keeps the log's tail as the termination message, which the
     # controller shows in the revision's RevisionFailed condition.
-    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
     return container
 
 
@@ -201,6 +305,28 @@ def queue_container(rev: DesiredRevision, image: str) -> Obj:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
+
+
+def pod_spec(rev: DesiredRevision, image: str) -> Obj:
+    """The revision's pod spec: every pod field of the template as written, its
+    containers (:func:`user_container`) and the queue-proxy, its init containers as
+    written; ``terminationGracePeriodSeconds`` is the revision's timeout, and
+    ``enableServiceLinks`` is false unless the template says otherwise (Knative's
+    ``config-defaults`` default)."""
+    template = rev.template
+    names, init_names = container_names(rev)
+    spec: Obj = {k: v for k, v in template.spec_dict().items() if k not in _REVISION_FIELDS}
+    spec["containers"] = [
+        user_container(rev, c, name) for c, name in zip(template.containers, names, strict=True)
+    ] + [queue_container(rev, image)]
+    if template.init_containers:
+        spec["initContainers"] = [
+            _as_written(c, name)
+            for c, name in zip(template.init_containers, init_names, strict=True)
+        ]
+    spec["terminationGracePeriodSeconds"] = max(1, round(rev.info.timeout_seconds))
+    spec.setdefault("enableServiceLinks", False)
+    return spec
 
 
 def deployment(
@@ -229,11 +355,7 @@ def deployment(
                     "labels": dict(labels),
                     **({"annotations": dict(annotations)} if annotations else {}),
                 },
-                "spec": {
-                    "containers": [user_container(rev), queue_container(rev, image)],
-                    "terminationGracePeriodSeconds": max(1, round(rev.info.timeout_seconds)),
-                    "enableServiceLinks": False,
-                },
+                "spec": pod_spec(rev, image),
             },
         },
     }

@@ -9,13 +9,20 @@ import logging
 import pytest
 
 from controller.config import ClusterConfig, Settings
-from tests.chart.helm import NAMESPACE, Obj, one, only, render
+from tests.chart.helm import NAMESPACE, Obj, ToolError, one, only, render
 from zeroserve.api.configs import Configs, DomainConfig
+from zeroserve.api.features import DEFAULTS, FeaturesConfig
 from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
 
 pytestmark = pytest.mark.process
 
-NAMES = ("config-autoscaler", "config-defaults", "config-deployment", "config-domain")
+NAMES = (
+    "config-autoscaler",
+    "config-defaults",
+    "config-deployment",
+    "config-domain",
+    "config-features",
+)
 
 
 def _data(objects: list[Obj], name: str) -> dict[str, str]:
@@ -31,7 +38,7 @@ def _configs(objects: list[Obj]) -> Configs:
     return configs
 
 
-def test_only_the_four_maps(objects: list[Obj]) -> None:
+def test_only_the_five_maps(objects: list[Obj]) -> None:
     assert sorted(o["metadata"]["name"] for o in only(objects, "ConfigMap")) == list(NAMES)
 
 
@@ -48,6 +55,7 @@ def test_the_defaults_are_upstreams(default_objects: list[Obj]) -> None:
     assert configs.deployment == DeploymentConfig()
     assert configs.defaults == Configs().defaults
     assert configs.domain == DomainConfig({"example.com": {}})
+    assert configs.features == FeaturesConfig()
 
 
 def test_the_values_override(custom_objects: list[Obj]) -> None:
@@ -66,6 +74,13 @@ def test_the_values_override(custom_objects: list[Obj]) -> None:
     )
     assert configs.domain.domain_for({}) == "apps.example.org"
     assert configs.domain.domain_for({"visibility": "internal"}) == "internal.example.org"
+    assert _data(custom_objects, "config-features").keys() == {
+        "_example",
+        "kubernetes.podspec-init-containers",
+        "kubernetes.podspec-nodeselector",
+    }
+    assert configs.features.enabled("kubernetes.podspec-init-containers")
+    assert configs.features.flag("kubernetes.podspec-nodeselector") == "allowed"
 
 
 def test_the_controller_and_the_autoscaler_take_them(
@@ -90,6 +105,26 @@ def test_the_controller_and_the_autoscaler_take_them(
         DeploymentConfig.from_mapping(_data(objects, "config-deployment"))
         == _configs(objects).deployment
     )
+
+
+def test_config_features_documents_knatives_flags(objects: list[Obj]) -> None:
+    """``config-features`` lists every one of Knative's flags with its default in
+    ``_example`` (zeroserve's parser ignores that key and takes the rest)."""
+    data = _data(objects, "config-features")
+    listed = dict(
+        line.split(": ", 1)
+        for line in data["_example"].splitlines()
+        if ": " in line and line.split(": ", 1)[0] in DEFAULTS
+    )
+    assert listed == dict(DEFAULTS)
+    assert FeaturesConfig.from_mapping(data).flags.keys() == DEFAULTS.keys()
+
+
+def test_a_bad_feature_flag_is_refused_by_the_values_schema(helm: str) -> None:
+    """A misspelt flag fails at ``helm install`` (values.schema.json), not in the cluster."""
+    # helm names the flags it would take.
+    with pytest.raises(ToolError, match="tag-header-based-routing"):
+        render(helm, set_json=['config.features={"kubernetes.podspec-afinity": "enabled"}'])
 
 
 def test_the_queue_sidecar_image_can_be_set(helm: str) -> None:

@@ -20,9 +20,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.api.knative_docs import MANIFESTS, DocManifest
 from tests.chart.crdschema import structural_problems, to_json_schema
 from tests.chart.helm import ROOT, Obj, load_yaml_file, render, run
 from zeroserve.api import load
+from zeroserve.api.features import DEFAULTS
 from zeroserve.serving.controller import Controller
 from zeroserve.serving.views import COLUMNS, row
 
@@ -115,19 +117,44 @@ def _paths(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str
         yield from _paths(node["additionalProperties"], f"{path}.*")
 
 
+FLAGGED = {
+    "affinity": "kubernetes.podspec-affinity",
+    "tolerations[]": "kubernetes.podspec-tolerations",
+    "topologySpreadConstraints[]": "kubernetes.podspec-topologyspreadconstraints",
+    "hostAliases[]": "kubernetes.podspec-hostaliases",
+    "dnsConfig": "kubernetes.podspec-dnsconfig",
+    "securityContext": "kubernetes.podspec-securitycontext",
+    "volumes[].emptyDir": "kubernetes.podspec-volumes-emptydir",
+    "volumes[].persistentVolumeClaim": "kubernetes.podspec-persistent-volume-claim",
+    "volumes[].csi": "kubernetes.podspec-volumes-csi",
+    "volumes[].ephemeral": "kubernetes.podspec-volumes-ephemeral",
+    "volumes[].hostPath": "kubernetes.podspec-volumes-hostpath",
+    "volumes[].image": "kubernetes.podspec-volumes-image",
+}
+"""Where the revision spec keeps unknown fields, as Knative's CRDs do: whole Kubernetes
+types behind a ``config-features`` flag (the controller checks them against the flags)."""
+
+
 @pytest.mark.process
 @pytest.mark.parametrize("kind", KINDS)
-def test_unknown_fields_are_kept_only_in_probes_and_resources(
-    crds: dict[str, Obj], kind: str
-) -> None:
+def test_unknown_fields_are_kept_only_behind_feature_flags(crds: dict[str, Obj], kind: str) -> None:
     kept = {
-        p
+        p: node.get("description", "")
         for p, node in _paths(_schema(crds[kind]))
         if node.get("x-kubernetes-preserve-unknown-fields")
     }
-    container = ".spec.containers[]" if kind == "Revision" else ".spec.template.spec.containers[]"
-    expected = {f"{container}.{f}" for f in ("readinessProbe", "livenessProbe", "resources")}
-    assert kept == (expected if kind != "Route" else set())
+    spec = ".spec" if kind == "Revision" else ".spec.template.spec"
+    expected = {f"{spec}.{p}": flag for p, flag in FLAGGED.items()}
+    for containers in ("containers[]", "initContainers[]"):
+        for ref in ("fieldRef", "resourceFieldRef"):
+            expected[f"{spec}.{containers}.env[].valueFrom.{ref}"] = "kubernetes.podspec-fieldref"
+    if kind == "Route":
+        expected = {}
+    assert kept.keys() == expected.keys()
+    for path, flag in expected.items():
+        # Each names its flag, which is one of Knative's.
+        assert kept[path].endswith(f"feature flag - {flag}"), path
+        assert flag in DEFAULTS
 
 
 @pytest.mark.parametrize(
@@ -262,7 +289,7 @@ EXAMPLES = _examples()
 def test_the_examples_are_valid(
     validators: dict[str, jsonschema.Draft202012Validator], name: str, obj: Obj
 ) -> None:
-    if obj["kind"] == "ConfigMap":
+    if obj["kind"] in ("ConfigMap", "Secret"):
         kubernetes_validate.validate(obj, "1.31", strict=True)
     else:
         assert obj["apiVersion"] == "serving.knative.dev/v1"
@@ -270,7 +297,7 @@ def test_the_examples_are_valid(
 
 
 def test_every_example_kind_is_covered() -> None:
-    assert {o["kind"] for _, o in EXAMPLES} == {"Service", "ConfigMap"}
+    assert {o["kind"] for _, o in EXAMPLES} == {"Service", "ConfigMap", "Secret"}
 
 
 DOCS_MANIFESTS = """
@@ -419,17 +446,45 @@ def _with(path: str, value: Any) -> Obj:
 @pytest.mark.parametrize(
     ("obj", "where"),
     [
-        (_with("spec.template.spec.volumes", []), "spec.template.spec"),
-        (_with("spec.template.spec.serviceAccountName", "x"), "spec.template.spec"),
-        (_with("spec.template.spec.containers.0.envFrom", []), "spec.template.spec.containers.0"),
         (
-            _with("spec.template.spec.containers.0.env.0", {"name": "A", "valueFrom": {}}),
-            "spec.template.spec.containers.0.env.0",
+            _with("spec.template.spec.volumes", [{"name": "v", "nfs": {"server": "x"}}]),
+            "spec.template.spec.volumes.0",
+        ),
+        (_with("spec.template.spec.hostUsers", False), "spec.template.spec"),
+        (
+            _with("spec.template.spec.containers.0.envFrom", [{"vaultRef": {"name": "x"}}]),
+            "spec.template.spec.containers.0.envFrom.0",
         ),
         (
-            _with("spec.template.spec.containers.0.imagePullPolicy", "Always"),
+            _with("spec.template.spec.containers.0.env.0", {"name": "A", "valueFrom": {"x": {}}}),
+            "spec.template.spec.containers.0.env.0.valueFrom",
+        ),
+        (
+            _with("spec.template.spec.containers.0.imagePullPolicy", "Sometimes"),
+            "spec.template.spec.containers.0.imagePullPolicy",
+        ),
+        (_with("spec.template.spec.containers.0.stdin", True), "spec.template.spec.containers.0"),
+        (
+            _with("spec.template.spec.containers.0.lifecycle", {}),
             "spec.template.spec.containers.0",
         ),
+        (
+            _with("spec.template.spec.containers.0.readinessProbe", {"sleep": {"seconds": 1}}),
+            "spec.template.spec.containers.0.readinessProbe",
+        ),
+        (
+            _with("spec.template.spec.containers.0.resources", {"claims": [{"name": "gpu"}]}),
+            "spec.template.spec.containers.0.resources",
+        ),
+        (
+            _with("spec.template.spec.containers.0.securityContext", {"procMount": "Unmasked"}),
+            "spec.template.spec.containers.0.securityContext",
+        ),
+        (
+            _with("spec.template.spec.containers.0.volumeMounts", [{"name": "v"}]),
+            "spec.template.spec.containers.0.volumeMounts.0",
+        ),
+        (_with("metadata.name", "a" * 64), "metadata.name"),
         (
             _with("spec.template.spec.containers.0.image", ""),
             "spec.template.spec.containers.0.image",
@@ -469,11 +524,18 @@ def _with(path: str, value: Any) -> Obj:
         (_with("status", {"url": 5}), "status.url"),
     ],
     ids=[
-        "volumes",
-        "service-account",
-        "envFrom",
-        "valueFrom",
+        "nfs-volume",
+        "hostUsers",
+        "envFrom-source",
+        "valueFrom-source",
         "imagePullPolicy",
+        "stdin",
+        "lifecycle",
+        "sleep-probe",
+        "resource-claims",
+        "procMount",
+        "mount-without-path",
+        "64-character-name",
         "empty-image",
         "no-container",
         "negative-cc",
@@ -497,17 +559,38 @@ def test_unsupported_fields_and_bad_values_are_refused(
 
 
 @pytest.mark.process
-def test_probes_and_resources_keep_what_the_controller_must_refuse(
+def test_flagged_fields_reach_the_controller_whole(
     validators: dict[str, jsonschema.Draft202012Validator],
 ) -> None:
-    """An exec probe or a resource claim is not pruned: it reaches the controller, which
-    refuses it by name (a probe silently dropped would change the revision)."""
-    exec_probe = _with(
-        "spec.template.spec.containers.0.readinessProbe", {"exec": {"command": ["true"]}}
+    """A field behind a config-features flag is not pruned, whatever is inside: it reaches
+    the controller, which refuses it by name when its flag is off (a field silently
+    dropped would change the revision)."""
+    affinity = _with(
+        "spec.template.spec.affinity", {"podAntiAffinity": {"anything": [{"new": True}]}}
     )
-    claims = _with("spec.template.spec.containers.0.resources", {"claims": [{"name": "gpu"}]})
-    assert _errors(validators, exec_probe) == []
-    assert _errors(validators, claims) == []
+    host_path = _with("spec.template.spec.volumes", [{"name": "h", "hostPath": {"path": "/x"}}])
+    assert _errors(validators, affinity) == []
+    assert _errors(validators, host_path) == []
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("doc", MANIFESTS, ids=[m.id for m in MANIFESTS])
+def test_the_knative_docs_pod_spec_manifests_are_valid(
+    validators: dict[str, jsonschema.Draft202012Validator], doc: DocManifest
+) -> None:
+    """Every manifest in the shape of Knative's docs (env from secrets, volumes, probes,
+    several containers, init containers, scheduling fields, generated and long names):
+    the Service, and its template as a Revision's spec."""
+    obj = yaml.safe_load(doc.yaml)
+    assert _errors(validators, obj) == []
+    template = obj["spec"]["template"]
+    revision = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Revision",
+        "metadata": {"name": "rev-00001", "namespace": "default"},
+        "spec": template["spec"],
+    }
+    assert _errors(validators, revision) == []
 
 
 # ----- what the controller writes --------------------------------------------------------

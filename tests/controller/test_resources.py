@@ -11,8 +11,18 @@ from controller import ingress, workloads
 from controller.config import Settings
 from controller.meta import SPEC_HASH_ANNOTATION
 from controller.observe import Observation, observe
-from zeroserve.serving.revisions import DesiredRevision, RunnableContainer
-from zeroserve.topology import RevisionInfo, RevisionKey
+from zeroserve.api.objects import (
+    Container,
+    ContainerPort,
+    EnvFrom,
+    EnvVar,
+    FieldRef,
+    KeyRef,
+    RevisionTemplate,
+)
+from zeroserve.serving.revisions import DesiredRevision, desired_revision
+from zeroserve.serving.state import RevisionRecord
+from zeroserve.topology import RevisionKey
 
 from .helpers import crashing_pod, endpoint_slice
 
@@ -36,32 +46,41 @@ REVISION = {
 }
 
 
-def desired(**container: Any) -> DesiredRevision:
-    fields: dict[str, Any] = dict(
-        name="app",
-        image="registry.example.com/hello:2",
-        command=("/hello",),
-        args=("--v",),
-        env=(("TARGET", "Knative"),),
-        port=8081,
-        h2c=False,
-        readiness_probe={"httpGet": {"path": "/ready"}, "periodSeconds": 2, "timeoutSeconds": 3},
-        liveness_probe={"tcpSocket": {}, "initialDelaySeconds": 5},
-        working_dir="",
-        resources={"limits": {"memory": "128Mi"}},
+def desired(template: RevisionTemplate | None = None, **container: Any) -> DesiredRevision:
+    """The revision ``prod/hello-00002`` of ``template``, or of one container made of the
+    defaults below and ``container`` (Container's fields)."""
+    if template is None:
+        fields: dict[str, Any] = dict(
+            name="app",
+            image="registry.example.com/hello:2",
+            command=("/hello",),
+            args=("--v",),
+            env=(EnvVar("TARGET", "Knative"),),
+            ports=(ContainerPort(8081),),
+            readiness_probe={
+                "httpGet": {"path": "/ready"},
+                "periodSeconds": 2,
+                "timeoutSeconds": 3,
+            },
+            liveness_probe={"tcpSocket": {}, "initialDelaySeconds": 5},
+            resources={"limits": {"memory": "128Mi"}},
+        )
+        fields.update(container)
+        template = RevisionTemplate(containers=(Container(**fields),))
+    record = RevisionRecord(
+        key=RevisionKey("prod", "hello-00002"),
+        configuration="hello",
+        service="hello",
+        generation=2,
+        created=0.0,
+        template=template,
+        container_concurrency=10,
+        timeout_seconds=120,
+        response_start_timeout_seconds=30,
+        idle_timeout_seconds=0,
+        container_name=template.container.name or "user-container",
     )
-    fields.update(container)
-    return DesiredRevision(
-        info=RevisionInfo(
-            key=RevisionKey("prod", "hello-00002"),
-            container_concurrency=10,
-            service="hello",
-            configuration="hello",
-            timeout_seconds=120,
-            response_start_timeout_seconds=30,
-        ),
-        container=RunnableContainer(**fields),
-    )
+    return desired_revision(record, reachable=True)
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
@@ -329,3 +348,170 @@ UNSCHEDULABLE = {
 )
 def test_observe(deployment: Any, slices: Any, pods: Any, expected: Observation) -> None:
     assert observe(deployment, slices, pods, user_container="user-container") == expected
+
+
+# ----- the pod as written (issue 13) ------------------------------------------------------
+
+KEY_REF = EnvVar("DB_PASSWORD", value_from=KeyRef("Secret", "db", "password"))
+FIELD_REF = EnvVar("POD_IP", value_from=FieldRef("status.podIP"))
+
+
+def pod_of(rev: DesiredRevision) -> dict[str, Any]:
+    d = workloads.deployment(rev, REVISION, image="qp:1", replicas=1, progress_deadline=600)
+    spec: dict[str, Any] = d["spec"]["template"]["spec"]
+    return spec
+
+
+def test_every_container_and_pod_field_is_kept_as_written() -> None:
+    serving = Container(
+        name="app",
+        image="registry.example.com/app:1",
+        image_pull_policy="IfNotPresent",
+        command=("/app",),
+        working_dir="/srv",
+        env=(EnvVar("TARGET", "x"), KEY_REF, FIELD_REF),
+        env_from=(EnvFrom("ConfigMap", "settings"), EnvFrom("Secret", "db", prefix="DB_")),
+        ports=(ContainerPort(8081),),
+        volume_mounts=({"name": "creds", "mountPath": "/etc/creds", "readOnly": True},),
+        security_context={"runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        termination_message_path="/dev/termination",
+        termination_message_policy="File",
+        resources={"requests": {"cpu": "100m"}},
+    )
+    pod = {
+        "serviceAccountName": "reader",
+        "automountServiceAccountToken": False,
+        "imagePullSecrets": [{"name": "registry"}],
+        "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
+        "volumes": [{"name": "creds", "secret": {"secretName": "db"}}],
+        "nodeSelector": {"disktype": "ssd"},
+        "enableServiceLinks": True,
+    }
+    spec = pod_of(desired(RevisionTemplate(containers=(serving,), pod=pod)))
+    user, queue = spec["containers"]
+    assert {k: spec[k] for k in pod} == pod
+    assert spec["terminationGracePeriodSeconds"] == 120
+    assert user["imagePullPolicy"] == "IfNotPresent"
+    assert user["workingDir"] == "/srv"
+    assert user["env"] == [
+        {"name": "TARGET", "value": "x"},
+        {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "PORT", "value": "8081"},
+        {"name": "K_REVISION", "value": "hello-00002"},
+        {"name": "K_CONFIGURATION", "value": "hello"},
+        {"name": "K_SERVICE", "value": "hello"},
+    ]
+    assert user["envFrom"] == [
+        {"configMapRef": {"name": "settings"}},
+        {"prefix": "DB_", "secretRef": {"name": "db"}},
+    ]
+    assert user["volumeMounts"] == [{"name": "creds", "mountPath": "/etc/creds", "readOnly": True}]
+    assert user["securityContext"] == {"runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    assert (user["terminationMessagePath"], user["terminationMessagePolicy"]) == (
+        "/dev/termination",
+        "File",
+    )
+    assert user["ports"] == [{"name": "user-port", "containerPort": 8081, "protocol": "TCP"}]
+    assert queue["name"] == "queue-proxy"
+
+
+def test_an_exec_readiness_probe_stays_with_the_kubelet() -> None:
+    exec_probe = {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 4}
+    user, queue = pod_of(desired(readiness_probe=exec_probe))["containers"]
+    assert user["readinessProbe"] == exec_probe
+    # The queue-proxy only checks that the app listens.
+    assert json.loads(env_of(queue)["SERVING_READINESS_PROBE"]) == {
+        "tcpSocket": {"port": 8081},
+        "periodSeconds": 4,
+    }
+    assert queue["readinessProbe"]["periodSeconds"] == 4
+
+
+def test_grpc_and_tcp_readiness_probes_go_to_the_queue_proxy() -> None:
+    for probe, expected in [
+        ({"grpc": {}, "periodSeconds": 1}, {"grpc": {"port": 8081}, "periodSeconds": 1}),
+        ({"grpc": {"port": 8081, "service": "hc"}}, {"grpc": {"port": 8081, "service": "hc"}}),
+        ({"tcpSocket": {}}, {"tcpSocket": {"port": 8081}}),
+    ]:
+        user, queue = pod_of(desired(readiness_probe=probe))["containers"]
+        assert "readinessProbe" not in user
+        assert json.loads(env_of(queue)["SERVING_READINESS_PROBE"]) == expected
+
+
+def test_liveness_and_startup_probes_stay_aimed_at_the_user_port() -> None:
+    user, _ = pod_of(
+        desired(
+            liveness_probe={"grpc": {}, "periodSeconds": 3},
+            startup_probe={"httpGet": {"path": "/started"}, "failureThreshold": 30},
+        )
+    )["containers"]
+    assert user["livenessProbe"] == {"grpc": {"port": 8081}, "periodSeconds": 3}
+    assert user["startupProbe"] == {
+        "httpGet": {"path": "/started", "port": 8081},
+        "failureThreshold": 30,
+    }
+    written = pod_of(desired(startup_probe={"exec": {"command": ["true"]}}))["containers"][0]
+    assert written["startupProbe"] == {"exec": {"command": ["true"]}}
+
+
+def test_sidecars_and_init_containers() -> None:
+    serving = Container(name="app", image="app:1", ports=(ContainerPort(8881),))
+    sidecar = Container(
+        image="proxy:1",
+        env=(EnvVar("PORT", "8882"),),
+        readiness_probe={"exec": {"command": ["true"]}},
+        termination_message_policy="File",
+    )
+    init = Container(image="migrate:1", command=("migrate",), env=(KEY_REF,))
+    spec = pod_of(
+        desired(
+            RevisionTemplate(
+                containers=(sidecar, serving, Container(image="log:1")), init_containers=(init,)
+            )
+        )
+    )
+    names = [c["name"] for c in spec["containers"]]
+    # Knative's defaults for unnamed containers: the template name with a counter.
+    assert names == ["user-container-0", "app", "user-container-1", "queue-proxy"]
+    side, user, _, _ = spec["containers"]
+    assert "ports" not in side
+    assert side["readinessProbe"] == {"exec": {"command": ["true"]}}
+    assert side["terminationMessagePolicy"] == "File"
+    assert side["lifecycle"] == user["lifecycle"]
+    assert env_of(side) == {
+        "PORT": "8882",
+        "K_REVISION": "hello-00002",
+        "K_CONFIGURATION": "hello",
+        "K_SERVICE": "hello",
+    }
+    assert env_of(user)["PORT"] == "8881"
+    assert user["ports"] == [{"name": "user-port", "containerPort": 8881, "protocol": "TCP"}]
+    # Init containers are run by the kubelet as written (as Knative: no PORT, no K_*).
+    assert spec["initContainers"] == [
+        {
+            "name": "init-container",
+            "image": "migrate:1",
+            "command": ["migrate"],
+            "env": [
+                {
+                    "name": "DB_PASSWORD",
+                    "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}},
+                }
+            ],
+        }
+    ]
+    queue = spec["containers"][-1]
+    assert env_of(queue)["USER_PORT"] == "8881"
+
+
+def test_a_long_route_name_gives_a_virtual_service_name_within_63_characters() -> None:
+    long = "a" * 63
+    route = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Route",
+        "metadata": {"name": long, "namespace": "prod", "uid": "u"},
+    }
+    name = ingress.virtual_service(route, [], Settings())["metadata"]["name"]
+    assert len(name) == 63 and name.endswith("-ingress")
+    assert ingress.virtual_service_name("a" * 62 + "b") != name
