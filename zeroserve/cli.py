@@ -83,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     client(apply)
 
-    delete = sub.add_parser("delete", help="delete objects: -f FILE, or KIND NAME")
+    delete = sub.add_parser(
+        "delete", help="delete objects: -f FILE, or KIND NAME (ksvc, cfg, rt, cm, secret)"
+    )
     delete.add_argument(
         "-f", "--filename", type=Path, action="append", help="manifest whose objects to delete"
     )
@@ -91,7 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("-n", "--namespace", default="default")
     client(delete)
 
-    get = sub.add_parser("get", help="list objects: ksvc, configurations, revisions, routes, pods")
+    get = sub.add_parser(
+        "get",
+        help="list objects: ksvc, configurations, revisions, routes, pods, configmaps, secrets",
+    )
     get.add_argument("kind")
     get.add_argument("name", nargs="?")
     get.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")

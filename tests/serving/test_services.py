@@ -57,6 +57,7 @@ def test_helloworld_go_gets_a_revision_a_url_and_a_route() -> None:
                 liveness_probe=None,
                 working_dir="",
             ),
+            template=load(HELLOWORLD_GO, "helloworld.yaml")[0].template,  # type: ignore[union-attr]
         )
     }
     [svc] = c.get("ksvc")

@@ -184,10 +184,14 @@ def test_configmaps_are_listed_with_their_data(c: Controller) -> None:
         "data": {"example.com": ""},
     }
     c.apply(load(dump(cm), "d.yaml"), now=5.0)
+    metadata = {**cm["metadata"], "creationTimestamp": "1970-01-01T00:00:05Z"}
     assert c.get("cm", name="config-domain") == [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": cm["metadata"], "data": cm["data"]}
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": cm["data"]}
     ]
-    assert c.table("configmaps", "knative-serving") == (["NAME", "DATA"], [["config-domain", "1"]])
+    assert c.table("configmaps", "knative-serving", now=65.0) == (
+        ["NAME", "DATA", "AGE"],
+        [["config-domain", "1", "60s"]],
+    )
 
 
 def test_get_by_name_that_does_not_exist(c: Controller) -> None:

@@ -167,7 +167,7 @@ class ControlAPI:
             if kind in ("pods", "pod", "po"):
                 headers, rows = self.hub.pods_table(ns, name)
             else:
-                headers, rows = self.controller.table(kind, ns, name)
+                headers, rows = self.controller.table(kind, ns, name, now=self.hub.clock())
         except NotFound as e:
             return _error(404, str(e))
         except ControllerError as e:

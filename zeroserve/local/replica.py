@@ -7,6 +7,11 @@ process group and die with their parent (``PR_SET_PDEATHSIG``), so a killed
 ``zeroserve`` leaves no orphan. Stopping follows the pod's order: the
 queue-proxy drains and exits first, then the app gets SIGTERM, then SIGKILL
 after the grace period.
+
+An ``exec`` readiness probe is not the queue-proxy's (on Kubernetes the kubelet
+runs it in the container): the replica runs it itself (:class:`ExecProbe`) with
+the app's env and working directory, and the queue-proxy probes TCP on the app's
+port instead, as Knative arranges it; the replica is ready when both pass.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from zeroserve.local.ports import PortAllocator, default_allocator
 
@@ -56,6 +62,88 @@ class ReplicaSpec:
     host: str = "127.0.0.1"
     working_dir: str | None = None
     """The app's working directory (default: zeroserve's own)."""
+    exec_probe: dict[str, Any] | None = None
+    """An ``exec`` readiness probe (command already resolved) that the replica runs
+    itself, with the app's env and working directory; ``readiness_probe`` is then the
+    queue-proxy's TCP probe of the app."""
+    expand_command: bool = False
+    """Expand ``$(VAR)`` in ``command`` from the app's env (``PORT`` included), as the
+    kubelet expands a container's command and args."""
+
+
+class ExecProbe:
+    """An exec readiness probe run as the kubelet runs one: after
+    ``initialDelaySeconds``, every ``periodSeconds`` (default 10), each run killed after
+    ``timeoutSeconds`` (default 1) and failing then; ready after ``successThreshold``
+    (default 1) successes in a row, unready again after ``failureThreshold`` (default
+    3) failures in a row. Exit code 0 is success."""
+
+    def __init__(
+        self,
+        probe: Mapping[str, Any],
+        env: Mapping[str, str],
+        cwd: str | None,
+        on_change: Callable[[bool], None],
+    ) -> None:
+        self.command = [str(a) for a in probe["exec"].get("command", ())]
+        self.env = dict(env)
+        self.cwd = cwd
+        self.on_change = on_change
+        self.initial_delay = float(probe.get("initialDelaySeconds") or 0)
+        self.period = float(probe.get("periodSeconds") or 10)
+        self.timeout = float(probe.get("timeoutSeconds") or 1)
+        self.success_threshold = int(probe.get("successThreshold") or 1)
+        self.failure_threshold = int(probe.get("failureThreshold") or 3)
+        self.ready = False
+        self.last_failure = ""
+
+    async def run_once(self) -> bool:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as e:
+            self.last_failure = f"cannot run {self.command[:1]}: {e}"
+            return False
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except TimeoutError:
+            self.last_failure = f"command timed out after {self.timeout:g}s"
+            return False
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        if proc.returncode != 0:
+            text = out.decode(errors="replace").strip()[-200:]
+            self.last_failure = f"exit code {proc.returncode}" + (f": {text}" if text else "")
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Probe until cancelled, calling ``on_change`` whenever readiness flips."""
+        await asyncio.sleep(self.initial_delay)
+        successes = failures = 0
+        while True:
+            if await self.run_once():
+                successes, failures = successes + 1, 0
+            else:
+                successes, failures = 0, failures + 1
+            if not self.ready and successes >= self.success_threshold:
+                self.ready = True
+                self.on_change(True)
+            elif self.ready and failures >= self.failure_threshold:
+                self.ready = False
+                self.on_change(False)
+            await asyncio.sleep(self.period)
 
 
 class ReplicaError(RuntimeError):
@@ -81,6 +169,10 @@ class Replica:
         self.app_port = 0
         self.ports: dict[str, int] = {}
         self._logs: list[IO[bytes]] = []
+        self.exec_probe: ExecProbe | None = None
+        self._exec_task: asyncio.Task[None] | None = None
+        self.on_readiness: Callable[[bool], None] | None = None
+        """Called when the exec probe's verdict flips."""
 
     @property
     def serving_port(self) -> int:
@@ -135,13 +227,23 @@ class Replica:
         )
         return env
 
+    def _exec_flipped(self, ready: bool) -> None:
+        if self.on_readiness is not None:
+            self.on_readiness(ready)
+
     async def start(self) -> None:
         """Start the app and its queue-proxy; returns once the proxy listens."""
         self.app_port = self.allocator.acquire(self.spec.host)
+        env = self.app_env()
+        command = self.spec.command
+        if self.spec.expand_command:
+            from zeroserve.local.env import expand_command
+
+            command = expand_command(command, env)
         try:
             self.app = await asyncio.create_subprocess_exec(
-                *self.spec.command,
-                env=self.app_env(),
+                *command,
+                env=env,
                 cwd=self.spec.working_dir,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=self._log_file("app"),
@@ -174,6 +276,13 @@ class Replica:
             raise ReplicaError("the queue-proxy did not start (see its log)")
         info = json.loads(line)
         self.ports = {k: int(v) for k, v in info.items() if k.endswith("_port")}
+        if self.spec.exec_probe is not None:
+            self.exec_probe = ExecProbe(
+                self.spec.exec_probe, env, self.spec.working_dir, self._exec_flipped
+            )
+            self._exec_task = asyncio.get_running_loop().create_task(
+                self.exec_probe.run(), name=f"exec probe {self.name}"
+            )
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait until the queue-proxy's readiness probe of the app passes."""
@@ -184,10 +293,13 @@ class Replica:
                 raise ReplicaError(
                     f"the app exited with code {self.app.returncode} before it was ready"
                 )
-            if await self.probe():
+            if (self.exec_probe is None or self.exec_probe.ready) and await self.probe():
                 return
             if loop.time() > deadline:
-                raise ReplicaError(f"the app was not ready after {timeout:g}s")
+                why = ""
+                if self.exec_probe is not None and not self.exec_probe.ready:
+                    why = f" (readiness probe failed: {self.exec_probe.last_failure})"
+                raise ReplicaError(f"the app was not ready after {timeout:g}s{why}")
             await asyncio.sleep(0.05)
 
     async def probe(self) -> bool:
@@ -210,6 +322,9 @@ class Replica:
     async def stop(self) -> None:
         """Pod-style stop: queue-proxy drains and exits, then the app."""
         grace = self.spec.timeout_seconds + self.spec.drain_quiet_period
+        if self._exec_task is not None:
+            self._exec_task.cancel()
+            await asyncio.gather(self._exec_task, return_exceptions=True)
         await _terminate(self.queue_proxy, grace)
         await _terminate(self.app, self.spec.timeout_seconds)
         if self.app_port:

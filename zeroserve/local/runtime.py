@@ -14,6 +14,13 @@ the first is ready only when nearly all are, while a few at a time put the
 first one to work within one start time. Its revision is
 Ready once a replica was ready; a command that exits before any replica was
 ready makes it fail with the exit code and the last lines of its output.
+
+A replica's env is made when it starts, as the kubelet makes a container's
+(:mod:`zeroserve.local.env`): references to Secrets and ConfigMaps read the
+objects as they are then. A missing one (not optional) leaves the replica
+waiting in ``CreateContainerConfigError`` (its revision not ready, with the
+kubelet's message) and retried with the back-off, at once when objects are
+applied (:meth:`LocalRuntime.objects_changed`).
 """
 
 from __future__ import annotations
@@ -26,13 +33,17 @@ import random
 import string
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from zeroserve.api.objects import RevisionTemplate
+from zeroserve.knative import CONFIGURATION_LABEL, REVISION_LABEL, SERVICE_LABEL
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
+from .env import EnvError, Lookup, Node, PodFacts, node_name, resolve_env
 from .replica import Replica, ReplicaError, ReplicaSpec
 
 log = logging.getLogger(__name__)
@@ -52,6 +63,11 @@ class RevisionRun:
     env: Mapping[str, str] = field(default_factory=dict)
     readiness_probe: Mapping[str, Any] | None = None
     working_dir: str | None = None
+    template: RevisionTemplate | None = None
+    """The revision's template: when given, the serving container's ``env`` and
+    ``envFrom`` are resolved at each replica start (``env`` above is then ignored)."""
+    container_name: str = ""
+    """The serving container's name as defaulted (``user-container``)."""
 
 
 @dataclass
@@ -60,7 +76,7 @@ class PodView:
 
     name: str
     revision: RevisionKey
-    status: str  # Pending | Starting | Running | Terminating | CrashLoopBackOff
+    status: str  # Pending | Starting | Running | Terminating | CrashLoopBackOff | a waiting reason
     ready: bool
     restarts: int
     started_at: float
@@ -100,6 +116,10 @@ class _Pod:
         self.last_exit = ""
         self.task: asyncio.Task[None] | None = None
         self.times: dict[str, float] = {"requested": self.started_at}
+        self.uid = str(uuid.uuid4())
+        """``metadata.uid``: stable for the slot, as a pod's across container restarts."""
+        self.waiting = ""
+        """A waiting reason such as ``CreateContainerConfigError``; empty otherwise."""
 
 
 def default_max_starting() -> int:
@@ -134,6 +154,16 @@ class RevisionSet:
         self.ever_ready = False
         self._stopping: set[asyncio.Task[None]] = set()
         self._start_slots = asyncio.Semaphore(runtime.max_starting)
+        self._objects_changed = asyncio.Event()
+
+    def objects_changed(self) -> None:
+        """Secrets or ConfigMaps changed: replicas waiting for them retry now."""
+        self._objects_changed.set()
+        self._objects_changed = asyncio.Event()
+
+    async def _wait_config(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._objects_changed.wait(), seconds)
 
     # -- the autoscaler's side -------------------------------------------------
 
@@ -189,7 +219,25 @@ class RevisionSet:
             pod.started_at = time.time()
             if pod.restarts:
                 pod.times = {"requested": pod.started_at}
-            replica = Replica(self._spec(), pod.name, log_dir=self.runtime.log_dir)
+            try:
+                spec = self._spec(pod)
+            except EnvError as e:
+                # The kubelet cannot create the container: nothing runs, nothing restarts.
+                pod.waiting, pod.last_exit = e.reason, e.message
+                if not self.ever_ready:
+                    self.state.ready, self.state.reason, self.state.message = (
+                        False,
+                        e.reason,
+                        e.message,
+                    )
+                self._changed()
+                log.warning("replica %s of %s: %s: %s", pod.name, self.key, e.reason, e.message)
+                await self._wait_config(backoff)
+                backoff = min(BACKOFF_MAX, backoff * 2)
+                continue
+            pod.waiting = ""
+            replica = Replica(spec, pod.name, log_dir=self.runtime.log_dir)
+            replica.on_readiness = lambda ok, pod=pod: self._readiness(pod, ok)
             pod.replica = replica
             pod.pending = True
             self._changed()
@@ -276,10 +324,65 @@ class RevisionSet:
             return f"the queue-proxy exited with code {qp.returncode}"
         return "stopped"
 
-    def _spec(self) -> ReplicaSpec:
+    def _readiness(self, pod: _Pod, ok: bool) -> None:
+        """The exec readiness probe flipped after the replica was first ready."""
+        if pod.terminating or pod.endpoint is None or "ready" not in pod.times:
+            return
+        pod.ready = ok
+        pod.endpoint = replace(pod.endpoint, ready=ok)
+        self._changed()
+
+    def _env(self, pod: _Pod) -> dict[str, str]:
+        """The serving container's env for this start (raises ``EnvError``)."""
+        run, rt = self.run, self.runtime
+        t = run.template
+        if t is None:
+            return dict(run.env)
+        serving = t.container
+        containers = {c.name: c for c in (*t.init_containers, *t.containers) if c.name}
+        containers[run.container_name or serving.name] = serving
+        labels = {**t.labels, CONFIGURATION_LABEL: run.info.configuration}
+        labels[REVISION_LABEL] = self.key.name
+        if run.info.service:
+            labels[SERVICE_LABEL] = run.info.service
+        labels.setdefault("app", self.key.name)
+        facts = PodFacts(
+            name=pod.name,
+            namespace=self.key.namespace,
+            uid=pod.uid,
+            labels=labels,
+            annotations=dict(t.annotations),
+            node_name=node_name(),
+            service_account=str(t.pod.get("serviceAccountName") or "default"),
+            pod_ip=rt.host,
+            host_ip=rt.host,
+        )
+        return resolve_env(
+            serving,
+            namespace=self.key.namespace,
+            lookup=rt.lookup,
+            pod=facts,
+            node=rt.node,
+            containers=containers,
+        )
+
+    def _spec(self, pod: _Pod) -> ReplicaSpec:
         run, info = self.run, self.run.info
         rt = self.runtime
+        env = self._env(pod)
         probe = dict(run.readiness_probe) if run.readiness_probe else None
+        exec_probe = None
+        if probe is not None and isinstance(probe.get("exec"), Mapping):
+            # As Knative on Kubernetes: the kubelet runs an exec probe in the container
+            # (here the runtime), and the queue-proxy probes TCP on the app's port.
+            exec_probe = {
+                **probe,
+                "exec": {"command": resolve_command(probe["exec"].get("command", ()))},
+            }
+            probe = {k: v for k, v in probe.items() if k != "exec"}
+            probe["tcpSocket"] = {}
+            if probe.get("periodSeconds") and not probe.get("timeoutSeconds"):
+                probe["timeoutSeconds"] = 1
         if probe is not None:
             # The container listens on $PORT, which is chosen here: a probe of
             # the containerPort means the app's port (0 = "the user port").
@@ -292,7 +395,7 @@ class RevisionSet:
             service=info.service,
             configuration=info.configuration,
             revision=info.key.name,
-            env=dict(run.env),
+            env=env,
             container_concurrency=info.container_concurrency,
             timeout_seconds=info.timeout_seconds,
             response_start_timeout_seconds=info.response_start_timeout_seconds,
@@ -301,6 +404,8 @@ class RevisionSet:
             drain_quiet_period=rt.drain_quiet_period,
             host=rt.host,
             working_dir=run.working_dir or rt.working_dir,
+            exec_probe=exec_probe,
+            expand_command=run.template is not None,
         )
 
     # -- state ----------------------------------------------------------------
@@ -328,6 +433,8 @@ class RevisionSet:
         for p in self.pods:
             if p.terminating:
                 status = "Terminating"
+            elif p.waiting:
+                status = p.waiting
             elif p.ready:
                 status = "Running"
             elif p.crashlooping:
@@ -371,6 +478,8 @@ class LocalRuntime:
         drain_quiet_period: float = 0.5,
         working_dir: str | None = None,
         max_starting: int | None = None,
+        lookup: Lookup | None = None,
+        node: Node | None = None,
     ) -> None:
         self.on_change = on_change
         self.log_dir = log_dir
@@ -384,6 +493,10 @@ class LocalRuntime:
             raise ValueError(f"max_starting must be at least 1, not {max_starting}")
         self.max_starting = max_starting or default_max_starting()
         """Replicas of one revision that may be starting at once."""
+        self.lookup: Lookup = lookup or (lambda kind, namespace, name: None)
+        """The applied Secrets and ConfigMaps, read when a replica starts."""
+        self.node = node or Node.this_host()
+        """What an unset resource limit means in ``resourceFieldRef``."""
         self.sets: dict[RevisionKey, RevisionSet] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -405,6 +518,11 @@ class LocalRuntime:
             else:
                 rs.run = run  # timeouts/annotations may be re-defaulted; the command is immutable
         self.changed()
+
+    def objects_changed(self) -> None:
+        """Secrets or ConfigMaps may have changed: replicas waiting for one retry now."""
+        for rs in self.sets.values():
+            rs.objects_changed()
 
     def set_scale(self, key: RevisionKey, replicas: int) -> bool:
         rs = self.sets.get(key)

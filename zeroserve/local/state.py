@@ -65,11 +65,15 @@ class StateHub:
                 info=d.info,
                 command=tuple(c.command),
                 args=tuple(c.args),
-                env=dict(c.env),
                 readiness_probe=c.readiness_probe,
                 working_dir=c.working_dir or None,
+                # env and envFrom are resolved at each replica start, from the objects
+                # applied then (``controller.lookup``), as the kubelet does.
+                template=d.template,
+                container_name=c.name,
             )
         rt.set_revisions(runs)
+        rt.objects_changed()
         config = self._autoscaler_config()
         for key in runs.keys() - self._known:
             # A new revision starts at its initial scale, as its Deployment is

@@ -127,6 +127,7 @@ class Up:
             host=options.host,
             working_dir=os.getcwd(),
             max_starting=options.max_starting,
+            lookup=self.controller.lookup,
         )
         self.api = ControlAPI(self.hub, self.controller, self.runtime)
         self.children: dict[str, Child] = {}

@@ -11,7 +11,9 @@ routing table, or the settings -- so a runtime can poll it cheaply.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import random
+from collections.abc import Container, Sequence
+from dataclasses import replace
 
 from zeroserve.api.configs import LOCAL_DOMAIN, Configs, DomainConfig
 from zeroserve.api.errors import ManifestError, ManifestErrors
@@ -24,6 +26,7 @@ from zeroserve.api.objects import (
     ObjectMeta,
     RevisionTemplate,
     Route,
+    SecretObject,
     Service,
     TrafficTarget,
 )
@@ -181,10 +184,66 @@ def _apply_route(state: State, obj: Route, now: float) -> str:
     return "created" if route is None else "configured"
 
 
-def _apply_config_map(state: State, obj: ConfigMapObject) -> str:
-    old = state.config_maps.get(obj.meta.name)
-    state.config_maps[obj.meta.name] = obj
+IMMUTABLE = "field is immutable when `immutable` is set"
+"""The API server's words for a change of an immutable ConfigMap's or Secret's data."""
+GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+"""Kubernetes' alphabet for ``generateName`` suffixes (no vowels, no look-alikes)."""
+GENERATED_SUFFIX = 5
+MAX_GENERATE_PREFIX = 63 - GENERATED_SUFFIX
+"""The API server cuts a longer ``generateName`` to this, as ``names.SimpleNameGenerator``."""
+
+
+class Refused(Exception):
+    """An object the API server would refuse as it stands; ``problems`` are (path, rule)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{p}: {r}" for p, r in problems))
+        self.problems = problems
+
+
+def _immutable_changes(
+    old: ConfigMapObject | SecretObject, new: ConfigMapObject | SecretObject
+) -> list[tuple[str, str]]:
+    """What the API server refuses in an update (ValidateConfigMapUpdate/ValidateSecretUpdate):
+    a Secret's ``type`` never changes; once ``immutable`` is true, neither it nor the data."""
+    problems: list[tuple[str, str]] = []
+    if isinstance(old, SecretObject) and isinstance(new, SecretObject) and old.type != new.type:
+        problems.append(("type", "field is immutable"))
+    if not old.immutable:
+        return problems
+    if not new.immutable:
+        problems.append(("immutable", IMMUTABLE))
+    if dict(old.data) != dict(new.data):
+        problems.append(("data", IMMUTABLE))
+    if (
+        isinstance(old, ConfigMapObject)
+        and isinstance(new, ConfigMapObject)
+        and dict(old.binary_data) != dict(new.binary_data)
+    ):
+        problems.append(("binaryData", IMMUTABLE))
+    return problems
+
+
+def _apply_data(state: State, obj: ConfigMapObject | SecretObject, now: float) -> str:
+    """Store a ConfigMap or Secret. Revisions read it when a replica starts (as the
+    kubelet does at container creation), so storing it changes no revision."""
+    key = (obj.meta.namespace, obj.meta.name)
+    if isinstance(obj, SecretObject):
+        old: ConfigMapObject | SecretObject | None = state.secrets.get(key)
+        if old is not None:
+            problems = _immutable_changes(old, obj)
+            if problems:
+                raise Refused(problems)
+        state.secrets[key] = obj
+    else:
+        old = state.config_maps.get(key)
+        if old is not None:
+            problems = _immutable_changes(old, obj)
+            if problems:
+                raise Refused(problems)
+        state.config_maps[key] = obj
     if old is None:
+        state.created[(obj.kind, *key)] = now
         return "created"
     return "unchanged" if old == obj else "configured"
 
@@ -194,13 +253,19 @@ class Controller:
 
     ``local`` adds the local-mode rules (a container ``command`` is required);
     ``default_domain`` is the domain when ``config-domain`` names none (None:
-    ``localhost``).
+    ``localhost``); ``rng`` makes ``generateName`` suffixes (tests pass a seeded one).
     """
 
     def __init__(
-        self, now: float, *, local: bool = True, default_domain: str | None = None
+        self,
+        now: float,
+        *,
+        local: bool = True,
+        default_domain: str | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._local = local
+        self._rng = rng or random.Random()
         self._default_domain = default_domain or LOCAL_DOMAIN
         self._now = now
         self._state = State(configs=self._base_configs())
@@ -221,8 +286,17 @@ class Controller:
 
     def config_data(self, name: str) -> dict[str, str]:
         """The ``data`` of an applied ``knative-serving`` ConfigMap; empty when not applied."""
-        cm = self._state.config_maps.get(name)
+        cm = self._state.config_maps.get((SYSTEM_NAMESPACE, name))
         return dict(cm.data) if cm is not None else {}
+
+    def lookup(self, kind: str, namespace: str, name: str) -> ConfigMapObject | SecretObject | None:
+        """An applied ``Secret`` or ``ConfigMap`` (``kind``) as it is now, for the runtime
+        that resolves env references when a replica starts; None when there is none."""
+        if kind == "Secret":
+            return self._state.secrets.get((namespace, name))
+        if kind == "ConfigMap":
+            return self._state.config_maps.get((namespace, name))
+        return None
 
     def revisions(self) -> dict[RevisionKey, DesiredRevision]:
         """Every revision with what it takes to run it; ``info.reachable`` as upstream."""
@@ -241,14 +315,17 @@ class Controller:
     def apply(self, objects: Sequence[Object], *, now: float) -> list[str]:
         """Validate everything, then apply everything, or nothing (``ManifestErrors``).
 
-        ConfigMaps are taken first, so settings in the same batch apply to the other
-        objects in it. Returns one kubectl-style line per object, in the given order."""
-        objects = list(objects)
+        ConfigMaps (and Secrets) are taken first, so settings in the same batch apply to
+        the other objects in it. An object with ``generateName`` and no name gets a new
+        name (the prefix and five random characters, as the API server makes one at
+        creation). Returns one kubectl-style line per object, in the given order."""
         staged = copy.deepcopy(self._state)
+        objects = [self._named(staged, o) for o in objects]
         errors: dict[int, list[ManifestError]] = {}
         configs = staged.configs
         order = sorted(
-            range(len(objects)), key=lambda i: not isinstance(objects[i], ConfigMapObject)
+            range(len(objects)),
+            key=lambda i: not isinstance(objects[i], ConfigMapObject | SecretObject),
         )
         seen: set[tuple[str, str, str]] = set()
         for i in order:
@@ -261,7 +338,7 @@ class Controller:
             found = validate(obj, configs, local=self._local)
             if found:
                 errors[i] = found
-            elif isinstance(obj, ConfigMapObject):
+            elif isinstance(obj, ConfigMapObject) and obj.is_setting:
                 configs = configs.with_config_map(
                     obj.meta.name, obj.data, default_domain=self._default_domain
                 )
@@ -275,6 +352,10 @@ class Controller:
                 verbs[i] = self._apply_one(staged, obj, now)
             except TemplateConflict as c:
                 errors[i] = [ManifestError(obj.source, obj.label, c.path, c.rule)]
+            except Refused as r:
+                errors[i] = [
+                    ManifestError(obj.source, obj.label, p, rule) for p, rule in r.problems
+                ]
         if errors:
             raise ManifestErrors(e for i in sorted(errors) for e in errors[i])
         reconcile(staged, now)
@@ -284,10 +365,28 @@ class Controller:
             for i, o in enumerate(objects)
         ]
 
+    def _named(self, state: State, obj: Object) -> Object:
+        """``obj`` with a generated name when it has only ``generateName``."""
+        prefix = obj.meta.generate_name
+        if obj.meta.name or not prefix:
+            return obj
+        prefix = prefix[:MAX_GENERATE_PREFIX]
+        taken: dict[str, Container[Key]] = {
+            "Service": state.services,
+            "Configuration": state.configurations,
+            "Route": state.routes,
+            "ConfigMap": state.config_maps,
+            "Secret": state.secrets,
+        }
+        while True:
+            name = prefix + "".join(self._rng.choices(GENERATE_ALPHABET, k=GENERATED_SUFFIX))
+            if (obj.meta.namespace, name) not in taken[obj.kind]:
+                return replace(obj, meta=replace(obj.meta, name=name))
+
     @staticmethod
     def _apply_one(state: State, obj: Object, now: float) -> str:
-        if isinstance(obj, ConfigMapObject):
-            return _apply_config_map(state, obj)
+        if isinstance(obj, ConfigMapObject | SecretObject):
+            return _apply_data(state, obj, now)
         if isinstance(obj, Service):
             return _apply_service(state, obj, now)
         if isinstance(obj, Configuration):
@@ -303,16 +402,23 @@ class Controller:
         key = (namespace, name)
         if k is kinds.REVISION:
             raise kinds.NotAllowed("revisions are deleted with their Configuration (or Service)")
-        if k is kinds.CONFIG_MAP:
-            if namespace != SYSTEM_NAMESPACE or name not in st.config_maps:
+        if k is kinds.SECRET:
+            if key not in st.secrets:
                 raise k.not_found(namespace, name)
-            del st.config_maps[name]
-            configs = self._base_configs()
-            for cm in st.config_maps.values():
-                configs = configs.with_config_map(
-                    cm.meta.name, cm.data, default_domain=self._default_domain
-                )
-            st.configs = configs
+            del st.secrets[key]
+            st.created.pop((k.name, *key), None)
+        elif k is kinds.CONFIG_MAP:
+            cm = st.config_maps.pop(key, None)
+            if cm is None:
+                raise k.not_found(namespace, name)
+            st.created.pop((k.name, *key), None)
+            if cm.is_setting:
+                configs = self._base_configs()
+                for setting in st.settings_maps():
+                    configs = configs.with_config_map(
+                        setting.meta.name, setting.data, default_domain=self._default_domain
+                    )
+                st.configs = configs
         elif k is kinds.SERVICE:
             if key not in st.services:
                 raise k.not_found(namespace, name)
@@ -398,14 +504,21 @@ class Controller:
         name: str | None = None,
         *,
         all_namespaces: bool | None = None,
+        now: float | None = None,
     ) -> tuple[list[str], list[list[str]]]:
         """(headers, rows) with kubectl's columns for the kind, for the same objects as
         :meth:`get`. A leading NAMESPACE column (kubectl's ``-A``) when
-        ``all_namespaces``; None: only when the rows come from several namespaces."""
+        ``all_namespaces``; None: only when the rows come from several namespaces.
+        ``now`` dates the AGE columns (default: the last time seen)."""
         objects = self.get(kind, namespace, name)
         if all_namespaces is None:
             all_namespaces = len({o["metadata"]["namespace"] for o in objects}) > 1
-        return views.table(kinds.resolve_kind(kind), objects, all_namespaces=all_namespaces)
+        return views.table(
+            kinds.resolve_kind(kind),
+            objects,
+            all_namespaces=all_namespaces,
+            now=self._now if now is None else now,
+        )
 
     def tree(self, namespace: str, service: str) -> Obj:
         """Service -> Configuration -> Revisions, and the Route, as plain data

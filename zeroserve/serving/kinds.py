@@ -3,8 +3,8 @@
 ``resolve_kind`` accepts what kubectl accepts for Knative's CRDs: the plural,
 the singular, the short names (``ksvc``, ``kservice``, ``config``, ``cfg``,
 ``rev``, ``rt``) and the group-qualified forms (``services.serving.knative.dev``),
-case-insensitively. Plain ``service``/``services`` mean Knative Services here,
-since zeroserve has no core Services.
+case-insensitively, and the core ``configmaps`` (``cm``) and ``secrets``. Plain
+``service``/``services`` mean Knative Services here, since zeroserve has no core Services.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ CONFIGURATION = Kind("Configuration", "configurations", _SERVING, ("config", "cf
 REVISION = Kind("Revision", "revisions", _SERVING, ("rev",))
 ROUTE = Kind("Route", "routes", _SERVING, ("rt",))
 CONFIG_MAP = Kind("ConfigMap", "configmaps", "", ("cm",))
-KINDS = (SERVICE, CONFIGURATION, REVISION, ROUTE, CONFIG_MAP)
+SECRET = Kind("Secret", "secrets", "")
+KINDS = (SERVICE, CONFIGURATION, REVISION, ROUTE, CONFIG_MAP, SECRET)
 
 _BY_NAME: dict[str, Kind] = {}
 for _kind in KINDS:
@@ -82,7 +83,9 @@ def resolve_kind(text: str) -> Kind:
     """The kind ``text`` names; raises ``UnknownKind`` listing the valid names."""
     kind = _BY_NAME.get(text.strip().lower())
     if kind is None:
-        names = ", ".join(f"{k.plural} ({'/'.join(k.short_names)})" for k in KINDS)
+        names = ", ".join(
+            f"{k.plural} ({'/'.join(k.short_names)})" if k.short_names else k.plural for k in KINDS
+        )
         raise UnknownKind(f'the server doesn\'t have a resource type "{text}" (known: {names})')
     return kind
 

@@ -10,13 +10,12 @@ defaulting does; a later change of the defaults does not touch it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from zeroserve.api.configs import DefaultsConfig
-from zeroserve.api.names import MAX_LABEL
+from zeroserve.api.names import child_name
 from zeroserve.api.objects import RevisionTemplate
 from zeroserve.serving.state import ConfigurationRecord, RevisionRecord, State
 from zeroserve.topology import RevisionInfo, RevisionKey
@@ -32,14 +31,9 @@ class TemplateConflict(Exception):
 
 
 def revision_name(configuration: str, generation: int) -> str:
-    """``hello-00003``. A name too long for a DNS label keeps its start, then an MD5 of
-    the whole configuration name (so two long names stay apart), then the suffix."""
-    suffix = f"-{generation:05d}"
-    name = configuration + suffix
-    if len(name) <= MAX_LABEL:
-        return name
-    digest = hashlib.md5(configuration.encode(), usedforsecurity=False).hexdigest()
-    return configuration[: MAX_LABEL - len(suffix) - len(digest)] + digest + suffix
+    """``hello-00003``; shortened with a hash when it would pass 63 characters
+    (:func:`zeroserve.api.names.child_name`)."""
+    return child_name(configuration, f"-{generation:05d}")
 
 
 def _optional_timeout(given: int | None, default: int, timeout: int) -> int:
@@ -168,6 +162,9 @@ class DesiredRevision:
 
     info: RevisionInfo
     container: RunnableContainer
+    template: RevisionTemplate
+    """The revision's template as recorded (every pod field, as written): what a
+    Deployment is rendered from."""
 
 
 def desired_revision(record: RevisionRecord, *, reachable: bool) -> DesiredRevision:
@@ -198,6 +195,7 @@ def desired_revision(record: RevisionRecord, *, reachable: bool) -> DesiredRevis
             working_dir=c.working_dir,
             resources={k: dict(v) for k, v in c.resources.items()},
         ),
+        template=record.template,
     )
 
 

@@ -17,6 +17,7 @@ from zeroserve.api.objects import (
     ObjectMeta,
     RevisionTemplate,
     Route,
+    SecretObject,
     Service,
     TrafficTarget,
 )
@@ -191,8 +192,17 @@ class State:
     configurations: dict[Key, ConfigurationRecord] = field(default_factory=dict)
     revisions: dict[RevisionKey, RevisionRecord] = field(default_factory=dict)
     routes: dict[Key, RouteRecord] = field(default_factory=dict)
-    config_maps: dict[str, ConfigMapObject] = field(default_factory=dict)
-    """Applied ``knative-serving`` ConfigMaps by name."""
+    config_maps: dict[Key, ConfigMapObject] = field(default_factory=dict)
+    """Every applied ConfigMap: the ``knative-serving`` settings (``is_setting``) and the
+    data maps revisions' env reads."""
+    secrets: dict[Key, SecretObject] = field(default_factory=dict)
+    """Every applied Secret (values base64, as the API server stores them)."""
+    created: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    """(kind, namespace, name) -> creation time of each ConfigMap and Secret."""
+
+    def settings_maps(self) -> list[ConfigMapObject]:
+        """The applied ConfigMaps zeroserve reads as settings."""
+        return [cm for cm in self.config_maps.values() if cm.is_setting]
 
     def configuration_revisions(self, cfg: ConfigurationRecord) -> list[RevisionRecord]:
         return [self.revisions[RevisionKey(cfg.namespace, name)] for name in cfg.revisions]

@@ -40,9 +40,19 @@ from zeroserve.topology import RevisionKey
 READY = "Ready"
 DEFAULT_FAILURE = "RevisionFailed"
 """A revision's reason when the runtime reports a failure without one."""
-_RESOURCE_REASONS = frozenset({"ProgressDeadlineExceeded", "Unschedulable", "ResourcesUnavailable"})
+_RESOURCE_REASONS = frozenset(
+    {
+        "ProgressDeadlineExceeded",
+        "Unschedulable",
+        "ResourcesUnavailable",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
 """Failures of getting replicas up at all (``ResourcesAvailable``) rather than of the
-container (``ContainerHealthy``), as upstream sorts them."""
+container (``ContainerHealthy``), as upstream sorts them: a container that waits (its
+waiting reason, such as ``CreateContainerConfigError``) marks ResourcesAvailable False
+(``pkg/reconciler/revision/reconcile_resources.go``)."""
 
 
 def rfc3339(t: float) -> str:

@@ -5,14 +5,22 @@ Objects carry what ``kubectl get -o yaml`` shows for Knative's kinds:
 (``serving.knative.dev/service``, ``.../configuration``,
 ``.../configurationGeneration``, ``.../routingState``) and ``ownerReferences``;
 ``spec`` with upstream's defaults filled in; ``status``. Tables use the
-columns of Knative's CRDs (``additionalPrinterColumns``).
+columns of Knative's CRDs (``additionalPrinterColumns``), and kubectl's for
+ConfigMaps (NAME DATA AGE) and Secrets (NAME TYPE DATA AGE).
+
+Secret values are never shown: ``get -o yaml/json`` keeps a Secret's keys and
+replaces each value by ``<redacted: N bytes>`` (its decoded length, what ``kubectl
+describe secret`` shows), so output can be pasted into an issue safely.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+from datetime import UTC, datetime
 from typing import Any
 
-from zeroserve.api.objects import ConfigMapObject, Obj
+from zeroserve.api.objects import ConfigMapObject, Obj, SecretObject
 from zeroserve.serving import kinds
 from zeroserve.serving.kinds import Kind
 from zeroserve.serving.routes import reachable, referenced, routing_state, traffic_status
@@ -46,7 +54,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "DESIRED REPLICAS",
     ),
     "Route": ("NAME", "URL", "READY", "REASON"),
-    "ConfigMap": ("NAME", "DATA"),
+    "ConfigMap": ("NAME", "DATA", "AGE"),
+    "Secret": ("NAME", "TYPE", "DATA", "AGE"),
 }
 
 
@@ -172,10 +181,36 @@ def route_object(state: State, key: Key) -> Obj:
     return _object(kinds.ROUTE, meta, spec, route_status(state, route))
 
 
-def config_map_object(cm: ConfigMapObject) -> Obj:
-    meta: Obj = cm.meta.to_dict()
-    obj = _object(kinds.CONFIG_MAP, meta, None, None)
-    obj["data"] = dict(cm.data)
+def config_map_object(cm: ConfigMapObject, created: float) -> Obj:
+    obj = cm.to_dict()
+    obj["metadata"] = _metadata(
+        cm.meta.namespace, cm.meta.name, created, cm.meta.labels, cm.meta.annotations
+    )
+    obj.setdefault("data", {})
+    return obj
+
+
+def redacted(encoded: str) -> str:
+    """What a Secret value is shown as: its decoded length, never the value."""
+    try:
+        size = len(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError):
+        size = len(encoded)
+    return f"<redacted: {size} bytes>"
+
+
+def secret_object(secret: SecretObject, created: float) -> Obj:
+    """The Secret as ``kubectl get -o yaml`` shows it, values replaced (module doc)."""
+    obj = secret.to_dict()
+    obj["metadata"] = _metadata(
+        secret.meta.namespace,
+        secret.meta.name,
+        created,
+        secret.meta.labels,
+        secret.meta.annotations,
+    )
+    if secret.data:
+        obj["data"] = {k: redacted(v) for k, v in secret.data.items()}
     return obj
 
 
@@ -197,11 +232,17 @@ def get(state: State, kind: Kind, namespace: str | None, name: str | None) -> li
         found = [
             revision_object(state, k, served, live) for k in sorted(state.revisions) if wanted(*k)
         ]
+    elif kind is kinds.SECRET:
+        found = [
+            secret_object(sec, state.created.get((kind.name, *k), 0.0))
+            for k, sec in sorted(state.secrets.items())
+            if wanted(*k)
+        ]
     else:
         found = [
-            config_map_object(cm)
-            for _, cm in sorted(state.config_maps.items())
-            if wanted(cm.meta.namespace, cm.meta.name)
+            config_map_object(cm, state.created.get((kind.name, *k), 0.0))
+            for k, cm in sorted(state.config_maps.items())
+            if wanted(*k)
         ]
     if name is not None and not found:
         raise kind.not_found(namespace or "default", name)
@@ -216,11 +257,43 @@ def ready_of(obj: Obj) -> tuple[str, str]:
     return "Unknown", ""
 
 
-def row(obj: Obj) -> list[str]:
-    """One table row in :data:`COLUMNS` order for the object's kind."""
+def age(seconds: float) -> str:
+    """kubectl's AGE (``duration.HumanDuration``): 45s, 3m20s, 17m, 5h3m, 3d4h, 40d."""
+    s = int(max(0.0, seconds))
+    m, h, d = s // 60, s // 3600, s // 86400
+    if s < 120:
+        return f"{s}s"
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if h < 3:
+        return f"{m}m"
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    if h < 192:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    if d < 365 * 2:
+        return f"{d}d"
+    return f"{d // 365}y"
+
+
+def _age_of(obj: Obj, now: float) -> str:
+    stamp = obj["metadata"].get("creationTimestamp")
+    if not stamp:
+        return "<unknown>"
+    created = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    return age(now - created)
+
+
+def row(obj: Obj, now: float = 0.0) -> list[str]:
+    """One table row in :data:`COLUMNS` order for the object's kind (``now`` for AGE)."""
     kind, name, status = obj["kind"], obj["metadata"]["name"], obj.get("status", {})
     if kind == "ConfigMap":
-        return [name, str(len(obj["data"]))]
+        count = len(obj.get("data", {})) + len(obj.get("binaryData", {}))
+        return [name, str(count), _age_of(obj, now)]
+    if kind == "Secret":
+        return [name, obj.get("type", ""), str(len(obj.get("data", {}))), _age_of(obj, now)]
     ready, reason = ready_of(obj)
     created, latest = (
         status.get("latestCreatedRevisionName", ""),
@@ -247,11 +320,11 @@ def row(obj: Obj) -> list[str]:
 
 
 def table(
-    kind: Kind, objects: list[Obj], *, all_namespaces: bool
+    kind: Kind, objects: list[Obj], *, all_namespaces: bool, now: float = 0.0
 ) -> tuple[list[str], list[list[str]]]:
     """kubectl's columns; with ``all_namespaces`` a leading NAMESPACE column (``-A``)."""
     headers = list(COLUMNS[kind.name])
-    rows = [row(o) for o in objects]
+    rows = [row(o, now) for o in objects]
     if all_namespaces:
         headers.insert(0, "NAMESPACE")
         rows = [[o["metadata"]["namespace"], *r] for o, r in zip(objects, rows, strict=True)]
