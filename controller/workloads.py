@@ -49,7 +49,6 @@ from controller.meta import (
     owner_reference,
     with_hash,
 )
-from zeroserve.api.names import child_name
 from zeroserve.api.objects import Container, Obj
 from zeroserve.knative import (
     CONFIGURATION_LABEL,
@@ -61,6 +60,7 @@ from zeroserve.knative import (
     private_service_name,
 )
 from zeroserve.serving.revisions import DesiredRevision
+from zeroserve.serving.revisions import container_names as revision_container_names
 
 QUEUE_CONTAINER = "queue-proxy"
 QUEUE_SERVING_PORT = 8012
@@ -69,10 +69,6 @@ QUEUE_METRICS_PORT = 9090
 USER_METRICS_PORT = 9091
 DRAIN_QUIET_PERIOD_SECONDS = 30
 PROBE_HEADER = {"name": "K-Network-Probe", "value": "queue"}
-DEFAULT_CONTAINER_NAME = "user-container"
-DEFAULT_INIT_CONTAINER_NAME = "init-container"
-"""``config-defaults``' ``container-name-template`` and ``init-container-name-template``
-defaults: the bases of the names of unnamed sidecars and init containers."""
 _REVISION_FIELDS = frozenset(
     {
         "containerConcurrency",
@@ -215,36 +211,9 @@ def _knative_env(rev: DesiredRevision) -> list[Obj]:
 
 
 def container_names(rev: DesiredRevision) -> tuple[list[str], list[str]]:
-    """The names of the containers and of the init containers, in order. The serving
-    container has the revision's (defaulted) container name; any other container without
-    a name gets Knative's default, ``user-container-N`` (``init-container-N``) with N
-    counting up from 0 past the names already taken."""
-    template = rev.template
-    serving = template.container
-    base = rev.container.name if not serving.name else DEFAULT_CONTAINER_NAME
-    taken = {c.name for c in (*template.containers, *template.init_containers) if c.name}
-    taken.add(rev.container.name)
-
-    def named(containers: tuple[Container, ...], default: str) -> list[str]:
-        out: list[str] = []
-        suffix = 0
-        for c in containers:
-            if c is serving:
-                out.append(rev.container.name)
-                continue
-            name = c.name
-            if not name:
-                name = default
-                while name in taken or (len(containers) > 1 and name == default):
-                    name = child_name(default, f"-{suffix}")
-                    suffix += 1
-                taken.add(name)
-            out.append(name)
-        return out
-
-    return named(template.containers, base), named(
-        template.init_containers, DEFAULT_INIT_CONTAINER_NAME
-    )
+    """The names of the containers and of the init containers, in order
+    (:func:`zeroserve.serving.revisions.container_names`)."""
+    return revision_container_names(rev.template, rev.container.name)
 
 
 def _as_written(c: Container, name: str) -> Obj:

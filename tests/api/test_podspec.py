@@ -449,6 +449,27 @@ RULES: list[tuple[str, dict[str, Any], list[str]]] = [
         [f"{S}.initContainers[0].readinessProbe: field not allowed in an init container"],
     ),
     (
+        "field-path",
+        edit(
+            doc(),
+            (*CONTAINER, "env"),
+            [
+                {"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels"}}},
+                {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {"name": "C", "valueFrom": {"resourceFieldRef": {"resource": "limits.gpu"}}},
+            ],
+        ),
+        [
+            f"{C}.env[0].valueFrom.fieldRef.fieldPath: Unsupported value: 'metadata.labels': "
+            "supported values: metadata.name, metadata.namespace, metadata.uid, spec.nodeName, "
+            "spec.serviceAccountName, status.hostIP, status.hostIPs, status.podIP, status.podIPs, "
+            "metadata.labels['<key>'], metadata.annotations['<key>']",
+            f"{C}.env[2].valueFrom.resourceFieldRef.resource: Unsupported value: 'limits.gpu': "
+            "supported values: limits.cpu, limits.memory, limits.ephemeral-storage, requests.cpu, "
+            "requests.memory, requests.ephemeral-storage",
+        ],
+    ),
+    (
         "service-account-name",
         edit(doc(), (*POD, "serviceAccountName"), "Not_Valid"),
         [
@@ -462,7 +483,12 @@ RULES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("document", "expected"), [c[1:] for c in RULES], ids=[c[0] for c in RULES]
 )
 def test_knative_rule(document: dict[str, Any], expected: list[str]) -> None:
-    cfg = configs(**{"kubernetes.podspec-init-containers": "enabled"})
+    cfg = configs(
+        **{
+            "kubernetes.podspec-init-containers": "enabled",
+            "kubernetes.podspec-fieldref": "enabled",
+        }
+    )
     assert problems(document, cfg) == expected
 
 

@@ -63,6 +63,27 @@ VOLUME_FLAGS: Mapping[str, tuple[str, str]] = {
     "image": ("kubernetes.podspec-volumes-image", "Image"),
 }
 """Volume kinds that need their flag ``enabled`` (Knative's message names the kind)."""
+ENV_FIELD_PATHS = (
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+)
+"""The pod fields an env ``fieldRef`` may read (and ``metadata.labels['k']`` and
+``metadata.annotations['k']``), as the Kubernetes API server allows."""
+ENV_RESOURCES = (
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+)
 _POD_SECURITY_FLAGGED = ("runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "supplementalGroups")
 _LOCAL_VOLUMES = (
     "not supported locally yet: volumes need a pod sandbox; they work on Kubernetes "
@@ -205,13 +226,21 @@ def _container(
             problems.append((f"{path}.env[{i}].name", bad))
         seen.setdefault(env.name, i)
         ref = env.value_from
-        if isinstance(ref, FieldRef | ResourceFieldRef) and not features.allows(
-            "kubernetes.podspec-fieldref"
-        ):
+        if isinstance(ref, FieldRef | ResourceFieldRef):
             key = "fieldRef" if isinstance(ref, FieldRef) else "resourceFieldRef"
-            problems.append(
-                (f"{path}.env[{i}].valueFrom.{key}", _flag_hint("kubernetes.podspec-fieldref"))
-            )
+            where = f"{path}.env[{i}].valueFrom.{key}"
+            if not features.allows("kubernetes.podspec-fieldref"):
+                problems.append((where, _flag_hint("kubernetes.podspec-fieldref")))
+            elif isinstance(ref, FieldRef):
+                _field_ref(ref, where, problems)
+            elif ref.resource and ref.resource not in ENV_RESOURCES:
+                problems.append(
+                    (
+                        f"{where}.resource",
+                        f"Unsupported value: {ref.resource!r}: supported values: "
+                        + ", ".join(ENV_RESOURCES),
+                    )
+                )
     for i, source in enumerate(c.env_from):
         if source.prefix and (bad := check_env_name(source.prefix)):
             problems.append((f"{path}.envFrom[{i}].prefix", bad))
@@ -246,6 +275,28 @@ def _container(
         _serving_probes(c, path, problems)
     _security_context(c.security_context, features, f"{path}.securityContext", problems)
     _mounts(c, path, features, volumes, problems, local=local)
+
+
+def _field_ref(ref: FieldRef, where: str, problems: Problems) -> None:
+    if ref.api_version not in ("", "v1"):
+        problems.append(
+            (f"{where}.apiVersion", f"Unsupported value: {ref.api_version!r}: supported values: v1")
+        )
+    path = ref.field_path
+    for prefix in ("metadata.labels", "metadata.annotations"):
+        if path.startswith(f"{prefix}[") and path.endswith("]"):
+            key = path[len(prefix) + 1 : -1]
+            if len(key) >= 3 and key[0] == key[-1] and key[0] in "'\"":
+                return
+    if path and path not in ENV_FIELD_PATHS:
+        problems.append(
+            (
+                f"{where}.fieldPath",
+                f"Unsupported value: {path!r}: supported values: "
+                + ", ".join(ENV_FIELD_PATHS)
+                + ", metadata.labels['<key>'], metadata.annotations['<key>']",
+            )
+        )
 
 
 def _serving_probes(c: Container, path: str, problems: Problems) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from zeroserve.api.configs import DefaultsConfig
 from zeroserve.api.names import child_name
-from zeroserve.api.objects import RevisionTemplate
+from zeroserve.api.objects import Container, RevisionTemplate
 from zeroserve.serving.state import ConfigurationRecord, RevisionRecord, State
 from zeroserve.topology import RevisionInfo, RevisionKey
 
@@ -34,6 +34,46 @@ def revision_name(configuration: str, generation: int) -> str:
     """``hello-00003``; shortened with a hash when it would pass 63 characters
     (:func:`zeroserve.api.names.child_name`)."""
     return child_name(configuration, f"-{generation:05d}")
+
+
+DEFAULT_CONTAINER_NAME = "user-container"
+DEFAULT_INIT_CONTAINER_NAME = "init-container"
+"""``config-defaults``' ``container-name-template`` and ``init-container-name-template``
+defaults: the bases of the names of unnamed sidecars and init containers."""
+
+
+def container_names(template: RevisionTemplate, serving_name: str) -> tuple[list[str], list[str]]:
+    """The names of the template's containers and init containers, in order, as Knative's
+    defaulting gives them (``pkg/apis/serving/v1/revision_defaults.go``): the serving
+    container has ``serving_name`` (the revision's defaulted container name); any other
+    container without a name gets ``user-container-N`` (``init-container-N``), N counting
+    up from 0 past the names already taken."""
+    serving = template.container
+    taken = {c.name for c in (*template.containers, *template.init_containers) if c.name}
+    taken.add(serving_name)
+
+    def named(containers: tuple[Container, ...], default: str) -> list[str]:
+        out: list[str] = []
+        suffix = 0
+        for c in containers:
+            if c is serving:
+                out.append(serving_name)
+                continue
+            name = c.name
+            if not name:
+                name = default
+                while name in taken or (len(containers) > 1 and name == default):
+                    name = child_name(default, f"-{suffix}")
+                    suffix += 1
+                taken.add(name)
+            out.append(name)
+        return out
+
+    # An unnamed serving container took config-defaults' name; the others build on it.
+    base = serving_name if not serving.name else DEFAULT_CONTAINER_NAME
+    return named(template.containers, base), named(
+        template.init_containers, DEFAULT_INIT_CONTAINER_NAME
+    )
 
 
 def _optional_timeout(given: int | None, default: int, timeout: int) -> int:

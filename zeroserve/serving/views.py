@@ -23,6 +23,7 @@ from typing import Any
 from zeroserve.api.objects import ConfigMapObject, Obj, SecretObject
 from zeroserve.serving import kinds
 from zeroserve.serving.kinds import Kind
+from zeroserve.serving.revisions import container_names
 from zeroserve.serving.routes import reachable, referenced, routing_state, traffic_status
 from zeroserve.serving.state import Key, State
 from zeroserve.serving.status import (
@@ -162,8 +163,11 @@ def revision_object(
         spec["responseStartTimeoutSeconds"] = rev.response_start_timeout_seconds
     if rev.idle_timeout_seconds:
         spec["idleTimeoutSeconds"] = rev.idle_timeout_seconds
-    if spec["containers"]:
-        spec["containers"][0]["name"] = rev.container_name
+    names, init_names = container_names(rev.template, rev.container_name)
+    for container, name in zip(spec["containers"], names, strict=True):
+        container["name"] = name
+    for container, name in zip(spec.get("initContainers", ()), init_names, strict=True):
+        container["name"] = name
     return _object(kinds.REVISION, meta, spec, revision_status(rev))
 
 
