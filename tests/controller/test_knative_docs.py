@@ -14,15 +14,15 @@ import yaml
 
 from controller import workloads
 from controller.app import KubeController
-from tests.api.knative_docs import BY_ID
+from tests.api.knative_docs import BY_ID, MANIFESTS
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
-from zeroserve.api.objects import RevisionTemplate, Service
+from zeroserve.api.objects import Obj, RevisionTemplate, Service
 from zeroserve.api.parse import load
 from zeroserve.serving.revisions import DesiredRevision, desired_revision
 from zeroserve.serving.state import RevisionRecord
 from zeroserve.topology import RevisionKey
 
-from .helpers import condition, put_manifest
+from .helpers import condition, config_map, manifest, put_manifest, settled
 from .test_resources import REVISION, env_of
 
 REPRESENTATIVE = (
@@ -265,3 +265,46 @@ async def test_a_63_character_service_name_gives_names_kubernetes_accepts(
     for obj in (deployment, revision):
         for value in obj["metadata"]["labels"].values():
             assert len(value) <= 63
+
+
+async def test_every_docs_manifest_becomes_a_deployment_on_the_fake_api_server(
+    cluster: FakeKubeAPI, controller: KubeController
+) -> None:
+    """The whole table through the running controller: config-features from its
+    ConfigMap, each Service (a generated name too) admitted and rendered, its pod
+    carrying the template's pod fields and one container per container plus the
+    queue-proxy."""
+    flags: dict[str, str] = {}
+    for m in MANIFESTS:
+        flags.update(m.features)
+    cluster.put(config_map("config-features", flags))
+    await settled(controller)
+    for m in MANIFESTS:
+        obj = manifest(m.yaml)
+        meta = obj["metadata"]
+        if not meta.get("name"):
+            meta["name"] = meta["generateName"] + "x7k2p"  # what the API server's create does
+        cluster.put(obj)
+
+    def deployments() -> dict[str, Obj]:
+        out = {}
+        for d in cluster.list("deployments", "default"):
+            service = d["metadata"]["labels"].get("serving.knative.dev/service", "")
+            out[service] = d
+        return out
+
+    async with asyncio.timeout(10):
+        while len(deployments()) < len(MANIFESTS):
+            await asyncio.sleep(0.05)
+    by_service = deployments()
+    for m in MANIFESTS:
+        written = yaml.safe_load(m.yaml)
+        name = written["metadata"].get("name") or written["metadata"]["generateName"] + "x7k2p"
+        pod = by_service[name]["spec"]["template"]["spec"]
+        spec = written["spec"]["template"]["spec"]
+        names = [c["name"] for c in pod["containers"]]
+        assert len(names) == len(spec["containers"]) + 1 and names[-1] == "queue-proxy", m.id
+        assert len(pod.get("initContainers", ())) == len(spec.get("initContainers", ())), m.id
+        for key, value in spec.items():
+            if key not in ("containers", "initContainers"):
+                assert pod[key] == value, (m.id, key)
