@@ -18,12 +18,9 @@ from tests.api.knative_docs import BY_ID, MANIFESTS
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from zeroserve.api.objects import Obj, RevisionTemplate, Service
 from zeroserve.api.parse import load
-from zeroserve.serving.revisions import DesiredRevision, desired_revision
-from zeroserve.serving.state import RevisionRecord
-from zeroserve.topology import RevisionKey
 
 from .helpers import condition, config_map, manifest, put_manifest, settled
-from .test_resources import REVISION, env_of
+from .test_resources import REVISION, desired, env_of
 
 REPRESENTATIVE = (
     "env-secret-key-ref",
@@ -55,23 +52,6 @@ def template_of(doc_id: str) -> RevisionTemplate:
     return svc.template
 
 
-def revision_of(template: RevisionTemplate) -> DesiredRevision:
-    record = RevisionRecord(
-        key=RevisionKey("prod", "hello-00002"),
-        configuration="hello",
-        service="hello",
-        generation=2,
-        created=0.0,
-        template=template,
-        container_concurrency=0,
-        timeout_seconds=300,
-        response_start_timeout_seconds=300,
-        idle_timeout_seconds=0,
-        container_name=template.container.name or "user-container",
-    )
-    return desired_revision(record, reachable=True)
-
-
 def written_spec(doc_id: str) -> dict[str, Any]:
     spec: dict[str, Any] = yaml.safe_load(BY_ID[doc_id].yaml)["spec"]["template"]["spec"]
     return spec
@@ -79,7 +59,7 @@ def written_spec(doc_id: str) -> dict[str, Any]:
 
 def rendered_pod(doc_id: str) -> dict[str, Any]:
     d = workloads.deployment(
-        revision_of(template_of(doc_id)), REVISION, image="qp:1", replicas=1, progress_deadline=600
+        desired(template_of(doc_id)), REVISION, image="qp:1", replicas=1, progress_deadline=600
     )
     pod: dict[str, Any] = d["spec"]["template"]["spec"]
     return pod

@@ -27,7 +27,7 @@ from zeroserve.api.names import (
     check_env_name,
 )
 from zeroserve.api.objects import Container, FieldRef, ResourceFieldRef, RevisionTemplate
-from zeroserve.api.template import NOT_IN_KNATIVE
+from zeroserve.api.template import NOT_IN_KNATIVE, PROBE_HANDLERS, exactly_one
 
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 """Set by the runtime in every container, as Knative does (sidecars may set ``PORT``)."""
@@ -307,15 +307,10 @@ def _serving_probes(c: Container, path: str, problems: Problems) -> None:
     ):
         if probe is None:
             continue
-        handlers = [h for h in ("httpGet", "tcpSocket", "exec", "grpc") if h in probe]
+        handlers = [h for h in PROBE_HANDLERS if h in probe]
         if not handlers and key != "readinessProbe":
             # A readiness probe without a handler is defaulted to TCP on the port.
-            problems.append(
-                (
-                    f"{path}.{key}",
-                    "expected exactly one, got neither: httpGet, tcpSocket, exec, grpc",
-                )
-            )
+            exactly_one(problems, f"{path}.{key}", handlers, PROBE_HANDLERS)
         for handler in ("httpGet", "tcpSocket"):
             port = probe.get(handler, {}).get("port")
             if port is not None and port not in (c.port.container_port, c.port.name or None):

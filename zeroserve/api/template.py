@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from zeroserve.api.errors import describe
@@ -156,6 +156,22 @@ _VOLUME_NOT_IN_KNATIVE = dict.fromkeys(
     ),
     NOT_IN_KNATIVE,
 )
+
+
+_ENV_SOURCES = ("secretKeyRef", "configMapKeyRef", "fieldRef", "resourceFieldRef")
+_PROJECTIONS = ("secret", "configMap", "serviceAccountToken", "downwardAPI")
+
+
+def exactly_one(
+    problems: Problems, path: str, given: Sequence[str], choices: Sequence[str]
+) -> bool:
+    """Knative's one-of rule: notes ``expected exactly one, got both: <given>`` or
+    ``got neither: <choices>``; True when exactly one was given."""
+    if len(given) > 1:
+        problems.append((path, f"expected exactly one, got both: {', '.join(given)}"))
+    elif not given:
+        problems.append((path, f"expected exactly one, got neither: {', '.join(choices)}"))
+    return len(given) == 1
 
 
 def parse_template(spec: Fields) -> RevisionTemplate:
@@ -325,11 +341,7 @@ def _env(container: Fields) -> list[EnvVar]:
 
 def _env_source(ref: Fields) -> EnvSource | None:
     found: list[EnvSource] = []
-    given = [
-        key
-        for key in ("secretKeyRef", "configMapKeyRef", "fieldRef", "resourceFieldRef")
-        if ref.has(key)
-    ]
+    given = [key for key in _ENV_SOURCES if ref.has(key)]
     for kind, key in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
         k = ref.mapping(key)
         if k is not None:
@@ -368,17 +380,7 @@ def _env_source(ref: Fields) -> EnvSource | None:
         )
         resource_ref.only()
     ref.only()
-    if len(given) > 1:
-        ref.problems.append((ref.path, f"expected exactly one, got both: {', '.join(given)}"))
-        return None
-    if not given:
-        ref.problems.append(
-            (
-                ref.path,
-                "expected exactly one, got neither: secretKeyRef, configMapKeyRef, "
-                "fieldRef, resourceFieldRef",
-            )
-        )
+    if not exactly_one(ref.problems, ref.path, given, _ENV_SOURCES):
         return None
     return found[0] if found else None
 
@@ -404,12 +406,9 @@ def _env_from(container: Fields) -> list[EnvFrom]:
                 )
                 r.only()
         e.only()
-        if len(refs) == 1:
+        given = ["configMapRef" if r.kind == "ConfigMap" else "secretRef" for r in refs]
+        if exactly_one(e.problems, path, given, ("configMapRef", "secretRef")):
             out.append(refs[0])
-        elif not refs:
-            e.problems.append((path, "expected exactly one, got neither: configMapRef, secretRef"))
-        else:
-            e.problems.append((path, "expected exactly one, got both: configMapRef, secretRef"))
     return out
 
 
@@ -546,8 +545,8 @@ def _probe(container: Fields, key: str) -> dict[str, Any] | None:
         grpc.only()
         out["grpc"] = call
     handlers = [h for h in PROBE_HANDLERS if h in out]
-    if len(handlers) > 1:
-        f.problems.append((f.path, f"expected exactly one, got both: {', '.join(handlers)}"))
+    if len(handlers) > 1:  # none is a rule of the serving container's probes (podspec.py)
+        exactly_one(f.problems, f.path, handlers, PROBE_HANDLERS)
     f.only()
     return out
 
@@ -671,23 +670,13 @@ def _projection(path: str, value: object, problems: Problems) -> dict[str, Any] 
             if mode is not None:
                 entry["mode"] = mode
             d.only()
-            if ("fieldRef" in entry) == ("resourceFieldRef" in entry):
-                which = "both" if "fieldRef" in entry else "neither"
-                problems.append(
-                    (item_path, f"expected exactly one, got {which}: fieldRef, resourceFieldRef")
-                )
+            choices = ("fieldRef", "resourceFieldRef")
+            exactly_one(problems, item_path, [k for k in choices if k in entry], choices)
             files.append(entry)
         downward.only()
         out["downwardAPI"] = {"items": files}
     f.only(unsupported={"clusterTrustBundle": NOT_IN_KNATIVE, "podCertificate": NOT_IN_KNATIVE})
-    if len(out) != 1:
-        which = "both" if out else "neither"
-        problems.append(
-            (
-                path,
-                f"expected exactly one, got {which}: secret, configMap, serviceAccountToken, downwardAPI",
-            )
-        )
+    exactly_one(problems, path, list(out), _PROJECTIONS)
     return out
 
 
@@ -763,9 +752,5 @@ def _volume(path: str, value: object, problems: Problems) -> dict[str, Any] | No
         image.only()
         out["image"] = i
     f.only(unsupported=_VOLUME_NOT_IN_KNATIVE)
-    sources = [k for k in VOLUME_SOURCES if k in out]
-    if not sources:
-        problems.append((path, f"expected exactly one, got neither: {', '.join(VOLUME_SOURCES)}"))
-    elif len(sources) > 1:
-        problems.append((path, f"expected exactly one, got both: {', '.join(sources)}"))
+    exactly_one(problems, path, [k for k in VOLUME_SOURCES if k in out], VOLUME_SOURCES)
     return out
