@@ -2,11 +2,18 @@
 
 The app gets ``PORT`` (and ``K_SERVICE``/``K_CONFIGURATION``/``K_REVISION``)
 like a Knative container; the queue-proxy gets the env contract of
-docs/contracts.md ("Queue-proxy environment") and reports the ports it bound. Both run in their own
-process group and die with their parent (``PR_SET_PDEATHSIG``), so a killed
-``zeroserve`` leaves no orphan. Stopping follows the pod's order: the
-queue-proxy drains and exits first, then the app gets SIGTERM, then SIGKILL
-after the grace period.
+docs/contracts.md ("Queue-proxy environment") and reports the ports it bound. Every
+process runs in its own process group and dies with its parent
+(``PR_SET_PDEATHSIG``), so a killed ``zeroserve`` leaves no orphan. Stopping follows
+the pod's order: the queue-proxy drains and exits first, then the app (and the
+sidecars) get SIGTERM, then SIGKILL after the grace period.
+
+Like a pod, a replica runs its init containers first, in order, each to completion
+(a non-zero exit fails the start: :class:`InitContainerError`), then its sidecars
+with the app. A sidecar gets ``K_SERVICE``/``K_CONFIGURATION``/``K_REVISION`` but no
+``PORT`` unless it sets one; an init container gets none of them (Knative copies init
+containers as written). All write to the app's log. Locally every container shares
+the machine's loopback, as a pod's containers share its network namespace.
 
 An ``exec`` readiness probe is not the queue-proxy's (on Kubernetes the kubelet
 runs it in the container): the replica runs it itself (:class:`ExecProbe`) with
@@ -42,6 +49,20 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 @dataclass(frozen=True)
+class ContainerProcess:
+    """A sidecar or an init container as the replica runs it."""
+
+    name: str
+    """As defaulted (:func:`zeroserve.serving.revisions.container_names`)."""
+    command: list[str]
+    """``command`` + ``args``, ``python`` resolved; ``$(VAR)`` expanded at start."""
+    env: dict[str, str] = field(default_factory=dict)
+    """The container's own variables (``env``/``envFrom`` resolved)."""
+    working_dir: str | None = None
+    """None: zeroserve's own."""
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
     """What a replica runs; the queue-proxy part mirrors its env contract."""
 
@@ -69,6 +90,45 @@ class ReplicaSpec:
     expand_command: bool = False
     """Expand ``$(VAR)`` in ``command`` from the app's env (``PORT`` included), as the
     kubelet expands a container's command and args."""
+    init_containers: tuple[ContainerProcess, ...] = ()
+    """Run in order, each to completion, before anything else starts."""
+    sidecars: tuple[ContainerProcess, ...] = ()
+    """Started with the app; the replica is gone when one exits."""
+
+
+_RUNTIME_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
+
+
+def _base_env() -> dict[str, str]:
+    """zeroserve's own environment, less what the runtime sets per container."""
+    return {k: v for k, v in os.environ.items() if k not in _RUNTIME_ENV}
+
+
+def init_container_env(c: ContainerProcess) -> dict[str, str]:
+    """An init container's env: its own variables only (no ``PORT``, no ``K_*``: Knative
+    copies init containers as written)."""
+    return {**_base_env(), **c.env}
+
+
+def sidecar_env(spec: ReplicaSpec, c: ContainerProcess) -> dict[str, str]:
+    """A sidecar's env: its own variables plus ``K_SERVICE``/``K_CONFIGURATION``/
+    ``K_REVISION`` (as Knative gives every container); ``PORT`` only if it sets one."""
+    return {
+        **_base_env(),
+        **c.env,
+        "K_SERVICE": spec.service,
+        "K_CONFIGURATION": spec.configuration,
+        "K_REVISION": spec.revision,
+    }
+
+
+class InitContainerError(RuntimeError):
+    """An init container exited non-zero (or could not start: ``code`` None)."""
+
+    def __init__(self, name: str, code: int | None, why: str = "") -> None:
+        self.name = name
+        self.code = code
+        super().__init__(why or f"init container {name} exited with code {code}")
 
 
 class ExecProbe:
@@ -173,6 +233,12 @@ class Replica:
         self._exec_task: asyncio.Task[None] | None = None
         self.on_readiness: Callable[[bool], None] | None = None
         """Called when the exec probe's verdict flips."""
+        self.sidecars: dict[str, asyncio.subprocess.Process] = {}
+        self.init_process: asyncio.subprocess.Process | None = None
+        """The init container running now, if any."""
+        self.on_init: Callable[[int, int], None] | None = None
+        """Called with (index, count) as each init container starts, and with (count,
+        count) once they all succeeded."""
 
     @property
     def serving_port(self) -> int:
@@ -231,8 +297,57 @@ class Replica:
         if self.on_readiness is not None:
             self.on_readiness(ready)
 
+    def _output(self) -> IO[bytes] | int:
+        """Where a container's output goes: the app's log, unprefixed."""
+        return self._log_file("app")
+
+    async def _spawn(
+        self, what: str, command: list[str], env: dict[str, str], cwd: str | None
+    ) -> asyncio.subprocess.Process:
+        from zeroserve.local.env import expand_command
+
+        try:
+            return await asyncio.create_subprocess_exec(
+                *expand_command(command, env),
+                env=env,
+                cwd=cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=self._output(),
+                stderr=asyncio.subprocess.STDOUT if self.log_dir else asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as e:
+            raise ReplicaError(f"cannot start the {what} command {command[:1]}: {e}") from None
+
+    async def run_init_containers(self) -> None:
+        """Run the init containers in order, each to completion; raises
+        :class:`InitContainerError` at the first that fails."""
+        for i, c in enumerate(self.spec.init_containers):
+            if self.on_init is not None:
+                self.on_init(i, len(self.spec.init_containers))
+            try:
+                proc = await self._spawn(
+                    f"init container {c.name}",
+                    c.command,
+                    init_container_env(c),
+                    c.working_dir,
+                )
+            except ReplicaError as e:
+                raise InitContainerError(c.name, None, str(e)) from None
+            self.init_process = proc
+            code = await proc.wait()
+            self.init_process = None
+            if code != 0:
+                raise InitContainerError(c.name, code)
+        if self.spec.init_containers and self.on_init is not None:
+            n = len(self.spec.init_containers)
+            self.on_init(n, n)
+
     async def start(self) -> None:
-        """Start the app and its queue-proxy; returns once the proxy listens."""
+        """Run the init containers, then start the app, its sidecars and its
+        queue-proxy; returns once the proxy listens."""
+        await self.run_init_containers()
         self.app_port = self.allocator.acquire(self.spec.host)
         env = self.app_env()
         command = self.spec.command
@@ -255,6 +370,13 @@ class Replica:
             raise ReplicaError(
                 f"cannot start the app command {self.spec.command[0]!r}: {e}"
             ) from None
+        for c in self.spec.sidecars:
+            self.sidecars[c.name] = await self._spawn(
+                f"sidecar {c.name}",
+                c.command,
+                sidecar_env(self.spec, c),
+                c.working_dir,
+            )
         self.queue_proxy = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -319,14 +441,36 @@ class Replica:
         finally:
             writer.close()
 
+    def exited(self) -> tuple[str, int] | None:
+        """The first container found gone: (``app``, ``sidecar NAME`` or
+        ``queue-proxy``, its exit code); None while all run."""
+        for what, proc in (
+            ("app", self.app),
+            *((f"sidecar {n}", p) for n, p in self.sidecars.items()),
+            ("queue-proxy", self.queue_proxy),
+        ):
+            if proc is not None and proc.returncode is not None:
+                return what, proc.returncode
+        return None
+
+    def processes(self) -> list[asyncio.subprocess.Process]:
+        """The long-running processes: app, sidecars, queue-proxy."""
+        procs = [self.app, *self.sidecars.values(), self.queue_proxy]
+        return [p for p in procs if p is not None]
+
     async def stop(self) -> None:
-        """Pod-style stop: queue-proxy drains and exits, then the app."""
+        """Pod-style stop: queue-proxy drains and exits, then the app and the sidecars
+        (SIGTERM, SIGKILL after the grace period); an init container still running is
+        stopped the same way."""
         grace = self.spec.timeout_seconds + self.spec.drain_quiet_period
         if self._exec_task is not None:
             self._exec_task.cancel()
             await asyncio.gather(self._exec_task, return_exceptions=True)
+        await _terminate(self.init_process, self.spec.timeout_seconds)
         await _terminate(self.queue_proxy, grace)
-        await _terminate(self.app, self.spec.timeout_seconds)
+        await asyncio.gather(
+            *(_terminate(p, self.spec.timeout_seconds) for p in (self.app, *self.sidecars.values()))
+        )
         if self.app_port:
             self.allocator.release(self.app_port)
         for f in self._logs:

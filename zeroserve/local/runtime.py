@@ -21,6 +21,13 @@ objects as they are then. A missing one (not optional) leaves the replica
 waiting in ``CreateContainerConfigError`` (its revision not ready, with the
 kubelet's message) and retried with the back-off, at once when objects are
 applied (:meth:`LocalRuntime.objects_changed`).
+
+A replica is a pod's containers (docs/local-mode.md, "Init containers and sidecars"):
+its init containers run first, in order, each to completion, and one that fails
+fails that start (``Init:Error``, then ``Init:CrashLoopBackOff``; before any replica
+was ready the revision shows ``ExitCode<n>`` with the init container's name and
+output); its sidecars run with the app, and one that exits restarts the whole
+replica (a pod would restart only that container).
 """
 
 from __future__ import annotations
@@ -39,12 +46,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zeroserve.api.objects import RevisionTemplate
+from zeroserve.api.objects import Container, RevisionTemplate
 from zeroserve.knative import CONFIGURATION_LABEL, REVISION_LABEL, SERVICE_LABEL
+from zeroserve.serving.revisions import DEFAULT_CONTAINER_NAME, container_names
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
 from .env import EnvError, Lookup, Node, PodFacts, node_name, resolve_env
-from .replica import Replica, ReplicaError, ReplicaSpec
+from .replica import ContainerProcess, InitContainerError, Replica, ReplicaError, ReplicaSpec
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +84,9 @@ class PodView:
 
     name: str
     revision: RevisionKey
-    status: str  # Pending | Starting | Running | Terminating | CrashLoopBackOff | a waiting reason
+    status: str
+    """Pending | Init:i/n | Init:Error | Init:CrashLoopBackOff | Starting | Running |
+    Terminating | CrashLoopBackOff | a waiting reason (kubectl's STATUS words)."""
     ready: bool
     restarts: int
     started_at: float
@@ -87,6 +97,8 @@ class PodView:
     count asked for it), ``spawned`` (processes started), ``listening`` (its
     queue-proxy listens), ``ready`` (the app answered its readiness probe).
     Cold-start benchmarks split a first request's wait with them."""
+    containers: int = 2
+    """Its containers as kubectl counts them: the app, the sidecars and the queue-proxy."""
 
 
 @dataclass
@@ -120,6 +132,14 @@ class _Pod:
         """``metadata.uid``: stable for the slot, as a pod's across container restarts."""
         self.waiting = ""
         """A waiting reason such as ``CreateContainerConfigError``; empty otherwise."""
+        self.init = ""
+        """``Init:i/n`` while init container i runs, ``Init:Error`` or
+        ``Init:CrashLoopBackOff`` after one failed; empty once they all succeeded."""
+        self.init_failures = 0
+        """Init container failures in a row (reset when the replica is ready)."""
+        self.exit: tuple[str, int | None] | None = None
+        """The container whose exit ended the last start (``app``, ``sidecar NAME``,
+        ``init container NAME``, ``queue-proxy``) and its exit code."""
 
 
 def default_max_starting() -> int:
@@ -139,6 +159,29 @@ def resolve_command(command: Sequence[str]) -> list[str]:
     if cmd and cmd[0] in ("python", "python3"):
         cmd[0] = sys.executable
     return cmd
+
+
+def init_status(failures: int) -> str:
+    """kubectl's STATUS of a pod whose init container failed ``failures`` times in a
+    row, while it waits to run it again."""
+    return "Init:Error" if failures <= 1 else "Init:CrashLoopBackOff"
+
+
+def failure_condition(
+    exited: tuple[str, int | None] | None, tail: str, last_exit: str
+) -> tuple[str, str]:
+    """The revision's (reason, message) when a replica's start failed before any was
+    ready: as Knative reports a terminated container, ``ExitCode<n>`` and ``Container
+    failed with: <the last lines of its output>``; for an init container the same shape,
+    naming it (``Init container NAME failed with: ...``). An exit with no code (the
+    queue-proxy's, or a command that could not start) is ``ContainerFailed``."""
+    what, code = exited if exited is not None else ("", None)
+    reason = f"ExitCode{code}" if code is not None and what != "queue-proxy" else "ContainerFailed"
+    if not tail:
+        return reason, last_exit
+    if what.startswith("init container "):
+        return reason, f"Init container {what.removeprefix('init container ')} failed with: {tail}"
+    return reason, f"Container failed with: {tail}"
 
 
 class RevisionSet:
@@ -238,6 +281,8 @@ class RevisionSet:
             pod.waiting = ""
             replica = Replica(spec, pod.name, log_dir=self.runtime.log_dir)
             replica.on_readiness = lambda ok, pod=pod: self._readiness(pod, ok)
+            replica.on_init = lambda i, n, pod=pod: self._init_step(pod, i, n)
+            pod.exit = None
             pod.replica = replica
             pod.pending = True
             self._changed()
@@ -246,6 +291,7 @@ class RevisionSet:
             try:
                 pod.times["spawned"] = time.time()
                 await replica.start()
+                pod.init = ""
                 pod.times["listening"] = time.time()
                 pod.endpoint = Endpoint(
                     name=pod.name,
@@ -266,6 +312,7 @@ class RevisionSet:
                         starting = False
                         pod.ready = True
                         pod.crashlooping = False
+                        pod.init_failures = 0
                         pod.endpoint = replace(pod.endpoint, ready=True)
                         backoff = BACKOFF_START
                         self._ready_once()
@@ -277,8 +324,15 @@ class RevisionSet:
                     for f in (ready, exited):
                         f.cancel()
                     await asyncio.gather(ready, exited, return_exceptions=True)
+                pod.exit = replica.exited()
                 pod.last_exit = self._describe_exit(replica)
+            except InitContainerError as e:
+                pod.exit = (f"init container {e.name}", e.code)
+                pod.last_exit = str(e)
+                pod.init_failures += 1
+                pod.init = init_status(pod.init_failures)
             except ReplicaError as e:
+                pod.exit = replica.exited()
                 pod.last_exit = str(e)
             finally:
                 if starting:
@@ -307,7 +361,7 @@ class RevisionSet:
             backoff = min(BACKOFF_MAX, backoff * 2)
 
     async def _exit_of(self, replica: Replica) -> None:
-        waits = [p.wait() for p in (replica.app, replica.queue_proxy) if p is not None]
+        waits = [p.wait() for p in replica.processes()]
         _, pending = await asyncio.wait(
             [asyncio.ensure_future(w) for w in waits], return_when=asyncio.FIRST_COMPLETED
         )
@@ -316,13 +370,16 @@ class RevisionSet:
         await asyncio.gather(*pending, return_exceptions=True)
 
     def _describe_exit(self, replica: Replica) -> str:
-        app = replica.app
-        if app is not None and app.returncode is not None:
-            return f"the app exited with code {app.returncode}"
-        qp = replica.queue_proxy
-        if qp is not None and qp.returncode is not None:
-            return f"the queue-proxy exited with code {qp.returncode}"
-        return "stopped"
+        exited = replica.exited()
+        if exited is None:
+            return "stopped"
+        what, code = exited
+        return f"the {what} exited with code {code}"
+
+    def _init_step(self, pod: _Pod, i: int, n: int) -> None:
+        """Init container ``i`` of ``n`` starts (``i == n``: they all succeeded)."""
+        pod.init = f"Init:{i}/{n}" if i < n else ""
+        self._changed()
 
     def _readiness(self, pod: _Pod, ok: bool) -> None:
         """The exec readiness probe flipped after the replica was first ready."""
@@ -332,15 +389,22 @@ class RevisionSet:
         pod.endpoint = replace(pod.endpoint, ready=ok)
         self._changed()
 
-    def _env(self, pod: _Pod) -> dict[str, str]:
-        """The serving container's env for this start (raises ``EnvError``)."""
+    def _names(self, t: RevisionTemplate) -> tuple[list[str], list[str]]:
+        """The defaulted names of ``t.containers`` and ``t.init_containers``, as on the
+        cluster."""
+        serving = self.run.container_name or t.container.name or DEFAULT_CONTAINER_NAME
+        return container_names(t, serving)
+
+    def _env(self, pod: _Pod, container: Container | None = None) -> dict[str, str]:
+        """A container's env for this start (raises ``EnvError``); by default the
+        serving container's."""
         run, rt = self.run, self.runtime
         t = run.template
         if t is None:
             return dict(run.env)
-        serving = t.container
-        containers = {c.name: c for c in (*t.init_containers, *t.containers) if c.name}
-        containers[run.container_name or serving.name] = serving
+        names, init_names = self._names(t)
+        containers = dict(zip(names, t.containers, strict=True))
+        containers.update(zip(init_names, t.init_containers, strict=True))
         labels = {**t.labels, CONFIGURATION_LABEL: run.info.configuration}
         labels[REVISION_LABEL] = self.key.name
         if run.info.service:
@@ -358,7 +422,7 @@ class RevisionSet:
             host_ip=rt.host,
         )
         return resolve_env(
-            serving,
+            t.container if container is None else container,
             namespace=self.key.namespace,
             lookup=rt.lookup,
             pod=facts,
@@ -366,9 +430,33 @@ class RevisionSet:
             containers=containers,
         )
 
+    def _processes(
+        self, pod: _Pod
+    ) -> tuple[tuple[ContainerProcess, ...], tuple[ContainerProcess, ...]]:
+        """The init containers and the sidecars, as processes (raises ``EnvError``)."""
+        t = self.run.template
+        if t is None:
+            return (), ()
+        names, init_names = self._names(t)
+
+        def process(c: Container, name: str) -> ContainerProcess:
+            return ContainerProcess(
+                name=name,
+                command=[*resolve_command(c.command), *c.args],
+                env=self._env(pod, c),
+                working_dir=c.working_dir or self.runtime.working_dir,
+            )
+
+        inits = tuple(process(c, n) for c, n in zip(t.init_containers, init_names, strict=True))
+        sidecars = tuple(
+            process(c, n) for c, n in zip(t.containers, names, strict=True) if c is not t.container
+        )
+        return inits, sidecars
+
     def _spec(self, pod: _Pod) -> ReplicaSpec:
         run, info = self.run, self.run.info
         rt = self.runtime
+        init_containers, sidecars = self._processes(pod)
         env = self._env(pod)
         probe = dict(run.readiness_probe) if run.readiness_probe else None
         exec_probe = None
@@ -406,6 +494,8 @@ class RevisionSet:
             working_dir=run.working_dir or rt.working_dir,
             exec_probe=exec_probe,
             expand_command=run.template is not None,
+            init_containers=init_containers,
+            sidecars=sidecars,
         )
 
     # -- state ----------------------------------------------------------------
@@ -417,12 +507,7 @@ class RevisionSet:
     def _failed(self, pod: _Pod) -> None:
         tail = self.runtime.log_tail(pod.name)
         self.state.ready = False
-        code = ""
-        app = pod.replica.app if pod.replica else None
-        if app is not None and app.returncode is not None:
-            code = f"ExitCode{app.returncode}"
-        self.state.reason = code or "ContainerFailed"
-        self.state.message = f"Container failed with: {tail}" if tail else pod.last_exit
+        self.state.reason, self.state.message = failure_condition(pod.exit, tail, pod.last_exit)
 
     def _changed(self) -> None:
         self.state.actual = sum(1 for p in self.pods if p.ready and not p.terminating)
@@ -430,6 +515,8 @@ class RevisionSet:
 
     def views(self) -> list[PodView]:
         out = []
+        t = self.run.template
+        containers = 2 + (len(t.sidecars) if t is not None else 0)
         for p in self.pods:
             if p.terminating:
                 status = "Terminating"
@@ -437,6 +524,8 @@ class RevisionSet:
                 status = p.waiting
             elif p.ready:
                 status = "Running"
+            elif p.init:
+                status = p.init
             elif p.crashlooping:
                 status = "CrashLoopBackOff"
             elif p.pending:
@@ -454,6 +543,7 @@ class RevisionSet:
                     p.endpoint,
                     p.last_exit,
                     dict(p.times),
+                    containers,
                 )
             )
         return out

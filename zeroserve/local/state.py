@@ -167,9 +167,17 @@ class StateHub:
                 continue
             if name and p.name != name and p.revision.name != name:
                 continue
-            containers = 2 if p.ready else 0
+            # kubectl's READY: ready containers / containers (the app, the sidecars and
+            # the queue-proxy); locally they are all ready together with the replica.
+            ready = p.containers if p.ready else 0
             rows.append(
-                [p.name, f"{containers}/2", p.status, str(p.restarts), _age(now - p.started_at)]
+                [
+                    p.name,
+                    f"{ready}/{p.containers}",
+                    p.status,
+                    str(p.restarts),
+                    _age(now - p.started_at),
+                ]
             )
         return ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], rows
 
