@@ -10,6 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.api.knative_docs import MANIFESTS
 from tests.api.manifests import AUTOSCALED, CONFIG_DOMAIN_SELECTORS, HELLO_V2, doc, dump, edit
 from zeroserve.api import Configs, ManifestError, ManifestErrors, load, validate
 
@@ -29,7 +30,9 @@ JUNK = st.recursive(
     ),
     max_leaves=10,
 )
-BASES = [doc(HELLO_V2), doc(AUTOSCALED), doc(CONFIG_DOMAIN_SELECTORS)]
+BASES = [doc(HELLO_V2), doc(AUTOSCALED), doc(CONFIG_DOMAIN_SELECTORS)] + [
+    doc(m.yaml) for m in MANIFESTS
+]
 
 
 def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
