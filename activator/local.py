@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class LocalControlSources:
     def __init__(self, url: str, activator: Activator, session: aiohttp.ClientSession) -> None:
         self.activator = activator
-        self.follower = StateFollower(url, session, self.apply)
+        self.follower = StateFollower(url, session, self.apply, client=activator.settings.pod_name)
         self._revisions: Mapping[RevisionKey, RevisionInfo] = {}
         self._endpoints: dict[RevisionKey, tuple[Endpoint, ...]] = {}
         self._routes: tuple[object, ...] = ()

@@ -18,6 +18,8 @@ from activator.local import LocalControlSources
 from autoscaler.local import ControlPlaneCluster
 from autoscaler.model import ScaleError
 from zeroserve.local.protocol import Snapshot, StateFollower
+from zeroserve.local.state import StateHub
+from zeroserve.serving.controller import Controller
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
 
 KEY = RevisionKey("default", "hello-00001")
@@ -77,6 +79,8 @@ class FakeControl:
         self.changed = asyncio.Event()
         self.scales: list[dict] = []  # type: ignore[type-arg]
         self.fail_scale = False
+        self.polls: list[tuple[str, str]] = []
+        """(since, client) of every state poll."""
 
     def publish(self, snap: Snapshot) -> None:
         self.snap = snap
@@ -84,6 +88,7 @@ class FakeControl:
         self.changed = asyncio.Event()
 
     async def state(self, request: web.Request) -> web.Response:
+        self.polls.append((request.query["since"], request.query.get("client", "")))
         since = int(request.query["since"])
         if self.snap.version == since:
             with contextlib.suppress(TimeoutError):
@@ -127,6 +132,33 @@ async def test_follower_gets_new_states_at_once_and_survives_an_outage() -> None
         finally:
             await f.stop()
     assert seen == [1, 2]
+
+
+async def test_a_named_follower_tells_which_version_it_applied() -> None:
+    async with control() as (fake, url), aiohttp.ClientSession() as session:
+        f = StateFollower(url, session, lambda s: None, client="activator-0")
+        f.start()
+        try:
+            await asyncio.wait_for(f.synced.wait(), 5)
+            async with asyncio.timeout(5):
+                while ("1", "activator-0") not in fake.polls:
+                    await asyncio.sleep(0.01)
+        finally:
+            await f.stop()
+    assert fake.polls[0] == ("-1", "activator-0")
+
+
+async def test_the_hub_waits_until_named_clients_applied_the_current_state() -> None:
+    hub = StateHub(Controller(now=0.0))
+    hub.snapshot = Snapshot(version=3)
+    waiting = asyncio.create_task(hub.wait_applied(["activator-0", "activator-1"], 5))
+    await hub.wait_past(3, 0, client="activator-0")
+    await hub.wait_past(2, 0, client="activator-1")  # still one behind
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await hub.wait_past(3, 0, client="activator-1")
+    assert await waiting is True
+    assert await hub.wait_applied(["activator-2"], 0.05) is False
 
 
 async def test_autoscaler_sources_over_the_control_api() -> None:

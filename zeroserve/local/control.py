@@ -7,7 +7,7 @@ apply replica counts (``zeroserve.local.protocol``).
 
 | method | path | what |
 | --- | --- | --- |
-| GET | /v1/state?since=N&wait=S | data-plane snapshot once its version passes N |
+| GET | /v1/state?since=N&wait=S[&client=C] | data-plane snapshot once its version passes N (client C has applied N) |
 | POST | /v1/scale | ``{"namespace", "revision", "replicas"}`` (the autoscaler) |
 | POST | /v1/apply | ``{"file", "yaml"}`` -> ``{"lines"}``, or 422 ``{"errors"}`` |
 | POST | /v1/delete | ``{"file", "yaml"}``: delete what the manifest names |
@@ -82,7 +82,8 @@ class ControlAPI:
             wait = min(float(request.query.get("wait", "0")), LONG_POLL)
         except ValueError:
             return _error(400, "since must be an integer and wait a number")
-        snap: Snapshot = await self.hub.wait_past(since, wait)
+        client = request.query.get("client", "")
+        snap: Snapshot = await self.hub.wait_past(since, wait, client=client)
         return _json(snap.to_json())
 
     async def scale(self, request: web.Request) -> web.Response:

@@ -183,9 +183,17 @@ class StateFollower:
     """
 
     def __init__(
-        self, url: str, session: aiohttp.ClientSession, on_snapshot: Callable[[Snapshot], None]
+        self,
+        url: str,
+        session: aiohttp.ClientSession,
+        on_snapshot: Callable[[Snapshot], None],
+        *,
+        client: str = "",
     ) -> None:
         self.url = url.rstrip("/")
+        self.client = client
+        """Named in every poll (``client=``): the control API then knows which version
+        this follower has applied (``zeroserve up`` waits for its activators)."""
         self.session = session
         self.on_snapshot = on_snapshot
         self.snapshot: Snapshot | None = None
@@ -210,7 +218,11 @@ class StateFollower:
             try:
                 async with self.session.get(
                     f"{self.url}{STATE_PATH}",
-                    params={"since": str(since), "wait": str(LONG_POLL)},
+                    params={
+                        "since": str(since),
+                        "wait": str(LONG_POLL),
+                        **({"client": self.client} if self.client else {}),
+                    },
                     timeout=aiohttp.ClientTimeout(total=LONG_POLL + 10),
                 ) as r:
                     if r.status != 200:

@@ -42,6 +42,9 @@ class StateHub:
         self.clock = clock
         self.runtime: LocalRuntime | None = None
         self.snapshot = Snapshot(version=0)
+        self._seen: dict[str, int] = {}
+        """client -> the latest snapshot version it has applied (from its polls)."""
+        self._seen_changed = asyncio.Event()
         self._changed = asyncio.Event()
         self._scheduled = False
         self._known: set[RevisionKey] = set()
@@ -144,12 +147,31 @@ class StateHub:
             self._changed.set()
             self._changed = asyncio.Event()
 
-    async def wait_past(self, since: int, wait: float) -> Snapshot:
-        """The snapshot as soon as its version is not ``since`` (or after ``wait``)."""
+    async def wait_past(self, since: int, wait: float, *, client: str = "") -> Snapshot:
+        """The snapshot as soon as its version is not ``since`` (or after ``wait``).
+        A named ``client`` polling with ``since`` has applied that version."""
+        if client and since >= 0:
+            self._seen[client] = max(since, self._seen.get(client, -1))
+            self._seen_changed.set()
+            self._seen_changed = asyncio.Event()
         if self.snapshot.version == since and wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), wait)
         return self.snapshot
+
+    async def wait_applied(self, clients: list[str], within: float) -> bool:
+        """Wait until every client in ``clients`` has applied the current snapshot (or a
+        later one); False after ``within`` seconds. Publishing is coalesced to the next
+        loop turn, so changes made just before count."""
+        await asyncio.sleep(0)
+        target = self.snapshot.version
+        try:
+            async with asyncio.timeout(within):
+                while any(self._seen.get(c, -1) < target for c in clients):
+                    await self._seen_changed.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def release_waiters(self) -> None:
         self._changed.set()

@@ -35,6 +35,8 @@ from .runtime import LocalRuntime
 from .state import StateHub
 
 log = logging.getLogger("zeroserve")
+ACTIVATORS_SYNC_SECONDS = 10.0
+"""How long ``up`` waits for its activators to apply the state of the files it applied."""
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,13 @@ class Up:
         for objs in objects:
             lines += self.controller.apply(objs, now=time.time())
         self.hub.controller_changed()
+        # "up" means routed: a request sent the moment the line is printed must find its
+        # route at the activators, not race their first poll of the new state.
+        activators = [name for name in self.children if name.startswith("activator-")]
+        if not await self.hub.wait_applied(activators, ACTIVATORS_SYNC_SECONDS):
+            log.warning(
+                "the activators have not applied the state within %ss", ACTIVATORS_SYNC_SECONDS
+            )
         return lines
 
     def urls(self) -> list[tuple[str, str]]:
