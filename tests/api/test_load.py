@@ -249,18 +249,19 @@ C = f"{SVC}: spec.template.spec.containers[0]"
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
             [
                 "bad.yaml:1: document 1: kind: must be Service, Configuration or Route (apiVersion "
-                "serving.knative.dev/v1) or ConfigMap or Secret (apiVersion v1), got 'Deployment'"
+                "serving.knative.dev/v1), DomainMapping (apiVersion serving.knative.dev/v1beta1) "
+                "or ConfigMap or Secret (apiVersion v1), got 'Deployment'"
             ],
             id="other-kind",
         ),
         pytest.param(
             "apiVersion: v1\nkind: ConfigMap\n"
-            "metadata: {name: config-network, namespace: knative-serving}\ndata: {a: b}\n",
+            "metadata: {name: config-istio, namespace: knative-serving}\ndata: {a: b}\n",
             [
-                "bad.yaml: ConfigMap knative-serving/config-network: metadata.name: is not a "
+                "bad.yaml: ConfigMap knative-serving/config-istio: metadata.name: is not a "
                 "setting zeroserve reads: the ConfigMaps of knative-serving it reads are "
                 "config-autoscaler, config-defaults, config-deployment, config-domain, "
-                "config-features, got 'config-network'",
+                "config-features, config-gc, config-network, got 'config-istio'",
             ],
             id="unknown-setting-configmap",
         ),

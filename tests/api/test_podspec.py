@@ -577,10 +577,9 @@ def test_features_config_parsing() -> None:
         FeaturesConfig.from_mapping({"multi-container": "enable"})
     with pytest.raises(
         ConfigError,
-        match="config-features: tag-header-based-routing: only disabled is supported by "
-        "zeroserve so far",
+        match="config-features: autodetect-http2: only disabled is supported by zeroserve so far",
     ):
-        FeaturesConfig.from_mapping({"tag-header-based-routing": "enabled"})
+        FeaturesConfig.from_mapping({"autodetect-http2": "enabled"})
     assert (
         FeaturesConfig.from_mapping({"secure-pod-defaults": "Disabled"}).flag("secure-pod-defaults")
         == "disabled"

@@ -1,6 +1,7 @@
 """The cluster-wide settings: ``config-defaults`` and ``config-domain`` parsed here, with
 ``config-autoscaler`` and ``config-deployment`` from :mod:`zeroserve.autoscaling.config`
-and ``config-features`` from :mod:`zeroserve.api.features`, bundled as :class:`Configs`.
+``config-features`` from :mod:`zeroserve.api.features` and ``config-network`` and
+``config-gc`` from :mod:`zeroserve.api.network`, bundled as :class:`Configs`.
 
 Upstream ignores keys it does not know; zeroserve rejects them (a typo in a
 setting would otherwise do nothing without a word). ``_example``, the
@@ -19,6 +20,7 @@ from zeroserve.api.errors import describe
 from zeroserve.api.features import CONFIG_MAP as FEATURES_CONFIG_MAP
 from zeroserve.api.features import FeaturesConfig
 from zeroserve.api.names import check_dns1123_label, check_dns1123_subdomain
+from zeroserve.api.network import GC, NETWORK, GCConfig, NetworkConfig
 from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
 from zeroserve.configmap import ValueReader, parse_bool, parse_int32
 from zeroserve.envconfig import ConfigError
@@ -234,6 +236,8 @@ class Configs:
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
     domain: DomainConfig = field(default_factory=DomainConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    gc: GCConfig = field(default_factory=GCConfig)
 
     def with_config_map(
         self, name: str, data: Mapping[str, str] | None, *, default_domain: str = LOCAL_DOMAIN
@@ -257,6 +261,10 @@ class Configs:
             return replace(
                 self, domain=DomainConfig.from_mapping(data, default_domain=default_domain)
             )
+        if name == NETWORK:
+            return replace(self, network=NetworkConfig.from_mapping(data))
+        if name == GC:
+            return replace(self, gc=GCConfig.from_mapping(data))
         if name == FEATURES_CONFIG_MAP:
             return replace(self, features=FeaturesConfig.from_mapping(data))
         raise ConfigError(f"{name}: not a ConfigMap zeroserve reads")

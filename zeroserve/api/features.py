@@ -62,7 +62,6 @@ DEFAULTS: Mapping[str, str] = {
 """Every key of upstream's ``config-features`` and its default."""
 
 NOT_YET: Mapping[str, str] = {
-    "tag-header-based-routing": "routing by the Knative-Serving-Tag header",
     "autodetect-http2": "detecting HTTP/2 apps without a port named h2c",
     "queueproxy.mount-podinfo": "the queue-proxy's pod-info volume",
     "queueproxy.resource-defaults": "the queue-proxy's default resources",

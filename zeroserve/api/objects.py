@@ -19,6 +19,7 @@ Obj = dict[str, Any]
 """An object in Kubernetes' JSON shape (a manifest, an API object, what ``to_dict`` returns)."""
 
 SERVING_API_VERSION = "serving.knative.dev/v1"
+SERVING_V1BETA1 = "serving.knative.dev/v1beta1"
 CORE_API_VERSION = "v1"
 SYSTEM_NAMESPACE = "knative-serving"
 DEFAULT_NAMESPACE = "default"
@@ -28,6 +29,8 @@ CONFIG_MAP_NAMES = (
     "config-deployment",
     "config-domain",
     "config-features",
+    "config-gc",
+    "config-network",
 )
 """The ConfigMaps zeroserve reads as settings, all in ``knative-serving`` as upstream."""
 DEFAULT_PORT = 8080
@@ -494,7 +497,44 @@ class SecretObject:
         return out
 
 
-Object = Service | Configuration | Route | ConfigMapObject | SecretObject
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """A DomainMapping's ``spec.ref`` (Knative's ``KReference``)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str = ""
+    """Empty: the DomainMapping's own namespace (the only one allowed)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
+        _put(out, "namespace", self.namespace)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DomainMapping:
+    """A ``serving.knative.dev/v1beta1`` DomainMapping: the domain ``metadata.name``
+    served by the object ``ref`` names (a Knative Service or Route) in the same
+    namespace."""
+
+    kind: ClassVar[str] = "DomainMapping"
+    api_version: ClassVar[str] = SERVING_V1BETA1
+    meta: ObjectMeta
+    """``name`` is the domain (a fully qualified DNS name)."""
+    ref: ObjectRef
+    source: str = field(default="", compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.meta.namespace}/{self.meta.name}"
+
+    def spec_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref.to_dict()}
+
+
+Object = Service | Configuration | Route | ConfigMapObject | SecretObject | DomainMapping
 """Anything ``load`` returns."""
 
 

@@ -26,11 +26,14 @@ from zeroserve.api.objects import (
     CORE_API_VERSION,
     DEFAULT_NAMESPACE,
     SERVING_API_VERSION,
+    SERVING_V1BETA1,
     SYSTEM_NAMESPACE,
     ConfigMapObject,
     Configuration,
+    DomainMapping,
     Object,
     ObjectMeta,
+    ObjectRef,
     RevisionTemplate,
     Route,
     SecretObject,
@@ -40,8 +43,9 @@ from zeroserve.api.objects import (
 from zeroserve.api.template import parse_template
 
 _KINDS_RULE = (
-    "must be Service, Configuration or Route (apiVersion serving.knative.dev/v1) "
-    "or ConfigMap or Secret (apiVersion v1)"
+    "must be Service, Configuration or Route (apiVersion serving.knative.dev/v1), "
+    "DomainMapping (apiVersion serving.knative.dev/v1beta1) or ConfigMap or Secret "
+    "(apiVersion v1)"
 )
 # Kubernetes' rule for ConfigMap and Secret keys.
 _DATA_KEY = re.compile(r"[-._a-zA-Z0-9]+")
@@ -161,6 +165,11 @@ def parse_document(
             f.note(
                 "apiVersion",
                 f"must be {SERVING_API_VERSION} for a {kind}, got {describe(api_version)}",
+            )
+        elif kind == "DomainMapping":
+            f.note(
+                "apiVersion",
+                f"must be {SERVING_V1BETA1} for a DomainMapping, got {describe(api_version)}",
             )
         elif kind in ("ConfigMap", "Secret"):
             f.note(
@@ -289,6 +298,30 @@ def _secret(f: Fields, meta: ObjectMeta, file: str) -> SecretObject:
     return secret
 
 
+def _domain_mapping(f: Fields, meta: ObjectMeta, file: str) -> DomainMapping:
+    spec = _spec(f)
+    ref = ObjectRef("", "", "")
+    if spec is not None:
+        r = spec.mapping("ref")
+        if r is None:
+            if not spec.has("ref"):
+                spec.note("ref", "missing required field")
+        else:
+            ref = ObjectRef(
+                api_version=r.string("apiVersion", required=True),
+                kind=r.string("kind", required=True),
+                name=r.string("name", required=True),
+                namespace=r.string("namespace"),
+            )
+            r.only()
+        spec.only(
+            unsupported={
+                "tls": "not supported by zeroserve yet (it has no TLS); leave it out",
+            }
+        )
+    return DomainMapping(meta=meta, ref=ref, source=file)
+
+
 def _base64(value: str) -> bytes | None:
     try:
         return base64.b64decode(value, validate=True)
@@ -340,4 +373,5 @@ _BUILDERS: dict[tuple[str, str], Callable[[Fields, ObjectMeta, str], Object]] = 
     (SERVING_API_VERSION, "Route"): _route,
     (CORE_API_VERSION, "ConfigMap"): _config_map,
     (CORE_API_VERSION, "Secret"): _secret,
+    (SERVING_V1BETA1, "DomainMapping"): _domain_mapping,
 }

@@ -31,6 +31,7 @@ from zeroserve.api.names import (
 from zeroserve.api.objects import (
     ConfigMapObject,
     Configuration,
+    DomainMapping,
     Object,
     ObjectMeta,
     RevisionTemplate,
@@ -44,8 +45,11 @@ from zeroserve.api.template import NOT_IN_KNATIVE
 from zeroserve.autoscaling import annotations as autoscaling
 from zeroserve.autoscaling.annotations import RevisionAutoscaling
 from zeroserve.autoscaling.config import KPA_CLASS
+from zeroserve.configmap import parse_duration_nanos
 from zeroserve.envconfig import ConfigError
 
+CLUSTER_DOMAIN = "cluster.local"
+"""The cluster's DNS domain (Kubernetes' default; a DomainMapping may not end in it)."""
 GENERATED_SUFFIX_LENGTH = 5
 """Characters the server appends to ``generateName``."""
 VISIBILITY_LABEL = "networking.knative.dev/visibility"
@@ -72,9 +76,11 @@ _AUTOSCALING_KEYS = frozenset(
     )
     for key in keys
 )
-_UNSUPPORTED_ANNOTATIONS = {
-    "serving.knative.dev/rollout-duration": "gradual rollout is not supported by zeroserve",
-}
+ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
+"""On a Service or Route: the seconds a new revision takes to get all its traffic."""
+NO_GC = "serving.knative.dev/no-gc"
+"""On a revision (set through its template's annotations): never garbage-collect it."""
+_UNSUPPORTED_ANNOTATIONS: dict[str, str] = {}
 
 
 def validate(obj: Object, configs: Configs, *, local: bool = True) -> list[ManifestError]:
@@ -83,13 +89,24 @@ def validate(obj: Object, configs: Configs, *, local: bool = True) -> list[Manif
     problems: Problems = []
     if isinstance(obj, ConfigMapObject | SecretObject):
         _data_object(obj, configs, problems)
+    elif isinstance(obj, DomainMapping):
+        _domain_mapping(obj, problems)
     else:
         parent = isinstance(obj, Service | Configuration)
         _metadata(obj.meta, problems, parent=parent)
         if isinstance(obj, Service | Configuration):
             _template(obj.template, obj.meta, configs, problems, local=local)
+            if ROLLOUT_DURATION in obj.template.annotations:
+                problems.append(
+                    (
+                        f"spec.template.metadata.annotations.{ROLLOUT_DURATION}",
+                        "belongs in the Service's or Route's metadata.annotations (it would "
+                        "have no effect here)",
+                    )
+                )
         if isinstance(obj, Service | Route):
             _traffic(obj.traffic, obj.meta.name, problems, in_service=isinstance(obj, Service))
+            _rollout_duration(obj.meta.annotations, problems)
     return [ManifestError(obj.source, obj.label, path, rule) for path, rule in problems]
 
 
@@ -179,6 +196,71 @@ def _metadata(meta: ObjectMeta, problems: Problems, *, parent: bool) -> None:
                         "in spec.template.metadata.annotations (they would have no effect here)",
                     )
                 )
+
+
+def rollout_seconds(annotations: Mapping[str, str]) -> int | None:
+    """The ``rollout-duration`` annotation in whole seconds; None when absent (validated
+    before: a Go duration of whole seconds, >= 0)."""
+    text = annotations.get(ROLLOUT_DURATION)
+    if not text:
+        return None
+    return parse_duration_nanos(text) // 1_000_000_000
+
+
+def _rollout_duration(annotations: Mapping[str, str], problems: Problems) -> None:
+    text = annotations.get(ROLLOUT_DURATION)
+    if not text:
+        return
+    path = f"metadata.annotations.{ROLLOUT_DURATION}"
+    try:
+        nanos = parse_duration_nanos(text)
+    except ValueError:
+        problems.append((path, f"invalid value: {text} (a duration like 120s or 2m)"))
+        return
+    if nanos % 1_000_000_000:
+        problems.append((path, f"rollout-duration={text} is not at second precision"))
+    elif nanos < 0:
+        problems.append((path, f"rollout-duration={text} must be positive"))
+
+
+def _domain_mapping(dm: DomainMapping, problems: Problems) -> None:
+    """knative/serving ``pkg/apis/serving/v1beta1/domainmapping_validation.go``."""
+    name = dm.meta.name
+    if dm.meta.generate_name:
+        problems.append(("metadata.generateName", NOT_IN_KNATIVE))
+    elif bad := _fqdn(name):
+        problems.append(("metadata.name", f"invalid name {name!r}: {bad}"))
+    elif name.endswith(f".{CLUSTER_DOMAIN}"):
+        problems.append(
+            (
+                "metadata.name",
+                f"invalid name {name!r}: must not be a subdomain of cluster local domain "
+                f"{CLUSTER_DOMAIN!r}",
+            )
+        )
+    if bad := check_dns1123_label(dm.meta.namespace):
+        problems.append(("metadata.namespace", bad))
+    _labels(dm.meta.labels, "metadata.labels", problems)
+    _annotations(dm.meta.annotations, "metadata.annotations", problems)
+    ref = dm.ref
+    if ref.namespace and ref.namespace != dm.meta.namespace:
+        problems.append(
+            (
+                "spec.ref.namespace",
+                f"mismatched namespaces: the reference must be in {dm.meta.namespace!r}, "
+                f"got {ref.namespace!r}",
+            )
+        )
+    if ref.name and (bad := check_dns1123_label(ref.name)):
+        problems.append(("spec.ref.name", bad))
+
+
+def _fqdn(name: str) -> str | None:
+    """Kubernetes' IsFullyQualifiedDomainName: a DNS subdomain with at least two labels."""
+    bad = check_dns1123_subdomain(name)
+    if bad is None and "." not in name:
+        return "should be a domain with at least two segments separated by dots"
+    return bad
 
 
 def _generate_name(prefix: str) -> str | None:
