@@ -45,6 +45,9 @@ class Activator:
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
         self.routes = RoutingTable()
+        """The main listener's table (public hosts only when ``local_port`` is set)."""
+        self.local_routes = RoutingTable(listener="local")
+        """The local gateway listener's table (cluster-local names)."""
         self.budget = Budget(s.budget)
         self.metrics = ActivatorMetrics()
         self.link: AutoscalerLink | None = None
@@ -69,9 +72,19 @@ class Activator:
         # Revision timeouts are set per request; none at the listener level.
         no_timeout = Timeouts(total=0)
         self.servers = [Server(self.handler, timeouts=no_timeout, limits=s.limits)]
+        self.local_server: Server | None = None
+        if s.local_port is not None:
+            local = ActivatorHandler(
+                trust=TrustPolicy(list(s.trusted_cidrs)),
+                **{**common, "routes": lambda: self.local_routes},  # type: ignore[arg-type]
+            )
+            self.local_server = Server(local, timeouts=no_timeout, limits=s.limits)
+            self.servers.append(self.local_server)
+        self.trusted_server: Server | None = None
         if s.trusted_port is not None:
             trusted = ActivatorHandler(trust=TrustPolicy(trust_all=True), **common)  # type: ignore[arg-type]
-            self.servers.append(Server(trusted, timeouts=no_timeout, limits=s.limits))
+            self.trusted_server = Server(trusted, timeouts=no_timeout, limits=s.limits)
+            self.servers.append(self.trusted_server)
         self.registry = CollectorRegistry()
         self.registry.register(
             ActivatorCollector(self.metrics, live=self._live, budget=self._budget, pod=s.pod_name)
@@ -86,7 +99,15 @@ class Activator:
     # -- the control plane's calls -----------------------------------------------
 
     def set_routes(self, table: RoutingTable) -> None:
-        self.routes = table
+        """The routes to serve. With a local gateway listener (``local_port``) the table's
+        routes are split: public hosts on the main listener, cluster-local names on the
+        local one; without, the table serves as given."""
+        if self.local_server is None:
+            self.routes = table
+            return
+        flag = table.tag_header_routing
+        self.routes = RoutingTable(table.routes, listener="public", tag_header_routing=flag)
+        self.local_routes = RoutingTable(table.routes, listener="local", tag_header_routing=flag)
 
     def put_revision(self, info: RevisionInfo) -> None:
         self.revisions.put_revision(info)
@@ -130,9 +151,17 @@ class Activator:
     async def start(self) -> dict[str, int]:
         s = self.settings
         self.ports["port"] = await self.servers[0].listen(s.host, s.port, reuse_port=s.reuse_port)
-        if s.trusted_port is not None:
-            self.ports["trusted_port"] = await self.servers[1].listen(s.host, s.trusted_port)
-        self.ports["metrics_port"] = await self.metrics_server.listen(s.host, s.metrics_port)
+        if self.local_server is not None:
+            assert s.local_port is not None
+            self.ports["local_port"] = await self.local_server.listen(
+                s.host, s.local_port, reuse_port=s.reuse_port
+            )
+        if self.trusted_server is not None:
+            assert s.trusted_port is not None
+            self.ports["trusted_port"] = await self.trusted_server.listen(s.host, s.trusted_port)
+        self.ports["metrics_port"] = await self.metrics_server.listen(
+            s.metrics_host or s.host, s.metrics_port
+        )
         if s.autoscaler_url:
             self._session = aiohttp.ClientSession()
             self.link = AutoscalerLink(s.autoscaler_url, self._session)

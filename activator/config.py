@@ -32,11 +32,19 @@ class Settings:
     """Address of every listener."""
     port: int = 8012
     """Traffic from the ingress (0 = any free port)."""
+    local_port: int | None = None
+    """The cluster-local gateway's listener: it serves the routes' cluster-local names
+    (and the main port then serves only their public hosts, 404 for any cluster-local
+    one). None: the main port serves every host (Kubernetes: Istio's two gateways keep
+    them apart)."""
     trusted_port: int | None = None
     """A second listener on which ``Knative-Serving-Revision/-Namespace`` are trusted."""
     trusted_cidrs: tuple[str, ...] = ()
     """Peers whose ``Knative-Serving-*`` headers are trusted on the main listener."""
     metrics_port: int = 9090
+    metrics_host: str | None = None
+    """Address of the Prometheus listener; None: ``host``. ``zeroserve up --host 0.0.0.0``
+    keeps it on loopback: only the ingress listeners leave it."""
     """Prometheus ``/metrics`` (0 = any free port)."""
     autoscaler_url: str | None = None
     """``ws://<autoscaler>:8080/``; None: stats are not sent."""
@@ -164,6 +172,13 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
         "--port", type=_port, default=d.port, help=f"traffic from the ingress (default {d.port})"
     )
     p.add_argument(
+        "--local-port",
+        type=_port,
+        default=None,
+        help="a listener for cluster-local hosts (the local gateway); --port then serves "
+        "only public hosts (default: none, --port serves every host)",
+    )
+    p.add_argument(
         "--trusted-port",
         type=_port,
         default=None,
@@ -182,6 +197,11 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
         type=_port,
         default=d.metrics_port,
         help=f"Prometheus metrics (default {d.metrics_port})",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default=None,
+        help="address of the metrics listener (default: --host)",
     )
     p.add_argument(
         "--autoscaler-url",
@@ -273,9 +293,11 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
     settings = Settings(
         host=args.host,
         port=args.port,
+        local_port=args.local_port,
         trusted_port=args.trusted_port,
         trusted_cidrs=tuple(args.trusted_cidr),
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         autoscaler_url=args.autoscaler_url,
         pod_name=args.pod_name,
         activation_timeout=args.activation_timeout,

@@ -80,6 +80,7 @@ class ActivatorHandler(Handler):
             b"knative-serving-namespace",
             b"k-network-probe",
             b"user-agent",
+            b"knative-serving-tag",
         }
     )
 
@@ -161,7 +162,9 @@ class ActivatorHandler(Handler):
             # From an untrusted peer these headers are ignored (and dropped
             # on forward): routing is by Host alone.
             host = h.get(b"host", b"")
-            split = self.routes().lookup(host)
+            # Knative-Serving-Tag (tag-header routing) reaches the app unchanged, as
+            # through Knative's ingress.
+            split = self.routes().lookup(host, h.get(b"knative-serving-tag"))
             if split is None:
                 conn.fail(404, b"no-route", b"no route for host " + (host or b"(none)"))
                 return None

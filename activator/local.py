@@ -28,7 +28,7 @@ class LocalControlSources:
         self.follower = StateFollower(url, session, self.apply, client=activator.settings.pod_name)
         self._revisions: Mapping[RevisionKey, RevisionInfo] = {}
         self._endpoints: dict[RevisionKey, tuple[Endpoint, ...]] = {}
-        self._routes: tuple[object, ...] = ()
+        self._routes: tuple[object, ...] | None = None
 
     def start(self) -> None:
         self.follower.start()
@@ -51,6 +51,9 @@ class LocalControlSources:
             if self._endpoints.get(key) != endpoints:
                 self._endpoints[key] = endpoints
                 act.set_endpoints(key, endpoints)
-        if snap.routes != self._routes:
-            act.set_routes(RoutingTable(snap.routes))
-            self._routes = snap.routes
+        routes = (snap.routes, snap.tag_header_routing)
+        if routes != self._routes:
+            # One table over every host; the activator splits it into the public and
+            # the local gateway listener's tables when it has both (--local-port).
+            act.set_routes(RoutingTable(snap.routes, tag_header_routing=snap.tag_header_routing))
+            self._routes = routes

@@ -15,8 +15,10 @@ carry the Service's ``serving.knative.dev/revision`` label; ports are named ``ht
 ``http2``, h2c) for the queue-proxy (knative/networking ``pkg/apis/networking/ports.go``)
 and ``http-autometric`` for its stats (``pkg/apis/serving/v1/revision_helpers.go``). A
 Route's ``status.traffic`` holds the resolved split (every entry names a revision), and
-its hosts are ``status.url``'s host plus the cluster-local names of the Route
-(``pkg/apis/serving/v1/route_types.go``, ``pkg/reconciler/route/traffic/traffic.go``).
+its public host is ``status.url``'s host (none when that is a cluster-local name) and its
+cluster-local names are the Route's ``svc`` names (``pkg/apis/serving/v1/route_types.go``,
+``pkg/reconciler/route/traffic/traffic.go``). On Kubernetes the activator serves both
+sets: Istio's two gateways keep the public and the cluster-local hosts apart.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from urllib.parse import urlsplit
 from zeroserve.api.names import child_name
 from zeroserve.api.objects import Obj
 
-from .topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
+from .topology import Endpoint, RevisionInfo, RevisionKey, Route, TagRoute, Target
 
 log = logging.getLogger(__name__)
 
@@ -244,9 +246,12 @@ def route_from_status(route_obj: Obj, *, cluster_domain: str = CLUSTER_DOMAIN) -
 
     Reads ``status.traffic`` (each entry: ``revisionName``, ``percent``, optional ``tag``
     and ``url``) and ``status.url``. The default split goes to every entry by percent
-    (a revision named twice gets the sum); its hosts are the host of ``status.url`` and
-    ``{name}.{ns}.svc.{cluster_domain}`` / ``{name}.{ns}.svc``. Each tag gets the host of
-    its ``url`` and ``{tag}-{name}.{ns}.svc.{cluster_domain}``, all for its revision.
+    (a revision named twice gets the sum); its public host is the host of ``status.url``
+    unless that is cluster-local, its local hosts ``{name}.{ns}.svc.{cluster_domain}``
+    and ``{name}.{ns}.svc``. Each tag gets the host of its ``url`` (public unless
+    cluster-local) and ``{tag}-{name}.{ns}.svc.{cluster_domain}`` / ``.svc`` (the
+    default tag-template), all for its revision; a tag named by several entries (a
+    gradual rollout) is split between them by percent.
 
     None while the route has no resolved traffic (a new route the controller has not
     reconciled yet). A malformed entry raises ``ValueError`` naming the field: status is
@@ -260,10 +265,18 @@ def route_from_status(route_obj: Obj, *, cluster_domain: str = CLUSTER_DOMAIN) -
     where = f"route {namespace}/{name}: status.traffic"
     if not isinstance(traffic, list):
         raise ValueError(f"{where} is {traffic!r}, not a list")
-    local = f"{name}.{namespace}.svc"
-    hosts = [_url_host(status.get("url")), f"{local}.{cluster_domain}", local]
+    local_suffix = f".svc.{cluster_domain}"
+
+    def split_hosts(url_host: str | None, label: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        local = f"{label}.{namespace}.svc"
+        public = () if url_host is None or url_host.endswith(local_suffix) else (url_host,)
+        locals_ = [f"{local}.{cluster_domain}", local]
+        if url_host is not None and url_host.endswith(local_suffix):
+            locals_ += [url_host, url_host[: -len(cluster_domain) - 1]]
+        return public, _unique(locals_)
+
     targets: list[Target] = []
-    tags: dict[str, tuple[tuple[str, ...], RevisionKey]] = {}
+    tagged: dict[str, list[tuple[Target, str | None]]] = {}
     for i, entry in enumerate(traffic):
         if not isinstance(entry, dict):
             raise ValueError(f"{where}[{i}] is {entry!r}, not an object")
@@ -275,20 +288,31 @@ def route_from_status(route_obj: Obj, *, cluster_domain: str = CLUSTER_DOMAIN) -
             percent = 0
         if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
             raise ValueError(f"{where}[{i}].percent is {percent!r}, not an integer in 0..100")
-        key = RevisionKey(namespace, revision)
-        targets.append(Target(key, percent))
+        target = Target(RevisionKey(namespace, revision), percent)
+        targets.append(target)
         tag = entry.get("tag")
         if tag:
-            tag_hosts = (
-                _url_host(entry.get("url")),
-                f"{tag}-{name}.{namespace}.svc.{cluster_domain}",
-            )
-            tags[str(tag)] = (_unique(tag_hosts), key)
+            tagged.setdefault(str(tag), []).append((target, _url_host(entry.get("url"))))
+    tags = {}
+    for tag, entries in tagged.items():
+        public, local = split_hosts(entries[0][1], f"{tag}-{name}")
+        split = tuple(t for t, _ in entries)
+        tags[tag] = TagRoute(
+            hosts=public,
+            local_hosts=local,
+            revision=split[-1].revision,
+            targets=split if len(split) > 1 and any(t.percent for t in split) else (),
+        )
+    public, local = split_hosts(_url_host(status.get("url")), name)
     return Route(
-        namespace=namespace, name=name, hosts=_unique(hosts), targets=tuple(targets), tags=tags
+        namespace=namespace,
+        name=name,
+        hosts=public,
+        targets=tuple(targets),
+        tags=tags,
+        local_hosts=local,
     )
 
 
 def _unique(hosts: Iterable[str | None]) -> tuple[str, ...]:
-    # A cluster-local route's status.url is already its cluster-local name.
     return tuple(dict.fromkeys(h for h in hosts if h))

@@ -66,13 +66,33 @@ class Target:
 
 
 @dataclass(frozen=True)
+class TagRoute:
+    """One tag of a route: its own hosts, and the revision they go to."""
+
+    hosts: tuple[str, ...]
+    """Public (external) hosts of the tag; empty when the tag or its route is cluster-local."""
+    local_hosts: tuple[str, ...]
+    """Cluster-local names of the tag (``{tag}-{route}.{ns}.svc.cluster.local``, ``.svc``),
+    served only by the local gateway."""
+    revision: RevisionKey
+    """The tag's revision (the newest one while a rollout splits the tag's traffic)."""
+    targets: tuple[Target, ...] = ()
+    """The tag's split while a gradual rollout moves it (Knative rolls a tagged
+    ``latestRevision`` target with a percent out too); empty: all to ``revision``."""
+
+
+@dataclass(frozen=True)
 class Route:
     """One route as the controller publishes it: its hosts and where they go."""
 
     namespace: str
     name: str
     hosts: tuple[str, ...]
-    """Hosts of the default (untagged) split."""
+    """Public (external) hosts of the default (untagged) split; empty for a cluster-local
+    route. Served by the public listener (on Kubernetes, the ingress gateway)."""
     targets: tuple[Target, ...]
-    tags: Mapping[str, tuple[tuple[str, ...], RevisionKey]] = field(default_factory=dict)
-    """tag -> (its hosts, its revision)."""
+    tags: Mapping[str, TagRoute] = field(default_factory=dict)
+    """tag -> its hosts and revision."""
+    local_hosts: tuple[str, ...] = ()
+    """Cluster-local names of the default split (``{name}.{ns}.svc.cluster.local``,
+    ``{name}.{ns}.svc``): served only by the local gateway."""

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from activator.app import Activator
 from activator.config import Settings
-from activator.routing import Route, RoutingTable, Target
+from activator.routing import Route, RoutingTable, TagRoute, Target
 from tests.support.apps import run_app
 from tests.support.procs import QueueProxyProcess, queue_proxy
 from zeroserve.local.ports import kernel_port
@@ -32,9 +32,10 @@ def route(*targets: Target, tags: dict[str, RevisionKey] | None = None) -> Routi
             Route(
                 namespace="default",
                 name="hello",
-                hosts=(HOST, "hello.default.svc.cluster.local"),
+                hosts=(HOST,),
                 targets=targets or (Target(V1, 100),),
-                tags={t: ((f"{t}-{HOST}",), k) for t, k in (tags or {}).items()},
+                tags={t: TagRoute((f"{t}-{HOST}",), (), k) for t, k in (tags or {}).items()},
+                local_hosts=("hello.default.svc.cluster.local",),
             )
         ]
     )

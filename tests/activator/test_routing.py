@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from activator.routing import Route, RoutingTable, Split, Target, normalize_host
+from activator.routing import Route, RoutingTable, Split, TagRoute, Target, normalize_host
 from zeroserve.topology import RevisionKey
 
 V1 = RevisionKey("default", "hello-00001")
@@ -79,12 +79,13 @@ def test_table_routes_default_and_tag_hosts() -> None:
     route = Route(
         namespace="default",
         name="hello",
-        hosts=("hello.default.example.com", "hello.default.svc.cluster.local"),
+        hosts=("hello.default.example.com",),
         targets=(Target(V1, 20), Target(V2, 80)),
         tags={
-            "current": (("current-hello.default.example.com",), V1),
-            "latest": (("latest-hello.default.example.com",), V2),
+            "current": TagRoute(("current-hello.default.example.com",), (), V1),
+            "latest": TagRoute(("latest-hello.default.example.com",), (), V2),
         },
+        local_hosts=("hello.default.svc.cluster.local",),
     )
     table = RoutingTable([route])
     assert table.lookup(b"current-hello.default.example.com:8080").choose() == V1  # type: ignore[union-attr]
@@ -103,7 +104,7 @@ def test_route_with_only_tags_has_no_default_host() -> None:
         name="hello",
         hosts=("hello.default.example.com",),
         targets=(Target(V1, 0),),
-        tags={"v1": (("v1-hello.default.example.com",), V1)},
+        tags={"v1": TagRoute(("v1-hello.default.example.com",), (), V1)},
     )
     table = RoutingTable([route])
     assert table.lookup(b"hello.default.example.com") is None

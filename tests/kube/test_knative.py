@@ -17,7 +17,7 @@ from zeroserve.knative import (
     slice_endpoints,
     slice_revision,
 )
-from zeroserve.topology import Endpoint, RevisionKey, Route, Target
+from zeroserve.topology import Endpoint, RevisionKey, Route, TagRoute, Target
 
 from .helpers import endpoint, endpoint_slice, pod
 
@@ -331,7 +331,13 @@ def route(status: dict[str, Any] | None) -> dict[str, Any]:
                     {"revisionName": "hello-00001", "percent": 100, "latestRevision": True}
                 ],
             },
-            Route("default", "hello", ("hello.default.example.com", *LOCAL), (Target(V1, 100),)),
+            Route(
+                "default",
+                "hello",
+                ("hello.default.example.com",),
+                (Target(V1, 100),),
+                local_hosts=LOCAL,
+            ),
         ),
         (
             {
@@ -355,24 +361,21 @@ def route(status: dict[str, Any] | None) -> dict[str, Any]:
             Route(
                 "default",
                 "hello",
-                ("hello.default.example.com", *LOCAL),
+                ("hello.default.example.com",),
                 (Target(V1, 20), Target(V2, 80), Target(V2, 0)),
                 {
-                    "current": (
-                        (
-                            "current-hello.default.example.com",
-                            "current-hello.default.svc.cluster.local",
-                        ),
+                    "current": TagRoute(
+                        ("current-hello.default.example.com",),
+                        ("current-hello.default.svc.cluster.local", "current-hello.default.svc"),
                         V1,
                     ),
-                    "latest": (
-                        (
-                            "latest-hello.default.example.com",
-                            "latest-hello.default.svc.cluster.local",
-                        ),
+                    "latest": TagRoute(
+                        ("latest-hello.default.example.com",),
+                        ("latest-hello.default.svc.cluster.local", "latest-hello.default.svc"),
                         V2,
                     ),
                 },
+                local_hosts=LOCAL,
             ),
         ),
         (
@@ -386,14 +389,19 @@ def route(status: dict[str, Any] | None) -> dict[str, Any]:
             Route(
                 "default",
                 "hello",
-                LOCAL,
+                (),
                 (Target(V1, 100), Target(V2, 0)),
-                {"next": (("next-hello.default.svc.cluster.local",), V2)},
+                {
+                    "next": TagRoute(
+                        (), ("next-hello.default.svc.cluster.local", "next-hello.default.svc"), V2
+                    )
+                },
+                local_hosts=LOCAL,
             ),
         ),
         (
             {"traffic": [{"revisionName": "hello-00001", "percent": 100}]},
-            Route("default", "hello", LOCAL, (Target(V1, 100),)),
+            Route("default", "hello", (), (Target(V1, 100),), local_hosts=LOCAL),
         ),
     ],
     ids=[
@@ -413,8 +421,11 @@ def test_route_cluster_domain() -> None:
     obj = route({"traffic": [{"revisionName": "hello-00001", "percent": 100, "tag": "t"}]})
     found = route_from_status(obj, cluster_domain="corp.internal")
     assert found is not None
-    assert found.hosts == ("hello.default.svc.corp.internal", "hello.default.svc")
-    assert found.tags == {"t": (("t-hello.default.svc.corp.internal",), V1)}
+    assert found.hosts == ()
+    assert found.local_hosts == ("hello.default.svc.corp.internal", "hello.default.svc")
+    assert found.tags == {
+        "t": TagRoute((), ("t-hello.default.svc.corp.internal", "t-hello.default.svc"), V1)
+    }
 
 
 @pytest.mark.parametrize(

@@ -43,12 +43,9 @@ def test_switching_localhost_to_example_com_changes_every_url_and_host() -> None
     assert c.version == version + 1
     assert urls(c) == {"hello": "http://hello.default.example.com"}
     [route] = c.routing_table()
-    assert route.hosts == (
-        "hello.default.example.com",
-        "hello.default.svc.cluster.local",
-        "hello.default.svc",
-    )
-    assert {tag: hosts[0] for tag, (hosts, _) in route.tags.items()} == {
+    assert route.hosts == ("hello.default.example.com",)
+    assert route.local_hosts == ("hello.default.svc.cluster.local", "hello.default.svc")
+    assert {tag: t.hosts[0] for tag, t in route.tags.items()} == {
         "current": "current-hello.default.example.com",
         "latest": "latest-hello.default.example.com",
     }
@@ -98,10 +95,8 @@ def test_label_selectors_pick_the_domain(labels: dict[str, str], url: str, exter
     c = running(CONFIG_DOMAIN_SELECTORS, labelled("shop", **labels))
     assert urls(c) == {"shop": url}
     [route] = c.routing_table()
-    expected = ("shop.default.svc.cluster.local", "shop.default.svc")
-    if external:
-        expected = (url.removeprefix("http://"), *expected)
-    assert route.hosts == expected
+    assert route.local_hosts == ("shop.default.svc.cluster.local", "shop.default.svc")
+    assert route.hosts == ((url.removeprefix("http://"),) if external else ())
     assert c.get("route")[0]["status"]["address"] == {
         "url": "http://shop.default.svc.cluster.local"
     }

@@ -60,7 +60,7 @@ def check_consistent(c: Controller) -> None:
     for route in c.routing_table():
         assert sum(t.percent for t in route.targets) == 100, route
         assert all(t.revision in revisions for t in route.targets), route
-        assert all(rev in revisions for _, rev in route.tags.values()), route
+        assert all(t.revision in revisions for t in route.tags.values()), route
         assert len(set(route.hosts)) == len(route.hosts)
     for kind in ("ksvc", "config", "rev", "route", "cm"):
         c.table(kind)

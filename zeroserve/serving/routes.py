@@ -16,6 +16,12 @@ request sent right after ``apply`` gets a 404; here the activator holds it until
 the first replica is up, which is what a scale-from-zero platform promises. The
 route's status still says it is not ready, and ``status.traffic`` stays empty
 until the traffic really resolves; a failure removes the provisional programming.
+
+Gradual rollout (:mod:`zeroserve.serving.rollout`, docs/routing.md): when a
+``latestRevision`` target's revision changes while the route already serves, the new
+revision's share grows in steps over the rollout duration; ``programmed`` (and so the
+routing table and ``status.traffic``) holds the split in effect, the older revisions
+as ``latestRevision`` entries with their shrinking percents, as upstream shows them.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from dataclasses import replace
 
 from zeroserve.api.objects import Route as RouteObject
 from zeroserve.api.objects import Service, TrafficTarget
-from zeroserve.serving.domains import CLUSTER_DOMAIN, hosts
+from zeroserve.api.validate import rollout_seconds
+from zeroserve.serving import rollout
+from zeroserve.serving.domains import CLUSTER_DOMAIN, Hosts, hosts
 from zeroserve.serving.state import (
     FALSE,
     TRUE,
@@ -35,7 +43,7 @@ from zeroserve.serving.state import (
     RouteRecord,
     State,
 )
-from zeroserve.topology import RevisionKey, Route, Target
+from zeroserve.topology import RevisionKey, Route, TagRoute, Target
 
 ASSIGNED = "AllTrafficAssigned"
 MISSING_REVISION = "RevisionMissing"
@@ -142,8 +150,18 @@ def _provisional_one(state: State, route: RouteRecord, t: TrafficTarget) -> Reso
     return ResolvedTarget(name, t.percent or 0, t.tag, bool(t.latest_revision), rev.configuration)
 
 
-def reconcile_route(state: State, route: RouteRecord) -> None:
-    """Resolve the route's traffic; program it when every target resolves."""
+def rollout_duration(state: State, route: RouteRecord) -> int:
+    """Seconds a new revision takes to get its traffic: the route's (a Service's route
+    carries the Service's annotations) ``serving.knative.dev/rollout-duration``, else
+    ``config-network``'s ``rollout-duration``. As upstream, an annotation of 0 falls
+    back to the cluster's setting."""
+    return rollout_seconds(route.meta.annotations) or state.configs.network.rollout_duration
+
+
+def reconcile_route(state: State, route: RouteRecord, now: float | None = None) -> None:
+    """Resolve the route's traffic; program it when every target resolves. ``now``:
+    the reconcile's time, which moves gradual rollouts (None: no rollout, every
+    change at once)."""
     resolved: list[ResolvedTarget] = []
     problems: list[Condition] = []
     for t in route.traffic:
@@ -153,7 +171,19 @@ def reconcile_route(state: State, route: RouteRecord) -> None:
         else:
             resolved.append(outcome)
     if not problems:
-        route.programmed, route.provisional = tuple(resolved), False
+        if route.rollout is None or now is None:
+            # Nothing served before (or no clock): the traffic takes effect at once.
+            route.rollout = rollout.build(resolved)
+        else:
+            route.rollout = rollout.advance(
+                resolved, route.rollout, now, rollout_duration(state, route)
+            )
+        route.programmed = tuple(
+            ResolvedTarget(share.revision, share.percent, t.tag, t.latest_revision, t.configuration)
+            for t, shares in rollout.apply(resolved, route.rollout)
+            for share in shares
+        )
+        route.provisional = False
         route.assignment = Condition(ASSIGNED, TRUE)
         return
     # A failure is reported before a wait, as upstream marks False over Unknown.
@@ -168,6 +198,42 @@ def reconcile_route(state: State, route: RouteRecord) -> None:
         RevisionKey(route.namespace, t.revision) not in state.revisions for t in route.programmed
     ):
         route.programmed = None
+        route.rollout = None
+
+
+def next_rollout_step(state: State, now: float) -> float | None:
+    """When the controller must reconcile again for a rollout step (the earliest step
+    due over every route, never before ``now``); None when nothing is rolling out."""
+    due = [
+        t
+        for route in state.routes.values()
+        if route.rollout is not None and (t := route.rollout.next_step()) is not None
+    ]
+    return max(now, min(due)) if due else None
+
+
+def rolling_out(route: RouteRecord) -> bool:
+    """Whether a gradual rollout is moving the route's traffic (upstream marks
+    ``IngressReady`` Unknown, ``RolloutInProgress``, meanwhile)."""
+    return route.rollout is not None and not route.rollout.done
+
+
+def route_hosts(
+    state: State, route: RouteRecord, *, tag: str = "", cluster_domain: str = CLUSTER_DOMAIN
+) -> Hosts:
+    """The hosts of ``route``'s default split or of one ``tag``, from config-domain,
+    config-network and the route's labels, annotations and cluster-local tags."""
+    return hosts(
+        route.name,
+        route.namespace,
+        route.meta.labels,
+        state.configs.domain,
+        tag=tag,
+        cluster_domain=cluster_domain,
+        network=state.configs.network,
+        annotations=route.meta.annotations,
+        cluster_local=bool(tag) and tag in route.cluster_local_tags,
+    )
 
 
 def referenced(state: State) -> set[RevisionKey]:
@@ -214,9 +280,9 @@ def routing_state(key: RevisionKey, served: set[RevisionKey], live: set[Revision
 
 
 def routing_table(state: State, *, cluster_domain: str = CLUSTER_DOMAIN) -> list[Route]:
-    """Every programmed route as the activator consumes it, sorted by namespace and name."""
+    """Every programmed route as the activator consumes it, sorted by namespace and name:
+    public hosts in ``hosts``, cluster-local names in ``local_hosts`` (both per tag too)."""
     table = []
-    domains = state.configs.domain
     for (ns, name), route in sorted(state.routes.items()):
         if route.programmed is None:
             continue
@@ -224,25 +290,29 @@ def routing_table(state: State, *, cluster_domain: str = CLUSTER_DOMAIN) -> list
         for t in route.programmed:
             if t.percent:
                 merged[t.revision] = merged.get(t.revision, 0) + t.percent
-        tags = {
-            t.tag: (
-                hosts(
-                    name, ns, route.meta.labels, domains, tag=t.tag, cluster_domain=cluster_domain
-                ).all,
-                RevisionKey(ns, t.revision),
+        by_tag: dict[str, list[ResolvedTarget]] = {}
+        for t in route.programmed:
+            if t.tag:
+                by_tag.setdefault(t.tag, []).append(t)
+        tags = {}
+        for tag, entries in by_tag.items():
+            h = route_hosts(state, route, tag=tag, cluster_domain=cluster_domain)
+            split = tuple(Target(RevisionKey(ns, e.revision), e.percent) for e in entries)
+            tags[tag] = TagRoute(
+                hosts=h.public,
+                local_hosts=h.local,
+                revision=RevisionKey(ns, entries[-1].revision),
+                targets=split if len(entries) > 1 and any(e.percent for e in entries) else (),
             )
-            for t in route.programmed
-            if t.tag
-        }
+        h = route_hosts(state, route, cluster_domain=cluster_domain)
         table.append(
             Route(
                 namespace=ns,
                 name=name,
-                hosts=hosts(
-                    name, ns, route.meta.labels, domains, cluster_domain=cluster_domain
-                ).all,
+                hosts=h.public,
                 targets=tuple(Target(RevisionKey(ns, rev), pct) for rev, pct in merged.items()),
                 tags=tags,
+                local_hosts=h.local,
             )
         )
     return table
@@ -251,8 +321,9 @@ def routing_table(state: State, *, cluster_domain: str = CLUSTER_DOMAIN) -> list
 def traffic_status(
     state: State, route: RouteRecord, *, cluster_domain: str = CLUSTER_DOMAIN
 ) -> list[dict[str, object]]:
-    """``status.traffic``: the programmed targets, with a URL for each tag (none while
-    the programming is provisional: Knative's status shows resolved traffic only)."""
+    """``status.traffic``: the programmed targets (during a rollout, each rolling target
+    as one entry per revision, oldest first), with a URL for each tag (none while the
+    programming is provisional: Knative's status shows resolved traffic only)."""
     out: list[dict[str, object]] = []
     for t in () if route.provisional else route.programmed or ():
         entry: dict[str, object] = {}
@@ -260,13 +331,6 @@ def traffic_status(
             entry["tag"] = t.tag
         entry.update(revisionName=t.revision, latestRevision=t.latest_revision, percent=t.percent)
         if t.tag:
-            entry["url"] = hosts(
-                route.name,
-                route.namespace,
-                route.meta.labels,
-                state.configs.domain,
-                tag=t.tag,
-                cluster_domain=cluster_domain,
-            ).url
+            entry["url"] = route_hosts(state, route, tag=t.tag, cluster_domain=cluster_domain).url
         out.append(entry)
     return out
