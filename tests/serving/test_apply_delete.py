@@ -201,6 +201,7 @@ def test_delete_standalone_configuration_unprograms_routes_to_it() -> None:
             UnknownKind,
             'the server doesn\'t have a resource type "deployments" (known: services '
             "(ksvc/kservice/kservices), configurations (config/cfg), revisions (rev), routes (rt), "
+            "domainmappings (dm), "
             "configmaps (cm), secrets)",
             id="unknown-kind",
         ),

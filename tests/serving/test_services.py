@@ -18,7 +18,7 @@ from tests.api.manifests import (
 from zeroserve.api import ManifestErrors, load
 from zeroserve.serving.controller import Controller
 from zeroserve.serving.revisions import DesiredRevision, RunnableContainer
-from zeroserve.topology import RevisionInfo, RevisionKey, Route, Target
+from zeroserve.topology import RevisionInfo, RevisionKey, Route, TagRoute, Target
 
 
 def key(name: str, namespace: str = "default") -> RevisionKey:
@@ -66,13 +66,10 @@ def test_helloworld_go_gets_a_revision_a_url_and_a_route() -> None:
         Route(
             namespace="default",
             name="helloworld-go",
-            hosts=(
-                "helloworld-go.default.localhost",
-                "helloworld-go.default.svc.cluster.local",
-                "helloworld-go.default.svc",
-            ),
+            hosts=("helloworld-go.default.localhost",),
             targets=(Target(key("helloworld-go-00001"), 100),),
             tags={},
+            local_hosts=("helloworld-go.default.svc.cluster.local", "helloworld-go.default.svc"),
         )
     ]
     # Routed at once, so the activator holds the first request while the revision starts
@@ -121,7 +118,7 @@ def test_v2_does_not_take_traffic_before_it_is_ready() -> None:
     [route] = c.routing_table()
     # latestRevision follows the latest READY revision: still v1, for the 80 % and the tag.
     assert route.targets == (Target(v1, 100),)
-    assert {tag: rev for tag, (_, rev) in route.tags.items()} == {"current": v1, "latest": v1}
+    assert {tag: t.revision for tag, t in route.tags.items()} == {"current": v1, "latest": v1}
     [svc] = c.get("ksvc", "default", "hello")
     assert (
         svc["status"]["latestCreatedRevisionName"],
@@ -136,27 +133,18 @@ def test_v2_ready_splits_20_80_with_tag_hosts() -> None:
         Route(
             namespace="default",
             name="hello",
-            hosts=(
-                "hello.default.localhost",
-                "hello.default.svc.cluster.local",
-                "hello.default.svc",
-            ),
+            hosts=("hello.default.localhost",),
             targets=(Target(key("hello-00002"), 80), Target(key("hello-00001"), 20)),
+            local_hosts=("hello.default.svc.cluster.local", "hello.default.svc"),
             tags={
-                "current": (
-                    (
-                        "current-hello.default.localhost",
-                        "current-hello.default.svc.cluster.local",
-                        "current-hello.default.svc",
-                    ),
+                "current": TagRoute(
+                    ("current-hello.default.localhost",),
+                    ("current-hello.default.svc.cluster.local", "current-hello.default.svc"),
                     key("hello-00001"),
                 ),
-                "latest": (
-                    (
-                        "latest-hello.default.localhost",
-                        "latest-hello.default.svc.cluster.local",
-                        "latest-hello.default.svc",
-                    ),
+                "latest": TagRoute(
+                    ("latest-hello.default.localhost",),
+                    ("latest-hello.default.svc.cluster.local", "latest-hello.default.svc"),
                     key("hello-00002"),
                 ),
             },
@@ -367,5 +355,5 @@ def test_standalone_configuration_and_route() -> None:
         "shop.default.localhost",
         (Target(key("blue-00001"), 100),),
     )
-    assert table.tags["main"][0][0] == "main-shop.default.localhost"
+    assert table.tags["main"].hosts[0] == "main-shop.default.localhost"
     assert c.revisions()[key("blue-00001")].info.service == ""

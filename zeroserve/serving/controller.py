@@ -2,8 +2,11 @@
 revision reports), Knative status and the data plane's inputs out.
 
 Pure: no I/O, no asyncio, time is an argument. Every change runs the whole
-reconcile (Service -> Configuration -> Revision, Route resolution, conditions)
-synchronously, so after any call the views are consistent. ``version`` grows
+reconcile (Service -> Configuration -> Revision, Route resolution, DomainMappings,
+conditions) and then revision garbage collection (:mod:`zeroserve.serving.gc`)
+synchronously, so after any call the views are consistent. Time-driven work (a
+revision turning collectable, a rollout step) waits for :meth:`Controller.tick` at
+:meth:`Controller.next_wakeup`. ``version`` grows
 whenever something the runtime acts on changes -- revisions to run, the
 routing table, or the settings -- so a runtime can poll it cheaply.
 """
@@ -21,6 +24,7 @@ from zeroserve.api.objects import (
     SYSTEM_NAMESPACE,
     ConfigMapObject,
     Configuration,
+    DomainMapping,
     Obj,
     Object,
     ObjectMeta,
@@ -31,16 +35,18 @@ from zeroserve.api.objects import (
     TrafficTarget,
 )
 from zeroserve.api.validate import validate
-from zeroserve.serving import kinds, routes, views
+from zeroserve.serving import domainmapping, gc, kinds, routes, views
 from zeroserve.serving.revisions import (
     DesiredRevision,
     TemplateConflict,
     desired_revision,
     new_revision,
+    track_routing_states,
     update_latest_ready,
 )
 from zeroserve.serving.state import (
     ConfigurationRecord,
+    DomainMappingRecord,
     Key,
     Observed,
     RouteRecord,
@@ -54,12 +60,15 @@ from zeroserve.topology import Route as TopologyRoute
 
 
 def reconcile(state: State, now: float) -> None:
-    """Bring derived state up to date: latest ready revisions, route programming, status."""
+    """Bring derived state up to date: latest ready revisions, route programming, the
+    revisions' routing states, status, DomainMappings (claims and status)."""
     for cfg in state.configurations.values():
         update_latest_ready(state, cfg)
     for route in state.routes.values():
-        routes.reconcile_route(state, route)
+        routes.reconcile_route(state, route, now)
+    track_routing_states(state, now)
     refresh(state, now)
+    domainmapping.refresh(state, now)
 
 
 def _owned(kind: str, namespace: str, name: str, owner: str) -> TemplateConflict:
@@ -182,6 +191,20 @@ def _apply_route(state: State, obj: Route, now: float) -> str:
         return "unchanged"
     _upsert_route(state, key, obj.meta, routes.route_traffic(obj), service="", applied=obj, now=now)
     return "created" if route is None else "configured"
+
+
+def _apply_domain_mapping(state: State, obj: DomainMapping, now: float) -> str:
+    key = (obj.meta.namespace, obj.meta.name)
+    record = state.domain_mappings.get(key)
+    if record is None:
+        state.domain_mappings[key] = DomainMappingRecord(applied=obj, created=now)
+        return "created"
+    if record.applied == obj:
+        return "unchanged"
+    if record.applied.ref != obj.ref:
+        record.generation += 1
+    record.applied = obj
+    return "configured"
 
 
 IMMUTABLE = "field is immutable when `immutable` is set"
@@ -307,8 +330,27 @@ class Controller:
         }
 
     def routing_table(self) -> list[TopologyRoute]:
-        """Every route that has been programmed, for the activator."""
-        return routes.routing_table(self._state)
+        """Every route that has been programmed, then every ready DomainMapping's domain,
+        for the activator."""
+        table = routes.routing_table(self._state)
+        return table + domainmapping.routes(self._state, table=table)
+
+    def next_wakeup(self, now: float) -> float | None:
+        """When :meth:`tick` has work next: the earliest of the next garbage-collection
+        deadline and the next rollout step; ``now`` when overdue; None: nothing pending."""
+        st = self._state
+        times = [gc.next_deadline(st, st.configs.gc, now)]
+        rollout = getattr(routes, "next_rollout_step", None)
+        if rollout is not None:
+            times.append(rollout(st, now))
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
+
+    def tick(self, now: float) -> None:
+        """Reconcile at ``now`` (rollout steps, garbage collection) and publish."""
+        reconcile(self._state, now)
+        gc.collect(self._state, now)
+        self._commit(self._state, now)
 
     # ----- desired state in ----------------------------------------------------------------
 
@@ -359,6 +401,7 @@ class Controller:
         if errors:
             raise ManifestErrors(e for i in sorted(errors) for e in errors[i])
         reconcile(staged, now)
+        gc.collect(staged, now)
         self._commit(staged, now)
         return [
             f"{kinds.kind_of(o.kind).qualified}/{o.meta.name} {verbs[i]}"
@@ -377,6 +420,7 @@ class Controller:
             "Route": state.routes,
             "ConfigMap": state.config_maps,
             "Secret": state.secrets,
+            "DomainMapping": state.domain_mappings,
         }
         while True:
             name = prefix + "".join(self._rng.choices(GENERATE_ALPHABET, k=GENERATED_SUFFIX))
@@ -391,6 +435,8 @@ class Controller:
             return _apply_service(state, obj, now)
         if isinstance(obj, Configuration):
             return _apply_configuration(state, obj, now)
+        if isinstance(obj, DomainMapping):
+            return _apply_domain_mapping(state, obj, now)
         return _apply_route(state, obj, now)
 
     def delete(self, kind: str, namespace: str, name: str, *, now: float | None = None) -> str:
@@ -419,6 +465,10 @@ class Controller:
                         setting.meta.name, setting.data, default_domain=self._default_domain
                     )
                 st.configs = configs
+        elif k is kinds.DOMAIN_MAPPING:
+            if st.domain_mappings.pop(key, None) is None:
+                raise k.not_found(namespace, name)
+            # Its claim is released by the reconcile below (domainmapping.claim).
         elif k is kinds.SERVICE:
             if key not in st.services:
                 raise k.not_found(namespace, name)
@@ -440,6 +490,7 @@ class Controller:
                 del st.routes[key]
         now = self._now if now is None else now
         reconcile(st, now)
+        gc.collect(st, now)
         self._commit(st, now)
         return f'{k.qualified} "{name}" deleted'
 
@@ -484,6 +535,7 @@ class Controller:
             actual_replicas=actual_replicas,
         )
         reconcile(self._state, now)
+        gc.collect(self._state, now)
         self._commit(self._state, now)
         return True
 

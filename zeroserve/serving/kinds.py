@@ -2,7 +2,7 @@
 
 ``resolve_kind`` accepts what kubectl accepts for Knative's CRDs: the plural,
 the singular, the short names (``ksvc``, ``kservice``, ``config``, ``cfg``,
-``rev``, ``rt``) and the group-qualified forms (``services.serving.knative.dev``),
+``rev``, ``rt``, ``dm``) and the group-qualified forms (``services.serving.knative.dev``),
 case-insensitively, and the core ``configmaps`` (``cm``) and ``secrets``. Plain
 ``service``/``services`` mean Knative Services here, since zeroserve has no core Services.
 """
@@ -39,10 +39,12 @@ class Kind:
     group: str
     """API group; empty for the core group (ConfigMaps)."""
     short_names: tuple[str, ...] = ()
+    version: str = "v1"
+    """The API version served (``v1beta1`` for DomainMappings)."""
 
     @property
     def api_version(self) -> str:
-        return f"{self.group}/v1" if self.group else "v1"
+        return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
     def singular(self) -> str:
@@ -69,7 +71,8 @@ REVISION = Kind("Revision", "revisions", _SERVING, ("rev",))
 ROUTE = Kind("Route", "routes", _SERVING, ("rt",))
 CONFIG_MAP = Kind("ConfigMap", "configmaps", "", ("cm",))
 SECRET = Kind("Secret", "secrets", "")
-KINDS = (SERVICE, CONFIGURATION, REVISION, ROUTE, CONFIG_MAP, SECRET)
+DOMAIN_MAPPING = Kind("DomainMapping", "domainmappings", _SERVING, ("dm",), "v1beta1")
+KINDS = (SERVICE, CONFIGURATION, REVISION, ROUTE, DOMAIN_MAPPING, CONFIG_MAP, SECRET)
 
 _BY_NAME: dict[str, Kind] = {}
 for _kind in KINDS:

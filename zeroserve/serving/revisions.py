@@ -17,6 +17,7 @@ from typing import Any
 from zeroserve.api.configs import DefaultsConfig
 from zeroserve.api.names import child_name
 from zeroserve.api.objects import Container, RevisionTemplate
+from zeroserve.serving.routes import reachable, referenced, routing_state
 from zeroserve.serving.state import ConfigurationRecord, RevisionRecord, State
 from zeroserve.topology import RevisionInfo, RevisionKey
 
@@ -165,6 +166,20 @@ def update_latest_ready(state: State, cfg: ConfigurationRecord) -> None:
         if by_name[name].observed.ready is True:
             cfg.latest_ready = name
             return
+
+
+def track_routing_states(state: State, now: float) -> None:
+    """Record each revision's routing state and, when it changes, the time (Knative's
+    ``routingState`` label and ``routingStateModified`` annotation, which its labeler
+    bumps only on a change: ``pkg/apis/serving/v1/revision_helpers.go``). A revision's
+    first state is stamped at the reconcile that follows its creation, so with its
+    creation time."""
+    served, live = referenced(state), reachable(state)
+    for key, rev in state.revisions.items():
+        now_state = routing_state(key, served, live)
+        if now_state != rev.routing_state or rev.routing_state_modified is None:
+            rev.routing_state = now_state
+            rev.routing_state_modified = now
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from zeroserve.api.configs import Configs
 from zeroserve.api.objects import (
     ConfigMapObject,
     Configuration,
+    DomainMapping,
     ObjectMeta,
     RevisionTemplate,
     Route,
@@ -21,6 +22,7 @@ from zeroserve.api.objects import (
     Service,
     TrafficTarget,
 )
+from zeroserve.serving.rollout import Rollout
 from zeroserve.topology import RevisionKey
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -92,6 +94,13 @@ class RevisionRecord:
     """The runtime's last report."""
     conditions: Conditions = field(default_factory=dict)
     """Computed by :func:`zeroserve.serving.status.refresh`."""
+    routing_state: str = ""
+    """Knative's ``serving.knative.dev/routingState`` (``active``, ``pending``,
+    ``reserve``) as of the last reconcile; empty before the first."""
+    routing_state_modified: float | None = None
+    """When ``routing_state`` last changed (Knative's
+    ``serving.knative.dev/routingStateModified``): the creation time, or when the
+    revision joined or left the routes. Garbage collection counts "last active" from it."""
 
 
 @dataclass(slots=True)
@@ -166,6 +175,12 @@ class RouteRecord:
     """The outcome of the last resolution (``AllTrafficAssigned``)."""
     conditions: Conditions = field(default_factory=dict)
     """Computed by :func:`zeroserve.serving.status.refresh`."""
+    rollout: Rollout | None = None
+    """The gradual rollout in effect (:mod:`zeroserve.serving.rollout`); None until the
+    route's traffic first resolved."""
+    cluster_local_tags: frozenset[str] = frozenset()
+    """Tags that are cluster-local by themselves (Knative: the visibility label on the
+    tag's placeholder Service; set by the in-cluster controller)."""
 
 
 @dataclass(slots=True)
@@ -180,6 +195,21 @@ class ServiceRecord:
     """Counts spec changes (template or traffic), not metadata changes."""
     conditions: Conditions = field(default_factory=dict)
     """Computed by :func:`zeroserve.serving.status.refresh`."""
+
+
+@dataclass(slots=True)
+class DomainMappingRecord:
+    """A DomainMapping (``serving.knative.dev/v1beta1``): the domain ``name`` served by
+    the Knative Service or Route ``applied.ref`` names in the same namespace."""
+
+    applied: DomainMapping
+    """The manifest as last applied."""
+    created: float
+    """Creation time."""
+    generation: int = 1
+    """Counts spec (``ref``) changes."""
+    conditions: Conditions = field(default_factory=dict)
+    """Computed by :func:`zeroserve.serving.domainmapping.refresh`."""
 
 
 @dataclass(slots=True)
@@ -199,6 +229,12 @@ class State:
     """Every applied Secret (values base64, as the API server stores them)."""
     created: dict[tuple[str, str, str], float] = field(default_factory=dict)
     """(kind, namespace, name) -> creation time of each ConfigMap and Secret."""
+    domain_mappings: dict[Key, DomainMappingRecord] = field(default_factory=dict)
+    """(namespace, domain) -> the DomainMapping."""
+    domain_claims: dict[str, str] = field(default_factory=dict)
+    """domain -> the namespace that claimed it (locally, what Knative's
+    ClusterDomainClaims hold): the first DomainMapping of a domain claims it; the
+    claim is released when that mapping is deleted."""
 
     def settings_maps(self) -> list[ConfigMapObject]:
         """The applied ConfigMaps zeroserve reads as settings."""

@@ -21,8 +21,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from zeroserve.serving.domains import CLUSTER_DOMAIN, hosts
-from zeroserve.serving.routes import traffic_status
+from zeroserve.serving.domains import CLUSTER_DOMAIN
+from zeroserve.serving.routes import rolling_out, route_hosts, traffic_status
 from zeroserve.serving.state import (
     FALSE,
     TRUE,
@@ -114,6 +114,13 @@ def route_conditions(route: RouteRecord) -> list[Condition]:
             "IngressReady", UNKNOWN, "IngressNotConfigured", "Ingress has not yet been reconciled."
         )
     )
+    if rolling_out(route):
+        ingress = Condition(
+            "IngressReady",
+            UNKNOWN,
+            "RolloutInProgress",
+            "A gradual rollout of the latest revision(s) is in progress.",
+        )
     # Resolution last: while it waits, its reason (RevisionMissing) is the one shown.
     return [ingress, route.assignment, combine(READY, [ingress, route.assignment])]
 
@@ -127,12 +134,17 @@ def service_conditions(state: State, key: tuple[str, str]) -> list[Condition]:
     return [configs, routes, combine(READY, [configs, routes])]
 
 
-def _stamp(old: Conditions, new: list[Condition], now: float) -> Conditions:
+def stamp(old: Conditions, new: list[Condition], now: float) -> Conditions:
+    """``new`` keyed by type, each keeping its ``since`` from ``old`` while its status
+    holds (``lastTransitionTime``)."""
     out: Conditions = {}
     for c in new:
         prev = old.get(c.type)
         out[c.type] = replace(c, since=prev.since if prev and prev.status == c.status else now)
     return out
+
+
+_stamp = stamp
 
 
 def refresh(state: State, now: float) -> None:
@@ -192,13 +204,7 @@ def configuration_status(cfg: ConfigurationRecord) -> dict[str, Any]:
 def route_status(
     state: State, route: RouteRecord, *, cluster_domain: str = CLUSTER_DOMAIN
 ) -> dict[str, Any]:
-    h = hosts(
-        route.name,
-        route.namespace,
-        route.meta.labels,
-        state.configs.domain,
-        cluster_domain=cluster_domain,
-    )
+    h = route_hosts(state, route, cluster_domain=cluster_domain)
     out: dict[str, Any] = {
         "observedGeneration": route.generation,
         "url": h.url,

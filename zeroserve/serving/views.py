@@ -3,10 +3,11 @@
 Objects carry what ``kubectl get -o yaml`` shows for Knative's kinds:
 ``metadata`` with ``generation``, ``creationTimestamp``, Knative's labels
 (``serving.knative.dev/service``, ``.../configuration``,
-``.../configurationGeneration``, ``.../routingState``) and ``ownerReferences``;
-``spec`` with upstream's defaults filled in; ``status``. Tables use the
-columns of Knative's CRDs (``additionalPrinterColumns``), and kubectl's for
-ConfigMaps (NAME DATA AGE) and Secrets (NAME TYPE DATA AGE).
+``.../configurationGeneration``, ``.../routingState``; on a Revision the annotation
+``.../routingStateModified``) and ``ownerReferences``; ``spec`` with upstream's
+defaults filled in; ``status``. Tables use the columns of Knative's CRDs
+(``additionalPrinterColumns``; a DomainMapping's are NAME URL READY REASON), and
+kubectl's for ConfigMaps (NAME DATA AGE) and Secrets (NAME TYPE DATA AGE).
 
 Secret values are never shown: ``get -o yaml/json`` keeps a Secret's keys and
 replaces each value by ``<redacted: N bytes>`` (its decoded length, what ``kubectl
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from zeroserve.api.objects import ConfigMapObject, Obj, SecretObject
-from zeroserve.serving import kinds
+from zeroserve.serving import domainmapping, kinds
 from zeroserve.serving.kinds import Kind
 from zeroserve.serving.revisions import container_names
 from zeroserve.serving.routes import reachable, referenced, routing_state, traffic_status
@@ -40,6 +41,7 @@ SERVICE_LABEL = "serving.knative.dev/service"
 CONFIGURATION_LABEL = "serving.knative.dev/configuration"
 GENERATION_LABEL = "serving.knative.dev/configurationGeneration"
 ROUTING_STATE_LABEL = "serving.knative.dev/routingState"
+ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
 
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -55,6 +57,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "DESIRED REPLICAS",
     ),
     "Route": ("NAME", "URL", "READY", "REASON"),
+    "DomainMapping": ("NAME", "URL", "READY", "REASON"),
     "ConfigMap": ("NAME", "DATA", "AGE"),
     "Secret": ("NAME", "TYPE", "DATA", "AGE"),
 }
@@ -148,12 +151,15 @@ def revision_object(
     )
     if rev.service:
         labels[SERVICE_LABEL] = rev.service
+    annotations = dict(rev.template.annotations)
+    if rev.routing_state_modified is not None:
+        annotations[ROUTING_STATE_MODIFIED] = rfc3339(rev.routing_state_modified)
     meta = _metadata(
         key.namespace,
         key.name,
         rev.created,
         labels,
-        rev.template.annotations,
+        annotations,
         generation=1,
         owner=("Configuration", rev.configuration),
     )
@@ -183,6 +189,19 @@ def route_object(state: State, key: Key) -> Obj:
     )
     spec = {"traffic": [t.to_dict() for t in route.traffic]}
     return _object(kinds.ROUTE, meta, spec, route_status(state, route))
+
+
+def domain_mapping_object(state: State, key: Key) -> Obj:
+    """A DomainMapping: ``spec.ref.namespace`` defaulted to its own, as Knative's
+    defaulting does."""
+    record = state.domain_mappings[key]
+    dm = record.applied
+    meta = _metadata(
+        *key, record.created, dm.meta.labels, dm.meta.annotations, generation=record.generation
+    )
+    spec = dm.spec_dict()
+    spec["ref"].setdefault("namespace", key[0])
+    return _object(kinds.DOMAIN_MAPPING, meta, spec, domainmapping.status(state, record))
 
 
 def config_map_object(cm: ConfigMapObject, created: float) -> Obj:
@@ -231,6 +250,10 @@ def get(state: State, kind: Kind, namespace: str | None, name: str | None) -> li
         found = [configuration_object(state, k) for k in sorted(state.configurations) if wanted(*k)]
     elif kind is kinds.ROUTE:
         found = [route_object(state, k) for k in sorted(state.routes) if wanted(*k)]
+    elif kind is kinds.DOMAIN_MAPPING:
+        found = [
+            domain_mapping_object(state, k) for k in sorted(state.domain_mappings) if wanted(*k)
+        ]
     elif kind is kinds.REVISION:
         served, live = referenced(state), reachable(state)
         found = [
@@ -307,7 +330,7 @@ def row(obj: Obj, now: float = 0.0) -> list[str]:
         return [name, status.get("url", ""), created, latest, ready, reason]
     if kind == "Configuration":
         return [name, created, latest, ready, reason]
-    if kind == "Route":
+    if kind in ("Route", "DomainMapping"):
         return [name, status.get("url", ""), ready, reason]
     labels = obj["metadata"].get("labels", {})
     replicas = [
