@@ -30,7 +30,7 @@ class Settings:
     system_namespace: str = "knative-serving"
     """Where config-autoscaler and config-deployment live."""
     host: str = "0.0.0.0"
-    """Address of both listeners."""
+    """Address of both listeners (in local mode, ``--control``, loopback unless given)."""
     port: int = 8080
     """The activators' stats websocket."""
     metrics_port: int = 9090
@@ -70,7 +70,11 @@ def parse_args(argv: list[str]) -> Settings:
         default="knative-serving",
         help="namespace of config-autoscaler and config-deployment (default knative-serving)",
     )
-    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument(
+        "--host",
+        help="address of the stats websocket and the metrics (default 0.0.0.0; with "
+        "--control, 127.0.0.1: locally only the activators call them)",
+    )
     p.add_argument(
         "--port", type=int, default=8080, help="activator stats websocket (default 8080)"
     )
@@ -108,7 +112,7 @@ def parse_args(argv: list[str]) -> Settings:
         kubeconfig=args.kubeconfig,
         namespace=args.namespace,
         system_namespace=args.system_namespace,
-        host=args.host,
+        host=args.host or ("127.0.0.1" if args.control else "0.0.0.0"),
         port=args.port,
         metrics_port=args.metrics_port,
         overrides=overrides,

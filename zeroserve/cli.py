@@ -18,6 +18,7 @@ import httpx
 import uvloop
 import yaml
 
+from .local import access
 from .local.replica import Replica, ReplicaError, ReplicaSpec
 
 DEFAULT_SERVER = "http://127.0.0.1:8090"
@@ -44,9 +45,24 @@ def _parser() -> argparse.ArgumentParser:
         default=8080,
         help="the ingress (the activator's listener; default 8080)",
     )
+    up.add_argument(
+        "--local-port",
+        type=int,
+        default=8081,
+        help="the local gateway, for cluster-local services (default 8081; 0 = any free port)",
+    )
     up.add_argument("--control-port", type=int, default=8090, help="control API (default 8090)")
     up.add_argument(
-        "--host", default="127.0.0.1", help="address of every listener (default 127.0.0.1)"
+        "--host",
+        default="127.0.0.1",
+        help="address of the ingress listeners, --port and --local-port (default 127.0.0.1); "
+        "every other listener stays on loopback",
+    )
+    up.add_argument(
+        "--control-host",
+        default="127.0.0.1",
+        help="address of the control API (default 127.0.0.1, whatever --host says; "
+        "a warning when not loopback)",
     )
     up.add_argument("--domain", help="default domain of service URLs (default localhost)")
     up.add_argument(
@@ -75,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     def client(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument(
             "--server", default=DEFAULT_SERVER, help=f"control API (default {DEFAULT_SERVER})"
+        )
+        cmd.add_argument(
+            "--token",
+            help=f"the control API's token (default ${access.CLIENT_TOKEN_ENV}, else the file "
+            "zeroserve up wrote for --server's port)",
         )
 
     apply = sub.add_parser("apply", help="create or update objects from a manifest")
@@ -162,14 +183,44 @@ class ClientError(Exception):
     """A client command failed; its message is printed as the one line of the error."""
 
 
-def _call(server: str, method: str, path: str, **kw: Any) -> Any:
+def _token(server: str, given: str | None) -> str:
+    """The control API's token: ``--token``, ``$ZEROSERVE_TOKEN``, or the file of
+    ``server``'s port; a ``ClientError`` saying what to do when there is none."""
+    if given:
+        return given
     try:
-        r = httpx.request(method, server.rstrip("/") + path, timeout=30, **kw)
+        token = access.find_token(server)
+    except access.TokenFileError as e:
+        raise ClientError(
+            f"{e}; give --token or set {access.CLIENT_TOKEN_ENV} (the token is in that file, "
+            "which only the user who ran `zeroserve up` can read)"
+        ) from None
+    if token is None:
+        path = access.token_path(access.url_port(server))
+        raise ClientError(
+            f"no token for the control API at {server}: {path} does not exist. Is "
+            f"`zeroserve up` running on port {access.url_port(server)}, as this user "
+            "(--server names its control API)? Otherwise give --token or set "
+            f"{access.CLIENT_TOKEN_ENV}"
+        )
+    return token
+
+
+def _call(server: str, token: str | None, method: str, path: str, **kw: Any) -> Any:
+    headers = access.headers(_token(server, token))
+    try:
+        r = httpx.request(method, server.rstrip("/") + path, timeout=30, headers=headers, **kw)
     except httpx.HTTPError as e:
         raise ClientError(
             f"cannot reach the control API at {server} ({e}); is `zeroserve up` running?"
         ) from None
     data = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    if r.status_code == 401:
+        raise ClientError(
+            f"the control API at {server} refused the token (401): is the token file, "
+            f"--token or {access.CLIENT_TOKEN_ENV} from another `zeroserve up`? "
+            f"({data.get('error', '')})"
+        )
     if r.status_code == 422:
         raise ClientError("\n".join(data.get("errors", [])))
     if r.status_code >= 400:
@@ -186,7 +237,9 @@ def _read(path: Path) -> str:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     for f in args.filename:
-        data = _call(args.server, "POST", "/v1/apply", json={"file": str(f), "yaml": _read(f)})
+        data = _call(
+            args.server, args.token, "POST", "/v1/apply", json={"file": str(f), "yaml": _read(f)}
+        )
         for line in data["lines"]:
             print(line)
     return 0
@@ -195,14 +248,20 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     if args.filename:
         for f in args.filename:
-            data = _call(args.server, "POST", "/v1/delete", json={"file": str(f), "yaml": _read(f)})
+            data = _call(
+                args.server,
+                args.token,
+                "POST",
+                "/v1/delete",
+                json={"file": str(f), "yaml": _read(f)},
+            )
             for line in data["lines"]:
                 print(line)
         return 0
     if len(args.args) != 2:
         raise ClientError("usage: zeroserve delete -f FILE, or zeroserve delete KIND NAME [-n NS]")
     kind, name = args.args
-    data = _call(args.server, "DELETE", f"/v1/objects/{kind}/{args.namespace}/{name}")
+    data = _call(args.server, args.token, "DELETE", f"/v1/objects/{kind}/{args.namespace}/{name}")
     for line in data["lines"]:
         print(line)
     return 0
@@ -212,7 +271,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     namespace = None if args.all_namespaces else args.namespace
     params = {k: v for k, v in (("namespace", namespace), ("name", args.name)) if v}
     if args.output == "table":
-        data = _call(args.server, "GET", f"/v1/table/{args.kind}", params=params)
+        data = _call(args.server, args.token, "GET", f"/v1/table/{args.kind}", params=params)
         rows = data["rows"]
         if not rows:
             print(
@@ -223,7 +282,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             return 0
         print(format_table(data["headers"], rows))
         return 0
-    data = _call(args.server, "GET", f"/v1/objects/{args.kind}", params=params)
+    data = _call(args.server, args.token, "GET", f"/v1/objects/{args.kind}", params=params)
     items = data["items"]
     doc: Any = (
         items[0]
@@ -238,7 +297,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
-    data = _call(args.server, "GET", f"/v1/tree/{args.namespace}/{args.name}")
+    data = _call(args.server, args.token, "GET", f"/v1/tree/{args.namespace}/{args.name}")
     print(format_tree(data))
     return 0
 
@@ -381,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                 files=args.files,
                 host=args.host,
                 port=args.port,
+                local_port=args.local_port,
+                control_host=args.control_host,
                 control_port=args.control_port,
                 domain=args.domain,
                 log_dir=args.logs,

@@ -25,6 +25,7 @@ from benchmarks import procfs
 from benchmarks.metrics import scrape
 from benchmarks.processes import BenchError, Server, Supervisor, poll
 from benchmarks.servers import REPO
+from zeroserve.local import access
 
 _UP_LINE = re.compile(
     r"zeroserve is up: ingress (http://\S+), control API (http://\S+), logs in (\S+)"
@@ -121,7 +122,10 @@ class LocalSystem:
 
     def _call(self, method: str, path: str, body: object | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
+        headers = {
+            "Content-Type": "application/json",
+            **access.headers(access.find_token(self.control)),
+        }
         req = urllib.request.Request(self.control + path, data, headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:

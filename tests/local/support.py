@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -14,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zeroserve.local import access
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 _UP_LINE = re.compile(
     r"zeroserve is up: ingress (http://\S+), control API (http://\S+), logs in (\S+)"
+    r"(?: \(local gateway (http://\S+)\))?"
 )
 
 
@@ -28,15 +32,37 @@ class UpProcess:
     control: str
     logs: Path
     output: list[str]
+    local_gateway: str | None = None
+    env: dict[str, str] | None = None
+    """The environment ``zeroserve up`` and the CLI run with (its own token directory)."""
+    stderr: str = ""
+    """What ``zeroserve up`` wrote on stderr (once it has exited)."""
 
     @property
     def ingress_port(self) -> int:
         return int(self.ingress.rsplit(":", 1)[1])
 
+    @property
+    def control_port(self) -> int:
+        return int(self.control.rsplit(":", 1)[1])
+
+    @property
+    def token(self) -> str:
+        """The control API's token, from the file ``zeroserve up`` wrote."""
+        token = access.read_token_file(self.control_port, self.env)
+        assert token, f"no token file for port {self.control_port}"
+        return token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Authorization`` for a direct call of the control API."""
+        return access.headers(self.token)
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``zeroserve ARGS --server <control>`` (a blocking call: use ``acli`` in async tests)."""
         p = subprocess.run(
             [sys.executable, "-m", "zeroserve.cli", *args, "--server", self.control],
+            env=self.env,
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -84,11 +110,22 @@ async def read_until_up(
                 return m
 
 
+def up_env(tmp_path: Path) -> dict[str, str]:
+    """This environment with the token directory under ``tmp_path`` (no test's token
+    file lands in the user's own ``$XDG_RUNTIME_DIR`` or home)."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700, exist_ok=True)
+    return {**os.environ, "XDG_RUNTIME_DIR": str(run)}
+
+
 @asynccontextmanager
 async def zeroserve_up(
     tmp_path: Path, *files: Path | str, args: tuple[str, ...] = ()
 ) -> AsyncIterator[UpProcess]:
     logs = tmp_path / "logs"
+    env = up_env(tmp_path)
+    if "--local-port" not in args:
+        args = ("--local-port", "0", *args)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -105,12 +142,14 @@ async def zeroserve_up(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
+        env=env,
     )
     output: list[str] = []
     drain: asyncio.Task[None] | None = None
+    up: UpProcess | None = None
     try:
         m = await read_until_up(proc, output, 60)
-        up = UpProcess(proc, m.group(1), m.group(2), Path(m.group(3)), output)
+        up = UpProcess(proc, m.group(1), m.group(2), Path(m.group(3)), output, m.group(4), env)
 
         async def keep_reading() -> None:
             assert proc.stdout is not None
@@ -131,4 +170,6 @@ async def zeroserve_up(
             drain.cancel()
             await asyncio.gather(drain, return_exceptions=True)
         if proc.stderr is not None:
-            await proc.stderr.read()
+            err = (await proc.stderr.read()).decode(errors="replace")
+            if up is not None:
+                up.stderr = err

@@ -219,7 +219,9 @@ async def test_a_failing_init_container_keeps_the_revision_not_ready(tmp_path: P
         async with httpx.AsyncClient(timeout=10) as client:
 
             async def looping() -> bool:
-                items = (await client.get(f"{up.control}/v1/pods")).json()["items"]
+                items = (await client.get(f"{up.control}/v1/pods", headers=up.headers)).json()[
+                    "items"
+                ]
                 seen.update(p["status"] for p in items)
                 return "Init:CrashLoopBackOff" in seen
 

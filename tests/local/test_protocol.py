@@ -20,7 +20,7 @@ from autoscaler.model import ScaleError
 from zeroserve.local.protocol import Snapshot, StateFollower
 from zeroserve.local.state import StateHub
 from zeroserve.serving.controller import Controller
-from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
+from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route, TagRoute, Target
 
 KEY = RevisionKey("default", "hello-00001")
 EP = Endpoint(
@@ -47,9 +47,18 @@ def snapshot(version: int, *, ready: bool = True) -> Snapshot:
                 "hello",
                 ("hello.default.localhost",),
                 (Target(KEY, 100),),
-                {"v1": (("v1-hello.default.localhost",), KEY)},
+                {
+                    "v1": TagRoute(
+                        ("v1-hello.default.localhost",),
+                        ("v1-hello.default.svc.cluster.local", "v1-hello.default.svc"),
+                        KEY,
+                        (Target(KEY, 0),),
+                    )
+                },
+                local_hosts=("hello.default.svc.cluster.local", "hello.default.svc"),
             ),
         ),
+        tag_header_routing=True,
         endpoints={KEY: (Endpoint(**{**EP.__dict__, "ready": ready}),)},
         replicas={KEY: 1},
         autoscaler_config={"stable-window": "6s"},

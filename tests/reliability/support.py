@@ -194,6 +194,7 @@ class ReplicaWatch:
                     r = await client.get(
                         self.up.control + "/v1/objects/revisions",
                         params={"namespace": "default", "name": self.revision},
+                        headers=self.up.headers,
                     )
                     items = r.json()["items"]
                 except (httpx.HTTPError, ValueError, KeyError):
@@ -263,13 +264,16 @@ def samples(text: str, name: str, **labels: str) -> list[float]:
 
 async def activator_metrics(up: UpProcess) -> dict[int, str]:
     """Prometheus text of every activator of ``up``, by pid (its metrics port is its
-    listener other than the ingress)."""
+    listener other than the ingress that answers ``/metrics``: the local gateway
+    listener answers it 404)."""
     out = {}
     async with httpx.AsyncClient(timeout=10) as client:
         for pid in components(up.proc.pid, "activator"):
             for _, port in listening(pid):
                 if port != up.ingress_port:
-                    out[pid] = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                    r = await client.get(f"http://127.0.0.1:{port}/metrics")
+                    if r.status_code == 200:
+                        out[pid] = r.text
     return out
 
 

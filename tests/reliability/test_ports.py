@@ -1,6 +1,8 @@
 """What each port exposes: the queue-proxy's admin and stats endpoints exist only on their
 own ports (the serving port hands those paths to the app), the activator's metrics only on
-its metrics port, and ``zeroserve up`` listens on loopback only by default."""
+its metrics port, and ``zeroserve up`` listens on loopback only by default; with ``--host
+0.0.0.0`` only its two ingress listeners (the activators' public port and local gateway)
+leave loopback."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
 
-from .procfs import descendants, listening
+from .procfs import components, descendants, listening
 from .support import pod_rows, until
 
 PROBE = {"K-Network-Probe": "queue"}
@@ -108,3 +110,37 @@ async def test_zeroserve_up_listens_on_loopback_only(tmp_path: Path) -> None:
 
 async def _running(up: UpProcess) -> bool:
     return any(r[2] == "Running" for r in await pod_rows(up))
+
+
+@pytest.mark.process
+@pytest.mark.timeout(90)
+async def test_with_host_0_0_0_0_only_the_ingress_listeners_leave_loopback(
+    tmp_path: Path,
+) -> None:
+    # The addresses are read from /proc: nothing here connects to a non-loopback address.
+    args = ("--host", "0.0.0.0")
+    async with zeroserve_up(tmp_path, EXAMPLES / "helloworld.yaml", args=args) as up:
+        await until(lambda: _running(up), "a Running replica", 60, every=0.3)
+        assert up.local_gateway is not None
+        ingress = {up.ingress_port, int(up.local_gateway.rsplit(":", 1)[1])}
+        activators = components(up.proc.pid, "activator")
+        autoscalers = components(up.proc.pid, "autoscaler")
+        assert len(activators) == 1 and len(autoscalers) == 1
+        family = {pid: listening(pid) for pid in {up.proc.pid, *descendants(up.proc.pid)}}
+        # the control API: loopback, whatever --host says (--control-host's default)
+        assert family[up.proc.pid] == [("127.0.0.1", up.control_port)], family[up.proc.pid]
+        (activator,) = activators
+        public = sorted(a for a in family[activator] if a[0] == "0.0.0.0")
+        assert public == sorted(("0.0.0.0", p) for p in ingress), family[activator]
+        assert len(family[activator]) == 3, family[activator]  # and its metrics, on loopback
+        # everything else: the autoscaler's websocket and metrics, queue-proxies, apps
+        others = [
+            (pid, addr)
+            for pid, found in family.items()
+            for addr in found
+            if not (pid == activator and addr[1] in ingress)
+        ]
+        assert len(others) >= 8, family  # control, metrics x2, websocket, replica's 4 ports
+        leaked = [(pid, a) for pid, a in others if not ipaddress.ip_address(a[0]).is_loopback]
+        assert leaked == [], leaked
+    assert "warning" not in up.stderr, up.stderr

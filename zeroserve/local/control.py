@@ -1,4 +1,6 @@
-"""The control API of ``zeroserve up`` (loopback only by default).
+"""The control API of ``zeroserve up``: on loopback (``--control-host`` to choose), and
+every call but ``/healthz`` carries the owner's token (``zeroserve.local.access``);
+without it, or with another one, the answer is 401 and nothing changes.
 
 It is the local stand-in for the Kubernetes API server: the CLI applies,
 reads and deletes objects here; the activator and the autoscaler (separate
@@ -16,7 +18,7 @@ apply replica counts (``zeroserve.local.protocol``).
 | GET | /v1/table/{kind}?namespace=&name= | kubectl-style columns |
 | GET | /v1/tree/{namespace}/{name} | a Service's object tree |
 | GET | /v1/pods | every replica with its status and start timestamps (JSON) |
-| GET | /healthz | ok |
+| GET | /healthz | ok (the only path without the token) |
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +36,7 @@ from zeroserve.api import ManifestErrors, load
 from zeroserve.serving.controller import Controller
 from zeroserve.serving.kinds import ControllerError, NotFound
 
+from . import access
 from .protocol import LONG_POLL, SCALE_PATH, STATE_PATH, Snapshot
 from .runtime import LocalRuntime
 from .state import StateHub
@@ -52,12 +56,53 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
+OPEN_PATHS = frozenset({"/healthz"})
+"""Paths answered without the token."""
+
+
+def unauthorized_message(token_file: str | None) -> str:
+    where = (
+        f"the token is in {token_file}, readable only by the user who ran `zeroserve up`"
+        if token_file
+        else "the token is in the file `zeroserve up` printed"
+    )
+    return (
+        "unauthorized: the control API needs 'Authorization: Bearer <token>'; "
+        f"{where}; the zeroserve client reads it by itself "
+        f"(or give --token, or set {access.CLIENT_TOKEN_ENV})"
+    )
+
+
+def _auth_middleware(token: str, token_file: Callable[[], str | None]) -> Any:
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS and not access.authorized(
+            request.headers.get("Authorization"), token
+        ):
+            response = _error(401, unauthorized_message(token_file()))
+            response.headers["WWW-Authenticate"] = 'Bearer realm="zeroserve"'
+            return response
+        return await handler(request)
+
+    return check
+
+
 class ControlAPI:
-    def __init__(self, hub: StateHub, controller: Controller, runtime: LocalRuntime) -> None:
+    def __init__(
+        self, hub: StateHub, controller: Controller, runtime: LocalRuntime, *, token: str
+    ) -> None:
+        if not token:
+            raise ValueError("the control API needs a token")
         self.hub = hub
         self.controller = controller
         self.runtime = runtime
-        app = web.Application(client_max_size=MAX_MANIFEST)
+        self.token = token
+        self.token_file: str | None = None
+        """Where ``zeroserve up`` wrote the token (named in 401 answers)."""
+        app = web.Application(
+            client_max_size=MAX_MANIFEST,
+            middlewares=[_auth_middleware(token, lambda: self.token_file)],
+        )
         r = app.router
         r.add_get(STATE_PATH, self.state)
         r.add_post(SCALE_PATH, self.scale)

@@ -20,7 +20,8 @@ from typing import Any
 
 import aiohttp
 
-from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route, Target
+from zeroserve.local import access
+from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route, TagRoute, Target
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ class Snapshot:
     """config-autoscaler data."""
     deployment_config: Mapping[str, str] = field(default_factory=dict)
     """config-deployment data."""
+    tag_header_routing: bool = False
+    """config-features ``tag-header-based-routing`` is enabled (the activator routes
+    ``Knative-Serving-Tag``)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +68,7 @@ class Snapshot:
             ],
             "autoscaler_config": dict(self.autoscaler_config),
             "deployment_config": dict(self.deployment_config),
+            "tag_header_routing": self.tag_header_routing,
         }
 
     @classmethod
@@ -85,22 +90,7 @@ class Snapshot:
                     failure=str(r.get("failure", "")),
                 )
                 revisions[info.key] = info
-            routes = tuple(
-                Route(
-                    namespace=r["namespace"],
-                    name=r["name"],
-                    hosts=tuple(r["hosts"]),
-                    targets=tuple(
-                        Target(RevisionKey(t["namespace"], t["revision"]), int(t["percent"]))
-                        for t in r["targets"]
-                    ),
-                    tags={
-                        t["tag"]: (tuple(t["hosts"]), RevisionKey(t["namespace"], t["revision"]))
-                        for t in r["tags"]
-                    },
-                )
-                for r in data["routes"]
-            )
+            routes = tuple(_route_from_json(r) for r in data["routes"])
             endpoints = {
                 RevisionKey(e["namespace"], e["revision"]): tuple(
                     Endpoint(
@@ -127,6 +117,7 @@ class Snapshot:
                 replicas=replicas,
                 autoscaler_config=dict(data.get("autoscaler_config", {})),
                 deployment_config=dict(data.get("deployment_config", {})),
+                tag_header_routing=bool(data.get("tag_header_routing", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"malformed state snapshot: {e!r}") from None
@@ -148,20 +139,52 @@ def _revision_json(r: RevisionInfo) -> dict[str, Any]:
     }
 
 
+def _target_json(t: Target) -> dict[str, Any]:
+    return {"namespace": t.revision.namespace, "revision": t.revision.name, "percent": t.percent}
+
+
+def _target_from_json(t: Mapping[str, Any]) -> Target:
+    return Target(RevisionKey(t["namespace"], t["revision"]), int(t["percent"]))
+
+
 def _route_json(r: Route) -> dict[str, Any]:
     return {
         "namespace": r.namespace,
         "name": r.name,
         "hosts": list(r.hosts),
-        "targets": [
-            {"namespace": t.revision.namespace, "revision": t.revision.name, "percent": t.percent}
-            for t in r.targets
-        ],
+        "local_hosts": list(r.local_hosts),
+        "targets": [_target_json(t) for t in r.targets],
         "tags": [
-            {"tag": tag, "hosts": list(hosts), "namespace": key.namespace, "revision": key.name}
-            for tag, (hosts, key) in r.tags.items()
+            {
+                "tag": tag,
+                "hosts": list(t.hosts),
+                "local_hosts": list(t.local_hosts),
+                "namespace": t.revision.namespace,
+                "revision": t.revision.name,
+                "targets": [_target_json(x) for x in t.targets],
+            }
+            for tag, t in r.tags.items()
         ],
     }
+
+
+def _route_from_json(r: Mapping[str, Any]) -> Route:
+    return Route(
+        namespace=r["namespace"],
+        name=r["name"],
+        hosts=tuple(r["hosts"]),
+        targets=tuple(_target_from_json(t) for t in r["targets"]),
+        tags={
+            t["tag"]: TagRoute(
+                hosts=tuple(t["hosts"]),
+                local_hosts=tuple(t["local_hosts"]),
+                revision=RevisionKey(t["namespace"], t["revision"]),
+                targets=tuple(_target_from_json(x) for x in t["targets"]),
+            )
+            for t in r["tags"]
+        },
+        local_hosts=tuple(r["local_hosts"]),
+    )
 
 
 def _endpoint_json(e: Endpoint) -> dict[str, Any]:
@@ -179,7 +202,9 @@ class StateFollower:
     """Long-polls the control API and calls ``on_snapshot`` with every new state.
 
     Survives the control API going away (reconnects with backoff); the last
-    snapshot stays in force meanwhile, so the data plane keeps serving.
+    snapshot stays in force meanwhile, so the data plane keeps serving. Every poll
+    carries the control API's token: ``token``, else ``$ZEROSERVE_CONTROL_TOKEN``
+    (how ``zeroserve up`` gives it to its children).
     """
 
     def __init__(
@@ -189,8 +214,10 @@ class StateFollower:
         on_snapshot: Callable[[Snapshot], None],
         *,
         client: str = "",
+        token: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.headers = access.headers(token or access.child_token())
         self.client = client
         """Named in every poll (``client=``): the control API then knows which version
         this follower has applied (``zeroserve up`` waits for its activators)."""
@@ -223,8 +250,14 @@ class StateFollower:
                         "wait": str(LONG_POLL),
                         **({"client": self.client} if self.client else {}),
                     },
+                    headers=self.headers,
                     timeout=aiohttp.ClientTimeout(total=LONG_POLL + 10),
                 ) as r:
+                    if r.status == 401:
+                        raise ValueError(
+                            f"the control API refused this process's token (401; "
+                            f"${access.TOKEN_ENV} {'is not set' if not self.headers else 'is wrong'})"
+                        )
                     if r.status != 200:
                         raise aiohttp.ClientResponseError(
                             r.request_info, (), status=r.status, message=r.reason or ""
@@ -254,13 +287,20 @@ class StateFollower:
 
 
 async def post_scale(
-    session: aiohttp.ClientSession, url: str, key: RevisionKey, replicas: int
+    session: aiohttp.ClientSession,
+    url: str,
+    key: RevisionKey,
+    replicas: int,
+    *,
+    token: str | None = None,
 ) -> None:
-    """Ask the control plane to run ``replicas`` replicas; raises ``ScaleRequestError``."""
+    """Ask the control plane to run ``replicas`` replicas; raises ``ScaleRequestError``.
+    Carries ``token`` (else ``$ZEROSERVE_CONTROL_TOKEN``), as ``StateFollower`` does."""
     try:
         async with session.post(
             f"{url.rstrip('/')}{SCALE_PATH}",
             json={"namespace": key.namespace, "revision": key.name, "replicas": replicas},
+            headers=access.headers(token or access.child_token()),
             timeout=aiohttp.ClientTimeout(total=10),
         ) as r:
             if r.status != 200:

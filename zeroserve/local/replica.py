@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from zeroserve.local import access
 from zeroserve.local.ports import PortAllocator, default_allocator
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,18 @@ class ReplicaSpec:
 
 
 _RUNTIME_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
+_PRIVATE_ENV = (access.TOKEN_ENV, access.CLIENT_TOKEN_ENV)
+"""The control API's token never reaches a replica's processes."""
+
+
+def _inherited() -> dict[str, str]:
+    """zeroserve's own environment, less the control API's token."""
+    return {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
 
 
 def _base_env() -> dict[str, str]:
     """zeroserve's own environment, less what the runtime sets per container."""
-    return {k: v for k, v in os.environ.items() if k not in _RUNTIME_ENV}
+    return {k: v for k, v in _inherited().items() if k not in _RUNTIME_ENV}
 
 
 def init_container_env(c: ContainerProcess) -> dict[str, str]:
@@ -256,7 +264,7 @@ class Replica:
         probe = s.readiness_probe or {"tcpSocket": {"port": self.app_port}}
         env = {
             k: v
-            for k, v in os.environ.items()
+            for k, v in _inherited().items()
             if not k.startswith(("SERVING_", "QUEUE_", "REVISION_"))
         }
         env.update(
@@ -283,7 +291,7 @@ class Replica:
 
     def app_env(self) -> dict[str, str]:
         s = self.spec
-        env = dict(os.environ)
+        env = _inherited()
         env.update(s.env)
         env.update(
             PORT=str(self.app_port),

@@ -7,6 +7,12 @@ changes between them: new revisions go to the runtime (started at their
 initial scale), replica states go back into the controller's status, and
 every change publishes a new snapshot version to the long-polls waiting for
 one (coalesced per event-loop turn).
+
+Some changes are due at a time rather than on an event: a gradual rollout's next
+step, a revision becoming old enough to collect. After every publish the hub asks
+the controller when it next wants to run (``next_wakeup(now)``) and, at that time,
+calls ``tick(now)`` and publishes what changed, as the in-cluster controller
+re-queues a key with a delay.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from zeroserve.autoscaling.annotations import RevisionAutoscaling
 from zeroserve.autoscaling.config import AutoscalerConfig
@@ -25,6 +31,15 @@ from zeroserve.topology import RevisionKey
 
 from .protocol import Snapshot
 from .runtime import LocalRuntime, RevisionRun
+
+MIN_WAKEUP_DELAY = 0.05
+"""Seconds between two ticks at least, should the controller keep saying one is due now."""
+
+
+class _Timed(Protocol):
+    def next_wakeup(self, now: float) -> float | None: ...
+
+    def tick(self, now: float) -> None: ...
 
 
 def _age(seconds: float) -> str:
@@ -48,6 +63,11 @@ class StateHub:
         self._changed = asyncio.Event()
         self._scheduled = False
         self._known: set[RevisionKey] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        """The clock time the timer is set for."""
+        self._closed = False
+        self._last_tick = float("-inf")
 
     def attach(self, runtime: LocalRuntime) -> None:
         self.runtime = runtime
@@ -141,11 +161,54 @@ class StateHub:
             replicas={k: n for k in desired if (n := rt.scale(k)) is not None},
             autoscaler_config=self.controller.config_data("config-autoscaler"),
             deployment_config=self.controller.config_data("config-deployment"),
+            tag_header_routing=self.controller.configs.features.enabled("tag-header-based-routing"),
         )
         if snap != self.snapshot:
             self.snapshot = Snapshot(**{**snap.__dict__, "version": self.snapshot.version + 1})
             self._changed.set()
             self._changed = asyncio.Event()
+        self._schedule_wakeup(now)
+
+    # -- timed reconciles -------------------------------------------------------
+
+    def _timed(self) -> _Timed | None:
+        c = self.controller
+        if callable(getattr(c, "next_wakeup", None)) and callable(getattr(c, "tick", None)):
+            return c
+        return None
+
+    def _schedule_wakeup(self, now: float) -> None:
+        """(Re)set the timer to the controller's next wakeup (none: no timer)."""
+        timed = self._timed()
+        if timed is None or self._closed:
+            return
+        at = timed.next_wakeup(now)
+        if at == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is None:
+            return
+        loop = asyncio.get_running_loop()
+        # Should the controller keep saying "now" after a tick, do not spin.
+        delay = max(at - now, self._last_tick + MIN_WAKEUP_DELAY - loop.time(), 0.0)
+        self._timer = loop.call_later(delay, self._wake)
+
+    def _wake(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        timed = self._timed()
+        if timed is None or self._closed:
+            return
+        self._last_tick = asyncio.get_running_loop().time()
+        now = self.clock()
+        timed.tick(now)
+        # tick may have created or removed revisions (a rollout step changes only the
+        # traffic; GC deletes): run what exists and publish, as after an apply.
+        self.controller_changed()
+        self._schedule_wakeup(now)
 
     async def wait_past(self, since: int, wait: float, *, client: str = "") -> Snapshot:
         """The snapshot as soon as its version is not ``since`` (or after ``wait``).
@@ -175,6 +238,14 @@ class StateHub:
 
     def release_waiters(self) -> None:
         self._changed.set()
+
+    def close(self) -> None:
+        """No more timed reconciles; long-polls return."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.release_waiters()
 
     # -- views ------------------------------------------------------------------
 

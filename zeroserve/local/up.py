@@ -2,8 +2,13 @@
 
 In this process: the controller, the local runtime and the control API. As
 child processes, like their pods in a cluster: the autoscaler and the
-activator (listening on ``--port``, the ingress), both following the control
-API, plus every replica the runtime starts. Every child is in its own process
+activator (listening on ``--port``, the ingress, and ``--local-port``, the local
+gateway), both following the control API, plus every replica the runtime starts.
+Only those two ingress listeners follow ``--host``: the control API is on
+``--control-host`` (loopback by default) and wants the token written to a file only
+this user can read (``zeroserve.local.access``); the autoscaler, the activators'
+metrics, the queue-proxies and the apps are on loopback whatever ``--host`` says
+(docs/local-mode.md, "Addresses"). Every child is in its own process
 group and dies with this process, even on SIGKILL. Ctrl-C (or SIGTERM) stops
 in order: the activator drains, the autoscaler stops, every replica drains
 (its queue-proxy first), then the control API closes.
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -29,12 +35,15 @@ from aiohttp import web
 from zeroserve.api import ManifestErrors, Object, load
 from zeroserve.serving.controller import Controller
 
+from . import access
 from .control import ControlAPI, serve, stop
 from .replica import _die_with_parent
 from .runtime import LocalRuntime
 from .state import StateHub
 
 log = logging.getLogger("zeroserve")
+LOOPBACK = "127.0.0.1"
+"""Where every listener but the ingress ones is, whatever ``--host`` says."""
 ACTIVATORS_SYNC_SECONDS = 10.0
 """How long ``up`` waits for its activators to apply the state of the files it applied."""
 
@@ -42,9 +51,14 @@ ACTIVATORS_SYNC_SECONDS = 10.0
 @dataclass(frozen=True)
 class UpOptions:
     files: Sequence[Path] = ()
-    host: str = "127.0.0.1"
+    host: str = LOOPBACK
+    """Address of the ingress listeners (``port`` and ``local_port``) only."""
     port: int = 8080
     """The activator's listener: the ingress of every service."""
+    local_port: int = 8081
+    """The activators' local gateway: cluster-local hosts (0 = any free port)."""
+    control_host: str = LOOPBACK
+    """The control API's address (a warning when it is not loopback)."""
     control_port: int = 8090
     domain: str | None = None
     """Default domain instead of ``localhost`` (config-domain can still override)."""
@@ -61,6 +75,25 @@ class UpError(RuntimeError):
     """``zeroserve up`` could not start; the message says what and why."""
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def connect_host(host: str) -> str:
+    """An address to reach a listener bound to ``host`` from this machine (a wildcard
+    address is reached on loopback), bracketed for a URL when it is IPv6."""
+    if host in ("", "0.0.0.0"):
+        return LOOPBACK
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 class Child:
     """A component process (autoscaler, activator) with the JSON line it printed."""
 
@@ -73,11 +106,17 @@ class Child:
 
     @classmethod
     async def spawn(
-        cls, name: str, argv: list[str], log_file: Path, timeout: float = 60.0
+        cls,
+        name: str,
+        argv: list[str],
+        log_file: Path,
+        timeout: float = 60.0,
+        env: dict[str, str] | None = None,
     ) -> Child:
         with log_file.open("ab") as err:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
+                env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
@@ -116,6 +155,9 @@ class Up:
     def __init__(self, options: UpOptions) -> None:
         if options.activators < 1:
             raise UpError("--activators must be at least 1")
+        if options.local_port != 0 and options.local_port == options.port:
+            # with SO_REUSEPORT both listeners would bind it and split its connections
+            raise UpError(f"--local-port must differ from --port (both {options.port})")
         if options.max_starting is not None and options.max_starting < 1:
             raise UpError(f"--max-starting must be at least 1, not {options.max_starting}")
         self.options = options
@@ -126,17 +168,21 @@ class Up:
         self.runtime = LocalRuntime(
             on_change=self.hub.runtime_changed,
             log_dir=self.log_dir,
-            host=options.host,
+            host=LOOPBACK,  # queue-proxies and apps: only the activators reach them
             working_dir=os.getcwd(),
             max_starting=options.max_starting,
             lookup=self.controller.lookup,
         )
-        self.api = ControlAPI(self.hub, self.controller, self.runtime)
+        self.token = access.new_token()
+        self.token_file: Path | None = None
+        self.api = ControlAPI(self.hub, self.controller, self.runtime, token=self.token)
         self.children: dict[str, Child] = {}
         self._supervisors: list[asyncio.Task[None]] = []
         self._stopping = False
         self.control_url = ""
         self.ingress_port = 0
+        self.local_port: int | None = None
+        """The local gateway's port, as the first activator reports it."""
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> list[str]:
@@ -149,21 +195,36 @@ class Up:
             except OSError as e:
                 raise UpError(f"cannot read {f}: {e.strerror}") from None
             objects.append(load(text, str(f)))
+        if not is_loopback(o.control_host):
+            print(
+                f"zeroserve up: warning: the control API listens on {o.control_host} "
+                "(--control-host), not loopback: anyone who can reach it and has the token "
+                "can run commands as you",
+                file=sys.stderr,
+                flush=True,
+            )
         self.hub.attach(self.runtime)
         try:
-            self._runner, port = await serve(self.api, o.host, o.control_port)
+            self._runner, port = await serve(self.api, o.control_host, o.control_port)
         except OSError as e:
             raise UpError(
-                f"cannot listen on {o.host}:{o.control_port} (--control-port): {e.strerror}"
+                f"cannot listen on {o.control_host}:{o.control_port} "
+                f"(--control-host/--control-port): {e.strerror}"
             ) from None
-        self.control_url = f"http://{o.host}:{port}"
+        self.control_url = f"http://{connect_host(o.control_host)}:{port}"
+        try:
+            self.token_file = access.write_token_file(port, self.control_url, self.token)
+        except access.TokenFileError as e:
+            raise UpError(str(e)) from None
+        self.api.token_file = str(self.token_file)
         self.autoscaler_port = 0
         self.children["autoscaler"] = await self.spawn_autoscaler()
-        port = o.port
+        port, local_port = o.port, o.local_port
         for i in range(o.activators):
-            # The first one picks the port (if 0); the others share it.
-            self.children[f"activator-{i}"] = await self.spawn_activator(i, port)
+            # The first one picks the ports (if 0); the others share them.
+            self.children[f"activator-{i}"] = await self.spawn_activator(i, port, local_port)
             port = self.ingress_port
+            local_port = self.local_port if self.local_port is not None else local_port
         for name in list(self.children):
             task = asyncio.get_running_loop().create_task(
                 self._supervise(name), name=f"supervise {name}"
@@ -171,8 +232,12 @@ class Up:
             self._supervisors.append(task)
         return await self._apply_files(objects)
 
+    def child_env(self) -> dict[str, str]:
+        """The environment of the autoscaler and the activators: this one and the token
+        (replicas get their own, without it: runtime.py)."""
+        return {**os.environ, access.TOKEN_ENV: self.token}
+
     async def spawn_autoscaler(self) -> Child:
-        o = self.options
         child = await Child.spawn(
             "autoscaler",
             [
@@ -182,21 +247,24 @@ class Up:
                 "--control",
                 self.control_url,
                 "--host",
-                o.host,
+                LOOPBACK,  # the stats websocket and metrics: only the activators use them
                 "--port",
                 str(self.autoscaler_port),
                 "--metrics-port",
                 "0",
             ],
             self.log_dir / "autoscaler.log",
+            env=self.child_env(),
         )
         # Restarted on the same port: the activators' links reconnect to it.
         self.autoscaler_port = int(child.info["port"])  # type: ignore[call-overload]
         return child
 
-    async def spawn_activator(self, index: int, port: int) -> Child:
-        """Start activator ``index`` on the ingress port (also to replace one)."""
+    async def spawn_activator(self, index: int, port: int, local_port: int) -> Child:
+        """Start activator ``index`` on the ingress ports (also to replace one)."""
         o = self.options
+        # Only the ingress listeners follow --host; the metrics port stays on loopback.
+        metrics_host = [] if o.host == LOOPBACK else ["--metrics-host", LOOPBACK]
         child = await Child.spawn(
             f"activator-{index}",
             [
@@ -209,11 +277,14 @@ class Up:
                 o.host,
                 "--port",
                 str(port),
+                "--local-port",
+                str(local_port),
                 "--reuse-port",
                 "--metrics-port",
                 "0",
+                *metrics_host,
                 "--autoscaler-url",
-                f"ws://{o.host}:{self.autoscaler_port}/",
+                f"ws://{LOOPBACK}:{self.autoscaler_port}/",
                 "--drain-seconds",
                 "0",
                 "--pod-name",
@@ -222,8 +293,11 @@ class Up:
                 f"{o.activation_timeout:g}",
             ],
             self.log_dir / f"activator-{index}.log",
+            env=self.child_env(),
         )
         self.ingress_port = int(child.info["port"])  # type: ignore[call-overload]
+        if child.info.get("local_port") is not None:
+            self.local_port = int(child.info["local_port"])  # type: ignore[call-overload]
         return child
 
     async def _supervise(self, name: str) -> None:
@@ -242,7 +316,9 @@ class Up:
                     self.children[name] = await self.spawn_autoscaler()
                 else:
                     self.children[name] = await self.spawn_activator(
-                        int(name.rsplit("-", 1)[1]), self.ingress_port
+                        int(name.rsplit("-", 1)[1]),
+                        self.ingress_port,
+                        self.local_port if self.local_port is not None else self.options.local_port,
                     )
                 backoff = 0.5
             except UpError as e:
@@ -281,14 +357,28 @@ class Up:
             if code not in (0, None):
                 log.warning("the %s exited with code %s (log: %s)", child.name, code, self.log_dir)
         await self.runtime.close()
-        self.hub.release_waiters()
+        self.hub.close()
         if self._runner is not None:
             await stop(self._runner)
+        if self.token_file is not None:
+            access.remove_token_file(self.token_file, self.token)
 
 
-def curl_lines(url: str, port: int, host: str) -> list[str]:
-    """How to call a service: by name (curl resolves *.localhost) and by Host header."""
+def is_cluster_local(url: str) -> bool:
+    """A cluster-local URL (``http://NAME.NS.svc.cluster.local``): the local gateway's."""
+    name = url.split("://", 1)[-1].split("/", 1)[0]
+    return ".svc." in name
+
+
+def curl_lines(url: str, port: int, host: str, local_port: int | None = None) -> list[str]:
+    """How to call a service: by name (curl resolves *.localhost) and by Host header; a
+    cluster-local one through the local gateway (``local_port``)."""
     name = url.split("://", 1)[-1]
+    host = connect_host(host)
+    if is_cluster_local(url):
+        if local_port is None:
+            return []
+        return [f"curl -H 'Host: {name}' http://{host}:{local_port}"]
     lines = []
     if name.endswith(".localhost"):
         lines.append(f"curl http://{name}:{port}")
@@ -314,11 +404,18 @@ async def run_up(options: UpOptions) -> int:
             return 1
         for line in lines:
             print(line)
+        gateway = (
+            f" (local gateway http://{connect_host(options.host)}:{up.local_port})"
+            if up.local_port is not None
+            else ""
+        )
+        # The first three fields keep their order and form: tools read them.
         print(
-            f"zeroserve is up: ingress http://{options.host}:{up.ingress_port}, "
-            f"control API {up.control_url}, logs in {up.log_dir}",
+            f"zeroserve is up: ingress http://{connect_host(options.host)}:{up.ingress_port}, "
+            f"control API {up.control_url}, logs in {up.log_dir}{gateway}",
             flush=True,
         )
+        print(f"control API token in {up.token_file} (the zeroserve client reads it)", flush=True)
         await _print_urls_when_ready(up, stop_event)
         print("Ctrl-C to stop.", flush=True)
         await stop_event.wait()
@@ -343,7 +440,7 @@ async def _print_urls_when_ready(up: Up, stop_event: asyncio.Event, within: floa
             url = svc.get("status", {}).get("url")
             if ready.get("status") == "True" and url:
                 print(f"service {name} is ready: {url}")
-                for line in curl_lines(url, up.ingress_port, up.options.host):
+                for line in curl_lines(url, up.ingress_port, up.options.host, up.local_port):
                     print(f"  {line}")
                 printed.add(name)
             elif ready.get("status") == "False":
