@@ -30,9 +30,11 @@ import time
 from aiohttp import web
 
 from controller.config import ClusterConfig, Settings
-from controller.meta import ROUTE_LABEL
+from controller.domainmapping import CLUSTER_DOMAIN_CLAIMS, DOMAIN_MAPPINGS
+from controller.meta import MANAGED_SELECTOR, ROUTE_LABEL
 from controller.metrics import ControllerMetrics, serve
-from controller.planner import plan
+from controller.planner import run
+from controller.policies import NETWORK_POLICIES
 from controller.snapshot import ClusterView
 from controller.writes import execute
 from zeroserve.knative import REVISION_LABEL
@@ -61,6 +63,16 @@ log = logging.getLogger("controller")
 
 DEBOUNCE = 0.05
 """Seconds to wait after a change for the ones that come with it (a write's echo)."""
+TIMER_FLOOR = 0.25
+"""Seconds at least between passes a timer asks for (a deadline already past included),
+so that a step that keeps failing does not spin the loop."""
+OPTIONAL = {
+    "virtual_services": "Istio's VirtualService CRD: routes get no VirtualService",
+    "network_policies": "NetworkPolicies: no revision NetworkPolicy is written",
+    "domain_mappings": "the DomainMapping CRD: DomainMappings are not served",
+    "domain_claims": "the ClusterDomainClaim CRD: DomainMappings are not served",
+}
+"""Caches of resources a cluster may not serve, and what is skipped without them."""
 
 
 class KubeController:
@@ -94,10 +106,15 @@ class KubeController:
             "endpoint_slices": watch(ENDPOINT_SLICES, ns, label_selector=REVISION_LABEL),
             "pods": watch(PODS, ns, label_selector=REVISION_LABEL),
             "placeholders": watch(SERVICES, ns, label_selector=ROUTE_LABEL),
-            "virtual_services": watch(VIRTUAL_SERVICES, ns, label_selector=ROUTE_LABEL),
+            "virtual_services": watch(VIRTUAL_SERVICES, ns, label_selector=MANAGED_SELECTOR),
+            "network_policies": watch(NETWORK_POLICIES, ns, label_selector=MANAGED_SELECTOR),
+            "domain_mappings": watch(DOMAIN_MAPPINGS, ns),
+            "domain_claims": watch(CLUSTER_DOMAIN_CLAIMS, None),
         }
-        self.istio = True
-        """False when the cluster has no VirtualService CRD: routes then get none."""
+        self.absent: set[str] = set()
+        """Optional caches whose resource the API does not serve (see ``OPTIONAL``)."""
+        self.next_due: float | None = None
+        """Unix time of the next pass the last one asked for (a rollout step)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
@@ -107,6 +124,11 @@ class KubeController:
         for name, cache in self.caches.items():
             cache.on_change(self._changed)
             self.metrics.watch(name, cache.objects.__len__)
+
+    @property
+    def istio(self) -> bool:
+        """False when the cluster has no VirtualService CRD: routes then get none."""
+        return "virtual_services" not in self.absent
 
     @property
     def leading(self) -> bool:
@@ -135,26 +157,29 @@ class KubeController:
         try:
             async with asyncio.timeout(timeout):
                 for name, cache in self.caches.items():
-                    if name != "virtual_services":
+                    if name not in OPTIONAL:
                         await cache.synced.wait()
-                while not self.caches["virtual_services"].synced.is_set():
-                    if isinstance(self.caches["virtual_services"].last_error, NotFound):
-                        break
-                    await asyncio.sleep(0.05)
+                for name in OPTIONAL:
+                    cache = self.caches[name]
+                    while not cache.synced.is_set():
+                        if isinstance(cache.last_error, NotFound):
+                            break
+                        await asyncio.sleep(0.05)
         except TimeoutError:
             raise not_synced(self.caches.values(), timeout) from None
-        vs = self.caches["virtual_services"]
-        if not vs.synced.is_set():
-            self.istio = False
-            await vs.stop()
-            log.warning(
-                "Istio's VirtualService CRD is not installed (%s): routes get no "
-                "VirtualService; install Istio and restart the controller",
-                vs.last_error,
-            )
+        for name, skipped in OPTIONAL.items():
+            cache = self.caches[name]
+            if not cache.synced.is_set():
+                self.absent.add(name)
+                await cache.stop()
+                log.warning(
+                    "the API does not serve %s (%s); install it and restart the controller",
+                    skipped,
+                    cache.last_error,
+                )
         self._runner, self.metrics_port = await serve(
             self.metrics,
-            lambda: self.synced or not self.istio,
+            lambda: all(c.synced.is_set() for n, c in self.caches.items() if n not in self.absent),
             self.settings.host,
             self.settings.metrics_port,
         )
@@ -188,8 +213,11 @@ class KubeController:
         backoff = Backoff(initial=0.2, cap=10.0)
         retry_in: float | None = None
         while True:
+            wait = retry_in or self.settings.resync_period
+            if self.next_due is not None:
+                wait = min(wait, max(TIMER_FLOOR, self.next_due - time.time()))
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(retry_in or self.settings.resync_period):
+                async with asyncio.timeout(wait):
                     await self._wake.wait()
             if not self.leading:
                 self._wake.clear()
@@ -208,6 +236,9 @@ class KubeController:
             else:
                 retry_in = backoff.next()
 
+    def _optional(self, name: str) -> dict[tuple[str, str], dict[str, object]] | None:
+        return None if name in self.absent else self.caches[name].objects
+
     def view(self) -> ClusterView:
         c = self.caches
         return ClusterView(
@@ -219,21 +250,27 @@ class KubeController:
             private_services=c["private_services"].objects,
             endpoint_slices=c["endpoint_slices"].objects,
             pods=c["pods"].objects,
-            virtual_services=c["virtual_services"].objects if self.istio else None,
+            virtual_services=self._optional("virtual_services"),
             placeholders=c["placeholders"].objects,
+            network_policies=self._optional("network_policies"),
+            domain_mappings=self._optional("domain_mappings"),
+            domain_claims=self._optional("domain_claims"),
         )
 
     async def reconcile_once(self) -> bool:
         """One pass; False when a write failed (the loop retries with backoff)."""
         started = time.monotonic()
         self.config.update(self.caches["config_maps"].objects)
-        writes = plan(
+        planned = run(
             self.view(),
             self.config.configs,
             self.config.queue_proxy_image,
             self.settings,
             time.time(),
+            self.config.gateways,
         )
+        writes = planned.writes
+        self.next_due = planned.next_due
         ok = True
         for write in writes:
             if not self.leading:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
+
+import yaml
 
 from zeroserve.api.configs import Configs, DomainConfig
 from zeroserve.api.objects import CONFIG_MAP_NAMES
@@ -25,6 +28,140 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIDECAR_IMAGE_KEY = "queue-sidecar-image"
 """The ``config-deployment`` key that overrides ``--queue-proxy-image`` (upstream's name)."""
+
+CONFIG_ISTIO = "config-istio"
+"""net-istio's ConfigMap: which Istio Gateways serve public and cluster-local hosts."""
+KNATIVE_INGRESS_GATEWAY = "knative-ingress-gateway"
+KNATIVE_LOCAL_GATEWAY = "knative-local-gateway"
+_GATEWAY_PREFIX = "gateway."
+_LOCAL_GATEWAY_PREFIX = "local-gateway."
+_EXTERNAL_GATEWAYS = "external-gateways"
+_LOCAL_GATEWAYS = "local-gateways"
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@dataclass(frozen=True)
+class IstioGateways:
+    """``config-istio`` as net-istio reads it: the Gateways (``namespace/name``) bound to
+    public hosts and to cluster-local hosts, with the Service behind each."""
+
+    ingress: tuple[tuple[str, str], ...]
+    """(``namespace/name``, service host) of each public gateway."""
+    local: tuple[tuple[str, str], ...]
+    """(``namespace/name``, service host) of each cluster-local gateway."""
+
+    @property
+    def ingress_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.ingress)
+
+    @property
+    def local_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.local)
+
+
+def default_gateways(system_namespace: str) -> IstioGateways:
+    """net-istio's defaults: ``knative-ingress-gateway`` backed by
+    ``istio-ingressgateway.istio-system``, ``knative-local-gateway`` backed by
+    ``knative-local-gateway.istio-system``, both in the system namespace."""
+    return IstioGateways(
+        ingress=(
+            (
+                f"{system_namespace}/{KNATIVE_INGRESS_GATEWAY}",
+                "istio-ingressgateway.istio-system.svc.cluster.local",
+            ),
+        ),
+        local=(
+            (
+                f"{system_namespace}/{KNATIVE_LOCAL_GATEWAY}",
+                "knative-local-gateway.istio-system.svc.cluster.local",
+            ),
+        ),
+    )
+
+
+def _gateway(key: str, namespace: str, name: str, service: Any) -> tuple[str, str]:
+    if not namespace or not name:
+        raise ConfigError(f"config-istio {key}: a gateway needs a namespace and a name")
+    if not isinstance(service, str) or not service:
+        raise ConfigError(f"config-istio {key}: gateway {namespace}/{name}: missing service")
+    if not _DNS_SUBDOMAIN.match(service.removesuffix(".")) or len(service) > 253:
+        raise ConfigError(
+            f"config-istio {key}: gateway {namespace}/{name}: service {service!r} is not "
+            "a DNS subdomain"
+        )
+    return f"{namespace}/{name}", service
+
+
+def _new_format(key: str, text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        items = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config-istio {key}: not YAML: {exc}") from None
+    if not isinstance(items, list):
+        raise ConfigError(f"config-istio {key}: must be a list of gateways")
+    out = []
+    defaults = 0
+    for item in items:
+        if not isinstance(item, dict):
+            raise ConfigError(f"config-istio {key}: each gateway is a map")
+        if item.get("labelSelector") is None:
+            defaults += 1
+        else:
+            continue  # gateways for selected routes only: not supported, ignored
+        out.append(
+            _gateway(
+                key,
+                str(item.get("namespace") or ""),
+                str(item.get("name") or ""),
+                item.get("service"),
+            )
+        )
+    if items and defaults != 1:
+        raise ConfigError(
+            f"config-istio {key}: exactly one gateway with no labelSelector can be defined"
+        )
+    return tuple(out)
+
+
+def parse_config_istio(data: Mapping[str, str], system_namespace: str) -> IstioGateways:
+    """net-istio's two formats: ``gateway.<namespace>.<name>: <service>`` and
+    ``local-gateway.<namespace>.<name>: <service>`` keys (a name without a namespace is in
+    the system namespace), or YAML lists under ``external-gateways``/``local-gateways``;
+    not both. A kind left unset keeps its default. ``ConfigError`` names the bad key."""
+    defaults = default_gateways(system_namespace)
+    old = [k for k in data if k.startswith((_GATEWAY_PREFIX, _LOCAL_GATEWAY_PREFIX))]
+    new = [k for k in (_EXTERNAL_GATEWAYS, _LOCAL_GATEWAYS) if data.get(k)]
+    if old and new:
+        raise ConfigError(
+            f"config-istio: {_EXTERNAL_GATEWAYS!r} or {_LOCAL_GATEWAYS!r} cannot be set "
+            f"together with {_GATEWAY_PREFIX!r} or {_LOCAL_GATEWAY_PREFIX!r} keys"
+        )
+    if new:
+        ingress = (
+            _new_format(_EXTERNAL_GATEWAYS, data[_EXTERNAL_GATEWAYS])
+            if data.get(_EXTERNAL_GATEWAYS)
+            else defaults.ingress
+        )
+        local = (
+            _new_format(_LOCAL_GATEWAYS, data[_LOCAL_GATEWAYS])
+            if data.get(_LOCAL_GATEWAYS)
+            else defaults.local
+        )
+        return IstioGateways(ingress, local)
+
+    def old_format(prefix: str) -> tuple[tuple[str, str], ...]:
+        out = []
+        for key in sorted(k for k in data if k.startswith(prefix) and k != prefix):
+            namespace, dot, name = key[len(prefix) :].partition(".")
+            if not dot:
+                namespace, name = system_namespace, namespace
+            out.append(_gateway(key, namespace, name, data[key]))
+        return tuple(out)
+
+    return IstioGateways(
+        old_format(_GATEWAY_PREFIX) or defaults.ingress,
+        old_format(_LOCAL_GATEWAY_PREFIX) or defaults.local,
+    )
 
 
 def _default_image() -> str:
@@ -63,6 +200,17 @@ class Settings:
     resync_period: float = 300.0
     """A full reconcile at least this often, even without any change seen."""
     lease_name: str = "zeroserve-controller"
+    network_policies: bool = True
+    """Write the revisions' NetworkPolicy in every namespace that runs a revision."""
+    network_policy_name: str = "zeroserve-revisions"
+    release_name: str = "zeroserve"
+    """The Helm release (``app.kubernetes.io/instance`` of the activator and autoscaler
+    pods, which the NetworkPolicies let in)."""
+    node_cidrs: tuple[str, ...] = ()
+    metrics_from: str = ""
+    """NetworkPolicy peers (a JSON list) let in to the queue-proxy's Prometheus port 9091;
+    empty: anyone."""
+    """Nodes' CIDRs let in to the queue-proxy's 8012 and 8022 (kubelet probes, preStop)."""
 
     @property
     def default_domain(self) -> str:
@@ -75,7 +223,8 @@ class Settings:
 
     @property
     def ingress_gateway(self) -> str:
-        return f"{self.system_namespace}/knative-ingress-gateway"
+        """The default public gateway (``config-istio`` may name others)."""
+        return f"{self.system_namespace}/{KNATIVE_INGRESS_GATEWAY}"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -127,6 +276,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.sync_timeout,
         help=f"seconds to wait for the first lists at start (default {d.sync_timeout:g})",
     )
+    p.add_argument(
+        "--network-policies",
+        action=argparse.BooleanOptionalAction,
+        default=d.network_policies,
+        help="write the revisions' NetworkPolicy in every namespace running a revision "
+        "(default on)",
+    )
+    p.add_argument(
+        "--network-policy-name",
+        default=d.network_policy_name,
+        help=f"name of that NetworkPolicy (default {d.network_policy_name})",
+    )
+    p.add_argument(
+        "--release-name",
+        default=d.release_name,
+        help="the Helm release: app.kubernetes.io/instance of the activator and autoscaler "
+        f"pods the NetworkPolicy lets in (default {d.release_name})",
+    )
+    p.add_argument(
+        "--node-cidr",
+        action="append",
+        default=[],
+        help="a CIDR of the nodes, let in to the queue-proxy's 8012 and 8022 (repeatable)",
+    )
+    p.add_argument(
+        "--metrics-from",
+        default=d.metrics_from,
+        type=_peers,
+        help="JSON list of NetworkPolicy peers that may scrape the queue-proxy's 9091 "
+        "(default: anyone)",
+    )
+
+
+def _peers(text: str) -> str:
+    import json
+
+    try:
+        value = json.loads(text) if text else []
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--metrics-from: not JSON: {exc}") from None
+    if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
+        raise argparse.ArgumentTypeError("--metrics-from: must be a JSON list of objects")
+    return text
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -141,6 +333,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         cluster_domain=args.cluster_domain,
         domain=args.domain,
         sync_timeout=args.sync_timeout,
+        network_policies=args.network_policies,
+        network_policy_name=args.network_policy_name,
+        release_name=args.release_name,
+        node_cidrs=tuple(args.node_cidr),
+        metrics_from=args.metrics_from,
     )
 
 
@@ -154,10 +351,13 @@ class ClusterConfig:
         """The data of each map as last accepted (absent: defaults)."""
         self.configs = self._build(self._good)
         self.queue_proxy_image = settings.queue_proxy_image
+        self.gateways = default_gateways(settings.system_namespace)
+        self._istio: dict[str, str] | None = None
 
     def update(self, config_maps: Mapping[tuple[str, str], dict[str, Any]]) -> bool:
         """Take the current maps of the system namespace; True if a setting changed."""
         ns = self.settings.system_namespace
+        istio_changed = self._update_istio(config_maps.get((ns, CONFIG_ISTIO)))
         good = dict(self._good)
         for name in CONFIG_MAP_NAMES:
             obj = config_maps.get((ns, name))
@@ -174,12 +374,36 @@ class ClusterConfig:
                 continue
             good = candidate
         if good == self._good:
-            return False
+            return istio_changed
         self._good = good
         self.configs = self._build(good)
         image = good.get("config-deployment", {}).get(QUEUE_SIDECAR_IMAGE_KEY)
         self.queue_proxy_image = image or self.settings.queue_proxy_image
         log.info("configuration updated from the ConfigMaps in %s", ns)
+        return True
+
+    def _update_istio(self, obj: dict[str, Any] | None) -> bool:
+        """``config-istio`` (net-istio's keys); a bad version is logged and ignored."""
+        ns = self.settings.system_namespace
+        data = {str(k): str(v) for k, v in ((obj or {}).get("data") or {}).items()}
+        if data == self._istio:
+            return False
+        self._istio = data
+        try:
+            gateways = parse_config_istio(data, ns)
+        except ConfigError as exc:
+            log.error(
+                "ignoring ConfigMap %s/%s, keeping the gateways in force: %s", ns, CONFIG_ISTIO, exc
+            )
+            return False
+        if gateways == self.gateways:
+            return False
+        self.gateways = gateways
+        log.info(
+            "gateways: public %s, cluster-local %s",
+            ", ".join(gateways.ingress_names),
+            ", ".join(gateways.local_names),
+        )
         return True
 
     def _build(self, maps: Mapping[str, Mapping[str, str]]) -> Configs:

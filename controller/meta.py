@@ -27,9 +27,15 @@ from zeroserve.knative import (
 GENERATION_LABEL = "serving.knative.dev/configurationGeneration"
 ROUTE_LABEL = "serving.knative.dev/route"
 ROUTE_NAMESPACE_LABEL = "serving.knative.dev/routeNamespace"
+DOMAIN_MAPPING_LABEL = "serving.knative.dev/domainMapping"
 SERVICE_TYPE_LABEL = "networking.internal.knative.dev/serviceType"
+ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
+"""When a revision's ``routingState`` last changed (Knative's annotation): GC counts a
+revision's "last active" time from it. Not copied to the Deployment (Knative's rule)."""
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "zeroserve"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+"""Label selector of every object the controller generates."""
 SPEC_HASH_ANNOTATION = "zeroserve.dev/spec-hash"
 SYSTEM_LABELS = frozenset(
     {SERVICE_LABEL, CONFIGURATION_LABEL, GENERATION_LABEL, REVISION_LABEL, ROUTING_STATE_LABEL}
@@ -74,6 +80,17 @@ def owner_reference(owner: Obj) -> Obj:
         "uid": m["uid"],
         "controller": True,
         "blockOwnerDeletion": True,
+    }
+
+
+def plain_owner_reference(owner: Obj) -> Obj:
+    """A reference that is not the controller: the dependent goes once every owner has."""
+    m = meta(owner)
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": m["name"],
+        "uid": m["uid"],
     }
 
 

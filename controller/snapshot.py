@@ -27,6 +27,7 @@ from typing import Any
 
 from controller.meta import (
     GENERATION_LABEL,
+    ROUTING_STATE_MODIFIED,
     SYSTEM_LABELS,
     compact,
     created_at,
@@ -40,7 +41,7 @@ from zeroserve.api.errors import ManifestError
 from zeroserve.api.objects import Configuration, Obj, Object, RevisionTemplate
 from zeroserve.api.parse import parse_document
 from zeroserve.api.validate import validate
-from zeroserve.knative import CONFIGURATION_LABEL, SERVICE_LABEL
+from zeroserve.knative import CONFIGURATION_LABEL, ROUTING_STATE_LABEL, SERVICE_LABEL
 from zeroserve.kube import ObjectKey
 from zeroserve.serving.state import (
     FALSE,
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 Objects = Mapping[ObjectKey, Obj]
 
 READY = "Ready"
+SYSTEM_ANNOTATIONS = frozenset({ROUTING_STATE_MODIFIED})
+"""Annotations the controller sets on revisions; the rest came from the template."""
 
 
 def problems_text(errors: list[ManifestError]) -> str:
@@ -140,8 +143,11 @@ def revision_template(revision: Obj) -> RevisionTemplate | None:
     template_meta: Obj = {}
     if user_labels:
         template_meta["labels"] = user_labels
-    if m.get("annotations"):
-        template_meta["annotations"] = dict(m["annotations"])
+    user_annotations = {
+        k: v for k, v in (m.get("annotations") or {}).items() if k not in SYSTEM_ANNOTATIONS
+    }
+    if user_annotations:
+        template_meta["annotations"] = user_annotations
     doc = {
         "apiVersion": Configuration.api_version,
         "kind": "Configuration",
@@ -185,6 +191,12 @@ def revision_record(revision: Obj, defaults: DefaultsConfig) -> RevisionRecord |
         container_name=template.container.name or defaults.container_name,
         observed=last_verdict(revision),
         conditions=conditions_of(revision),
+        routing_state=labels.get(ROUTING_STATE_LABEL, ""),
+        routing_state_modified=(
+            _time(modified) or None
+            if isinstance(modified := (m.get("annotations") or {}).get(ROUTING_STATE_MODIFIED), str)
+            else None
+        ),
     )
 
 
@@ -202,7 +214,11 @@ def same_template(revision: Obj, template: RevisionTemplate) -> bool:
         if "name" not in want:
             have.pop("name", None)
     spec["containers"] = containers
-    annotations = dict(meta(revision).get("annotations") or {})
+    annotations = {
+        k: v
+        for k, v in (meta(revision).get("annotations") or {}).items()
+        if k not in SYSTEM_ANNOTATIONS
+    }
     return spec == wanted and annotations == dict(template.annotations)
 
 
@@ -246,6 +262,12 @@ class ClusterView:
     """None when the cluster has no Istio (routes then get no VirtualService)."""
     placeholders: Objects = field(default_factory=dict)
     """Core Services labelled with a route."""
+    network_policies: Objects | None = field(default_factory=dict)
+    """The NetworkPolicies the controller wrote; None: the API has none."""
+    domain_mappings: Objects | None = field(default_factory=dict)
+    """None when the DomainMapping CRD is not installed."""
+    domain_claims: Objects | None = field(default_factory=dict)
+    """ClusterDomainClaims (cluster-scoped: namespace ""); None without their CRD."""
 
 
 def by_label(objects: Objects, label: str) -> dict[tuple[str, str], list[Obj]]:

@@ -44,6 +44,7 @@ from controller.meta import (
     GENERATION_LABEL,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    ROUTING_STATE_MODIFIED,
     SERVICE_TYPE_LABEL,
     labels_of,
     owner_reference,
@@ -305,7 +306,12 @@ def deployment(
     with the spec-hash annotation set."""
     name = rev.info.key.name
     labels = pod_labels(revision)
-    annotations = dict(revision["metadata"].get("annotations") or {})
+    # Knative leaves routingStateModified out: a routing change must not roll the pods.
+    annotations = {
+        k: v
+        for k, v in (revision["metadata"].get("annotations") or {}).items()
+        if k != ROUTING_STATE_MODIFIED
+    }
     body: Obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -320,11 +320,33 @@ def test_the_gateway(default_objects: list[Obj], custom_objects: list[Obj], helm
     }
     custom = one(custom_objects, "Gateway", "knative-ingress-gateway", NAMESPACE)
     assert custom["spec"]["selector"] == {"istio": "public-gateway"}
-    assert not only(render(helm, sets=["istio.gateway.create=false"]), "Gateway")
+    assert [
+        g["metadata"]["name"]
+        for g in only(render(helm, sets=["istio.gateway.create=false"]), "Gateway")
+    ] == ["knative-local-gateway"]
     # The controller creates the VirtualServices; the chart renders none.
     assert not only(default_objects, "VirtualService") and not only(
         custom_objects, "VirtualService"
     )
+
+
+def test_the_local_gateway_is_net_istios(default_objects: list[Obj], helm: str) -> None:
+    """``knative-local-gateway``: port 8081 of the ingress gateway pods, and its Service
+    (80 -> 8081) beside those pods in istio-system, as Knative's net-istio installs it."""
+    gw = one(default_objects, "Gateway", "knative-local-gateway", NAMESPACE)
+    assert gw["spec"] == {
+        "selector": {"istio": "ingressgateway"},
+        "servers": [{"port": {"number": 8081, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}],
+    }
+    svc = one(default_objects, "Service", "knative-local-gateway", "istio-system")
+    assert svc["spec"] == {
+        "type": "ClusterIP",
+        "selector": {"istio": "ingressgateway"},
+        "ports": [{"name": "http2", "port": 80, "targetPort": 8081, "protocol": "TCP"}],
+    }
+    without = render(helm, sets=["istio.localGateway.create=false"])
+    assert not only(without, "Gateway", "knative-local-gateway")
+    assert not only(without, "Service", "knative-local-gateway")
 
 
 def test_service_monitors(custom_objects: list[Obj], default_objects: list[Obj]) -> None:

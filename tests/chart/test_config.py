@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from controller.config import ClusterConfig, Settings
+from controller.config import ClusterConfig, IstioGateways, Settings, parse_config_istio
 from tests.chart.helm import NAMESPACE, Obj, ToolError, one, only, render
 from zeroserve.api.configs import Configs, DomainConfig
 from zeroserve.api.features import DEFAULTS, FeaturesConfig
@@ -22,7 +22,11 @@ NAMES = (
     "config-deployment",
     "config-domain",
     "config-features",
+    "config-gc",
+    "config-network",
 )
+"""The maps zeroserve's shared parser reads (``Configs``)."""
+ALL = tuple(sorted((*NAMES, "config-istio")))
 
 
 def _data(objects: list[Obj], name: str) -> dict[str, str]:
@@ -38,12 +42,12 @@ def _configs(objects: list[Obj]) -> Configs:
     return configs
 
 
-def test_only_the_five_maps(objects: list[Obj]) -> None:
-    assert sorted(o["metadata"]["name"] for o in only(objects, "ConfigMap")) == list(NAMES)
+def test_only_these_maps(objects: list[Obj]) -> None:
+    assert sorted(o["metadata"]["name"] for o in only(objects, "ConfigMap")) == list(ALL)
 
 
 def test_every_value_is_a_string_and_documented(objects: list[Obj]) -> None:
-    for name in NAMES:
+    for name in ALL:
         data = _data(objects, name)
         assert all(isinstance(v, str) for v in data.values())
         assert data["_example"].strip()
@@ -56,6 +60,61 @@ def test_the_defaults_are_upstreams(default_objects: list[Obj]) -> None:
     assert configs.defaults == Configs().defaults
     assert configs.domain == DomainConfig({"example.com": {}})
     assert configs.features == FeaturesConfig()
+    assert configs.network == Configs().network
+    assert configs.gc == Configs().gc
+
+
+def test_config_istio_names_knatives_gateways(default_objects: list[Obj]) -> None:
+    """The chart's config-istio is net-istio's default, read by the controller's parser."""
+    data = _data(default_objects, "config-istio")
+    assert {k: v for k, v in data.items() if k != "_example"} == {
+        "gateway.knative-serving.knative-ingress-gateway": (
+            "istio-ingressgateway.istio-system.svc.cluster.local"
+        ),
+        "local-gateway.knative-serving.knative-local-gateway": (
+            "knative-local-gateway.istio-system.svc.cluster.local"
+        ),
+    }
+    assert parse_config_istio(data, NAMESPACE) == IstioGateways(
+        ingress=(
+            (
+                "knative-serving/knative-ingress-gateway",
+                "istio-ingressgateway.istio-system.svc.cluster.local",
+            ),
+        ),
+        local=(
+            (
+                "knative-serving/knative-local-gateway",
+                "knative-local-gateway.istio-system.svc.cluster.local",
+            ),
+        ),
+    )
+
+
+def test_config_istio_follows_the_values(helm: str) -> None:
+    objects = render(
+        helm,
+        sets=["istio.localGateway.namespace=mesh-gateways", "clusterDomain=corp.internal"],
+        set_json=[
+            'config.istio={"gateway.edge.public": "public.edge.svc.corp.internal", '
+            '"gateway.knative-serving.knative-ingress-gateway": null}'
+        ],
+    )
+    gateways = parse_config_istio(_data(objects, "config-istio"), NAMESPACE)
+    assert gateways.ingress == (("edge/public", "public.edge.svc.corp.internal"),)
+    assert gateways.local == (
+        (
+            "knative-serving/knative-local-gateway",
+            "knative-local-gateway.mesh-gateways.svc.corp.internal",
+        ),
+    )
+    service = one(objects, "Service", "knative-local-gateway", "mesh-gateways")
+    assert service["spec"]["ports"] == [
+        {"name": "http2", "port": 80, "targetPort": 8081, "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"] == {"istio": "ingressgateway"}
+    gateway = one(objects, "Gateway", "knative-local-gateway", NAMESPACE)
+    assert gateway["spec"]["servers"][0]["port"]["number"] == 8081
 
 
 def test_the_values_override(custom_objects: list[Obj]) -> None:

@@ -84,8 +84,53 @@ def test_names(crds: dict[str, Obj], kind: str, plural: str, short_names: list[s
 
 
 @pytest.mark.process
+def test_the_domain_mapping_crds(crds: dict[str, Obj]) -> None:
+    """Knative's DomainMapping (v1beta1, columns URL, Ready, Reason) and the cluster-scoped
+    ClusterDomainClaim (spec.namespace), with structural schemas."""
+    dm = crds["DomainMapping"]
+    assert dm["metadata"]["name"] == "domainmappings.serving.knative.dev"
+    assert dm["spec"]["scope"] == "Namespaced"
+    assert dm["spec"]["names"]["shortNames"] == ["dm"]
+    [version] = dm["spec"]["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1beta1", True, True)
+    assert version["subresources"] == {"status": {}}
+    assert [(c["name"], c["jsonPath"]) for c in version["additionalPrinterColumns"]] == [
+        ("URL", ".status.url"),
+        *_READY,
+    ]
+    if "DomainMapping" in COLUMNS:  # zeroserve get domainmappings shows the same columns
+        names = [c["name"].upper() for c in version["additionalPrinterColumns"]]
+        assert ["NAME", *names] == list(COLUMNS["DomainMapping"])
+    assert structural_problems(_schema(dm)) == []
+    accepts = jsonschema.Draft202012Validator(to_json_schema(_schema(dm)))
+    good = {
+        "apiVersion": "serving.knative.dev/v1beta1",
+        "kind": "DomainMapping",
+        "metadata": {"name": "shop.example.org", "namespace": "default"},
+        "spec": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "a"}},
+        "status": {
+            "url": "http://shop.example.org",
+            "address": {"url": "http://shop.example.org"},
+            "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+    assert list(accepts.iter_errors(good)) == []
+    assert list(accepts.iter_errors({**good, "spec": {}}))  # ref is required
+
+    claim = crds["ClusterDomainClaim"]
+    assert claim["metadata"]["name"] == "clusterdomainclaims.networking.internal.knative.dev"
+    assert claim["spec"]["scope"] == "Cluster"
+    [version] = claim["spec"]["versions"]
+    assert version["name"] == "v1alpha1"
+    schema = _schema(claim)
+    assert schema["properties"]["spec"]["required"] == ["namespace"]
+    assert structural_problems(schema) == []
+
+
+@pytest.mark.process
 def test_crds_survive_uninstall_and_can_be_left_out(helm: str, crds: dict[str, Obj]) -> None:
-    assert set(crds) == set(KINDS)
+    assert set(crds) == {*KINDS, "DomainMapping", "ClusterDomainClaim"}
     for crd in crds.values():
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     without_keep = render(helm, sets=["crds.keep=false"])
@@ -292,12 +337,13 @@ def test_the_examples_are_valid(
     if obj["kind"] in ("ConfigMap", "Secret"):
         kubernetes_validate.validate(obj, "1.31", strict=True)
     else:
-        assert obj["apiVersion"] == "serving.knative.dev/v1"
+        version = "v1beta1" if obj["kind"] == "DomainMapping" else "v1"
+        assert obj["apiVersion"] == f"serving.knative.dev/{version}"
         assert _errors(validators, obj) == []
 
 
 def test_every_example_kind_is_covered() -> None:
-    assert {o["kind"] for _, o in EXAMPLES} == {"Service", "ConfigMap", "Secret"}
+    assert {o["kind"] for _, o in EXAMPLES} <= {"Service", "ConfigMap", "Secret", "DomainMapping"}
 
 
 DOCS_MANIFESTS = """

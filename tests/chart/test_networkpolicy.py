@@ -3,11 +3,14 @@ which ports. Rules are compared whole: a rule without ``from`` lets everyone in.
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import pytest
 
-from tests.chart.helm import NAMESPACE, Obj, one, only, render
+from controller.config import add_arguments, settings_from
+from controller.policies import network_policy
+from tests.chart.helm import NAMESPACE, Obj, find_tool, one, only, render
 
 pytestmark = pytest.mark.process
 
@@ -74,6 +77,34 @@ def test_revision_pods_custom(custom_objects: list[Obj]) -> None:
             ((9091,), [*METRICS, *NODES]),
             ((8012, 8022), NODES),  # the kubelet's probes and preStop hook, for strict CNIs
         ]
+
+
+@pytest.mark.parametrize("which", ["default", "custom"])
+def test_the_controller_writes_the_charts_revision_policy(
+    default_objects: list[Obj], custom_objects: list[Obj], which: str
+) -> None:
+    """With the flags the chart gives it, the controller's policy for a namespace where a
+    revision runs is the chart's ``workloadNamespaces`` one, name and rules."""
+    objects = default_objects if which == "default" else custom_objects
+    [container] = one(objects, "Deployment", "controller")["spec"]["template"]["spec"]["containers"]
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    settings = settings_from(p.parse_args(container["args"]))
+    chart = one(objects, "NetworkPolicy", "zeroserve-revisions", "default")
+    written = network_policy("default", [], settings)
+    assert written["metadata"]["name"] == chart["metadata"]["name"]
+    assert written["spec"] == chart["spec"]
+    assert settings.network_policies
+    off = render_args(["networkPolicy.enabled=false"])
+    assert "--no-network-policies" in off
+
+
+def render_args(sets: list[str]) -> list[str]:
+    helm = find_tool("helm")
+    assert helm is not None
+    objects = render(helm, sets=sets)
+    [container] = one(objects, "Deployment", "controller")["spec"]["template"]["spec"]["containers"]
+    return list(container["args"])
 
 
 def test_the_queue_proxy_ports_are_the_ones_in_the_policy(default_objects: list[Obj]) -> None:

@@ -115,6 +115,21 @@ EXPECTED: dict[str, set[Grant]] = {
         | _table("cluster", "apps", ("deployments",), READ + WRITE)
         | _table("cluster", "", ("services",), READ + WRITE)
         | _table("cluster", "networking.istio.io", ("virtualservices",), READ + WRITE)
+        | _table("cluster", "serving.knative.dev", ("domainmappings",), (*READ, "patch"))
+        | _table("cluster", "serving.knative.dev", ("domainmappings/status",), ("update", "patch"))
+        | _table("cluster", "serving.knative.dev", ("domainmappings/finalizers",), ("update",))
+        | _table(
+            "cluster",
+            "networking.internal.knative.dev",
+            ("clusterdomainclaims",),
+            (*READ, "create", "delete"),
+        )
+        | _table(
+            "cluster",
+            "networking.k8s.io",
+            ("networkpolicies",),
+            (*READ, "create", "update", "patch"),
+        )
         | _table("cluster", "discovery.k8s.io", ("endpointslices",), READ)
         | _table("cluster", "", ("pods",), READ)
         | _table(NAMESPACE, "", ("configmaps",), READ)

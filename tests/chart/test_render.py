@@ -75,6 +75,8 @@ def test_namespaced_objects_are_in_the_release_namespace(objects: list[Obj]) -> 
             assert ns is None, key(o)
         elif o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-revisions"):
             assert ns != NAMESPACE, key(o)  # the one kind that goes to the workload namespaces
+        elif o["kind"] == "Service" and o["metadata"]["name"] == "knative-local-gateway":
+            assert ns == "istio-system", key(o)  # beside the Istio gateway pods it selects
         else:
             assert ns == NAMESPACE, key(o)
 
@@ -104,24 +106,24 @@ def test_the_custom_render_has_every_optional_kind(custom_objects: list[Obj]) ->
     assert kinds["ServiceMonitor"] == 3
     assert kinds["HorizontalPodAutoscaler"] == 1
     assert kinds["CustomResourceDefinition"] == 0  # crds.install: false
-    assert kinds["Gateway"] == 1
+    assert kinds["Gateway"] == 2
 
 
 @pytest.mark.process
 def test_the_default_render(default_objects: list[Obj]) -> None:
     kinds = Counter(o["kind"] for o in default_objects)
     assert kinds == {
-        "CustomResourceDefinition": 4,
+        "CustomResourceDefinition": 6,  # Knative's four, DomainMapping, ClusterDomainClaim
         "Deployment": 3,
-        "Service": 3,
+        "Service": 4,  # the components' three and knative-local-gateway
         "ServiceAccount": 3,
         "ClusterRole": 3,
         "ClusterRoleBinding": 3,
         "Role": 2,
         "RoleBinding": 2,
-        "ConfigMap": 5,
+        "ConfigMap": 8,
         "PodDisruptionBudget": 1,
-        "Gateway": 1,
+        "Gateway": 2,
         "NetworkPolicy": 4,  # activator, autoscaler, controller, and the revisions in "default"
     }
 

@@ -11,6 +11,7 @@ import pytest
 from controller.app import KubeController
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from tests.fakes.kubeapi.fixtures import fake_kube, k8s_client, kubeconfig  # noqa: F401
+from tests.fakes.kubeapi.resources import crd_manifest
 from zeroserve.kube import KubeClient, connect
 
 from .helpers import namespace, running
@@ -18,9 +19,35 @@ from .helpers import namespace, running
 
 @pytest.fixture
 def cluster(fake_kube: FakeKubeAPI) -> FakeKubeAPI:  # noqa: F811
-    """The fake API server with the system namespace (where ConfigMaps and Leases live)."""
+    """The fake API server with the system namespace (where ConfigMaps and Leases live),
+    the chart's DomainMapping and ClusterDomainClaim CRDs, and NetworkPolicies (built into
+    a real API server; the fake serves them as a custom resource)."""
     fake_kube.put(namespace("knative-serving"))
+    for crd in EXTRA_CRDS:
+        fake_kube.put(crd)
     return fake_kube
+
+
+EXTRA_CRDS = (
+    crd_manifest("networking.k8s.io", "NetworkPolicy", "networkpolicies", ["v1"], status=False),
+    crd_manifest(
+        "serving.knative.dev",
+        "DomainMapping",
+        "domainmappings",
+        ["v1beta1"],
+        short_names=["dm"],
+        categories=["all", "knative", "serving"],
+    ),
+    crd_manifest(
+        "networking.internal.knative.dev",
+        "ClusterDomainClaim",
+        "clusterdomainclaims",
+        ["v1alpha1"],
+        short_names=["cdc"],
+        namespaced=False,
+        status=False,
+    ),
+)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from zeroserve.api.objects import Obj
 from zeroserve.knative import route_from_status
 from zeroserve.kube import KubeClient
-from zeroserve.topology import RevisionKey, Route, Target
+from zeroserve.topology import RevisionKey, Route, TagRoute, Target
 
 from .helpers import (
     HELLO_V1,
@@ -109,11 +109,17 @@ async def test_helloworld_go_from_manifest_to_ready(
         "helloworld-go.default.svc.cluster.local",
         "helloworld-go.default.svc",
     ]
-    assert vs["spec"]["gateways"] == ["knative-serving/knative-ingress-gateway", "mesh"]
+    # No config-domain: the route is cluster-local, bound to the local gateway only.
+    assert vs["spec"]["gateways"] == ["knative-serving/knative-local-gateway"]
     assert vs["spec"]["http"][0]["route"][0]["destination"] == {
         "host": "activator.knative-serving.svc.cluster.local",
         "port": {"number": 80},
     }
+    assert vs["spec"]["http"][0]["retries"] == {"attempts": 0}
+    mesh = await cluster.wait_for("virtualservices", "default", "helloworld-go-mesh")
+    assert owner(mesh) == ("Route", "helloworld-go")
+    assert mesh is not None and mesh["spec"]["gateways"] == ["mesh"]
+    assert mesh["spec"]["hosts"] == vs["spec"]["hosts"]
 
     ksvc = await cluster.wait_for(
         "ksvc", "default", "helloworld-go", has_status("latestCreatedRevisionName", REV)
@@ -142,9 +148,10 @@ async def test_helloworld_go_from_manifest_to_ready(
     assert route is not None and route_from_status(route) == Route(
         namespace="default",
         name="helloworld-go",
-        hosts=("helloworld-go.default.svc.cluster.local", "helloworld-go.default.svc"),
+        hosts=(),
         targets=(Target(RevisionKey("default", REV), 100),),
         tags={},
+        local_hosts=("helloworld-go.default.svc.cluster.local", "helloworld-go.default.svc"),
     )
 
 
@@ -233,12 +240,13 @@ async def test_a_second_template_and_the_traffic_split(
     assert table == Route(
         namespace="default",
         name="hello",
-        hosts=(f"hello.{local}", "hello.default.svc"),
+        hosts=(),
         targets=(Target(v2, 80), Target(v1, 20), Target(v2, 0)),
         tags={
-            "current": ((f"current-hello.{local}",), v1),
-            "latest": ((f"latest-hello.{local}",), v2),
+            "current": TagRoute((), (f"current-hello.{local}", "current-hello.default.svc"), v1),
+            "latest": TagRoute((), (f"latest-hello.{local}", "latest-hello.default.svc"), v2),
         },
+        local_hosts=(f"hello.{local}", "hello.default.svc"),
     )
     vs = cluster.get("virtualservices", "default", "hello-ingress")
     assert vs is not None and vs["spec"]["hosts"] == [

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from controller import ingress, workloads
-from controller.config import Settings
+from controller.config import Settings, default_gateways
 from controller.meta import SPEC_HASH_ANNOTATION
 from controller.observe import Observation, observe
 from zeroserve.api.objects import (
@@ -209,29 +209,54 @@ def test_the_private_service_publishes_the_queue_proxy_ports() -> None:
     ]
 
 
-def test_the_virtual_service_sends_every_host_to_the_activator() -> None:
+def test_the_virtual_services_send_every_host_to_the_activator_without_retries() -> None:
     route = {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Route",
         "metadata": {"name": "hello", "namespace": "prod", "uid": "u-route"},
     }
     settings = Settings(system_namespace="serving", cluster_domain="corp.local")
-    vs = ingress.virtual_service(route, ["hello.prod.example.com"], settings)
-    assert vs["metadata"]["name"] == "hello-ingress"
-    assert vs["spec"]["gateways"] == ["serving/knative-ingress-gateway", "mesh"]
+    split = ingress.Split(
+        "", ("hello.prod.example.com",), ("hello.prod.svc.corp.local", "hello.prod.svc")
+    )
+    vss = ingress.virtual_services(
+        route, [split], default_gateways("serving"), settings, tag_header=False
+    )
+    vs, mesh = vss["hello-ingress"], vss["hello-mesh"]
+    assert vs is not None and mesh is not None
+    assert vs["spec"]["gateways"] == [
+        "serving/knative-ingress-gateway",
+        "serving/knative-local-gateway",
+    ]
+    destination = {
+        "destination": {"host": "activator.serving.svc.corp.local", "port": {"number": 80}},
+        "weight": 100,
+    }
     assert vs["spec"]["http"] == [
         {
-            "route": [
+            "match": [
                 {
-                    "destination": {
-                        "host": "activator.serving.svc.corp.local",
-                        "port": {"number": 80},
-                    },
-                    "weight": 100,
+                    "gateways": ["serving/knative-ingress-gateway"],
+                    "authority": {"prefix": "hello.prod.example.com"},
                 }
-            ]
-        }
+            ],
+            "route": [destination],
+            "retries": {"attempts": 0},
+        },
+        {
+            "match": [
+                {
+                    "gateways": ["serving/knative-local-gateway"],
+                    "authority": {"prefix": "hello.prod.svc"},
+                }
+            ],
+            "route": [destination],
+            "retries": {"attempts": 0},
+        },
     ]
+    assert mesh["spec"]["hosts"] == ["hello.prod.svc.corp.local", "hello.prod.svc"]
+    assert mesh["spec"]["gateways"] == ["mesh"]
+    assert [r["match"][0]["gateways"] for r in mesh["spec"]["http"]] == [["mesh"]]
     svc = ingress.placeholder_service(route, "current-hello", settings)
     assert svc["spec"]["type"] == "ExternalName"
     assert svc["spec"]["externalName"] == "activator.serving.svc.corp.local"
@@ -507,11 +532,8 @@ def test_sidecars_and_init_containers() -> None:
 
 def test_a_long_route_name_gives_a_virtual_service_name_within_63_characters() -> None:
     long = "a" * 63
-    route = {
-        "apiVersion": "serving.knative.dev/v1",
-        "kind": "Route",
-        "metadata": {"name": long, "namespace": "prod", "uid": "u"},
-    }
-    name = ingress.virtual_service(route, [], Settings())["metadata"]["name"]
+    name = ingress.virtual_service_name(long)
     assert len(name) == 63 and name.endswith("-ingress")
     assert ingress.virtual_service_name("a" * 62 + "b") != name
+    mesh = ingress.mesh_virtual_service_name(long)
+    assert len(mesh) == 63 and mesh.endswith("-mesh")
