@@ -72,15 +72,7 @@ def created_at(obj: Obj) -> float:
 def owner_reference(owner: Obj) -> Obj:
     """The reference that makes ``owner`` the controller of a dependent: the garbage
     collector deletes the dependent with it."""
-    m = meta(owner)
-    return {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": m["name"],
-        "uid": m["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return {**plain_owner_reference(owner), "controller": True, "blockOwnerDeletion": True}
 
 
 def plain_owner_reference(owner: Obj) -> Obj:
