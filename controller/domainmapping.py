@@ -20,8 +20,10 @@ A mapping carries the finalizer ``domainmappings.serving.knative.dev``: when it 
 with autocreate on, the controller deletes the claim it held (so another namespace may
 take the domain), then removes the finalizer.
 
-``CertificateProvisioned`` is True with ``TLSNotEnabled`` (no TLS, as config-network's
-``external-domain-tls`` default). ``status.url`` is ``{default-external-scheme}://{domain}``.
+The conditions are local mode's (``zeroserve.serving.domainmapping.mapping_conditions``):
+``CertificateProvisioned`` is True with ``TLSNotEnabled`` once the domain is claimed (no
+TLS, as config-network's ``external-domain-tls`` default). ``status.url`` is
+``{default-external-scheme}://{domain}``.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from dataclasses import dataclass
 from controller.meta import generation_of, meta
 from zeroserve.api.objects import Obj
 from zeroserve.kube import ObjectKey, ResourceRef
-from zeroserve.serving.state import FALSE, TRUE, UNKNOWN, Condition, Conditions
-from zeroserve.serving.status import conditions_list
+from zeroserve.serving.domainmapping import mapping_conditions
+from zeroserve.serving.state import Conditions
+from zeroserve.serving.status import conditions_list, stamp
 
 DOMAIN_MAPPINGS = ResourceRef("serving.knative.dev", "v1beta1", "domainmappings")
 CLUSTER_DOMAIN_CLAIMS = ResourceRef(
@@ -42,22 +45,6 @@ CLUSTER_DOMAIN_CLAIMS = ResourceRef(
 
 FINALIZER = "domainmappings.serving.knative.dev"
 """Knative's finalizer on a DomainMapping: its claim is released before it goes."""
-READY = "Ready"
-DOMAIN_CLAIMED = "DomainClaimed"
-REFERENCE_RESOLVED = "ReferenceResolved"
-INGRESS_READY = "IngressReady"
-CERTIFICATE_PROVISIONED = "CertificateProvisioned"
-DEPENDENTS = (DOMAIN_CLAIMED, REFERENCE_RESOLVED, INGRESS_READY, CERTIFICATE_PROVISIONED)
-"""Knative's living condition set of a DomainMapping: Ready is their conjunction."""
-
-ALREADY_CLAIMED = "DomainAlreadyClaimed"
-ALREADY_CLAIMED_MESSAGE = "The domain name is already in use by another DomainMapping"
-RESOLVE_FAILED = "ResolveFailed"
-NOT_CONFIGURED = "IngressNotConfigured"
-NOT_CONFIGURED_MESSAGE = "Ingress has not yet been reconciled."
-TLS_NOT_ENABLED = "TLSNotEnabled"
-TLS_NOT_ENABLED_MESSAGE = "external-domain-tls is not enabled"
-
 ADDRESSABLE_KINDS = {("serving.knative.dev", "Service"), ("serving.knative.dev", "Route")}
 """The kinds a reference may name here (the controller watches their status)."""
 
@@ -147,32 +134,12 @@ def status(
     scheme: str,
     now: float,
 ) -> Obj:
-    """The mapping's status. ``resolved``: None when not tried (claim failed), "" when
-    resolved, else why not. A condition keeps its ``lastTransitionTime`` while its status
-    stays."""
-    new: dict[str, tuple[str, str, str]] = {k: (UNKNOWN, "", "") for k in DEPENDENTS}
-    new[CERTIFICATE_PROVISIONED] = (TRUE, TLS_NOT_ENABLED, TLS_NOT_ENABLED_MESSAGE)
-    if not claimed:
-        new[DOMAIN_CLAIMED] = (FALSE, ALREADY_CLAIMED, ALREADY_CLAIMED_MESSAGE)
-    else:
-        new[DOMAIN_CLAIMED] = (TRUE, "", "")
-        if resolved:
-            new[REFERENCE_RESOLVED] = (FALSE, RESOLVE_FAILED, resolved)
-        elif resolved == "":
-            new[REFERENCE_RESOLVED] = (TRUE, "", "")
-            new[INGRESS_READY] = (
-                (TRUE, "", "")
-                if ingress_ready
-                else (UNKNOWN, NOT_CONFIGURED, NOT_CONFIGURED_MESSAGE)
-            )
-    failed = next((new[k] for k in DEPENDENTS if new[k][0] == FALSE), None)
-    pending = next((new[k] for k in DEPENDENTS if new[k][0] == UNKNOWN), None)
-    new[READY] = failed or pending or (TRUE, "", "")
-    conditions: Conditions = {}
-    for kind, (state, reason, message) in new.items():
-        before = old.get(kind)
-        since = before.since if before is not None and before.status == state else now
-        conditions[kind] = Condition(kind, state, reason, message, since)
+    """The mapping's status, with the conditions local mode gives it
+    (``zeroserve.serving.domainmapping.mapping_conditions``; ``resolved``: None when not
+    tried, "" when resolved, else why not). A condition keeps its
+    ``lastTransitionTime`` while its status stays."""
+    found = mapping_conditions(claimed=claimed, resolved=resolved, ingress_ready=ingress_ready)
+    conditions = stamp(old, found, now)
     url = f"{scheme}://{meta(mapping)['name']}"
     return {
         "observedGeneration": generation_of(mapping),

@@ -140,30 +140,43 @@ def _programmed(state: State, key: Key) -> bool:
     return route is not None and route.programmed is not None
 
 
-def conditions(state: State, key: Key) -> list[Condition]:
-    """The mapping's conditions as Knative's reconciler leaves them (module doc)."""
-    ns, domain = key
-    record = state.domain_mappings[key]
-    claimed = Condition(DOMAIN_CLAIMED, UNKNOWN)
+def mapping_conditions(
+    *, claimed: bool, resolved: str | None, ingress_ready: bool
+) -> list[Condition]:
+    """A mapping's conditions from what its reconcile found, locally and on Kubernetes
+    alike (module doc): ``resolved`` is None when not tried (the claim failed), "" when
+    the reference resolved, else why not."""
     cert = Condition(CERTIFICATE_PROVISIONED, UNKNOWN)
-    resolved = Condition(REFERENCE_RESOLVED, UNKNOWN)
+    reference = Condition(REFERENCE_RESOLVED, UNKNOWN)
     ingress = Condition(INGRESS_READY, UNKNOWN, *INGRESS_NOT_CONFIGURED)
-    if state.domain_claims.get(domain) != ns:
-        claimed = Condition(DOMAIN_CLAIMED, FALSE, *ALREADY_CLAIMED)
+    if not claimed:
+        domain = Condition(DOMAIN_CLAIMED, FALSE, *ALREADY_CLAIMED)
     else:
-        claimed = Condition(DOMAIN_CLAIMED, TRUE)
+        domain = Condition(DOMAIN_CLAIMED, TRUE)
         cert = Condition(CERTIFICATE_PROVISIONED, TRUE, *TLS_NOT_ENABLED)
-        target, problem = resolve(state, ns, record.applied.ref)
-        if target is None:
-            resolved = Condition(REFERENCE_RESOLVED, FALSE, RESOLVE_FAILED, problem)
-        else:
-            resolved = Condition(REFERENCE_RESOLVED, TRUE)
-            if _programmed(state, target):
+        if resolved:
+            reference = Condition(REFERENCE_RESOLVED, FALSE, RESOLVE_FAILED, resolved)
+        elif resolved == "":
+            reference = Condition(REFERENCE_RESOLVED, TRUE)
+            if ingress_ready:
                 ingress = Condition(INGRESS_READY, TRUE)
     # Knative's Ready: a failure first (in the order the reconciler marks them), else
     # the last condition still waiting.
-    deps = [claimed, cert, resolved, ingress]
+    deps = [domain, cert, reference, ingress]
     return [*deps, combine(READY, deps)]
+
+
+def conditions(state: State, key: Key) -> list[Condition]:
+    """The local mapping's conditions (:func:`mapping_conditions`)."""
+    ns, domain = key
+    if state.domain_claims.get(domain) != ns:
+        return mapping_conditions(claimed=False, resolved=None, ingress_ready=False)
+    target, problem = resolve(state, ns, state.domain_mappings[key].applied.ref)
+    return mapping_conditions(
+        claimed=True,
+        resolved=problem if target is None else "",
+        ingress_ready=target is not None and _programmed(state, target),
+    )
 
 
 def refresh(state: State, now: float) -> None:

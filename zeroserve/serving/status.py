@@ -144,19 +144,16 @@ def stamp(old: Conditions, new: list[Condition], now: float) -> Conditions:
     return out
 
 
-_stamp = stamp
-
-
 def refresh(state: State, now: float) -> None:
     """Recompute every condition, children before parents."""
     for rev in state.revisions.values():
-        rev.conditions = _stamp(rev.conditions, revision_conditions(rev), now)
+        rev.conditions = stamp(rev.conditions, revision_conditions(rev), now)
     for cfg in state.configurations.values():
-        cfg.conditions = _stamp(cfg.conditions, configuration_conditions(state, cfg), now)
+        cfg.conditions = stamp(cfg.conditions, configuration_conditions(state, cfg), now)
     for route in state.routes.values():
-        route.conditions = _stamp(route.conditions, route_conditions(route), now)
+        route.conditions = stamp(route.conditions, route_conditions(route), now)
     for key, svc in state.services.items():
-        svc.conditions = _stamp(svc.conditions, service_conditions(state, key), now)
+        svc.conditions = stamp(svc.conditions, service_conditions(state, key), now)
 
 
 def refresh_services(state: State, now: float) -> None:
@@ -164,7 +161,7 @@ def refresh_services(state: State, now: float) -> None:
     conditions after :func:`refresh` (the cluster controller marks an invalid
     Configuration so)."""
     for key, svc in state.services.items():
-        svc.conditions = _stamp(svc.conditions, service_conditions(state, key), now)
+        svc.conditions = stamp(svc.conditions, service_conditions(state, key), now)
 
 
 def conditions_list(conditions: Conditions) -> list[dict[str, Any]]:
