@@ -20,6 +20,7 @@ import yaml
 
 from .local import access
 from .local.replica import Replica, ReplicaError, ReplicaSpec
+from .local.sandbox.network import DEFAULT_POD_CIDR
 
 DEFAULT_SERVER = "http://127.0.0.1:8090"
 
@@ -86,6 +87,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="replicas of one revision starting at once; the others are Pending "
         "(default: one per CPU, at least 2)",
+    )
+    up.add_argument(
+        "--sandbox",
+        choices=("auto", "pod", "process"),
+        default="auto",
+        help="where replicas run: 'pod' gives each its own network namespace, IP, volumes "
+        "and cgroup limits (needs root on Linux); 'process' runs plain processes on "
+        "loopback; 'auto' (default) is 'pod' where it can be made",
+    )
+    up.add_argument(
+        "--pod-cidr",
+        default=DEFAULT_POD_CIDR,
+        help=f"IPv4 range of pod sandbox IPs; each run takes a free /24 in it "
+        f"(default {DEFAULT_POD_CIDR}, a range reserved for benchmarking, RFC 2544)",
     )
 
     def client(cmd: argparse.ArgumentParser) -> None:
@@ -448,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
                 activators=args.activators,
                 activation_timeout=args.activation_timeout,
                 max_starting=args.max_starting,
+                sandbox=args.sandbox,
+                pod_cidr=args.pod_cidr,
             )
             return runner.run(run_up(options))
     commands = {"apply": cmd_apply, "delete": cmd_delete, "get": cmd_get, "tree": cmd_tree}

@@ -85,7 +85,27 @@ def test_docs_manifest_locally(m: DocManifest) -> None:
         assert [str(e) for e in errors] == []
     else:
         assert [e.path for e in errors] == ["spec.template.spec.volumes"]
-        assert "they work on Kubernetes" in errors[0].rule
+        assert "--sandbox pod" in errors[0].rule
+        assert "work on Kubernetes" in errors[0].rule
+
+
+@pytest.mark.parametrize("m", MANIFESTS, ids=[m.id for m in MANIFESTS])
+def test_docs_manifest_in_a_pod_sandbox(m: DocManifest) -> None:
+    """In pod sandboxes the volumes a sandbox mounts are accepted; the kinds that need a
+    cluster's storage are refused when applied, naming the volume's field."""
+    [svc] = load(m.yaml, f"{m.id}.yaml")
+    _, errors = validate_objects([svc], features_of(m), local=True, sandbox=True)
+    cluster_only = [
+        k
+        for v in svc.template.pod.get("volumes") or ()
+        for k in v
+        if k in ("persistentVolumeClaim", "csi", "ephemeral", "image")
+    ]
+    if cluster_only:
+        assert [e.path for e in errors] == [f"spec.template.spec.volumes[0].{cluster_only[0]}"]
+        assert "work on Kubernetes" in errors[0].rule
+    else:
+        assert [str(e) for e in errors] == []
 
 
 @pytest.mark.parametrize("m", [m for m in MANIFESTS if m.features], ids=lambda m: m.id)

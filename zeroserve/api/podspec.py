@@ -86,9 +86,17 @@ ENV_RESOURCES = (
 )
 _POD_SECURITY_FLAGGED = ("runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "supplementalGroups")
 _LOCAL_VOLUMES = (
-    "not supported locally yet: volumes need a pod sandbox; they work on Kubernetes "
-    "(zeroserve's chart)"
+    "not supported without a pod sandbox: `zeroserve up` mounts volumes when it runs "
+    "replicas in pod sandboxes (as root on Linux, --sandbox pod; its first lines say which "
+    "mode it chose and why); volumes also work on Kubernetes (zeroserve's chart)"
 )
+_CLUSTER_VOLUMES = {
+    "persistentVolumeClaim": "PersistentVolumeClaim",
+    "csi": "CSI",
+    "ephemeral": "Ephemeral",
+    "image": "Image",
+}
+"""Volume kinds a pod sandbox cannot provide: they need a cluster's storage or images."""
 
 
 def _flag_hint(flag: str) -> str:
@@ -96,9 +104,15 @@ def _flag_hint(flag: str) -> str:
 
 
 def validate_pod_spec(
-    t: RevisionTemplate, features: FeaturesConfig, problems: Problems, *, local: bool
+    t: RevisionTemplate,
+    features: FeaturesConfig,
+    problems: Problems,
+    *,
+    local: bool,
+    sandbox: bool = False,
 ) -> None:
-    """Every Knative rule ``t``'s pod spec breaks, as (path, rule) into ``problems``."""
+    """Every Knative rule ``t``'s pod spec breaks, as (path, rule) into ``problems``.
+    ``sandbox``: locally, replicas run in pod sandboxes and can mount volumes."""
     base = "spec.template.spec"
     pod = t.pod
     for key, flag in POD_FLAGS.items():
@@ -118,7 +132,9 @@ def validate_pod_spec(
     if "securityContext" in pod:
         _pod_security_context(pod["securityContext"], features, f"{base}.securityContext", problems)
 
-    volumes = _volumes(t, features, problems, local=local)
+    volumes = _volumes(
+        t, features, problems, local=local and not sandbox, sandbox=local and sandbox
+    )
 
     containers = t.containers
     if len(containers) > 1 and not features.enabled("multi-container"):
@@ -152,7 +168,9 @@ def validate_pod_spec(
         path = f"{base}.containers[{i}]"
         _unique_name(c, path, names, problems)
         is_serving = c is serving
-        _container(c, path, features, volumes, problems, local=local, serving=is_serving)
+        _container(
+            c, path, features, volumes, problems, local=local, sandbox=sandbox, serving=is_serving
+        )
         if not is_serving:
             _sidecar_probes(c, path, features, problems)
 
@@ -175,7 +193,9 @@ def validate_pod_spec(
         ):
             if probe is not None:
                 problems.append((f"{path}.{key}", "field not allowed in an init container"))
-        _container(c, path, features, volumes, problems, local=local, serving=False)
+        _container(
+            c, path, features, volumes, problems, local=local, sandbox=sandbox, serving=False
+        )
 
 
 def _unique_name(c: Container, path: str, names: dict[str, str], problems: Problems) -> None:
@@ -199,6 +219,7 @@ def _container(
     *,
     local: bool,
     serving: bool,
+    sandbox: bool = False,
 ) -> None:
     if c.name and (bad := check_dns1123_label(c.name)):
         problems.append((f"{path}.name", bad))
@@ -274,7 +295,7 @@ def _container(
     if serving:
         _serving_probes(c, path, problems)
     _security_context(c.security_context, features, f"{path}.securityContext", problems)
-    _mounts(c, path, features, volumes, problems, local=local)
+    _mounts(c, path, features, volumes, problems, local=local and not sandbox)
 
 
 def _field_ref(ref: FieldRef, where: str, problems: Problems) -> None:
@@ -382,8 +403,15 @@ def _security_context(
 
 
 def _volumes(
-    t: RevisionTemplate, features: FeaturesConfig, problems: Problems, *, local: bool
+    t: RevisionTemplate,
+    features: FeaturesConfig,
+    problems: Problems,
+    *,
+    local: bool,
+    sandbox: bool = False,
 ) -> dict[str, Mapping[str, Any]]:
+    """``local``: no volumes at all (no pod sandbox); ``sandbox``: the kinds a pod sandbox
+    mounts (Secret, ConfigMap, projected, emptyDir, hostPath)."""
     base = "spec.template.spec.volumes"
     volumes: dict[str, Mapping[str, Any]] = {}
     mounted = {m.get("name") for c in (*t.containers, *t.init_containers) for m in c.volume_mounts}
@@ -407,6 +435,8 @@ def _volumes(
                         f"{name} (it needs {flag}: enabled in config-features)",
                     )
                 )
+        if sandbox:
+            _sandbox_volume(volume, path, problems)
         claim = volume.get("persistentVolumeClaim")
         if claim is not None:
             claim_name = claim.get("claimName", "")
@@ -440,6 +470,20 @@ def _volumes(
             )
         volumes.setdefault(name, volume)
     return volumes
+
+
+def _sandbox_volume(volume: Mapping[str, Any], path: str, problems: Problems) -> None:
+    """What a pod sandbox cannot mount, refused when applied rather than when a replica
+    starts."""
+    for kind, label in _CLUSTER_VOLUMES.items():
+        if kind in volume:
+            problems.append(
+                (
+                    f"{path}.{kind}",
+                    f"not supported locally: {label} volumes need a cluster's storage; they "
+                    "work on Kubernetes (zeroserve's chart)",
+                )
+            )
 
 
 def _mounts(

@@ -83,9 +83,12 @@ NO_GC = "serving.knative.dev/no-gc"
 _UNSUPPORTED_ANNOTATIONS: dict[str, str] = {}
 
 
-def validate(obj: Object, configs: Configs, *, local: bool = True) -> list[ManifestError]:
+def validate(
+    obj: Object, configs: Configs, *, local: bool = True, sandbox: bool = False
+) -> list[ManifestError]:
     """Every rule ``obj`` breaks under ``configs``. ``local`` adds the rules of running
-    without a cluster (a ``command`` is required because images are not pulled)."""
+    without a cluster (a ``command`` is required because images are not pulled);
+    ``sandbox``: locally, in pod sandboxes, which can mount volumes."""
     problems: Problems = []
     if isinstance(obj, ConfigMapObject | SecretObject):
         _data_object(obj, configs, problems)
@@ -95,7 +98,7 @@ def validate(obj: Object, configs: Configs, *, local: bool = True) -> list[Manif
         parent = isinstance(obj, Service | Configuration)
         _metadata(obj.meta, problems, parent=parent)
         if isinstance(obj, Service | Configuration):
-            _template(obj.template, obj.meta, configs, problems, local=local)
+            _template(obj.template, obj.meta, configs, problems, local=local, sandbox=sandbox)
             if ROLLOUT_DURATION in obj.template.annotations:
                 problems.append(
                     (
@@ -116,6 +119,7 @@ def validate_objects(
     *,
     local: bool = True,
     default_domain: str | None = None,
+    sandbox: bool = False,
 ) -> tuple[Configs, list[ManifestError]]:
     """Validate a batch: its ConfigMaps first, then every other object against the
     settings those ConfigMaps make. Returns the resulting settings and all errors.
@@ -131,7 +135,7 @@ def validate_objects(
                 )
     for obj in objects:
         if not (isinstance(obj, ConfigMapObject) and obj.is_setting):
-            errors.extend(validate(obj, configs, local=local))
+            errors.extend(validate(obj, configs, local=local, sandbox=sandbox))
     return configs, errors
 
 
@@ -292,7 +296,13 @@ def _annotations(annotations: Mapping[str, str], path: str, problems: Problems) 
 
 
 def _template(
-    t: RevisionTemplate, meta: ObjectMeta, configs: Configs, problems: Problems, *, local: bool
+    t: RevisionTemplate,
+    meta: ObjectMeta,
+    configs: Configs,
+    problems: Problems,
+    *,
+    local: bool,
+    sandbox: bool = False,
 ) -> None:
     base = "spec.template"
     owner = meta.name
@@ -348,7 +358,7 @@ def _template(
         if value is not None and value < 0:
             problems.append((f"{base}.spec.{key}", f"must be >= 0, got {describe(value)}"))
 
-    validate_pod_spec(t, configs.features, problems, local=local)
+    validate_pod_spec(t, configs.features, problems, local=local, sandbox=sandbox)
 
 
 def _autoscaling(

@@ -194,6 +194,15 @@ class ControlAPI:
         return _json({"lines": [line]})
 
     async def objects(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        if kind in ("pods", "pod", "po"):
+            return _json(
+                {
+                    "items": self.hub.pod_objects(
+                        request.query.get("namespace"), request.query.get("name")
+                    )
+                }
+            )
         try:
             items = self.controller.get(
                 request.match_info["kind"],

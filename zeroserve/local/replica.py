@@ -12,13 +12,24 @@ Like a pod, a replica runs its init containers first, in order, each to completi
 (a non-zero exit fails the start: :class:`InitContainerError`), then its sidecars
 with the app. A sidecar gets ``K_SERVICE``/``K_CONFIGURATION``/``K_REVISION`` but no
 ``PORT`` unless it sets one; an init container gets none of them (Knative copies init
-containers as written). All write to the app's log. Locally every container shares
-the machine's loopback, as a pod's containers share its network namespace.
+containers as written). All write to the app's log.
 
-An ``exec`` readiness probe is not the queue-proxy's (on Kubernetes the kubelet
-runs it in the container): the replica runs it itself (:class:`ExecProbe`) with
-the app's env and working directory, and the queue-proxy probes TCP on the app's
-port instead, as Knative arranges it; the replica is ready when both pass.
+Where it runs (docs/local-mode.md, "Pod sandboxes"): given a
+:class:`~zeroserve.local.sandbox.PodSandbox` with its own network namespace, every
+process starts inside it, the app's ``PORT`` is its ``containerPort`` and the
+queue-proxy listens on Knative's ports (8012, 8022, 9090, 9091) at the pod's IP; each
+container gets its volumes mounted and its limits in a cgroup (or under the memory
+watchdog). Without one (``process`` mode), everything shares this machine's loopback
+with unique ports.
+
+The replica also does the kubelet's probing (:mod:`zeroserve.local.probes`) for its
+whole life: the queue-proxy's readiness probe (``K-Network-Probe: queue`` on its
+serving port, with the user's readiness timing: Knative's
+``pkg/reconciler/revision/resources/queue.go``), the app's and the sidecars' startup
+and liveness probes (straight to the container, as Knative leaves them), and exec
+readiness probes, which the kubelet runs in the container (the queue-proxy then
+probes TCP on the app's port). A startup or liveness probe that fails its
+``failureThreshold`` kills that container, which ends this start of the replica.
 """
 
 from __future__ import annotations
@@ -30,18 +41,32 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from zeroserve.api.objects import Container
 from zeroserve.local import access
 from zeroserve.local.ports import PortAllocator, default_allocator
+from zeroserve.local.probes import ContainerProbes, Prober, ProbeSpec, from_probe, http_get
+
+if TYPE_CHECKING:
+    from zeroserve.local.sandbox import ContainerStart, PodSandbox
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+
+QUEUE_PROXY = "queue-proxy"
+"""The queue-proxy's container name, as Knative's."""
+POD_PORTS = {"serving_port": 8012, "admin_port": 8022, "metrics_port": 9090, "user_port": 9091}
+"""The queue-proxy's ports in a pod sandbox (Knative's): serving, admin, stats, metrics."""
+OOM_EXIT_CODE = 137
+"""A process killed by SIGKILL, as a container's exit code (128 + 9)."""
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -61,6 +86,8 @@ class ContainerProcess:
     """The container's own variables (``env``/``envFrom`` resolved)."""
     working_dir: str | None = None
     """None: zeroserve's own."""
+    container: Container | None = None
+    """As written: its limits, volume mounts and probes (exec commands resolved)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +122,12 @@ class ReplicaSpec:
     """Run in order, each to completion, before anything else starts."""
     sidecars: tuple[ContainerProcess, ...] = ()
     """Started with the app; the replica is gone when one exits."""
+    container: Container | None = None
+    """The serving container as written: its limits, volume mounts, liveness and startup
+    probes (exec commands resolved)."""
+    container_name: str = "user-container"
+    container_port: int = 8080
+    """The app's ``PORT`` in a pod sandbox (its ``containerPort``)."""
 
 
 _RUNTIME_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
@@ -139,83 +172,45 @@ class InitContainerError(RuntimeError):
         super().__init__(why or f"init container {name} exited with code {code}")
 
 
-class ExecProbe:
-    """An exec readiness probe run as the kubelet runs one: after
-    ``initialDelaySeconds``, every ``periodSeconds`` (default 10), each run killed after
-    ``timeoutSeconds`` (default 1) and failing then; ready after ``successThreshold``
-    (default 1) successes in a row, unready again after ``failureThreshold`` (default
-    3) failures in a row. Exit code 0 is success."""
-
-    def __init__(
-        self,
-        probe: Mapping[str, Any],
-        env: Mapping[str, str],
-        cwd: str | None,
-        on_change: Callable[[bool], None],
-    ) -> None:
-        self.command = [str(a) for a in probe["exec"].get("command", ())]
-        self.env = dict(env)
-        self.cwd = cwd
-        self.on_change = on_change
-        self.initial_delay = float(probe.get("initialDelaySeconds") or 0)
-        self.period = float(probe.get("periodSeconds") or 10)
-        self.timeout = float(probe.get("timeoutSeconds") or 1)
-        self.success_threshold = int(probe.get("successThreshold") or 1)
-        self.failure_threshold = int(probe.get("failureThreshold") or 3)
-        self.ready = False
-        self.last_failure = ""
-
-    async def run_once(self) -> bool:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.command,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        except OSError as e:
-            self.last_failure = f"cannot run {self.command[:1]}: {e}"
-            return False
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except TimeoutError:
-            self.last_failure = f"command timed out after {self.timeout:g}s"
-            return False
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        if proc.returncode != 0:
-            text = out.decode(errors="replace").strip()[-200:]
-            self.last_failure = f"exit code {proc.returncode}" + (f": {text}" if text else "")
-            return False
-        return True
-
-    async def run(self) -> None:
-        """Probe until cancelled, calling ``on_change`` whenever readiness flips."""
-        await asyncio.sleep(self.initial_delay)
-        successes = failures = 0
-        while True:
-            if await self.run_once():
-                successes, failures = successes + 1, 0
-            else:
-                successes, failures = 0, failures + 1
-            if not self.ready and successes >= self.success_threshold:
-                self.ready = True
-                self.on_change(True)
-            elif self.ready and failures >= self.failure_threshold:
-                self.ready = False
-                self.on_change(False)
-            await asyncio.sleep(self.period)
-
-
 class ReplicaError(RuntimeError):
     """The replica could not start; the message says which process and why."""
+
+
+def exit_code(returncode: int) -> int:
+    """A process's exit as a container's ``exitCode``: a signal ``n`` is ``128 + n``."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+@dataclass
+class ContainerRun:
+    """One started process of a replica, as a container status needs it."""
+
+    name: str
+    """The container's name (``queue-proxy`` for the queue-proxy)."""
+    what: str
+    """``app``, ``sidecar NAME``, ``queue-proxy`` or ``init container NAME``."""
+    proc: asyncio.subprocess.Process
+    start: ContainerStart | None = None
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    oom: bool = False
+    """Killed for going over its memory limit."""
+    memory_limit: str = ""
+    """Its ``resources.limits.memory`` as written (empty: none)."""
+    killed_by: str = ""
+    """Why the replica killed it: ``Liveness probe failed: ...`` / ``Startup probe ...``."""
+
+    @property
+    def reason(self) -> str:
+        """The terminated state's reason, as the kubelet's: OOMKilled, Completed, Error."""
+        if self.oom:
+            return "OOMKilled"
+        return "Completed" if self.proc.returncode == 0 else "Error"
+
+    @property
+    def exit_code(self) -> int | None:
+        rc = self.proc.returncode
+        return None if rc is None else exit_code(rc)
 
 
 class Replica:
@@ -227,26 +222,62 @@ class Replica:
         name: str,
         log_dir: Path | None = None,
         ports: PortAllocator | None = None,
+        pod: PodSandbox | None = None,
     ) -> None:
         self.spec = spec
         self.name = name
         self.log_dir = log_dir
         self.allocator = ports or default_allocator()
-        self.app: asyncio.subprocess.Process | None = None
-        self.queue_proxy: asyncio.subprocess.Process | None = None
+        self.pod = pod
+        """Where its processes run; None: plain processes on ``spec.host``."""
         self.app_port = 0
         self.ports: dict[str, int] = {}
         self._logs: list[IO[bytes]] = []
-        self.exec_probe: ExecProbe | None = None
-        self._exec_task: asyncio.Task[None] | None = None
+        self.runs: dict[str, ContainerRun] = {}
+        """The long-running containers by name: the app, the sidecars, the queue-proxy."""
+        self.init_runs: list[ContainerRun] = []
+        """The init containers started so far, in order."""
+        self.ready: dict[str, bool] = {}
+        """Each long-running container's readiness, as the kubelet's probes say."""
+        self.probes: dict[str, ContainerProbes] = {}
+        """Each long-running container's probes (the queue-proxy's are separate)."""
+        self.unhealthy: tuple[str, str, str] | None = None
+        """(container, ``startup``/``liveness``, the kubelet's message) once one failed."""
+        self._probes: list[asyncio.Task[None]] = []
+        self._kills: set[asyncio.Task[None]] = set()
+        self._first_ready = False
         self.on_readiness: Callable[[bool], None] | None = None
-        """Called when the exec probe's verdict flips."""
-        self.sidecars: dict[str, asyncio.subprocess.Process] = {}
-        self.init_process: asyncio.subprocess.Process | None = None
-        """The init container running now, if any."""
+        """Called when the replica's readiness flips after it was first ready."""
         self.on_init: Callable[[int, int], None] | None = None
         """Called with (index, count) as each init container starts, and with (count,
         count) once they all succeeded."""
+
+    # -- the processes -------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The replica's address: the pod's IP, or ``spec.host``."""
+        return self.pod.ip if self.pod is not None and self.pod.isolated else self.spec.host
+
+    @property
+    def app(self) -> asyncio.subprocess.Process | None:
+        run = self.runs.get(self.spec.container_name)
+        return run.proc if run is not None else None
+
+    @property
+    def queue_proxy(self) -> asyncio.subprocess.Process | None:
+        run = self.runs.get(QUEUE_PROXY)
+        return run.proc if run is not None else None
+
+    @property
+    def sidecars(self) -> dict[str, asyncio.subprocess.Process]:
+        return {n: r.proc for n, r in self.runs.items() if r.what.startswith("sidecar ")}
+
+    @property
+    def init_process(self) -> asyncio.subprocess.Process | None:
+        """The init container running now, if any."""
+        last = self.init_runs[-1] if self.init_runs else None
+        return last.proc if last is not None and last.proc.returncode is None else None
 
     @property
     def serving_port(self) -> int:
@@ -267,19 +298,23 @@ class Replica:
             for k, v in _inherited().items()
             if not k.startswith(("SERVING_", "QUEUE_", "REVISION_"))
         }
+        if self.pod is not None and self.pod.isolated:
+            ports = {k: str(v) for k, v in POD_PORTS.items()}
+        else:  # any free ports, as the queue-proxy reports them
+            ports = dict.fromkeys(POD_PORTS, "0") | {"serving_port": str(s.serving_port)}
         env.update(
             SERVING_NAMESPACE=s.namespace,
             SERVING_SERVICE=s.service,
             SERVING_CONFIGURATION=s.configuration,
             SERVING_REVISION=s.revision,
             SERVING_POD=self.name,
-            SERVING_POD_IP=s.host,
+            SERVING_POD_IP=self.host,
             CONTAINER_CONCURRENCY=str(s.container_concurrency),
-            QUEUE_SERVING_PORT=str(s.serving_port),
-            QUEUE_ADMIN_PORT="0",
-            QUEUE_METRICS_PORT="0",
-            USER_METRICS_PORT="0",
-            QUEUE_BIND_ADDRESS=s.host,
+            QUEUE_SERVING_PORT=ports["serving_port"],
+            QUEUE_ADMIN_PORT=ports["admin_port"],
+            QUEUE_METRICS_PORT=ports["metrics_port"],
+            USER_METRICS_PORT=ports["user_port"],
+            QUEUE_BIND_ADDRESS=self.host,
             USER_PORT=str(self.app_port),
             REVISION_TIMEOUT_SECONDS=f"{s.timeout_seconds:g}",
             REVISION_RESPONSE_START_TIMEOUT_SECONDS=f"{s.response_start_timeout_seconds:g}",
@@ -301,32 +336,44 @@ class Replica:
         )
         return env
 
-    def _exec_flipped(self, ready: bool) -> None:
-        if self.on_readiness is not None:
-            self.on_readiness(ready)
-
-    def _output(self) -> IO[bytes] | int:
-        """Where a container's output goes: the app's log, unprefixed."""
-        return self._log_file("app")
-
     async def _spawn(
-        self, what: str, command: list[str], env: dict[str, str], cwd: str | None
-    ) -> asyncio.subprocess.Process:
+        self,
+        what: str,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        container: Container | None,
+        *,
+        stdout: IO[bytes] | int | None = None,
+        stderr: IO[bytes] | int | None = None,
+        mounts: bool = True,
+    ) -> ContainerRun:
+        """Start one container's process, in the pod's sandbox when there is one."""
         from zeroserve.local.env import expand_command
 
+        start = None
         try:
-            return await asyncio.create_subprocess_exec(
+            if self.pod is not None:
+                start = self.pod.container(name, container, mounts=mounts)
+            proc = await asyncio.create_subprocess_exec(
                 *expand_command(command, env),
                 env=env,
                 cwd=cwd,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=self._output(),
-                stderr=asyncio.subprocess.STDOUT if self.log_dir else asyncio.subprocess.DEVNULL,
+                stdout=self._log_file("app") if stdout is None else stdout,
+                stderr=stderr
+                if stderr is not None
+                else (asyncio.subprocess.STDOUT if self.log_dir else asyncio.subprocess.DEVNULL),
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=start.preexec_fn if start is not None else _die_with_parent,
             )
-        except OSError as e:
+        except (OSError, subprocess.SubprocessError) as e:
             raise ReplicaError(f"cannot start the {what} command {command[:1]}: {e}") from None
+        if start is not None:
+            start.started(proc.pid)
+        limits = container.resources.get("limits", {}) if container is not None else {}
+        return ContainerRun(name, what, proc, start, memory_limit=str(limits.get("memory", "")))
 
     async def run_init_containers(self) -> None:
         """Run the init containers in order, each to completion; raises
@@ -335,70 +382,63 @@ class Replica:
             if self.on_init is not None:
                 self.on_init(i, len(self.spec.init_containers))
             try:
-                proc = await self._spawn(
+                run = await self._spawn(
                     f"init container {c.name}",
+                    c.name,
                     c.command,
                     init_container_env(c),
                     c.working_dir,
+                    c.container,
                 )
             except ReplicaError as e:
                 raise InitContainerError(c.name, None, str(e)) from None
-            self.init_process = proc
-            code = await proc.wait()
-            self.init_process = None
+            self.init_runs.append(run)
+            code = await run.proc.wait()
+            self._reap(run)
             if code != 0:
-                raise InitContainerError(c.name, code)
+                raise InitContainerError(c.name, exit_code(code))
         if self.spec.init_containers and self.on_init is not None:
             n = len(self.spec.init_containers)
             self.on_init(n, n)
 
     async def start(self) -> None:
         """Run the init containers, then start the app, its sidecars and its
-        queue-proxy; returns once the proxy listens."""
+        queue-proxy; returns once the proxy listens, with every probe running."""
         await self.run_init_containers()
-        self.app_port = self.allocator.acquire(self.spec.host)
+        s = self.spec
+        isolated = self.pod is not None and self.pod.isolated
+        self.app_port = s.container_port if isolated else self.allocator.acquire(s.host)
         env = self.app_env()
-        command = self.spec.command
-        if self.spec.expand_command:
+        command = s.command
+        if s.expand_command:
             from zeroserve.local.env import expand_command
 
             command = expand_command(command, env)
-        try:
-            self.app = await asyncio.create_subprocess_exec(
-                *command,
-                env=env,
-                cwd=self.spec.working_dir,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=self._log_file("app"),
-                stderr=asyncio.subprocess.STDOUT if self.log_dir else asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        except OSError as e:
-            raise ReplicaError(
-                f"cannot start the app command {self.spec.command[0]!r}: {e}"
-            ) from None
-        for c in self.spec.sidecars:
-            self.sidecars[c.name] = await self._spawn(
+        run = await self._spawn("app", s.container_name, command, env, s.working_dir, s.container)
+        self.runs[s.container_name] = run
+        for c in s.sidecars:
+            self.runs[c.name] = await self._spawn(
                 f"sidecar {c.name}",
+                c.name,
                 c.command,
-                sidecar_env(self.spec, c),
+                sidecar_env(s, c),
                 c.working_dir,
+                c.container,
             )
-        self.queue_proxy = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "queueproxy",
-            env=self.queue_proxy_env(),
-            stdin=asyncio.subprocess.DEVNULL,
+        qp = await self._spawn(
+            QUEUE_PROXY,
+            QUEUE_PROXY,
+            [sys.executable, "-m", "queueproxy"],
+            self.queue_proxy_env(),
+            None,
+            None,
             stdout=asyncio.subprocess.PIPE,
             stderr=self._log_file("queue-proxy"),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
-        assert self.queue_proxy.stdout is not None
+        self.runs[QUEUE_PROXY] = qp
+        assert qp.proc.stdout is not None
         try:
-            line = await asyncio.wait_for(self.queue_proxy.stdout.readline(), 15)
+            line = await asyncio.wait_for(qp.proc.stdout.readline(), 15)
         except TimeoutError:
             line = b""
         if not line:
@@ -406,36 +446,154 @@ class Replica:
             raise ReplicaError("the queue-proxy did not start (see its log)")
         info = json.loads(line)
         self.ports = {k: int(v) for k, v in info.items() if k.endswith("_port")}
-        if self.spec.exec_probe is not None:
-            self.exec_probe = ExecProbe(
-                self.spec.exec_probe, env, self.spec.working_dir, self._exec_flipped
+        self.ready = dict.fromkeys(self.runs, False)
+        self._start_probes(env)
+
+    # -- the kubelet's probes ---------------------------------------------------------
+
+    def _start_probes(self, app_env: dict[str, str]) -> None:
+        s = self.spec
+        loop = asyncio.get_running_loop()
+        containers: list[
+            tuple[str, Container | None, dict[str, Any] | None, int, dict[str, str], str | None]
+        ] = [(s.container_name, s.container, s.exec_probe, self.app_port, app_env, s.working_dir)]
+        for c in s.sidecars:
+            exec_readiness = None
+            if c.container is not None and isinstance(
+                (c.container.readiness_probe or {}).get("exec"), Mapping
+            ):
+                exec_readiness = dict(c.container.readiness_probe or {})
+            port = (
+                c.container.port.container_port
+                if c.container is not None and c.container.ports
+                else 0
             )
-            self._exec_task = asyncio.get_running_loop().create_task(
-                self.exec_probe.run(), name=f"exec probe {self.name}"
+            containers.append(
+                (c.name, c.container, exec_readiness, port, sidecar_env(s, c), c.working_dir)
             )
+        for name, container, exec_readiness, port, env, cwd in containers:
+            probes = self._container_probes(name, container, exec_readiness, port, env, cwd)
+            self.probes[name] = probes
+            self._probes.append(loop.create_task(probes.run(), name=f"probes {self.name}/{name}"))
+
+    def _container_probes(
+        self,
+        name: str,
+        container: Container | None,
+        exec_readiness: Mapping[str, Any] | None,
+        port: int,
+        env: dict[str, str],
+        cwd: str | None,
+    ) -> ContainerProbes:
+        """A container's startup and liveness probes as written, and its readiness probe
+        when it is an exec probe (the others are the queue-proxy's)."""
+        preexec = None
+        if self.pod is not None:
+            # exec probes run in the container's namespaces (not in its cgroup)
+            preexec = self.pod.container(name, container, limits=False).preexec_fn
+
+        def prober(kind: str, probe: Mapping[str, Any] | None) -> Prober | None:
+            if not probe:
+                return None
+            handler = from_probe(
+                probe, host=self.host, port=port, env=env, cwd=cwd, preexec=preexec
+            )
+            return Prober(kind, ProbeSpec.of(probe, kind=kind), handler)
+
+        return ContainerProbes(
+            startup=prober("startup", container.startup_probe if container else None),
+            liveness=prober("liveness", container.liveness_probe if container else None),
+            readiness=prober("readiness", exec_readiness),
+            on_ready=lambda ok: self._set_ready(name, ok),
+            on_unhealthy=lambda kind, message: self._unhealthy(name, kind, message),
+        )
+
+    def _set_ready(self, name: str, ok: bool) -> None:
+        before = self.is_ready()
+        self.ready[name] = ok
+        after = self.is_ready()
+        if self._first_ready and before != after and self.on_readiness is not None:
+            self.on_readiness(after)
+
+    def is_started(self, name: str) -> bool:
+        """The container's startup probe passed (or it has none)."""
+        probes = self.probes.get(name)
+        return probes.started if probes is not None else name in self.runs
+
+    def is_ready(self) -> bool:
+        """Every container ready (the pod's Ready condition)."""
+        return bool(self.ready) and all(self.ready.values())
+
+    def _unhealthy(self, name: str, kind: str, message: str) -> None:
+        """A startup or liveness probe failed for good: kill the container, as the
+        kubelet does (SIGTERM, SIGKILL after the grace period); its exit ends this start."""
+        if self.unhealthy is not None:
+            return
+        self.unhealthy = (name, kind, message)
+        run = self.runs.get(name)
+        if run is None:
+            return
+        run.killed_by = message
+        log.warning("replica %s: container %s: %s; killing it", self.name, name, message)
+        task = asyncio.get_running_loop().create_task(
+            _terminate(run.proc, self.spec.timeout_seconds)
+        )
+        self._kills.add(task)
+        task.add_done_callback(self._kills.discard)
+
+    async def _probe_queue_proxy(self) -> None:
+        """The queue-proxy container's readiness probe for the replica's life: HTTP GET on
+        its serving port with ``K-Network-Probe: queue`` (which runs the user's readiness
+        probe), with the user probe's timing."""
+        spec = ProbeSpec.of(self.spec.readiness_probe or {})
+        handler = http_get(
+            self.host,
+            self.serving_port,
+            headers=[{"name": "K-Network-Probe", "value": "queue"}],
+        )
+        prober = Prober("readiness", spec, handler)
+        prober.result = True  # it just passed (wait_ready)
+        while True:
+            await asyncio.sleep(spec.period)
+            flipped = await prober.step()
+            if flipped is not None:
+                if not flipped:
+                    log.warning(
+                        "replica %s: Readiness probe failed: %s", self.name, prober.last_message
+                    )
+                self._set_ready(QUEUE_PROXY, flipped)
 
     async def wait_ready(self, timeout: float) -> None:
-        """Wait until the queue-proxy's readiness probe of the app passes."""
+        """Wait until the queue-proxy's readiness probe of the app passes and every
+        container's own probes say ready; then keep probing for the replica's life."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if self.app is not None and self.app.returncode is not None:
-                raise ReplicaError(
-                    f"the app exited with code {self.app.returncode} before it was ready"
+            gone = self.exited()
+            if gone is not None:
+                what, code = gone
+                raise ReplicaError(f"the {what} exited with code {code} before it was ready")
+            if self.unhealthy is not None:
+                raise ReplicaError(f"{self.unhealthy[0]}: {self.unhealthy[2]}")
+            if not self.ready.get(QUEUE_PROXY) and await self.probe():
+                self.ready[QUEUE_PROXY] = True
+            if self.is_ready():
+                self._first_ready = True
+                self._probes.append(
+                    loop.create_task(self._probe_queue_proxy(), name=f"readiness {self.name}")
                 )
-            if (self.exec_probe is None or self.exec_probe.ready) and await self.probe():
                 return
             if loop.time() > deadline:
-                why = ""
-                if self.exec_probe is not None and not self.exec_probe.ready:
-                    why = f" (readiness probe failed: {self.exec_probe.last_failure})"
-                raise ReplicaError(f"the app was not ready after {timeout:g}s{why}")
+                waiting = [n for n, ok in self.ready.items() if not ok]
+                raise ReplicaError(
+                    f"the app was not ready after {timeout:g}s (not ready: {', '.join(waiting)})"
+                )
             await asyncio.sleep(0.05)
 
     async def probe(self) -> bool:
         """One health check through the queue-proxy (``K-Network-Probe: queue``)."""
         try:
-            reader, writer = await asyncio.open_connection(self.spec.host, self.serving_port)
+            reader, writer = await asyncio.open_connection(self.host, self.serving_port)
         except OSError:
             return False
         try:
@@ -449,37 +607,58 @@ class Replica:
         finally:
             writer.close()
 
+    # -- exits ------------------------------------------------------------------------
+
+    def _reap(self, run: ContainerRun) -> None:
+        """Record a finished process: when, and whether it was OOM-killed (its cgroup is
+        removed then)."""
+        if run.finished_at is None and run.proc.returncode is not None:
+            run.finished_at = time.time()
+            if self.pod is not None:
+                run.oom = self.pod.exited(run.proc.pid)
+
     def exited(self) -> tuple[str, int] | None:
         """The first container found gone: (``app``, ``sidecar NAME`` or
         ``queue-proxy``, its exit code); None while all run."""
-        for what, proc in (
-            ("app", self.app),
-            *((f"sidecar {n}", p) for n, p in self.sidecars.items()),
-            ("queue-proxy", self.queue_proxy),
-        ):
-            if proc is not None and proc.returncode is not None:
-                return what, proc.returncode
+        for run in self.runs.values():
+            if run.proc.returncode is not None:
+                self._reap(run)
+                return run.what, exit_code(run.proc.returncode)
+        return None
+
+    def exited_run(self) -> ContainerRun | None:
+        """The container whose exit ended this start (see :meth:`exited`)."""
+        for run in self.runs.values():
+            if run.proc.returncode is not None:
+                self._reap(run)
+                return run
         return None
 
     def processes(self) -> list[asyncio.subprocess.Process]:
         """The long-running processes: app, sidecars, queue-proxy."""
-        procs = [self.app, *self.sidecars.values(), self.queue_proxy]
-        return [p for p in procs if p is not None]
+        return [r.proc for r in self.runs.values()]
 
     async def stop(self) -> None:
         """Pod-style stop: queue-proxy drains and exits, then the app and the sidecars
         (SIGTERM, SIGKILL after the grace period); an init container still running is
         stopped the same way."""
         grace = self.spec.timeout_seconds + self.spec.drain_quiet_period
-        if self._exec_task is not None:
-            self._exec_task.cancel()
-            await asyncio.gather(self._exec_task, return_exceptions=True)
+        for task in (*self._probes, *self._kills):
+            task.cancel()
+        await asyncio.gather(*self._probes, *self._kills, return_exceptions=True)
+        self._probes.clear()
         await _terminate(self.init_process, self.spec.timeout_seconds)
         await _terminate(self.queue_proxy, grace)
         await asyncio.gather(
-            *(_terminate(p, self.spec.timeout_seconds) for p in (self.app, *self.sidecars.values()))
+            *(
+                _terminate(r.proc, self.spec.timeout_seconds)
+                for r in self.runs.values()
+                if r.name != QUEUE_PROXY
+            )
         )
-        if self.app_port:
+        for run in (*self.init_runs, *self.runs.values()):
+            self._reap(run)
+        if self.app_port and not (self.pod is not None and self.pod.isolated):
             self.allocator.release(self.app_port)
         for f in self._logs:
             f.close()

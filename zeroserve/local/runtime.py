@@ -52,7 +52,17 @@ from zeroserve.serving.revisions import DEFAULT_CONTAINER_NAME, container_names
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
 from .env import EnvError, Lookup, Node, PodFacts, node_name, resolve_env
-from .replica import ContainerProcess, InitContainerError, Replica, ReplicaError, ReplicaSpec
+from .podstatus import ContainerState, ContainerStatus, PodStatus
+from .replica import (
+    QUEUE_PROXY,
+    ContainerProcess,
+    ContainerRun,
+    InitContainerError,
+    Replica,
+    ReplicaError,
+    ReplicaSpec,
+)
+from .sandbox import PodSandbox, Sandbox, SandboxError, VolumeError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +109,8 @@ class PodView:
     Cold-start benchmarks split a first request's wait with them."""
     containers: int = 2
     """Its containers as kubectl counts them: the app, the sidecars and the queue-proxy."""
+    pod: PodStatus | None = None
+    """The pod as the API server would show it (``zeroserve get pods -o yaml``)."""
 
 
 @dataclass
@@ -125,6 +137,8 @@ class _Pod:
         self.pending = True  # waiting for a start slot
         self.restarts = 0
         self.started_at = time.time()
+        self.created_at = self.started_at
+        """When the slot was made (``creationTimestamp``); restarts keep it."""
         self.last_exit = ""
         self.task: asyncio.Task[None] | None = None
         self.times: dict[str, float] = {"requested": self.started_at}
@@ -140,6 +154,18 @@ class _Pod:
         self.exit: tuple[str, int | None] | None = None
         """The container whose exit ended the last start (``app``, ``sidecar NAME``,
         ``init container NAME``, ``queue-proxy``) and its exit code."""
+        self.sandbox: PodSandbox | None = None
+        """Its network, volumes and cgroups; made at its first start, kept across
+        restarts (as a pod's sandbox), removed when it stops."""
+        self.out_of_rotation = False
+        """Its readiness probe failed after it was ready: out of the endpoints until it
+        passes again."""
+        self.restart_counts: dict[str, int] = {}
+        """Per container: how often its exit ended a start (``restartCount``)."""
+        self.last_states: dict[str, ContainerState] = {}
+        """Per container: how its last run ended (``lastState.terminated``)."""
+        self.oom = False
+        """The last start ended with a container killed for its memory limit."""
 
 
 def default_max_starting() -> int:
@@ -168,20 +194,59 @@ def init_status(failures: int) -> str:
 
 
 def failure_condition(
-    exited: tuple[str, int | None] | None, tail: str, last_exit: str
+    exited: tuple[str, int | None] | None, tail: str, last_exit: str, *, oom: bool = False
 ) -> tuple[str, str]:
     """The revision's (reason, message) when a replica's start failed before any was
     ready: as Knative reports a terminated container, ``ExitCode<n>`` and ``Container
     failed with: <the last lines of its output>``; for an init container the same shape,
     naming it (``Init container NAME failed with: ...``). An exit with no code (the
-    queue-proxy's, or a command that could not start) is ``ContainerFailed``."""
+    queue-proxy's, or a command that could not start) is ``ContainerFailed``. A container
+    killed for its memory limit (``oom``) is ``ExitCode137`` with a message that starts
+    with the kubelet's reason, ``OOMKilled``, and says which limit."""
     what, code = exited if exited is not None else ("", None)
     reason = f"ExitCode{code}" if code is not None and what != "queue-proxy" else "ContainerFailed"
+    if oom:
+        tail = f"OOMKilled: {last_exit}" + (f" | {tail}" if tail else "")
     if not tail:
         return reason, last_exit
     if what.startswith("init container "):
         return reason, f"Init container {what.removeprefix('init container ')} failed with: {tail}"
     return reason, f"Container failed with: {tail}"
+
+
+def _probed(c: Container, *, serving: bool) -> Container:
+    """``c`` with its probes as the runtime runs them: ``python`` in an exec probe is this
+    interpreter, and for the serving container a probe of its ``containerPort`` means the
+    app's port (port 0), as Knative points liveness probes at the user port
+    (``pkg/reconciler/revision/resources/deploy.go``, rewriteUserLivenessProbe); without a
+    pod sandbox that port is not the containerPort."""
+
+    def fix(probe: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        if not probe:
+            return probe
+        out = dict(probe)
+        if isinstance(out.get("exec"), Mapping):
+            out["exec"] = {
+                **out["exec"],
+                "command": resolve_command(out["exec"].get("command", ())),
+            }
+        for kind in ("httpGet", "tcpSocket", "grpc"):
+            handler = out.get(kind)
+            mine = isinstance(handler, Mapping) and handler.get("port") in (
+                None,
+                0,
+                c.port.container_port,
+            )
+            if serving and mine:
+                out[kind] = {**handler, "port": 0}  # type: ignore[dict-item]
+        return out
+
+    return replace(
+        c,
+        liveness_probe=fix(c.liveness_probe),
+        startup_probe=fix(c.startup_probe),
+        readiness_probe=fix(c.readiness_probe),
+    )
 
 
 class RevisionSet:
@@ -200,9 +265,13 @@ class RevisionSet:
         self._objects_changed = asyncio.Event()
 
     def objects_changed(self) -> None:
-        """Secrets or ConfigMaps changed: replicas waiting for them retry now."""
+        """Secrets or ConfigMaps changed: replicas waiting for them retry now, and the
+        files of Secret and ConfigMap volumes are rewritten where they changed."""
         self._objects_changed.set()
         self._objects_changed = asyncio.Event()
+        for pod in self.pods:
+            if pod.sandbox is not None and not pod.terminating:
+                pod.sandbox.refresh_volumes()
 
     async def _wait_config(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -216,7 +285,11 @@ class RevisionSet:
         self._reconcile()
 
     def endpoints(self) -> list[Endpoint]:
-        return [p.endpoint for p in self.pods if p.endpoint is not None and not p.terminating]
+        return [
+            p.endpoint
+            for p in self.pods
+            if p.endpoint is not None and not p.terminating and not p.out_of_rotation
+        ]
 
     # -- reconcile ---------------------------------------------------------------
 
@@ -252,6 +325,9 @@ class RevisionSet:
             await asyncio.gather(pod.task, return_exceptions=True)
         if pod.replica is not None:
             await pod.replica.stop()
+        if pod.sandbox is not None:
+            await pod.sandbox.close()
+            pod.sandbox = None
         if pod in self.pods:
             self.pods.remove(pod)
         self._changed()
@@ -263,8 +339,10 @@ class RevisionSet:
             if pod.restarts:
                 pod.times = {"requested": pod.started_at}
             try:
+                if pod.sandbox is None:
+                    pod.sandbox = await self._sandbox(pod)
                 spec = self._spec(pod)
-            except EnvError as e:
+            except (EnvError, VolumeError, SandboxError) as e:
                 # The kubelet cannot create the container: nothing runs, nothing restarts.
                 pod.waiting, pod.last_exit = e.reason, e.message
                 if not self.ever_ready:
@@ -279,10 +357,11 @@ class RevisionSet:
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
             pod.waiting = ""
-            replica = Replica(spec, pod.name, log_dir=self.runtime.log_dir)
+            replica = Replica(spec, pod.name, log_dir=self.runtime.log_dir, pod=pod.sandbox)
             replica.on_readiness = lambda ok, pod=pod: self._readiness(pod, ok)
             replica.on_init = lambda i, n, pod=pod: self._init_step(pod, i, n)
             pod.exit = None
+            pod.oom = False
             pod.replica = replica
             pod.pending = True
             self._changed()
@@ -295,7 +374,7 @@ class RevisionSet:
                 pod.times["listening"] = time.time()
                 pod.endpoint = Endpoint(
                     name=pod.name,
-                    host=replica.spec.host,
+                    host=replica.host,
                     port=replica.serving_port,
                     stats_port=replica.ports["metrics_port"],
                     started_at=pod.started_at,
@@ -311,6 +390,7 @@ class RevisionSet:
                         self._start_slots.release()
                         starting = False
                         pod.ready = True
+                        pod.out_of_rotation = False
                         pod.crashlooping = False
                         pod.init_failures = 0
                         pod.endpoint = replace(pod.endpoint, ready=True)
@@ -324,15 +404,16 @@ class RevisionSet:
                     for f in (ready, exited):
                         f.cancel()
                     await asyncio.gather(ready, exited, return_exceptions=True)
-                pod.exit = replica.exited()
+                self._ended(pod, replica.exited_run())
                 pod.last_exit = self._describe_exit(replica)
             except InitContainerError as e:
                 pod.exit = (f"init container {e.name}", e.code)
                 pod.last_exit = str(e)
                 pod.init_failures += 1
                 pod.init = init_status(pod.init_failures)
+                self._ended(pod, replica.init_runs[-1] if replica.init_runs else None)
             except ReplicaError as e:
-                pod.exit = replica.exited()
+                self._ended(pod, replica.exited_run())
                 pod.last_exit = str(e)
             finally:
                 if starting:
@@ -360,6 +441,46 @@ class RevisionSet:
             await asyncio.sleep(backoff)
             backoff = min(BACKOFF_MAX, backoff * 2)
 
+    async def _sandbox(self, pod: _Pod) -> PodSandbox | None:
+        """The pod's sandbox (raises :class:`VolumeError` when a volume cannot be set
+        up yet); None when the runtime runs plain processes."""
+        rt = self.runtime
+        if rt.sandbox is None:
+            return None
+        t = self.run.template
+        volumes = list(t.pod.get("volumes") or ()) if t is not None else []
+        containers: dict[str, Container] = {}
+        if t is not None:
+            names, init_names = self._names(t)
+            containers = dict(zip(names, t.containers, strict=True))
+            containers.update(zip(init_names, t.init_containers, strict=True))
+        return await rt.sandbox.pod(
+            pod.name,
+            volumes=volumes,
+            namespace=self.key.namespace,
+            lookup=rt.lookup,
+            facts=lambda ip: self._facts(pod, ip),
+            containers=containers,
+            node=rt.node,
+        )
+
+    def _ended(self, pod: _Pod, run: ContainerRun | None) -> None:
+        """A start ended because ``run`` (a container) exited: its restart count and its
+        last state, as the kubelet records them."""
+        if run is None or run.proc.returncode is None:
+            return
+        pod.exit = (run.what, run.exit_code)
+        pod.oom = run.oom
+        pod.restart_counts[run.name] = pod.restart_counts.get(run.name, 0) + 1
+        pod.last_states[run.name] = ContainerState(
+            "terminated",
+            reason=run.reason,
+            message=run.killed_by,
+            exit_code=run.exit_code,
+            started_at=run.started_at,
+            finished_at=run.finished_at or time.time(),
+        )
+
     async def _exit_of(self, replica: Replica) -> None:
         waits = [p.wait() for p in replica.processes()]
         _, pending = await asyncio.wait(
@@ -370,11 +491,15 @@ class RevisionSet:
         await asyncio.gather(*pending, return_exceptions=True)
 
     def _describe_exit(self, replica: Replica) -> str:
-        exited = replica.exited()
-        if exited is None:
+        run = replica.exited_run()
+        if run is None:
             return "stopped"
-        what, code = exited
-        return f"the {what} exited with code {code}"
+        if run.oom:
+            limit = f", memory limit {run.memory_limit}" if run.memory_limit else ""
+            return f"the {run.what} was OOMKilled (exit code {run.exit_code}{limit})"
+        if run.killed_by:
+            return f"the {run.what} was killed: {run.killed_by}"
+        return f"the {run.what} exited with code {run.exit_code}"
 
     def _init_step(self, pod: _Pod, i: int, n: int) -> None:
         """Init container ``i`` of ``n`` starts (``i == n``: they all succeeded)."""
@@ -382,10 +507,14 @@ class RevisionSet:
         self._changed()
 
     def _readiness(self, pod: _Pod, ok: bool) -> None:
-        """The exec readiness probe flipped after the replica was first ready."""
+        """The replica's readiness flipped after it was first ready (a readiness probe
+        failed its ``failureThreshold``, or passed its ``successThreshold`` again): it
+        leaves the endpoints, or comes back, as an unready pod leaves a Service's
+        endpoints. Requests already sent to it finish."""
         if pod.terminating or pod.endpoint is None or "ready" not in pod.times:
             return
         pod.ready = ok
+        pod.out_of_rotation = not ok
         pod.endpoint = replace(pod.endpoint, ready=ok)
         self._changed()
 
@@ -405,22 +534,8 @@ class RevisionSet:
         names, init_names = self._names(t)
         containers = dict(zip(names, t.containers, strict=True))
         containers.update(zip(init_names, t.init_containers, strict=True))
-        labels = {**t.labels, CONFIGURATION_LABEL: run.info.configuration}
-        labels[REVISION_LABEL] = self.key.name
-        if run.info.service:
-            labels[SERVICE_LABEL] = run.info.service
-        labels.setdefault("app", self.key.name)
-        facts = PodFacts(
-            name=pod.name,
-            namespace=self.key.namespace,
-            uid=pod.uid,
-            labels=labels,
-            annotations=dict(t.annotations),
-            node_name=node_name(),
-            service_account=str(t.pod.get("serviceAccountName") or "default"),
-            pod_ip=rt.host,
-            host_ip=rt.host,
-        )
+        ip = pod.sandbox.ip if pod.sandbox is not None else rt.host
+        facts = self._facts(pod, ip)
         return resolve_env(
             t.container if container is None else container,
             namespace=self.key.namespace,
@@ -428,6 +543,32 @@ class RevisionSet:
             pod=facts,
             node=rt.node,
             containers=containers,
+        )
+
+    def _facts(self, pod: _Pod, ip: str) -> PodFacts:
+        """What the downward API tells about the pod (its IP once it has one)."""
+        run, rt = self.run, self.runtime
+        t = run.template
+        labels = dict(t.labels) if t is not None else {}
+        labels[CONFIGURATION_LABEL] = run.info.configuration
+        labels[REVISION_LABEL] = self.key.name
+        if run.info.service:
+            labels[SERVICE_LABEL] = run.info.service
+        labels.setdefault("app", self.key.name)
+        sandbox = rt.sandbox
+        host_ip = sandbox.network.gateway if sandbox and sandbox.network else rt.host
+        return PodFacts(
+            name=pod.name,
+            namespace=self.key.namespace,
+            uid=pod.uid,
+            labels=labels,
+            annotations=dict(t.annotations) if t is not None else {},
+            node_name=node_name(),
+            service_account=str(t.pod.get("serviceAccountName") or "default")
+            if t is not None
+            else "default",
+            pod_ip=ip,
+            host_ip=host_ip,
         )
 
     def _processes(
@@ -445,6 +586,7 @@ class RevisionSet:
                 command=[*resolve_command(c.command), *c.args],
                 env=self._env(pod, c),
                 working_dir=c.working_dir or self.runtime.working_dir,
+                container=_probed(c, serving=False),
             )
 
         inits = tuple(process(c, n) for c, n in zip(t.init_containers, init_names, strict=True))
@@ -477,7 +619,14 @@ class RevisionSet:
             for kind in ("httpGet", "tcpSocket"):
                 if isinstance(probe.get(kind), dict):
                     probe[kind] = {**probe[kind], "port": 0}
+        t = run.template
+        serving = t.container if t is not None else None
         return ReplicaSpec(
+            container=_probed(serving, serving=True) if serving is not None else None,
+            container_name=run.container_name
+            or (serving.name if serving is not None else "")
+            or DEFAULT_CONTAINER_NAME,
+            container_port=serving.port.container_port if serving is not None else 8080,
             command=[*resolve_command(run.command), *run.args],
             namespace=info.key.namespace,
             service=info.service,
@@ -507,7 +656,9 @@ class RevisionSet:
     def _failed(self, pod: _Pod) -> None:
         tail = self.runtime.log_tail(pod.name)
         self.state.ready = False
-        self.state.reason, self.state.message = failure_condition(pod.exit, tail, pod.last_exit)
+        self.state.reason, self.state.message = failure_condition(
+            pod.exit, tail, pod.last_exit, oom=pod.oom
+        )
 
     def _changed(self) -> None:
         self.state.actual = sum(1 for p in self.pods if p.ready and not p.terminating)
@@ -518,25 +669,12 @@ class RevisionSet:
         t = self.run.template
         containers = 2 + (len(t.sidecars) if t is not None else 0)
         for p in self.pods:
-            if p.terminating:
-                status = "Terminating"
-            elif p.waiting:
-                status = p.waiting
-            elif p.ready:
-                status = "Running"
-            elif p.init:
-                status = p.init
-            elif p.crashlooping:
-                status = "CrashLoopBackOff"
-            elif p.pending:
-                status = "Pending"
-            else:
-                status = "Starting"
+            pod = self._pod_status(p)
             out.append(
                 PodView(
                     p.name,
                     self.key,
-                    status,
+                    pod.status_column(),
                     p.ready,
                     p.restarts,
                     p.started_at,
@@ -544,9 +682,116 @@ class RevisionSet:
                     p.last_exit,
                     dict(p.times),
                     containers,
+                    pod,
                 )
             )
         return out
+
+    def _container_names(self) -> tuple[list[str], list[str]]:
+        """(the long-running containers: serving, sidecars, queue-proxy; the init
+        containers), by their defaulted names."""
+        t = self.run.template
+        if t is None:
+            return [self.run.container_name or DEFAULT_CONTAINER_NAME, QUEUE_PROXY], []
+        names, init_names = self._names(t)
+        return [*names, QUEUE_PROXY], init_names
+
+    def _pod_status(self, p: _Pod) -> PodStatus:
+        """The replica as the API server would show its pod: each container's state from
+        the processes of its current start, ``lastState`` and ``restartCount`` from the
+        starts before (docs/local-mode.md, "Pods")."""
+        names, init_names = self._container_names()
+        r = p.replica
+        sandbox = p.sandbox
+        init_runs = {run.name: run for run in r.init_runs} if r is not None else {}
+        inits = []
+        for name in init_names:
+            st = self._status_of(p, name, init_runs.get(name))
+            if st.state.kind == "waiting" and not p.waiting:
+                st.state = ContainerState("waiting", "PodInitializing")
+            inits.append(st)
+        initializing = bool(p.init) and p.init.startswith("Init:") and "/" in p.init
+        containers = []
+        for name in names:
+            run = r.runs.get(name) if r is not None else None
+            st = self._status_of(p, name, run)
+            if run is not None and run.proc.returncode is None:
+                st.ready = bool(r.ready.get(name)) and not p.out_of_rotation if r else False
+                st.started = r.is_started(name) if r is not None else False
+            elif p.waiting:
+                st.state = ContainerState("waiting", p.waiting, p.last_exit)
+            elif initializing or (p.init and init_names):
+                st.state = ContainerState("waiting", "PodInitializing")
+            containers.append(st)
+        t = self.run.template
+        spec: dict[str, Any] = {}
+        if t is not None:
+            spec = {"containers": [{"name": n} for n in names]}
+            if init_names:
+                spec["initContainers"] = [{"name": n} for n in init_names]
+        running = any(c.state.kind == "running" for c in containers)
+        return PodStatus(
+            name=p.name,
+            namespace=self.key.namespace,
+            uid=p.uid,
+            labels=dict(self._facts(p, "").labels),
+            annotations=dict(t.annotations) if t is not None else {},
+            created_at=p.created_at,
+            pod_ip=sandbox.ip if sandbox is not None else self.runtime.host,
+            host_ip=self._facts(p, "").host_ip,
+            phase="Running" if running else "Pending",
+            terminating=p.terminating,
+            init_containers=inits if not p.pending or r is not None else [],
+            containers=containers if not (p.pending and r is None) else [],
+            spec=spec,
+        )
+
+    def _images(self) -> dict[str, str]:
+        """Each container's ``image`` as written, by name."""
+        t = self.run.template
+        if t is None:
+            return {}
+        names, init_names = self._names(t)
+        pairs = [
+            *zip(names, t.containers, strict=True),
+            *zip(init_names, t.init_containers, strict=True),
+        ]
+        return {n: c.image for n, c in pairs}
+
+    def _status_of(self, p: _Pod, name: str, run: ContainerRun | None) -> ContainerStatus:
+        """A container's status from its process in this start (None: not started)."""
+        st = ContainerStatus(
+            name,
+            restart_count=p.restart_counts.get(name, 0),
+            last_state=p.last_states.get(name),
+            image=self._images().get(name, ""),
+        )
+        if run is None:
+            return st
+        if run.proc.returncode is None:
+            st.state = ContainerState("running", started_at=run.started_at)
+            st.started = True
+            return st
+        culprit = p.exit is not None and p.exit[0] == run.what
+        init = run.what.startswith("init container ")
+        # The kubelet waits out the back-off in CrashLoopBackOff (an init container only
+        # from its second failure on: kubectl's Init:Error, then Init:CrashLoopBackOff).
+        if culprit and (p.init_failures > 1 if init else p.crashlooping):
+            st.state = ContainerState(
+                "waiting",
+                "CrashLoopBackOff",
+                f"back-off restarting failed container {name} in pod {p.name}",
+            )
+        else:
+            st.state = ContainerState(
+                "terminated",
+                reason=run.reason,
+                message=run.killed_by,
+                exit_code=run.exit_code,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+            )
+        return st
 
     async def close(self) -> None:
         """Stop every replica (pod-style)."""
@@ -570,6 +815,7 @@ class LocalRuntime:
         max_starting: int | None = None,
         lookup: Lookup | None = None,
         node: Node | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.on_change = on_change
         self.log_dir = log_dir
@@ -589,6 +835,8 @@ class LocalRuntime:
         """What an unset resource limit means in ``resourceFieldRef``."""
         self.sets: dict[RevisionKey, RevisionSet] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self.sandbox = sandbox
+        """Where replicas run (None: plain processes on ``host``, no limits enforced)."""
 
     def changed(self) -> None:
         self.on_change()

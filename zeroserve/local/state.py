@@ -30,7 +30,7 @@ from zeroserve.serving.controller import Controller
 from zeroserve.topology import RevisionKey
 
 from .protocol import Snapshot
-from .runtime import LocalRuntime, RevisionRun
+from .runtime import LocalRuntime, PodView, RevisionRun
 
 MIN_WAKEUP_DELAY = 0.05
 """Seconds between two ticks at least, should the controller keep saying one is due now."""
@@ -249,30 +249,39 @@ class StateHub:
 
     # -- views ------------------------------------------------------------------
 
+    def _pods(self, namespace: str | None, name: str | None) -> list[PodView]:
+        """The replicas in ``namespace`` (None: all), ``name`` naming one or a revision."""
+        rt = self.runtime
+        return [
+            p
+            for p in (rt.pods() if rt is not None else [])
+            if not (namespace and p.revision.namespace != namespace)
+            and not (name and p.name != name and p.revision.name != name)
+        ]
+
     def pods_table(
         self, namespace: str | None, name: str | None
     ) -> tuple[list[str], list[list[str]]]:
-        rt = self.runtime
-        rows = []
+        """``kubectl get pods``: READY counts the app, the sidecars and the queue-proxy;
+        STATUS and RESTARTS follow kubectl's rules (``zeroserve.local.podstatus``)."""
         now = self.clock()
-        for p in rt.pods() if rt is not None else []:
-            if namespace and p.revision.namespace != namespace:
-                continue
-            if name and p.name != name and p.revision.name != name:
-                continue
-            # kubectl's READY: ready containers / containers (the app, the sidecars and
-            # the queue-proxy); locally they are all ready together with the replica.
-            ready = p.containers if p.ready else 0
+        rows = []
+        for p in self._pods(namespace, name):
+            assert p.pod is not None
             rows.append(
                 [
                     p.name,
-                    f"{ready}/{p.containers}",
+                    p.pod.ready_column(),
                     p.status,
-                    str(p.restarts),
+                    p.pod.restarts_column(now),
                     _age(now - p.started_at),
                 ]
             )
         return ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], rows
+
+    def pod_objects(self, namespace: str | None, name: str | None) -> list[dict[str, Any]]:
+        """The replicas as Pod objects (``zeroserve get pods -o yaml``)."""
+        return [p.pod.to_object() for p in self._pods(namespace, name) if p.pod is not None]
 
     def tree_with_pods(self, tree: dict[str, Any]) -> dict[str, Any]:
         """Adds the replicas under each revision of a controller tree."""

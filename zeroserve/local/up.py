@@ -39,6 +39,7 @@ from . import access
 from .control import ControlAPI, serve, stop
 from .replica import _die_with_parent
 from .runtime import LocalRuntime
+from .sandbox import DEFAULT_POD_CIDR, NetworkError, Sandbox, SandboxError
 from .state import StateHub
 
 log = logging.getLogger("zeroserve")
@@ -69,6 +70,10 @@ class UpOptions:
     """How long a request may wait for a replica before a 503 (the activators' setting)."""
     max_starting: int | None = None
     """Replicas of one revision starting at once (default: one per CPU, at least 2)."""
+    sandbox: str = "auto"
+    """Where replicas run: ``pod``, ``process`` or ``auto`` (``zeroserve.local.sandbox``)."""
+    pod_cidr: str = DEFAULT_POD_CIDR
+    """The range pod sandboxes take their /24 from."""
 
 
 class UpError(RuntimeError):
@@ -184,6 +189,7 @@ class Up:
         self.local_port: int | None = None
         """The local gateway's port, as the first activator reports it."""
         self._runner: web.AppRunner | None = None
+        self.sandbox: Sandbox | None = None
 
     async def start(self) -> list[str]:
         """Start everything and apply the files; returns the apply lines."""
@@ -203,6 +209,15 @@ class Up:
                 file=sys.stderr,
                 flush=True,
             )
+        try:
+            self.sandbox = await Sandbox.start(o.sandbox, pod_cidr=o.pod_cidr)
+        except (SandboxError, NetworkError) as e:
+            raise UpError(str(e)) from None
+        for line in self.sandbox.cleaned:
+            print(f"zeroserve up: removed what a killed earlier run left: {line}", flush=True)
+        print(f"zeroserve up: {self.sandbox.describe()}", flush=True)
+        self.runtime.sandbox = self.sandbox
+        self.controller.sandbox = self.sandbox.mode == "pod"
         self.hub.attach(self.runtime)
         try:
             self._runner, port = await serve(self.api, o.control_host, o.control_port)
@@ -357,6 +372,8 @@ class Up:
             if code not in (0, None):
                 log.warning("the %s exited with code %s (log: %s)", child.name, code, self.log_dir)
         await self.runtime.close()
+        if self.sandbox is not None:
+            await self.sandbox.close()
         self.hub.close()
         if self._runner is not None:
             await stop(self._runner)

@@ -288,6 +288,9 @@ class Controller:
         rng: random.Random | None = None,
     ) -> None:
         self._local = local
+        self.sandbox = False
+        """Local replicas run in pod sandboxes (volumes can be mounted): ``zeroserve up``
+        sets it once it has chosen its mode."""
         self._rng = rng or random.Random()
         self._default_domain = default_domain or LOCAL_DOMAIN
         self._now = now
@@ -377,7 +380,7 @@ class Controller:
                 errors[i] = [ManifestError(obj.source, obj.label, "", "given twice in one apply")]
                 continue
             seen.add(ident)
-            found = validate(obj, configs, local=self._local)
+            found = validate(obj, configs, local=self._local, sandbox=self.sandbox)
             if found:
                 errors[i] = found
             elif isinstance(obj, ConfigMapObject) and obj.is_setting:

@@ -1,0 +1,201 @@
+"""A pod's network: its own network namespace and IP on a bridge the run makes.
+
+What a CNI bridge plugin does for a Kubernetes pod, with iproute2: one bridge per run
+(``zs-<run>``, the first address of a free /24 of ``--pod-cidr``), and per pod a
+network namespace (``zs-<run>-<n>``) holding one end of a veth pair (``eth0``, the
+pod's IP, a default route via the bridge), the other end on the bridge. Pods reach
+each other and the host (the bridge's address) across the bridge; nothing is set up
+for the world beyond the machine (no NAT, the host's firewall is left alone).
+
+Every name is journaled (:mod:`.state`) before it is made. Interface names stay
+within the kernel's 15 characters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .state import RunState
+
+DEFAULT_POD_CIDR = "198.18.0.0/16"
+"""Inside 198.18.0.0/15, which RFC 2544 reserves for benchmarking: not an ordinary
+network's range."""
+
+
+class NetworkError(RuntimeError):
+    """A pod network cannot be made; the message names the flag or the step."""
+
+
+async def _ip(*args: str, batch: str | None = None) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "ip",
+        *args,
+        stdin=asyncio.subprocess.PIPE if batch is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate(batch.encode() if batch is not None else None)
+    text = out.decode(errors="replace").strip()
+    if proc.returncode != 0:
+        raise NetworkError(f"ip {' '.join(args)} failed: {text}")
+    return text
+
+
+def sandbox_unavailable() -> str | None:
+    """None when pod sandboxes can be made here; else why not, in words for the user."""
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    if os.geteuid() != 0:
+        return "not root"
+    if shutil.which("ip") is None:
+        return "no `ip` command (iproute2)"
+    if shutil.which("unshare") is None:
+        return "no `unshare` command (util-linux)"
+    probe = subprocess.run(
+        ["unshare", "--net", "--mount", "true"], capture_output=True, text=True, timeout=10
+    )
+    if probe.returncode != 0:
+        return f"cannot create a network namespace: {probe.stderr.strip() or probe.returncode}"
+    return None
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    name: str
+    """The pod's name."""
+    netns: str
+    """``ip netns`` name."""
+    netns_path: str
+    ip: str
+    """The pod's IP."""
+    gateway: str
+    """The bridge's IP: the host, as the pod sees it."""
+    veth: str
+    """The host's end of the veth pair."""
+
+
+def _free_subnet(cidr: str) -> ipaddress.IPv4Network:
+    """A /24 of ``cidr`` (or ``cidr`` itself when smaller) that no interface uses."""
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError as e:
+        raise NetworkError(f"--pod-cidr {cidr!r}: {e}") from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise NetworkError(f"--pod-cidr {cidr!r}: must be an IPv4 range")
+    if net.prefixlen > 29:
+        raise NetworkError(f"--pod-cidr {cidr!r}: too small (at most /29)")
+    used = _addresses_in_use()
+    candidates = [net] if net.prefixlen >= 24 else net.subnets(new_prefix=24)
+    for sub in candidates:
+        if not any(a in sub for a in used):
+            return sub
+    raise NetworkError(f"--pod-cidr {cidr!r}: every /24 in it is in use on this machine")
+
+
+def _addresses_in_use() -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address (and its network's) on this machine's interfaces."""
+    out = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    found: list[ipaddress.IPv4Address] = []
+    for line in out.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            iface = ipaddress.IPv4Interface(parts[parts.index("inet") + 1])
+            found += [iface.ip, iface.network.network_address]
+    return found
+
+
+class Network:
+    """One run's bridge and its pods' namespaces."""
+
+    def __init__(self, state: RunState, subnet: ipaddress.IPv4Network) -> None:
+        self.state = state
+        self.subnet = subnet
+        hosts = subnet.hosts()
+        self.gateway = str(next(hosts))
+        self._free = [str(h) for h in hosts]
+        self.bridge = f"zs-{state.run_id}"
+        self._pods: dict[str, PodNetwork] = {}
+        self._n = 0
+
+    @classmethod
+    async def create(cls, state: RunState, pod_cidr: str = DEFAULT_POD_CIDR) -> Network:
+        """Pick a free /24 of ``pod_cidr`` and make the bridge, with its address, up."""
+        net = cls(state, _free_subnet(pod_cidr))
+        state.record("link", net.bridge)
+        await _ip(
+            "-batch",
+            "-",
+            batch=(
+                f"link add {net.bridge} type bridge\n"
+                f"addr add {net.gateway}/{net.subnet.prefixlen} dev {net.bridge}\n"
+                f"link set {net.bridge} up\n"
+            ),
+        )
+        return net
+
+    async def add_pod(self, name: str) -> PodNetwork:
+        """A network namespace for pod ``name``: lo up, eth0 with the next free IP on the
+        bridge, a default route via the bridge."""
+        if not self._free:
+            raise NetworkError(f"no free pod IP left in {self.subnet} (--pod-cidr)")
+        self._n += 1
+        netns = f"zs-{self.state.run_id}-{self._n}"
+        veth = f"zv{self.state.run_id}{self._n:x}"[:15]
+        ip = self._free.pop(0)
+        self.state.record("netns", netns)
+        self.state.record("link", veth)
+        pod = PodNetwork(name, netns, f"/run/netns/{netns}", ip, self.gateway, veth)
+        try:
+            await _ip(
+                "-batch",
+                "-",
+                batch=(
+                    f"netns add {netns}\n"
+                    f"link add {veth} type veth peer name eth0 netns {netns}\n"
+                    f"link set {veth} master {self.bridge} up\n"
+                ),
+            )
+            await _ip(
+                "-n",
+                netns,
+                "-batch",
+                "-",
+                batch=(
+                    "link set lo up\n"
+                    f"addr add {ip}/{self.subnet.prefixlen} dev eth0\n"
+                    "link set eth0 up\n"
+                    f"route add default via {self.gateway}\n"
+                ),
+            )
+        except NetworkError:
+            await self.remove_pod(pod)
+            raise
+        self._pods[netns] = pod
+        return pod
+
+    async def remove_pod(self, pod: PodNetwork) -> None:
+        """Remove the pod's namespace (its veth goes with it) and free its IP."""
+        self._pods.pop(pod.netns, None)
+        if Path(pod.netns_path).exists():
+            await _ip("netns", "delete", pod.netns)
+        if Path(f"/sys/class/net/{pod.veth}").exists():
+            await _ip("link", "delete", pod.veth)
+        self.state.forget("link", pod.veth)
+        self.state.forget("netns", pod.netns)
+        if ipaddress.ip_address(pod.ip) in self.subnet and pod.ip not in self._free:
+            self._free.append(pod.ip)
+
+    async def close(self) -> None:
+        """Remove every pod's namespace, then the bridge."""
+        for pod in list(self._pods.values()):
+            await self.remove_pod(pod)
+        if Path(f"/sys/class/net/{self.bridge}").exists():
+            await _ip("link", "delete", self.bridge)
+        self.state.forget("link", self.bridge)
