@@ -67,6 +67,7 @@ class Activator:
             metrics=self.metrics,
             activation_timeout=s.activation_timeout,
             draining=lambda: self.draining,
+            ingress=s.ingress,
         )
         self.handler = ActivatorHandler(trust=TrustPolicy(list(s.trusted_cidrs)), **common)  # type: ignore[arg-type]
         # Revision timeouts are set per request; none at the listener level.

@@ -37,6 +37,9 @@ class Settings:
     (and the main port then serves only their public hosts, 404 for any cluster-local
     one). None: the main port serves every host (Kubernetes: Istio's two gateways keep
     them apart)."""
+    ingress: bool = False
+    """This activator is the ingress (``zeroserve up``): it sets ``X-Forwarded-Proto`` as
+    Knative's ingress does. Behind Istio the gateway sets it."""
     trusted_port: int | None = None
     """A second listener on which ``Knative-Serving-Revision/-Namespace`` are trusted."""
     trusted_cidrs: tuple[str, ...] = ()
@@ -179,6 +182,12 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
         "only public hosts (default: none, --port serves every host)",
     )
     p.add_argument(
+        "--ingress",
+        action="store_true",
+        help="act as the ingress: set X-Forwarded-Proto on what is forwarded (zeroserve up "
+        "passes it; behind Istio the gateway sets it)",
+    )
+    p.add_argument(
         "--trusted-port",
         type=_port,
         default=None,
@@ -294,6 +303,7 @@ def parse_args(argv: list[str], env: Mapping[str, str]) -> tuple[Settings, KubeO
         host=args.host,
         port=args.port,
         local_port=args.local_port,
+        ingress=args.ingress,
         trusted_port=args.trusted_port,
         trusted_cidrs=tuple(args.trusted_cidr),
         metrics_port=args.metrics_port,

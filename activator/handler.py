@@ -41,6 +41,11 @@ _DROP = FORWARD_DROP | {
     b"k-proxy-request",
 }
 _PROXY_LINE = b"K-Proxy-Request: activator\r\n"
+# As the ingress (``zeroserve up``), the activator says which scheme the client used, as
+# Envoy at the edge does (it overwrites a client's X-Forwarded-Proto with the downstream
+# connection's scheme: its x-forwarded-proto docs); behind Istio the gateway already did.
+_INGRESS_LINE = b"X-Forwarded-Proto: http\r\n"
+_INGRESS_DROP = _DROP | {b"x-forwarded-proto"}
 _APP_UNREACHABLE = b"X-Zeroserve-Error: queue-proxy; reason=app-unreachable\r\n"
 
 
@@ -95,8 +100,12 @@ class ActivatorHandler(Handler):
         activation_timeout: float,
         retry_after: int = 1,
         draining: Callable[[], bool] = lambda: False,
+        ingress: bool = False,
     ) -> None:
         self.routes = routes
+        # Fixed per listener, so the request path adds nothing to find them.
+        self._extra = _PROXY_LINE + (_INGRESS_LINE if ingress else b"")
+        self._drop = _INGRESS_DROP if ingress else _DROP
         self.revisions = revisions
         self.stats = stats
         self.metrics = metrics
@@ -182,12 +191,12 @@ class ActivatorHandler(Handler):
             self.metrics.cold_start(rev.key, _monotonic() - rev.cold_since)
             rev.cold_since = 0.0
         h = req.h
-        extra = _PROXY_LINE
+        extra = self._extra
         host = h.get(b"host")
         if host is not None:
             extra += b"K-Original-Host: " + host + b"\r\n"
         req.attempts += 1
-        conn.forward(tracker.target, drop=_DROP, host=tracker.target.authority, extra=extra)
+        conn.forward(tracker.target, drop=self._drop, host=tracker.target.authority, extra=extra)
 
     def on_finish(self, conn: ServerConnection, req: Request) -> None:
         rev: RevisionState | None = req.ctx

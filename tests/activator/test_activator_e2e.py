@@ -468,3 +468,39 @@ async def test_shutdown_fails_health_then_finishes_in_flight_requests(tmp_path: 
         with pytest.raises(httpx.ConnectError):
             async with httpx.AsyncClient() as fresh:
                 await fresh.get(url + "/", headers={"Host": HOST})
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("ingress", [True, False], ids=["ingress", "behind-a-gateway"])
+async def test_x_forwarded_proto_is_set_only_as_the_ingress(tmp_path: Path, ingress: bool) -> None:
+    """As the ingress (``zeroserve up``) the activator sets ``X-Forwarded-Proto: http``,
+    overwriting a client's, as Envoy at the edge; behind a gateway it passes it on. Either
+    way ``X-Forwarded-For`` gets the client appended and ``Forwarded`` and
+    ``traceparent`` reach the app."""
+    async with (
+        run_app() as (port, _state),
+        queue_proxy(port, tmp_path) as qp,
+        activator(ingress=ingress) as (act, url),
+    ):
+        act.set_routes(route())
+        act.put_revision(RevisionInfo(V1))
+        act.set_endpoints(V1, [endpoint(qp)])
+        trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        sent = {"Host": HOST, "Forwarded": "for=192.0.2.60", "traceparent": trace}
+        async with httpx.AsyncClient() as client:
+            plain = (await client.get(url + "/headers", headers=sent)).json()["headers"]
+            spoofed = (
+                await client.get(
+                    url + "/headers",
+                    headers={**sent, "X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.1"},
+                )
+            ).json()["headers"]
+    if ingress:
+        assert plain["x-forwarded-proto"] == "http"
+        assert spoofed["x-forwarded-proto"] == "http"
+    else:
+        assert "x-forwarded-proto" not in plain
+        assert spoofed["x-forwarded-proto"] == "https"
+    assert plain["x-forwarded-for"].startswith("127.0.0.1")
+    assert spoofed["x-forwarded-for"].startswith("192.0.2.1, 127.0.0.1")
+    assert (plain["forwarded"], plain["traceparent"]) == ("for=192.0.2.60", trace)

@@ -716,7 +716,7 @@ class RevisionSet:
             run = r.runs.get(name) if r is not None else None
             st = self._status_of(p, name, run)
             if run is not None and run.proc.returncode is None:
-                st.ready = bool(r.ready.get(name)) and not p.out_of_rotation if r else False
+                st.ready = bool(r.ready.get(name)) if r is not None else False
                 st.started = r.is_started(name) if r is not None else False
             elif p.waiting:
                 st.state = ContainerState("waiting", p.waiting, p.last_exit)

@@ -295,6 +295,7 @@ class Up:
                 "--local-port",
                 str(local_port),
                 "--reuse-port",
+                "--ingress",
                 "--metrics-port",
                 "0",
                 *metrics_host,
