@@ -21,7 +21,8 @@ def rfc3339(t: float) -> str:
 
 
 def human_duration(seconds: float) -> str:
-    """kubectl's short ages (``duration.HumanDuration``): 5s, 3m10s, 2h, 4d."""
+    """kubectl's short ages (apimachinery ``duration.HumanDuration``): 5s, 3m10s, 120m,
+    5h30m, 20h, 3d4h, 30d."""
     s = int(max(0, seconds))
     if s < 120:
         return f"{s}s"
@@ -31,8 +32,12 @@ def human_duration(seconds: float) -> str:
     if m < 180:
         return f"{m}m"
     h = s // 3600
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
     if h < 48:
         return f"{h}h"
+    if h < 24 * 8:
+        return f"{h // 24}d{h % 24}h" if h % 24 else f"{h // 24}d"
     return f"{h // 24}d"
 
 

@@ -14,6 +14,7 @@ within the kernel's 15 characters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import shutil
@@ -186,7 +187,9 @@ class Network:
         if Path(pod.netns_path).exists():
             await _ip("netns", "delete", pod.netns)
         if Path(f"/sys/class/net/{pod.veth}").exists():
-            await _ip("link", "delete", pod.veth)
+            # usually gone with its peer's namespace, perhaps a moment later
+            with contextlib.suppress(NetworkError):
+                await _ip("link", "delete", pod.veth)
         self.state.forget("link", pod.veth)
         self.state.forget("netns", pod.netns)
         if ipaddress.ip_address(pod.ip) in self.subnet and pod.ip not in self._free:

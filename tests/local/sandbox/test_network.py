@@ -1,0 +1,115 @@
+"""Pod networks: a namespace and an IP per pod on the run's bridge, reachable from the
+host and from each other, and gone when closed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from zeroserve.local.sandbox.enter import preexec
+from zeroserve.local.sandbox.network import Network, NetworkError
+from zeroserve.local.sandbox.state import RunState
+
+from .conftest import TEST_CIDR, root_only
+
+pytestmark = [root_only, pytest.mark.process]
+
+SERVER = (
+    "import socket,sys;s=socket.socket();s.bind(('0.0.0.0',9999));s.listen();print('up',flush=True)\n"
+    "while True:\n c,_=s.accept();c.sendall(sys.argv[1].encode());c.close()"
+)
+
+
+def _names() -> tuple[str, str]:
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    return netns, links
+
+
+async def _hello_host(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"hello from the host")
+    await writer.drain()
+    writer.close()
+
+
+async def _from_pod(netns_path: str, ip: str, port: int) -> str:
+    """What a client inside the pod's namespace reads from ``ip:port``."""
+    client = (
+        "import socket,sys;c=socket.create_connection((sys.argv[1],int(sys.argv[2])),5);"
+        "print(c.recv(100).decode())"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", client, ip, str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=preexec(netns_path=netns_path),
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err
+    return out.decode().strip()
+
+
+async def test_pods_get_their_own_ips_and_reach_each_other(run_state: RunState) -> None:
+    net = await Network.create(run_state, TEST_CIDR)
+    server = None
+    try:
+        assert net.gateway == "198.19.250.1"
+        a = await net.add_pod("a")
+        b = await net.add_pod("b")
+        assert (a.ip, b.ip) == ("198.19.250.2", "198.19.250.3")
+        netns, links = _names()
+        assert a.netns in netns and b.netns in netns and net.bridge in links
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SERVER, "hello from a",
+            stdout=asyncio.subprocess.PIPE, preexec_fn=preexec(netns_path=a.netns_path),
+        )  # fmt: skip
+        assert server.stdout is not None
+        assert await asyncio.wait_for(server.stdout.readline(), 10) == b"up\n"
+        # from the host, at the pod's IP
+        reader, writer = await asyncio.open_connection(a.ip, 9999)
+        assert await reader.read() == b"hello from a"
+        writer.close()
+        # from pod b, across the bridge; and b reaches the host at the gateway's address
+        host_side = await asyncio.start_server(_hello_host, net.gateway, 0)
+        port = host_side.sockets[0].getsockname()[1]
+        try:
+            assert await _from_pod(b.netns_path, a.ip, 9999) == "hello from a"
+            assert await _from_pod(b.netns_path, net.gateway, port) == "hello from the host"
+        finally:
+            host_side.close()
+    finally:
+        if server is not None:
+            server.kill()
+            await server.wait()
+        await net.close()
+    netns, links = _names()
+    assert a.netns not in netns and b.netns not in netns
+    assert net.bridge not in links and a.veth not in links
+
+
+async def test_a_full_range_says_so_and_a_removed_pods_ip_is_given_again(
+    run_state: RunState,
+) -> None:
+    net = await Network.create(run_state, "198.19.250.0/29")  # the gateway and 5 pods
+    try:
+        pods = [await net.add_pod(f"p{i}") for i in range(5)]
+        with pytest.raises(NetworkError, match="no free pod IP"):
+            await net.add_pod("one too many")
+        await net.remove_pod(pods[2])
+        assert pods[2].netns not in _names()[0]
+        again = await net.add_pod("again")
+        assert again.ip == pods[2].ip and again.netns != pods[2].netns
+    finally:
+        await net.close()
+
+
+@pytest.mark.parametrize(
+    ("cidr", "why"),
+    [("nope", "does not appear"), ("fd00::/64", "IPv4"), ("198.19.250.0/30", "too small")],
+)
+async def test_a_bad_pod_cidr_names_the_flag(run_state: RunState, cidr: str, why: str) -> None:
+    with pytest.raises(NetworkError, match="--pod-cidr") as e:
+        await Network.create(run_state, cidr)
+    assert why in str(e.value)
