@@ -12,6 +12,8 @@ import pytest
 from zeroserve.api.objects import Container, ContainerPort, EnvVar, KeyRef, RevisionTemplate
 from zeroserve.local.replica import (
     ContainerProcess,
+    ContainerRun,
+    Replica,
     ReplicaSpec,
     init_container_env,
     sidecar_env,
@@ -118,31 +120,64 @@ def test_sidecars_get_the_k_variables_but_port_only_their_own(
     assert not {"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"} & set(init)
 
 
+class _Proc:
+    """A finished (``returncode`` set) or running process, as a container run holds it."""
+
+    def __init__(self, returncode: int | None = None) -> None:
+        self.returncode = returncode
+        self.pid = 0
+
+
+def _with_replica(
+    rs: RevisionSet, pod: _Pod, inits: list[int | None], running: bool, ready: bool
+) -> None:
+    """``pod`` with a replica whose init containers ended with ``inits`` (None: running)
+    and, if ``running``, its long-running containers up (and ``ready``)."""
+    names, init_names = rs._container_names()
+    replica = Replica(ReplicaSpec(command=["x"]), pod.name)
+    replica.init_runs = [
+        ContainerRun(n, f"init container {n}", _Proc(code))  # type: ignore[arg-type]
+        for n, code in zip(init_names, inits, strict=False)
+    ]
+    if running:
+        replica.runs = {n: ContainerRun(n, n, _Proc()) for n in names}  # type: ignore[arg-type]
+        replica.ready = dict.fromkeys(names, ready)
+    pod.replica, pod.pending = replica, False
+
+
 def test_get_pods_counts_the_sidecars_and_shows_the_init_steps(tmp_path: Path) -> None:
     rs = _set(TEMPLATE, tmp_path)
     rs.runtime.sets[KEY] = rs
-    pods = [_Pod(f"multi-00001-deployment-{c}") for c in "abcd"]
+    pods = [_Pod(f"multi-00001-deployment-{c}") for c in "abcde"]
     rs.pods = pods
-    running, init, failed, looping = pods
-    running.ready, running.pending = True, False
+    running, init, failed, looping, starting = pods
+    _with_replica(rs, running, [0, 0], running=True, ready=True)
+    running.ready = True
+    _with_replica(rs, init, [0, None], running=False, ready=False)
     rs._init_step(init, 1, 2)
-    init.pending = False
     for pod, failures in ((failed, 1), (looping, 3)):
-        pod.init, pod.crashlooping, pod.pending = init_status(failures), True, False
+        _with_replica(rs, pod, [1], running=False, ready=False)
+        assert pod.replica is not None
+        pod.exit = (pod.replica.init_runs[0].what, 1)
+        pod.init_failures = failures
+        pod.init, pod.crashlooping = init_status(failures), True
+    _with_replica(rs, starting, [0, 0], running=True, ready=False)  # all done: the app starts
     assert [v.status for v in rs.views()] == [
         "Running",
         "Init:1/2",
         "Init:Error",
         "Init:CrashLoopBackOff",
+        "Running",  # kubectl: Running, 0/4 ready
     ]
-    rs._init_step(init, 2, 2)  # all done: the app starts
-    assert rs.views()[1].status == "Starting"
+    looping_view = rs.views()[3].pod
+    assert looping_view is not None
+    assert looping_view.init_containers[0].state.reason == "CrashLoopBackOff"
     hub = StateHub(Controller(now=0.0), clock=lambda: running.started_at)
     hub.runtime = rs.runtime
     headers, rows = hub.pods_table(None, None)
     assert headers[1] == "READY"
     # app + two sidecars + queue-proxy, as kubectl counts a pod's containers
-    assert [r[1] for r in rows] == ["4/4", "0/4", "0/4", "0/4"]
+    assert [r[1] for r in rows] == ["4/4", "0/4", "0/4", "0/4", "0/4"]
 
 
 def test_a_failed_init_container_fails_the_revision_like_a_crashed_container() -> None:

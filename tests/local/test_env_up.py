@@ -124,12 +124,14 @@ async def test_a_failing_exec_readiness_probe_keeps_the_replica_unready(tmp_path
     async with zeroserve_up(tmp_path, FAST, manifest) as up:
 
         async def listening() -> bool:
-            return "Starting" in (await up.acli("get", "pods")).stdout
+            return "Running" in (await up.acli("get", "pods")).stdout
 
         await up.until(listening, "the replica started", within=30)
         await asyncio.sleep(4)  # the app answers TCP by now; the exec probe keeps failing
         pods = (await up.acli("get", "pods")).stdout.splitlines()
-        assert pods[1].split()[1:3] == ["0/2", "Starting"], pods
+        # kubectl's view: both containers run, the queue-proxy's probe (TCP) passes, the
+        # app's exec readiness probe does not
+        assert pods[1].split()[1:3] == ["1/2", "Running"], pods
         assert (await _ready(up, "probed-00001"))["status"] == "Unknown"
 
         flag.touch()

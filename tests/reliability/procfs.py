@@ -97,10 +97,11 @@ def _address(text: str) -> tuple[str, int]:
     return ip, int(port, 16)
 
 
-def tcp_sockets() -> list[TcpSocket]:
-    """Every TCP socket of this network namespace (/proc/net/tcp and tcp6)."""
+def tcp_sockets(pid: int | str = "self") -> list[TcpSocket]:
+    """Every TCP socket of ``pid``'s network namespace (this process's by default; a
+    replica in a pod sandbox has its own): /proc/PID/net/tcp and tcp6."""
     out = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
                 f = line.split()
@@ -122,7 +123,7 @@ def socket_inodes(pid: int) -> set[int]:
 def listening(pid: int) -> list[tuple[str, int]]:
     """The (address, port) of every listening TCP socket ``pid`` holds."""
     inodes = socket_inodes(pid)
-    return sorted(s.local for s in tcp_sockets() if s.listening and s.inode in inodes)
+    return sorted(s.local for s in tcp_sockets(pid) if s.listening and s.inode in inodes)
 
 
 def connection_owner(client_port: int, server_port: int, pids: Iterable[int]) -> int | None:

@@ -323,11 +323,16 @@ class RevisionSet:
         if pod.task is not None:
             pod.task.cancel()
             await asyncio.gather(pod.task, return_exceptions=True)
-        if pod.replica is not None:
-            await pod.replica.stop()
-        if pod.sandbox is not None:
-            await pod.sandbox.close()
-            pod.sandbox = None
+        try:
+            if pod.replica is not None:
+                await pod.replica.stop()
+        finally:
+            if pod.sandbox is not None:
+                sandbox, pod.sandbox = pod.sandbox, None
+                try:
+                    await sandbox.close()
+                except Exception:  # what is left is in the run's journal, removed at stop
+                    log.exception("removing the sandbox of replica %s", pod.name)
         if pod in self.pods:
             self.pods.remove(pod)
         self._changed()
@@ -706,8 +711,9 @@ class RevisionSet:
         init_runs = {run.name: run for run in r.init_runs} if r is not None else {}
         inits = []
         for name in init_names:
-            st = self._status_of(p, name, init_runs.get(name))
-            if st.state.kind == "waiting" and not p.waiting:
+            run = init_runs.get(name)
+            st = self._status_of(p, name, run)
+            if run is None and not p.waiting:
                 st.state = ContainerState("waiting", "PodInitializing")
             inits.append(st)
         initializing = bool(p.init) and p.init.startswith("Init:") and "/" in p.init
@@ -730,6 +736,7 @@ class RevisionSet:
             if init_names:
                 spec["initContainers"] = [{"name": n} for n in init_names]
         running = any(c.state.kind == "running" for c in containers)
+        unscheduled = p.pending and not p.waiting
         return PodStatus(
             name=p.name,
             namespace=self.key.namespace,
@@ -741,8 +748,9 @@ class RevisionSet:
             host_ip=self._facts(p, "").host_ip,
             phase="Running" if running else "Pending",
             terminating=p.terminating,
-            init_containers=inits if not p.pending or r is not None else [],
-            containers=containers if not (p.pending and r is None) else [],
+            # waiting for a start slot is waiting to be scheduled: no container statuses yet
+            init_containers=[] if unscheduled else inits,
+            containers=[] if unscheduled else containers,
             spec=spec,
         )
 
