@@ -12,9 +12,9 @@ _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def scrape(port: int, timeout: float = 2.0) -> str | None:
+def scrape(port: int, timeout: float = 2.0, host: str = "127.0.0.1") -> str | None:
     try:
-        status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=timeout)
+        status, body = http_get(f"http://{host}:{port}/metrics", timeout=timeout)
     except (OSError, urllib.error.URLError):
         return None
     return body.decode(errors="replace") if status == 200 else None

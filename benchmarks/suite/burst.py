@@ -53,8 +53,8 @@ class Burst:
         now, pods = time.time(), system.pods(revision)
         for p in pods:
             counts = self.pods.setdefault(p["name"], PodCounts())
-            port = system.queue_proxy_port(p)
-            if port is not None and (text := metrics.scrape(port, timeout=1.0)) is not None:
+            where = system.queue_proxy_metrics(p)
+            if where is not None and (text := metrics.scrape(where[1], 1.0, where[0])) is not None:
                 n = metrics.total(text, "zeroserve_queue_requests_total") or 0.0
                 m = metrics.total(text, "zeroserve_queue_app_in_flight_max") or 0.0
                 counts.requests = max(counts.requests, n)

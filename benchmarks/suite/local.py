@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +94,6 @@ class LocalSystem:
     ingress: str
     control: str
     logs: Path
-    _qp_ports: dict[str, int] = field(default_factory=dict)
-    _qp_pids: dict[str, int] = field(default_factory=dict)
-    _seen: set[int] = field(default_factory=set)
     """Children already looked at (a pid is not reused while zeroserve up runs it)."""
     _activator_metrics: int | None = None
 
@@ -226,26 +223,9 @@ class LocalSystem:
             raise BenchError("the activator's /metrics did not answer")
         return text
 
-    def queue_proxy_port(self, pod: dict[str, Any]) -> int | None:
-        """The Prometheus port of a replica's queue-proxy, or None (not found yet)."""
-        name, endpoint = pod["name"], pod.get("endpoint") or {}
-        if name in self._qp_ports or not endpoint:
-            return self._qp_ports.get(name)
-        if name not in self._qp_pids:
-            up_argv = procfs.cmdline(self.server.pid)
-            for child in set(procfs.children(self.server.pid)) - self._seen:
-                argv = procfs.cmdline(child)
-                if "queueproxy" in argv[1:3]:
-                    if not (pod_name := procfs.environ(child).get("SERVING_POD")):
-                        continue  # not exec'd yet: look again next time
-                    self._qp_pids[pod_name] = child
-                if argv and argv != up_argv:
-                    self._seen.add(child)  # (a fork not exec'd yet still has our argv)
-        if (pid := self._qp_pids.get(name)) is None:
-            return None
-        known = {endpoint.get("port"), endpoint.get("statsPort")}
-        for port in sorted(procfs.listening_ports(pid) - known):
-            if "zeroserve_queue_requests" in (scrape(port) or ""):
-                self._qp_ports[name] = port
-                return port
-        return None
+    def queue_proxy_metrics(self, pod: dict[str, Any]) -> tuple[str, int] | None:
+        """(address, port) of a replica's queue-proxy Prometheus listener, as the control
+        API lists it (the pod's IP in a pod sandbox); None before it listens."""
+        endpoint = pod.get("endpoint") or {}
+        port = endpoint.get("metricsPort")
+        return (endpoint["host"], int(port)) if port else None

@@ -246,7 +246,12 @@ class ControlAPI:
                     "times": p.times,
                     "endpoint": None
                     if e is None
-                    else {"host": e.host, "port": e.port, "statsPort": e.stats_port},
+                    else {
+                        "host": e.host,
+                        "port": e.port,
+                        "statsPort": e.stats_port,
+                        "metricsPort": p.metrics_port,
+                    },
                 }
             )
         return _json({"items": items})

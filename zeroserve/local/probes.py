@@ -123,13 +123,13 @@ def tcp_socket(host: str, port: int) -> Handler:
 
 
 def grpc(host: str, port: int, service: str = "") -> Handler:
-    """A ``grpc.health.v1.Health/Check``; ``SERVING`` is a success (the messages coded
-    as the queue-proxy codes them: ``queueproxy/readiness.py``)."""
+    """A ``grpc.health.v1.Health/Check``; ``SERVING`` is a success (``zeroserve/grpchealth.py``
+    codes the messages, as for the queue-proxy)."""
 
     async def probe(timeout: float) -> tuple[bool, str]:
         import grpc as grpclib
 
-        from queueproxy.readiness import (
+        from zeroserve.grpchealth import (
             HEALTH_CHECK_METHOD,
             HEALTH_SERVING,
             decode_health_status,

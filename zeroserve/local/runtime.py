@@ -111,6 +111,8 @@ class PodView:
     """Its containers as kubectl counts them: the app, the sidecars and the queue-proxy."""
     pod: PodStatus | None = None
     """The pod as the API server would show it (``zeroserve get pods -o yaml``)."""
+    metrics_port: int | None = None
+    """Its queue-proxy's Prometheus port (at the endpoint's host), once it listens."""
 
 
 @dataclass
@@ -688,6 +690,7 @@ class RevisionSet:
                     dict(p.times),
                     containers,
                     pod,
+                    p.replica.ports.get("user_metrics_port") if p.replica is not None else None,
                 )
             )
         return out

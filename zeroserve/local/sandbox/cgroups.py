@@ -9,9 +9,16 @@ memory limit; the cgroup's ``oom_kill`` count (v2 ``memory.events``, v1
 ``memory.oom_control``) tells the runtime it was that (``OOMKilled``).
 
 Cgroups are used when this machine's are writable: v2 when ``/sys/fs/cgroup`` is a
-cgroup2 mount whose root can enable the ``memory`` controller, else v1 when the
-``memory`` and ``cpu`` hierarchies are writable. Without them, :class:`MemoryWatchdog`
-polls each container's process tree's resident memory and kills it over its limit.
+cgroup2 mount whose root can enable the ``memory`` controller for its children, else v1
+when the ``memory`` hierarchy (and, for CPU limits, the ``cpu`` one) is writable.
+Without them, :class:`MemoryWatchdog` polls each container's process tree's resident
+memory and kills the tree over its limit.
+
+A run's cgroups live in ``<hierarchy>/zeroserve/<run_id>/<container start>``. The run
+dir and the per-start dirs are journaled in the run's :class:`RunState` before they are
+made; the shared ``zeroserve`` parent is not (like the kubelet's ``kubepods`` it stays,
+empty): undoing a journal removes a cgroup with everything under it, which for the
+shared parent would be other runs' containers.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +36,7 @@ from pathlib import Path
 from zeroserve.api.objects import Container
 
 from ..env import quantity
-from .state import RunState, remove_cgroup
+from .state import RunState
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD = 100_000
@@ -92,29 +99,29 @@ class ContainerCgroup:
         return False
 
     def remove(self) -> None:
-        """Kill what is left in it and remove it."""
+        """Kill what is left in it and remove it (what cannot be removed stays in the
+        journal, for the run's undo)."""
         for d in self.dirs.values():
-            with contextlib.suppress(OSError):
-                _remove_now(d)
-            self.state.forget("cgroup", str(d))
+            if _remove_now(d):
+                self.state.forget("cgroup", str(d))
 
 
-def _remove_now(path: Path) -> None:
-    """Synchronously: kill the processes left (the container's own are gone), rmdir."""
-    if not path.is_dir():
-        return
-    with contextlib.suppress(OSError):
-        for pid in (path / "cgroup.procs").read_text().split():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
+def _remove_now(path: Path) -> bool:
+    """Synchronously: kill the processes left (the container's own are gone), rmdir;
+    True once it is gone."""
     for _ in range(100):
+        with contextlib.suppress(OSError):
+            for pid in (path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
         try:
             os.rmdir(path)
-            return
+            return True
         except FileNotFoundError:
-            return
+            return True
         except OSError:
             time.sleep(0.01)  # the killed processes are still exiting
+    return False
 
 
 class Cgroups:
@@ -125,15 +132,14 @@ class Cgroups:
         self.roots = roots
         """Controller ("memory", "cpu") -> the hierarchy's root (one for v2)."""
         self.state = state
-        self._made: set[Path] = set()
 
     @classmethod
     def detect(cls, state: RunState, root: Path = CGROUP_ROOT) -> Cgroups | None:
         """v2, else v1, else None (not writable, or absent)."""
         if _is_cgroup2(root) and _writable(root):
-            controllers = (root / "cgroup.controllers").read_text().split()
-            if "memory" in controllers:
-                return cls("v2", {"memory": root, "cpu": root}, state)
+            wanted = [c for c in ("memory", "cpu") if c in _controllers(root)]
+            if "memory" in wanted and _enable(root, wanted):
+                return cls("v2", dict.fromkeys(wanted, root), state)
         memory, cpu = root / "memory", root / "cpu"
         if _writable(memory) and not _is_cgroup2(memory):
             roots = {"memory": memory}
@@ -146,19 +152,18 @@ class Cgroups:
         return f"cgroup {self.kind} ({', '.join(sorted(self.roots))})"
 
     def _dir(self, root: Path, name: str) -> Path:
-        """``root/zeroserve/<run>/<name>``, making (and journaling) what is missing; on
-        v2 each parent enables the controllers for its children."""
+        """``root/zeroserve/<run>/<name>``, making what is missing (journaled, but for the
+        shared ``zeroserve``); on v2 each parent enables the controllers for its
+        children."""
         path = root
         for part in ("zeroserve", self.state.run_id, name):
             if self.kind == "v2":
-                wanted = " ".join(f"+{c}" for c in ("memory", "cpu") if c in _controllers(path))
-                if wanted:
-                    with contextlib.suppress(OSError):
-                        (path / "cgroup.subtree_control").write_text(wanted)
+                _enable(path, [c for c in self.roots if c in _controllers(path)])
             path = path / part
             if not path.exists():
-                self.state.record("cgroup", str(path))
-                path.mkdir()
+                if part != "zeroserve":
+                    self.state.record("cgroup", str(path))
+                path.mkdir(exist_ok=True)
         return path
 
     def create(self, name: str, limits: Limits) -> ContainerCgroup:
@@ -169,7 +174,7 @@ class Cgroups:
                 (d / "memory.max").write_text(str(limits.memory))
                 with contextlib.suppress(OSError):
                     (d / "memory.swap.max").write_text("0")
-            if limits.cpu is not None and (d / "cpu.max").exists():
+            if limits.cpu is not None and "cpu" in self.roots:
                 (d / "cpu.max").write_text(f"{_quota(limits.cpu)} {CPU_PERIOD}")
             return ContainerCgroup("v2", {"memory": d}, self.state)
         dirs = {"memory": self._dir(self.roots["memory"], name)}
@@ -186,10 +191,28 @@ class Cgroups:
 
 
 def _controllers(path: Path) -> list[str]:
+    """The v2 controllers ``path`` has (those its children may be given)."""
     try:
         return (path / "cgroup.controllers").read_text().split()
     except OSError:
         return []
+
+
+def _enable(path: Path, controllers: Sequence[str]) -> bool:
+    """Enable ``controllers`` for the children of v2 cgroup ``path``; False when the
+    kernel refuses (e.g. ``path`` is not the root and has processes of its own)."""
+    try:
+        enabled = (path / "cgroup.subtree_control").read_text().split()
+    except OSError:
+        enabled = []
+    missing = [c for c in controllers if c not in enabled]
+    if not missing:
+        return True
+    try:
+        (path / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in missing))
+    except OSError:
+        return False
+    return True
 
 
 def _quota(cpu: Fraction) -> int:
@@ -218,17 +241,25 @@ def _children() -> dict[int, list[int]]:
     return out
 
 
-def tree_rss(pid: int, children: dict[int, list[int]] | None = None) -> int:
-    """Resident bytes of ``pid`` and all its descendants."""
+def tree(pid: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """``pid`` and all its descendants (by parent pid, now)."""
     children = _children() if children is None else children
-    total, todo = 0, [pid]
+    out, todo = [], [pid]
     while todo:
         p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def tree_rss(pid: int, children: dict[int, list[int]] | None = None) -> int:
+    """Resident bytes of ``pid`` and all its descendants."""
+    total = 0
+    for p in tree(pid, children):
         try:
             total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * _PAGE
         except (OSError, IndexError, ValueError):
             continue
-        todo += children.get(p, [])
     return total
 
 
@@ -240,8 +271,9 @@ class _Watch:
 
 class MemoryWatchdog:
     """Fallback when no cgroups: polls each watched process tree's RSS every
-    ``interval`` s; over the limit -> SIGKILL the process group and ``on_oom()``. A
-    burst between two polls can pass (a cgroup limit cannot be passed)."""
+    ``interval`` s; over the limit -> SIGKILL the process group and every process of
+    the tree (one that made a group of its own too), and ``on_oom()``. A burst between
+    two polls can pass (a cgroup limit cannot be passed)."""
 
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval
@@ -263,8 +295,9 @@ class MemoryWatchdog:
             if tree_rss(pid, children) > w.limit:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                for p in tree(pid, children):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(p, signal.SIGKILL)
                 self._watched.pop(pid, None)
                 w.on_oom()
                 killed.append(pid)
@@ -277,4 +310,4 @@ class MemoryWatchdog:
             await asyncio.sleep(self.interval)
 
 
-__all__ = ["Cgroups", "ContainerCgroup", "Limits", "MemoryWatchdog", "remove_cgroup", "tree_rss"]
+__all__ = ["Cgroups", "ContainerCgroup", "Limits", "MemoryWatchdog", "tree", "tree_rss"]
