@@ -36,7 +36,7 @@ from pathlib import Path
 from zeroserve.api.objects import Container
 
 from ..env import quantity
-from .state import RunState
+from .state import RunState, kill_members
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD = 100_000
@@ -110,10 +110,7 @@ def _remove_now(path: Path) -> bool:
     """Synchronously: kill the processes left (the container's own are gone), rmdir;
     True once it is gone."""
     for _ in range(100):
-        with contextlib.suppress(OSError):
-            for pid in (path / "cgroup.procs").read_text().split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+        kill_members(path)
         try:
             os.rmdir(path)
             return True

@@ -180,6 +180,14 @@ async def _remove(kind: str, value: str) -> bool:
     raise ValueError(f"unknown journal kind {kind!r}")
 
 
+def kill_members(cgroup: Path) -> None:
+    """SIGKILL every process in ``cgroup`` (its ``cgroup.procs``; none if it is gone)."""
+    with contextlib.suppress(OSError):
+        for pid in (cgroup / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
 async def remove_cgroup(path: Path) -> bool:
     """SIGKILL what is still in a cgroup (and its children), then remove it, deepest
     first. False when it was already gone."""
@@ -188,13 +196,7 @@ async def remove_cgroup(path: Path) -> bool:
     for child in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
         await remove_cgroup(child)
     for _ in range(50):
-        try:
-            pids = (path / "cgroup.procs").read_text().split()
-        except OSError:
-            pids = []
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
+        kill_members(path)
         try:
             os.rmdir(path)
             return True
