@@ -620,11 +620,8 @@ class Replica:
     def exited(self) -> tuple[str, int] | None:
         """The first container found gone: (``app``, ``sidecar NAME`` or
         ``queue-proxy``, its exit code); None while all run."""
-        for run in self.runs.values():
-            if run.proc.returncode is not None:
-                self._reap(run)
-                return run.what, exit_code(run.proc.returncode)
-        return None
+        run = self.exited_run()
+        return None if run is None else (run.what, exit_code(run.proc.returncode or 0))
 
     def exited_run(self) -> ContainerRun | None:
         """The container whose exit ended this start (see :meth:`exited`)."""

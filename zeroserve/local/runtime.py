@@ -456,11 +456,7 @@ class RevisionSet:
             return None
         t = self.run.template
         volumes = list(t.pod.get("volumes") or ()) if t is not None else []
-        containers: dict[str, Container] = {}
-        if t is not None:
-            names, init_names = self._names(t)
-            containers = dict(zip(names, t.containers, strict=True))
-            containers.update(zip(init_names, t.init_containers, strict=True))
+        containers = self._by_name()
         return await rt.sandbox.pod(
             pod.name,
             volumes=volumes,
@@ -538,9 +534,7 @@ class RevisionSet:
         t = run.template
         if t is None:
             return dict(run.env)
-        names, init_names = self._names(t)
-        containers = dict(zip(names, t.containers, strict=True))
-        containers.update(zip(init_names, t.init_containers, strict=True))
+        containers = self._by_name()
         ip = pod.sandbox.ip if pod.sandbox is not None else rt.host
         facts = self._facts(pod, ip)
         return resolve_env(
@@ -712,10 +706,11 @@ class RevisionSet:
         r = p.replica
         sandbox = p.sandbox
         init_runs = {run.name: run for run in r.init_runs} if r is not None else {}
+        images = {n: c.image for n, c in self._by_name().items()}
         inits = []
         for name in init_names:
             run = init_runs.get(name)
-            st = self._status_of(p, name, run)
+            st = self._status_of(p, name, run, images)
             if run is None and not p.waiting:
                 st.state = ContainerState("waiting", "PodInitializing")
             inits.append(st)
@@ -723,7 +718,7 @@ class RevisionSet:
         containers = []
         for name in names:
             run = r.runs.get(name) if r is not None else None
-            st = self._status_of(p, name, run)
+            st = self._status_of(p, name, run, images)
             if run is not None and run.proc.returncode is None:
                 st.ready = bool(r.ready.get(name)) if r is not None else False
                 st.started = r.is_started(name) if r is not None else False
@@ -740,15 +735,16 @@ class RevisionSet:
                 spec["initContainers"] = [{"name": n} for n in init_names]
         running = any(c.state.kind == "running" for c in containers)
         unscheduled = p.pending and not p.waiting
+        facts = self._facts(p, "")
         return PodStatus(
             name=p.name,
             namespace=self.key.namespace,
             uid=p.uid,
-            labels=dict(self._facts(p, "").labels),
+            labels=dict(facts.labels),
             annotations=dict(t.annotations) if t is not None else {},
             created_at=p.created_at,
             pod_ip=sandbox.ip if sandbox is not None else self.runtime.host,
-            host_ip=self._facts(p, "").host_ip,
+            host_ip=facts.host_ip,
             phase="Running" if running else "Pending",
             terminating=p.terminating,
             # waiting for a start slot is waiting to be scheduled: no container statuses yet
@@ -757,25 +753,25 @@ class RevisionSet:
             spec=spec,
         )
 
-    def _images(self) -> dict[str, str]:
-        """Each container's ``image`` as written, by name."""
+    def _by_name(self) -> dict[str, Container]:
+        """The template's containers and init containers by their defaulted names."""
         t = self.run.template
         if t is None:
             return {}
         names, init_names = self._names(t)
-        pairs = [
-            *zip(names, t.containers, strict=True),
-            *zip(init_names, t.init_containers, strict=True),
-        ]
-        return {n: c.image for n, c in pairs}
+        out = dict(zip(names, t.containers, strict=True))
+        out.update(zip(init_names, t.init_containers, strict=True))
+        return out
 
-    def _status_of(self, p: _Pod, name: str, run: ContainerRun | None) -> ContainerStatus:
+    def _status_of(
+        self, p: _Pod, name: str, run: ContainerRun | None, images: Mapping[str, str]
+    ) -> ContainerStatus:
         """A container's status from its process in this start (None: not started)."""
         st = ContainerStatus(
             name,
             restart_count=p.restart_counts.get(name, 0),
             last_state=p.last_states.get(name),
-            image=self._images().get(name, ""),
+            image=images.get(name, ""),
         )
         if run is None:
             return st
