@@ -19,6 +19,7 @@ import asyncio
 import builtins
 import json
 import logging
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -141,6 +142,9 @@ class FakeKubeAPI:
         self.faults = FaultInjector()
         self.requests: deque[RecordedRequest] = deque(maxlen=request_log_limit)
         self._runner: web.AppRunner | None = None
+        self.extra_listeners: builtins.list[tuple[str, int, ssl.SSLContext | None]] = []
+        """More (host, port, TLS context) to serve on, from the next start (the test
+        cluster's in-cluster HTTPS address)."""
         self._watches = WatchStreams(self.store, bookmark_interval)
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -177,6 +181,14 @@ class FakeKubeAPI:
             raise
         self._port = runner.addresses[0][1]
         self._runner = runner
+        try:
+            for host, port, ssl_context in self.extra_listeners:
+                await web.TCPSite(
+                    runner, host, port, reuse_address=True, ssl_context=ssl_context
+                ).start()
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         """Stop listening, end every watch stream, close connections. State is kept."""
