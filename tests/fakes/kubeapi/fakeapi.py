@@ -30,7 +30,7 @@ from urllib.parse import unquote
 import yaml
 from aiohttp import web
 
-from . import errors
+from . import errors, openapi
 from .faults import Fault, FaultInjector, RecordedRequest
 from .patches import merge_patch
 from .query import parse_bool, parse_int
@@ -489,7 +489,14 @@ class FakeKubeAPI:
                 paths.append(f"/apis/{group}")
                 paths.extend(f"/apis/{group}/{v}" for v in versions)
             return _json_response({"paths": sorted(paths)})
-        # /openapi/v2 and /openapi/v3 are not served; clients fall back without them.
+        if parts[:2] == ["openapi", "v3"]:
+            # v3 only, enough for kubectl's and helm's validation (see .openapi); v2 is
+            # not served.
+            if len(parts) == 2:
+                return _json_response(openapi.root(self.registry))
+            doc = openapi.group_version(self.registry, "/".join(parts[2:]))
+            if doc is not None:
+                return _json_response(doc)
         raise errors.no_such_route()
 
     def _route(self, group: str, version: str, rest: builtins.list[str]) -> Route:

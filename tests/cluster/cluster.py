@@ -1,0 +1,177 @@
+"""The test cluster (docs/test-cluster.md): one process, one event loop, everything a
+Kubernetes install of zeroserve needs below it.
+
+- the fake API server (tests/fakes/kubeapi) on 127.0.0.1 for kubectl and helm, and on
+  ``<node IP>:6443`` over HTTPS for the pods (the ``kubernetes`` Service forwards there);
+- the controllers of :mod:`.controllers` (Deployments, ReplicaSets, EndpointSlices, ...);
+- the node agent of :mod:`.node`, running every pod in a pod sandbox (root on Linux);
+- the Services of :mod:`.services` (ClusterIPs, a userspace proxy, /etc/hosts names);
+- the gateway stand-in of :mod:`.gateway` (Istio's ingress gateway: the public and the
+  cluster-local listener on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config
+
+from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
+from zeroserve.local.sandbox import Sandbox
+from zeroserve.local.sandbox.network import _free_subnet
+
+from .controllers import ControllerManager
+from .node import ImageMap, NodeAgent
+from .pki import make_ca, serving_cert
+from .services import ServiceProxy
+
+log = logging.getLogger(__name__)
+
+API_SECURE_PORT = 6443
+DEFAULT_POD_CIDR = "198.18.0.0/16"
+
+
+@dataclass
+class TestCluster:
+    """Start with :meth:`start`, stop with :meth:`stop` (removes everything it made)."""
+
+    directory: Path
+    images: ImageMap = field(default_factory=ImageMap.default)
+    pod_cidr: str = DEFAULT_POD_CIDR
+    cluster_domain: str = "cluster.local"
+    authorization: bool = True
+    gateway_ports: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        self.sandbox: Sandbox | None = None
+        self.api: FakeKubeAPI | None = None
+        self.controllers: ControllerManager | None = None
+        self.services: ServiceProxy | None = None
+        self.node: NodeAgent | None = None
+        self.gateway: Any = None
+        self._gateway_client: client.ApiClient | None = None
+        self.kubeconfig = self.directory / "kubeconfig"
+
+    async def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        self.sandbox = sandbox = await Sandbox.start("pod", pod_cidr=self.pod_cidr)
+        assert sandbox.network is not None
+        node_ip = sandbox.network.gateway
+        service_subnet = _free_subnet(self.pod_cidr)
+        api_service_ip = str(next(service_subnet.hosts()))
+
+        ca, ca_key = make_ca()
+        self.ca_file, _ = ca.write(self.directory, "ca")
+        api_pair = serving_cert(
+            ca,
+            ca_key,
+            "kube-apiserver",
+            dns=[
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                f"kubernetes.default.svc.{self.cluster_domain}",
+                "localhost",
+            ],
+            ips=[node_ip, api_service_ip, "127.0.0.1"],
+        )
+        cert_file, key_file = api_pair.write(self.directory, "apiserver")
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert_file, key_file)
+
+        # the node agent's projected tokens are signed with this key; the API server checks it
+        key = secrets.token_bytes(32)
+        key_path = sandbox.state.dir / "serviceaccount.key"
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key)
+        options: dict[str, Any] = {}
+        if self.authorization:
+            options = {"authorization": True, "admission": True, "service_account_key": key}
+        self.api = api = FakeKubeAPI(**options)
+        api.extra_listeners.append((node_ip, API_SECURE_PORT, tls))
+        await api.start()
+        api.write_kubeconfig(self.kubeconfig)
+
+        self.controllers = ControllerManager(api, root_ca_pem=ca.cert_pem.decode())
+        await self.controllers.start()
+        self.services = ServiceProxy(
+            api,
+            bridge=sandbox.network.bridge,
+            subnet=service_subnet,
+            cluster_domain=self.cluster_domain,
+            api_endpoint=(node_ip, API_SECURE_PORT),
+        )
+        await self.services.start()
+        if hasattr(api, "service_resolver"):
+            api.service_resolver = self._resolve_service
+        self.node = NodeAgent(
+            api,
+            sandbox,
+            log_dir=self.directory / "pods",
+            images=self.images,
+            service_hosts=self.services.hosts,
+            service_env=self.services.env,
+        )
+        await self.node.start()
+        await self._start_gateway()
+
+    def _resolve_service(self, namespace: str, name: str, port: int) -> tuple[str, int] | None:
+        assert self.services is not None
+        return self.services.resolve(f"{name}.{namespace}", port)
+
+    async def _start_gateway(self) -> None:
+        from .gateway import Gateway
+
+        configuration = client.Configuration()
+        await config.load_kube_config(
+            config_file=str(self.kubeconfig), client_configuration=configuration
+        )
+        self._gateway_client = client.ApiClient(configuration)
+        assert self.services is not None
+        self.gateway = Gateway(
+            self._gateway_client,
+            public_port=self.gateway_ports[0],
+            local_port=self.gateway_ports[1],
+            resolve=self.services.resolve,
+        )
+        await self.gateway.start()
+
+    def ready_line(self) -> str:
+        return json.dumps(
+            {
+                "kubeconfig": str(self.kubeconfig),
+                "gateway_port": self.gateway.public_port if self.gateway else None,
+                "local_gateway_port": self.gateway.local_port if self.gateway else None,
+                "api": self.api.url if self.api else None,
+                "logs": str(self.directory / "pods"),
+            }
+        )
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+        if self._gateway_client is not None:
+            await self._gateway_client.close()
+        if self.node is not None:
+            await self.node.stop()
+        if self.services is not None:
+            await self.services.stop()
+        if self.controllers is not None:
+            await self.controllers.stop()
+        if self.api is not None:
+            await self.api.stop()
+        if self.sandbox is not None:
+            await self.sandbox.close()
