@@ -122,8 +122,7 @@ class TestCluster:
             sandbox,
             log_dir=self.directory / "pods",
             images=self.images,
-            service_hosts=self.services.hosts,
-            service_env=self.services.env,
+            services=self.services,
         )
         await self.node.start()
         await self._start_gateway()

@@ -543,7 +543,9 @@ class ControllerManager:
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
         slices = self.api.list("endpointslices", ns, label_selector=f"{SERVICE_NAME_LABEL}={name}")
         slices = [
-            s for s in slices if (s["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+            s
+            for s in slices
+            if (s["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
         ]
         matches = label_selector_predicate({"matchLabels": selector})
         pods = [

@@ -50,6 +50,8 @@ from zeroserve.local.probes import ContainerProbes, Prober, ProbeSpec, from_prob
 from zeroserve.local.sandbox import PodSandbox, Sandbox, SandboxError, VolumeError
 from zeroserve.local.sandbox.enter import Mount, ensure_mountpoint, preexec
 
+from .services import ServiceProxy
+
 log = logging.getLogger(__name__)
 
 FINALIZER = "test-cluster.zeroserve.dev/node"
@@ -279,6 +281,10 @@ class PodRun:
     def hosts_file(self) -> Path:
         return self.log_dir / "etc-hosts"
 
+    @property
+    def resolv_file(self) -> Path:
+        return self.log_dir / "etc-resolv.conf"
+
     def _write_hosts(self) -> None:
         """The kubelet-managed ``/etc/hosts``, with the cluster's Service names."""
         assert self.sandbox is not None
@@ -290,21 +296,13 @@ class PodRun:
         ]
         for alias in self.pod["spec"].get("hostAliases") or ():
             lines.append(f"{alias['ip']}\t{' '.join(alias.get('hostnames') or ())}")
-        lines += self.agent.service_hosts(self.namespace)
-        text = "\n".join(lines) + "\n"
-        path = self.hosts_file
-        if path.exists() and path.read_text() == text:
-            return
-        # in place: the containers see this inode through their bind mount
-        with open(path, "a+") as f:
-            f.seek(0)
-            f.truncate()
-            f.write(text)
+        _write_in_place(self.hosts_file, "\n".join(lines) + "\n")
+        _write_in_place(self.resolv_file, self.agent.services.resolv_conf(self.namespace))
 
     def _env(self, c: _Container) -> dict[str, str]:
         assert self.sandbox is not None
         env = {"PATH": PATH, "HOSTNAME": self.name, "HOME": "/root"}
-        env.update(self.agent.service_env(self.namespace, self.pod["spec"]))
+        env.update(self.agent.services.env(self.namespace, self.pod["spec"]))
         env.update(
             resolve_env(
                 c.parsed,
@@ -325,8 +323,12 @@ class PodRun:
         plan: list[Mount] = (
             list(self.sandbox.volumes.mounts(parsed)) if self.sandbox.volumes else []
         )
-        ensure_mountpoint("/etc/hosts", is_file=True, state=self.agent.sandbox.state)
-        plan.append(Mount(str(self.hosts_file), "/etc/hosts", True))
+        for target, source in (
+            ("/etc/hosts", self.hosts_file),
+            ("/etc/resolv.conf", self.resolv_file),
+        ):
+            ensure_mountpoint(target, is_file=True, state=self.agent.sandbox.state)
+            plan.append(Mount(str(source), target, True))
         for m in list(plan):
             if REPO.is_relative_to(m.target) or Path(sys.prefix).is_relative_to(m.target):
                 # the image's own files (this checkout and its venv) stay visible
@@ -578,6 +580,17 @@ class PodRun:
             await sandbox.close()
 
 
+def _write_in_place(path: Path, text: str) -> None:
+    """Rewrite a file the pods' containers bind-mount: in place, so they see the change
+    through the same inode (a rename would leave them the old file)."""
+    if path.exists() and path.read_text() == text:
+        return
+    with open(path, "a+") as f:
+        f.seek(0)
+        f.truncate()
+        f.write(text)
+
+
 class NodeAgent:
     """Binds every pod to the node and runs it (module doc)."""
 
@@ -588,15 +601,13 @@ class NodeAgent:
         *,
         log_dir: Path,
         images: ImageMap,
-        service_hosts: Callable[[str], list[str]],
-        service_env: Callable[[str, Mapping[str, Any]], dict[str, str]],
+        services: ServiceProxy,
     ) -> None:
         self.api = api
         self.sandbox = sandbox
         self.log_dir = log_dir
         self.images = images
-        self.service_hosts = service_hosts
-        self.service_env = service_env
+        self.services = services
         self.node = Node.this_host()
         self.host_ip = sandbox.network.gateway if sandbox.network is not None else "127.0.0.1"
         self.pods: dict[str, PodRun] = {}

@@ -38,6 +38,8 @@ from typing import Any
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from tests.fakes.kubeapi.storage import Event
 
+from .dns import DnsServer, resolv_conf
+
 log = logging.getLogger(__name__)
 
 API_SERVICE_PORT = 443
@@ -65,6 +67,7 @@ class ServiceProxy:
         self._rr = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.dns: DnsServer | None = None
 
     @property
     def api_ip(self) -> str:
@@ -111,12 +114,35 @@ class ServiceProxy:
                 "ports": [{"name": "https", "port": self.api_endpoint[1], "protocol": "TCP"}],
             }
         )
+        dns_ip = self._take(("kube-system", "kube-dns"))
+        self.api.put(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": "kube-dns",
+                    "namespace": "kube-system",
+                    "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"},
+                },
+                "spec": {
+                    "clusterIP": dns_ip,
+                    "clusterIPs": [dns_ip],
+                    "type": "ClusterIP",
+                    # served by .dns in this process, not by pods: no TCP port for the proxy
+                    "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}],
+                },
+            }
+        )
         self.api.store.add_listener(self._on_event)
         await self.sync()
+        self.dns = DnsServer(self.dns_lookup, dns_ip)
+        await self.dns.start()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="service proxy")
 
     async def stop(self) -> None:
         self.api.store.remove_listener(self._on_event)
+        if self.dns is not None:
+            await self.dns.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -257,6 +283,53 @@ class ServiceProxy:
             w.close()
 
     # ----- names and variables ---------------------------------------------------------------
+
+    def resolv_conf(self, namespace: str) -> str:
+        return resolv_conf(namespace, self._ips[("kube-system", "kube-dns")], self.cluster_domain)
+
+    def dns_lookup(self, name: str) -> list[tuple[str, str]] | None:
+        """The cluster DNS records of ``name`` (see .dns); None: no such name."""
+        suffix = f".svc.{self.cluster_domain}"
+        if name.endswith(suffix):
+            parts = name[: -len(suffix)].split(".")
+            if len(parts) == 1:
+                return [] if self.api.get("namespaces", None, parts[0]) else None
+            if len(parts) != 2:
+                return None
+            svc = self.api.get("services", parts[1], parts[0])
+            if svc is None:
+                return None
+            spec = svc.get("spec") or {}
+            if spec.get("type") == "ExternalName":
+                return [("CNAME", str(spec.get("externalName") or ""))]
+            if spec.get("clusterIP") == "None":
+                return [
+                    ("A", ip)
+                    for ip in sorted(
+                        {
+                            a
+                            for s in self.api.list(
+                                "endpointslices",
+                                parts[1],
+                                label_selector=f"kubernetes.io/service-name={parts[0]}",
+                            )
+                            for e in s.get("endpoints") or ()
+                            if (e.get("conditions") or {}).get("ready", True)
+                            for a in e.get("addresses") or ()
+                        }
+                    )
+                ]
+            ip = self._ips.get((parts[1], parts[0]))
+            return [("A", ip)] if ip else []
+        pod_suffix = f".pod.{self.cluster_domain}"
+        if name.endswith(pod_suffix):
+            head = name[: -len(pod_suffix)].split(".")
+            with contextlib.suppress(ValueError):
+                return [("A", str(ipaddress.IPv4Address(head[0].replace("-", "."))))]
+            return None
+        if name in (self.cluster_domain, f"svc.{self.cluster_domain}"):
+            return []
+        return None
 
     def hosts(self, namespace: str) -> list[str]:
         """``/etc/hosts`` lines for a pod in ``namespace``."""
