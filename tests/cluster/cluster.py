@@ -22,11 +22,12 @@ from typing import Any
 
 from kubernetes_asyncio import client, config
 
-from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
+from tests.fakes.kubeapi.fakeapi import DEFAULT_NAMESPACES, FakeKubeAPI
 from zeroserve.local.sandbox import Sandbox
 from zeroserve.local.sandbox.network import _free_subnet
 
 from .controllers import ControllerManager
+from .kinds import istio_crds, register_extra_types
 from .node import ImageMap, NodeAgent
 from .pki import make_ca, serving_cert
 from .services import ServiceProxy
@@ -100,7 +101,10 @@ class TestCluster:
         options: dict[str, Any] = {}
         if self.authorization:
             options = {"authorization": True, "admission": True, "service_account_key": key}
-        self.api = api = FakeKubeAPI(**options)
+        self.api = api = FakeKubeAPI(
+            crds=istio_crds(), namespaces=(*DEFAULT_NAMESPACES, "istio-system"), **options
+        )
+        register_extra_types(api)
         api.extra_listeners.append((node_ip, API_SECURE_PORT, tls))
         await api.start()
         api.write_kubeconfig(self.kubeconfig)

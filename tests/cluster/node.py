@@ -320,22 +320,21 @@ class PodRun:
         ``/etc/hosts`` and, where a volume would hide it, this checkout mounted too."""
         assert self.sandbox is not None
         start = self.sandbox.container(name, parsed)
-        plan: list[Mount] = (
-            list(self.sandbox.volumes.mounts(parsed)) if self.sandbox.volumes else []
-        )
+        plan: list[Mount] = []
         for target, source in (
             ("/etc/hosts", self.hosts_file),
             ("/etc/resolv.conf", self.resolv_file),
         ):
             ensure_mountpoint(target, is_file=True, state=self.agent.sandbox.state)
             plan.append(Mount(str(source), target, True))
+        plan += self.sandbox.volumes.mounts(parsed) if self.sandbox.volumes else []
         for m in list(plan):
-            if REPO.is_relative_to(m.target) or Path(sys.prefix).is_relative_to(m.target):
-                # the image's own files (this checkout and its venv) stay visible
-                plan.append(Mount(str(REPO), str(REPO), True))
-                if not Path(sys.prefix).is_relative_to(REPO):
-                    plan.append(Mount(sys.prefix, sys.prefix, True))
-                break
+            # the image's own files (this checkout and its venv) stay visible under a
+            # volume mounted over a parent of them (an emptyDir on /tmp)
+            for keep in sorted({REPO, Path(sys.prefix)}):
+                if keep.is_relative_to(m.target) and keep != Path(m.target):
+                    (Path(m.source) / keep.relative_to(m.target)).mkdir(parents=True, exist_ok=True)
+                    plan.append(Mount(str(keep), str(keep), True))
         network = self.sandbox.network
         fn = preexec(
             netns_path=network.netns_path if network is not None else None,
@@ -387,8 +386,16 @@ class PodRun:
         while not self.stopping:
             try:
                 proc = await self._spawn(name, c)
-            except (EnvError, ValueError, OSError) as e:
+            except (EnvError, ValueError) as e:
                 reason = getattr(e, "reason", "CreateContainerConfigError")
+                c.state = {"waiting": {"reason": reason, "message": str(e)}}
+                self._publish()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_BACKOFF[1])
+                continue
+            except Exception as e:  # the kubelet's StartError: the runtime could not start it
+                log.warning("pod %s/%s container %s: %r", self.namespace, self.name, name, e)
+                reason = "RunContainerError"
                 c.state = {"waiting": {"reason": reason, "message": str(e)}}
                 self._publish()
                 await asyncio.sleep(delay)

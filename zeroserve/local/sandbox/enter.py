@@ -101,9 +101,14 @@ def preexec(
         if plan:
             _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)", "")
             _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make-rprivate", "/")
-            for source, target, read_only in plan:
+            # Every source is opened before the first mount: a later mount over a parent
+            # of another's source (an emptyDir on /tmp) does not hide it.
+            fds = [os.open(source, os.O_PATH | os.O_CLOEXEC) for source, _, _ in plan]
+            for fd, (_, target, read_only) in zip(fds, plan, strict=True):
                 _check(
-                    libc.mount(source, target, None, MS_BIND | MS_REC, None),
+                    libc.mount(
+                        f"/proc/self/fd/{fd}".encode(), target, None, MS_BIND | MS_REC, None
+                    ),
                     "bind mount",
                     target.decode(),
                 )
@@ -114,5 +119,7 @@ def preexec(
                         "remount ro",
                         target.decode(),
                     )
+            for fd in fds:
+                os.close(fd)
 
     return enter
