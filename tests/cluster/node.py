@@ -407,10 +407,13 @@ class PodRun:
             c.ready = False
             c.started = False
             self._publish()
-            probes = self._probes(name, c)
+            unhealthy = asyncio.Event()
+            probes = self._probes(name, c, unhealthy)
             probe_task = asyncio.ensure_future(probes.run())
             wait_task = asyncio.ensure_future(proc.wait())
-            await asyncio.wait({probe_task, wait_task}, return_when=asyncio.FIRST_COMPLETED)
+            unhealthy_task = asyncio.ensure_future(unhealthy.wait())
+            await asyncio.wait({unhealthy_task, wait_task}, return_when=asyncio.FIRST_COMPLETED)
+            unhealthy_task.cancel()
             if not wait_task.done() and not self.stopping:
                 # liveness or startup failed: the kubelet kills the container
                 await self._kill(proc, self._grace())
@@ -445,7 +448,7 @@ class PodRun:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_BACKOFF[1])
 
-    def _probes(self, name: str, c: _Container) -> ContainerProbes:
+    def _probes(self, name: str, c: _Container, unhealthy: asyncio.Event) -> ContainerProbes:
         assert self.sandbox is not None
         ports = {
             str(p.get("name")): int(p["containerPort"])
@@ -484,6 +487,7 @@ class PodRun:
 
         def on_unhealthy(kind: str, message: str) -> None:
             log.info("pod %s/%s container %s: %s", self.namespace, self.name, name, message)
+            unhealthy.set()
 
         probes = ContainerProbes(
             startup=prober("startupProbe", "startup"),

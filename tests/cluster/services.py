@@ -68,6 +68,7 @@ class ServiceProxy:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.dns: DnsServer | None = None
+        self._connections: set[asyncio.Future[None]] = set()
 
     @property
     def api_ip(self) -> str:
@@ -149,6 +150,9 @@ class ServiceProxy:
                 await self._task
         for key in list(self._listeners):
             await self._close(key)
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
         for ip in self._ips.values():
             await _ip("addr", "del", f"{ip}/32", "dev", self.bridge, check=False)
 
@@ -211,7 +215,7 @@ class ServiceProxy:
                 for name, port in ports:
                     servers.append(
                         await asyncio.start_server(
-                            lambda r, w, key=key, name=name: self._forward(r, w, key, name),
+                            lambda r, w, key=key, name=name: self._connected(r, w, key, name),
                             ip,
                             port,
                             reuse_address=True,
@@ -260,6 +264,18 @@ class ServiceProxy:
                 found = self.endpoints(namespace, name, str(p.get("name") or ""))
                 return found[next(self._rr) % len(found)] if found else None
         return None
+
+    def _connected(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        key: tuple[str, str],
+        port_name: str,
+    ) -> None:
+        """A connection on a ClusterIP: forwarded by a task of ours, cancelled at stop."""
+        task = asyncio.ensure_future(self._forward(reader, writer, key, port_name))
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
 
     async def _forward(
         self,
