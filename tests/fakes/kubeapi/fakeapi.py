@@ -30,7 +30,7 @@ from urllib.parse import unquote
 import yaml
 from aiohttp import web
 
-from . import errors, openapi, protobuf
+from . import errors, openapi, printers, protobuf
 from .faults import Fault, FaultInjector, RecordedRequest
 from .patches import merge_patch
 from .query import parse_bool, parse_int
@@ -528,6 +528,13 @@ class FakeKubeAPI:
             raise errors.no_such_route()
         return Route(rt, namespace, name, sub, watch_path)
 
+    def _columns(self, rt: ResourceType) -> builtins.list[printers.Column] | None:
+        """``kubectl get`` columns of the type (see .printers)."""
+        if rt.custom:
+            crd = self.get("customresourcedefinitions", None, rt.storage_key)
+            return printers.crd_columns(crd, rt.version)
+        return printers.BUILTIN.get(rt.storage_key)
+
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
         if not raw:
@@ -618,7 +625,11 @@ class FakeKubeAPI:
                         for i in listing["items"]
                     ]
                     doc = to_table(
-                        typed, listing["metadata"]["resourceVersion"], query.get("includeObject")
+                        typed,
+                        listing["metadata"]["resourceVersion"],
+                        query.get("includeObject"),
+                        self._columns(rt),
+                        custom=rt.custom,
                     )
                     doc["metadata"] = listing["metadata"]  # keeps continue/remainingItemCount
                     return _json_response(doc)
@@ -666,7 +677,13 @@ class FakeKubeAPI:
             obj = self.store.get(rt, ns, name)
             if table and sub is None:
                 return _json_response(
-                    to_table([obj], str(self.store.rv), query.get("includeObject"))
+                    to_table(
+                        [obj],
+                        str(self.store.rv),
+                        query.get("includeObject"),
+                        self._columns(rt),
+                        custom=rt.custom,
+                    )
                 )
             return _json_response(obj)
         if method == "PUT":

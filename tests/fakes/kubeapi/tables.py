@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import errors
+from .printers import Column
 
 _COLUMNS = [
     {
@@ -71,18 +72,36 @@ def _row_object(obj: dict[str, Any], include: str) -> dict[str, Any] | None:
 
 
 def to_table(
-    objects: list[dict[str, Any]], resource_version: str, include_object: str | None
+    objects: list[dict[str, Any]],
+    resource_version: str,
+    include_object: str | None,
+    columns: list[Column] | None = None,
+    *,
+    custom: bool = False,
 ) -> dict[str, Any]:
+    """``columns``: the type's own (:mod:`.printers`) after Name; Age comes last for
+    built-ins and for custom resources whose columns include no date (the apiserver adds
+    it to a CRD's only when the CRD declares no columns)."""
     include = include_object or "Metadata"
     if include not in ("None", "Metadata", "Object"):
         raise errors.bad_request(
             f'includeObject: Unsupported value: "{include}": supported values: '
             '"None", "Metadata", "Object"'
         )
+    extra = columns or []
+    with_age = not custom or not extra
     rows = []
     for obj in objects:
         meta = obj.get("metadata", {})
-        row: dict[str, Any] = {"cells": [meta.get("name", ""), age(meta.get("creationTimestamp"))]}
+        cells: list[Any] = [meta.get("name", "")]
+        for definition, value in extra:
+            cell = value(obj)
+            if definition["type"] == "date" and isinstance(cell, str):
+                cell = age(cell)
+            cells.append("" if cell is None else cell)
+        if with_age:
+            cells.append(age(meta.get("creationTimestamp")))
+        row: dict[str, Any] = {"cells": cells}
         rendered = _row_object(obj, include)
         if rendered is not None:
             row["object"] = rendered
@@ -91,6 +110,10 @@ def to_table(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version},
-        "columnDefinitions": _COLUMNS,
+        "columnDefinitions": [
+            _COLUMNS[0],
+            *(definition for definition, _ in extra),
+            *([_COLUMNS[1]] if with_age else []),
+        ],
         "rows": rows,
     }

@@ -73,7 +73,8 @@ async def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str
 
 async def test_kubectl_apply_get_scale_delete(fake_kube: FakeKubeAPI, kubeconfig: Path) -> None:
     # No OpenAPI documents are served, so client-side validation has to be off.
-    applied = await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=MANIFESTS)
+    # kubectl validates (strict, its default) with the served OpenAPI v3 documents
+    applied = await kubectl(kubeconfig, "apply", "-f", "-", stdin=MANIFESTS)
     assert "deployment.apps/web created" in applied
     assert "service.serving.knative.dev/hello created" in applied
 
@@ -95,7 +96,8 @@ async def test_kubectl_apply_get_scale_delete(fake_kube: FakeKubeAPI, kubeconfig
     )
 
     table = await kubectl(kubeconfig, "get", "deployments,ksvc")
-    assert table.splitlines()[0].split() == ["NAME", "AGE"]
+    # the apiserver's Deployment columns
+    assert table.splitlines()[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert "deployment.apps/web" in table and "service.serving.knative.dev/hello" in table
 
     assert "scaled" in await kubectl(kubeconfig, "scale", "deployment/web", "--replicas=4")
