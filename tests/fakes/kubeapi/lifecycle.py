@@ -42,9 +42,12 @@ class Lifecycle(ObjectStorage):
         propagation: str | None = None,
         preconditions: dict[str, Any] | None = None,
         dry_run: bool = False,
+        grace_period: int | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Delete an object; returns (its last state, whether it is gone already)."""
+        """Delete an object; returns (its last state, whether it is gone already).
+        ``grace_period``: DeleteOptions' ``gracePeriodSeconds`` (pods: see _pod_grace)."""
         obj = self._require(rt, namespace, name)
+        self._asked_grace = (obj["metadata"]["uid"], grace_period)
         preconditions = preconditions or {}
         for field in ("uid", "resourceVersion"):
             wanted = preconditions.get(field)
@@ -105,6 +108,19 @@ class Lifecycle(ObjectStorage):
         current = self._current(key, obj)
         return (current or pending), current is None
 
+    _asked_grace: tuple[str, int | None] = ("", None)
+
+    @staticmethod
+    def _pod_grace(pod: dict[str, Any], asked: int | None) -> int:
+        """A pod's ``deletionGracePeriodSeconds`` (the pod strategy's CheckGracefulDelete):
+        the one asked for, else ``spec.terminationGracePeriodSeconds`` (30); 0 for a pod no
+        node runs yet."""
+        if not (pod.get("spec") or {}).get("nodeName"):
+            return 0
+        if asked is not None:
+            return max(int(asked), 0)
+        return int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+
     def _mark_terminating(
         self, key: str, obj: dict[str, Any], finalizers: list[str]
     ) -> dict[str, Any]:
@@ -112,7 +128,11 @@ class Lifecycle(ObjectStorage):
         meta = new["metadata"]
         if not meta.get("deletionTimestamp"):
             meta["deletionTimestamp"] = now()
-            meta["deletionGracePeriodSeconds"] = 0
+            grace = 0
+            if key == "pods":  # the asked grace is the deleted pod's, not its dependents'
+                uid, asked = self._asked_grace
+                grace = self._pod_grace(obj, asked if uid == meta["uid"] else None)
+            meta["deletionGracePeriodSeconds"] = grace
             meta["generation"] = meta.get("generation", 0) + 1
         meta["finalizers"] = finalizers
         return self._commit(key, "MODIFIED", new, obj)

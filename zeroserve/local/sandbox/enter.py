@@ -29,6 +29,7 @@ from .state import RunState
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUTS = 0x04000000
 MS_RDONLY = 0x1
 MS_REMOUNT = 0x20
 MS_BIND = 0x1000
@@ -77,8 +78,11 @@ def preexec(
     netns_path: str | None = None,
     mounts: Sequence[Mount] = (),
     cgroup_procs: Sequence[str] = (),
+    hostname: str | None = None,
 ) -> Callable[[], None]:
-    """The ``preexec_fn`` that puts a new process into its pod (see the module doc)."""
+    """The ``preexec_fn`` that puts a new process into its pod (see the module doc);
+    with ``hostname``, in its own UTS namespace with that host name (a pod's is its name)."""
+    name = hostname.encode()[:63] if hostname else b""
     libc = ctypes.CDLL(None, use_errno=True)
     plan = [(m.source.encode(), m.target.encode(), m.read_only) for m in mounts]
     procs = list(cgroup_procs)
@@ -98,6 +102,9 @@ def preexec(
                 _check(libc.setns(fd, CLONE_NEWNET), "setns", netns_path)
             finally:
                 os.close(fd)
+        if name:
+            _check(libc.unshare(CLONE_NEWUTS), "unshare(CLONE_NEWUTS)", "")
+            _check(libc.sethostname(name, len(name)), "sethostname", hostname or "")
         if plan:
             _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)", "")
             _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make-rprivate", "/")

@@ -1,0 +1,1 @@
+"""The README's "On Kubernetes" walkthrough, run on the test cluster (docs/test-cluster.md)."""

@@ -1,0 +1,127 @@
+"""The seed's story on the test cluster, as the README's "On Kubernetes" section tells it:
+helm install, kubectl apply of the Knative docs' helloworld-go, its URL in ``kubectl get
+ksvc``, curl through the gateway, scale to zero and back, a 20/80 split with tags,
+config-domain, uninstall. The tests run in order on one cluster (module scope)."""
+
+from __future__ import annotations
+
+import collections
+import re
+from pathlib import Path
+
+from .conftest import REPO, SYSTEM, Cluster, wait_until
+
+HOST = "helloworld-go.default.example.com"
+
+
+def manifest(name: str, *, target: str | None = None) -> str:
+    """``sed '/command:/d' examples/<name>``: the Knative docs' manifest, as the README
+    applies it (the image runs, not a local command)."""
+    text = (REPO / "examples" / name).read_text()
+    text = "\n".join(line for line in text.splitlines() if "command:" not in line) + "\n"
+    if target is not None:
+        text = re.sub(r'value: "[^"]*"', f'value: "{target}"', text, count=1)
+    return text
+
+
+def revision_pods(cluster: Cluster, service: str) -> list[dict]:
+    pods = cluster.get("pods", "-n", "default", "-l", f"serving.knative.dev/service={service}")
+    return [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def test_helloworld_gets_a_url_and_answers_through_the_gateway(cluster: Cluster) -> None:
+    applied = cluster.kubectl("apply", "-f", "-", stdin=manifest("helloworld.yaml", target="World"))
+    assert "service.serving.knative.dev/helloworld-go created" in applied
+    cluster.kubectl("wait", "ksvc", "helloworld-go", "--for=condition=Ready", "--timeout=90s")
+    table = cluster.kubectl("get", "ksvc")
+    header, row = table.splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "URL", "LATESTCREATED"]
+    assert row.split()[:2] == ["helloworld-go", f"http://{HOST}"]
+    assert "True" in row.split()
+    assert cluster.curl(HOST) == (200, "Hello World!")
+    # inside the cluster, through knative-local-gateway, by the cluster-local name
+    assert cluster.curl("helloworld-go.default.svc.cluster.local", local=True) == (
+        200,
+        "Hello World!",
+    )
+    # the public gateway never serves a cluster-local name
+    assert cluster.curl("helloworld-go.default.svc.cluster.local")[0] == 404
+
+
+def test_scale_to_zero_and_back(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", str(REPO / "examples" / "config-autoscaler-fast.yaml"))
+    wait_until(
+        lambda: not revision_pods(cluster, "helloworld-go"),
+        within=90,
+        what="the idle revision scaled to zero",
+    )
+    assert (
+        cluster.get("deployment", "-n", "default", "helloworld-go-00001-deployment")["spec"][
+            "replicas"
+        ]
+        == 0
+    )
+    # the first request wakes it through the activator and is not lost
+    assert cluster.curl(HOST) == (200, "Hello World!")
+    assert revision_pods(cluster, "helloworld-go")
+
+
+def test_traffic_split_with_tags(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=manifest("hello.yaml"))
+    cluster.kubectl("wait", "ksvc", "hello", "--for=condition=Ready", "--timeout=90s")
+    cluster.kubectl("apply", "-f", "-", stdin=manifest("traffic-split.yaml"))
+    wait_until(
+        lambda: (
+            len(cluster.get("ksvc", "hello")["status"].get("traffic") or ()) == 3
+            and cluster.get("ksvc", "hello")["status"].get("latestReadyRevisionName")
+            == "hello-00002"
+        ),
+        within=90,
+        what="the split is in the ksvc's status",
+    )
+    cluster.kubectl("wait", "ksvc", "hello", "--for=condition=Ready", "--timeout=90s")
+    counts = collections.Counter(cluster.curl("hello.default.example.com")[1] for _ in range(100))
+    assert set(counts) == {"Hello World!", "Hello Knative!"}, counts
+    # 20 % of 100: a binomial's 99.99 % bounds are about 5..38
+    assert 5 <= counts["Hello World!"] <= 38, counts
+    assert cluster.curl("current-hello.default.example.com") == (200, "Hello World!")
+    assert cluster.curl("latest-hello.default.example.com") == (200, "Hello Knative!")
+
+
+def test_config_domain(cluster: Cluster) -> None:
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-domain\n"
+            f'  namespace: {SYSTEM}\ndata:\n  apps.example.org: ""\n'
+        ),
+    )
+    wait_until(
+        lambda: (
+            cluster.get("ksvc", "helloworld-go")["status"].get("url")
+            == "http://helloworld-go.default.apps.example.org"
+        ),
+        within=60,
+        what="the ksvc's URL follows config-domain",
+    )
+    assert cluster.curl("helloworld-go.default.apps.example.org") == (200, "Hello World!")
+    assert cluster.curl(HOST)[0] == 404
+
+
+def test_uninstall(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.kubectl("delete", "ksvc", "--all", "-A")
+    wait_until(
+        lambda: not cluster.get("pods", "-n", "default")["items"],
+        within=120,
+        what="the revisions' pods are gone",
+    )
+    cluster.helm("uninstall", "zeroserve", "-n", SYSTEM)
+    wait_until(
+        lambda: not cluster.get("pods", "-n", SYSTEM)["items"],
+        within=120,
+        what="the components' pods are gone",
+    )
+    # the CRDs are kept on purpose (helm.sh/resource-policy: keep)
+    assert "services.serving.knative.dev" in cluster.kubectl("get", "crd", "-o", "name")
