@@ -6,7 +6,7 @@ Kubernetes install of zeroserve needs below it.
 - the controllers of :mod:`.controllers` (Deployments, ReplicaSets, EndpointSlices, ...);
 - the node agent of :mod:`.node`, running every pod in a pod sandbox (root on Linux);
 - the Services of :mod:`.services` (ClusterIPs, a userspace proxy, /etc/hosts names);
-- the gateway stand-in of :mod:`.gateway` (Istio's ingress gateway: the public and the
+- the gateway stand-in of :mod:`.istio` (Istio's ingress gateway: the public and the
   cluster-local listener on 127.0.0.1).
 """
 
@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
-
 from tests.fakes.kubeapi.fakeapi import DEFAULT_NAMESPACES, FakeKubeAPI
 from zeroserve.local.sandbox import Sandbox
 from zeroserve.local.sandbox.network import _free_subnet
 
 from .controllers import ControllerManager
+from .istio import IngressGateway
 from .kinds import istio_crds, register_extra_types
 from .node import ImageMap, NodeAgent
 from .pki import make_ca, serving_cert
@@ -58,8 +57,7 @@ class TestCluster:
         self.controllers: ControllerManager | None = None
         self.services: ServiceProxy | None = None
         self.node: NodeAgent | None = None
-        self.gateway: Any = None
-        self._gateway_client: client.ApiClient | None = None
+        self.gateway: IngressGateway | None = None
         self.kubeconfig = self.directory / "kubeconfig"
 
     async def start(self) -> None:
@@ -140,19 +138,12 @@ class TestCluster:
         return self.services.resolve(f"{name}.{namespace}", port)
 
     async def _start_gateway(self) -> None:
-        from .gateway import Gateway
-
-        configuration = client.Configuration()
-        await config.load_kube_config(
-            config_file=str(self.kubeconfig), client_configuration=configuration
-        )
-        self._gateway_client = client.ApiClient(configuration)
-        assert self.services is not None
-        self.gateway = Gateway(
-            self._gateway_client,
+        assert self.api is not None and self.services is not None
+        self.gateway = IngressGateway(
+            self.api,
+            self.services.resolve,
             public_port=self.gateway_ports[0],
             local_port=self.gateway_ports[1],
-            resolve=self.services.resolve,
         )
         await self.gateway.start()
 
@@ -170,8 +161,6 @@ class TestCluster:
     async def stop(self) -> None:
         if self.gateway is not None:
             await self.gateway.stop()
-        if self._gateway_client is not None:
-            await self._gateway_client.close()
         if self.node is not None:
             await self.node.stop()
         if self.services is not None:

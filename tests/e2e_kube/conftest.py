@@ -31,7 +31,7 @@ KUBECTL = str(BIN / "kubectl") if (BIN / "kubectl").exists() else shutil.which("
 SYSTEM = "knative-serving"
 
 _why = sandbox_unavailable()
-pytestmark = [
+PYTESTMARK = [
     pytest.mark.process,
     pytest.mark.skipif(_why is not None, reason=f"the test cluster runs pods in netns: {_why}"),
     pytest.mark.skipif(HELM is None or KUBECTL is None, reason="helm/kubectl missing (make tools)"),
@@ -101,7 +101,7 @@ class Cluster:
         local: bool = False,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, str]:
-        """``curl -H "Host: ..." http://$INGRESS``: status and body."""
+        """``curl -H "Host: ..." http://$INGRESS``: status and body (its last newline off)."""
         port = self.local_gateway_port if local else self.gateway_port
         argv = ["curl", "-sS", "-m", "60", "-o", "-", "-w", "\n%{http_code}", "-H", f"Host: {host}"]
         for k, v in (headers or {}).items():
@@ -110,7 +110,7 @@ class Cluster:
             [*argv, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=90
         )
         body, _, code = done.stdout.rpartition("\n")
-        return int(code or 0), body
+        return int(code or 0), body.removesuffix("\n")
 
 
 def wait_until(check: Any, *, within: float, what: str, every: float = 0.5) -> Any:
@@ -186,7 +186,7 @@ def install(cluster: Cluster, *values: str) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running_cluster(tmp_path_factory.mktemp("cluster")) as c:
+    with running_cluster(tmp_path_factory.mktemp("cluster"), "--no-authorization") as c:
         install(c, "--set", "controller.replicas=2")
         yield c
         assert c.forbidden() == [], "the chart's RBAC refused a component's request"

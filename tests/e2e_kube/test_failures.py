@@ -9,16 +9,18 @@ import threading
 
 import pytest
 
-from .conftest import SYSTEM, Cluster, install, running_cluster, wait_until
+from .conftest import PYTESTMARK, SYSTEM, Cluster, install, running_cluster, wait_until
 from .test_walkthrough import manifest, revision_pods
 
 HOST = "helloworld-go.default.example.com"
 LOAD_REQUESTS = 400
 
+pytestmark = PYTESTMARK
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    with running_cluster(tmp_path_factory.mktemp("cluster")) as c:
+    with running_cluster(tmp_path_factory.mktemp("cluster"), "--no-authorization") as c:
         # a short activator drain keeps the deleted pod's shutdown inside the test's time
         install(c, "--set", "controller.replicas=2", "--set", "activator.drainSeconds=5")
         c.kubectl("apply", "-f", "-", stdin=manifest("helloworld.yaml", target="World"))

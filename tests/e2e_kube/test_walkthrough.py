@@ -9,9 +9,11 @@ import collections
 import re
 from pathlib import Path
 
-from .conftest import REPO, SYSTEM, Cluster, wait_until
+from .conftest import PYTESTMARK, REPO, SYSTEM, Cluster, wait_until
 
 HOST = "helloworld-go.default.example.com"
+
+pytestmark = PYTESTMARK
 
 
 def manifest(name: str, *, target: str | None = None) -> str:
