@@ -35,6 +35,7 @@ PYTESTMARK = [
     pytest.mark.process,
     pytest.mark.skipif(_why is not None, reason=f"the test cluster runs pods in netns: {_why}"),
     pytest.mark.skipif(HELM is None or KUBECTL is None, reason="helm/kubectl missing (make tools)"),
+    pytest.mark.skipif(shutil.which("curl") is None, reason="curl missing (.ci/run installs it)"),
     pytest.mark.timeout(300),
 ]
 
