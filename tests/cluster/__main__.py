@@ -38,9 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--local-gateway-port", type=int, default=0, help="the cluster-local gateway's port"
     )
-    up.add_argument(
-        "--no-authorization", action="store_true", help="no RBAC and no admission webhooks"
-    )
     args = parser.parse_args(argv)
     images = ImageMap.default()
     if args.image_map is not None:
@@ -53,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         directory,
         images=images,
         pod_cidr=args.pod_cidr,
-        authorization=not args.no_authorization,
         gateway_ports=(args.gateway_port, args.local_gateway_port),
     )
     return asyncio.run(_run(cluster))

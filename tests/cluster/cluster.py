@@ -18,7 +18,6 @@ import secrets
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tests.fakes.kubeapi.fakeapi import DEFAULT_NAMESPACES, FakeKubeAPI
 from zeroserve.local.sandbox import Sandbox
@@ -47,7 +46,6 @@ class TestCluster:
     images: ImageMap = field(default_factory=ImageMap.default)
     pod_cidr: str = DEFAULT_POD_CIDR
     cluster_domain: str = "cluster.local"
-    authorization: bool = True
     gateway_ports: tuple[int, int] = (0, 0)
     with_gateway: bool = True
 
@@ -94,16 +92,14 @@ class TestCluster:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(cert_file, key_file)
 
-        # the node agent's projected tokens are signed with this key; the API server checks it
+        # the node agent signs the pods' projected tokens with this key (the API server does
+        # not authenticate yet: no RBAC, see docs/test-cluster.md)
         key = secrets.token_bytes(32)
         key_path = sandbox.state.dir / "serviceaccount.key"
         key_path.touch(mode=0o600)
         key_path.write_bytes(key)
-        options: dict[str, Any] = {}
-        if self.authorization:
-            options = {"authorization": True, "admission": True, "service_account_key": key}
         self.api = api = FakeKubeAPI(
-            crds=istio_crds(), namespaces=(*DEFAULT_NAMESPACES, "istio-system"), **options
+            crds=istio_crds(), namespaces=(*DEFAULT_NAMESPACES, "istio-system")
         )
         register_extra_types(api)
         api.extra_listeners.append((node_ip, API_SECURE_PORT, tls))
@@ -120,8 +116,6 @@ class TestCluster:
             api_endpoint=(node_ip, API_SECURE_PORT),
         )
         await self.services.start()
-        if hasattr(api, "service_resolver"):
-            api.service_resolver = self._resolve_service
         self.node = NodeAgent(
             api,
             sandbox,
@@ -132,10 +126,6 @@ class TestCluster:
         await self.node.start()
         if self.with_gateway:
             await self._start_gateway()
-
-    def _resolve_service(self, namespace: str, name: str, port: int) -> tuple[str, int] | None:
-        assert self.services is not None
-        return self.services.resolve(f"{name}.{namespace}", port)
 
     async def _start_gateway(self) -> None:
         assert self.api is not None and self.services is not None

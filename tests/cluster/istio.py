@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import re
 import time
@@ -149,7 +150,7 @@ class IngressGateway:
         for which, gateway_port in (("public", PUBLIC_PORT), ("local", LOCAL_PORT)):
             app = web.Application(client_max_size=0)
             app.router.add_route(
-                "*", "/{tail:.*}", lambda r, p=gateway_port, w=which: self._handle(r, p, w)
+                "*", "/{tail:.*}", functools.partial(self._handle, port=gateway_port, which=which)
             )
             runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
             await runner.setup()

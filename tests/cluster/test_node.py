@@ -28,7 +28,7 @@ pytestmark = [
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[TestCluster]:
-    c = TestCluster(tmp_path, authorization=False, with_gateway=False)
+    c = TestCluster(tmp_path, with_gateway=False)
     await c.start()
     try:
         yield c

@@ -87,13 +87,6 @@ class Cluster:
             out.append(f"--- {log.parent.name}/{log.name}\n" + "\n".join(text))
         return "\n".join(out)
 
-    def forbidden(self) -> list[dict[str, Any]]:
-        """Requests the API server's RBAC denied (the cluster writes them as they happen)."""
-        path = self.directory / "forbidden.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
-
     def curl(
         self,
         host: str,
@@ -187,7 +180,6 @@ def install(cluster: Cluster, *values: str) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running_cluster(tmp_path_factory.mktemp("cluster"), "--no-authorization") as c:
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as c:
         install(c, "--set", "controller.replicas=2")
         yield c
-        assert c.forbidden() == [], "the chart's RBAC refused a component's request"
