@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--local-gateway-port", type=int, default=0, help="the cluster-local gateway's port"
     )
+    up.add_argument(
+        "--no-authorization",
+        action="store_true",
+        help="let every request through (no tokens checked, no RBAC)",
+    )
     args = parser.parse_args(argv)
     images = ImageMap.default()
     if args.image_map is not None:
@@ -51,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         images=images,
         pod_cidr=args.pod_cidr,
         gateway_ports=(args.gateway_port, args.local_gateway_port),
+        authorization=not args.no_authorization,
     )
     return asyncio.run(_run(cluster))
 

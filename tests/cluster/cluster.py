@@ -19,6 +19,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.fakes.kubeapi.auth import AUTHENTICATED, MASTERS, Auth, User, bootstrap_policy
 from tests.fakes.kubeapi.fakeapi import DEFAULT_NAMESPACES, FakeKubeAPI
 from zeroserve.local.sandbox import Sandbox
 from zeroserve.local.sandbox.network import _free_subnet
@@ -48,6 +49,9 @@ class TestCluster:
     cluster_domain: str = "cluster.local"
     gateway_ports: tuple[int, int] = (0, 0)
     with_gateway: bool = True
+    authorization: bool = True
+    """Authenticate requests and authorize them with RBAC (tests/fakes/kubeapi/auth.py);
+    every 403 is a line in :attr:`forbidden_log`."""
 
     def __post_init__(self) -> None:
         self.sandbox: Sandbox | None = None
@@ -57,6 +61,7 @@ class TestCluster:
         self.node: NodeAgent | None = None
         self.gateway: IngressGateway | None = None
         self.kubeconfig = self.directory / "kubeconfig"
+        self.forbidden_log = self.directory / "forbidden.jsonl"
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -92,8 +97,8 @@ class TestCluster:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(cert_file, key_file)
 
-        # the node agent signs the pods' projected tokens with this key (the API server does
-        # not authenticate yet: no RBAC, see docs/test-cluster.md)
+        # the node agent signs the pods' projected tokens with this key, and the API server
+        # verifies them with it
         key = secrets.token_bytes(32)
         key_path = sandbox.state.dir / "serviceaccount.key"
         key_path.touch(mode=0o600)
@@ -102,9 +107,22 @@ class TestCluster:
             crds=istio_crds(), namespaces=(*DEFAULT_NAMESPACES, "istio-system")
         )
         register_extra_types(api)
+        if self.authorization:
+            admin_token = secrets.token_urlsafe(24)
+            self.forbidden_log.unlink(missing_ok=True)
+            api.auth = Auth(
+                api.list,
+                tokens={admin_token: User("kubernetes-admin", (MASTERS, AUTHENTICATED))},
+                service_account_key=key,
+                log_path=self.forbidden_log,
+            )
+            for obj in bootstrap_policy():
+                api.put(obj)
+        else:
+            admin_token = "fake-token"
         api.extra_listeners.append((node_ip, API_SECURE_PORT, tls))
         await api.start()
-        api.write_kubeconfig(self.kubeconfig)
+        api.write_kubeconfig(self.kubeconfig, token=admin_token)
 
         self.controllers = ControllerManager(api, root_ca_pem=ca.cert_pem.decode())
         await self.controllers.start()
@@ -145,6 +163,7 @@ class TestCluster:
                 "local_gateway_port": self.gateway.local_port if self.gateway else None,
                 "api": self.api.url if self.api else None,
                 "logs": str(self.directory / "pods"),
+                "forbidden": str(self.forbidden_log) if self.authorization else None,
             }
         )
 

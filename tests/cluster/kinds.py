@@ -6,6 +6,7 @@ latter; here nothing does)."""
 
 from __future__ import annotations
 
+from tests.fakes.kubeapi.auth import RBAC_TYPES
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from tests.fakes.kubeapi.resources import ResourceType, default_crds
 
@@ -46,24 +47,7 @@ EXTRA_TYPES = (
         short_names=("hpa",),
         status_subresource=True,
     ),
-    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", "role"),
-    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", "rolebinding"),
-    ResourceType(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "clusterroles",
-        "ClusterRole",
-        "clusterrole",
-        namespaced=False,
-    ),
-    ResourceType(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "clusterrolebindings",
-        "ClusterRoleBinding",
-        "clusterrolebinding",
-        namespaced=False,
-    ),
+    *RBAC_TYPES,
     ResourceType(
         "admissionregistration.k8s.io",
         "v1",

@@ -79,6 +79,13 @@ class Cluster:
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
 
+    def forbidden(self) -> list[dict[str, Any]]:
+        """Every request the API server refused with 403 so far (RBAC denials)."""
+        path = self.directory / "forbidden.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
+
     def logs(self, lines: int = 30) -> str:
         """The last lines of every pod's containers (for a failing assertion)."""
         out = []
@@ -183,3 +190,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with running_cluster(tmp_path_factory.mktemp("cluster")) as c:
         install(c, "--set", "controller.replicas=2")
         yield c
+        assert_no_denials(c)
+
+
+@pytest.fixture(autouse=True)
+def no_denials(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Any 403 from RBAC during a test fails it: the chart's RBAC lacks a rule."""
+    yield
+    if "cluster" in request.fixturenames:
+        assert_no_denials(request.getfixturevalue("cluster"))
+
+
+def assert_no_denials(cluster: Cluster) -> None:
+    denials = cluster.forbidden()
+    assert not denials, "RBAC denied requests (the chart lacks a rule):\n" + "\n".join(
+        d["message"] for d in denials
+    )

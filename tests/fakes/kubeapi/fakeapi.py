@@ -31,6 +31,7 @@ import yaml
 from aiohttp import web
 
 from . import errors, openapi, printers, protobuf
+from .auth import AUTHENTICATED, MASTERS, Attributes, Auth, User, resource_verb
 from .faults import Fault, FaultInjector, RecordedRequest
 from .patches import merge_patch
 from .query import parse_bool, parse_int
@@ -56,6 +57,9 @@ VERSION_INFO = {
     "platform": "linux/amd64",
 }
 _JSON = "application/json"
+ANONYMOUS_ADMIN = User("admin", (MASTERS, AUTHENTICATED))
+"""Who a request is when the server does not authenticate."""
+USER = web.RequestKey("user", User)
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,9 @@ class FakeKubeAPI:
         """More (host, port, TLS context) to serve on, from the next start (the test
         cluster's in-cluster HTTPS address)."""
         self._watches = WatchStreams(self.store, bookmark_interval)
+        self.auth: Auth | None = None
+        """Authentication and RBAC (see .auth); None (the default) lets every request
+        through as an admin."""
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -214,14 +221,16 @@ class FakeKubeAPI:
         # streams here lets their handlers finish instead of being cancelled at the timeout.
         self.store.close_watchers("shutdown")
 
-    def kubeconfig(self, *, context: str = "fake", namespace: str = "default") -> dict[str, Any]:
+    def kubeconfig(
+        self, *, context: str = "fake", namespace: str = "default", token: str = "fake-token"
+    ) -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            # Any credentials are accepted; a token makes clients send an Authorization header
-            # as they would against a real cluster.
-            "users": [{"name": context, "user": {"token": "fake-token"}}],
+            # Without .auth any credentials are accepted; a token makes clients send an
+            # Authorization header as they would against a real cluster.
+            "users": [{"name": context, "user": {"token": token}}],
             "contexts": [
                 {
                     "name": context,
@@ -416,6 +425,11 @@ class FakeKubeAPI:
             )
         )
         try:
+            request[USER] = (
+                ANONYMOUS_ADMIN
+                if self.auth is None
+                else self.auth.authenticate(request.headers.get("Authorization"))
+            )
             fault = self.faults.take(request.method, unquote(request.path_qs))
             if fault is not None:
                 if fault.delay:
@@ -443,8 +457,19 @@ class FakeKubeAPI:
             failure = errors.ApiError(500, f"fake API server error: {exc!r}", "InternalError")
             return _json_response(failure.status(), 500)
 
+    def _authorize(self, request: web.Request, attrs: Attributes) -> None:
+        if self.auth is not None:
+            self.auth.authorize(request[USER], attrs)
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
+        if (
+            not parts
+            or parts[0] not in ("api", "apis")
+            or len(parts) <= (2 if parts[0] == "api" else 3)
+        ):
+            # discovery and the rest are non-resource URLs to RBAC
+            self._authorize(request, Attributes(request.method.lower(), request.path))
         if not parts or parts[0] not in ("api", "apis"):
             return self._non_resource(request, parts)
         if request.method != "GET" and len(parts) <= (2 if parts[0] == "api" else 3):
@@ -474,7 +499,26 @@ class FakeKubeAPI:
             group, version, rest = parts[1], parts[2], parts[3:]
         if not rest:
             return _json_response(self.registry.api_resource_list(group, version))
-        return await self._resource_request(request, self._route(group, version, rest))
+        route = self._route(group, version, rest)
+        self._authorize(
+            request,
+            Attributes(
+                resource_verb(
+                    request.method,
+                    has_name=route.name is not None,
+                    watch=route.watch_path or parse_bool(request.query.get("watch")),
+                ),
+                request.path,
+                resource_request=True,
+                api_group=group,
+                api_version=version,
+                resource=route.rt.plural,
+                subresource=route.subresource or "",
+                namespace=route.namespace or "",
+                name=route.name or "",
+            ),
+        )
+        return await self._resource_request(request, route)
 
     def _non_resource(self, request: web.Request, parts: builtins.list[str]) -> web.Response:
         if request.method != "GET":

@@ -1,0 +1,344 @@
+"""Authentication and RBAC authorization for the fake API server (off unless asked for).
+
+A real kube-apiserver authenticates every request (here: bearer tokens, either a static
+token from the kubeconfig or a service account's JWT), then asks its authorizers whether
+the user may do the verb on the resource (kubernetes ``plugin/pkg/auth/authorizer/rbac/
+rbac.go`` over the stored Roles, ClusterRoles and their bindings; the rule matching of
+``pkg/apis/rbac/v1/evaluation_helpers.go``). A denied request gets 403 with the
+apiserver's sentence (``staging/src/k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/
+errors.go``), which components log as they would on a cluster.
+
+:class:`Auth` is what :class:`~tests.fakes.kubeapi.fakeapi.FakeKubeAPI` calls: set
+``api.auth = Auth(api, tokens={...}, service_account_key=...)``. Every denial is also
+appended to :attr:`Auth.denials` (and to ``log_path`` as JSON lines) so that tests can
+fail on any 403 a component met.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zeroserve.local.sandbox.tokens import ISSUER
+
+from .errors import ApiError
+from .resources import ResourceType
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+AUTHENTICATED = "system:authenticated"
+MASTERS = "system:masters"
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+DEFAULT_ISSUER = ISSUER
+
+RBAC_TYPES = (
+    ResourceType(RBAC_GROUP, "v1", "roles", "Role", "role"),
+    ResourceType(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", "rolebinding"),
+    ResourceType(
+        RBAC_GROUP,
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        "clusterrole",
+        namespaced=False,
+    ),
+    ResourceType(
+        RBAC_GROUP,
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        "clusterrolebinding",
+        namespaced=False,
+    ),
+)
+"""The RBAC kinds (not served by the fake unless registered: ``api.registry.register``)."""
+
+# The apiserver's bootstrap policy (plugin/pkg/auth/authorizer/rbac/bootstrappolicy),
+# the part clients need: cluster-admin for system:masters, discovery for everyone
+# authenticated.
+DISCOVERY_URLS = [
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/openapi",
+    "/openapi/*",
+    "/version",
+    "/version/",
+]
+
+
+def bootstrap_policy() -> list[dict[str, Any]]:
+    """The ClusterRoles and ClusterRoleBindings a fresh cluster has (the subset above)."""
+
+    def binding(name: str, group: str) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{RBAC_GROUP}/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": name},
+            "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": group}],
+        }
+
+    def role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{RBAC_GROUP}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+            "rules": rules,
+        }
+
+    return [
+        role(
+            "cluster-admin",
+            [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]},
+            ],
+        ),
+        binding("cluster-admin", MASTERS),
+        role("system:discovery", [{"nonResourceURLs": DISCOVERY_URLS, "verbs": ["get"]}]),
+        binding("system:discovery", AUTHENTICATED),
+    ]
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What a request asks to do (the apiserver's authorizer.Attributes)."""
+
+    verb: str
+    path: str
+    resource_request: bool = False
+    api_group: str = ""
+    api_version: str = ""
+    resource: str = ""
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+
+
+def resource_verb(method: str, *, has_name: bool, watch: bool) -> str:
+    """The RBAC verb of a resource request (k8s.io/apiserver pkg/endpoints/request/
+    requestinfo.go): GET is get, list or watch; DELETE of a collection is deletecollection."""
+    if method in ("GET", "HEAD"):
+        if watch:
+            return "watch"
+        return "get" if has_name else "list"
+    if method == "POST":
+        return "create"
+    if method == "PUT":
+        return "update"
+    if method == "PATCH":
+        return "patch"
+    if method == "DELETE":
+        return "delete" if has_name else "deletecollection"
+    return method.lower()
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def service_account_user(namespace: str, name: str) -> User:
+    return User(
+        f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}",
+        ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", AUTHENTICATED),
+    )
+
+
+def verify_service_account_token(
+    token: str, key: bytes, *, issuer: str = DEFAULT_ISSUER, now: float | None = None
+) -> User | None:
+    """The service account a JWT signed with ``key`` (HS256, the test cluster's key; see
+    zeroserve/local/sandbox/tokens.py) names, or None when it is not one, is not signed
+    with the key, names another issuer or has expired."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        header = json.loads(_b64decode(parts[0]))
+        claims = json.loads(_b64decode(parts[1]))
+        signature = _b64decode(parts[2])
+    except (ValueError, binascii.Error):
+        return None
+    if not isinstance(header, dict) or header.get("alg") != "HS256":
+        return None
+    expected = hmac.new(key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, signature) or not isinstance(claims, dict):
+        return None
+    moment = time.time() if now is None else now
+    if claims.get("iss") != issuer or not moment < float(claims.get("exp", 0)):
+        return None
+    subject = str(claims.get("sub", ""))
+    if not subject.startswith(SERVICE_ACCOUNT_PREFIX):
+        return None
+    namespace, _, name = subject[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")
+    if not namespace or not name:
+        return None
+    return service_account_user(namespace, name)
+
+
+# ----- RBAC rule evaluation (pkg/apis/rbac/v1/evaluation_helpers.go) -------------------
+
+
+def _has(values: Iterable[str] | None, wanted: str) -> bool:
+    items = list(values or ())
+    return "*" in items or wanted in items
+
+
+def _resource_matches(rule_resources: Iterable[str] | None, resource: str, sub: str) -> bool:
+    combined = f"{resource}/{sub}" if sub else resource
+    for rule in rule_resources or ():
+        if rule in ("*", combined):
+            return True
+        if sub and rule == f"*/{sub}":
+            return True
+    return False
+
+
+def _url_matches(rule_urls: Iterable[str] | None, path: str) -> bool:
+    for rule in rule_urls or ():
+        if rule == "*" or rule == path:
+            return True
+        if rule.endswith("*") and path.startswith(rule[:-1]):
+            return True
+    return False
+
+
+def rule_allows(rule: dict[str, Any], attrs: Attributes) -> bool:
+    if not _has(rule.get("verbs"), attrs.verb):
+        return False
+    if not attrs.resource_request:
+        return _url_matches(rule.get("nonResourceURLs"), attrs.path)
+    names = rule.get("resourceNames") or []
+    return (
+        _has(rule.get("apiGroups"), attrs.api_group)
+        and _resource_matches(rule.get("resources"), attrs.resource, attrs.subresource)
+        and (not names or attrs.name in names)
+    )
+
+
+def _subject_matches(subject: dict[str, Any], user: User, binding_namespace: str) -> bool:
+    kind, name = subject.get("kind"), subject.get("name", "")
+    if kind == "User":
+        return bool(name == user.name)
+    if kind == "Group":
+        return name in user.groups
+    if kind == "ServiceAccount":
+        namespace = subject.get("namespace") or binding_namespace
+        return user.name == f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"
+    return False
+
+
+def forbidden(user: User, attrs: Attributes) -> ApiError:
+    """The apiserver's 403 (responsewriters.ForbiddenStatusError)."""
+    if not attrs.resource_request:
+        message = f'forbidden: User "{user.name}" cannot {attrs.verb} path "{attrs.path}"'
+        return ApiError(403, message, "Forbidden")
+    resource = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
+    scope = f'in the namespace "{attrs.namespace}"' if attrs.namespace else "at the cluster scope"
+    qualified = f"{attrs.resource}.{attrs.api_group}" if attrs.api_group else attrs.resource
+    subject = f'{qualified} "{attrs.name}"' if attrs.name else qualified
+    message = (
+        f'{subject} is forbidden: User "{user.name}" cannot {attrs.verb} resource '
+        f'"{resource}" in API group "{attrs.api_group}" {scope}'
+    )
+    details: dict[str, Any] = {"kind": attrs.resource}
+    if attrs.name:
+        details["name"] = attrs.name
+    if attrs.api_group:
+        details["group"] = attrs.api_group
+    return ApiError(403, message, "Forbidden", details)
+
+
+@dataclass
+class Auth:
+    """Bearer-token authentication and RBAC over the objects ``lister`` returns.
+
+    ``lister(plural, namespace)`` lists stored objects (the fake's ``api.list``);
+    ``tokens`` maps static tokens to users (the admin's kubeconfig token);
+    ``service_account_key`` verifies service account JWTs."""
+
+    lister: Callable[[str, str | None], list[dict[str, Any]]]
+    tokens: dict[str, User] = field(default_factory=dict)
+    service_account_key: bytes | None = None
+    issuer: str = DEFAULT_ISSUER
+    log_path: Path | None = None
+    denials: list[dict[str, Any]] = field(default_factory=list)
+
+    def authenticate(self, authorization: str | None) -> User:
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() == "bearer" and token:
+            user = self.tokens.get(token)
+            if user is not None:
+                return user
+            if self.service_account_key is not None:
+                account = verify_service_account_token(
+                    token, self.service_account_key, issuer=self.issuer
+                )
+                if account is not None:
+                    return account
+        raise ApiError(401, "Unauthorized", "Unauthorized")
+
+    def allowed(self, user: User, attrs: Attributes) -> bool:
+        for binding in self.lister("clusterrolebindings", None):
+            if self._binding_allows(binding, "", user, attrs):
+                return True
+        if attrs.resource_request and attrs.namespace:
+            for binding in self.lister("rolebindings", attrs.namespace):
+                if self._binding_allows(binding, attrs.namespace, user, attrs):
+                    return True
+        return False
+
+    def _binding_allows(
+        self, binding: dict[str, Any], namespace: str, user: User, attrs: Attributes
+    ) -> bool:
+        if not any(_subject_matches(s, user, namespace) for s in binding.get("subjects") or []):
+            return False
+        ref = binding.get("roleRef") or {}
+        if ref.get("kind") == "ClusterRole":
+            roles = [
+                r
+                for r in self.lister("clusterroles", None)
+                if r["metadata"]["name"] == ref.get("name")
+            ]
+        elif ref.get("kind") == "Role" and namespace:
+            roles = [
+                r
+                for r in self.lister("roles", namespace)
+                if r["metadata"]["name"] == ref.get("name")
+            ]
+        else:
+            return False
+        return any(rule_allows(rule, attrs) for role in roles for rule in role.get("rules") or [])
+
+    def authorize(self, user: User, attrs: Attributes) -> None:
+        """Raise the apiserver's 403 unless RBAC allows ``attrs`` to ``user``; a denial
+        is recorded in :attr:`denials` and ``log_path``."""
+        if self.allowed(user, attrs):
+            return
+        error = forbidden(user, attrs)
+        record = {"user": user.name, **asdict(attrs), "message": error.message}
+        self.denials.append(record)
+        if self.log_path is not None:
+            with self.log_path.open("a") as out:
+                out.write(json.dumps(record) + "\n")
+        raise error
