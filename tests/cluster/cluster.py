@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tests.fakes.kubeapi.auth import AUTHENTICATED, MASTERS, Auth, User, bootstrap_policy
 from tests.fakes.kubeapi.fakeapi import DEFAULT_NAMESPACES, FakeKubeAPI
+from zeroserve.kube.certs import make_ca, serving_cert
 from zeroserve.local.sandbox import Sandbox
 from zeroserve.local.sandbox.network import _free_subnet
 
@@ -28,7 +29,6 @@ from .controllers import ControllerManager
 from .istio import IngressGateway
 from .kinds import istio_crds, register_extra_types
 from .node import ImageMap, NodeAgent
-from .pki import make_ca, serving_cert
 from .services import ServiceProxy
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,13 @@ class TestCluster:
             admin_token = "fake-token"
         api.extra_listeners.append((node_ip, API_SECURE_PORT, tls))
         await api.start()
-        api.write_kubeconfig(self.kubeconfig, token=admin_token)
+        # kubectl and helm reach it over HTTPS: client-go sends no token over plain HTTP
+        api.write_kubeconfig(
+            self.kubeconfig,
+            token=admin_token,
+            server=f"https://{node_ip}:{API_SECURE_PORT}",
+            ca_pem=ca.cert_pem,
+        )
 
         self.controllers = ControllerManager(api, root_ca_pem=ca.cert_pem.decode())
         await self.controllers.start()

@@ -6,6 +6,7 @@ latter; here nothing does)."""
 
 from __future__ import annotations
 
+from tests.fakes.kubeapi.admission import ADMISSION_TYPES
 from tests.fakes.kubeapi.auth import RBAC_TYPES
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from tests.fakes.kubeapi.resources import ResourceType, default_crds
@@ -48,22 +49,7 @@ EXTRA_TYPES = (
         status_subresource=True,
     ),
     *RBAC_TYPES,
-    ResourceType(
-        "admissionregistration.k8s.io",
-        "v1",
-        "validatingwebhookconfigurations",
-        "ValidatingWebhookConfiguration",
-        "validatingwebhookconfiguration",
-        namespaced=False,
-    ),
-    ResourceType(
-        "admissionregistration.k8s.io",
-        "v1",
-        "mutatingwebhookconfigurations",
-        "MutatingWebhookConfiguration",
-        "mutatingwebhookconfiguration",
-        namespaced=False,
-    ),
+    *ADMISSION_TYPES,
 )
 
 

@@ -16,6 +16,7 @@ served by :mod:`.streaming`, object semantics live in :mod:`.store` and the modu
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import json
 import logging
@@ -31,6 +32,7 @@ import yaml
 from aiohttp import web
 
 from . import errors, openapi, printers, protobuf
+from .admission import Admission
 from .auth import AUTHENTICATED, MASTERS, Attributes, Auth, User, resource_verb
 from .faults import Fault, FaultInjector, RecordedRequest
 from .patches import merge_patch
@@ -151,6 +153,8 @@ class FakeKubeAPI:
         cluster's in-cluster HTTPS address)."""
         self._watches = WatchStreams(self.store, bookmark_interval)
         self.auth: Auth | None = None
+        self.admission: Admission | None = None
+        """Admission webhooks (see .admission); None (the default) calls none."""
         """Authentication and RBAC (see .auth); None (the default) lets every request
         through as an admin."""
 
@@ -222,12 +226,23 @@ class FakeKubeAPI:
         self.store.close_watchers("shutdown")
 
     def kubeconfig(
-        self, *, context: str = "fake", namespace: str = "default", token: str = "fake-token"
+        self,
+        *,
+        context: str = "fake",
+        namespace: str = "default",
+        token: str = "fake-token",
+        server: str | None = None,
+        ca_pem: bytes | None = None,
     ) -> dict[str, Any]:
+        """``server``/``ca_pem``: an HTTPS listener of :attr:`extra_listeners` and its CA
+        (client-go sends a bearer token over HTTPS only)."""
+        cluster: dict[str, Any] = {"server": server or self.url}
+        if ca_pem is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "clusters": [{"name": context, "cluster": cluster}],
             # Without .auth any credentials are accepted; a token makes clients send an
             # Authorization header as they would against a real cluster.
             "users": [{"name": context, "user": {"token": token}}],
@@ -572,6 +587,34 @@ class FakeKubeAPI:
             raise errors.no_such_route()
         return Route(rt, namespace, name, sub, watch_path)
 
+    def _admitted(
+        self, rt: ResourceType, sub: str, ns: str | None, obj: dict[str, Any] | None
+    ) -> bool:
+        """Whether an update of ``obj`` goes to any admission webhook."""
+        return (
+            self.admission is not None
+            and obj is not None
+            and self.admission.matches("UPDATE", rt, sub, ns, obj)
+        )
+
+    async def _admit(
+        self,
+        request: web.Request,
+        operation: str,
+        rt: ResourceType,
+        sub: str,
+        ns: str | None,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        dry_run: bool,
+    ) -> dict[str, Any]:
+        if self.admission is None:
+            return obj
+        user = request[USER]
+        return await self.admission.admit(
+            operation, rt, sub, ns, obj, old, (user.name, user.groups), dry_run
+        )
+
     def _columns(self, rt: ResourceType) -> builtins.list[printers.Column] | None:
         """``kubectl get`` columns of the type (see .printers)."""
         if rt.custom:
@@ -682,7 +725,10 @@ class FakeKubeAPI:
                 if rt.namespaced and ns is None:
                     raise errors.method_not_allowed()
                 body = await self._body(request)
-                created = self.store.create(rt, ns, body, dry_run=self._dry_run(request))
+                dry_run = self._dry_run(request)
+                if isinstance(body, dict):
+                    body = await self._admit(request, "CREATE", rt, "", ns, body, None, dry_run)
+                created = self.store.create(rt, ns, body, dry_run=dry_run)
                 return _json_response(created, 201)
             if method == "DELETE":
                 options = await self._delete_options(request)
@@ -731,15 +777,32 @@ class FakeKubeAPI:
                 )
             return _json_response(obj)
         if method == "PUT":
+            body = await self._body(request)
+            dry_run = self._dry_run(request)
+            if isinstance(body, dict) and self._admitted(rt, sub or "", ns, body):
+                old = self.store.get(rt, ns, name)
+                body = await self._admit(request, "UPDATE", rt, sub or "", ns, body, old, dry_run)
             return _json_response(
-                self.store.update(
-                    rt,
-                    ns,
-                    name,
-                    await self._body(request),
-                    subresource=sub,
-                    dry_run=self._dry_run(request),
-                )
+                self.store.update(rt, ns, name, body, subresource=sub, dry_run=dry_run)
+            )
+        if method == "PATCH" and self._admitted(rt, sub or "", ns, self.store.get(rt, ns, name)):
+            # the patched object goes through admission, then is written as an update
+            # guarded by the resourceVersion it was patched from (409 if it moved meanwhile)
+            dry_run = self._dry_run(request)
+            old = self.store.get(rt, ns, name)
+            patched = self.store.patch(
+                rt,
+                ns,
+                name,
+                request.headers.get("Content-Type", ""),
+                await request.read(),
+                subresource=sub,
+                dry_run=True,
+            )
+            patched["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            patched = await self._admit(request, "UPDATE", rt, sub or "", ns, patched, old, dry_run)
+            return _json_response(
+                self.store.update(rt, ns, name, patched, subresource=sub, dry_run=dry_run)
             )
         if method == "PATCH":
             return _json_response(

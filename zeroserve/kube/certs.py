@@ -1,5 +1,7 @@
-"""Certificates for the test cluster: its CA and the API server's serving certificate
-(what kubeadm makes in /etc/kubernetes/pki), with the ``cryptography`` package."""
+"""Self-made certificates, with the ``cryptography`` package: a CA and serving
+certificates it signs. The controller's admission webhook makes its own this way
+(controller/webhook.py, as Knative's webhook does without cert-manager), and the test
+cluster makes its API server's (what kubeadm puts in /etc/kubernetes/pki)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+DAY = datetime.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,9 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_ca(cn: str = "zeroserve-test-cluster-ca") -> tuple[Pair, ec.EllipticCurvePrivateKey]:
+def make_ca(
+    cn: str = "zeroserve-test-cluster-ca", *, lifetime: datetime.timedelta = DAY
+) -> tuple[Pair, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -49,7 +55,7 @@ def make_ca(cn: str = "zeroserve-test-cluster-ca") -> tuple[Pair, ec.EllipticCur
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -71,7 +77,13 @@ def make_ca(cn: str = "zeroserve-test-cluster-ca") -> tuple[Pair, ec.EllipticCur
 
 
 def serving_cert(
-    ca: Pair, ca_key: ec.EllipticCurvePrivateKey, cn: str, dns: list[str], ips: list[str]
+    ca: Pair,
+    ca_key: ec.EllipticCurvePrivateKey,
+    cn: str,
+    dns: list[str],
+    ips: list[str],
+    *,
+    lifetime: datetime.timedelta = DAY,
 ) -> Pair:
     key = ec.generate_private_key(ec.SECP256R1())
     issuer = x509.load_pem_x509_certificate(ca.cert_pem).subject
@@ -85,7 +97,7 @@ def serving_cert(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + lifetime)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -94,3 +106,8 @@ def serving_cert(
         .sign(ca_key, hashes.SHA256())
     )
     return Pair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+
+
+def not_after(cert_pem: bytes) -> datetime.datetime:
+    """When a PEM certificate expires (UTC); ValueError when it is not one."""
+    return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
