@@ -25,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 
 from aiohttp import web
 
+from controller import events
 from controller.config import ClusterConfig, Settings
 from controller.domainmapping import CLUSTER_DOMAIN_CLAIMS, DOMAIN_MAPPINGS
 from controller.meta import MANAGED_SELECTOR, ROUTE_LABEL
@@ -36,7 +38,9 @@ from controller.metrics import ControllerMetrics, serve
 from controller.planner import run
 from controller.policies import NETWORK_POLICIES
 from controller.snapshot import ClusterView
+from controller.webhook import Certificates, WebhookServer
 from controller.writes import execute
+from zeroserve.api.configs import Configs
 from zeroserve.knative import REVISION_LABEL
 from zeroserve.kube import (
     CONFIG_MAPS,
@@ -57,6 +61,7 @@ from zeroserve.kube import (
     WatchCache,
     not_synced,
 )
+from zeroserve.kube.events import EventRecorder
 from zeroserve.leader import LeaderElector
 
 log = logging.getLogger("controller")
@@ -124,6 +129,22 @@ class KubeController:
         for name, cache in self.caches.items():
             cache.on_change(self._changed)
             self.metrics.watch(name, cache.objects.__len__)
+        self.recorder = EventRecorder(
+            client, component="controller", host=os.environ.get("POD_NAME", "")
+        )
+        self.webhook: WebhookServer | None = None
+        if settings.webhook_port:
+            self.webhook = WebhookServer(
+                Certificates(
+                    client,
+                    settings.system_namespace,
+                    service=settings.webhook_service,
+                    secret=settings.webhook_secret,
+                ),
+                self.current_configs,
+                host=settings.host,
+                port=settings.webhook_port,
+            )
 
     @property
     def istio(self) -> bool:
@@ -137,6 +158,12 @@ class KubeController:
     @property
     def synced(self) -> bool:
         return all(c.synced.is_set() for c in self.caches.values())
+
+    def current_configs(self) -> Configs:
+        """The settings of the config-* ConfigMaps as the caches hold them now (every
+        replica's; the webhook answers on stand-bys too)."""
+        self.config.update(self.caches["config_maps"].objects)
+        return self.config.configs
 
     def _changed(self, kind: str, obj: dict[str, object]) -> None:
         self._wake.set()
@@ -177,9 +204,16 @@ class KubeController:
                     skipped,
                     cache.last_error,
                 )
+        if self.webhook is not None:
+            # before /readyz can say yes: kubectl apply needs the webhook trusted
+            await self.webhook.start()
+        await self.recorder.start()
         self._runner, self.metrics_port = await serve(
             self.metrics,
-            lambda: all(c.synced.is_set() for n, c in self.caches.items() if n not in self.absent),
+            lambda: (
+                (self.webhook is None or self.webhook.ready)
+                and all(c.synced.is_set() for n, c in self.caches.items() if n not in self.absent)
+            ),
             self.settings.host,
             self.settings.metrics_port,
         )
@@ -204,6 +238,9 @@ class KubeController:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.webhook is not None:
+            await self.webhook.stop()
+        await self.recorder.stop()
         for cache in self.caches.values():
             await cache.stop()
 
@@ -235,6 +272,10 @@ class KubeController:
                 retry_in = None
             else:
                 retry_in = backoff.next()
+
+    def _record(self, found: list[events.Event]) -> None:
+        for event in found:
+            self.recorder.event(event.involved, event.type, event.reason, event.message)
 
     def _optional(self, name: str) -> dict[tuple[str, str], dict[str, object]] | None:
         return None if name in self.absent else self.caches[name].objects
@@ -286,9 +327,11 @@ class KubeController:
             except KubeError as exc:
                 self.metrics.errors.labels(exc.reason or type(exc).__name__).inc()
                 log.error("%s: %s", write, exc)
+                self._record(events.on_failure(write, str(exc)))
                 ok = False
                 continue
             if changed:
+                self._record(events.on_success(write))
                 self.metrics.writes.labels(write.verb, str(write.ref)).inc()
                 log.info("%s", write)
         self.passes += 1

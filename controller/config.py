@@ -211,6 +211,12 @@ class Settings:
     """NetworkPolicy peers (a JSON list) let in to the queue-proxy's Prometheus port 9091;
     empty: anyone."""
     """Nodes' CIDRs let in to the queue-proxy's 8012 and 8022 (kubelet probes, preStop)."""
+    webhook_port: int = 0
+    """The admission webhook's HTTPS port (controller/webhook.py); 0: no webhook."""
+    webhook_service: str = "webhook"
+    """The Service in the system namespace that the webhook configurations call."""
+    webhook_secret: str = "webhook-certs"
+    """The Secret in the system namespace holding the webhook's certificate."""
 
     @property
     def default_domain(self) -> str:
@@ -307,6 +313,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="JSON list of NetworkPolicy peers that may scrape the queue-proxy's 9091 "
         "(default: anyone)",
     )
+    p.add_argument(
+        "--webhook-port",
+        type=int,
+        default=d.webhook_port,
+        help="serve the admission webhook (defaulting, validation) over HTTPS on this port "
+        "(default: no webhook)",
+    )
+    p.add_argument(
+        "--webhook-service",
+        default=d.webhook_service,
+        help=f"the webhook's Service in the system namespace (default {d.webhook_service})",
+    )
+    p.add_argument(
+        "--webhook-secret",
+        default=d.webhook_secret,
+        help="the Secret in the system namespace for the webhook's certificate "
+        f"(default {d.webhook_secret})",
+    )
 
 
 def _peers(text: str) -> str:
@@ -338,6 +362,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         release_name=args.release_name,
         node_cidrs=tuple(args.node_cidr),
         metrics_from=args.metrics_from,
+        webhook_port=args.webhook_port,
+        webhook_service=args.webhook_service,
+        webhook_secret=args.webhook_secret,
     )
 
 

@@ -34,7 +34,8 @@ CONFLICT_ATTEMPTS = 4
 class Write:
     """One API write. ``body``: the object (create) or the merge patch (patch, status).
     ``mutate``: for update, the change as a function of the current object (None when
-    the object is already as wanted); ``current`` is the cached object it starts from."""
+    the object is already as wanted); ``current`` is the cached object it starts from
+    (for status, the object whose status changes: its Events compare the two)."""
 
     verb: Verb
     ref: ResourceRef
@@ -56,7 +57,7 @@ def status_patch(ref: ResourceRef, obj: Obj, status: Obj) -> Write | None:
         return None
     body = {"status": {**{k: None for k in current if k not in status}, **status}}
     m = obj["metadata"]
-    return Write("status", ref, m.get("namespace") or "", m["name"], body=body)
+    return Write("status", ref, m.get("namespace") or "", m["name"], body=body, current=obj)
 
 
 def replacing(

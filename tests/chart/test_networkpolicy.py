@@ -128,7 +128,12 @@ def test_the_queue_proxy_ports_are_the_ones_in_the_policy(default_objects: list[
             [((8080,), [_pods("activator")]), ((9090,), None)],
             [((8080,), [_pods("activator"), *NODES]), ((9090,), [*METRICS, *NODES])],
         ),
-        ("controller", [((9090,), None)], [((9090,), [*METRICS, *NODES])]),
+        # 8443: the admission webhook, called by the API server from wherever it runs
+        (
+            "controller",
+            [((9090,), None), ((8443,), None)],
+            [((9090,), [*METRICS, *NODES]), ((8443,), None)],
+        ),
     ],
 )
 def test_components(

@@ -68,7 +68,13 @@ def test_every_object_is_named_once(objects: list[Obj]) -> None:
 
 @pytest.mark.process
 def test_namespaced_objects_are_in_the_release_namespace(objects: list[Obj]) -> None:
-    cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+    cluster_scoped = {
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    }
     for o in objects:
         ns = o["metadata"].get("namespace")
         if o["kind"] in cluster_scoped:
@@ -115,7 +121,10 @@ def test_the_default_render(default_objects: list[Obj]) -> None:
     assert kinds == {
         "CustomResourceDefinition": 6,  # Knative's four, DomainMapping, ClusterDomainClaim
         "Deployment": 3,
-        "Service": 4,  # the components' three and knative-local-gateway
+        "Service": 5,  # the components' three, the webhook and knative-local-gateway
+        "Secret": 1,  # webhook-certs, filled by the controller
+        "MutatingWebhookConfiguration": 1,
+        "ValidatingWebhookConfiguration": 1,
         "ServiceAccount": 3,
         "ClusterRole": 3,
         "ClusterRoleBinding": 3,

@@ -19,6 +19,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.fakes.kubeapi.admission import Admission
 from tests.fakes.kubeapi.auth import AUTHENTICATED, MASTERS, Auth, User, bootstrap_policy
 from tests.fakes.kubeapi.fakeapi import DEFAULT_NAMESPACES, FakeKubeAPI
 from zeroserve.kube.certs import make_ca, serving_cert
@@ -140,6 +141,7 @@ class TestCluster:
             api_endpoint=(node_ip, API_SECURE_PORT),
         )
         await self.services.start()
+        api.admission = Admission(api.list, api.get, self.services.resolve)
         self.node = NodeAgent(
             api,
             sandbox,

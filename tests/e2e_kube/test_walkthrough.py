@@ -50,6 +50,42 @@ def test_helloworld_gets_a_url_and_answers_through_the_gateway(cluster: Cluster)
     assert cluster.curl("helloworld-go.default.svc.cluster.local")[0] == 404
 
 
+def test_the_webhook_defaults_and_names_the_creator(cluster: Cluster) -> None:
+    ksvc = cluster.get("ksvc", "helloworld-go")
+    annotations = ksvc["metadata"]["annotations"]
+    # the kubeconfig's user, from the request (the API server's userInfo)
+    assert annotations["serving.knative.dev/creator"] == "kubernetes-admin"
+    assert annotations["serving.knative.dev/lastModifier"] == "kubernetes-admin"
+    spec = ksvc["spec"]["template"]["spec"]
+    assert (spec["timeoutSeconds"], spec["containerConcurrency"]) == (300, 0)
+    assert ksvc["spec"]["traffic"] == [{"latestRevision": True, "percent": 100}]
+
+
+def test_kubectl_apply_of_a_bad_service_fails_with_the_field_path(cluster: Cluster) -> None:
+    bad = manifest("helloworld.yaml", target="World").replace(
+        "name: helloworld-go", "name: broken", 1
+    )
+    bad = bad.replace(
+        "spec:\n      containers:", "spec:\n      containerConcurrency: -1\n      containers:", 1
+    )
+    assert "containerConcurrency: -1" in bad
+    out = cluster.kubectl("apply", "-f", "-", stdin=bad, check=False)
+    assert 'admission webhook "validation.webhook.serving.knative.dev" denied the request' in out
+    assert "spec.template.spec.containerConcurrency: " in out
+    assert cluster.kubectl("get", "ksvc", "broken", check=False).find("NotFound") >= 0
+
+
+def test_the_controller_writes_events(cluster: Cluster) -> None:
+    events = cluster.get("events", "-n", "default")["items"]
+    seen = {(e["involvedObject"]["kind"], e["reason"]) for e in events}
+    assert ("Service", "Created") in seen  # its Configuration and Route
+    assert ("Configuration", "Created") in seen  # the Revision
+    assert ("Revision", "RevisionReady") in seen
+    assert ("Configuration", "ConfigurationReady") in seen
+    for event in events:
+        assert event["source"]["component"] == "controller"
+
+
 def test_scale_to_zero_and_back(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", str(REPO / "examples" / "config-autoscaler-fast.yaml"))
     wait_until(
