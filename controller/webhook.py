@@ -48,6 +48,7 @@ from controller.snapshot import problems_text
 from zeroserve.api.configs import Configs
 from zeroserve.api.parse import parse_document
 from zeroserve.api.validate import validate
+from zeroserve.knative import CREATOR_ANNOTATION, LAST_MODIFIER_ANNOTATION
 from zeroserve.kube import Conflict, KubeClient, KubeError, NotFound, ResourceRef
 from zeroserve.kube.certs import Pair, make_ca, not_after, serving_cert
 
@@ -57,8 +58,8 @@ DEFAULTING_PATH = "/defaulting"
 VALIDATION_PATH = "/resource-validation"
 MUTATING_NAME = "webhook.serving.knative.dev"
 VALIDATING_NAME = "validation.webhook.serving.knative.dev"
-CREATOR = "serving.knative.dev/creator"
-LAST_MODIFIER = "serving.knative.dev/lastModifier"
+CREATOR = CREATOR_ANNOTATION
+LAST_MODIFIER = LAST_MODIFIER_ANNOTATION
 SERVER_KEY, SERVER_CERT, CA_CERT = "server-key.pem", "server-cert.pem", "ca-cert.pem"
 """The Secret's keys, as Knative's webhook names them."""
 LIFETIME = datetime.timedelta(days=7)

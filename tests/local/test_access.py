@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -105,6 +106,26 @@ async def test_the_right_token_is_let_through_and_healthz_stays_open(tmp_path: P
         assert api.controller.config_data("config-autoscaler") == {"stable-window": "20s"}
         r = await client.get(url + "/v1/objects/ksvc", headers={"authorization": f"bearer {TOKEN}"})
         assert r.json() == {"items": []}
+
+
+@pytest.mark.process
+async def test_what_the_owner_applies_names_them_creator(tmp_path: Path) -> None:
+    """The token's holder is the OS user running zeroserve: Knative's creator and
+    lastModifier annotations name them."""
+    import pwd
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    async with control_api(tmp_path) as (api, url), httpx.AsyncClient() as client:
+        r = await client.post(
+            url + "/v1/apply",
+            json={"file": "svc.yaml", "yaml": SERVICE},
+            headers=access.headers(TOKEN),
+        )
+        assert r.status_code == 200, r.text
+        [ksvc] = api.controller.get("ksvc", "default", "helloworld-go")
+        annotations = ksvc["metadata"]["annotations"]
+        assert annotations["serving.knative.dev/creator"] == me
+        assert annotations["serving.knative.dev/lastModifier"] == me
 
 
 def test_the_control_api_refuses_to_run_without_a_token(tmp_path: Path) -> None:

@@ -245,3 +245,33 @@ def test_a_failed_apply_never_leaves_a_half_created_revision() -> None:
         c.apply(load(dump(fresh, conflict), "b.yaml"), now=2.0)
     assert snapshot(c) == before
     assert c.get("ksvc", "default") == [c.get("ksvc", "default", "hello")[0]]
+
+
+def test_apply_names_the_creator_and_the_last_modifier() -> None:
+    """Knative's webhook sets serving.knative.dev/creator and lastModifier from the
+    request's user; locally the user is the OS user running zeroserve (control API)."""
+    c = Controller(0.0)
+    text = dump(doc(HELLO_V1), CONFIGURATION, ROUTE)
+    c.apply(load(text, "all.yaml"), now=1.0, user="alice")
+
+    def who(kind: str, name: str) -> tuple[str, str]:
+        [obj] = c.get(kind, "default", name)
+        a = obj["metadata"]["annotations"]
+        return a["serving.knative.dev/creator"], a["serving.knative.dev/lastModifier"]
+
+    assert who("ksvc", "hello") == who("configuration", "blue") == ("alice", "alice")
+    assert who("route", "shop") == ("alice", "alice")
+    # the Service's children carry its annotations
+    assert who("configuration", "hello") == ("alice", "alice")
+    # the same manifest from someone else changes nothing
+    assert c.apply(load(text, "all.yaml"), now=2.0, user="bob")[0].endswith("unchanged")
+    assert who("ksvc", "hello") == ("alice", "alice")
+    # a metadata-only change keeps the last modifier; a spec change names the new one
+    relabelled = edit(doc(HELLO_V1), ("metadata", "labels"), {"team": "a"})
+    c.apply(load(dump(relabelled), "l.yaml"), now=3.0, user="bob")
+    assert who("ksvc", "hello") == ("alice", "alice")
+    changed = edit(
+        doc(HELLO_V2), ("metadata", "annotations"), {"serving.knative.dev/creator": "eve"}
+    )
+    c.apply(load(dump(changed), "v2.yaml"), now=4.0, user="bob")
+    assert who("ksvc", "hello") == ("alice", "bob")  # the creator cannot be rewritten

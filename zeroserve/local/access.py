@@ -18,6 +18,7 @@ import contextlib
 import hmac
 import json
 import os
+import pwd
 import secrets
 import stat
 from collections.abc import Mapping
@@ -145,3 +146,12 @@ def authorized(header: str | None, token: str) -> bool:
     if scheme.lower() != SCHEME.lower():
         return False
     return hmac.compare_digest(given.strip().encode(errors="replace"), token.encode())
+
+
+def os_user() -> str:
+    """The name of the user this process runs as (the owner of the control API, and so
+    the user behind every apply): the creator/lastModifier of what it applies."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no passwd entry (containers)
+        return str(os.getuid())

@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from zeroserve.api import ManifestErrors, load
+from zeroserve.local.access import os_user
 from zeroserve.serving.controller import Controller
 from zeroserve.serving.kinds import ControllerError, NotFound
 
@@ -99,6 +100,8 @@ class ControlAPI:
         self.token = token
         self.token_file: str | None = None
         """Where ``zeroserve up`` wrote the token (named in 401 answers)."""
+        self.user = os_user()
+        """Who applies: only the user running ``zeroserve up`` holds the token."""
         app = web.Application(
             client_max_size=MAX_MANIFEST,
             middlewares=[_auth_middleware(token, lambda: self.token_file)],
@@ -159,7 +162,7 @@ class ControlAPI:
         except ValueError as e:
             return _error(400, str(e))
         try:
-            lines = self.controller.apply(load(text, file), now=self.hub.clock())
+            lines = self.controller.apply(load(text, file), now=self.hub.clock(), user=self.user)
         except ManifestErrors as e:
             return _json({"errors": [str(x) for x in e.errors]}, 422)
         self.hub.controller_changed()

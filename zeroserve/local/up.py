@@ -33,6 +33,7 @@ from pathlib import Path
 from aiohttp import web
 
 from zeroserve.api import ManifestErrors, Object, load
+from zeroserve.local.access import os_user
 from zeroserve.serving.controller import Controller
 
 from . import access
@@ -343,7 +344,7 @@ class Up:
     async def _apply_files(self, objects: list[list[Object]]) -> list[str]:
         lines = []
         for objs in objects:
-            lines += self.controller.apply(objs, now=time.time())
+            lines += self.controller.apply(objs, now=time.time(), user=os_user())
         self.hub.controller_changed()
         # "up" means routed: a request sent the moment the line is printed must find its
         # route at the activators, not race their first poll of the new state.

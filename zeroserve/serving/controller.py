@@ -35,6 +35,7 @@ from zeroserve.api.objects import (
     TrafficTarget,
 )
 from zeroserve.api.validate import validate
+from zeroserve.knative import CREATOR_ANNOTATION, LAST_MODIFIER_ANNOTATION
 from zeroserve.serving import domainmapping, gc, kinds, routes, views
 from zeroserve.serving.revisions import (
     DesiredRevision,
@@ -134,6 +135,38 @@ def _upsert_route(
     if route.traffic != traffic:
         route.generation += 1
     route.meta, route.traffic, route.applied = meta, traffic, applied
+
+
+def _with_user_info(state: State, obj: Object, user: str) -> Object:
+    """``obj`` with Knative's creator/lastModifier annotations (``SetUserInfo`` in
+    ``pkg/apis/serving/metadata_validation.go``): both on create; on an update the creator
+    stays and lastModifier changes only with the spec."""
+    if not user or not isinstance(obj, Service | Configuration | Route):
+        return obj
+    key = (obj.meta.namespace, obj.meta.name)
+    old: Service | Configuration | Route | None
+    if isinstance(obj, Service):
+        record = state.services.get(key)
+        old = record.applied if record is not None else None
+    elif isinstance(obj, Configuration):
+        cfg = state.configurations.get(key)
+        old = cfg.applied if cfg is not None else None
+    else:
+        route = state.routes.get(key)
+        old = route.applied if route is not None else None
+    annotations = dict(obj.meta.annotations)
+    if old is None:
+        annotations[CREATOR_ANNOTATION] = annotations[LAST_MODIFIER_ANNOTATION] = user
+    else:
+        before = old.meta.annotations
+        for name in (CREATOR_ANNOTATION, LAST_MODIFIER_ANNOTATION):
+            if name in before:
+                annotations[name] = before[name]
+            else:
+                annotations.pop(name, None)
+        if replace(old, meta=obj.meta) != obj:  # the spec changed
+            annotations[LAST_MODIFIER_ANNOTATION] = user
+    return replace(obj, meta=replace(obj.meta, annotations=annotations))
 
 
 def _apply_service(state: State, svc: Service, now: float) -> str:
@@ -357,15 +390,19 @@ class Controller:
 
     # ----- desired state in ----------------------------------------------------------------
 
-    def apply(self, objects: Sequence[Object], *, now: float) -> list[str]:
+    def apply(self, objects: Sequence[Object], *, now: float, user: str = "") -> list[str]:
         """Validate everything, then apply everything, or nothing (``ManifestErrors``).
+
+        ``user`` (locally, the OS user running zeroserve) goes into the
+        ``serving.knative.dev/creator`` and ``lastModifier`` annotations of Services,
+        Configurations and Routes, as Knative's webhook puts the requesting user there.
 
         ConfigMaps (and Secrets) are taken first, so settings in the same batch apply to
         the other objects in it. An object with ``generateName`` and no name gets a new
         name (the prefix and five random characters, as the API server makes one at
         creation). Returns one kubectl-style line per object, in the given order."""
         staged = copy.deepcopy(self._state)
-        objects = [self._named(staged, o) for o in objects]
+        objects = [_with_user_info(staged, self._named(staged, o), user) for o in objects]
         errors: dict[int, list[ManifestError]] = {}
         configs = staged.configs
         order = sorted(
