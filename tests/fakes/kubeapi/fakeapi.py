@@ -785,11 +785,10 @@ class FakeKubeAPI:
             return _json_response(
                 self.store.update(rt, ns, name, body, subresource=sub, dry_run=dry_run)
             )
-        if method == "PATCH" and self._admitted(rt, sub or "", ns, self.store.get(rt, ns, name)):
-            # the patched object goes through admission, then is written as an update
-            # guarded by the resourceVersion it was patched from (409 if it moved meanwhile)
+        if method == "PATCH":
             dry_run = self._dry_run(request)
             old = self.store.get(rt, ns, name)
+            admitted = self._admitted(rt, sub or "", ns, old)
             patched = self.store.patch(
                 rt,
                 ns,
@@ -797,24 +796,16 @@ class FakeKubeAPI:
                 request.headers.get("Content-Type", ""),
                 await request.read(),
                 subresource=sub,
-                dry_run=True,
+                dry_run=dry_run or admitted,
             )
+            if not admitted:
+                return _json_response(patched)
+            # with webhooks, the patched object goes through admission, then is written as
+            # an update guarded by the resourceVersion it was patched from (409 if it moved)
             patched["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             patched = await self._admit(request, "UPDATE", rt, sub or "", ns, patched, old, dry_run)
             return _json_response(
                 self.store.update(rt, ns, name, patched, subresource=sub, dry_run=dry_run)
-            )
-        if method == "PATCH":
-            return _json_response(
-                self.store.patch(
-                    rt,
-                    ns,
-                    name,
-                    request.headers.get("Content-Type", ""),
-                    await request.read(),
-                    subresource=sub,
-                    dry_run=self._dry_run(request),
-                )
             )
         if method == "DELETE" and sub is None:
             options = await self._delete_options(request)
