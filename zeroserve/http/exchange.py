@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+"""What a client speaking HTTP/2 with prior knowledge sends first (RFC 9113 section 3.4)."""
+
 # Exchange phases, in order. A request moves forward only.
 WAITING = 0  # handed to the handler, which has not forwarded it yet (queued)
 CONNECTING = 1  # forwarded, waiting for an upstream connection
@@ -92,6 +95,10 @@ class Request:
             if name == lname:
                 return line.split(b":", 1)[1].strip()
         return None
+
+
+class UpstreamRefused(Exception):
+    """The upstream answered, but with an error meaning it did not take the request."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+FORWARD_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"expect", b"http2-settings"}
+"""Never forwarded as they came: hop-by-hop, and the ones a hop writes itself."""
+
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 

@@ -52,6 +52,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from .exchange import (
     CONNECTING,
     DONE,
+    H2_PREFACE,
     RESPONDING,
     SENT,
     TUNNEL,
@@ -59,9 +60,10 @@ from .exchange import (
     Limits,
     Request,
     Timeouts,
+    UpstreamRefused,
 )
 from .framing import CHUNKED, CLOSE, LENGTH, persistence, request_head, response_framing
-from .headers import HOP_BY_HOP, error_header
+from .headers import FORWARD_DROP, connection_tokens, error_header
 from .upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -78,11 +80,10 @@ BASE_CAPTURE = frozenset(
         b"expect",
         b"upgrade",
         b"x-forwarded-for",
+        b"http2-settings",
     }
 )
 
-# Never forwarded as they came: hop-by-hop, and the ones ``forward`` rewrites.
-FORWARD_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"expect"}
 
 # Why reading from the client is paused (bits; reading resumes when none is left).
 _PAUSE_UPSTREAM = 1  # the upstream's write buffer is full
@@ -95,10 +96,6 @@ _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase i
 
 class _HeadTooLarge(Exception):
     """The request head passed its size or line limit (answered with 431)."""
-
-
-class UpstreamRefused(Exception):
-    """The upstream answered, but with an error meaning it did not take the request."""
 
 
 class Handler:
@@ -156,6 +153,8 @@ class ServerConnection(asyncio.Protocol):
         "client_eof",
         "client_ip",
         "current",
+        "fresh",
+        "h2c",
         "handler",
         "head_bytes",
         "head_count",
@@ -210,6 +209,8 @@ class ServerConnection(asyncio.Protocol):
         self.tunnel = False
         self.client_eof = False
         self.upstream_eof = False
+        self.fresh: bytes | None = b""  # the first bytes, until they tell HTTP/1.1 from HTTP/2
+        self.h2c: Request | None = None  # a request asking for Upgrade: h2c (switch_to_h2)
 
     # -- asyncio.Protocol -------------------------------------------------
 
@@ -223,6 +224,21 @@ class ServerConnection(asyncio.Protocol):
         self.server.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
+        fresh = self.fresh
+        if fresh is not None:
+            # Before the first request: HTTP/2 with prior knowledge opens with its preface
+            # (docs/http.md, "HTTP/2"); anything else is HTTP/1.1.
+            data = fresh + data if fresh else data
+            if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+                self.fresh = data
+                return
+            self.fresh = None
+            if data.startswith(H2_PREFACE):
+                self._switch_to_h2(data, None)
+                return
+        if self.h2c is not None:
+            self._upgrade_to_h2(data)
+            return
         if self.tunnel:
             up = self.upstream
             if up is not None and up.transport is not None:
@@ -237,7 +253,10 @@ class ServerConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as e:
-            self._upgrade_requested(data[e.args[0] :])
+            if self.h2c is not None:
+                self._upgrade_to_h2(data[e.args[0] :])
+            else:
+                self._upgrade_requested(data[e.args[0] :])
         except HttpParserError as e:
             self._bad_request(e)
 
@@ -341,6 +360,20 @@ class ServerConnection(asyncio.Protocol):
         expect = h.get(b"expect")
         if expect is not None and expect.lower() == b"100-continue":
             req.expect_continue = True
+        if (
+            req.upgrade
+            and b"http2-settings" in h
+            and not req.chunked
+            and self.current is None
+            and not self.pipeline
+            and b"h2c" in connection_tokens(h.get(b"upgrade", b""))
+            and int(h.get(b"content-length", b"0") or 0) <= self.server.limits.body_buffer
+        ):
+            # Upgrade: h2c (RFC 7540 section 3.2): the switch happens once the body, if
+            # any, is in (``_upgrade_to_h2``); the request becomes stream 1
+            self.h2c = req
+            req.body = []
+            return
         if self.current is None and not self.pipeline:
             self._start(req)
         else:
@@ -816,6 +849,52 @@ class ServerConnection(asyncio.Protocol):
         self.upgrading = True
         if rest:
             self._buffer_body(req, rest)
+
+    def _switch_to_h2(self, data: bytes, upgraded: tuple[Request, bytes] | None) -> None:
+        """Hand the transport to an HTTP/2 connection (``http2.H2ServerConnection``);
+        this protocol object is done."""
+        from .http2 import H2ServerConnection
+
+        t = self.transport
+        if t is None:
+            return
+        self.transport = None
+        self.server.conns.discard(self)
+        H2ServerConnection(self.server, self.client_ip).start(t, data, upgraded)
+
+    def _upgrade_to_h2(self, data: bytes) -> None:
+        """Bytes after an ``Upgrade: h2c`` head: its body (Content-Length), then the
+        client's preface. Once the body is in, 101 and HTTP/2 from there."""
+        req = self.h2c
+        assert req is not None
+        body = req.body
+        assert body is not None
+        if data:
+            body.append(data)
+            req.body_size += len(data)
+        length = int(req.h.get(b"content-length", b"0") or 0)  # at most body_buffer
+        if req.body_size < length:
+            return
+        received = b"".join(body)
+        req.body = [received[:length]] if length else None
+        req.body_size = length
+        req.body_done = True
+        rest = received[length:]
+        settings = req.h.pop(b"http2-settings")
+        for name in (b"connection", b"upgrade"):
+            req.h.pop(name, None)
+        req.lines = [
+            line
+            for line in req.lines
+            if line[0] not in (b"connection", b"upgrade", b"http2-settings")
+        ]
+        req.upgrade = False
+        self.h2c = None
+        t = self.transport
+        if t is None:
+            return
+        t.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        self._switch_to_h2(rest, (req, settings))
 
     def _bad_request(self, error: Exception) -> None:
         status = self.parse_error or 400

@@ -1,0 +1,810 @@
+"""HTTP/2 cleartext (h2c) on a hop's serving port, next to HTTP/1.1 (docs/http.md, "HTTP/2").
+
+A client connection that opens with the HTTP/2 preface (prior knowledge), or asks for
+``Upgrade: h2c`` in an HTTP/1.1 request, is served by :class:`H2ServerConnection`: the
+``h2`` library (sans-IO) keeps the protocol state, this module moves bytes. Every stream
+is a request: it gets its own :class:`~zeroserve.http.exchange.Request` and an
+:class:`H2Stream`, which is what the hop's ``Handler`` sees as the connection (``forward``,
+``respond``, ``fail``, ``current``, ``client_ip``) and what the upstream side sees as the
+``Downstream``. So the queue-proxy's breaker, the activator's throttler and
+load-balancing, the timeouts, retries and statistics count streams, and one client
+connection's streams go to as many upstream connections (and replicas) as they need.
+Towards the next hop a stream is an HTTP/1.1 exchange on the ordinary ``UpstreamPool``.
+
+Flow control is the backpressure: request body bytes are acknowledged (WINDOW_UPDATE)
+only once they were written upstream, so a client cannot make a hop buffer more than a
+window per stream while the upstream is slow (the connection's window is raised, so one
+slow stream does not stall the others); response bytes beyond the client's window wait
+in the stream, and past ``_HIGH_WATER`` the upstream connection stops being read.
+
+Shutdown sends GOAWAY and lets the streams in flight finish; a connection with no
+streams for the keep-alive timeout is closed the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from h2.exceptions import H2Error, ProtocolError
+from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame
+
+from .exchange import (
+    CONNECTING,
+    DONE,
+    RESPONDING,
+    SENT,
+    WAITING,
+    Limits,
+    Request,
+    Timeouts,
+    UpstreamRefused,
+)
+from .framing import request_head
+from .headers import FORWARD_DROP, error_header
+
+if TYPE_CHECKING:
+    from .upstream import UpstreamConnection, UpstreamPool
+
+log = logging.getLogger(__name__)
+
+_monotonic = time.monotonic
+
+MAX_CONCURRENT_STREAMS = 250
+"""Streams a client may have open at once (Go's net/http2 default)."""
+CONNECTION_WINDOW = 16 * 1024 * 1024
+"""The receive window of the whole connection: request bodies of streams whose upstream
+is slow hold only their own window, not the others'."""
+_HIGH_WATER = 256 * 1024
+"""Response bytes a stream holds for a client whose window is shut before the upstream
+connection stops being read."""
+
+# Not valid in HTTP/2 (RFC 9113 section 8.2.2), never sent to an HTTP/2 client.
+_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+
+class Server(Protocol):
+    """What this module uses of ``server.Server`` (which imports this module)."""
+
+    handler: Any  # server.Handler; its methods take an H2Stream as their connection
+    timeouts: Timeouts
+    limits: Limits
+    capture: frozenset[bytes]
+    now: float
+    closing: bool
+    conns: set[Any]
+    active: set[Any]
+
+    def connection_closed(self) -> None: ...
+
+    def on_protocol_error(self, status: int) -> None: ...
+
+
+def _response_headers(status: int, lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """An HTTP/1.1 response's header lines as HTTP/2 header fields."""
+    headers = [(b":status", b"%d" % status)]
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        lname = name.strip().lower()
+        if lname and lname not in _CONNECTION_SPECIFIC:
+            headers.append((lname, value.strip()))
+    return headers
+
+
+def _lines(block: bytes) -> list[bytes]:
+    """``b"Name: value\\r\\n..."`` as its lines."""
+    return [line + b"\r\n" for line in block.split(b"\r\n") if line]
+
+
+class H2Stream:
+    """One stream of an HTTP/2 connection: the handler's connection for its request and
+    the upstream side's ``Downstream``."""
+
+    __slots__ = (
+        "batch",
+        "client_ip",
+        "conn",
+        "current",
+        "ended",
+        "finish",
+        "handler",
+        "held",
+        "pending",
+        "pool",
+        "reading_paused",
+        "server",
+        "sid",
+        "upstream",
+        "upstream_paused",
+    )
+
+    tunnel = False  # HTTP/2 has no Upgrade: a stream never becomes a tunnel
+
+    def __init__(self, conn: H2ServerConnection, sid: int, req: Request) -> None:
+        self.conn = conn
+        self.sid = sid
+        self.current: Request | None = req
+        self.server = conn.server
+        self.handler = conn.server.handler
+        self.client_ip = conn.client_ip
+        self.upstream: UpstreamConnection | None = None
+        self.pool: UpstreamPool | None = None
+        self.batch: list[bytes] | None = None  # the upstream side's write batching: unused
+        self.pending = bytearray()  # response bytes waiting for the client's window
+        self.ended = False  # END_STREAM sent (or the stream reset)
+        self.finish = False  # the response is complete: END_STREAM once ``pending`` is out
+        self.held = 0  # request body bytes received but not yet acknowledged
+        self.upstream_paused = False  # the upstream's write buffer is full
+        self.reading_paused = False  # we stopped reading the upstream (client window shut)
+
+    # -- handler API --------------------------------------------------------------
+
+    @property
+    def waiting_for_upstream(self) -> bool:
+        req = self.current
+        return req is not None and req.phase == CONNECTING
+
+    def forward(
+        self,
+        pool: UpstreamPool,
+        *,
+        drop: frozenset[bytes] | None = None,
+        host: bytes | None = None,
+        extra: bytes = b"",
+    ) -> None:
+        """As ``ServerConnection.forward``: the stream goes upstream as HTTP/1.1."""
+        req = self.current
+        if req is None or req.phase >= SENT:
+            return
+        h = req.h
+        req.head_out = request_head(
+            req.method,
+            req.target,
+            req.lines,
+            FORWARD_DROP if drop is None else drop,
+            host if host is not None else h.get(b"host") or pool.authority,
+            self.client_ip,
+            h.get(b"x-forwarded-for"),
+            None,
+            b"chunked" if req.chunked else None,
+            None,
+            extra,
+        )
+        req.phase = CONNECTING
+        self.pool = pool
+        pool.acquire(self, req.method == b"HEAD")
+
+    def respond(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: bytes = b"",
+        content_type: bytes = b"text/plain; charset=utf-8",
+    ) -> None:
+        """Answer the stream locally (nothing was sent to the client yet)."""
+        req = self.current
+        if req is None or req.phase >= RESPONDING:
+            return
+        self._drop_upstream()
+        req.phase = RESPONDING
+        req.status = status
+        fields = [
+            (b":status", b"%d" % status),
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", content_type),
+        ]
+        fields += _response_headers(status, _lines(headers))[1:]
+        no_body = req.method == b"HEAD" or not body
+        if not self.conn.send_headers(self.sid, fields, no_body):
+            self.ended = True  # the client reset the stream meanwhile
+        elif no_body:
+            self.ended = True
+        else:
+            self.pending += body
+            self._pump(finish=True)
+        # a request body still coming is acknowledged and dropped (on_body)
+        self._end(req)
+
+    def fail(self, status: int, reason: bytes, body: bytes, headers: bytes = b"") -> None:
+        """A platform-generated error: ``respond`` plus the attribution header."""
+        self.respond(status, body + b"\n", error_header(self.handler.hop, reason) + headers)
+
+    # -- from the client -------------------------------------------------------------
+
+    def on_body(self, data: bytes, flow: int) -> None:
+        req = self.current
+        if req is None or not data:  # (an empty DATA frame only carries END_STREAM)
+            self.conn.acknowledge(self.sid, flow)
+            return
+        req.body_read += len(data)
+        req.last_read = self.server.now
+        limit = self.server.limits.max_body_bytes
+        if limit and req.body_read > limit:
+            self.conn.acknowledge(self.sid, flow)
+            if req.phase < RESPONDING:
+                self.fail(413, b"body-too-large", b"request body larger than %d bytes" % limit)
+            else:
+                self._drop_upstream()
+                self._reset(req)
+            return
+        up = self.upstream
+        if req.phase >= SENT and up is not None and up.transport is not None:
+            if req.phase < DONE:
+                if req.chunked:
+                    up.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+                else:
+                    up.transport.write(data)
+            if self.upstream_paused:
+                self.held += flow
+            else:
+                self.conn.acknowledge(self.sid, flow)
+            return
+        if req.phase >= RESPONDING:  # answered already: the rest of the body is dropped
+            self.conn.acknowledge(self.sid, flow)
+            return
+        if req.body is None:
+            req.body = [data]
+        else:
+            req.body.append(data)
+        req.body_size += len(data)
+        if req.body_size > self.server.limits.body_buffer:
+            self.held += flow  # the client's window fills: it waits for the upstream
+        else:
+            self.conn.acknowledge(self.sid, flow)
+
+    def on_end(self) -> None:
+        req = self.current
+        if req is None:
+            return
+        req.body_done = True
+        if SENT <= req.phase < DONE and req.chunked:
+            up = self.upstream
+            if up is not None and up.transport is not None:
+                up.transport.write(b"0\r\n\r\n")
+
+    def on_reset(self) -> None:
+        """The client cancelled the stream (RST_STREAM) or the connection is gone."""
+        self.ended = True
+        req = self.current
+        if req is None or req.phase == DONE:
+            return
+        self._drop_upstream()
+        if req.phase < RESPONDING:
+            req.status = 499
+        self._end(req)
+
+    def window_opened(self) -> None:
+        if self.pending:
+            self._pump(finish=self.finish)
+
+    # -- upstream API (Downstream) ---------------------------------------------------
+
+    def upstream_ready(self, up: UpstreamConnection) -> None:
+        req = self.current
+        assert req is not None
+        self.upstream = up
+        req.phase = SENT
+        t = up.transport
+        assert t is not None
+        if self.reading_paused:
+            t.pause_reading()
+        parts = [req.head_out]
+        body = req.body
+        if body:
+            if req.chunked:
+                for chunk in body:
+                    parts += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+            else:
+                parts += body
+            req.body = None
+            req.body_size = 0
+        if req.body_done and req.chunked:
+            parts.append(b"0\r\n\r\n")
+        t.writelines(parts)
+        if self.held and not self.upstream_paused:
+            self.conn.acknowledge(self.sid, self.held)
+            self.held = 0
+
+    def upstream_connect_failed(self, error: Exception) -> None:
+        req = self.current
+        if req is None or req.phase != CONNECTING:
+            return
+        req.phase = WAITING
+        self.handler.on_upstream_error(self, req, error)
+
+    def upstream_head(self, up: UpstreamConnection, status: int, lines: list[bytes]) -> None:
+        req = self.current
+        assert req is not None
+        if status >= 500 and self.handler.retry_response(req, status, lines):
+            self._drop_upstream()
+            req.phase = WAITING
+            self.handler.on_upstream_error(
+                self, req, UpstreamRefused(f"the upstream answered {status}")
+            )
+            return
+        req.phase = RESPONDING
+        req.status = status
+        no_body = up.no_body or status in (204, 304)
+        if self.conn.send_headers(self.sid, _response_headers(status, lines), no_body):
+            self.ended = no_body
+        else:
+            self.ended = True
+        if req.idle_timeout:
+            req.last_write = _monotonic()
+
+    def upstream_body(self, data: bytes) -> None:
+        req = self.current
+        if req is None or self.ended:
+            return
+        self.pending += data
+        self._pump(finish=False)
+        if req.idle_timeout:
+            req.last_write = _monotonic()
+
+    def upstream_done(self, up: UpstreamConnection, keep_alive: bool) -> None:
+        req = self.current
+        if req is None or self.upstream is not up:
+            return
+        self.upstream = None
+        if keep_alive and req.body_done:
+            if self.reading_paused and up.transport is not None:
+                up.transport.resume_reading()
+            up.pool.release(up)
+        else:
+            up.client = None
+            up.close()
+        if not self.ended:
+            self._pump(finish=True)
+        self._end(req)
+
+    def upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
+        req = self.current
+        if req is None or self.upstream is not up:
+            return
+        self.upstream = None
+        if req.phase == SENT:
+            pool = self.pool
+            if up.reused and not up.got_bytes and not req.has_body and pool is not None:
+                req.phase = CONNECTING  # a stale kept-alive connection: nothing reached the app
+                pool.connect(self, req.method == b"HEAD")
+            else:
+                self.fail(
+                    502,
+                    self.handler.closed_reason,
+                    b"upstream closed the connection before responding",
+                )
+        elif req.phase == RESPONDING:
+            self._reset(req)
+
+    def upstream_failed(self, up: UpstreamConnection, message: str, after_bytes: bool) -> None:
+        req = self.current
+        if req is None or self.upstream is not up:
+            return
+        self._drop_upstream()
+        if req.phase < RESPONDING:
+            self.fail(502, self.handler.closed_reason, message.encode())
+        else:
+            self._reset(req)
+
+    def upstream_upgraded(self, up: UpstreamConnection, rest: bytes) -> None:
+        # never asked for (the head sent upstream carries no Upgrade)
+        self.upstream_failed(up, "the upstream switched protocols unasked", True)
+
+    def tunnel_from_upstream(self, data: bytes) -> None:  # pragma: no cover - never a tunnel
+        pass
+
+    def tunnel_upstream_eof(self) -> bool:  # pragma: no cover - never a tunnel
+        return False
+
+    def upstream_write_paused(self, paused: bool) -> None:
+        self.upstream_paused = paused
+        if not paused and self.held:
+            self.conn.acknowledge(self.sid, self.held)
+            self.held = 0
+
+    def transport_write_lines(self, lines: list[bytes]) -> None:
+        pass  # nothing is batched (see ``batch``)
+
+    def pause_upstream(self, paused: bool) -> None:
+        """The client's connection cannot take more (or can again)."""
+        self.reading_paused = paused
+        up = self.upstream
+        if up is not None and up.transport is not None:
+            if paused:
+                up.transport.pause_reading()
+            else:
+                up.transport.resume_reading()
+
+    # -- server API -------------------------------------------------------------------
+
+    def check_timeouts(self, now: float) -> None:
+        req = self.current
+        if req is None or req.phase == DONE:
+            return
+        if req.wait_deadline and req.phase == WAITING and now >= req.wait_deadline:
+            req.wait_deadline = 0.0
+            self.handler.on_wait_timeout(self, req)
+            return
+        if (
+            (req.deadline and now >= req.deadline)
+            or (req.start_deadline and req.phase < RESPONDING and now >= req.start_deadline)
+            or (req.idle_timeout and now - req.last_write >= req.idle_timeout)
+        ):
+            self._drop_upstream()
+            if req.phase < RESPONDING:
+                self.fail(504, b"timeout", self.handler.timeout_body)
+            else:
+                self._reset(req)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def start(self, req: Request) -> None:
+        if req.method == b"CONNECT":  # extended CONNECT (websockets over HTTP/2) is not served
+            self.server.active.add(self)
+            self.fail(405, b"bad-request", b"CONNECT is not supported")
+            return
+        now = _monotonic()
+        req.started = now
+        req.last_write = now
+        t = self.server.timeouts
+        if t.total:
+            req.deadline = now + t.total
+        if t.response_start:
+            req.start_deadline = now + t.response_start
+        req.idle_timeout = t.idle
+        self.server.active.add(self)
+        self.handler.on_request(self, req)
+
+    def _pump(self, *, finish: bool) -> None:
+        """Send what the client's window allows; END_STREAM once all is out and the
+        response is complete (``finish``); stop reading the upstream while too much
+        waits (``window_opened`` goes on)."""
+        if self.ended:
+            self.pending.clear()
+            return
+        if finish:
+            self.finish = True
+        conn = self.conn
+        if self.pending:
+            sent = conn.send_data(self.sid, self.pending)
+            if sent:
+                del self.pending[:sent]
+        if self.pending:
+            if len(self.pending) > _HIGH_WATER and not self.reading_paused:
+                self.pause_upstream(True)
+            return
+        if self.finish:
+            conn.end_stream(self.sid)
+            self.ended = True
+            conn.stream_sent(self)
+        elif self.reading_paused and not conn.write_paused:
+            self.pause_upstream(False)
+
+    def _reset(self, req: Request) -> None:
+        """Cut the response: the client sees the stream reset, not a short body."""
+        self.conn.reset(self.sid, ErrorCodes.INTERNAL_ERROR)
+        self.ended = True
+        self.pending.clear()
+        self._end(req)
+
+    def _drop_upstream(self) -> None:
+        up = self.upstream
+        if up is not None:
+            self.upstream = None
+            up.client = None
+            up.abort()
+
+    def _end(self, req: Request) -> None:
+        if req.phase == DONE:
+            return
+        req.phase = DONE
+        self.server.active.discard(self)
+        if req.started:
+            try:
+                self.handler.on_finish(self, req)
+            except Exception:
+                log.exception("handler.on_finish failed")
+        if self.held:
+            self.conn.acknowledge(self.sid, self.held)
+            self.held = 0
+        self.conn.stream_done(self)
+
+
+class H2ServerConnection(asyncio.Protocol):
+    """One client connection speaking HTTP/2; see the module docstring."""
+
+    def __init__(self, server: Server, client_ip: bytes) -> None:
+        self.server = server
+        self.client_ip = client_ip
+        self.transport: asyncio.Transport | None = None
+        limits = server.limits
+        self.h2 = H2Connection(
+            H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+        )
+        self.h2.local_settings.update(
+            {
+                SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_head_bytes,
+            }
+        )
+        self.streams: dict[int, H2Stream] = {}
+        """Streams whose exchange is not over, plus those still sending their response."""
+        self.sending: dict[int, H2Stream] = {}
+        """Streams whose exchange ended with response bytes still waiting for a window."""
+        self.idle_since = server.now
+        self.write_paused = False
+        self.going_away = False
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(
+        self,
+        transport: asyncio.Transport,
+        data: bytes,
+        upgraded: tuple[Request, bytes] | None = None,
+    ) -> None:
+        """Take over ``transport`` (from the HTTP/1.1 protocol that detected HTTP/2):
+        ``data`` is what was read after the preface was recognised (or after an
+        Upgrade request), ``upgraded`` the request that asked for ``Upgrade: h2c`` and
+        its ``HTTP2-Settings`` value (it becomes stream 1)."""
+        self.transport = transport
+        transport.set_protocol(self)
+        self.server.conns.add(self)
+        h2 = self.h2
+        if upgraded is not None:
+            req, settings = upgraded
+            h2.initiate_upgrade_connection(settings)
+        else:
+            h2.initiate_connection()
+        h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self._flush()
+        if upgraded is not None:
+            req = upgraded[0]
+            req.version = "2.0"
+            stream = H2Stream(self, 1, req)
+            self.streams[1] = stream
+            stream.start(req)
+        if data:
+            self.data_received(data)
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # pragma: no cover
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except ProtocolError as e:
+            log.debug("HTTP/2 protocol error from %s: %s", self.client_ip, e)
+            self.server.on_protocol_error(400)
+            self._flush()  # h2 queued a GOAWAY saying why
+            self._close()
+            return
+        for event in events:
+            if isinstance(event, DataReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.on_body(event.data, event.flow_controlled_length)
+                else:
+                    self.acknowledge(event.stream_id, event.flow_controlled_length)
+                # END_STREAM comes as its own StreamEnded event
+            elif isinstance(event, RequestReceived):
+                self._request(event)
+            elif isinstance(event, StreamEnded):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.on_end()
+            elif isinstance(event, WindowUpdated):
+                if event.stream_id:
+                    stream = self.streams.get(event.stream_id) or self.sending.get(event.stream_id)
+                    if stream is not None:
+                        stream.window_opened()
+                else:
+                    for stream in list(self.sending.values()) + list(self.streams.values()):
+                        stream.window_opened()
+            elif isinstance(event, StreamReset):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.on_reset()
+                sent = self.sending.pop(event.stream_id, None)
+                if sent is not None:
+                    sent.ended = True
+                    sent.pending.clear()
+                    self._maybe_idle()
+            elif isinstance(event, TrailersReceived):
+                pass  # request trailers have no HTTP/1.1 equivalent upstream here
+            elif isinstance(event, ConnectionTerminated):
+                self.going_away = True
+        self._flush()
+        if self.going_away and not self.streams and not self.sending:
+            self._close()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.server.conns.discard(self)
+        for stream in list(self.streams.values()):
+            stream.on_reset()
+        self.streams.clear()
+        self.sending.clear()
+        self.server.connection_closed()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        for stream in self.streams.values():
+            stream.pause_upstream(True)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for stream in list(self.streams.values()):
+            if len(stream.pending) <= _HIGH_WATER:
+                stream.pause_upstream(False)
+
+    # -- what streams call ---------------------------------------------------------------
+
+    def send_headers(self, sid: int, headers: list[tuple[bytes, bytes]], end: bool) -> bool:
+        try:
+            self.h2.send_headers(sid, headers, end_stream=end)
+        except H2Error:
+            return False  # the stream was reset meanwhile
+        self._flush()
+        return True
+
+    def send_data(self, sid: int, data: bytearray) -> int:
+        """Send as much of ``data`` as the windows allow; returns how much."""
+        h2 = self.h2
+        sent = 0
+        try:
+            while sent < len(data):
+                size = min(
+                    h2.local_flow_control_window(sid),
+                    h2.max_outbound_frame_size,
+                    len(data) - sent,
+                )
+                if size <= 0:
+                    break
+                h2.send_data(sid, bytes(data[sent : sent + size]))
+                sent += size
+        except H2Error:
+            return len(data)  # the stream is gone: drop what it had
+        self._flush()
+        return sent
+
+    def end_stream(self, sid: int) -> None:
+        with contextlib.suppress(H2Error):
+            self.h2.end_stream(sid)
+        self._flush()
+
+    def reset(self, sid: int, code: ErrorCodes) -> None:
+        try:
+            self.h2.reset_stream(sid, code)
+        except H2Error:
+            return
+        self._flush()
+
+    def acknowledge(self, sid: int, size: int) -> None:
+        if not size:
+            return
+        try:
+            self.h2.acknowledge_received_data(size, sid)
+        except H2Error:
+            return
+        self._flush()
+
+    def stream_done(self, stream: H2Stream) -> None:
+        """The stream's exchange is over (its response may still be going out)."""
+        self.streams.pop(stream.sid, None)
+        if not stream.ended:
+            self.sending[stream.sid] = stream
+        self._maybe_idle()
+
+    def stream_sent(self, stream: H2Stream) -> None:
+        """The stream's last byte is out."""
+        if self.sending.pop(stream.sid, None) is not None:
+            self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if not self.streams and not self.sending:
+            self.idle_since = self.server.now
+            if self.going_away:
+                self._close()
+
+    # -- server API ----------------------------------------------------------------------
+
+    def check_idle(self, now: float, limits: Limits) -> None:
+        if self.transport is None or self.streams or self.sending:
+            return
+        if now - self.idle_since >= limits.keepalive_timeout:
+            self.close_if_idle()
+
+    def close_if_idle(self) -> None:
+        """Shutdown (or idleness): GOAWAY; streams in flight finish, then it closes."""
+        if not self.going_away:
+            self.going_away = True
+            # GOAWAY by hand: h2's close_connection() would also stop the streams in flight
+            # from sending; new streams past this id are refused (_request)
+            self._flush()
+            frame = GoAwayFrame(0)
+            frame.last_stream_id = self.h2.highest_inbound_stream_id
+            frame.error_code = 0
+            if self.transport is not None:
+                self.transport.write(frame.serialize())
+        if not self.streams and not self.sending:
+            self._close()
+
+    def check_timeouts(self, now: float) -> None:  # the streams are timed, not the connection
+        pass
+
+    # -- internals -------------------------------------------------------------------
+
+    def _request(self, event: RequestReceived) -> None:
+        sid = event.stream_id
+        if self.going_away or self.server.closing:
+            self.reset(sid, ErrorCodes.REFUSED_STREAM)
+            return
+        req = Request()
+        req.version = "2.0"
+        capture = self.server.capture
+        h = req.h
+        lines = req.lines
+        authority = b""
+        for name, value in event.headers or ():
+            name = bytes(name)
+            value = bytes(value)
+            if name[:1] == b":":
+                if name == b":method":
+                    req.method = value
+                elif name == b":path":
+                    req.target = value
+                elif name == b":authority":
+                    authority = value
+                continue
+            lines.append((name, name + b": " + value + b"\r\n"))
+            if name in capture:
+                prev = h.get(name)
+                h[name] = value if prev is None else prev + b", " + value
+        if authority and b"host" not in h:
+            h[b"host"] = authority
+            lines.append((b"host", b"host: " + authority + b"\r\n"))
+        ended = event.stream_ended is not None
+        req.body_done = ended
+        if not ended and b"content-length" not in h:
+            req.chunked = True  # an HTTP/2 body of unknown length goes upstream chunked
+        req.last_read = self.server.now
+        stream = H2Stream(self, sid, req)
+        self.streams[sid] = stream
+        stream.start(req)
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        self._flush()
+        t = self.transport
+        if t is not None:
+            t.close()
