@@ -17,7 +17,7 @@ from zeroserve.breaker import Breaker
 from zeroserve.http.exchange import Request, Timeouts
 from zeroserve.http.routes import RouteHandler
 from zeroserve.http.server import Server, ServerConnection
-from zeroserve.http.upstream import UpstreamPool
+from zeroserve.http.upstream import Pool, UpstreamPool
 from zeroserve.periodic import every
 from zeroserve.stats import RequestStats, Stat
 
@@ -49,7 +49,13 @@ class QueueProxy:
         self.drainer = Drainer(s.drain_quiet_period)
         self.prober = ReadinessProber(s.readiness_probe)
         self.metrics = RequestMetrics()
-        self.pool = UpstreamPool("127.0.0.1", s.user_port, max_idle=s.pool_size)
+        self.pool: Pool
+        if s.user_protocol == "h2c":
+            from zeroserve.http.h2upstream import H2Pool  # h2 only where an app speaks it
+
+            self.pool = H2Pool("127.0.0.1", s.user_port)
+        else:
+            self.pool = UpstreamPool("127.0.0.1", s.user_port, max_idle=s.pool_size)
         self.handler = QueueProxyHandler(
             pool=self.pool,
             breaker=self.breaker,

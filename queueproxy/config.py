@@ -43,6 +43,9 @@ class Settings:
     """USER_METRICS_PORT (default 9091): Prometheus."""
     user_port: int
     """USER_PORT (required): the app's port on 127.0.0.1."""
+    user_protocol: str
+    """USER_PROTOCOL (default http1): ``h2c`` when the app's port is named so (HTTP/2
+    with prior knowledge to the app, whatever the client spoke)."""
     revision_timeout: float
     """REVISION_TIMEOUT_SECONDS (required): total request timeout; 0 = none."""
     response_start_timeout: float
@@ -83,6 +86,7 @@ class Settings:
             metrics_port=env_port(env, "QUEUE_METRICS_PORT", 9090),
             user_metrics_port=env_port(env, "USER_METRICS_PORT", 9091),
             user_port=user_port,
+            user_protocol=_protocol(env),
             revision_timeout=timeout,
             response_start_timeout=env_float(
                 env, "REVISION_RESPONSE_START_TIMEOUT_SECONDS", 0.0, minimum=0
@@ -92,3 +96,10 @@ class Settings:
             drain_quiet_period=env_float(env, "DRAIN_QUIET_PERIOD_SECONDS", 30.0, minimum=0),
             bind_address=env_str(env, "QUEUE_BIND_ADDRESS", "0.0.0.0"),
         )
+
+
+def _protocol(env: Mapping[str, str]) -> str:
+    value = env.get("USER_PROTOCOL", "") or "http1"
+    if value not in ("http1", "h2c"):
+        raise ConfigError(f"USER_PROTOCOL: must be http1 or h2c (the port's name), got {value!r}")
+    return value

@@ -17,7 +17,7 @@ from zeroserve.breaker import Breaker
 from zeroserve.http.exchange import Request
 from zeroserve.http.headers import synthesize_forwarded
 from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
-from zeroserve.http.upstream import UpstreamPool
+from zeroserve.http.upstream import Pool
 from zeroserve.stats import RequestStats
 
 from .drain import Drainer
@@ -64,7 +64,7 @@ class QueueProxyHandler(Handler):
     def __init__(
         self,
         *,
-        pool: UpstreamPool,
+        pool: Pool,
         breaker: Breaker[ServerConnection] | None,
         stats: RequestStats,
         drainer: Drainer,

@@ -50,6 +50,7 @@ class Request:
         "started",
         "status",
         "target",
+        "trailers",
         "upgrade",
         "version",
         "wait_deadline",
@@ -84,6 +85,7 @@ class Request:
         self.attempts = 0  # upstreams tried (the handler's retry count)
         self.slot: Any = None  # handler: what it holds (a breaker slot, a replica)
         self.ctx: Any = None  # handler: per-request context
+        self.trailers: list[bytes] | None = None  # response trailers from an HTTP/2 upstream
 
     @property
     def has_body(self) -> bool:

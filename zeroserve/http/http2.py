@@ -60,7 +60,7 @@ from .framing import request_head
 from .headers import FORWARD_DROP, error_header
 
 if TYPE_CHECKING:
-    from .upstream import UpstreamConnection, UpstreamPool
+    from .upstream import Pool, UpstreamConnection
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class H2Stream:
         self.handler = conn.server.handler
         self.client_ip = conn.client_ip
         self.upstream: UpstreamConnection | None = None
-        self.pool: UpstreamPool | None = None
+        self.pool: Pool | None = None
         self.batch: list[bytes] | None = None  # the upstream side's write batching: unused
         self.pending = bytearray()  # response bytes waiting for the client's window
         self.ended = False  # END_STREAM sent (or the stream reset)
@@ -166,7 +166,7 @@ class H2Stream:
 
     def forward(
         self,
-        pool: UpstreamPool,
+        pool: Pool,
         *,
         drop: frozenset[bytes] | None = None,
         host: bytes | None = None,
@@ -352,6 +352,11 @@ class H2Stream:
         if req.idle_timeout:
             req.last_write = _monotonic()
 
+    def upstream_trailers(self, up: UpstreamConnection, lines: list[bytes]) -> None:
+        req = self.current
+        if req is not None and self.upstream is up:
+            req.trailers = lines
+
     def upstream_body(self, data: bytes) -> None:
         req = self.current
         if req is None or self.ended:
@@ -494,7 +499,12 @@ class H2Stream:
                 self.pause_upstream(True)
             return
         if self.finish:
-            conn.end_stream(self.sid)
+            req = self.current
+            trailers = req.trailers if req is not None else None
+            if trailers:
+                conn.send_headers(self.sid, _response_headers(0, trailers)[1:], True)
+            else:
+                conn.end_stream(self.sid)
             self.ended = True
             conn.stream_sent(self)
         elif self.reading_paused and not conn.write_paused:

@@ -64,7 +64,7 @@ from .exchange import (
 )
 from .framing import CHUNKED, CLOSE, LENGTH, persistence, request_head, response_framing
 from .headers import FORWARD_DROP, connection_tokens, error_header
-from .upstream import UpstreamConnection, UpstreamPool
+from .upstream import Pool, UpstreamConnection
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class ServerConnection(asyncio.Protocol):
         self.pipeline: deque[Request] = deque()
         self.pumping = False
         self.upstream: UpstreamConnection | None = None
-        self.pool: UpstreamPool | None = None
+        self.pool: Pool | None = None
         self.batch: list[bytes] | None = None
         self.resp_mode = LENGTH
         self.paused = 0
@@ -420,7 +420,7 @@ class ServerConnection(asyncio.Protocol):
 
     def forward(
         self,
-        pool: UpstreamPool,
+        pool: Pool,
         *,
         drop: frozenset[bytes] = FORWARD_DROP,
         host: bytes | None = None,
@@ -588,12 +588,20 @@ class ServerConnection(asyncio.Protocol):
         if req.idle_timeout:
             req.last_write = _monotonic()
 
+    def upstream_trailers(self, up: UpstreamConnection, lines: list[bytes]) -> None:
+        req = self.current
+        if req is not None and self.upstream is up:
+            req.trailers = lines
+
     def upstream_done(self, up: UpstreamConnection, keep_alive: bool) -> None:
         req = self.current
         if req is None or self.upstream is not up:
             return
         if self.resp_mode == CHUNKED:
-            self._write(b"0\r\n\r\n")
+            # trailers go in the last chunk (RFC 9112 section 7.1.2); without chunking
+            # an HTTP/1.1 response has nowhere to carry them
+            trailers = req.trailers
+            self._write(b"0\r\n" + b"".join(trailers) + b"\r\n" if trailers else b"0\r\n\r\n")
         elif self.resp_mode == CLOSE:
             req.keep_alive = False
         self.upstream = None

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
@@ -69,6 +69,9 @@ class Downstream(Protocol):
     def upstream_body(self, data: bytes) -> None:
         """Response body bytes (de-chunked)."""
 
+    def upstream_trailers(self, up: UpstreamConnection, lines: list[bytes]) -> None:
+        """The response's trailer fields (from an HTTP/2 upstream), before ``upstream_done``."""
+
     def upstream_done(self, up: UpstreamConnection, keep_alive: bool) -> None:
         """The response is complete; ``keep_alive``: ``up`` may serve another request."""
 
@@ -93,6 +96,22 @@ class Downstream(Protocol):
 
     def transport_write_lines(self, lines: list[bytes]) -> None:
         """Write ``lines`` to the client at once."""
+
+
+class Pool(Protocol):
+    """Where a hop forwards: :class:`UpstreamPool` (HTTP/1.1) or ``h2upstream.H2Pool``."""
+
+    authority: bytes
+
+    def acquire(self, client: Downstream, head_request: bool) -> None: ...
+
+    def connect(self, client: Downstream, head_request: bool) -> None: ...
+
+    def release(self, up: Any) -> None: ...
+
+    def sweep(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
