@@ -187,6 +187,7 @@ def queue_env(rev: DesiredRevision) -> list[Obj]:
         ("QUEUE_METRICS_PORT", str(QUEUE_METRICS_PORT)),
         ("USER_METRICS_PORT", str(USER_METRICS_PORT)),
         ("USER_PORT", str(rev.container.port)),
+        ("USER_PROTOCOL", "h2c" if rev.container.h2c else "http1"),
         ("REVISION_TIMEOUT_SECONDS", _seconds(info.timeout_seconds)),
         ("REVISION_RESPONSE_START_TIMEOUT_SECONDS", _seconds(info.response_start_timeout_seconds)),
         ("REVISION_IDLE_TIMEOUT_SECONDS", _seconds(info.idle_timeout_seconds)),

@@ -143,6 +143,7 @@ def test_a_grpc_probe_goes_to_the_queue_proxy() -> None:
     user = _serving(pod)
     assert "readinessProbe" not in user
     assert user["ports"] == [{"name": "h2c", "containerPort": 8080, "protocol": "TCP"}]
+    assert env_of(pod["containers"][-1])["USER_PROTOCOL"] == "h2c"  # HTTP/2 to the app
     assert json.loads(env_of(pod["containers"][-1])["SERVING_READINESS_PROBE"]) == {
         "grpc": {"port": 8080},
         "periodSeconds": 1,

@@ -146,6 +146,7 @@ def test_the_deployment_injects_the_queue_proxy_and_moves_the_readiness_probe() 
         "QUEUE_METRICS_PORT": "9090",
         "USER_METRICS_PORT": "9091",
         "USER_PORT": "8081",
+        "USER_PROTOCOL": "http1",
         "REVISION_TIMEOUT_SECONDS": "120",
         "REVISION_RESPONSE_START_TIMEOUT_SECONDS": "30",
         "REVISION_IDLE_TIMEOUT_SECONDS": "0",

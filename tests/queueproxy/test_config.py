@@ -56,6 +56,10 @@ def test_defaults() -> None:
         ),
         ({"DRAIN_QUIET_PERIOD_SECONDS": "-3"}, "DRAIN_QUIET_PERIOD_SECONDS: must be >= 0"),
         ({"SERVING_READINESS_PROBE": "{"}, "SERVING_READINESS_PROBE: not valid JSON"),
+        (
+            {"USER_PROTOCOL": "h2"},
+            "USER_PROTOCOL: must be http1 or h2c (the port's name), got 'h2'",
+        ),
     ],
     ids=[
         "missing",
@@ -69,6 +73,7 @@ def test_defaults() -> None:
         "nan",
         "negative-drain",
         "probe-json",
+        "protocol",
     ],
 )
 def test_bad_env_names_the_variable(change: dict[str, str | None], message: str) -> None:

@@ -128,6 +128,8 @@ class ReplicaSpec:
     container_name: str = "user-container"
     container_port: int = 8080
     """The app's ``PORT`` in a pod sandbox (its ``containerPort``)."""
+    user_protocol: str = "http1"
+    """``h2c`` when the port is named so: the queue-proxy speaks HTTP/2 to the app."""
 
 
 _RUNTIME_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
@@ -316,6 +318,7 @@ class Replica:
             USER_METRICS_PORT=ports["user_port"],
             QUEUE_BIND_ADDRESS=self.host,
             USER_PORT=str(self.app_port),
+            USER_PROTOCOL=s.user_protocol,
             REVISION_TIMEOUT_SECONDS=f"{s.timeout_seconds:g}",
             REVISION_RESPONSE_START_TIMEOUT_SECONDS=f"{s.response_start_timeout_seconds:g}",
             REVISION_IDLE_TIMEOUT_SECONDS=f"{s.idle_timeout_seconds:g}",

@@ -628,6 +628,7 @@ class RevisionSet:
             or (serving.name if serving is not None else "")
             or DEFAULT_CONTAINER_NAME,
             container_port=serving.port.container_port if serving is not None else 8080,
+            user_protocol="h2c" if serving is not None and serving.port.name == "h2c" else "http1",
             command=[*resolve_command(run.command), *run.args],
             namespace=info.key.namespace,
             service=info.service,
