@@ -18,8 +18,9 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 
+from zeroserve.http.h2upstream import H2Pool
 from zeroserve.http.server import ServerConnection
-from zeroserve.http.upstream import UpstreamPool
+from zeroserve.http.upstream import Pool, UpstreamPool
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
 from .stats import RevisionStats
@@ -58,7 +59,7 @@ class RevisionState:
         self.stats: RevisionStats | None = None
         self.endpoints: dict[Address, Endpoint] = {}
         self.trackers: dict[Address, Tracker] = {}  # healthy replicas
-        self.pools: dict[Address, UpstreamPool] = {}
+        self.pools: dict[Address, Pool] = {}
         self.probes: dict[Address, asyncio.Task[None]] = {}
         self.cold_since = 0.0  # when a request started waiting with no replica; 0 = not cold
 
@@ -181,7 +182,12 @@ class Revisions:
         pool = rev.pools.get(address)
         if pool is None:
             cc = rev.info.container_concurrency
-            pool = UpstreamPool(address[0], address[1], max_idle=cc or 100)
+            if rev.info.protocol == "h2c":
+                # HTTP/2 to the queue-proxy, as Knative's activator for h2c revisions:
+                # the response's trailers (gRPC) need it
+                pool = H2Pool(address[0], address[1])
+            else:
+                pool = UpstreamPool(address[0], address[1], max_idle=cc or 100)
             rev.pools[address] = pool
         rev.trackers[address] = Tracker(address, pool, rev.info.container_concurrency)
         if grant:

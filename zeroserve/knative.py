@@ -114,7 +114,19 @@ def revision_info(obj: Obj) -> RevisionInfo:
             obj, "spec.idleTimeoutSeconds", spec.get("idleTimeoutSeconds"), 0.0
         ),
         failure=_failure(obj),
+        protocol=_protocol(spec),
     )
+
+
+def _protocol(spec: Obj) -> str:
+    """``h2c`` when the serving container's port is named so (the container with
+    ``ports``; ``pkg/apis/serving/v1/revision_helpers.go`` GetProtocol)."""
+    containers = spec.get("containers")
+    for c in containers if isinstance(containers, list) else []:
+        ports = c.get("ports") if isinstance(c, dict) else None
+        if isinstance(ports, list) and ports and isinstance(ports[0], dict):
+            return "h2c" if ports[0].get("name") == "h2c" else "http1"
+    return "http1"
 
 
 def _failure(obj: Obj) -> str:

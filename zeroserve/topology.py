@@ -39,6 +39,9 @@ class RevisionInfo:
     failure: str = ""
     """Why the revision cannot become ready (its Ready condition's reason and
     message), so requests that wait for it in vain are told."""
+    protocol: str = "http1"
+    """``h2c`` when its container port is named so: the activator then speaks HTTP/2
+    to its queue-proxies (trailers, gRPC), as Knative's does."""
 
 
 @dataclass(frozen=True)

@@ -165,9 +165,14 @@ class RawClient:
                 self.events += self.h2.receive_data(self._frames(data))
                 self.flush()
 
-    def request(self, path: str, *, end: bool = True) -> int:
+    def request(self, path: str, *, end: bool = True, authority: str = "x") -> int:
         sid = self.h2.get_next_available_stream_id()
-        headers = [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "x")]
+        headers = [
+            (":method", "GET"),
+            (":path", path),
+            (":scheme", "http"),
+            (":authority", authority),
+        ]
         self.h2.send_headers(sid, headers, end_stream=end)
         self.flush()
         return sid

@@ -85,6 +85,21 @@ def unix(stamp: str) -> float:
             {"containerConcurrency": "many", "timeoutSeconds": True, "idleTimeoutSeconds": [1]},
             {"container_concurrency": 0, "timeout_seconds": 300.0, "idle_timeout_seconds": 0.0},
         ),
+        (
+            {},
+            {
+                "containers": [
+                    {"name": "sidecar"},
+                    {"name": "app", "ports": [{"name": "h2c", "containerPort": 8080}]},
+                ]
+            },
+            {"protocol": "h2c"},
+        ),
+        (
+            {},
+            {"containers": [{"ports": [{"containerPort": 8080}]}]},
+            {"protocol": "http1"},
+        ),
     ],
     ids=[
         "defaults",
@@ -93,6 +108,8 @@ def unix(stamp: str) -> float:
         "active-is-reachable",
         "timeouts",
         "malformed-numbers-fall-back",
+        "h2c-port",
+        "unnamed-port",
     ],
 )
 def test_revision_info(

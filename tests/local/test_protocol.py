@@ -39,6 +39,7 @@ def snapshot(version: int, *, ready: bool = True) -> Snapshot:
                 service="hello",
                 configuration="hello",
                 timeout_seconds=60,
+                protocol="h2c",
             )
         },
         routes=(

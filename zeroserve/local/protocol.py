@@ -88,6 +88,7 @@ class Snapshot:
                     response_start_timeout_seconds=float(r["response_start_timeout_seconds"]),
                     idle_timeout_seconds=float(r["idle_timeout_seconds"]),
                     failure=str(r.get("failure", "")),
+                    protocol=str(r.get("protocol", "http1")),
                 )
                 revisions[info.key] = info
             routes = tuple(_route_from_json(r) for r in data["routes"])
@@ -136,6 +137,7 @@ def _revision_json(r: RevisionInfo) -> dict[str, Any]:
         "response_start_timeout_seconds": r.response_start_timeout_seconds,
         "idle_timeout_seconds": r.idle_timeout_seconds,
         "failure": r.failure,
+        "protocol": r.protocol,
     }
 
 

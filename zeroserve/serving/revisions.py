@@ -234,6 +234,7 @@ def desired_revision(record: RevisionRecord, *, reachable: bool) -> DesiredRevis
         timeout_seconds=float(record.timeout_seconds),
         response_start_timeout_seconds=float(record.response_start_timeout_seconds),
         idle_timeout_seconds=float(record.idle_timeout_seconds),
+        protocol="h2c" if c.port.name == "h2c" else "http1",
     )
     return DesiredRevision(
         info=info,
