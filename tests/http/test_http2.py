@@ -17,7 +17,9 @@ from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
 
 from tests.support.apps import AppState, run_app
+from tests.support.raw import raw_exchange
 from zeroserve.http.exchange import Limits, Request, Timeouts
+from zeroserve.http.headers import grpc_error_headers
 from zeroserve.http.server import Handler, Server, ServerConnection
 from zeroserve.http.upstream import UpstreamPool
 
@@ -264,3 +266,38 @@ async def test_garbage_after_the_preface_closes_that_connection_only() -> None:
         assert server.protocol_errors.get(400) == 1
         async with h2_client() as client:
             assert (await client.get(f"http://127.0.0.1:{port}/hello")).text == "hello"
+
+
+async def test_a_platform_error_to_a_grpc_request_is_grpc_shaped() -> None:
+    async with hop() as (port, _state, _server, handler), h2_client() as client:
+        r = await client.post(
+            f"http://127.0.0.1:{port}/local",
+            content=b"\x00\x00\x00\x00\x00",
+            headers={"content-type": "application/grpc", "te": "trailers"},
+        )
+        # trailers-only: HTTP 200, the gRPC status in the headers, no body
+        assert r.status_code == 200 and r.content == b""
+        assert r.headers["content-type"] == "application/grpc"
+        assert r.headers["grpc-status"] == "14"  # UNAVAILABLE for a 503
+        assert r.headers["grpc-message"] == "answered by the hop"
+        assert r.headers["x-zeroserve-error"] == "test-proxy; reason=test-local"
+        assert (b"/local", 503) in handler.finished  # what the hop counts
+    async with hop() as (port, _state, _server, _handler):
+        reply = await raw_exchange(
+            port,
+            b"POST /local HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc+proto\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"grpc-status: 14\r\n" in reply
+
+
+def test_grpc_codes_and_messages() -> None:
+    assert grpc_error_headers(504, b"request timeout") == (
+        b"grpc-status: 4\r\ngrpc-message: request timeout\r\n"
+    )
+    assert grpc_error_headers(404, b"no route for 'x'\n").startswith(b"grpc-status: 12\r\n")
+    assert grpc_error_headers(502, b"100% down\r\n") == (
+        b"grpc-status: 14\r\ngrpc-message: 100%25 down\r\n"
+    )
+    assert grpc_error_headers(418, b"?").startswith(b"grpc-status: 2\r\n")

@@ -77,3 +77,36 @@ def connection_tokens(value: bytes) -> set[bytes]:
 def error_header(hop: bytes, reason: bytes) -> bytes:
     """The attribution line every platform-generated error carries."""
     return b"X-Zeroserve-Error: " + hop + b"; reason=" + reason + b"\r\n"
+
+
+# gRPC's status codes for the platform's own answers (grpc/grpc doc/statuscodes.md and
+# doc/http-grpc-status-mapping.md; a timeout is DEADLINE_EXCEEDED, as the hop knows it).
+GRPC_INTERNAL = 13
+_GRPC_CODES = {
+    400: GRPC_INTERNAL,
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    404: 12,  # UNIMPLEMENTED: no route
+    408: 4,  # DEADLINE_EXCEEDED
+    413: 8,  # RESOURCE_EXHAUSTED
+    429: 14,  # UNAVAILABLE
+    502: 14,
+    503: 14,  # queue full, activation timeout, draining
+    504: 4,  # DEADLINE_EXCEEDED: the request timed out
+}
+_GRPC_MESSAGE_SAFE = frozenset(range(0x20, 0x7F)) - {ord("%")}
+
+
+def is_grpc(content_type: bytes | None) -> bool:
+    """Whether a request's ``Content-Type`` is gRPC's (``application/grpc``, ``+proto``...)."""
+    return content_type is not None and content_type.lower().startswith(b"application/grpc")
+
+
+def grpc_error_headers(status: int, message: bytes) -> bytes:
+    """The ``grpc-status`` and ``grpc-message`` lines of a platform error (gRPC's
+    PROTOCOL-HTTP2.md: the message percent-encoded)."""
+    code = _GRPC_CODES.get(status, 2)  # UNKNOWN
+    encoded = b"".join(
+        bytes((c,)) if c in _GRPC_MESSAGE_SAFE else b"%%%02X" % c for c in message.strip()
+    )
+    return b"grpc-status: %d\r\ngrpc-message: %s\r\n" % (code, encoded)

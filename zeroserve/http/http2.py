@@ -57,7 +57,7 @@ from .exchange import (
     UpstreamRefused,
 )
 from .framing import request_head
-from .headers import FORWARD_DROP, error_header
+from .headers import FORWARD_DROP, error_header, grpc_error_headers, is_grpc
 
 if TYPE_CHECKING:
     from .upstream import Pool, UpstreamConnection
@@ -200,6 +200,8 @@ class H2Stream:
         body: bytes = b"",
         headers: bytes = b"",
         content_type: bytes = b"text/plain; charset=utf-8",
+        *,
+        recorded: int = 0,
     ) -> None:
         """Answer the stream locally (nothing was sent to the client yet)."""
         req = self.current
@@ -207,7 +209,7 @@ class H2Stream:
             return
         self._drop_upstream()
         req.phase = RESPONDING
-        req.status = status
+        req.status = recorded or status
         fields = [
             (b":status", b"%d" % status),
             (b"content-length", b"%d" % len(body)),
@@ -226,8 +228,20 @@ class H2Stream:
         self._end(req)
 
     def fail(self, status: int, reason: bytes, body: bytes, headers: bytes = b"") -> None:
-        """A platform-generated error: ``respond`` plus the attribution header."""
-        self.respond(status, body + b"\n", error_header(self.handler.hop, reason) + headers)
+        """A platform-generated error: ``respond`` plus the attribution header; to a gRPC
+        request, gRPC's trailers-only shape (200, ``grpc-status``, ``grpc-message``)."""
+        attribution = error_header(self.handler.hop, reason) + headers
+        req = self.current
+        if req is not None and is_grpc(req.h.get(b"content-type") or req.header(b"content-type")):
+            self.respond(
+                200,
+                b"",
+                attribution + grpc_error_headers(status, body),
+                b"application/grpc",
+                recorded=status,
+            )
+            return
+        self.respond(status, body + b"\n", attribution)
 
     # -- from the client -------------------------------------------------------------
 

@@ -63,7 +63,13 @@ from .exchange import (
     UpstreamRefused,
 )
 from .framing import CHUNKED, CLOSE, LENGTH, persistence, request_head, response_framing
-from .headers import FORWARD_DROP, connection_tokens, error_header
+from .headers import (
+    FORWARD_DROP,
+    connection_tokens,
+    error_header,
+    grpc_error_headers,
+    is_grpc,
+)
 from .upstream import Pool, UpstreamConnection
 
 log = logging.getLogger(__name__)
@@ -465,8 +471,12 @@ class ServerConnection(asyncio.Protocol):
         body: bytes = b"",
         headers: bytes = b"",
         content_type: bytes = b"text/plain; charset=utf-8",
+        *,
+        recorded: int = 0,
     ) -> None:
-        """Answer the current request locally (nothing was sent to the client yet)."""
+        """Answer the current request locally (nothing was sent to the client yet);
+        ``recorded``: the status the handler and metrics see, when not ``status`` (a
+        gRPC-shaped error is a 200 on the wire)."""
         req = self.current
         if req is None or req.phase >= RESPONDING:
             return
@@ -474,7 +484,7 @@ class ServerConnection(asyncio.Protocol):
         if not req.body_done:
             req.keep_alive = False  # the rest of the body would be taken for a request
         req.phase = RESPONDING
-        req.status = status
+        req.status = recorded or status
         close = not req.keep_alive or self.server.closing or req.upgrade
         if close:
             req.keep_alive = False
@@ -493,12 +503,20 @@ class ServerConnection(asyncio.Protocol):
         self._end(req)
 
     def fail(self, status: int, reason: bytes, body: bytes, headers: bytes = b"") -> None:
-        """A platform-generated error: ``respond`` plus the attribution header."""
-        self.respond(
-            status,
-            body + b"\n",
-            error_header(self.handler.hop, reason) + headers,
-        )
+        """A platform-generated error: ``respond`` plus the attribution header; to a gRPC
+        request, gRPC's shape (200, ``grpc-status``, ``grpc-message``, no body)."""
+        attribution = error_header(self.handler.hop, reason) + headers
+        req = self.current
+        if req is not None and is_grpc(req.header(b"content-type")):
+            self.respond(
+                200,
+                b"",
+                attribution + grpc_error_headers(status, body),
+                b"application/grpc",
+                recorded=status,
+            )
+            return
+        self.respond(status, body + b"\n", attribution)
 
     # -- upstream API (called by UpstreamConnection / UpstreamPool) ----------
 
