@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -301,3 +301,57 @@ def test_grpc_codes_and_messages() -> None:
         b"grpc-status: 14\r\ngrpc-message: 100%25 down\r\n"
     )
     assert grpc_error_headers(418, b"?").startswith(b"grpc-status: 2\r\n")
+
+
+async def _flood(port: int, frames: Callable[[H2Connection, int], None], count: int) -> bytes:
+    """Send ``count`` rounds of ``frames`` on one connection; what the hop answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    writer.write(client.data_to_send())
+    for i in range(count):
+        frames(client, i)
+        writer.write(client.data_to_send())
+        if i % 100 == 0:
+            await writer.drain()
+    received = b""
+    with contextlib.suppress(ConnectionError):
+        async with asyncio.timeout(10):
+            while chunk := await reader.read(65536):
+                received += chunk
+    writer.close()
+    return received
+
+
+def _goaway_code(received: bytes) -> int | None:
+    i = 0
+    while i + 9 <= len(received):
+        length = int.from_bytes(received[i : i + 3], "big")
+        if received[i + 3] == 0x7:
+            return int.from_bytes(received[i + 13 : i + 17], "big")
+        i += 9 + length
+    return None
+
+
+async def test_rapid_reset_and_ping_floods_close_that_connection_only() -> None:
+    async with hop() as (port, _state, server, _handler):
+
+        def rapid_reset(client: H2Connection, i: int) -> None:
+            sid = client.get_next_available_stream_id()
+            client.send_headers(
+                sid,
+                [(":method", "GET"), (":path", "/local"), (":scheme", "http"), (":authority", "x")],
+            )
+            client.reset_stream(sid)
+
+        received = await _flood(port, rapid_reset, 3000)
+        assert _goaway_code(received) == 0xB  # ENHANCE_YOUR_CALM
+        assert server.protocol_errors.get(429) == 1
+
+        received = await _flood(port, lambda client, i: client.ping(b"%08d" % i), 3000)
+        assert _goaway_code(received) == 0xB
+        assert server.protocol_errors.get(429) == 2
+        # nothing is left behind, and other clients are served
+        assert server.in_flight == 0
+        async with h2_client() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/hello")).text == "hello"

@@ -35,13 +35,16 @@ from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    PingReceived,
+    PriorityUpdated,
+    RemoteSettingsChanged,
     RequestReceived,
     StreamEnded,
     StreamReset,
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import H2Error, ProtocolError
+from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -71,6 +74,17 @@ MAX_CONCURRENT_STREAMS = 250
 CONNECTION_WINDOW = 16 * 1024 * 1024
 """The receive window of the whole connection: request bodies of streams whose upstream
 is slow hold only their own window, not the others'."""
+FLOOD_WINDOW = 10.0
+"""Seconds over which a client's resets and control frames are counted."""
+MAX_RESETS = 1000
+"""Streams a client may reset per ``FLOOD_WINDOW`` (rapid reset, CVE-2023-44487: each
+costs the hop a request's work); beyond, GOAWAY ENHANCE_YOUR_CALM and the connection
+closes."""
+MAX_CONTROL_FRAMES = 1000
+"""SETTINGS, PING and PRIORITY frames a client may send per ``FLOOD_WINDOW`` (each
+SETTINGS and PING makes the hop write an acknowledgement)."""
+MAX_PENDING_OUTPUT = 4 * 1024 * 1024
+"""Bytes waiting to be written to a client that does not read before it is cut off."""
 _HIGH_WATER = 256 * 1024
 """Response bytes a stream holds for a client whose window is shut before the upstream
 connection stops being read."""
@@ -578,6 +592,9 @@ class H2ServerConnection(asyncio.Protocol):
         self.idle_since = server.now
         self.write_paused = False
         self.going_away = False
+        self.window_start = server.now
+        self.resets = 0
+        self.control_frames = 0
 
     # -- start ---------------------------------------------------------------------------
 
@@ -619,13 +636,26 @@ class H2ServerConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
-        except ProtocolError as e:
+        except H2Error as e:
             log.debug("HTTP/2 protocol error from %s: %s", self.client_ip, e)
             self.server.on_protocol_error(400)
             self._flush()  # h2 queued a GOAWAY saying why
             self._close()
             return
+        now = self.server.now
+        if now - self.window_start >= FLOOD_WINDOW:
+            self.window_start, self.resets, self.control_frames = now, 0, 0
         for event in events:
+            if isinstance(
+                event, (StreamReset, PingReceived, RemoteSettingsChanged, PriorityUpdated)
+            ):
+                if isinstance(event, StreamReset):
+                    self.resets += 1
+                else:
+                    self.control_frames += 1
+                if self.resets > MAX_RESETS or self.control_frames > MAX_CONTROL_FRAMES:
+                    self._calm_down()
+                    return
             if isinstance(event, DataReceived):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
@@ -661,8 +691,28 @@ class H2ServerConnection(asyncio.Protocol):
             elif isinstance(event, ConnectionTerminated):
                 self.going_away = True
         self._flush()
+        t = self.transport
+        if t is not None and t.get_write_buffer_size() > MAX_PENDING_OUTPUT:
+            self._calm_down()  # it sends but does not read (acknowledgements pile up)
+            return
         if self.going_away and not self.streams and not self.sending:
             self._close()
+
+    def _calm_down(self) -> None:
+        """A flooding client: GOAWAY ENHANCE_YOUR_CALM, its streams end, the connection
+        closes; other connections are not touched."""
+        log.warning("HTTP/2 client %s flooded the connection; closing it", self.client_ip.decode())
+        self.server.on_protocol_error(429)
+        self.going_away = True
+        with contextlib.suppress(H2Error):
+            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+        self._flush()
+        t = self.transport
+        if t is not None:
+            if t.get_write_buffer_size() > MAX_PENDING_OUTPUT:
+                t.abort()  # it does not read: the GOAWAY would never get out
+            else:
+                t.close()
 
     def eof_received(self) -> bool:
         return False
