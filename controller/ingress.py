@@ -60,6 +60,9 @@ from zeroserve.serving.domains import Hosts
 
 ACTIVATOR_PORT = 80
 """The activator Service's port (its pods listen on 8012)."""
+ACTIVATOR_H2C_PORT = 81
+"""Its port named ``http2`` (same pods, same 8012): Istio then speaks HTTP/2 to it, as
+net-istio sends h2c revisions' traffic to Knative's activator port ``http2``."""
 MESH = "mesh"
 """Istio's name for the sidecars of the mesh, as a VirtualService gateway."""
 TAG_HEADER = "Knative-Serving-Tag"
@@ -135,14 +138,15 @@ def _match(hosts: Iterable[str], gateways: Iterable[str], tag: str = "") -> list
     return out
 
 
-def _rule(match: list[Obj], settings: Settings, rewrite: str = "") -> Obj:
+def _rule(match: list[Obj], settings: Settings, rewrite: str = "", *, h2c: bool = False) -> Obj:
     rule: Obj = {
         "match": match,
         "route": [
             {
                 "destination": {
                     "host": settings.activator_host,
-                    "port": {"number": ACTIVATOR_PORT},
+                    # the port named http2 makes Istio keep HTTP/2 (gRPC) to the activator
+                    "port": {"number": ACTIVATOR_H2C_PORT if h2c else ACTIVATOR_PORT},
                 },
                 "weight": 100,
             }
@@ -161,6 +165,7 @@ def http_rules(
     settings: Settings,
     *,
     tag_header: bool,
+    h2c: bool = False,
 ) -> list[Obj]:
     """The rules of one VirtualService, in Istio's order of evaluation: with the tag header
     on, one rule per tag (the default split's hosts plus ``Knative-Serving-Tag: <tag>``,
@@ -181,19 +186,23 @@ def http_rules(
                         _match(default.public, public_gateways, split.tag),
                         settings,
                         split.public[0],
+                        h2c=h2c,
                     )
                 )
             if default.local and split.local and local_gateways:
                 rules.append(
                     _rule(
-                        _match(default.local, local_gateways, split.tag), settings, split.local[0]
+                        _match(default.local, local_gateways, split.tag),
+                        settings,
+                        split.local[0],
+                        h2c=h2c,
                     )
                 )
     for split in splits:
         if split.public and public_gateways:
-            rules.append(_rule(_match(split.public, public_gateways), settings))
+            rules.append(_rule(_match(split.public, public_gateways), settings, h2c=h2c))
         if split.local and local_gateways:
-            rules.append(_rule(_match(split.local, local_gateways), settings))
+            rules.append(_rule(_match(split.local, local_gateways), settings, h2c=h2c))
     return rules
 
 
@@ -235,8 +244,11 @@ def virtual_services(
     *,
     tag_header: bool = False,
     rollout: str = "",
+    h2c: bool = False,
 ) -> dict[str, Obj | None]:
-    """A route's VirtualServices by name, as net-istio makes them (None: none wanted):
+    """A route's VirtualServices by name, as net-istio makes them (None: none wanted);
+    ``h2c``: a revision the route sends traffic to has its port named h2c, so the
+    gateway keeps HTTP/2 to the activator (its ``http2`` port):
 
     - ``<route>-ingress``: every name, bound to the public gateways (only for the public
       names, by ``match.gateways`` per rule) and to the cluster-local gateways (only for
@@ -247,10 +259,15 @@ def virtual_services(
     """
     name = route["metadata"]["name"]
     ingress_rules = http_rules(
-        splits, gateways.ingress_names, gateways.local_names, settings, tag_header=tag_header
+        splits,
+        gateways.ingress_names,
+        gateways.local_names,
+        settings,
+        tag_header=tag_header,
+        h2c=h2c,
     )
     local = [Split(s.tag, (), s.local) for s in splits]
-    mesh_rules = http_rules(local, (), (MESH,), settings, tag_header=tag_header)
+    mesh_rules = http_rules(local, (), (MESH,), settings, tag_header=tag_header, h2c=h2c)
     return {
         virtual_service_name(name): (
             _virtual_service(

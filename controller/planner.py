@@ -547,6 +547,14 @@ class Planner:
                 status_patch(ROUTES, obj, route_status(self.state, route, cluster_domain=domain))
             )
 
+    def _h2c(self, namespace: str, route: RouteRecord) -> bool:
+        """Whether a revision the route sends traffic to speaks h2c (its port's name)."""
+        for target in route.programmed or ():
+            record = self.state.revisions.get(RevisionKey(namespace, target.revision))
+            if record is not None and record.template.container.port.name == "h2c":
+                return True
+        return False
+
     def route_ingress_writes(
         self, key: ObjectKey, obj: Obj, route: RouteRecord, tag_header: bool
     ) -> None:
@@ -572,6 +580,7 @@ class Planner:
                 self.settings,
                 tag_header=tag_header,
                 rollout=self.rollout_text(obj, route.rollout),
+                h2c=self._h2c(key[0], route),
             )
             for body in wanted.values():
                 if body is not None:

@@ -59,6 +59,7 @@ from zeroserve.knative import (
     STATS_PORT_NAME,
     deployment_name,
     private_service_name,
+    revision_protocol,
 )
 from zeroserve.serving.revisions import DesiredRevision
 from zeroserve.serving.revisions import container_names as revision_container_names
@@ -345,6 +346,7 @@ def private_service(revision: Obj) -> Obj:
     """``<revision>-private``: selects the revision's pods; its EndpointSlices (which carry
     the Service's labels) tell the activator and the autoscaler where the pods are."""
     name = revision["metadata"]["name"]
+    h2c = revision_protocol(revision.get("spec") or {}) == "h2c"
     labels = {
         k: v
         for k, v in pod_labels(revision).items()
@@ -363,7 +365,13 @@ def private_service(revision: Obj) -> Obj:
             "type": "ClusterIP",
             "selector": {REVISION_LABEL: name},
             "ports": [
-                {"name": "http", "port": 80, "targetPort": QUEUE_SERVING_PORT, "protocol": "TCP"},
+                {
+                    # http2 for an h2c revision: Istio and the activator then speak HTTP/2
+                    "name": "http2" if h2c else "http",
+                    "port": 80,
+                    "targetPort": QUEUE_SERVING_PORT,
+                    "protocol": "TCP",
+                },
                 {
                     "name": STATS_PORT_NAME,
                     "port": QUEUE_METRICS_PORT,

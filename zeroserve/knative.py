@@ -114,11 +114,11 @@ def revision_info(obj: Obj) -> RevisionInfo:
             obj, "spec.idleTimeoutSeconds", spec.get("idleTimeoutSeconds"), 0.0
         ),
         failure=_failure(obj),
-        protocol=_protocol(spec),
+        protocol=revision_protocol(spec),
     )
 
 
-def _protocol(spec: Obj) -> str:
+def revision_protocol(spec: Obj) -> str:
     """``h2c`` when the serving container's port is named so (the container with
     ``ports``; ``pkg/apis/serving/v1/revision_helpers.go`` GetProtocol)."""
     containers = spec.get("containers")

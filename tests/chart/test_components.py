@@ -296,7 +296,7 @@ def test_components_stay_out_of_the_mesh(objects: list[Obj], helm: str) -> None:
 @pytest.mark.parametrize(
     ("name", "ports"),
     [
-        ("activator", [("http", 80, 8012), ("http-metrics", 9090, 9090)]),
+        ("activator", [("http", 80, 8012), ("http2", 81, 8012), ("http-metrics", 9090, 9090)]),
         ("autoscaler", [("http-websocket", 8080, 8080), ("http-metrics", 9090, 9090)]),
         ("controller", [("http-metrics", 9090, 9090)]),
     ],
