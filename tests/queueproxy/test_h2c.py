@@ -65,3 +65,28 @@ async def test_cc1_with_ten_streams_on_one_connection_never_has_two_at_the_app(
         replies = await asyncio.gather(*calls)
         assert [r.text for r in replies] == ["released"] * 10
         assert state.max_in_flight == 1 and state.requests == 10
+
+
+async def test_sigterm_lets_streams_in_flight_finish_then_goaway(tmp_path: Path) -> None:
+    from h2.events import DataReceived, StreamEnded
+
+    from tests.http.test_http2 import RawClient
+
+    async with (
+        run_h2_app() as (app, state),
+        queue_proxy(app, tmp_path, USER_PROTOCOL="h2c") as qp,
+    ):
+        state.release.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", qp.port)
+        client = RawClient(reader, writer)
+        client.h2.initiate_connection()
+        client.flush()
+        held = client.request("/hold")
+        await _until(lambda: state.in_flight == 1)
+        qp.terminate()
+        await client.read_until(lambda: client.goaway is not None, within=20)
+        state.release.set()
+        await client.read_until(lambda: client.of(StreamEnded, held), within=20)
+        assert b"".join(e.data for e in client.of(DataReceived, held)) == b"released"
+        assert await qp.wait() == 0, qp.log_text()
+        writer.close()

@@ -571,6 +571,8 @@ class H2Stream:
 class H2ServerConnection(asyncio.Protocol):
     """One client connection speaking HTTP/2; see the module docstring."""
 
+    tunnel = False  # (an HTTP/1.1 connection's upgraded state; shutdown waits on the rest)
+
     def __init__(self, server: Server, client_ip: bytes) -> None:
         self.server = server
         self.client_ip = client_ip

@@ -45,7 +45,7 @@ import logging
 import time
 from collections import deque
 from http import HTTPStatus
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
@@ -71,6 +71,10 @@ from .headers import (
     is_grpc,
 )
 from .upstream import Pool, UpstreamConnection
+
+if TYPE_CHECKING:
+    from .http2 import H2ServerConnection as H2Connection
+    from .http2 import H2Stream as H2Exchange
 
 log = logging.getLogger(__name__)
 
@@ -1015,8 +1019,10 @@ class Server:
         self.timeouts = timeouts
         self.limits = limits
         self.capture = BASE_CAPTURE | handler.capture
-        self.conns: set[ServerConnection] = set()
-        self.active: set[ServerConnection] = set()
+        self.conns: set[ServerConnection | H2Connection] = set()
+        """Client connections: HTTP/1.1, or HTTP/2 (``http2.H2ServerConnection``)."""
+        self.active: set[ServerConnection | H2Exchange] = set()
+        """What has a request in flight: an HTTP/1.1 connection or an HTTP/2 stream."""
         self.closing = False
         self.now = _monotonic()
         """A clock the sweeper refreshes every 0.1 s, for coarse per-connection timers."""
@@ -1091,8 +1097,8 @@ class Server:
 
     def _sweep(self) -> None:
         now = self.now = _monotonic()
-        for conn in list(self.active):
-            conn.check_timeouts(now)
+        for exchange in list(self.active):
+            exchange.check_timeouts(now)
         self._ticks += 1
         if self._ticks % 10 == 0:
             limits = self.limits
