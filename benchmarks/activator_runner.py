@@ -41,7 +41,9 @@ async def run(args: argparse.Namespace) -> int:
     act.set_routes(
         RoutingTable([Route("default", "hello", (args.host_name,), (Target(KEY, 100),))])
     )
-    act.put_revision(RevisionInfo(KEY, container_concurrency=args.container_concurrency))
+    act.put_revision(
+        RevisionInfo(KEY, container_concurrency=args.container_concurrency, protocol=args.protocol)
+    )
     endpoints = [
         Endpoint(f"replica-{i}", host, int(port), stats_port=0, ready=True)
         for i, (host, _, port) in enumerate(e.rpartition(":") for e in args.endpoint)
@@ -69,6 +71,7 @@ def main() -> int:
     p.add_argument("--container-concurrency", type=int, default=0)
     p.add_argument("--queue-depth", type=int, default=20_000)
     p.add_argument("--cold", action="store_true")
+    p.add_argument("--protocol", choices=("http1", "h2c"), default="http1")
     args = p.parse_args()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(run(args))

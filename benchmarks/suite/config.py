@@ -13,13 +13,14 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-PARTS = ("hops", "cold", "burst", "autoscale", "held")
+PARTS = ("hops", "cold", "burst", "autoscale", "held", "grpc")
 PART_TITLES = {
     "hops": "Hop overhead",
     "cold": "Cold start",
     "burst": "Burst from zero",
     "autoscale": "Autoscaling under load",
     "held": "Held requests",
+    "grpc": "gRPC",
 }
 TARGETS = ("direct", "queue-proxy", "activator", "nginx", "goproxy")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -116,6 +117,11 @@ class Config:
     held_cc: int = count(10, "containerConcurrency of the held requests' revision")
     held_parallel: int = count(200, "connection attempts at once while opening them")
     held_timeout: float = opt(120.0, "seconds to wait for all to wait, and for all answers")
+    # 6. gRPC
+    grpc_reps: int = count(3, "repetitions, interleaved across targets", quick=1, smoke=1)
+    grpc_calls: int = count(20_000, "unary calls per run (h2load -n)", quick=5_000, smoke=200)
+    grpc_clients: int = count(4, "connections of each run (h2load -c)")
+    grpc_streams: int = count(10, "concurrent streams per connection (h2load -m)")
     # machine and output
     pin: bool = opt(True, "pin servers to --server-cpu, load generators to --load-cpu")
     server_cpu: int = opt(1, "CPU of every server")
@@ -142,6 +148,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "suite": {},
     "queueproxy": dict(_COMPONENT, parts=("hops",), hop_targets=("direct", "queue-proxy", "nginx")),
     "activator": dict(_COMPONENT, parts=("hops", "held"), hop_targets=TARGETS[:3], held_reps=1),
+    "grpc": dict(parts=("grpc",)),
 }
 
 
@@ -160,6 +167,8 @@ def estimate_seconds(cfg: Config) -> float:
         total += cfg.burst_reps * (zero + 4 + cfg.burst_requests / 700)
     if "autoscale" in cfg.parts:
         total += cfg.locust_seconds + 15
+    if "grpc" in cfg.parts:
+        total += 6 + cfg.grpc_reps * 4 * (2 + cfg.grpc_calls / 3000)
     if "held" in cfg.parts:
         total += 3 + cfg.held_reps * (4 + cfg.held / 800)
     return total

@@ -25,7 +25,7 @@ from benchmarks.loadgen import missing_tools
 from benchmarks.processes import BenchError, Pinning, Supervisor, interrupt_on_signals
 from benchmarks.servers import ROUTE_HOST
 
-from . import autoscale, burst, coldstart, held, hops, plots
+from . import autoscale, burst, coldstart, grpc, held, hops, plots
 from .config import PART_TITLES, PARTS, Config, estimate_seconds
 from .context import Context, PartResult, log
 
@@ -45,6 +45,7 @@ def run_parts(ctx: Context) -> Results:
         "cold": lambda: coldstart.run(ctx, early),
         "burst": lambda: burst.run(ctx, applied=bool(early)),
         "autoscale": lambda: autoscale.run(ctx),
+        "grpc": lambda: grpc.run(ctx),
     }
     try:
         for name in (n for n in runs if n in cfg.parts):
@@ -139,6 +140,7 @@ TITLES = {
     "suite": "zeroserve benchmark suite",
     "queueproxy": "queue-proxy benchmark",
     "activator": "activator benchmark",
+    "grpc": "gRPC benchmark",
 }
 PLOT_ALT = {
     "hops": "hop overhead: CPU per request by process, latency",
@@ -175,6 +177,8 @@ def settings(cfg: Config) -> str:
         "burst": f"{cfg.burst_reps} x burst of {cfg.burst_requests:,} at -c {cfg.burst_concurrency}",
         "autoscale": f"locust {cfg.locust_seconds} s to {cfg.locust_peak_users} users",
         "held": f"{cfg.held_reps} x {cfg.held:,} held (containerConcurrency {cfg.held_cc})",
+        "grpc": f"{cfg.grpc_reps} x {cfg.grpc_calls:,} gRPC calls per target "
+        f"(h2load -c {cfg.grpc_clients} -m {cfg.grpc_streams})",
     }
     return "; ".join(said[p] for p in cfg.parts)
 

@@ -113,6 +113,7 @@ class H2Exchange:
         "client",
         "conn",
         "ended_out",
+        "fields",
         "got_bytes",
         "has_length",
         "held",
@@ -143,6 +144,9 @@ class H2Exchange:
         self.reused = conn.used
         self.got_bytes = False
         self.upgrade_value = None
+        self.fields: list[tuple[bytes, bytes]] | None = None
+        """The response's header fields as received, for an HTTP/2 client side (which
+        then skips re-parsing ``lines``)."""
         self.transport = _RequestWriter(self)
         self.method = b""
         self.path = b""
@@ -214,6 +218,7 @@ class H2Exchange:
     def on_response(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.got_bytes = True
         self.status = status
+        self.fields = headers
         lines = []
         for name, value in headers:
             if name[:1] == b":":
@@ -294,11 +299,25 @@ class H2Upstream(asyncio.Protocol):
     def __init__(self, pool: H2Pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        self.h2 = H2Connection(
+            H2Configuration(
+                client_side=True,
+                header_encoding=None,
+                # the request is built here from what the client side parsed (lower-case
+                # names, trimmed values), as the HTTP/1.1 path builds its head
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+                # the app's answers are passed on as an HTTP/1.1 app's are (httptools checks
+                # their syntax there; h2's HPACK decoding does here)
+                validate_inbound_headers=False,
+            )
+        )
         self.streams: dict[int, H2Exchange] = {}
         self.going_away = False
         self.used = False
         self.idle_since = _monotonic()
+        self._loop = asyncio.get_running_loop()
+        self._flush_pending = False
 
     @property
     def capacity(self) -> int:
@@ -320,7 +339,7 @@ class H2Upstream(asyncio.Protocol):
         except ProtocolError as e:
             log.warning("h2 upstream %s: protocol error: %s", self.pool.authority.decode(), e)
             self._fail_all(UpstreamReset(f"HTTP/2 protocol error: {e}"))
-            self._flush()
+            self._write_now()
             self.close()
             return
         for event in events:
@@ -435,6 +454,7 @@ class H2Upstream(asyncio.Protocol):
                 self.close()
 
     def close(self) -> None:
+        self._write_now()
         t = self.transport
         if t is not None:
             t.close()
@@ -445,6 +465,14 @@ class H2Upstream(asyncio.Protocol):
         self.streams.clear()
 
     def _flush(self) -> None:
+        """Write what h2 has queued, once per turn of the event loop: the frames of every
+        stream touched meanwhile go out in one write (one syscall, not one per frame)."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._write_now)
+
+    def _write_now(self) -> None:
+        self._flush_pending = False
         data = self.h2.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)

@@ -373,7 +373,14 @@ class H2Stream:
         req.phase = RESPONDING
         req.status = status
         no_body = up.no_body or status in (204, 304)
-        if self.conn.send_headers(self.sid, _response_headers(status, lines), no_body):
+        fields = getattr(up, "fields", None)  # from an HTTP/2 upstream: no re-parsing
+        headers = (
+            [(b":status", b"%d" % status)]
+            + [f for f in fields if f[0][:1] != b":" and f[0] not in _CONNECTION_SPECIFIC]
+            if fields is not None
+            else _response_headers(status, lines)
+        )
+        if self.conn.send_headers(self.sid, headers, no_body):
             self.ended = no_body
         else:
             self.ended = True
@@ -579,7 +586,14 @@ class H2ServerConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         limits = server.limits
         self.h2 = H2Connection(
-            H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+            H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                validate_inbound_headers=True,
+                # what it sends is built here, lower-case and trimmed already
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
         )
         self.h2.local_settings.update(
             {
@@ -595,6 +609,8 @@ class H2ServerConnection(asyncio.Protocol):
         self.write_paused = False
         self.going_away = False
         self.window_start = server.now
+        self._loop = asyncio.get_running_loop()
+        self._flush_pending = False
         self.resets = 0
         self.control_frames = 0
 
@@ -641,8 +657,7 @@ class H2ServerConnection(asyncio.Protocol):
         except H2Error as e:
             log.debug("HTTP/2 protocol error from %s: %s", self.client_ip, e)
             self.server.on_protocol_error(400)
-            self._flush()  # h2 queued a GOAWAY saying why
-            self._close()
+            self._close()  # (with the GOAWAY h2 queued, saying why)
             return
         now = self.server.now
         if now - self.window_start >= FLOOD_WINDOW:
@@ -708,7 +723,7 @@ class H2ServerConnection(asyncio.Protocol):
         self.going_away = True
         with contextlib.suppress(H2Error):
             self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
-        self._flush()
+        self._write_now()
         t = self.transport
         if t is not None:
             if t.get_write_buffer_size() > MAX_PENDING_OUTPUT:
@@ -822,7 +837,7 @@ class H2ServerConnection(asyncio.Protocol):
             self.going_away = True
             # GOAWAY by hand: h2's close_connection() would also stop the streams in flight
             # from sending; new streams past this id are refused (_request)
-            self._flush()
+            self._write_now()
             frame = GoAwayFrame(0)
             frame.last_stream_id = self.h2.highest_inbound_stream_id
             frame.error_code = 0
@@ -875,12 +890,20 @@ class H2ServerConnection(asyncio.Protocol):
         stream.start(req)
 
     def _flush(self) -> None:
+        """Write what h2 has queued, once per turn of the event loop: the frames of every
+        stream touched meanwhile go out in one write (one syscall, not one per frame)."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._write_now)
+
+    def _write_now(self) -> None:
+        self._flush_pending = False
         data = self.h2.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)
 
     def _close(self) -> None:
-        self._flush()
+        self._write_now()
         t = self.transport
         if t is not None:
             t.close()
