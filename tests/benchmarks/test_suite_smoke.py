@@ -27,11 +27,12 @@ import pytest
 from benchmarks.loadgen import which
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ("wrk", "hey", "nginx")
+TOOLS = ("wrk", "hey", "nginx", "h2load")
 PRESETS = {
-    "suite": ("hops", "cold", "burst", "autoscale", "held"),
+    "suite": ("hops", "cold", "burst", "autoscale", "held", "grpc"),
     "queueproxy": ("hops",),
     "activator": ("hops", "held"),
+    "grpc": ("grpc",),
 }
 HEADINGS = {
     "hops": "## 1. Hop overhead",
@@ -39,13 +40,20 @@ HEADINGS = {
     "burst": "## 3. Burst from zero",
     "autoscale": "## 4. Autoscaling under load",
     "held": "## 5. Held requests",
+    "grpc": "## 6. gRPC",
 }
 TITLES = {
     "suite": "# zeroserve benchmark suite",
     "queueproxy": "# queue-proxy benchmark",
     "activator": "# activator benchmark",
+    "grpc": "# gRPC benchmark",
 }
-PREFIX = {"suite": "bench-", "queueproxy": "queueproxy-", "activator": "activator-"}
+PREFIX = {
+    "suite": "bench-",
+    "queueproxy": "queueproxy-",
+    "activator": "activator-",
+    "grpc": "grpc-",
+}
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(300)]
 
@@ -59,7 +67,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
     if missing:
         pytest.skip(
             f"the benchmarks need {', '.join(missing)}, not installed here "
-            "(apt-get install -y wrk hey nginx)"
+            "(apt-get install -y wrk hey nginx nghttp2-client)"
         )
     done: dict[str, dict[str, Any]] = {}
 
@@ -102,7 +110,7 @@ def test_report_written_with_each_part_of_the_preset(smoke: Smoke, preset: str) 
     assert [h for part, h in HEADINGS.items() if h in text] == [
         HEADINGS[p] for p in PRESETS[preset]
     ]
-    assert ("## Goals" in text) == ("held" in PRESETS[preset])
+    assert ("## Goals" in text) == bool({"held", "grpc"} & set(PRESETS[preset]))
     assert data["failed"] == {}
     assert "**Failed**" not in text
 
@@ -173,3 +181,12 @@ def test_plots_exist_next_to_the_report(smoke: Smoke, preset: str) -> None:
     for name in data["plots"].values():
         assert (report.parent / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in text
+
+
+@pytest.mark.parametrize("preset", _with("grpc"))
+def test_grpc_calls_all_succeeded_on_every_path(smoke: Smoke, preset: str) -> None:
+    grpc = _part(smoke(preset), "grpc")
+    assert grpc["runs"] == 4  # direct, queue-proxy, activator, nginx; one repetition
+    assert grpc["failed_calls"] == 0
+    assert all(n == [200] for n in grpc["succeeded"].values())
+    assert grpc["queue_proxy_x_nginx"] is not None

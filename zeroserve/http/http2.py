@@ -83,7 +83,7 @@ closes."""
 MAX_CONTROL_FRAMES = 1000
 """SETTINGS, PING and PRIORITY frames a client may send per ``FLOOD_WINDOW`` (each
 SETTINGS and PING makes the hop write an acknowledgement)."""
-MAX_PENDING_OUTPUT = 4 * 1024 * 1024
+MAX_PENDING_OUTPUT = 16 * 1024 * 1024
 """Bytes waiting to be written to a client that does not read before it is cut off."""
 _HIGH_WATER = 256 * 1024
 """Response bytes a stream holds for a client whose window is shut before the upstream
