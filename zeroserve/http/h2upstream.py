@@ -116,6 +116,7 @@ class H2Exchange:
         "fields",
         "got_bytes",
         "has_length",
+        "headers_only",
         "held",
         "holding",
         "lines",
@@ -144,6 +145,9 @@ class H2Exchange:
         self.reused = conn.used
         self.got_bytes = False
         self.upgrade_value = None
+        self.headers_only = False
+        """The response is its HEADERS alone (END_STREAM on them): gRPC's trailers-only
+        answer, which an HTTP/2 client side must pass on as such."""
         self.fields: list[tuple[bytes, bytes]] | None = None
         """The response's header fields as received, for an HTTP/2 client side (which
         then skips re-parsing ``lines``)."""
@@ -353,6 +357,7 @@ class H2Upstream(asyncio.Protocol):
                 if stream is not None:
                     headers = event.headers or []
                     status = int(dict(headers).get(b":status", b"0"))
+                    stream.headers_only = event.stream_ended is not None
                     stream.on_response(status, headers)
             elif isinstance(event, TrailersReceived):
                 if stream is not None:

@@ -372,7 +372,7 @@ class H2Stream:
             return
         req.phase = RESPONDING
         req.status = status
-        no_body = up.no_body or status in (204, 304)
+        no_body = up.no_body or status in (204, 304) or getattr(up, "headers_only", False)
         fields = getattr(up, "fields", None)  # from an HTTP/2 upstream: no re-parsing
         headers = (
             [(b":status", b"%d" % status)]
