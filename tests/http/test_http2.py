@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -355,3 +356,28 @@ async def test_rapid_reset_and_ping_floods_close_that_connection_only() -> None:
         assert server.in_flight == 0
         async with h2_client() as client:
             assert (await client.get(f"http://127.0.0.1:{port}/hello")).text == "hello"
+
+
+async def test_split_cookies_reach_an_http11_app_as_one_line() -> None:
+    async with hop() as (port, _state, _server, _handler):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = RawClient(reader, writer)
+        client.h2.initiate_connection()
+        sid = client.h2.get_next_available_stream_id()
+        client.h2.send_headers(
+            sid,
+            [
+                (":method", "GET"),
+                (":path", "/headers"),
+                (":scheme", "http"),
+                (":authority", "x"),
+                ("cookie", "a=1"),
+                ("cookie", "b=2"),
+            ],
+            end_stream=True,
+        )
+        client.flush()
+        await client.read_until(lambda: client.of(StreamEnded, sid))
+        body = b"".join(e.data for e in client.of(DataReceived, sid))
+        assert json.loads(body)["headers"]["cookie"] == "a=1; b=2"
+        writer.close()

@@ -862,6 +862,7 @@ class H2ServerConnection(asyncio.Protocol):
         h = req.h
         lines = req.lines
         authority = b""
+        cookies: list[bytes] = []
         for name, value in event.headers or ():
             name = bytes(name)
             value = bytes(value)
@@ -873,10 +874,15 @@ class H2ServerConnection(asyncio.Protocol):
                 elif name == b":authority":
                     authority = value
                 continue
+            if name == b"cookie":  # HTTP/2 may split it; one line for HTTP/1.1 (RFC 9113 8.2.3)
+                cookies.append(value)
+                continue
             lines.append((name, name + b": " + value + b"\r\n"))
             if name in capture:
                 prev = h.get(name)
                 h[name] = value if prev is None else prev + b", " + value
+        if cookies:
+            lines.append((b"cookie", b"cookie: " + b"; ".join(cookies) + b"\r\n"))
         if authority and b"host" not in h:
             h[b"host"] = authority
             lines.append((b"host", b"host: " + authority + b"\r\n"))
