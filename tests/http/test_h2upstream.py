@@ -116,3 +116,31 @@ async def test_an_app_that_is_not_there_is_a_502_and_a_later_one_is_used() -> No
         server.abort_all()
         await server.wait_closed()
         pool.close()
+
+
+async def test_streams_over_the_apps_limit_wait_for_a_free_one() -> None:
+    async with run_h2_app(max_streams=2) as (app, state):
+        pool = H2Pool("127.0.0.1", app, max_connections=1)
+        server = Server(Forward(pool), timeouts=Timeouts(total=30))
+        port = await server.listen("127.0.0.1", 0)
+        try:
+            state.release.clear()
+            async with httpx.AsyncClient(http1=False, http2=True, timeout=20) as client:
+                calls = [
+                    asyncio.create_task(client.get(f"http://127.0.0.1:{port}/hold"))
+                    for _ in range(6)
+                ]
+                for _ in range(100):
+                    if state.in_flight == 2:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
+                assert state.in_flight == 2  # the app's limit, one connection
+                state.release.set()
+                assert [(await c).text for c in calls] == ["released"] * 6
+            assert state.max_in_flight == 2 and state.connections == 1
+        finally:
+            server.stop_listening()
+            server.abort_all()
+            await server.wait_closed()
+            pool.close()

@@ -26,6 +26,7 @@ from h2.events import (
     WindowUpdated,
 )
 from h2.exceptions import H2Error
+from h2.settings import SettingCodes, Settings
 
 
 @dataclass
@@ -39,9 +40,13 @@ class H2AppState:
 
 
 class _Conn(asyncio.Protocol):
-    def __init__(self, state: H2AppState) -> None:
+    def __init__(self, state: H2AppState, max_streams: int | None = None) -> None:
         self.state = state
         self.h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        if max_streams is not None:  # in the first SETTINGS frame it sends
+            self.h2.local_settings = Settings(
+                client=False, initial_values={SettingCodes.MAX_CONCURRENT_STREAMS: max_streams}
+            )
         self.transport: asyncio.Transport | None = None
         self.paths: dict[int, bytes] = {}
         self.bodies: dict[int, bytearray] = {}
@@ -181,12 +186,13 @@ class _Conn(asyncio.Protocol):
 
 
 @contextlib.asynccontextmanager
-async def run_h2_app() -> AsyncIterator[tuple[int, H2AppState]]:
+async def run_h2_app(max_streams: int | None = None) -> AsyncIterator[tuple[int, H2AppState]]:
+    """The app on a free port; ``max_streams``: its ``SETTINGS_MAX_CONCURRENT_STREAMS``."""
     state = H2AppState()
     conns: list[_Conn] = []
 
     def make() -> _Conn:
-        conn = _Conn(state)
+        conn = _Conn(state, max_streams)
         conns.append(conn)
         return conn
 

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from h2.config import H2Configuration
@@ -32,6 +33,7 @@ from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    RemoteSettingsChanged,
     ResponseReceived,
     StreamEnded,
     StreamReset,
@@ -322,6 +324,8 @@ class H2Upstream(asyncio.Protocol):
         self.idle_since = _monotonic()
         self._loop = asyncio.get_running_loop()
         self._flush_pending = False
+        self.settled = asyncio.Event()
+        """The peer's first SETTINGS arrived: its stream limit is known."""
 
     @property
     def capacity(self) -> int:
@@ -367,12 +371,18 @@ class H2Upstream(asyncio.Protocol):
                     stream.on_end()
             elif isinstance(event, StreamReset):
                 if stream is not None:
+                    if event.error_code == ErrorCodes.REFUSED_STREAM:
+                        # not processed (RFC 9113 section 8.7): the client side may send
+                        # it again, as after a stale keep-alive connection
+                        stream.reused, stream.got_bytes = True, False
                     stream.on_reset(UpstreamReset(f"the stream was reset ({event.error_code!r})"))
             elif isinstance(event, WindowUpdated):
                 targets = [stream] if event.stream_id else list(self.streams.values())
                 for target in targets:
                     if target is not None:
                         target.window_opened()
+            elif isinstance(event, RemoteSettingsChanged):
+                self.settled.set()
             elif isinstance(event, ConnectionTerminated):
                 self.going_away = True
                 last = event.last_stream_id or 0
@@ -453,6 +463,7 @@ class H2Upstream(asyncio.Protocol):
     def stream_gone(self, ex: H2Exchange) -> None:
         if self.streams.get(ex.sid) is ex:
             del self.streams[ex.sid]
+            self.pool.slot_freed(self)
         if not self.streams:
             self.idle_since = _monotonic()
             if self.going_away:
@@ -504,6 +515,9 @@ class H2Pool:
         self.conns: list[H2Upstream] = []
         self._opening: asyncio.Task[H2Upstream] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: deque[tuple[Downstream, object, bool]] = deque()
+        """Exchanges waiting for a stream: every connection is at the peer's
+        ``SETTINGS_MAX_CONCURRENT_STREAMS`` and no more may be opened."""
         self.closed = False
 
     def acquire(self, client: Downstream, head_request: bool) -> None:
@@ -530,8 +544,19 @@ class H2Pool:
             if client.current is req:
                 client.upstream_connect_failed(e)
             return
-        if client.current is req and client.waiting_for_upstream:
-            client.upstream_ready(H2Exchange(self, conn, client, head_request))  # type: ignore[arg-type]
+        if client.current is not req or not client.waiting_for_upstream:
+            return
+        if conn.capacity <= 0:
+            self._waiting.append((client, req, head_request))  # until a stream ends
+            return
+        client.upstream_ready(H2Exchange(self, conn, client, head_request))  # type: ignore[arg-type]
+
+    def slot_freed(self, conn: H2Upstream) -> None:
+        """A stream of ``conn`` ended: the next waiting exchange takes its place."""
+        while self._waiting and conn.capacity > 0:
+            client, req, head = self._waiting.popleft()
+            if client.current is req and client.waiting_for_upstream:
+                client.upstream_ready(H2Exchange(self, conn, client, head))  # type: ignore[arg-type]
 
     async def _connection(self) -> H2Upstream:
         """A connection with room, opening one (only one at a time) when none has."""
@@ -552,9 +577,15 @@ class H2Pool:
             loop.create_connection(lambda: H2Upstream(self), self.host, self.port),
             self.connect_timeout,
         )
-        if self.closed:
+        try:
+            # its stream limit first: streams over it would be refused
+            await asyncio.wait_for(conn.settled.wait(), self.connect_timeout)
+        except TimeoutError:
             conn.close()
-            raise OSError("the pool is closed")
+            raise OSError(f"{self.host}:{self.port} sent no HTTP/2 SETTINGS") from None
+        if self.closed or conn.transport is None:
+            conn.close()
+            raise OSError("the pool is closed" if self.closed else "the connection closed")
         self.conns.append(conn)
         if len(self.conns) > self.max_connections:
             # the oldest idle one goes
@@ -570,6 +601,10 @@ class H2Pool:
     def discard(self, conn: H2Upstream) -> None:
         with contextlib.suppress(ValueError):
             self.conns.remove(conn)
+        waiting, self._waiting = self._waiting, deque()
+        for client, req, head in waiting:  # they wait for a connection again
+            if client.current is req and client.waiting_for_upstream and not self.closed:
+                self.connect(client, head)
 
     def sweep(self, now: float) -> None:
         """Close connections without streams for longer than ``idle_timeout``."""
