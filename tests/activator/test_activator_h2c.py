@@ -70,3 +70,30 @@ async def test_trailers_pass_the_activator_and_the_queue_proxy(tmp_path: Path) -
         async with httpx.AsyncClient(timeout=20) as h1:
             r = await h1.get(url + "/proto", headers={"Host": HOST})
             assert (r.http_version, r.text) == ("HTTP/1.1", "HTTP/2")
+
+
+async def test_upgrade_h2c_through_the_activator_and_the_queue_proxy(tmp_path: Path) -> None:
+    async with (
+        run_h2_app() as (app, _state),
+        queue_proxy(app, tmp_path, USER_PROTOCOL="h2c") as qp,
+        activator() as (act, url),
+    ):
+        act.set_routes(route())
+        act.put_revision(H2C)
+        act.set_endpoints(V1, [endpoint(qp)])
+        port = urlsplit(url).port
+        assert port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = RawClient(reader, writer)
+        settings = client.h2.initiate_upgrade_connection()
+        writer.write(
+            b"GET /proto HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
+            b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            b"HTTP2-Settings: " + settings + b"\r\n\r\n"
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+        client.flush()
+        await client.read_until(lambda: client.of(StreamEnded, 1))
+        assert b"".join(e.data for e in client.of(DataReceived, 1)) == b"HTTP/2"
+        writer.close()
