@@ -48,19 +48,18 @@ from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
+from .clientside import ClientSide
 from .exchange import (
     CONNECTING,
     DONE,
     RESPONDING,
     SENT,
-    WAITING,
     Limits,
     Request,
     Timeouts,
-    UpstreamRefused,
 )
 from .framing import request_head
-from .headers import FORWARD_DROP, error_header, grpc_error_headers, is_grpc
+from .headers import FORWARD_DROP
 
 if TYPE_CHECKING:
     from .upstream import Pool, UpstreamConnection
@@ -130,7 +129,7 @@ def _lines(block: bytes) -> list[bytes]:
     return [line + b"\r\n" for line in block.split(b"\r\n") if line]
 
 
-class H2Stream:
+class H2Stream(ClientSide):
     """One stream of an HTTP/2 connection: the handler's connection for its request and
     the upstream side's ``Downstream``."""
 
@@ -172,11 +171,6 @@ class H2Stream:
         self.reading_paused = False  # we stopped reading the upstream (client window shut)
 
     # -- handler API --------------------------------------------------------------
-
-    @property
-    def waiting_for_upstream(self) -> bool:
-        req = self.current
-        return req is not None and req.phase == CONNECTING
 
     def forward(
         self,
@@ -240,22 +234,6 @@ class H2Stream:
             self._pump(finish=True)
         # a request body still coming is acknowledged and dropped (on_body)
         self._end(req)
-
-    def fail(self, status: int, reason: bytes, body: bytes, headers: bytes = b"") -> None:
-        """A platform-generated error: ``respond`` plus the attribution header; to a gRPC
-        request, gRPC's trailers-only shape (200, ``grpc-status``, ``grpc-message``)."""
-        attribution = error_header(self.handler.hop, reason) + headers
-        req = self.current
-        if req is not None and is_grpc(req.h.get(b"content-type") or req.header(b"content-type")):
-            self.respond(
-                200,
-                b"",
-                attribution + grpc_error_headers(status, body),
-                b"application/grpc",
-                recorded=status,
-            )
-            return
-        self.respond(status, body + b"\n", attribution)
 
     # -- from the client -------------------------------------------------------------
 
@@ -353,22 +331,10 @@ class H2Stream:
             self.conn.acknowledge(self.sid, self.held)
             self.held = 0
 
-    def upstream_connect_failed(self, error: Exception) -> None:
-        req = self.current
-        if req is None or req.phase != CONNECTING:
-            return
-        req.phase = WAITING
-        self.handler.on_upstream_error(self, req, error)
-
     def upstream_head(self, up: UpstreamConnection, status: int, lines: list[bytes]) -> None:
         req = self.current
         assert req is not None
-        if status >= 500 and self.handler.retry_response(req, status, lines):
-            self._drop_upstream()
-            req.phase = WAITING
-            self.handler.on_upstream_error(
-                self, req, UpstreamRefused(f"the upstream answered {status}")
-            )
+        if self.refused(req, status, lines):
             return
         req.phase = RESPONDING
         req.status = status
@@ -417,35 +383,6 @@ class H2Stream:
             self._pump(finish=True)
         self._end(req)
 
-    def upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
-        req = self.current
-        if req is None or self.upstream is not up:
-            return
-        self.upstream = None
-        if req.phase == SENT:
-            pool = self.pool
-            if up.reused and not up.got_bytes and not req.has_body and pool is not None:
-                req.phase = CONNECTING  # a stale kept-alive connection: nothing reached the app
-                pool.connect(self, req.method == b"HEAD")
-            else:
-                self.fail(
-                    502,
-                    self.handler.closed_reason,
-                    b"upstream closed the connection before responding",
-                )
-        elif req.phase == RESPONDING:
-            self._reset(req)
-
-    def upstream_failed(self, up: UpstreamConnection, message: str, after_bytes: bool) -> None:
-        req = self.current
-        if req is None or self.upstream is not up:
-            return
-        self._drop_upstream()
-        if req.phase < RESPONDING:
-            self.fail(502, self.handler.closed_reason, message.encode())
-        else:
-            self._reset(req)
-
     def upstream_upgraded(self, up: UpstreamConnection, rest: bytes) -> None:
         # never asked for (the head sent upstream carries no Upgrade)
         self.upstream_failed(up, "the upstream switched protocols unasked", True)
@@ -477,24 +414,12 @@ class H2Stream:
 
     # -- server API -------------------------------------------------------------------
 
-    def check_timeouts(self, now: float) -> None:
-        req = self.current
-        if req is None or req.phase == DONE:
-            return
-        if req.wait_deadline and req.phase == WAITING and now >= req.wait_deadline:
-            req.wait_deadline = 0.0
-            self.handler.on_wait_timeout(self, req)
-            return
-        if (
-            (req.deadline and now >= req.deadline)
-            or (req.start_deadline and req.phase < RESPONDING and now >= req.start_deadline)
-            or (req.idle_timeout and now - req.last_write >= req.idle_timeout)
-        ):
-            self._drop_upstream()
-            if req.phase < RESPONDING:
-                self.fail(504, b"timeout", self.handler.timeout_body)
-            else:
-                self._reset(req)
+    def _timeout(self, req: Request) -> None:
+        self._drop_upstream()
+        if req.phase < RESPONDING:
+            self.fail(504, b"timeout", self.handler.timeout_body)
+        else:
+            self._reset(req)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -503,15 +428,7 @@ class H2Stream:
             self.server.active.add(self)
             self.fail(405, b"bad-request", b"CONNECT is not supported")
             return
-        now = _monotonic()
-        req.started = now
-        req.last_write = now
-        t = self.server.timeouts
-        if t.total:
-            req.deadline = now + t.total
-        if t.response_start:
-            req.start_deadline = now + t.response_start
-        req.idle_timeout = t.idle
+        self.arm(req)
         self.server.active.add(self)
         self.handler.on_request(self, req)
 
@@ -544,6 +461,9 @@ class H2Stream:
             conn.stream_sent(self)
         elif self.reading_paused and not conn.write_paused:
             self.pause_upstream(False)
+
+    def _cut(self, req: Request) -> None:
+        self._reset(req)
 
     def _reset(self, req: Request) -> None:
         """Cut the response: the client sees the stream reset, not a short body."""

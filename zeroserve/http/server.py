@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from .clientside import ClientSide
 from .exchange import (
     CONNECTING,
     DONE,
@@ -56,20 +57,12 @@ from .exchange import (
     RESPONDING,
     SENT,
     TUNNEL,
-    WAITING,
     Limits,
     Request,
     Timeouts,
-    UpstreamRefused,
 )
 from .framing import CHUNKED, CLOSE, LENGTH, persistence, request_head, response_framing
-from .headers import (
-    FORWARD_DROP,
-    connection_tokens,
-    error_header,
-    grpc_error_headers,
-    is_grpc,
-)
+from .headers import FORWARD_DROP, connection_tokens, error_header
 from .upstream import Pool, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -154,7 +147,7 @@ class Handler:
         """Called about once a second (pool upkeep)."""
 
 
-class ServerConnection(asyncio.Protocol):
+class ServerConnection(ClientSide, asyncio.Protocol):
     """One client connection; see the module docstring."""
 
     __slots__ = (
@@ -423,11 +416,6 @@ class ServerConnection(asyncio.Protocol):
 
     # -- handler API ----------------------------------------------------------
 
-    @property
-    def waiting_for_upstream(self) -> bool:
-        req = self.current
-        return req is not None and req.phase == CONNECTING
-
     def forward(
         self,
         pool: Pool,
@@ -506,22 +494,6 @@ class ServerConnection(asyncio.Protocol):
             self._write(head + body)
         self._end(req)
 
-    def fail(self, status: int, reason: bytes, body: bytes, headers: bytes = b"") -> None:
-        """A platform-generated error: ``respond`` plus the attribution header; to a gRPC
-        request, gRPC's shape (200, ``grpc-status``, ``grpc-message``, no body)."""
-        attribution = error_header(self.handler.hop, reason) + headers
-        req = self.current
-        if req is not None and is_grpc(req.header(b"content-type")):
-            self.respond(
-                200,
-                b"",
-                attribution + grpc_error_headers(status, body),
-                b"application/grpc",
-                recorded=status,
-            )
-            return
-        self.respond(status, body + b"\n", attribution)
-
     # -- upstream API (called by UpstreamConnection / UpstreamPool) ----------
 
     def upstream_ready(self, up: UpstreamConnection) -> None:
@@ -556,24 +528,10 @@ class ServerConnection(asyncio.Protocol):
         if req.expect_continue and not req.body_done:
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def upstream_connect_failed(self, error: Exception) -> None:
-        req = self.current
-        if req is None or req.phase != CONNECTING:
-            return
-        req.phase = WAITING
-        self.handler.on_upstream_error(self, req, error)
-
     def upstream_head(self, up: UpstreamConnection, status: int, lines: list[bytes]) -> None:
         req = self.current
         assert req is not None
-        if status >= 500 and self.handler.retry_response(req, status, lines):
-            # Nothing was written to the client yet: drop this answer and its
-            # connection, and let the handler send the request elsewhere.
-            self._drop_upstream()
-            req.phase = WAITING
-            self.handler.on_upstream_error(
-                self, req, UpstreamRefused(f"the upstream answered {status}")
-            )
+        if self.refused(req, status, lines):
             return
         req.phase = RESPONDING
         req.status = status
@@ -639,38 +597,12 @@ class ServerConnection(asyncio.Protocol):
     def upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
         """The upstream connection closed while serving us."""
         req = self.current
-        if req is None or self.upstream is not up:
-            return
-        self.upstream = None
-        if req.phase == TUNNEL:
+        if req is not None and req.phase == TUNNEL and self.upstream is up:
+            self.upstream = None
             self._end(req)
             self._close()
-        elif req.phase == SENT:
-            pool = self.pool
-            if up.reused and not up.got_bytes and not req.has_body and pool is not None:
-                # The server closed a kept-alive connection as we reused it;
-                # nothing reached the app, so a fresh connection is safe.
-                req.phase = CONNECTING
-                pool.connect(self, req.method == b"HEAD")
-            else:
-                self.fail(
-                    502,
-                    self.handler.closed_reason,
-                    b"upstream closed the connection before responding",
-                )
-        elif req.phase == RESPONDING:
-            self._truncate(req)
-
-    def upstream_failed(self, up: UpstreamConnection, message: str, after_bytes: bool) -> None:
-        """The upstream broke the protocol."""
-        req = self.current
-        if req is None or self.upstream is not up:
             return
-        self._drop_upstream()
-        if req.phase < RESPONDING:
-            self.fail(502, self.handler.closed_reason, message.encode())
-        else:
-            self._truncate(req)
+        ClientSide.upstream_lost(self, up, exc)
 
     def upstream_upgraded(self, up: UpstreamConnection, rest: bytes) -> None:
         req = self.current
@@ -723,21 +655,6 @@ class ServerConnection(asyncio.Protocol):
 
     # -- server API -------------------------------------------------------------
 
-    def check_timeouts(self, now: float) -> None:
-        req = self.current
-        if req is None or req.phase >= TUNNEL:
-            return
-        if req.wait_deadline and req.phase == WAITING and now >= req.wait_deadline:
-            req.wait_deadline = 0.0
-            self.handler.on_wait_timeout(self, req)
-            return
-        if (
-            (req.deadline and now >= req.deadline)
-            or (req.start_deadline and req.phase < RESPONDING and now >= req.start_deadline)
-            or (req.idle_timeout and now - req.last_write >= req.idle_timeout)
-        ):
-            self._timeout(req)
-
     def check_idle(self, now: float, limits: Limits) -> None:
         if self.transport is None:
             return
@@ -774,15 +691,7 @@ class ServerConnection(asyncio.Protocol):
             self.server.active.add(self)
             self.fail(405, b"bad-request", b"CONNECT is not supported")
             return
-        now = _monotonic()
-        req.started = now
-        req.last_write = now
-        t = self.server.timeouts
-        if t.total:
-            req.deadline = now + t.total
-        if t.response_start:
-            req.start_deadline = now + t.response_start
-        req.idle_timeout = t.idle
+        self.arm(req)
         self.current = req
         self.resp_mode = LENGTH
         self.server.active.add(self)
@@ -840,6 +749,9 @@ class ServerConnection(asyncio.Protocol):
             req.keep_alive = False
             self._end(req)
             self._close()
+
+    def _cut(self, req: Request) -> None:
+        self._truncate(req)
 
     def _truncate(self, req: Request) -> None:
         """The upstream failed mid-response: close so the client sees a cut body."""
