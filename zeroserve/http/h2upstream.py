@@ -43,6 +43,7 @@ from h2.events import (
 from h2.exceptions import H2Error, ProtocolError
 from httptools import HttpParserError, HttpRequestParser
 
+from .h2conn import H2Transport
 from .headers import HOP_BY_HOP
 
 if TYPE_CHECKING:
@@ -299,7 +300,7 @@ class H2Exchange:
             conn.stream_gone(self)
 
 
-class H2Upstream(asyncio.Protocol):
+class H2Upstream(H2Transport):
     """One HTTP/2 connection to the next hop, carrying many exchanges."""
 
     def __init__(self, pool: H2Pool) -> None:
@@ -322,8 +323,7 @@ class H2Upstream(asyncio.Protocol):
         self.going_away = False
         self.used = False
         self.idle_since = _monotonic()
-        self._loop = asyncio.get_running_loop()
-        self._flush_pending = False
+        self.start_writing()
         self.settled = asyncio.Event()
         """The peer's first SETTINGS arrived: its stream limit is known."""
 
@@ -426,38 +426,9 @@ class H2Upstream(asyncio.Protocol):
         self._flush()
         return sid
 
-    def send_data(self, sid: int, data: bytearray) -> int:
-        h2 = self.h2
-        sent = 0
-        try:
-            while sent < len(data):
-                size = min(
-                    h2.local_flow_control_window(sid), h2.max_outbound_frame_size, len(data) - sent
-                )
-                if size <= 0:
-                    break
-                h2.send_data(sid, bytes(data[sent : sent + size]))
-                sent += size
-        except H2Error:
-            return len(data)
-        self._flush()
-        return sent
-
-    def end_stream(self, sid: int) -> None:
-        with contextlib.suppress(H2Error):
-            self.h2.end_stream(sid)
-        self._flush()
-
     def cancel(self, sid: int) -> None:
         with contextlib.suppress(H2Error):
             self.h2.reset_stream(sid, ErrorCodes.CANCEL)
-        self._flush()
-
-    def acknowledge(self, sid: int, size: int) -> None:
-        if not size:
-            return
-        with contextlib.suppress(H2Error):
-            self.h2.acknowledge_received_data(size, sid)
         self._flush()
 
     def stream_gone(self, ex: H2Exchange) -> None:
@@ -479,19 +450,6 @@ class H2Upstream(asyncio.Protocol):
         for ex in list(self.streams.values()):
             ex.on_reset(error)
         self.streams.clear()
-
-    def _flush(self) -> None:
-        """Write what h2 has queued, once per turn of the event loop: the frames of every
-        stream touched meanwhile go out in one write (one syscall, not one per frame)."""
-        if not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self._write_now)
-
-    def _write_now(self) -> None:
-        self._flush_pending = False
-        data = self.h2.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
 
 
 class H2Pool:

@@ -59,6 +59,7 @@ from .exchange import (
     Timeouts,
 )
 from .framing import request_head
+from .h2conn import H2Transport
 from .headers import FORWARD_DROP
 
 if TYPE_CHECKING:
@@ -495,7 +496,7 @@ class H2Stream(ClientSide):
         self.conn.stream_done(self)
 
 
-class H2ServerConnection(asyncio.Protocol):
+class H2ServerConnection(H2Transport):
     """One client connection speaking HTTP/2; see the module docstring."""
 
     tunnel = False  # (an HTTP/1.1 connection's upgraded state; shutdown waits on the rest)
@@ -529,8 +530,7 @@ class H2ServerConnection(asyncio.Protocol):
         self.write_paused = False
         self.going_away = False
         self.window_start = server.now
-        self._loop = asyncio.get_running_loop()
-        self._flush_pending = False
+        self.start_writing()
         self.resets = 0
         self.control_frames = 0
 
@@ -684,43 +684,9 @@ class H2ServerConnection(asyncio.Protocol):
         self._flush()
         return True
 
-    def send_data(self, sid: int, data: bytearray) -> int:
-        """Send as much of ``data`` as the windows allow; returns how much."""
-        h2 = self.h2
-        sent = 0
-        try:
-            while sent < len(data):
-                size = min(
-                    h2.local_flow_control_window(sid),
-                    h2.max_outbound_frame_size,
-                    len(data) - sent,
-                )
-                if size <= 0:
-                    break
-                h2.send_data(sid, bytes(data[sent : sent + size]))
-                sent += size
-        except H2Error:
-            return len(data)  # the stream is gone: drop what it had
-        self._flush()
-        return sent
-
-    def end_stream(self, sid: int) -> None:
-        with contextlib.suppress(H2Error):
-            self.h2.end_stream(sid)
-        self._flush()
-
     def reset(self, sid: int, code: ErrorCodes) -> None:
         try:
             self.h2.reset_stream(sid, code)
-        except H2Error:
-            return
-        self._flush()
-
-    def acknowledge(self, sid: int, size: int) -> None:
-        if not size:
-            return
-        try:
-            self.h2.acknowledge_received_data(size, sid)
         except H2Error:
             return
         self._flush()
@@ -814,19 +780,6 @@ class H2ServerConnection(asyncio.Protocol):
         stream = H2Stream(self, sid, req)
         self.streams[sid] = stream
         stream.start(req)
-
-    def _flush(self) -> None:
-        """Write what h2 has queued, once per turn of the event loop: the frames of every
-        stream touched meanwhile go out in one write (one syscall, not one per frame)."""
-        if not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self._write_now)
-
-    def _write_now(self) -> None:
-        self._flush_pending = False
-        data = self.h2.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
 
     def _close(self) -> None:
         self._write_now()
