@@ -32,28 +32,23 @@ class ClientSide:
     handler: Any  # server.Handler
     server: Any  # server.Server (its ``timeouts``)
 
-    # -- what subclasses provide -------------------------------------------------------
+    if TYPE_CHECKING:  # what each subclass provides
 
-    def respond(
-        self,
-        status: int,
-        body: bytes = b"",
-        headers: bytes = b"",
-        content_type: bytes = b"text/plain; charset=utf-8",
-        *,
-        recorded: int = 0,
-    ) -> None:
-        raise NotImplementedError
+        def respond(
+            self,
+            status: int,
+            body: bytes = b"",
+            headers: bytes = b"",
+            content_type: bytes = b"text/plain; charset=utf-8",
+            *,
+            recorded: int = 0,
+        ) -> None: ...
 
-    def _cut(self, req: Request) -> None:
-        """The response started and cannot be completed: end it so the client sees it cut."""
-        raise NotImplementedError
+        def _cut(self, req: Request) -> None: ...  # end a started response, visibly cut
 
-    def _timeout(self, req: Request) -> None:
-        raise NotImplementedError
+        def _timeout(self, req: Request) -> None: ...
 
-    def _drop_upstream(self) -> None:
-        raise NotImplementedError
+        def _drop_upstream(self) -> None: ...
 
     # -- shared ----------------------------------------------------------------------------
 
