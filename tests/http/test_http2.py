@@ -16,6 +16,7 @@ import httpx
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
+from h2.settings import SettingCodes, Settings
 
 from tests.support.apps import AppState, run_app
 from tests.support.raw import raw_exchange
@@ -380,4 +381,50 @@ async def test_split_cookies_reach_an_http11_app_as_one_line() -> None:
         await client.read_until(lambda: client.of(StreamEnded, sid))
         body = b"".join(e.data for e in client.of(DataReceived, sid))
         assert json.loads(body)["headers"]["cookie"] == "a=1; b=2"
+        writer.close()
+
+
+async def test_a_client_that_does_not_read_holds_the_upstream_back() -> None:
+    """Response backpressure: with the client's window shut, the stream holds at most
+    about _HIGH_WATER bytes and the upstream stops being read; opening the window lets
+    the whole body through."""
+    size = 30_000_000
+    async with hop() as (port, _state, server, _handler):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = RawClient(reader, writer)
+        client.h2.local_settings = Settings(
+            client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: 65_535}
+        )
+        client.h2.initiate_connection()
+        client.flush()
+        sid = client.request(f"/download?size={size}")
+        got = 0
+        # read what the window lets through, acknowledging nothing
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.5):
+                while True:
+                    data = await reader.read(65536)
+                    for e in client.h2.receive_data(data):
+                        if isinstance(e, DataReceived):
+                            got += len(e.data)
+        [stream] = list(server.active)
+        assert got <= 65_535
+        assert len(stream.pending) <= 2 * 256 * 1024  # held, not the whole body
+        assert stream.reading_paused
+        # the client reads on (and acknowledges what it had): everything arrives
+        total = got
+        if got:
+            client.h2.acknowledge_received_data(got, sid)
+            client.flush()
+        async with asyncio.timeout(30):
+            while not client.of(StreamEnded, sid):
+                data = await reader.read(1 << 20)
+                assert data
+                for e in client.h2.receive_data(data):
+                    client.events.append(e)
+                    if isinstance(e, DataReceived):
+                        total += len(e.data)
+                        client.h2.acknowledge_received_data(e.flow_controlled_length, sid)
+                client.flush()
+        assert total == size
         writer.close()
