@@ -119,7 +119,7 @@ class Config:
     held_timeout: float = opt(120.0, "seconds to wait for all to wait, and for all answers")
     # 6. gRPC
     grpc_reps: int = count(3, "repetitions, interleaved across targets", quick=1, smoke=1)
-    grpc_calls: int = count(20_000, "unary calls per run (h2load -n)", quick=5_000, smoke=200)
+    grpc_calls: int = count(20_000, "unary calls per run (h2load -n)", quick=5_000, smoke=2_000)
     grpc_clients: int = count(4, "connections of each run (h2load -c)")
     grpc_streams: int = count(10, "concurrent streams per connection (h2load -m)")
     # machine and output

@@ -188,5 +188,5 @@ def test_grpc_calls_all_succeeded_on_every_path(smoke: Smoke, preset: str) -> No
     grpc = _part(smoke(preset), "grpc")
     assert grpc["runs"] == 4  # direct, queue-proxy, activator, nginx; one repetition
     assert grpc["failed_calls"] == 0
-    assert all(n == [200] for n in grpc["succeeded"].values())
+    assert all(n == [2000] for n in grpc["succeeded"].values())
     assert grpc["queue_proxy_x_nginx"] is not None
