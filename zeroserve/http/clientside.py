@@ -63,7 +63,7 @@ class ClientSide:
         body), the handler and the metrics still seeing ``status``."""
         attribution = error_header(self.handler.hop, reason) + headers
         req = self.current
-        if req is not None and is_grpc(req.h.get(b"content-type") or req.header(b"content-type")):
+        if req is not None and is_grpc(req.header(b"content-type")):
             self.respond(
                 200,
                 b"",

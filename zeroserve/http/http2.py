@@ -339,8 +339,8 @@ class H2Stream(ClientSide):
             return
         req.phase = RESPONDING
         req.status = status
-        no_body = up.no_body or status in (204, 304) or getattr(up, "headers_only", False)
-        fields = getattr(up, "fields", None)  # from an HTTP/2 upstream: no re-parsing
+        no_body = up.no_body or status in (204, 304) or up.headers_only
+        fields = up.fields  # from an HTTP/2 upstream: no re-parsing
         headers = (
             [(b":status", b"%d" % status)]
             + [f for f in fields if f[0][:1] != b":" and f[0] not in _CONNECTION_SPECIFIC]

@@ -117,6 +117,13 @@ class Pool(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to the upstream; serves one exchange at a time."""
 
+    # What an HTTP/2 exchange (``h2upstream.H2Exchange``) also tells the client side;
+    # an HTTP/1.1 response never has them.
+    fields: list[tuple[bytes, bytes]] | None = None
+    """The response's header fields as HTTP/2 carried them (no re-parsing of lines)."""
+    headers_only = False
+    """The response was its HEADERS alone (gRPC's trailers-only answer)."""
+
     __slots__ = (
         "chunked",
         "client",
