@@ -9,16 +9,15 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import grpc
 import pytest
 
 from tests.support.procs import queue_proxy
 from zeroserve.local.ports import kernel_port
-from zeroserve.topology import RevisionInfo
 
-from .test_activator_e2e import HOST, V1, activator, endpoint, route
+from .test_activator_e2e import HOST, activator
+from .test_activator_h2c import route_h2c
 
 pytestmark = pytest.mark.process
 
@@ -83,10 +82,7 @@ async def test_every_kind_of_call_passes_both_hops(grpc_app: int, tmp_path: Path
         queue_proxy(grpc_app, tmp_path, USER_PROTOCOL="h2c") as qp,
         activator() as (act, url),
     ):
-        act.set_routes(route())
-        act.put_revision(RevisionInfo(V1, protocol="h2c"))
-        act.set_endpoints(V1, [endpoint(qp)])
-        address = f"127.0.0.1:{urlsplit(url).port}"
+        address = f"127.0.0.1:{route_h2c(act, url, qp)}"
         async with grpc.aio.insecure_channel(
             address, options=[("grpc.default_authority", HOST)]
         ) as ch:
@@ -126,10 +122,7 @@ async def test_an_unreachable_app_is_unavailable_to_a_grpc_client(tmp_path: Path
         queue_proxy(port, tmp_path, USER_PROTOCOL="h2c") as qp,
         activator() as (act, url),
     ):
-        act.set_routes(route())
-        act.put_revision(RevisionInfo(V1, protocol="h2c"))
-        act.set_endpoints(V1, [endpoint(qp)])
-        address = f"127.0.0.1:{urlsplit(url).port}"
+        address = f"127.0.0.1:{route_h2c(act, url, qp)}"
         async with grpc.aio.insecure_channel(
             address, options=[("grpc.default_authority", HOST)]
         ) as ch:

@@ -12,9 +12,10 @@ import httpx
 import pytest
 from h2.events import DataReceived, StreamEnded, TrailersReceived
 
+from activator.app import Activator
 from tests.http.test_http2 import RawClient
 from tests.support.h2app import run_h2_app
-from tests.support.procs import queue_proxy
+from tests.support.procs import QueueProxyProcess, queue_proxy
 from zeroserve.topology import RevisionInfo
 
 from .test_activator_e2e import HOST, V1, activator, endpoint, route
@@ -22,6 +23,16 @@ from .test_activator_e2e import HOST, V1, activator, endpoint, route
 pytestmark = pytest.mark.process
 
 H2C = RevisionInfo(V1, protocol="h2c")
+
+
+def route_h2c(act: Activator, url: str, *qps: QueueProxyProcess) -> int:
+    """The activator routes ``HOST`` to an h2c revision on ``qps``; its port."""
+    act.set_routes(route())
+    act.put_revision(H2C)
+    act.set_endpoints(V1, [endpoint(qp) for qp in qps])
+    port = urlsplit(url).port
+    assert port is not None
+    return port
 
 
 async def test_one_client_connection_is_balanced_per_stream(tmp_path: Path) -> None:
@@ -32,9 +43,7 @@ async def test_one_client_connection_is_balanced_per_stream(tmp_path: Path) -> N
         queue_proxy(app2, tmp_path, USER_PROTOCOL="h2c") as qp2,
         activator() as (act, url),
     ):
-        act.set_routes(route())
-        act.put_revision(H2C)
-        act.set_endpoints(V1, [endpoint(qp1), endpoint(qp2)])
+        route_h2c(act, url, qp1, qp2)
         async with httpx.AsyncClient(http1=False, http2=True, timeout=20) as client:
             replies = await asyncio.gather(
                 *(client.get(url + "/proto", headers={"Host": HOST}) for _ in range(40))
@@ -51,11 +60,7 @@ async def test_trailers_pass_the_activator_and_the_queue_proxy(tmp_path: Path) -
         queue_proxy(app, tmp_path, USER_PROTOCOL="h2c") as qp,
         activator() as (act, url),
     ):
-        act.set_routes(route())
-        act.put_revision(H2C)
-        act.set_endpoints(V1, [endpoint(qp)])
-        port = urlsplit(url).port
-        assert port is not None
+        port = route_h2c(act, url, qp)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         client = RawClient(reader, writer)
         client.h2.initiate_connection()
@@ -78,11 +83,7 @@ async def test_upgrade_h2c_through_the_activator_and_the_queue_proxy(tmp_path: P
         queue_proxy(app, tmp_path, USER_PROTOCOL="h2c") as qp,
         activator() as (act, url),
     ):
-        act.set_routes(route())
-        act.put_revision(H2C)
-        act.set_endpoints(V1, [endpoint(qp)])
-        port = urlsplit(url).port
-        assert port is not None
+        port = route_h2c(act, url, qp)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         client = RawClient(reader, writer)
         settings = client.h2.initiate_upgrade_connection()
