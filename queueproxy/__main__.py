@@ -1,4 +1,7 @@
-"""``python -m queueproxy``: read the environment, run until SIGTERM, drain, exit."""
+"""``python -m queueproxy``: read the environment, run until SIGTERM, drain, exit.
+
+``python -m queueproxy --standby`` first waits for its environment on stdin
+(:mod:`queueproxy.standby`; the local runtime's standby queue-proxies)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from zeroserve.envconfig import ConfigError
 
 from .app import run
 from .config import Settings
+from .standby import wait_and_apply
 
 
 def main() -> int:
@@ -35,4 +39,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--standby"]:
+        sys.exit(wait_and_apply(main))
+    if sys.argv[1:]:
+        print(f"queue-proxy: unknown arguments {sys.argv[1:]} (only --standby)", file=sys.stderr)
+        sys.exit(2)
     sys.exit(main())
