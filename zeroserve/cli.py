@@ -89,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
         "(default: one per CPU, at least 2)",
     )
     up.add_argument(
+        "--standby-queue-proxies",
+        type=int,
+        default=2,
+        metavar="N",
+        help="queue-proxies (and, in pod sandboxes, pod networks) kept made ahead, each "
+        "taken by the next replica that starts, so a cold start does not wait for them "
+        "(default 2; 0: none)",
+    )
+    up.add_argument(
         "--sandbox",
         choices=("auto", "pod", "process"),
         default="auto",
@@ -463,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                 activators=args.activators,
                 activation_timeout=args.activation_timeout,
                 max_starting=args.max_starting,
+                standby_queue_proxies=args.standby_queue_proxies,
                 sandbox=args.sandbox,
                 pod_cidr=args.pod_cidr,
             )

@@ -186,9 +186,13 @@ async def test_init_container_then_app_and_sidecar_and_nothing_left_after_delete
         assert r.status_code == 200 and "sidecar of multi-00001" in r.text
 
         # deleting the Service stops every process of the replica
+        async with httpx.AsyncClient(timeout=10) as client:
+            ahead = await client.get(f"{up.control}/v1/standby", headers=up.headers)
+        standbys = set(ahead.json()["queueProxies"]["pids"])  # no replica's yet
         keep = set(components(up.proc.pid, "activator")) | set(
             components(up.proc.pid, "autoscaler")
         )
+        keep |= standbys
         replica = descendants(up.proc.pid) - keep
         assert len(replica) >= 3  # app, sidecar, queue-proxy
         await up.acli("delete", "ksvc", "multi")

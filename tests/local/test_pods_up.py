@@ -181,10 +181,14 @@ async def test_in_a_pod_sandbox_port_is_the_container_port(tmp_path: Path) -> No
         [pod] = await _pods(up)
         ip = pod["status"]["podIP"]
         assert ip.startswith("198.18."), pod["status"]
-        # the queue-proxy is on Knative's ports at the pod's IP
+        # the queue-proxy is on Knative's ports at the pod's IP: a standby one, which
+        # joined the pod's network namespace when the replica took it
         async with httpx.AsyncClient(timeout=10) as c:
             r = await c.get(f"http://{ip}:8012/", headers={"Host": "porty.default.localhost"})
-        assert r.json()["port"] == "8801"
+            assert r.json()["port"] == "8801"
+            ahead = (await c.get(f"{up.control}/v1/standby", headers=up.headers)).json()
+        assert ahead["queueProxies"]["taken"] == 1, ahead
+        assert ahead["podNetworks"]["spares"] == 2, ahead
 
 
 async def test_without_a_sandbox_ports_are_unique_and_volumes_refused(tmp_path: Path) -> None:
@@ -196,6 +200,10 @@ async def test_without_a_sandbox_ports_are_unique_and_volumes_refused(tmp_path: 
         assert any("plain processes" in line for line in up.output), up.output
         body = (await _get(up, "plain.default.localhost")).json()
         assert body["port"] != "8801"
+        async with httpx.AsyncClient(timeout=10) as c:
+            ahead = (await c.get(f"{up.control}/v1/standby", headers=up.headers)).json()
+        # the replica's queue-proxy was a standby; no pod networks in this mode
+        assert ahead["queueProxies"]["taken"] == 1 and "podNetworks" not in ahead, ahead
         vol = _service(
             "vol",
             state,

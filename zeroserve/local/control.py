@@ -116,6 +116,7 @@ class ControlAPI:
         r.add_get("/v1/table/{kind}", self.table)
         r.add_get("/v1/tree/{namespace}/{name}", self.tree)
         r.add_get("/v1/pods", self.pods)
+        r.add_get("/v1/standby", self.standby)
         r.add_get("/healthz", self.healthz)
         self.app = app
 
@@ -231,6 +232,10 @@ class ControlAPI:
         except ControllerError as e:
             return _error(400, str(e))
         return _json({"headers": headers, "rows": rows})
+
+    async def standby(self, request: web.Request) -> web.Response:
+        """What is made ahead for the next replicas (``LocalRuntime.made_ahead``)."""
+        return _json(self.runtime.made_ahead())
 
     async def pods(self, request: web.Request) -> web.Response:
         items = []

@@ -53,6 +53,7 @@ from zeroserve.api.objects import Container
 from zeroserve.local import access
 from zeroserve.local.ports import PortAllocator, default_allocator
 from zeroserve.local.probes import ContainerProbes, Prober, ProbeSpec, from_probe, http_get
+from zeroserve.local.standby import StandbyPool, assign
 
 if TYPE_CHECKING:
     from zeroserve.local.sandbox import ContainerStart, PodSandbox
@@ -147,6 +148,12 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in _inherited().items() if k not in _RUNTIME_ENV}
 
 
+def standby_pool(size: int, log_dir: Path | None) -> StandbyPool:
+    """The runtime's standby queue-proxies, started with the environment and the
+    parent-death signal of a queue-proxy started here."""
+    return StandbyPool(size, env=_inherited, preexec_fn=_die_with_parent, log_dir=log_dir)
+
+
 def init_container_env(c: ContainerProcess) -> dict[str, str]:
     """An init container's env: its own variables only (no ``PORT``, no ``K_*``: Knative
     copies init containers as written)."""
@@ -225,6 +232,7 @@ class Replica:
         log_dir: Path | None = None,
         ports: PortAllocator | None = None,
         pod: PodSandbox | None = None,
+        standby: StandbyPool | None = None,
     ) -> None:
         self.spec = spec
         self.name = name
@@ -232,6 +240,8 @@ class Replica:
         self.allocator = ports or default_allocator()
         self.pod = pod
         """Where its processes run; None: plain processes on ``spec.host``."""
+        self.standby = standby
+        """Where its queue-proxy comes from when one is ready (None: always started)."""
         self.app_port = 0
         self.ports: dict[str, int] = {}
         self._logs: list[IO[bytes]] = []
@@ -428,16 +438,7 @@ class Replica:
                 c.working_dir,
                 c.container,
             )
-        qp = await self._spawn(
-            QUEUE_PROXY,
-            QUEUE_PROXY,
-            [sys.executable, "-m", "queueproxy"],
-            self.queue_proxy_env(),
-            None,
-            None,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=self._log_file("queue-proxy"),
-        )
+        qp = await self._start_queue_proxy()
         self.runs[QUEUE_PROXY] = qp
         assert qp.proc.stdout is not None
         try:
@@ -451,6 +452,30 @@ class Replica:
         self.ports = {k: int(v) for k, v in info.items() if k.endswith("_port")}
         self.ready = dict.fromkeys(self.runs, False)
         self._start_probes(env)
+
+    async def _start_queue_proxy(self) -> ContainerRun:
+        """The queue-proxy: a standby one given this replica's environment when the pool
+        has one ready (zeroserve/local/standby.py), else a process of its own."""
+        env = self.queue_proxy_env()
+        proc = self.standby.take() if self.standby is not None else None
+        if proc is None:
+            return await self._spawn(
+                QUEUE_PROXY,
+                QUEUE_PROXY,
+                [sys.executable, "-m", "queueproxy"],
+                env,
+                None,
+                None,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=self._log_file("queue-proxy"),
+            )
+        start = self.pod.container(QUEUE_PROXY, None) if self.pod is not None else None
+        log_file = self.log_dir / f"{self.name}-queue-proxy.log" if self.log_dir else None
+        netns = self.pod.netns_path if self.pod is not None else None
+        await assign(proc, env, log_file=log_file, netns=netns)
+        if start is not None:
+            start.started(proc.pid)
+        return ContainerRun(QUEUE_PROXY, QUEUE_PROXY, proc, start)
 
     # -- the kubelet's probes ---------------------------------------------------------
 

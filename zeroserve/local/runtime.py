@@ -63,6 +63,7 @@ from .replica import (
     ReplicaSpec,
 )
 from .sandbox import PodSandbox, Sandbox, SandboxError, VolumeError
+from .standby import StandbyPool
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +365,13 @@ class RevisionSet:
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
             pod.waiting = ""
-            replica = Replica(spec, pod.name, log_dir=self.runtime.log_dir, pod=pod.sandbox)
+            replica = Replica(
+                spec,
+                pod.name,
+                log_dir=self.runtime.log_dir,
+                pod=pod.sandbox,
+                standby=self.runtime.standby,
+            )
             replica.on_readiness = lambda ok, pod=pod: self._readiness(pod, ok)
             replica.on_init = lambda i, n, pod=pod: self._init_step(pod, i, n)
             pod.exit = None
@@ -824,6 +831,7 @@ class LocalRuntime:
         lookup: Lookup | None = None,
         node: Node | None = None,
         sandbox: Sandbox | None = None,
+        standby: StandbyPool | None = None,
     ) -> None:
         self.on_change = on_change
         self.log_dir = log_dir
@@ -845,6 +853,9 @@ class LocalRuntime:
         self._closing: set[asyncio.Task[None]] = set()
         self.sandbox = sandbox
         """Where replicas run (None: plain processes on ``host``, no limits enforced)."""
+        self.standby = standby
+        """Queue-proxies started ahead (zeroserve/local/standby.py); None: each replica
+        starts its own."""
 
     def changed(self) -> None:
         self.on_change()
@@ -893,6 +904,17 @@ class LocalRuntime:
     def pods(self) -> list[PodView]:
         return [v for rs in self.sets.values() for v in rs.views()]
 
+    def made_ahead(self) -> dict[str, dict[str, Any]]:
+        """What is made ahead for the next replicas: the standby queue-proxies
+        (``queueProxies``) and, in pod sandboxes, the spare pod networks
+        (``podNetworks``)."""
+        out = {}
+        if self.standby is not None:
+            out["queueProxies"] = self.standby.state()
+        if self.sandbox is not None and self.sandbox.network is not None:
+            out["podNetworks"] = self.sandbox.network.spare_state()
+        return out
+
     def log_tail(self, pod: str, lines: int = 5) -> str:
         if self.log_dir is None:
             return ""
@@ -907,3 +929,5 @@ class LocalRuntime:
             *(rs.close() for rs in self.sets.values()), *list(self._closing), return_exceptions=True
         )
         self.sets.clear()
+        if self.standby is not None:
+            await self.standby.close()

@@ -38,7 +38,7 @@ from zeroserve.serving.controller import Controller
 
 from . import access
 from .control import ControlAPI, serve, stop
-from .replica import _die_with_parent
+from .replica import _die_with_parent, standby_pool
 from .runtime import LocalRuntime
 from .sandbox import DEFAULT_POD_CIDR, NetworkError, Sandbox, SandboxError
 from .state import StateHub
@@ -71,6 +71,8 @@ class UpOptions:
     """How long a request may wait for a replica before a 503 (the activators' setting)."""
     max_starting: int | None = None
     """Replicas of one revision starting at once (default: one per CPU, at least 2)."""
+    standby_queue_proxies: int = 2
+    """Queue-proxies kept started ahead for the next replicas (zeroserve/local/standby.py)."""
     sandbox: str = "auto"
     """Where replicas run: ``pod``, ``process`` or ``auto`` (``zeroserve.local.sandbox``)."""
     pod_cidr: str = DEFAULT_POD_CIDR
@@ -166,6 +168,10 @@ class Up:
             raise UpError(f"--local-port must differ from --port (both {options.port})")
         if options.max_starting is not None and options.max_starting < 1:
             raise UpError(f"--max-starting must be at least 1, not {options.max_starting}")
+        if options.standby_queue_proxies < 0:
+            raise UpError(
+                f"--standby-queue-proxies must be at least 0, not {options.standby_queue_proxies}"
+            )
         self.options = options
         self.log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="zeroserve-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -178,6 +184,7 @@ class Up:
             working_dir=os.getcwd(),
             max_starting=options.max_starting,
             lookup=self.controller.lookup,
+            standby=standby_pool(options.standby_queue_proxies, self.log_dir),
         )
         self.token = access.new_token()
         self.token_file: Path | None = None
@@ -211,13 +218,20 @@ class Up:
                 flush=True,
             )
         try:
-            self.sandbox = await Sandbox.start(o.sandbox, pod_cidr=o.pod_cidr)
+            self.sandbox = await Sandbox.start(
+                o.sandbox,
+                pod_cidr=o.pod_cidr,
+                # made ahead as the standby queue-proxies, for the same cold starts
+                spares=o.standby_queue_proxies,
+            )
         except (SandboxError, NetworkError) as e:
             raise UpError(str(e)) from None
         for line in self.sandbox.cleaned:
             print(f"zeroserve up: removed what a killed earlier run left: {line}", flush=True)
         print(f"zeroserve up: {self.sandbox.describe()}", flush=True)
         self.runtime.sandbox = self.sandbox
+        if self.runtime.standby is not None:
+            self.runtime.standby.start()
         self.controller.sandbox = self.sandbox.mode == "pod"
         self.hub.attach(self.runtime)
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -113,3 +114,38 @@ async def test_a_bad_pod_cidr_names_the_flag(run_state: RunState, cidr: str, why
     with pytest.raises(NetworkError, match="--pod-cidr") as e:
         await Network.create(run_state, cidr)
     assert why in str(e.value)
+
+
+async def _until(predicate: Callable[[], bool], within: float = 20.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_spares_are_handed_out_at_once_and_made_again_later(run_state: RunState) -> None:
+    net = await Network.create(run_state, TEST_CIDR, spares=2, spare_after=0.3)
+    try:
+        await _until(lambda: net.spare_state() == {"spares": 2, "ready": 2})
+        made = {line.split()[0] for line in _names()[0].splitlines()}
+        a = await net.add_pod("a")
+        # the spare made ahead, renamed: no namespace was made for it just now
+        assert a.name == "a" and a.netns in made
+        assert {line.split()[0] for line in _names()[0].splitlines()} == made
+        assert net.spare_state() == {"spares": 2, "ready": 1}
+        b = await net.add_pod("b")
+        assert b.netns in made and len({a.ip, b.ip}) == 2
+        # the one it hands out works as one made on demand
+        host_side = await asyncio.start_server(_hello_host, net.gateway, 0)
+        try:
+            port = host_side.sockets[0].getsockname()[1]
+            assert await _from_pod(a.netns_path, net.gateway, port) == "hello from the host"
+        finally:
+            host_side.close()
+        await _until(lambda: net.spare_state()["ready"] == 2)
+        spares = {line.split()[0] for line in _names()[0].splitlines()} - made
+        assert len(spares) == 2
+    finally:
+        await net.close()
+    # closing removes the pods' namespaces and the spares'
+    left = _names()[0]
+    assert not any(n in left for n in (a.netns, b.netns, *spares))

@@ -119,6 +119,11 @@ class PodSandbox:
         """Its own network namespace: fixed ports, ``PORT`` = the containerPort."""
         return self.network is not None
 
+    @property
+    def netns_path(self) -> str | None:
+        """Its network namespace's path (``/run/netns/...``), None when it has none."""
+        return self.network.netns_path if self.network is not None else None
+
     def container(
         self, name: str, container: Container | None, *, mounts: bool = True, limits: bool = True
     ) -> ContainerStart:
@@ -138,7 +143,7 @@ class PodSandbox:
             for m in plan:
                 ensure_mountpoint(m.target, is_file=os.path.isfile(m.source), state=sb.state)
         fn = preexec(
-            netns_path=self.network.netns_path if self.network is not None else None,
+            netns_path=self.netns_path,
             mounts=plan,
             cgroup_procs=cgroup.procs_files if cgroup is not None else (),
         )
@@ -231,8 +236,10 @@ class Sandbox:
         *,
         pod_cidr: str = DEFAULT_POD_CIDR,
         state_root: Path | None = None,
+        spares: int = 0,
     ) -> Sandbox:
-        """Choose the mode, remove what a killed earlier run left, make the bridge."""
+        """Choose the mode, remove what a killed earlier run left, make the bridge (and
+        keep ``spares`` pod networks made ahead: ``Network``)."""
         mode, why = choose_mode(asked)
         root = state_root or _state_root(mode)
         cleaned = await clean_stale(root)
@@ -240,7 +247,7 @@ class Sandbox:
         network = cgroups = None
         try:
             if mode == "pod":
-                network = await Network.create(state, pod_cidr)
+                network = await Network.create(state, pod_cidr, spares=spares)
                 cgroups = Cgroups.detect(state)
         except BaseException:
             await state.undo()

@@ -9,6 +9,12 @@ for the world beyond the machine (no NAT, the host's firewall is left alone).
 
 Every name is journaled (:mod:`.state`) before it is made. Interface names stay
 within the kernel's 15 characters.
+
+With ``spares`` (``zeroserve up`` sets as many as it keeps standby queue-proxies),
+that many pods' namespaces are kept made ahead: :meth:`Network.add_pod` hands one out
+at once (the ``ip`` commands take 6 ms on an idle machine, 15-50 ms during a cold
+start, on the cold start's path), and the missing ones are made ``spare_after``
+seconds later, off that path (docs/local-mode.md, "Standby queue-proxies").
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .state import RunState
@@ -28,6 +34,11 @@ from .state import RunState
 DEFAULT_POD_CIDR = "198.18.0.0/16"
 """Inside 198.18.0.0/15, which RFC 2544 reserves for benchmarking: not an ordinary
 network's range."""
+
+
+SPARE_AFTER = 1.0
+"""Seconds after a spare is taken that the missing ones are made (as the standby
+queue-proxies: zeroserve/local/standby.py ``REFILL_AFTER``)."""
 
 
 class NetworkError(RuntimeError):
@@ -115,7 +126,14 @@ def _addresses_in_use() -> list[ipaddress.IPv4Address]:
 class Network:
     """One run's bridge and its pods' namespaces."""
 
-    def __init__(self, state: RunState, subnet: ipaddress.IPv4Network) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        subnet: ipaddress.IPv4Network,
+        *,
+        spares: int = 0,
+        spare_after: float = SPARE_AFTER,
+    ) -> None:
         self.state = state
         self.subnet = subnet
         hosts = subnet.hosts()
@@ -124,11 +142,26 @@ class Network:
         self.bridge = f"zs-{state.run_id}"
         self._pods: dict[str, PodNetwork] = {}
         self._n = 0
+        self.spares = spares
+        """Pod networks kept made ahead (0: none)."""
+        self.spare_after = spare_after
+        """Seconds after a spare is taken that the missing ones are made."""
+        self._spare: list[PodNetwork] = []
+        self._spare_task: asyncio.Task[None] | None = None
+        self._spare_timer: asyncio.TimerHandle | None = None
 
     @classmethod
-    async def create(cls, state: RunState, pod_cidr: str = DEFAULT_POD_CIDR) -> Network:
-        """Pick a free /24 of ``pod_cidr`` and make the bridge, with its address, up."""
-        net = cls(state, _free_subnet(pod_cidr))
+    async def create(
+        cls,
+        state: RunState,
+        pod_cidr: str = DEFAULT_POD_CIDR,
+        *,
+        spares: int = 0,
+        spare_after: float = SPARE_AFTER,
+    ) -> Network:
+        """Pick a free /24 of ``pod_cidr`` and make the bridge, with its address, up
+        (and start making the ``spares``)."""
+        net = cls(state, _free_subnet(pod_cidr), spares=spares, spare_after=spare_after)
         state.record("link", net.bridge)
         await _ip(
             "-batch",
@@ -139,11 +172,49 @@ class Network:
                 f"link set {net.bridge} up\n"
             ),
         )
+        net._schedule_spare(0)
         return net
 
     async def add_pod(self, name: str) -> PodNetwork:
         """A network namespace for pod ``name``: lo up, eth0 with the next free IP on the
-        bridge, a default route via the bridge."""
+        bridge, a default route via the bridge (the spare, when one is ready)."""
+        spare = self._spare.pop(0) if self._spare else None
+        self._schedule_spare()
+        if spare is not None:
+            pod = replace(spare, name=name)
+            self._pods[pod.netns] = pod
+            return pod
+        return await self._make(name)
+
+    def spare_state(self) -> dict[str, int]:
+        """``spares`` (wanted) and ``ready``."""
+        return {"spares": self.spares, "ready": len(self._spare)}
+
+    def _schedule_spare(self, delay: float | None = None) -> None:
+        if self.spares <= len(self._spare) or self._spare_timer is not None:
+            return
+        if self._spare_task is not None and not self._spare_task.done():
+            return
+        loop = asyncio.get_running_loop()
+        self._spare_timer = loop.call_later(
+            self.spare_after if delay is None else delay, self._start_spare
+        )
+
+    def _start_spare(self) -> None:
+        self._spare_timer = None
+        self._spare_task = asyncio.get_running_loop().create_task(
+            self._make_spares(), name="spare pod networks"
+        )
+
+    async def _make_spares(self) -> None:
+        while len(self._spare) < self.spares and self._free:
+            try:
+                self._spare.append(await self._make(""))
+            except NetworkError as e:
+                print(f"zeroserve: a spare pod network: {e}", file=sys.stderr, flush=True)
+                return
+
+    async def _make(self, name: str) -> PodNetwork:
         if not self._free:
             raise NetworkError(f"no free pod IP left in {self.subnet} (--pod-cidr)")
         self._n += 1
@@ -196,7 +267,15 @@ class Network:
             self._free.append(pod.ip)
 
     async def close(self) -> None:
-        """Remove every pod's namespace, then the bridge."""
+        """Remove every pod's namespace (and the spare's), then the bridge."""
+        self.spares = 0
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+            self._spare_timer = None
+        if self._spare_task is not None:
+            self._spare_task.cancel()
+            await asyncio.gather(self._spare_task, return_exceptions=True)
+        self._spare = []
         for pod in list(self._pods.values()):
             await self.remove_pod(pod)
         if Path(f"/sys/class/net/{self.bridge}").exists():

@@ -1,0 +1,167 @@
+"""Standby queue-proxies (zeroserve/local/standby.py): made ahead, taken by the next
+replica, made again later, and never left running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from zeroserve.local.replica import QUEUE_PROXY, standby_pool
+from zeroserve.local.runtime import LocalRuntime
+from zeroserve.local.standby import StandbyPool
+from zeroserve.local.up import Up, UpError, UpOptions
+
+from .test_runtime import KEY, run
+
+pytestmark = pytest.mark.process
+
+
+async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is not running either
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_the_pool_fills_hands_out_and_refills_after_a_delay(tmp_path: Path) -> None:
+    pool = standby_pool(2, tmp_path)
+    pool.refill_after = 0.3
+    pool.start()
+    try:
+        await until(lambda: pool.state()["ready"] == 2)
+        first = pool.take()
+        assert first is not None and first.returncode is None
+        assert pool.state() == {
+            "size": 2,
+            "ready": 1,
+            "starting": 0,
+            "started": 2,
+            "taken": 1,
+            "pids": [pool.ready[0].pid],
+        }
+        second = pool.take()
+        assert second is not None and second.pid != first.pid
+        assert pool.take() is None  # none left: the replica starts its own
+        # the two taken are made again together, refill_after seconds later
+        await asyncio.sleep(0.1)
+        assert pool.state()["started"] == 2
+        await until(lambda: pool.state()["ready"] == 2)
+        assert pool.state()["started"] == 4
+        waiting = list(pool.ready)
+    finally:
+        await pool.close()
+        for p in (first, second):
+            p.kill()
+            await p.wait()
+    # closing ends the standbys not taken (they exit at the end of their stdin)
+    assert all(p.returncode == 0 for p in waiting)
+    assert pool.state()["ready"] == 0
+
+
+async def test_a_standby_that_died_is_skipped(tmp_path: Path) -> None:
+    pool = standby_pool(2, tmp_path)
+    pool.start()
+    try:
+        await until(lambda: pool.state()["ready"] == 2)
+        dead, alive = pool.ready
+        dead.kill()
+        await dead.wait()
+        assert pool.state()["ready"] == 1
+        assert pool.take() is alive
+    finally:
+        await pool.close()
+        alive.kill()
+        await alive.wait()
+
+
+async def test_one_that_never_says_standby_is_killed_and_not_handed_out(tmp_path: Path) -> None:
+    for command in (["sleep", "30"], ["echo", "not a standby"]):
+        pool = StandbyPool(1, env=lambda: dict(os.environ), command=command, start_timeout=0.3)
+        pool.start()
+        await until(lambda p=pool: p.state()["started"] == 1 and p.state()["starting"] == 0)
+        assert pool.take() is None
+        await pool.close()
+
+
+async def test_a_replica_takes_a_standby_and_it_is_its_queue_proxy(tmp_path: Path) -> None:
+    pool = standby_pool(1, tmp_path)
+    pool.refill_after = 60  # no refill during the test
+    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path, standby=pool)
+    pool.start()
+    try:
+        await until(lambda: pool.state()["ready"] == 1)
+        [standby] = pool.ready
+        rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"], TARGET="standby")})
+        rt.set_scale(KEY, 1)
+        await until(lambda: any(e.ready for e in rt.endpoints()[KEY]))
+        [pod] = rt.sets[KEY].pods
+        assert pod.replica is not None
+        qp = pod.replica.runs[QUEUE_PROXY].proc
+        assert qp is standby and pool.state()["taken"] == 1
+        [e] = rt.endpoints()[KEY]
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"http://{e.host}:{e.port}/")
+        assert r.text == "Hello standby!\n"
+        # its log is the replica's queue-proxy log, as a queue-proxy started for it
+        log = (tmp_path / f"{pod.name}-queue-proxy.log").read_text()
+        assert f"revision default/{KEY.name}: serving" in log
+        # a second replica finds none ready and starts its own
+        rt.set_scale(KEY, 2)
+        await until(lambda: len([e for e in rt.endpoints()[KEY] if e.ready]) == 2)
+        assert pool.state()["taken"] == 1
+        rt.set_scale(KEY, 0)
+        await until(lambda: rt.pods() == [])
+        await asyncio.wait_for(standby.wait(), 10)  # it stops with its replica
+    finally:
+        await rt.close()
+    assert pool.state()["ready"] == 0  # the runtime closes its pool
+
+
+async def test_standbys_die_with_the_process_that_made_them(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG, as every replica process: a killed zeroserve leaves none."""
+    script = (
+        "import asyncio, sys\n"
+        "from zeroserve.local.replica import standby_pool\n"
+        "async def main():\n"
+        "    pool = standby_pool(2, None)\n"
+        "    pool.start()\n"
+        "    while pool.state()['ready'] < 2:\n"
+        "        await asyncio.sleep(0.02)\n"
+        "    print(' '.join(str(p.pid) for p in pool.ready), flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    pids = [int(p) for p in (await asyncio.wait_for(proc.stdout.readline(), 30)).split()]
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    proc.kill()
+    await proc.wait()
+    await until(lambda: not any(_alive(p) for p in pids), within=10)
+
+
+def test_a_negative_standby_count_names_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(UpError, match="--standby-queue-proxies must be at least 0, not -1"):
+        Up(UpOptions(standby_queue_proxies=-1, log_dir=tmp_path))
+    standby = Up(UpOptions(standby_queue_proxies=0, log_dir=tmp_path)).runtime.standby
+    assert standby is not None and standby.size == 0  # 0: every replica starts its own
