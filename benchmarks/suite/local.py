@@ -186,6 +186,15 @@ class LocalSystem:
         poll(check, timeout, lambda: failure.format(last[0]), [self.server], 0.2)
         return time.monotonic() - t0
 
+    def made_ahead(self) -> bool:
+        """Every standby queue-proxy and spare pod network ``zeroserve up`` keeps made
+        ahead is ready (``GET /v1/standby``): a cold start then takes one."""
+        state = self._call("GET", "/v1/standby")
+        qp, net = state.get("queueProxies", {}), state.get("podNetworks", {})
+        return bool(
+            qp.get("ready", 0) >= qp.get("size", 0) and net.get("ready", 0) >= net.get("spares", 0)
+        )
+
     def at_zero(self, revision: str) -> bool:
         """No replica of ``revision`` (not even a terminating one), desired 0, and no
         replica of any revision terminating (the machine is not busy stopping one)."""
