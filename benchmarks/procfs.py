@@ -49,6 +49,29 @@ def children(pid: int) -> list[int]:
     return [p for p, f in _every_process() if int(f[_PPID]) == pid]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children, ...)."""
+    by_parent: dict[int, list[int]] = {}
+    for p, f in _every_process():
+        by_parent.setdefault(int(f[_PPID]), []).append(p)
+    out, todo = [], [pid]
+    while todo:
+        kids = by_parent.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def cpu_ns(pid: int) -> int | None:
+    """Nanoseconds ``pid`` has run on a CPU, all its threads (``/proc/PID/schedstat``,
+    sched(7)), or None if gone: finer than the 10 ms ticks of ``stat``."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def system_busy_seconds() -> float:
     """CPU seconds the whole machine has been busy (all CPUs), from /proc/stat."""
     with open("/proc/stat") as f:

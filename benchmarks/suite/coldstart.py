@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks import metrics
+from benchmarks import metrics, procfs
 from benchmarks.figures import Spread, details, fmt_ratio, md_table, p90
 from benchmarks.processes import free_port, wait_http_ok
 from benchmarks.servers import REPO, SAMPLE_APP
@@ -46,6 +46,9 @@ class ColdStart:
     activator_wait_s: float | None = None
     app_alone_s: float | None = None
     waited_for_zero_s: float = 0.0
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+    """CPU each role's processes used from the send to the end of the response
+    (:func:`cpu_by_role`), ``app alone`` that of the baseline's app."""
     waited_for_standby_s: float = 0.0
     """Waiting for ``zeroserve up`` to make its standby queue-proxies and spare pod
     networks again (before the start, and before its baseline)."""
@@ -89,6 +92,13 @@ class ColdStart:
         return None if p is None else p["held"] + p["schedule"] + p["respond"]
 
     @property
+    def platform_cpu_s(self) -> float | None:
+        """CPU seconds every process but the app used during the start."""
+        if not self.cpu_ms:
+            return None
+        return sum(v for k, v in self.cpu_ms.items() if k not in ("app", "app alone")) / 1000
+
+    @property
     def runtime_ready_s(self) -> float | None:
         t = self.times
         return t["ready"] - t["listening"] if "ready" in t and "listening" in t else None
@@ -127,8 +137,9 @@ class ColdResult(PartResult):
             f"**{_ms(added.median if added else None)} ms** "
             f"({_ms(added.lo if added else None)} to {_ms(added.hi if added else None)}, "
             f"paired per run; {fmt_ratio(self.ratio())} the app's own start); its own "
-            f"steps (hold, scale request, forward) take {_ms_spread(own)} ms, the rest is "
-            "the replica's two processes starting"
+            f"steps (hold, scale request, forward) take {_ms_spread(own)} ms; meanwhile the "
+            f"platform's processes used {_ms_spread(self.spread('platform_cpu_s'))} ms of CPU on the "
+            "app's CPU"
         ]
 
     def section(self, plot: list[str]) -> list[str]:
@@ -153,7 +164,11 @@ class ColdResult(PartResult):
             "forwarding the request (the activator's probe waits in the queue-proxy, which checks "
             "the app every 5 ms, and may forward before the runtime's 50 ms readiness poll sees "
             "it). The replica's queue-proxy and app start together on the same CPU, so \"replica "
-            'process start" and "app ready" overlap with the app\'s own start.',
+            'process start" and "app ready" overlap with the app\'s own start. The CPU rows '
+            "are each process's run time (`/proc/PID/schedstat`) from just before the request to "
+            "the end of its response, by role, for `zeroserve up` and every process below it; "
+            "the app's servers share one CPU, so the platform's CPU in that time is time the "
+            "app's start waited for.",
             "",
         ]
         if self.failures:
@@ -218,17 +233,57 @@ def timed_get(port: int, host: str, timeout: float = 120.0) -> tuple[int, float,
     return status, send, first_byte, end
 
 
-def app_alone(ctx: Context, index: int, timeout: float = 30.0) -> float:
-    """Seconds from starting the sample app to its first answered GET (polled every 5 ms)."""
+def app_alone(ctx: Context, index: int, timeout: float = 30.0) -> tuple[float, float | None]:
+    """Seconds from starting the sample app to its first answered GET (polled every 5 ms),
+    and the CPU milliseconds it used until then."""
     port = free_port()
     env = dict(os.environ, PORT=str(port), TARGET=f"alone-{index}", HOST="127.0.0.1")
     t0 = time.time()
     server = ctx.sup.start(f"app-alone-{index}", [sys.executable, SAMPLE_APP], env, cwd=REPO)
     try:
         wait_http_ok(f"http://127.0.0.1:{port}/", server, timeout, every=0.005)
-        return time.time() - t0
+        seconds = time.time() - t0
+        ns = procfs.cpu_ns(server.pid)
+        return seconds, None if ns is None else ns / 1e6
     finally:
         ctx.sup.stop(server)
+
+
+ROLES = ("zeroserve up", "activator", "autoscaler", "queue-proxy", "app")
+"""Whose CPU a cold start is split into (:func:`cpu_by_role`)."""
+
+
+def _role(pid: int, root: int) -> str:
+    if pid == root:
+        return "zeroserve up"
+    argv = " ".join(procfs.cmdline(pid)[1:4])
+    for role, mark in (("activator", "-m activator"), ("autoscaler", "-m autoscaler")):
+        if mark in argv:
+            return role
+    return "queue-proxy" if "-m queueproxy" in argv else "app" if SAMPLE_APP in argv else "other"
+
+
+def cpu_snapshot(root: int) -> dict[int, tuple[str, int]]:
+    """{pid: (role, CPU ns)} of ``zeroserve up`` (pid ``root``) and every process below it."""
+    out = {}
+    for pid in (root, *procfs.descendants(root)):
+        ns = procfs.cpu_ns(pid)
+        if ns is not None:
+            out[pid] = (_role(pid, root), ns)
+    return out
+
+
+def cpu_by_role(
+    before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]]
+) -> dict[str, float]:
+    """CPU milliseconds each role used between two snapshots (a process that appeared in
+    between counts from zero; one that ended in between is not counted)."""
+    out: dict[str, float] = {}
+    for pid, (role, ns) in after.items():
+        was = before.get(pid)
+        used = ns - (was[1] if was is not None else 0)
+        out[role] = out.get(role, 0.0) + used / 1e6
+    return out
 
 
 def _one_observation(before: str, after: str, name: str, revision: str) -> float | None:
@@ -273,7 +328,9 @@ def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
         # what zeroserve up makes ahead is made again a second after a start takes it
         waited_ahead = system.wait("standby queue-proxies", system.made_ahead, 60)
         before = system.activator_metrics()
+        cpu_before = cpu_snapshot(system.server.pid)
         status, send, fb, end = timed_get(system.ingress_port, host)
+        cpu_after = cpu_snapshot(system.server.pid)
         after = system.activator_metrics()
         start = ColdStart(i + 1, name, revision, send, fb, end, status, waited_for_zero_s=waited)
         start.activator_cold_s = _one_observation(
@@ -292,7 +349,10 @@ def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
         # and the baseline does not share the CPU with that
         waited_ahead += system.wait("standby queue-proxies", system.made_ahead, 60)
         start.waited_for_standby_s = waited_ahead
-        start.app_alone_s = app_alone(ctx, i + 1)
+        start.cpu_ms = cpu_by_role(cpu_before, cpu_after)
+        start.app_alone_s, alone_cpu = app_alone(ctx, i + 1)
+        if alone_cpu is not None:
+            start.cpu_ms["app alone"] = alone_cpu
         result.starts.append(start)
         ctx.log(
             f"cold start {i + 1}/{cfg.cold_starts} {name}: {status} first byte after "
@@ -302,6 +362,29 @@ def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
     for name in names:
         system.remove(manifest(name), f"{name}.yaml")
     return result
+
+
+def cpu_rows(ok: list[ColdStart]) -> list[tuple[str, list[float | None]]]:
+    """Where the CPU went during each start (seconds, like the phases): every role's
+    processes, the platform's together, and the app against its baseline."""
+
+    def used(s: ColdStart, role: str) -> float | None:
+        ms = s.cpu_ms.get(role)
+        return None if ms is None else ms / 1000
+
+    def app_extra(s: ColdStart) -> float | None:
+        app, alone = used(s, "app"), used(s, "app alone")
+        return None if app is None or alone is None else app - alone
+
+    rows: list[tuple[str, list[float | None]]] = [
+        (f"CPU from send to response: {role}", [used(s, role) for s in ok]) for role in ROLES
+    ]
+    return [
+        *rows,
+        ("CPU: the app started alone (baseline)", [used(s, "app alone") for s in ok]),
+        ("**CPU: the platform (all but the app)**", [s.platform_cpu_s for s in ok]),
+        ("CPU: the app in the replica - the app alone (per pair)", [app_extra(s) for s in ok]),
+    ]
 
 
 def table(res: ColdResult) -> str:
@@ -320,6 +403,7 @@ def table(res: ColdResult) -> str:
         ("activator: zeroserve_activator_cold_start_seconds", [s.activator_cold_s for s in ok]),
         ("activator: zeroserve_activator_queue_wait_seconds", [s.activator_wait_s for s in ok]),
         ("first byte -> end of response", [s.done - s.first_byte for s in ok]),
+        *cpu_rows(ok),
     ]
     cells = [
         [label, _ms_spread(Spread.of(vs)), _ms(p90(vs))]
