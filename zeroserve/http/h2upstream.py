@@ -45,6 +45,7 @@ from httptools import HttpParserError, HttpRequestParser
 
 from .h2conn import H2Transport
 from .headers import HOP_BY_HOP
+from .hpackcache import install as install_hpack_cache
 
 if TYPE_CHECKING:
     from .upstream import Downstream
@@ -319,6 +320,7 @@ class H2Upstream(H2Transport):
                 validate_inbound_headers=False,
             )
         )
+        install_hpack_cache(self.h2)
         self.streams: dict[int, H2Exchange] = {}
         self.going_away = False
         self.used = False

@@ -61,6 +61,7 @@ from .exchange import (
 from .framing import request_head
 from .h2conn import H2Transport
 from .headers import FORWARD_DROP
+from .hpackcache import install as install_hpack_cache
 
 if TYPE_CHECKING:
     from .upstream import Pool, UpstreamConnection
@@ -516,6 +517,7 @@ class H2ServerConnection(H2Transport):
                 normalize_outbound_headers=False,
             )
         )
+        install_hpack_cache(self.h2)
         self.h2.local_settings.update(
             {
                 SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
