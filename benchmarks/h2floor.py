@@ -3,10 +3,10 @@
 ``python -m benchmarks.h2floor`` starts the grpc-ping example, this module's own
 minimal h2c proxy in front of it (every client stream becomes a stream on one
 connection to the app, headers, data and trailers copied, no flow-control
-backpressure, no limits, no statistics: nothing but h2 doing its job on both
-sides), the real queue-proxy (``USER_PROTOCOL=h2c``) and nginx's ``grpc_pass``; then
-runs the same ``h2load`` unary calls through each and prints the CPU per call of each
-proxy. What the bare proxy costs is what any hop built on ``h2`` costs at least
+backpressure, no limits, no statistics: nothing but h2 doing its job on both sides,
+with the queue-proxy's HPACK cache, zeroserve/http/hpackcache.py), the real
+queue-proxy (``USER_PROTOCOL=h2c``) and nginx's ``grpc_pass``; then runs the same
+``h2load`` unary calls through each and prints the CPU per call of each proxy. What the bare proxy costs is what any hop built on ``h2`` costs at least
 (docs/http.md, "HTTP/2"; the README's gRPC figures).
 """
 
@@ -41,6 +41,7 @@ from benchmarks.servers import (
     start_queue_proxy,
     wait_tcp,
 )
+from zeroserve.http.hpackcache import install as install_hpack_cache
 
 sys.path.insert(0, str(REPO / "examples" / "grpc-ping"))
 from pingproto import PING, encode
@@ -49,6 +50,7 @@ from pingproto import PING, encode
 class _Upstream(asyncio.Protocol):
     def __init__(self) -> None:
         self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        install_hpack_cache(self.h2)
         self.transport: Any = None
         self.routes: dict[int, tuple[_Client, int]] = {}
 
@@ -84,6 +86,7 @@ class _Client(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        install_hpack_cache(self.h2)
         self.transport: Any = None
         self.sids: dict[int, int] = {}
 
