@@ -73,9 +73,11 @@ soak: $(STAMP)
 	$(VENV)/bin/pytest -m soak tests/reliability
 
 # The whole system against its baselines, one report in benchmarks/results/bench-*.md with
-# plots: hop overhead, cold start, a burst from zero, autoscaling under locust (vs the
-# simulator), held requests (~15 min; BENCH_ARGS=--quick ~3-5 min). Needs wrk, hey, nginx
-# (apt-get install -y wrk hey nginx); locust and matplotlib come with the bench extra.
+# plots: hop overhead (behind the Python sample app, and behind benchmarks/gobackend, built
+# with go), cold start, a burst from zero, autoscaling under locust (vs the simulator), held
+# requests, gRPC (~17 min; BENCH_ARGS=--quick ~4-6 min). Needs wrk, hey, nginx, h2load and
+# go (apt-get install -y wrk hey nginx nghttp2-client golang-go; a missing one skips its
+# part, saying so); locust and matplotlib come with the bench extra.
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks.suite $(BENCH_ARGS)
 

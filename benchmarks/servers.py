@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 import socket
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,32 @@ def start_app(sup: Supervisor, name: str, script: str, cmd: str | None = None) -
         server = sup.start(name, [sys.executable, script], env, cwd=REPO)
     wait_http_ok(f"http://127.0.0.1:{port}/", server)
     return Proc(server, port, f"`{cmd}`" if cmd else f"{script} (aiohttp + uvloop, one process)")
+
+
+GO_BACKEND = REPO / "benchmarks" / "gobackend"
+
+
+class NoGoBackend(RuntimeError):
+    """The Go backend cannot be built here; the message says what to install."""
+
+
+def build_go_backend(out_dir: Path) -> Path:
+    """``go build`` benchmarks/gobackend into ``out_dir`` (half a second once Go's
+    standard library is built); raises :class:`NoGoBackend` without a Go toolchain."""
+    go = shutil.which("go")
+    if go is None:
+        raise NoGoBackend("no Go toolchain: apt-get install -y golang-go")
+    out = out_dir / "gobackend"
+    p = subprocess.run(
+        [go, "build", "-o", str(out), "."],
+        cwd=GO_BACKEND,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if p.returncode != 0:
+        raise NoGoBackend(f"go build in {GO_BACKEND} failed: {p.stderr.strip()[:500]}")
+    return out
 
 
 # Environment variables of the queue-proxy; inherited ones are dropped so that

@@ -13,9 +13,10 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-PARTS = ("hops", "cold", "burst", "autoscale", "held", "grpc")
+PARTS = ("hops", "hops-go", "cold", "burst", "autoscale", "held", "grpc")
 PART_TITLES = {
     "hops": "Hop overhead",
+    "hops-go": "Hop overhead behind a Go backend",
     "cold": "Cold start",
     "burst": "Burst from zero",
     "autoscale": "Autoscaling under load",
@@ -146,8 +147,12 @@ SCALES = {
 _COMPONENT = dict(large_bytes=0, hop_rates=(1000,), hop_app="examples/helloworld/app.py")
 PRESETS: dict[str, dict[str, Any]] = {
     "suite": {},
-    "queueproxy": dict(_COMPONENT, parts=("hops",), hop_targets=("direct", "queue-proxy", "nginx")),
-    "activator": dict(_COMPONENT, parts=("hops", "held"), hop_targets=TARGETS[:3], held_reps=1),
+    "queueproxy": dict(
+        _COMPONENT, parts=("hops", "hops-go"), hop_targets=("direct", "queue-proxy", "nginx")
+    ),
+    "activator": dict(
+        _COMPONENT, parts=("hops", "hops-go", "held"), hop_targets=TARGETS[:4], held_reps=1
+    ),
     "grpc": dict(parts=("grpc",)),
 }
 
@@ -155,7 +160,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def estimate_seconds(cfg: Config) -> float:
     """Rough wall time on an idle 2-core machine (the report shows the real one)."""
     total = 5.0
-    if "hops" in cfg.parts:
+    for _ in (p for p in ("hops", "hops-go") if p in cfg.parts):
         runs = (2 + len(cfg.hop_rates)) * (cfg.hop_duration + 0.5) + cfg.hop_requests / 5000
         if cfg.large_bytes:
             runs += (2 + len(cfg.hop_rates_large)) * cfg.hop_duration + cfg.hop_requests_large / 300

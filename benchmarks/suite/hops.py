@@ -8,6 +8,7 @@ header, so that every target sees the same request.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from benchmarks.procfs import CLK_TCK
 from benchmarks.servers import ROUTE_HOST, Proc
 
 from . import runs
+from .autoscale import Skipped
 from .config import Config
 from .context import Context, Goal
 from .runs import Bench, Metric, Run, Step, Target
@@ -46,6 +48,11 @@ BASELINES = ("direct", "queue-proxy", "nginx", "goproxy")
 # The goals the report compares with (read, never asserted).
 GOAL_CPU_RATIO = 1.2
 GOAL_ADDED_P50_MS = 0.5
+# Against nginx, behind the Go backend (part hops-go): each hop at nginx's cost.
+GO_GOALS = {
+    "queue-proxy": {"cpu": 1.25, "tput": 0.8, "p50_ms": 0.3},
+    "activator": {"cpu": 2.2, "p50_ms": 0.6},
+}
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,8 @@ class HopsResult:
     sizes: list[Size]
     app_desc: str
     cfg: Config
+    go: bool = False
+    """Behind the Go backend: the goals are each hop's cost against nginx's."""
 
     @property
     def names(self) -> list[str]:
@@ -228,7 +237,50 @@ class HopsResult:
         tiny = self.sizes[0]
         return self.vs(target, base, tiny.kind(f"latency@{max(tiny.rates)}"), runs.p50, "-")
 
+    def go_goals(self) -> list[Goal]:
+        """Each hop against one nginx hop, behind a backend cheaper than nginx."""
+        if "nginx" not in self.names:
+            return []
+        tiny = self.sizes[0]
+        cpu, tput, rate = tiny.kind("cpu"), tiny.kind("tput"), max(tiny.rates)
+        out = []
+        for n, goal in GO_GOALS.items():
+            if n not in self.names:
+                continue
+            what = LABELS[n]
+            x = self.vs(n, "nginx", cpu, runs.proxies_us)
+            out.append(
+                Goal(
+                    f"{what}: proxies' CPU per request / nginx's (Go backend)",
+                    f"<= {goal['cpu']}x",
+                    fmt_ratio(x),
+                    None if x is None else x.median <= goal["cpu"],
+                )
+            )
+            if "tput" in goal:
+                t = self.vs(n, "nginx", tput, runs.tput)
+                out.append(
+                    Goal(
+                        f"{what}: throughput on one CPU / nginx's (Go backend)",
+                        f">= {goal['tput']}x",
+                        fmt_ratio(t),
+                        None if t is None else t.median >= goal["tput"],
+                    )
+                )
+            added = self.added_p50(n)
+            out.append(
+                Goal(
+                    f"{what}: added p50 vs direct at {rate:,} req/s (Go backend)",
+                    f"<= +{goal['p50_ms']} ms",
+                    f"{fmt_delta(added, 2)} ms",
+                    None if added is None else added.median <= goal["p50_ms"],
+                )
+            )
+        return out
+
     def goals(self) -> list[Goal]:
+        if self.go:
+            return self.go_goals()
         if "activator" not in self.names:
             return []
         same, cross = self.cpu_ratios()
@@ -455,9 +507,17 @@ def _outcome(r: Run) -> str:
     return f"{r.result.errors} / {r.result.non2xx}"
 
 
-def run(ctx: Context) -> HopsResult:
+def run(ctx: Context, go: bool = False) -> HopsResult:
+    """The hop-overhead part; with ``go``, behind the Go backend (benchmarks/gobackend)."""
     cfg, sup, want = ctx.cfg, ctx.sup, ctx.cfg.hop_targets
-    app = servers.start_app(sup, "hops-app", cfg.hop_app, cfg.backend_cmd)
+    backend_cmd = cfg.backend_cmd
+    if go:
+        try:
+            backend_cmd = shlex.quote(str(servers.build_go_backend(ctx.tmp)))
+        except servers.NoGoBackend as e:
+            raise Skipped(str(e)) from None
+    part = "hops-go" if go else "hops"  # (process names, and nginx's directory)
+    app = servers.start_app(sup, f"{part}-app", cfg.hop_app, backend_cmd)
     started: list[Proc] = [app]
     targets = [Target("direct", app.port, {}, "the app, no proxy")]
 
@@ -466,29 +526,29 @@ def run(ctx: Context) -> HopsResult:
         targets.append(Target(name, proc.port, by_role, proc.desc + detail))
 
     if {"queue-proxy", "activator"} & set(want):
-        started.append(qp := servers.start_queue_proxy(sup, "hops-queue-proxy", app.port, 0))
+        started.append(qp := servers.start_queue_proxy(sup, f"{part}-queue-proxy", app.port, 0))
         if "queue-proxy" in want:
             add("queue-proxy", qp, {"queue-proxy": qp})
         if "activator" in want:
             started.append(
-                act := servers.start_activator(sup, "hops-activator", qp.port, 0, cold=False)
+                act := servers.start_activator(sup, f"{part}-activator", qp.port, 0, cold=False)
             )
             add("activator", act, {"activator": act, "queue-proxy": qp}, " -> the same queue-proxy")
     if "nginx" in want and (nginx := which("nginx")) is None:
         ctx.log("nginx not found: hop overhead without the nginx reference (apt-get install nginx)")
     elif "nginx" in want and nginx is not None:
-        started.append(ng := servers.start_nginx(sup, nginx, ctx.tmp, app.port, "hops-nginx"))
+        started.append(ng := servers.start_nginx(sup, nginx, ctx.tmp, app.port, f"{part}-nginx"))
         add("nginx", ng, {"nginx": ng})
     if cfg.go_proxy:
-        started.append(go := servers.start_go_proxy(sup, cfg.go_proxy, app.port, "hops-goproxy"))
-        add("goproxy", go, {"goproxy": go})
+        started.append(gp := servers.start_go_proxy(sup, cfg.go_proxy, app.port, f"{part}-goproxy"))
+        add("goproxy", gp, {"goproxy": gp})
     the_sizes = sizes(cfg)
     host = {"Host": ROUTE_HOST}
     for size in the_sizes:
         direct = http_get(targets[0].url + size.path, host)
         for t in targets[1:]:
             got = http_get(t.url + size.path, host)
-            if got[0] != direct[0] or (cfg.backend_cmd is None and got != direct):
+            if got[0] != direct[0] or (backend_cmd is None and got != direct):
                 raise BenchError(
                     f"{t.name} does not pass {size.path} through: {got[0]} {got[1][:80]!r}, "
                     f"direct {direct[0]} {direct[1][:80]!r}"
@@ -508,4 +568,5 @@ def run(ctx: Context) -> HopsResult:
         bench.check_servers()
     bench.run_all(all_steps, cfg.hop_reps, ctx.log)
     ctx.stop(*started)
-    return HopsResult(bench, the_sizes, app.desc, cfg)
+    desc = "benchmarks/gobackend (Go net/http, one process)" if go else app.desc
+    return HopsResult(bench, the_sizes, desc, cfg, go=go)

@@ -187,6 +187,7 @@ def autoscale(res: AutoscaleResult, path: Path) -> bool:
 
 DRAW: dict[str, Callable[[Any, Path], bool]] = {
     "hops": hops,
+    "hops-go": hops,
     "cold": coldstart,
     "burst": burst,
     "autoscale": autoscale,

@@ -41,6 +41,7 @@ def run_parts(ctx: Context) -> Results:
     )
     runs: dict[str, Callable[[], PartResult]] = {
         "hops": lambda: hops.run(ctx),
+        "hops-go": lambda: hops.run(ctx, go=True),
         "held": lambda: held.run(ctx),
         "cold": lambda: coldstart.run(ctx, early),
         "burst": lambda: burst.run(ctx, applied=bool(early)),
@@ -144,6 +145,7 @@ TITLES = {
 }
 PLOT_ALT = {
     "hops": "hop overhead: CPU per request by process, latency",
+    "hops-go": "hop overhead behind the Go backend: CPU per request by process, latency",
     "cold": "cold start phases",
     "burst": "burst: replicas and requests over time",
     "autoscale": "autoscaling: load, replicas measured and simulated, latency",
@@ -173,6 +175,7 @@ def settings(cfg: Config) -> str:
         + f" requests at -c {cfg.connections}, rates {rates}"
         + (f" and {'/'.join(map(str, cfg.hop_rates_large))}" if cfg.large_bytes else "")
         + f" req/s with {cfg.rate_workers} clients, warm-up {cfg.warmup} s per target",
+        "hops-go": "the same hop-overhead runs behind benchmarks/gobackend",
         "cold": f"{cfg.cold_starts} cold starts over {cfg.cold_services} services",
         "burst": f"{cfg.burst_reps} x burst of {cfg.burst_requests:,} at -c {cfg.burst_concurrency}",
         "autoscale": f"locust {cfg.locust_seconds} s to {cfg.locust_peak_users} users",

@@ -190,7 +190,7 @@ def test_generated_manifests_pass_zeroserve_validation(manifest: str) -> None:
         (
             ["--preset", "queueproxy"],
             {
-                "parts": ("hops",),
+                "parts": ("hops", "hops-go"),
                 "hop_targets": ("direct", "queue-proxy", "nginx"),
                 "hop_rates": (1000,),
                 "large_bytes": 0,
@@ -201,8 +201,8 @@ def test_generated_manifests_pass_zeroserve_validation(manifest: str) -> None:
         (
             ["--preset", "activator", "--quick", "--held", "500"],
             {
-                "parts": ("hops", "held"),
-                "hop_targets": ("direct", "queue-proxy", "activator"),
+                "parts": ("hops", "hops-go", "held"),
+                "hop_targets": ("direct", "queue-proxy", "activator", "nginx"),
                 "hop_reps": 1,
                 "held": 500,
                 "held_reps": 1,

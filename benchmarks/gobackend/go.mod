@@ -1,0 +1,3 @@
+module zeroserve/benchmarks/gobackend
+
+go 1.19
