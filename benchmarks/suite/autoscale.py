@@ -1,4 +1,4 @@
-"""Part 4, autoscaling under load: a locust shape against the autoscale sample, and the simulator.
+"""Part 5, autoscaling under load: a locust shape against the autoscale sample, and the simulator.
 
 The simulator replays the concurrency locust measured with the same annotations and the
 replica start time measured in this run, so that both runs are summarised the same way.

@@ -1,4 +1,4 @@
-"""Part 3, a burst from zero: ``hey -c 200 -n 20000`` on a cold revision with containerConcurrency 10.
+"""Part 4, a burst from zero: ``hey -c 200 -n 20000`` on a cold revision with containerConcurrency 10.
 
 The sampler keeps each replica's last counters: a replica taken away during the burst
 drains for at least the runtime's quiet period (0.5 s) before its listeners close, so its

@@ -1,4 +1,4 @@
-"""Part 2, cold start: from the first request to its response, for a revision at zero.
+"""Part 3, cold start: from the first request to its response, for a revision at zero.
 
 ``cold_services`` Services are taken in turn, so one scales to zero while another is
 measured. The phases come from the components' own clocks (unix time on this machine).

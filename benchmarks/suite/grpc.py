@@ -1,4 +1,4 @@
-"""Part 6, gRPC: unary calls of the grpc-ping example through each hop, CPU per call.
+"""Part 7, gRPC: unary calls of the grpc-ping example through each hop, CPU per call.
 
 Targets: the app directly, the queue-proxy (``USER_PROTOCOL=h2c``), the activator in front
 of it (an h2c revision: HTTP/2 on both of its sides) and nginx (``grpc_pass``, one

@@ -1,4 +1,4 @@
-"""Part 5, held requests: ``held`` requests waiting in a cold activator, then one replica.
+"""Part 6, held requests: ``held`` requests waiting in a cold activator, then one replica.
 
 The client runs in this process (uvloop, on the load CPU), one connection per request.
 """

@@ -1,4 +1,5 @@
-"""Part 1, hop overhead: what each hop costs, against direct access and nginx (see the README).
+"""Parts 1 and 2, hop overhead: what each hop costs, against direct access and nginx,
+behind the Python sample app (part 1) and behind benchmarks/gobackend (part 2; see the README).
 
 The optional Go ``httputil.ReverseProxy`` (``--go-proxy``) is the core of Knative's
 queue-proxy (``pkg/queue/sharedmain``). Every request carries the activator route's Host
