@@ -73,6 +73,7 @@ async def control_api(tmp_path: Path) -> AsyncIterator[tuple[ControlAPI, str]]:
         ("GET", "/v1/table/ksvc", None),
         ("GET", "/v1/tree/default/helloworld-go", None),
         ("GET", "/v1/pods", None),
+        ("GET", "/v1/standby", None),
         ("GET", "/v1/state?since=-1&wait=0", None),
         ("GET", "/no/such/path", None),
     ],
