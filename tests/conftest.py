@@ -19,12 +19,15 @@ import pytest
 import uvloop
 
 from tests.support.process_guard import ProcessGuard
+from zeroserve import forksafe
 
 pytest_plugins = ("pytester",)  # for the guard's own test, run in-process
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ProcessGuard(), "process-guard")
+    # the tests fork processes after gRPC tests left garbage behind (zeroserve/forksafe.py)
+    forksafe.install()
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:

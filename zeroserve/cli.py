@@ -18,6 +18,7 @@ import httpx
 import uvloop
 import yaml
 
+from . import forksafe
 from .local import access
 from .local.replica import Replica, ReplicaError, ReplicaSpec
 from .local.sandbox.network import DEFAULT_POD_CIDR
@@ -447,6 +448,7 @@ async def _run_replica(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    forksafe.install()  # `up` and `replica` fork every container's process
     if argv[:1] == ["controller"]:
         # The controller is a component of its own (``controller/``), which the core
         # does not import: the alias hands the process over to it, arguments and all.

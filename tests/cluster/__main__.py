@@ -13,11 +13,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from zeroserve import forksafe
+
 from .cluster import DEFAULT_POD_CIDR, TestCluster
 from .node import ImageMap
 
 
 def main(argv: list[str] | None = None) -> int:
+    forksafe.install()  # the node agent forks every container's process
     parser = argparse.ArgumentParser(prog="python -m tests.cluster")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the test cluster until SIGINT")
