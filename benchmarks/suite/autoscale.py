@@ -27,17 +27,13 @@ from benchmarks.loadgen import run_load, which
 from benchmarks.processes import BenchError
 from benchmarks.servers import REPO
 
-from .context import Context, PartResult
+from .context import Context, PartResult, Skipped
 from .local import LocalSystem, Sampler
 
 MANIFEST = REPO / "examples" / "autoscale.yaml"
 LOCUSTFILE = REPO / "benchmarks" / "locustfile.py"
 PATH = "/?sleep=100"
 LOCUST_HINT = ".venv/bin/pip install locust (or pip install -e '.[bench]')"
-
-
-class Skipped(Exception):
-    """The part cannot run here; the message says why and what to install."""
 
 
 class Sample(NamedTuple):

@@ -20,6 +20,10 @@ from .config import Config
 from .local import LocalSystem, config_autoscaler
 
 
+class Skipped(Exception):
+    """A part cannot run here; the message says why and what to install."""
+
+
 class Goal(NamedTuple):
     """A figure next to the goal it is read against (never asserted)."""
 

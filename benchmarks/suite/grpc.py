@@ -33,8 +33,7 @@ from benchmarks.servers import (
     start_queue_proxy,
 )
 
-from .autoscale import Skipped
-from .context import Context, Goal
+from .context import Context, Goal, Skipped
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "grpc-ping"))
 from pingproto import PING, encode

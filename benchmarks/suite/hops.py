@@ -32,9 +32,8 @@ from benchmarks.procfs import CLK_TCK
 from benchmarks.servers import ROUTE_HOST, Proc
 
 from . import runs
-from .autoscale import Skipped
 from .config import Config
-from .context import Context, Goal
+from .context import Context, Goal, Skipped
 from .runs import Bench, Metric, Run, Step, Target
 
 LABELS = {

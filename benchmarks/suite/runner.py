@@ -27,7 +27,7 @@ from benchmarks.servers import ROUTE_HOST
 
 from . import autoscale, burst, coldstart, grpc, held, hops, plots
 from .config import PART_TITLES, PARTS, Config, estimate_seconds
-from .context import Context, PartResult, log
+from .context import Context, PartResult, Skipped, log
 
 PACKAGES = ("uvloop", "httptools", "aiohttp", "prometheus-client", "locust", "matplotlib")
 
@@ -54,7 +54,7 @@ def run_parts(ctx: Context) -> Results:
             log(f"--- {PART_TITLES[name]}")
             try:
                 res.parts[name] = runs[name]()
-            except autoscale.Skipped as e:
+            except Skipped as e:
                 res.skipped[name] = str(e)
             except BenchError as e:
                 res.failed[name] = str(e).splitlines()[0][:500]
