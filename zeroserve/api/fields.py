@@ -11,6 +11,7 @@ leave a revision unlimited without a word).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -34,6 +35,20 @@ SERVER_FIELDS = frozenset(
     }
 )
 """``metadata`` fields the API server sets; a manifest copied from ``get -o yaml`` has them."""
+
+LABEL_KEYS = frozenset({"networking.knative.dev/visibility", "serving.knative.dev/visibility"})
+"""Knative's keys that are labels, not annotations, on the Service's or Route's own
+metadata (docs: "Configuring cluster-local services"); every other prefixed key is
+taken for an annotation."""
+_QUALIFIED = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+"""``prefix/name``: the shape of a label or annotation key, never of a field name."""
+
+
+def metadata_of(path: str) -> str:
+    """Where the labels and annotations of the mapping at ``path`` live: the object's
+    own ``metadata``, or, inside a Service's or Configuration's ``spec``, the revision
+    template's (where the ``autoscaling.knative.dev`` annotations take effect)."""
+    return "spec.template.metadata" if path.split(".")[0] == "spec" else "metadata"
 
 
 def join(path: str, key: str) -> str:
@@ -117,9 +132,15 @@ class Fields:
             self.problems.append((self.path, f"field names must be strings, got {describe(bad)}"))
         return _copy(self._data)
 
-    def only(self, *, unsupported: Mapping[str, str] | Iterable[str] = ()) -> None:
+    def only(
+        self, *, unsupported: Mapping[str, str] | Iterable[str] = (), metadata: str | None = None
+    ) -> None:
         """Report every key not read so far; ``unsupported`` are fields Knative has and
-        zeroserve does not (a different message than for a typo)."""
+        zeroserve does not (a different message than for a typo). A key shaped like a
+        label or an annotation (``autoscaling.knative.dev/target``) says where it belongs:
+        ``metadata`` (default: :func:`metadata_of` this path) plus ``.annotations`` or
+        ``.labels``; mis-nesting them is the usual mistake, and "unknown field" alone
+        does not show it."""
         reasons = (
             unsupported if isinstance(unsupported, Mapping) else dict.fromkeys(unsupported, "")
         )
@@ -134,6 +155,14 @@ class Fields:
                 self.note(key, reasons[key] or "not supported by zeroserve")
             elif self.path == "metadata" and key in SERVER_FIELDS:
                 self.note(key, "is set by the server; remove it from the manifest")
+            elif _QUALIFIED.fullmatch(key):
+                # The visibility label is read on the Service's (Route's) own metadata.
+                where = (
+                    "metadata.labels"
+                    if key in LABEL_KEYS
+                    else f"{metadata or metadata_of(self.path)}.annotations"
+                )
+                self.problems.append((self.path, f'unknown field "{key}": did you mean {where}?'))
             else:
                 close = difflib.get_close_matches(key, sorted(self._seen), n=1)
                 self.note(

@@ -50,6 +50,7 @@ _KINDS_RULE = (
 # Kubernetes' rule for ConfigMap and Secret keys.
 _DATA_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 _MAX_DATA_KEY = 253
+NO_OBJECTS = "no objects in the manifest (it is empty, or only comments and '---')"
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -78,7 +79,10 @@ def load(text: str, file: str) -> list[Object]:
     """Every object in ``text`` (YAML, ``---``-separated; empty documents skipped).
 
     Raises ``ManifestErrors`` with all problems of the file; then nothing of it
-    is returned. ``file`` is only used in messages.
+    is returned. A file without any object is an error too, as ``kubectl apply``'s
+    "no objects passed to apply": an empty file is more often the wrong file (or a
+    redirect that failed) than a request to do nothing. ``file`` is only used in
+    messages.
     """
     documents, syntax_errors = _documents(text, file)
     errors: list[ManifestError] = []
@@ -91,6 +95,8 @@ def load(text: str, file: str) -> list[Object]:
             objects.append(parsed)
     # A syntax error ends reading, so it comes after the documents before it.
     errors.extend(syntax_errors)
+    if not errors and not objects:
+        errors.append(ManifestError(file, "", "", NO_OBJECTS))
     if errors:
         raise ManifestErrors(errors)
     return objects
@@ -240,8 +246,8 @@ def _route(f: Fields, meta: ObjectMeta, file: str) -> Route:
     spec = _spec(f)
     if spec is None:
         return Route(meta=meta, source=file)
-    route = Route(meta=meta, traffic=_traffic(spec), source=file)
-    spec.only()
+    route = Route(meta=meta, traffic=_traffic(spec, metadata="metadata"), source=file)
+    spec.only(metadata="metadata")  # a Route has no revision template
     return route
 
 
@@ -313,11 +319,12 @@ def _domain_mapping(f: Fields, meta: ObjectMeta, file: str) -> DomainMapping:
                 name=r.string("name", required=True),
                 namespace=r.string("namespace"),
             )
-            r.only()
+            r.only(metadata="metadata")
         spec.only(
             unsupported={
                 "tls": "not supported by zeroserve yet (it has no TLS); leave it out",
-            }
+            },
+            metadata="metadata",
         )
     return DomainMapping(meta=meta, ref=ref, source=file)
 
@@ -346,7 +353,7 @@ def _check_data_key(f: Fields, section: str, key: str) -> bool:
     return True
 
 
-def _traffic(spec: Fields) -> tuple[TrafficTarget, ...]:
+def _traffic(spec: Fields, *, metadata: str | None = None) -> tuple[TrafficTarget, ...]:
     targets = []
     for path, item in spec.items("traffic"):
         t = Fields.of(item, path, spec.problems)
@@ -363,7 +370,7 @@ def _traffic(spec: Fields) -> tuple[TrafficTarget, ...]:
         )
         if t.raw("url") is not None:
             t.note("url", "must not be set in spec: a target's URL is status only")
-        t.only()
+        t.only(metadata=metadata)
     return tuple(targets)
 
 

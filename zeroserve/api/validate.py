@@ -155,16 +155,33 @@ def _data_object(obj: ConfigMapObject | SecretObject, configs: Configs, problems
     _annotations(obj.meta.annotations, "metadata.annotations", problems)
     if not (isinstance(obj, ConfigMapObject) and obj.is_setting):
         return
-    try:
-        configs.with_config_map(obj.meta.name, obj.data)
-    except ConfigError as e:
-        # Messages read "config-x: key: rule"; the key becomes the field path.
-        rest = str(e).removeprefix(f"{obj.meta.name}: ")
-        key = next((k for k in obj.data if rest.startswith(f"{k}: ")), None)
-        if key is None:
-            problems.append(("data", rest))
+    problems.extend(_setting_problems(obj.meta.name, obj.data, configs))
+
+
+def _setting_problems(name: str, data: Mapping[str, str], configs: Configs) -> Problems:
+    """Every bad key and value of the settings ConfigMap ``name``, as (path, rule).
+
+    The parsers stop at the first problem (``ConfigError``), so the map is parsed
+    again without each key found bad until it parses or a problem names no key: a
+    user fixes the whole map in one round. A key whose range depends on a bad one
+    is then judged against the default of that one, which the message shows.
+    """
+    found: Problems = []
+    data = dict(data)
+    while True:
+        try:
+            configs.with_config_map(name, data)
+        except ConfigError as e:
+            # Messages read "config-x: key: rule"; the key becomes the field path.
+            rest = str(e).removeprefix(f"{name}: ")
+            key = next((k for k in data if rest.startswith(f"{k}: ")), None)
+            if key is None:
+                found.append(("data", rest))
+                return found
+            found.append((f"data.{key}", rest[len(key) + 2 :]))
+            del data[key]
         else:
-            problems.append((f"data.{key}", rest[len(key) + 2 :]))
+            return found
 
 
 def _metadata(meta: ObjectMeta, problems: Problems, *, parent: bool) -> None:
