@@ -68,7 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--domain", help="default domain of service URLs (default localhost)")
     up.add_argument(
-        "--logs", type=Path, help="directory for component and replica logs (default: a temp dir)"
+        "--logs",
+        type=Path,
+        help="directory for component and replica logs (default: one per run under "
+        "$XDG_STATE_HOME/zeroserve/logs, else ~/.local/state/zeroserve/logs, where the "
+        "last 5 runs are kept)",
     )
     up.add_argument(
         "--activators",

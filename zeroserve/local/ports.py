@@ -16,6 +16,7 @@ below), and one allocator remembers which ones live replicas hold.
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import socket
@@ -117,3 +118,32 @@ def default_allocator() -> PortAllocator:
     if _default is None:
         _default = PortAllocator()
     return _default
+
+
+class PortInUse(OSError):
+    """A listener ``zeroserve up`` is about to open is already served by someone."""
+
+
+def check_listen_free(host: str, port: int) -> None:
+    """Raise ``OSError`` (``PortInUse`` for EADDRINUSE) when ``host:port`` cannot be
+    listened on alone: another listener holds it, whoever it is.
+
+    ``zeroserve up``'s activators share their ports with SO_REUSEPORT, and the kernel
+    lets every process of the same user that sets it join, so a second ``up`` on the
+    same port would start without error and take half of the first one's requests
+    (each routing only its own services: 404s). A bind without SO_REUSEPORT fails
+    where any listener holds the port, with or without it, so the check is made
+    before the first activator binds; SO_REUSEADDR keeps a port that only has
+    TIME_WAIT connections (a previous run's) usable, as the activator's own bind does.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise PortInUse(e.errno, e.strerror) from None
+            raise

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
 import json
 import logging
 import os
+import re
+import shutil
 import signal
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from zeroserve.serving.controller import Controller
 
 from . import access
 from .control import ControlAPI, serve, stop
+from .ports import PortInUse, check_listen_free
 from .replica import _die_with_parent, standby_pool
 from .runtime import LocalRuntime
 from .sandbox import DEFAULT_POD_CIDR, NetworkError, Sandbox, SandboxError
@@ -100,6 +103,106 @@ def connect_host(host: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
+
+
+KEEP_RUNS = 5
+"""Log directories of this many runs are kept under :func:`logs_root` (the newest)."""
+_RUN_NAME = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9]+")
+_LOCK = ".running"
+
+
+def logs_root(env: Mapping[str, str] = os.environ) -> Path:
+    """Where ``zeroserve up`` keeps its runs' logs by default: the XDG state directory
+    (``$XDG_STATE_HOME``, else ``~/.local/state``; XDG Base Directory spec: state is
+    "logs, history... that should persist between restarts"), ``zeroserve/logs``."""
+    state = env.get("XDG_STATE_HOME", "")
+    # The spec: a relative path is invalid and is to be ignored.
+    base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
+    return base / "zeroserve" / "logs"
+
+
+class RunLogs:
+    """One run's log directory under ``root``, named by its start time and pid
+    (``20261205-165211-4242``), and locked (``flock``) while the run lives, so that
+    pruning never removes a running one's, whatever its age. Made by :meth:`start`."""
+
+    def __init__(self, path: Path, lock: int) -> None:
+        self.path = path
+        self._lock: int | None = lock
+
+    @classmethod
+    def start(
+        cls, root: Path, *, keep: int = KEEP_RUNS, now: float | None = None, pid: int | None = None
+    ) -> RunLogs:
+        """Make this run's directory and remove the oldest ones beyond ``keep`` (this one
+        included) that no running ``zeroserve up`` holds."""
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+        path = root / f"{stamp}-{os.getpid() if pid is None else pid}"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            lock = os.open(path / _LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            raise UpError(
+                f"cannot make the log directory {path}: {e.strerror} (--logs DIR puts them elsewhere)"
+            ) from None
+        run = cls(path, lock)
+        run.prune(keep)
+        return run
+
+    def prune(self, keep: int) -> list[Path]:
+        """Remove run directories older than the newest ``keep`` unless running; the
+        removed ones. Only names of runs are touched, never anything else in ``root``."""
+        runs = sorted(
+            (p for p in self.path.parent.iterdir() if _RUN_NAME.fullmatch(p.name) and p.is_dir()),
+            key=lambda p: (p.name.rsplit("-", 1)[0], int(p.name.rsplit("-", 1)[1])),
+        )
+        removed = []
+        for old in runs[: max(0, len(runs) - keep)]:
+            if old == self.path:
+                continue
+            try:
+                fd = os.open(old / _LOCK, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                fd = None  # a directory of a run that died before locking: not running
+            except OSError:
+                continue
+            try:
+                if fd is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # running
+                shutil.rmtree(old, ignore_errors=True)
+                removed.append(old)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        return removed
+
+    def close(self) -> None:
+        """The run is over: its directory may be pruned by a later one."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+
+def check_ingress_ports(o: UpOptions) -> None:
+    """Refuse to start when ``--port`` or ``--local-port`` is already served (by another
+    ``zeroserve up`` or anything else): checked once, before the first activator binds,
+    since the activators' SO_REUSEPORT would otherwise join whoever holds it
+    (:func:`zeroserve.local.ports.check_listen_free`). Restarted activators are not
+    checked: the port is their own group's then."""
+    for flag, port in (("--port", o.port), ("--local-port", o.local_port)):
+        address = f"[{o.host}]:{port}" if ":" in o.host else f"{o.host}:{port}"
+        try:
+            check_listen_free(o.host, port)
+        except PortInUse:
+            raise UpError(
+                f"{flag} {port}: {address} is already in use (another zeroserve up?)"
+            ) from None
+        except OSError as e:
+            raise UpError(f"{flag} {port}: cannot listen on {address}: {e.strerror}") from None
 
 
 class Child:
@@ -173,8 +276,16 @@ class Up:
                 f"--standby-queue-proxies must be at least 0, not {options.standby_queue_proxies}"
             )
         self.options = options
-        self.log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="zeroserve-"))
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.run_logs: RunLogs | None = None
+        if options.log_dir is not None:
+            self.log_dir = options.log_dir
+            try:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UpError(f"--logs {self.log_dir}: {e.strerror}") from None
+        else:
+            self.run_logs = RunLogs.start(logs_root())
+            self.log_dir = self.run_logs.path
         self.controller = Controller(time.time(), default_domain=options.domain)
         self.hub = StateHub(self.controller)
         self.runtime = LocalRuntime(
@@ -209,6 +320,7 @@ class Up:
             except OSError as e:
                 raise UpError(f"cannot read {f}: {e.strerror}") from None
             objects.append(load(text, str(f)))
+        check_ingress_ports(o)
         if not is_loopback(o.control_host):
             print(
                 f"zeroserve up: warning: the control API listens on {o.control_host} "
@@ -395,6 +507,8 @@ class Up:
             await stop(self._runner)
         if self.token_file is not None:
             access.remove_token_file(self.token_file, self.token)
+        if self.run_logs is not None:
+            self.run_logs.close()
 
 
 def is_cluster_local(url: str) -> bool:
@@ -420,7 +534,11 @@ def curl_lines(url: str, port: int, host: str, local_port: int | None = None) ->
 
 
 async def run_up(options: UpOptions) -> int:
-    up = Up(options)
+    try:
+        up = Up(options)
+    except UpError as e:
+        print(f"zeroserve up: {e}", file=sys.stderr)
+        return 1
     loop = asyncio.get_running_loop()
     stop_event = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
