@@ -4,11 +4,14 @@ user's XDG state directory, the last few runs only, never removing a running one
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.local.support import ROOT, up_env
 from zeroserve.local.up import KEEP_RUNS, RunLogs, Up, UpError, UpOptions, logs_root
 
 
@@ -26,40 +29,49 @@ def test_a_run_gets_a_directory_named_by_its_start_time_and_pid(tmp_path: Path) 
     try:
         assert run.path == tmp_path / "20261205-165211-4242"
         assert run.path.is_dir()
+        (run.path / "autoscaler.log").write_text("started\n")
     finally:
         run.close()
+    assert (run.path / "autoscaler.log").is_file()  # kept after the run
+
+
+def test_a_run_that_logged_nothing_leaves_no_directory(tmp_path: Path) -> None:
+    run = RunLogs.start(tmp_path)
+    assert run.path.is_dir()
+    run.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def _runs(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir())
 
 
+def finished_run(root: Path, now: float, pid: int) -> Path:
+    """The directory of a run that logged something and is over."""
+    run = RunLogs.start(root, now=now, pid=pid)
+    (run.path / "app.log").write_text("output\n")
+    run.close()
+    return run.path
+
+
 def test_only_the_last_runs_are_kept(tmp_path: Path) -> None:
     base = time.mktime((2026, 1, 1, 0, 0, 0, 0, 0, -1))
-    names = []
-    for i in range(KEEP_RUNS + 3):
-        run = RunLogs.start(tmp_path, now=base + i * 60, pid=100 + i)
-        (run.path / "app.log").write_text("output\n")
-        names.append(run.path.name)
-        run.close()
+    names = [finished_run(tmp_path, base + i * 60, 100 + i).name for i in range(KEEP_RUNS + 3)]
     assert _runs(tmp_path) == names[-KEEP_RUNS:]
 
 
 def test_a_running_runs_directory_is_never_removed_however_old(tmp_path: Path) -> None:
     base = time.mktime((2026, 1, 1, 0, 0, 0, 0, 0, -1))
     running = RunLogs.start(tmp_path, now=base, pid=1)
+    (running.path / "app.log").write_text("still going\n")
     try:
-        later = []
-        for i in range(1, KEEP_RUNS + 2):
-            run = RunLogs.start(tmp_path, now=base + i * 60, pid=1 + i)
-            later.append(run.path.name)
-            run.close()
+        later = [finished_run(tmp_path, base + i * 60, 1 + i).name for i in range(1, KEEP_RUNS + 2)]
         assert running.path.is_dir()
         assert _runs(tmp_path) == sorted([running.path.name, *later[-KEEP_RUNS:]])
     finally:
         running.close()
     # Over: the next run prunes it.
-    RunLogs.start(tmp_path, now=base + 3600, pid=99).close()
+    finished_run(tmp_path, base + 3600, 99)
     assert not running.path.exists()
 
 
@@ -68,7 +80,7 @@ def test_only_run_directories_are_touched(tmp_path: Path) -> None:
     (tmp_path / "19990101-000000-1.txt").write_text("a file with a run's name")
     base = time.mktime((2026, 1, 1, 0, 0, 0, 0, 0, -1))
     for i in range(KEEP_RUNS + 1):
-        RunLogs.start(tmp_path, now=base + i, pid=i + 1).close()
+        finished_run(tmp_path, base + i, i + 1)
     assert (tmp_path / "notes").is_dir() and (tmp_path / "19990101-000000-1.txt").is_file()
 
 
@@ -77,7 +89,7 @@ def test_a_run_whose_directory_has_no_lock_is_not_running(tmp_path: Path) -> Non
     stale.mkdir()
     base = time.mktime((2026, 1, 1, 0, 0, 0, 0, 0, -1))
     for i in range(KEEP_RUNS):
-        RunLogs.start(tmp_path, now=base + i, pid=i + 1).close()
+        finished_run(tmp_path, base + i, i + 1)
     assert not stale.exists()
 
 
@@ -102,3 +114,19 @@ def test_a_log_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) ->
         Up(UpOptions(log_dir=blocker / "logs"))
     with pytest.raises(UpError, match=r"cannot make the log directory .*--logs DIR"):
         RunLogs.start(blocker)
+
+
+@pytest.mark.process
+def test_up_says_so_when_its_log_directory_cannot_be_made(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    p = subprocess.run(
+        [sys.executable, "-m", "zeroserve.cli", "up", "--port", "0", "--logs", str(blocker / "x")],
+        env=up_env(tmp_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == f"zeroserve up: --logs {blocker / 'x'}: Not a directory\n"

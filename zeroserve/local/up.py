@@ -181,10 +181,16 @@ class RunLogs:
         return removed
 
     def close(self) -> None:
-        """The run is over: its directory may be pruned by a later one."""
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+        """The run is over: its directory may be pruned by a later one, and is removed
+        now if nothing was logged (a start refused before any process ran)."""
+        if self._lock is None:
+            return
+        with contextlib.suppress(OSError):
+            if [p.name for p in self.path.iterdir()] == [_LOCK]:
+                (self.path / _LOCK).unlink()
+                self.path.rmdir()
+        os.close(self._lock)
+        self._lock = None
 
 
 def check_ingress_ports(o: UpOptions) -> None:
