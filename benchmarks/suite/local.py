@@ -104,7 +104,7 @@ class LocalSystem:
     @classmethod
     def start(cls, sup: Supervisor, files: list[Path], logs: Path) -> LocalSystem:
         argv = [sys.executable, "-m", "zeroserve.cli", "up", *map(str, files)]
-        argv += ["--port", "0", "--control-port", "0", "--logs", str(logs)]
+        argv += ["--port", "0", "--local-port", "0", "--control-port", "0", "--logs", str(logs)]
         server = sup.start("zeroserve-up", argv, cwd=REPO)
 
         def up_line() -> re.Match[str] | None:
