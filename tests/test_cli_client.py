@@ -19,11 +19,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from zeroserve import cli
+from zeroserve.local import access
 from zeroserve.local.control import ControlAPI, serve, stop
+from zeroserve.local.protocol import Snapshot
 from zeroserve.local.runtime import LocalRuntime
 from zeroserve.local.state import StateHub
 from zeroserve.serving.controller import Controller
@@ -455,3 +458,33 @@ async def test_pods_of_a_ready_service_in_every_output(
         assert code == 0 and json.loads(out)["metadata"]["name"] == pod
         code, out, _ = await run(capsys, url, "get", "pods", "-o", "yaml")
         assert code == 0 and [p["metadata"]["name"] for p in yaml.safe_load(out)["items"]] == [pod]
+
+
+# -- the activators' sync ---------------------------------------------------------------
+
+
+async def test_synced_waits_for_every_activator_that_follows_the_state(
+    tmp_path: Path,
+) -> None:
+    """What ``wait`` asks last: a request sent after it must find the new state routed."""
+    hub = StateHub(Controller(0.0))
+    assert await hub.wait_synced(0.1)  # nobody follows yet
+    await hub.wait_past(0, 0, client="activator-0")
+    await hub.wait_past(0, 0, client="activator-1")
+    hub.snapshot = Snapshot(version=1)
+    assert not await hub.wait_synced(0.2)
+    later = asyncio.create_task(hub.wait_synced(5))
+    await hub.wait_past(1, 0, client="activator-0")
+    await asyncio.sleep(0.05)
+    assert not later.done()
+    await hub.wait_past(1, 0, client="activator-1")
+    assert await asyncio.wait_for(later, 1)
+
+    async with control_api(tmp_path) as (_, url):
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"{url}/v1/synced?within=1")
+            assert r.status_code == 401
+            r = await client.get(f"{url}/v1/synced?within=x", headers=access.headers(TOKEN))
+            assert r.status_code == 400
+            r = await client.get(f"{url}/v1/synced?within=1", headers=access.headers(TOKEN))
+            assert r.json() == {"synced": True}
