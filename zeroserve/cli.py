@@ -1,6 +1,7 @@
 """The ``zeroserve`` command: ``up`` runs everything locally; ``apply``, ``get``,
-``delete`` and ``tree`` talk to its control API like kubectl to an API server;
-``replica`` runs one command behind a queue-proxy."""
+``delete``, ``wait`` and ``tree`` talk to its control API like kubectl to an API server
+(errors on stderr and a non-zero exit, as kubectl's); ``replica`` runs one command
+behind a queue-proxy."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
+import re
 import signal
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +27,68 @@ from . import forksafe
 from .local import access
 from .local.replica import Replica, ReplicaError, ReplicaSpec
 from .local.sandbox.network import DEFAULT_POD_CIDR
+from .serving import kinds
 
 DEFAULT_SERVER = "http://127.0.0.1:8090"
+DEFAULT_WAIT_TIMEOUT = 60.0
+"""``wait`` and ``apply --wait``: kubectl's default is 30 s, but a local first start of
+an app that installs or compiles something can take longer."""
+WAIT_POLL_SECONDS = 0.25
+"""How often ``wait`` reads the object: the control API has no watch of objects (only
+the data plane's long-poll), and a read is a dictionary lookup on loopback."""
+SYNC_SECONDS = 10.0
+"""How long a met condition waits for the activators to route by the new state."""
+WAITABLE = frozenset(
+    {
+        kinds.SERVICE,
+        kinds.CONFIGURATION,
+        kinds.REVISION,
+        kinds.ROUTE,
+        kinds.DOMAIN_MAPPING,
+    }
+)
+"""The kinds with conditions (ConfigMaps and Secrets have none to wait for)."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """Seconds of a ``--timeout``: a Go duration as kubectl takes (``30s``, ``2m``,
+    ``1m30s``, ``1.5h``, ``500ms``), or a plain number of seconds."""
+    t = text.strip()
+    try:
+        seconds = float(t)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for m in _DURATION_PART.finditer(t):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(t) or not t:
+            raise argparse.ArgumentTypeError(
+                f"invalid duration {text!r} (give 30s, 2m, 1m30s, or seconds)"
+            ) from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: not a time >= 0")
+    return seconds
+
+
+def condition(text: str) -> tuple[str, str]:
+    """``--for condition=NAME[=VALUE]`` -> (NAME, VALUE); VALUE defaults to True, as
+    kubectl's."""
+    what, _, rest = text.partition("=")
+    if what.lower() != "condition" or not rest:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: only condition=NAME or condition=NAME=VALUE can be waited for "
+            "(e.g. condition=Ready)"
+        )
+    name, _, value = rest.partition("=")
+    if not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: the condition has no name")
+    return name.strip(), value.strip() or "True"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -131,6 +196,18 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "-f", "--filename", required=True, type=Path, action="append", help="manifest (repeatable)"
     )
+    apply.add_argument(
+        "--wait",
+        action="store_true",
+        help="then wait until every object applied that has a Ready condition is Ready for "
+        "its current generation (a failed revision ends the wait at once)",
+    )
+    apply.add_argument(
+        "--timeout",
+        type=duration,
+        default=DEFAULT_WAIT_TIMEOUT,
+        help="how long --wait waits: 30s, 2m, 1m30s or seconds (default 60s)",
+    )
     client(apply)
 
     delete = sub.add_parser(
@@ -151,8 +228,42 @@ def _parser() -> argparse.ArgumentParser:
     get.add_argument("name", nargs="?")
     get.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
     get.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    get.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "wide", "json", "yaml"],
+        default="table",
+        help="wide adds MESSAGE (why not Ready), and a pod's IP",
+    )
     client(get)
+
+    wait = sub.add_parser(
+        "wait",
+        help="wait for a condition of an object (kubectl wait): ksvc, configuration, "
+        "revision, route, domainmapping",
+        description="Wait until the object's condition (default Ready) has the status wanted "
+        "(default True) for its current generation. A Ready condition that turns False "
+        "(a failed revision) ends the wait at once, with its reason, unless False is "
+        "what is waited for.",
+    )
+    wait.add_argument("kind")
+    wait.add_argument("name")
+    wait.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    wait.add_argument(
+        "--for",
+        dest="condition",
+        type=condition,
+        default=("Ready", "True"),
+        metavar="condition=NAME[=VALUE]",
+        help="the condition (case-insensitive) and its status (default condition=Ready)",
+    )
+    wait.add_argument(
+        "--timeout",
+        type=duration,
+        default=DEFAULT_WAIT_TIMEOUT,
+        help="30s, 2m, 1m30s or seconds (default 60s; 0: check once)",
+    )
+    client(wait)
 
     tree = sub.add_parser(
         "tree", help="a Service's objects: Configuration, Revisions and replicas, Route"
@@ -212,6 +323,11 @@ class ClientError(Exception):
     """A client command failed; its message is printed as the one line of the error."""
 
 
+class NotFoundError(ClientError):
+    """The control API answered 404: printed as kubectl's ``Error from server
+    (NotFound): ...``."""
+
+
 def _token(server: str, given: str | None) -> str:
     """The control API's token: ``--token``, ``$ZEROSERVE_TOKEN``, or the file of
     ``server``'s port; a ``ClientError`` saying what to do when there is none."""
@@ -252,6 +368,8 @@ def _call(server: str, token: str | None, method: str, path: str, **kw: Any) -> 
         )
     if r.status_code == 422:
         raise ClientError("\n".join(data.get("errors", [])))
+    if r.status_code == 404:
+        raise NotFoundError(data.get("error") or f"{method} {path}: 404 {r.reason_phrase}")
     if r.status_code >= 400:
         raise ClientError(data.get("error") or f"{r.status_code} {r.reason_phrase}")
     return data
@@ -265,17 +383,31 @@ def _read(path: Path) -> str:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    applied: list[Target] = []
     for f in args.filename:
         data = _call(
             args.server, args.token, "POST", "/v1/apply", json={"file": str(f), "yaml": _read(f)}
         )
         for line in data["lines"]:
-            print(line)
+            print(line, flush=True)
+        for o in data["objects"]:
+            kind = kinds.kind_of(o["kind"])
+            if kind in WAITABLE:
+                applied.append(Target(kind, o["namespace"], o["name"]))
+    if args.wait:
+        _wait(args.server, args.token, applied, ("Ready", "True"), args.timeout)
     return 0
+
+
+def _print_error(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
     if args.filename:
+        # kubectl: each object that is not there is an error on stderr, the others are
+        # deleted all the same, and the exit code says something failed.
+        code = 0
         for f in args.filename:
             data = _call(
                 args.server,
@@ -285,8 +417,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
                 json={"file": str(f), "yaml": _read(f)},
             )
             for line in data["lines"]:
-                print(line)
-        return 0
+                print(line, flush=True)
+            for error in data["errors"]:
+                _print_error(f"Error from server (NotFound): {error}")
+                code = 1
+        return code
     if len(args.args) != 2:
         raise ClientError("usage: zeroserve delete -f FILE, or zeroserve delete KIND NAME [-n NS]")
     kind, name = args.args
@@ -297,9 +432,14 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    if args.all_namespaces and args.name:
+        # kubectl's words
+        raise ClientError("a resource cannot be retrieved by name across all namespaces")
     namespace = None if args.all_namespaces else args.namespace
     params = {k: v for k, v in (("namespace", namespace), ("name", args.name)) if v}
-    if args.output == "table":
+    if args.output in ("table", "wide"):
+        if args.output == "wide":
+            params["wide"] = "1"
         data = _call(args.server, args.token, "GET", f"/v1/table/{args.kind}", params=params)
         rows = data["rows"]
         if not rows:
@@ -322,6 +462,110 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(yaml.safe_dump(doc, sort_keys=False), end="")
+    return 0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One object to wait for."""
+
+    kind: kinds.Kind
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        # kubectl wait's name of it: service.serving.knative.dev/hello
+        return f"{self.kind.qualified}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    met: bool
+    failure: str = ""
+    """Why waiting longer is in vain (the Ready condition's reason and message)."""
+
+
+def check_condition(obj: dict[str, Any], name: str, want: str) -> Verdict:
+    """Whether ``obj``'s condition ``name`` has the status ``want`` for its current
+    generation, as kubectl wait decides (names and statuses compared case-insensitively;
+    a status whose observedGeneration is behind the object's generation does not count).
+
+    Waiting for Ready=True also needs a Service's or Configuration's latest created
+    revision to be its latest ready one (``kn``'s test: the new template is what
+    serves). A Ready that is False for the current generation is a failure: locally a
+    Ready turns False only when a revision could not start, so the wait ends at once
+    with the reason (kubectl would wait out its timeout)."""
+    meta, status = obj.get("metadata", {}), obj.get("status", {})
+    conditions = status.get("conditions", ())
+    found = next((c for c in conditions if str(c.get("type", "")).lower() == name.lower()), None)
+    if found is None:
+        return Verdict(False)
+    generation = meta.get("generation")
+    observed = found.get("observedGeneration", status.get("observedGeneration"))
+    if generation is not None and observed is not None and observed < generation:
+        return Verdict(False)
+    have = str(found.get("status", ""))
+    ready_true = name.lower() == "ready" and want.lower() == "true"
+    if ready_true and have == "False":
+        why = ": ".join(x for x in (found.get("reason", ""), found.get("message", "")) if x)
+        return Verdict(False, failure=why or "Ready is False")
+    if have.lower() != want.lower():
+        return Verdict(False)
+    if ready_true and "latestCreatedRevisionName" in status:
+        created = status["latestCreatedRevisionName"]
+        return Verdict(status.get("latestReadyRevisionName") == created)
+    return Verdict(True)
+
+
+def _wait(
+    server: str, token: str | None, targets: list[Target], cond: tuple[str, str], timeout: float
+) -> None:
+    """Poll the objects until each one's condition is met (printing kubectl's ``... condition
+    met`` for it), one fails, or ``timeout`` passes; then wait until the activators route by
+    the state read, so a request sent next finds what was waited for."""
+    token = _token(server, token)
+    deadline = time.monotonic() + timeout
+    pending = list(targets)
+    while True:
+        for t in list(pending):
+            params = {"namespace": t.namespace, "name": t.name}
+            objs = _call(server, token, "GET", f"/v1/objects/{t.kind.plural}", params=params)
+            verdict = check_condition(objs["items"][0], *cond)
+            if verdict.failure:
+                raise ClientError(f"{t} is not ready: {verdict.failure}")
+            if verdict.met:
+                pending.remove(t)
+                print(f"{t} condition met", flush=True)
+        left = deadline - time.monotonic()
+        if not pending or left <= 0:
+            break
+        time.sleep(min(WAIT_POLL_SECONDS, left))
+    if pending:
+        on = ", ".join(f"{t.kind.plural}/{t.name}" for t in pending)
+        raise ClientError(f"timed out waiting for the condition on {on}")
+    if targets:
+        within = max(1.0, min(SYNC_SECONDS, deadline - time.monotonic()))
+        synced = _call(server, token, "GET", "/v1/synced", params={"within": str(within)})
+        if not synced["synced"]:
+            _print_error(
+                f"warning: the activators have not applied the new state within {within:.0f}s"
+            )
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    try:
+        kind = kinds.resolve_kind(args.kind)
+    except kinds.UnknownKind as e:
+        raise ClientError(str(e)) from None
+    if kind not in WAITABLE:
+        raise ClientError(f"{kind.plural} have no conditions to wait for")
+    _wait(
+        args.server,
+        args.token,
+        [Target(kind, args.namespace, args.name)],
+        args.condition,
+        args.timeout,
+    )
     return 0
 
 
@@ -483,9 +727,18 @@ def main(argv: list[str] | None = None) -> int:
                 pod_cidr=args.pod_cidr,
             )
             return runner.run(run_up(options))
-    commands = {"apply": cmd_apply, "delete": cmd_delete, "get": cmd_get, "tree": cmd_tree}
+    commands = {
+        "apply": cmd_apply,
+        "delete": cmd_delete,
+        "get": cmd_get,
+        "tree": cmd_tree,
+        "wait": cmd_wait,
+    }
     try:
         return commands[args.command](args)
+    except NotFoundError as e:
+        print(f"Error from server (NotFound): {e}", file=sys.stderr)
+        return 1
     except ClientError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -11,11 +11,12 @@ apply replica counts (``zeroserve.local.protocol``).
 | --- | --- | --- |
 | GET | /v1/state?since=N&wait=S[&client=C] | data-plane snapshot once its version passes N (client C has applied N) |
 | POST | /v1/scale | ``{"namespace", "revision", "replicas"}`` (the autoscaler) |
-| POST | /v1/apply | ``{"file", "yaml"}`` -> ``{"lines"}``, or 422 ``{"errors"}`` |
-| POST | /v1/delete | ``{"file", "yaml"}``: delete what the manifest names |
+| POST | /v1/apply | ``{"file", "yaml"}`` -> ``{"lines", "objects"}``, or 422 ``{"errors"}`` |
+| POST | /v1/delete | ``{"file", "yaml"}`` -> ``{"lines", "errors"}``: delete what the manifest names |
 | DELETE | /v1/objects/{kind}/{namespace}/{name} | delete one object |
-| GET | /v1/objects/{kind}?namespace=&name= | Kubernetes-shaped objects |
-| GET | /v1/table/{kind}?namespace=&name= | kubectl-style columns |
+| GET | /v1/objects/{kind}?namespace=&name= | Kubernetes-shaped objects (no namespace: all) |
+| GET | /v1/table/{kind}?namespace=&name=&wide= | kubectl-style columns (no namespace: all, NAMESPACE first) |
+| GET | /v1/synced?within=S | once every activator has applied the current state (``{"synced"}``) |
 | GET | /v1/tree/{namespace}/{name} | a Service's object tree |
 | GET | /v1/pods | every replica with its status and start timestamps (JSON) |
 | GET | /healthz | ok (the only path without the token) |
@@ -55,6 +56,20 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
+
+
+POD_NAMES = frozenset({"pods", "pod", "po"})
+"""kubectl's names of the pods resource (the replicas, served by the hub)."""
+
+
+def ready_message(obj: dict[str, Any]) -> str:
+    """The message of an object's Ready condition when it is not True (kubectl ``-o
+    wide``'s MESSAGE); empty when Ready or without one."""
+    for c in obj.get("status", {}).get("conditions", ()):
+        if c.get("type") == "Ready" and c.get("status") != "True":
+            # one table line: the app's last lines run together
+            return " ".join(str(c.get("message", "")).split())
+    return ""
 
 
 OPEN_PATHS = frozenset({"/healthz"})
@@ -115,6 +130,7 @@ class ControlAPI:
         r.add_get("/v1/objects/{kind}", self.objects)
         r.add_get("/v1/table/{kind}", self.table)
         r.add_get("/v1/tree/{namespace}/{name}", self.tree)
+        r.add_get("/v1/synced", self.synced)
         r.add_get("/v1/pods", self.pods)
         r.add_get("/v1/standby", self.standby)
         r.add_get("/healthz", self.healthz)
@@ -163,11 +179,22 @@ class ControlAPI:
         except ValueError as e:
             return _error(400, str(e))
         try:
-            lines = self.controller.apply(load(text, file), now=self.hub.clock(), user=self.user)
+            objects = load(text, file)
+            lines = self.controller.apply(objects, now=self.hub.clock(), user=self.user)
         except ManifestErrors as e:
             return _json({"errors": [str(x) for x in e.errors]}, 422)
         self.hub.controller_changed()
-        return _json({"lines": lines})
+        # What was applied, for ``apply --wait``: the name from each line (one per object,
+        # in order), since a ``generateName`` gets its name only here.
+        applied = [
+            {
+                "kind": o.kind,
+                "namespace": o.meta.namespace,
+                "name": line.split()[0].split("/", 1)[1],
+            }
+            for o, line in zip(objects, lines, strict=True)
+        ]
+        return _json({"lines": lines, "objects": applied})
 
     async def delete_manifest(self, request: web.Request) -> web.Response:
         try:
@@ -177,14 +204,16 @@ class ControlAPI:
             return _error(400, str(e))
         except ManifestErrors as e:
             return _json({"errors": [str(x) for x in e.errors]}, 422)
-        lines = []
+        # As kubectl: each object that is gone is an error of its own (the client prints it
+        # on stderr and exits non-zero); the others are deleted all the same.
+        lines, errors = [], []
         for obj in objects:
             try:
                 lines.append(self.controller.delete(obj.kind, obj.meta.namespace, obj.meta.name))
             except NotFound as e:
-                lines.append(f"Error: {e}")
+                errors.append(str(e))
         self.hub.controller_changed()
-        return _json({"lines": lines})
+        return _json({"lines": lines, "errors": errors})
 
     async def delete_object(self, request: web.Request) -> web.Response:
         m = request.match_info
@@ -199,20 +228,12 @@ class ControlAPI:
 
     async def objects(self, request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
-        if kind in ("pods", "pod", "po"):
-            return _json(
-                {
-                    "items": self.hub.pod_objects(
-                        request.query.get("namespace"), request.query.get("name")
-                    )
-                }
-            )
+        ns, name = request.query.get("namespace"), request.query.get("name")
         try:
-            items = self.controller.get(
-                request.match_info["kind"],
-                request.query.get("namespace"),
-                request.query.get("name"),
-            )
+            if kind.lower() in POD_NAMES:
+                items = self.hub.pod_objects(ns, name)
+            else:
+                items = self.controller.get(kind, ns, name)
         except NotFound as e:
             return _error(404, str(e))
         except ControllerError as e:
@@ -220,18 +241,39 @@ class ControlAPI:
         return _json({"items": items})
 
     async def table(self, request: web.Request) -> web.Response:
+        """kubectl's table: a NAMESPACE column first when no namespace is given (``-A``,
+        as kubectl prints it even if every row is in one namespace); ``wide`` adds
+        kubectl's ``-o wide`` columns: a pod's IP, and the Ready condition's MESSAGE of
+        the kinds that have one (what the REASON column abbreviates)."""
         kind = request.match_info["kind"]
         ns, name = request.query.get("namespace"), request.query.get("name")
+        wide = request.query.get("wide", "") in ("1", "true")
         try:
-            if kind in ("pods", "pod", "po"):
-                headers, rows = self.hub.pods_table(ns, name)
+            if kind.lower() in POD_NAMES:
+                headers, rows = self.hub.pods_table(ns, name, all_namespaces=ns is None, wide=wide)
             else:
-                headers, rows = self.controller.table(kind, ns, name, now=self.hub.clock())
+                headers, rows = self.controller.table(
+                    kind, ns, name, all_namespaces=ns is None, now=self.hub.clock()
+                )
+                if wide and "REASON" in headers:
+                    headers = [*headers, "MESSAGE"]
+                    objects = self.controller.get(kind, ns, name)
+                    rows = [[*r, ready_message(o)] for r, o in zip(rows, objects, strict=True)]
         except NotFound as e:
             return _error(404, str(e))
         except ControllerError as e:
             return _error(400, str(e))
         return _json({"headers": headers, "rows": rows})
+
+    async def synced(self, request: web.Request) -> web.Response:
+        """Answers once every activator has applied the current state (or after
+        ``within`` seconds, ``{"synced": false}``): ``zeroserve wait`` asks this after a
+        condition is met, so a request sent next finds the new revision routed."""
+        try:
+            within = min(float(request.query.get("within", "10")), LONG_POLL)
+        except ValueError:
+            return _error(400, "within must be a number of seconds")
+        return _json({"synced": await self.hub.wait_synced(within)})
 
     async def standby(self, request: web.Request) -> web.Response:
         """What is made ahead for the next replicas (``LocalRuntime.made_ahead``)."""

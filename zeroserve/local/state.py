@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from zeroserve.autoscaling.annotations import RevisionAutoscaling
 from zeroserve.autoscaling.config import AutoscalerConfig
 from zeroserve.serving.controller import Controller
+from zeroserve.serving.kinds import NotFound
 from zeroserve.topology import RevisionKey
 
 from .protocol import Snapshot
@@ -236,6 +237,10 @@ class StateHub:
             return False
         return True
 
+    async def wait_synced(self, within: float) -> bool:
+        """``wait_applied`` for every client that has polled so far (the activators)."""
+        return await self.wait_applied(list(self._seen), within)
+
     def release_waiters(self) -> None:
         self._changed.set()
 
@@ -250,34 +255,55 @@ class StateHub:
     # -- views ------------------------------------------------------------------
 
     def _pods(self, namespace: str | None, name: str | None) -> list[PodView]:
-        """The replicas in ``namespace`` (None: all), ``name`` naming one or a revision."""
+        """The replicas in ``namespace`` (None: all), ``name`` naming one or a revision;
+        a ``name`` that names none raises ``NotFound`` (``Error from server (NotFound):
+        pods "x" not found``, as kubectl)."""
         rt = self.runtime
-        return [
+        found = [
             p
             for p in (rt.pods() if rt is not None else [])
-            if not (namespace and p.revision.namespace != namespace)
+            if p.pod is not None
+            and not (namespace and p.revision.namespace != namespace)
             and not (name and p.name != name and p.revision.name != name)
         ]
+        if name and not found:
+            raise NotFound(f'pods "{name}" not found in namespace {namespace or "default"}')
+        return found
 
     def pods_table(
-        self, namespace: str | None, name: str | None
+        self,
+        namespace: str | None,
+        name: str | None,
+        *,
+        all_namespaces: bool = False,
+        wide: bool = False,
     ) -> tuple[list[str], list[list[str]]]:
         """``kubectl get pods``: READY counts the app, the sidecars and the queue-proxy;
-        STATUS and RESTARTS follow kubectl's rules (``zeroserve.local.podstatus``)."""
+        STATUS and RESTARTS follow kubectl's rules (``zeroserve.local.podstatus``).
+        ``all_namespaces`` (``-A``) puts a NAMESPACE column first; ``wide`` adds the
+        pod's IP, as ``-o wide`` does."""
         now = self.clock()
+        headers = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
         rows = []
         for p in self._pods(namespace, name):
             assert p.pod is not None
-            rows.append(
-                [
-                    p.name,
-                    p.pod.ready_column(),
-                    p.status,
-                    p.pod.restarts_column(now),
-                    _age(now - p.started_at),
-                ]
-            )
-        return ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], rows
+            row = [
+                p.name,
+                p.pod.ready_column(),
+                p.status,
+                p.pod.restarts_column(now),
+                _age(now - p.started_at),
+            ]
+            if wide:
+                row.append(p.pod.pod_ip or "<none>")
+            if all_namespaces:
+                row.insert(0, p.revision.namespace)
+            rows.append(row)
+        if wide:
+            headers.append("IP")
+        if all_namespaces:
+            headers.insert(0, "NAMESPACE")
+        return headers, rows
 
     def pod_objects(self, namespace: str | None, name: str | None) -> list[dict[str, Any]]:
         """The replicas as Pod objects (``zeroserve get pods -o yaml``)."""
