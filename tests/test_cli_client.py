@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -488,3 +489,19 @@ async def test_synced_waits_for_every_activator_that_follows_the_state(
             assert r.status_code == 400
             r = await client.get(f"{url}/v1/synced?within=1", headers=access.headers(TOKEN))
             assert r.json() == {"synced": True}
+
+
+def test_pods_are_listed_by_namespace_then_name_as_kubectl_lists_them() -> None:
+    """Whatever order the runtime keeps its replicas in (revision by revision, in the
+    order they were made), ``get pods`` lists them as the API server does."""
+
+    def view(namespace: str, name: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            name=name, pod=object(), revision=SimpleNamespace(namespace=namespace, name="r")
+        )
+
+    hub = StateHub(Controller(now=0.0))
+    made = [view("default", "zeta-1"), view("a-team", "omega"), view("default", "alpha-1")]
+    hub.runtime = SimpleNamespace(pods=lambda: made)  # type: ignore[assignment]
+    listed = [(p.revision.namespace, p.name) for p in hub._pods(None, None)]
+    assert listed == [("a-team", "omega"), ("default", "alpha-1"), ("default", "zeta-1")]

@@ -268,7 +268,8 @@ class StateHub:
         ]
         if name and not found:
             raise NotFound(f'pods "{name}" not found in namespace {namespace or "default"}')
-        return found
+        # in the API server's order (by namespace, then name), as kubectl lists them
+        return sorted(found, key=lambda p: (p.revision.namespace, p.name))
 
     def pods_table(
         self,
