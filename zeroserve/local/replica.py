@@ -185,6 +185,19 @@ class ReplicaError(RuntimeError):
     """The replica could not start; the message says which process and why."""
 
 
+class StartError(ReplicaError):
+    """A container's command could not be started at all (not found, not executable):
+    the container runtime's ``StartError``, which the kubelet records as exit code 128
+    (and Knative then as ``ExitCode128``)."""
+
+    code = 128
+
+    def __init__(self, what: str, name: str, message: str) -> None:
+        self.what = what
+        self.name = name
+        super().__init__(message)
+
+
 def exit_code(returncode: int) -> int:
     """A process's exit as a container's ``exitCode``: a signal ``n`` is ``128 + n``."""
     return 128 - returncode if returncode < 0 else returncode
@@ -382,7 +395,9 @@ class Replica:
                 preexec_fn=start.preexec_fn if start is not None else _die_with_parent,
             )
         except (OSError, subprocess.SubprocessError) as e:
-            raise ReplicaError(f"cannot start the {what} command {command[:1]}: {e}") from None
+            raise StartError(
+                what, name, f"cannot start the {what} command {command[:1]}: {e}"
+            ) from None
         if start is not None:
             start.started(proc.pid)
         limits = container.resources.get("limits", {}) if container is not None else {}
