@@ -44,7 +44,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -179,6 +179,24 @@ class InitContainerError(RuntimeError):
         self.name = name
         self.code = code
         super().__init__(why or f"init container {name} exited with code {code}")
+
+
+def resolve_command(command: Sequence[str]) -> list[str]:
+    """``python``/``python3`` mean this interpreter (the venv zeroserve runs in, with the
+    apps' dependencies), for ``zeroserve up``'s containers and ``zeroserve replica``."""
+    cmd = list(command)
+    if cmd and cmd[0] in ("python", "python3"):
+        cmd[0] = sys.executable
+    return cmd
+
+
+def log_tail(path: Path, lines: int = 5) -> list[str]:
+    """The last ``lines`` non-empty lines of a log file (none when it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.strip().splitlines() if line.strip()][-lines:]
 
 
 class ReplicaError(RuntimeError):

@@ -38,10 +38,9 @@ import logging
 import os
 import random
 import string
-import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,8 @@ from .replica import (
     ReplicaError,
     ReplicaSpec,
     StartError,
+    log_tail,
+    resolve_command,
 )
 from .sandbox import PodSandbox, Sandbox, SandboxError, VolumeError
 from .standby import StandbyPool
@@ -236,14 +237,6 @@ def default_max_starting() -> int:
 def _pod_name(revision: str) -> str:
     suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
     return f"{revision}-deployment-{suffix}"
-
-
-def resolve_command(command: Sequence[str]) -> list[str]:
-    """``python``/``python3`` mean this interpreter (the venv zeroserve runs in)."""
-    cmd = list(command)
-    if cmd and cmd[0] in ("python", "python3"):
-        cmd[0] = sys.executable
-    return cmd
 
 
 def init_status(failures: int) -> str:
@@ -1013,11 +1006,7 @@ class LocalRuntime:
     def log_tail(self, pod: str, lines: int = 5) -> str:
         if self.log_dir is None:
             return ""
-        path = self.log_dir / f"{pod}-app.log"
-        with contextlib.suppress(OSError):
-            text = path.read_text(errors="replace").strip().splitlines()
-            return " | ".join(text[-lines:])
-        return ""
+        return " | ".join(log_tail(self.log_dir / f"{pod}-app.log", lines))
 
     async def close(self) -> None:
         await asyncio.gather(
