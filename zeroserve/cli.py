@@ -406,13 +406,13 @@ REPLICA_TAIL_LINES = 10
 """How many of the app's last lines of output ``zeroserve replica`` shows when it fails."""
 
 
-def _app_failed(what: str, log: Path, *, ran: bool = True) -> None:
+def _app_failed(what: str, log: Path, start: int, *, ran: bool = True) -> None:
     """Say on stderr why the app failed, with its last lines of output (``ran``: its
     command was started at all)."""
     print(f"zeroserve replica: {what}", file=sys.stderr)
     if not ran:
         return
-    tail = log_tail(log, REPLICA_TAIL_LINES)
+    tail = log_tail(log, REPLICA_TAIL_LINES, start)
     if tail:
         print("the app's last output:", file=sys.stderr)
         for line in tail:
@@ -469,7 +469,8 @@ async def _serve_replica(
         await replica.wait_ready(timeout=60)
     except ReplicaError as e:
         await replica.stop()
-        _app_failed(str(e), app_log, ran=not isinstance(e, StartError))
+        start = replica.log_starts.get("app", 0)
+        _app_failed(str(e), app_log, start, ran=not isinstance(e, StartError))
         return 1
     url = f"http://{args.host}:{replica.serving_port}"
     print(f"ready: {' '.join(cmd)} behind a queue-proxy at {url}", flush=True)
@@ -485,7 +486,7 @@ async def _serve_replica(
     if exited.done():
         run = replica.runs.get(spec.container_name)
         status = run.exit_code if run is not None else app.returncode
-        _app_failed(f"the app exited with code {status}", app_log)
+        _app_failed(f"the app exited with code {status}", app_log, replica.log_starts.get("app", 0))
         code = 1
     print("stopping: queue-proxy drains, then the app", flush=True)
     await replica.stop()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from zeroserve.local.replica import log_tail
 from zeroserve.local.runtime import (
     RESTART_BACKOFF_MAX,
     RESTART_BACKOFF_START,
@@ -95,5 +96,44 @@ async def test_a_bad_command_fails_its_revision_and_backs_off(tmp_path: Path) ->
         (pod,) = rt.pods()
         assert (pod.status, pod.restarts) == ("CrashLoopBackOff", 2)
         assert time.monotonic() - started < RESTART_BACKOFF_START
+    finally:
+        await rt.close()
+
+
+def test_the_last_lines_are_of_the_last_start_only(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"first start\nfailed\n")
+    start = log.stat().st_size
+    with log.open("ab") as f:
+        f.write(b"second start\n\nfailed again\n")
+    assert log_tail(log, 5, start) == ["second start", "failed again"]
+    assert log_tail(log, 2) == ["second start", "failed again"]
+    assert log_tail(log, 5) == ["first start", "failed", "second start", "failed again"]
+    assert log_tail(tmp_path / "missing.log") == []
+
+
+@pytest.mark.process
+async def test_the_revisions_message_is_the_output_of_the_last_start(tmp_path: Path) -> None:
+    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path)
+    script = "import sys; print('cannot reach the database', flush=True); sys.exit(3)"
+    try:
+        rt.set_revisions(
+            {
+                KEY: RevisionRun(
+                    info=RevisionInfo(KEY, service="bad", configuration="bad"),
+                    command=("python", "-c", script),
+                    working_dir=str(ROOT),
+                )
+            }
+        )
+        rt.set_scale(KEY, 1)
+        await _until(lambda: any(p.status == "CrashLoopBackOff" for p in rt.pods()))
+        (pod,) = rt.pods()
+        assert pod.restarts == 2  # two starts wrote to the log
+        state = rt.states()[KEY]
+        assert (state.reason, state.message) == (
+            "ExitCode3",
+            "Container failed with: cannot reach the database",
+        )
     finally:
         await rt.close()

@@ -190,10 +190,14 @@ def resolve_command(command: Sequence[str]) -> list[str]:
     return cmd
 
 
-def log_tail(path: Path, lines: int = 5) -> list[str]:
-    """The last ``lines`` non-empty lines of a log file (none when it cannot be read)."""
+def log_tail(path: Path, lines: int = 5, start: int = 0) -> list[str]:
+    """The last ``lines`` non-empty lines of a log file from byte ``start`` on (one
+    start's output: a replica's log is appended to across its restarts); none when it
+    cannot be read."""
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
     except OSError:
         return []
     return [line for line in text.strip().splitlines() if line.strip()][-lines:]
@@ -276,6 +280,8 @@ class Replica:
         self.app_port = 0
         self.ports: dict[str, int] = {}
         self._logs: list[IO[bytes]] = []
+        self.log_starts: dict[str, int] = {}
+        """Where this start's output begins in each log file (``app``: the containers')."""
         self.runs: dict[str, ContainerRun] = {}
         """The long-running containers by name: the app, the sidecars, the queue-proxy."""
         self.init_runs: list[ContainerRun] = []
@@ -331,6 +337,7 @@ class Replica:
             return asyncio.subprocess.DEVNULL
         f = (self.log_dir / f"{self.name}-{what}.log").open("ab")
         self._logs.append(f)
+        self.log_starts.setdefault(what, f.tell())
         return f
 
     def queue_proxy_env(self) -> dict[str, str]:

@@ -738,7 +738,8 @@ class RevisionSet:
 
     def _failed(self, pod: _Pod) -> None:
         # a command that never ran has no output of this start: its error stands for it
-        tail = pod.start_error or self.runtime.log_tail(pod.name)
+        start = pod.replica.log_starts.get("app", 0) if pod.replica is not None else 0
+        tail = pod.start_error or self.runtime.log_tail(pod.name, start=start)
         self.state.ready = False
         self.state.reason, self.state.message = failure_condition(
             pod.exit, tail, pod.last_exit, oom=pod.oom
@@ -1003,10 +1004,11 @@ class LocalRuntime:
             out["podNetworks"] = self.sandbox.network.spare_state()
         return out
 
-    def log_tail(self, pod: str, lines: int = 5) -> str:
+    def log_tail(self, pod: str, lines: int = 5, start: int = 0) -> str:
+        """A replica's last lines of output (from byte ``start`` of its log), joined."""
         if self.log_dir is None:
             return ""
-        return " | ".join(log_tail(self.log_dir / f"{pod}-app.log", lines))
+        return " | ".join(log_tail(self.log_dir / f"{pod}-app.log", lines, start))
 
     async def close(self) -> None:
         await asyncio.gather(
