@@ -57,6 +57,7 @@ class Activator:
             queue_depth=s.queue_depth,
             on_granted=self._granted,
             on_removed=self._removed,
+            on_failed=self._failed,
             probe_interval=s.probe_interval,
         )
         self.draining = False
@@ -130,6 +131,10 @@ class Activator:
 
     def _removed(self, key: RevisionKey, waiters: list[ServerConnection]) -> None:
         self.handler.fail_waiters(key, waiters)
+
+    def _failed(self, rev: RevisionState, waiters: list[ServerConnection]) -> None:
+        for conn in waiters:
+            self.handler.revision_failed(conn, rev)
 
     def _send(self, batch: str) -> None:
         if self.link is not None:

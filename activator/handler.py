@@ -8,7 +8,8 @@ gives it a replica now or parks it in a bounded FIFO; it is then forwarded to
 that replica's queue-proxy with ``K-Proxy-Request: activator`` and the Host
 moved to ``K-Original-Host``. A connection error before any byte reached the
 replica sends the request to another replica (at the head of the queue), at
-most ``MAX_ATTEMPTS`` times.
+most ``MAX_ATTEMPTS`` times. A revision that failed and is backing off is
+answered at once, with why (``revision_failed``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ _PROXY_LINE = b"K-Proxy-Request: activator\r\n"
 _INGRESS_LINE = b"X-Forwarded-Proto: http\r\n"
 _INGRESS_DROP = _DROP | {b"x-forwarded-proto"}
 _APP_UNREACHABLE = b"X-Zeroserve-Error: queue-proxy; reason=app-unreachable\r\n"
+# How much of a failed revision's reason and message the X-Zeroserve-Error header
+# carries (the body has all of it).
+FAILURE_DETAIL_MAX = 160
+
+
+def failure_detail(failure: str, limit: int = FAILURE_DETAIL_MAX) -> bytes:
+    """``failure`` as a quoted-string header parameter (RFC 9110 5.6.4): printable
+    ASCII only, quotes and backslashes escaped, shortened to ``limit`` characters."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in failure)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return b'"' + text.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
 
 
 class TrustPolicy:
@@ -139,6 +152,10 @@ class ActivatorHandler(Handler):
         req.idle_timeout = info.idle_timeout_seconds
         # The live entry: an old one is only ever dropped with nothing in flight.
         stats = rev.stats = self.stats.request_in(rev.key, now)
+        if info.backing_off and not rev.trackers:
+            # No replica is starting: waiting would end only at the activation timeout.
+            self.revision_failed(conn, rev)
+            return
         result = rev.throttler.acquire(conn)
         if isinstance(result, Tracker):
             req.slot = result
@@ -294,6 +311,23 @@ class ActivatorHandler(Handler):
                     b"revision " + str(key).encode() + b" was deleted",
                     self.retry_after,
                 )
+
+    def revision_failed(self, conn: ServerConnection, rev: RevisionState) -> None:
+        """Answer a request for a revision that failed and is backing off: 503 with its
+        Ready condition's reason and message (the exit code and the app's last lines),
+        in full in the body and shortened in ``X-Zeroserve-Error``. Knative's activator
+        would hold the request until the activation timeout instead."""
+        req = conn.current
+        if req is not None:
+            req.slot = None
+            req.wait_deadline = 0.0
+        failure = rev.info.failure or "RevisionFailed"
+        conn.fail(
+            503,
+            b"revision-failed; detail=" + failure_detail(failure),
+            b"revision " + str(rev.key).encode() + b" failed: " + failure.encode(errors="replace"),
+            self.retry_after,
+        )
 
     # -- health --------------------------------------------------------------
 

@@ -8,7 +8,9 @@ The queue-proxy answers such a probe only once its own readiness probe of the
 app passes (retrying every 50 ms), so one probe request returns as soon as the
 app is up. A replica that goes away gets no new requests; one the proxy could
 not connect to is taken out and probed again (docs/activator.md, "Backends and
-probing").
+probing"). A revision that failed and is backing off (``RevisionInfo.backing_off``,
+local mode) has its waiting requests handed back at once to be answered with why
+(docs/activator.md, "A revision that failed").
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class Revisions:
         queue_depth: int,
         on_granted: Callable[[RevisionState, Granted], None],
         on_removed: Callable[[RevisionKey, list[ServerConnection]], None],
+        on_failed: Callable[[RevisionState, list[ServerConnection]], None] | None = None,
         probe_interval: float = 0.05,
         probe_timeout: float = 10.0,
         rng: random.Random | None = None,
@@ -82,6 +85,7 @@ class Revisions:
         self.queue_depth = queue_depth
         self.on_granted = on_granted
         self.on_removed = on_removed
+        self.on_failed = on_failed
         self.probe_interval = probe_interval
         self.probe_timeout = probe_timeout
         self.rng = rng or random.Random()
@@ -98,6 +102,7 @@ class Revisions:
         rev = self.revisions.get(info.key)
         if rev is not None:
             rev.info = info  # a revision's spec is immutable; timeouts may be defaulted anew
+            self._fail_if_backing_off(rev)
             return
         throttler: Throttler[ServerConnection] = Throttler(
             info.container_concurrency, self.queue_depth, self.budget, self.rng
@@ -108,6 +113,15 @@ class Revisions:
         pending = self._pending_endpoints.pop(info.key, None)
         if pending is not None:
             self.set_endpoints(info.key, pending)
+
+    def _fail_if_backing_off(self, rev: RevisionState) -> None:
+        """The revision failed and no replica of it is starting: the requests waiting
+        for it would wait in vain until the activation timeout."""
+        if not rev.info.backing_off or rev.trackers or self.on_failed is None:
+            return
+        waiters = rev.throttler.take_waiters()
+        if waiters:
+            self.on_failed(rev, waiters)
 
     def remove_revision(self, key: RevisionKey) -> None:
         rev = self.revisions.pop(key, None)

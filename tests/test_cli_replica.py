@@ -107,3 +107,87 @@ async def test_missing_command_is_a_usage_error() -> None:
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert b"give the app command after --" in err
+
+
+async def test_python_is_the_interpreter_zeroserve_runs_in(tmp_path: Path) -> None:
+    """As ``zeroserve up`` runs a container's ``python``: a ``python`` first on PATH
+    without the app's dependencies (here one that only fails) is not the one used."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'the system python' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    port = kernel_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "zeroserve.cli",
+        "replica",
+        "--port",
+        str(port),
+        "--drain",
+        "0.2",
+        "--",
+        "python",
+        "examples/helloworld/app.py",
+        cwd=ROOT,
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ.get('PATH', '')}"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        line = await _ready_line(proc)
+        assert (
+            line
+            == f"ready: python examples/helloworld/app.py behind a queue-proxy at http://127.0.0.1:{port}\n"
+        )
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"http://127.0.0.1:{port}/")
+        assert r.text == "Hello World!\n"
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _fails(*cmd: str) -> tuple[int | None, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "zeroserve.cli",
+        "replica",
+        "--port",
+        "0",
+        "--",
+        *cmd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, err.decode()
+
+
+async def test_an_app_that_fails_at_start_shows_its_last_output() -> None:
+    lines = "; ".join(f"print('line {i}')" for i in range(12))
+    code, err = await _fails("python", "-c", f"import sys; {lines}; sys.exit(3)")
+    assert code == 1
+    assert err == (
+        "zeroserve replica: the app exited with code 3 before it was ready\n"
+        "the app's last output:\n" + "".join(f"  line {i}\n" for i in range(2, 12))
+    )
+
+
+async def test_an_app_that_prints_nothing_says_so_and_a_missing_command_says_why() -> None:
+    code, err = await _fails("python", "-c", "import sys; sys.exit(4)")
+    assert (code, err) == (
+        1,
+        "zeroserve replica: the app exited with code 4 before it was ready\n"
+        "the app printed nothing\n",
+    )
+    code, err = await _fails("no-such-command-zeroserve")
+    assert code == 1
+    assert err.startswith(
+        "zeroserve replica: cannot start the app command ['no-such-command-zeroserve']: "
+        "[Errno 2] No such file or directory"
+    ), err
+    assert err.count("\n") == 1

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,14 @@ import yaml
 
 from . import forksafe
 from .local import access
-from .local.replica import Replica, ReplicaError, ReplicaSpec
+from .local.replica import (
+    Replica,
+    ReplicaError,
+    ReplicaSpec,
+    StartError,
+    log_tail,
+    resolve_command,
+)
 from .local.sandbox.network import DEFAULT_POD_CIDR
 from .serving import kinds
 
@@ -283,7 +291,9 @@ def _parser() -> argparse.ArgumentParser:
         "replica",
         help="run one command as a replica: the app behind a queue-proxy",
         description="Start CMD with $PORT like a Knative container, put a queue-proxy in front of it, "
-        "and serve until Ctrl-C (then drain and stop both, pod-style).",
+        "and serve until Ctrl-C (then drain and stop both, pod-style). A CMD of python or python3 "
+        "is the interpreter zeroserve runs in, as for `zeroserve up`'s containers. If the app "
+        "fails, its last lines of output are shown.",
     )
     r.add_argument(
         "--port", type=int, default=8012, help="queue-proxy serving port (default 8012; 0 = any)"
@@ -311,7 +321,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="environment of the app"
     )
-    r.add_argument("--logs", type=Path, help="write app and queue-proxy logs into this directory")
+    r.add_argument(
+        "--logs",
+        type=Path,
+        help="write app and queue-proxy logs into this directory (default: a temporary one, "
+        "removed at exit)",
+    )
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     return p
 
@@ -635,6 +650,25 @@ def format_tree(tree: dict[str, Any]) -> str:
 # -- replica --------------------------------------------------------------------
 
 
+REPLICA_TAIL_LINES = 10
+"""How many of the app's last lines of output ``zeroserve replica`` shows when it fails."""
+
+
+def _app_failed(what: str, log: Path, start: int, *, ran: bool = True) -> None:
+    """Say on stderr why the app failed, with its last lines of output (``ran``: its
+    command was started at all)."""
+    print(f"zeroserve replica: {what}", file=sys.stderr)
+    if not ran:
+        return
+    tail = log_tail(log, REPLICA_TAIL_LINES, start)
+    if tail:
+        print("the app's last output:", file=sys.stderr)
+        for line in tail:
+            print(f"  {line}", file=sys.stderr)
+    else:
+        print("the app printed nothing", file=sys.stderr)
+
+
 async def _run_replica(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
@@ -649,8 +683,18 @@ async def _run_replica(args: argparse.Namespace) -> int:
         env[name] = value
     if args.logs:
         args.logs.mkdir(parents=True, exist_ok=True)
+        return await _serve_replica(args, cmd, env, args.logs)
+    # the app's output is kept to show its last lines if it fails
+    with tempfile.TemporaryDirectory(prefix="zeroserve-replica-") as temp:
+        return await _serve_replica(args, cmd, env, Path(temp))
+
+
+async def _serve_replica(
+    args: argparse.Namespace, cmd: list[str], env: dict[str, str], logs: Path
+) -> int:
+    """Serve ``cmd`` behind a queue-proxy until Ctrl-C (or the app exits); logs in ``logs``."""
     spec = ReplicaSpec(
-        command=cmd,
+        command=resolve_command(cmd),
         env=env,
         container_concurrency=args.concurrency,
         timeout_seconds=args.timeout,
@@ -661,7 +705,9 @@ async def _run_replica(args: argparse.Namespace) -> int:
         configuration=args.revision.rsplit("-", 1)[0],
         service=args.revision.rsplit("-", 1)[0],
     )
-    replica = Replica(spec, name=f"{args.revision}-local", log_dir=args.logs)
+    name = f"{args.revision}-local"
+    app_log = logs / f"{name}-app.log"
+    replica = Replica(spec, name=name, log_dir=logs)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -671,7 +717,8 @@ async def _run_replica(args: argparse.Namespace) -> int:
         await replica.wait_ready(timeout=60)
     except ReplicaError as e:
         await replica.stop()
-        print(f"zeroserve replica: {e}", file=sys.stderr)
+        start = replica.log_starts.get("app", 0)
+        _app_failed(str(e), app_log, start, ran=not isinstance(e, StartError))
         return 1
     url = f"http://{args.host}:{replica.serving_port}"
     print(f"ready: {' '.join(cmd)} behind a queue-proxy at {url}", flush=True)
@@ -685,7 +732,9 @@ async def _run_replica(args: argparse.Namespace) -> int:
     await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if exited.done():
-        print(f"zeroserve replica: the app exited with code {app.returncode}", file=sys.stderr)
+        run = replica.runs.get(spec.container_name)
+        status = run.exit_code if run is not None else app.returncode
+        _app_failed(f"the app exited with code {status}", app_log, replica.log_starts.get("app", 0))
         code = 1
     print("stopping: queue-proxy drains, then the app", flush=True)
     await replica.stop()

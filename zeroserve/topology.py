@@ -39,6 +39,11 @@ class RevisionInfo:
     failure: str = ""
     """Why the revision cannot become ready (its Ready condition's reason and
     message), so requests that wait for it in vain are told."""
+    backing_off: bool = False
+    """It failed and none of its replicas is starting (each waits out its restart
+    back-off): a request would wait in vain, so the activator answers at once with
+    ``failure``. Known locally only; on Kubernetes requests are held, as Knative's
+    activator holds them (docs/activator.md, "A revision that failed")."""
     protocol: str = "http1"
     """``h2c`` when its container port is named so: the activator then speaks HTTP/2
     to its queue-proxies (trailers, gRPC), as Knative's does."""

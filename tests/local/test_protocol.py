@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -69,6 +70,17 @@ def snapshot(version: int, *, ready: bool = True) -> Snapshot:
 def test_snapshot_json_round_trip() -> None:
     s = snapshot(7)
     assert Snapshot.from_json(json.loads(json.dumps(s.to_json()))) == s
+
+
+def test_a_failed_revision_backing_off_survives_the_round_trip() -> None:
+    s = snapshot(7)
+    info = replace(
+        s.revisions[KEY], failure="ExitCode3: Container failed with: x", backing_off=True
+    )
+    failed = replace(s, revisions={KEY: info})
+    back = Snapshot.from_json(json.loads(json.dumps(failed.to_json())))
+    assert back.revisions[KEY].backing_off is True
+    assert back.revisions[KEY].failure == "ExitCode3: Container failed with: x"
 
 
 @pytest.mark.parametrize(

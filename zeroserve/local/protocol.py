@@ -88,6 +88,7 @@ class Snapshot:
                     response_start_timeout_seconds=float(r["response_start_timeout_seconds"]),
                     idle_timeout_seconds=float(r["idle_timeout_seconds"]),
                     failure=str(r.get("failure", "")),
+                    backing_off=bool(r.get("backing_off", False)),
                     protocol=str(r.get("protocol", "http1")),
                 )
                 revisions[info.key] = info
@@ -137,6 +138,7 @@ def _revision_json(r: RevisionInfo) -> dict[str, Any]:
         "response_start_timeout_seconds": r.response_start_timeout_seconds,
         "idle_timeout_seconds": r.idle_timeout_seconds,
         "failure": r.failure,
+        "backing_off": r.backing_off,
         "protocol": r.protocol,
     }
 

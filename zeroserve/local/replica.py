@@ -44,7 +44,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -181,8 +181,43 @@ class InitContainerError(RuntimeError):
         super().__init__(why or f"init container {name} exited with code {code}")
 
 
+def resolve_command(command: Sequence[str]) -> list[str]:
+    """``python``/``python3`` mean this interpreter (the venv zeroserve runs in, with the
+    apps' dependencies), for ``zeroserve up``'s containers and ``zeroserve replica``."""
+    cmd = list(command)
+    if cmd and cmd[0] in ("python", "python3"):
+        cmd[0] = sys.executable
+    return cmd
+
+
+def log_tail(path: Path, lines: int = 5, start: int = 0) -> list[str]:
+    """The last ``lines`` non-empty lines of a log file from byte ``start`` on (one
+    start's output: a replica's log is appended to across its restarts); none when it
+    cannot be read."""
+    try:
+        with path.open("rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.strip().splitlines() if line.strip()][-lines:]
+
+
 class ReplicaError(RuntimeError):
     """The replica could not start; the message says which process and why."""
+
+
+class StartError(ReplicaError):
+    """A container's command could not be started at all (not found, not executable):
+    the container runtime's ``StartError``, which the kubelet records as exit code 128
+    (and Knative then as ``ExitCode128``)."""
+
+    code = 128
+
+    def __init__(self, what: str, name: str, message: str) -> None:
+        self.what = what
+        self.name = name
+        super().__init__(message)
 
 
 def exit_code(returncode: int) -> int:
@@ -245,6 +280,8 @@ class Replica:
         self.app_port = 0
         self.ports: dict[str, int] = {}
         self._logs: list[IO[bytes]] = []
+        self.log_starts: dict[str, int] = {}
+        """Where this start's output begins in each log file (``app``: the containers')."""
         self.runs: dict[str, ContainerRun] = {}
         """The long-running containers by name: the app, the sidecars, the queue-proxy."""
         self.init_runs: list[ContainerRun] = []
@@ -300,6 +337,7 @@ class Replica:
             return asyncio.subprocess.DEVNULL
         f = (self.log_dir / f"{self.name}-{what}.log").open("ab")
         self._logs.append(f)
+        self.log_starts.setdefault(what, f.tell())
         return f
 
     def queue_proxy_env(self) -> dict[str, str]:
@@ -382,7 +420,9 @@ class Replica:
                 preexec_fn=start.preexec_fn if start is not None else _die_with_parent,
             )
         except (OSError, subprocess.SubprocessError) as e:
-            raise ReplicaError(f"cannot start the {what} command {command[:1]}: {e}") from None
+            raise StartError(
+                what, name, f"cannot start the {what} command {command[:1]}: {e}"
+            ) from None
         if start is not None:
             start.started(proc.pid)
         limits = container.resources.get("limits", {}) if container is not None else {}

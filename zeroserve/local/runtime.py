@@ -38,10 +38,9 @@ import logging
 import os
 import random
 import string
-import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,14 +60,26 @@ from .replica import (
     Replica,
     ReplicaError,
     ReplicaSpec,
+    StartError,
+    log_tail,
+    resolve_command,
 )
 from .sandbox import PodSandbox, Sandbox, SandboxError, VolumeError
 from .standby import StandbyPool
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START = 1.0
-BACKOFF_MAX = 30.0
+# The kubelet's container restart back-off: 10 s, doubling, capped at 5 minutes, and
+# forgotten once a container ran 10 minutes (twice the cap) without exiting
+# (pkg/kubelet/kubelet.go backOffPeriod and MaxContainerBackOff; client-go's
+# util/flowcontrol/backoff.go hasExpired; the "Container restart policy" of the Pod
+# lifecycle docs).
+RESTART_BACKOFF_START = 10.0
+RESTART_BACKOFF_MAX = 300.0
+# A replica waiting for a Secret or ConfigMap (CreateContainerConfigError) is retried
+# sooner, and at once when objects are applied: nothing crashed.
+CONFIG_RETRY_START = 1.0
+CONFIG_RETRY_MAX = 30.0
 READY_TIMEOUT = 600.0  # progress deadline: a replica not ready by then is restarted
 
 
@@ -87,6 +98,37 @@ class RevisionRun:
     ``envFrom`` are resolved at each replica start (``env`` above is then ignored)."""
     container_name: str = ""
     """The serving container's name as defaulted (``user-container``)."""
+
+
+class RestartBackoff:
+    """When a replica whose container exited starts again, as the kubelet restarts a
+    crashed container (CrashLoopBackOff): the first exit restarts it at once, each next
+    one after the current delay (10 s, 20 s, 40 s ... 300 s); an exit more than twice the
+    cap (10 minutes) after the last restart counts as a first exit again.
+
+    Times are passed in (any monotonic clock), so the arithmetic is decided without
+    waiting; ``RevisionSet`` passes ``time.monotonic()``."""
+
+    def __init__(
+        self, start: float = RESTART_BACKOFF_START, cap: float = RESTART_BACKOFF_MAX
+    ) -> None:
+        self.start = start
+        self.cap = cap
+        self.delay = 0.0
+        """The wait before the next restart (0: none yet, the next exit restarts at once)."""
+        self.since = 0.0
+        """When the back-off last advanced (the kubelet's ``lastUpdate``: a restart)."""
+
+    def next_wait(self, exited_at: float) -> float:
+        """Seconds to wait before restarting a container that exited at ``exited_at``;
+        the back-off advances as of the restart."""
+        if not self.delay or exited_at - self.since > 2 * self.cap:
+            self.delay, self.since = self.start, exited_at
+            return 0.0
+        wait = self.delay
+        self.delay = min(self.delay * 2, self.cap)
+        self.since = exited_at + wait
+        return wait
 
 
 @dataclass
@@ -125,18 +167,29 @@ class RevisionState:
     message: str = ""
     desired: int | None = None
     actual: int = 0
+    backing_off: bool = False
+    """It failed (``ready`` False) and every replica of it waits out its restart
+    back-off: none is starting, so a request held for it would wait in vain (the
+    activator answers such requests at once)."""
 
 
 class _Pod:
     """One replica slot (restarts keep the slot and its name)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, backoff: RestartBackoff | None = None) -> None:
         self.name = name
         self.replica: Replica | None = None
         self.endpoint: Endpoint | None = None
         self.ready = False
         self.terminating = False
         self.crashlooping = False
+        """Waiting out the restart back-off after its container exited."""
+        self.backing_off = False
+        """Waiting before its next start: the restart back-off, or a retry of a missing
+        Secret or ConfigMap."""
+        self.backoff = backoff or RestartBackoff()
+        """Its restarts' back-off; kept across restarts, as the kubelet keeps it per
+        container."""
         self.pending = True  # waiting for a start slot
         self.restarts = 0
         self.started_at = time.time()
@@ -169,6 +222,10 @@ class _Pod:
         """Per container: how its last run ended (``lastState.terminated``)."""
         self.oom = False
         """The last start ended with a container killed for its memory limit."""
+        self.start_error = ""
+        """Why the last start could not even run a container's command (empty: it ran)."""
+        self.start_failed = ""
+        """The name of that container."""
 
 
 def default_max_starting() -> int:
@@ -180,14 +237,6 @@ def default_max_starting() -> int:
 def _pod_name(revision: str) -> str:
     suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
     return f"{revision}-deployment-{suffix}"
-
-
-def resolve_command(command: Sequence[str]) -> list[str]:
-    """``python``/``python3`` mean this interpreter (the venv zeroserve runs in)."""
-    cmd = list(command)
-    if cmd and cmd[0] in ("python", "python3"):
-        cmd[0] = sys.executable
-    return cmd
 
 
 def init_status(failures: int) -> str:
@@ -303,7 +352,7 @@ class RevisionSet:
             return
         live = [p for p in self.pods if not p.terminating]
         for _ in range(self.desired - len(live)):
-            pod = _Pod(_pod_name(self.key.name))
+            pod = _Pod(_pod_name(self.key.name), RestartBackoff(*self.runtime.restart_backoff))
             self.pods.append(pod)
             pod.task = asyncio.get_running_loop().create_task(
                 self._run_pod(pod), name=f"pod {pod.name}"
@@ -341,7 +390,7 @@ class RevisionSet:
         self._changed()
 
     async def _run_pod(self, pod: _Pod) -> None:
-        backoff = BACKOFF_START
+        retry = CONFIG_RETRY_START
         while not pod.terminating:
             pod.started_at = time.time()
             if pod.restarts:
@@ -360,11 +409,15 @@ class RevisionSet:
                         e.message,
                     )
                 self._changed()
+                pod.backing_off = True
+                self._changed()
                 log.warning("replica %s of %s: %s: %s", pod.name, self.key, e.reason, e.message)
-                await self._wait_config(backoff)
-                backoff = min(BACKOFF_MAX, backoff * 2)
+                await self._wait_config(retry)
+                pod.backing_off = False
+                retry = min(CONFIG_RETRY_MAX, retry * 2)
                 continue
             pod.waiting = ""
+            retry = CONFIG_RETRY_START
             replica = Replica(
                 spec,
                 pod.name,
@@ -374,7 +427,7 @@ class RevisionSet:
             )
             replica.on_readiness = lambda ok, pod=pod: self._readiness(pod, ok)
             replica.on_init = lambda i, n, pod=pod: self._init_step(pod, i, n)
-            pod.exit = None
+            pod.exit, pod.start_error, pod.start_failed = None, "", ""
             pod.oom = False
             pod.replica = replica
             pod.pending = True
@@ -408,7 +461,6 @@ class RevisionSet:
                         pod.crashlooping = False
                         pod.init_failures = 0
                         pod.endpoint = replace(pod.endpoint, ready=True)
-                        backoff = BACKOFF_START
                         self._ready_once()
                         self._changed()
                         await exited
@@ -426,6 +478,10 @@ class RevisionSet:
                 pod.init_failures += 1
                 pod.init = init_status(pod.init_failures)
                 self._ended(pod, replica.init_runs[-1] if replica.init_runs else None)
+            except StartError as e:
+                pod.exit, pod.start_error, pod.start_failed = (e.what, e.code), str(e), e.name
+                pod.last_exit = str(e)
+                self._start_failed(pod, e)
             except ReplicaError as e:
                 self._ended(pod, replica.exited_run())
                 pod.last_exit = str(e)
@@ -433,6 +489,7 @@ class RevisionSet:
                 if starting:
                     self._start_slots.release()
             # the replica is gone (crashed, or never got ready)
+            exited_at = time.monotonic()
             was_ready = pod.ready
             pod.ready = False
             pod.endpoint = None
@@ -441,19 +498,22 @@ class RevisionSet:
             if pod.terminating:
                 return
             pod.restarts += 1
-            if not was_ready:
-                pod.crashlooping = True
-                if not self.ever_ready:
-                    self._failed(pod)
+            if not was_ready and not self.ever_ready:
+                self._failed(pod)
+            wait = pod.backoff.next_wait(exited_at)
+            # kubectl shows CrashLoopBackOff while the kubelet waits to restart
+            pod.crashlooping = pod.backing_off = wait > 0
+            self._changed()
             log.warning(
                 "replica %s of %s exited (%s); restarting in %.0fs",
                 pod.name,
                 self.key,
                 pod.last_exit,
-                backoff,
+                wait,
             )
-            await asyncio.sleep(backoff)
-            backoff = min(BACKOFF_MAX, backoff * 2)
+            if wait:
+                await asyncio.sleep(wait)
+            pod.crashlooping = pod.backing_off = False
 
     async def _sandbox(self, pod: _Pod) -> PodSandbox | None:
         """The pod's sandbox (raises :class:`VolumeError` when a volume cannot be set
@@ -489,6 +549,20 @@ class RevisionSet:
             exit_code=run.exit_code,
             started_at=run.started_at,
             finished_at=run.finished_at or time.time(),
+        )
+
+    def _start_failed(self, pod: _Pod, e: StartError) -> None:
+        """A container's command could not be started: recorded as the kubelet records
+        the runtime's ``StartError`` (terminated, exit code 128, the error as message)."""
+        now = time.time()
+        pod.restart_counts[e.name] = pod.restart_counts.get(e.name, 0) + 1
+        pod.last_states[e.name] = ContainerState(
+            "terminated",
+            reason="StartError",
+            message=str(e),
+            exit_code=e.code,
+            started_at=now,
+            finished_at=now,
         )
 
     async def _exit_of(self, replica: Replica) -> None:
@@ -663,14 +737,20 @@ class RevisionSet:
         self.state.ready, self.state.reason, self.state.message = True, "", ""
 
     def _failed(self, pod: _Pod) -> None:
-        tail = self.runtime.log_tail(pod.name)
+        # a command that never ran has no output of this start: its error stands for it
+        start = pod.replica.log_starts.get("app", 0) if pod.replica is not None else 0
+        tail = pod.start_error or self.runtime.log_tail(pod.name, start=start)
         self.state.ready = False
         self.state.reason, self.state.message = failure_condition(
             pod.exit, tail, pod.last_exit, oom=pod.oom
         )
 
     def _changed(self) -> None:
-        self.state.actual = sum(1 for p in self.pods if p.ready and not p.terminating)
+        live = [p for p in self.pods if not p.terminating]
+        self.state.actual = sum(1 for p in live if p.ready)
+        self.state.backing_off = (
+            self.state.ready is False and bool(live) and all(p.backing_off for p in live)
+        )
         self.runtime.changed()
 
     def views(self) -> list[PodView]:
@@ -727,7 +807,13 @@ class RevisionSet:
         for name in names:
             run = r.runs.get(name) if r is not None else None
             st = self._status_of(p, name, run, images)
-            if run is not None and run.proc.returncode is None:
+            if run is None and p.crashlooping and p.start_failed == name:
+                st.state = ContainerState(
+                    "waiting",
+                    "CrashLoopBackOff",
+                    f"back-off restarting failed container {name} in pod {p.name}",
+                )
+            elif run is not None and run.proc.returncode is None:
                 st.ready = bool(r.ready.get(name)) if r is not None else False
                 st.started = r.is_started(name) if r is not None else False
             elif p.waiting:
@@ -832,6 +918,7 @@ class LocalRuntime:
         node: Node | None = None,
         sandbox: Sandbox | None = None,
         standby: StandbyPool | None = None,
+        restart_backoff: tuple[float, float] = (RESTART_BACKOFF_START, RESTART_BACKOFF_MAX),
     ) -> None:
         self.on_change = on_change
         self.log_dir = log_dir
@@ -856,6 +943,8 @@ class LocalRuntime:
         self.standby = standby
         """Queue-proxies started ahead (zeroserve/local/standby.py); None: each replica
         starts its own."""
+        self.restart_backoff = restart_backoff
+        """(first delay, cap) of a replica's restart back-off (:class:`RestartBackoff`)."""
 
     def changed(self) -> None:
         self.on_change()
@@ -915,14 +1004,11 @@ class LocalRuntime:
             out["podNetworks"] = self.sandbox.network.spare_state()
         return out
 
-    def log_tail(self, pod: str, lines: int = 5) -> str:
+    def log_tail(self, pod: str, lines: int = 5, start: int = 0) -> str:
+        """A replica's last lines of output (from byte ``start`` of its log), joined."""
         if self.log_dir is None:
             return ""
-        path = self.log_dir / f"{pod}-app.log"
-        with contextlib.suppress(OSError):
-            text = path.read_text(errors="replace").strip().splitlines()
-            return " | ".join(text[-lines:])
-        return ""
+        return " | ".join(log_tail(self.log_dir / f"{pod}-app.log", lines, start))
 
     async def close(self) -> None:
         await asyncio.gather(

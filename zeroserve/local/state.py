@@ -151,7 +151,7 @@ class StateHub:
             if state is not None and state.ready is False:
                 # the activator tells requests that wait in vain why
                 failure = ": ".join(x for x in (state.reason, state.message) if x)
-                infos[k] = replace(d.info, failure=failure)
+                infos[k] = replace(d.info, failure=failure, backing_off=state.backing_off)
             else:
                 infos[k] = d.info
         snap = Snapshot(
