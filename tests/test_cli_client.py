@@ -505,3 +505,32 @@ def test_pods_are_listed_by_namespace_then_name_as_kubectl_lists_them() -> None:
     hub.runtime = SimpleNamespace(pods=lambda: made)  # type: ignore[assignment]
     listed = [(p.revision.namespace, p.name) for p in hub._pods(None, None)]
     assert listed == [("a-team", "omega"), ("default", "alpha-1"), ("default", "zeta-1")]
+
+
+@pytest.mark.process
+async def test_apply_answers_once_the_activators_route_by_it(tmp_path: Path) -> None:
+    """A request sent the moment ``zeroserve apply`` returns must find the new route
+    (and be held for the revision), not a 404 from an activator a long-poll behind."""
+    controller = Controller(time.time())
+    hub = StateHub(controller)
+    runtime = LocalRuntime(on_change=hub.runtime_changed, log_dir=tmp_path)
+    hub.attach(runtime)
+    runner, port = await serve(ControlAPI(hub, controller, runtime, token=TOKEN), "127.0.0.1", 0)
+    try:
+        await hub.wait_past(hub.snapshot.version, 0, client="activator-0")
+        async with httpx.AsyncClient(headers=access.headers(TOKEN)) as client:
+            body = {"file": "hello.yaml", "yaml": HELLO}
+            applying = asyncio.create_task(
+                client.post(f"http://127.0.0.1:{port}/v1/apply", json=body)
+            )
+            await asyncio.sleep(0.2)
+            assert not applying.done(), "apply answered before the activator had the route"
+            seen = hub.snapshot
+            assert [r.name for r in seen.routes] == ["hello"]
+            await hub.wait_past(seen.version, 0, client="activator-0")
+            r = await asyncio.wait_for(applying, 1)
+            assert r.json()["lines"] == ["service.serving.knative.dev/hello created"]
+    finally:
+        await runtime.close()
+        hub.close()
+        await stop(runner)

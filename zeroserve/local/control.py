@@ -11,7 +11,7 @@ apply replica counts (``zeroserve.local.protocol``).
 | --- | --- | --- |
 | GET | /v1/state?since=N&wait=S[&client=C] | data-plane snapshot once its version passes N (client C has applied N) |
 | POST | /v1/scale | ``{"namespace", "revision", "replicas"}`` (the autoscaler) |
-| POST | /v1/apply | ``{"file", "yaml"}`` -> ``{"lines", "objects"}``, or 422 ``{"errors"}`` |
+| POST | /v1/apply | ``{"file", "yaml"}`` -> ``{"lines", "objects"}`` once the activators route by it (at most 2 s), or 422 ``{"errors"}`` |
 | POST | /v1/delete | ``{"file", "yaml"}`` -> ``{"lines", "errors"}``: delete what the manifest names |
 | DELETE | /v1/objects/{kind}/{namespace}/{name} | delete one object |
 | GET | /v1/objects/{kind}?namespace=&name= | Kubernetes-shaped objects (no namespace: all) |
@@ -46,6 +46,10 @@ from .state import StateHub
 log = logging.getLogger(__name__)
 
 MAX_MANIFEST = 4 << 20
+APPLY_SYNC_SECONDS = 2.0
+"""How long ``POST /v1/apply`` waits for the activators to apply the new state before it
+answers: they follow it by long-poll within milliseconds; the bound is for one that is
+restarting."""
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -184,6 +188,11 @@ class ControlAPI:
         except ManifestErrors as e:
             return _json({"errors": [str(x) for x in e.errors]}, 422)
         self.hub.controller_changed()
+        # Answer once the activators route by what was applied (or after a bound, if one
+        # is restarting): a request sent right after ``zeroserve apply`` returns must find
+        # a new Service's route and be held for its first revision, not get a 404 from an
+        # activator a long-poll behind (the README's "request right after apply").
+        await self.hub.wait_synced(APPLY_SYNC_SECONDS)
         # What was applied, for ``apply --wait``: the name from each line (one per object,
         # in order), since a ``generateName`` gets its name only here.
         applied = [
