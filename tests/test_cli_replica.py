@@ -6,7 +6,9 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = [sys.executable, str(ROOT / "examples" / "helloworld" / "app.py")]
 
 
-async def _start(port: int, *extra: str) -> asyncio.subprocess.Process:
+async def _start(
+    port: int, *extra: str, app: Sequence[str] = APP, **kwargs: Any
+) -> asyncio.subprocess.Process:
+    """``zeroserve replica --port PORT EXTRA... -- APP...`` (``kwargs``: cwd, env)."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -31,9 +36,10 @@ async def _start(port: int, *extra: str) -> asyncio.subprocess.Process:
         "0.2",
         *extra,
         "--",
-        *APP,
+        *app,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        **kwargs,
     )
 
 
@@ -116,22 +122,11 @@ async def test_python_is_the_interpreter_zeroserve_runs_in(tmp_path: Path) -> No
     fake.write_text("#!/bin/sh\necho 'the system python' >&2\nexit 1\n")
     fake.chmod(0o755)
     port = kernel_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zeroserve.cli",
-        "replica",
-        "--port",
-        str(port),
-        "--drain",
-        "0.2",
-        "--",
-        "python",
-        "examples/helloworld/app.py",
+    proc = await _start(
+        port,
+        app=["python", "examples/helloworld/app.py"],
         cwd=ROOT,
         env={**os.environ, "PATH": f"{tmp_path}:{os.environ.get('PATH', '')}"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
     try:
         line = await _ready_line(proc)
@@ -151,18 +146,7 @@ async def test_python_is_the_interpreter_zeroserve_runs_in(tmp_path: Path) -> No
 
 
 async def _fails(*cmd: str) -> tuple[int | None, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zeroserve.cli",
-        "replica",
-        "--port",
-        "0",
-        "--",
-        *cmd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await _start(0, app=cmd)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, err.decode()
 

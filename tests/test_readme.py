@@ -91,7 +91,7 @@ def normalise(lines: list[str], counts_vary: bool = False) -> list[str]:
         # the first line of `zeroserve up` says which sandbox mode this machine gets
         # (root on Linux: pod sandboxes); both are in the README
         line = _MODE.sub("zeroserve up: replicas run (the sandbox mode)", line)
-        line = _POD.sub(r"\1XXXXX", line)
+        line = _POD.sub(r"\1<id>", line)
         line = _TOKEN.sub(r"TOKEN-FILE-\1", line)
         line = _LOGS.sub("logs in LOGS", line)
         line = _AGE.sub("AGE", line.rstrip())
