@@ -152,6 +152,9 @@ def _readme_env(home: Path) -> dict[str, str]:
     # here; in the user's terminal it prints the body alone
     (home / ".curlrc").write_text("no-progress-meter\n")
     env["CURL_HOME"] = str(home)
+    # the run's logs go where the README says, under the state directory: the test's
+    # own, not the user's (~/.local/state/zeroserve/logs keeps the user's last 5 runs)
+    env["XDG_STATE_HOME"] = str(home / "state")
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     # what the README's user has: no test-run overrides of zeroserve's own settings,
     # and no outer make's flags (`make test` runs this test; the user's `make up` is
