@@ -266,8 +266,8 @@ async def test_posted_figures_come_back_numbered_and_only_the_new_ones(tmp_path:
         )
 
 
-@pytest.mark.parametrize("missing", ["index.html", "app.js", "style.css"])
-def test_the_page_files_ship_with_the_package(missing: str) -> None:
+@pytest.mark.parametrize("name", ["index.html", "app.js", "style.css"])
+def test_the_page_files_ship_with_the_package(name: str) -> None:
     """pyproject's package-data names what ``LivePage`` serves."""
     import tomllib
 
@@ -275,5 +275,5 @@ def test_the_page_files_ship_with_the_package(missing: str) -> None:
 
     data = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     patterns = data["tool"]["setuptools"]["package-data"]["zeroserve.local"]
-    assert missing in STATIC_FILES and (PAGE_DIR / missing).is_file()
-    assert any(Path("page", missing).match(p) for p in patterns)
+    assert name in STATIC_FILES and (PAGE_DIR / name).is_file()
+    assert any(Path("page", name).match(p) for p in patterns)
