@@ -28,6 +28,7 @@ from zeroserve.leader import LeaderElector
 from zeroserve.local.protocol import Snapshot
 
 from .config import Settings
+from .figures import FigureReporter
 from .kubernetes import KubernetesSources
 from .local import ControlPlaneCluster
 from .metrics import AutoscalerCollector
@@ -153,6 +154,7 @@ class LocalAutoscaler:
         self.session: aiohttp.ClientSession | None = None
         self.cluster: ControlPlaneCluster | None = None
         self.multiscaler: Multiscaler | None = None
+        self.reporter: FigureReporter | None = None
         self.runners: list[web.AppRunner] = []
         self.ports: dict[str, int] = {}
         self._config_data: tuple[dict[str, str], dict[str, str]] | None = None
@@ -173,6 +175,8 @@ class LocalAutoscaler:
             scraper=StatsScraper(self.session),
         )
         self.multiscaler = ms
+        # every tick's figures to zeroserve up's live page
+        self.reporter = FigureReporter(ms, self.session, self.control_url)
         self.runners, self.ports = await serve(ms, self.registry, s.host, s.port, s.metrics_port)
         await ms.start()
 
@@ -198,6 +202,8 @@ class LocalAutoscaler:
     async def stop(self) -> None:
         if self.multiscaler is not None:
             await self.multiscaler.stop()
+        if self.reporter is not None:
+            await self.reporter.stop()
         for runner in self.runners:
             await runner.cleanup()
         if self.cluster is not None:

@@ -119,6 +119,7 @@ class Multiscaler:
         scraper: StatsScraper | None = None,
         deployment: DeploymentConfig | None = None,
         clock: Callable[[], float] = time.time,
+        on_tick: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
         self.deployment = deployment or DeploymentConfig()
@@ -127,6 +128,9 @@ class Multiscaler:
         self.scaler = scaler
         self.scraper = scraper
         self.clock = clock
+        self.on_tick = on_tick
+        """Called after every tick with its time, once every revision is decided (locally:
+        the figures reported to the live page, ``autoscaler.figures``)."""
         self.revisions: dict[RevisionKey, RevisionScaler] = {}
         self.unknown_stats = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -248,6 +252,11 @@ class Multiscaler:
         """Decide and reconcile every revision."""
         for rev in list(self.revisions.values()):
             self.reconcile(rev, now)
+        if self.on_tick is not None:
+            try:
+                self.on_tick(now)
+            except Exception:
+                log.exception("reporting the tick's figures failed")
 
     def decide(self, rev: RevisionScaler, now: float) -> None:
         """Run the decider; a valid result becomes the revision's desired scale."""

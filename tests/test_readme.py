@@ -81,6 +81,7 @@ _AGE = re.compile(r"\b\d+(?:s|m|h|d)(?:\d+[smh])?$")
 _DURATION = re.compile(r"\b\d+(?:\.\d+)?(?:ms|s)\b")
 _LOGS = re.compile(r"logs in \S+?(?=[ ,)]|$)")
 _TOKEN = re.compile(r"\S*/control-(\d+)\.json")
+_PAGE_TOKEN = re.compile(r"#token=[\w-]+")
 _MODE = re.compile(r"^zeroserve up: replicas run .*")
 
 
@@ -93,6 +94,7 @@ def normalise(lines: list[str], counts_vary: bool = False) -> list[str]:
         line = _MODE.sub("zeroserve up: replicas run (the sandbox mode)", line)
         line = _POD.sub(r"\1<id>", line)
         line = _TOKEN.sub(r"TOKEN-FILE-\1", line)
+        line = _PAGE_TOKEN.sub("#token=TOKEN", line)
         line = _LOGS.sub("logs in LOGS", line)
         line = _AGE.sub("AGE", line.rstrip())
         line = _DURATION.sub("DURATION", line)

@@ -68,6 +68,7 @@ async def control_api(tmp_path: Path) -> AsyncIterator[tuple[ControlAPI, str]]:
         ("POST", "/v1/apply", {"file": "svc.yaml", "yaml": SERVICE}),
         ("POST", "/v1/delete", {"file": "svc.yaml", "yaml": SERVICE}),
         ("POST", "/v1/scale", {"namespace": "default", "revision": "x", "replicas": 1}),
+        ("POST", "/v1/figures", {"figures": []}),
         ("DELETE", "/v1/objects/ksvc/default/helloworld-go", None),
         ("GET", "/v1/objects/ksvc", None),
         ("GET", "/v1/table/ksvc", None),

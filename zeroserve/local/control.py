@@ -19,7 +19,9 @@ apply replica counts (``zeroserve.local.protocol``).
 | GET | /v1/synced?within=S | once every activator has applied the current state (``{"synced"}``) |
 | GET | /v1/tree/{namespace}/{name} | a Service's object tree |
 | GET | /v1/pods | every replica with its status and start timestamps (JSON) |
-| GET | /healthz | ok (the only path without the token) |
+| GET | /healthz | ok (without the token) |
+
+The live page (``/``, ``/v1/overview``, ``/v1/figures``) is ``zeroserve.local.page``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from zeroserve.serving.controller import Controller
 from zeroserve.serving.kinds import ControllerError, NotFound
 
 from . import access
+from .page import OPEN_PATHS as PAGE_PATHS
+from .page import LivePage
 from .protocol import LONG_POLL, SCALE_PATH, STATE_PATH, Snapshot
 from .runtime import LocalRuntime
 from .state import StateHub
@@ -76,8 +80,8 @@ def ready_message(obj: dict[str, Any]) -> str:
     return ""
 
 
-OPEN_PATHS = frozenset({"/healthz"})
-"""Paths answered without the token."""
+OPEN_PATHS = frozenset({"/healthz", *PAGE_PATHS})
+"""Paths answered without the token (the live page's data checks its own)."""
 
 
 def unauthorized_message(token_file: str | None) -> str:
@@ -138,6 +142,13 @@ class ControlAPI:
         r.add_get("/v1/pods", self.pods)
         r.add_get("/v1/standby", self.standby)
         r.add_get("/healthz", self.healthz)
+        self.page = LivePage(
+            controller=controller,
+            pods=lambda: ((p.revision.namespace, p.revision.name, p.ready) for p in runtime.pods()),
+            token=token,
+            clock=hub.clock,
+        )
+        self.page.add_routes(r)
         self.app = app
 
     async def healthz(self, request: web.Request) -> web.Response:

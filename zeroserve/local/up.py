@@ -40,6 +40,7 @@ from zeroserve.serving.controller import Controller
 
 from . import access
 from .control import ControlAPI, serve, stop
+from .page import page_url
 from .ports import PortInUse, check_listen_free
 from .replica import _die_with_parent, standby_pool
 from .runtime import LocalRuntime
@@ -573,6 +574,7 @@ async def run_up(options: UpOptions) -> int:
             flush=True,
         )
         print(f"control API token in {up.token_file} (the zeroserve client reads it)", flush=True)
+        print(f"live page: {page_url(up.control_url, up.api.page.page_token)}", flush=True)
         await _print_urls_when_ready(up, stop_event)
         print("Ctrl-C to stop.", flush=True)
         await stop_event.wait()
