@@ -20,6 +20,9 @@ apply replica counts (``zeroserve.local.protocol``).
 | GET | /v1/tree/{namespace}/{name} | a Service's object tree |
 | GET | /v1/pods | every replica with its status and start timestamps (JSON) |
 | GET | /healthz | ok (the only path without the token) |
+
+``/v1/logs``, ``/v1/events`` and ``/v1/watch`` (``zeroserve logs``, ``get events``,
+``describe``, ``get -w``) are in ``zeroserve.local.observe``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from zeroserve.serving.controller import Controller
 from zeroserve.serving.kinds import ControllerError, NotFound
 
 from . import access
+from .observe import ObserveRoutes
 from .protocol import LONG_POLL, SCALE_PATH, STATE_PATH, Snapshot
 from .runtime import LocalRuntime
 from .state import StateHub
@@ -138,6 +142,9 @@ class ControlAPI:
         r.add_get("/v1/pods", self.pods)
         r.add_get("/v1/standby", self.standby)
         r.add_get("/healthz", self.healthz)
+        self.observe = ObserveRoutes(hub, controller, runtime, clock=hub.clock)
+        """Logs, events and watching (their routes: ``zeroserve.local.observe``)."""
+        self.observe.install(app)
         self.app = app
 
     async def healthz(self, request: web.Request) -> web.Response:
