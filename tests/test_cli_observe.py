@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.local.support import zeroserve_up
 from tests.test_cli_client import TOKEN, control_api, manifest, run
 from zeroserve import cli
 from zeroserve.local import access
@@ -204,7 +205,69 @@ async def test_watch_only_prints_a_service_applied_later(
         assert lines[1].split()[0] == "echo"
         assert "No resources found" not in out
 
+        # logs -f ends by itself when its pod goes away
+        async def running() -> bool:
+            return any(p["ready"] for p in await _pods(url))
+
+        await _until(running, 20)
+        follow = asyncio.create_task(run(capsys, url, "logs", "ksvc/echo", "-f"))
+        await asyncio.sleep(1.0)
+        async with httpx.AsyncClient(headers=access.headers(TOKEN)) as c:
+            r = await c.delete(f"{url}/v1/objects/ksvc/default/echo")
+            assert r.status_code == 200
+        code, out, _ = await asyncio.wait_for(follow, 20)
+        assert code == 0 and "echo starting" in out
+
 
 def test_watch_refuses_json_and_events(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["get", "ksvc", "-w", "-o", "json", "--token", "t"]) == 1
     assert "--watch and --watch-only print tables" in capsys.readouterr().err
+
+
+CRASH = """\
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: crash}
+spec:
+  template:
+    spec:
+      containers:
+        - image: x
+          command: ["python", "-c", "import sys; print('cannot open the database'); sys.exit(3)"]
+"""
+
+
+@pytest.mark.process
+async def test_a_crashing_app_through_zeroserve_up_logs_events_and_describe(
+    tmp_path: Path,
+) -> None:
+    """A real ``zeroserve up``: the crashed container's output, the kubelet's BackOff and
+    the revision's failure as events, and describe showing them."""
+    manifest_file = tmp_path / "crash.yaml"
+    manifest_file.write_text(CRASH)
+    async with zeroserve_up(tmp_path, manifest_file, args=("--sandbox", "process")) as up:
+
+        async def backing_off() -> bool:
+            p = await up.acli("get", "events", check=False)
+            return "BackOff" in p.stdout
+
+        await _until(backing_off, 30)
+        out = (await up.acli("get", "events")).stdout
+        rows = [line.split(None, 4) for line in out.splitlines()[1:]]
+        warnings = {(r[2], r[3]) for r in rows if r[1] == "Warning"}
+        assert ("ExitCode3", "revision/crash-00001") in warnings, out
+        assert any(
+            reason == "BackOff" and obj.startswith("pod/crash-00001-") for reason, obj in warnings
+        )
+
+        p = await up.acli("logs", "ksvc/crash", "-c", "user-container")
+        assert "cannot open the database" in p.stdout
+
+        p = await up.acli("describe", "revision", "crash-00001")
+        assert "Warning  ExitCode3" in p.stdout and "cannot open the database" in p.stdout
+        (pod,) = [
+            line.split()[0] for line in (await up.acli("get", "pods")).stdout.splitlines()[1:]
+        ]
+        p = await up.acli("describe", "pod", pod)
+        assert "Last State:     Terminated" in p.stdout and "Exit Code:    3" in p.stdout
+        assert "Back-off restarting failed container user-container" in p.stdout
