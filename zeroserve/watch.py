@@ -5,8 +5,9 @@ kubectl prints the table, then one row each time the API server sends an event f
 object. The control API has no per-object watch; it counts changes (``GET
 /v1/watch?since=N``, a long-poll), so each change the table is read again and the rows
 that differ from the ones printed last are printed, in the table's order. The AGE
-column is left out of the comparison (it changes by itself, and kubectl prints on
-changes of the object, not of the clock); a row that is gone is not printed.
+column, and the age in RESTARTS' ``2 (5s ago)``, are left out of the comparison (they
+change by themselves, and kubectl prints on changes of the object, not of the clock);
+a row that is gone is not printed.
 """
 
 from __future__ import annotations
@@ -54,9 +55,15 @@ def changed_rows(
     """The rows that differ from ``last`` (the rows printed, by object, without AGE),
     which is updated."""
     skip = {i for i, h in enumerate(headers) if h == "AGE"}
+    # RESTARTS reads "2 (5s ago)": the count is the object's, the age the clock's
+    restarts = {i for i, h in enumerate(headers) if h == "RESTARTS"}
     out = []
     for key, row in zip(row_keys(headers, rows), rows, strict=True):
-        seen = tuple(str(c) for i, c in enumerate(row) if i not in skip)
+        seen = tuple(
+            str(c).split(" (", 1)[0] if i in restarts else str(c)
+            for i, c in enumerate(row)
+            if i not in skip
+        )
         if last.get(key) != seen:
             last[key] = seen
             out.append(row)

@@ -180,6 +180,12 @@ def test_watch_rows_change_on_the_object_not_on_its_age() -> None:
     assert changed_rows(headers, [["a", "True", "9s"], ["b", "True", "9s"]], last) == [
         ["b", "True", "9s"]
     ]
+    # a pod's restart count is compared, not how long ago the last restart was
+    headers = ["NAME", "RESTARTS", "AGE"]
+    last = {}
+    changed_rows(headers, [["p", "1 (5s ago)", "1m"]], last)
+    assert changed_rows(headers, [["p", "1 (9s ago)", "1m"]], last) == []
+    assert changed_rows(headers, [["p", "2 (1s ago)", "1m"]], last) == [["p", "2 (1s ago)", "1m"]]
     # under -A the namespace is part of the object's key
     last = {}
     rows = [["ns1", "a", "x"], ["ns2", "a", "x"]]

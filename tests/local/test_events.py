@@ -172,6 +172,11 @@ def test_a_repeat_is_counted_not_kept_twice() -> None:
         ("BackOff", 2, 10.0, 20.0),
     ]
     assert events[1].to_object()["count"] == 2
+    # events of one moment keep the order they were recorded in, whatever their object
+    log.record(("Service", "default", "s"), NORMAL, "Created", "1", "c", now=30.0)
+    log.record(("Configuration", "default", "c"), NORMAL, "Created", "2", "c", now=30.0)
+    log.record(("Service", "default", "s"), NORMAL, "Created", "3", "c", now=30.0)
+    assert [e.message for e in log.list() if e.last == 30.0] == ["1", "2", "3"]
     assert events[1].to_object()["involvedObject"] == {
         "apiVersion": "v1",
         "kind": "Pod",

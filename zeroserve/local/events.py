@@ -67,6 +67,8 @@ class Event:
     first: float
     last: float
     count: int = 1
+    seq: int = 0
+    """The order it was last recorded in (events recorded at one time keep it)."""
 
     @property
     def ref(self) -> Ref:
@@ -111,6 +113,7 @@ class EventLog:
         self.ttl = ttl
         self._by_object: OrderedDict[Ref, list[Event]] = OrderedDict()
         """Least recently recorded object first."""
+        self._seq = 0
 
     def record(
         self,
@@ -133,6 +136,8 @@ class EventLog:
         else:
             e = Event(*ref, type_, reason, message, source, first=now, last=now)
             events.append(e)
+        self._seq += 1
+        e.seq = self._seq
         self._by_object[ref] = events[-self.per_object :]
         while len(self._by_object) > self.max_objects:
             self._by_object.popitem(last=False)
@@ -155,7 +160,7 @@ class EventLog:
             for e in events
             if now is None or now - e.last <= self.ttl
         ]
-        return sorted(out, key=lambda e: (e.last, e.first))
+        return sorted(out, key=lambda e: (e.last, e.seq))
 
 
 # -- what changed ----------------------------------------------------------------------
