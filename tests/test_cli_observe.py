@@ -271,3 +271,20 @@ async def test_a_crashing_app_through_zeroserve_up_logs_events_and_describe(
         p = await up.acli("describe", "pod", pod)
         assert "Last State:     Terminated" in p.stdout and "Exit Code:    3" in p.stdout
         assert "Back-off restarting failed container user-container" in p.stdout
+
+
+async def test_the_new_routes_need_the_token_and_name_bad_parameters(tmp_path: Path) -> None:
+    async with control_api(tmp_path) as (_, url), httpx.AsyncClient() as c:
+        for path in ("/v1/logs/default/p", "/v1/events", "/v1/watch?since=0&wait=0"):
+            assert (await c.get(url + path)).status_code == 401, path
+        auth = access.headers(TOKEN)
+        r = await c.get(url + "/v1/events", params={"object": "Revision"}, headers=auth)
+        assert r.status_code == 400 and "object='Revision': expected KIND/NAME" in r.json()["error"]
+        r = await c.get(url + "/v1/logs/default/p", params={"tailLines": "x"}, headers=auth)
+        assert r.status_code == 400 and "tailLines an integer" in r.json()["error"]
+        r = await c.get(url + "/v1/logs/default/p", headers=auth)
+        assert r.status_code == 404 and r.json()["error"] == 'pods "p" not found'
+        r = await c.get(url + "/v1/watch", params={"since": "x"}, headers=auth)
+        assert r.status_code == 400
+        r = await c.get(url + "/v1/watch", params={"since": "-1"}, headers=auth)
+        assert r.json() == {"version": 0}
