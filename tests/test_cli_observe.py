@@ -184,6 +184,12 @@ async def test_logs_describe_events_and_watch_of_a_running_service(
         assert all(c.split()[0] == "echo-00001" for c in changes)
         assert changes[-1] != first
 
+        # two pods now: logs of the revision says which one it reads, the ready one first
+        code, out, err = await run(
+            capsys, url, "logs", "revision/echo-00001", "-c", "user-container"
+        )
+        assert code == 0 and err == f"Found 2 pods, using pod/{pod}\n" and "GET /first" in out
+
 
 @pytest.mark.process
 async def test_watch_only_prints_a_service_applied_later(
