@@ -24,8 +24,9 @@ import httpx
 import uvloop
 import yaml
 
-from . import forksafe
+from . import describe, forksafe, watch
 from .local import access
+from .local.podstatus import human_duration
 from .local.replica import (
     Replica,
     ReplicaError,
@@ -200,6 +201,15 @@ def _parser() -> argparse.ArgumentParser:
             "zeroserve up wrote for --server's port)",
         )
 
+    def request_timeout(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--request-timeout",
+            type=duration,
+            default=0.0,
+            help="stop following or watching after this long: 30s, 2m, or seconds "
+            "(default 0: until Ctrl-C)",
+        )
+
     apply = sub.add_parser("apply", help="create or update objects from a manifest")
     apply.add_argument(
         "-f", "--filename", required=True, type=Path, action="append", help="manifest (repeatable)"
@@ -243,6 +253,18 @@ def _parser() -> argparse.ArgumentParser:
         default="table",
         help="wide adds MESSAGE (why not Ready), and a pod's IP",
     )
+    get.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="after the table, print a row each time an object changes, until Ctrl-C",
+    )
+    get.add_argument(
+        "--watch-only",
+        action="store_true",
+        help="print only the rows of objects as they change, not the table first",
+    )
+    request_timeout(get)
     client(get)
 
     wait = sub.add_parser(
@@ -280,6 +302,44 @@ def _parser() -> argparse.ArgumentParser:
     tree.add_argument("name")
     tree.add_argument("-n", "--namespace", default="default")
     client(tree)
+
+    logs = sub.add_parser(
+        "logs",
+        help="print a container's output: pod/NAME, revision/NAME or ksvc/NAME (kubectl logs)",
+        description="Print the output of a container of a pod (default: its first, the user "
+        "container); revision/NAME and ksvc/NAME pick one of their pods, as kubectl logs "
+        "deployment/NAME does.",
+    )
+    logs.add_argument("target", metavar="pod/NAME|revision/NAME|ksvc/NAME")
+    logs.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    logs.add_argument(
+        "-c", "--container", help="the container: user-container (default), queue-proxy, ..."
+    )
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C"
+    )
+    logs.add_argument(
+        "--since",
+        type=duration,
+        help="only lines written in the last DURATION (5s, 2m, 1h); one second precision",
+    )
+    logs.add_argument(
+        "--tail", type=int, default=-1, help="the last N lines only (default -1: all)"
+    )
+    request_timeout(logs)
+    client(logs)
+
+    describe = sub.add_parser(
+        "describe",
+        help="show an object in detail with its recent events: ksvc, configuration, "
+        "revision, route, pod",
+    )
+    describe.add_argument("kind")
+    describe.add_argument("name")
+    describe.add_argument(
+        "-n", "--namespace", default="default", help="namespace (default: default)"
+    )
+    client(describe)
 
     sub.add_parser(
         "controller",
@@ -341,6 +401,11 @@ class ClientError(Exception):
 class NotFoundError(ClientError):
     """The control API answered 404: printed as kubectl's ``Error from server
     (NotFound): ...``."""
+
+
+class BadRequestError(ClientError):
+    """The pod log API refused the request (400): kubectl's ``Error from server
+    (BadRequest): ...``."""
 
 
 def _token(server: str, given: str | None) -> str:
@@ -451,10 +516,34 @@ def cmd_get(args: argparse.Namespace) -> int:
         # kubectl's words
         raise ClientError("a resource cannot be retrieved by name across all namespaces")
     namespace = None if args.all_namespaces else args.namespace
+    watching = args.watch or args.watch_only
+    if watching and args.output not in ("table", "wide"):
+        raise ClientError("--watch and --watch-only print tables: give -o wide or no -o")
+    if args.kind.lower() in EVENT_NAMES:
+        if watching:
+            raise ClientError("events cannot be watched; run get events again")
+        return _get_events(args, namespace)
     params = {k: v for k, v in (("namespace", namespace), ("name", args.name)) if v}
     if args.output in ("table", "wide"):
         if args.output == "wide":
             params["wide"] = "1"
+        if watching:
+            return watch.watch_table(
+                lambda: _call(
+                    args.server, args.token, "GET", f"/v1/table/{args.kind}", params=params
+                ),
+                lambda since, wait: _call(
+                    args.server,
+                    args.token,
+                    "GET",
+                    "/v1/watch",
+                    params={"since": str(since), "wait": str(wait)},
+                )["version"],
+                out=sys.stdout,
+                namespace=namespace,
+                watch_only=args.watch_only,
+                timeout=args.request_timeout,
+            )
         data = _call(args.server, args.token, "GET", f"/v1/table/{args.kind}", params=params)
         rows = data["rows"]
         if not rows:
@@ -477,6 +566,226 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(yaml.safe_dump(doc, sort_keys=False), end="")
+    return 0
+
+
+# -- events, describe, logs ---------------------------------------------------------
+
+EVENT_NAMES = frozenset({"events", "event", "ev"})
+POD_NAMES = frozenset({"pods", "pod", "po"})
+REVISION_LABEL = "serving.knative.dev/revision"
+SERVICE_LABEL = "serving.knative.dev/service"
+
+
+def _events(
+    server: str, token: str | None, namespace: str | None, refs: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    params: list[tuple[str, str]] = [("object", f"{kind}/{name}") for kind, name in refs]
+    if namespace:
+        params.append(("namespace", namespace))
+    return list(_call(server, token, "GET", "/v1/events", params=params)["items"])
+
+
+def events_table(items: list[dict[str, Any]], now: float, *, all_namespaces: bool) -> str:
+    """``kubectl get events``: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE (NAMESPACE first
+    with ``-A``), oldest first."""
+    headers = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    rows = []
+    for e in items:
+        inv = e["involvedObject"]
+        last = describe.parse_time(e.get("lastTimestamp", ""))
+        row = [
+            human_duration(now - last) if last is not None else "<unknown>",
+            e.get("type", ""),
+            e.get("reason", ""),
+            f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}",
+            e.get("message", ""),
+        ]
+        if all_namespaces:
+            row.insert(0, inv.get("namespace", ""))
+        rows.append(row)
+    if all_namespaces:
+        headers.insert(0, "NAMESPACE")
+    return format_table(headers, rows)
+
+
+def _get_events(args: argparse.Namespace, namespace: str | None) -> int:
+    if args.name:
+        raise ClientError("events are listed, not fetched by name: zeroserve get events [-n NS]")
+    items = _events(args.server, args.token, namespace, [])
+    if args.output in ("json", "yaml"):
+        doc = {"apiVersion": "v1", "kind": "List", "items": items}
+        print(
+            json.dumps(doc, indent=2)
+            if args.output == "json"
+            else yaml.safe_dump(doc, sort_keys=False),
+            end="\n" if args.output == "json" else "",
+        )
+        return 0
+    if not items:
+        print(
+            "No resources found."
+            if namespace is None
+            else f"No resources found in {namespace} namespace."
+        )
+        return 0
+    print(events_table(items, time.time(), all_namespaces=namespace is None))
+    return 0
+
+
+def _one(server: str, token: str | None, plural: str, namespace: str, name: str) -> dict[str, Any]:
+    params = {"namespace": namespace, "name": name}
+    return dict(_call(server, token, "GET", f"/v1/objects/{plural}", params=params)["items"][0])
+
+
+def _pods(
+    server: str, token: str | None, namespace: str, label: str, value: str
+) -> list[dict[str, Any]]:
+    items = _call(server, token, "GET", "/v1/objects/pods", params={"namespace": namespace})[
+        "items"
+    ]
+    return [p for p in items if (p["metadata"].get("labels") or {}).get(label) == value]
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    server, token, ns, name = (
+        args.server,
+        _token(args.server, args.token),
+        args.namespace,
+        args.name,
+    )
+    now = time.time()
+    if args.kind.lower() in POD_NAMES:
+        pod = _one(server, token, "pods", ns, name)
+        print(describe.describe_pod(pod, _events(server, token, ns, [("Pod", name)]), now))
+        return 0
+    try:
+        kind = kinds.resolve_kind(args.kind)
+    except kinds.UnknownKind as e:
+        raise ClientError(str(e)) from None
+    if kind not in (kinds.SERVICE, kinds.CONFIGURATION, kinds.REVISION, kinds.ROUTE):
+        raise ClientError(
+            f"describe shows services, configurations, revisions, routes and pods, not {kind.plural}"
+        )
+    obj = _one(server, token, kind.plural, ns, name)
+    if kind is kinds.REVISION:
+        # the revision's replica counts are its Deployment's: its events belong here too
+        evts = _events(
+            server, token, ns, [("Revision", name), ("Deployment", f"{name}-deployment")]
+        )
+        pods = _pods(server, token, ns, REVISION_LABEL, name)
+        print(describe.describe_revision(obj, pods, evts, now))
+    else:
+        evts = _events(server, token, ns, [(kind.name, name)])
+        print(describe.describe_service(obj, evts, now))
+    return 0
+
+
+LOG_KINDS = {
+    **dict.fromkeys(("pod", "pods", "po"), "pod"),
+    **dict.fromkeys(("revision", "revisions", "rev"), "revision"),
+    **dict.fromkeys(("ksvc", "kservice", "kservices", "service", "services"), "service"),
+}
+
+
+def _log_order(pod: dict[str, Any]) -> tuple[int, int, int, str]:
+    """kubectl's choice of a pod to log (``podutils.ByLogging``): running before
+    pending, ready before not, more restarts first, then the oldest."""
+    st = pod.get("status") or {}
+    cs = st.get("containerStatuses") or []
+    ready = bool(cs) and all(c.get("ready") for c in cs)
+    restarts = sum(int(c.get("restartCount", 0)) for c in cs)
+    created = str(pod["metadata"].get("creationTimestamp", ""))
+    return (0 if st.get("phase") == "Running" else 1, 0 if ready else 1, -restarts, created)
+
+
+def pick_pod(server: str, token: str | None, target: str, namespace: str) -> dict[str, Any]:
+    """The pod ``zeroserve logs TARGET`` reads: the one named, or one of a revision's or a
+    Service's (saying which on stderr when there is a choice, as kubectl)."""
+    what, sep, name = target.partition("/")
+    if not sep:
+        what, name = "pod", target  # kubectl: a bare name is a pod
+    kind = LOG_KINDS.get(what.lower())
+    if kind is None or not name:
+        raise ClientError(
+            f"{target!r}: give pod/NAME, revision/NAME or ksvc/NAME (or a pod's NAME)"
+        )
+    if kind == "pod":
+        return _one(server, token, "pods", namespace, name)
+    plural, label = (
+        ("revisions", REVISION_LABEL) if kind == "revision" else ("services", SERVICE_LABEL)
+    )
+    _one(server, token, plural, namespace, name)  # NotFound as kubectl says it
+    pods = sorted(_pods(server, token, namespace, label, name), key=_log_order)
+    if not pods:
+        raise ClientError(
+            f"{what}/{name} has no pods: it is scaled to zero (a request to it starts one)"
+        )
+    chosen = pods[0]
+    if len(pods) > 1:
+        _print_error(f"Found {len(pods)} pods, using pod/{chosen['metadata']['name']}")
+    return chosen
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    token = _token(args.server, args.token)
+    pod = pick_pod(args.server, token, args.target, args.namespace)
+    name = pod["metadata"]["name"]
+    spec = pod.get("spec") or {}
+    names = [c["name"] for c in spec.get("containers") or []]
+    if args.container is None and len(names) > 1:
+        inits = [f"{c['name']} (init)" for c in spec.get("initContainers") or []]
+        _print_error(f'Defaulted container "{names[0]}" out of: {", ".join([*names, *inits])}')
+    params = {"container": args.container or (names[0] if names else "")}
+    if args.since is not None:
+        params["sinceSeconds"] = str(args.since)
+    if args.tail >= 0:
+        params["tailLines"] = str(args.tail)
+    if args.follow:
+        params["follow"] = "1"
+    url = f"{args.server.rstrip('/')}/v1/logs/{args.namespace}/{name}"
+    timeout = args.request_timeout or None
+    deadline = time.monotonic() + timeout if timeout else None
+    try:
+        with httpx.stream(
+            "GET",
+            url,
+            params={k: v for k, v in params.items() if v},
+            headers=access.headers(token),
+            timeout=httpx.Timeout(30, read=timeout if timeout else (None if args.follow else 30)),
+        ) as r:
+            if r.status_code >= 400:
+                r.read()
+                data = (
+                    r.json()
+                    if r.headers.get("content-type", "").startswith("application/json")
+                    else {}
+                )
+                message = data.get("error") or f"{r.status_code} {r.reason_phrase}"
+                if r.status_code == 404:
+                    raise NotFoundError(message)
+                if r.status_code == 400:
+                    raise BadRequestError(message)
+                raise ClientError(message)
+            shared = r.headers.get("X-Zeroserve-Shared-Log")
+            if shared:
+                _print_error(
+                    f"warning: locally, containers {shared.replace(',', ', ')} write one log: "
+                    "their lines are mixed"
+                )
+            out = sys.stdout.buffer
+            for chunk in r.iter_raw():
+                out.write(chunk)
+                out.flush()
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+    except httpx.ReadTimeout:
+        if not deadline:
+            raise ClientError(f"the control API at {args.server} stopped answering") from None
+    except httpx.HTTPError as e:
+        raise ClientError(
+            f"cannot reach the control API at {args.server} ({e}); is `zeroserve up` running?"
+        ) from None
     return 0
 
 
@@ -779,7 +1088,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = {
         "apply": cmd_apply,
         "delete": cmd_delete,
+        "describe": cmd_describe,
         "get": cmd_get,
+        "logs": cmd_logs,
         "tree": cmd_tree,
         "wait": cmd_wait,
     }
@@ -788,6 +1099,11 @@ def main(argv: list[str] | None = None) -> int:
     except NotFoundError as e:
         print(f"Error from server (NotFound): {e}", file=sys.stderr)
         return 1
+    except BadRequestError as e:
+        print(f"Error from server (BadRequest): {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C ends logs -f and get -w, as kubectl's
     except ClientError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

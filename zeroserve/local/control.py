@@ -22,6 +22,8 @@ apply replica counts (``zeroserve.local.protocol``).
 | GET | /healthz | ok (without the token) |
 
 The live page (``/``, ``/v1/overview``, ``/v1/figures``) is ``zeroserve.local.page``.
+``/v1/logs``, ``/v1/events`` and ``/v1/watch`` (``zeroserve logs``, ``get events``,
+``describe``, ``get -w``) are in ``zeroserve.local.observe``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from zeroserve.serving.controller import Controller
 from zeroserve.serving.kinds import ControllerError, NotFound
 
 from . import access
+from .observe import ObserveRoutes
 from .page import OPEN_PATHS as PAGE_PATHS
 from .page import LivePage
 from .protocol import LONG_POLL, SCALE_PATH, STATE_PATH, Snapshot
@@ -149,6 +152,9 @@ class ControlAPI:
             clock=hub.clock,
         )
         self.page.add_routes(r)
+        self.observe = ObserveRoutes(hub, controller, runtime, clock=hub.clock)
+        """Logs, events and watching (their routes: ``zeroserve.local.observe``)."""
+        self.observe.install(app)
         self.app = app
 
     async def healthz(self, request: web.Request) -> web.Response:

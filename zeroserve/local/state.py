@@ -69,6 +69,12 @@ class StateHub:
         """The clock time the timer is set for."""
         self._closed = False
         self._last_tick = float("-inf")
+        self.observers: list[Callable[[], None]] = []
+        """Called after every change is published (the events' watcher)."""
+        self.changes = 0
+        """Counts every change of objects or replicas (``zeroserve get -w`` follows it;
+        the snapshot's version moves only when the data plane's view does)."""
+        self._any_change = asyncio.Event()
 
     def attach(self, runtime: LocalRuntime) -> None:
         self.runtime = runtime
@@ -168,6 +174,11 @@ class StateHub:
             self.snapshot = Snapshot(**{**snap.__dict__, "version": self.snapshot.version + 1})
             self._changed.set()
             self._changed = asyncio.Event()
+        self.changes += 1
+        self._any_change.set()
+        self._any_change = asyncio.Event()
+        for observe in self.observers:
+            observe()
         self._schedule_wakeup(now)
 
     # -- timed reconciles -------------------------------------------------------
@@ -223,6 +234,13 @@ class StateHub:
                 await asyncio.wait_for(self._changed.wait(), wait)
         return self.snapshot
 
+    async def wait_change(self, since: int, wait: float) -> int:
+        """The change count as soon as it is not ``since`` (or after ``wait``)."""
+        if self.changes == since and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._any_change.wait(), wait)
+        return self.changes
+
     async def wait_applied(self, clients: list[str], within: float) -> bool:
         """Wait until every client in ``clients`` has applied the current snapshot (or a
         later one); False after ``within`` seconds. Publishing is coalesced to the next
@@ -243,6 +261,7 @@ class StateHub:
 
     def release_waiters(self) -> None:
         self._changed.set()
+        self._any_change.set()
 
     def close(self) -> None:
         """No more timed reconciles; long-polls return."""
