@@ -24,7 +24,7 @@ from zeroserve.stats import RequestStats, Stat
 from .config import Settings
 from .drain import Drainer
 from .handler import QueueProxyHandler
-from .metrics import QueueProxyCollector, RequestMetrics
+from .metrics import QueueProxyCollector, RequestMetrics, resource_labels
 from .readiness import ReadinessProber
 
 log = logging.getLogger("queueproxy")
@@ -74,13 +74,7 @@ class QueueProxy:
         self.registry.register(
             QueueProxyCollector(
                 self.metrics,
-                {
-                    "namespace_name": s.namespace,
-                    "service_name": s.service,
-                    "configuration_name": s.configuration,
-                    "revision_name": s.revision,
-                    "pod_name": s.pod,
-                },
+                resource_labels(s.namespace, s.service, s.configuration, s.revision, s.pod),
                 in_flight=lambda: self.stats.concurrency,
                 queue_depth=lambda: self.breaker.queued if self.breaker else 0,
                 capacity=cc,
