@@ -89,7 +89,15 @@ class Activator:
             self.servers.append(self.trusted_server)
         self.registry = CollectorRegistry()
         self.registry.register(
-            ActivatorCollector(self.metrics, live=self._live, budget=self._budget, pod=s.pod_name)
+            ActivatorCollector(
+                self.metrics,
+                live=self._live,
+                budget=self._budget,
+                pod=s.pod_name,
+                names=self._names,
+                concurrency=lambda: self.stats.last_concurrency,
+                link=self._link_state,
+            )
         )
         self.metrics_server = Server(
             RouteHandler(b"activator-metrics", {b"/metrics": self._prometheus})
@@ -117,6 +125,7 @@ class Activator:
     def remove_revision(self, key: RevisionKey) -> None:
         self.revisions.remove_revision(key)
         self.metrics.forget(key)
+        self.stats.forget(key)
 
     def set_endpoints(self, key: RevisionKey, endpoints: Sequence[Endpoint]) -> None:
         self.revisions.set_endpoints(key, endpoints)
@@ -145,6 +154,14 @@ class Activator:
             key: (rev.throttler.in_flight, rev.throttler.queued, rev.throttler.capacity)
             for key, rev in self.revisions.revisions.items()
         }
+
+    def _names(self, key: RevisionKey) -> tuple[str, str]:
+        rev = self.revisions.revisions.get(key)
+        return (rev.info.service, rev.info.configuration) if rev is not None else ("", "")
+
+    def _link_state(self) -> tuple[bool, int] | None:
+        link = self.link
+        return (link.connected.is_set(), link.errors) if link is not None else None
 
     def _budget(self) -> tuple[int, int]:
         return self.budget.used, self.budget.limit
