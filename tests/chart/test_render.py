@@ -83,6 +83,8 @@ def test_namespaced_objects_are_in_the_release_namespace(objects: list[Obj]) -> 
             assert ns != NAMESPACE, key(o)  # the one kind that goes to the workload namespaces
         elif o["kind"] == "Service" and o["metadata"]["name"] == "knative-local-gateway":
             assert ns == "istio-system", key(o)  # beside the Istio gateway pods it selects
+        elif o["kind"] == "ConfigMap" and "grafana_dashboard" in o["metadata"]["labels"]:
+            assert ns == "monitoring", key(o)  # dashboards.namespace in values-custom.yaml
         else:
             assert ns == NAMESPACE, key(o)
 
