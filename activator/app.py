@@ -21,7 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from zeroserve.http.exchange import Request, Timeouts
 from zeroserve.http.routes import RouteHandler
 from zeroserve.http.server import Server, ServerConnection
-from zeroserve.observability import ObservabilityConfig
+from zeroserve.observability import NONE, ObservabilityConfig
 from zeroserve.periodic import every
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
@@ -98,6 +98,7 @@ class Activator:
                 names=self._names,
                 concurrency=lambda: self.stats.last_concurrency,
                 link=self._link_state,
+                knative=lambda: self._observability.metrics_protocol != NONE,
             )
         )
         self.metrics_server = Server(

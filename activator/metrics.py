@@ -123,6 +123,7 @@ class ActivatorCollector(Collector):
         names: Names = lambda key: ("", ""),
         concurrency: Callable[[], dict[RevisionKey, float]] = dict,
         link: Callable[[], tuple[bool, int] | None] = lambda: None,
+        knative: Callable[[], bool] = lambda: True,
     ) -> None:
         self.metrics = metrics
         self.live = live  # key -> (in flight at replicas, queued, capacity)
@@ -131,8 +132,17 @@ class ActivatorCollector(Collector):
         self.names = names
         self.concurrency = concurrency  # key -> average concurrency of the last 1 s report
         self.link = link  # (connected, connection errors) of the autoscaler link, if any
+        self.knative = knative
+        """Whether the Knative-named series are served (``metrics-protocol`` is not
+        ``none``); zeroserve's own always are."""
 
     def collect(self) -> Iterator[Metric]:
+        knative = self.knative()
+        for family in self._families():
+            if knative or family.name.startswith("zeroserve_"):
+                yield family
+
+    def _families(self) -> Iterator[Metric]:
         revision_labels = list(kn.REVISION_LABELS)
 
         def full(key: RevisionKey) -> list[str]:

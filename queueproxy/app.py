@@ -20,7 +20,7 @@ from zeroserve.http.exchange import Request, Timeouts
 from zeroserve.http.routes import RouteHandler, read_body
 from zeroserve.http.server import Server, ServerConnection
 from zeroserve.http.upstream import Pool, UpstreamPool
-from zeroserve.observability import ObservabilityConfig
+from zeroserve.observability import NONE, ObservabilityConfig
 from zeroserve.periodic import every
 from zeroserve.stats import RequestStats, Stat
 
@@ -86,6 +86,7 @@ class QueueProxy:
                 capacity=cc,
                 protocol_errors=lambda: self.serving.protocol_errors,
                 max_at_app=lambda: self.handler.max_at_app,
+                knative=lambda: self._observability.request_metrics_protocol != NONE,
             )
         )
         self._observability = s.observability

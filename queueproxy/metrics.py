@@ -62,6 +62,7 @@ class QueueProxyCollector(Collector):
         capacity: int,
         protocol_errors: Callable[[], dict[int, int]],
         max_at_app: Callable[[], int] = lambda: 0,
+        knative: Callable[[], bool] = lambda: True,
     ) -> None:
         self.metrics = metrics
         self.label_names = list(labels)
@@ -71,9 +72,17 @@ class QueueProxyCollector(Collector):
         self.capacity = capacity
         self.protocol_errors = protocol_errors
         self.max_at_app = max_at_app
+        self.knative = knative
+        """Whether the Knative-named series are served (``request-metrics-protocol`` is
+        not ``none``); zeroserve's own always are."""
 
     def collect(self) -> Iterator[Metric]:
         names, values = self.label_names, self.label_values
+        if self.knative():
+            yield from self._knative(names, values)
+        yield from self._zeroserve(names, values)
+
+    def _knative(self, names: list[str], values: list[str]) -> Iterator[Metric]:
         duration = HistogramMetricFamily(
             INVOCATION_DURATION,
             "Time from request arrival to the end of its response, by status code "
@@ -95,6 +104,7 @@ class QueueProxyCollector(Collector):
             depth.add_metric(values, self.in_flight())
             yield depth
 
+    def _zeroserve(self, names: list[str], values: list[str]) -> Iterator[Metric]:
         for name, doc, value in (
             (
                 "zeroserve_queue_requests_in_flight",

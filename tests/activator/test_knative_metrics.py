@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -15,8 +15,9 @@ from aiohttp import WSMsgType, web
 from tests.activator.test_activator_e2e import HOST, V1, activator, endpoint, route
 from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
-from tests.support.prom import label_sets, value
+from tests.support.prom import label_sets, series, value
 from zeroserve.local.ports import kernel_port
+from zeroserve.observability import ObservabilityConfig
 from zeroserve.topology import RevisionInfo
 
 NAMES = {
@@ -29,13 +30,14 @@ SHORT = {"k8s_namespace_name": "default", "kn_revision_name": "hello-00001"}
 DURATION = "http_server_request_duration_seconds"
 
 
-async def _until(text: Callable[[], object], check: Callable[[str], bool]) -> str:
+async def _until(scrape: Callable[[], Awaitable[str]], check: Callable[[str], bool]) -> str:
+    """The first scrape that passes ``check`` (within 5 s)."""
     for _ in range(100):
-        t = await text()  # type: ignore[misc]
-        if check(t):
-            return t  # type: ignore[no-any-return]
+        text = await scrape()
+        if check(text):
+            return text
         await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached; last scrape:\n{t}")
+    raise AssertionError(f"not reached; last scrape:\n{text}")
 
 
 @pytest.mark.process
@@ -147,3 +149,29 @@ async def test_unreachable_autoscaler_reads_zero_and_counts_errors() -> None:
             scrape, lambda t: (value(t, "kn_activator_stats_conn_errors_total") or 0) >= 2
         )
     assert value(text, "kn_activator_stats_conn_reachable", peer="autoscaler") == 0
+
+
+async def test_metrics_protocol_none_hides_the_knative_series() -> None:
+    async with (
+        activator() as (act, url),
+        httpx.AsyncClient(timeout=10) as client,
+    ):
+        metrics_url = f"http://127.0.0.1:{act.ports['metrics_port']}/metrics"
+        act.set_routes(route())
+        act.put_revision(RevisionInfo(V1, service="hello", configuration="hello"))
+        act.set_endpoints(V1, [])  # no replica: the request is held, then given up
+        act.observability = ObservabilityConfig(metrics_protocol="none")
+        held = asyncio.create_task(client.get(url + "/", headers={"Host": HOST}))
+
+        async def scrape() -> str:
+            return (await client.get(metrics_url)).text
+
+        off = await _until(
+            scrape, lambda t: value(t, "zeroserve_activator_queued_requests_total") == 1
+        )
+        act.observability = ObservabilityConfig()
+        on = (await client.get(metrics_url)).text
+        held.cancel()
+        await asyncio.gather(held, return_exceptions=True)
+    assert not [n for n in series(off) if n.startswith(("kn_", "http_server_"))]
+    assert value(on, "kn_revision_request_queued", **SHORT) == 1

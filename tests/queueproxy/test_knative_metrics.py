@@ -11,7 +11,8 @@ import pytest
 
 from tests.support.apps import run_app
 from tests.support.procs import queue_proxy
-from tests.support.prom import label_sets, value
+from tests.support.prom import label_sets, series, value
+from zeroserve.observability import ENV, ObservabilityConfig
 
 pytestmark = pytest.mark.process  # a queue-proxy process
 
@@ -78,3 +79,25 @@ async def test_no_queue_depth_without_a_breaker(tmp_path: Path) -> None:
             text = (await client.get(qp.prometheus_url())).text
     assert "kn_serving_queue_depth" not in text  # as Knative: recorded only with a breaker
     assert value(text, "zeroserve_queue_requests_in_flight", **REVISION) == 0
+
+
+async def test_request_metrics_protocol_none_hides_the_knative_series_live(
+    tmp_path: Path,
+) -> None:
+    none = ObservabilityConfig(request_metrics_protocol="none")
+    async with (
+        run_app() as (port, _),
+        queue_proxy(port, tmp_path, CONTAINER_CONCURRENCY="1", **{ENV: none.to_env()}) as qp,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        assert (await client.get(qp.url("/hello"))).status_code == 200
+        off = (await client.get(qp.prometheus_url())).text
+        put = await client.put(
+            qp.admin_url("/observability"), content=ObservabilityConfig().to_env()
+        )
+        assert put.status_code == 200
+        on = (await client.get(qp.prometheus_url())).text
+    assert not [n for n in series(off) if n.startswith("kn_")]
+    assert value(off, "zeroserve_queue_capacity", **REVISION) == 1  # zeroserve's own stay
+    assert value(on, f"{DURATION}_count", http_response_status_code="200") == 1  # still counted
+    assert value(on, "kn_serving_queue_depth", **REVISION) == 0
