@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from zeroserve.http.exchange import Request, Timeouts
 from zeroserve.http.routes import RouteHandler
 from zeroserve.http.server import Server, ServerConnection
+from zeroserve.observability import NONE, ObservabilityConfig
 from zeroserve.periodic import every
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
@@ -89,11 +90,24 @@ class Activator:
             self.servers.append(self.trusted_server)
         self.registry = CollectorRegistry()
         self.registry.register(
-            ActivatorCollector(self.metrics, live=self._live, budget=self._budget, pod=s.pod_name)
+            ActivatorCollector(
+                self.metrics,
+                live=self._live,
+                budget=self._budget,
+                pod=s.pod_name,
+                names=self._names,
+                concurrency=lambda: self.stats.last_concurrency,
+                link=self._link_state,
+                knative=lambda: self._observability.metrics_protocol != NONE,
+            )
         )
         self.metrics_server = Server(
             RouteHandler(b"activator-metrics", {b"/metrics": self._prometheus})
         )
+        self._observability = ObservabilityConfig()
+        self.observability_listeners: list[Callable[[ObservabilityConfig], None]] = []
+        """Called with the new config each time :attr:`observability` changes (request
+        logs and tracing reconfigure themselves here)."""
         self.ports: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
         self._reporter: asyncio.Task[None] | None = None
@@ -117,12 +131,29 @@ class Activator:
     def remove_revision(self, key: RevisionKey) -> None:
         self.revisions.remove_revision(key)
         self.metrics.forget(key)
+        self.stats.forget(key)
 
     def set_endpoints(self, key: RevisionKey, endpoints: Sequence[Endpoint]) -> None:
         self.revisions.set_endpoints(key, endpoints)
 
     def set_peers(self, index: int, count: int) -> None:
         self.revisions.set_peers(index, count)
+
+    @property
+    def observability(self) -> ObservabilityConfig:
+        """config-observability (with config-tracing) as the control plane last said."""
+        return self._observability
+
+    @observability.setter
+    def observability(self, config: ObservabilityConfig) -> None:
+        if config == self._observability:
+            return
+        self._observability = config
+        for listener in list(self.observability_listeners):
+            try:
+                listener(config)
+            except Exception:
+                log.exception("applying the observability config failed")
 
     # -- wiring ---------------------------------------------------------------------
 
@@ -145,6 +176,14 @@ class Activator:
             key: (rev.throttler.in_flight, rev.throttler.queued, rev.throttler.capacity)
             for key, rev in self.revisions.revisions.items()
         }
+
+    def _names(self, key: RevisionKey) -> tuple[str, str]:
+        rev = self.revisions.revisions.get(key)
+        return (rev.info.service, rev.info.configuration) if rev is not None else ("", "")
+
+    def _link_state(self) -> tuple[bool, int] | None:
+        link = self.link
+        return (link.connected.is_set(), link.errors) if link is not None else None
 
     def _budget(self) -> tuple[int, int]:
         return self.budget.used, self.budget.limit

@@ -29,6 +29,8 @@ class AutoscalerLink:
         self.connected = asyncio.Event()
         self.sent = 0
         self.dropped = 0
+        self.errors = 0
+        """Connections that failed or broke (kn_activator_stats_conn_errors_total)."""
         self._queue: asyncio.Queue[str] = asyncio.Queue(MAX_PENDING)
         self._task: asyncio.Task[None] | None = None
 
@@ -71,6 +73,7 @@ class AutoscalerLink:
                                 {getter, reader}, return_when=asyncio.FIRST_COMPLETED
                             )
                             if reader in done:
+                                self.errors += 1  # the autoscaler closed it
                                 break
                             await ws.send_str(getter.result())
                             self.sent += 1
@@ -84,8 +87,10 @@ class AutoscalerLink:
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                self.errors += 1
                 log.warning("autoscaler link to %s down: %s", self.url, e or type(e).__name__)
             except Exception:
+                self.errors += 1
                 log.exception("autoscaler link failed")
             finally:
                 self.connected.clear()

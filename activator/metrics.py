@@ -1,4 +1,5 @@
-"""Prometheus metrics of the activator, per revision; plain counters on the hot path.
+"""Prometheus metrics of the activator, per revision, under Knative's names where
+Knative has the figure (docs/metrics.md); plain counters on the hot path.
 
 Rendered at scrape time by a prometheus-client custom collector (the same
 reason as the queue-proxy's: its own Counter/Histogram lock per update).
@@ -17,27 +18,16 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from zeroserve import knmetrics as kn
 from zeroserve.topology import RevisionKey
 
-LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    300.0,
-)
+REQUEST_DURATION = "http_server_request_duration_seconds"
+REQUEST_CONCURRENCY = "kn_revision_request_concurrency"
+REQUEST_QUEUED = "kn_revision_request_queued"
+REQUEST_ACTIVE = "kn_revision_request_active"
+LINK_REACHABLE = "kn_activator_stats_conn_reachable"
+LINK_ERRORS = "kn_activator_stats_conn_errors"
+
 # Waiting and cold starts are seconds, not milliseconds.
 WAIT_BUCKETS = (
     0.001,
@@ -81,11 +71,10 @@ class Histogram:
 
 
 class RevisionMetrics:
-    __slots__ = ("codes", "cold_starts", "latency", "queued_total", "waited")
+    __slots__ = ("cold_starts", "latency", "queued_total", "waited")
 
     def __init__(self) -> None:
-        self.codes: dict[int, int] = {}
-        self.latency = Histogram(LATENCY_BUCKETS)
+        self.latency = kn.CodeHistograms()
         self.waited = Histogram(WAIT_BUCKETS)
         self.cold_starts = Histogram(WAIT_BUCKETS)
         self.queued_total = 0
@@ -104,9 +93,7 @@ class ActivatorMetrics:
         return m
 
     def finished(self, key: RevisionKey, status: int, seconds: float) -> None:
-        m = self._rev(key)
-        m.codes[status] = m.codes.get(status, 0) + 1
-        m.latency.observe(seconds)
+        self._rev(key).latency.observe(status, seconds)
 
     def queued(self, key: RevisionKey) -> None:
         self._rev(key).queued_total += 1
@@ -121,6 +108,10 @@ class ActivatorMetrics:
         self.revisions.pop(key, None)
 
 
+Names = Callable[[RevisionKey], tuple[str, str]]
+"""A revision's (service, configuration) names; empty when not known."""
+
+
 class ActivatorCollector(Collector):
     def __init__(
         self,
@@ -129,24 +120,43 @@ class ActivatorCollector(Collector):
         live: Callable[[], dict[RevisionKey, tuple[int, int, int]]],
         budget: Callable[[], tuple[int, int]],
         pod: str,
+        names: Names = lambda key: ("", ""),
+        concurrency: Callable[[], dict[RevisionKey, float]] = dict,
+        link: Callable[[], tuple[bool, int] | None] = lambda: None,
+        knative: Callable[[], bool] = lambda: True,
     ) -> None:
         self.metrics = metrics
         self.live = live  # key -> (in flight at replicas, queued, capacity)
         self.budget = budget
         self.pod = pod
+        self.names = names
+        self.concurrency = concurrency  # key -> average concurrency of the last 1 s report
+        self.link = link  # (connected, connection errors) of the autoscaler link, if any
+        self.knative = knative
+        """Whether the Knative-named series are served (``metrics-protocol`` is not
+        ``none``); zeroserve's own always are."""
 
     def collect(self) -> Iterator[Metric]:
-        labels = ["namespace_name", "revision_name"]
-        requests = CounterMetricFamily(
-            "zeroserve_activator_requests",
-            "Requests by response status code.",
-            labels=[*labels, "response_code", "response_code_class"],
+        knative = self.knative()
+        for family in self._families():
+            if knative or family.name.startswith("zeroserve_"):
+                yield family
+
+    def _families(self) -> Iterator[Metric]:
+        revision_labels = list(kn.REVISION_LABELS)
+
+        def full(key: RevisionKey) -> list[str]:
+            service, configuration = self.names(key)
+            return [key.namespace, service, configuration, key.name]
+
+        requests = HistogramMetricFamily(
+            REQUEST_DURATION,
+            "Arrival to end of response, waiting included, by status code "
+            "(Knative's activator: otelhttp's http.server.request.duration).",
+            labels=[*revision_labels, kn.STATUS_CODE],
         )
-        latency = HistogramMetricFamily(
-            "zeroserve_activator_request_duration_seconds",
-            "Arrival to end of response, waiting included.",
-            labels=labels,
-        )
+        # zeroserve's own figures keep the two labels that name a revision.
+        labels = [kn.NAMESPACE, kn.REVISION]
         waited = HistogramMetricFamily(
             "zeroserve_activator_queue_wait_seconds",
             "Time requests waited for a replica.",
@@ -164,32 +174,42 @@ class ActivatorCollector(Collector):
         )
         for key, m in list(self.metrics.revisions.items()):
             lv = [key.namespace, key.name]
-            for code, n in sorted(m.codes.items()):
-                requests.add_metric([*lv, str(code), f"{code // 100}xx"], n)
-            latency.add_metric(lv, *m.latency.samples())
+            rv = full(key)
+            for code, buckets, total in m.latency.samples():
+                requests.add_metric([*rv, str(code)], buckets, total)
             waited.add_metric(lv, *m.waited.samples())
             cold.add_metric(lv, *m.cold_starts.samples())
             queued_total.add_metric(lv, m.queued_total)
-        yield from (requests, latency, waited, cold, queued_total)
-        in_flight = GaugeMetricFamily(
-            "zeroserve_activator_requests_in_flight",
-            "Requests forwarded and not yet answered.",
-            labels=labels,
+        yield from (requests, waited, cold, queued_total)
+
+        concurrency = GaugeMetricFamily(
+            REQUEST_CONCURRENCY,
+            "Average concurrency of the revision's requests at this activator over the "
+            "last 1 s report to the autoscaler.",
+            labels=revision_labels,
+        )
+        for key, value in list(self.concurrency().items()):
+            concurrency.add_metric(full(key), value)
+        yield concurrency
+
+        # Knative labels these two with the namespace and revision only.
+        active = GaugeMetricFamily(
+            REQUEST_ACTIVE, "Requests forwarded and not yet answered.", labels=labels
         )
         queue = GaugeMetricFamily(
-            "zeroserve_activator_queue_length", "Requests waiting for a replica.", labels=labels
+            REQUEST_QUEUED, "Requests waiting in the activator for capacity.", labels=labels
         )
         capacity = GaugeMetricFamily(
             "zeroserve_activator_capacity",
             "Requests this activator may have at the revision's replicas at once.",
             labels=labels,
         )
-        for key, (active, waiting, cap) in self.live().items():
+        for key, (in_flight, waiting, cap) in self.live().items():
             lv = [key.namespace, key.name]
-            in_flight.add_metric(lv, active)
+            active.add_metric(lv, in_flight)
             queue.add_metric(lv, waiting)
             capacity.add_metric(lv, cap)
-        yield from (in_flight, queue, capacity)
+        yield from (active, queue, capacity)
         used, limit = self.budget()
         budget = GaugeMetricFamily(
             "zeroserve_activator_budget", "Waiting requests across all revisions.", labels=["kind"]
@@ -197,3 +217,20 @@ class ActivatorCollector(Collector):
         budget.add_metric(["used"], used)
         budget.add_metric(["limit"], limit)
         yield budget
+
+        link = self.link()
+        if link is not None:
+            connected, errors = link
+            reachable = GaugeMetricFamily(
+                LINK_REACHABLE,
+                "1 while the stats websocket to the peer is open, 0 otherwise.",
+                labels=[kn.PEER],
+            )
+            reachable.add_metric(["autoscaler"], 1 if connected else 0)
+            failures = CounterMetricFamily(
+                LINK_ERRORS,
+                "Stats websocket connections to the peer that failed or broke.",
+                labels=[kn.PEER],
+            )
+            failures.add_metric(["autoscaler"], errors)
+            yield from (reachable, failures)

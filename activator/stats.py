@@ -45,6 +45,10 @@ class StatsReporter:
         self.send = send
         self.clock = clock
         self.entries: dict[RevisionKey, RevisionStats] = {}
+        self.last_concurrency: dict[RevisionKey, float] = {}
+        """Each revision's average concurrency of the last closed interval (the figure
+        Knative's activator records as kn.revision.request.concurrency); kept at its
+        last value, 0 once idle, until the revision is forgotten."""
         self._pod = json.dumps(pod_name)
 
     def request_in(self, key: RevisionKey, now: float) -> RevisionStats:
@@ -78,6 +82,7 @@ class StatsReporter:
             iv = entry.stats.report(now)
             per_second = 1.0 / iv.seconds if iv.seconds > 0 else 0.0
             avg = iv.average_concurrency
+            self.last_concurrency[key] = avg
             count = iv.request_count * per_second
             if entry.reported:
                 # what the poke(s) already said is taken off the first interval
@@ -88,6 +93,9 @@ class StatsReporter:
             if iv.average_concurrency == 0 and entry.stats.concurrency == 0:
                 del self.entries[key]
         return "[" + ",".join(lines) + "]" if lines else None
+
+    def forget(self, key: RevisionKey) -> None:
+        self.last_concurrency.pop(key, None)
 
     def _line(self, entry: RevisionStats, concurrency: float, count: float) -> str:
         return (

@@ -1,15 +1,19 @@
-"""Operator metrics of the queue-proxy (Prometheus, ``USER_METRICS_PORT``).
+"""Operator metrics of the queue-proxy (Prometheus, ``USER_METRICS_PORT``), under
+Knative's names (docs/metrics.md).
 
-The hot path only bumps plain integers (``RequestMetrics.observe``: a dict
-increment and a bisect); prometheus-client renders them at scrape time through
-a custom collector. prometheus-client's own ``Counter``/``Histogram`` take a
-lock per update and cost about 1.4 us per request, a tenth of the proxy's
-whole budget.
+The hot path only bumps plain numbers (``RequestMetrics.observe``: a dict lookup,
+a bisect and two list increments); prometheus-client renders them at scrape time
+through a custom collector. prometheus-client's own ``Counter``/``Histogram`` take
+a lock per update and cost about 1.4 us per request, a tenth of the proxy's whole
+budget.
+
+Knative's queue-proxy carries the revision's names as OpenTelemetry resource
+attributes (``knative/serving pkg/queue/sharedmain/otel.go``); here they are
+labels on every series, so a query needs no join with ``target_info``.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
 from prometheus_client.core import (
@@ -20,43 +24,29 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-# Seconds; upper bounds of the latency histogram.
-LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    300.0,
-)
+from zeroserve import knmetrics as kn
+
+INVOCATION_DURATION = "kn_serving_invocation_duration_seconds"
+QUEUE_DEPTH = "kn_serving_queue_depth"
 
 
-class RequestMetrics:
-    """Counters of finished requests by status code, and their latency."""
+class RequestMetrics(kn.CodeHistograms):
+    """Finished requests (probes excluded): latency histograms per status code."""
 
-    __slots__ = ("buckets", "codes", "latency_sum")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.codes: dict[int, int] = {}
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # last one: +Inf
-        self.latency_sum = 0.0
 
-    def observe(self, status: int, seconds: float) -> None:
-        codes = self.codes
-        codes[status] = codes.get(status, 0) + 1
-        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.latency_sum += seconds
+def resource_labels(
+    namespace: str, service: str, configuration: str, revision: str, pod: str
+) -> dict[str, str]:
+    """The queue-proxy's resource attributes, as Prometheus labels."""
+    return {
+        kn.NAMESPACE: namespace,
+        kn.SERVICE: service,
+        kn.CONFIGURATION: configuration,
+        kn.REVISION: revision,
+        kn.POD: pod,
+    }
 
 
 class QueueProxyCollector(Collector):
@@ -72,6 +62,7 @@ class QueueProxyCollector(Collector):
         capacity: int,
         protocol_errors: Callable[[], dict[int, int]],
         max_at_app: Callable[[], int] = lambda: 0,
+        knative: Callable[[], bool] = lambda: True,
     ) -> None:
         self.metrics = metrics
         self.label_names = list(labels)
@@ -81,35 +72,43 @@ class QueueProxyCollector(Collector):
         self.capacity = capacity
         self.protocol_errors = protocol_errors
         self.max_at_app = max_at_app
+        self.knative = knative
+        """Whether the Knative-named series are served (``request-metrics-protocol`` is
+        not ``none``); zeroserve's own always are."""
 
     def collect(self) -> Iterator[Metric]:
         names, values = self.label_names, self.label_values
-        m = self.metrics
-        requests = CounterMetricFamily(
-            "zeroserve_queue_requests",
-            "Requests served through the queue-proxy, by response status code.",
-            labels=[*names, "response_code", "response_code_class"],
-        )
-        for code, n in sorted(m.codes.items()):
-            requests.add_metric([*values, str(code), f"{code // 100}xx"], n)
-        yield requests
+        if self.knative():
+            yield from self._knative(names, values)
+        yield from self._zeroserve(names, values)
 
-        cumulative, buckets = 0, []
-        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), m.buckets, strict=True):
-            cumulative += n
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        latency = HistogramMetricFamily(
-            "zeroserve_queue_request_duration_seconds",
-            "Time from request arrival to the end of its response, queueing included.",
-            labels=names,
+    def _knative(self, names: list[str], values: list[str]) -> Iterator[Metric]:
+        duration = HistogramMetricFamily(
+            INVOCATION_DURATION,
+            "Time from request arrival to the end of its response, by status code "
+            "(Knative's kn.serving.invocation.duration; here the breaker wait is included).",
+            labels=[*names, kn.STATUS_CODE],
         )
-        latency.add_metric(values, buckets, m.latency_sum)
-        yield latency
+        for code, buckets, total in self.metrics.samples():
+            duration.add_metric([*values, str(code)], buckets, total)
+        yield duration
 
+        if self.capacity > 0:
+            # Knative records it only with a breaker (containerConcurrency > 0): the
+            # breaker's in-flight count, the requests waiting for a slot included.
+            depth = GaugeMetricFamily(
+                QUEUE_DEPTH,
+                "Requests in the queue-proxy's breaker, waiting ones included.",
+                labels=names,
+            )
+            depth.add_metric(values, self.in_flight())
+            yield depth
+
+    def _zeroserve(self, names: list[str], values: list[str]) -> Iterator[Metric]:
         for name, doc, value in (
             (
                 "zeroserve_queue_requests_in_flight",
-                "Requests in the queue-proxy (queued included).",
+                "Requests in the queue-proxy (queued included), with or without a breaker.",
                 self.in_flight(),
             ),
             (
@@ -131,7 +130,7 @@ class QueueProxyCollector(Collector):
         errors = CounterMetricFamily(
             "zeroserve_queue_protocol_errors",
             "Connections closed for malformed or too large requests, by status sent.",
-            labels=[*names, "response_code"],
+            labels=[*names, kn.STATUS_CODE],
         )
         for code, n in sorted(self.protocol_errors().items()):
             errors.add_metric([*values, str(code)], n)

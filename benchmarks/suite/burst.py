@@ -55,7 +55,7 @@ class Burst:
             counts = self.pods.setdefault(p["name"], PodCounts())
             where = system.queue_proxy_metrics(p)
             if where is not None and (text := metrics.scrape(where[1], 1.0, where[0])) is not None:
-                n = metrics.total(text, "zeroserve_queue_requests_total") or 0.0
+                n = metrics.total(text, "kn_serving_invocation_duration_seconds_count") or 0.0
                 m = metrics.total(text, "zeroserve_queue_app_in_flight_max") or 0.0
                 counts.requests = max(counts.requests, n)
                 counts.in_flight_max = max(counts.in_flight_max, m)
@@ -137,8 +137,8 @@ class BurstResult(PartResult):
             f"`{' '.join(self.argv[:-1])} <ingress>/` against the `burst` Service (the sample "
             f"app, containerConcurrency {self.cc}, KPA defaults: 7 in flight per replica at 70 % "
             'utilisation, no max-scale) at zero replicas before each repetition. "app saw" sums '
-            "every replica's `zeroserve_queue_requests_total` (read every 0.2 s and once more "
-            "after hey is done); it equals the requests sent when each reached the app exactly "
+            "every replica's `kn_serving_invocation_duration_seconds_count` (read every 0.2 s and "
+            "once more after hey is done); it equals the requests sent when each reached the app exactly "
             'once. "max at one app" is the highest `zeroserve_queue_app_in_flight_max` of any '
             "replica. Every replica (two Python processes) starts on the one server CPU, which "
             'the running replicas, the activator and `zeroserve up` share: "first at an app" '
@@ -179,8 +179,8 @@ def one(ctx: Context, system: LocalSystem, argv: list[str], revision: str, rep: 
     burst.activator_requests = metrics.delta(
         act_before,
         system.activator_metrics(),
-        "zeroserve_activator_requests_total",
-        {"revision_name": revision},
+        "http_server_request_duration_seconds_count",
+        {"kn_revision_name": revision},
     )
     for problem in sampler.errors[:3]:
         ctx.log(f"burst sampler: {problem}")

@@ -288,7 +288,7 @@ def cpu_by_role(
 
 def _one_observation(before: str, after: str, name: str, revision: str) -> float | None:
     """The one value a histogram observed between two scrapes, or None."""
-    labels = {"revision_name": revision}
+    labels = {"kn_revision_name": revision}
     if metrics.delta(before, after, f"{name}_count", labels) != 1:
         return None
     return metrics.delta(before, after, f"{name}_sum", labels)

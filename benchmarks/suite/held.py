@@ -180,7 +180,7 @@ async def hold(ctx: Context, act: Proc, qp: Proc, app: Proc, expect: bytes, h: H
         deadline = time.monotonic() + cfg.held_timeout
         while h.waiting < client.sent:
             queue = metrics.total(
-                await _scrape(act.metrics_port) or "", "zeroserve_activator_queue_length"
+                await _scrape(act.metrics_port) or "", "kn_revision_request_queued"
             )
             h.waiting = max(h.waiting, int(queue or 0))
             if time.monotonic() > deadline:
@@ -216,11 +216,13 @@ async def hold(ctx: Context, act: Proc, qp: Proc, app: Proc, expect: bytes, h: H
     # Counters: after the client is gone, so that nothing is still on its way.
     await asyncio.sleep(0.2)
     after = [await _scrape(qp.metrics_port), await _scrape(act.metrics_port)]
-    requests = "zeroserve_activator_requests_total"
+    requests = "http_server_request_duration_seconds_count"
     h.counters = {
-        "qp": metrics.delta(before[0], after[0], "zeroserve_queue_requests_total"),
+        "qp": metrics.delta(before[0], after[0], "kn_serving_invocation_duration_seconds_count"),
         "act": metrics.delta(before[1], after[1], requests),
-        "act_200": metrics.delta(before[1], after[1], requests, {"response_code": "200"}),
+        "act_200": metrics.delta(
+            before[1], after[1], requests, {"http_response_status_code": "200"}
+        ),
         "queued": metrics.delta(before[1], after[1], "zeroserve_activator_queued_requests_total"),
     }
 
@@ -360,7 +362,7 @@ def detail(h: Held, nofile: tuple[int, int]) -> str:
             ("connections opened, one request each", f"{h.opened:,} of {h.n:,}"),
             ("time to open them and send the requests", f"{fmt(h.open_s, 2)} s"),
             (
-                "waiting, as the activator reported (zeroserve_activator_queue_length)",
+                "waiting, as the activator reported (kn_revision_request_queued)",
                 f"{h.waiting:,} ({fmt(h.all_waiting_s, 2)} s after the first connection)",
             ),
             ("answered before the replica appeared", f"{h.answered_early:,}"),

@@ -430,16 +430,18 @@ async def test_prometheus_metrics_per_revision(tmp_path: Path) -> None:
             assert (await first).status_code == 200
             await client.get(url + "/status/404", headers={"Host": HOST})
             text = (await client.get(f"http://127.0.0.1:{act.ports['metrics_port']}/metrics")).text
-        lv = 'namespace_name="default",revision_name="hello-00001"'
+        lv = 'k8s_namespace_name="default",kn_revision_name="hello-00001"'
         assert (
-            'zeroserve_activator_requests_total{namespace_name="default",response_code="200",'
-            'response_code_class="2xx",revision_name="hello-00001"} 1.0'
+            'http_server_request_duration_seconds_count{http_response_status_code="200",'
+            'k8s_namespace_name="default",kn_configuration_name="",'
+            'kn_revision_name="hello-00001",kn_service_name=""} 1.0'
         ) in text
-        assert 'response_code="404"' in text
+        assert 'http_response_status_code="404"' in text
         assert f"zeroserve_activator_cold_start_seconds_count{{{lv}}} 1.0" in text
         assert f"zeroserve_activator_queue_wait_seconds_count{{{lv}}} 1.0" in text
         assert f"zeroserve_activator_queued_requests_total{{{lv}}} 1.0" in text
-        assert f"zeroserve_activator_queue_length{{{lv}}} 0.0" in text
+        assert f"kn_revision_request_queued{{{lv}}} 0.0" in text
+        assert f"kn_revision_request_active{{{lv}}} 0.0" in text
         assert 'zeroserve_activator_budget{kind="limit"} 10000.0' in text
 
 

@@ -24,6 +24,8 @@ NAMES = (
     "config-features",
     "config-gc",
     "config-network",
+    "config-observability",
+    "config-tracing",
 )
 """The maps zeroserve's shared parser reads (``Configs``)."""
 ALL = tuple(sorted((*NAMES, "config-istio")))
@@ -43,7 +45,12 @@ def _configs(objects: list[Obj]) -> Configs:
 
 
 def test_only_these_maps(objects: list[Obj]) -> None:
-    assert sorted(o["metadata"]["name"] for o in only(objects, "ConfigMap")) == list(ALL)
+    settings = [
+        o
+        for o in only(objects, "ConfigMap")
+        if "grafana_dashboard" not in o["metadata"]["labels"]  # test_dashboards.py
+    ]
+    assert sorted(o["metadata"]["name"] for o in settings) == list(ALL)
 
 
 def test_every_value_is_a_string_and_documented(objects: list[Obj]) -> None:
@@ -62,6 +69,7 @@ def test_the_defaults_are_upstreams(default_objects: list[Obj]) -> None:
     assert configs.features == FeaturesConfig()
     assert configs.network == Configs().network
     assert configs.gc == Configs().gc
+    assert configs.observability == Configs().observability
 
 
 def test_config_istio_names_knatives_gateways(default_objects: list[Obj]) -> None:

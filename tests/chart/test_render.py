@@ -83,6 +83,8 @@ def test_namespaced_objects_are_in_the_release_namespace(objects: list[Obj]) -> 
             assert ns != NAMESPACE, key(o)  # the one kind that goes to the workload namespaces
         elif o["kind"] == "Service" and o["metadata"]["name"] == "knative-local-gateway":
             assert ns == "istio-system", key(o)  # beside the Istio gateway pods it selects
+        elif o["kind"] == "ConfigMap" and "grafana_dashboard" in o["metadata"]["labels"]:
+            assert ns == "monitoring", key(o)  # dashboards.namespace in values-custom.yaml
         else:
             assert ns == NAMESPACE, key(o)
 
@@ -130,7 +132,7 @@ def test_the_default_render(default_objects: list[Obj]) -> None:
         "ClusterRoleBinding": 3,
         "Role": 2,
         "RoleBinding": 2,
-        "ConfigMap": 8,
+        "ConfigMap": 10,
         "PodDisruptionBudget": 1,
         "Gateway": 2,
         "NetworkPolicy": 4,  # activator, autoscaler, controller, and the revisions in "default"

@@ -82,8 +82,8 @@ async def test_activator_stat_for_a_revision_at_zero_scales_its_deployment(
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"http://127.0.0.1:{ports['metrics']}/metrics")).text
         assert (
-            'kn_revision_pods_desired{configuration_name="hello",namespace_name="default",'
-            'revision_name="hello-00001",service_name="hello"} 1.0' in text
+            'kn_revision_pods_desired{k8s_namespace_name="default",kn_configuration_name="hello",'
+            'kn_revision_name="hello-00001",kn_service_name="hello"} 1.0' in text
         )
         assert "kn_revision_concurrency_target{" in text
     finally:

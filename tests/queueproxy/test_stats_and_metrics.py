@@ -94,15 +94,13 @@ async def test_prometheus_metrics_count_codes_latency_and_queue(tmp_path: Path) 
             await client.get(qp.url("/status/404"))
             text = (await client.get(qp.prometheus_url())).text
         labels = (
-            'configuration_name="hello",namespace_name="default",pod_name="hello-00001-pod",'
-            'response_code="200",response_code_class="2xx",revision_name="hello-00001",service_name="hello"'
+            'http_response_status_code="200",k8s_namespace_name="default",'
+            'k8s_pod_name="hello-00001-pod",kn_configuration_name="hello",'
+            'kn_revision_name="hello-00001",kn_service_name="hello"'
         )
-        assert f"zeroserve_queue_requests_total{{{labels}}} 3.0" in text
-        assert 'response_code="404"' in text
-        assert "zeroserve_queue_request_duration_seconds_count{" in text
-        assert (
-            'zeroserve_queue_request_duration_seconds_bucket{configuration_name="hello",le="+Inf"'
-            in text
-        )
+        assert f"kn_serving_invocation_duration_seconds_count{{{labels}}} 3.0" in text
+        assert 'http_response_status_code="404"' in text
+        assert "kn_serving_invocation_duration_seconds_bucket{" in text and 'le="+Inf"' in text
+        assert "kn_serving_queue_depth{" in text
         assert "zeroserve_queue_depth{" in text
         assert "zeroserve_queue_capacity{" in text and "} 1.0" in text

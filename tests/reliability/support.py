@@ -284,8 +284,8 @@ async def assert_activators_settled(up: UpProcess) -> None:
     def settled(text: str) -> bool:
         return (
             samples(text, "zeroserve_activator_budget", kind="used") == [0.0]
-            and not any(samples(text, "zeroserve_activator_requests_in_flight"))
-            and not any(samples(text, "zeroserve_activator_queue_length"))
+            and not any(samples(text, "kn_revision_request_active"))
+            and not any(samples(text, "kn_revision_request_queued"))
         )
 
     texts: dict[int, str] = {}
@@ -304,8 +304,8 @@ async def assert_activators_settled(up: UpProcess) -> None:
             if line.startswith(
                 (
                     "zeroserve_activator_budget",
-                    "zeroserve_activator_requests_in_flight",
-                    "zeroserve_activator_queue_length",
+                    "kn_revision_request_active",
+                    "kn_revision_request_queued",
                 )
             )
         ]

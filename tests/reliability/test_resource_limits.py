@@ -120,7 +120,7 @@ async def test_flood_of_cold_requests_respects_depth_budget_and_memory(tmp_path:
             assert await budget_used() == BUDGET
             text = (await metrics.get(act.metrics_url)).text
             queues = {
-                k.name: samples(text, "zeroserve_activator_queue_length", revision_name=k.name)[0]
+                k.name: samples(text, "kn_revision_request_queued", kn_revision_name=k.name)[0]
                 for k in KEYS
             }
             assert queues["cold0-00001"] == DEPTH and sum(queues.values()) == BUDGET, queues
