@@ -50,6 +50,7 @@ class Request:
         "started",
         "status",
         "target",
+        "trace",
         "trailers",
         "upgrade",
         "version",
@@ -85,6 +86,7 @@ class Request:
         self.attempts = 0  # upstreams tried (the handler's retry count)
         self.slot: Any = None  # handler: what it holds (a breaker slot, a replica)
         self.ctx: Any = None  # handler: per-request context
+        self.trace: Any = None  # the hop's spans while tracing is on (zeroserve/otel.py)
         self.trailers: list[bytes] | None = None  # response trailers from an HTTP/2 upstream
 
     @property
