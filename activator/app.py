@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from zeroserve.http.exchange import Request, Timeouts
 from zeroserve.http.routes import RouteHandler
 from zeroserve.http.server import Server, ServerConnection
+from zeroserve.observability import ObservabilityConfig
 from zeroserve.periodic import every
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
@@ -94,6 +95,10 @@ class Activator:
         self.metrics_server = Server(
             RouteHandler(b"activator-metrics", {b"/metrics": self._prometheus})
         )
+        self._observability = ObservabilityConfig()
+        self.observability_listeners: list[Callable[[ObservabilityConfig], None]] = []
+        """Called with the new config each time :attr:`observability` changes (request
+        logs and tracing reconfigure themselves here)."""
         self.ports: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
         self._reporter: asyncio.Task[None] | None = None
@@ -123,6 +128,22 @@ class Activator:
 
     def set_peers(self, index: int, count: int) -> None:
         self.revisions.set_peers(index, count)
+
+    @property
+    def observability(self) -> ObservabilityConfig:
+        """config-observability (with config-tracing) as the control plane last said."""
+        return self._observability
+
+    @observability.setter
+    def observability(self, config: ObservabilityConfig) -> None:
+        if config == self._observability:
+            return
+        self._observability = config
+        for listener in list(self.observability_listeners):
+            try:
+                listener(config)
+            except Exception:
+                log.exception("applying the observability config failed")
 
     # -- wiring ---------------------------------------------------------------------
 

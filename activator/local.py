@@ -13,7 +13,9 @@ from collections.abc import Mapping
 
 import aiohttp
 
+from zeroserve.envconfig import ConfigError
 from zeroserve.local.protocol import Snapshot, StateFollower
+from zeroserve.observability import ObservabilityConfig
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
 from .app import Activator
@@ -29,6 +31,7 @@ class LocalControlSources:
         self._revisions: Mapping[RevisionKey, RevisionInfo] = {}
         self._endpoints: dict[RevisionKey, tuple[Endpoint, ...]] = {}
         self._routes: tuple[object, ...] | None = None
+        self._observability: tuple[object, ...] | None = None
 
     def start(self) -> None:
         self.follower.start()
@@ -57,3 +60,10 @@ class LocalControlSources:
             # the local gateway listener's tables when it has both (--local-port).
             act.set_routes(RoutingTable(snap.routes, tag_header_routing=snap.tag_header_routing))
             self._routes = routes
+        observability = (snap.observability_config, snap.tracing_config)
+        if observability != self._observability:
+            self._observability = observability
+            try:
+                act.observability = ObservabilityConfig.from_maps(*observability)
+            except ConfigError as e:  # validated when applied; never expected here
+                log.error("ignoring config-observability, keeping the settings in force: %s", e)

@@ -431,6 +431,7 @@ class Planner:
                 image=self.image,
                 replicas=initial,
                 progress_deadline=scaling.progress_deadline,
+                observability=self.configs.observability.to_env(),
             ),
             keep=("spec.replicas",),
         )

@@ -61,6 +61,7 @@ from zeroserve.knative import (
     private_service_name,
     revision_protocol,
 )
+from zeroserve.observability import ENV as OBSERVABILITY_ENV
 from zeroserve.serving.revisions import DesiredRevision
 from zeroserve.serving.revisions import container_names as revision_container_names
 
@@ -174,8 +175,10 @@ def _downward(name: str, field: str) -> Obj:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": field}}}
 
 
-def queue_env(rev: DesiredRevision) -> list[Obj]:
-    """The queue-proxy's environment (docs/contracts.md, "Queue-proxy environment")."""
+def queue_env(rev: DesiredRevision, observability: str = "") -> list[Obj]:
+    """The queue-proxy's environment (docs/contracts.md, "Queue-proxy environment");
+    ``observability`` is config-observability's JSON (``OBSERVABILITY_CONFIG``, as
+    Knative's ``pkg/reconciler/revision/resources/queue.go``): a change rolls the pods."""
     info = rev.info
     plain = [
         ("SERVING_NAMESPACE", info.key.namespace),
@@ -194,6 +197,7 @@ def queue_env(rev: DesiredRevision) -> list[Obj]:
         ("REVISION_IDLE_TIMEOUT_SECONDS", _seconds(info.idle_timeout_seconds)),
         ("SERVING_READINESS_PROBE", readiness_probe_json(rev)),
         ("DRAIN_QUIET_PERIOD_SECONDS", str(DRAIN_QUIET_PERIOD_SECONDS)),
+        *([(OBSERVABILITY_ENV, observability)] if observability else []),
     ]
     env = [{"name": k, "value": v} for k, v in plain]
     # The pod's own name and IP are known only once it is scheduled: the downward API.
@@ -259,12 +263,12 @@ def user_container(rev: DesiredRevision, c: Container, name: str) -> Obj:
     return container
 
 
-def queue_container(rev: DesiredRevision, image: str) -> Obj:
+def queue_container(rev: DesiredRevision, image: str, observability: str = "") -> Obj:
     return {
         "name": QUEUE_CONTAINER,
         "image": image,
         "command": ["python", "-m", "queueproxy"],
-        "env": queue_env(rev),
+        "env": queue_env(rev, observability),
         "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in QUEUE_PORTS],
         "readinessProbe": queue_readiness_probe(rev),
         "resources": {"requests": {"cpu": "25m", "memory": "64Mi"}},
@@ -279,7 +283,7 @@ def queue_container(rev: DesiredRevision, image: str) -> Obj:
     }
 
 
-def pod_spec(rev: DesiredRevision, image: str) -> Obj:
+def pod_spec(rev: DesiredRevision, image: str, observability: str = "") -> Obj:
     """The revision's pod spec: every pod field of the template as written, its
     containers (:func:`user_container`) and the queue-proxy, its init containers as
     written; ``terminationGracePeriodSeconds`` is the revision's timeout, and
@@ -290,7 +294,7 @@ def pod_spec(rev: DesiredRevision, image: str) -> Obj:
     spec: Obj = {k: v for k, v in template.spec_dict().items() if k not in _REVISION_FIELDS}
     spec["containers"] = [
         user_container(rev, c, name) for c, name in zip(template.containers, names, strict=True)
-    ] + [queue_container(rev, image)]
+    ] + [queue_container(rev, image, observability)]
     if template.init_containers:
         spec["initContainers"] = [
             _as_written(c, name)
@@ -302,10 +306,17 @@ def pod_spec(rev: DesiredRevision, image: str) -> Obj:
 
 
 def deployment(
-    rev: DesiredRevision, revision: Obj, *, image: str, replicas: int, progress_deadline: float
+    rev: DesiredRevision,
+    revision: Obj,
+    *,
+    image: str,
+    replicas: int,
+    progress_deadline: float,
+    observability: str = "",
 ) -> Obj:
     """The revision's Deployment ``<revision>-deployment``, owned by the Revision object,
-    with the spec-hash annotation set."""
+    with the spec-hash annotation set; ``observability``: the queue-proxy's
+    ``OBSERVABILITY_CONFIG`` (empty: left out, its defaults)."""
     name = rev.info.key.name
     labels = pod_labels(revision)
     # Knative leaves routingStateModified out: a routing change must not roll the pods.
@@ -332,7 +343,7 @@ def deployment(
                     "labels": dict(labels),
                     **({"annotations": dict(annotations)} if annotations else {}),
                 },
-                "spec": pod_spec(rev, image),
+                "spec": pod_spec(rev, image, observability),
             },
         },
     }

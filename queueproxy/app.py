@@ -9,15 +9,18 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from zeroserve.breaker import Breaker
+from zeroserve.envconfig import ConfigError
 from zeroserve.http.exchange import Request, Timeouts
-from zeroserve.http.routes import RouteHandler
+from zeroserve.http.routes import RouteHandler, read_body
 from zeroserve.http.server import Server, ServerConnection
 from zeroserve.http.upstream import Pool, UpstreamPool
+from zeroserve.observability import ObservabilityConfig
 from zeroserve.periodic import every
 from zeroserve.stats import RequestStats, Stat
 
@@ -35,6 +38,9 @@ TUNNEL_GRACE = 60.0
 # After /wait-for-drain returned, how long before the drain is undone if no
 # SIGTERM came (the app was restarted by its liveness probe, not deleted).
 DRAIN_RESET_DELAY = 1.0
+OBSERVABILITY_PATH = b"/observability"
+"""Admin endpoint: ``GET`` the observability config in force (OBSERVABILITY_CONFIG's
+JSON), ``PUT`` a new one (the local runtime's live update of config-observability)."""
 
 
 class QueueProxy:
@@ -88,8 +94,19 @@ class QueueProxy:
                 max_at_app=lambda: self.handler.max_at_app,
             )
         )
+        self._observability = s.observability
+        self.observability_listeners: list[Callable[[ObservabilityConfig], None]] = []
+        """Called with the new config each time :attr:`observability` changes (request
+        logs and tracing reconfigure themselves here)."""
         self.admin = Server(
-            RouteHandler(b"queue-proxy-admin", {b"/wait-for-drain": self._wait_for_drain}),
+            RouteHandler(
+                b"queue-proxy-admin",
+                {
+                    b"/wait-for-drain": self._wait_for_drain,
+                    OBSERVABILITY_PATH: self._serve_observability,
+                },
+                put={OBSERVABILITY_PATH: self._put_observability},
+            ),
             timeouts=Timeouts(total=0),
         )
         self.stats_server = Server(
@@ -144,6 +161,52 @@ class QueueProxy:
 
     def _serve_prometheus(self, conn: ServerConnection, req: Request) -> None:
         conn.respond(200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
+
+    # -- observability (docs/observability.md) ------------------------------------------
+
+    @property
+    def observability(self) -> ObservabilityConfig:
+        """The config-observability settings in force (OBSERVABILITY_CONFIG at start)."""
+        return self._observability
+
+    @observability.setter
+    def observability(self, config: ObservabilityConfig) -> None:
+        if config == self._observability:
+            return
+        self._observability = config
+        for listener in list(self.observability_listeners):
+            try:
+                listener(config)
+            except Exception:
+                log.exception("applying the observability config failed")
+
+    def _serve_observability(self, conn: ServerConnection, req: Request) -> None:
+        body = json.dumps(self._observability.to_json()).encode()
+        conn.respond(200, body, content_type=b"application/json")
+
+    def _put_observability(self, conn: ServerConnection, req: Request) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._apply_observability(conn, req), name="put-observability"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _apply_observability(self, conn: ServerConnection, req: Request) -> None:
+        body = await read_body(req)
+        if conn.current is not req:
+            return
+        if body is None:
+            conn.fail(408, b"body-timeout", b"the body did not arrive")
+            return
+        try:
+            config = ObservabilityConfig.from_json(json.loads(body))
+        except ValueError as e:  # ConfigError, or JSON's own
+            msg = str(e) if isinstance(e, ConfigError) else f"OBSERVABILITY_CONFIG: not JSON: {e}"
+            conn.fail(400, b"bad-config", msg.encode())
+            return
+        self.observability = config
+        log.info("observability config updated")
+        self._serve_observability(conn, req)
 
     # -- drain and shutdown -------------------------------------------------
 

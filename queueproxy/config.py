@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from zeroserve.envconfig import ConfigError, env_float, env_int, env_port, env_str
+from zeroserve.observability import ObservabilityConfig
 
 from .readiness import ProbeSpec, parse_probe
 
@@ -58,6 +59,9 @@ class Settings:
     """DRAIN_QUIET_PERIOD_SECONDS (default 30): quiet time before shutdown."""
     bind_address: str
     """QUEUE_BIND_ADDRESS (default 0.0.0.0): where all four listeners bind."""
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    """OBSERVABILITY_CONFIG (Knative's JSON of config-observability; default: request
+    logs and tracing off). Locally replaced live through the admin port."""
 
     @property
     def pool_size(self) -> int:
@@ -95,6 +99,7 @@ class Settings:
             readiness_probe=parse_probe(env.get("SERVING_READINESS_PROBE", ""), user_port),
             drain_quiet_period=env_float(env, "DRAIN_QUIET_PERIOD_SECONDS", 30.0, minimum=0),
             bind_address=env_str(env, "QUEUE_BIND_ADDRESS", "0.0.0.0"),
+            observability=ObservabilityConfig.from_env(env),
         )
 
 

@@ -261,7 +261,8 @@ C = f"{SVC}: spec.template.spec.containers[0]"
                 "bad.yaml: ConfigMap knative-serving/config-istio: metadata.name: is not a "
                 "setting zeroserve reads: the ConfigMaps of knative-serving it reads are "
                 "config-autoscaler, config-defaults, config-deployment, config-domain, "
-                "config-features, config-gc, config-network, got 'config-istio'",
+                "config-features, config-gc, config-network, config-observability, "
+                "config-tracing, got 'config-istio'",
             ],
             id="unknown-setting-configmap",
         ),

@@ -24,6 +24,8 @@ NAMES = (
     "config-features",
     "config-gc",
     "config-network",
+    "config-observability",
+    "config-tracing",
 )
 """The maps zeroserve's shared parser reads (``Configs``)."""
 ALL = tuple(sorted((*NAMES, "config-istio")))
@@ -62,6 +64,7 @@ def test_the_defaults_are_upstreams(default_objects: list[Obj]) -> None:
     assert configs.features == FeaturesConfig()
     assert configs.network == Configs().network
     assert configs.gc == Configs().gc
+    assert configs.observability == Configs().observability
 
 
 def test_config_istio_names_knatives_gateways(default_objects: list[Obj]) -> None:

@@ -130,7 +130,7 @@ def test_the_default_render(default_objects: list[Obj]) -> None:
         "ClusterRoleBinding": 3,
         "Role": 2,
         "RoleBinding": 2,
-        "ConfigMap": 8,
+        "ConfigMap": 10,
         "PodDisruptionBudget": 1,
         "Gateway": 2,
         "NetworkPolicy": 4,  # activator, autoscaler, controller, and the revisions in "default"

@@ -1,7 +1,8 @@
 """The cluster-wide settings: ``config-defaults`` and ``config-domain`` parsed here, with
 ``config-autoscaler`` and ``config-deployment`` from :mod:`zeroserve.autoscaling.config`
 ``config-features`` from :mod:`zeroserve.api.features` and ``config-network`` and
-``config-gc`` from :mod:`zeroserve.api.network`, bundled as :class:`Configs`.
+``config-gc`` from :mod:`zeroserve.api.network`, ``config-observability`` and
+``config-tracing`` from :mod:`zeroserve.observability`, bundled as :class:`Configs`.
 
 Upstream ignores keys it does not know; zeroserve rejects them (a typo in a
 setting would otherwise do nothing without a word). ``_example``, the
@@ -24,6 +25,9 @@ from zeroserve.api.network import GC, NETWORK, GCConfig, NetworkConfig
 from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
 from zeroserve.configmap import ValueReader, parse_bool, parse_int32
 from zeroserve.envconfig import ConfigError
+from zeroserve.observability import CONFIG_MAP as OBSERVABILITY
+from zeroserve.observability import TRACING_CONFIG_MAP as TRACING
+from zeroserve.observability import ObservabilityConfig
 
 LOCAL_DOMAIN = "localhost"
 """Default domain locally: browsers and curl resolve ``*.localhost`` to the loopback."""
@@ -238,6 +242,12 @@ class Configs:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     gc: GCConfig = field(default_factory=GCConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    """``config-observability`` with ``config-tracing`` folded in."""
+    observability_data: Mapping[str, str] = field(default_factory=dict)
+    """``config-observability``'s data as applied (re-read when ``config-tracing`` changes)."""
+    tracing_data: Mapping[str, str] = field(default_factory=dict)
+    """``config-tracing``'s data as applied."""
 
     def with_config_map(
         self, name: str, data: Mapping[str, str] | None, *, default_domain: str = LOCAL_DOMAIN
@@ -267,6 +277,18 @@ class Configs:
             return replace(self, gc=GCConfig.from_mapping(data))
         if name == FEATURES_CONFIG_MAP:
             return replace(self, features=FeaturesConfig.from_mapping(data))
+        if name == OBSERVABILITY:
+            return replace(
+                self,
+                observability=ObservabilityConfig.from_maps(data, self.tracing_data),
+                observability_data=dict(data),
+            )
+        if name == TRACING:
+            return replace(
+                self,
+                observability=ObservabilityConfig.from_maps(self.observability_data, data),
+                tracing_data=dict(data),
+            )
         raise ConfigError(f"{name}: not a ConfigMap zeroserve reads")
 
 

@@ -31,6 +31,8 @@ CONFIG_MAP_NAMES = (
     "config-features",
     "config-gc",
     "config-network",
+    "config-observability",
+    "config-tracing",
 )
 """The ConfigMaps zeroserve reads as settings, all in ``knative-serving`` as upstream."""
 DEFAULT_PORT = 8080

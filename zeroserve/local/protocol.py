@@ -45,6 +45,10 @@ class Snapshot:
     """config-autoscaler data."""
     deployment_config: Mapping[str, str] = field(default_factory=dict)
     """config-deployment data."""
+    observability_config: Mapping[str, str] = field(default_factory=dict)
+    """config-observability data (``ObservabilityConfig.from_maps`` with ``tracing_config``)."""
+    tracing_config: Mapping[str, str] = field(default_factory=dict)
+    """config-tracing data (Knative 1.14's map, folded into the observability config)."""
     tag_header_routing: bool = False
     """config-features ``tag-header-based-routing`` is enabled (the activator routes
     ``Knative-Serving-Tag``)."""
@@ -68,6 +72,8 @@ class Snapshot:
             ],
             "autoscaler_config": dict(self.autoscaler_config),
             "deployment_config": dict(self.deployment_config),
+            "observability_config": dict(self.observability_config),
+            "tracing_config": dict(self.tracing_config),
             "tag_header_routing": self.tag_header_routing,
         }
 
@@ -119,6 +125,8 @@ class Snapshot:
                 replicas=replicas,
                 autoscaler_config=dict(data.get("autoscaler_config", {})),
                 deployment_config=dict(data.get("deployment_config", {})),
+                observability_config=dict(data.get("observability_config", {})),
+                tracing_config=dict(data.get("tracing_config", {})),
                 tag_header_routing=bool(data.get("tag_header_routing", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:

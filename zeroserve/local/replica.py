@@ -54,6 +54,7 @@ from zeroserve.local import access
 from zeroserve.local.ports import PortAllocator, default_allocator
 from zeroserve.local.probes import ContainerProbes, Prober, ProbeSpec, from_probe, http_get
 from zeroserve.local.standby import StandbyPool, assign
+from zeroserve.observability import ENV as OBSERVABILITY_ENV
 
 if TYPE_CHECKING:
     from zeroserve.local.sandbox import ContainerStart, PodSandbox
@@ -131,6 +132,10 @@ class ReplicaSpec:
     """The app's ``PORT`` in a pod sandbox (its ``containerPort``)."""
     user_protocol: str = "http1"
     """``h2c`` when the port is named so: the queue-proxy speaks HTTP/2 to the app."""
+    observability: str = ""
+    """The queue-proxy's ``OBSERVABILITY_CONFIG`` (config-observability as JSON); empty:
+    its defaults. Changes reach a running queue-proxy through its admin port
+    (:meth:`Replica.set_observability`)."""
 
 
 _RUNTIME_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
@@ -300,6 +305,11 @@ class Replica:
         self.on_init: Callable[[int, int], None] | None = None
         """Called with (index, count) as each init container starts, and with (count,
         count) once they all succeeded."""
+        self.observability = spec.observability
+        """The ``OBSERVABILITY_CONFIG`` its queue-proxy should have."""
+        self._given_observability = spec.observability
+        self._observability_push: asyncio.Task[None] | None = None
+        self._stdout_pump: asyncio.Task[None] | None = None
 
     # -- the processes -------------------------------------------------------------
 
@@ -346,12 +356,14 @@ class Replica:
         env = {
             k: v
             for k, v in _inherited().items()
-            if not k.startswith(("SERVING_", "QUEUE_", "REVISION_"))
+            if not k.startswith(("SERVING_", "QUEUE_", "REVISION_")) and k != OBSERVABILITY_ENV
         }
         if self.pod is not None and self.pod.isolated:
             ports = {k: str(v) for k, v in POD_PORTS.items()}
         else:  # any free ports, as the queue-proxy reports them
             ports = dict.fromkeys(POD_PORTS, "0") | {"serving_port": str(s.serving_port)}
+        if s.observability:
+            env[OBSERVABILITY_ENV] = s.observability
         env.update(
             SERVING_NAMESPACE=s.namespace,
             SERVING_SERVICE=s.service,
@@ -490,8 +502,53 @@ class Replica:
             raise ReplicaError("the queue-proxy did not start (see its log)")
         info = json.loads(line)
         self.ports = {k: int(v) for k, v in info.items() if k.endswith("_port")}
+        self._stdout_pump = asyncio.get_running_loop().create_task(
+            self._pump_queue_proxy_stdout(qp.proc.stdout), name=f"stdout {self.name}/queue-proxy"
+        )
+        self._push_observability()  # a change made while it started
         self.ready = dict.fromkeys(self.runs, False)
         self._start_probes(env)
+
+    async def _pump_queue_proxy_stdout(self, stdout: asyncio.StreamReader) -> None:
+        """After its ports line the queue-proxy's stdout carries its request log
+        (docs/observability.md): appended to its log file, as a container's stdout."""
+        out = self._log_file("queue-proxy")
+        while line := await stdout.readline():
+            if not isinstance(out, int):
+                out.write(line)
+                out.flush()
+
+    # -- observability ----------------------------------------------------------------
+
+    def set_observability(self, value: str) -> None:
+        """config-observability changed: its queue-proxy gets ``value`` (an
+        ``OBSERVABILITY_CONFIG``) on its admin port, without a restart."""
+        self.observability = value
+        self._push_observability()
+
+    def _push_observability(self) -> None:
+        if "admin_port" not in self.ports or self._observability_push is not None:
+            return
+        if self.observability == self._given_observability:
+            return
+        self._observability_push = asyncio.get_running_loop().create_task(
+            self._push_observability_loop(), name=f"observability {self.name}"
+        )
+
+    async def _push_observability_loop(self) -> None:
+        try:
+            while (value := self.observability) != self._given_observability:
+                qp = self.queue_proxy
+                if qp is None or qp.returncode is not None:
+                    return
+                try:
+                    await put_observability(self.host, self.ports["admin_port"], value)
+                except (OSError, ValueError) as e:
+                    log.warning("replica %s: queue-proxy observability update: %s", self.name, e)
+                    return
+                self._given_observability = value
+        finally:
+            self._observability_push = None
 
     async def _start_queue_proxy(self) -> ContainerRun:
         """The queue-proxy: a standby one given this replica's environment when the pool
@@ -708,9 +765,15 @@ class Replica:
         (SIGTERM, SIGKILL after the grace period); an init container still running is
         stopped the same way."""
         grace = self.spec.timeout_seconds + self.spec.drain_quiet_period
-        for task in (*self._probes, *self._kills):
+        push = self._observability_push
+        for task in (*self._probes, *self._kills, *([push] if push is not None else [])):
             task.cancel()
-        await asyncio.gather(*self._probes, *self._kills, return_exceptions=True)
+        await asyncio.gather(
+            *self._probes,
+            *self._kills,
+            *([push] if push is not None else []),
+            return_exceptions=True,
+        )
         self._probes.clear()
         await _terminate(self.init_process, self.spec.timeout_seconds)
         await _terminate(self.queue_proxy, grace)
@@ -721,6 +784,13 @@ class Replica:
                 if r.name != QUEUE_PROXY
             )
         )
+        if self._stdout_pump is not None:
+            # The queue-proxy exited: its stdout ends; what it wrote last is kept.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._stdout_pump), 2.0)
+            self._stdout_pump.cancel()
+            await asyncio.gather(self._stdout_pump, return_exceptions=True)
+            self._stdout_pump = None
         for run in (*self.init_runs, *self.runs.values()):
             self._reap(run)
         if self.app_port and not (self.pod is not None and self.pod.isolated):
@@ -728,6 +798,30 @@ class Replica:
         for f in self._logs:
             f.close()
         self._logs.clear()
+
+
+async def put_observability(host: str, port: int, value: str, timeout: float = 5.0) -> None:
+    """``PUT /observability`` on a queue-proxy's admin port (queueproxy/app.py); raises
+    ``OSError`` when it cannot be reached, ``ValueError`` when it refuses the config."""
+    body = value.encode()
+    head = (
+        f"PUT /observability HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(head + body)
+            answer = await reader.read()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+    status_line, _, rest = answer.partition(b"\r\n")
+    if not status_line.startswith(b"HTTP/1.1 200"):
+        reason = rest.partition(b"\r\n\r\n")[2].decode(errors="replace").strip()
+        raise ValueError(f"{status_line.decode(errors='replace')}: {reason}")
 
 
 async def _terminate(proc: asyncio.subprocess.Process | None, grace: float) -> None:

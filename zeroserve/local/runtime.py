@@ -47,6 +47,7 @@ from typing import Any
 
 from zeroserve.api.objects import Container, RevisionTemplate
 from zeroserve.knative import CONFIGURATION_LABEL, REVISION_LABEL, SERVICE_LABEL
+from zeroserve.observability import ObservabilityConfig
 from zeroserve.serving.revisions import DEFAULT_CONTAINER_NAME, container_names
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
@@ -728,6 +729,7 @@ class RevisionSet:
             expand_command=run.template is not None,
             init_containers=init_containers,
             sidecars=sidecars,
+            observability=rt.observability,
         )
 
     # -- state ----------------------------------------------------------------
@@ -945,6 +947,21 @@ class LocalRuntime:
         starts its own."""
         self.restart_backoff = restart_backoff
         """(first delay, cap) of a replica's restart back-off (:class:`RestartBackoff`)."""
+        self.observability = ObservabilityConfig().to_env()
+        """The queue-proxies' ``OBSERVABILITY_CONFIG`` (config-observability)."""
+
+    def set_observability(self, config: ObservabilityConfig) -> None:
+        """config-observability (or config-tracing) changed: new replicas start with it,
+        running queue-proxies get it on their admin port, without a restart
+        (docs/observability.md)."""
+        value = config.to_env()
+        if value == self.observability:
+            return
+        self.observability = value
+        for rs in self.sets.values():
+            for pod in rs.pods:
+                if pod.replica is not None:
+                    pod.replica.set_observability(value)
 
     def changed(self) -> None:
         self.on_change()

@@ -132,6 +132,7 @@ class StateHub:
         rt = self.runtime
         if rt is None:
             return
+        rt.set_observability(self.controller.configs.observability)
         now = self.clock()
         for key, st in rt.states().items():
             self.controller.set_revision_state(
@@ -162,6 +163,8 @@ class StateHub:
             replicas={k: n for k in desired if (n := rt.scale(k)) is not None},
             autoscaler_config=self.controller.config_data("config-autoscaler"),
             deployment_config=self.controller.config_data("config-deployment"),
+            observability_config=self.controller.config_data("config-observability"),
+            tracing_config=self.controller.config_data("config-tracing"),
             tag_header_routing=self.controller.configs.features.enabled("tag-header-based-routing"),
         )
         if snap != self.snapshot:
