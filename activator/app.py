@@ -24,6 +24,7 @@ from zeroserve.http.server import Server, ServerConnection
 from zeroserve.observability import ObservabilityConfig
 from zeroserve.periodic import every
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
+from zeroserve.tracing import Tracing
 
 from .config import Settings
 from .handler import ActivatorHandler, TrustPolicy
@@ -62,7 +63,10 @@ class Activator:
             probe_interval=s.probe_interval,
         )
         self.draining = False
+        self.tracing = Tracing(s.tracing_resource, "zeroserve/activator")
+        """Spans of every listener's requests; follows :attr:`observability` once started."""
         common = dict(
+            tracing=self.tracing,
             routes=lambda: self.routes,
             revisions=self.revisions,
             stats=self.stats,
@@ -176,7 +180,11 @@ class Activator:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> dict[str, int]:
+        """Apply the tracing config (``TracingUnavailable`` when it is on and the tracing
+        extra is missing), then listen."""
         s = self.settings
+        self.tracing.start(self._observability)
+        self.observability_listeners.append(self.tracing.configure)
         self.ports["port"] = await self.servers[0].listen(s.host, s.port, reuse_port=s.reuse_port)
         if self.local_server is not None:
             assert s.local_port is not None
@@ -239,6 +247,7 @@ class Activator:
             self._session = None
         self.revisions.close()
         await self.revisions.wait_probes_stopped()
+        await asyncio.to_thread(self.tracing.close)  # the spans still batched go out
         for srv in (*self.servers, self.metrics_server):
             srv.stop_listening()
             srv.abort_all()

@@ -23,6 +23,7 @@ from zeroserve.http.upstream import Pool, UpstreamPool
 from zeroserve.observability import ObservabilityConfig
 from zeroserve.periodic import every
 from zeroserve.stats import RequestStats, Stat
+from zeroserve.tracing import Tracing, TracingUnavailable
 
 from .config import Settings
 from .drain import Drainer
@@ -62,7 +63,9 @@ class QueueProxy:
             self.pool = H2Pool("127.0.0.1", s.user_port)
         else:
             self.pool = UpstreamPool("127.0.0.1", s.user_port, max_idle=s.pool_size)
+        self.tracing = Tracing(s.tracing_resource, "zeroserve/queueproxy")
         self.handler = QueueProxyHandler(
+            tracing=self.tracing,
             pool=self.pool,
             breaker=self.breaker,
             stats=self.stats,
@@ -122,7 +125,11 @@ class QueueProxy:
         self.stopped = asyncio.Event()
 
     async def start(self) -> dict[str, int]:
+        """Apply the tracing config (``TracingUnavailable`` when it is on and the tracing
+        extra is missing), then listen."""
         s = self.settings
+        self.tracing.start(self._observability)
+        self.observability_listeners.append(self.tracing.configure)
         addr = s.bind_address
         self.ports = {
             "serving_port": await self.serving.listen(addr, s.serving_port),
@@ -254,6 +261,7 @@ class QueueProxy:
             task.cancel()
         self.handler.close()
         self.pool.close()
+        await asyncio.to_thread(self.tracing.close)  # the spans still batched go out
         self.stopped.set()
 
 
@@ -263,6 +271,9 @@ async def run(settings: Settings) -> int:
         ports = await qp.start()
     except OSError as e:
         print(f"queue-proxy: cannot listen: {e}", file=sys.stderr)
+        return 1
+    except TracingUnavailable as e:
+        print(f"queue-proxy: {e}", file=sys.stderr)
         return 1
     # One machine-readable line: the local runtime reads the bound ports here
     # (ports given as 0 are picked by the kernel).
