@@ -16,7 +16,7 @@ from activator.app import Activator
 from activator.config import Settings
 from tests.activator.test_activator_e2e import HOST, V1, endpoint, route
 from tests.support.apps import run_app
-from tests.support.otlp import Receiver, Span, otlp_receiver
+from tests.support.otlp import Span, otlp_receiver
 from tests.support.procs import queue_proxy
 from zeroserve.observability import ObservabilityConfig
 from zeroserve.topology import RevisionInfo
