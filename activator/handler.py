@@ -20,9 +20,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from zeroserve.http.exchange import Request
+from zeroserve.http.headers import PROPAGATION_HEADERS
 from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
 from zeroserve.topology import RevisionKey
-from zeroserve.tracing import PROPAGATION_HEADERS, Tracing
+from zeroserve.tracing import Tracing
 
 from .metrics import ActivatorMetrics
 from .revisions import POKED, Granted, Revisions, RevisionState

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from zeroserve.breaker import Breaker
 from zeroserve.http.exchange import Request
-from zeroserve.http.headers import synthesize_forwarded
+from zeroserve.http.headers import PROPAGATION_HEADERS, synthesize_forwarded
 from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
 from zeroserve.http.upstream import Pool
 from zeroserve.stats import RequestStats
-from zeroserve.tracing import PROPAGATION_HEADERS, Tracing
+from zeroserve.tracing import Tracing
 
 from .drain import Drainer
 

@@ -36,7 +36,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .http.exchange import Request
-from .tracing import PROPAGATION_HEADERS
+from .http.headers import PROPAGATION_HEADERS
 
 SERVER = SpanKind.SERVER
 CLIENT = SpanKind.CLIENT

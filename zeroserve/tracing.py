@@ -42,22 +42,6 @@ RETIRE_GRACE = 5.0
 """Seconds a replaced tracer provider keeps taking the spans of requests it started
 before it is flushed and shut down."""
 
-PROPAGATION_HEADERS = frozenset(
-    {
-        b"traceparent",
-        b"tracestate",
-        b"b3",
-        b"x-b3-traceid",
-        b"x-b3-spanid",
-        b"x-b3-parentspanid",
-        b"x-b3-sampled",
-        b"x-b3-flags",
-    }
-)
-"""Trace context headers (lower-case): read from the request while tracing is on, and
-then replaced by the hop's own on the forwarded request. With tracing off they pass
-through untouched."""
-
 
 class TracingSettings(Protocol):
     """The tracing keys of config-observability (``zeroserve.observability.ObservabilityConfig``)."""

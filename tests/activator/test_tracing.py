@@ -228,4 +228,3 @@ async def test_live_config_turns_tracing_on_and_off_without_a_restart(tmp_path: 
     assert rx.spans == []
     log = qp.log_text()
     assert "tracing on: OTLP/HTTP to " + rx.url in log and "tracing off" in log
-
