@@ -292,7 +292,7 @@ class ActivatorHandler(Handler):
         tracker = req.slot
         req.slot = None
         if req.trace is not None:
-            req.trace.tracer.attempt_failed(req.trace, str(error) or type(error).__name__)
+            req.trace.tracer.attempt_failed(req.trace, error)
         if isinstance(tracker, Tracker):
             granted = self.revisions.failed(rev, tracker)
             if (

@@ -185,13 +185,14 @@ class OtelTracer:
         self.propagator.inject(carrier, context=trace.set_span_in_context(span))
         return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in carrier.items())
 
-    def attempt_failed(self, rt: RequestTrace, error: str) -> None:
-        """The forward in progress failed before a response: its span ends with the error."""
+    def attempt_failed(self, rt: RequestTrace, error: Exception) -> None:
+        """The forward in progress failed before a response: its span ends with the error
+        (``error.type``: the exception's class, as the semantic conventions ask)."""
         span = rt.attempt
         if span is not None:
             rt.attempt = None
-            span.set_attribute("error.type", error.split(":", 1)[0] or "connect")
-            span.set_status(Status(StatusCode.ERROR, error))
+            span.set_attribute("error.type", type(error).__name__)
+            span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__name__))
             span.end()
 
     def finish(self, rt: RequestTrace, status: int, attributes: Mapping[str, Any] = {}) -> None:

@@ -18,8 +18,9 @@ from tests.activator.test_activator_e2e import HOST, V1, endpoint, route
 from tests.support.apps import run_app
 from tests.support.otlp import Span, otlp_receiver
 from tests.support.procs import queue_proxy
+from zeroserve.local.ports import kernel_port
 from zeroserve.observability import ObservabilityConfig
-from zeroserve.topology import RevisionInfo
+from zeroserve.topology import Endpoint, RevisionInfo
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER = "00f067aa0ba902b7"
@@ -228,3 +229,70 @@ async def test_live_config_turns_tracing_on_and_off_without_a_restart(tmp_path: 
     assert rx.spans == []
     log = qp.log_text()
     assert "tracing on: OTLP/HTTP to " + rx.url in log and "tracing off" in log
+
+
+@pytest.mark.process
+async def test_each_forward_attempt_is_a_client_span_and_a_retry_is_another(
+    tmp_path: Path,
+) -> None:
+    dead = Endpoint(name="gone", host="127.0.0.1", port=kernel_port(), stats_port=0)
+    async with otlp_receiver() as rx, run_app() as (app_port, _state):
+        config = tracing(rx.url)
+        async with queue_proxy(app_port, tmp_path) as qp, activator(config) as (act, url):
+            act.set_routes(route())
+            act.put_revision(RevisionInfo(V1))
+            act.set_endpoints(V1, [dead])  # announced ready, refuses connections
+            async with httpx.AsyncClient(timeout=20) as client:
+                pending = asyncio.ensure_future(
+                    client.get(url + "/headers", headers={"Host": HOST})
+                )
+                await rx.wait_for(lambda s: any(x.kind == "client" for x in s))
+                act.set_endpoints(V1, [dead, endpoint(qp)])
+                assert (await pending).status_code == 200
+            await rx.wait_for(lambda s: any(x.name == "handle" for x in s))
+    # the dead replica, announced ready again with the live one, may be tried twice
+    *failed, last = sorted(rx.named("GET /headers"), key=lambda s: s.start_ns)
+    assert 1 <= len(failed) <= 2
+    proxy = rx.one("activator_proxy")
+    assert {s.parent_id for s in [*failed, last]} == {proxy.span_id}
+    for n, attempt in enumerate(failed):
+        assert attempt.error and attempt.attributes["server.port"] == dead.port
+        assert attempt.attributes["error.type"] == "ConnectionRefusedError"
+        assert attempt.attributes.get("http.request.resend_count") == (n or None)
+    assert not last.error and last.attributes["server.port"] == qp.port
+    assert last.attributes["http.request.resend_count"] == len(failed)
+    assert last.attributes["http.response.status_code"] == 200
+
+
+async def test_a_request_the_throttler_refuses_is_an_error_on_throttler_try() -> None:
+    async with otlp_receiver() as rx:
+        act = Activator(
+            Settings(host="127.0.0.1", port=0, metrics_port=0, drain_seconds=0, queue_depth=1)
+        )
+        act.observability = tracing(rx.url)
+        url = f"http://127.0.0.1:{(await act.start())['port']}"
+        try:
+            act.set_routes(route())
+            act.put_revision(RevisionInfo(V1))  # no replica: the first request waits
+            async with httpx.AsyncClient(timeout=20) as client:
+                waiting = asyncio.ensure_future(client.get(url + "/", headers={"Host": HOST}))
+                await asyncio.sleep(0.2)
+                refused = await client.get(url + "/", headers={"Host": HOST})
+                assert refused.status_code == 503
+                await rx.wait_for(lambda s: any(x.name == "handle" for x in s))
+                waiting.cancel()
+        finally:
+            await act.close()
+    # the request that waited ended too (the client left); the refused one never waited
+    (throttler,) = [s for s in rx.named("throttler_try") if not s.attributes["zeroserve.held"]]
+    assert throttler.error and throttler.status_message == "pending request queue full"
+    handle = by_id(rx.spans)[throttler.parent_id]
+    assert handle.name == "handle" and handle.error
+    assert handle.attributes["http.response.status_code"] == 503
+    assert [s.name for s in rx.spans if s.trace_id == handle.trace_id] == [
+        "activator_route",
+        "throttler_try",
+        "handle",
+    ]
+    (gone,) = [s for s in rx.named("throttler_try") if s.attributes["zeroserve.held"]]
+    assert gone.error and gone.status_message == "ended while waiting (499)"
