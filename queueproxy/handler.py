@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from zeroserve.breaker import Breaker
 from zeroserve.http.exchange import Request
@@ -19,6 +20,9 @@ from zeroserve.http.headers import synthesize_forwarded
 from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
 from zeroserve.http.upstream import Pool
 from zeroserve.stats import RequestStats
+
+if TYPE_CHECKING:
+    from zeroserve.requestlog import RequestLogger
 
 from .drain import Drainer
 from .metrics import RequestMetrics
@@ -78,6 +82,8 @@ class QueueProxyHandler(Handler):
         self.prober = prober
         self.metrics = metrics
         self.max_at_app = 0  # high-water mark of requests at the app at once
+        self.request_log: RequestLogger | None = None
+        """Set while config-observability turns request logs on (``queueproxy.app``)."""
         self._probes: set[asyncio.Task[None]] = set()
 
     # -- the request path -------------------------------------------------
@@ -123,6 +129,9 @@ class QueueProxyHandler(Handler):
         conn.forward(self.pool, drop=_DROP, host=h.get(b"k-original-host"), extra=extra)
 
     def on_finish(self, conn: ServerConnection, req: Request) -> None:
+        request_log = self.request_log
+        if request_log is not None and (req.ctx is not None or request_log.probes):
+            request_log.log(conn, req)
         proxied = req.ctx
         if proxied is None:
             return  # a health check
