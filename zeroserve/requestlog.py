@@ -180,7 +180,10 @@ class LogRequest:
 
     @property
     def Host(self) -> str:
-        host = self._req.header(b"host")
+        """The host the client asked for: behind the activator, ``K-Original-Host``
+        (which the queue-proxy restores as the app's ``Host``)."""
+        req = self._req
+        host = req.header(b"k-original-host") or req.header(b"host")
         return _text(host) if host is not None else ""
 
     @property
