@@ -23,6 +23,7 @@ from zeroserve.http.routes import RouteHandler
 from zeroserve.http.server import Server, ServerConnection
 from zeroserve.observability import ObservabilityConfig
 from zeroserve.periodic import every
+from zeroserve.requestlog import RequestLogger, stdout_writer
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 from zeroserve.tracing import Tracing
 
@@ -103,6 +104,7 @@ class Activator:
         self.observability_listeners: list[Callable[[ObservabilityConfig], None]] = []
         """Called with the new config each time :attr:`observability` changes (request
         logs and tracing reconfigure themselves here)."""
+        self.observability_listeners.append(self._set_request_log)
         self.ports: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
         self._reporter: asyncio.Task[None] | None = None
@@ -148,6 +150,15 @@ class Activator:
                 listener(config)
             except Exception:
                 log.exception("applying the observability config failed")
+
+    def _set_request_log(self, config: ObservabilityConfig) -> None:
+        """Request log lines on stdout, for the responses the activator makes itself,
+        while config-observability asks for them (docs/observability.md)."""
+        logger = RequestLogger.from_config(config, stdout_writer())
+        for srv in self.servers:
+            handler = srv.handler
+            assert isinstance(handler, ActivatorHandler)
+            handler.request_log = logger
 
     # -- wiring ---------------------------------------------------------------------
 

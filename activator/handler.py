@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from zeroserve.http.exchange import Request
 from zeroserve.http.headers import PROPAGATION_HEADERS
 from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
+from zeroserve.requestlog import LogRevision, RequestLogger
 from zeroserve.topology import RevisionKey
 from zeroserve.tracing import Tracing
 
@@ -138,6 +139,9 @@ class ActivatorHandler(Handler):
         self.activation_timeout = activation_timeout
         self.retry_after = b"Retry-After: %d\r\n" % retry_after
         self.draining = draining
+        self.request_log: RequestLogger | None = None
+        """Set while config-observability turns request logs on (``activator.app``): a
+        line for each request this activator answers itself."""
 
     # -- the request path ---------------------------------------------------
 
@@ -250,6 +254,8 @@ class ActivatorHandler(Handler):
         rev: RevisionState | None = req.ctx
         if req.trace is not None:
             self._trace_finish(req.trace, req, rev)
+        if self.request_log is not None and req.local:
+            self._log_request(conn, req, rev)
         if rev is None:
             return  # health check or 404
         now = _monotonic()
@@ -264,6 +270,25 @@ class ActivatorHandler(Handler):
                 self._start_granted(rev, [granted])
         else:
             rev.throttler.cancel(conn)
+
+    def _log_request(self, conn: ServerConnection, req: Request, rev: RevisionState | None) -> None:
+        """The request log line of a response this activator made itself (no route,
+        overload, activation timeout, ...); relayed responses are the queue-proxy's to
+        log, and health checks are never logged here, as Knative's activator."""
+        h = req.h
+        if rev is None and (
+            b"k-network-probe" in h
+            or (b"user-agent" in h and h[b"user-agent"].startswith(PROBE_USER_AGENTS))
+        ):
+            return
+        revision = None
+        if rev is not None:
+            info = rev.info
+            revision = LogRevision(
+                info.key.name, info.key.namespace, info.service, info.configuration
+            )
+        assert self.request_log is not None
+        self.request_log.log(conn, req, revision or LogRevision())
 
     def on_wait_timeout(self, conn: ServerConnection, req: Request) -> None:
         rev: RevisionState = req.ctx

@@ -101,6 +101,8 @@ class QueueProxy:
         self.observability_listeners: list[Callable[[ObservabilityConfig], None]] = []
         """Called with the new config each time :attr:`observability` changes (request
         logs and tracing reconfigure themselves here)."""
+        self.observability_listeners.append(self._set_request_log)
+        self._set_request_log(self._observability)
         self.admin = Server(
             RouteHandler(
                 b"queue-proxy-admin",
@@ -186,6 +188,21 @@ class QueueProxy:
                 listener(config)
             except Exception:
                 log.exception("applying the observability config failed")
+
+    def _set_request_log(self, config: ObservabilityConfig) -> None:
+        """Request logs on stdout while config-observability asks for them; off, the
+        request path checks one attribute (docs/observability.md, "Request logs")."""
+        if not config.request_log_on:
+            self.handler.request_log = None
+            return
+        # imported only when on: the queue-proxy's start stays light
+        from zeroserve.requestlog import LogRevision, RequestLogger, stdout_writer
+
+        s = self.settings
+        revision = LogRevision(s.revision, s.namespace, s.service, s.configuration, s.pod, s.pod_ip)
+        self.handler.request_log = RequestLogger.from_config(
+            config, stdout_writer(), revision=revision
+        )
 
     def _serve_observability(self, conn: ServerConnection, req: Request) -> None:
         body = json.dumps(self._observability.to_json()).encode()

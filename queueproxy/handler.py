@@ -22,6 +22,9 @@ from zeroserve.http.upstream import Pool
 from zeroserve.stats import RequestStats
 from zeroserve.tracing import Tracing
 
+if TYPE_CHECKING:
+    from zeroserve.requestlog import RequestLogger
+
 from .drain import Drainer
 
 if TYPE_CHECKING:
@@ -89,6 +92,8 @@ class QueueProxyHandler(Handler):
         self.prober = prober
         self.metrics = metrics
         self.max_at_app = 0  # high-water mark of requests at the app at once
+        self.request_log: RequestLogger | None = None
+        """Set while config-observability turns request logs on (``queueproxy.app``)."""
         self._probes: set[asyncio.Task[None]] = set()
 
     # -- the request path -------------------------------------------------
@@ -150,6 +155,9 @@ class QueueProxyHandler(Handler):
         return tracer.client(rt, req, "kn.queueproxy.proxy", self.pool.authority, None)
 
     def on_finish(self, conn: ServerConnection, req: Request) -> None:
+        request_log = self.request_log
+        if request_log is not None and (req.ctx is not None or request_log.probes):
+            request_log.log(conn, req)
         proxied = req.ctx
         if proxied is None:
             return  # a health check

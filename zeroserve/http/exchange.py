@@ -43,8 +43,10 @@ class Request:
         "last_read",
         "last_write",
         "lines",
+        "local",
         "method",
         "phase",
+        "resp_size",
         "slot",
         "start_deadline",
         "started",
@@ -77,6 +79,8 @@ class Request:
         self.expect_continue = False
         self.phase = WAITING
         self.status = 0
+        self.resp_size = 0  # response body bytes sent (the request log's .Response.Size)
+        self.local = False  # answered by this hop (respond/fail), not relayed
         self.started = 0.0  # 0 until the handler sees the request
         self.deadline = 0.0  # absolute monotonic time; 0 = none
         self.start_deadline = 0.0
