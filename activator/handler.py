@@ -401,6 +401,8 @@ class ActivatorHandler(Handler):
         """Route resolution as a span; the revision's names on the server span, as
         Knative's activator labels its ``handle`` span."""
         tracer = rt.tracer
+        if not rt.recording:
+            return
         if rev is None:
             tracer.span(
                 rt, "activator_route", start=req.started, end=_monotonic(), error="no route"

@@ -58,6 +58,7 @@ class RequestTrace:
         "context",
         "held",
         "proxy",
+        "recording",
         "server",
         "tracer",
         "why",
@@ -67,6 +68,9 @@ class RequestTrace:
         self.tracer = tracer
         """The tracer that started it: a live change of config leaves it to finish here."""
         self.server = server
+        self.recording = server.is_recording()
+        """Sampled: only then are the hop's other spans made (an unsampled request's
+        children would be unsampled too; its context still goes along)."""
         self.context = trace.set_span_in_context(server)
         """The server span's context: the parent of the hop's other spans."""
         self.held = 0.0  # when it started waiting for capacity (monotonic); 0: it did not
@@ -103,6 +107,15 @@ class OtelTracer:
             if lname in PROPAGATION_HEADERS:
                 carrier[lname.decode("latin-1")] = line.split(b":", 1)[1].strip().decode("latin-1")
         parent = self.propagator.extract(carrier) if carrier else None
+        span = self.tracer.start_span(
+            name,
+            context=parent,
+            kind=SERVER,
+            start_time=wall_ns(req.started) if req.started else None,
+        )
+        rt = RequestTrace(self, span)
+        if not rt.recording:
+            return rt
         h = req.h
         attributes: dict[str, Any] = {
             "http.request.method": req.method.decode("latin-1"),
@@ -121,14 +134,8 @@ class OtelTracer:
         ua = h.get(b"user-agent")
         if ua:
             attributes["user_agent.original"] = ua.decode("latin-1")
-        span = self.tracer.start_span(
-            name,
-            context=parent,
-            kind=SERVER,
-            attributes=attributes,
-            start_time=wall_ns(req.started) if req.started else None,
-        )
-        return RequestTrace(self, span)
+        span.set_attributes(attributes)
+        return rt
 
     def span(
         self,
@@ -145,7 +152,9 @@ class OtelTracer:
     ) -> Span:
         """A span under ``parent`` (default: the server span) from ``start`` (monotonic),
         ended at ``end`` when given, with ``events`` (name, monotonic time) and an error
-        status when ``error`` says why."""
+        status when ``error`` says why. Nothing (an invalid span) when not sampled."""
+        if not rt.recording:
+            return trace.INVALID_SPAN
         ctx: Context = rt.context if parent is None else trace.set_span_in_context(parent)
         span = self.tracer.start_span(
             name, context=ctx, kind=kind, attributes=attributes, start_time=wall_ns(start)
@@ -166,7 +175,13 @@ class OtelTracer:
         self, rt: RequestTrace, req: Request, name: str, authority: bytes, parent: Span | None
     ) -> bytes:
         """Start a forward attempt's client span (``rt.attempt``); returns the header lines
-        that carry its context to the next hop (W3C and B3 multi-header)."""
+        that carry its context to the next hop (W3C and B3 multi-header). Not sampled:
+        no span, the server span's context goes along."""
+        carrier: dict[str, str] = {}
+        if not rt.recording:
+            rt.attempts += 1
+            self.propagator.inject(carrier, context=rt.context)
+            return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in carrier.items())
         host, _, port = authority.decode("latin-1").rpartition(":")
         attributes: dict[str, Any] = {
             "http.request.method": req.method.decode("latin-1"),
@@ -181,7 +196,6 @@ class OtelTracer:
         ctx = trace.set_span_in_context(parent) if parent is not None else rt.context
         span = self.tracer.start_span(name, context=ctx, kind=CLIENT, attributes=attributes)
         rt.attempt = span
-        carrier: dict[str, str] = {}
         self.propagator.inject(carrier, context=trace.set_span_in_context(span))
         return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in carrier.items())
 
