@@ -422,6 +422,8 @@ class ActivatorHandler(Handler):
     ) -> None:
         """``throttler_try`` (Knative's span for getting capacity) from arrival to ``now``;
         with a ``held`` child while it waited, the cold-start phases it saw as events."""
+        if not rt.recording:
+            return
         tracer = rt.tracer
         attributes = {"zeroserve.held": bool(rt.held), "zeroserve.cold_start": rt.cold}
         parent = tracer.span(rt, "throttler_try", start=start, attributes=attributes, error=rt.why)

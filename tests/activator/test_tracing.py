@@ -16,6 +16,7 @@ from activator.app import Activator
 from activator.config import Settings
 from tests.activator.test_activator_e2e import HOST, V1, endpoint, route
 from tests.support.apps import run_app
+from tests.support.h2app import run_h2_app
 from tests.support.otlp import Span, otlp_receiver
 from tests.support.procs import queue_proxy
 from zeroserve.local.ports import kernel_port
@@ -296,3 +297,27 @@ async def test_a_request_the_throttler_refuses_is_an_error_on_throttler_try() ->
     ]
     (gone,) = [s for s in rx.named("throttler_try") if s.attributes["zeroserve.held"]]
     assert gone.error and gone.status_message == "ended while waiting (499)"
+
+
+@pytest.mark.process
+async def test_an_h2c_revision_is_traced_over_http2_on_both_hops(tmp_path: Path) -> None:
+    async with otlp_receiver() as rx, run_h2_app() as (app_port, state):
+        config = tracing(rx.url)
+        env = {"OBSERVABILITY_CONFIG": config.to_env(), "USER_PROTOCOL": "h2c"}
+        async with queue_proxy(app_port, tmp_path, **env) as qp, activator(config) as (act, url):
+            act.set_routes(route())
+            act.put_revision(RevisionInfo(V1, protocol="h2c"))
+            act.set_endpoints(V1, [endpoint(qp)])
+            async with httpx.AsyncClient(http1=False, http2=True, timeout=20) as client:
+                r = await client.get(
+                    url + "/hello",
+                    headers={"Host": HOST, "traceparent": f"00-{TRACE}-{CALLER}-01"},
+                )
+            assert r.status_code == 200 and r.http_version == "HTTP/2"
+            await rx.wait_for(lambda s: {"queue", "handle"} <= {x.name for x in s})
+    attempt, queue = rx.one("GET /hello"), rx.one("queue")
+    assert queue.parent_id == attempt.span_id and queue.trace_id == TRACE
+    assert queue.attributes["network.protocol.version"] == "2.0"  # the activator spoke h2c
+    proxy = rx.one("kn.queueproxy.proxy")
+    (seen,) = state.headers
+    assert seen[b"traceparent"] == f"00-{TRACE}-{proxy.span_id}-01".encode()
