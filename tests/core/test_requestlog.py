@@ -186,6 +186,12 @@ def test_the_url_is_gos_parse_of_the_request_target(target: bytes, fields: dict)
         assert (got() if callable(got) else got) == value, name
 
 
+def test_the_host_is_the_one_the_app_sees() -> None:
+    behind = request(b"/", [(b"Host", b"10.0.0.7:8012"), (b"K-Original-Host", b"hello.example")])
+    assert LogRequest(behind, "").Host == "hello.example"
+    assert LogRequest(request(b"/", [(b"Host", b"direct.example")]), "").Host == "direct.example"
+
+
 def test_content_length_and_protocol_as_go_sees_them() -> None:
     chunked = request(b"/", [(b"Transfer-Encoding", b"chunked")], method=b"POST")
     chunked.chunked = True

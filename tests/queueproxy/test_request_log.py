@@ -84,3 +84,21 @@ async def test_nothing_is_written_while_off(tmp_path: Path) -> None:
             await _configure(client, qp, ON)
             await client.get(qp.url("/hello"), headers={"X-Mark": "back"})
             assert " back " in await _line(qp)
+
+
+async def test_an_http2_stream_gets_its_line(tmp_path: Path) -> None:
+    template = "{{.Request.Proto}} {{.Request.Method}} {{.Request.URL}} {{.Response.Code}} " + (
+        "{{.Response.Size}} {{.Request.RemoteAddr}}"
+    )
+    config = ObservabilityConfig(enable_request_log=True, request_log_template=template)
+    async with (
+        run_app() as (app_port, _),
+        queue_proxy(app_port, tmp_path, **{ENV: config.to_env()}) as qp,
+        httpx.AsyncClient(http1=False, http2=True, timeout=20) as h2,
+    ):
+        r = await h2.post(qp.url("/echo"), content=b"x" * 1000)
+        assert r.status_code == 200 and r.http_version == "HTTP/2"
+        line = await _line(qp)
+        proto, rest = line.split(" ", 1)
+        assert proto == "HTTP/2.0"
+        assert rest.startswith(f"POST /echo 200 {len(r.content)} 127.0.0.1:")
