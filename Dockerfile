@@ -24,9 +24,11 @@ COPY queueproxy ./queueproxy
 COPY controller ./controller
 # Wheels first, then an install from them alone, offline: the venv ends up with zeroserve
 # and its dependencies only (the installers are removed, nothing at runtime needs them).
+# The tracing extra (OpenTelemetry) is in: config-observability can turn tracing on in a
+# running cluster, and the hops import it only then.
 RUN python -m venv /opt/venv \
-    && python -m pip wheel --wheel-dir /wheels . \
-    && /opt/venv/bin/pip install --no-index --find-links /wheels zeroserve \
+    && python -m pip wheel --wheel-dir /wheels '.[tracing]' \
+    && /opt/venv/bin/pip install --no-index --find-links /wheels 'zeroserve[tracing]' \
     && /opt/venv/bin/python -m pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -23,6 +23,7 @@ import aiohttp
 import uvloop
 
 from zeroserve import kube
+from zeroserve.tracing import TracingUnavailable
 
 from .app import Activator
 from .config import KubeOptions, Settings, parse_args
@@ -89,7 +90,7 @@ async def run_local(settings: Settings, options: KubeOptions) -> int:
             settings,
             sources,
             lambda: asyncio.wait_for(sources.follower.synced.wait(), options.sync_timeout),
-            (TimeoutError, OSError),
+            (TimeoutError, OSError, TracingUnavailable),
         )
 
 
@@ -117,7 +118,7 @@ async def run(settings: Settings, options: KubeOptions) -> int:
             settings,
             sources,
             lambda: sources.wait_synced(options.sync_timeout),
-            (kube.KubeError, OSError),
+            (kube.KubeError, OSError, TracingUnavailable),
         )
     finally:
         await client.close()

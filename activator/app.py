@@ -23,7 +23,9 @@ from zeroserve.http.routes import RouteHandler
 from zeroserve.http.server import Server, ServerConnection
 from zeroserve.observability import NONE, ObservabilityConfig
 from zeroserve.periodic import every
+from zeroserve.requestlog import RequestLogger, stdout_writer
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
+from zeroserve.tracing import Tracing
 
 from .config import Settings
 from .handler import ActivatorHandler, TrustPolicy
@@ -62,7 +64,10 @@ class Activator:
             probe_interval=s.probe_interval,
         )
         self.draining = False
+        self.tracing = Tracing(s.tracing_resource, "zeroserve/activator")
+        """Spans of every listener's requests; follows :attr:`observability` once started."""
         common = dict(
+            tracing=self.tracing,
             routes=lambda: self.routes,
             revisions=self.revisions,
             stats=self.stats,
@@ -108,6 +113,7 @@ class Activator:
         self.observability_listeners: list[Callable[[ObservabilityConfig], None]] = []
         """Called with the new config each time :attr:`observability` changes (request
         logs and tracing reconfigure themselves here)."""
+        self.observability_listeners.append(self._set_request_log)
         self.ports: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
         self._reporter: asyncio.Task[None] | None = None
@@ -155,6 +161,15 @@ class Activator:
             except Exception:
                 log.exception("applying the observability config failed")
 
+    def _set_request_log(self, config: ObservabilityConfig) -> None:
+        """Request log lines on stdout, for the responses the activator makes itself,
+        while config-observability asks for them (docs/observability.md)."""
+        logger = RequestLogger.from_config(config, stdout_writer())
+        for srv in self.servers:
+            handler = srv.handler
+            assert isinstance(handler, ActivatorHandler)
+            handler.request_log = logger
+
     # -- wiring ---------------------------------------------------------------------
 
     def _granted(self, rev: RevisionState, granted: Granted) -> None:
@@ -194,7 +209,11 @@ class Activator:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> dict[str, int]:
+        """Apply the tracing config (``TracingUnavailable`` when it is on and the tracing
+        extra is missing), then listen."""
         s = self.settings
+        self.tracing.start(self._observability)
+        self.observability_listeners.append(self.tracing.configure)
         self.ports["port"] = await self.servers[0].listen(s.host, s.port, reuse_port=s.reuse_port)
         if self.local_server is not None:
             assert s.local_port is not None
@@ -257,6 +276,7 @@ class Activator:
             self._session = None
         self.revisions.close()
         await self.revisions.wait_probes_stopped()
+        await asyncio.to_thread(self.tracing.close)  # the spans still batched go out
         for srv in (*self.servers, self.metrics_server):
             srv.stop_listening()
             srv.abort_all()

@@ -53,6 +53,18 @@ class Settings:
     """``ws://<autoscaler>:8080/``; None: stats are not sent."""
     pod_name: str = "activator"
     """This activator's name in the stats it sends."""
+
+    @property
+    def tracing_resource(self) -> dict[str, str]:
+        """The OpenTelemetry resource of its spans: ``service.name`` is the component, as
+        Knative's activator (knative/serving ``pkg/observability/otel/otel.go``)."""
+        return {
+            "service.name": "activator",
+            "service.instance.id": self.pod_name,
+            "k8s.pod.name": self.pod_name,
+            "k8s.container.name": "activator",
+        }
+
     activation_timeout: float = 120.0
     """Longest wait for a replica; then 503 + Retry-After (config ``activation-timeout``)."""
     queue_depth: int = 10_000

@@ -17,16 +17,23 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from zeroserve.http.exchange import Request
+from zeroserve.http.headers import PROPAGATION_HEADERS
 from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
+from zeroserve.requestlog import LogRevision, RequestLogger
 from zeroserve.topology import RevisionKey
+from zeroserve.tracing import Tracing
 
 from .metrics import ActivatorMetrics
-from .revisions import Granted, Revisions, RevisionState
+from .revisions import POKED, Granted, Revisions, RevisionState
 from .routing import RoutingTable
 from .stats import StatsReporter
 from .throttler import BUDGET_FULL, QUEUE_FULL, QUEUED, Tracker
+
+if TYPE_CHECKING:
+    from zeroserve.otel import RequestTrace
 
 _monotonic = time.monotonic
 
@@ -47,6 +54,9 @@ _PROXY_LINE = b"K-Proxy-Request: activator\r\n"
 # connection's scheme: its x-forwarded-proto docs); behind Istio the gateway already did.
 _INGRESS_LINE = b"X-Forwarded-Proto: http\r\n"
 _INGRESS_DROP = _DROP | {b"x-forwarded-proto"}
+# With tracing on, the caller's trace headers are replaced by the forward attempt's.
+_TRACED_DROP = _DROP | PROPAGATION_HEADERS
+_TRACED_INGRESS_DROP = _INGRESS_DROP | PROPAGATION_HEADERS
 _APP_UNREACHABLE = b"X-Zeroserve-Error: queue-proxy; reason=app-unreachable\r\n"
 # How much of a failed revision's reason and message the X-Zeroserve-Error header
 # carries (the body has all of it).
@@ -114,11 +124,14 @@ class ActivatorHandler(Handler):
         retry_after: int = 1,
         draining: Callable[[], bool] = lambda: False,
         ingress: bool = False,
+        tracing: Tracing | None = None,
     ) -> None:
         self.routes = routes
         # Fixed per listener, so the request path adds nothing to find them.
         self._extra = _PROXY_LINE + (_INGRESS_LINE if ingress else b"")
         self._drop = _INGRESS_DROP if ingress else _DROP
+        self._traced_drop = _TRACED_INGRESS_DROP if ingress else _TRACED_DROP
+        self.tracing = tracing if tracing is not None else Tracing({}, "activator")
         self.revisions = revisions
         self.stats = stats
         self.metrics = metrics
@@ -126,6 +139,9 @@ class ActivatorHandler(Handler):
         self.activation_timeout = activation_timeout
         self.retry_after = b"Retry-After: %d\r\n" % retry_after
         self.draining = draining
+        self.request_log: RequestLogger | None = None
+        """Set while config-observability turns request logs on (``activator.app``): a
+        line for each request this activator answers itself."""
 
     # -- the request path ---------------------------------------------------
 
@@ -136,7 +152,12 @@ class ActivatorHandler(Handler):
         ):
             self._health(conn, req)
             return
+        tracer = self.tracing.tracer
+        if tracer is not None:
+            req.trace = tracer.server(req, "handle")
         rev = self._revision(conn, req)
+        if req.trace is not None:
+            self._trace_route(req.trace, req, rev)
         if rev is None:
             return
         req.ctx = rev
@@ -161,14 +182,22 @@ class ActivatorHandler(Handler):
             req.slot = result
             self._forward(conn, req, result)
             return
+        rt = req.trace
         if result == QUEUED:
             req.wait_deadline = now + self.activation_timeout
-            if rev.throttler.capacity == 0:
+            cold = rev.throttler.capacity == 0
+            if cold:
                 if not rev.cold_since:
                     rev.cold_since = now
+                    rev.cold_phases = [(POKED, _monotonic())]
                 self.stats.poke(stats)  # a burst at a cold revision: say how big
             self.metrics.queued(rev.key)
+            if rt is not None:
+                rt.held = now
+                rt.cold = cold
         elif result == QUEUE_FULL:
+            if rt is not None:
+                rt.why = "pending request queue full"
             conn.fail(
                 503,
                 b"queue-full",
@@ -176,6 +205,8 @@ class ActivatorHandler(Handler):
                 self.retry_after,
             )
         elif result == BUDGET_FULL:
+            if rt is not None:
+                rt.why = "activator request budget exhausted"
             conn.fail(503, b"queue-full", b"activator request budget exhausted", self.retry_after)
 
     def _revision(self, conn: ServerConnection, req: Request) -> RevisionState | None:
@@ -213,10 +244,18 @@ class ActivatorHandler(Handler):
         if host is not None:
             extra += b"K-Original-Host: " + host + b"\r\n"
         req.attempts += 1
-        conn.forward(tracker.target, drop=self._drop, host=tracker.target.authority, extra=extra)
+        drop = self._drop
+        if req.trace is not None:
+            drop = self._traced_drop
+            extra += self._trace_forward(req.trace, req, rev, tracker)
+        conn.forward(tracker.target, drop=drop, host=tracker.target.authority, extra=extra)
 
     def on_finish(self, conn: ServerConnection, req: Request) -> None:
         rev: RevisionState | None = req.ctx
+        if req.trace is not None:
+            self._trace_finish(req.trace, req, rev)
+        if self.request_log is not None and req.local:
+            self._log_request(conn, req, rev)
         if rev is None:
             return  # health check or 404
         now = _monotonic()
@@ -232,10 +271,31 @@ class ActivatorHandler(Handler):
         else:
             rev.throttler.cancel(conn)
 
+    def _log_request(self, conn: ServerConnection, req: Request, rev: RevisionState | None) -> None:
+        """The request log line of a response this activator made itself (no route,
+        overload, activation timeout, ...); relayed responses are the queue-proxy's to
+        log, and health checks are never logged here, as Knative's activator."""
+        h = req.h
+        if rev is None and (
+            b"k-network-probe" in h
+            or (b"user-agent" in h and h[b"user-agent"].startswith(PROBE_USER_AGENTS))
+        ):
+            return
+        revision = None
+        if rev is not None:
+            info = rev.info
+            revision = LogRevision(
+                info.key.name, info.key.namespace, info.service, info.configuration
+            )
+        assert self.request_log is not None
+        self.request_log.log(conn, req, revision or LogRevision())
+
     def on_wait_timeout(self, conn: ServerConnection, req: Request) -> None:
         rev: RevisionState = req.ctx
         rev.throttler.cancel(conn)
         why = rev.info.failure
+        if req.trace is not None:
+            req.trace.why = "activation timeout" + (f" ({why})" if why else "")
         conn.fail(
             503,
             b"activation-timeout",
@@ -256,6 +316,8 @@ class ActivatorHandler(Handler):
         rev: RevisionState = req.ctx
         tracker = req.slot
         req.slot = None
+        if req.trace is not None:
+            req.trace.tracer.attempt_failed(req.trace, error)
         if isinstance(tracker, Tracker):
             granted = self.revisions.failed(rev, tracker)
             if (
@@ -305,6 +367,8 @@ class ActivatorHandler(Handler):
             req = conn.current
             if req is not None:
                 req.slot = None
+                if req.trace is not None:
+                    req.trace.why = "revision deleted"
                 conn.fail(
                     503,
                     b"revision-deleted",
@@ -318,16 +382,88 @@ class ActivatorHandler(Handler):
         in full in the body and shortened in ``X-Zeroserve-Error``. Knative's activator
         would hold the request until the activation timeout instead."""
         req = conn.current
+        failure = rev.info.failure or "RevisionFailed"
         if req is not None:
             req.slot = None
             req.wait_deadline = 0.0
-        failure = rev.info.failure or "RevisionFailed"
+            if req.trace is not None:
+                req.trace.why = "revision failed: " + failure
         conn.fail(
             503,
             b"revision-failed; detail=" + failure_detail(failure),
             b"revision " + str(rev.key).encode() + b" failed: " + failure.encode(errors="replace"),
             self.retry_after,
         )
+
+    # -- tracing (docs/observability.md, "Tracing") ----------------------------
+
+    def _trace_route(self, rt: RequestTrace, req: Request, rev: RevisionState | None) -> None:
+        """Route resolution as a span; the revision's names on the server span, as
+        Knative's activator labels its ``handle`` span."""
+        tracer = rt.tracer
+        if not rt.recording:
+            return
+        if rev is None:
+            tracer.span(
+                rt, "activator_route", start=req.started, end=_monotonic(), error="no route"
+            )
+            return
+        info = rev.info
+        names = {"k8s.namespace.name": rev.key.namespace, "kn.revision.name": rev.key.name}
+        if info.service:
+            names["kn.service.name"] = info.service
+        if info.configuration:
+            names["kn.configuration.name"] = info.configuration
+        rt.server.set_attributes(names)
+        tracer.span(rt, "activator_route", start=req.started, end=_monotonic(), attributes=names)
+
+    def _trace_throttler(
+        self, rt: RequestTrace, rev: RevisionState, start: float, now: float
+    ) -> None:
+        """``throttler_try`` (Knative's span for getting capacity) from arrival to ``now``;
+        with a ``held`` child while it waited, the cold-start phases it saw as events."""
+        if not rt.recording:
+            return
+        tracer = rt.tracer
+        attributes = {"zeroserve.held": bool(rt.held), "zeroserve.cold_start": rt.cold}
+        parent = tracer.span(rt, "throttler_try", start=start, attributes=attributes, error=rt.why)
+        if rt.held:
+            held = rt.held
+            events = (
+                [(name, at) for name, at in rev.cold_phases if held <= at <= now] if rt.cold else []
+            )
+            tracer.span(
+                rt,
+                "held",
+                start=held,
+                end=now,
+                parent=parent,
+                attributes={"zeroserve.cold_start": rt.cold},
+                events=events,
+                error=rt.why,
+            )
+        tracer.end(parent, now)
+
+    def _trace_forward(
+        self, rt: RequestTrace, req: Request, rev: RevisionState, tracker: Tracker
+    ) -> bytes:
+        """The first forward ends the throttler's span and opens ``activator_proxy``; each
+        forward (a retry too) is a client span under it, whose context goes along."""
+        tracer = rt.tracer
+        if rt.proxy is None:
+            now = _monotonic()
+            self._trace_throttler(rt, rev, req.started, now)
+            rt.proxy = tracer.span(rt, "activator_proxy", start=now)
+        name = req.method.decode("latin-1") + " " + req.target.split(b"?", 1)[0].decode("latin-1")
+        return tracer.client(rt, req, name, tracker.target.authority, rt.proxy)
+
+    def _trace_finish(self, rt: RequestTrace, req: Request, rev: RevisionState | None) -> None:
+        if rev is not None and rt.proxy is None:
+            # never forwarded: refused by the throttler, timed out, or the client left
+            if not rt.why:
+                rt.why = f"ended while waiting ({req.status})"
+            self._trace_throttler(rt, rev, req.started, _monotonic())
+        rt.tracer.finish(rt, req.status)
 
     # -- health --------------------------------------------------------------
 

@@ -10,7 +10,10 @@ changes into the activator's control-plane calls (``activator.app``):
   probes those and uses each the moment its queue-proxy answers (docs/activator.md);
 - the EndpointSlices of the activator's own Service in the system namespace ->
   ``set_peers(index, count)``, so that each activator takes its share of the replicas of
-  a revision with a concurrency limit (docs/activator.md, "The activator's share").
+  a revision with a concurrency limit (docs/activator.md, "The activator's share");
+- the ConfigMaps ``config-observability`` and ``config-tracing`` of the system namespace
+  -> ``observability`` (request logs, tracing; docs/observability.md), applied live; a
+  version that does not parse is logged and the settings in force stay.
 
 Nothing is pushed while the caches fill: once all of them have listed, the whole state is
 applied in one go (peers, then revisions with their endpoints, then routes, so that a
@@ -29,6 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from zeroserve.api.objects import Obj
+from zeroserve.envconfig import ConfigError
 from zeroserve.knative import (
     CLUSTER_DOMAIN,
     REVISION_LABEL,
@@ -44,6 +48,7 @@ from zeroserve.knative import (
     slice_revision,
 )
 from zeroserve.kube import (
+    CONFIG_MAPS,
     ENDPOINT_SLICES,
     PODS,
     REVISIONS,
@@ -54,6 +59,9 @@ from zeroserve.kube import (
     not_synced,
     object_key,
 )
+from zeroserve.observability import CONFIG_MAP as OBSERVABILITY
+from zeroserve.observability import TRACING_CONFIG_MAP as TRACING
+from zeroserve.observability import ObservabilityConfig
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Route
 
 from .routing import RoutingTable
@@ -73,6 +81,8 @@ class ActivatorSink(Protocol):
     def set_endpoints(self, key: RevisionKey, endpoints: Sequence[Endpoint]) -> None: ...
 
     def set_peers(self, index: int, count: int) -> None: ...
+
+    observability: ObservabilityConfig
 
 
 class _PodsIn(Mapping[str, Obj]):
@@ -128,7 +138,16 @@ class KubeActivatorSources:
             system_namespace,
             label_selector=f"{SERVICE_NAME_LABEL}={activator_service}",
         )
-        self.caches = (self.revisions, self.routes, self.slices, self.pods, self.peers)
+        self.system_namespace = system_namespace
+        self.config_maps = client.watch_cache(CONFIG_MAPS, system_namespace)
+        self.caches = (
+            self.revisions,
+            self.routes,
+            self.slices,
+            self.pods,
+            self.peers,
+            self.config_maps,
+        )
         self.live = False
         """True once the initial state is applied; changes are pushed as they arrive."""
 
@@ -141,6 +160,7 @@ class KubeActivatorSources:
         self._pushed_endpoints: dict[RevisionKey, tuple[Endpoint, ...]] = {}
         self._pushed_routes: tuple[Route, ...] | None = None
         self._pushed_peers: tuple[int, int] | None = None
+        self._observability_data: tuple[dict[str, str], dict[str, str]] | None = None
         self._task: asyncio.Task[None] | None = None
 
         self.revisions.on_change(self._revision_changed)
@@ -148,6 +168,7 @@ class KubeActivatorSources:
         self.slices.on_change(self._slice_changed)
         self.pods.on_change(self._pod_changed)
         self.peers.on_change(self._peers_changed)
+        self.config_maps.on_change(self._config_map_changed)
 
     # ----- lifecycle -----------------------------------------------------------------------
 
@@ -203,6 +224,7 @@ class KubeActivatorSources:
         for cache in self.caches:
             await cache.synced.wait()
         self._push_peers()
+        self._push_observability()
         for obj in self.revisions.objects.values():
             self._put_revision(obj)
         self._push_routes()
@@ -342,3 +364,29 @@ class KubeActivatorSources:
             self._pushed_peers = peers
             log.info("activator %d of %d", *peers)
             self.activator.set_peers(*peers)
+
+    # ----- config-observability ------------------------------------------------------------
+
+    def _config_map_changed(self, kind: str, obj: Obj) -> None:
+        if self.live and (obj.get("metadata") or {}).get("name") in (OBSERVABILITY, TRACING):
+            self._push_observability()
+
+    def _push_observability(self) -> None:
+        maps = self.config_maps.objects
+        ns = self.system_namespace
+        observability, tracing = (
+            {str(k): str(v) for k, v in ((maps.get((ns, name)) or {}).get("data") or {}).items()}
+            for name in (OBSERVABILITY, TRACING)
+        )
+        data = (observability, tracing)
+        if data == self._observability_data:
+            return
+        self._observability_data = data
+        try:
+            config = ObservabilityConfig.from_maps(observability, tracing)
+        except ConfigError as e:
+            log.error(
+                "ignoring ConfigMap %s/%s, keeping the settings in force: %s", ns, OBSERVABILITY, e
+            )
+            return
+        self.activator.observability = config

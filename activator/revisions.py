@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 
 from zeroserve.http.h2upstream import H2Pool
@@ -33,6 +34,14 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 Granted = list[tuple[ServerConnection, Tracker]]
 
+# Cold-start phases, as a held request sees them (its ``held`` span's events when tracing).
+POKED = "autoscaler poked"
+"""The first request for a revision with no replica told the autoscaler."""
+ENDPOINT_SEEN = "replica endpoint seen"
+"""The control plane announced a replica (not ready yet: the activator probes it)."""
+REPLICA_READY = "replica ready"
+"""A replica answered the activator's probe (or was announced ready): capacity."""
+
 PROBE_REQUEST = (
     b"GET / HTTP/1.1\r\nHost: activator-probe\r\nUser-Agent: Knative-Activator-Probe\r\n"
     b"K-Network-Probe: queue\r\nConnection: close\r\n\r\n"
@@ -43,6 +52,7 @@ class RevisionState:
     """One revision at this activator."""
 
     __slots__ = (
+        "cold_phases",
         "cold_since",
         "endpoints",
         "info",
@@ -64,6 +74,9 @@ class RevisionState:
         self.pools: dict[Address, Pool] = {}
         self.probes: dict[Address, asyncio.Task[None]] = {}
         self.cold_since = 0.0  # when a request started waiting with no replica; 0 = not cold
+        self.cold_phases: list[tuple[str, float]] = []
+        """The last cold start's phases (name, monotonic time); the activator's handler
+        starts the list with ``POKED`` when the revision goes cold."""
 
 
 class Revisions:
@@ -162,6 +175,8 @@ class Revisions:
             rev.endpoints[address] = endpoint
             if address in rev.trackers:
                 continue
+            if rev.cold_since and known is None:
+                rev.cold_phases.append((ENDPOINT_SEEN, time.monotonic()))
             if endpoint.ready:
                 self._healthy(rev, address, grant=False)
                 changed = True
@@ -204,6 +219,8 @@ class Revisions:
                 pool = UpstreamPool(address[0], address[1], max_idle=cc or 100)
             rev.pools[address] = pool
         rev.trackers[address] = Tracker(address, pool, rev.info.container_concurrency)
+        if rev.cold_since:
+            rev.cold_phases.append((REPLICA_READY, time.monotonic()))
         if grant:
             self._grant(rev, rev.throttler.set_trackers(list(rev.trackers.values())))
 

@@ -86,8 +86,15 @@ _QP_PREFIXES = ("SERVING_", "QUEUE_", "USER_", "REVISION_", "CONTAINER_", "DRAIN
 
 
 def start_queue_proxy(
-    sup: Supervisor, name: str, app_port: int, cc: int, protocol: str = "http1"
+    sup: Supervisor,
+    name: str,
+    app_port: int,
+    cc: int,
+    protocol: str = "http1",
+    env: dict[str, str] | None = None,
 ) -> Proc:
+    """``env``: more variables (``OBSERVABILITY_CONFIG``: benchmarks/tracing.py)."""
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith(_QP_PREFIXES)}
     env.update(
         SERVING_NAMESPACE="default",
@@ -106,6 +113,7 @@ def start_queue_proxy(
         DRAIN_QUIET_PERIOD_SECONDS="0",
         USER_PROTOCOL=protocol,
     )
+    env.update(extra)
     # cwd = the repository, so `-m queueproxy` is the package (never this directory).
     server = sup.start(name, [sys.executable, "-m", "queueproxy"], env, cwd=REPO)
     info = json_line(server, "queue_proxy", "listening")

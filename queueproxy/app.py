@@ -23,6 +23,7 @@ from zeroserve.http.upstream import Pool, UpstreamPool
 from zeroserve.observability import NONE, ObservabilityConfig
 from zeroserve.periodic import every
 from zeroserve.stats import RequestStats, Stat
+from zeroserve.tracing import Tracing, TracingUnavailable
 
 from .config import Settings
 from .drain import Drainer
@@ -62,7 +63,9 @@ class QueueProxy:
             self.pool = H2Pool("127.0.0.1", s.user_port)
         else:
             self.pool = UpstreamPool("127.0.0.1", s.user_port, max_idle=s.pool_size)
+        self.tracing = Tracing(s.tracing_resource, "zeroserve/queueproxy")
         self.handler = QueueProxyHandler(
+            tracing=self.tracing,
             pool=self.pool,
             breaker=self.breaker,
             stats=self.stats,
@@ -93,6 +96,8 @@ class QueueProxy:
         self.observability_listeners: list[Callable[[ObservabilityConfig], None]] = []
         """Called with the new config each time :attr:`observability` changes (request
         logs and tracing reconfigure themselves here)."""
+        self.observability_listeners.append(self._set_request_log)
+        self._set_request_log(self._observability)
         self.admin = Server(
             RouteHandler(
                 b"queue-proxy-admin",
@@ -117,7 +122,11 @@ class QueueProxy:
         self.stopped = asyncio.Event()
 
     async def start(self) -> dict[str, int]:
+        """Apply the tracing config (``TracingUnavailable`` when it is on and the tracing
+        extra is missing), then listen."""
         s = self.settings
+        self.tracing.start(self._observability)
+        self.observability_listeners.append(self.tracing.configure)
         addr = s.bind_address
         self.ports = {
             "serving_port": await self.serving.listen(addr, s.serving_port),
@@ -174,6 +183,21 @@ class QueueProxy:
                 listener(config)
             except Exception:
                 log.exception("applying the observability config failed")
+
+    def _set_request_log(self, config: ObservabilityConfig) -> None:
+        """Request logs on stdout while config-observability asks for them; off, the
+        request path checks one attribute (docs/observability.md, "Request logs")."""
+        if not config.request_log_on:
+            self.handler.request_log = None
+            return
+        # imported only when on: the queue-proxy's start stays light
+        from zeroserve.requestlog import LogRevision, RequestLogger, stdout_writer
+
+        s = self.settings
+        revision = LogRevision(s.revision, s.namespace, s.service, s.configuration, s.pod, s.pod_ip)
+        self.handler.request_log = RequestLogger.from_config(
+            config, stdout_writer(), revision=revision
+        )
 
     def _serve_observability(self, conn: ServerConnection, req: Request) -> None:
         body = json.dumps(self._observability.to_json()).encode()
@@ -249,6 +273,7 @@ class QueueProxy:
             task.cancel()
         self.handler.close()
         self.pool.close()
+        await asyncio.to_thread(self.tracing.close)  # the spans still batched go out
         self.stopped.set()
 
 
@@ -258,6 +283,9 @@ async def run(settings: Settings) -> int:
         ports = await qp.start()
     except OSError as e:
         print(f"queue-proxy: cannot listen: {e}", file=sys.stderr)
+        return 1
+    except TracingUnavailable as e:
+        print(f"queue-proxy: {e}", file=sys.stderr)
         return 1
     # One machine-readable line: the local runtime reads the bound ports here
     # (ports given as 0 are picked by the kernel).

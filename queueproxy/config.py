@@ -64,6 +64,25 @@ class Settings:
     logs and tracing off). Locally replaced live through the admin port."""
 
     @property
+    def tracing_resource(self) -> dict[str, str]:
+        """The OpenTelemetry resource of its spans, as Knative's queue-proxy
+        (knative/serving ``pkg/queue/sharedmain/otel.go``): ``service.name`` is the
+        Knative Service (else the Configuration, the Revision), the container is
+        ``queue-proxy``, and the Knative names are attributes."""
+        resource = {
+            "service.name": self.service or self.configuration or self.revision or self.pod,
+            "service.instance.id": self.pod,
+            "k8s.namespace.name": self.namespace,
+            "k8s.pod.name": self.pod,
+            "k8s.container.name": "queue-proxy",
+            "kn.configuration.name": self.configuration,
+            "kn.revision.name": self.revision,
+        }
+        if self.service:
+            resource["kn.service.name"] = self.service
+        return resource
+
+    @property
     def pool_size(self) -> int:
         """Idle keep-alive connections kept to the app."""
         return self.container_concurrency or UNLIMITED_POOL

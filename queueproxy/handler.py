@@ -12,15 +12,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from zeroserve.breaker import Breaker
 from zeroserve.http.exchange import Request
-from zeroserve.http.headers import synthesize_forwarded
+from zeroserve.http.headers import PROPAGATION_HEADERS, synthesize_forwarded
 from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
 from zeroserve.http.upstream import Pool
 from zeroserve.stats import RequestStats
+from zeroserve.tracing import Tracing
+
+if TYPE_CHECKING:
+    from zeroserve.requestlog import RequestLogger
 
 from .drain import Drainer
+
+if TYPE_CHECKING:
+    from zeroserve.otel import RequestTrace
+
 from .metrics import RequestMetrics
 from .readiness import ReadinessProber
 
@@ -36,6 +45,9 @@ _DROP = FORWARD_DROP | {
     b"knative-serving-namespace",
     b"k-original-host",
 }
+
+# With tracing on, the caller's trace headers are replaced by the proxy span's.
+_TRACED_DROP = _DROP | PROPAGATION_HEADERS
 
 _RETRY_AFTER = b"Retry-After: 1\r\n"
 
@@ -70,14 +82,18 @@ class QueueProxyHandler(Handler):
         drainer: Drainer,
         prober: ReadinessProber,
         metrics: RequestMetrics,
+        tracing: Tracing,
     ) -> None:
         self.pool = pool
+        self.tracing = tracing
         self.breaker = breaker
         self.stats = stats
         self.drainer = drainer
         self.prober = prober
         self.metrics = metrics
         self.max_at_app = 0  # high-water mark of requests at the app at once
+        self.request_log: RequestLogger | None = None
+        """Set while config-observability turns request logs on (``queueproxy.app``)."""
         self._probes: set[asyncio.Task[None]] = set()
 
     # -- the request path -------------------------------------------------
@@ -97,6 +113,9 @@ class QueueProxyHandler(Handler):
         proxied = b"k-proxy-request" in h
         req.ctx = proxied  # non-None: counted in the stats
         self.stats.request_in(now, proxied)
+        tracer = self.tracing.tracer
+        if tracer is not None:
+            req.trace = tracer.server(req, "queue")
         breaker = self.breaker
         if breaker is None or breaker.try_acquire():
             req.slot = True
@@ -120,15 +139,38 @@ class QueueProxyHandler(Handler):
             )
             if fwd is not None:
                 extra = b"Forwarded: " + fwd + b"\r\n"
-        conn.forward(self.pool, drop=_DROP, host=h.get(b"k-original-host"), extra=extra)
+        drop = _DROP
+        rt = req.trace
+        if rt is not None:
+            drop = _TRACED_DROP
+            extra += self._trace_forward(rt, req)
+        conn.forward(self.pool, drop=drop, host=h.get(b"k-original-host"), extra=extra)
+
+    def _trace_forward(self, rt: RequestTrace, req: Request) -> bytes:
+        """The breaker wait (Knative's ``kn.queueproxy.wait``, when there is a breaker) and
+        the proxy span to the app; returns the lines carrying its context to the app."""
+        tracer = rt.tracer
+        if self.breaker is not None:
+            tracer.span(rt, "kn.queueproxy.wait", start=req.started, end=_monotonic())
+        return tracer.client(rt, req, "kn.queueproxy.proxy", self.pool.authority, None)
 
     def on_finish(self, conn: ServerConnection, req: Request) -> None:
+        request_log = self.request_log
+        if request_log is not None and (req.ctx is not None or request_log.probes):
+            request_log.log(conn, req)
         proxied = req.ctx
         if proxied is None:
             return  # a health check
         now = _monotonic()
         self.stats.request_out(now, proxied)
         self.metrics.observe(req.status, now - req.started)
+        rt = req.trace
+        if rt is not None:
+            if not req.slot and self.breaker is not None:
+                # never got a slot: the queue was full, or it left while waiting
+                why = "queue full" if req.status == 503 else f"ended while waiting ({req.status})"
+                rt.tracer.span(rt, "kn.queueproxy.wait", start=req.started, end=now, error=why)
+            rt.tracer.finish(rt, req.status)
         breaker = self.breaker
         if breaker is None:
             return

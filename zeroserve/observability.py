@@ -145,6 +145,8 @@ class ObservabilityConfig:
                 f"{CONFIG_MAP}: {REQUEST_LOG_TEMPLATE}: must not be empty when "
                 f"{ENABLE_REQUEST_LOG} is true"
             )
+        if template not in ("", DEFAULT_REQUEST_LOG_TEMPLATE):  # the default is known good
+            _check_template(template)
         probes = r.read(
             ENABLE_PROBE_REQUEST_LOG, parse_bool, d.enable_probe_request_log, rule=bool_rule
         )
@@ -296,6 +298,17 @@ def _check_keys(name: str, data: Mapping[str, str], known: frozenset[str]) -> No
     for key in sorted(data):
         if key != EXAMPLE_KEY and key not in known:
             raise ConfigError(f"{name}: {key}: unknown key")
+
+
+def _check_template(template: str) -> None:
+    """Knative checks that the template parses; zeroserve also checks that it uses only
+    what its subset of Go's text/template has (zeroserve/gotemplate.py)."""
+    from zeroserve.gotemplate import Template, TemplateError  # only when a map is read
+
+    try:
+        Template.parse(template)
+    except TemplateError as e:
+        raise ConfigError(f"{CONFIG_MAP}: {REQUEST_LOG_TEMPLATE}: {e}") from None
 
 
 def _interval(r: ValueReader, key: str) -> float:

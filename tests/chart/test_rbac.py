@@ -74,6 +74,7 @@ EXPECTED: dict[str, set[Grant]] = {
         _table("cluster", "serving.knative.dev", ("revisions", "routes"), READ)
         | _table("cluster", "discovery.k8s.io", ("endpointslices",), READ)
         | _table("cluster", "", ("pods",), READ)
+        | _table(NAMESPACE, "", ("configmaps",), READ)  # config-observability, config-tracing
     ),
     "autoscaler": (
         _table("cluster", "serving.knative.dev", ("revisions",), READ)

@@ -258,3 +258,13 @@ def test_a_bad_env_names_the_variable_and_the_field(raw: str, error: str) -> Non
 def test_the_env_value_is_one_compact_line() -> None:
     value = ObservabilityConfig(enable_request_log=True).to_env()
     assert "\n" not in value and json.loads(value)["enableRequestLog"] is True
+
+
+def test_the_example_turns_request_logs_on() -> None:
+    import yaml
+
+    from tests.support.procs import ROOT
+
+    doc = yaml.safe_load((ROOT / "examples" / "config-observability.yaml").read_text())
+    configs = Configs().with_config_map(doc["metadata"]["name"], doc["data"])
+    assert configs.observability.request_log_on

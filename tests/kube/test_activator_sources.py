@@ -16,6 +16,7 @@ from activator.kubernetes import KubeActivatorSources
 from activator.routing import RoutingTable
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from zeroserve.kube import KubeClient, KubeError
+from zeroserve.observability import ObservabilityConfig
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey, Target
 
 from .helpers import endpoint, endpoint_slice, eventually, pod, revision
@@ -458,3 +459,33 @@ async def test_wait_synced_names_the_cache_that_could_not_list(
     finally:
         await sources.stop()
     await fake_kube.wait_for_watches(0)
+
+
+def _config_map(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "knative-serving"},
+        "data": data,
+    }
+
+
+async def test_config_observability_is_followed_live(
+    kube: KubeClient, fake_kube: FakeKubeAPI, activator: RecordingActivator
+) -> None:
+    on = {"logging.enable-request-log": "true", "logging.request-log-template": "{{.TraceID}}"}
+    fake_kube.put(_config_map("config-observability", on))
+    async with sources_for(kube, activator) as sources:
+        await sources.wait_synced(5)
+        want = ObservabilityConfig(enable_request_log=True, request_log_template="{{.TraceID}}")
+        assert activator.observability == want
+        fake_kube.put(_config_map("config-tracing", {"debug": "true"}))
+        await eventually(
+            lambda: activator.observability.tracing_sampling_rate == 1.0, "config-tracing"
+        )
+        # a version that does not parse changes nothing
+        fake_kube.put(_config_map("config-observability", {"metrics-protocol": "grpc"}))
+        fake_kube.put(_config_map("config-unrelated", {"a": "b"}))
+        fake_kube.put(_config_map("config-observability", {}))
+        await eventually(lambda: activator.observability.enable_request_log is False, "deleted")
+        assert activator.observability.tracing_sampling_rate == 1.0

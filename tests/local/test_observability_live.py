@@ -5,6 +5,7 @@ the activators through the state snapshot."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from activator.config import Settings as ActivatorSettings
 from activator.local import LocalControlSources
 from zeroserve.local.protocol import Snapshot
 from zeroserve.local.runtime import LocalRuntime, RevisionRun
+from zeroserve.local.up import Child
 from zeroserve.observability import ObservabilityConfig
 from zeroserve.topology import RevisionInfo, RevisionKey
 
@@ -74,6 +76,13 @@ async def test_a_change_reaches_running_and_new_queue_proxies(tmp_path: Path) ->
             second = next(p for p in rt.set_for(KEY).pods if p is not first)
             assert second.replica is not None
             assert second.replica.queue_proxy_env()["OBSERVABILITY_CONFIG"] == ON.to_env()
+            # the request log reaches the replica's queue-proxy log file (its stdout)
+            r = first.replica
+            await client.get(f"http://{r.host}:{r.serving_port}/?mark=logged")
+            log = tmp_path / f"{first.name}-queue-proxy.log"
+            async with asyncio.timeout(10):
+                while '"requestUrl": "/?mark\\u003Dlogged"' not in log.read_text():
+                    await asyncio.sleep(0.05)
     finally:
         await rt.close()
 
@@ -107,3 +116,23 @@ async def test_the_activator_follows_the_snapshot_once_per_change() -> None:
         )
         assert act.observability.tracing_sampling_rate == 1.0 and len(heard) == 2
     await act.close()
+
+
+@pytest.mark.process
+async def test_a_components_stdout_after_its_first_line_goes_to_its_log(tmp_path: Path) -> None:
+    """``zeroserve up``'s children (the activators' request logs): read, not left to fill
+    the pipe, and appended to the component's log file."""
+    script = (
+        "import json, sys\n"
+        "print(json.dumps({'port': 1}), flush=True)\n"
+        "for i in range(2000): print(f'request line {i} ' + 'x' * 100)\n"
+        "sys.stdout.flush()\n"
+    )
+    log = tmp_path / "activator.log"
+    child = await Child.spawn("activator", [sys.executable, "-c", script], log)
+    assert child.info == {"port": 1}
+    # 200 kB: more than a pipe holds, so it ends only if someone reads
+    assert await asyncio.wait_for(child.proc.wait(), 10) == 0
+    await child.stop(5)
+    text = log.read_text()
+    assert "request line 0 " in text and "request line 1999 " in text

@@ -43,13 +43,16 @@ class Request:
         "last_read",
         "last_write",
         "lines",
+        "local",
         "method",
         "phase",
+        "resp_size",
         "slot",
         "start_deadline",
         "started",
         "status",
         "target",
+        "trace",
         "trailers",
         "upgrade",
         "version",
@@ -76,6 +79,8 @@ class Request:
         self.expect_continue = False
         self.phase = WAITING
         self.status = 0
+        self.resp_size = 0  # response body bytes sent (the request log's .Response.Size)
+        self.local = False  # answered by this hop (respond/fail), not relayed
         self.started = 0.0  # 0 until the handler sees the request
         self.deadline = 0.0  # absolute monotonic time; 0 = none
         self.start_deadline = 0.0
@@ -85,6 +90,7 @@ class Request:
         self.attempts = 0  # upstreams tried (the handler's retry count)
         self.slot: Any = None  # handler: what it holds (a breaker slot, a replica)
         self.ctx: Any = None  # handler: per-request context
+        self.trace: Any = None  # the hop's spans while tracing is on (zeroserve/otel.py)
         self.trailers: list[bytes] | None = None  # response trailers from an HTTP/2 upstream
 
     @property

@@ -27,6 +27,22 @@ HOP_BY_HOP = frozenset(
 FORWARD_DROP = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"expect", b"http2-settings"}
 """Never forwarded as they came: hop-by-hop, and the ones a hop writes itself."""
 
+PROPAGATION_HEADERS = frozenset(
+    {
+        b"traceparent",
+        b"tracestate",
+        b"b3",
+        b"x-b3-traceid",
+        b"x-b3-spanid",
+        b"x-b3-parentspanid",
+        b"x-b3-sampled",
+        b"x-b3-flags",
+    }
+)
+"""Trace context headers (lower-case): read from the request while tracing is on, and
+then replaced by the hop's own on the forwarded request. With tracing off they pass
+through untouched."""
+
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 

@@ -220,6 +220,8 @@ class H2Stream(ClientSide):
         self._drop_upstream()
         req.phase = RESPONDING
         req.status = recorded or status
+        req.local = True
+        req.resp_size = 0 if req.method == b"HEAD" else len(body)
         fields = [
             (b":status", b"%d" % status),
             (b"content-length", b"%d" % len(body)),
@@ -365,6 +367,7 @@ class H2Stream(ClientSide):
         if req is None or self.ended:
             return
         self.pending += data
+        req.resp_size += len(data)
         self._pump(finish=False)
         if req.idle_timeout:
             req.last_write = _monotonic()

@@ -477,6 +477,8 @@ class ServerConnection(ClientSide, asyncio.Protocol):
             req.keep_alive = False  # the rest of the body would be taken for a request
         req.phase = RESPONDING
         req.status = recorded or status
+        req.local = True
+        req.resp_size = 0 if req.method == b"HEAD" else len(body)
         close = not req.keep_alive or self.server.closing or req.upgrade
         if close:
             req.keep_alive = False
@@ -565,6 +567,7 @@ class ServerConnection(ClientSide, asyncio.Protocol):
                 self.transport.writelines(chunk)
         else:
             self._write(data)
+        req.resp_size += len(data)
         if req.idle_timeout:
             req.last_write = _monotonic()
 

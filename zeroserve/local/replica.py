@@ -513,9 +513,9 @@ class Replica:
         """After its ports line the queue-proxy's stdout carries its request log
         (docs/observability.md): appended to its log file, as a container's stdout."""
         out = self._log_file("queue-proxy")
-        while line := await stdout.readline():
+        while chunk := await stdout.read(65536):  # not by line: a line may be long
             if not isinstance(out, int):
-                out.write(line)
+                out.write(chunk)
                 out.flush()
 
     # -- observability ----------------------------------------------------------------

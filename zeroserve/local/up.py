@@ -216,11 +216,20 @@ class Child:
     """A component process (autoscaler, activator) with the JSON line it printed."""
 
     def __init__(
-        self, name: str, proc: asyncio.subprocess.Process, info: dict[str, object]
+        self,
+        name: str,
+        proc: asyncio.subprocess.Process,
+        info: dict[str, object],
+        log_file: Path | None = None,
     ) -> None:
         self.name = name
         self.proc = proc
         self.info = info
+        self._pump: asyncio.Task[None] | None = None
+        if log_file is not None and proc.stdout is not None:
+            self._pump = asyncio.get_running_loop().create_task(
+                _append_lines(proc.stdout, log_file), name=f"stdout {name}"
+            )
 
     @classmethod
     async def spawn(
@@ -252,7 +261,7 @@ class Child:
             await proc.wait()
             tail = " | ".join(log_file.read_text(errors="replace").strip().splitlines()[-3:])
             raise UpError(f"the {name} did not start: {tail or 'no output'} (log: {log_file})")
-        return cls(name, proc, json.loads(line))
+        return cls(name, proc, json.loads(line), log_file)
 
     async def stop(self, grace: float) -> int | None:
         if self.proc.returncode is None:
@@ -264,7 +273,23 @@ class Child:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 await self.proc.wait()
+        if self._pump is not None:
+            # the process is gone: its stdout ends; what it wrote last is kept
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._pump), 2.0)
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+            self._pump = None
         return self.proc.returncode
+
+
+async def _append_lines(stream: asyncio.StreamReader, path: Path) -> None:
+    """A component's stdout after its first line (the activator's request log,
+    docs/observability.md), appended to its log file as it comes."""
+    with path.open("ab") as out:
+        while chunk := await stream.read(65536):  # not by line: a line may be long
+            out.write(chunk)
+            out.flush()
 
 
 class Up:
