@@ -22,16 +22,13 @@ from zeroserve.http.upstream import Pool
 from zeroserve.stats import RequestStats
 from zeroserve.tracing import Tracing
 
-if TYPE_CHECKING:
-    from zeroserve.requestlog import RequestLogger
-
 from .drain import Drainer
+from .metrics import RequestMetrics
+from .readiness import ReadinessProber
 
 if TYPE_CHECKING:
     from zeroserve.otel import RequestTrace
-
-from .metrics import RequestMetrics
-from .readiness import ReadinessProber
+    from zeroserve.requestlog import RequestLogger
 
 log = logging.getLogger(__name__)
 
