@@ -178,8 +178,9 @@ class ObservabilityConfig:
             rule="a number between 0 and 1",
             ok=lambda x: 0.0 <= x <= 1.0,
         )
+        legacy_rate = _legacy_tracing(tracing)  # validated whether or not its rate is used
         if rate is None:
-            rate = _legacy_tracing(tracing)
+            rate = legacy_rate
         return cls(
             enable_request_log=enable,
             request_log_template=template,

@@ -160,6 +160,11 @@ def test_config_tracing_refuses_what_needs_otlp_instead(
         assert "config-observability" in str(e.value)  # points to OTLP there
 
 
+def test_config_tracing_is_checked_even_when_its_rate_is_not_used() -> None:
+    with pytest.raises(ConfigError, match="config-tracing: backend: zipkin"):
+        ObservabilityConfig.from_maps({**OTLP, "tracing-sampling-rate": "1"}, {"backend": "zipkin"})
+
+
 def test_configs_fold_both_maps_whatever_the_order() -> None:
     a = Configs().with_config_map("config-tracing", {"debug": "true"})
     a = a.with_config_map("config-observability", OTLP)

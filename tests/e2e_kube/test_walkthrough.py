@@ -148,6 +148,33 @@ def test_config_domain(cluster: Cluster) -> None:
     assert cluster.curl(HOST)[0] == 404
 
 
+def test_request_logs_from_config_observability(cluster: Cluster) -> None:
+    """config-observability reaches the queue-proxies in OBSERVABILITY_CONFIG (the pods
+    roll, as Knative's) and their request log lines come out on the container's stdout."""
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-observability\n"
+            f"  namespace: {SYSTEM}\ndata:\n"
+            '  logging.enable-request-log: "true"\n'
+            "  logging.request-log-template: 'reqlog {{.Request.Method}} {{.Request.Host}}"
+            "{{.Request.URL}} {{.Response.Code}} {{.Revision.Name}}'\n"
+        ),
+    )
+    host = "helloworld-go.default.apps.example.org"
+
+    def logged() -> bool:
+        cluster.curl(host, path="/?logged")
+        return any(
+            "reqlog GET " + host + "/?logged 200 helloworld-go-" in log.read_text(errors="replace")
+            for log in (cluster.directory / "pods").glob("default_helloworld-go-*/queue-proxy.log")
+        )
+
+    wait_until(logged, within=90, what="a request log line from the rolled queue-proxy")
+
+
 def test_uninstall(cluster: Cluster, tmp_path: Path) -> None:
     cluster.kubectl("delete", "ksvc", "--all", "-A")
     wait_until(
