@@ -93,7 +93,7 @@ def start_queue_proxy(
     protocol: str = "http1",
     env: dict[str, str] | None = None,
 ) -> Proc:
-    """``env``: more variables (``OBSERVABILITY_CONFIG``: benchmarks/tracing.py)."""
+    """``env``: more variables (``OBSERVABILITY_CONFIG``: benchmarks/observability.py)."""
     extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith(_QP_PREFIXES)}
     env.update(

@@ -1,9 +1,14 @@
-"""What tracing costs per request through the queue-proxy (docs/observability.md, "Tracing").
+"""What each observability switch costs per request through the queue-proxy
+(docs/observability.md; the README's "Observability").
 
-Three queue-proxies in front of the sample app, differing only in ``OBSERVABILITY_CONFIG``:
-tracing off (the default), on with ``tracing-sampling-rate`` 0 (spans made, never
-exported) and on with rate 1 (every request exported by OTLP/HTTP to a sink collector,
-``python -m benchmarks.tracing --sink``, that answers every batch with 200). For each,
+Queue-proxies in front of the sample app, differing only in ``OBSERVABILITY_CONFIG``:
+everything at its default ("off": no request log, no tracing, Prometheus series on);
+``request-metrics-protocol: none`` (the Knative-named series off); the request log on
+(Knative's default template, one line per request to the queue-proxy's stdout, a
+file here as under ``zeroserve up``); tracing on with ``tracing-sampling-rate`` 0 (spans
+made, never exported) and with rate 1 (every request exported by OTLP/HTTP to a sink
+collector, ``python -m benchmarks.observability --sink``, that answers every batch with
+200). For each,
 in interleaved repetitions: ``wrk -t1 -c50`` for ``--seconds`` (throughput), and the
 queue-proxy's own CPU time per request over that run (``/proc/PID/schedstat``: its
 threads too, so the exporter's). Prints a Markdown table; asserts nothing.
@@ -11,8 +16,8 @@ threads too, so the exporter's). Prints a Markdown table; asserts nothing.
 ``--baseline DIR``: a fourth queue-proxy run from another checkout (one without tracing,
 e.g. ``git archive <commit> | tar -x -C DIR``), to see what the switch costs while off.
 
-    .venv/bin/python -m benchmarks.tracing                     # 3 x 5 s per mode
-    .venv/bin/python -m benchmarks.tracing --reps 5 --seconds 10 --baseline /tmp/before
+    .venv/bin/python -m benchmarks.observability                     # 3 x 5 s per mode
+    .venv/bin/python -m benchmarks.observability --reps 5 --seconds 10 --baseline /tmp/before
 """
 
 from __future__ import annotations
@@ -30,12 +35,22 @@ from benchmarks.processes import Pinning, Supervisor, free_port, json_line, log
 from benchmarks.servers import REPO, SAMPLE_APP, Proc, start_app, start_queue_proxy, wait_tcp
 from zeroserve.observability import ObservabilityConfig
 
-MODES = ("off", "on, sampling 0", "on, sampling 1")
+MODES = (
+    "off",
+    "request metrics none",
+    "request log on",
+    "tracing on, sampling 0",
+    "tracing on, sampling 1",
+)
 
 
 def config(mode: str, sink: str) -> ObservabilityConfig:
     if mode == "off":
         return ObservabilityConfig()
+    if mode == "request metrics none":
+        return ObservabilityConfig(request_metrics_protocol="none")
+    if mode == "request log on":
+        return ObservabilityConfig(enable_request_log=True)
     rate = 1.0 if mode.endswith("1") else 0.0
     return ObservabilityConfig(
         tracing_protocol="http/protobuf", tracing_endpoint=sink, tracing_sampling_rate=rate
@@ -70,7 +85,7 @@ def procfs_environ(pid: int) -> dict[str, str]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.tracing", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.observability", description=__doc__)
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
     p.add_argument("--seconds", type=int, default=5, help="wrk run per mode (default 5)")
     p.add_argument("--no-pin", action="store_true", help="do not pin servers and load")
@@ -81,7 +96,7 @@ def main() -> int:
         sink(a.sink)
         return 0
     if (missing := missing_tools(["wrk"])) is not None:
-        print(f"benchmarks.tracing: {missing}", file=sys.stderr)
+        print(f"benchmarks.observability: {missing}", file=sys.stderr)
         return 1
     pin = Pinning.choose(not a.no_pin, 1, 0)
     modes = (*MODES, "baseline") if a.baseline else MODES
@@ -91,7 +106,9 @@ def main() -> int:
         app = start_app(sup, "app", SAMPLE_APP)
         sink_port = free_port()
         sink_server = sup.start(
-            "sink", [sys.executable, "-m", "benchmarks.tracing", "--sink", str(sink_port)], cwd=REPO
+            "sink",
+            [sys.executable, "-m", "benchmarks.observability", "--sink", str(sink_port)],
+            cwd=REPO,
         )
         wait_tcp(sink_port, sink_server)
         url = f"http://127.0.0.1:{sink_port}/v1/traces"
@@ -120,7 +137,7 @@ def main() -> int:
                 )
                 after = procfs.cpu_ns(qp.server.pid) or 0
                 if run.result is None or run.result.requests == 0:
-                    print(f"benchmarks.tracing: {mode}: {run.error}", file=sys.stderr)
+                    print(f"benchmarks.observability: {mode}: {run.error}", file=sys.stderr)
                     return 1
                 # spans still batched are exported within the schedule delay: let them go
                 time.sleep(0.5)
@@ -131,7 +148,7 @@ def main() -> int:
                 )
     base = statistics.median(cpu["off"])
     print(f"queue-proxy, CONTAINER_CONCURRENCY=0, sample app; {pin.note}; median of {a.reps}\n")
-    print("| tracing | req/s (wrk -t1 -c50) | queue-proxy CPU µs/request | vs off |")
+    print("| switch | req/s (wrk -t1 -c50) | queue-proxy CPU µs/request | vs off |")
     print("|---|---|---|---|")
     for mode in modes:
         c = statistics.median(cpu[mode])
