@@ -4,6 +4,7 @@ activator and the replicas' queue-proxies it starts, and one request is one trac
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -19,16 +20,30 @@ CALLER = "b7ad6b7169203331"
 
 
 @pytest.mark.process
-async def test_a_request_through_zeroserve_up_is_one_trace_over_both_hops(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "sandbox",
+    [
+        pytest.param(
+            "pod",
+            marks=pytest.mark.skipif(
+                os.geteuid() != 0, reason="pod sandboxes need root (CI runs as root)"
+            ),
+        ),
+        "process",
+    ],
+)
+async def test_a_request_through_zeroserve_up_is_one_trace_over_both_hops(
+    tmp_path: Path, sandbox: str
+) -> None:
+    """In pod sandboxes the queue-proxy reaches the receiver on the host's loopback
+    through the runtime's relay on the bridge (zeroserve/local/hostrelay.py)."""
     example = yaml.safe_load((EXAMPLES / "config-observability-tracing.yaml").read_text())
     async with otlp_receiver() as rx:
         example["data"]["tracing-endpoint"] = rx.url
         config = tmp_path / "config-observability.yaml"
         config.write_text(yaml.safe_dump(example))
-        # plain processes: a pod sandbox's queue-proxy could not reach this receiver on the
-        # host's loopback (README, "Tracing")
         files = (EXAMPLES / "helloworld.yaml", config)
-        async with zeroserve_up(tmp_path, *files, args=("--sandbox", "process")) as up:
+        async with zeroserve_up(tmp_path, *files, args=("--sandbox", sandbox)) as up:
             async with httpx.AsyncClient(timeout=60) as client:
                 r = await client.get(
                     up.ingress,

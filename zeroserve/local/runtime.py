@@ -52,6 +52,7 @@ from zeroserve.serving.revisions import DEFAULT_CONTAINER_NAME, container_names
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
 from .env import EnvError, Lookup, Node, PodFacts, node_name, resolve_env
+from .hostrelay import LoopbackRelay
 from .podstatus import ContainerState, ContainerStatus, PodStatus
 from .replica import (
     QUEUE_PROXY,
@@ -949,11 +950,24 @@ class LocalRuntime:
         """(first delay, cap) of a replica's restart back-off (:class:`RestartBackoff`)."""
         self.observability = ObservabilityConfig().to_env()
         """The queue-proxies' ``OBSERVABILITY_CONFIG`` (config-observability)."""
+        self.relay: LoopbackRelay | None = None
+        """In pod sandboxes: the host's loopback services (a tracing collector) on the
+        bridge's address, for the queue-proxies (zeroserve/local/hostrelay.py); made
+        when first needed."""
 
     def set_observability(self, config: ObservabilityConfig) -> None:
         """config-observability (or config-tracing) changed: new replicas start with it,
         running queue-proxies get it on their admin port, without a restart
-        (docs/observability.md)."""
+        (docs/observability.md); in pod sandboxes, a loopback tracing endpoint through
+        :attr:`relay`."""
+        network = self.sandbox.network if self.sandbox is not None else None
+        if network is not None:
+            if self.relay is None:
+                self.relay = LoopbackRelay(network.gateway)
+            try:
+                config = self.relay.pod_view(config)
+            except OSError as e:
+                log.error("the pods cannot reach %s: %s", config.tracing_endpoint, e)
         value = config.to_env()
         if value == self.observability:
             return
@@ -1034,3 +1048,5 @@ class LocalRuntime:
         self.sets.clear()
         if self.standby is not None:
             await self.standby.close()
+        if self.relay is not None:
+            await self.relay.close()
