@@ -21,7 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from zeroserve.http.exchange import Request, Timeouts
 from zeroserve.http.routes import RouteHandler
 from zeroserve.http.server import Server, ServerConnection
-from zeroserve.observability import NONE, ObservabilityConfig
+from zeroserve.observability import NONE, FollowsObservability, ObservabilityConfig
 from zeroserve.periodic import every
 from zeroserve.requestlog import RequestLogger, stdout_writer
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
@@ -41,7 +41,7 @@ log = logging.getLogger("activator")
 REPORT_INTERVAL = 1.0
 
 
-class Activator:
+class Activator(FollowsObservability):
     """One activator process's parts, built from its :class:`~activator.config.Settings`;
     the sources (Kubernetes or local) feed it through the control plane's calls below."""
 
@@ -144,22 +144,6 @@ class Activator:
 
     def set_peers(self, index: int, count: int) -> None:
         self.revisions.set_peers(index, count)
-
-    @property
-    def observability(self) -> ObservabilityConfig:
-        """config-observability (with config-tracing) as the control plane last said."""
-        return self._observability
-
-    @observability.setter
-    def observability(self, config: ObservabilityConfig) -> None:
-        if config == self._observability:
-            return
-        self._observability = config
-        for listener in list(self.observability_listeners):
-            try:
-                listener(config)
-            except Exception:
-                log.exception("applying the observability config failed")
 
     def _set_request_log(self, config: ObservabilityConfig) -> None:
         """Request log lines on stdout, for the responses the activator makes itself,

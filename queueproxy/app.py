@@ -20,7 +20,7 @@ from zeroserve.http.exchange import Request, Timeouts
 from zeroserve.http.routes import RouteHandler, read_body
 from zeroserve.http.server import Server, ServerConnection
 from zeroserve.http.upstream import Pool, UpstreamPool
-from zeroserve.observability import NONE, ObservabilityConfig
+from zeroserve.observability import NONE, FollowsObservability, ObservabilityConfig
 from zeroserve.periodic import every
 from zeroserve.stats import RequestStats, Stat
 from zeroserve.tracing import Tracing, TracingUnavailable
@@ -44,7 +44,7 @@ OBSERVABILITY_PATH = b"/observability"
 JSON), ``PUT`` a new one (the local runtime's live update of config-observability)."""
 
 
-class QueueProxy:
+class QueueProxy(FollowsObservability):
     """One replica's queue-proxy; ``start`` then ``shutdown``."""
 
     def __init__(self, settings: Settings) -> None:
@@ -167,22 +167,6 @@ class QueueProxy:
         conn.respond(200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
 
     # -- observability (docs/observability.md) ------------------------------------------
-
-    @property
-    def observability(self) -> ObservabilityConfig:
-        """The config-observability settings in force (OBSERVABILITY_CONFIG at start)."""
-        return self._observability
-
-    @observability.setter
-    def observability(self, config: ObservabilityConfig) -> None:
-        if config == self._observability:
-            return
-        self._observability = config
-        for listener in list(self.observability_listeners):
-            try:
-                listener(config)
-            except Exception:
-                log.exception("applying the observability config failed")
 
     def _set_request_log(self, config: ObservabilityConfig) -> None:
         """Request logs on stdout while config-observability asks for them; off, the

@@ -32,12 +32,15 @@ Imports nothing heavy: the queue-proxy loads it at start.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from zeroserve.configmap import ValueReader, parse_bool, parse_duration_nanos, parse_float
 from zeroserve.envconfig import ConfigError
+
+_log = logging.getLogger(__name__)
 
 CONFIG_MAP = "config-observability"
 TRACING_CONFIG_MAP = "config-tracing"
@@ -432,3 +435,30 @@ def _go_bool(value: bool) -> str:
 
 def _nanos(value: int) -> str:
     return f"{value}ns"
+
+
+class FollowsObservability:
+    """What a proxy (the activator, the queue-proxy) keeps of config-observability: the
+    settings in force and the functions to call when they change (its request log, its
+    tracing; docs/observability.md). The class sets ``_observability`` and
+    ``observability_listeners`` in its ``__init__``."""
+
+    _observability: ObservabilityConfig
+    observability_listeners: list[Callable[[ObservabilityConfig], None]]
+
+    @property
+    def observability(self) -> ObservabilityConfig:
+        """The settings in force (the queue-proxy's OBSERVABILITY_CONFIG at start, the
+        activator's from the control plane)."""
+        return self._observability
+
+    @observability.setter
+    def observability(self, config: ObservabilityConfig) -> None:
+        if config == self._observability:
+            return
+        self._observability = config
+        for listener in list(self.observability_listeners):
+            try:
+                listener(config)
+            except Exception:
+                _log.exception("applying the observability config failed")
