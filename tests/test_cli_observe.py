@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.local.support import zeroserve_up
+from tests.test_cli_client import FAILING as CRASH
 from tests.test_cli_client import TOKEN, control_api, manifest, run
 from zeroserve import cli
 from zeroserve.local import access
@@ -228,19 +229,6 @@ async def test_watch_only_prints_a_service_applied_later(
 def test_watch_refuses_json_and_events(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["get", "ksvc", "-w", "-o", "json", "--token", "t"]) == 1
     assert "--watch and --watch-only print tables" in capsys.readouterr().err
-
-
-CRASH = """\
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata: {name: crash}
-spec:
-  template:
-    spec:
-      containers:
-        - image: x
-          command: ["python", "-c", "import sys; print('cannot open the database'); sys.exit(3)"]
-"""
 
 
 @pytest.mark.process
