@@ -579,17 +579,26 @@ _TOKEN_CHARS = frozenset(
 )
 
 
+_CANONICAL: dict[str, str] = {}
+"""Keys already made canonical: a request log reads the same few header names on every
+request (bounded by :data:`_CANONICAL_MAX`)."""
+_CANONICAL_MAX = 4096
+
+
 def canonical_header_key(key: str) -> str:
     """Go's ``textproto.CanonicalMIMEHeaderKey``: ``x-request-id`` -> ``X-Request-Id``;
     a key with a character outside a token is returned as it is."""
-    if not key or any(c not in _TOKEN_CHARS for c in key):
-        return key
-    out = []
-    upper = True
-    for c in key:
-        out.append(c.upper() if upper else c.lower())
-        upper = c == "-"
-    return "".join(out)
+    found = _CANONICAL.get(key)
+    if found is not None:
+        return found
+    if not key or not _TOKEN_CHARS.issuperset(key):
+        found = key
+    else:
+        # token characters are ASCII: upper/lower change letters only
+        found = "-".join(part[:1].upper() + part[1:].lower() for part in key.split("-"))
+    if len(_CANONICAL) < _CANONICAL_MAX:
+        _CANONICAL[key] = found
+    return found
 
 
 def go_print(value: Value) -> str:
