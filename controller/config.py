@@ -26,9 +26,6 @@ from zeroserve.serving.domains import CLUSTER_DOMAIN
 
 log = logging.getLogger(__name__)
 
-QUEUE_SIDECAR_IMAGE_KEY = "queue-sidecar-image"
-"""The ``config-deployment`` key that overrides ``--queue-proxy-image`` (upstream's name)."""
-
 CONFIG_ISTIO = "config-istio"
 """net-istio's ConfigMap: which Istio Gateways serve public and cluster-local hosts."""
 KNATIVE_INGRESS_GATEWAY = "knative-ingress-gateway"
@@ -404,8 +401,9 @@ class ClusterConfig:
             return istio_changed
         self._good = good
         self.configs = self._build(good)
-        image = good.get("config-deployment", {}).get(QUEUE_SIDECAR_IMAGE_KEY)
-        self.queue_proxy_image = image or self.settings.queue_proxy_image
+        self.queue_proxy_image = (
+            self.configs.deployment.queue_sidecar_image or self.settings.queue_proxy_image
+        )
         log.info("configuration updated from the ConfigMaps in %s", ns)
         return True
 
@@ -438,9 +436,9 @@ class ClusterConfig:
         configs = Configs(domain=DomainConfig({default_domain: {}}))
         for name in CONFIG_MAP_NAMES:
             data = dict(maps.get(name) or {})
-            if name == "config-deployment":
-                # Only the cluster reads this key; the shared parser does not know it.
-                data.pop(QUEUE_SIDECAR_IMAGE_KEY, None)
             if data or name in maps:
-                configs = configs.with_config_map(name, data, default_domain=default_domain)
+                # cluster: config-deployment's keys for the revision pods are read here.
+                configs = configs.with_config_map(
+                    name, data, default_domain=default_domain, cluster=True
+                )
         return configs

@@ -432,6 +432,7 @@ class Planner:
                 replicas=initial,
                 progress_deadline=scaling.progress_deadline,
                 observability=self.configs.observability.to_env(),
+                sidecar=self.configs.deployment,
             ),
             keep=("spec.replicas",),
         )

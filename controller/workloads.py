@@ -28,7 +28,9 @@ docs/kubernetes.md, "The revision's pod"):
 - init containers are copied as written;
 - the queue-proxy runs ``python -m queueproxy`` from the zeroserve image, as non-root
   with a read-only root filesystem, on 8012 (traffic), 8022 (admin), 9090 (autoscaler
-  stats) and 9091 (Prometheus).
+  stats) and 9091 (Prometheus); ``config-deployment`` gives its requests and limits
+  (Knative's ``queue-sidecar-*`` keys) and the pull secrets of its image, which join the
+  template's ``imagePullSecrets`` (docs/kubernetes.md, "The queue-proxy sidecar").
 
 ``replicas`` is written once, at creation (the revision's initial scale); afterwards the
 autoscaler owns it, and updates made here never carry it.
@@ -37,7 +39,7 @@ autoscaler owns it, and updates made here never carry it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from controller.meta import (
@@ -51,6 +53,7 @@ from controller.meta import (
     with_hash,
 )
 from zeroserve.api.objects import Container, Obj
+from zeroserve.autoscaling.config import DeploymentConfig
 from zeroserve.knative import (
     CONFIGURATION_LABEL,
     REVISION_LABEL,
@@ -65,6 +68,8 @@ from zeroserve.observability import ENV as OBSERVABILITY_ENV
 from zeroserve.serving.revisions import DesiredRevision
 from zeroserve.serving.revisions import container_names as revision_container_names
 
+_SIDECAR = DeploymentConfig()
+"""``config-deployment``'s defaults (Knative's: a 25m CPU request, no limits)."""
 QUEUE_CONTAINER = "queue-proxy"
 QUEUE_SERVING_PORT = 8012
 QUEUE_ADMIN_PORT = 8022
@@ -263,7 +268,11 @@ def user_container(rev: DesiredRevision, c: Container, name: str) -> Obj:
     return container
 
 
-def queue_container(rev: DesiredRevision, image: str, observability: str = "") -> Obj:
+def queue_container(
+    rev: DesiredRevision, image: str, observability: str = "", sidecar: DeploymentConfig = _SIDECAR
+) -> Obj:
+    """The queue-proxy container; ``sidecar`` (``config-deployment``) gives its requests
+    and limits (Knative's ``queue-sidecar-*-request``/``-limit`` keys)."""
     return {
         "name": QUEUE_CONTAINER,
         "image": image,
@@ -271,7 +280,7 @@ def queue_container(rev: DesiredRevision, image: str, observability: str = "") -
         "env": queue_env(rev, observability),
         "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in QUEUE_PORTS],
         "readinessProbe": queue_readiness_probe(rev),
-        "resources": {"requests": {"cpu": "25m", "memory": "64Mi"}},
+        "resources": sidecar.queue_resources(),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 65532,
@@ -283,18 +292,35 @@ def queue_container(rev: DesiredRevision, image: str, observability: str = "") -
     }
 
 
-def pod_spec(rev: DesiredRevision, image: str, observability: str = "") -> Obj:
+def image_pull_secrets(written: object, sidecar: Sequence[str]) -> list[Obj]:
+    """The pod's ``imagePullSecrets``: the template's as written, then each of the
+    sidecar's (``zeroserve.queue-sidecar-image-pull-secrets``) that is not among them."""
+    out = [dict(s) for s in written] if isinstance(written, list) else []
+    names = {s.get("name") for s in out}
+    out += [{"name": name} for name in sidecar if name not in names]
+    return out
+
+
+def pod_spec(
+    rev: DesiredRevision, image: str, observability: str = "", sidecar: DeploymentConfig = _SIDECAR
+) -> Obj:
     """The revision's pod spec: every pod field of the template as written, its
     containers (:func:`user_container`) and the queue-proxy, its init containers as
     written; ``terminationGracePeriodSeconds`` is the revision's timeout, and
     ``enableServiceLinks`` is false unless the template says otherwise (Knative's
-    ``config-defaults`` default)."""
+    ``config-defaults`` default). The sidecar's pull secrets join the template's
+    ``imagePullSecrets`` (:func:`image_pull_secrets`)."""
     template = rev.template
     names, init_names = container_names(rev)
     spec: Obj = {k: v for k, v in template.spec_dict().items() if k not in _REVISION_FIELDS}
     spec["containers"] = [
         user_container(rev, c, name) for c, name in zip(template.containers, names, strict=True)
-    ] + [queue_container(rev, image, observability)]
+    ] + [queue_container(rev, image, observability, sidecar)]
+    secrets = image_pull_secrets(
+        spec.get("imagePullSecrets"), sidecar.queue_sidecar_image_pull_secrets
+    )
+    if secrets:
+        spec["imagePullSecrets"] = secrets
     if template.init_containers:
         spec["initContainers"] = [
             _as_written(c, name)
@@ -313,10 +339,12 @@ def deployment(
     replicas: int,
     progress_deadline: float,
     observability: str = "",
+    sidecar: DeploymentConfig = _SIDECAR,
 ) -> Obj:
     """The revision's Deployment ``<revision>-deployment``, owned by the Revision object,
     with the spec-hash annotation set; ``observability``: the queue-proxy's
-    ``OBSERVABILITY_CONFIG`` (empty: left out, its defaults)."""
+    ``OBSERVABILITY_CONFIG`` (empty: left out, its defaults); ``sidecar``:
+    ``config-deployment``, the queue-proxy's resources and pull secrets."""
     name = rev.info.key.name
     labels = pod_labels(revision)
     # Knative leaves routingStateModified out: a routing change must not roll the pods.
@@ -343,7 +371,7 @@ def deployment(
                     "labels": dict(labels),
                     **({"annotations": dict(annotations)} if annotations else {}),
                 },
-                "spec": pod_spec(rev, image, observability),
+                "spec": pod_spec(rev, image, observability, sidecar),
             },
         },
     }

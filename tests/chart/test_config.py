@@ -5,6 +5,7 @@ the autoscaler will read them."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
@@ -39,7 +40,7 @@ def _configs(objects: list[Obj]) -> Configs:
     configs = Configs()
     for name in NAMES:
         configs = configs.with_config_map(
-            name, _data(objects, name), default_domain="svc.cluster.local"
+            name, _data(objects, name), default_domain="svc.cluster.local", cluster=True
         )
     return configs
 
@@ -63,7 +64,12 @@ def test_every_value_is_a_string_and_documented(objects: list[Obj]) -> None:
 def test_the_defaults_are_upstreams(default_objects: list[Obj]) -> None:
     configs = _configs(default_objects)
     assert configs.autoscaler == AutoscalerConfig()
-    assert configs.deployment == DeploymentConfig()
+    # Knative's, but for the sidecar's image (the chart's) and its 64Mi memory request.
+    assert configs.deployment == replace(
+        DeploymentConfig(),
+        queue_sidecar_image="zeroserve:0.1.0",
+        queue_sidecar_requests=(("cpu", "25m"), ("memory", "64Mi")),
+    )
     assert configs.defaults == Configs().defaults
     assert configs.domain == DomainConfig({"example.com": {}})
     assert configs.features == FeaturesConfig()
@@ -163,7 +169,12 @@ def test_the_controller_and_the_autoscaler_take_them(
         assert cluster.update(maps)
     assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert cluster.configs == _configs(objects)
-    assert cluster.queue_proxy_image == "zeroserve:0.1.0"
+    # config-deployment names the chart's image, the one the controller's flag names.
+    args = one(objects, "Deployment", "controller", NAMESPACE)["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    flag = args[args.index("--queue-proxy-image") + 1]
+    assert cluster.queue_proxy_image == flag
     assert (
         AutoscalerConfig.from_mapping(_data(objects, "config-autoscaler"))
         == _configs(objects).autoscaler

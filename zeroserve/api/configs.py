@@ -22,7 +22,13 @@ from zeroserve.api.features import CONFIG_MAP as FEATURES_CONFIG_MAP
 from zeroserve.api.features import FeaturesConfig
 from zeroserve.api.names import check_dns1123_label, check_dns1123_subdomain
 from zeroserve.api.network import GC, NETWORK, GCConfig, NetworkConfig
-from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
+from zeroserve.autoscaling.config import (
+    DEPLOYMENT_CLUSTER_ONLY_KEYS,
+    DEPLOYMENT_KEYS,
+    DEPLOYMENT_KNATIVE_UNSUPPORTED_KEYS,
+    AutoscalerConfig,
+    DeploymentConfig,
+)
 from zeroserve.configmap import ValueReader, parse_bool, parse_int32
 from zeroserve.envconfig import ConfigError
 from zeroserve.observability import CONFIG_MAP as OBSERVABILITY
@@ -250,10 +256,17 @@ class Configs:
     """``config-tracing``'s data as applied."""
 
     def with_config_map(
-        self, name: str, data: Mapping[str, str] | None, *, default_domain: str = LOCAL_DOMAIN
+        self,
+        name: str,
+        data: Mapping[str, str] | None,
+        *,
+        default_domain: str = LOCAL_DOMAIN,
+        cluster: bool = False,
     ) -> Configs:
         """These configs with one ConfigMap replaced (``data`` None: deleted, back to
-        defaults). Raises ``ConfigError`` naming the map, the key and the rule."""
+        defaults). Raises ``ConfigError`` naming the map, the key and the rule.
+        ``cluster``: read by the Kubernetes controller, which takes the keys that
+        configure revision pods (locally they are refused as needing a cluster)."""
         data = data or {}
         if name == "config-autoscaler":
             unknown = AutoscalerConfig.unknown_keys(data)
@@ -261,9 +274,16 @@ class Configs:
                 raise ConfigError(f"{name}: {unknown[0]}: unknown key")
             return replace(self, autoscaler=AutoscalerConfig.from_mapping(data))
         if name == "config-deployment":
-            # Every other key of upstream's map configures the queue-proxy image and
-            # digest resolution, which do not exist locally.
-            _reject_unknown(name, data, frozenset({"progress-deadline"}), None)
+            # The sidecar's image, resources and pull secrets configure revision pods,
+            # which exist only on a cluster: locally the queue-proxy is a process.
+            for key in sorted(data):
+                if key in DEPLOYMENT_KNATIVE_UNSUPPORTED_KEYS:
+                    raise ConfigError(f"{name}: {key}: not supported by zeroserve")
+            if cluster:
+                _reject_unknown(name, data, DEPLOYMENT_KEYS, frozenset())
+            else:
+                local = DEPLOYMENT_KEYS - DEPLOYMENT_CLUSTER_ONLY_KEYS
+                _reject_unknown(name, data, local, DEPLOYMENT_CLUSTER_ONLY_KEYS)
             return replace(self, deployment=DeploymentConfig.from_mapping(data))
         if name == "config-defaults":
             return replace(self, defaults=DefaultsConfig.from_mapping(data))

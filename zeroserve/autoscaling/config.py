@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 
 from zeroserve.configmap import (
     ValueReader,
@@ -335,26 +337,191 @@ _KEYS = frozenset(
 )
 
 
+QUEUE_SIDECAR_IMAGE = "queue-sidecar-image"
+REGISTRIES_SKIPPING_TAG_RESOLVING = "registries-skipping-tag-resolving"
+QUEUE_SIDECAR_IMAGE_PULL_SECRETS = "zeroserve.queue-sidecar-image-pull-secrets"
+"""zeroserve's own key (Knative has none): Secrets added to every revision pod's
+``imagePullSecrets`` so the kubelet can pull the queue-proxy image."""
+QUEUE_SIDECAR_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+"""The resources of the ``queue-sidecar-<resource>-request``/``-limit`` keys."""
+DEPLOYMENT_KEYS = frozenset(
+    {
+        "progress-deadline",
+        QUEUE_SIDECAR_IMAGE,
+        REGISTRIES_SKIPPING_TAG_RESOLVING,
+        QUEUE_SIDECAR_IMAGE_PULL_SECRETS,
+        *(
+            f"queue-sidecar-{r}-{kind}"
+            for r in QUEUE_SIDECAR_RESOURCES
+            for kind in ("request", "limit")
+        ),
+    }
+)
+"""Every ``config-deployment`` key zeroserve reads."""
+DEPLOYMENT_CLUSTER_ONLY_KEYS = DEPLOYMENT_KEYS - {"progress-deadline"}
+"""The keys that configure the revision's pod on Kubernetes: locally the queue-proxy is a
+process of the installed package, with no image, no pull and no requests or limits."""
+DEPLOYMENT_KNATIVE_UNSUPPORTED_KEYS = frozenset(
+    {
+        "digest-resolution-timeout",
+        "queue-sidecar-token-audiences",
+        "queue-sidecar-rootca",
+        "queue-sidecar-tls-min-version",
+        "queue-sidecar-tls-max-version",
+        "queue-sidecar-tls-cipher-suites",
+        "queue-sidecar-tls-curve-preferences",
+        "default-affinity-type",
+        "runtime-class-name",
+        "pod-is-always-schedulable",
+        # Knative's legacy spellings of its keys.
+        "queueSidecarImage",
+        "progressDeadline",
+        "digestResolutionTimeout",
+        "registriesSkippingTagResolving",
+        "queueSidecarCPURequest",
+        "queueSidecarMemoryRequest",
+        "queueSidecarEphemeralStorageRequest",
+        "queueSidecarCPULimit",
+        "queueSidecarMemoryLimit",
+        "queueSidecarEphemeralStorageLimit",
+    }
+)
+"""Knative's other keys (pkg/deployment/config.go), which zeroserve does not implement."""
+_DEFAULT_REGISTRIES_SKIPPING_TAG_RESOLVING = frozenset({"kind.local", "ko.local", "dev.local"})
+
+# A Kubernetes quantity: a decimal number, then a binary (Ki..Ei) or decimal (n..E) suffix
+# or an exponent. Resource requirements cannot be negative.
+_QUANTITY = re.compile(
+    r"\+?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?:(?P<suffix>[KMGTPE]i|[numkMGTPE])|[eE](?P<exponent>[+-]?[0-9]+))?"
+)
+_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+# Secret names are DNS-1123 subdomains.
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def parse_quantity(text: str) -> Fraction:
+    """The exact value of a non-negative Kubernetes quantity (``25m``, ``0.5``, ``64Mi``,
+    ``1e3``); ``ValueError`` for anything else."""
+    match = _QUANTITY.fullmatch(text)
+    if match is None:
+        raise ValueError(f"invalid quantity {text!r}")
+    value = Fraction(match["number"])
+    suffix, exponent = match["suffix"], match["exponent"]
+    if suffix in _BINARY:
+        return value * 1024 ** _BINARY[suffix]
+    if suffix:
+        return value * Fraction(10) ** _DECIMAL[suffix]
+    if exponent:
+        if abs(int(exponent)) > 18:  # Kubernetes' own bound on a quantity's scale
+            raise ValueError(f"quantity {text!r} out of range")
+        return value * Fraction(10) ** int(exponent)
+    return value
+
+
+def _quantity(text: str) -> str:
+    parse_quantity(text)
+    return text
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    """Comma-separated names; blanks around them and empty items are dropped."""
+    return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+
+
+def _secret_names(text: str) -> tuple[str, ...]:
+    names = _name_list(text)
+    for name in names:
+        if len(name) > 253 or not _SECRET_NAME.fullmatch(name):
+            raise ValueError(f"invalid Secret name {name!r}")
+    return names
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DeploymentConfig:
-    """The one ``config-deployment`` setting the scale step needs."""
+    """``config-deployment``: the revision's Deployment (its progress deadline) and its
+    queue-proxy sidecar (image, requests and limits, pull secrets). Knative's keys and
+    defaults (pkg/deployment/config.go); docs/kubernetes.md, "The queue-proxy sidecar"."""
 
     progress_deadline: float = 600.0
     """Seconds a revision may take to become ready; > 0. Activation times out 30 s later."""
+    queue_sidecar_image: str = ""
+    """``queue-sidecar-image``: the queue-proxy image of revision pods; empty: the
+    controller's ``--queue-proxy-image``."""
+    queue_sidecar_requests: tuple[tuple[str, str], ...] = (("cpu", "25m"),)
+    """``queue-sidecar-<resource>-request`` by resource (``cpu``, ``memory``,
+    ``ephemeral-storage``); Knative's default is a 25m CPU request and nothing else."""
+    queue_sidecar_limits: tuple[tuple[str, str], ...] = ()
+    """``queue-sidecar-<resource>-limit`` by resource; none unless set (as Knative)."""
+    queue_sidecar_image_pull_secrets: tuple[str, ...] = ()
+    """``zeroserve.queue-sidecar-image-pull-secrets``: Secret names (comma-separated in
+    the map) added to every revision pod's ``imagePullSecrets``."""
+    registries_skipping_tag_resolving: frozenset[str] = _DEFAULT_REGISTRIES_SKIPPING_TAG_RESOLVING
+    """Accepted for Knative's maps; zeroserve never resolves tags to digests, so it is
+    checked and has no effect."""
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, str]) -> DeploymentConfig:
-        """Parse the ConfigMap's ``data``; every other key belongs to other components."""
+        """Parse the ConfigMap's ``data``; keys zeroserve does not read are left to the
+        caller (``Configs.with_config_map`` rejects them)."""
         r = ValueReader(data, prefix="config-deployment: ")
+        d = cls()
+        requests: dict[str, str] = dict(d.queue_sidecar_requests)
+        limits: dict[str, str] = {}
+        rule = "a quantity like 25m, 0.5, 64Mi or 1Gi"
+        for resource in QUEUE_SIDECAR_RESOURCES:
+            for kind, into in (("request", requests), ("limit", limits)):
+                value = r.read_optional(f"queue-sidecar-{resource}-{kind}", _quantity, rule=rule)
+                if value is not None:
+                    into[resource] = value
+        for resource, limit in limits.items():
+            request = requests.get(resource)
+            if request is not None and parse_quantity(request) > parse_quantity(limit):
+                key = f"queue-sidecar-{resource}-request"
+                source = request if key in data else f"{request}, the default"
+                raise ConfigError(
+                    f"config-deployment: queue-sidecar-{resource}-limit: must be at least "
+                    f"{key} ({source}), got {limit!r}"
+                )
         return cls(
             progress_deadline=r.read(
                 "progress-deadline",
                 parse_duration,
-                cls().progress_deadline,
+                d.progress_deadline,
                 rule="a duration > 0s",
                 ok=lambda s: s > 0,
-            )
+            ),
+            queue_sidecar_image=r.read(
+                QUEUE_SIDECAR_IMAGE,
+                str.strip,
+                d.queue_sidecar_image,
+                rule="an image reference without blanks",
+                ok=lambda s: bool(s) and not any(c.isspace() for c in s),
+            ),
+            queue_sidecar_requests=tuple(requests.items()),
+            queue_sidecar_limits=tuple(limits.items()),
+            queue_sidecar_image_pull_secrets=r.read(
+                QUEUE_SIDECAR_IMAGE_PULL_SECRETS,
+                _secret_names,
+                d.queue_sidecar_image_pull_secrets,
+                rule="comma-separated Secret names (lower-case DNS names)",
+            ),
+            registries_skipping_tag_resolving=r.read(
+                REGISTRIES_SKIPPING_TAG_RESOLVING,
+                lambda s: frozenset(_name_list(s)),
+                d.registries_skipping_tag_resolving,
+                rule="comma-separated registry hosts like kind.local",
+                ok=lambda hosts: all(not any(c.isspace() or c == "/" for c in h) for h in hosts),
+            ),
         )
+
+    def queue_resources(self) -> dict[str, dict[str, str]]:
+        """The queue-proxy container's ``resources``: requests, and limits when any."""
+        out = {"requests": dict(self.queue_sidecar_requests)}
+        if self.queue_sidecar_limits:
+            out["limits"] = dict(self.queue_sidecar_limits)
+        return out
 
 
 def _non_negative(x: float) -> bool:
