@@ -14,7 +14,18 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.helm import KUBE_VERSION, NAMESPACE, RELEASE, Obj, ToolError, one, only, render
+from tests.chart.helm import (
+    CHART,
+    KUBE_VERSION,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    Obj,
+    ToolError,
+    one,
+    only,
+    render,
+)
 from tests.cluster.kinds import istio_crds, register_extra_types
 from tests.fakes.kubeapi.fakeapi import DEFAULT_NAMESPACES, FakeKubeAPI
 
@@ -364,7 +375,6 @@ async def test_turning_the_hpa_on_keeps_the_activators_count(helm: str, tmp_path
     """Helm 3 upgrades with a three-way merge: dropping `replicas` from the manifest would
     delete the field, and the Deployment would fall to 1 activator until the HPA acts.
     The chart writes the live count back instead, so the activators stay as they are."""
-    from tests.chart.helm import CHART
 
     fixed = ["--namespace", NAMESPACE]
     # The test cluster's API server: the kinds the chart installs, Istio's CRDs.
@@ -392,6 +402,26 @@ async def test_turning_the_hpa_on_keeps_the_activators_count(helm: str, tmp_path
         )  # fmt: skip
         final = api.get("deployments", NAMESPACE, "activator")
         assert final is not None and final["spec"]["replicas"] == 2
+
+
+def test_the_readme_checklist_renders(helm: str, tmp_path: Path) -> None:
+    """The README's production values and its OpenShift command render as said."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Production checklist\n", 1)[1].split("\n## ", 1)[0]
+    values = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "production.yaml"
+    path.write_text(values)
+    command = section.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    sets = [arg for arg in command.split() if "=" in arg and not arg.startswith("-")]
+    assert len(sets) == 5
+    objects = render(helm, [path], sets=sets)
+    pod = _pod(objects, "activator")
+    assert pod["priorityClassName"] == "zeroserve-critical"
+    assert "replicas" not in one(objects, "Deployment", "activator")["spec"]
+    for name in COMPONENTS:
+        pod = _pod(objects, name)
+        assert "runAsUser" not in pod["securityContext"]
+        assert _restricted_violations(pod) == [], name
 
 
 def test_no_replicas_in_a_render_with_the_hpa_on(helm: str) -> None:
