@@ -46,66 +46,113 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/*
-Pod-level security: never root, the image's user 65532, the runtime's default seccomp
-profile. Together with zeroserve.containerSecurityContext this meets the "restricted"
-Pod Security Standard, so the release namespace can enforce it.
+The security contexts of one component's pod and containers: the chart-wide
+podSecurityContext / containerSecurityContext, then the component's own keys over them.
+A key set to "" (or null) is left out, so that OpenShift's restricted SCC can assign
+runAsUser, runAsGroup and fsGroup from the namespace's range. The defaults (values.yaml)
+meet the "restricted" Pod Security Standard, so the release namespace can enforce it.
+Call with (dict "base" .Values.podSecurityContext "over" $a.podSecurityContext).
 */}}
-{{- define "zeroserve.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- define "zeroserve.securityContext" -}}
+{{- $out := dict -}}
+{{- range $k, $v := .base }}{{ $_ := set $out $k $v }}{{ end -}}
+{{- range $k, $v := .over }}{{ $_ := set $out $k $v }}{{ end -}}
+{{- range $k, $v := $out -}}
+{{- if or (kindIs "invalid" $v) (and (kindIs "string" $v) (eq $v "")) }}{{ $_ := unset $out $k }}{{ end -}}
+{{- end -}}
+{{ toYaml $out }}
 {{- end -}}
 
 {{/*
-Container-level security, repeated per container so that it holds even if a pod-level
-field is dropped: a read-only root (PYTHONDONTWRITEBYTECODE is set in the image; /tmp
-is an emptyDir), no privilege escalation, no capabilities (no port below 1024 is bound).
-*/}}
-{{- define "zeroserve.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-readOnlyRootFilesystem: true
-allowPrivilegeEscalation: false
-privileged: false
-capabilities:
-  drop:
-    - ALL
-seccompProfile:
-  type: RuntimeDefault
-{{- end -}}
-
-{{/*
-Pod labels of every component: the selector, plus Istio's injection switch. The
-components reach the revisions' queue-proxies directly by pod IP (the NetworkPolicies are
-written for that), so they stay out of the mesh unless istio.injectSidecar says otherwise.
-Call with (dict "ctx" $ "component" "activator").
+Pod labels of a component: the selector, Istio's injection switch, then the
+component's podLabels. The components reach the revisions' queue-proxies directly by pod
+IP (the NetworkPolicies are written for that), so they stay out of the mesh unless
+istio.injectSidecar says otherwise. A podLabels key the chart sets itself is an error:
+it would change the selector or the mesh switch.
+Call with (dict "ctx" $ "component" "activator" "values" .Values.activator).
 */}}
 {{- define "zeroserve.podLabels" -}}
-{{ include "zeroserve.componentLabels" . }}
-sidecar.istio.io/inject: {{ .ctx.Values.istio.injectSidecar | quote }}
+{{- $labels := include "zeroserve.componentLabels" . | fromYaml -}}
+{{- $_ := set $labels "sidecar.istio.io/inject" (toString .ctx.Values.istio.injectSidecar) -}}
+{{- range $k, $v := .values.podLabels -}}
+{{- if hasKey $labels $k -}}
+{{- fail (printf "%s.podLabels.%s: the chart sets this label itself (selector or mesh switch); choose another key" $.component $k) -}}
+{{- end -}}
+{{- $_ := set $labels $k (toString $v) -}}
+{{- end -}}
+{{ toYaml $labels }}
 {{- end -}}
 
-{{/* imagePullSecrets, the /tmp volume, scheduling: the common tail of each pod spec.
-Call with (dict "ctx" $ "values" .Values.activator). */}}
+{{/*
+The template's metadata of a component's pod: its labels, and its podAnnotations when
+given (e.g. proxy.istio.io/config, or a cluster autoscaler's safe-to-evict).
+Call with (dict "ctx" $ "component" "activator" "values" .Values.activator).
+*/}}
+{{- define "zeroserve.podMetadata" -}}
+labels:
+  {{- include "zeroserve.podLabels" . | nindent 2 }}
+{{- with .values.podAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The component's extraEnv after the variables the chart sets (`reserved`); naming one of
+those is an error, as the later entry would silently win.
+Call with (dict "component" "activator" "values" $a "reserved" (list "POD_NAME")).
+*/}}
+{{- define "zeroserve.extraEnv" -}}
+{{- range .values.extraEnv -}}
+{{- if has .name $.reserved -}}
+{{- fail (printf "%s.extraEnv: %s is set by the chart; choose another variable" $.component .name) -}}
+{{- end -}}
+{{- end -}}
+{{- with .values.extraEnv }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/*
+The component's affinity, plus (when `spread` is true and the values name no
+podAntiAffinity) a preferred anti-affinity by hostname among its own pods, as Knative's
+config/core/deployments give the activator and the controller: one node going away then
+leaves another replica. podAntiAffinity: {} in the values turns it off.
+Call with (dict "ctx" $ "component" "activator" "values" $a "spread" true).
+*/}}
+{{- define "zeroserve.affinity" -}}
+{{- $affinity := deepCopy (.values.affinity | default dict) -}}
+{{- if and .spread (not (hasKey $affinity "podAntiAffinity")) -}}
+{{- $selector := include "zeroserve.selectorLabels" . | fromYaml -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" $selector) -}}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) -}}
+{{- end -}}
+{{- with $affinity }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* The common tail of each pod spec: imagePullSecrets, priority, scheduling, the /tmp
+volume. Call with (dict "ctx" $ "values" .Values.activator "affinity" $yaml
+"tolerations" $list "spread" $list). */}}
 {{- define "zeroserve.podCommon" -}}
 {{- with .ctx.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- with .values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .values.tolerations }}
+{{- with .tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .values.affinity }}
+{{- with .affinity }}
 affinity:
+  {{- . | nindent 2 }}
+{{- end }}
+{{- with .spread }}
+topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 volumes:
