@@ -23,6 +23,7 @@ import aiohttp
 import uvloop
 
 from zeroserve import kube
+from zeroserve.envconfig import LOG_LEVEL_ENV, ConfigError, env_log_level
 from zeroserve.tracing import TracingUnavailable
 
 from .app import Activator
@@ -126,9 +127,12 @@ async def run(settings: Settings, options: KubeOptions) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     settings, options = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s activator %(levelname)s %(message)s"
-    )
+    try:
+        level = env_log_level(os.environ, LOG_LEVEL_ENV)
+    except ConfigError as e:
+        print(f"activator: {e}", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=level, format="%(asctime)s activator %(levelname)s %(message)s")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(run(settings, options))
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 
 import uvloop
 
 from zeroserve import kube
-from zeroserve.envconfig import ConfigError
+from zeroserve.envconfig import LOG_LEVEL_ENV, ConfigError, env_log_level
 
 from .app import Autoscaler, LocalAutoscaler, leader_elector
 from .config import Settings, parse_args
@@ -125,9 +126,12 @@ async def run(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s autoscaler %(levelname)s %(message)s"
-    )
+    try:
+        level = env_log_level(os.environ, LOG_LEVEL_ENV)
+    except ConfigError as e:
+        print(f"autoscaler: {e}", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=level, format="%(asctime)s autoscaler %(levelname)s %(message)s")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(run(settings))
 

@@ -13,12 +13,14 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 
 import uvloop
 
 from zeroserve import kube
+from zeroserve.envconfig import LOG_LEVEL_ENV, ConfigError, env_log_level
 
 from .app import KubeController
 from .config import Settings, add_arguments, settings_from
@@ -70,9 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(p)
     settings = settings_from(p.parse_args(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s controller %(levelname)s %(message)s"
-    )
+    try:
+        level = env_log_level(os.environ, LOG_LEVEL_ENV)
+    except ConfigError as e:
+        print(f"controller: {e}", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=level, format="%(asctime)s controller %(levelname)s %(message)s")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(run(settings))
 

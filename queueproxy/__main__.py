@@ -12,7 +12,7 @@ import sys
 
 import uvloop
 
-from zeroserve.envconfig import ConfigError
+from zeroserve.envconfig import ConfigError, env_log_level
 
 from .app import run
 from .config import Settings
@@ -20,12 +20,13 @@ from .standby import wait_and_apply
 
 
 def main() -> int:
-    level = os.environ.get("SERVING_LOGGING_LEVEL", "") or "info"
-    if level.upper() not in logging.getLevelNamesMapping():
-        print(f"queue-proxy: SERVING_LOGGING_LEVEL: unknown level {level!r}", file=sys.stderr)
+    try:
+        level = env_log_level(os.environ, "SERVING_LOGGING_LEVEL")
+    except ConfigError as e:
+        print(f"queue-proxy: {e}", file=sys.stderr)
         return 1
     logging.basicConfig(
-        level=level.upper(),
+        level=level,
         format="%(asctime)s queue-proxy %(levelname)s %(message)s",
         stream=sys.stderr,
     )

@@ -83,3 +83,19 @@ def _check_range(name: str, x: float, minimum: float | None, maximum: float | No
         raise ConfigError(f"{name}: must be >= {minimum:g}, got {x:g}")
     if maximum is not None and x > maximum:
         raise ConfigError(f"{name}: must be <= {maximum:g}, got {x:g}")
+
+
+LOG_LEVEL_ENV = "LOG_LEVEL"
+"""The activator's, the autoscaler's and the controller's log level (the chart's
+``<component>.logLevel``); the queue-proxy's is Knative's ``SERVING_LOGGING_LEVEL``."""
+LOG_LEVELS = ("debug", "info", "warning", "error")
+"""The levels a component's log level may name (any case)."""
+
+
+def env_log_level(env: Mapping[str, str], name: str) -> str:
+    """The logging level named by ``name`` (default ``info``), upper case as
+    :func:`logging.basicConfig` takes it; raises ``ConfigError`` naming the variable."""
+    value = _raw(env, name, "info") or "info"
+    if value.lower() not in LOG_LEVELS:
+        raise ConfigError(f"{name}: unknown level {value!r} (one of {', '.join(LOG_LEVELS)})")
+    return value.upper()
