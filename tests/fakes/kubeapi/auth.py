@@ -461,8 +461,25 @@ class Auth:
                     400, "Impersonate-Group given without Impersonate-User", "BadRequest"
                 )
             return user
+        if name.startswith(SERVICE_ACCOUNT_PREFIX):
+            # a service account is impersonated as one: its own resource and groups
+            namespace, _, account = name[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")
+            self.authorize(
+                user,
+                Attributes(
+                    "impersonate", "", True, "", "v1", "serviceaccounts", "", namespace, account
+                ),
+            )
+            base = service_account_user(namespace, account)
+            extra = tuple(g for g in groups if g not in base.groups)
+            for group in extra:
+                self.authorize(
+                    user, Attributes("impersonate", "", True, "", "v1", "groups", name=group)
+                )
+            return User(base.name, (*extra, *base.groups))
         asked = [("users", name)] + [("groups", g) for g in groups]
         for resource, value in asked:
-            attrs = Attributes("impersonate", "", True, "", "v1", resource, name=value)
-            self.authorize(user, attrs)
+            self.authorize(
+                user, Attributes("impersonate", "", True, "", "v1", resource, name=value)
+            )
         return User(name, (*groups, AUTHENTICATED))

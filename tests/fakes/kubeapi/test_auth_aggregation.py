@@ -152,6 +152,19 @@ async def test_impersonation_needs_the_impersonate_verb(api: FakeKubeAPI) -> Non
     # groups alone name no one
     status, body = await call(api, "GET", CONFIG_MAPS.format(ns="default"), groups=(MASTERS,))
     assert status == 400 and "Impersonate-User" in body["message"]
+    # a service account is impersonated with its groups, so its RoleBindings count
+    api.put(
+        {
+            "apiVersion": f"{RBAC_GROUP}/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "robot-view", "namespace": "other"},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "Group", "name": "system:serviceaccounts:other"}],
+        }
+    )
+    robot = "system:serviceaccount:other:robot"
+    assert (await call(api, "GET", CONFIG_MAPS.format(ns="other"), user=robot))[0] == 200
+    assert (await call(api, "GET", CONFIG_MAPS.format(ns="default"), user=robot))[0] == 403
     # a user who may not impersonate gets the apiserver's 403 naming the user asked for
     bind(api, "default", "dave", "edit")
     api.auth.tokens["dave-token"] = User("dave", (AUTHENTICATED,))  # type: ignore[union-attr]
