@@ -1,7 +1,10 @@
 """RBAC: each component gets exactly the access its code uses, nothing else.
 
 The tables below are the whole grant per component: a new rule in the chart fails
-here until it is added on purpose, with the code that needs it.
+here until it is added on purpose, with the code that needs it. That the code really
+makes these calls (and no others) is checked against the test cluster's audit at the end
+of tests/e2e_kube/test_walkthrough.py. The namespace users' aggregated roles are
+Knative's (docs/kubernetes.md, "RBAC").
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from tests.chart.helm import NAMESPACE, Obj, one, only
 
 pytestmark = pytest.mark.process
 
-READ = ("get", "list", "watch")
-WRITE = ("create", "update", "patch", "delete")
 WRITE_VERBS = frozenset(
     {
         "create",
@@ -29,6 +30,24 @@ WRITE_VERBS = frozenset(
         "*",
     }
 )
+
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def aggregated(role: Obj) -> set[str]:
+    """The built-in roles (admin, edit, view) ``role`` is aggregated into."""
+    labels = role["metadata"].get("labels") or {}
+    return {
+        k.removeprefix(AGGREGATE)
+        for k, v in labels.items()
+        if k.startswith(AGGREGATE) and v == "true"
+    }
+
+
+def component_roles(objects: list[Obj]) -> list[Obj]:
+    """The Roles and ClusterRoles of the components (not the namespace users' ones)."""
+    return [o for o in only(objects, "ClusterRole") + only(objects, "Role") if not aggregated(o)]
+
 
 Grant = tuple[str, str, str, str, str]
 """(scope, apiGroup, resource, resourceName or "", verb); scope is "cluster" or the namespace."""
@@ -69,38 +88,44 @@ def _table(
     return {(scope, group, r, name, v) for r in resources for v in verbs}
 
 
+WATCHED = ("list", "watch")
+"""A watch cache's calls: the components never get one object of a kind they watch."""
+UPDATED = ("create", "get", "update")
+"""create, then PUT of the whole object; get only to re-read it after a 409."""
+
 EXPECTED: dict[str, set[Grant]] = {
     "activator": (
-        _table("cluster", "serving.knative.dev", ("revisions", "routes"), READ)
-        | _table("cluster", "discovery.k8s.io", ("endpointslices",), READ)
-        | _table("cluster", "", ("pods",), READ)
-        | _table(NAMESPACE, "", ("configmaps",), READ)  # config-observability, config-tracing
+        _table("cluster", "serving.knative.dev", ("revisions", "routes"), WATCHED)
+        | _table("cluster", "discovery.k8s.io", ("endpointslices",), WATCHED)
+        | _table("cluster", "", ("pods",), WATCHED)
+        | _table(NAMESPACE, "", ("configmaps",), WATCHED)  # config-observability, config-tracing
     ),
     "autoscaler": (
-        _table("cluster", "serving.knative.dev", ("revisions",), READ)
-        | _table("cluster", "discovery.k8s.io", ("endpointslices",), READ)
-        | _table("cluster", "", ("pods",), READ)
-        | _table("cluster", "apps", ("deployments",), READ)
+        _table("cluster", "serving.knative.dev", ("revisions",), WATCHED)
+        | _table("cluster", "discovery.k8s.io", ("endpointslices",), WATCHED)
+        | _table("cluster", "", ("pods",), WATCHED)
+        | _table("cluster", "apps", ("deployments",), WATCHED)
         | _table("cluster", "apps", ("deployments/scale",), ("patch",))
-        | _table(NAMESPACE, "", ("configmaps",), READ)
+        | _table(NAMESPACE, "", ("configmaps",), WATCHED)
         | _table(NAMESPACE, "coordination.k8s.io", ("leases",), ("create",))
         | _table(
             NAMESPACE, "coordination.k8s.io", ("leases",), ("get", "update"), "zeroserve-autoscaler"
         )
     ),
     "controller": (
-        _table("cluster", "serving.knative.dev", ("services",), READ)
+        _table("cluster", "serving.knative.dev", ("services",), WATCHED)
+        | _table("cluster", "serving.knative.dev", ("configurations", "routes"), WATCHED + UPDATED)
         | _table(
             "cluster",
             "serving.knative.dev",
-            ("configurations", "revisions", "routes"),
-            READ + WRITE,
+            ("revisions",),
+            (*WATCHED, "create", "patch", "delete"),
         )
         | _table(
             "cluster",
             "serving.knative.dev",
             ("services/status", "configurations/status", "revisions/status", "routes/status"),
-            ("update", "patch"),
+            ("patch",),
         )
         | _table(
             "cluster",
@@ -113,26 +138,23 @@ EXPECTED: dict[str, set[Grant]] = {
             ),
             ("update",),
         )
-        | _table("cluster", "apps", ("deployments",), READ + WRITE)
-        | _table("cluster", "", ("services",), READ + WRITE)
-        | _table("cluster", "networking.istio.io", ("virtualservices",), READ + WRITE)
-        | _table("cluster", "serving.knative.dev", ("domainmappings",), (*READ, "patch"))
-        | _table("cluster", "serving.knative.dev", ("domainmappings/status",), ("update", "patch"))
+        | _table("cluster", "apps", ("deployments",), WATCHED + UPDATED)
+        | _table("cluster", "", ("services",), (*WATCHED, *UPDATED, "delete"))
+        | _table(
+            "cluster", "networking.istio.io", ("virtualservices",), (*WATCHED, *UPDATED, "delete")
+        )
+        | _table("cluster", "serving.knative.dev", ("domainmappings",), (*WATCHED, "patch"))
+        | _table("cluster", "serving.knative.dev", ("domainmappings/status",), ("patch",))
         | _table("cluster", "serving.knative.dev", ("domainmappings/finalizers",), ("update",))
         | _table(
             "cluster",
             "networking.internal.knative.dev",
             ("clusterdomainclaims",),
-            (*READ, "create", "delete"),
+            (*WATCHED, "create", "delete"),
         )
-        | _table(
-            "cluster",
-            "networking.k8s.io",
-            ("networkpolicies",),
-            (*READ, "create", "update", "patch"),
-        )
-        | _table("cluster", "discovery.k8s.io", ("endpointslices",), READ)
-        | _table("cluster", "", ("pods",), READ)
+        | _table("cluster", "networking.k8s.io", ("networkpolicies",), WATCHED + UPDATED)
+        | _table("cluster", "discovery.k8s.io", ("endpointslices",), WATCHED)
+        | _table("cluster", "", ("pods",), WATCHED)
         | _table("cluster", "", ("events",), ("create", "patch"))
         | _table(
             "cluster",
@@ -148,7 +170,7 @@ EXPECTED: dict[str, set[Grant]] = {
             ("get", "update"),
             "validation.webhook.serving.knative.dev",
         )
-        | _table(NAMESPACE, "", ("configmaps",), READ)
+        | _table(NAMESPACE, "", ("configmaps",), WATCHED)
         | _table(NAMESPACE, "coordination.k8s.io", ("leases",), ("create",))
         | _table(
             NAMESPACE, "coordination.k8s.io", ("leases",), ("get", "update"), "zeroserve-controller"
@@ -183,8 +205,9 @@ def test_only_the_autoscaler_scales_and_nobody_else_touches_scale(objects: list[
 
 
 def test_no_wildcards_secrets_or_privilege_verbs(objects: list[Obj]) -> None:
-    """No Secret but the webhook's own certificate, by name, in the release namespace."""
-    for role in only(objects, "ClusterRole") + only(objects, "Role"):
+    """No Secret but the webhook's own certificate, by name, in the release namespace.
+    (The namespace users' aggregated roles are Knative's and checked below.)"""
+    for role in component_roles(objects):
         for rule in role["rules"]:
             assert (
                 "*" not in rule["verbs"]
@@ -197,10 +220,7 @@ def test_no_wildcards_secrets_or_privilege_verbs(objects: list[Obj]) -> None:
 
 
 def test_every_role_is_bound_and_every_account_used(objects: list[Obj]) -> None:
-    roles = {
-        (o["kind"], o["metadata"]["name"])
-        for o in only(objects, "ClusterRole") + only(objects, "Role")
-    }
+    roles = {(o["kind"], o["metadata"]["name"]) for o in component_roles(objects)}
     bound = {
         (b["roleRef"]["kind"], b["roleRef"]["name"])
         for b in only(objects, "ClusterRoleBinding") + only(objects, "RoleBinding")
@@ -211,3 +231,58 @@ def test_every_role_is_bound_and_every_account_used(objects: list[Obj]) -> None:
         d["spec"]["template"]["spec"]["serviceAccountName"] for d in only(objects, "Deployment")
     }
     assert accounts == used == set(EXPECTED)
+
+
+# Knative's config/core/200-roles/clusterrole-namespaced.yaml, for the groups zeroserve
+# serves (it has no autoscaling.internal or caching.internal kinds).
+NAMESPACED = {
+    "admin": {
+        ("serving.knative.dev", "*", "*"),
+        ("networking.internal.knative.dev", "*", "get"),
+        ("networking.internal.knative.dev", "*", "list"),
+        ("networking.internal.knative.dev", "*", "watch"),
+    },
+    "edit": {
+        *(("serving.knative.dev", "*", v) for v in ("create", "update", "patch", "delete")),
+        *(("networking.internal.knative.dev", "*", v) for v in ("get", "list", "watch")),
+    },
+    "view": {
+        (g, "*", v)
+        for g in ("serving.knative.dev", "networking.internal.knative.dev")
+        for v in ("get", "list", "watch")
+    },
+}
+
+
+def test_namespace_users_get_knatives_aggregated_roles(objects: list[Obj]) -> None:
+    """Namespace users bound to the built-in admin, edit or view roles reach the Knative
+    objects through three ClusterRoles aggregated into those (nobody binds them)."""
+    roles = [o for o in only(objects, "ClusterRole") if aggregated(o)]
+    into = {}
+    for role in roles:
+        (target,) = aggregated(role)  # one built-in role each
+        assert target not in into
+        into[target] = {
+            (group, resource, verb)
+            for rule in role["rules"]
+            for group in rule["apiGroups"]
+            for resource in rule["resources"]
+            for verb in rule["verbs"]
+        }
+        assert role["metadata"]["name"] == f"zeroserve-namespaced-{target}"
+        assert "aggregationRule" not in role
+    assert into == NAMESPACED
+    bound = {
+        b["roleRef"]["name"]
+        for b in only(objects, "ClusterRoleBinding") + only(objects, "RoleBinding")
+    }
+    assert not bound & {r["metadata"]["name"] for r in roles}
+
+
+def test_namespace_users_cannot_write_cluster_domain_claims(objects: list[Obj]) -> None:
+    """A ClusterDomainClaim says which namespace owns a domain: users read them only."""
+    for role in only(objects, "ClusterRole"):
+        if aggregated(role):
+            for rule in role["rules"]:
+                if "networking.internal.knative.dev" in rule["apiGroups"]:
+                    assert set(rule["verbs"]) <= {"get", "list", "watch"}

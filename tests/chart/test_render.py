@@ -128,7 +128,7 @@ def test_the_default_render(default_objects: list[Obj]) -> None:
         "MutatingWebhookConfiguration": 1,
         "ValidatingWebhookConfiguration": 1,
         "ServiceAccount": 3,
-        "ClusterRole": 3,
+        "ClusterRole": 6,  # the components' three, and admin, edit, view for namespace users
         "ClusterRoleBinding": 3,
         "Role": 3,
         "RoleBinding": 3,

@@ -63,6 +63,9 @@ class TestCluster:
         self.gateway: IngressGateway | None = None
         self.kubeconfig = self.directory / "kubeconfig"
         self.forbidden_log = self.directory / "forbidden.jsonl"
+        self.audit_log = self.directory / "audit.jsonl"
+        """With authorization: each (user, verb, group, resource) the API server allowed,
+        once (tests/fakes/kubeapi/auth.py ``Auth.audit``)."""
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -111,11 +114,13 @@ class TestCluster:
         if self.authorization:
             admin_token = secrets.token_urlsafe(24)
             self.forbidden_log.unlink(missing_ok=True)
+            self.audit_log.unlink(missing_ok=True)
             api.auth = Auth(
                 api.list,
                 tokens={admin_token: User("kubernetes-admin", (MASTERS, AUTHENTICATED))},
                 service_account_key=key,
                 log_path=self.forbidden_log,
+                audit_path=self.audit_log,
             )
             for obj in bootstrap_policy():
                 api.put(obj)
@@ -172,6 +177,7 @@ class TestCluster:
                 "api": self.api.url if self.api else None,
                 "logs": str(self.directory / "pods"),
                 "forbidden": str(self.forbidden_log) if self.authorization else None,
+                "audit": str(self.audit_log) if self.authorization else None,
             }
         )
 

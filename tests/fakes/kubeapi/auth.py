@@ -31,11 +31,13 @@ from zeroserve.local.sandbox.tokens import ISSUER
 
 from .errors import ApiError
 from .resources import ResourceType
+from .selection import format_label_selector, labels_match, parse_label_selector
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 AUTHENTICATED = "system:authenticated"
 MASTERS = "system:masters"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+AGGREGATE_PREFIX = "rbac.authorization.k8s.io/aggregate-to-"
 DEFAULT_ISSUER = ISSUER
 
 RBAC_TYPES = (
@@ -62,7 +64,7 @@ RBAC_TYPES = (
 
 # The apiserver's bootstrap policy (plugin/pkg/auth/authorizer/rbac/bootstrappolicy),
 # the part clients need: cluster-admin for system:masters, discovery for everyone
-# authenticated.
+# authenticated, and the aggregated admin, edit and view roles for namespace users.
 DISCOVERY_URLS = [
     "/api",
     "/api/*",
@@ -98,7 +100,56 @@ def bootstrap_policy() -> list[dict[str, Any]]:
             "rules": rules,
         }
 
+    def aggregated(name: str, into: str | None) -> dict[str, Any]:
+        obj = role(name, [])
+        if into is not None:
+            obj["metadata"]["labels"][f"{AGGREGATE_PREFIX}{into}"] = "true"
+        obj["aggregationRule"] = {
+            "clusterRoleSelectors": [{"matchLabels": {f"{AGGREGATE_PREFIX}{name}": "true"}}]
+        }
+        return obj
+
+    def aggregating(name: str, to: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+        obj = role(name, rules)
+        obj["metadata"]["labels"][f"{AGGREGATE_PREFIX}{to}"] = "true"
+        return obj
+
+    core_objects = ["pods", "services", "configmaps"]
     return [
+        # The user-facing roles (bootstrappolicy/policy.go): admin, edit and view hold no
+        # rules of their own; aggregation fills them. view's rules are part of edit's,
+        # edit's of admin's. Their own rules here are a small part of Kubernetes'
+        # system:aggregate-to-* roles: a few core kinds.
+        aggregated("admin", None),
+        aggregated("edit", "admin"),
+        aggregated("view", "edit"),
+        aggregating(
+            "system:aggregate-to-view",
+            "view",
+            [{"apiGroups": [""], "resources": core_objects, "verbs": ["get", "list", "watch"]}],
+        ),
+        aggregating(
+            "system:aggregate-to-edit",
+            "edit",
+            [
+                {
+                    "apiGroups": [""],
+                    "resources": core_objects,
+                    "verbs": ["create", "delete", "deletecollection", "patch", "update"],
+                }
+            ],
+        ),
+        aggregating(
+            "system:aggregate-to-admin",
+            "admin",
+            [
+                {
+                    "apiGroups": [RBAC_GROUP],
+                    "resources": ["rolebindings", "roles"],
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                }
+            ],
+        ),
         role(
             "cluster-admin",
             [
@@ -235,6 +286,40 @@ def rule_allows(rule: dict[str, Any], attrs: Attributes) -> bool:
     )
 
 
+def _selector_matches(selector: dict[str, Any], obj: dict[str, Any]) -> bool:
+    """A metav1.LabelSelector over ``obj``'s labels; the empty selector matches nothing
+    here (kube's aggregation controller skips it: it would select every role)."""
+    if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+        return False
+    return labels_match(parse_label_selector(format_label_selector(selector)), obj)
+
+
+def cluster_role_rules(
+    role: dict[str, Any], every: list[dict[str, Any]], _seen: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """The rules ``role`` grants. A ClusterRole with an ``aggregationRule`` has the rules of
+    every other ClusterRole its ``clusterRoleSelectors`` match (kube-controller-manager's
+    clusterrole-aggregation controller writes them into the role; here they are collected
+    when a request is authorized, so a new labelled role counts at once). Aggregated roles
+    nest: admin collects edit, which collects view."""
+    aggregation = role.get("aggregationRule")
+    if not aggregation:
+        return list(role.get("rules") or [])
+    name = role["metadata"]["name"]
+    seen = _seen | {name}
+    rules: list[dict[str, Any]] = []
+    for other in every:
+        other_name = other["metadata"]["name"]
+        if other_name in seen:
+            continue
+        if any(
+            _selector_matches(selector, other)
+            for selector in aggregation.get("clusterRoleSelectors") or []
+        ):
+            rules.extend(cluster_role_rules(other, every, seen))
+    return rules
+
+
 def _subject_matches(subject: dict[str, Any], user: User, binding_namespace: str) -> bool:
     kind, name = subject.get("kind"), subject.get("name", "")
     if kind == "User":
@@ -282,6 +367,12 @@ class Auth:
     issuer: str = DEFAULT_ISSUER
     log_path: Path | None = None
     denials: list[dict[str, Any]] = field(default_factory=list)
+    audit_path: Path | None = None
+    """Where each allowed resource request's (user, verb, group, resource) is appended
+    as a JSON line, the first time it is seen (see :attr:`audit`)."""
+    audit: set[tuple[str, str, str, str]] = field(default_factory=set)
+    """(user, verb, apiGroup, resource or resource/subresource) of every allowed resource
+    request: what each client really did, to hold its RBAC to."""
 
     def authenticate(self, authorization: str | None) -> User:
         scheme, _, token = (authorization or "").partition(" ")
@@ -315,12 +406,14 @@ class Auth:
             return False
         ref = binding.get("roleRef") or {}
         if ref.get("kind") == "ClusterRole":
-            roles = [
-                r
-                for r in self.lister("clusterroles", None)
-                if r["metadata"]["name"] == ref.get("name")
-            ]
-        elif ref.get("kind") == "Role" and namespace:
+            every = self.lister("clusterroles", None)
+            return any(
+                rule_allows(rule, attrs)
+                for role in every
+                if role["metadata"]["name"] == ref.get("name")
+                for rule in cluster_role_rules(role, every)
+            )
+        if ref.get("kind") == "Role" and namespace:
             roles = [
                 r
                 for r in self.lister("roles", namespace)
@@ -334,6 +427,8 @@ class Auth:
         """Raise the apiserver's 403 unless RBAC allows ``attrs`` to ``user``; a denial
         is recorded in :attr:`denials` and ``log_path``."""
         if self.allowed(user, attrs):
+            if attrs.resource_request:
+                self._record(user, attrs)
             return
         error = forbidden(user, attrs)
         record = {"user": user.name, **asdict(attrs), "message": error.message}
@@ -342,3 +437,49 @@ class Auth:
             with self.log_path.open("a") as out:
                 out.write(json.dumps(record) + "\n")
         raise error
+
+    def _record(self, user: User, attrs: Attributes) -> None:
+        resource = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
+        entry = (user.name, attrs.verb, attrs.api_group, resource)
+        if entry in self.audit:
+            return
+        self.audit.add(entry)
+        if self.audit_path is not None:
+            with self.audit_path.open("a") as out:
+                user_name, verb, group, res = entry
+                line = {"user": user_name, "verb": verb, "group": group, "resource": res}
+                out.write(json.dumps(line) + "\n")
+
+    def impersonate(self, user: User, name: str | None, groups: list[str]) -> User:
+        """The user a request acts as (``kubectl --as NAME --as-group GROUP``: the
+        Impersonate-User and Impersonate-Group headers). The authenticated ``user`` needs
+        the impersonate verb on each (k8s.io/apiserver pkg/endpoints/filters/
+        impersonation.go); the impersonated user is also in system:authenticated."""
+        if name is None:
+            if groups:
+                raise ApiError(
+                    400, "Impersonate-Group given without Impersonate-User", "BadRequest"
+                )
+            return user
+        if name.startswith(SERVICE_ACCOUNT_PREFIX):
+            # a service account is impersonated as one: its own resource and groups
+            namespace, _, account = name[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")
+            self.authorize(
+                user,
+                Attributes(
+                    "impersonate", "", True, "", "v1", "serviceaccounts", "", namespace, account
+                ),
+            )
+            base = service_account_user(namespace, account)
+            extra = tuple(g for g in groups if g not in base.groups)
+            for group in extra:
+                self.authorize(
+                    user, Attributes("impersonate", "", True, "", "v1", "groups", name=group)
+                )
+            return User(base.name, (*extra, *base.groups))
+        asked = [("users", name)] + [("groups", g) for g in groups]
+        for resource, value in asked:
+            self.authorize(
+                user, Attributes("impersonate", "", True, "", "v1", resource, name=value)
+            )
+        return User(name, (*groups, AUTHENTICATED))

@@ -440,11 +440,14 @@ class FakeKubeAPI:
             )
         )
         try:
-            request[USER] = (
-                ANONYMOUS_ADMIN
-                if self.auth is None
-                else self.auth.authenticate(request.headers.get("Authorization"))
-            )
+            if self.auth is None:
+                request[USER] = ANONYMOUS_ADMIN
+            else:
+                request[USER] = self.auth.impersonate(
+                    self.auth.authenticate(request.headers.get("Authorization")),
+                    request.headers.get("Impersonate-User"),
+                    request.headers.getall("Impersonate-Group", []),
+                )
             fault = self.faults.take(request.method, unquote(request.path_qs))
             if fault is not None:
                 if fault.delay:
