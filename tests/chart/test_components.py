@@ -117,6 +117,7 @@ def test_the_activator_command(default_objects: list[Obj]) -> None:
     assert env == {
         "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "POD_IP": {"fieldRef": {"fieldPath": "status.podIP"}},
+        "LOG_LEVEL": "info",
     }
     settings, options = activator_args(
         c["args"], {"POD_NAME": "activator-7d9f-abcde", "POD_IP": "10.1.2.3"}
@@ -152,7 +153,10 @@ def test_the_autoscaler_command(objects: list[Obj]) -> None:
     )
     assert settings.leader_elect is True
     assert settings.namespace is None and settings.control is None
-    assert _env(c) == {"POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    assert _env(c) == {
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "LOG_LEVEL": "info",
+    }
 
 
 def test_the_controller_command(objects: list[Obj]) -> None:
@@ -169,6 +173,7 @@ def test_the_controller_command(objects: list[Obj]) -> None:
     assert _env(c) == {
         "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        "LOG_LEVEL": "info",
     }
 
 
