@@ -676,9 +676,10 @@ _JS_ASCII = {
 
 
 def js_escape(text: str) -> str:
-    """Go's ``template.JSEscapeString``: quotes and backslashes escaped, ``< > & =`` and
-    control characters as ``\\uXXXX``, non-printable runes as ``\\uXXXX``; printable
-    Unicode and bytes that are not UTF-8 (surrogate escapes) are kept."""
+    """Go's ``template.JSEscapeString``: quotes and backslashes escaped; ``< > & =``,
+    control characters and non-printable runes as ``\\u`` and four hex digits
+    (``\\u003C``); printable Unicode and bytes that are not UTF-8 (surrogate escapes)
+    are kept."""
     out = []
     for c in text:
         o = ord(c)

@@ -290,7 +290,7 @@ header_values = st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n"
 def test_js_output_is_safe_in_a_quoted_string_and_reads_back(value: bytes) -> None:
     text = value.strip().decode("utf-8", "surrogateescape")
     # Go writes a non-printable rune above U+FFFF as \u and 5-6 digits, which no reader
-    # can tell from \uXXXX and more text: not read back here
+    # can tell from a \u escape (four hex digits) and more text: not read back here
     assume(not any(ord(c) > 0xFFFF and unicodedata.category(c)[0] not in "LMNPS" for c in text))
     req = request(b"/", [(b"User-Agent", value)])
     out = render('"{{js .Request.UserAgent}}"', req)
