@@ -152,33 +152,6 @@ def test_config_domain(cluster: Cluster) -> None:
     assert cluster.curl(HOST)[0] == 404
 
 
-def test_request_logs_from_config_observability(cluster: Cluster) -> None:
-    """config-observability reaches the queue-proxies in OBSERVABILITY_CONFIG (the pods
-    roll, as Knative's) and their request log lines come out on the container's stdout."""
-    cluster.kubectl(
-        "apply",
-        "-f",
-        "-",
-        stdin=(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-observability\n"
-            f"  namespace: {SYSTEM}\ndata:\n"
-            '  logging.enable-request-log: "true"\n'
-            "  logging.request-log-template: 'reqlog {{.Request.Method}} {{.Request.Host}}"
-            "{{.Request.URL}} {{.Response.Code}} {{.Revision.Name}}'\n"
-        ),
-    )
-    host = "helloworld-go.default.apps.example.org"
-
-    def logged() -> bool:
-        cluster.curl(host, path="/?logged")
-        return any(
-            "reqlog GET " + host + "/?logged 200 helloworld-go-" in log.read_text(errors="replace")
-            for log in (cluster.directory / "pods").glob("default_helloworld-go-*/queue-proxy.log")
-        )
-
-    wait_until(logged, within=90, what="a request log line from the rolled queue-proxy")
-
-
 def test_namespace_users_with_edit_write_ksvcs_and_with_view_only_read(cluster: Cluster) -> None:
     """The built-in edit and view roles, bound in a namespace, reach Knative Services
     through the chart's aggregated ClusterRoles (``kubectl --as``: the admin impersonates)."""
@@ -217,13 +190,70 @@ def take_denials(cluster: Cluster, expected: set[tuple[str, str, str]]) -> None:
     log.write_text("".join(json.dumps(d) + "\n" for d in rest))
 
 
+def test_request_logs_from_config_observability(cluster: Cluster) -> None:
+    """config-observability reaches the queue-proxies in OBSERVABILITY_CONFIG (the pods
+    roll, as Knative's) and their request log lines come out on the container's stdout."""
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-observability\n"
+            f"  namespace: {SYSTEM}\ndata:\n"
+            '  logging.enable-request-log: "true"\n'
+            "  logging.request-log-template: 'reqlog {{.Request.Method}} {{.Request.Host}}"
+            "{{.Request.URL}} {{.Response.Code}} {{.Revision.Name}}'\n"
+        ),
+    )
+    host = "helloworld-go.default.apps.example.org"
+
+    def logged() -> bool:
+        cluster.curl(host, path="/?logged")
+        return any(
+            "reqlog GET " + host + "/?logged 200 helloworld-go-" in log.read_text(errors="replace")
+            for log in (cluster.directory / "pods").glob("default_helloworld-go-*/queue-proxy.log")
+        )
+
+    wait_until(logged, within=90, what="a request log line from the rolled queue-proxy")
+
+    def settled() -> bool:
+        # every revision's roll over: the tests after this one (the uninstall) start from
+        # pods that are running, not from pods deleted within a second of their start (the
+        # test cluster's node agent can then keep a user container for the whole grace
+        # period, docs/test-cluster.md)
+        deployments = cluster.get("deployments", "-n", "default")["items"]
+        pods = cluster.get("pods", "-n", "default")["items"]
+        rolled = all(
+            (d.get("status") or {}).get("updatedReplicas", 0) == d["spec"].get("replicas", 1)
+            and (d.get("status") or {}).get("replicas", 0) == d["spec"].get("replicas", 1)
+            and (d.get("status") or {}).get("readyReplicas", 0) == d["spec"].get("replicas", 1)
+            for d in deployments
+        )
+        return rolled and not any(p["metadata"].get("deletionTimestamp") for p in pods)
+
+    wait_until(settled, within=120, what="the revisions' pods rolled and ready")
+
+
 def test_uninstall(cluster: Cluster, tmp_path: Path) -> None:
     cluster.kubectl("delete", "ksvc", "--all", "-A")
-    wait_until(
-        lambda: not cluster.get("pods", "-n", "default")["items"],
-        within=120,
-        what="the revisions' pods are gone",
-    )
+
+    def left() -> str:
+        pods = cluster.get("pods", "-n", "default")["items"]
+        return "; ".join(
+            f"{p['metadata']['name']} deleting={p['metadata'].get('deletionTimestamp')} "
+            f"finalizers={p['metadata'].get('finalizers')} phase={p.get('status', {}).get('phase')} "
+            f"owners={[o['name'] for o in p['metadata'].get('ownerReferences', [])]}"
+            for p in pods
+        )
+
+    try:
+        wait_until(
+            lambda: not cluster.get("pods", "-n", "default")["items"],
+            within=120,
+            what="the revisions' pods are gone",
+        )
+    except AssertionError as e:
+        raise AssertionError(f"{e}; left: {left()}") from None
     assert_no_denials(cluster)
     # helm deletes the RBAC objects together with the Deployments: the components' last
     # requests while they stop (releasing their Leases) may be denied, as on a cluster
