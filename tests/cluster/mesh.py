@@ -241,6 +241,7 @@ class Mesh:
         self.address = address
         self.bridge = bridge
         self.unavailable = mesh_unavailable()
+        self._started = False
         self._pods: dict[str, _Pod] = {}
         self._by_ip: dict[str, str] = {}
         self._wake = asyncio.Event()
@@ -252,15 +253,23 @@ class Mesh:
         return self.unavailable is None
 
     async def start(self) -> None:
+        if self.enabled:
+            try:  # the kernel's nf_tables answers (read-only)
+                await _run("nft", "list", "tables")
+            except RuntimeError as e:
+                self.unavailable = (
+                    f"nftables does not work here ({e}): the mesh's mTLS model is off"
+                )
         if not self.enabled:
             log.warning("%s", self.unavailable)
             return
         await _run("ip", "addr", "replace", f"{self.address}/32", "dev", self.bridge)
+        self._started = True
         self.api.store.add_listener(self._on_event)
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="mesh")
 
     async def stop(self) -> None:
-        if not self.enabled:
+        if not self._started:
             return
         self.api.store.remove_listener(self._on_event)
         if self._task is not None:
