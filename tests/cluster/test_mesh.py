@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from zeroserve.local.sandbox.network import sandbox_unavailable
@@ -179,7 +180,7 @@ while True:
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[TestCluster]:
-    c = TestCluster(tmp_path, with_gateway=False)
+    c = TestCluster(tmp_path)
     await c.start()
     try:
         yield c
@@ -297,6 +298,44 @@ async def test_strict_ports_take_only_meshed_clients_through_a_cluster_ip(
     # the proxy's connection to the pod is reset: it closes the client's
     assert await fetch(cluster_ip, 8012) == "refused: closed"
     assert await fetch(pod_ip, 8022) == "8022"
+
+    # the ingress gateway is Envoy, in the mesh: it reaches the STRICT port
+    api.put(
+        {
+            "apiVersion": "networking.istio.io/v1beta1",
+            "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "work"},
+            "spec": {"servers": [{"port": {"number": 8081}, "hosts": ["*"]}]},
+        }
+    )
+    api.put(
+        {
+            "apiVersion": "networking.istio.io/v1beta1",
+            "kind": "VirtualService",
+            "metadata": {"name": "srv", "namespace": "work"},
+            "spec": {
+                "gateways": ["gw"],
+                "hosts": ["srv.example"],
+                "http": [
+                    {
+                        "route": [
+                            {
+                                "destination": {
+                                    "host": "srv.work.svc.cluster.local",
+                                    "port": {"number": 8012},
+                                }
+                            }
+                        ]
+                    }
+                ],
+            },
+        }
+    )
+    assert cluster.gateway is not None
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{cluster.gateway.local_port}/"
+        async with session.get(url, headers={"Host": "srv.example"}) as r:
+            assert (r.status, await r.text()) == (200, "8012")
 
     # a meshed client pod: through the ClusterIP accepted, to the pod IP refused
     urls = ["http://srv.work.svc.cluster.local:8012/", f"http://{pod_ip}:8012/"]
