@@ -7,7 +7,8 @@ Kubernetes install of zeroserve needs below it.
 - the node agent of :mod:`.node`, running every pod in a pod sandbox (root on Linux);
 - the Services of :mod:`.services` (ClusterIPs, a userspace proxy, /etc/hosts names);
 - the gateway stand-in of :mod:`.istio` (Istio's ingress gateway: the public and the
-  cluster-local listener on 127.0.0.1).
+  cluster-local listener on 127.0.0.1);
+- the mesh model of :mod:`.mesh` (Istio's sidecars' inbound mTLS, with nftables).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from zeroserve.local.sandbox.network import _free_subnet
 from .controllers import ControllerManager
 from .istio import IngressGateway
 from .kinds import istio_crds, register_extra_types
+from .mesh import Mesh
 from .node import ImageMap, NodeAgent
 from .services import ServiceProxy
 
@@ -61,6 +63,7 @@ class TestCluster:
         self.services: ServiceProxy | None = None
         self.node: NodeAgent | None = None
         self.gateway: IngressGateway | None = None
+        self.mesh: Mesh | None = None
         self.kubeconfig = self.directory / "kubeconfig"
         self.forbidden_log = self.directory / "forbidden.jsonl"
         self.audit_log = self.directory / "audit.jsonl"
@@ -146,6 +149,10 @@ class TestCluster:
             api_endpoint=(node_ip, API_SECURE_PORT),
         )
         await self.services.start()
+        self.mesh = Mesh(api, address=self.services.take_address(), bridge=sandbox.network.bridge)
+        await self.mesh.start()
+        if self.mesh.enabled:
+            self.services.mesh = self.mesh
         api.admission = Admission(api.list, api.get, self.services.resolve)
         self.node = NodeAgent(
             api,
@@ -153,6 +160,7 @@ class TestCluster:
             log_dir=self.directory / "pods",
             images=self.images,
             services=self.services,
+            mesh=self.mesh if self.mesh.enabled else None,
         )
         await self.node.start()
         if self.with_gateway:
@@ -165,6 +173,7 @@ class TestCluster:
             self.services.resolve,
             public_port=self.gateway_ports[0],
             local_port=self.gateway_ports[1],
+            source=self.mesh.gateway_source if self.mesh is not None else None,
         )
         await self.gateway.start()
 
@@ -178,6 +187,7 @@ class TestCluster:
                 "logs": str(self.directory / "pods"),
                 "forbidden": str(self.forbidden_log) if self.authorization else None,
                 "audit": str(self.audit_log) if self.authorization else None,
+                "mesh_unavailable": self.mesh.unavailable if self.mesh else "not started",
             }
         )
 
@@ -186,6 +196,8 @@ class TestCluster:
             await self.gateway.stop()
         if self.node is not None:
             await self.node.stop()
+        if self.mesh is not None:
+            await self.mesh.stop()
         if self.services is not None:
             await self.services.stop()
         if self.controllers is not None:

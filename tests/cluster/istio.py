@@ -27,7 +27,9 @@ envoy does with Istio's configuration:
 What differs from Istio: one listener per gateway port on 127.0.0.1 (no TLS servers,
 no SNI), HTTP/1.1 only (no HTTP/2, no upgrades to WebSocket), no retries (the controller
 turns them off: ``retries: {attempts: 0}``), no mirroring, fault injection, CORS or
-redirects, and the mesh (``gateways: [mesh]``, sidecars) is not simulated.
+redirects, and the mesh's routing (``gateways: [mesh]``) is not simulated. With the
+mesh model on (tests/cluster/mesh.py) the gateway, Envoy, connects to endpoints from the
+mesh address: its connections count as mTLS.
 """
 
 from __future__ import annotations
@@ -131,9 +133,16 @@ class IngressGateway:
     endpoint of a Service DNS name, or None."""
 
     def __init__(
-        self, api: FakeKubeAPI, resolve: Resolve, *, public_port: int = 0, local_port: int = 0
+        self,
+        api: FakeKubeAPI,
+        resolve: Resolve,
+        *,
+        public_port: int = 0,
+        local_port: int = 0,
+        source: str | None = None,
     ) -> None:
         self.api = api
+        self.source = source
         self.resolve = resolve
         self._ports = {"public": public_port, "local": local_port}
         self._runners: list[web.AppRunner] = []
@@ -143,7 +152,9 @@ class IngressGateway:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, force_close=False),
+            connector=aiohttp.TCPConnector(
+                limit=0, force_close=False, local_addr=(self.source, 0) if self.source else None
+            ),
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from tests.fakes.kubeapi.admission import ADMISSION_TYPES
 from tests.fakes.kubeapi.auth import RBAC_TYPES
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
-from tests.fakes.kubeapi.resources import ResourceType, default_crds
+from tests.fakes.kubeapi.resources import ResourceType, crd_manifest, default_crds
 
 EXTRA_TYPES = (
     ResourceType(
@@ -55,8 +55,17 @@ EXTRA_TYPES = (
 
 def istio_crds() -> list[dict]:
     """Istio's CRDs only: Istio is installed on the cluster before zeroserve; Knative's
-    come from the chart."""
-    return [c for c in default_crds() if c["spec"]["group"].endswith("istio.io")]
+    come from the chart. PeerAuthentication drives the mesh model (tests/cluster/mesh.py)."""
+    return [c for c in default_crds() if c["spec"]["group"].endswith("istio.io")] + [
+        crd_manifest(
+            "security.istio.io",
+            "PeerAuthentication",
+            "peerauthentications",
+            ["v1", "v1beta1"],
+            short_names=["pa"],
+            categories=["istio-io", "security-istio-io"],
+        )
+    ]
 
 
 def register_extra_types(api: FakeKubeAPI) -> None:

@@ -50,6 +50,7 @@ from zeroserve.local.probes import ContainerProbes, Prober, ProbeSpec, from_prob
 from zeroserve.local.sandbox import PodSandbox, Sandbox, SandboxError, VolumeError
 from zeroserve.local.sandbox.enter import Mount, ensure_mountpoint, preexec
 
+from .mesh import Mesh, mesh_probe
 from .services import ServiceProxy
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,7 @@ class PodRun:
         if self.stopping:
             return
         self.reason = self.message = ""
+        await self._mesh_started()
         self._write_hosts()
         for i, init in enumerate(spec.get("initContainers") or ()):
             if not await self._run_init(i, init, problems):
@@ -262,6 +264,16 @@ class PodRun:
             self.containers[name].task = asyncio.ensure_future(self._keep_running(name))
         self._publish()
         await asyncio.gather(*(c.task for c in self.containers.values() if c.task))
+
+    async def _mesh_started(self) -> None:
+        """The sidecar's inbound rules (tests/cluster/mesh.py), before any container runs."""
+        mesh, network = self.agent.mesh, self.sandbox.network if self.sandbox else None
+        if mesh is None or network is None:
+            return
+        try:
+            await mesh.pod_started(self.uid, self.namespace, self.name, network.ip, network.netns)
+        except Exception:
+            log.exception("pod %s/%s: the mesh's rules", self.namespace, self.name)
 
     def _facts(self, ip: str) -> PodFacts:
         meta = self.pod["metadata"]
@@ -471,9 +483,15 @@ class PodRun:
             probe = c.spec.get(key)
             if not probe:
                 return None
-            handler = from_probe(
+            host = self.sandbox.ip if self.sandbox else "127.0.0.1"
+            mesh = self.agent.mesh
+            handler = (
+                mesh_probe(resolved(probe), host=host, port=first_port, source=mesh.address)
+                if mesh is not None and mesh.meshed(self.pod)
+                else None
+            ) or from_probe(
                 resolved(probe),
-                host=self.sandbox.ip if self.sandbox else "127.0.0.1",
+                host=host,
                 port=first_port,
                 env={},
                 cwd=str(REPO),
@@ -528,7 +546,15 @@ class PodRun:
                 scheme=str(h.get("scheme") or "HTTP"),
                 headers=h.get("httpHeaders") or (),
             )
-            await check(timeout)
+            ok, message = await check(timeout)
+            if not ok and message.startswith("Get "):
+                # the kubelet's runHTTPHandler fails on a transport error only
+                self._event(
+                    "FailedPreStopHook",
+                    f"HTTP lifecycle hook ({h.get('path') or '/'}) for Container {name!r} in "
+                    f"Pod {self.name}_{self.namespace}({self.uid}) failed - error: {message}",
+                    container=name,
+                )
         elif "exec" in hook:
             command = list(hook["exec"].get("command") or ())
             if command:
@@ -546,6 +572,37 @@ class PodRun:
                     await proc.wait()
         elif "sleep" in hook:
             await asyncio.sleep(min(float(hook["sleep"].get("seconds", 0)), timeout))
+
+    def _event(self, reason: str, message: str, *, container: str) -> None:
+        """A Warning Event on the pod, as the kubelet's recorder writes one."""
+        stamp = now()
+        self.agent.api.put(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {
+                    "name": f"{self.name}.{os.urandom(8).hex()}",
+                    "namespace": self.namespace,
+                },
+                "involvedObject": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "namespace": self.namespace,
+                    "name": self.name,
+                    "uid": self.uid,
+                    "fieldPath": f"spec.containers{{{container}}}",
+                },
+                "reason": reason,
+                "message": message,
+                "type": "Warning",
+                "source": {"component": "kubelet", "host": NODE_NAME},
+                "reportingComponent": "kubelet",
+                "reportingInstance": NODE_NAME,
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+            }
+        )
 
     async def _kill(self, proc: asyncio.subprocess.Process, grace: float) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -587,6 +644,8 @@ class PodRun:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(c.process.pid, signal.SIGKILL)
                 await c.process.wait()
+        if self.agent.mesh is not None:
+            self.agent.mesh.pod_stopped(self.uid)
         if self.sandbox is not None:
             sandbox, self.sandbox = self.sandbox, None
             await sandbox.close()
@@ -614,8 +673,10 @@ class NodeAgent:
         log_dir: Path,
         images: ImageMap,
         services: ServiceProxy,
+        mesh: Mesh | None = None,
     ) -> None:
         self.api = api
+        self.mesh = mesh
         self.sandbox = sandbox
         self.log_dir = log_dir
         self.images = images

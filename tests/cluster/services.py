@@ -20,8 +20,9 @@
 What differs from Kubernetes: /etc/hosts instead of cluster DNS (no SRV records, no
 search-path lookups of other namespaces' short names, a name appears once its Service
 exists when the node agent rewrites the file); a userspace proxy instead of iptables or
-IPVS (connections come from the node's address, not the client pod's); no UDP, no
-session affinity, no NodePorts or LoadBalancers.
+IPVS (connections come from the node's address, not the client pod's, or from the mesh
+address when the client is a meshed pod: tests/cluster/mesh.py); no UDP, no session
+affinity, no NodePorts or LoadBalancers.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from tests.fakes.kubeapi.storage import Event
 
 from .dns import DnsServer, resolv_conf
+from .mesh import Mesh
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ class ServiceProxy:
         self._task: asyncio.Task[None] | None = None
         self.dns: DnsServer | None = None
         self._connections: set[asyncio.Future[None]] = set()
+        self.mesh: Mesh | None = None
+        """Set by the cluster: a meshed client's connections leave from its address."""
 
     @property
     def api_ip(self) -> str:
@@ -170,6 +174,12 @@ class ServiceProxy:
                 log.exception("service proxy sync")
                 await asyncio.sleep(0.5)
                 self._wake.set()
+
+    def take_address(self) -> str:
+        """An address of the service subnet for another use (the mesh's): no Service's."""
+        if not self._free:
+            raise RuntimeError(f"no address left in {self.subnet}")
+        return self._free.pop(0)
 
     def _take(self, key: tuple[str, str]) -> str:
         if key not in self._ips:
@@ -289,8 +299,12 @@ class ServiceProxy:
             writer.close()
             return
         host, port = found[next(self._rr) % len(found)]
+        peer = writer.get_extra_info("peername")
+        source = self.mesh.source_for(peer[0]) if self.mesh is not None and peer else None
         try:
-            up_reader, up_writer = await asyncio.open_connection(host, port)
+            up_reader, up_writer = await asyncio.open_connection(
+                host, port, local_addr=(source, 0) if source else None
+            )
         except OSError:
             writer.close()
             return
