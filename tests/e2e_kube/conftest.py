@@ -49,6 +49,9 @@ class Cluster:
     local_gateway_port: int
     denials_expected: bool = False
     """Set once the chart is being uninstalled (its RBAC goes first)."""
+    mesh_unavailable: str | None = None
+    """Why the cluster's model of Istio's sidecar mTLS is off (docs/test-cluster.md,
+    "The mesh"), or None when it is on."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -149,7 +152,12 @@ def running_cluster(tmp: Path, *extra: str) -> Iterator[Cluster]:
             )
         ready = json.loads(line)
         yield Cluster(
-            process, tmp, ready["kubeconfig"], ready["gateway_port"], ready["local_gateway_port"]
+            process,
+            tmp,
+            ready["kubeconfig"],
+            ready["gateway_port"],
+            ready["local_gateway_port"],
+            mesh_unavailable=ready.get("mesh_unavailable"),
         )
     finally:
         process.send_signal(signal.SIGINT)
