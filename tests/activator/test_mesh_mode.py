@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import pytest
 
 from activator.revisions import HEALTHY, MESH_LIKE, NOT_MESH, Revisions, check
 from activator.throttler import Budget, Throttler, Tracker
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
+
+from .test_activator_e2e import HOST, V1, activator, route
 
 KEY = RevisionKey("default", "hello-00001")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -248,3 +251,37 @@ def test_service_capacity_is_this_activators_share_of_the_ready_replicas(
     assert throttler.capacity == 10 * want
     if want:
         assert throttler.acquire("r") is service
+
+
+async def test_a_request_goes_through_the_service_when_the_pods_refuse(
+    listen: Callable[[Handler], Awaitable[tuple[str, int]]],
+) -> None:
+    """End to end through the activator: the ready pod refuses connections (a STRICT
+    sidecar); in auto the held request is sent to the private Service."""
+    seen: list[bytes] = []
+
+    async def service_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = b"queue" if b"k-network-probe: queue" in head.lower() else b"via service"
+        if body != b"queue":
+            seen.append(head)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    service = await listen(service_handler)
+    gone = await asyncio.start_server(reset, "127.0.0.1", 0)
+    pod_port = gone.sockets[0].getsockname()[1]
+    gone.close()
+    await gone.wait_closed()  # nothing listens there now: connections are refused
+    async with activator() as (act, url):
+        act.set_mesh("auto", lambda key: service)
+        act.set_routes(route())
+        act.put_revision(RevisionInfo(V1))
+        act.set_endpoints(V1, [Endpoint("pod-1", "127.0.0.1", pod_port, 9090, ready=True)])
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.get(url + "/", headers={"Host": HOST})
+        assert (r.status_code, r.text) == (200, "via service")
+        rev = act.revisions.get(V1)
+        assert rev is not None and rev.via_service
+        assert b"k-original-host: " + HOST.encode() in seen[0].lower()
