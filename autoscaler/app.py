@@ -128,7 +128,7 @@ class Autoscaler:
 
     def _apply_mesh(self) -> None:
         """``config-network`` ``mesh-compatibility-mode``: how the revisions' stats are
-        scraped (docs/autoscaler.md, "Mesh mode"); a value that does not parse is logged
+        scraped (docs/autoscaling.md, "Mesh mode"); a value that does not parse is logged
         and the mode in force stays."""
         if self.scraper is None:
             return

@@ -8,7 +8,7 @@ settled); young pods fill in when there are not enough old ones. Each of n
 workers takes the next pod until it has one success; if the pods run out
 before all n succeeded, the whole scrape fails and nothing is recorded.
 
-Mesh mode (``config-network`` ``mesh-compatibility-mode``; docs/autoscaler.md, "Mesh
+Mesh mode (``config-network`` ``mesh-compatibility-mode``; docs/autoscaling.md, "Mesh
 mode"), after Knative's ``pkg/autoscaler/metrics/stats_scraper.go``: with ``enabled``
 the stats are scraped through the revision's private Service (its ``http-autometric``
 port 9090), where each scrape lands on some pod: the n workers scrape until they hold

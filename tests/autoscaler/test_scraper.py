@@ -142,7 +142,7 @@ async def test_unreachable_pod_fails_the_scrape(scraper: StatsScraper) -> None:
         await scraper.scrape(pods, now=1000.0, stable_window=60)
 
 
-# ----- mesh mode (docs/autoscaler.md, "Mesh mode") -------------------------------------
+# ----- mesh mode (docs/autoscaling.md, "Mesh mode") -------------------------------------
 
 KEY = RevisionKey("default", "hello-00001")
 

@@ -1,4 +1,4 @@
-"""The autoscaler follows config-network's mesh-compatibility-mode (docs/autoscaler.md,
+"""The autoscaler follows config-network's mesh-compatibility-mode (docs/autoscaling.md,
 "Mesh mode"): its scraper gets the mode and the private Services' stats URLs."""
 
 from __future__ import annotations

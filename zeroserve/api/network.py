@@ -8,7 +8,7 @@ no TLS yet); the keys that only tune an ingress or mesh implementation are
 checked for their type and otherwise have no effect here, except
 ``mesh-compatibility-mode`` (:data:`MESH_MODES`), which the activator and the
 autoscaler follow: whether they reach a revision's pods directly or through its
-private Service (docs/activator.md and docs/autoscaler.md, "Mesh mode").
+private Service (docs/activator.md and docs/autoscaling.md, "Mesh mode").
 
 Host templates are Go templates in Knative; zeroserve evaluates the subset
 they are written with -- ``{{.Name}}``, ``{{.Namespace}}``, ``{{.Domain}}``,
