@@ -31,7 +31,7 @@ from .config import Settings
 from .handler import ActivatorHandler, TrustPolicy
 from .link import AutoscalerLink
 from .metrics import ActivatorCollector, ActivatorMetrics
-from .revisions import Granted, Revisions, RevisionState
+from .revisions import Address, Granted, Revisions, RevisionState
 from .routing import RoutingTable
 from .stats import StatsReporter
 from .throttler import Budget
@@ -144,6 +144,11 @@ class Activator(FollowsObservability):
 
     def set_peers(self, index: int, count: int) -> None:
         self.revisions.set_peers(index, count)
+
+    def set_mesh(self, mode: str, service_address: Callable[[RevisionKey], Address]) -> None:
+        """``config-network`` ``mesh-compatibility-mode`` and where a revision's private
+        Service is (docs/activator.md, "Mesh mode")."""
+        self.revisions.set_mesh(mode, service_address)
 
     def _set_request_log(self, config: ObservabilityConfig) -> None:
         """Request log lines on stdout, for the responses the activator makes itself,

@@ -13,7 +13,11 @@ changes into the activator's control-plane calls (``activator.app``):
   a revision with a concurrency limit (docs/activator.md, "The activator's share");
 - the ConfigMaps ``config-observability`` and ``config-tracing`` of the system namespace
   -> ``observability`` (request logs, tracing; docs/observability.md), applied live; a
-  version that does not parse is logged and the settings in force stay.
+  version that does not parse is logged and the settings in force stay;
+- the ConfigMap ``config-network`` of the system namespace -> ``set_mesh`` (its
+  ``mesh-compatibility-mode``, with the revisions' private Service addresses
+  ``<revision>-private.<namespace>.svc.<cluster domain>:80``; docs/activator.md, "Mesh
+  mode"), applied live in the same way.
 
 Nothing is pushed while the caches fill: once all of them have listed, the whole state is
 applied in one go (peers, then revisions with their endpoints, then routes, so that a
@@ -28,9 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
+from zeroserve.api.network import NETWORK, parse_mesh_mode
 from zeroserve.api.objects import Obj
 from zeroserve.envconfig import ConfigError
 from zeroserve.knative import (
@@ -40,6 +45,7 @@ from zeroserve.knative import (
     SERVING_PORT_NAMES,
     activator_peers,
     is_private_slice,
+    private_service_name,
     revision_info,
     revision_key,
     route_from_status,
@@ -81,6 +87,10 @@ class ActivatorSink(Protocol):
     def set_endpoints(self, key: RevisionKey, endpoints: Sequence[Endpoint]) -> None: ...
 
     def set_peers(self, index: int, count: int) -> None: ...
+
+    def set_mesh(
+        self, mode: str, service_address: Callable[[RevisionKey], tuple[str, int]]
+    ) -> None: ...
 
     observability: ObservabilityConfig
 
@@ -161,6 +171,7 @@ class KubeActivatorSources:
         self._pushed_routes: tuple[Route, ...] | None = None
         self._pushed_peers: tuple[int, int] | None = None
         self._observability_data: tuple[dict[str, str], dict[str, str]] | None = None
+        self._mesh_mode: str | None = None
         self._task: asyncio.Task[None] | None = None
 
         self.revisions.on_change(self._revision_changed)
@@ -225,6 +236,7 @@ class KubeActivatorSources:
             await cache.synced.wait()
         self._push_peers()
         self._push_observability()
+        self._push_mesh()
         for obj in self.revisions.objects.values():
             self._put_revision(obj)
         self._push_routes()
@@ -368,8 +380,36 @@ class KubeActivatorSources:
     # ----- config-observability ------------------------------------------------------------
 
     def _config_map_changed(self, kind: str, obj: Obj) -> None:
-        if self.live and (obj.get("metadata") or {}).get("name") in (OBSERVABILITY, TRACING):
+        name = (obj.get("metadata") or {}).get("name")
+        if self.live and name in (OBSERVABILITY, TRACING):
             self._push_observability()
+        if self.live and name == NETWORK:
+            self._push_mesh()
+
+    # ----- config-network ------------------------------------------------------------------
+
+    def service_address(self, key: RevisionKey) -> tuple[str, int]:
+        """The revision's private Service: its ``http`` port 80 forwards to the
+        queue-proxy's 8012 (controller/workloads.py)."""
+        name = private_service_name(key.name)
+        return f"{name}.{key.namespace}.svc.{self.cluster_domain}", 80
+
+    def _push_mesh(self) -> None:
+        obj = self.config_maps.get(self.system_namespace, NETWORK) or {}
+        try:
+            mode = parse_mesh_mode((obj.get("data") or {}).get("mesh-compatibility-mode"))
+        except ConfigError as e:
+            log.error(
+                "ignoring ConfigMap %s/%s, keeping the settings in force: %s",
+                self.system_namespace,
+                NETWORK,
+                e,
+            )
+            return
+        if mode != self._mesh_mode:
+            self._mesh_mode = mode
+            log.info("%s: mesh-compatibility-mode %s", NETWORK, mode)
+            self.activator.set_mesh(mode, self.service_address)
 
     def _push_observability(self) -> None:
         maps = self.config_maps.objects

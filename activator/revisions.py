@@ -11,6 +11,16 @@ not connect to is taken out and probed again (docs/activator.md, "Backends and
 probing"). A revision that failed and is backing off (``RevisionInfo.backing_off``,
 local mode) has its waiting requests handed back at once to be answered with why
 (docs/activator.md, "A revision that failed").
+
+Mesh mode (``config-network`` ``mesh-compatibility-mode``, docs/activator.md "Mesh
+mode"), after Knative's ``pkg/activator/net/revision_backends.go``: with ``enabled``
+a revision's requests go to its private Service (``service_address``) once that
+answers the probe, never to pod addresses; with ``auto`` the pods are probed as
+above, and when no pod is healthy, every pod's last probe failed as a sidecar with
+STRICT mTLS makes it fail (a connection error, a timeout, or ``502``/``503``) and
+the private Service answers the probe, the revision moves to the Service for good
+(an answer such as ``404`` means no mesh: it stays direct); with ``disabled`` the
+Service is never used. The throttler's capacity still comes from the ready replicas.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
+from zeroserve.api.network import MESH_AUTO, MESH_DISABLED, MESH_ENABLED
 from zeroserve.http.h2upstream import H2Pool
 from zeroserve.http.server import ServerConnection
 from zeroserve.http.upstream import Pool, UpstreamPool
@@ -42,6 +53,14 @@ ENDPOINT_SEEN = "replica endpoint seen"
 REPLICA_READY = "replica ready"
 """A replica answered the activator's probe (or was announced ready): capacity."""
 
+# What one probe of a queue-proxy found.
+HEALTHY = "healthy"
+MESH_LIKE = "mesh-like"
+"""Failed as a sidecar refusing plaintext makes it fail: a connection error, a
+timeout, ``502`` or ``503`` (Knative's ``IsPotentialMeshErrorResponse``)."""
+NOT_MESH = "not mesh"
+"""Failed with an answer no mesh gives (``404``, a body that is not ``queue``...)."""
+
 PROBE_REQUEST = (
     b"GET / HTTP/1.1\r\nHost: activator-probe\r\nUser-Agent: Knative-Activator-Probe\r\n"
     b"K-Network-Probe: queue\r\nConnection: close\r\n\r\n"
@@ -58,10 +77,14 @@ class RevisionState:
         "info",
         "key",
         "pools",
+        "probe_results",
         "probes",
+        "service",
+        "service_probe",
         "stats",
         "throttler",
         "trackers",
+        "via_service",
     )
 
     def __init__(self, info: RevisionInfo, throttler: Throttler[ServerConnection]) -> None:
@@ -73,6 +96,11 @@ class RevisionState:
         self.trackers: dict[Address, Tracker] = {}  # healthy replicas
         self.pools: dict[Address, Pool] = {}
         self.probes: dict[Address, asyncio.Task[None]] = {}
+        self.probe_results: dict[Address, str] = {}  # last failed probe of each pod
+        self.via_service = False
+        """Mesh mode: requests go to the private Service, not to pod addresses."""
+        self.service: Tracker | None = None  # the Service, once it answered the probe
+        self.service_probe: asyncio.Task[None] | None = None
         self.cold_since = 0.0  # when a request started waiting with no replica; 0 = not cold
         self.cold_phases: list[tuple[str, float]] = []
         """The last cold start's phases (name, monotonic time); the activator's handler
@@ -93,6 +121,8 @@ class Revisions:
         probe_interval: float = 0.05,
         probe_timeout: float = 10.0,
         rng: random.Random | None = None,
+        mesh_mode: str = MESH_DISABLED,
+        service_address: Callable[[RevisionKey], Address] | None = None,
     ) -> None:
         self.budget = budget
         self.queue_depth = queue_depth
@@ -105,6 +135,26 @@ class Revisions:
         self.revisions: dict[RevisionKey, RevisionState] = {}
         self._pending_endpoints: dict[RevisionKey, list[Endpoint]] = {}
         self.peers = (-1, 1)
+        self.mesh_mode = mesh_mode if service_address is not None else MESH_DISABLED
+        """``config-network`` ``mesh-compatibility-mode`` (``disabled`` without a
+        ``service_address``: local mode has no Services)."""
+        self.service_address = service_address
+        """A revision's private Service (``<revision>-private.<namespace>.svc...:80``)."""
+
+    def set_mesh(self, mode: str, service_address: Callable[[RevisionKey], Address]) -> None:
+        """A new ``mesh-compatibility-mode``: every revision starts over in it (its
+        pods or its Service probed anew; requests in flight finish where they are)."""
+        if (mode, service_address) == (self.mesh_mode, self.service_address):
+            return
+        self.mesh_mode, self.service_address = mode, service_address
+        for rev in list(self.revisions.values()):
+            endpoints = list(rev.endpoints.values())
+            for address in list(rev.endpoints):
+                self._forget(rev, address)
+            self._drop_service(rev)
+            rev.via_service = mode == MESH_ENABLED
+            rev.throttler.set_trackers([])
+            self.set_endpoints(rev.key, endpoints)
 
     def get(self, key: RevisionKey) -> RevisionState | None:
         return self.revisions.get(key)
@@ -122,6 +172,7 @@ class Revisions:
         )
         throttler.set_peers(*self.peers)
         rev = RevisionState(info, throttler)
+        rev.via_service = self.mesh_mode == MESH_ENABLED
         self.revisions[info.key] = rev
         pending = self._pending_endpoints.pop(info.key, None)
         if pending is not None:
@@ -145,6 +196,7 @@ class Revisions:
             task.cancel()
         for pool in rev.pools.values():
             pool.close()
+        self._drop_service(rev)
         waiters = rev.throttler.take_waiters()
         if waiters:
             self.on_removed(key, waiters)
@@ -165,6 +217,10 @@ class Revisions:
             self._pending_endpoints[key] = list(endpoints)
             return
         new = {(e.host, e.port): e for e in endpoints}
+        if rev.via_service:
+            rev.endpoints = new
+            self._service_update(rev)
+            return
         changed = False
         for address in list(rev.endpoints):
             if address not in new:
@@ -187,6 +243,11 @@ class Revisions:
 
     def failed(self, rev: RevisionState, tracker: Tracker) -> Granted:
         """Connecting to ``tracker`` failed: take it out and probe it again."""
+        if tracker is rev.service:
+            self._drop_service(rev)
+            granted = rev.throttler.set_service(None, 0)
+            self._service_update(rev)
+            return granted
         address = tracker.address
         if rev.trackers.pop(address, None) is None:
             return []
@@ -198,6 +259,7 @@ class Revisions:
     def _forget(self, rev: RevisionState, address: Address) -> None:
         rev.endpoints.pop(address, None)
         rev.trackers.pop(address, None)
+        rev.probe_results.pop(address, None)
         task = rev.probes.pop(address, None)
         if task is not None:
             task.cancel()
@@ -208,16 +270,10 @@ class Revisions:
     def _healthy(self, rev: RevisionState, address: Address, *, grant: bool = True) -> None:
         if address not in rev.endpoints or address in rev.trackers:
             return
+        rev.probe_results.pop(address, None)
         pool = rev.pools.get(address)
         if pool is None:
-            cc = rev.info.container_concurrency
-            if rev.info.protocol == "h2c":
-                # HTTP/2 to the queue-proxy, as Knative's activator for h2c revisions:
-                # the response's trailers (gRPC) need it
-                pool = H2Pool(address[0], address[1])
-            else:
-                pool = UpstreamPool(address[0], address[1], max_idle=cc or 100)
-            rev.pools[address] = pool
+            pool = rev.pools[address] = _pool(rev, address)
         rev.trackers[address] = Tracker(address, pool, rev.info.container_concurrency)
         if rev.cold_since:
             rev.cold_phases.append((REPLICA_READY, time.monotonic()))
@@ -248,10 +304,108 @@ class Revisions:
 
     async def _probe_until_healthy(self, rev: RevisionState, address: Address) -> None:
         while address in rev.endpoints and self.revisions.get(rev.key) is rev:
-            if await probe(address, self.probe_timeout):
+            result = await check(address, self.probe_timeout)
+            if rev.via_service:
+                return  # the revision moved to its Service meanwhile
+            if result == HEALTHY:
                 self._healthy(rev, address)
                 return
+            if address in rev.endpoints:
+                rev.probe_results[address] = result
+                self._check_mesh(rev)
             await asyncio.sleep(self.probe_interval)
+
+    # -- mesh mode ---------------------------------------------------------
+
+    def _check_mesh(self, rev: RevisionState) -> None:
+        """``auto``: try the Service when no pod is healthy and every pod's last probe
+        failed as a mesh makes it fail (Knative's ``checkDests``)."""
+        if (
+            self.mesh_mode != MESH_AUTO
+            or rev.trackers
+            or rev.service_probe is not None
+            or not any(e.ready for e in rev.endpoints.values())
+            or any(rev.probe_results.get(a) != MESH_LIKE for a in rev.endpoints)
+        ):
+            return
+        self._probe_service(rev, switch=True)
+
+    def _service_update(self, rev: RevisionState) -> None:
+        """Mesh mode: the Service gets the capacity of the ready replicas; with none it
+        is forgotten (probed again when replicas come back, as Knative)."""
+        ready = sum(e.ready for e in rev.endpoints.values())
+        if ready == 0:
+            self._drop_service(rev)
+            self._grant(rev, rev.throttler.set_service(None, 0))
+        elif rev.service is not None:
+            self._grant(rev, rev.throttler.set_service(rev.service, ready))
+        else:
+            self._probe_service(rev, switch=False)
+
+    def _probe_service(self, rev: RevisionState, *, switch: bool) -> None:
+        if rev.service_probe is not None or self.service_address is None:
+            return
+        address = self.service_address(rev.key)
+        task = asyncio.get_running_loop().create_task(
+            self._probe_service_until_healthy(rev, address, switch=switch),
+            name=f"probe {rev.key} service {address[0]}:{address[1]}",
+        )
+        rev.service_probe = task
+        task.add_done_callback(lambda t: self._service_probe_done(rev, t))
+
+    def _service_probe_done(self, rev: RevisionState, task: asyncio.Task[None]) -> None:
+        if rev.service_probe is task:
+            rev.service_probe = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("probing %s's private Service failed", rev.key, exc_info=task.exception())
+
+    async def _probe_service_until_healthy(
+        self, rev: RevisionState, address: Address, *, switch: bool
+    ) -> None:
+        """``switch`` (auto): one probe decides; else probe until the Service answers
+        while the revision has ready replicas."""
+        while self.revisions.get(rev.key) is rev:
+            if switch and (rev.trackers or rev.via_service):
+                return
+            if await check(address, self.probe_timeout) == HEALTHY:
+                if self.revisions.get(rev.key) is not rev:
+                    return
+                if switch:
+                    if rev.trackers or rev.via_service:
+                        return  # a pod answered meanwhile: stay direct
+                    log.info(
+                        "revision %s: its pods cannot be probed directly (a mesh) and its "
+                        "private Service %s:%d answers: requests go through the Service",
+                        rev.key,
+                        *address,
+                    )
+                    self._move_to_service(rev)
+                rev.service = Tracker(address, _pool(rev, address), rev.info.container_concurrency)
+                rev.service_probe = None
+                self._service_update(rev)
+                return
+            if switch or not any(e.ready for e in rev.endpoints.values()):
+                return
+            await asyncio.sleep(self.probe_interval)
+
+    def _move_to_service(self, rev: RevisionState) -> None:
+        rev.via_service = True
+        for task in rev.probes.values():
+            task.cancel()
+        rev.probes.clear()
+        rev.probe_results.clear()
+        for pool in rev.pools.values():
+            pool.close()
+        rev.pools.clear()
+        rev.trackers.clear()
+
+    def _drop_service(self, rev: RevisionState) -> None:
+        task, rev.service_probe = rev.service_probe, None
+        if task is not None:
+            task.cancel()
+        service, rev.service = rev.service, None
+        if service is not None:
+            service.target.close()
 
     def close(self) -> None:
         for rev in self.revisions.values():
@@ -259,14 +413,30 @@ class Revisions:
                 task.cancel()
             for pool in rev.pools.values():
                 pool.close()
+            self._drop_service(rev)
 
     async def wait_probes_stopped(self) -> None:
         tasks = [t for rev in self.revisions.values() for t in rev.probes.values()]
+        tasks += [r.service_probe for r in self.revisions.values() if r.service_probe]
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _pool(rev: RevisionState, address: Address) -> Pool:
+    if rev.info.protocol == "h2c":
+        # HTTP/2 to the queue-proxy, as Knative's activator for h2c revisions:
+        # the response's trailers (gRPC) need it
+        return H2Pool(address[0], address[1])
+    return UpstreamPool(address[0], address[1], max_idle=rev.info.container_concurrency or 100)
 
 
 async def probe(address: Address, timeout: float) -> bool:
     """One health check of a replica's queue-proxy: ``200`` with body ``queue``."""
+    return await check(address, timeout) == HEALTHY
+
+
+async def check(address: Address, timeout: float) -> str:
+    """One probe of a queue-proxy: :data:`HEALTHY` (``200`` with body ``queue``),
+    :data:`MESH_LIKE` or :data:`NOT_MESH`."""
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(address[0], address[1])
@@ -281,5 +451,9 @@ async def probe(address: Address, timeout: float) -> bool:
             finally:
                 writer.close()
     except (OSError, TimeoutError):
-        return False
-    return response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"\r\n\r\nqueue")
+        return MESH_LIKE
+    if response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"\r\n\r\nqueue"):
+        return HEALTHY
+    if not response or response.startswith((b"HTTP/1.1 502 ", b"HTTP/1.1 503 ")):
+        return MESH_LIKE  # an empty answer: the connection was closed at once
+    return NOT_MESH

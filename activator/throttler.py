@@ -13,6 +13,11 @@ revision cannot take every place.
 When several activators serve a revision, each uses its share of the replicas
 (``assign``), as upstream assigns them.
 
+In mesh mode (``set_service``) the one tracker is the revision's private Service:
+every request goes there and the capacity is still containerConcurrency x this
+activator's share of the ready replicas, as upstream gives its cluster-IP target the
+whole capacity (docs/activator.md, "Mesh mode").
+
 Pure: no I/O, no asyncio. The caller resumes the waiters this returns.
 """
 
@@ -86,10 +91,31 @@ def assign(trackers: Sequence[Tracker], index: int, count: int) -> list[Tracker]
     return share
 
 
+def _share(backends: int, index: int, count: int) -> int:
+    """How many of ``backends`` replicas :func:`assign` gives activator ``index``."""
+    if index < 0 or count <= 1 or backends <= 1:
+        return backends
+    if count > backends:
+        return 1
+    return backends // count + (1 if index < backends % count else 0)
+
+
 class Throttler(Generic[W]):
     """One revision's replicas, breaker and queue; see the module docstring."""
 
-    __slots__ = ("_rr", "assigned", "breaker", "budget", "cc", "count", "index", "rng", "trackers")
+    __slots__ = (
+        "_rr",
+        "assigned",
+        "backends",
+        "breaker",
+        "budget",
+        "cc",
+        "count",
+        "index",
+        "rng",
+        "service",
+        "trackers",
+    )
 
     def __init__(
         self, cc: int, queue_depth: int, budget: Budget, rng: random.Random | None = None
@@ -103,12 +129,25 @@ class Throttler(Generic[W]):
         self.index = -1
         self.count = 1
         self._rr = 0
+        self.service: Tracker | None = None
+        """Mesh mode: the private Service every request goes to (None: the replicas)."""
+        self.backends = 0
+        """Mesh mode: the revision's ready replicas behind :attr:`service`."""
 
     # -- replicas ----------------------------------------------------------
 
     def set_trackers(self, trackers: Sequence[Tracker]) -> list[tuple[W, Tracker]]:
         """The healthy replicas changed; returns the waiters that now get one."""
+        self.service, self.backends = None, 0
         self.trackers = sorted(trackers, key=lambda t: t.address)
+        return self._reassign()
+
+    def set_service(self, service: Tracker | None, backends: int) -> list[tuple[W, Tracker]]:
+        """Mesh mode: every request goes to ``service`` (None: not reachable yet), with
+        the capacity of ``backends`` ready replicas; returns the waiters that now go."""
+        self.trackers = []
+        self.service = service
+        self.backends = backends if service is not None else 0
         return self._reassign()
 
     def set_peers(self, index: int, count: int) -> list[tuple[W, Tracker]]:
@@ -117,11 +156,13 @@ class Throttler(Generic[W]):
         return self._reassign()
 
     def _reassign(self) -> list[tuple[W, Tracker]]:
-        self.assigned = assign(self.trackers, self.index, self.count)
-        if self.cc == 0:
-            capacity = UNLIMITED if self.assigned else 0
+        if self.service is not None:
+            self.assigned = [self.service]
+            share = _share(self.backends, self.index, self.count)
         else:
-            capacity = self.cc * len(self.assigned)
+            self.assigned = assign(self.trackers, self.index, self.count)
+            share = len(self.assigned)
+        capacity = (UNLIMITED if share else 0) if self.cc == 0 else self.cc * share
         return self._grant(self.breaker.set_capacity(capacity))
 
     @property
@@ -202,6 +243,8 @@ class Throttler(Generic[W]):
         return out
 
     def _pick(self) -> Tracker | None:
+        if self.service is not None:
+            return self.service  # the breaker bounds what goes through the Service
         trackers = self.assigned
         n = len(trackers)
         if n == 0:

@@ -23,7 +23,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from zeroserve import kube
+from zeroserve.api.network import NETWORK, parse_mesh_mode
 from zeroserve.autoscaling.config import AutoscalerConfig, DeploymentConfig
+from zeroserve.knative import CLUSTER_DOMAIN, private_service_name
 from zeroserve.leader import LeaderElector
 from zeroserve.local.protocol import Snapshot
 
@@ -32,8 +34,9 @@ from .figures import FigureReporter
 from .kubernetes import KubernetesSources
 from .local import ControlPlaneCluster
 from .metrics import AutoscalerCollector
+from .model import RevisionKey
 from .multiscaler import Multiscaler
-from .scraper import StatsScraper
+from .scraper import QUEUE_METRICS_PORT, StatsScraper
 from .statserver import StatServer
 
 log = logging.getLogger("autoscaler")
@@ -74,7 +77,9 @@ async def serve(
 class Autoscaler:
     """Kubernetes mode."""
 
-    def __init__(self, settings: Settings, client: kube.KubeClient) -> None:
+    def __init__(
+        self, settings: Settings, client: kube.KubeClient, cluster_domain: str = CLUSTER_DOMAIN
+    ) -> None:
         self.settings = settings
         self.client = client
         self.config = settings.autoscaler_config()
@@ -84,6 +89,8 @@ class Autoscaler:
             kube.CONFIG_MAPS, namespace=settings.system_namespace
         )
         self.session: aiohttp.ClientSession | None = None
+        self.scraper: StatsScraper | None = None
+        self.cluster_domain = cluster_domain
         self.multiscaler: Multiscaler | None = None
         self.runners: list[web.AppRunner] = []
         self.registry = CollectorRegistry()
@@ -98,21 +105,48 @@ class Autoscaler:
         await self.config_cache.wait_synced(s.sync_timeout)
         self._apply_config()
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.scraper = StatsScraper(self.session)
+        self._apply_mesh()
         ms = Multiscaler(
             config=self.config,
             deployment=self.deployment,
             revisions=self.sources.revisions,
             pods=self.sources.endpoints,
             scaler=self.sources.scaler,
-            scraper=StatsScraper(self.session),
+            scraper=self.scraper,
         )
         self.multiscaler = ms
         self.runners, self.ports = await serve(ms, self.registry, s.host, s.port, s.metrics_port)
         await ms.start()
 
     def _config_changed(self, kind: str, obj: dict[str, Any]) -> None:
-        if obj.get("metadata", {}).get("name") in ("config-autoscaler", "config-deployment"):
+        name = obj.get("metadata", {}).get("name")
+        if name in ("config-autoscaler", "config-deployment"):
             self._apply_config()
+        if name == NETWORK:
+            self._apply_mesh()
+
+    def _apply_mesh(self) -> None:
+        """``config-network`` ``mesh-compatibility-mode``: how the revisions' stats are
+        scraped (docs/autoscaling.md, "Mesh mode"); a value that does not parse is logged
+        and the mode in force stays."""
+        if self.scraper is None:
+            return
+        ns = self.settings.system_namespace
+        data = (self.config_cache.get(ns, NETWORK) or {}).get("data") or {}
+        try:
+            mode = parse_mesh_mode(data.get("mesh-compatibility-mode"))
+        except ValueError as e:
+            log.error("ignoring ConfigMap %s/%s, keeping the mode in force: %s", ns, NETWORK, e)
+            return
+        if (mode, self.scraper.service_url) != (self.scraper.mesh_mode, self._service_url):
+            self.scraper.set_mesh(mode, self._service_url)
+            log.info("%s: mesh-compatibility-mode %s", NETWORK, mode)
+
+    def _service_url(self, key: RevisionKey) -> str:
+        """The queue-proxy's stats through the private Service's ``http-autometric`` port."""
+        host = f"{private_service_name(key.name)}.{key.namespace}.svc.{self.cluster_domain}"
+        return f"http://{host}:{QUEUE_METRICS_PORT}/metrics"
 
     def _apply_config(self) -> None:
         ns = self.settings.system_namespace

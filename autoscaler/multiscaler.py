@@ -146,6 +146,8 @@ class Multiscaler:
                 gone = self.revisions.pop(key)
                 if gone.applying is not None:
                     gone.applying.cancel()
+                if self.scraper is not None:
+                    self.scraper.forget(key)
         for key, info in current.items():
             rev = self.revisions.get(key)
             if rev is None:
@@ -236,7 +238,7 @@ class Multiscaler:
             async with sem:
                 try:
                     stat = await scraper.scrape(
-                        pods, now=now, stable_window=rev.autoscaling.stable_window
+                        pods, now=now, stable_window=rev.autoscaling.stable_window, key=rev.key
                     )
                 except ScrapeError as e:
                     log.debug("scrape of %s failed: %s", rev.key, e)

@@ -95,9 +95,17 @@ _PROBE_TIMING = (
     "successThreshold",
     "failureThreshold",
 )
+QUEUE_ADMIN_PORT_NAME = "http-queueadm"
+"""Knative's name (``QueueAdminPortName``): Istio reads a port's protocol from its name's
+prefix (``http``, ``http2``, ``grpc``, ``tcp``...)."""
+ISTIO_EXCLUDE_INBOUND = "traffic.sidecar.istio.io/excludeInboundPorts"
+"""Istio's pod annotation: inbound traffic to these ports bypasses the sidecar. The
+queue-proxy's admin port is listed so that the kubelet's plaintext ``preStop`` call
+(``/wait-for-drain``) reaches it under STRICT mTLS, where the sidecar would refuse it
+(docs/kubernetes.md, "Istio sidecars")."""
 QUEUE_PORTS = (
     ("http", QUEUE_SERVING_PORT),
-    ("queue-adm", QUEUE_ADMIN_PORT),
+    (QUEUE_ADMIN_PORT_NAME, QUEUE_ADMIN_PORT),
     (STATS_PORT_NAME, QUEUE_METRICS_PORT),
     ("http-usermetric", USER_METRICS_PORT),
 )
@@ -353,6 +361,7 @@ def deployment(
         for k, v in (revision["metadata"].get("annotations") or {}).items()
         if k != ROUTING_STATE_MODIFIED
     }
+    pod_annotations = {**annotations, ISTIO_EXCLUDE_INBOUND: _exclude_admin_port(annotations)}
     body: Obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -369,7 +378,7 @@ def deployment(
             "template": {
                 "metadata": {
                     "labels": dict(labels),
-                    **({"annotations": dict(annotations)} if annotations else {}),
+                    "annotations": pod_annotations,
                 },
                 "spec": pod_spec(rev, image, observability, sidecar),
             },
@@ -379,6 +388,14 @@ def deployment(
     # Added after hashing: the hash must not depend on a value that is never updated.
     hashed["spec"]["replicas"] = replicas
     return hashed
+
+
+def _exclude_admin_port(annotations: Mapping[str, str]) -> str:
+    """The revision's own ``excludeInboundPorts`` with the admin port added."""
+    ports = [p.strip() for p in annotations.get(ISTIO_EXCLUDE_INBOUND, "").split(",") if p.strip()]
+    if str(QUEUE_ADMIN_PORT) not in ports:
+        ports.append(str(QUEUE_ADMIN_PORT))
+    return ",".join(ports)
 
 
 def private_service(revision: Obj) -> Obj:
@@ -424,7 +441,7 @@ def private_service(revision: Obj) -> Obj:
                     "protocol": "TCP",
                 },
                 {
-                    "name": "queue-adm",
+                    "name": QUEUE_ADMIN_PORT_NAME,
                     "port": QUEUE_ADMIN_PORT,
                     "targetPort": QUEUE_ADMIN_PORT,
                     "protocol": "TCP",

@@ -7,7 +7,13 @@ import pytest
 
 from tests.api.manifests import doc, dump, edit
 from zeroserve.api import Configs, ManifestErrors, load, validate
-from zeroserve.api.network import DISABLED, GCConfig, HostTemplate, NetworkConfig
+from zeroserve.api.network import (
+    DISABLED,
+    GCConfig,
+    HostTemplate,
+    NetworkConfig,
+    parse_mesh_mode,
+)
 from zeroserve.api.objects import DomainMapping, ObjectRef
 from zeroserve.api.validate import ROLLOUT_DURATION, rollout_seconds
 from zeroserve.envconfig import ConfigError
@@ -77,6 +83,7 @@ def test_trimming_marks() -> None:
         ({"ingress-class": "kourier.ingress.networking.knative.dev"}, "programs Istio only"),
         ({"autocreate-cluster-domain-claims": "yes"}, "must be true or false"),
         ({"domain-tempate": "x"}, "domain-tempate: unknown key"),
+        ({"mesh-compatibility-mode": "on"}, "mesh-compatibility-mode: must be enabled, disabled"),
     ],
 )
 def test_bad_network_settings_are_refused_naming_the_key(
@@ -86,6 +93,22 @@ def test_bad_network_settings_are_refused_naming_the_key(
         NetworkConfig.from_mapping(data)
     assert str(info.value).startswith("config-network: ")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        (None, "auto"),
+        ("", "auto"),
+        ("auto", "auto"),
+        ("Enabled", "enabled"),
+        (" disabled", "disabled"),
+    ],
+)
+def test_mesh_compatibility_mode(text: str | None, mode: str) -> None:
+    assert parse_mesh_mode(text) == mode
+    data = {} if text is None else {"mesh-compatibility-mode": text}
+    assert NetworkConfig.from_mapping(data).mesh_compatibility_mode == mode
 
 
 def test_gc_config() -> None:

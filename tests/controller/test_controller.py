@@ -516,5 +516,6 @@ async def test_the_settings_apply_to_new_revisions(
     deployment = await deployed(cluster, "helloworld-go-00002")
     assert deployment["spec"]["replicas"] == 3
     assert deployment["spec"]["template"]["metadata"]["annotations"] == {
-        "autoscaling.knative.dev/min-scale": "3"
+        "autoscaling.knative.dev/min-scale": "3",
+        "traffic.sidecar.istio.io/excludeInboundPorts": "8022",
     }

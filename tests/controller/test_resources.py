@@ -154,7 +154,7 @@ def test_the_deployment_injects_the_queue_proxy_and_moves_the_readiness_probe() 
     }
     assert {p["name"]: p["containerPort"] for p in queue["ports"]} == {
         "http": 8012,
-        "queue-adm": 8022,
+        "http-queueadm": 8022,
         "http-autometric": 9090,
         "http-usermetric": 9091,
     }
@@ -194,7 +194,10 @@ def test_the_hash_covers_the_pod_but_not_the_replicas() -> None:
     assert render(replicas=5)["metadata"]["annotations"][SPEC_HASH_ANNOTATION] == digest
     assert render(image="qp:2")["metadata"]["annotations"][SPEC_HASH_ANNOTATION] != digest
     pod = render()["spec"]["template"]["metadata"]
-    assert pod["annotations"] == {"autoscaling.knative.dev/target": "10"}  # no hash on pods
+    assert pod["annotations"] == {  # no hash on pods
+        "autoscaling.knative.dev/target": "10",
+        "traffic.sidecar.istio.io/excludeInboundPorts": "8022",
+    }
 
 
 def test_the_private_service_publishes_the_queue_proxy_ports() -> None:
@@ -206,7 +209,7 @@ def test_the_private_service_publishes_the_queue_proxy_ports() -> None:
         ("http", 80, 8012),
         ("http-autometric", 9090, 9090),
         ("http-usermetric", 9091, 9091),
-        ("queue-adm", 8022, 8022),
+        ("http-queueadm", 8022, 8022),
     ]
 
 

@@ -489,3 +489,21 @@ async def test_config_observability_is_followed_live(
         fake_kube.put(_config_map("config-observability", {}))
         await eventually(lambda: activator.observability.enable_request_log is False, "deleted")
         assert activator.observability.tracing_sampling_rate == 1.0
+
+
+async def test_config_network_mesh_mode_is_followed_live(
+    kube: KubeClient, fake_kube: FakeKubeAPI, activator: RecordingActivator
+) -> None:
+    """config-network's mesh-compatibility-mode reaches the activator's revisions with the
+    private Services' addresses (docs/activator.md, "Mesh mode")."""
+    fake_kube.put(_config_map("config-network", {"mesh-compatibility-mode": "enabled"}))
+    async with sources_for(kube, activator, cluster_domain="example.internal") as sources:
+        await sources.wait_synced(5)
+        revs = activator.revisions
+        assert revs.mesh_mode == "enabled"
+        assert revs.service_address is not None
+        assert revs.service_address(V1) == ("hello-00001-private.default.svc.example.internal", 80)
+        # a value that does not parse changes nothing
+        fake_kube.put(_config_map("config-network", {"mesh-compatibility-mode": "on"}))
+        fake_kube.put(_config_map("config-network", {}))
+        await eventually(lambda: revs.mesh_mode == "auto", "deleted: Knative's default")

@@ -5,7 +5,10 @@ and ``config-gc`` (revision garbage collection), parsed as Knative does.
 camelCase legacy keys are read too, the new spelling winning. Knative's TLS
 settings are accepted at their defaults and refused otherwise (zeroserve has
 no TLS yet); the keys that only tune an ingress or mesh implementation are
-checked for their type and otherwise have no effect here.
+checked for their type and otherwise have no effect here, except
+``mesh-compatibility-mode`` (:data:`MESH_MODES`), which the activator and the
+autoscaler follow: whether they reach a revision's pods directly or through its
+private Service (docs/activator.md and docs/autoscaling.md, "Mesh mode").
 
 Host templates are Go templates in Knative; zeroserve evaluates the subset
 they are written with -- ``{{.Name}}``, ``{{.Namespace}}``, ``{{.Domain}}``,
@@ -60,7 +63,6 @@ _NO_EFFECT = frozenset(
         "certificate-class",
         "namespace-wildcard-cert-selector",
         "enable-mesh-pod-addressability",
-        "mesh-compatibility-mode",
     }
 )
 """Keys that tune TLS certificates or a service mesh: read for their type, no effect."""
@@ -76,8 +78,28 @@ NETWORK_KEYS = frozenset(
         *_TLS_KEYS,
         *_LEGACY,
         *_NO_EFFECT,
+        "mesh-compatibility-mode",
     }
 )
+MESH_AUTO = "auto"
+MESH_ENABLED = "enabled"
+MESH_DISABLED = "disabled"
+MESH_MODES = (MESH_AUTO, MESH_ENABLED, MESH_DISABLED)
+"""``mesh-compatibility-mode``: ``auto`` (Knative's default) reaches pods directly and
+moves a revision to its private Service once direct probes fail as a mesh makes them
+fail; ``enabled`` always goes through the private Service; ``disabled`` never does."""
+
+
+def parse_mesh_mode(text: str | None) -> str:
+    """``config-network``'s ``mesh-compatibility-mode``, case-insensitive; empty or absent
+    is ``auto``."""
+    mode = (text or "").strip().lower() or MESH_AUTO
+    if mode not in MESH_MODES:
+        raise ConfigError(
+            f"{NETWORK}: mesh-compatibility-mode: must be enabled, disabled or auto, "
+            f"got {describe(text or '')}"
+        )
+    return mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +176,8 @@ class NetworkConfig:
     """Seconds over which a new revision takes over its traffic (0: at once)."""
     autocreate_cluster_domain_claims: bool = False
     """Whether a DomainMapping claims its domain by itself (on Kubernetes)."""
+    mesh_compatibility_mode: str = MESH_AUTO
+    """How the activator and the autoscaler reach revision pods (:data:`MESH_MODES`)."""
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, str]) -> NetworkConfig:
@@ -185,12 +209,7 @@ class NetworkConfig:
         for key in ("enable-mesh-pod-addressability",):
             if key in values:
                 _bool(key, values[key])
-        mode = values.get("mesh-compatibility-mode", "")
-        if mode.lower() not in ("", "enabled", "disabled", "auto"):
-            raise ConfigError(
-                f"{NETWORK}: mesh-compatibility-mode: must be enabled, disabled or auto, "
-                f"got {describe(mode)}"
-            )
+        mesh = parse_mesh_mode(values.get("mesh-compatibility-mode"))
         domain = HostTemplate.parse(
             values.get("domain-template", DEFAULT_DOMAIN_TEMPLATE),
             what="domain-template",
@@ -225,6 +244,7 @@ class NetworkConfig:
             autocreate_cluster_domain_claims=False
             if claims is None
             else _bool("autocreate-cluster-domain-claims", claims),
+            mesh_compatibility_mode=mesh,
         )
 
 
