@@ -111,7 +111,10 @@ def deployment_failure(deployment: Obj) -> tuple[str, str] | None:
         ):
             return "ProgressDeadlineExceeded", str(condition.get("message") or "")
         if kind == "ReplicaFailure" and status == "True":
-            return "ResourcesUnavailable", str(condition.get("message") or condition.get("reason"))
+            # Knative takes the condition's reason and message as they are (FailedCreate,
+            # with the apiserver's refusal: k8s_lifecycle.go TransformDeploymentStatus)
+            reason = str(condition.get("reason") or "ResourcesUnavailable")
+            return reason, str(condition.get("message") or reason)
     return None
 
 

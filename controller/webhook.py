@@ -6,7 +6,9 @@ users write: Services, Configurations, Routes and DomainMappings.
 - ``/defaulting`` (the MutatingWebhookConfiguration ``webhook.serving.knative.dev``):
   ``config-defaults`` into the revision template as Knative's ``RevisionSpec.SetDefaults``
   does (``pkg/apis/serving/v1/revision_defaults.go``: timeoutSeconds, idle and
-  response-start timeouts, containerConcurrency, the user container's name), a Service's
+  response-start timeouts, containerConcurrency, the user container's name, and the
+  containers' security contexts ``config-features`` ``secure-pod-defaults`` asks for:
+  ``zeroserve.api.securepod``), a Service's
   or Route's traffic defaults (all to the latest revision; ``latestRevision`` filled in),
   and the ``serving.knative.dev/creator`` / ``lastModifier`` annotations from the
   request's user (``pkg/apis/serving/metadata_validation.go`` SetUserInfo: both on
@@ -47,6 +49,7 @@ from controller.meta import user_object
 from controller.snapshot import problems_text
 from zeroserve.api.configs import Configs
 from zeroserve.api.parse import parse_document
+from zeroserve.api.securepod import secure_pod_spec
 from zeroserve.api.validate import validate
 from zeroserve.knative import CREATOR_ANNOTATION, LAST_MODIFIER_ANNOTATION
 from zeroserve.kube import Conflict, KubeClient, KubeError, NotFound, ResourceRef
@@ -85,7 +88,8 @@ def _owned(obj: dict[str, Any]) -> bool:
 
 
 def default_template(spec: dict[str, Any], configs: Configs) -> None:
-    """``RevisionSpec.SetDefaults`` on ``spec.template.spec`` (in place)."""
+    """``RevisionSpec.SetDefaults`` on ``spec.template.spec`` (in place), the secure
+    pod defaults last, as Knative applies them after the containers are named."""
     d = configs.defaults
     timeout = spec.get("timeoutSeconds")
     if timeout is None or timeout == 0:
@@ -109,6 +113,7 @@ def default_template(spec: dict[str, Any], configs: Configs) -> None:
                 name += "-x"
             container["name"] = name
             taken.add(name)
+    secure_pod_spec(spec, configs.features.secure_pod_defaults())
 
 
 def default_traffic(spec: dict[str, Any], *, service: bool) -> None:

@@ -471,6 +471,25 @@ class ControllerManager:
         }
         if total - available > 0:
             status["unavailableReplicas"] = total - available
+        failed = next(
+            (
+                c
+                for c in (new.get("status") or {}).get("conditions") or ()
+                if c.get("type") == "ReplicaFailure"
+            ),
+            None,
+        )
+        if failed is not None:  # the new ReplicaSet's failure, as the Deployment's (sync.go)
+            conditions.append(
+                _condition(
+                    old_status,
+                    "ReplicaFailure",
+                    failed.get("status") == "True",
+                    failed.get("reason", ""),
+                    failed.get("message", ""),
+                    stamp,
+                )
+            )
         if "collisionCount" in old_status:
             status["collisionCount"] = old_status["collisionCount"]
         for key in ("readyReplicas", "availableReplicas", "updatedReplicas", "replicas"):
@@ -495,9 +514,14 @@ class ControllerManager:
             and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
         ]
         want = _spec_replicas(rs)
+        refused: ApiError | None = None
         if len(active) < want:
             for _ in range(want - len(active)):
-                self._create_pod(rs)
+                try:
+                    self._create_pod(rs)
+                except ApiError as e:  # e.g. Pod Security admission: said in the status
+                    refused = e
+                    break
         elif len(active) > want:
             for pod in sorted(active, key=_rank)[: len(active) - want]:
                 self.api.delete("pods", ns, pod["metadata"]["name"])
@@ -513,6 +537,15 @@ class ControllerManager:
         for key in ("readyReplicas", "availableReplicas", "fullyLabeledReplicas"):
             if not status[key]:
                 del status[key]
+        if refused is not None:
+            # ReplicaFailure/FailedCreate with the apiserver's message, kept while creates
+            # fail and dropped once one works (replica_set_utils.go calculateStatus)
+            old_status = rs.get("status") or {}
+            failure = _condition(
+                old_status, "ReplicaFailure", True, "FailedCreate", str(refused), now()
+            )
+            failure.pop("lastUpdateTime", None)
+            status["conditions"] = [failure]
         self._update_status("replicasets", rs, status)
 
     def _create_pod(self, rs: dict[str, Any]) -> None:

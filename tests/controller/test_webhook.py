@@ -28,6 +28,7 @@ from controller.webhook import (
     WebhookServer,
     defaulted,
     json_patch,
+    problems,
     review,
 )
 from tests.chart.helm import find_tool, render
@@ -303,3 +304,21 @@ async def test_the_api_server_calls_the_webhook_over_https(
         'Internal error occurred: failed calling webhook "webhook.serving.knative.dev": '
         'failed to call webhook: Post "https://webhook.knative-serving.svc:443/defaulting?timeout=10s"'
     )
+
+
+def test_defaulting_applies_secure_pod_defaults_and_validation_accepts_them() -> None:
+    configs = Configs().with_config_map(
+        "config-features", {"secure-pod-defaults": "Enabled"}, default_domain="example.com"
+    )
+    obj = service(containers=[{"image": "x", "ports": [{"containerPort": 80}]}])
+    new = defaulted(obj, None, "alice", configs)
+    assert new["spec"]["template"]["spec"]["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+        "runAsNonRoot": True,
+    }
+    assert problems(new, configs) == ""
+    # off (the default): the template is left without a security context
+    plain = defaulted(obj, None, "alice", CONFIGS)
+    assert "securityContext" not in plain["spec"]["template"]["spec"]["containers"][0]

@@ -1,7 +1,8 @@
 """``config-features``: the flags that widen (or narrow) the pod spec a revision may use.
 
 Knative's flags and defaults (knative/serving ``pkg/apis/config/features.go``):
-each value is ``enabled``, ``disabled`` or ``allowed`` (any letter case). For the
+each value is ``enabled``, ``disabled`` or ``allowed`` (any letter case), but
+``secure-pod-defaults`` takes ``Disabled``, ``AllowRootBounded`` or ``Enabled``. For the
 pod spec fields, ``allowed`` lets the field through as ``enabled`` does; for
 volume kinds and the few behaviours upstream tests with ``== Enabled`` only
 ``enabled`` counts (:meth:`FeaturesConfig.enabled`). Upstream ignores a value
@@ -65,7 +66,6 @@ NOT_YET: Mapping[str, str] = {
     "autodetect-http2": "detecting HTTP/2 apps without a port named h2c",
     "queueproxy.mount-podinfo": "the queue-proxy's pod-info volume",
     "queueproxy.resource-defaults": "the queue-proxy's default resources",
-    "secure-pod-defaults": "defaulting security contexts to the restricted profile",
 }
 """Flags whose behaviour zeroserve does not have yet: only their default is accepted,
 because any other value would do nothing without a word."""
@@ -101,6 +101,11 @@ class FeaturesConfig:
                 )
             flags[key] = value
         return cls(flags)
+
+    def secure_pod_defaults(self) -> str:
+        """``secure-pod-defaults``: ``disabled``, ``allowrootbounded`` (every restricted
+        default but ``runAsNonRoot``) or ``enabled`` (:func:`zeroserve.api.defaults.secure_container`)."""
+        return self.flags["secure-pod-defaults"]
 
     def flag(self, key: str) -> str:
         return self.flags[key]

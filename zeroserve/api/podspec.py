@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zeroserve.api.errors import describe
-from zeroserve.api.features import FeaturesConfig
+from zeroserve.api.features import DISABLED, FeaturesConfig
 from zeroserve.api.fields import Problems
 from zeroserve.api.names import (
     check_dns1123_label,
@@ -377,11 +377,25 @@ def _pod_security_context(
 ) -> None:
     if not features.allows("kubernetes.podspec-securitycontext"):
         for key in context:
+            if key == "seccompProfile" and _opt_out_seccomp(context[key], features):
+                continue
             problems.append((f"{path}.{key}", _flag_hint("kubernetes.podspec-securitycontext")))
     _ids(context, path, ("runAsUser", "runAsGroup", "fsGroup"), problems)
     for i, gid in enumerate(context.get("supplementalGroups") or ()):
         if not 0 <= gid <= MAX_ID:
             problems.append((f"{path}.supplementalGroups[{i}]", f"expected 0 <= {gid} <= {MAX_ID}"))
+
+
+def _opt_out_seccomp(profile: object, features: FeaturesConfig) -> bool:
+    """With ``secure-pod-defaults`` on, a pod may name the ``RuntimeDefault`` or
+    ``Unconfined`` seccomp profile without ``kubernetes.podspec-securitycontext``, to opt
+    out of the containers' default profile (Knative's ``PodSecurityContextMask``)."""
+    return (
+        features.secure_pod_defaults() != DISABLED
+        and isinstance(profile, Mapping)
+        and set(profile) == {"type"}
+        and profile["type"] in ("RuntimeDefault", "Unconfined")
+    )
 
 
 def _security_context(
@@ -392,6 +406,11 @@ def _security_context(
     if context.get("privileged") is True:
         problems.append((f"{path}.privileged", f"{NOT_IN_KNATIVE} (only false is allowed)"))
     add = (context.get("capabilities") or {}).get("add")
+    # secure-pod-defaults adds NET_BIND_SERVICE alone for a low port (Knative's
+    # CapabilitiesMask lets exactly that through when the flag is on).
+    bind_only = list(add or ()) == ["NET_BIND_SERVICE"]
+    if bind_only and features.secure_pod_defaults() != DISABLED:
+        add = None
     if add and not features.enabled("kubernetes.containerspec-addcapabilities"):
         problems.append(
             (f"{path}.capabilities.add", _flag_hint("kubernetes.containerspec-addcapabilities"))

@@ -45,6 +45,8 @@ _RESOURCE_REASONS = frozenset(
         "ProgressDeadlineExceeded",
         "Unschedulable",
         "ResourcesUnavailable",
+        "FailedCreate",  # a Deployment's ReplicaFailure: the pod create was refused
+        "FailedDelete",
         "CreateContainerConfigError",
         "CreateContainerError",
     }

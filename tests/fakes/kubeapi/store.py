@@ -19,7 +19,7 @@ import random
 import uuid
 from typing import Any
 
-from . import errors
+from . import errors, podsecurity
 from .lifecycle import Lifecycle
 from .patches import apply_patch
 from .resources import CRD_STORAGE_KEY, NAMESPACES_STORAGE_KEY, ResourceType
@@ -147,6 +147,11 @@ class Store(Lifecycle):
         validate(rt, obj, None)
         if rt.storage_key == CRD_STORAGE_KEY:
             obj["status"] = self._crd_status(obj)
+        if rt.group == "" and rt.plural == "pods" and namespace:
+            # the PodSecurity admission plugin, on every pod create (podsecurity.py)
+            podsecurity.admit(
+                obj, self._objects.get(NAMESPACES_STORAGE_KEY, {}).get(("", namespace))
+            )
         if self.find(rt, namespace, meta["name"]) is not None:
             raise errors.already_exists(rt.plural, rt.group, meta["name"])
         if dry_run:
