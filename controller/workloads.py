@@ -375,6 +375,10 @@ def deployment(
         "spec": {
             "selector": {"matchLabels": {REVISION_LABEL: name}},
             "progressDeadlineSeconds": max(1, round(progress_deadline)),
+            # As Knative's: no pod goes before its replacement is ready, so a roll (a new
+            # sidecar image, docs/kubernetes.md "Upgrades") never lowers the capacity;
+            # maxSurge keeps Kubernetes' 25 %.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
             "template": {
                 "metadata": {
                     "labels": dict(labels),

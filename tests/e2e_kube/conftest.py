@@ -175,12 +175,13 @@ def _netns() -> list[str]:
     return [p.name for p in path.iterdir()] if path.exists() else []
 
 
-def install(cluster: Cluster, *values: str) -> None:
-    """The README's install: helm install, then wait for the components."""
+def install(cluster: Cluster, *values: str, chart: str = "charts/zeroserve") -> None:
+    """The README's install: helm install, then wait for the components. ``chart``: a
+    packaged chart instead of the tree's (test_upgrade.py installs the previous release)."""
     cluster.helm(
         "install",
         "zeroserve",
-        "charts/zeroserve",
+        chart,
         "-n",
         SYSTEM,
         "--create-namespace",
