@@ -73,6 +73,7 @@ class RevisionState:
     __slots__ = (
         "cold_phases",
         "cold_since",
+        "direct_seen",
         "endpoints",
         "info",
         "key",
@@ -99,6 +100,9 @@ class RevisionState:
         self.probe_results: dict[Address, str] = {}  # last failed probe of each pod
         self.via_service = False
         """Mesh mode: requests go to the private Service, not to pod addresses."""
+        self.direct_seen = False
+        """``auto``: a direct probe of one of the revision's pods has answered, so there
+        is no mesh in the way and a pod announced ready is used without a probe."""
         self.service: Tracker | None = None  # the Service, once it answered the probe
         self.service_probe: asyncio.Task[None] | None = None
         self.cold_since = 0.0  # when a request started waiting with no replica; 0 = not cold
@@ -153,6 +157,7 @@ class Revisions:
                 self._forget(rev, address)
             self._drop_service(rev)
             rev.via_service = mode == MESH_ENABLED
+            rev.direct_seen = False
             rev.throttler.set_trackers([])
             self.set_endpoints(rev.key, endpoints)
 
@@ -233,7 +238,7 @@ class Revisions:
                 continue
             if rev.cold_since and known is None:
                 rev.cold_phases.append((ENDPOINT_SEEN, time.monotonic()))
-            if endpoint.ready:
+            if endpoint.ready and (self.mesh_mode != MESH_AUTO or rev.direct_seen):
                 self._healthy(rev, address, grant=False)
                 changed = True
             elif known is None or address not in rev.probes:
@@ -308,6 +313,7 @@ class Revisions:
             if rev.via_service:
                 return  # the revision moved to its Service meanwhile
             if result == HEALTHY:
+                rev.direct_seen = True
                 self._healthy(rev, address)
                 return
             if address in rev.endpoints:

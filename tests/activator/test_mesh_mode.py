@@ -116,10 +116,9 @@ async def test_requests_go_through_the_private_service(
         revs.set_endpoints(KEY, pods(a, b, ready=True))
         rev = revs.get(KEY)
         assert rev is not None
-        if mode == "auto":
-            # ready pods are used at once; the first connection that fails takes one out
-            for tracker in list(rev.trackers.values()):
-                revs.failed(rev, tracker)
+        # auto: no direct probe has answered yet, so a pod announced ready is probed
+        # before it is used (Knative's probePodIPs in auto): no request goes to a pod
+        assert rev.trackers == {}
         await eventually(lambda: rev.via_service and rev.service is not None, "on the Service")
         t = target(revs)
         assert t is not None and t.address == service
@@ -147,7 +146,7 @@ async def test_a_non_mesh_answer_keeps_the_revision_direct(
         assert rev is not None
         await eventually(lambda: rev.probe_results.get(pod) == NOT_MESH, "probed")
         revs.set_endpoints(KEY, pods(pod, ready=True))
-        revs.failed(rev, rev.trackers[pod])
+        assert pod not in rev.trackers  # not proven direct: probed, not used
         await asyncio.sleep(0.2)  # several probe rounds
         assert not rev.via_service and rev.service is None and rev.service_probe is None
     finally:
@@ -189,6 +188,28 @@ async def test_a_healthy_pod_keeps_auto_direct(
         await eventually(lambda: pod in rev.trackers, "probed healthy")
         t = target(revs)
         assert t is not None and t.address == pod and not rev.via_service
+    finally:
+        revs.close()
+        await revs.wait_probes_stopped()
+
+
+async def test_auto_uses_ready_pods_at_once_once_a_direct_probe_answered(
+    listen: Callable[[Handler], Awaitable[tuple[str, int]]],
+) -> None:
+    """The fast path stays where there is no mesh: after one pod of the revision answered
+    a direct probe, the next pods announced ready take requests without a probe."""
+    service = await listen(QUEUE)
+    first = await listen(QUEUE)
+    revs = revisions("auto", service)
+    try:
+        revs.set_endpoints(KEY, pods(first, ready=True))
+        rev = revs.get(KEY)
+        assert rev is not None
+        assert rev.trackers == {}  # probed first
+        await eventually(lambda: first in rev.trackers, "probed healthy")
+        later = ("127.0.0.1", 1)  # nothing listens: only a probe-free path could use it
+        revs.set_endpoints(KEY, pods(first, later, ready=True))
+        assert later in rev.trackers
     finally:
         revs.close()
         await revs.wait_probes_stopped()
@@ -253,11 +274,14 @@ def test_service_capacity_is_this_activators_share_of_the_ready_replicas(
         assert throttler.acquire("r") is service
 
 
+@pytest.mark.parametrize("pod_answers", ["refused", "503"])
 async def test_a_request_goes_through_the_service_when_the_pods_refuse(
-    listen: Callable[[Handler], Awaitable[tuple[str, int]]],
+    listen: Callable[[Handler], Awaitable[tuple[str, int]]], pod_answers: str
 ) -> None:
     """End to end through the activator: the ready pod refuses connections (a STRICT
-    sidecar); in auto the held request is sent to the private Service."""
+    sidecar) or is answered 503 (what the activator's own sidecar says of a plaintext
+    call to a STRICT pod IP); in auto the held request is sent to the private Service,
+    never to the pod."""
     seen: list[bytes] = []
 
     async def service_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -270,10 +294,13 @@ async def test_a_request_goes_through_the_service_when_the_pods_refuse(
         writer.close()
 
     service = await listen(service_handler)
-    gone = await asyncio.start_server(reset, "127.0.0.1", 0)
-    pod_port = gone.sockets[0].getsockname()[1]
-    gone.close()
-    await gone.wait_closed()  # nothing listens there now: connections are refused
+    if pod_answers == "503":
+        pod_port = (await listen(UNAVAILABLE))[1]
+    else:
+        gone = await asyncio.start_server(reset, "127.0.0.1", 0)
+        pod_port = gone.sockets[0].getsockname()[1]
+        gone.close()
+        await gone.wait_closed()  # nothing listens there now: connections are refused
     async with activator() as (act, url):
         act.set_mesh("auto", lambda key: service)
         act.set_routes(route())
