@@ -623,21 +623,25 @@ class Measurement:
     writes_by_resource: dict[str, int] = field(default_factory=dict)
 
 
-async def controller_counts(port: int) -> dict[str, int]:
-    """The controller's reconcile passes and writes, by series, from its /metrics."""
+async def controller_counts(port: int) -> dict[str, int] | None:
+    """The controller's reconcile passes and writes, by series, from its /metrics; None if
+    it did not answer within 5 s (busy)."""
     counts: dict[str, int] = {}
-    with contextlib.suppress(OSError):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        await writer.drain()
-        body = (await reader.read()).decode(errors="replace")
-        writer.close()
-        for line in body.splitlines():
-            if line.startswith(
-                ("zeroserve_controller_writes_total{", "zeroserve_controller_reconciles_total{")
-            ):
-                series, _, value = line.rpartition(" ")
-                counts[series] = int(float(value))
+    try:
+        async with asyncio.timeout(5.0):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            await writer.drain()
+            body = (await reader.read()).decode(errors="replace")
+            writer.close()
+    except (OSError, TimeoutError):
+        return None
+    for line in body.splitlines():
+        if line.startswith(
+            ("zeroserve_controller_writes_total{", "zeroserve_controller_reconciles_total{")
+        ):
+            series, _, value = line.rpartition(" ")
+            counts[series] = int(float(value))
     return counts
 
 
@@ -680,8 +684,8 @@ async def measure(
                 raise RuntimeError(f"{name} exited with {c.proc.returncode}: {tail(c.log)}")
             if port and time.monotonic() >= next_read:
                 now = await controller_counts(port)
-                if now != counts:
-                    counts, quiet_since = now, time.monotonic()
+                if now is None or now != counts:  # busy, or it reconciled or wrote
+                    counts, quiet_since = now or counts, time.monotonic()
                 next_read = time.monotonic() + 1.0
             if time.monotonic() > give_up:
                 quiet = False
@@ -855,6 +859,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--out", type=Path, help="the report (default benchmarks/results/memory-<timestamp>.md)"
     )
+    p.add_argument("--logs", type=Path, help="keep the components' logs in this directory")
     p.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = p.parse_args(argv)
     if args.per_namespace < 1:
@@ -867,8 +872,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv
     )
     with tempfile.TemporaryDirectory(prefix="zs-memory-") as tmp:
+        work = Path(tmp)
+        if args.logs:
+            work = args.logs
+            work.mkdir(parents=True, exist_ok=True)
         try:
-            results = asyncio.run(run(args, Path(tmp)))
+            results = asyncio.run(run(args, work))
         except (RuntimeError, AssertionError) as e:
             log(f"failed: {e}")
             return 1
