@@ -7,17 +7,20 @@ themselves are read, never asserted."""
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.process, pytest.mark.timeout(90)]
 
-
+@pytest.mark.process
+@pytest.mark.timeout(90)
 def test_each_component_syncs_and_gets_a_figure_per_revision_count(tmp_path: Path) -> None:
     figures = tmp_path / "memory.json"
     report = tmp_path / "memory.md"
@@ -75,3 +78,52 @@ def test_each_component_syncs_and_gets_a_figure_per_revision_count(tmp_path: Pat
     assert text == done.stdout.strip() + "\n"
     for component in ("controller", "autoscaler", "activator"):
         assert f"| {component} | 20 | " in text
+
+
+def _mib(quantity: str) -> int:
+    number, unit = quantity[:-2], quantity[-2:]
+    assert unit in ("Mi", "Gi"), quantity
+    return int(number) * (1024 if unit == "Gi" else 1)
+
+
+def _round_up(mib: float, step: int) -> int:
+    return math.ceil(mib / step) * step
+
+
+def test_the_charts_memory_follows_the_measurement_the_readme_cites() -> None:
+    """values.yaml's memory = the rule (request: settled RSS at 1,000 revisions rounded up
+    to 64Mi; limit: twice the peak at 10,000 rounded up to 256Mi) applied to the report
+    that the README's "Production checklist" cites."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Production checklist\n", 1)[1].split("\n## ", 1)[0]
+    [report] = re.findall(r"benchmarks/results/(memory-[0-9-]+\.md)", section)
+    rows = [
+        line.strip("|").split("|")
+        for line in (ROOT / "benchmarks" / "results" / report).read_text().splitlines()
+        if line.startswith("| ") and not line.startswith("| component")
+    ]
+    header = next(
+        line.strip("|").split("|")
+        for line in (ROOT / "benchmarks" / "results" / report).read_text().splitlines()
+        if line.startswith("| component")
+    )
+    col = {name.strip(): i for i, name in enumerate(header)}
+    figures = {
+        (r[0].strip(), int(r[col["revisions"]].replace(",", ""))): r for r in rows if len(r) > 5
+    }
+    values = yaml.safe_load((ROOT / "charts" / "zeroserve" / "values.yaml").read_text())
+    for component in ("controller", "autoscaler", "activator"):
+        settled = float(figures[(component, 1000)][col["settled RSS MiB"]])
+        peak = float(figures[(component, 10000)][col["peak RSS MiB"]])
+        memory = {
+            kind: _mib(values[component]["resources"][kind]["memory"])
+            for kind in ("requests", "limits")
+        }
+        assert memory == {
+            "requests": _round_up(settled, 64),
+            "limits": _round_up(2 * peak, 256),
+        }, component
+        # and the README's table shows the same figures
+        assert re.search(
+            rf"^  \| {component} \| [^|]+ \| {settled:.0f} \| {peak:.0f}\b", section, re.M
+        ), component
