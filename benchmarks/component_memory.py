@@ -6,30 +6,34 @@ chart's memory requests and limits rest on (charts/zeroserve/values.yaml, the RE
 
 1. **A template.** The in-repo fake API server (tests/fakes/kubeapi) and the real
    controller (``python -m controller``) reconcile one Knative Service; a Pod and the
-   EndpointSlice the kubelet and the EndpointSlice controller would report are added, the
-   Service becomes Ready, the controller stops. Everything it wrote in the namespace
-   (Service, Configuration, Route, Revision, the Revision's Deployment and Services, the
-   route's VirtualServices, ...) is the template: the objects exactly as the controller
-   writes them in a steady state.
+   EndpointSlice the kubelet and the EndpointSlice controller would report are added and
+   the Service becomes Ready (the running snapshot); then the pod goes, the endpoint
+   empties, the Deployment drops to 0 and the controller writes the Revision's status
+   (the scaled-to-zero snapshot). Everything in the namespace (Service, Configuration,
+   Route, Revision, the Revision's Deployment and Services, its EndpointSlice, the
+   route's VirtualServices, the NetworkPolicy) is the template: the objects exactly as
+   the controller writes them in a steady state.
 2. **A cluster of N revisions.** For each N, a fresh fake API server gets N copies of the
-   template (one Service, one Revision each), renamed and given their own uids, written
-   straight into its store, ``--per-namespace`` Services to a namespace. A fraction
-   (``--running-fraction``) keeps one running Pod and a ready endpoint; the others are
-   scaled to zero (Deployment at 0 replicas, an EndpointSlice with no endpoints).
+   template (one Service, one Revision each), written straight into its store: names,
+   namespace (``--per-namespace`` Services to one), uids and pod IPs their own, and the
+   ``zeroserve.dev/spec-hash`` annotations recomputed (controller/meta.py), so that the
+   controller finds its own steady state and rewrites nothing. A fraction
+   (``--running-fraction``) is the running snapshot, the others the scaled-to-zero one.
 3. **Each component, alone, as its real process** with the chart's flags (leader
    election, NetworkPolicies, the system namespace; the controller without its admission
    webhook, whose certificate needs a cluster): from its start until it reports it has
-   listed everything (its JSON line), then idle for ``--settle`` seconds. Its memory is
-   sampled every ``--interval`` seconds: VmRSS and VmHWM (the kernel's own peak) of
-   /proc/PID/status, Pss and USS (Private_Clean + Private_Dirty) of
-   /proc/PID/smaps_rollup. The controller reconciles everything it reads at start (status
-   of the scaled-to-zero revisions, a NetworkPolicy per namespace): its peak includes that.
-   Every process is stopped (SIGTERM, then SIGKILL to its group) and reaped.
+   listed everything (its JSON line), then until idle for ``--settle`` seconds (the
+   controller: no reconcile pass or write in its /metrics for that long; it passes over
+   everything it read at start). Its memory is sampled every ``--interval`` seconds:
+   VmRSS and VmHWM (the kernel's own peak) of /proc/PID/status, Pss and USS
+   (Private_Clean + Private_Dirty) of /proc/PID/smaps_rollup. Every process is stopped
+   (SIGTERM, then SIGKILL to its group) and reaped.
 
 The report (Markdown, printed and written to ``benchmarks/results/memory-<timestamp>.md``,
 ``--json FILE`` for the figures) gives, per component and N: the time to sync, the peak
-(VmHWM) and settled RSS (the median of the last samples), Pss and USS settled, and the
-growth per revision over N=0. Nothing is asserted: the figures are read.
+(VmHWM) and settled RSS (the median of the samples of the last half of the idle
+period), Pss and USS settled, the growth per revision over N=0 and the controller's
+writes at start. Nothing is asserted: the figures are read.
 """
 
 from __future__ import annotations
