@@ -233,12 +233,29 @@ def test_the_activators_budget_is_a_count_of_unavailable(
     assert percent["spec"]["maxUnavailable"] == "25%"
 
 
-@pytest.mark.parametrize("name", ["autoscaler", "controller"])
-def test_memory_fits_the_caches(default_objects: list[Obj], helm: str, name: str) -> None:
+# From benchmarks/component_memory.py (README, "Production checklist"): request = settled
+# RSS at 1,000 revisions rounded up to 64Mi, limit = twice the peak at 10,000 rounded up
+# to 256Mi.
+@pytest.mark.parametrize(
+    ("name", "cpu", "memory_request", "memory_limit"),
+    [
+        ("activator", "250m", "128Mi", "768Mi"),
+        ("autoscaler", "100m", "128Mi", "1Gi"),
+        ("controller", "100m", "192Mi", "1792Mi"),
+    ],
+)
+def test_memory_fits_the_caches(
+    default_objects: list[Obj],
+    helm: str,
+    name: str,
+    cpu: str,
+    memory_request: str,
+    memory_limit: str,
+) -> None:
     [container] = _pod(default_objects, name)["containers"]
     assert container["resources"] == {
-        "requests": {"cpu": "100m", "memory": "256Mi"},
-        "limits": {"cpu": "1", "memory": "1Gi"},
+        "requests": {"cpu": cpu, "memory": memory_request},
+        "limits": {"cpu": "1", "memory": memory_limit},
     }
     objects = render(helm, sets=[f"{name}.resources.limits.memory=4Gi"])
     [container] = _pod(objects, name)["containers"]
