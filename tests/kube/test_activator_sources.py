@@ -116,6 +116,11 @@ def public_slice(rev: str, ip: str) -> dict[str, Any]:
 
 
 def seed(fake: FakeKubeAPI) -> None:
+    # The pods here are made-up addresses no probe reaches. In mesh-compatibility-mode
+    # auto a ready pod is probed before use until a direct probe has answered
+    # (docs/activator.md, "Mesh mode"); disabled trusts readiness, which is what these
+    # tests are about.
+    fake.put(_config_map("config-network", {"mesh-compatibility-mode": "disabled"}))
     fake.put(revision("hello-00001", containerConcurrency=2))
     fake.put(revision("hello-00002"))
     fake.put(
