@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tests.cluster.resync import resync_forever
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from tests.fakes.kubeapi.storage import Event
 
@@ -283,15 +284,7 @@ class Mesh:
             self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("mesh sync")
-                await asyncio.sleep(0.5)
-                self._wake.set()
+        await resync_forever(self._wake, self.sync, "mesh")
 
     # ----- facts for the proxy, the gateway and the node agent --------------------------------
 

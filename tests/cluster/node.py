@@ -51,6 +51,7 @@ from zeroserve.local.sandbox import PodSandbox, Sandbox, SandboxError, VolumeErr
 from zeroserve.local.sandbox.enter import Mount, ensure_mountpoint, preexec
 
 from .mesh import Mesh, mesh_probe
+from .resync import resync_forever
 from .services import ServiceProxy
 
 log = logging.getLogger(__name__)
@@ -715,15 +716,7 @@ class NodeAgent:
             self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("node agent sync")
-                await asyncio.sleep(0.5)
-                self._wake.set()
+        await resync_forever(self._wake, self.sync, "node agent")
 
     async def sync(self) -> None:
         seen = set()

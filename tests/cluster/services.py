@@ -41,6 +41,7 @@ from tests.fakes.kubeapi.storage import Event
 
 from .dns import DnsServer, resolv_conf
 from .mesh import Mesh
+from .resync import resync_forever
 
 log = logging.getLogger(__name__)
 
@@ -165,15 +166,7 @@ class ServiceProxy:
             self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("service proxy sync")
-                await asyncio.sleep(0.5)
-                self._wake.set()
+        await resync_forever(self._wake, self.sync, "service proxy")
 
     def take_address(self) -> str:
         """An address of the service subnet for another use (the mesh's): no Service's."""
