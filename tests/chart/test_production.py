@@ -28,6 +28,7 @@ from tests.chart.helm import (
 )
 from tests.cluster.kinds import istio_crds, register_extra_types
 from tests.fakes.kubeapi.fakeapi import DEFAULT_NAMESPACES, FakeKubeAPI
+from tests.fakes.kubeapi.podsecurity import RESTRICTED, violations
 
 pytestmark = pytest.mark.process  # helm runs for every test
 
@@ -50,29 +51,9 @@ def _render_values(helm: str, tmp_path: Path, values: dict[str, Any]) -> list[Ob
 
 
 def _restricted_violations(pod: dict[str, Any]) -> list[str]:
-    """What a pod spec breaks of the `restricted` Pod Security Standard (the fields
-    kubernetes.io/docs/concepts/security/pod-security-standards lists for it)."""
-    found = []
-    pod_sc = pod.get("securityContext") or {}
-    for c in pod["containers"] + pod.get("initContainers", []):
-        sc = c.get("securityContext") or {}
-        name = c["name"]
-        if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
-            found.append(f"{name}: runAsNonRoot")
-        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
-            found.append(f"{name}: runAsUser 0")
-        if sc.get("allowPrivilegeEscalation") is not False:
-            found.append(f"{name}: allowPrivilegeEscalation")
-        if sc.get("privileged"):
-            found.append(f"{name}: privileged")
-        if "ALL" not in (sc.get("capabilities") or {}).get("drop", []):
-            found.append(f"{name}: capabilities.drop ALL")
-        if set((sc.get("capabilities") or {}).get("add", [])) - {"NET_BIND_SERVICE"}:
-            found.append(f"{name}: capabilities.add")
-        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
-        if seccomp not in ("RuntimeDefault", "Localhost"):
-            found.append(f"{name}: seccompProfile")
-    return found
+    """What a pod spec breaks of the `restricted` Pod Security Standard, as the test
+    cluster's Pod Security admission checks it (tests/fakes/kubeapi/podsecurity.py)."""
+    return violations(pod, RESTRICTED)
 
 
 # ----- every value, on every component ---------------------------------------------------
