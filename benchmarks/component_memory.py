@@ -64,7 +64,6 @@ Obj = dict[str, Any]
 # The fake API server lives under tests/, which mypy does not check (pyproject.toml's
 # files): imported by name, so that checking benchmarks/ does not follow it there.
 FakeKubeAPI: Any = importlib.import_module("tests.fakes.kubeapi.fakeapi").FakeKubeAPI
-crd_manifest: Any = importlib.import_module("tests.fakes.kubeapi.resources").crd_manifest
 
 SYSTEM_NAMESPACE = "knative-serving"
 TOKEN = "zsmemtmpl"
@@ -97,27 +96,8 @@ TEMPLATE_SERVICE: Obj = {
 }
 
 # What a real API server serves built in and the fake serves as custom resources (as the
-# controller's tests add them: tests/controller/conftest.py).
-EXTRA_CRDS = (
-    crd_manifest("networking.k8s.io", "NetworkPolicy", "networkpolicies", ["v1"], status=False),
-    crd_manifest(
-        "serving.knative.dev",
-        "DomainMapping",
-        "domainmappings",
-        ["v1beta1"],
-        short_names=["dm"],
-        categories=["all", "knative", "serving"],
-    ),
-    crd_manifest(
-        "networking.internal.knative.dev",
-        "ClusterDomainClaim",
-        "clusterdomainclaims",
-        ["v1alpha1"],
-        short_names=["cdc"],
-        namespaced=False,
-        status=False,
-    ),
-)
+# controller's tests add them: tests/fakes/kubeapi/resources.py).
+EXTRA_CRDS: Any = importlib.import_module("tests.fakes.kubeapi.resources").CONTROLLER_EXTRA_CRDS
 SKIPPED_KINDS = {"Event", "Lease"}
 
 

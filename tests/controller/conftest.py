@@ -11,7 +11,7 @@ import pytest
 from controller.app import KubeController
 from tests.fakes.kubeapi.fakeapi import FakeKubeAPI
 from tests.fakes.kubeapi.fixtures import fake_kube, k8s_client, kubeconfig  # noqa: F401
-from tests.fakes.kubeapi.resources import crd_manifest
+from tests.fakes.kubeapi.resources import CONTROLLER_EXTRA_CRDS as EXTRA_CRDS
 from zeroserve.kube import KubeClient, connect
 
 from .helpers import namespace, running
@@ -26,28 +26,6 @@ def cluster(fake_kube: FakeKubeAPI) -> FakeKubeAPI:  # noqa: F811
     for crd in EXTRA_CRDS:
         fake_kube.put(crd)
     return fake_kube
-
-
-EXTRA_CRDS = (
-    crd_manifest("networking.k8s.io", "NetworkPolicy", "networkpolicies", ["v1"], status=False),
-    crd_manifest(
-        "serving.knative.dev",
-        "DomainMapping",
-        "domainmappings",
-        ["v1beta1"],
-        short_names=["dm"],
-        categories=["all", "knative", "serving"],
-    ),
-    crd_manifest(
-        "networking.internal.knative.dev",
-        "ClusterDomainClaim",
-        "clusterdomainclaims",
-        ["v1alpha1"],
-        short_names=["cdc"],
-        namespaced=False,
-        status=False,
-    ),
-)
 
 
 @pytest.fixture

@@ -530,3 +530,28 @@ class ResourceRegistry:
             "groupVersion": f"{group}/{version}" if group else version,
             "resources": resources,
         }
+
+
+# What the controller writes besides the chart's CRDs, served built in by a real API
+# server (NetworkPolicy) or installed with Knative (DomainMapping, ClusterDomainClaim):
+# custom resources here, for the controller's tests and benchmarks/component_memory.py.
+CONTROLLER_EXTRA_CRDS = (
+    crd_manifest("networking.k8s.io", "NetworkPolicy", "networkpolicies", ["v1"], status=False),
+    crd_manifest(
+        "serving.knative.dev",
+        "DomainMapping",
+        "domainmappings",
+        ["v1beta1"],
+        short_names=["dm"],
+        categories=["all", "knative", "serving"],
+    ),
+    crd_manifest(
+        "networking.internal.knative.dev",
+        "ClusterDomainClaim",
+        "clusterdomainclaims",
+        ["v1alpha1"],
+        short_names=["cdc"],
+        namespaced=False,
+        status=False,
+    ),
+)
