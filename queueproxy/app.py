@@ -117,6 +117,9 @@ class QueueProxy(FollowsObservability):
         )
         self.ports: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._drain_calls: list[tuple[ServerConnection, Request]] = []
+        """``/wait-for-drain`` calls not answered yet: the drain's end answers them, from
+        whichever of its waiters wakes first (``shutdown`` closes the admin port next)."""
         self._reporter: asyncio.Task[None] | None = None
         self._sigterm = False
         self.stopped = asyncio.Event()
@@ -214,6 +217,7 @@ class QueueProxy(FollowsObservability):
     # -- drain and shutdown -------------------------------------------------
 
     def _wait_for_drain(self, conn: ServerConnection, req: Request) -> None:
+        self._drain_calls.append((conn, req))
         task = asyncio.get_running_loop().create_task(
             self._drain_then_answer(conn, req), name="wait-for-drain"
         )
@@ -222,12 +226,17 @@ class QueueProxy(FollowsObservability):
 
     async def _drain_then_answer(self, conn: ServerConnection, req: Request) -> None:
         await self.drainer.drain()
-        if conn.current is req:
-            conn.respond(200, b"drained\n")
+        self._answer_drain_calls()
         await asyncio.sleep(DRAIN_RESET_DELAY)
         if not self._sigterm:
             log.info("drain reset: /wait-for-drain returned and no SIGTERM followed")
             self.drainer.reset()
+
+    def _answer_drain_calls(self) -> None:
+        calls, self._drain_calls = self._drain_calls, []
+        for conn, req in calls:
+            if conn.current is req:
+                conn.respond(200, b"drained\n")
 
     async def shutdown(self) -> None:
         """SIGTERM: fail probes, wait for the quiet period, stop accepting,
@@ -235,6 +244,7 @@ class QueueProxy(FollowsObservability):
         self._sigterm = True
         log.info("draining: probes fail from now on; quiet period %.1fs", self.drainer.quiet_period)
         await self.drainer.drain()
+        self._answer_drain_calls()  # the kubelet's preStop, before the admin port closes
         for srv in (self.serving, self.admin, self.stats_server, self.prom_server):
             srv.stop_listening()
             srv.begin_shutdown()

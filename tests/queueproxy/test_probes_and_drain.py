@@ -167,6 +167,30 @@ async def test_wait_for_drain_blocks_until_quiet_then_probes_recover(tmp_path: P
             assert (r.status_code, r.text) == (200, "queue")
 
 
+@pytest.mark.parametrize("first", ["wait-for-drain", "sigterm"])
+async def test_wait_for_drain_is_answered_when_sigterm_comes_with_it(
+    tmp_path: Path, first: str
+) -> None:
+    """The kubelet calls the user container's preStop (/wait-for-drain) while it sends the
+    queue-proxy, which has no preStop, its SIGTERM: whichever comes first, the call is
+    answered before the queue-proxy exits (a dropped call is a FailedPreStopHook Event)."""
+    for _ in range(5):  # the two drain waiters wake in either order
+        async with (
+            run_app() as (port, _),
+            queue_proxy(port, tmp_path, DRAIN_QUIET_PERIOD_SECONDS="0.2") as qp,
+        ):
+            async with httpx.AsyncClient(timeout=30) as client:
+                if first == "sigterm":
+                    qp.proc.send_signal(signal.SIGTERM)
+                drain = asyncio.create_task(client.get(qp.admin_url("/wait-for-drain")))
+                if first == "wait-for-drain":
+                    await asyncio.sleep(0.05)
+                    qp.proc.send_signal(signal.SIGTERM)
+                r = await drain
+                assert (r.status_code, r.text) == (200, "drained\n")
+                assert await qp.wait() == 0
+
+
 async def test_a_grpc_probe_is_ready_once_the_app_reports_serving(tmp_path: Path) -> None:
     state = HealthState(statuses={"": NOT_SERVING})
     probe = json.dumps({"grpc": {"port": 0}, "periodSeconds": 1, "timeoutSeconds": 1})
