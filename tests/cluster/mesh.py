@@ -386,58 +386,26 @@ async def _run(*argv: str, stdin: str | None = None, check: bool = True) -> None
 
 def mesh_probe(probe: Mapping[str, Any], *, host: str, port: int, source: str) -> Any | None:
     """The node agent's probe of a meshed pod, as Istio's rewrite makes it (an agent in
-    the mesh probes the app): an httpGet or tcpSocket handler whose connections come from
-    the mesh address; None for other kinds (exec runs in the pod anyway; gRPC probes stay
-    the plain ones, from the node's address)."""
-    from zeroserve.local.probes import USER_AGENT
+    the mesh probes the app): the kubelet's httpGet or tcpSocket handler
+    (zeroserve/local/probes.py) with its connections from the mesh address; None for other
+    kinds (exec runs in the pod anyway; gRPC probes stay the plain ones, from the node's
+    address)."""
+    from zeroserve.local.probes import http_get, tcp_socket
 
     def port_of(handler: Mapping[str, Any]) -> int:
         return int(handler.get("port") or 0) or port
 
     if isinstance(probe.get("httpGet"), Mapping):
-        import httpx
-
         h = probe["httpGet"]
-        scheme = str(h.get("scheme") or "HTTP").lower()
-        path = str(h.get("path") or "/")
-        target = str(h.get("host") or host)
-        url = f"{scheme}://{target}:{port_of(h)}{path if path.startswith('/') else '/' + path}"
-        headers = {x["name"]: x["value"] for x in h.get("httpHeaders") or ()}
-        headers.setdefault("User-Agent", USER_AGENT)
-
-        async def http(timeout: float) -> tuple[bool, str]:
-            transport = httpx.AsyncHTTPTransport(local_address=source, verify=False)
-            try:
-                async with httpx.AsyncClient(
-                    transport=transport, timeout=timeout, follow_redirects=True
-                ) as client:
-                    r = await client.get(url, headers=headers)
-            except httpx.TimeoutException:
-                return False, f'Get "{url}": context deadline exceeded'
-            except httpx.HTTPError as e:
-                return False, f'Get "{url}": {e or type(e).__name__}'
-            if 200 <= r.status_code < 400:
-                return True, ""
-            return False, f"HTTP probe failed with statuscode: {r.status_code}"
-
-        return http
+        return http_get(
+            str(h.get("host") or host),
+            port_of(h),
+            str(h.get("path") or "/"),
+            scheme=str(h.get("scheme") or "HTTP"),
+            headers=h.get("httpHeaders") or (),
+            source=source,
+        )
     if isinstance(probe.get("tcpSocket"), Mapping):
         t = probe["tcpSocket"]
-        target, tport = str(t.get("host") or host), port_of(t)
-
-        async def tcp(timeout: float) -> tuple[bool, str]:
-            try:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(target, tport, local_addr=(source, 0)), timeout
-                )
-            except TimeoutError:
-                return False, f"dial tcp {target}:{tport}: i/o timeout"
-            except OSError as e:
-                return False, f"dial tcp {target}:{tport}: connect: {e.strerror or e}"
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return True, ""
-
-        return tcp
+        return tcp_socket(str(t.get("host") or host), port_of(t), source=source)
     return None

@@ -27,6 +27,7 @@ from .mesh import (
     mesh_unavailable,
     port_modes,
 )
+from .test_node import until
 
 
 def pa(
@@ -186,17 +187,6 @@ async def cluster(tmp_path: Path) -> AsyncIterator[TestCluster]:
         yield c
     finally:
         await c.stop()
-
-
-async def until(check: Any, within: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def until_async(get: Any, want: str, within: float = 10.0, what: str = "") -> None:

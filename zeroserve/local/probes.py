@@ -67,9 +67,11 @@ def http_get(
     *,
     scheme: str = "HTTP",
     headers: Sequence[Mapping[str, str]] = (),
+    source: str | None = None,
 ) -> Handler:
     """An HTTP GET; 200-399 is a success. Redirects to the same host are followed (up to
-    10); one to another host counts as a success, as the kubelet's."""
+    10); one to another host counts as a success, as the kubelet's. ``source``: the local
+    address to connect from (the test cluster's mesh, tests/cluster/mesh.py)."""
     import httpx
 
     if scheme.upper() not in ("HTTP", "HTTPS"):
@@ -82,7 +84,14 @@ def http_get(
     async def probe(timeout: float) -> tuple[bool, str]:
         target = url
         try:
-            async with httpx.AsyncClient(timeout=timeout, verify=False) as client:
+            transport = (
+                None
+                if source is None
+                else httpx.AsyncHTTPTransport(local_address=source, verify=False)
+            )
+            async with httpx.AsyncClient(
+                timeout=timeout, verify=False, transport=transport
+            ) as client:
                 for _ in range(MAX_REDIRECTS + 1):
                     r = await client.get(target, headers=extra)
                     if r.is_redirect and "location" in r.headers:
@@ -103,13 +112,16 @@ def http_get(
     return probe
 
 
-def tcp_socket(host: str, port: int) -> Handler:
-    """A TCP connect; a connection is a success."""
+def tcp_socket(host: str, port: int, *, source: str | None = None) -> Handler:
+    """A TCP connect; a connection is a success. ``source``: as :func:`http_get`'s."""
+    local = None if source is None else (source, 0)
 
     async def probe(timeout: float) -> tuple[bool, str]:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, local_addr=local), timeout
+            )
         except TimeoutError:
             return False, f"dial tcp {address}: i/o timeout"
         except OSError as e:
