@@ -122,7 +122,8 @@ def test_scale_to_zero_and_back_with_the_autoscaler_scraping_through_the_service
 ) -> None:
     cluster.kubectl("apply", "-f", "examples/config-autoscaler-fast.yaml")
     wait_until(lambda: not pods(cluster), within=90, what="the idle revisions scaled to zero")
-    assert cluster.curl(HOST) == (200, "Hello Mesh!")
+    got = cluster.curl(HOST)
+    assert got == (200, "Hello Mesh!"), f"{got}\n{cluster.logs(80)}"
     logs = "\n".join(
         p.read_text(errors="replace")
         for p in (cluster.directory / "pods").glob(f"{SYSTEM}_*/*.log")
