@@ -236,6 +236,15 @@ def start_nginx(sup: Supervisor, nginx: str, tmp: Path, app_port: int, name: str
     return Proc(server, port, f"{tool_version('nginx')}, 1 worker, keep-alive upstream pool")
 
 
+def start_floor(sup: Supervisor, app_port: int, name: str) -> Proc:
+    """The bare HTTP/1.1 pass-through of benchmarks/h1floor.py: the floor of a Python hop."""
+    port = free_port()
+    argv = [sys.executable, "-m", "benchmarks.h1floor", "--serve", str(port), str(app_port)]
+    server = sup.start(name, argv, dict(os.environ), cwd=REPO)
+    wait_http_ok(f"http://127.0.0.1:{port}/", server)
+    return Proc(server, port, "`python -m benchmarks.h1floor` (uvloop + httptools, bytes copied)")
+
+
 def start_go_proxy(sup: Supervisor, path: str, app_port: int, name: str) -> Proc:
     """A Go ``httputil.ReverseProxy`` binary configured by ``LISTEN`` and ``UPSTREAM``."""
     port = free_port()

@@ -41,10 +41,11 @@ LABELS = {
     "queue-proxy": "queue-proxy → app",
     "activator": "activator → queue-proxy → app",
     "nginx": "nginx → app",
+    "floor": "bare pass-through → app",
     "goproxy": "goproxy → app",
 }
-PROXIES = ("activator", "queue-proxy", "nginx", "goproxy")
-BASELINES = ("direct", "queue-proxy", "nginx", "goproxy")
+PROXIES = ("activator", "queue-proxy", "nginx", "floor", "goproxy")
+BASELINES = ("direct", "queue-proxy", "nginx", "floor", "goproxy")
 # The goals the report compares with (read, never asserted).
 GOAL_CPU_RATIO = 1.2
 GOAL_ADDED_P50_MS = 0.5
@@ -274,6 +275,45 @@ class HopsResult:
                     f"<= +{goal['p50_ms']} ms",
                     f"{fmt_delta(added, 2)} ms",
                     None if added is None else added.median <= goal["p50_ms"],
+                )
+            )
+        return out + self.floor_rows()
+
+    def floor_rows(self) -> list[Goal]:
+        """The floor next to the goals (a reference, no goal of its own): the bare
+        pass-through of benchmarks/h1floor.py against nginx, and each path's CPU above
+        as many floors as it has hops, all within each repetition."""
+        if "floor" not in self.names:
+            return []
+        k = self.sizes[0].kind("cpu")
+        x = self.vs("floor", "nginx", k, runs.proxies_us)
+        out = [
+            Goal(
+                "the floor: a bare uvloop + httptools pass-through's CPU per request / "
+                "nginx's (Go backend)",
+                "-",
+                fmt_ratio(x),
+                None,
+            )
+        ]
+        for n, hops in (("queue-proxy", 1), ("activator", 2)):
+            if n not in self.names:
+                continue
+
+            def floors(r: Run, hops: int = hops) -> float | None:
+                v = runs.proxies_us(r)
+                return None if v is None else v * hops
+
+            above = runs.paired(
+                self.bench.used(n, k), self.bench.used("floor", k), runs.proxies_us, floors, "-"
+            )
+            out.append(
+                Goal(
+                    f"{LABELS[n]}: proxies' CPU per request above {hops} floor"
+                    f"{'s' * (hops > 1)} (Go backend)",
+                    "-",
+                    f"{fmt_delta(above, 1)} µs",
+                    None,
                 )
             )
         return out
@@ -539,6 +579,9 @@ def run(ctx: Context, go: bool = False) -> HopsResult:
     elif "nginx" in want and nginx is not None:
         started.append(ng := servers.start_nginx(sup, nginx, ctx.tmp, app.port, f"{part}-nginx"))
         add("nginx", ng, {"nginx": ng})
+    if "floor" in want:
+        started.append(fl := servers.start_floor(sup, app.port, f"{part}-floor"))
+        add("floor", fl, {"floor": fl})
     if cfg.go_proxy:
         started.append(gp := servers.start_go_proxy(sup, cfg.go_proxy, app.port, f"{part}-goproxy"))
         add("goproxy", gp, {"goproxy": gp})

@@ -23,6 +23,7 @@ ROLE_COLORS = {
     "activator": "tab:purple",
     "queue-proxy": "tab:blue",
     "nginx": "tab:green",
+    "floor": "tab:gray",
     "goproxy": "tab:olive",
     "app": "tab:gray",
 }

@@ -123,12 +123,12 @@ def test_report_written_with_each_part_of_the_preset(smoke: Smoke, preset: str) 
 @pytest.mark.parametrize(
     ("preset", "part", "runs"),
     [
-        ("suite", "hops", 4 * 2 * 3),
-        ("suite", "hops-go", 4 * 2 * 3),
-        ("queueproxy", "hops", 3 * 3),
-        ("queueproxy", "hops-go", 3 * 3),
-        ("activator", "hops", 4 * 3),
-        ("activator", "hops-go", 4 * 3),
+        ("suite", "hops", 5 * 2 * 3),
+        ("suite", "hops-go", 5 * 2 * 3),
+        ("queueproxy", "hops", 4 * 3),
+        ("queueproxy", "hops-go", 4 * 3),
+        ("activator", "hops", 5 * 3),
+        ("activator", "hops-go", 5 * 3),
     ],
     ids=lambda v: str(v),
 )
@@ -141,6 +141,11 @@ def test_hop_overhead_runs_had_no_errors(smoke: Smoke, preset: str, part: str, r
     if part == "hops-go":  # each hop's goals against nginx, behind the cheaper backend
         text = Path(data["report"]).read_text()
         assert "| queue-proxy → app: proxies' CPU per request / nginx's (Go backend) |" in text
+        # the floor next to the goals: what a bare Python hop costs, and the paths above it
+        assert "| the floor: a bare uvloop + httptools pass-through's CPU" in text
+        assert "| queue-proxy → app: proxies' CPU per request above 1 floor (Go backend) |" in text
+        two = "| activator → queue-proxy → app: proxies' CPU per request above 2 floors"
+        assert (two in text) == (preset != "queueproxy")
     # targets x sizes x (throughput, CPU, one fixed rate)
     assert hops["runs"] == runs
     assert hops["bad_runs"] == 0
