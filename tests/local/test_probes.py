@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -130,6 +134,74 @@ async def test_http_get_succeeds_on_2xx_3xx_and_says_why_otherwise() -> None:
     async with server(200, delay=2) as (port, _):
         ok, why = await http_get("127.0.0.1", port)(0.2)
         assert not ok and "context deadline exceeded" in why
+
+
+def _self_signed(tmp: Path) -> ssl.SSLContext:
+    """A server context with a throwaway self-signed certificate (``cryptography``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "probe-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
+    return ctx
+
+
+async def test_https_probes_trust_any_certificate_and_build_no_tls_context_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the kubelet's, an HTTPS probe does not verify the certificate. Every probe
+    shares one client TLS context: with ``verify=False`` httpx made one per probe
+    (loading the CA store, ~2.5 ms of CPU each, on the CPU the apps start on)."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=_self_signed(tmp_path))
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        https = http_get("127.0.0.1", port, scheme="HTTPS")
+        assert await https(2) == (True, "")  # the first probe may make the shared context
+        made: list[object] = []
+        real_new = ssl.SSLContext.__new__
+
+        def counting_new(cls: type[ssl.SSLContext], *args: Any, **kwargs: Any) -> ssl.SSLContext:
+            made.append(cls)
+            return real_new(cls, *args, **kwargs)
+
+        monkeypatch.setattr(ssl.SSLContext, "__new__", counting_new)
+        for _ in range(3):
+            assert await https(2) == (True, "")
+        assert made == []
+    finally:
+        await runner.cleanup()
 
 
 async def test_tcp_socket_connects_or_says_refused() -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +62,17 @@ class ProbeSpec:
 # ----- handlers ------------------------------------------------------------------------------
 
 
+@functools.cache
+def unverified_tls() -> ssl.SSLContext:
+    """The TLS context of every HTTPS probe: the kubelet does not verify a probe's
+    certificate. One for all probes: with ``verify=False`` httpx builds a new context
+    for each client, about 2.5 ms of CPU per probe, next to the apps of the same CPU."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def http_get(
     host: str,
     port: int,
@@ -84,13 +97,14 @@ def http_get(
     async def probe(timeout: float) -> tuple[bool, str]:
         target = url
         try:
+            tls = unverified_tls()
             transport = (
                 None
                 if source is None
-                else httpx.AsyncHTTPTransport(local_address=source, verify=False)
+                else httpx.AsyncHTTPTransport(local_address=source, verify=tls)
             )
             async with httpx.AsyncClient(
-                timeout=timeout, verify=False, transport=transport
+                timeout=timeout, verify=tls, transport=transport
             ) as client:
                 for _ in range(MAX_REDIRECTS + 1):
                     r = await client.get(target, headers=extra)
