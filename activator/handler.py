@@ -15,6 +15,7 @@ answered at once, with why (``revision_failed``).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from zeroserve.topology import RevisionKey
 from zeroserve.tracing import Tracing
 
 from .metrics import ActivatorMetrics
-from .revisions import POKED, Granted, Revisions, RevisionState
+from .revisions import POKED, Granted, Revisions, RevisionState, cold_report
 from .routing import RoutingTable
 from .stats import StatsReporter
 from .throttler import BUDGET_FULL, QUEUE_FULL, QUEUED, Tracker
@@ -36,8 +37,12 @@ if TYPE_CHECKING:
     from zeroserve.otel import RequestTrace
 
 _monotonic = time.monotonic
+log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+COLD_LOG_AFTER = 5.0
+"""A cold start whose first request waited at least this long is logged with its phases
+(docs/activator.md, "Cold-start log"); so is a request that left after waiting so long."""
 PROBE_USER_AGENTS = (b"kube-probe/", b"Knative-Autoscaling-Probe")
 
 # A client's own K-Original-Host is dropped: the queue-proxy makes it the Host
@@ -236,7 +241,10 @@ class ActivatorHandler(Handler):
         if rev.cold_since:
             # the first forward after the revision was at zero: how long the
             # first held request waited for a replica
-            self.metrics.cold_start(rev.key, _monotonic() - rev.cold_since)
+            now = _monotonic()
+            self.metrics.cold_start(rev.key, now - rev.cold_since)
+            if now - rev.cold_since >= COLD_LOG_AFTER:
+                log.info("slow cold start, a replica now: %s", cold_report(rev, now))
             rev.cold_since = 0.0
         h = req.h
         extra = self._extra
@@ -268,8 +276,15 @@ class ActivatorHandler(Handler):
             granted = rev.throttler.release(tracker)
             if granted is not None:
                 self._start_granted(rev, [granted])
-        else:
-            rev.throttler.cancel(conn)
+        elif rev.throttler.cancel(conn):
+            self._log_held(rev, req, now, "left while waiting for a replica")
+
+    def _log_held(self, rev: RevisionState, req: Request, now: float, what: str) -> None:
+        """A request that waited ``COLD_LOG_AFTER`` or more and ends without a replica:
+        why it was still held (the revision's cold-start phases so far)."""
+        if now - req.started >= COLD_LOG_AFTER:
+            detail = cold_report(rev, now) if rev.cold_since else f"revision {rev.key}"
+            log.warning("a request %s after %.1fs: %s", what, now - req.started, detail)
 
     def _log_request(self, conn: ServerConnection, req: Request, rev: RevisionState | None) -> None:
         """The request log line of a response this activator made itself (no route,
@@ -293,6 +308,7 @@ class ActivatorHandler(Handler):
     def on_wait_timeout(self, conn: ServerConnection, req: Request) -> None:
         rev: RevisionState = req.ctx
         rev.throttler.cancel(conn)
+        self._log_held(rev, req, _monotonic(), "timed out waiting for a replica")
         why = rev.info.failure
         if req.trace is not None:
             req.trace.why = "activation timeout" + (f" ({why})" if why else "")

@@ -52,6 +52,10 @@ ENDPOINT_SEEN = "replica endpoint seen"
 """The control plane announced a replica (not ready yet: the activator probes it)."""
 REPLICA_READY = "replica ready"
 """A replica answered the activator's probe (or was announced ready): capacity."""
+SERVICE_READY = "private Service ready"
+"""Mesh mode: the revision's private Service answered the probe: capacity."""
+SERVICE_PROBE_FAILED = "private Service probe failed"
+"""Mesh mode: a probe of the private Service failed (the cold-start log says how often)."""
 
 # What one probe of a queue-proxy found.
 HEALTHY = "healthy"
@@ -82,6 +86,7 @@ class RevisionState:
         "probes",
         "service",
         "service_probe",
+        "service_probes_failed",
         "stats",
         "throttler",
         "trackers",
@@ -105,6 +110,9 @@ class RevisionState:
         is no mesh in the way and a pod announced ready is used without a probe."""
         self.service: Tracker | None = None  # the Service, once it answered the probe
         self.service_probe: asyncio.Task[None] | None = None
+        self.service_probes_failed: list[tuple[str, float]] = []
+        """Mesh mode: the failed probes of the Service since it was last healthy (result,
+        seconds the probe took), for the cold-start log (docs/activator.md)."""
         self.cold_since = 0.0  # when a request started waiting with no replica; 0 = not cold
         self.cold_phases: list[tuple[str, float]] = []
         """The last cold start's phases (name, monotonic time); the activator's handler
@@ -223,6 +231,13 @@ class Revisions:
             return
         new = {(e.host, e.port): e for e in endpoints}
         if rev.via_service:
+            if rev.cold_since:
+                now = time.monotonic()
+                rev.cold_phases += [(ENDPOINT_SEEN, now) for a in new if a not in rev.endpoints]
+                if any(e.ready for e in new.values()) and not any(
+                    e.ready for e in rev.endpoints.values()
+                ):
+                    rev.cold_phases.append((REPLICA_READY, now))
             rev.endpoints = new
             self._service_update(rev)
             return
@@ -373,7 +388,9 @@ class Revisions:
         while self.revisions.get(rev.key) is rev:
             if switch and (rev.trackers or rev.via_service):
                 return
-            if await check(address, self.probe_timeout) == HEALTHY:
+            started = time.monotonic()
+            result = await check(address, self.probe_timeout)
+            if result == HEALTHY:
                 if self.revisions.get(rev.key) is not rev:
                     return
                 if switch:
@@ -388,8 +405,17 @@ class Revisions:
                     self._move_to_service(rev)
                 rev.service = Tracker(address, _pool(rev, address), rev.info.container_concurrency)
                 rev.service_probe = None
+                rev.service_probes_failed = []
+                if rev.cold_since:
+                    rev.cold_phases.append((SERVICE_READY, time.monotonic()))
                 self._service_update(rev)
                 return
+            now = time.monotonic()
+            rev.service_probes_failed = [*rev.service_probes_failed[-9:], (result, now - started)]
+            # one phase for a run of failures (the cold-start log lists the last ones)
+            last = rev.cold_phases[-1][0] if rev.cold_phases else ""
+            if rev.cold_since and not switch and last != SERVICE_PROBE_FAILED:
+                rev.cold_phases.append((SERVICE_PROBE_FAILED, now))
             if switch or not any(e.ready for e in rev.endpoints.values()):
                 return
             await asyncio.sleep(self.probe_interval)
@@ -425,6 +451,29 @@ class Revisions:
         tasks = [t for rev in self.revisions.values() for t in rev.probes.values()]
         tasks += [r.service_probe for r in self.revisions.values() if r.service_probe]
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def cold_report(rev: RevisionState, now: float) -> str:
+    """Why a request for ``rev`` waited (or still waits) since ``rev.cold_since``: the
+    cold-start phases so far, the replicas, and in mesh mode the private Service's state
+    and its last failed probes (docs/activator.md, "Cold-start log")."""
+    since = rev.cold_since
+    phases = ", ".join(f"{name} +{at - since:.1f}s" for name, at in rev.cold_phases) or "none"
+    ready = sum(e.ready for e in rev.endpoints.values())
+    text = (
+        f"revision {rev.key}: held {now - since:.1f}s; phases: {phases}; "
+        f"{len(rev.endpoints)} endpoints ({ready} ready), {len(rev.trackers)} healthy; "
+        f"capacity {rev.throttler.capacity}, {rev.throttler.queued} waiting"
+    )
+    if rev.via_service:
+        state = "healthy" if rev.service is not None else "not healthy"
+        if rev.service is None and rev.service_probe is not None:
+            state += ", being probed"
+        text += f"; via the private Service ({state})"
+        if rev.service_probes_failed:
+            failed = ", ".join(f"{r} in {took:.1f}s" for r, took in rev.service_probes_failed)
+            text += f"; its last failed probes: {failed}"
+    return text
 
 
 def _pool(rev: RevisionState, address: Address) -> Pool:

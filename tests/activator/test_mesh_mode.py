@@ -8,11 +8,13 @@ as the private Service's ClusterIP does through the activator's own sidecar."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 
+import activator.handler as handler_module
 from activator.revisions import HEALTHY, MESH_LIKE, NOT_MESH, Revisions, check
 from activator.throttler import Budget, Throttler, Tracker
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
@@ -312,3 +314,87 @@ async def test_a_request_goes_through_the_service_when_the_pods_refuse(
         rev = act.revisions.get(V1)
         assert rev is not None and rev.via_service
         assert b"k-original-host: " + HOST.encode() in seen[0].lower()
+
+
+async def test_a_slow_cold_start_through_the_service_is_logged_with_its_phases(
+    listen: Callable[[Handler], Awaitable[tuple[str, int]]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first request after a scale to zero waits for a replica; in mesh mode the
+    cold start's phases include the private Service's probes, and a slow one is logged
+    with them (docs/activator.md, "Cold-start log"): what was still missing is there to
+    read when a cold request is slow."""
+    monkeypatch.setattr(handler_module, "COLD_LOG_AFTER", 0.0)
+    probes: list[bytes] = []
+
+    async def service_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"k-network-probe: queue" in head.lower():
+            probes.append(head)
+            # the first probe meets no ready pod behind the Service yet
+            status, body = (
+                (b"503 Service Unavailable", b"") if len(probes) == 1 else (b"200 OK", b"queue")
+            )
+        else:
+            status, body = b"200 OK", b"via service"
+        writer.write(
+            b"HTTP/1.1 " + status + b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    service = await listen(service_handler)
+    caplog.set_level(logging.INFO, logger="activator.handler")
+    async with activator() as (act, url), httpx.AsyncClient(timeout=10) as client:
+        act.set_mesh("enabled", lambda key: service)
+        act.set_routes(route())
+        act.put_revision(RevisionInfo(V1))
+        request = asyncio.ensure_future(client.get(url + "/", headers={"Host": HOST}))
+        rev = act.revisions.get(V1)
+        assert rev is not None
+        await eventually(lambda: rev.throttler.queued == 1, "the request is held")
+        act.set_endpoints(V1, [Endpoint("pod-1", "127.0.0.1", 1, 9090, ready=False)])
+        act.set_endpoints(V1, [Endpoint("pod-1", "127.0.0.1", 1, 9090, ready=True)])
+        r = await request
+    assert (r.status_code, r.text) == (200, "via service")
+    assert len(probes) == 2
+    (line,) = [m for m in caplog.messages if "slow cold start" in m]
+    phases = [
+        "autoscaler poked",
+        "replica endpoint seen",
+        "replica ready",
+        "private Service probe failed",
+        "private Service ready",
+    ]
+    where = [line.index(p + " +") for p in phases]
+    assert where == sorted(where), line
+    assert "via the private Service (healthy)" in line
+
+
+async def test_a_request_that_leaves_while_held_says_why_it_was_held(
+    listen: Callable[[Handler], Awaitable[tuple[str, int]]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client that gives up on a held request (the e2e test's curl -m 60) leaves a
+    warning with the cold start's state: here a ready replica, and a private Service whose
+    probes fail."""
+    monkeypatch.setattr(handler_module, "COLD_LOG_AFTER", 0.2)
+    service = await listen(UNAVAILABLE)
+    caplog.set_level(logging.INFO, logger="activator.handler")
+    async with activator() as (act, url):
+        act.set_mesh("enabled", lambda key: service)
+        act.set_routes(route())
+        act.put_revision(RevisionInfo(V1))
+        act.set_endpoints(V1, [Endpoint("pod-1", "127.0.0.1", 1, 9090, ready=True)])
+        async with httpx.AsyncClient(timeout=0.5) as client:
+            with pytest.raises(httpx.TimeoutException):
+                await client.get(url + "/", headers={"Host": HOST})
+        rev = act.revisions.get(V1)
+        assert rev is not None
+        await eventually(lambda: rev.throttler.queued == 0, "the request is gone")
+    (line,) = [m for m in caplog.messages if "left while waiting for a replica" in m]
+    assert "1 endpoints (1 ready)" in line
+    assert "via the private Service (not healthy, being probed)" in line
+    assert "its last failed probes: mesh-like in" in line

@@ -15,7 +15,11 @@ tests run in order on one cluster."""
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
 import socket
+import threading
+import time
 
 import pytest
 
@@ -129,6 +133,36 @@ def test_scale_to_zero_and_back_with_the_autoscaler_scraping_through_the_service
         for p in (cluster.directory / "pods").glob(f"{SYSTEM}_*/*.log")
     )
     assert "scraping through the Service" in logs
+
+
+def test_a_cold_request_rides_out_a_stalled_api_server(cluster: Cluster) -> None:
+    """The cluster process (API server, Services proxy, DNS, gateway and kubelet) stopped
+    for longer than the autoscaler's renew deadline just as a request comes for the
+    revision at zero, as on a starved or stalled machine: the autoscaler loses its Lease
+    and stands by, and leads again as soon as the API answers, so the request is answered
+    soon after the stall. It used to exit, and the restarted one waited a whole lease
+    duration more before it could scale up (docs/autoscaling.md, "Leader election"): the
+    request took the stall and more than 30 s."""
+    wait_until(lambda: not pods(cluster), within=90, what="the revision back at zero")
+    stall = 16.0  # > the renew interval (5 s) + the API client's timeout (10 s)
+    started = time.monotonic()
+    os.kill(cluster.process.pid, signal.SIGSTOP)
+    resume = threading.Timer(stall, os.kill, (cluster.process.pid, signal.SIGCONT))
+    resume.start()
+    try:
+        got = cluster.curl(HOST)  # waits in the stopped gateway's backlog, then the activator
+    finally:
+        resume.join()
+    took = time.monotonic() - started
+    assert got == (200, "Hello Mesh!") and took < stall + 20, (
+        f"{got} in {took:.1f}s\n{cluster.logs(80)}"
+    )
+    (autoscaler,) = cluster.get(
+        "pods", "-n", SYSTEM, "-l", "app.kubernetes.io/component=autoscaler"
+    )["items"]
+    log = next((cluster.directory / "pods").glob(f"{SYSTEM}_autoscaler-*/autoscaler.log"))
+    assert "lost the leadership" in log.read_text(), "the stall did not cost the Lease"
+    assert autoscaler["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
 def test_the_kubelets_prestop_reaches_the_queue_proxy(cluster: Cluster) -> None:
