@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+from benchmarks.kubeready import cold_round
 from tests.chart.helm import render
 from tests.chart.test_rbac import grants_of
 
@@ -103,8 +104,12 @@ def test_scale_to_zero_and_back(cluster: Cluster) -> None:
         ]
         == 0
     )
-    # the first request wakes it through the activator and is not lost
-    assert cluster.curl(HOST) == (200, "Hello World!")
+    # the first request wakes it through the activator and is not lost; meanwhile
+    # benchmarks/kubeready.py times the new pod's ports (figures read, never asserted)
+    seen = {p["metadata"]["name"] for p in cluster.get("pods", "-n", "default")["items"]}
+    row = cold_round(cluster, seen, service="helloworld-go", host=HOST)
+    assert (row["status"], row["body"]) == (200, "Hello World!")
+    assert {"queue_listening_ms", "app_listening_ms", "queue_ready_ms"} <= row.keys()
     assert revision_pods(cluster, "helloworld-go")
 
 
