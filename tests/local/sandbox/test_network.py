@@ -149,3 +149,33 @@ async def test_spares_are_handed_out_at_once_and_made_again_later(run_state: Run
     # closing removes the pods' namespaces and the spares'
     left = _names()[0]
     assert not any(n in left for n in (a.netns, b.netns, *spares))
+
+
+def _mac(link: str) -> str:
+    with open(f"/sys/class/net/{link}/address") as f:
+        return f.read().strip()
+
+
+async def test_the_gateway_keeps_its_mac_when_the_pod_with_the_lowest_one_goes(
+    run_state: RunState,
+) -> None:
+    """A bridge takes its lowest port's MAC unless one is set: removing the pod whose
+    veth had it moved the gateway's MAC, and the other pods' ARP entries sent to the old
+    one, so they lost the host for 15-45 s (on the test cluster: the API server and DNS;
+    a cold request waited for an autoscaler that could not renew its Lease)."""
+    net = await Network.create(run_state, TEST_CIDR)
+    host_side = await asyncio.start_server(_hello_host, net.gateway, 0)
+    port = host_side.sockets[0].getsockname()[1]
+    try:
+        pods = [await net.add_pod(name) for name in ("a", "b", "c")]
+        gateway_mac = _mac(net.bridge)
+        lowest = min(pods, key=lambda p: int(_mac(p.veth).replace(":", ""), 16))
+        survivor = next(p for p in pods if p is not lowest)
+        # the survivor learns the gateway's MAC, then the lowest port goes
+        assert await _from_pod(survivor.netns_path, net.gateway, port) == "hello from the host"
+        await net.remove_pod(lowest)
+        assert await _from_pod(survivor.netns_path, net.gateway, port) == "hello from the host"
+        assert _mac(net.bridge) == gateway_mac
+    finally:
+        host_side.close()
+        await net.close()

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -163,11 +164,16 @@ class Network:
         (and start making the ``spares``)."""
         net = cls(state, _free_subnet(pod_cidr), spares=spares, spare_after=spare_after)
         state.record("link", net.bridge)
+        # A bridge's own MAC address is its lowest port's unless one is set: removing the
+        # pod whose veth had it would change the gateway's MAC under every other pod, and
+        # their ARP entries would send to the old one (dropped) until they expire, 15-45
+        # s without the host (the test cluster's API server and DNS, the activators).
+        mac = "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
         await _ip(
             "-batch",
             "-",
             batch=(
-                f"link add {net.bridge} type bridge\n"
+                f"link add {net.bridge} address {mac} type bridge\n"
                 f"addr add {net.gateway}/{net.subnet.prefixlen} dev {net.bridge}\n"
                 f"link set {net.bridge} up\n"
             ),
