@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from zeroserve.local.probes import exec_command
 from zeroserve.local.replica import ContainerProcess, InitContainerError, Replica, ReplicaSpec
 from zeroserve.local.sandbox import enter
 from zeroserve.local.sandbox.enter import EnterPlan, Mount, spawn
@@ -380,3 +381,20 @@ def test_make_builds_the_helper_before_up_and_goes_on_without_a_compiler(
     assert failed.returncode == 0
     assert "build/zeroserve-enter not built (no C compiler?)" in failed.stdout
     assert not (tmp_path / "build/zeroserve-enter").exists()
+
+
+async def test_an_exec_probe_runs_through_the_helper_with_its_results_as_before(
+    helper: Path, popens: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    ok = exec_command(["true"], env=dict(os.environ), cwd=None, enter=EnterPlan())
+    bad = exec_command(["sh", "-c", "echo nope; exit 3"], env=dict(os.environ), cwd=None, enter=EnterPlan())  # fmt: skip
+    missing = str(tmp_path / "no-such-probe")
+    gone = exec_command([missing], env={}, cwd=None, enter=EnterPlan())
+    assert await ok(5) == (True, "")
+    assert await bad(5) == (False, "command ['sh', '-c', 'echo nope; exit 3'] exited with 3: nope")
+    assert await gone(5) == (
+        False,
+        f"exec [{missing!r}]: [Errno 2] No such file or directory: {missing!r}",
+    )
+    assert [c["argv"][0] for c in popens] == [str(helper)] * 3
+    assert all(c.get("preexec_fn") is None for c in popens)

@@ -12,12 +12,15 @@ child, in order (each step a system call through libc, see the man pages named):
    then bind-mount each volume at its target, remounting read-only where asked
    (mount(2): a bind mount takes ``MS_RDONLY`` only on a remount).
 
-A failure raises ``OSError`` naming the step and path; ``subprocess`` reports it in the
-parent and no process runs.
+(With ``hostname``, between 3 and 4: ``unshare(CLONE_NEWUTS)`` and ``sethostname``.)
+A failure raises ``OSError`` naming the step and path in the child; the parent's start
+raises (uvloop's as ``SubprocessError("Exception occurred in preexec_fn.")``, with
+only the errno kept) and no process runs.
 
 :func:`spawn` starts a container's process with these steps done by ``zeroserve-enter``
 (``enter.c`` here, built by ``make`` into ``build/``) instead: the helper is started
-with no ``preexec_fn`` through ``subprocess.Popen``, which then uses ``vfork`` (the
+with no ``preexec_fn`` through ``subprocess.Popen`` (uvloop's own ``subprocess_exec``,
+libuv's, forks with or without one), which then uses ``vfork`` (the
 large ``zeroserve`` process is not copied: no page tables to build in the parent, no
 copy-on-write faults in the child, no Python run between fork and exec), does the
 steps above in C and execs the command. A failed step is written, as ``errno``, step
