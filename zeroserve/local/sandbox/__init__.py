@@ -34,7 +34,7 @@ from zeroserve.api.objects import Container
 
 from ..env import Lookup, Node, PodFacts
 from .cgroups import Cgroups, ContainerCgroup, Limits, MemoryWatchdog
-from .enter import EnterPlan, Mount, ensure_mountpoint, spawn
+from .enter import EnterPlan, Mount, ensure_mountpoint
 from .network import DEFAULT_POD_CIDR, Network, NetworkError, PodNetwork, sandbox_unavailable
 from .state import STATE_ROOT, RunState, clean_stale
 from .volumes import PodVolumes, VolumeError
@@ -200,8 +200,8 @@ _NO_PLAN = EnterPlan()
 
 @dataclass
 class ContainerStart:
-    """One container start: :meth:`spawn` the process (or pass ``preexec_fn`` to one),
-    then ``started(pid)``."""
+    """One container start: start the process with ``plan`` (:func:`.enter.spawn`) or
+    ``preexec_fn``, then ``started(pid)``."""
 
     pod: PodSandbox
     name: str
@@ -209,11 +209,7 @@ class ContainerStart:
     cgroup: ContainerCgroup | None
     watch_memory: int | None
     plan: EnterPlan = _NO_PLAN
-    """What ``preexec_fn`` does, for the ``zeroserve-enter`` helper (:func:`.enter.spawn`)."""
-
-    async def spawn(self, command: Sequence[str], **kwargs: Any) -> asyncio.subprocess.Process:
-        """Start ``command`` in the pod (``kwargs``: those of :func:`.enter.spawn`)."""
-        return await spawn(command, self.plan, **kwargs)
+    """What ``preexec_fn`` does, for :func:`.enter.spawn` (the ``zeroserve-enter`` helper)."""
 
     def started(self, pid: int) -> None:
         self.pod._started(self, pid)
