@@ -53,7 +53,19 @@ $(STAMP): pyproject.toml
 	$(call pip_install,zeroserve and its dev tools,.[dev])
 	@touch $(STAMP) $(RUN_STAMP)
 
-up: $(RUN_STAMP) ## run zeroserve locally with examples/helloworld.yaml (Ctrl-C stops it)
+# The zeroserve-enter helper (docs/local-mode.md, "Pod sandboxes"): a container's
+# process is started through it with vfork instead of a Python preexec_fn with fork.
+# Without a C compiler the build says so and zeroserve uses the preexec_fn. Only where
+# its source is (the Makefile alone, as tests/local/test_makefile.py copies it, has none).
+ENTER_SRC := $(wildcard zeroserve/local/sandbox/enter.c)
+ENTER := $(if $(ENTER_SRC),build/zeroserve-enter)
+
+$(ENTER): $(ENTER_SRC)
+	@mkdir -p $(@D)
+	@$(CC) -O2 -Wall -Werror -o $@ $< || { rm -f $@; \
+	    echo "make: $@ not built (no C compiler?): processes start through a Python preexec_fn"; }
+
+up: $(RUN_STAMP) $(ENTER) ## run zeroserve locally with examples/helloworld.yaml (Ctrl-C stops it)
 	$(VENV)/bin/zeroserve up examples/helloworld.yaml
 
 test: tools lint typecheck pytest ## the whole suite: lint, types, every test (~17 min)
@@ -69,7 +81,7 @@ lint: $(STAMP) ## ruff check and ruff format --check
 typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) tools ## every test (pytest), the slowest 25 listed
+pytest: $(STAMP) tools $(ENTER) ## every test (pytest), the slowest 25 listed
 	$(VENV)/bin/pytest --durations=25
 
 # helm and kubectl into .venv/bin (once; `make clean` removes them with the venv).
@@ -96,7 +108,7 @@ $(HELM): | $(STAMP)
 # The test cluster (docs/test-cluster.md; root on Linux): the fake API server running the
 # chart's pods for real in network namespaces, a gateway stand-in for Istio. Prints one JSON
 # line (kubeconfig, gateway ports) when ready; Ctrl-C removes everything it made.
-test-cluster: $(STAMP) tools ## the test cluster (root on Linux; docs/test-cluster.md)
+test-cluster: $(STAMP) tools $(ENTER) ## the test cluster (root on Linux; docs/test-cluster.md)
 	$(PY) -m tests.cluster up $(CLUSTER_ARGS)
 
 # The long reliability run (30 scale cycles under load, about 11 minutes); `make test` runs 10.
@@ -109,7 +121,7 @@ soak: $(STAMP) ## the long reliability run (30 scale cycles, ~11 min)
 # requests, gRPC (~17 min; BENCH_ARGS=--quick ~4-6 min). Needs wrk, hey, nginx, h2load and
 # go (apt-get install -y wrk hey nginx nghttp2-client golang-go; a missing one skips its
 # part, saying so); locust and matplotlib come with the bench extra.
-bench: $(BENCH_STAMP) ## every benchmark, one report in benchmarks/results (~17 min)
+bench: $(BENCH_STAMP) $(ENTER) ## every benchmark, one report in benchmarks/results (~17 min)
 	$(PY) -m benchmarks.suite $(BENCH_ARGS)
 
 $(BENCH_STAMP): $(STAMP)
@@ -118,17 +130,17 @@ $(BENCH_STAMP): $(STAMP)
 
 # The suite's queueproxy preset: queue-proxy vs direct vs nginx on loopback, one report in
 # benchmarks/results/queueproxy-*.md (~2 min; BENCH_ARGS=--quick under a minute).
-bench-queueproxy: $(STAMP) ## queue-proxy vs direct vs nginx (~2 min)
+bench-queueproxy: $(STAMP) $(ENTER) ## queue-proxy vs direct vs nginx (~2 min)
 	$(PY) -m benchmarks.suite --preset queueproxy $(BENCH_ARGS)
 
 # The suite's activator preset: the warm path (vs queue-proxy and direct) and 10,000 held
 # requests, one report in benchmarks/results/activator-*.md (~2 min; --quick under a minute).
-bench-activator: $(STAMP) ## the activator's warm path and 10,000 held requests (~2 min)
+bench-activator: $(STAMP) $(ENTER) ## the activator's warm path and 10,000 held requests (~2 min)
 	$(PY) -m benchmarks.suite --preset activator $(BENCH_ARGS)
 
 # The suite's gRPC part alone: unary calls through the queue-proxy, the activator and
 # nginx's grpc_pass, CPU per call (~1 min; needs h2load: apt-get install nghttp2-client).
-bench-grpc: $(STAMP) ## gRPC through the queue-proxy, the activator and nginx (~1 min)
+bench-grpc: $(STAMP) $(ENTER) ## gRPC through the queue-proxy, the activator and nginx (~1 min)
 	$(PY) -m benchmarks.suite --preset grpc $(BENCH_ARGS)
 
 clean: ## remove .venv and the tools' caches

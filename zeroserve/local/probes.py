@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from zeroserve.local.sandbox.enter import EnterPlan, spawn
+
 USER_AGENT = "kube-probe/1.31"
 """What the kubelet sends (``kube-probe/<major>.<minor>``); the queue-proxy tells a
 kubelet probe by it (Knative's ``pkg/queue``)."""
@@ -190,22 +192,32 @@ def exec_command(
     env: Mapping[str, str],
     cwd: str | None,
     preexec: Callable[[], None] | None = None,
+    enter: EnterPlan | None = None,
 ) -> Handler:
-    """Run ``command`` (in its own session, killed at the timeout); exit 0 is a success."""
+    """Run ``command`` (in its own session, killed at the timeout); exit 0 is a success.
+    ``enter``: what it does before the command, through :func:`.sandbox.enter.spawn`
+    (the ``zeroserve-enter`` helper where it is built); else ``preexec`` as its
+    ``preexec_fn``."""
     argv = [str(a) for a in command]
 
     async def probe(timeout: float) -> tuple[bool, str]:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                env=dict(env),
-                cwd=cwd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=preexec,
-            )
+            stdio: dict[str, Any] = {
+                "stdin": asyncio.subprocess.DEVNULL,
+                "stdout": asyncio.subprocess.PIPE,
+                "stderr": asyncio.subprocess.STDOUT,
+            }
+            if enter is not None:
+                proc = await spawn(argv, enter, env=dict(env), cwd=cwd, **stdio)
+            else:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    env=dict(env),
+                    cwd=cwd,
+                    start_new_session=True,
+                    preexec_fn=preexec,
+                    **stdio,
+                )
         except (OSError, ValueError) as e:
             return False, f"exec {argv[:1]}: {e}"
         try:
@@ -235,6 +247,7 @@ def from_probe(
     env: Mapping[str, str],
     cwd: str | None,
     preexec: Callable[[], None] | None = None,
+    enter: EnterPlan | None = None,
 ) -> Handler:
     """The handler a Kubernetes Probe names; a handler port 0 or missing is ``port``
     (the container's). Named ports are not supported (ValueError naming it)."""
@@ -261,7 +274,8 @@ def from_probe(
         g = probe["grpc"]
         return grpc(host, port_of(g, "grpc"), str(g.get("service") or ""))
     if isinstance(probe.get("exec"), Mapping):
-        return exec_command(probe["exec"].get("command") or (), env=env, cwd=cwd, preexec=preexec)
+        command = probe["exec"].get("command") or ()
+        return exec_command(command, env=env, cwd=cwd, preexec=preexec, enter=enter)
     raise ValueError("a probe needs one of httpGet, tcpSocket, grpc, exec")
 
 

@@ -53,6 +53,7 @@ from zeroserve.api.objects import Container
 from zeroserve.local import access
 from zeroserve.local.ports import PortAllocator, default_allocator
 from zeroserve.local.probes import ContainerProbes, Prober, ProbeSpec, from_probe, http_get
+from zeroserve.local.sandbox.enter import EnterPlan, spawn
 from zeroserve.local.standby import StandbyPool, assign
 from zeroserve.observability import ENV as OBSERVABILITY_ENV
 
@@ -74,6 +75,11 @@ OOM_EXIT_CODE = 137
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_DIE_WITH_PARENT = EnterPlan()
+"""A process-mode start: the parent-death signal only (what :func:`_die_with_parent`
+does, through the helper where it is built)."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,7 @@ def _base_env() -> dict[str, str]:
 def standby_pool(size: int, log_dir: Path | None) -> StandbyPool:
     """The runtime's standby queue-proxies, started with the environment and the
     parent-death signal of a queue-proxy started here."""
-    return StandbyPool(size, env=_inherited, preexec_fn=_die_with_parent, log_dir=log_dir)
+    return StandbyPool(size, env=_inherited, plan=_DIE_WITH_PARENT, log_dir=log_dir)
 
 
 def init_container_env(c: ContainerProcess) -> dict[str, str]:
@@ -419,8 +425,11 @@ class Replica:
         try:
             if self.pod is not None:
                 start = self.pod.container(name, container, mounts=mounts)
-            proc = await asyncio.create_subprocess_exec(
-                *expand_command(command, env),
+            # through the zeroserve-enter helper (vfork) where it is built, else with a
+            # preexec_fn (zeroserve/local/sandbox/enter.py)
+            proc = await spawn(
+                expand_command(command, env),
+                start.plan if start is not None else _DIE_WITH_PARENT,
                 env=env,
                 cwd=cwd,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -429,7 +438,6 @@ class Replica:
                 if stderr is not None
                 else (asyncio.subprocess.STDOUT if self.log_dir else asyncio.subprocess.DEVNULL),
                 start_new_session=True,
-                preexec_fn=start.preexec_fn if start is not None else _die_with_parent,
             )
         except (OSError, subprocess.SubprocessError) as e:
             raise StartError(
@@ -612,17 +620,15 @@ class Replica:
     ) -> ContainerProbes:
         """A container's startup and liveness probes as written, and its readiness probe
         when it is an exec probe (the others are the queue-proxy's)."""
-        preexec = None
+        enter = _DIE_WITH_PARENT
         if self.pod is not None:
             # exec probes run in the container's namespaces (not in its cgroup)
-            preexec = self.pod.container(name, container, limits=False).preexec_fn
+            enter = self.pod.container(name, container, limits=False).plan
 
         def prober(kind: str, probe: Mapping[str, Any] | None) -> Prober | None:
             if not probe:
                 return None
-            handler = from_probe(
-                probe, host=self.host, port=port, env=env, cwd=cwd, preexec=preexec
-            )
+            handler = from_probe(probe, host=self.host, port=port, env=env, cwd=cwd, enter=enter)
             return Prober(kind, ProbeSpec.of(probe, kind=kind), handler)
 
         return ContainerProbes(

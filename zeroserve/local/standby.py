@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from zeroserve.local.sandbox.enter import EnterPlan, spawn
+
 log = logging.getLogger(__name__)
 
 STANDBY_LINE = {"queue_proxy": "standby"}
@@ -46,7 +48,7 @@ class StandbyPool:
         size: int = 1,
         *,
         env: Callable[[], Mapping[str, str]],
-        preexec_fn: Callable[[], None] | None = None,
+        plan: EnterPlan | None = None,
         log_dir: Path | None = None,
         refill_after: float = REFILL_AFTER,
         command: list[str] | None = None,
@@ -57,7 +59,9 @@ class StandbyPool:
         self.size = size
         self.env = env
         """The environment a standby starts with (its assignment replaces it)."""
-        self.preexec_fn = preexec_fn
+        self.plan = plan
+        """What a standby does before its command (:func:`.sandbox.enter.spawn`): None
+        for nothing."""
         self.log_dir = log_dir
         self.refill_after = refill_after
         self.command = command or [sys.executable, "-m", "queueproxy", "--standby"]
@@ -96,15 +100,24 @@ class StandbyPool:
     async def _start_one(self) -> None:
         proc = None
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.command,
-                env=dict(self.env()),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=self._stderr(),
-                start_new_session=True,
-                preexec_fn=self.preexec_fn,
-            )
+            stdio: dict[str, Any] = {
+                "stdin": asyncio.subprocess.PIPE,
+                "stdout": asyncio.subprocess.PIPE,
+                "stderr": self._stderr(),
+            }
+            if self.plan is not None:
+                proc = await spawn(
+                    self.command,
+                    self.plan,
+                    env=dict(self.env()),
+                    cwd=None,
+                    start_new_session=True,
+                    **stdio,
+                )
+            else:
+                proc = await asyncio.create_subprocess_exec(
+                    *self.command, env=dict(self.env()), start_new_session=True, **stdio
+                )
             self.started += 1
             self._spawned.add(proc)
             assert proc.stdout is not None

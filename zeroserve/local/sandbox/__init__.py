@@ -34,7 +34,7 @@ from zeroserve.api.objects import Container
 
 from ..env import Lookup, Node, PodFacts
 from .cgroups import Cgroups, ContainerCgroup, Limits, MemoryWatchdog
-from .enter import Mount, ensure_mountpoint, preexec
+from .enter import EnterPlan, Mount, ensure_mountpoint
 from .network import DEFAULT_POD_CIDR, Network, NetworkError, PodNetwork, sandbox_unavailable
 from .state import STATE_ROOT, RunState, clean_stale
 from .volumes import PodVolumes, VolumeError
@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_POD_CIDR",
     "MODES",
     "ContainerCgroup",
+    "EnterPlan",
     "Limits",
     "Mount",
     "NetworkError",
@@ -142,13 +143,13 @@ class PodSandbox:
             plan = self.volumes.mounts(container)
             for m in plan:
                 ensure_mountpoint(m.target, is_file=os.path.isfile(m.source), state=sb.state)
-        fn = preexec(
+        enter = EnterPlan(
             netns_path=self.netns_path,
-            mounts=plan,
-            cgroup_procs=cgroup.procs_files if cgroup is not None else (),
+            mounts=tuple(plan),
+            cgroup_procs=tuple(cgroup.procs_files) if cgroup is not None else (),
         )
         watch = wanted.memory if cgroup is None and wanted.memory else None
-        return ContainerStart(self, name, fn, cgroup, watch)
+        return ContainerStart(self, name, enter.preexec(), cgroup, watch, enter)
 
     def _started(self, start: ContainerStart, pid: int) -> None:
         if start.cgroup is not None:
@@ -194,15 +195,21 @@ def _mark(watched: _Watched) -> None:
     watched.oom = True
 
 
+_NO_PLAN = EnterPlan()
+
+
 @dataclass
 class ContainerStart:
-    """One container start: pass ``preexec_fn`` to the process, then ``started(pid)``."""
+    """One container start: start the process with ``plan`` (:func:`.enter.spawn`) or
+    ``preexec_fn``, then ``started(pid)``."""
 
     pod: PodSandbox
     name: str
     preexec_fn: Callable[[], None]
     cgroup: ContainerCgroup | None
     watch_memory: int | None
+    plan: EnterPlan = _NO_PLAN
+    """What ``preexec_fn`` does, for :func:`.enter.spawn` (the ``zeroserve-enter`` helper)."""
 
     def started(self, pid: int) -> None:
         self.pod._started(self, pid)
