@@ -24,3 +24,13 @@ async def run_state(tmp_path: Path) -> AsyncIterator[RunState]:
         yield state
     finally:
         await state.undo()
+
+
+def volume_and_targets(tmp: Path) -> tuple[Path, Path, Path]:
+    """A volume directory holding ``key`` = ``value``, and two empty mount targets (one
+    to mount read-write, one read-only): the mount tests of enter.py and its helper."""
+    volume, rw, ro = tmp / "volume", tmp / "rw", tmp / "ro"
+    for d in (volume, rw, ro):
+        d.mkdir()
+    (volume / "key").write_text("value")
+    return volume, rw, ro

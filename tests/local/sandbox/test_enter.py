@@ -11,7 +11,7 @@ import pytest
 from zeroserve.local.sandbox.enter import Mount, ensure_mountpoint, preexec
 from zeroserve.local.sandbox.state import RunState
 
-from .conftest import root_only
+from .conftest import root_only, volume_and_targets
 
 pytestmark = pytest.mark.process
 
@@ -34,12 +34,7 @@ def test_the_pid_is_written_to_each_cgroup_procs_file(tmp_path: Path) -> None:
 def test_a_bind_mount_is_seen_by_the_child_only_and_read_only_where_asked(
     tmp_path: Path,
 ) -> None:
-    volume = tmp_path / "volume"
-    volume.mkdir()
-    (volume / "key").write_text("value")
-    rw, ro = tmp_path / "rw", tmp_path / "ro"
-    rw.mkdir()
-    ro.mkdir()
+    volume, rw, ro = volume_and_targets(tmp_path)
     code = (
         "import sys\n"
         f"print(open('{rw}/key').read())\n"

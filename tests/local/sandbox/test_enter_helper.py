@@ -27,7 +27,7 @@ from zeroserve.local.sandbox.enter import EnterPlan, Mount, spawn
 from zeroserve.local.standby import StandbyPool
 
 from ..test_standby import until
-from .conftest import root_only
+from .conftest import root_only, volume_and_targets
 
 pytestmark = pytest.mark.process
 
@@ -160,12 +160,7 @@ async def test_on_uvloop_the_start_is_popens_and_the_process_is_an_asyncio_one(
 async def test_the_helper_puts_a_process_where_the_preexec_fn_does(
     tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    volume = tmp_path / "volume"
-    volume.mkdir()
-    (volume / "key").write_text("value")
-    rw, ro = tmp_path / "rw", tmp_path / "ro"
-    rw.mkdir()
-    ro.mkdir()
+    volume, rw, ro = volume_and_targets(tmp_path)
     procs = [tmp_path / "memory.procs", tmp_path / "cpu.procs"]
     netns = f"zs-enter-{uuid.uuid4().hex[:8]}"
     await _ip("netns", "add", netns)

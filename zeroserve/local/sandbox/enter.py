@@ -242,29 +242,21 @@ async def spawn(
     module doc), else with :func:`preexec` as ``preexec_fn``. Raises ``OSError`` (the
     step and path) when the command cannot be started; no process is left then."""
     path = helper()
+    how: dict[str, Any] = dict(
+        env=env,
+        cwd=cwd,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=start_new_session,
+    )
     if path is None:
-        return await asyncio.create_subprocess_exec(
-            *command,
-            env=env,
-            cwd=cwd,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=start_new_session,
-            preexec_fn=plan.preexec(),
-        )
+        return await asyncio.create_subprocess_exec(*command, **how, preexec_fn=plan.preexec())
     read_fd, write_fd = os.pipe()
     try:
         try:
             proc = await _vfork_exec(
-                plan.helper_argv(path, write_fd, command),
-                env=env,
-                cwd=cwd,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=start_new_session,
-                pass_fds=(write_fd,),
+                plan.helper_argv(path, write_fd, command), **how, pass_fds=(write_fd,)
             )
         finally:
             os.close(write_fd)
