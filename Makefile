@@ -112,8 +112,8 @@ test-cluster: $(STAMP) tools $(ENTER) ## the test cluster (root on Linux; docs/t
 	$(PY) -m tests.cluster up $(CLUSTER_ARGS)
 
 # The long reliability run (30 scale cycles under load, about 11 minutes); `make test` runs 10.
-soak: $(STAMP) ## the long reliability run (30 scale cycles, ~11 min)
-	$(VENV)/bin/pytest -m soak tests/reliability
+soak: $(STAMP) tools $(ENTER) ## the long runs: 30 scale cycles, the test cluster's API stalled (~12 min)
+	$(VENV)/bin/pytest -m soak tests/reliability tests/e2e_kube/test_mesh.py
 
 # The whole system against its baselines, one report in benchmarks/results/bench-*.md with
 # plots: hop overhead (behind the Python sample app, and behind benchmarks/gobackend, built

@@ -71,8 +71,10 @@ def connects(host: str, port: int) -> bool:
         return False
 
 
-def test_plaintext_to_the_revision_pods_is_refused(cluster: Cluster) -> None:
-    # every request through the activator (target-burst-capacity -1)
+def apply_service(cluster: Cluster) -> None:
+    """helloworld in the meshed namespace, every request through the activator
+    (target-burst-capacity -1), and Ready: the kubelet's probes pass the sidecar (Istio
+    rewrites them)."""
     text = manifest("helloworld.yaml", target="Mesh").replace(
         "namespace: default", f"namespace: {NS}"
     )
@@ -83,10 +85,13 @@ def test_plaintext_to_the_revision_pods_is_refused(cluster: Cluster) -> None:
     )
     assert "target-burst-capacity" in text
     cluster.kubectl("apply", "-f", "-", stdin=text)
-    # Ready: the kubelet's probes pass the sidecar (Istio rewrites them)
     cluster.kubectl(
         "wait", "-n", NS, "ksvc", "helloworld-go", "--for=condition=Ready", "--timeout=90s"
     )
+
+
+def test_plaintext_to_the_revision_pods_is_refused(cluster: Cluster) -> None:
+    apply_service(cluster)
     (pod,) = pods(cluster)
     annotations = pod["metadata"].get("annotations") or {}
     assert annotations.get("traffic.sidecar.istio.io/excludeInboundPorts") == "8022"
@@ -135,6 +140,7 @@ def test_scale_to_zero_and_back_with_the_autoscaler_scraping_through_the_service
     assert "scraping through the Service" in logs
 
 
+@pytest.mark.soak  # 34 s: `make soak`; tests/autoscaler/test_leadership.py keeps the fix in `make test`
 def test_a_cold_request_rides_out_a_stalled_api_server(cluster: Cluster) -> None:
     """The cluster process (API server, Services proxy, DNS, gateway and kubelet) stopped
     for longer than the autoscaler's renew deadline just as a request comes for the
@@ -142,7 +148,10 @@ def test_a_cold_request_rides_out_a_stalled_api_server(cluster: Cluster) -> None
     and stands by, and leads again as soon as the API answers, so the request is answered
     soon after the stall. It used to exit, and the restarted one waited a whole lease
     duration more before it could scale up (docs/autoscaling.md, "Leader election"): the
-    request took the stall and more than 30 s."""
+    request took the stall and more than 30 s. (``make soak`` runs it alone: it makes its
+    Service and the fast scale to zero itself.)"""
+    apply_service(cluster)
+    cluster.kubectl("apply", "-f", "examples/config-autoscaler-fast.yaml")
     wait_until(lambda: not pods(cluster), within=90, what="the revision back at zero")
     stall = 16.0  # > the renew interval (5 s) + the API client's timeout (10 s)
     started = time.monotonic()
