@@ -36,7 +36,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ from zeroserve.api.template import _container
 from zeroserve.local.env import EnvError, Node, PodFacts, expand_command, resolve_env
 from zeroserve.local.probes import ContainerProbes, Prober, ProbeSpec, from_probe, http_get
 from zeroserve.local.sandbox import PodSandbox, Sandbox, SandboxError, VolumeError
-from zeroserve.local.sandbox.enter import Mount, ensure_mountpoint, preexec
+from zeroserve.local.sandbox.enter import EnterPlan, Mount, ensure_mountpoint, spawn
 
 from .mesh import Mesh, mesh_probe
 from .resync import resync_forever
@@ -328,8 +328,9 @@ class PodRun:
         )
         return env
 
-    def _start_plan(self, name: str, parsed: Container) -> tuple[Callable[[], None], Any]:
-        """The container's ``preexec_fn`` and its sandbox start (cgroup), with
+    def _start_plan(self, name: str, parsed: Container) -> tuple[EnterPlan, Any]:
+        """What the container's process does before its command (started through
+        ``enter.spawn``) and its sandbox start (cgroup), with
         ``/etc/hosts`` and, where a volume would hide it, this checkout mounted too."""
         assert self.sandbox is not None
         start = self.sandbox.container(name, parsed)
@@ -349,31 +350,30 @@ class PodRun:
                     (Path(m.source) / keep.relative_to(m.target)).mkdir(parents=True, exist_ok=True)
                     plan.append(Mount(str(keep), str(keep), True))
         network = self.sandbox.network
-        fn = preexec(
+        enter = EnterPlan(
             netns_path=network.netns_path if network is not None else None,
-            mounts=plan,
-            cgroup_procs=start.cgroup.procs_files if start.cgroup is not None else (),
+            mounts=tuple(plan),
+            cgroup_procs=tuple(start.cgroup.procs_files) if start.cgroup is not None else (),
             hostname=self.pod["spec"].get("hostname") or self.name,
         )
-        return fn, dataclasses.replace(start, preexec_fn=fn)
+        return enter, dataclasses.replace(start, plan=enter)
 
     async def _spawn(self, name: str, c: _Container) -> asyncio.subprocess.Process:
         env = self._env(c)
         argv = expand_command(
             self.agent.images.argv(c.spec.get("image", ""), c.parsed.command, c.parsed.args), env
         )
-        fn, start = self._start_plan(name, c.parsed)
+        enter, start = self._start_plan(name, c.parsed)
         out = os.open(self.log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
+            proc = await spawn(
+                argv,
+                enter,
                 env=env,
                 cwd=c.parsed.working_dir or str(REPO),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=fn,
-                start_new_session=True,
             )
         finally:
             os.close(out)
@@ -496,7 +496,7 @@ class PodRun:
                 port=first_port,
                 env={},
                 cwd=str(REPO),
-                preexec=self._start_plan(name, c.parsed)[0],
+                enter=self._start_plan(name, c.parsed)[0],
             )
             return Prober(kind, ProbeSpec.of(probe, kind=kind), handler)
 
@@ -559,12 +559,14 @@ class PodRun:
         elif "exec" in hook:
             command = list(hook["exec"].get("command") or ())
             if command:
-                proc = await asyncio.create_subprocess_exec(
-                    *self.agent.images.argv("", command, ()),
+                proc = await spawn(
+                    self.agent.images.argv("", command, ()),
+                    self._start_plan(name, c.parsed)[0],
                     env=self._env(c),
-                    preexec_fn=self._start_plan(name, c.parsed)[0],
+                    cwd=None,
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.DEVNULL,
+                    start_new_session=False,
                 )
                 try:
                     await asyncio.wait_for(proc.wait(), timeout)

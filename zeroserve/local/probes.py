@@ -191,13 +191,11 @@ def exec_command(
     *,
     env: Mapping[str, str],
     cwd: str | None,
-    preexec: Callable[[], None] | None = None,
     enter: EnterPlan | None = None,
 ) -> Handler:
     """Run ``command`` (in its own session, killed at the timeout); exit 0 is a success.
     ``enter``: what it does before the command, through :func:`.sandbox.enter.spawn`
-    (the ``zeroserve-enter`` helper where it is built); else ``preexec`` as its
-    ``preexec_fn``."""
+    (the ``zeroserve-enter`` helper where it is built)."""
     argv = [str(a) for a in command]
 
     async def probe(timeout: float) -> tuple[bool, str]:
@@ -211,12 +209,7 @@ def exec_command(
                 proc = await spawn(argv, enter, env=dict(env), cwd=cwd, **stdio)
             else:
                 proc = await asyncio.create_subprocess_exec(
-                    *argv,
-                    env=dict(env),
-                    cwd=cwd,
-                    start_new_session=True,
-                    preexec_fn=preexec,
-                    **stdio,
+                    *argv, env=dict(env), cwd=cwd, start_new_session=True, **stdio
                 )
         except (OSError, ValueError) as e:
             return False, f"exec {argv[:1]}: {e}"
@@ -246,7 +239,6 @@ def from_probe(
     port: int,
     env: Mapping[str, str],
     cwd: str | None,
-    preexec: Callable[[], None] | None = None,
     enter: EnterPlan | None = None,
 ) -> Handler:
     """The handler a Kubernetes Probe names; a handler port 0 or missing is ``port``
@@ -275,7 +267,7 @@ def from_probe(
         return grpc(host, port_of(g, "grpc"), str(g.get("service") or ""))
     if isinstance(probe.get("exec"), Mapping):
         command = probe["exec"].get("command") or ()
-        return exec_command(command, env=env, cwd=cwd, preexec=preexec, enter=enter)
+        return exec_command(command, env=env, cwd=cwd, enter=enter)
     raise ValueError("a probe needs one of httpGet, tcpSocket, grpc, exec")
 
 

@@ -149,7 +149,7 @@ class PodSandbox:
             cgroup_procs=tuple(cgroup.procs_files) if cgroup is not None else (),
         )
         watch = wanted.memory if cgroup is None and wanted.memory else None
-        return ContainerStart(self, name, enter.preexec(), cgroup, watch, enter)
+        return ContainerStart(self, name, enter, cgroup, watch)
 
     def _started(self, start: ContainerStart, pid: int) -> None:
         if start.cgroup is not None:
@@ -195,21 +195,17 @@ def _mark(watched: _Watched) -> None:
     watched.oom = True
 
 
-_NO_PLAN = EnterPlan()
-
-
 @dataclass
 class ContainerStart:
-    """One container start: start the process with ``plan`` (:func:`.enter.spawn`) or
-    ``preexec_fn``, then ``started(pid)``."""
+    """One container start: start the process with ``plan`` (:func:`.enter.spawn`: the
+    ``zeroserve-enter`` helper, or ``plan.preexec()`` as its ``preexec_fn``), then
+    ``started(pid)``."""
 
     pod: PodSandbox
     name: str
-    preexec_fn: Callable[[], None]
+    plan: EnterPlan
     cgroup: ContainerCgroup | None
     watch_memory: int | None
-    plan: EnterPlan = _NO_PLAN
-    """What ``preexec_fn`` does, for :func:`.enter.spawn` (the ``zeroserve-enter`` helper)."""
 
     def started(self, pid: int) -> None:
         self.pod._started(self, pid)
