@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks import servers
 from benchmarks.loadgen import run_load, which
 from benchmarks.processes import Pinning, Supervisor
-from benchmarks.procfs import CLK_TCK
+from benchmarks.procfs import CLK_TCK, descendants, user_system_ticks
 
 TARGETS = ("queue-proxy", "activator", "floor", "nginx")
 GROUPS = (
@@ -41,22 +41,8 @@ GROUPS = (
 
 def _times(pids: list[int]) -> tuple[int, int]:
     """User and system clock ticks of ``pids`` so far."""
-    user = system = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        user += int(fields[11])
-        system += int(fields[12])
-    return user, system
-
-
-def _pids(root: int) -> list[int]:
-    """``root`` and its children (nginx's worker runs under its master)."""
-    out = [root]
-    children = Path(f"/proc/{root}/task/{root}/children")
-    if children.exists():
-        for child in children.read_text().split():
-            out += _pids(int(child))
-    return out
+    ticks = [user_system_ticks(pid) for pid in pids]
+    return sum(u for u, _ in ticks), sum(t for _, t in ticks)
 
 
 def shares(report: str) -> dict[str, float]:
@@ -100,7 +86,8 @@ def main() -> int:
             procs["floor"] = (fl.port, [fl.server.pid])
         if "nginx" in targets:
             ng = servers.start_nginx(sup, shutil.which("nginx") or "nginx", work, app.port, "nginx")
-            procs["nginx"] = (ng.port, _pids(ng.server.pid))
+            # nginx's worker runs under its master
+            procs["nginx"] = (ng.port, [ng.server.pid, *descendants(ng.server.pid)])
         load = pinning.prefix(pinning.load_cpu)
         host = ["-H", f"Host: {servers.ROUTE_HOST}"]
         rows = []

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e_kube.conftest import KUBECTL, REPO, Cluster, install, running_cluster
+from tests.e2e_kube.conftest import KUBECTL, Cluster, install, manifest, running_cluster
 
 SERVICE = "helloworld-go"
 HOST = f"{SERVICE}.default.example.com"
@@ -39,12 +39,6 @@ APP_PORT = 8080
 QUEUE_PORT = 8012
 POLL = 0.002
 CLONE_NEWNET = 0x40000000
-
-
-def _manifest() -> str:
-    """examples/helloworld.yaml as the image runs it (no local ``command``)."""
-    text = (REPO / "examples" / "helloworld.yaml").read_text()
-    return "\n".join(line for line in text.splitlines() if "command:" not in line) + "\n"
 
 
 def _netns_of(ip: str) -> str:
@@ -169,7 +163,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, running_cluster(Path(tmp) / "cluster") as cluster:
         install(cluster, "--set", "activator.drainSeconds=5")
         cluster.kubectl("apply", "-f", "examples/config-autoscaler-fast.yaml")
-        cluster.kubectl("apply", "-f", "-", stdin=_manifest())
+        cluster.kubectl("apply", "-f", "-", stdin=manifest("helloworld.yaml"))
         cluster.kubectl("wait", "ksvc", SERVICE, "--for=condition=Ready", "--timeout=90s")
         seen = {str(p["metadata"]["name"]) for p in _pods(cluster)}  # type: ignore[index]
         for n in range(args.rounds):

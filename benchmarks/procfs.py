@@ -41,6 +41,13 @@ def ticks_by_session(sids: Iterable[int]) -> dict[int, dict[int, int]]:
     return out
 
 
+def user_system_ticks(pid: int) -> tuple[int, int]:
+    """Clock ticks ``pid`` has run in user and in system mode, all its threads (0, 0 if
+    gone)."""
+    f = stat_fields(pid)
+    return (0, 0) if f is None else (int(f[_UTIME]), int(f[_STIME]))
+
+
 def group_members(pgid: int) -> list[int]:
     return [pid for pid, f in _every_process() if int(f[_PGRP]) == pgid]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -117,6 +118,16 @@ class Cluster:
         )
         body, _, code = done.stdout.rpartition("\n")
         return int(code or 0), body.removesuffix("\n")
+
+
+def manifest(name: str, *, target: str | None = None) -> str:
+    """``sed '/command:/d' examples/<name>``: the Knative docs' manifest, as the README
+    applies it (the image runs, not a local command)."""
+    text = (REPO / "examples" / name).read_text()
+    text = "\n".join(line for line in text.splitlines() if "command:" not in line) + "\n"
+    if target is not None:
+        text = re.sub(r'value: "[^"]*"', f'value: "{target}"', text, count=1)
+    return text
 
 
 def wait_until(check: Any, *, within: float, what: str, every: float = 0.5) -> Any:

@@ -7,28 +7,26 @@ from __future__ import annotations
 
 import collections
 import json
-import re
 from pathlib import Path
 
 from benchmarks.kubeready import cold_round
 from tests.chart.helm import render
 from tests.chart.test_rbac import grants_of
 
-from .conftest import HELM, PYTESTMARK, REPO, SYSTEM, Cluster, assert_no_denials, wait_until
+from .conftest import (
+    HELM,
+    PYTESTMARK,
+    REPO,
+    SYSTEM,
+    Cluster,
+    assert_no_denials,
+    manifest,
+    wait_until,
+)
 
 HOST = "helloworld-go.default.example.com"
 
 pytestmark = PYTESTMARK
-
-
-def manifest(name: str, *, target: str | None = None) -> str:
-    """``sed '/command:/d' examples/<name>``: the Knative docs' manifest, as the README
-    applies it (the image runs, not a local command)."""
-    text = (REPO / "examples" / name).read_text()
-    text = "\n".join(line for line in text.splitlines() if "command:" not in line) + "\n"
-    if target is not None:
-        text = re.sub(r'value: "[^"]*"', f'value: "{target}"', text, count=1)
-    return text
 
 
 def revision_pods(cluster: Cluster, service: str) -> list[dict]:
