@@ -15,6 +15,14 @@ wake-ups, and one parser callback per event.
 The suite measures it as the hop target ``floor``, next to the queue-proxy and nginx
 in the same run (``make bench``, part ``hops-go``; the README's "Each hop against
 nginx"), so what the queue-proxy adds above it is its own work.
+
+``--work`` runs **the work floor** (target ``workfloor``): the same pass-through plus
+the work no queue-proxy request can skip, each done the cheapest way Python allows
+(``_WorkClient``: health checks told apart, the head rebuilt with Knative's header
+rules, the autoscaler's statistics and the latency metric kept). Where it stands against
+nginx tells whether the queue-proxy's goal is within reach of Python at all; what the
+queue-proxy costs above it is the price of its own design (a general exchange object,
+a callback per header, a rebuilt response head, timeouts armed per request).
 """
 
 from __future__ import annotations
@@ -22,9 +30,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from typing import Any
 
 import httptools
+
+from zeroserve.knmetrics import CodeHistograms
+from zeroserve.stats import RequestStats
 
 
 class _App(asyncio.Protocol):
@@ -99,10 +111,153 @@ class _Client(asyncio.Protocol):
         app.transport.write(data)
 
 
-async def serve(port: int, app_port: int) -> None:
+# -- the work floor: the floor plus what every queue-proxy request must do -------------
+
+# Request headers a queue-proxy never forwards: hop-by-hop ones (RFC 9110 section 7.6.1)
+# and Knative's routing headers (docs/queue-proxy.md); Host is rewritten.
+_DROP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"k-original-host",
+        b"knative-serving-revision",
+        b"knative-serving-namespace",
+    }
+)
+_PROBE_AGENTS = (b"kube-probe/", b"Knative-Activator-Probe", b"Knative-Autoscaling-Probe")
+
+
+class _Work:
+    """What the queue-proxy keeps per process: its statistics and its latency metric."""
+
+    def __init__(self) -> None:
+        self.stats = RequestStats(time.monotonic())
+        self.latency = CodeHistograms()
+        self.last_request = 0.0
+
+
+class _WorkApp(_App):
+    """An app connection that also ends the exchange: status, stats, latency."""
+
+    def __init__(self, pool: list[_App]) -> None:
+        super().__init__(pool)
+        self.status = 0
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_message_complete(self) -> None:
+        client = self.client
+        if isinstance(client, _WorkClient):
+            client.finish(self.status)
+        self.client = None
+        self.pool.append(self)
+
+
+class _WorkClient(_Client):
+    """The floor plus the work no queue-proxy request can skip, each the cheapest way in
+    Python: health checks told apart by their headers, the head rebuilt without the
+    hop-by-hop and routing headers, with ``Host`` from ``K-Original-Host`` and the
+    client's address appended to ``X-Forwarded-For``; the request counted in and out of
+    the time-weighted concurrency the autoscaler scrapes (``zeroserve.stats``), the drain
+    clock restarted, and its latency observed per status code (``zeroserve.knmetrics``).
+    No breaker (containerConcurrency 0, as the benchmark's queue-proxy), no timeouts,
+    no request log or tracing (both off by default)."""
+
+    def __init__(self, pool: list[_App], app_port: int, work: _Work) -> None:
+        super().__init__(pool, app_port)
+        self.work = work
+        self.client_ip = b""
+        self.started = 0.0
+        self.proxied = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_ip = str(peer[0]).encode() if peer else b""
+
+    def on_message_complete(self) -> None:
+        data = b"".join(self.received)
+        self.received.clear()
+        end = data.find(b"\r\n\r\n")
+        lines = data[:end].split(b"\r\n")
+        out = [lines[0], b"\r\n"]
+        host = forwarded_for = None
+        probe = proxied = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            lname = name.lower()
+            if lname in _DROP:
+                if lname == b"host":
+                    host = host or value.strip()
+                elif lname == b"k-original-host":
+                    host = value.strip()
+                continue
+            if lname[:2] == b"k-":
+                if lname == b"k-network-probe" or lname == b"k-kubelet-probe":
+                    probe = True
+                elif lname == b"k-proxy-request":
+                    proxied = True
+            elif lname == b"user-agent":
+                probe = probe or value.strip().startswith(_PROBE_AGENTS)
+            elif lname == b"x-forwarded-for":
+                forwarded_for = value.strip()
+                continue
+            out.append(line)
+            out.append(b"\r\n")
+        if probe:
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            return
+        ip = self.client_ip
+        out.append(b"Host: " + (host or b"") + b"\r\nX-Forwarded-For: ")
+        out.append((forwarded_for + b", " + ip if forwarded_for else ip) + b"\r\n\r\n")
+        now = time.monotonic()
+        work = self.work
+        work.last_request = self.started = now
+        self.proxied = proxied
+        work.stats.request_in(now, proxied)
+        head = b"".join(out)
+        if self.pool:
+            app = self.pool.pop()
+            app.client = self
+            app.transport.write(head)
+        else:
+            self.connecting = asyncio.ensure_future(self._connect_and_send(head))
+
+    def finish(self, status: int) -> None:
+        now = time.monotonic()
+        work = self.work
+        work.stats.request_out(now, self.proxied)
+        work.latency.observe(status, now - self.started)
+
+    async def _connect_and_send(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, app = await loop.create_connection(
+                lambda: _WorkApp(self.pool), "127.0.0.1", self.app_port
+            )
+        except OSError:
+            self.transport.close()
+            return
+        app.client = self
+        app.transport.write(data)
+
+
+async def serve(port: int, app_port: int, work: bool = False) -> None:
     loop = asyncio.get_running_loop()
     pool: list[_App] = []
-    server = await loop.create_server(lambda: _Client(pool, app_port), "127.0.0.1", port)
+    if work:
+        shared = _Work()
+        factory: Any = lambda: _WorkClient(pool, app_port, shared)  # noqa: E731
+    else:
+        factory = lambda: _Client(pool, app_port)  # noqa: E731
+    server = await loop.create_server(factory, "127.0.0.1", port)
     print("listening", flush=True)
     await server.serve_forever()
 
@@ -110,10 +265,16 @@ async def serve(port: int, app_port: int) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.h1floor", description=__doc__)
     p.add_argument("--serve", nargs=2, type=int, metavar=("PORT", "APP_PORT"), required=True)
+    p.add_argument(
+        "--work",
+        action="store_true",
+        help="the work floor: also do what every queue-proxy request must (see _WorkClient)",
+    )
     args = p.parse_args()
     import uvloop
 
-    uvloop.run(serve(*args.serve))
+    port, app_port = args.serve
+    uvloop.run(serve(port, app_port, work=args.work))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.hopprofile`` builds the Go backend (benchmarks/gobackend), starts
 each target in front of it (the queue-proxy, the activator in front of the queue-proxy,
-the bare pass-through of benchmarks/h1floor.py, nginx), all on one CPU, and drives each
+the bare pass-through of benchmarks/h1floor.py and its work floor, nginx), all on one CPU, and drives each
 with ``wrk -c50`` from the other CPU while ``perf record`` samples the target's
 processes. It prints each target's CPU per request, split into user and system time
 (``/proc/PID/stat``), and then by where ``perf`` saw it: the kernel (the system calls
@@ -28,7 +28,7 @@ from benchmarks.loadgen import run_load, which
 from benchmarks.processes import Pinning, Supervisor
 from benchmarks.procfs import CLK_TCK, descendants, user_system_ticks
 
-TARGETS = ("queue-proxy", "activator", "floor", "nginx")
+TARGETS = ("queue-proxy", "activator", "floor", "workfloor", "nginx")
 GROUPS = (
     ("kernel", re.compile(r"\[kernel")),
     ("Python interpreter", re.compile(r"libpython|^python3")),
@@ -84,6 +84,9 @@ def main() -> int:
         if "floor" in targets:
             fl = servers.start_floor(sup, app.port, "floor")
             procs["floor"] = (fl.port, [fl.server.pid])
+        if "workfloor" in targets:
+            wf = servers.start_floor(sup, app.port, "workfloor", work=True)
+            procs["workfloor"] = (wf.port, [wf.server.pid])
         if "nginx" in targets:
             ng = servers.start_nginx(sup, shutil.which("nginx") or "nginx", work, app.port, "nginx")
             # nginx's worker runs under its master

@@ -236,13 +236,19 @@ def start_nginx(sup: Supervisor, nginx: str, tmp: Path, app_port: int, name: str
     return Proc(server, port, f"{tool_version('nginx')}, 1 worker, keep-alive upstream pool")
 
 
-def start_floor(sup: Supervisor, app_port: int, name: str) -> Proc:
-    """The bare HTTP/1.1 pass-through of benchmarks/h1floor.py: the floor of a Python hop."""
+def start_floor(sup: Supervisor, app_port: int, name: str, work: bool = False) -> Proc:
+    """The bare HTTP/1.1 pass-through of benchmarks/h1floor.py: the floor of a Python hop;
+    ``work``: the work floor (that pass-through plus what every queue-proxy request does)."""
     port = free_port()
     argv = [sys.executable, "-m", "benchmarks.h1floor", "--serve", str(port), str(app_port)]
+    if work:
+        argv.append("--work")
+        desc = "`python -m benchmarks.h1floor --work` (the floor + the queue-proxy's work)"
+    else:
+        desc = "`python -m benchmarks.h1floor` (uvloop + httptools, bytes copied)"
     server = sup.start(name, argv, dict(os.environ), cwd=REPO)
     wait_http_ok(f"http://127.0.0.1:{port}/", server)
-    return Proc(server, port, "`python -m benchmarks.h1floor` (uvloop + httptools, bytes copied)")
+    return Proc(server, port, desc)
 
 
 def start_go_proxy(sup: Supervisor, path: str, app_port: int, name: str) -> Proc:

@@ -23,7 +23,7 @@ PART_TITLES = {
     "held": "Held requests",
     "grpc": "gRPC",
 }
-TARGETS = ("direct", "queue-proxy", "activator", "nginx", "floor", "goproxy")
+TARGETS = ("direct", "queue-proxy", "activator", "nginx", "floor", "workfloor", "goproxy")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
@@ -64,7 +64,7 @@ class Config:
     preset: str = opt("suite", "", cli=False)
     parts: tuple[str, ...] = opt(PARTS, "comma-separated parts to run", _names(PARTS))
     # 1. hop overhead
-    hop_targets: tuple[str, ...] = opt(TARGETS[:5], "targets, comma-separated", _names(TARGETS[:5]))
+    hop_targets: tuple[str, ...] = opt(TARGETS[:6], "targets, comma-separated", _names(TARGETS[:6]))
     hop_app: str = opt("benchmarks/backend.py", "Python script of the app behind every target")
     backend_cmd: str | None = opt(None, "shell command of the app instead (serving $PORT)", str)
     go_proxy: str | None = opt(None, "also the target goproxy: this Go ReverseProxy binary", str)
@@ -150,10 +150,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "queueproxy": dict(
         _COMPONENT,
         parts=("hops", "hops-go"),
-        hop_targets=("direct", "queue-proxy", "nginx", "floor"),
+        hop_targets=("direct", "queue-proxy", "nginx", "floor", "workfloor"),
     ),
     "activator": dict(
-        _COMPONENT, parts=("hops", "hops-go", "held"), hop_targets=TARGETS[:5], held_reps=1
+        _COMPONENT, parts=("hops", "hops-go", "held"), hop_targets=TARGETS[:6], held_reps=1
     ),
     "grpc": dict(parts=("grpc",)),
 }

@@ -42,10 +42,11 @@ LABELS = {
     "activator": "activator → queue-proxy → app",
     "nginx": "nginx → app",
     "floor": "bare pass-through → app",
+    "workfloor": "work floor → app",
     "goproxy": "goproxy → app",
 }
-PROXIES = ("activator", "queue-proxy", "nginx", "floor", "goproxy")
-BASELINES = ("direct", "queue-proxy", "nginx", "floor", "goproxy")
+PROXIES = ("activator", "queue-proxy", "nginx", "floor", "workfloor", "goproxy")
+BASELINES = ("direct", "queue-proxy", "nginx", "floor", "workfloor", "goproxy")
 # The goals the report compares with (read, never asserted).
 GOAL_CPU_RATIO = 1.2
 GOAL_ADDED_P50_MS = 0.5
@@ -284,7 +285,7 @@ class HopsResult:
         pass-through of benchmarks/h1floor.py against nginx, and each path's CPU above
         as many floors as it has hops, all within each repetition."""
         if "floor" not in self.names:
-            return []
+            return self.work_floor_rows()
         k = self.sizes[0].kind("cpu")
         x = self.vs("floor", "nginx", k, runs.proxies_us)
         out = [
@@ -311,6 +312,44 @@ class HopsResult:
                 Goal(
                     f"{LABELS[n]}: proxies' CPU per request above {hops} floor"
                     f"{'s' * (hops > 1)} (Go backend)",
+                    "-",
+                    f"{fmt_delta(above, 1)} µs",
+                    None,
+                )
+            )
+        return out + self.work_floor_rows()
+
+    def work_floor_rows(self) -> list[Goal]:
+        """The work floor (benchmarks/h1floor.py ``--work``: the floor plus what every
+        queue-proxy request must do, each the cheapest way in Python) against nginx, with
+        the queue-proxy's goal: where it stands tells whether Python can meet the goal, and
+        the queue-proxy above it is what its own design costs."""
+        if "workfloor" not in self.names:
+            return []
+        k = self.sizes[0].kind("cpu")
+        x = self.vs("workfloor", "nginx", k, runs.proxies_us)
+        tput = self.vs("workfloor", "nginx", self.sizes[0].kind("tput"), runs.tput)
+        cpu_goal, tput_goal = GO_GOALS["queue-proxy"]["cpu"], GO_GOALS["queue-proxy"]["tput"]
+        out = [
+            Goal(
+                "the work floor: the floor + the queue-proxy's per-request work, CPU per "
+                "request / nginx's (Go backend)",
+                f"<= {cpu_goal}x",
+                fmt_ratio(x),
+                None if x is None else x.median <= cpu_goal,
+            ),
+            Goal(
+                "the work floor: throughput on one CPU / nginx's (Go backend)",
+                f">= {tput_goal}x",
+                fmt_ratio(tput),
+                None if tput is None else tput.median >= tput_goal,
+            ),
+        ]
+        if "queue-proxy" in self.names:
+            above = self.vs("queue-proxy", "workfloor", k, runs.proxies_us, "-")
+            out.append(
+                Goal(
+                    "queue-proxy → app: proxies' CPU per request above the work floor (Go backend)",
                     "-",
                     f"{fmt_delta(above, 1)} µs",
                     None,
@@ -582,6 +621,9 @@ def run(ctx: Context, go: bool = False) -> HopsResult:
     if "floor" in want:
         started.append(fl := servers.start_floor(sup, app.port, f"{part}-floor"))
         add("floor", fl, {"floor": fl})
+    if "workfloor" in want:
+        started.append(wf := servers.start_floor(sup, app.port, f"{part}-workfloor", work=True))
+        add("workfloor", wf, {"workfloor": wf})
     if cfg.go_proxy:
         started.append(gp := servers.start_go_proxy(sup, cfg.go_proxy, app.port, f"{part}-goproxy"))
         add("goproxy", gp, {"goproxy": gp})

@@ -24,6 +24,7 @@ ROLE_COLORS = {
     "queue-proxy": "tab:blue",
     "nginx": "tab:green",
     "floor": "tab:gray",
+    "workfloor": "tab:brown",
     "goproxy": "tab:olive",
     "app": "tab:gray",
 }

@@ -191,7 +191,7 @@ def test_generated_manifests_pass_zeroserve_validation(manifest: str) -> None:
             ["--preset", "queueproxy"],
             {
                 "parts": ("hops", "hops-go"),
-                "hop_targets": ("direct", "queue-proxy", "nginx", "floor"),
+                "hop_targets": ("direct", "queue-proxy", "nginx", "floor", "workfloor"),
                 "hop_rates": (1000,),
                 "large_bytes": 0,
                 "hop_reps": 3,
@@ -202,7 +202,14 @@ def test_generated_manifests_pass_zeroserve_validation(manifest: str) -> None:
             ["--preset", "activator", "--quick", "--held", "500"],
             {
                 "parts": ("hops", "hops-go", "held"),
-                "hop_targets": ("direct", "queue-proxy", "activator", "nginx", "floor"),
+                "hop_targets": (
+                    "direct",
+                    "queue-proxy",
+                    "activator",
+                    "nginx",
+                    "floor",
+                    "workfloor",
+                ),
                 "hop_reps": 1,
                 "held": 500,
                 "held_reps": 1,

@@ -123,12 +123,12 @@ def test_report_written_with_each_part_of_the_preset(smoke: Smoke, preset: str) 
 @pytest.mark.parametrize(
     ("preset", "part", "runs"),
     [
-        ("suite", "hops", 5 * 2 * 3),
-        ("suite", "hops-go", 5 * 2 * 3),
-        ("queueproxy", "hops", 4 * 3),
-        ("queueproxy", "hops-go", 4 * 3),
-        ("activator", "hops", 5 * 3),
-        ("activator", "hops-go", 5 * 3),
+        ("suite", "hops", 6 * 2 * 3),
+        ("suite", "hops-go", 6 * 2 * 3),
+        ("queueproxy", "hops", 5 * 3),
+        ("queueproxy", "hops-go", 5 * 3),
+        ("activator", "hops", 6 * 3),
+        ("activator", "hops-go", 6 * 3),
     ],
     ids=lambda v: str(v),
 )
@@ -144,6 +144,10 @@ def test_hop_overhead_runs_had_no_errors(smoke: Smoke, preset: str, part: str, r
         # the floor next to the goals: what a bare Python hop costs, and the paths above it
         assert "| the floor: a bare uvloop + httptools pass-through's CPU" in text
         assert "| queue-proxy → app: proxies' CPU per request above 1 floor (Go backend) |" in text
+        # the work floor: the floor plus the queue-proxy's per-request work, against its goal
+        assert "| the work floor: the floor + the queue-proxy's per-request work, CPU" in text
+        assert "| the work floor: throughput on one CPU / nginx's (Go backend) | >= 0.8x |" in text
+        assert "| queue-proxy → app: proxies' CPU per request above the work floor" in text
         two = "| activator → queue-proxy → app: proxies' CPU per request above 2 floors"
         assert (two in text) == (preset != "queueproxy")
     # targets x sizes x (throughput, CPU, one fixed rate)
