@@ -168,3 +168,18 @@ async def test_a_client_that_goes_away_ends_the_exchange_as_499() -> None:
     conn.connection_lost(None)
     assert [r.status for r in hop.handler.finished] == [499]
     assert app.closed and up.client is None  # the app's half-done exchange is not reused
+
+
+async def test_bytes_after_a_finished_response_neither_repeat_it_nor_stay_in_the_pool() -> None:
+    # The parser fails on what follows a "Connection: close" response in the same read,
+    # after the response was written to the client and its connection pooled.
+    hop = Hop()
+    up, app = hop.upstream()
+    conn, client = hop.client()
+    conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nokJUNK")
+    assert client.take() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"  # once
+    assert not client.closed
+    assert [r.status for r in hop.handler.finished] == [200]
+    assert app.closed  # the app's connection is not used again
+    assert hop.pool._idle == []

@@ -179,15 +179,26 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as e:
-            client.batch = None
-            if batch:
-                client.transport_write_lines(batch)
+            if client.batch is batch:
+                client.batch = None
+                if batch:
+                    client.transport_write_lines(batch)
             client.upstream_upgraded(self, data[e.args[0] :])
             return
         except HttpParserError as e:
-            client.batch = None
-            if batch:
-                client.transport_write_lines(batch)
+            # A response that ended in this read was flushed with its end (the batch is
+            # then no longer the client's): written once, not again here.
+            if client.batch is batch:
+                client.batch = None
+                if batch:
+                    client.transport_write_lines(batch)
+            if self.client is not client:
+                # The error is in bytes after a response that was over, this connection
+                # already back in the pool (or handed on from it): the app broke the
+                # protocol, so no one gets this connection again (a request already
+                # handed to it is sent again on a fresh one, as after any reused
+                # connection that closes before answering).
+                self.close()
             client.upstream_failed(self, f"invalid response from upstream: {e}", after_bytes=True)
             return
         if client.batch is batch:
