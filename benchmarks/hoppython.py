@@ -1,0 +1,259 @@
+"""The Python work of one exchange through a hop, in memory: no sockets, no kernel.
+
+``python -m benchmarks.hoppython`` drives the queue-proxy (``queueproxy.app.QueueProxy``,
+as a replica builds it from its environment), the work floor and the floor
+(benchmarks/h1floor.py) with the same request and response bytes written straight into
+their protocol objects, whose transports only record what they are given. Each figure
+is the median over repetitions of the wall time of many exchanges on one CPU, divided
+by their number: the interpreter's share of a hop's CPU per request, which ``perf``
+(``python -m benchmarks.hopprofile``) also sees, here without the kernel's and the
+event loop's share and without their noise.
+
+It then measures the queue-proxy again with parts of its work taken away, one at a
+time and then all together (``ABLATIONS``), so that the difference to the full
+queue-proxy is what each part costs. Nothing is asserted; the README's Performance
+section quotes the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+from unittest import mock
+
+from benchmarks import h1floor
+
+# What hey sends, and what the Go backend answers (benchmarks/gobackend).
+REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: hello.default.example.com\r\nUser-Agent: hey/0.0.1\r\n"
+    b"Content-Type: text/html\r\nAccept-Encoding: gzip\r\n\r\n"
+)
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Dec 2026 05:00:00 GMT\r\nContent-Length: 13\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\nHello World!\n"
+)
+QP_ENV = {
+    "SERVING_NAMESPACE": "default",
+    "SERVING_CONFIGURATION": "hello",
+    "SERVING_REVISION": "hello-00001",
+    "SERVING_POD": "hello-pod",
+    "SERVING_POD_IP": "127.0.0.1",
+    "CONTAINER_CONCURRENCY": "0",
+    "QUEUE_SERVING_PORT": "0",
+    "QUEUE_ADMIN_PORT": "0",
+    "QUEUE_METRICS_PORT": "0",
+    "USER_PORT": "9",
+    "REVISION_TIMEOUT_SECONDS": "300",
+}
+
+
+class Sink:
+    """A transport that keeps only the count of what it is given."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, data: bytes) -> None:
+        self.bytes += len(data)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.bytes += len(line)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        raise AssertionError("the hop closed a connection: the exchange is not as measured")
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+Exchange = Callable[[], None]
+
+
+def queue_proxy() -> tuple[Exchange, Sink]:
+    """One exchange through the queue-proxy: the client's request in, the app's answer
+    back, on one kept-alive connection each."""
+    from queueproxy.app import QueueProxy
+    from queueproxy.config import Settings
+    from zeroserve.http.server import ServerConnection
+    from zeroserve.http.upstream import UpstreamConnection, UpstreamPool
+
+    qp = QueueProxy(Settings.from_env(QP_ENV))
+    client = ServerConnection(qp.serving)
+    client_t = Sink()
+    client.connection_made(client_t)  # type: ignore[arg-type]
+    pool = qp.pool
+    assert isinstance(pool, UpstreamPool)
+    app = UpstreamConnection(pool)
+    app.connection_made(Sink())  # type: ignore[arg-type]
+    pool.release(app)
+
+    def exchange() -> None:
+        client.data_received(REQUEST)
+        app.data_received(RESPONSE)
+
+    return exchange, client_t
+
+
+def floor(work: bool) -> tuple[Exchange, Sink]:
+    """One exchange through benchmarks/h1floor.py's pass-through (``work``: the work floor)."""
+    pool: list[h1floor._App] = []
+    client: h1floor._Client
+    if work:
+        client = h1floor._WorkClient(pool, 9, h1floor._Work())
+        app: h1floor._App = h1floor._WorkApp(pool)
+    else:
+        client = h1floor._Client(pool, 9)
+        app = h1floor._App(pool)
+    client_t = Sink()
+    client.connection_made(client_t)
+    app.connection_made(Sink())
+    pool.append(app)
+
+    def exchange() -> None:
+        client.data_received(REQUEST)
+        app.data_received(RESPONSE)
+
+    return exchange, client_t
+
+
+def _no_handler_work() -> Iterator[Any]:
+    """The handler forwards and nothing else: no health-check test, statistics, drain
+    clock, breaker, tracing test, Forwarded synthesis, metrics or request log."""
+    from queueproxy.handler import _DROP, QueueProxyHandler
+
+    def on_request(self: Any, conn: Any, req: Any) -> None:
+        req.ctx = False
+        conn.forward(self.pool, drop=_DROP, host=req.h.get(b"k-original-host"))
+
+    yield mock.patch.object(QueueProxyHandler, "on_request", on_request)
+    yield mock.patch.object(QueueProxyHandler, "on_finish", lambda self, conn, req: None)
+
+
+def _no_timers() -> Iterator[Any]:
+    """No per-request timeouts armed (the request's deadlines stay unset)."""
+    from zeroserve.http.clientside import ClientSide
+
+    def arm(self: Any, req: Any) -> None:
+        req.started = 1.0
+
+    yield mock.patch.object(ClientSide, "arm", arm)
+
+
+def _no_response_headers() -> Iterator[Any]:
+    """The app's response head is not taken apart: no callback per response header (the
+    parser is made without one), the lines it would have kept given ready-made."""
+    from zeroserve.http.upstream import UpstreamConnection
+
+    lines = [
+        line + b"\r\n"
+        for line in RESPONSE.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+        if not line.lower().startswith((b"connection:", b"transfer-encoding:"))
+    ]
+    attach = UpstreamConnection.attach
+
+    def ready_made(self: Any, client: Any, head_request: bool) -> None:
+        attach(self, client, head_request)
+        self.lines = list(lines)
+        self.has_length = True
+
+    yield mock.patch.object(UpstreamConnection, "on_header", None)
+    yield mock.patch.object(UpstreamConnection, "attach", ready_made)
+
+
+def _no_request_headers() -> Iterator[Any]:
+    """The client's header lines are not kept one by one (only those the hop reads)."""
+    from zeroserve.http.server import ServerConnection
+
+    def on_header(self: Any, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in self.capture:
+            self.reading.h[lname] = value
+
+    yield mock.patch.object(ServerConnection, "on_header", on_header)
+
+
+ABLATIONS: dict[str, Callable[[], Iterator[Any]]] = {
+    "the handler's work (probes, stats, drain, breaker, metrics)": _no_handler_work,
+    "timers armed per request": _no_timers,
+    "a callback per response header": _no_response_headers,
+    "the request's header lines kept": _no_request_headers,
+}
+
+
+@contextmanager
+def ablated(names: list[str]) -> Iterator[None]:
+    with ExitStack() as stack:
+        for name in names:
+            for patch in ABLATIONS[name]():
+                stack.enter_context(patch)
+        yield
+
+
+def measure(make: Callable[[], tuple[Exchange, Sink]], n: int, reps: int) -> float:
+    """Median µs per exchange over ``reps`` runs of ``n`` exchanges (a fresh hop each)."""
+    out = []
+    for _ in range(reps):
+        exchange, sink = make()
+        for _ in range(200):  # warm-up
+            exchange()
+        before = sink.bytes
+        t0 = time.perf_counter()
+        for _ in range(n):
+            exchange()
+        out.append((time.perf_counter() - t0) / n * 1e6)
+        if sink.bytes - before != n * len(RESPONSE):
+            raise AssertionError(
+                f"{make.__name__}: the client got {sink.bytes - before} bytes for {n} "
+                f"responses of {len(RESPONSE)}"
+            )
+    return statistics.median(out)
+
+
+async def run(n: int, reps: int) -> list[tuple[str, float]]:
+    rows = [
+        ("floor", measure(lambda: floor(False), n, reps)),
+        ("work floor", measure(lambda: floor(True), n, reps)),
+    ]
+    full = measure(queue_proxy, n, reps)
+    rows.append(("queue-proxy", full))
+    for name in ABLATIONS:
+        with ablated([name]):
+            rows.append((f"queue-proxy without {name}", measure(queue_proxy, n, reps)))
+    with ablated(list(ABLATIONS)):
+        rows.append(("queue-proxy without all of these", measure(queue_proxy, n, reps)))
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.hoppython", description=__doc__)
+    p.add_argument("--exchanges", type=int, default=50_000, help="per repetition")
+    p.add_argument("--reps", type=int, default=5)
+    args = p.parse_args()
+    import uvloop
+
+    rows = uvloop.run(run(args.exchanges, args.reps))
+    full = dict(rows)["queue-proxy"]
+    print("| hop, in memory | Python µs per exchange | vs the queue-proxy |")
+    print("| --- | --: | --: |")
+    for name, us in rows:
+        print(f"| {name} | {us:.2f} | {us - full:+.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""``python -m benchmarks.hoppython``: the Python work of one exchange, in memory. Its
+figures mean something only if every hop it drives really relays the response, with and
+without each ablation (``measure`` checks the client got every response's bytes), and if
+an ablation takes away what it says."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import hoppython
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.process
+def test_every_hop_and_ablation_is_measured_whole() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hoppython", "--exchanges", "300", "--reps", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    rows = {
+        line.split(" | ")[0].strip("| "): float(line.split(" | ")[1])
+        for line in out.splitlines()
+        if line.startswith("| ") and not line.startswith("| hop") and "---" not in line
+    }
+    names = ["floor", "work floor", "queue-proxy"]
+    names += [f"queue-proxy without {a}" for a in hoppython.ABLATIONS]
+    names.append("queue-proxy without all of these")
+    assert list(rows) == names
+    assert all(us > 0 for us in rows.values())
+
+
+@pytest.mark.parametrize("ablation", list(hoppython.ABLATIONS))
+def test_an_ablation_keeps_the_response_and_removes_its_part(ablation: str) -> None:
+    from queueproxy.handler import QueueProxyHandler
+    from zeroserve.http.clientside import ClientSide
+    from zeroserve.http.server import ServerConnection
+    from zeroserve.http.upstream import UpstreamConnection
+
+    calls: list[str] = []
+    watched = {
+        "the handler's work (probes, stats, drain, breaker, metrics)": (
+            QueueProxyHandler,
+            "_forward",
+        ),
+        "timers armed per request": (ClientSide, "arm"),
+        "a callback per response header": (UpstreamConnection, "on_header"),
+        "the request's header lines kept": (ServerConnection, "on_header"),
+    }
+    cls, name = watched[ablation]
+    original = getattr(cls, name)
+
+    def spy(self: object, *args: object) -> object:
+        calls.append(name)
+        return original(self, *args)
+
+    async def one(ablate: bool) -> int:
+        calls.clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(cls, name, spy)
+            if ablate:
+                with hoppython.ablated([ablation]):
+                    exchange, sink = hoppython.queue_proxy()
+                    exchange()
+            else:
+                exchange, sink = hoppython.queue_proxy()
+                exchange()
+        return sink.bytes
+
+    assert asyncio.run(one(False)) == len(hoppython.RESPONSE)
+    assert calls  # the part runs in the full queue-proxy
+    assert asyncio.run(one(True)) == len(hoppython.RESPONSE)
+    assert not calls  # and not in the ablated one
