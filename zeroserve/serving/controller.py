@@ -567,13 +567,20 @@ class Controller:
         if ready is None and rev.observed.ready is not None:
             last = rev.observed
             ready, reason, message = last.ready, reason or last.reason, message or last.message
-        rev.observed = Observed(
+        observed = Observed(
             ready=ready,
             reason=reason,
             message=message,
             desired_replicas=desired_replicas,
             actual_replicas=actual_replicas,
         )
+        if observed == rev.observed:
+            # Nothing new: what reconcile derives from it is in the state already, and
+            # work due at a time runs in ``tick``. The local runtime reports every
+            # revision at each change of any (docs/local-mode.md, "Cold start CPU").
+            self._now = max(self._now, now)
+            return True
+        rev.observed = observed
         reconcile(self._state, now)
         gc.collect(self._state, now)
         self._commit(self._state, now)
