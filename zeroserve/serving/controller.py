@@ -329,6 +329,7 @@ class Controller:
         self._now = now
         self._state = State(configs=self._base_configs())
         self._version = 1
+        self._commits = 0
         self._published = self._snapshot()
 
     # ----- runtime-facing outputs ----------------------------------------------------------
@@ -370,6 +371,12 @@ class Controller:
         for the activator."""
         table = routes.routing_table(self._state)
         return table + domainmapping.routes(self._state, table=table)
+
+    @property
+    def commits(self) -> int:
+        """Counts the changes of the state (each one a commit): the objects :meth:`get`
+        returns are the same while it stays."""
+        return self._commits
 
     def next_wakeup(self, now: float) -> float | None:
         """When :meth:`tick` has work next: the earliest of the next garbage-collection
@@ -635,6 +642,7 @@ class Controller:
     def _commit(self, state: State, now: float) -> None:
         self._state = state
         self._now = max(self._now, now)
+        self._commits += 1
         snapshot = self._snapshot()
         if snapshot != self._published:
             self._published = snapshot
