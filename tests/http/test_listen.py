@@ -4,6 +4,7 @@ address is bound without resolving it, as ``create_server`` would bind it."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 
 import pytest
@@ -58,5 +59,22 @@ async def test_a_server_listens_on_the_socket_it_bound() -> None:
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.close()
+    finally:
+        server.stop_listening()
+
+
+@pytest.mark.process
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+async def test_the_server_keeps_the_backlog_it_asked_for() -> None:
+    """create_server listens again on a socket it is given, by default with a backlog of
+    100: a burst of 2,000 connections would then wait for SYN retransmits."""
+    server = Server(Handler())
+    port = await server.listen("127.0.0.1", 0, backlog=2048)
+    try:
+        ss = await asyncio.create_subprocess_exec(
+            "ss", "-ltnH", f"sport = :{port}", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await ss.communicate()
+        assert out.split()[2] == b"2048"  # Send-Q of a listening socket: its backlog
     finally:
         server.stop_listening()

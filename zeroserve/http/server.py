@@ -987,7 +987,10 @@ class Server:
         loop = asyncio.get_running_loop()
         sock = bound_socket(host, port, backlog=backlog, reuse_port=reuse_port)
         if sock is not None:
-            srv = await loop.create_server(lambda: ServerConnection(self), sock=sock)
+            # the backlog again: create_server listens on a given socket with its own
+            srv = await loop.create_server(
+                lambda: ServerConnection(self), sock=sock, backlog=backlog
+            )
         else:
             srv = await loop.create_server(
                 lambda: ServerConnection(self),
