@@ -15,6 +15,7 @@ import pytest
 from zeroserve.local.replica import QUEUE_PROXY, standby_pool
 from zeroserve.local.runtime import LocalRuntime
 from zeroserve.local.standby import StandbyPool
+from zeroserve.local.starts import StartsUnderWay
 from zeroserve.local.up import Up, UpError, UpOptions
 
 from .test_runtime import KEY, run
@@ -71,6 +72,37 @@ async def test_the_pool_fills_hands_out_and_refills_after_a_delay(tmp_path: Path
     # closing ends the standbys not taken (they exit at the end of their stdin)
     assert all(p.returncode == 0 for p in waiting)
     assert pool.state()["ready"] == 0
+
+
+FAKE_STANDBY = [
+    sys.executable,
+    "-c",
+    'import sys; print(\'{"queue_proxy": "standby"}\', flush=True); sys.stdin.readline()',
+]
+"""Says what a standby says and waits for its stdin, without importing the queue-proxy."""
+
+
+async def test_the_refill_waits_until_no_replica_is_starting() -> None:
+    starts = StartsUnderWay()
+    pool = StandbyPool(
+        1, env=lambda: dict(os.environ), command=FAKE_STANDBY, refill_after=0.05, starts=starts
+    )
+    pool.start()
+    try:
+        await until(lambda: pool.state()["ready"] == 1)
+        starts.begin()  # the replica that takes it starts...
+        taken = pool.take()
+        assert taken is not None
+        await asyncio.sleep(0.3)  # ...for longer than refill_after
+        assert pool.state()["started"] == 1  # its replacement waits
+        starts.end()  # it is ready: the replacement starts now
+        assert pool.state()["starting"] == 1
+        await until(lambda: pool.state()["ready"] == 1)
+        assert pool.state()["started"] == 2
+    finally:
+        await pool.close()
+        taken.kill()
+        await taken.wait()
 
 
 async def test_a_standby_that_died_is_skipped(tmp_path: Path) -> None:
@@ -130,6 +162,36 @@ async def test_a_replica_takes_a_standby_and_it_is_its_queue_proxy(tmp_path: Pat
     finally:
         await rt.close()
     assert pool.state()["ready"] == 0  # the runtime closes its pool
+
+
+SLOW_APP = (
+    "import runpy, time; time.sleep(1.0); "
+    "runpy.run_path('examples/helloworld/app.py', run_name='__main__')"
+)
+"""The sample app, listening a second after it started."""
+
+
+async def test_a_replica_s_standby_is_made_again_once_it_is_ready(tmp_path: Path) -> None:
+    """Not while its app starts: the refill would take the CPU the app needs."""
+    pool = standby_pool(1, tmp_path)
+    pool.refill_after = 0.05
+    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path, standby=pool)
+    pool.start()
+    try:
+        await until(lambda: pool.state()["ready"] == 1)
+        rt.set_revisions({KEY: run(["python", "-c", SLOW_APP], TARGET="slow")})
+        rt.set_scale(KEY, 1)
+        await until(lambda: pool.state()["taken"] == 1)
+        assert rt.starts.count == 1
+        await asyncio.sleep(0.5)  # refill_after passed long ago; the app still starts
+        assert not any(e.ready for e in rt.endpoints().get(KEY, ()))
+        assert pool.state()["started"] == 1
+        await until(lambda: any(e.ready for e in rt.endpoints()[KEY]))
+        assert rt.starts.quiet
+        await until(lambda: pool.state()["started"] == 2)
+        await until(lambda: pool.state()["ready"] == 1)
+    finally:
+        await rt.close()
 
 
 async def test_standbys_die_with_the_process_that_made_them(tmp_path: Path) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from queueproxy.standby import AssignmentError, parse_assignment
+from queueproxy.standby import AssignmentError, parse_assignment, replace_environment
 from tests.support.apps import run_app
 from tests.support.procs import qp_env, stop_process
 
@@ -61,6 +62,22 @@ async def _assign(proc: asyncio.subprocess.Process, assignment: object) -> bytes
     await proc.stdin.drain()
     proc.stdin.close()
     return await asyncio.wait_for(proc.stdout.readline(), 30)
+
+
+def test_the_environment_becomes_exactly_the_assignment_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ZS_TEST_KEPT", "same")
+    monkeypatch.setenv("ZS_TEST_CHANGED", "before")
+    monkeypatch.setenv("ZS_TEST_GONE", "x")
+    wanted = {"ZS_TEST_KEPT": "same", "ZS_TEST_CHANGED": "after", "ZS_TEST_NEW": "n"}
+    saved = dict(os.environ)
+    try:
+        replace_environment(wanted)
+        assert dict(os.environ) == wanted
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.mark.process

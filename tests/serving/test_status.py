@@ -238,3 +238,15 @@ def test_unknown_revision_reports_are_ignored(c: Controller) -> None:
     version = c.version
     assert c.set_revision_state(RevisionKey("default", "gone-00001"), ready=True, now=2.0) is False
     assert c.version == version
+
+
+def test_the_same_report_again_changes_nothing(c: Controller) -> None:
+    # The local runtime reports every revision at each change of any one; a report
+    # that says nothing new leaves every object as it was (and is not reconciled).
+    c.set_revision_state(V1, ready=True, actual_replicas=1, desired_replicas=1, now=2.0)
+    before = {kind: c.get(kind, "default") for kind in ("ksvc", "config", "rev", "route")}
+    assert c.set_revision_state(V1, ready=True, actual_replicas=1, desired_replicas=1, now=9.0)
+    assert {kind: c.get(kind, "default") for kind in before} == before
+    # a report of no verdict is the last verdict again
+    assert c.set_revision_state(V1, ready=None, actual_replicas=1, desired_replicas=1, now=10.0)
+    assert {kind: c.get(kind, "default") for kind in before} == before

@@ -41,7 +41,9 @@ Error attribution: every response the hop generates itself carries
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 import time
 from collections import deque
 from http import HTTPStatus
@@ -920,6 +922,34 @@ class ServerConnection(ClientSide, asyncio.Protocol):
             t.close()
 
 
+def bound_socket(host: str, port: int, *, backlog: int, reuse_port: bool) -> socket.socket | None:
+    """A listening socket on ``host:port`` when ``host`` is one IP address, as
+    ``loop.create_server`` would make it (``SO_REUSEADDR``, ``IPV6_V6ONLY`` for IPv6,
+    ``SO_REUSEPORT`` if asked); None for a name or an empty host (all interfaces), which
+    ``create_server`` resolves. Made here, the address needs no ``getaddrinfo``: a
+    queue-proxy taking a replica listens on four ports while the app starts on the same
+    CPU, and the first resolution in a process costs about 1-2 ms of CPU
+    (docs/local-mode.md, "Cold start CPU")."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class Server:
     """A listener serving ``handler``; tracks its connections for timeouts and shutdown."""
 
@@ -955,14 +985,21 @@ class Server:
         ``reuse_port``: several processes share the port and the kernel spreads
         connections over them (several local activators behind one address)."""
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(
-            lambda: ServerConnection(self),
-            host,
-            port,
-            backlog=backlog,
-            reuse_address=True,
-            reuse_port=reuse_port or None,
-        )
+        sock = bound_socket(host, port, backlog=backlog, reuse_port=reuse_port)
+        if sock is not None:
+            # the backlog again: create_server listens on a given socket with its own
+            srv = await loop.create_server(
+                lambda: ServerConnection(self), sock=sock, backlog=backlog
+            )
+        else:
+            srv = await loop.create_server(
+                lambda: ServerConnection(self),
+                host,
+                port,
+                backlog=backlog,
+                reuse_address=True,
+                reuse_port=reuse_port or None,
+            )
         self._listeners.append(srv)
         if self._sweeper is None:
             self._sweeper = loop.call_later(0.1, self._sweep)

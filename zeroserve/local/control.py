@@ -170,7 +170,7 @@ class ControlAPI:
             return _error(400, "since must be an integer and wait a number")
         client = request.query.get("client", "")
         snap: Snapshot = await self.hub.wait_past(since, wait, client=client)
-        return _json(snap.to_json())
+        return web.Response(text=self.hub.encoded(snap), content_type="application/json")
 
     async def scale(self, request: web.Request) -> web.Response:
         try:

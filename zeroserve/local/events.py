@@ -339,6 +339,8 @@ class EventWatcher:
                 key = _key(obj)
                 seen[kind][key] = obj
                 old = before.get(key)
+                if old is obj:
+                    continue  # the same object shown again (ObserveRoutes keeps them)
                 derived += pod_events(old, obj) if kind == "Pod" else object_events(kind, old, obj)
         derived += scale_events(self._scales, scales)
         self._objects, self._scales = seen, dict(scales)

@@ -79,6 +79,9 @@ class ObserveRoutes:
         self.log_clock = podlogs.LogClock()
         self.events = EventLog()
         self.watcher = EventWatcher(self.events)
+        self._objects: dict[str, list[dict[str, Any]]] = {}
+        self._objects_at = -1
+        """The controller's objects of ``EVENT_KINDS`` and the commit they are of."""
         hub.observers.append(self.observe)
 
     def install(self, app: web.Application) -> None:
@@ -93,7 +96,12 @@ class ObserveRoutes:
     def observe(self) -> None:
         """After each published change: record the events it makes."""
         try:
-            objects = {k: self.controller.get(k, None, None) for k in EVENT_KINDS}
+            # Most changes during a cold start are the replica's alone: the controller's
+            # objects are rendered again only when its state changed.
+            if self._objects_at != self.controller.commits:
+                self._objects = {k: self.controller.get(k, None, None) for k in EVENT_KINDS}
+                self._objects_at = self.controller.commits
+            objects = dict(self._objects)
             objects["Pod"] = self.hub.pod_objects(None, None)
             scales = {(k.namespace, k.name): n for k, n in self.hub.snapshot.replicas.items()}
             self.watcher.observe(objects, scales, self.clock())

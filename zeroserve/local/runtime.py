@@ -68,6 +68,7 @@ from .replica import (
 )
 from .sandbox import PodSandbox, Sandbox, SandboxError, VolumeError
 from .standby import StandbyPool
+from .starts import StartsUnderWay
 
 log = logging.getLogger(__name__)
 
@@ -436,6 +437,7 @@ class RevisionSet:
             self._changed()
             await self._start_slots.acquire()
             pod.pending, starting = False, True
+            self.runtime.starts.begin()
             try:
                 pod.times["spawned"] = time.time()
                 await replica.start()
@@ -458,6 +460,7 @@ class RevisionSet:
                         pod.times["ready"] = time.time()
                         self._start_slots.release()
                         starting = False
+                        self.runtime.starts.end()
                         pod.ready = True
                         pod.out_of_rotation = False
                         pod.crashlooping = False
@@ -490,6 +493,7 @@ class RevisionSet:
             finally:
                 if starting:
                     self._start_slots.release()
+                    self.runtime.starts.end()
             # the replica is gone (crashed, or never got ready)
             exited_at = time.monotonic()
             was_ready = pod.ready
@@ -946,6 +950,13 @@ class LocalRuntime:
         self.standby = standby
         """Queue-proxies started ahead (zeroserve/local/standby.py); None: each replica
         starts its own."""
+        self.starts = StartsUnderWay()
+        """Replica starts under way (from the start slot to ready or failed): the
+        standbys and spare pod networks are made again once there are none."""
+        if standby is not None:
+            standby.starts = self.starts
+        if sandbox is not None and sandbox.network is not None:
+            sandbox.network.starts = self.starts
         self.restart_backoff = restart_backoff
         """(first delay, cap) of a replica's restart back-off (:class:`RestartBackoff`)."""
         self.observability = ObservabilityConfig().to_env()

@@ -8,7 +8,8 @@ everything, said ``{"queue_proxy": "standby"}`` on stdout and waits for its
 assignment on stdin. A replica takes one (:meth:`StandbyPool.take`) and sends it its
 environment, log file and network namespace (:func:`assign`); it listens about 4 ms
 later. The pool starts a replacement ``refill_after`` seconds after a take
-(:data:`REFILL_AFTER`), so the replacement's start does not compete with the app's
+(:data:`REFILL_AFTER`) and, with ``starts``, only once no replica is starting
+(:mod:`.starts`), so the replacement's start does not compete with an app's
 (docs/local-mode.md, "Standby queue-proxies").
 
 A standby runs in its own process group and dies with this process
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from zeroserve.local.sandbox.enter import EnterPlan, spawn
+from zeroserve.local.starts import StartsUnderWay
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class StandbyPool:
         refill_after: float = REFILL_AFTER,
         command: list[str] | None = None,
         start_timeout: float = STANDBY_START_TIMEOUT,
+        starts: StartsUnderWay | None = None,
     ) -> None:
         if size < 0:
             raise ValueError(f"size must be at least 0, not {size}")
@@ -66,6 +69,9 @@ class StandbyPool:
         self.refill_after = refill_after
         self.command = command or [sys.executable, "-m", "queueproxy", "--standby"]
         self.start_timeout = start_timeout
+        self.starts = starts
+        """The runtime's replica starts under way: a refill waits until there are none
+        (None: it does not wait)."""
         self.ready: list[asyncio.subprocess.Process] = []
         """Standbys that said they are ready, oldest first."""
         self.starting = 0
@@ -76,6 +82,8 @@ class StandbyPool:
         self.taken = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._refill: asyncio.TimerHandle | None = None
+        self._refill_waits = False
+        """The refill is due and waits until no replica is starting."""
         self._log: IO[bytes] | None = None
         self._closed = False
 
@@ -169,11 +177,19 @@ class StandbyPool:
         return None
 
     def _schedule_refill(self) -> None:
-        if self._closed or self._refill is not None or self.size == 0:
+        if self._closed or self._refill is not None or self._refill_waits or self.size == 0:
             return
 
         def refill() -> None:
             self._refill = None
+            if self.starts is None:
+                self.start()
+                return
+            self._refill_waits = True
+            self.starts.when_quiet(quiet)
+
+        def quiet() -> None:
+            self._refill_waits = False
             self.start()
 
         self._refill = asyncio.get_running_loop().call_later(self.refill_after, refill)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -75,6 +76,7 @@ class StateHub:
         """Counts every change of objects or replicas (``zeroserve get -w`` follows it;
         the snapshot's version moves only when the data plane's view does)."""
         self._any_change = asyncio.Event()
+        self._encoded: tuple[Snapshot, str] | None = None
 
     def attach(self, runtime: LocalRuntime) -> None:
         self.runtime = runtime
@@ -224,6 +226,13 @@ class StateHub:
         # traffic; GC deletes): run what exists and publish, as after an apply.
         self.controller_changed()
         self._schedule_wakeup(now)
+
+    def encoded(self, snap: Snapshot) -> str:
+        """``snap`` as the JSON text the control API serves, encoded once for every
+        activator and autoscaler that polls for it."""
+        if self._encoded is None or self._encoded[0] is not snap:
+            self._encoded = (snap, json.dumps(snap.to_json()))
+        return self._encoded[1]
 
     async def wait_past(self, since: int, wait: float, *, client: str = "") -> Snapshot:
         """The snapshot as soon as its version is not ``since`` (or after ``wait``).

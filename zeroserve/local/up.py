@@ -374,6 +374,9 @@ class Up:
             print(f"zeroserve up: removed what a killed earlier run left: {line}", flush=True)
         print(f"zeroserve up: {self.sandbox.describe()}", flush=True)
         self.runtime.sandbox = self.sandbox
+        if self.sandbox.network is not None:
+            # its spare pod networks are made again once no replica is starting
+            self.sandbox.network.starts = self.runtime.starts
         if self.runtime.standby is not None:
             self.runtime.standby.start()
         self.controller.sandbox = self.sandbox.mode == "pod"

@@ -329,6 +329,7 @@ class Controller:
         self._now = now
         self._state = State(configs=self._base_configs())
         self._version = 1
+        self._commits = 0
         self._published = self._snapshot()
 
     # ----- runtime-facing outputs ----------------------------------------------------------
@@ -370,6 +371,12 @@ class Controller:
         for the activator."""
         table = routes.routing_table(self._state)
         return table + domainmapping.routes(self._state, table=table)
+
+    @property
+    def commits(self) -> int:
+        """Counts the changes of the state (each one a commit): the objects :meth:`get`
+        returns are the same while it stays."""
+        return self._commits
 
     def next_wakeup(self, now: float) -> float | None:
         """When :meth:`tick` has work next: the earliest of the next garbage-collection
@@ -567,13 +574,20 @@ class Controller:
         if ready is None and rev.observed.ready is not None:
             last = rev.observed
             ready, reason, message = last.ready, reason or last.reason, message or last.message
-        rev.observed = Observed(
+        observed = Observed(
             ready=ready,
             reason=reason,
             message=message,
             desired_replicas=desired_replicas,
             actual_replicas=actual_replicas,
         )
+        if observed == rev.observed:
+            # Nothing new: what reconcile derives from it is in the state already, and
+            # work due at a time runs in ``tick``. The local runtime reports every
+            # revision at each change of any (docs/local-mode.md, "Cold start CPU").
+            self._now = max(self._now, now)
+            return True
+        rev.observed = observed
         reconcile(self._state, now)
         gc.collect(self._state, now)
         self._commit(self._state, now)
@@ -628,6 +642,7 @@ class Controller:
     def _commit(self, state: State, now: float) -> None:
         self._state = state
         self._now = max(self._now, now)
+        self._commits += 1
         snapshot = self._snapshot()
         if snapshot != self._published:
             self._published = snapshot

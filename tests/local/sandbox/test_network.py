@@ -13,6 +13,7 @@ import pytest
 from zeroserve.local.sandbox.enter import preexec
 from zeroserve.local.sandbox.network import Network, NetworkError
 from zeroserve.local.sandbox.state import RunState
+from zeroserve.local.starts import StartsUnderWay
 
 from .conftest import TEST_CIDR, root_only
 
@@ -149,6 +150,21 @@ async def test_spares_are_handed_out_at_once_and_made_again_later(run_state: Run
     # closing removes the pods' namespaces and the spares'
     left = _names()[0]
     assert not any(n in left for n in (a.netns, b.netns, *spares))
+
+
+async def test_spares_are_made_again_once_no_replica_is_starting(run_state: RunState) -> None:
+    net = await Network.create(run_state, TEST_CIDR, spares=1, spare_after=0.05)
+    net.starts = starts = StartsUnderWay()
+    try:
+        await _until(lambda: net.spare_state() == {"spares": 1, "ready": 1})
+        starts.begin()  # the replica that takes it starts...
+        await net.add_pod("a")
+        await asyncio.sleep(0.3)  # ...for longer than spare_after
+        assert net.spare_state() == {"spares": 1, "ready": 0}
+        starts.end()  # it is ready: the spare is made now
+        await _until(lambda: net.spare_state()["ready"] == 1)
+    finally:
+        await net.close()
 
 
 def _mac(link: str) -> str:

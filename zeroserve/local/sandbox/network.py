@@ -14,7 +14,8 @@ With ``spares`` (``zeroserve up`` sets as many as it keeps standby queue-proxies
 that many pods' namespaces are kept made ahead: :meth:`Network.add_pod` hands one out
 at once (the ``ip`` commands take 6 ms on an idle machine, 15-50 ms during a cold
 start, on the cold start's path), and the missing ones are made ``spare_after``
-seconds later, off that path (docs/local-mode.md, "Standby queue-proxies").
+seconds later and, with ``starts``, once no replica is starting, off that path
+(docs/local-mode.md, "Standby queue-proxies").
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..starts import StartsUnderWay
 from .state import RunState
 
 DEFAULT_POD_CIDR = "198.18.0.0/16"
@@ -150,6 +152,10 @@ class Network:
         self._spare: list[PodNetwork] = []
         self._spare_task: asyncio.Task[None] | None = None
         self._spare_timer: asyncio.TimerHandle | None = None
+        self.starts: StartsUnderWay | None = None
+        """The runtime's replica starts under way: spares are made once there are none
+        (None: they are not waited for)."""
+        self._spare_waits = False
 
     @classmethod
     async def create(
@@ -199,6 +205,8 @@ class Network:
     def _schedule_spare(self, delay: float | None = None) -> None:
         if self.spares <= len(self._spare) or self._spare_timer is not None:
             return
+        if self._spare_waits:
+            return
         if self._spare_task is not None and not self._spare_task.done():
             return
         loop = asyncio.get_running_loop()
@@ -208,6 +216,16 @@ class Network:
 
     def _start_spare(self) -> None:
         self._spare_timer = None
+        if self.starts is not None:
+            self._spare_waits = True
+            self.starts.when_quiet(self._make_spares_now)
+        else:
+            self._make_spares_now()
+
+    def _make_spares_now(self) -> None:
+        self._spare_waits = False
+        if self.spares <= len(self._spare):
+            return  # closed meanwhile
         self._spare_task = asyncio.get_running_loop().create_task(
             self._make_spares(), name="spare pod networks"
         )
