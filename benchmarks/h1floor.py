@@ -91,6 +91,10 @@ class _Client(asyncio.Protocol):
     def on_message_complete(self) -> None:
         data = b"".join(self.received)
         self.received.clear()
+        self.send(data)
+
+    def send(self, data: bytes) -> None:
+        """``data`` to an idle app connection, or to a new one."""
         if self.pool:
             app = self.pool.pop()
             app.client = self
@@ -98,12 +102,13 @@ class _Client(asyncio.Protocol):
         else:
             self.connecting = asyncio.ensure_future(self._connect_and_send(data))
 
+    def new_app(self) -> _App:
+        return _App(self.pool)
+
     async def _connect_and_send(self, data: bytes) -> None:
         loop = asyncio.get_running_loop()
         try:
-            _, app = await loop.create_connection(
-                lambda: _App(self.pool), "127.0.0.1", self.app_port
-            )
+            _, app = await loop.create_connection(self.new_app, "127.0.0.1", self.app_port)
         except OSError:
             self.transport.close()
             return
@@ -222,13 +227,7 @@ class _WorkClient(_Client):
         work.last_request = self.started = now
         self.proxied = proxied
         work.stats.request_in(now, proxied)
-        head = b"".join(out)
-        if self.pool:
-            app = self.pool.pop()
-            app.client = self
-            app.transport.write(head)
-        else:
-            self.connecting = asyncio.ensure_future(self._connect_and_send(head))
+        self.send(b"".join(out))
 
     def finish(self, status: int) -> None:
         now = time.monotonic()
@@ -236,17 +235,8 @@ class _WorkClient(_Client):
         work.stats.request_out(now, self.proxied)
         work.latency.observe(status, now - self.started)
 
-    async def _connect_and_send(self, data: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            _, app = await loop.create_connection(
-                lambda: _WorkApp(self.pool), "127.0.0.1", self.app_port
-            )
-        except OSError:
-            self.transport.close()
-            return
-        app.client = self
-        app.transport.write(data)
+    def new_app(self) -> _App:
+        return _WorkApp(self.pool)
 
 
 async def serve(port: int, app_port: int, work: bool = False) -> None:
