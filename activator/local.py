@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from zeroserve.envconfig import ConfigError
-from zeroserve.local.protocol import Snapshot, StateFollower
+from zeroserve.local.protocol import SERVING_VIEW, Snapshot, StateFollower
 from zeroserve.observability import ObservabilityConfig
 from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 
@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 class LocalControlSources:
     def __init__(self, url: str, activator: Activator, session: aiohttp.ClientSession) -> None:
         self.activator = activator
-        self.follower = StateFollower(url, session, self.apply, client=activator.settings.pod_name)
+        # The serving view: a new replica count (a scale request while a request is
+        # held for a cold start) changes nothing here and is not sent.
+        self.follower = StateFollower(
+            url, session, self.apply, client=activator.settings.pod_name, view=SERVING_VIEW
+        )
         self._revisions: Mapping[RevisionKey, RevisionInfo] = {}
         self._endpoints: dict[RevisionKey, tuple[Endpoint, ...]] = {}
         self._routes: tuple[object, ...] | None = None

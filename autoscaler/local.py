@@ -13,7 +13,13 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from zeroserve.local.protocol import ScaleRequestError, Snapshot, StateFollower, post_scale
+from zeroserve.local.protocol import (
+    READY_VIEW,
+    ScaleRequestError,
+    Snapshot,
+    StateFollower,
+    post_scale,
+)
 
 from .model import Endpoint, RevisionInfo, RevisionKey, ScaleError
 
@@ -84,7 +90,9 @@ class ControlPlaneCluster:
         self.session = session
         self.snapshot = Snapshot(version=-1)
         self._on_snapshot = on_snapshot
-        self.follower = StateFollower(url, session, self._apply)
+        # Only ready endpoints count here: the ready view does not wake this process
+        # when a replica starts listening, during the cold start it is part of.
+        self.follower = StateFollower(url, session, self._apply, view=READY_VIEW)
         self._scaled: dict[RevisionKey, int] = {}
 
     def _apply(self, snapshot: Snapshot) -> None:

@@ -103,6 +103,8 @@ class FakeControl:
         self.fail_scale = False
         self.polls: list[tuple[str, str]] = []
         """(since, client) of every state poll."""
+        self.views: list[str] = []
+        """The view every state poll asked for ("": the whole snapshot)."""
 
     def publish(self, snap: Snapshot) -> None:
         self.snap = snap
@@ -111,6 +113,7 @@ class FakeControl:
 
     async def state(self, request: web.Request) -> web.Response:
         self.polls.append((request.query["since"], request.query.get("client", "")))
+        self.views.append(request.query.get("view", ""))
         since = int(request.query["since"])
         if self.snap.version == since:
             with contextlib.suppress(TimeoutError):
@@ -207,6 +210,8 @@ async def test_autoscaler_sources_over_the_control_api() -> None:
                     await asyncio.sleep(0.01)
             assert cluster.ready_pods(KEY) == []  # not-ready replicas are not counted
             assert cluster.current_scale(KEY) == 1
+            # it reads ready endpoints only, so it follows the ready view
+            assert set(fake.views) == {"ready"}
         finally:
             await cluster.stop()
 
@@ -227,6 +232,8 @@ async def test_activator_sources_push_routes_revisions_and_endpoints() -> None:
                 while act.revisions.get(KEY) is not None:
                     await asyncio.sleep(0.01)
             assert act.routes.lookup(b"hello.default.localhost") is None
+            # replica counts are not its business: it follows the serving view
+            assert set(fake.views) == {"serving"}
         finally:
             await sources.stop()
             await act.close()

@@ -9,7 +9,7 @@ apply replica counts (``zeroserve.local.protocol``).
 
 | method | path | what |
 | --- | --- | --- |
-| GET | /v1/state?since=N&wait=S[&client=C] | data-plane snapshot once its version passes N (client C has applied N) |
+| GET | /v1/state?since=N&wait=S[&client=C][&view=V] | data-plane snapshot once its version passes N (client C has applied N); view V ready or serving: StateHub.wait_past |
 | POST | /v1/scale | ``{"namespace", "revision", "replicas"}`` (the autoscaler) |
 | POST | /v1/apply | ``{"file", "yaml"}`` -> ``{"lines", "objects"}`` once the activators route by it (at most 2 s), or 422 ``{"errors"}`` |
 | POST | /v1/delete | ``{"file", "yaml"}`` -> ``{"lines", "errors"}``: delete what the manifest names |
@@ -46,7 +46,7 @@ from . import access
 from .observe import ObserveRoutes
 from .page import OPEN_PATHS as PAGE_PATHS
 from .page import LivePage
-from .protocol import LONG_POLL, SCALE_PATH, STATE_PATH, Snapshot
+from .protocol import LONG_POLL, READY_VIEW, SCALE_PATH, SERVING_VIEW, STATE_PATH, Snapshot
 from .runtime import LocalRuntime
 from .state import StateHub
 
@@ -169,7 +169,10 @@ class ControlAPI:
         except ValueError:
             return _error(400, "since must be an integer and wait a number")
         client = request.query.get("client", "")
-        snap: Snapshot = await self.hub.wait_past(since, wait, client=client)
+        view = request.query.get("view", "")
+        if view not in ("", READY_VIEW, SERVING_VIEW):
+            return _error(400, f"view must be {READY_VIEW!r}, {SERVING_VIEW!r} or absent")
+        snap: Snapshot = await self.hub.wait_past(since, wait, client=client, view=view)
         return web.Response(text=self.hub.encoded(snap), content_type="application/json")
 
     async def scale(self, request: web.Request) -> web.Response:

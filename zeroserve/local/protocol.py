@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 STATE_PATH = "/v1/state"
 SCALE_PATH = "/v1/scale"
 LONG_POLL = 25.0
+READY_VIEW = "ready"
+"""``GET /v1/state?view=ready``: the snapshot with only the ready endpoints, versioned
+on its own (``StateHub.wait_past``), for a follower that reads no other endpoint."""
+SERVING_VIEW = "serving"
+"""``GET /v1/state?view=serving``: the whole snapshot, answered only when what a request
+is routed by changed (revisions, routes, endpoints, observability and tracing config),
+not for replica counts or the autoscaler's config (``StateHub.wait_past``)."""
 
 
 @dataclass(frozen=True)
@@ -227,12 +234,16 @@ class StateFollower:
         *,
         client: str = "",
         token: str | None = None,
+        view: str = "",
     ) -> None:
         self.url = url.rstrip("/")
         self.headers = access.headers(token or access.child_token())
         self.client = client
         """Named in every poll (``client=``): the control API then knows which version
         this follower has applied (``zeroserve up`` waits for its activators)."""
+        self.view = view
+        """``READY_VIEW``: follow the ready view (only ready endpoints, woken by nothing
+        else); empty: the whole snapshot."""
         self.session = session
         self.on_snapshot = on_snapshot
         self.snapshot: Snapshot | None = None
@@ -261,6 +272,7 @@ class StateFollower:
                         "since": str(since),
                         "wait": str(LONG_POLL),
                         **({"client": self.client} if self.client else {}),
+                        **({"view": self.view} if self.view else {}),
                     },
                     headers=self.headers,
                     timeout=aiohttp.ClientTimeout(total=LONG_POLL + 10),

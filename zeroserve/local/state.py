@@ -31,7 +31,7 @@ from zeroserve.serving.controller import Controller
 from zeroserve.serving.kinds import NotFound
 from zeroserve.topology import RevisionKey
 
-from .protocol import Snapshot
+from .protocol import READY_VIEW, SERVING_VIEW, Snapshot
 from .runtime import LocalRuntime, PodView, RevisionRun
 
 MIN_WAKEUP_DELAY = 0.05
@@ -76,7 +76,19 @@ class StateHub:
         """Counts every change of objects or replicas (``zeroserve get -w`` follows it;
         the snapshot's version moves only when the data plane's view does)."""
         self._any_change = asyncio.Event()
-        self._encoded: tuple[Snapshot, str] | None = None
+        self._encoded: dict[str, tuple[Snapshot, str]] = {}
+        """view -> (the latest snapshot of it served, its JSON)."""
+        self.ready_snapshot = Snapshot(version=0)
+        """The ``ready`` view: the snapshot with only the ready endpoints (a revision with
+        none has no entry), its own version moving only when that view changes
+        (``wait_past(view=READY_VIEW)``)."""
+        self._ready_changed = asyncio.Event()
+        self._serving_at = 0
+        """The version at which the ``serving`` view last changed."""
+        self._serving_key: tuple[object, ...] | None = None
+        self._serving_changed = asyncio.Event()
+        self._views: dict[str, str] = {}
+        """client -> the view it follows."""
 
     def attach(self, runtime: LocalRuntime) -> None:
         self.runtime = runtime
@@ -179,6 +191,35 @@ class StateHub:
             self.snapshot = Snapshot(**{**snap.__dict__, "version": self.snapshot.version + 1})
             self._changed.set()
             self._changed = asyncio.Event()
+            serving = (
+                snap.revisions,
+                snap.routes,
+                snap.endpoints,
+                snap.tag_header_routing,
+                snap.observability_config,
+                snap.tracing_config,
+            )
+            if serving != self._serving_key:
+                self._serving_key = serving
+                self._serving_at = self.snapshot.version
+                self._serving_changed.set()
+                self._serving_changed = asyncio.Event()
+            ready = Snapshot(
+                **{
+                    **snap.__dict__,
+                    "version": self.ready_snapshot.version,
+                    # a revision without a ready endpoint has none here
+                    "endpoints": {
+                        k: ready_eps
+                        for k, eps in snap.endpoints.items()
+                        if (ready_eps := tuple(e for e in eps if e.ready))
+                    },
+                }
+            )
+            if ready != self.ready_snapshot:
+                self.ready_snapshot = replace(ready, version=ready.version + 1)
+                self._ready_changed.set()
+                self._ready_changed = asyncio.Event()
         self.changes += 1
         self._any_change.set()
         self._any_change = asyncio.Event()
@@ -229,22 +270,60 @@ class StateHub:
 
     def encoded(self, snap: Snapshot) -> str:
         """``snap`` as the JSON text the control API serves, encoded once for every
-        activator and autoscaler that polls for it."""
-        if self._encoded is None or self._encoded[0] is not snap:
-            self._encoded = (snap, json.dumps(snap.to_json()))
-        return self._encoded[1]
+        activator and autoscaler that polls for it (each view's latest kept)."""
+        view = READY_VIEW if snap is self.ready_snapshot else ""
+        cached = self._encoded.get(view)
+        if cached is None or cached[0] is not snap:
+            cached = (snap, json.dumps(snap.to_json()))
+            self._encoded[view] = cached
+        return cached[1]
 
-    async def wait_past(self, since: int, wait: float, *, client: str = "") -> Snapshot:
+    async def wait_past(
+        self, since: int, wait: float, *, client: str = "", view: str = ""
+    ) -> Snapshot:
         """The snapshot as soon as its version is not ``since`` (or after ``wait``).
-        A named ``client`` polling with ``since`` has applied that version."""
+        A named ``client`` polling with ``since`` has applied that version.
+
+        ``view`` ``ready`` (``READY_VIEW``): the ``ready_snapshot`` instead, with its own
+        versions: a poller that reads only ready endpoints (the autoscaler) is not woken
+        when a replica starts listening, only when it is ready (docs/local-mode.md, "Cold
+        start CPU"). ``serving`` (``SERVING_VIEW``): the whole snapshot, but a poll waits
+        on while nothing the activator reads changed since ``since`` (a new replica
+        count alone does not answer it); such a client has applied the versions it was
+        not sent (``wait_applied``)."""
+        if view == READY_VIEW:
+            if self.ready_snapshot.version == since and wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ready_changed.wait(), wait)
+            return self.ready_snapshot
+        if view not in ("", SERVING_VIEW):
+            raise ValueError(
+                f"view must be {READY_VIEW!r}, {SERVING_VIEW!r} or empty, not {view!r}"
+            )
+        if client:
+            self._views[client] = view
         if client and since >= 0:
             self._seen[client] = max(since, self._seen.get(client, -1))
             self._seen_changed.set()
             self._seen_changed = asyncio.Event()
-        if self.snapshot.version == since and wait > 0:
+        if view == SERVING_VIEW:
+            # nothing of this view changed since ``since`` (a version from elsewhere,
+            # such as before a restart, is answered at once, as in the whole view)
+            if self._serving_at <= since <= self.snapshot.version and wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._serving_changed.wait(), wait)
+        elif self.snapshot.version == since and wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), wait)
         return self.snapshot
+
+    def _applied(self, client: str, target: int) -> bool:
+        """Whether ``client`` has applied version ``target`` or what equals it in its
+        view (a ``serving`` follower is not sent versions that change nothing of it)."""
+        seen = self._seen.get(client, -1)
+        if seen >= target:
+            return True
+        return self._views.get(client) == SERVING_VIEW and self._serving_at <= seen
 
     async def wait_change(self, since: int, wait: float) -> int:
         """The change count as soon as it is not ``since`` (or after ``wait``)."""
@@ -261,7 +340,7 @@ class StateHub:
         target = self.snapshot.version
         try:
             async with asyncio.timeout(within):
-                while any(self._seen.get(c, -1) < target for c in clients):
+                while not all(self._applied(c, target) for c in clients):
                     await self._seen_changed.wait()
         except TimeoutError:
             return False
@@ -273,6 +352,8 @@ class StateHub:
 
     def release_waiters(self) -> None:
         self._changed.set()
+        self._ready_changed.set()
+        self._serving_changed.set()
         self._any_change.set()
 
     def close(self) -> None:
