@@ -294,6 +294,12 @@ async def test_without_the_helper_a_failed_step_still_raises(
     assert str(e.value) == "Exception occurred in preexec_fn."
     assert isinstance(e.value.__cause__, OSError) and str(e.value.__cause__) == "22"  # EINVAL
     assert not marker.exists()
+    # uvloop raises once the forked child has reported its failure, which may be just
+    # before that child's own exit: it is gone soon after, having run nothing
+    deadline = asyncio.get_running_loop().time() + 10
+    while _own_children() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    assert _own_children() == []
 
 
 async def test_a_replica_starts_its_containers_through_the_helper(
@@ -393,3 +399,49 @@ async def test_an_exec_probe_runs_through_the_helper_with_its_results_as_before(
     )
     assert [c["argv"][0] for c in popens] == [str(helper)] * 3
     assert all(c.get("preexec_fn") is None for c in popens)
+
+
+async def test_a_start_cancelled_before_the_exec_report_leaves_no_process(
+    helper: Path, popens: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica stopped while its container starts cancels the start: the process the
+    helper started is killed and reaped, not left running with no owner."""
+    waiting = asyncio.Event()
+
+    async def never(fd: int) -> bytes:  # the helper's report, held back
+        waiting.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(enter, "_read_to_end", never)
+    start = asyncio.ensure_future(spawn(["sleep", "30"], EnterPlan(), env=None, cwd=None))
+    await asyncio.wait_for(waiting.wait(), 10)
+    [call] = popens
+    start.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    assert _own_children() == []  # killed and reaped before the cancellation went on
+    assert call["argv"][0] == str(helper)
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _own_children() -> list[int]:
+    """This process's children still running (zombies are already dead)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit() and _parent(int(p)) == os.getpid():
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                out.append(int(p))
+    return out

@@ -260,7 +260,15 @@ async def spawn(
             )
         finally:
             os.close(write_fd)
-        report = await _read_to_end(read_fd)
+        try:
+            report = await _read_to_end(read_fd)
+        except BaseException:
+            # Cancelled (a replica stopped while it started) or failed while the helper
+            # set up: the process is started but no one will own it, so it goes now,
+            # as asyncio's own start kills its child when cancelled.
+            proc._transport.close()  # type: ignore[attr-defined]
+            await proc._transport._wait()  # type: ignore[attr-defined]
+            raise
     finally:
         os.close(read_fd)
     if report:
