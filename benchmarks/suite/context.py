@@ -33,6 +33,17 @@ class Goal(NamedTuple):
     within: bool | None
 
 
+def at_most(value: float, goal: float) -> bool:
+    """``value <= goal`` for a measured figure, free of binary rounding: a p50 of 0.4 ms
+    over 0.1 ms is 0.30000000000000004, and meets a goal of +0.3 ms."""
+    return round(value, 9) <= goal
+
+
+def at_least(value: float, goal: float) -> bool:
+    """``value >= goal``, as :func:`at_most`."""
+    return round(value, 9) >= goal
+
+
 class PartResult(Protocol):
     """What every part's result gives the report; most parts have no goals and no notes."""
 

@@ -33,7 +33,7 @@ from benchmarks.servers import ROUTE_HOST, Proc
 
 from . import runs
 from .config import Config
-from .context import Context, Goal, Skipped
+from .context import Context, Goal, Skipped, at_least, at_most
 from .runs import Bench, Metric, Run, Step, Target
 
 LABELS = {
@@ -256,7 +256,7 @@ class HopsResult:
                     f"{what}: proxies' CPU per request / nginx's (Go backend)",
                     f"<= {goal['cpu']}x",
                     fmt_ratio(x),
-                    None if x is None else x.median <= goal["cpu"],
+                    None if x is None else at_most(x.median, goal["cpu"]),
                 )
             )
             if "tput" in goal:
@@ -266,7 +266,7 @@ class HopsResult:
                         f"{what}: throughput on one CPU / nginx's (Go backend)",
                         f">= {goal['tput']}x",
                         fmt_ratio(t),
-                        None if t is None else t.median >= goal["tput"],
+                        None if t is None else at_least(t.median, goal["tput"]),
                     )
                 )
             added = self.added_p50(n)
@@ -275,7 +275,7 @@ class HopsResult:
                     f"{what}: added p50 vs direct at {rate:,} req/s (Go backend)",
                     f"<= +{goal['p50_ms']} ms",
                     f"{fmt_delta(added, 2)} ms",
-                    None if added is None else added.median <= goal["p50_ms"],
+                    None if added is None else at_most(added.median, goal["p50_ms"]),
                 )
             )
         return out + self.floor_rows()
@@ -336,13 +336,13 @@ class HopsResult:
                 "request / nginx's (Go backend)",
                 f"<= {cpu_goal}x",
                 fmt_ratio(x),
-                None if x is None else x.median <= cpu_goal,
+                None if x is None else at_most(x.median, cpu_goal),
             ),
             Goal(
                 "the work floor: throughput on one CPU / nginx's (Go backend)",
                 f">= {tput_goal}x",
                 fmt_ratio(tput),
-                None if tput is None else tput.median >= tput_goal,
+                None if tput is None else at_least(tput.median, tput_goal),
             ),
         ]
         if "queue-proxy" in self.names:
@@ -372,20 +372,20 @@ class HopsResult:
                 "(same requests, same rate)",
                 cpu,
                 fmt_ratio(same),
-                None if same is None else same.median <= GOAL_CPU_RATIO,
+                None if same is None else at_most(same.median, GOAL_CPU_RATIO),
             ),
             Goal(
                 "activator CPU per request / queue-proxy's in the queue-proxy-alone run of the "
                 "same repetition",
                 cpu,
                 fmt_ratio(cross),
-                None if cross is None else cross.median <= GOAL_CPU_RATIO,
+                None if cross is None else at_most(cross.median, GOAL_CPU_RATIO),
             ),
             Goal(
                 f"added p50 of activator + queue-proxy vs direct at {rate:,} req/s",
                 f"<= {GOAL_ADDED_P50_MS} ms",
                 f"{fmt_delta(added, digits)} ms",
-                None if added is None else added.median <= GOAL_ADDED_P50_MS,
+                None if added is None else at_most(added.median, GOAL_ADDED_P50_MS),
             ),
         ]
 

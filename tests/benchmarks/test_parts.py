@@ -12,6 +12,7 @@ import pytest
 from benchmarks.loadgen import LoadResult, parse_hey, parse_wrk
 from benchmarks.suite import autoscale, config, local
 from benchmarks.suite.coldstart import ColdStart
+from benchmarks.suite.context import at_least, at_most
 from benchmarks.suite.runs import Run, p50, paired
 from zeroserve.api import load
 
@@ -78,6 +79,17 @@ def test_paired_compares_within_each_repetition(op: str, expected: tuple[float, 
     s = paired(mine, base, p50, op=op)
     assert s is not None
     assert (s.median, s.lo, s.hi) == pytest.approx(expected)
+
+
+def test_a_goal_met_exactly_is_within_whatever_the_binary_rounding() -> None:
+    # hey's p50s come in 0.1 ms steps: 0.4 over 0.1 is 0.30000000000000004 in floats
+    mine = [_run("qp", r, 0.4) for r in (1, 2, 3)]
+    base = [_run("direct", r, 0.1) for r in (1, 2, 3)]
+    added = paired(mine, base, p50, op="-")
+    assert added is not None and added.median > 0.3  # what a plain comparison sees
+    assert at_most(added.median, 0.3)
+    assert not at_most(0.31, 0.3)
+    assert at_least(0.7 + 0.1, 0.8) and not at_least(0.79, 0.8)
 
 
 SEND = 1000.0
