@@ -17,15 +17,15 @@ import pytest
 from autoscaler.local import ControlPlaneCluster
 from zeroserve.api import load
 from zeroserve.local import access
-from zeroserve.local.control import ControlAPI, serve, stop
 from zeroserve.local.protocol import READY_VIEW, SERVING_VIEW, Snapshot
 from zeroserve.local.runtime import LocalRuntime
 from zeroserve.local.state import StateHub
 from zeroserve.serving.controller import Controller
 from zeroserve.topology import Endpoint, RevisionKey
 
+from .test_access import TOKEN, control_api
+
 SERVICE = (Path(__file__).resolve().parents[2] / "examples" / "helloworld.yaml").read_text()
-TOKEN = "the-token"
 
 
 class FakeRuntime:
@@ -142,15 +142,9 @@ async def test_the_ready_view_over_the_control_api_and_the_autoscaler_follows_it
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(access.TOKEN_ENV, TOKEN)
-    controller = Controller(0.0)
-    hub = StateHub(controller)
-    runtime = LocalRuntime(on_change=hub.runtime_changed, log_dir=tmp_path)
-    api = ControlAPI(hub, controller, runtime, token=TOKEN)
-    hub.attach(runtime)
-    runner, port = await serve(api, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{port}"
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    try:
+    async with control_api(tmp_path) as (api, url):
+        hub = api.hub
+        auth = {"Authorization": f"Bearer {TOKEN}"}
         await asyncio.sleep(0)  # the first publish
         # the two views apart: the ready one at version 7
         hub.ready_snapshot = replace(hub.ready_snapshot, version=7)
@@ -172,7 +166,3 @@ async def test_the_ready_view_over_the_control_api_and_the_autoscaler_follows_it
                 assert cluster.snapshot.version == 7  # the autoscaler follows the ready view
             finally:
                 await cluster.stop()
-    finally:
-        await runtime.close()
-        hub.close()
-        await stop(runner)
