@@ -69,9 +69,9 @@ class StandbyPool:
         self.refill_after = refill_after
         self.command = command or [sys.executable, "-m", "queueproxy", "--standby"]
         self.start_timeout = start_timeout
-        self.starts = starts
+        self.starts = starts if starts is not None else StartsUnderWay()
         """The runtime's replica starts under way: a refill waits until there are none
-        (None: it does not wait)."""
+        (without the runtime's, none ever is: it does not wait)."""
         self.ready: list[asyncio.subprocess.Process] = []
         """Standbys that said they are ready, oldest first."""
         self.starting = 0
@@ -182,9 +182,6 @@ class StandbyPool:
 
         def refill() -> None:
             self._refill = None
-            if self.starts is None:
-                self.start()
-                return
             self._refill_waits = True
             self.starts.when_quiet(quiet)
 

@@ -152,9 +152,9 @@ class Network:
         self._spare: list[PodNetwork] = []
         self._spare_task: asyncio.Task[None] | None = None
         self._spare_timer: asyncio.TimerHandle | None = None
-        self.starts: StartsUnderWay | None = None
+        self.starts = StartsUnderWay()
         """The runtime's replica starts under way: spares are made once there are none
-        (None: they are not waited for)."""
+        (``zeroserve up`` sets the runtime's; this one's never are)."""
         self._spare_waits = False
 
     @classmethod
@@ -216,11 +216,8 @@ class Network:
 
     def _start_spare(self) -> None:
         self._spare_timer = None
-        if self.starts is not None:
-            self._spare_waits = True
-            self.starts.when_quiet(self._make_spares_now)
-        else:
-            self._make_spares_now()
+        self._spare_waits = True
+        self.starts.when_quiet(self._make_spares_now)
 
     def _make_spares_now(self) -> None:
         self._spare_waits = False
