@@ -27,6 +27,7 @@ from zeroserve.tracing import Tracing, TracingUnavailable
 
 from .config import Settings
 from .drain import Drainer
+from .fastpath import FastConnection
 from .handler import QueueProxyHandler
 from .metrics import QueueProxyCollector, RequestMetrics, resource_labels
 from .readiness import ReadinessProber
@@ -77,6 +78,9 @@ class QueueProxy(FollowsObservability):
             self.handler,
             timeouts=Timeouts(s.revision_timeout, s.response_start_timeout, s.idle_timeout),
         )
+        if self.handler.h1_app:
+            # the common exchange with the least Python per request (docs/queue-proxy.md)
+            self.serving.connection = FastConnection
         self.stat = Stat(pod_name=s.pod)
         self._stat_json = self.stat.to_json()
         self.registry = CollectorRegistry()

@@ -18,7 +18,7 @@ from zeroserve.breaker import Breaker
 from zeroserve.http.exchange import Request
 from zeroserve.http.headers import PROPAGATION_HEADERS, synthesize_forwarded
 from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
-from zeroserve.http.upstream import Pool
+from zeroserve.http.upstream import Pool, UpstreamPool
 from zeroserve.stats import RequestStats
 from zeroserve.tracing import Tracing
 
@@ -92,6 +92,8 @@ class QueueProxyHandler(Handler):
         self.request_log: RequestLogger | None = None
         """Set while config-observability turns request logs on (``queueproxy.app``)."""
         self._probes: set[asyncio.Task[None]] = set()
+        self.h1_app = isinstance(pool, UpstreamPool)
+        """The app is spoken to in HTTP/1.1 (the fast path's pool is an ``UpstreamPool``)."""
 
     # -- the request path -------------------------------------------------
 
@@ -159,8 +161,6 @@ class QueueProxyHandler(Handler):
         if proxied is None:
             return  # a health check
         now = _monotonic()
-        self.stats.request_out(now, proxied)
-        self.metrics.observe(req.status, now - req.started)
         rt = req.trace
         if rt is not None:
             if not req.slot and self.breaker is not None:
@@ -168,18 +168,42 @@ class QueueProxyHandler(Handler):
                 why = "queue full" if req.status == 503 else f"ended while waiting ({req.status})"
                 rt.tracer.span(rt, "kn.queueproxy.wait", start=req.started, end=now, error=why)
             rt.tracer.finish(rt, req.status)
+        if req.slot or self.breaker is None:
+            self.request_done(now, proxied, req.status, req.started)
+        else:
+            self.stats.request_out(now, proxied)
+            self.metrics.observe(req.status, now - req.started)
+            self.breaker.cancel(conn)  # left the queue (client gone, timeout)
+
+    # -- what the fast path shares (queueproxy/fastpath.py) --------------------------------
+
+    def request_admitted(self, now: float, proxied: bool) -> bool:
+        """A request (not a health check) takes a breaker slot now, and is counted: the
+        drain clock, the stats, the high-water mark at the app. False, with nothing
+        counted, when the breaker has no free slot (the general path queues it)."""
         breaker = self.breaker
-        if breaker is None:
-            return
-        if req.slot:
+        if breaker is not None and not breaker.try_acquire():
+            return False
+        self.drainer.last_request = now
+        self.stats.request_in(now, proxied)
+        at_app = breaker.in_flight if breaker is not None else self.stats.concurrency
+        if at_app > self.max_at_app:
+            self.max_at_app = at_app
+        return True
+
+    def request_done(self, now: float, proxied: bool, status: int, started: float) -> None:
+        """A request that had a slot (or no breaker) ended: counted out, its latency
+        observed, its slot given to the first request waiting for one."""
+        self.stats.request_out(now, proxied)
+        self.metrics.observe(status, now - started)
+        breaker = self.breaker
+        if breaker is not None:
             waiter = breaker.release()
             if waiter is not None:
                 nxt = waiter.current
                 assert nxt is not None
                 nxt.slot = True
                 self._forward(waiter, nxt)
-        else:
-            breaker.cancel(conn)  # left the queue (client gone, timeout)
 
     # -- health checks ----------------------------------------------------
 

@@ -46,8 +46,9 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
@@ -96,7 +97,30 @@ _PAUSE_BUFFER = 2  # body bytes buffered while the request waits
 _PAUSE_PIPELINE = 4  # a pipelined request waits for the current one
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in _REASONS.items()}
+STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in _REASONS.items()}
+"""The status line a hop writes for each standard code: the code's own reason phrase,
+whatever the upstream sent (as Go's proxy)."""
+
+
+class Connection(Protocol):
+    """What the server asks of each client connection in ``conns`` and ``active``: an
+    HTTP/1.1 ``ServerConnection``, an HTTP/2 connection, or a hop's fast path."""
+
+    @property
+    def tunnel(self) -> bool:
+        """The connection is a two-way byte tunnel (after an upgrade)."""
+
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+
+    def check_timeouts(self, now: float) -> None:
+        """Called every 0.1 s while it has a request in flight (``Server.active``)."""
+
+    def check_idle(self, now: float, limits: Limits) -> None:
+        """Called every second: trickling heads and bodies, idle keep-alive."""
+
+    def close_if_idle(self) -> None:
+        """Shutting down: close now unless a request is in flight."""
 
 
 class _HeadTooLarge(Exception):
@@ -553,7 +577,7 @@ class ServerConnection(ClientSide, asyncio.Protocol):
         lines.append(b"\r\n")
         # The reason phrase is the standard one for the code, as Go's proxy
         # writes it, whatever the app sent.
-        status_line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+        status_line = STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
         self._write(status_line + b"".join(lines))
 
     def upstream_body(self, data: bytes) -> None:
@@ -686,6 +710,49 @@ class ServerConnection(ClientSide, asyncio.Protocol):
     def close_if_idle(self) -> None:
         if self.current is None and not self.head_started:
             self._close()
+
+    @classmethod
+    def take_over(
+        cls,
+        old: object,
+        server: Server,
+        transport: asyncio.Transport,
+        client_ip: bytes,
+        *,
+        first: bool,
+        req: Request | None = None,
+        pool: Pool | None = None,
+        upstream: UpstreamConnection | None = None,
+    ) -> ServerConnection:
+        """A general connection for a transport that a hop's fast path (``old``) served
+        until now (docs/http.md, "Fast paths"): at a request boundary, or with ``req`` in
+        flight (phase CONNECTING, or SENT to ``upstream``). It takes ``old``'s place in the
+        server's sets, on the transport and on the upstream; the fast path then passes on
+        the event that took the connection off its path (its bytes, an upstream's failure,
+        a timeout) to the connection returned.
+
+        ``first``: no request was read yet, so HTTP/2's preface may still come."""
+        conn = cls(server)
+        conn.transport = transport
+        conn.client_ip = client_ip
+        conn.idle_since = server.now
+        if not first:
+            conn.fresh = None
+        server.conns.discard(old)
+        server.active.discard(old)
+        server.conns.add(conn)
+        if req is not None:
+            conn.current = req
+            conn.pool = pool
+            server.active.add(conn)
+            if upstream is not None:
+                conn.upstream = upstream
+                upstream.quick = None
+                if upstream.client is old:
+                    # as a general exchange finds it: no response read yet
+                    upstream.attach(conn, req.method == b"HEAD")
+        transport.set_protocol(conn)
+        return conn
 
     # -- internals -------------------------------------------------------------
 
@@ -964,9 +1031,13 @@ class Server:
         self.timeouts = timeouts
         self.limits = limits
         self.capture = BASE_CAPTURE | handler.capture
-        self.conns: set[ServerConnection | H2Connection] = set()
+        self.connection: Callable[[Server], asyncio.Protocol] = ServerConnection
+        """What each accepted connection starts as: the general ``ServerConnection``, or a
+        hop's own fast path that hands its connection over to one (``take_over``) for
+        anything off its path (docs/http.md, "Fast paths")."""
+        self.conns: set[Connection | H2Connection] = set()
         """Client connections: HTTP/1.1, or HTTP/2 (``http2.H2ServerConnection``)."""
-        self.active: set[ServerConnection | H2Exchange] = set()
+        self.active: set[Connection | H2Exchange] = set()
         """What has a request in flight: an HTTP/1.1 connection or an HTTP/2 stream."""
         self.closing = False
         self.now = _monotonic()
@@ -989,11 +1060,11 @@ class Server:
         if sock is not None:
             # the backlog again: create_server listens on a given socket with its own
             srv = await loop.create_server(
-                lambda: ServerConnection(self), sock=sock, backlog=backlog
+                lambda: self.connection(self), sock=sock, backlog=backlog
             )
         else:
             srv = await loop.create_server(
-                lambda: ServerConnection(self),
+                lambda: self.connection(self),
                 host,
                 port,
                 backlog=backlog,

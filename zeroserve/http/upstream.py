@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -127,6 +128,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "chunked",
         "client",
+        "fast_parser",
         "got_bytes",
         "has_length",
         "idle_since",
@@ -134,6 +136,7 @@ class UpstreamConnection(asyncio.Protocol):
         "no_body",
         "parser",
         "pool",
+        "quick",
         "reused",
         "status",
         "transport",
@@ -154,6 +157,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.got_bytes = False
         self.idle_since = 0.0
+        self.quick: Callable[[UpstreamConnection, bytes], None] | None = None
+        """Set by a hop's fast path for its exchange (docs/http.md, "Fast paths"): the
+        response's bytes go to it as they are, not through this connection's parser."""
+        self.fast_parser: Any = None
+        """That fast path's own parser of this connection's responses, kept between its
+        exchanges (None once a response left its path half-parsed)."""
 
     # -- asyncio.Protocol -------------------------------------------------
 
@@ -166,6 +175,10 @@ class UpstreamConnection(asyncio.Protocol):
         if client is None:
             # Bytes on an idle connection: the server broke the protocol.
             self.close()
+            return
+        quick = self.quick
+        if quick is not None:
+            quick(self, data)
             return
         if client.tunnel:
             client.tunnel_from_upstream(data)
@@ -284,6 +297,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def attach(self, client: Downstream, head_request: bool) -> None:
         self.client = client
+        self.quick = None
         self.no_body = head_request
         self.lines = []
         self.status = 0
@@ -327,16 +341,24 @@ class UpstreamPool:
     def acquire(self, client: Downstream, head_request: bool) -> None:
         """Attach ``client`` to an idle connection now, or to a new one once
         it is open (``client.upstream_ready`` or ``client.upstream_connect_failed``)."""
+        up = self.take_idle()
+        if up is None:
+            self.connect(client, head_request)
+            return
+        up.attach(client, head_request)
+        client.upstream_ready(up)
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """The most recently used open idle connection, off the stack and not attached
+        yet (``attach``, unless a fast path attaches it its own way); None if none."""
         idle = self._idle
         while idle:
             up = idle.pop()
             t = up.transport
             if t is not None and not t.is_closing():
                 up.reused = True
-                up.attach(client, head_request)
-                client.upstream_ready(up)
-                return
-        self.connect(client, head_request)
+                return up
+        return None
 
     def connect(self, client: Downstream, head_request: bool) -> None:
         """Open a fresh connection for ``client`` (never one from the stack)."""

@@ -1,0 +1,566 @@
+"""The queue-proxy's fast path (queueproxy/fastpath.py), on real sockets in one process.
+
+A ``QueueProxy`` runs in the test's event loop in front of a scripted app, so a test can
+see which kind of connection serves each client (``FastConnection`` while on the fast
+path, ``ServerConnection`` once handed over), what the app received and what the client
+got, byte for byte. The general path's own behaviour is tested everywhere else (every
+other queue-proxy test runs a ``python -m queueproxy`` process, so its requests take the
+fast path or leave it as their shape says); here, the fast path must be what the general
+path would have been (the same bytes to the app and to the client, the same statistics
+and metrics), and each way off it must hand the exchange over intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httptools
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from queueproxy.app import QueueProxy
+from queueproxy.config import Settings
+from tests.support.procs import qp_env
+from zeroserve.http.server import ServerConnection
+from zeroserve.observability import ObservabilityConfig
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
+GET = (
+    b"GET /path?q=1 HTTP/1.1\r\nHost: internal.example\r\nUser-Agent: hey/0.0.1\r\n"
+    b"K-Original-Host: hello.default.example.com\r\nKnative-Serving-Revision: hello-00001\r\n"
+    b"Knative-Serving-Namespace: default\r\nK-Proxy-Request: activator\r\n"
+    b"X-Forwarded-For: 203.0.113.7, 10.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+    b"Keep-Alive: timeout=5\r\nConnection: keep-alive\r\nX-Custom: kept\r\n\r\n"
+)
+
+
+class _AppConn(asyncio.Protocol):
+    def __init__(self, app: ScriptedApp) -> None:
+        self.app = app
+        self.parser = httptools.HttpRequestParser(self)
+        self.received: list[bytes] = []
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.app.connections.append(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.received.append(data)
+        self.parser.feed_data(data)
+
+    def on_message_complete(self) -> None:
+        raw = b"".join(self.received)
+        self.received.clear()
+        self.app.requests.append(raw)
+        self.app.tasks.add(asyncio.ensure_future(self.app.answer(self.transport)))
+
+
+class ScriptedApp:
+    """An app on a real socket that records each request as received and answers with
+    ``parts``, written one by one ``pause`` seconds apart (after ``hold`` is set, if one
+    is given), then closes if ``close`` says so."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+        self.connections: list[_AppConn] = []
+        self.parts: list[bytes] = [OK]
+        self.pause = 0.0
+        self.hold: asyncio.Event | None = None
+        self.close = False
+        self.drop = 0
+        """Requests to take and then close the connection on, unanswered."""
+        self.tasks: set[asyncio.Future[None]] = set()
+
+    async def answer(self, transport: Any) -> None:
+        if self.drop:
+            self.drop -= 1
+            transport.close()
+            return
+        if self.hold is not None:
+            await self.hold.wait()
+        for i, part in enumerate(self.parts):
+            if i and self.pause:
+                await asyncio.sleep(self.pause)
+            if not transport.is_closing():
+                transport.write(part)
+        if self.close:
+            transport.close()
+
+
+@contextlib.asynccontextmanager
+async def scripted_app() -> AsyncIterator[tuple[ScriptedApp, int]]:
+    app = ScriptedApp()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _AppConn(app), "127.0.0.1", 0)
+    try:
+        yield app, server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for task in app.tasks:
+            task.cancel()
+
+
+@contextlib.asynccontextmanager
+async def queue_proxy(
+    app_port: int, *, general: bool = False, **env: str
+) -> AsyncIterator[tuple[QueueProxy, int]]:
+    """An in-process queue-proxy in front of ``app_port`` (``general``: with the general
+    path only, as before the fast path)."""
+    qp = QueueProxy(Settings.from_env(qp_env(app_port, **env)))
+    if general:
+        qp.serving.connection = ServerConnection
+    port = (await qp.start())["serving_port"]
+    try:
+        yield qp, port
+    finally:
+        await qp.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def app_and_qp(
+    *, general: bool = False, **env: str
+) -> AsyncIterator[tuple[ScriptedApp, QueueProxy, int]]:
+    async with (
+        scripted_app() as (app, app_port),
+        queue_proxy(app_port, general=general, **env) as (
+            qp,
+            port,
+        ),
+    ):
+        yield app, qp, port
+
+
+async def exchange(port: int, *requests: bytes) -> tuple[list[Any], bool]:
+    """Send ``requests`` on one connection, each once the previous one's response is in
+    (as a kept-alive client does); returns each response as a client reads it (status
+    line, fields with their values trimmed, body) and whether the connection closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    messages = _Messages()
+    parser = httptools.HttpResponseParser(messages)
+    closed = False
+    try:
+        for i, request in enumerate(requests):
+            writer.write(request)
+            while len(messages.done) <= i:
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), 5)
+                except TimeoutError:
+                    return messages.done, closed
+                if not data:
+                    return messages.done, True
+                messages.raw.append(data)
+                parser.feed_data(data)
+    finally:
+        writer.close()
+    return messages.done, closed
+
+
+class _Messages:
+    """httptools callbacks collecting whole messages (requests or responses) as tuples
+    that compare equal when an HTTP parser would read them alike."""
+
+    def __init__(self) -> None:
+        self.raw: list[bytes] = []
+        self.done: list[Any] = []
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.body = b""
+        self.first = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.first += url
+
+    def on_status(self, reason: bytes) -> None:
+        self.first += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name.lower(), value.strip()))
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.done.append((self.first, self.fields, self.body))
+        self.first, self.fields, self.body = b"", [], b""
+
+
+def requests_seen(app: ScriptedApp) -> list[Any]:
+    """The requests the app got, as ``_Messages`` reads them."""
+    messages = _Messages()
+    parser = httptools.HttpRequestParser(messages)
+    for raw in app.requests:
+        parser.feed_data(raw)
+    return messages.done
+
+
+def _kinds(qp: QueueProxy) -> set[str]:
+    return {type(c).__name__ for c in qp.serving.conns}
+
+
+async def test_a_plain_request_stays_on_the_path_and_is_rewritten_as_the_general_path_would():
+    async with app_and_qp() as (app, qp, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):
+            writer.write(GET)
+            assert await reader.readexactly(len(OK)) == OK  # as the app wrote it
+        assert _kinds(qp) == {"FastConnection"}
+        assert len(app.connections) == 1  # one kept-alive app connection, reused
+        writer.close()
+    assert app.requests[0] == (
+        b"GET /path?q=1 HTTP/1.1\r\nUser-Agent: hey/0.0.1\r\nK-Proxy-Request: activator\r\n"
+        b"X-Forwarded-Proto: https\r\nX-Custom: kept\r\nHost: hello.default.example.com\r\n"
+        b"X-Forwarded-For: 203.0.113.7, 10.0.0.1, 127.0.0.1\r\n"
+        b"Forwarded: for=203.0.113.7;proto=https, for=10.0.0.1\r\n\r\n"
+    )
+    assert qp.stats.concurrency == 0 and qp.stats.proxied_concurrency == 0
+    iv = qp.stats.report(time.monotonic())
+    assert iv.request_count == 3 and iv.proxied_request_count == 3
+    assert qp.metrics.count(200) == 3
+
+
+async def test_the_fast_path_is_what_the_general_path_sends_and_answers() -> None:
+    """Every request and response shape of the equivalence test below, on a path each."""
+    async with app_and_qp() as (fast_app, _, fast), app_and_qp(general=True) as (gen_app, _, gen):
+        got_fast = await exchange(fast, GET, GET)
+        got_gen = await exchange(gen, GET, GET)
+    assert got_fast == got_gen
+    assert fast_app.requests == gen_app.requests
+
+
+# -- leaving the path: each way, served as the general path serves it -------------------
+
+
+@pytest.fixture
+def handed_over(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Each fast connection handed over to the general path (``take_over``'s ``old``)."""
+    seen: list[object] = []
+    take_over = ServerConnection.take_over.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[ServerConnection], old: object, *args: Any, **kwargs: Any) -> Any:
+        seen.append(old)
+        return take_over(cls, old, *args, **kwargs)
+
+    monkeypatch.setattr(ServerConnection, "take_over", classmethod(spy))
+    return seen
+
+
+BODY = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+
+
+@pytest.mark.parametrize(
+    ("writes", "answered_by_app"),
+    [
+        pytest.param([BODY], 1, id="a body"),
+        pytest.param(
+            [
+                b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            ],
+            1,
+            id="a chunked body",
+        ),
+        pytest.param([b"GET /p HTTP/1.1\r\nHo", b"st: a\r\n\r\n"], 1, id="a head over two reads"),
+        pytest.param([b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"], 2, id="pipelined"),
+        pytest.param([b"GET /p HTTP/1.0\r\n\r\n"], 1, id="HTTP/1.0"),
+        pytest.param([b"GET /p HTTP/1.1\r\nConnection: close\r\n\r\n"], 1, id="close"),
+        pytest.param(
+            [b"POST /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", b"hello"],
+            1,
+            id="Expect",
+        ),
+        pytest.param([b"GET / HTTP/1.1\r\nK-Network-Probe: queue\r\n\r\n"], 0, id="a probe"),
+        pytest.param([b"GET / HTTP/1.1\r\nUser-Agent: kube-probe/1.31\r\n\r\n"], 0, id="kubelet"),
+        pytest.param([b"GET /p HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"], 1, id="Host twice"),
+    ],
+)
+async def test_a_request_off_the_path_is_handed_over_and_served_as_before(
+    writes: list[bytes], answered_by_app: int, handed_over: list[object]
+) -> None:
+    async with (
+        scripted_app() as (app, app_port),
+        queue_proxy(app_port) as (qp, port),
+        queue_proxy(app_port, general=True) as (_, gen),
+    ):
+        got = []
+        for p in (port, gen):
+            app.requests.clear()
+            reader, writer = await asyncio.open_connection("127.0.0.1", p)
+            for data in writes:
+                writer.write(data)
+                await asyncio.sleep(0.05)
+            responses = _Messages()
+            parser = httptools.HttpResponseParser(responses)
+            while len(responses.done) < max(answered_by_app, 1):
+                data = await asyncio.wait_for(reader.read(65536), 5)
+                assert data, "closed before every answer came"
+                parser.feed_data(data)
+            got.append((responses.done, requests_seen(app)))
+            writer.close()
+        assert len(handed_over) == 1  # the fast path's connection, once
+        assert len(app.requests) == answered_by_app
+        assert got[0] == got[1]
+    assert qp.stats.concurrency == 0
+
+
+async def test_a_response_over_two_reads_is_handed_over_with_its_exchange() -> None:
+    async with app_and_qp() as (app, qp, port):
+        app.parts = [OK[:20], OK[20:]]
+        app.pause = 0.05
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET)
+        assert await reader.readexactly(len(OK)) == OK
+        assert _kinds(qp) == {"ServerConnection"}
+        app.parts = [OK]
+        writer.write(GET)  # the connection goes on, on the general path
+        assert await reader.readexactly(len(OK)) == OK
+        writer.close()
+    assert qp.metrics.count(200) == 2 and qp.stats.concurrency == 0
+    assert len(app.connections) == 1  # the app connection went back to the pool
+
+
+async def test_a_reused_app_connection_closed_unanswered_is_retried_on_a_fresh_one() -> None:
+    async with app_and_qp() as (app, qp, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET)
+        assert await reader.readexactly(len(OK)) == OK
+        app.drop = 1  # the app closes the kept-alive connection as the next request comes
+        writer.write(GET)
+        assert await reader.readexactly(len(OK)) == OK
+        writer.close()
+    assert len(app.connections) == 2 and len(app.requests) == 3
+    assert qp.metrics.count(200) == 2
+
+
+async def test_an_app_that_is_not_there_is_a_502_naming_the_queue_proxy() -> None:
+    async with scripted_app() as (_, app_port):
+        pass  # closed: nothing listens there now
+    async with queue_proxy(app_port) as (qp, port):
+        got, _ = await exchange(port, GET)
+    ((status, fields, _),) = got
+    assert status == b"Bad Gateway"
+    assert (b"x-zeroserve-error", b"queue-proxy; reason=app-unreachable") in fields
+    assert qp.metrics.count(502) == 1 and qp.stats.concurrency == 0
+
+
+async def test_a_timeout_is_a_504_and_gives_the_request_back() -> None:
+    async with app_and_qp(REVISION_TIMEOUT_SECONDS="1") as (app, qp, port):
+        app.hold = asyncio.Event()
+        got, _ = await exchange(port, GET)
+        app.hold.set()
+    ((status, fields, _),) = got
+    assert status == b"Gateway Timeout"
+    assert (b"x-zeroserve-error", b"queue-proxy; reason=timeout") in fields
+    assert qp.metrics.count(504) == 1 and qp.stats.concurrency == 0
+
+
+async def test_a_client_gone_mid_exchange_is_a_499_and_the_app_connection_is_dropped() -> None:
+    async with app_and_qp() as (app, qp, port):
+        app.hold = asyncio.Event()
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET)
+        while not app.requests:
+            await asyncio.sleep(0.01)
+        assert qp.stats.concurrency == 1
+        writer.close()
+        for _ in range(200):
+            if qp.metrics.count(499):
+                break
+            await asyncio.sleep(0.01)
+        assert qp.metrics.count(499) == 1 and qp.stats.concurrency == 0
+        for _ in range(200):
+            if app.connections[0].transport.is_closing():
+                break
+            await asyncio.sleep(0.01)
+        assert app.connections[0].transport.is_closing()  # aborted: no one waits for it
+        app.hold.set()
+
+
+async def test_with_no_free_slot_the_request_queues_on_the_general_path() -> None:
+    async with app_and_qp(CONTAINER_CONCURRENCY="1") as (app, qp, port):
+        app.hold = asyncio.Event()
+        first = asyncio.ensure_future(exchange(port, GET))
+        while not app.requests:
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(exchange(port, GET))
+        await asyncio.sleep(0.1)
+        assert len(app.requests) == 1  # queued behind the breaker, not at the app
+        assert qp.breaker is not None and qp.breaker.queued == 1
+        assert _kinds(qp) == {"FastConnection", "ServerConnection"}
+        app.hold.set()
+        for task in (first, second):
+            got, _ = await task
+            assert [status for status, _, _ in got] == [b"OK"]
+    assert qp.handler.max_at_app == 1 and qp.metrics.count(200) == 2
+
+
+async def test_shutting_down_the_response_in_flight_says_close() -> None:
+    async with app_and_qp() as (app, qp, port):
+        app.hold = asyncio.Event()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET)
+        while not app.requests:
+            await asyncio.sleep(0.01)
+        stopping = asyncio.ensure_future(qp.shutdown())
+        await asyncio.sleep(0.05)
+        app.hold.set()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert b"Connection: close" in head
+        assert await reader.readexactly(5) == b"hello"
+        assert await reader.read() == b""
+        await stopping
+
+
+async def test_with_request_logs_on_requests_take_the_general_path(
+    handed_over: list[object], capfd: pytest.CaptureFixture[str]
+) -> None:
+    async with app_and_qp() as (_, qp, port):
+        await exchange(port, GET)
+        assert handed_over == []
+        qp.observability = ObservabilityConfig(
+            enable_request_log=True, request_log_template="logged {{.Request.Method}}"
+        )
+        got, _ = await exchange(port, GET)
+        assert [status for status, _, _ in got] == [b"OK"]
+        assert len(handed_over) == 1
+        qp.observability = ObservabilityConfig()  # off again: the fast path again
+        await exchange(port, GET)
+        assert len(handed_over) == 1
+    assert capfd.readouterr().out.count("logged GET") == 1
+
+
+# -- the same bytes as the general path, for any request and response shape -----------
+
+_FIELDS = {
+    b"Host": [b"a.example", b"b.example"],
+    b"HOST": [b"a.example"],
+    b"K-Original-Host": [b"hello.default.example.com", b""],
+    b"X-Forwarded-For": [b"203.0.113.7", b"203.0.113.7, 10.0.0.1", b"  198.51.100.1  "],
+    b"x-forwarded-for": [b"192.0.2.9"],
+    b"X-Forwarded-Host": [b"a.example"],
+    b"X-Forwarded-Proto": [b"https"],
+    b"Forwarded": [b"for=192.0.2.1"],
+    b"K-Proxy-Request": [b"activator"],
+    b"Knative-Serving-Revision": [b"hello-00001"],
+    b"Connection": [b"keep-alive", b"close", b"X-Custom", b"Keep-Alive "],
+    b"Keep-Alive": [b"timeout=5"],
+    b"TE": [b"trailers"],
+    b"Trailer": [b"X"],
+    b"Proxy-Authorization": [b"Basic eA=="],
+    b"User-Agent": [b"hey/0.0.1", b"kube-probe/1.31"],
+    b"Content-Length": [b"0"],
+    b"X-Custom": [b"kept", b"  spaced  "],
+}
+_request_headers = st.lists(
+    st.sampled_from([(name, value) for name, values in _FIELDS.items() for value in values]),
+    max_size=6,
+)
+_RESPONSE_FIELDS = [
+    b"Content-Type: text/plain",
+    b"Connection: close",
+    b"Connection: keep-alive",
+    b"Keep-Alive: timeout=5",
+    b"Transfer-Encoding: chunked",
+    b"Trailer: X",
+    b"Upgrade: h2c",
+    b"X-App:   spaced  ",
+    b"te: x",
+]
+
+
+@st.composite
+def _responses(draw: st.DrawFn) -> list[bytes]:
+    status, reason = draw(
+        st.sampled_from(
+            [
+                (200, b"OK"),
+                (201, b"Created"),
+                (404, b"Not Found"),
+                (200, b"Fine"),
+                (299, b"X"),
+                (204, b"No Content"),
+                (304, b"Not Modified"),
+                (500, b"Internal Server Error"),
+            ]
+        )
+    )
+    version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0"]))
+    fields = draw(st.lists(st.sampled_from(_RESPONSE_FIELDS), max_size=3, unique=True))
+    body = draw(st.sampled_from([b"", b"hello", b"x" * 3000]))
+    chunked = b"Transfer-Encoding: chunked" in fields
+    head = version + b" %d " % status + reason + b"\r\n"
+    head += b"".join(f + b"\r\n" for f in fields)
+    if status in (204, 304):
+        body = b""
+    elif chunked:
+        body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+    else:
+        head += b"Content-Length: %d\r\n" % len(body)
+    whole = head + b"\r\n" + body
+    split = draw(st.integers(0, len(whole) - 1))
+    return [whole] if split == 0 else [whole[:split], whole[split:]]
+
+
+@pytest.fixture(scope="module")
+def both_paths() -> Any:
+    """One scripted app with two queue-proxies in front of it, the fast path's and the
+    general path's, running in a loop of their own for every example of the test below
+    (starting them per example would make it take minutes)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="both-paths", daemon=True)
+    thread.start()
+    stack = contextlib.AsyncExitStack()
+
+    async def start() -> tuple[ScriptedApp, int, int]:
+        app, app_port = await stack.enter_async_context(scripted_app())
+        _, fast = await stack.enter_async_context(queue_proxy(app_port))
+        _, general = await stack.enter_async_context(queue_proxy(app_port, general=True))
+        return app, fast, general
+
+    try:
+        yield loop, *asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    finally:
+        asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.mark.timeout(120)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=st.sampled_from([b"GET", b"GET", b"DELETE", b"POST"]),
+    version=st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0"]),
+    headers=_request_headers,
+    parts=_responses(),
+)
+def test_any_exchange_is_the_same_on_either_path(
+    both_paths: Any,
+    method: bytes,
+    version: bytes,
+    headers: list[tuple[bytes, bytes]],
+    parts: list[bytes],
+) -> None:
+    """Whatever the request and the response, the app receives the same request and the
+    client the same response (and the same closing) whether the connection starts on
+    the fast path or not: shapes the fast path takes and shapes it hands over alike."""
+    loop, app, fast, general = both_paths
+    request = method + b" /p " + version + b"\r\n"
+    request += b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+
+    async def run(port: int) -> tuple[Any, Any]:
+        app.requests.clear()
+        app.parts = parts
+        app.pause = 0.01
+        got = await exchange(port, request, request)
+        return got, requests_seen(app)
+
+    on_fast = asyncio.run_coroutine_threadsafe(run(fast), loop).result(30)
+    on_general = asyncio.run_coroutine_threadsafe(run(general), loop).result(30)
+    assert on_fast == on_general
