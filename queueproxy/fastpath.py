@@ -62,6 +62,7 @@ _FORWARDED = 7
 _USER_AGENT = 8
 _PROXIED = 9
 _CONNECTION = 10
+_CONTENT_LENGTH = 11
 _ACTIONS = {
     b"keep-alive": _DROP,
     b"proxy-connection": _DROP,
@@ -86,6 +87,7 @@ _ACTIONS = {
     b"user-agent": _USER_AGENT,
     b"k-proxy-request": _PROXIED,
     b"connection": _CONNECTION,
+    b"content-length": _CONTENT_LENGTH,
 }
 
 # A response field the general path would drop (upstream.py's hop-by-hop set); its
@@ -96,24 +98,12 @@ _HOP_BY_HOP_FIELD = re.compile(
     re.IGNORECASE,
 )
 _OK = STATUS_LINES[200]
-
-
-class _RequestEnds:
-    """Callback of the request parser: whether the message ended (a head that declares
-    no body ends with itself)."""
-
-    __slots__ = ("complete",)
-
-    def __init__(self) -> None:
-        self.complete = False
-
-    def on_message_complete(self) -> None:
-        self.complete = True
+_NO_CALLBACKS = object()
 
 
 class _ResponseEnds:
-    """The response parser of one app connection, with its callbacks: how many messages
-    began in one read, and whether the first one ended there."""
+    """The fast path's response parser of one app connection, with its callbacks: how
+    many messages began in one read, and whether the first one ended there."""
 
     __slots__ = ("begun", "complete", "parser")
 
@@ -136,7 +126,6 @@ class FastConnection(asyncio.Protocol):
     __slots__ = (
         "client_ip",
         "current",
-        "ends",
         "first",
         "handler",
         "idle_since",
@@ -159,8 +148,9 @@ class FastConnection(asyncio.Protocol):
         self.handler = cast("QueueProxyHandler", server.handler)
         self.transport: asyncio.Transport | None = None
         self.client_ip = b""
-        self.ends = _RequestEnds()
-        self.parser = HttpRequestParser(self.ends)
+        self.parser = HttpRequestParser(_NO_CALLBACKS)
+        """It only checks the bytes as the general path's parser would; where a message
+        ends the fast path knows itself (a request has a body only if a field says so)."""
         self.first = True  # no request read yet: HTTP/2's preface may come
         self.current: bytes | None = None
         """While an exchange is in flight: the head sent to the app (also what the pool
@@ -237,17 +227,14 @@ class FastConnection(asyncio.Protocol):
             return None
         if self.first and H2_PREFACE.startswith(data[:24]):
             return None
-        ends = self.ends
-        ends.complete = False
         try:
             self.parser.feed_data(data)
         except (HttpParserError, HttpParserUpgrade):
             return None
-        if not ends.complete:
-            return None  # a body is declared
-        # One head, nothing after it: the parser read one message, and took the request
-        # line's three parts apart (its spaces are counted here). Keep-alive is HTTP/1.1's
-        # default; a Connection field other than keep-alive leaves the path below.
+        # One valid head, nothing after it: the parser took the request line's three
+        # parts apart (its spaces are counted here). Keep-alive is HTTP/1.1's default; a
+        # Connection field other than keep-alive, or a field declaring a body, leaves the
+        # path below.
         lines = data[:end].split(b"\r\n")
         request_line = lines[0]
         if (
@@ -292,6 +279,8 @@ class FastConnection(asyncio.Protocol):
                 if value.rstrip().lower() != b"keep-alive":
                     return None
                 continue
+            if action == _CONTENT_LENGTH and value.rstrip() != b"0":
+                return None  # a body comes (or the general path refuses the head)
             if action == _USER_AGENT:
                 if value.startswith(PROBE_USER_AGENTS):
                     return None

@@ -32,9 +32,10 @@ def test_every_hop_and_ablation_is_measured_whole() -> None:
         for line in out.splitlines()
         if line.startswith("| ") and not line.startswith("| hop") and "---" not in line
     }
-    names = ["floor", "work floor", "queue-proxy"]
-    names += [f"queue-proxy without {a}" for a in hoppython.ABLATIONS]
-    names.append("queue-proxy without all of these")
+    general = hoppython.GENERAL
+    names = ["floor", "work floor", "queue-proxy", general]
+    names += [f"{general} without {a}" for a in hoppython.ABLATIONS]
+    names.append(f"{general} without all of these")
     assert list(rows) == names
     assert all(us > 0 for us in rows.values())
 
@@ -69,10 +70,10 @@ def test_an_ablation_keeps_the_response_and_removes_its_part(ablation: str) -> N
             mp.setattr(cls, name, spy)
             if ablate:
                 with hoppython.ablated([ablation]):
-                    exchange, sink = hoppython.queue_proxy()
+                    exchange, sink = hoppython.general_path()
                     exchange()
             else:
-                exchange, sink = hoppython.queue_proxy()
+                exchange, sink = hoppython.general_path()
                 exchange()
         return sink.bytes
 
@@ -80,3 +81,19 @@ def test_an_ablation_keeps_the_response_and_removes_its_part(ablation: str) -> N
     assert calls  # the part runs in the full queue-proxy
     assert asyncio.run(one(True)) == len(hoppython.RESPONSE)
     assert not calls  # and not in the ablated one
+
+
+def test_the_queue_proxy_row_stays_on_the_fast_path() -> None:
+    """hey's request and the Go backend's answer are the fast path's exchange: measured
+    through it, with no hand-over to the general path."""
+    from zeroserve.http.server import ServerConnection
+
+    async def run() -> int:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ServerConnection, "take_over", None)  # a hand-over would fail
+            exchange, sink = hoppython.queue_proxy()
+            for _ in range(3):
+                exchange()
+        return sink.bytes
+
+    assert asyncio.run(run()) == 3 * len(hoppython.RESPONSE)
