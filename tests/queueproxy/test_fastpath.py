@@ -336,6 +336,30 @@ async def test_a_reused_app_connection_closed_unanswered_is_retried_on_a_fresh_o
     assert qp.metrics.count(200) == 2
 
 
+@pytest.mark.parametrize(
+    "before",
+    [
+        pytest.param([OK[:20], OK[20:]], id="a response over two reads"),
+        pytest.param([b"HTTP/1.1 204 No Content\r\n\r\n"], id="a 204"),
+    ],
+)
+async def test_the_retry_holds_after_the_app_connection_served_the_general_path(
+    before: list[bytes],
+) -> None:
+    """The app connection's last exchange was the general path's (it read a response
+    then): a fast exchange whose app closes that connection unanswered has still read
+    nothing, so it is retried (not cut short by what the last response left)."""
+    async with app_and_qp() as (app, qp, port):
+        app.parts, app.pause = before, 0.05
+        got, _ = await exchange(port, GET)  # handed over: the general path reads it
+        assert len(got) == 1
+        app.parts = [OK]
+        app.drop = 1
+        got, _ = await exchange(port, GET)  # a new client: fast, on the same app connection
+        assert [status for status, _, _ in got] == [b"OK"]
+    assert len(app.connections) == 2 and qp.metrics.count(200) >= 1
+
+
 async def test_an_app_that_is_not_there_is_a_502_naming_the_queue_proxy() -> None:
     async with scripted_app() as (_, app_port):
         pass  # closed: nothing listens there now

@@ -748,9 +748,13 @@ class ServerConnection(ClientSide, asyncio.Protocol):
             if upstream is not None:
                 conn.upstream = upstream
                 upstream.quick = None
+                # A fast exchange has read nothing of its response here (what it read
+                # went with it or comes again): the upstream as a general exchange
+                # finds it, whatever its last one left.
                 if upstream.client is old:
-                    # as a general exchange finds it: no response read yet
                     upstream.attach(conn, req.method == b"HEAD")
+                else:  # it was lost: what retries it asks whether it read anything
+                    upstream.got_bytes = False
         transport.set_protocol(conn)
         return conn
 

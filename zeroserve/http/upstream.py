@@ -221,7 +221,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         client = self.client
-        if client is not None:
+        if client is not None and self.quick is None:
+            # (a fast path's exchange learns of the close as a lost connection)
             if client.tunnel:
                 return client.tunnel_upstream_eof()
             if self.status >= 200 and not (self.has_length or self.chunked or self.no_body):
