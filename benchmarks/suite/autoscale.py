@@ -336,7 +336,7 @@ def run(ctx: Context) -> AutoscaleResult:
         problems,
         (cfg.locust_seconds, cfg.locust_peak_users),
     )
-    system.remove(text, file)
+    system.remove({file: text})
     ctx.log(
         f"autoscaling: {res.total_requests:,} requests, {res.total_failures} failures, peak "
         f"{res.measured['peak_ready']} ready replicas (simulator "

@@ -24,8 +24,10 @@ NAME = "burst"
 SAMPLE_EVERY = 0.2
 
 
-def manifest(cc: int) -> str:
-    return service_manifest(NAME, env={"TARGET": NAME}, container_concurrency=cc)
+def manifest(cc: int, annotations: dict[str, str] | None = None) -> str:
+    return service_manifest(
+        NAME, env={"TARGET": NAME}, container_concurrency=cc, annotations=annotations
+    )
 
 
 @dataclass
@@ -196,14 +198,15 @@ def one(ctx: Context, system: LocalSystem, argv: list[str], revision: str, rep: 
 def run(ctx: Context, applied: bool) -> BurstResult:
     """``applied``: the Service was applied earlier (with the cold-start ones)."""
     cfg, system = ctx.cfg, ctx.system()
+    text = manifest(cfg.burst_cc, ctx.initial_scale)
     if not applied:
-        system.apply(manifest(cfg.burst_cc), f"{NAME}.yaml")
+        system.apply(text, f"{NAME}.yaml")
     host, revision = system.service_url(NAME)
     argv = ["hey", "-n", str(cfg.burst_requests), "-c", str(cfg.burst_concurrency), "-t", "120"]
     argv += ["-host", host, f"{system.ingress}/"]
     ctx.command(argv)
     bursts = [one(ctx, system, argv, revision, rep) for rep in range(1, cfg.burst_reps + 1)]
-    system.remove(manifest(cfg.burst_cc), f"{NAME}.yaml")
+    system.remove({f"{NAME}.yaml": text})
     return BurstResult(bursts, cfg.burst_cc, argv)
 
 

@@ -294,8 +294,8 @@ def _one_observation(before: str, after: str, name: str, revision: str) -> float
     return metrics.delta(before, after, f"{name}_sum", labels)
 
 
-def manifest(name: str) -> str:
-    return service_manifest(name, env={"TARGET": name})
+def manifest(name: str, annotations: dict[str, str] | None = None) -> str:
+    return service_manifest(name, env={"TARGET": name}, annotations=annotations)
 
 
 def _times(system: LocalSystem, revision: str, since: float) -> dict[str, float]:
@@ -310,7 +310,8 @@ def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
     cfg = ctx.cfg
     system = ctx.system()
     names = [f"cold-{i + 1}" for i in range(cfg.cold_services)]
-    for name, text in {**(extra or {}), **{n: manifest(n) for n in names}}.items():
+    texts = {n: manifest(n, ctx.initial_scale) for n in names}
+    for name, text in {**(extra or {}), **texts}.items():
         system.apply(text, f"{name}.yaml")
     services = {name: system.service_url(name) for name in names}
     ctx.log(
@@ -359,8 +360,7 @@ def run(ctx: Context, extra: dict[str, str] | None = None) -> ColdResult:
             f"{_ms(start.total)} ms (app alone {_ms(start.app_alone_s)} ms; waited "
             f"{waited:.1f} s for zero)"
         )
-    for name in names:
-        system.remove(manifest(name), f"{name}.yaml")
+    system.remove({f"{name}.yaml": texts[name] for name in names})
     return result
 
 

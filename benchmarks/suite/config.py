@@ -7,6 +7,7 @@ Every field of ``Config`` is a command-line option of the same name (``hop_reps`
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -69,7 +70,14 @@ class Config:
     backend_cmd: str | None = opt(None, "shell command of the app instead (serving $PORT)", str)
     go_proxy: str | None = opt(None, "also the target goproxy: this Go ReverseProxy binary", str)
     hop_reps: int = count(3, "repetitions, interleaved across targets", quick=1, smoke=1)
-    hop_duration: int = count(5, "seconds of each throughput and fixed-rate run", quick=2, smoke=1)
+    hop_duration: float = opt(
+        5.0,
+        "seconds of each throughput and fixed-rate run (a wrk run: whole seconds, at least 1)",
+        float,
+        at_least=0.1,
+        quick=2.0,
+        smoke=0.5,
+    )
     hop_requests: int = count(
         20_000, "requests of each tiny-response CPU run (hey -n)", quick=5_000, smoke=300
     )
@@ -107,6 +115,12 @@ class Config:
         120, "length of the locust shape (at least 10)", at_least=10, quick=40, smoke=10
     )
     locust_peak_users: int = count(70, "locust users at the spike", quick=35, smoke=6)
+    zero_start: bool = opt(
+        False,
+        "apply the cold-start and burst Services at zero (initial-scale 0) instead of "
+        "waiting for their first replica to scale to zero",
+        smoke=True,
+    )
     stable_window: int = opt(6, "config-autoscaler stable-window of zeroserve up, seconds")
     grace_period: int = opt(1, "config-autoscaler scale-to-zero-grace-period, seconds")
     logs: Path | None = opt(None, "keep zeroserve up's logs in DIR", Path)  # noqa: RUF009 (a field)
@@ -130,6 +144,12 @@ class Config:
     results_dir: Path = opt(RESULTS, "where the report and plots go", Path)  # noqa: RUF009 (a field)
     write: bool = opt(True, "write the report and plots (else print the report only)")
     json_path: Path | None = opt(None, "also write the key figures as JSON", Path, flag="--json")  # noqa: RUF009 (a field)
+
+    @property
+    def wrk_seconds(self) -> int:
+        """``hop_duration`` as wrk's ``-d`` takes it: whole seconds, at least 1 (a
+        ``--smoke`` run's throughput runs take 1 s, its ``hey -z`` fixed-rate runs 0.5 s)."""
+        return max(1, math.ceil(self.hop_duration))
 
     @property
     def report_prefix(self) -> str:

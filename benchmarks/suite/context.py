@@ -79,10 +79,20 @@ class Context:
 
     @property
     def autoscaler_config(self) -> dict[str, str]:
-        return {
+        config = {
             "stable-window": f"{self.cfg.stable_window}s",
             "scale-to-zero-grace-period": f"{self.cfg.grace_period}s",
         }
+        if self.cfg.zero_start:  # initial-scale 0 is refused without it
+            config["allow-zero-initial-scale"] = "true"
+        return config
+
+    @property
+    def initial_scale(self) -> dict[str, str]:
+        """The annotations of a Service that must start at zero (``zero_start``), else none:
+        one applied with the default initial scale of 1 reaches zero only a stable window
+        and a grace period after its first replica is ready."""
+        return {"autoscaling.knative.dev/initial-scale": "0"} if self.cfg.zero_start else {}
 
     def system(self) -> LocalSystem:
         if self._system is None:

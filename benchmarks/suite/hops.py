@@ -79,7 +79,7 @@ def sizes(cfg: Config) -> list[Size]:
 
 def steps(cfg: Config, size: Size, tmp: Path) -> list[Step]:
     c, d, w, path = cfg.connections, cfg.hop_duration, cfg.rate_workers, size.path
-    wrk = ("wrk", "-t1", f"-c{c}", f"-d{d}s", "--latency")
+    wrk = ("wrk", "-t1", f"-c{c}", f"-d{cfg.wrk_seconds}s", "--latency")
     out = [
         Step(size.kind("tput"), (*wrk, "-H", f"Host: {ROUTE_HOST}"), d + 30, path),
         Step(
@@ -92,11 +92,19 @@ def steps(cfg: Config, size: Size, tmp: Path) -> list[Step]:
     for rate in size.rates:
         kind = size.kind(f"latency@{rate}")
         if cfg.latency_tool == "hey":
-            argv = ("hey", "-z", f"{d}s", "-c", str(w), "-q", f"{rate / w:g}", "-t", "30")
+            argv = ("hey", "-z", f"{d:g}s", "-c", str(w), "-q", f"{rate / w:g}", "-t", "30")
             out.append(Step(kind, (*argv, "-host", ROUTE_HOST), d + 40, path))
         else:
             (script := tmp / "paced.lua").write_text(WRK_PACED_LUA)
-            paced = ("wrk", "-t1", f"-c{w}", f"-d{d}s", "--latency", "-s", str(script))
+            paced = (
+                "wrk",
+                "-t1",
+                f"-c{w}",
+                f"-d{cfg.wrk_seconds}s",
+                "--latency",
+                "-s",
+                str(script),
+            )
             env = dict(os.environ, BENCH_WRK_DELAY_MS=str(max(1, round(w * 1000 / rate))))
             out.append(Step(kind, (*paced, "-H", f"Host: {ROUTE_HOST}"), d + 30, path, env))
     return out
@@ -500,7 +508,7 @@ class HopsResult:
         return out
 
     def section(self, plot: list[str]) -> list[str]:
-        cfg, c, d = self.cfg, self.cfg.connections, self.cfg.hop_duration
+        cfg, c, d = self.cfg, self.cfg.connections, self.cfg.wrk_seconds
         w = cfg.rate_workers
         targets = "; ".join(
             f"**{t.name}** (:{t.port}{''.join(f', {r} pid {s.pid}' for r, s in t.procs.items())})"
@@ -508,7 +516,7 @@ class HopsResult:
             for t in self.bench.targets
         )
         lat = (
-            f"`hey -z {d}s -c {w} -q R/{w}`"
+            f"`hey -z {cfg.hop_duration:g}s -c {w} -q R/{w}`"
             if cfg.latency_tool == "hey"
             else f"`wrk -t1 -c{w} -d{d}s` with each connection pausing {w * 1000}/R ms between requests"
         )

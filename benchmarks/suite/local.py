@@ -207,10 +207,13 @@ class LocalSystem:
     def no_replicas(self) -> bool:
         return not self.pods()
 
-    def remove(self, manifest: str, file: str) -> None:
-        """Delete what ``manifest`` names and wait until every replica is gone, so that
-        the next measurement does not share the CPU with replicas shutting down."""
-        self._call("POST", "/v1/delete", {"file": file, "yaml": manifest})
+    def remove(self, manifests: Mapping[str, str]) -> None:
+        """Delete what each manifest ({file: yaml}) names, then wait until every replica is
+        gone, so that the next measurement does not share the CPU with replicas shutting
+        down. All are deleted before the one wait: waiting after each would wait for the
+        replicas of the ones not yet deleted to scale to zero on their own."""
+        for file, manifest in manifests.items():
+            self._call("POST", "/v1/delete", {"file": file, "yaml": manifest})
         self.wait("every replica gone", self.no_replicas, 120)
 
     # -- metrics ports ---------------------------------------------------------

@@ -37,7 +37,9 @@ def run_parts(ctx: Context) -> Results:
     cfg = ctx.cfg
     # The burst's Service is applied with the cold-start ones, so it scales to zero meanwhile.
     early = (
-        {burst.NAME: burst.manifest(cfg.burst_cc)} if {"cold", "burst"} <= set(cfg.parts) else {}
+        {burst.NAME: burst.manifest(cfg.burst_cc, ctx.initial_scale)}
+        if {"cold", "burst"} <= set(cfg.parts)
+        else {}
     )
     runs: dict[str, Callable[[], PartResult]] = {
         "hops": lambda: hops.run(ctx),
@@ -169,7 +171,7 @@ class Results:
 def settings(cfg: Config) -> str:
     rates = "/".join(map(str, cfg.hop_rates))
     said = {
-        "hops": f"hop overhead {cfg.hop_reps} x {cfg.hop_duration} s runs, CPU runs "
+        "hops": f"hop overhead {cfg.hop_reps} x {cfg.hop_duration:g} s runs (wrk {cfg.wrk_seconds} s), CPU runs "
         f"{cfg.hop_requests:,}"
         + (f" / {cfg.hop_requests_large:,}" if cfg.large_bytes else "")
         + f" requests at -c {cfg.connections}, rates {rates}"
@@ -224,6 +226,12 @@ def notes(cfg: Config, res: Results) -> list[str]:
             f"({cfg.grace_period} s) after the last request, plus a replica's drain; the cold "
             "start and the burst wait for it before each measurement (the 'waited for zero' "
             "column)."
+        )
+    if cfg.zero_start and {"cold", "burst"} & set(res.parts):
+        out.append(
+            "The cold-start and burst Services were applied at zero (`initial-scale: 0`, "
+            "`allow-zero-initial-scale: true`; `--zero-start`, the `--smoke` default): their "
+            "first measurement did not wait for a first replica to scale to zero."
         )
     out += [f"{PART_TITLES.get(part, part)} skipped: {why}" for part, why in res.skipped.items()]
     return out

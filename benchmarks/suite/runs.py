@@ -12,10 +12,20 @@ from dataclasses import dataclass, field
 from benchmarks.figures import Spread, fmt
 from benchmarks.loadgen import LoadResult, run_load
 from benchmarks.processes import Pinning, Server
-from benchmarks.procfs import CLK_TCK, CpuSnapshot, foreign_cpu_seconds, ticks_between
+from benchmarks.procfs import (
+    CLK_TCK,
+    CpuSnapshot,
+    foreign_cpu_seconds,
+    ticks_between,
+    ticks_by_session,
+)
 
 # Other processes using more CPU than this (in CPUs) during a run "disturbed" it.
 DISTURBED_CPU = 0.1
+# After a run, the next starts once the servers used no CPU over SETTLE_WINDOW s (they are
+# done with the last run's connections), or after SETTLE_MAX s.
+SETTLE_WINDOW = 0.05
+SETTLE_MAX = 1.0
 
 
 @dataclass
@@ -188,6 +198,21 @@ class Bench:
         for s in (self.app, *(s for t in self.targets for s in t.procs.values())):
             s.ensure_alive()
 
+    def settle(self, window: float = SETTLE_WINDOW, most: float = SETTLE_MAX) -> float:
+        """Wait until the servers (every process of their sessions) used no CPU tick over
+        ``window`` s, at most ``most`` s: what they do after a run (closing its
+        connections) is not counted in the next. Returns the seconds waited."""
+        t0 = time.monotonic()
+        sids = self.sids()
+        before = ticks_by_session(sids)
+        while time.monotonic() - t0 < most:
+            time.sleep(window)
+            now = ticks_by_session(sids)
+            if now == before:
+                break
+            before = now
+        return time.monotonic() - t0
+
     def wait_for_quiet(self, log: Callable[[str], None], window: float = 0.5) -> None:
         """Wait until other processes use under DISTURBED_CPU (over ``window`` s), at
         most ``quiet_wait`` s."""
@@ -220,7 +245,7 @@ class Bench:
                             f"{step.kind:>{width}} {t.name:>11}: {run.brief()}"
                         )
                         self.check_servers()
-                        time.sleep(0.2)
+                        self.settle()
                         if not run.disturbed:
                             break
                     # Of several attempts, keep the least disturbed one.

@@ -1,8 +1,9 @@
 """``python -m benchmarks.suite --smoke``, every preset, as a process.
 
-One run per preset (the suite about a minute, each component preset about 15
-seconds) feeds the tests of that preset's parts: a few requests per hop, 2
-cold starts, a burst of 300, a 10-second locust shape, 100 held requests. The
+One run per preset (the suite about 75 seconds, each component preset 20 to 25)
+feeds the tests of that preset's parts: every hop run of the full plan, short (1 s of
+wrk, 0.5 s at a fixed rate, 300 requests for CPU), 2 cold starts of Services applied
+at zero, a burst of 300, a 10-second locust shape, 100 held requests. The
 checks are loose sanity checks: nothing failed, every request was answered
 and reached the app once, the report and the plots were written. No figure
 about speed is asserted; speed is read in the reports.
