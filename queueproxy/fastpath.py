@@ -102,21 +102,21 @@ _NO_CALLBACKS = object()
 
 
 class _ResponseEnds:
-    """The fast path's response parser of one app connection, with its callbacks: how
-    many messages began in one read, and whether the first one ended there."""
+    """The fast path's response parser of one app connection, with its callbacks:
+    ``ended`` is 3 after a read that holds exactly one whole message (1 for each start
+    of a message, 2 for each end)."""
 
-    __slots__ = ("begun", "complete", "parser")
+    __slots__ = ("ended", "parser")
 
     def __init__(self) -> None:
-        self.begun = 0
-        self.complete = False
+        self.ended = 0
         self.parser = HttpResponseParser(self)
 
     def on_message_begin(self) -> None:
-        self.begun += 1
+        self.ended += 1
 
     def on_message_complete(self) -> None:
-        self.complete = True
+        self.ended += 2
 
 
 class FastConnection(asyncio.Protocol):
@@ -330,11 +330,10 @@ class FastConnection(asyncio.Protocol):
         ends = up.fast_parser
         if ends is None:
             ends = up.fast_parser = _ResponseEnds()
-        ends.begun = 0
-        ends.complete = False
+        ends.ended = 0
         try:
             ends.parser.feed_data(data)
-            ok = ends.complete and ends.begun == 1
+            ok = ends.ended == 3
         except (HttpParserError, HttpParserUpgrade):
             ok = False
         if ok:
