@@ -155,7 +155,7 @@ class FastConnection(asyncio.Protocol):
         self.current: bytes | None = None
         """While an exchange is in flight: the head sent to the app (also what the pool
         compares by identity to know the exchange is still the same)."""
-        self.raw = b""  # the client's request as it came, while in flight
+        self.raw = b""  # the client's last request as it came (read again if handed over)
         self.started = 0.0
         self.proxied = False
         self.upstream: UpstreamConnection | None = None
@@ -235,31 +235,30 @@ class FastConnection(asyncio.Protocol):
         # parts apart (its spaces are counted here). Keep-alive is HTTP/1.1's default; a
         # Connection field other than keep-alive, or a field declaring a body, leaves the
         # path below.
-        lines = data[:end].split(b"\r\n")
-        request_line = lines[0]
+        request_line, _, fields = data[:end].partition(b"\r\n")
+        lines = fields.split(b"\r\n") if fields else []
         if (
-            len(lines) > self.max_headers + 1
+            len(lines) > self.max_headers
             or not request_line.endswith(b" HTTP/1.1")
             or request_line.count(b" ") != 2
             or request_line.startswith(b"HEAD ")
         ):
             return None
-        out = [request_line, b"\r\n"]
+        out = [request_line]  # joined with CRLFs
         host = original = xff = xfh = xfp = None
         forwarded = proxied = False
-        actions = _ACTIONS
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            action = actions.get(name.lower())
+        action_of = _ACTIONS.get
+        for line in lines:
+            colon = line.find(b":")  # there is one: the parser took the line
+            action = action_of(line[:colon].lower())
             if action is None:
                 out.append(line)
-                out.append(b"\r\n")
                 continue
             if action == _DROP:
                 continue
             if action == _OFF:
                 return None
-            value = value.lstrip()
+            value = line[colon + 1 :].lstrip()
             if action == _HOST:
                 if host is not None:
                     return None
@@ -297,19 +296,18 @@ class FastConnection(asyncio.Protocol):
                     return None
                 xfp = value
             out.append(line)
-            out.append(b"\r\n")
         ip = self.client_ip
         if original is None:
             original = host or self.handler.pool.authority
-        out.append(b"Host: " + original + b"\r\nX-Forwarded-For: ")
-        out.append((xff + b", " + ip if xff else ip) + b"\r\n")
+        out.append(b"Host: " + original)
+        out.append(b"X-Forwarded-For: " + (xff + b", " + ip if xff else ip))
         if (xff is not None or xfh is not None or xfp is not None) and not forwarded:
             fwd = synthesize_forwarded(xff, xfh, xfp)
             if fwd is not None:
-                out.append(b"Forwarded: " + fwd + b"\r\n")
-        out.append(b"\r\n")
+                out.append(b"Forwarded: " + fwd)
+        out.append(b"\r\n")  # the empty line that ends the head
         self.proxied = proxied
-        return b"".join(out)
+        return b"\r\n".join(out)
 
     # -- the upstream side (``upstream.Downstream``) ------------------------------------------
 
@@ -369,7 +367,6 @@ class FastConnection(asyncio.Protocol):
         up.quick = None
         self.upstream = None
         self.current = None
-        self.raw = b""
         up.pool.release(up)
         server = self.server
         server.active.discard(self)
