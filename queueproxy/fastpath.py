@@ -351,10 +351,16 @@ class FastConnection(asyncio.Protocol):
                     and status != 204
                     and status != 304
                 )
+            # A small response is searched whole, body too (a field name that the
+            # search finds in a body only sends that response the general path's way).
+            size = len(data)
             ok = (
                 ok
                 and not self.server.closing
-                and _HOP_BY_HOP_FIELD.search(data, 0, data.find(b"\r\n\r\n") + 2) is None
+                and _HOP_BY_HOP_FIELD.search(
+                    data, 0, size if size <= 1024 else data.find(b"\r\n\r\n") + 2
+                )
+                is None
             )
         if not ok:
             up.fast_parser = None  # it may have stopped anywhere in a message

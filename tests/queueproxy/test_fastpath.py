@@ -514,7 +514,7 @@ def _responses(draw: st.DrawFn) -> list[bytes]:
     )
     version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0"]))
     fields = draw(st.lists(st.sampled_from(_RESPONSE_FIELDS), max_size=3, unique=True))
-    body = draw(st.sampled_from([b"", b"hello", b"x" * 3000]))
+    body = draw(st.sampled_from([b"", b"hello", b"x" * 3000, b"a\r\nConnection: close\r\n"]))
     chunked = b"Transfer-Encoding: chunked" in fields
     head = version + b" %d " % status + reason + b"\r\n"
     head += b"".join(f + b"\r\n" for f in fields)
