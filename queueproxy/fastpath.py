@@ -136,6 +136,7 @@ class FastConnection(asyncio.Protocol):
         "raw",
         "server",
         "started",
+        "successor",
         "transport",
         "upstream",
     )
@@ -160,6 +161,9 @@ class FastConnection(asyncio.Protocol):
         self.proxied = False
         self.upstream: UpstreamConnection | None = None
         self.idle_since = 0.0
+        self.successor: ServerConnection | None = None
+        """The general connection this one was handed over to (then this one is done,
+        but for a connection to the app that was being opened for it meanwhile)."""
         limits: Limits = server.limits
         self.max_head_bytes = limits.max_head_bytes
         self.max_headers = limits.max_headers
@@ -313,9 +317,20 @@ class FastConnection(asyncio.Protocol):
 
     @property
     def waiting_for_upstream(self) -> bool:
+        successor = self.successor
+        if successor is not None:  # the pool's connect outlived the fast path
+            return successor.waiting_for_upstream
         return self.current is not None and self.upstream is None
 
     def upstream_ready(self, up: UpstreamConnection) -> None:
+        successor = self.successor
+        if successor is not None:
+            # Opened for this exchange before it was handed over: the exchange (or the
+            # next one, pipelined) now waits for it on the general connection.
+            req = successor.current
+            up.attach(successor, req is not None and req.method == b"HEAD")
+            successor.upstream_ready(up)
+            return
         self.upstream = up
         up.quick = self._response
         t = up.transport
@@ -382,7 +397,7 @@ class FastConnection(asyncio.Protocol):
     # Everything else the upstream side can report takes the exchange off the fast path.
 
     def upstream_connect_failed(self, error: Exception) -> None:
-        if self.current is not None:
+        if self.current is not None or self.successor is not None:
             self._off().upstream_connect_failed(error)
 
     def upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
@@ -451,12 +466,15 @@ class FastConnection(asyncio.Protocol):
 
     def _off(self) -> ServerConnection:
         """The general connection that serves this transport from now on, with the
-        exchange in flight if there is one; this object is done."""
+        exchange in flight if there is one; this object is done (the same connection
+        again if it was handed over already)."""
+        if self.successor is not None:
+            return self.successor
         t = self.transport
-        assert t is not None, "a fast connection's events after it was handed over"
+        assert t is not None
         self.transport = None
         req = self._request() if self.current is not None else None
-        return ServerConnection.take_over(
+        self.successor = ServerConnection.take_over(
             self,
             self.server,
             t,
@@ -466,6 +484,7 @@ class FastConnection(asyncio.Protocol):
             pool=self.handler.pool,
             upstream=self.upstream,
         )
+        return self.successor
 
     def _request(self) -> Request:
         """The exchange in flight as the general path keeps it: counted in, holding its

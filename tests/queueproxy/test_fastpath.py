@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 
 from queueproxy.app import QueueProxy
 from queueproxy.config import Settings
+from queueproxy.fastpath import FastConnection
+from tests.http.wire import FakeTransport
 from tests.support.procs import qp_env
 from zeroserve.http.server import ServerConnection
 from zeroserve.observability import ObservabilityConfig
@@ -455,6 +457,57 @@ async def test_with_request_logs_on_requests_take_the_general_path(
         await exchange(port, GET)
         assert len(handed_over) == 1
     assert capfd.readouterr().out.count("logged GET") == 1
+
+
+class _Client(FakeTransport):
+    """A client connection in memory, so a test can act between two steps of the event
+    loop: the protocol it is given on a hand-over is kept."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 40000))
+        self.protocol: Any = None
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+
+async def _opening(qp: QueueProxy) -> tuple[FastConnection, _Client]:
+    """A fast connection whose request waits for a new app connection (none is idle)."""
+    conn = FastConnection(qp.serving)
+    client = _Client()
+    conn.connection_made(client)  # type: ignore[arg-type]
+    conn.data_received(GET)
+    assert conn.waiting_for_upstream  # the connection to the app is being opened
+    return conn, client
+
+
+async def _settle(app: ScriptedApp) -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+
+
+async def test_a_client_gone_while_the_app_connection_opens_sends_the_app_nothing() -> None:
+    async with app_and_qp() as (app, qp, _):
+        conn, client = await _opening(qp)
+        conn.connection_lost(None)  # before the connection to the app is open
+        await _settle(app)
+        assert isinstance(client.protocol, ServerConnection)
+        assert app.requests == []  # as the general path: the opened connection is kept
+        assert qp.metrics.count(499) == 1 and qp.stats.concurrency == 0
+        assert qp.metrics.count(200) == 0
+
+
+async def test_a_request_pipelined_while_the_app_connection_opens_is_answered_after() -> None:
+    async with app_and_qp() as (app, qp, _):
+        conn, client = await _opening(qp)
+        conn.data_received(GET)  # the next request before the first one's connection
+        await _settle(app)
+        general = client.protocol
+        general.connection_lost(None)  # the client goes (the server waits for it to)
+        assert isinstance(general, ServerConnection)
+        assert b"".join(client.written) == OK + OK  # both, in order, on the general path
+        assert len(app.requests) == 2 and qp.metrics.count(200) == 2
+        assert qp.stats.concurrency == 0
 
 
 # -- the same bytes as the general path, for any request and response shape -----------
