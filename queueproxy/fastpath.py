@@ -39,7 +39,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, Htt
 
 from zeroserve.http.exchange import CONNECTING, H2_PREFACE, SENT, Limits, Request
 from zeroserve.http.headers import synthesize_forwarded
-from zeroserve.http.server import STATUS_LINES, Server, ServerConnection
+from zeroserve.http.server import STATUS_LINES, Server, ServerConnection, client_ip_of
 from zeroserve.http.upstream import UpstreamConnection
 
 from .handler import PROBE_USER_AGENTS
@@ -172,9 +172,7 @@ class FastConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.client_ip = str(peer[0]).encode()
+        self.client_ip = client_ip_of(transport)
         self.idle_since = self.server.now
         self.server.conns.add(self)
 
@@ -488,7 +486,7 @@ class FastConnection(asyncio.Protocol):
 
     def _request(self) -> Request:
         """The exchange in flight as the general path keeps it: counted in, holding its
-        slot, its head already built, its timers from when it came."""
+        slot, its head already built, its timers to run from when it came."""
         raw = self.raw
         lines = raw[: raw.find(b"\r\n\r\n")].split(b"\r\n")
         req = Request()
@@ -507,14 +505,7 @@ class FastConnection(asyncio.Protocol):
         req.head_out = self.current
         req.body_done = True
         req.phase = SENT if self.upstream is not None else CONNECTING
-        started = self.started
-        req.started = req.last_write = started
-        t = self.server.timeouts
-        if t.total:
-            req.deadline = started + t.total
-        if t.response_start:
-            req.start_deadline = started + t.response_start
-        req.idle_timeout = t.idle
+        req.started = self.started  # its timers run from then (take_over arms them)
         req.ctx = self.proxied
         req.slot = True
         return req

@@ -74,9 +74,11 @@ class ClientSide:
             return
         self.respond(status, body + b"\n", attribution)
 
-    def arm(self, req: Request) -> None:
-        """The request's timers, from the server's ``Timeouts``, as the handler gets it."""
-        now = _monotonic()
+    def arm(self, req: Request, now: float = 0.0) -> None:
+        """The request's timers, from the server's ``Timeouts``, as the handler gets it
+        (``now``: when it came, if not now: a request a fast path handed over)."""
+        if not now:
+            now = _monotonic()
         req.started = now
         req.last_write = now
         t = self.server.timeouts

@@ -123,6 +123,12 @@ class Connection(Protocol):
         """Shutting down: close now unless a request is in flight."""
 
 
+def client_ip_of(transport: asyncio.BaseTransport) -> bytes:
+    """The client's address as ``X-Forwarded-For`` carries it (empty if unknown)."""
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]).encode() if peer else b""
+
+
 class _HeadTooLarge(Exception):
     """The request head passed its size or line limit (answered with 431)."""
 
@@ -246,9 +252,7 @@ class ServerConnection(ClientSide, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.client_ip = str(peer[0]).encode()
+        self.client_ip = client_ip_of(transport)
         self.idle_since = self.server.now
         self.server.conns.add(self)
 
@@ -742,6 +746,7 @@ class ServerConnection(ClientSide, asyncio.Protocol):
         server.active.discard(old)
         server.conns.add(conn)
         if req is not None:
+            conn.arm(req, req.started)
             conn.current = req
             conn.pool = pool
             server.active.add(conn)
