@@ -733,7 +733,8 @@ class ServerConnection(ClientSide, asyncio.Protocol):
         flight (phase CONNECTING, or SENT to ``upstream``). It takes ``old``'s place in the
         server's sets, on the transport and on the upstream; the fast path then passes on
         the event that took the connection off its path (its bytes, an upstream's failure,
-        a timeout) to the connection returned.
+        a timeout) to the connection returned. ``req``'s timers are armed here, from
+        ``req.started`` (when the request came, not when it was handed over).
 
         ``first``: no request was read yet, so HTTP/2's preface may still come."""
         conn = cls(server)
