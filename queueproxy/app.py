@@ -27,7 +27,7 @@ from zeroserve.tracing import Tracing, TracingUnavailable
 
 from .config import Settings
 from .drain import Drainer
-from .fastpath import FastConnection
+from .fastpath import QueueProxyFastConnection
 from .handler import QueueProxyHandler
 from .metrics import QueueProxyCollector, RequestMetrics, resource_labels
 from .readiness import ReadinessProber
@@ -80,7 +80,7 @@ class QueueProxy(FollowsObservability):
         )
         if self.handler.h1_app:
             # the common exchange with the least Python per request (docs/queue-proxy.md)
-            self.serving.connection = FastConnection
+            self.serving.connection = QueueProxyFastConnection
         self.stat = Stat(pod_name=s.pod)
         self._stat_json = self.stat.to_json()
         self.registry = CollectorRegistry()

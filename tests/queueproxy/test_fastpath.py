@@ -26,13 +26,22 @@ from hypothesis import strategies as st
 
 from queueproxy.app import QueueProxy
 from queueproxy.config import Settings
-from queueproxy.fastpath import FastConnection
+from queueproxy.fastpath import QueueProxyFastConnection
 from tests.http.wire import FakeTransport
 from tests.support.procs import qp_env
+from tests.support.scripted import (
+    OK,
+    Messages,
+    ScriptedApp,
+    exchange,
+    requests_seen,
+    responses,
+    scripted_app,
+    spy_take_over,
+)
 from zeroserve.http.server import ServerConnection
 from zeroserve.observability import ObservabilityConfig
 
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
 GET = (
     b"GET /path?q=1 HTTP/1.1\r\nHost: internal.example\r\nUser-Agent: hey/0.0.1\r\n"
     b"K-Original-Host: hello.default.example.com\r\nKnative-Serving-Revision: hello-00001\r\n"
@@ -40,73 +49,6 @@ GET = (
     b"X-Forwarded-For: 203.0.113.7, 10.0.0.1\r\nX-Forwarded-Proto: https\r\n"
     b"Keep-Alive: timeout=5\r\nConnection: keep-alive\r\nX-Custom: kept\r\n\r\n"
 )
-
-
-class _AppConn(asyncio.Protocol):
-    def __init__(self, app: ScriptedApp) -> None:
-        self.app = app
-        self.parser = httptools.HttpRequestParser(self)
-        self.received: list[bytes] = []
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        self.app.connections.append(self)
-
-    def data_received(self, data: bytes) -> None:
-        self.received.append(data)
-        self.parser.feed_data(data)
-
-    def on_message_complete(self) -> None:
-        raw = b"".join(self.received)
-        self.received.clear()
-        self.app.requests.append(raw)
-        self.app.tasks.add(asyncio.ensure_future(self.app.answer(self.transport)))
-
-
-class ScriptedApp:
-    """An app on a real socket that records each request as received and answers with
-    ``parts``, written one by one ``pause`` seconds apart (after ``hold`` is set, if one
-    is given), then closes if ``close`` says so."""
-
-    def __init__(self) -> None:
-        self.requests: list[bytes] = []
-        self.connections: list[_AppConn] = []
-        self.parts: list[bytes] = [OK]
-        self.pause = 0.0
-        self.hold: asyncio.Event | None = None
-        self.close = False
-        self.drop = 0
-        """Requests to take and then close the connection on, unanswered."""
-        self.tasks: set[asyncio.Future[None]] = set()
-
-    async def answer(self, transport: Any) -> None:
-        if self.drop:
-            self.drop -= 1
-            transport.close()
-            return
-        if self.hold is not None:
-            await self.hold.wait()
-        for i, part in enumerate(self.parts):
-            if i and self.pause:
-                await asyncio.sleep(self.pause)
-            if not transport.is_closing():
-                transport.write(part)
-        if self.close:
-            transport.close()
-
-
-@contextlib.asynccontextmanager
-async def scripted_app() -> AsyncIterator[tuple[ScriptedApp, int]]:
-    app = ScriptedApp()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _AppConn(app), "127.0.0.1", 0)
-    try:
-        yield app, server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in app.tasks:
-            task.cancel()
 
 
 @contextlib.asynccontextmanager
@@ -139,68 +81,6 @@ async def app_and_qp(
         yield app, qp, port
 
 
-async def exchange(port: int, *requests: bytes) -> tuple[list[Any], bool]:
-    """Send ``requests`` on one connection, each once the previous one's response is in
-    (as a kept-alive client does); returns each response as a client reads it (status
-    line, fields with their values trimmed, body) and whether the connection closed."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    messages = _Messages()
-    parser = httptools.HttpResponseParser(messages)
-    closed = False
-    try:
-        for i, request in enumerate(requests):
-            writer.write(request)
-            while len(messages.done) <= i:
-                try:
-                    data = await asyncio.wait_for(reader.read(65536), 5)
-                except TimeoutError:
-                    return messages.done, closed
-                if not data:
-                    return messages.done, True
-                messages.raw.append(data)
-                parser.feed_data(data)
-    finally:
-        writer.close()
-    return messages.done, closed
-
-
-class _Messages:
-    """httptools callbacks collecting whole messages (requests or responses) as tuples
-    that compare equal when an HTTP parser would read them alike."""
-
-    def __init__(self) -> None:
-        self.raw: list[bytes] = []
-        self.done: list[Any] = []
-        self.fields: list[tuple[bytes, bytes]] = []
-        self.body = b""
-        self.first = b""
-
-    def on_url(self, url: bytes) -> None:
-        self.first += url
-
-    def on_status(self, reason: bytes) -> None:
-        self.first += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.fields.append((name.lower(), value.strip()))
-
-    def on_body(self, body: bytes) -> None:
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        self.done.append((self.first, self.fields, self.body))
-        self.first, self.fields, self.body = b"", [], b""
-
-
-def requests_seen(app: ScriptedApp) -> list[Any]:
-    """The requests the app got, as ``_Messages`` reads them."""
-    messages = _Messages()
-    parser = httptools.HttpRequestParser(messages)
-    for raw in app.requests:
-        parser.feed_data(raw)
-    return messages.done
-
-
 def _kinds(qp: QueueProxy) -> set[str]:
     return {type(c).__name__ for c in qp.serving.conns}
 
@@ -211,7 +91,7 @@ async def test_a_plain_request_stays_on_the_path_and_is_rewritten_as_the_general
         for _ in range(3):
             writer.write(GET)
             assert await reader.readexactly(len(OK)) == OK  # as the app wrote it
-        assert _kinds(qp) == {"FastConnection"}
+        assert _kinds(qp) == {"QueueProxyFastConnection"}
         assert len(app.connections) == 1  # one kept-alive app connection, reused
         writer.close()
     assert app.requests[0] == (
@@ -240,16 +120,7 @@ async def test_the_fast_path_is_what_the_general_path_sends_and_answers() -> Non
 
 @pytest.fixture
 def handed_over(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Each fast connection handed over to the general path (``take_over``'s ``old``)."""
-    seen: list[object] = []
-    take_over = ServerConnection.take_over.__func__  # type: ignore[attr-defined]
-
-    def spy(cls: type[ServerConnection], old: object, *args: Any, **kwargs: Any) -> Any:
-        seen.append(old)
-        return take_over(cls, old, *args, **kwargs)
-
-    monkeypatch.setattr(ServerConnection, "take_over", classmethod(spy))
-    return seen
+    return spy_take_over(monkeypatch)
 
 
 BODY = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
@@ -295,7 +166,7 @@ async def test_a_request_off_the_path_is_handed_over_and_served_as_before(
             for data in writes:
                 writer.write(data)
                 await asyncio.sleep(0.05)
-            responses = _Messages()
+            responses = Messages()
             parser = httptools.HttpResponseParser(responses)
             while len(responses.done) < max(answered_by_app, 1):
                 data = await asyncio.wait_for(reader.read(65536), 5)
@@ -416,7 +287,7 @@ async def test_with_no_free_slot_the_request_queues_on_the_general_path() -> Non
         await asyncio.sleep(0.1)
         assert len(app.requests) == 1  # queued behind the breaker, not at the app
         assert qp.breaker is not None and qp.breaker.queued == 1
-        assert _kinds(qp) == {"FastConnection", "ServerConnection"}
+        assert _kinds(qp) == {"QueueProxyFastConnection", "ServerConnection"}
         app.hold.set()
         for task in (first, second):
             got, _ = await task
@@ -471,9 +342,9 @@ class _Client(FakeTransport):
         self.protocol = protocol
 
 
-async def _opening(qp: QueueProxy) -> tuple[FastConnection, _Client]:
+async def _opening(qp: QueueProxy) -> tuple[QueueProxyFastConnection, _Client]:
     """A fast connection whose request waits for a new app connection (none is idle)."""
-    conn = FastConnection(qp.serving)
+    conn = QueueProxyFastConnection(qp.serving)
     client = _Client()
     conn.connection_made(client)  # type: ignore[arg-type]
     conn.data_received(GET)
@@ -536,50 +407,6 @@ _request_headers = st.lists(
     st.sampled_from([(name, value) for name, values in _FIELDS.items() for value in values]),
     max_size=6,
 )
-_RESPONSE_FIELDS = [
-    b"Content-Type: text/plain",
-    b"Connection: close",
-    b"Connection: keep-alive",
-    b"Keep-Alive: timeout=5",
-    b"Transfer-Encoding: chunked",
-    b"Trailer: X",
-    b"Upgrade: h2c",
-    b"X-App:   spaced  ",
-    b"te: x",
-]
-
-
-@st.composite
-def _responses(draw: st.DrawFn) -> list[bytes]:
-    status, reason = draw(
-        st.sampled_from(
-            [
-                (200, b"OK"),
-                (201, b"Created"),
-                (404, b"Not Found"),
-                (200, b"Fine"),
-                (299, b"X"),
-                (204, b"No Content"),
-                (304, b"Not Modified"),
-                (500, b"Internal Server Error"),
-            ]
-        )
-    )
-    version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0"]))
-    fields = draw(st.lists(st.sampled_from(_RESPONSE_FIELDS), max_size=3, unique=True))
-    body = draw(st.sampled_from([b"", b"hello", b"x" * 3000, b"a\r\nConnection: close\r\n"]))
-    chunked = b"Transfer-Encoding: chunked" in fields
-    head = version + b" %d " % status + reason + b"\r\n"
-    head += b"".join(f + b"\r\n" for f in fields)
-    if status in (204, 304):
-        body = b""
-    elif chunked:
-        body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
-    else:
-        head += b"Content-Length: %d\r\n" % len(body)
-    whole = head + b"\r\n" + body
-    split = draw(st.integers(0, len(whole) - 1))
-    return [whole] if split == 0 else [whole[:split], whole[split:]]
 
 
 @pytest.fixture(scope="module")
@@ -615,7 +442,7 @@ def both_paths() -> Any:
     method=st.sampled_from([b"GET", b"GET", b"DELETE", b"POST"]),
     version=st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0"]),
     headers=_request_headers,
-    parts=_responses(),
+    parts=responses(),
 )
 def test_any_exchange_is_the_same_on_either_path(
     both_paths: Any,

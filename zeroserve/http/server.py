@@ -727,14 +727,17 @@ class ServerConnection(ClientSide, asyncio.Protocol):
         req: Request | None = None,
         pool: Pool | None = None,
         upstream: UpstreamConnection | None = None,
+        arm: bool = True,
     ) -> ServerConnection:
         """A general connection for a transport that a hop's fast path (``old``) served
         until now (docs/http.md, "Fast paths"): at a request boundary, or with ``req`` in
         flight (phase CONNECTING, or SENT to ``upstream``). It takes ``old``'s place in the
         server's sets, on the transport and on the upstream; the fast path then passes on
         the event that took the connection off its path (its bytes, an upstream's failure,
-        a timeout) to the connection returned. ``req``'s timers are armed here, from
-        ``req.started`` (when the request came, not when it was handed over).
+        a timeout) to the connection returned. ``req``'s timers are armed here from the
+        server's ``Timeouts``, from ``req.started`` (when the request came, not when it was
+        handed over), unless ``arm`` is False (the fast path set them, as its handler
+        would).
 
         ``first``: no request was read yet, so HTTP/2's preface may still come."""
         conn = cls(server)
@@ -747,7 +750,8 @@ class ServerConnection(ClientSide, asyncio.Protocol):
         server.active.discard(old)
         server.conns.add(conn)
         if req is not None:
-            conn.arm(req, req.started)
+            if arm:
+                conn.arm(req, req.started)
             conn.current = req
             conn.pool = pool
             server.active.add(conn)
