@@ -28,6 +28,7 @@ from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
 from zeroserve.tracing import Tracing
 
 from .config import Settings
+from .fastpath import ActivatorFastConnection
 from .handler import ActivatorHandler, TrustPolicy
 from .link import AutoscalerLink
 from .metrics import ActivatorCollector, ActivatorMetrics
@@ -93,6 +94,9 @@ class Activator(FollowsObservability):
             trusted = ActivatorHandler(trust=TrustPolicy(trust_all=True), **common)  # type: ignore[arg-type]
             self.trusted_server = Server(trusted, timeouts=no_timeout, limits=s.limits)
             self.servers.append(self.trusted_server)
+        for srv in self.servers:
+            # the common request's own path (docs/activator.md, "Fast path")
+            srv.connection = ActivatorFastConnection
         self.registry = CollectorRegistry()
         self.registry.register(
             ActivatorCollector(

@@ -132,8 +132,9 @@ class ActivatorHandler(Handler):
         tracing: Tracing | None = None,
     ) -> None:
         self.routes = routes
+        self.ingress = ingress
         # Fixed per listener, so the request path adds nothing to find them.
-        self._extra = _PROXY_LINE + (_INGRESS_LINE if ingress else b"")
+        self.forward_lines = _PROXY_LINE + (_INGRESS_LINE if ingress else b"")
         self._drop = _INGRESS_DROP if ingress else _DROP
         self._traced_drop = _TRACED_INGRESS_DROP if ingress else _TRACED_DROP
         self.tracing = tracing if tracing is not None else Tracing({}, "activator")
@@ -247,7 +248,7 @@ class ActivatorHandler(Handler):
                 log.info("slow cold start, a replica now: %s", cold_report(rev, now))
             rev.cold_since = 0.0
         h = req.h
-        extra = self._extra
+        extra = self.forward_lines
         host = h.get(b"host")
         if host is not None:
             extra += b"K-Original-Host: " + host + b"\r\n"

@@ -53,6 +53,19 @@ class Split:
     def single(cls, revision: RevisionKey) -> Split:
         return cls([Target(revision, 100)])
 
+    def peek(self) -> RevisionKey:
+        """The revision :meth:`choose` picks next, not picked yet (nothing changes)."""
+        revisions = self._revisions
+        if len(revisions) == 1:
+            return revisions[0]
+        current = self._current
+        best = 0
+        best_value = current[0] + self._weights[0]
+        for i, w in enumerate(self._weights):
+            if current[i] + w > best_value:
+                best, best_value = i, current[i] + w
+        return revisions[best]
+
     def choose(self) -> RevisionKey:
         revisions = self._revisions
         if len(revisions) == 1:

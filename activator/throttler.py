@@ -173,6 +173,19 @@ class Throttler(Generic[W]):
 
     def acquire(self, waiter: W) -> Tracker | int:
         """A replica for the request now, or QUEUED / QUEUE_FULL / BUDGET_FULL."""
+        tracker = self.acquire_now()
+        if tracker is not None:
+            return tracker
+        breaker = self.breaker
+        if not self.budget.take():
+            return BUDGET_FULL
+        if not breaker.enqueue(waiter):
+            self.budget.give()
+            return QUEUE_FULL
+        return QUEUED
+
+    def acquire_now(self) -> Tracker | None:
+        """A replica for the request now, or None with no slot taken (it would wait)."""
         breaker = self.breaker
         if breaker.try_acquire():
             tracker = self._pick()
@@ -180,12 +193,7 @@ class Throttler(Generic[W]):
                 tracker.in_flight += 1
                 return tracker
             breaker.undo_acquire()  # capacity and replicas disagree for a moment
-        if not self.budget.take():
-            return BUDGET_FULL
-        if not breaker.enqueue(waiter):
-            self.budget.give()
-            return QUEUE_FULL
-        return QUEUED
+        return None
 
     def release(self, tracker: Tracker) -> tuple[W, Tracker] | None:
         """A request on ``tracker`` ended; returns the waiter that takes its place."""

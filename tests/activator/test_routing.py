@@ -6,6 +6,8 @@ import itertools
 from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from activator.routing import Route, RoutingTable, Split, TagRoute, Target, normalize_host
 from zeroserve.topology import RevisionKey
@@ -65,6 +67,20 @@ def test_split_long_run_ratios(weights: tuple[int, ...], n: int) -> None:
     total = sum(weights)
     for k, w in zip(keys, weights, strict=True):
         assert counts.get(k, 0) == n * w // total
+
+
+@given(weights=st.lists(st.integers(0, 100), min_size=1, max_size=5), n=st.integers(1, 60))
+def test_peek_is_the_next_choice_and_changes_nothing(weights: list[int], n: int) -> None:
+    """The activator's fast path looks at the split's choice before it knows the request
+    stays on its path (activator/fastpath.py): looking must not move the split."""
+    if not any(weights):
+        weights[0] = 1
+    targets = [Target(RevisionKey("ns", f"r{i}"), w) for i, w in enumerate(weights)]
+    looked, plain = Split(targets), Split(targets)
+    for _ in range(n):
+        peeked = looked.peek()
+        assert looked.peek() == peeked
+        assert looked.choose() == peeked == plain.choose()
 
 
 def test_same_revision_targets_merge_and_empty_split_is_refused() -> None:
