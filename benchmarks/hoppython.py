@@ -114,6 +114,45 @@ def queue_proxy(general: bool = False) -> tuple[Exchange, Sink]:
     return exchange, client_t
 
 
+def activator(general: bool = False) -> tuple[Exchange, Sink]:
+    """One exchange through the activator (``activator.app.Activator``, one route to a
+    revision with one ready replica, as benchmarks/activator_runner.py builds it): the
+    client's request in, the queue-proxy's answer back (``general``: the general path)."""
+    from activator.app import Activator, Settings
+    from activator.routing import Route, RoutingTable, Target
+    from zeroserve.http.server import ServerConnection
+    from zeroserve.http.upstream import UpstreamConnection, UpstreamPool
+    from zeroserve.topology import Endpoint, RevisionInfo, RevisionKey
+
+    key = RevisionKey("default", "hello-00001")
+    act = Activator(Settings(host="127.0.0.1", port=0, metrics_port=0))
+    act.set_routes(
+        RoutingTable(
+            [Route("default", "hello", ("hello.default.example.com",), (Target(key, 100),))]
+        )
+    )
+    act.put_revision(RevisionInfo(key))
+    act.set_endpoints(key, [Endpoint("replica-0", "127.0.0.1", 9, stats_port=0, ready=True)])
+    rev = act.revisions.get(key)
+    assert rev is not None and len(rev.trackers) == 1, "the replica was not taken as ready"
+    server = act.servers[0]
+    client = ServerConnection(server) if general else server.connection(server)
+    client_t = Sink()
+    client.connection_made(client_t)  # type: ignore[arg-type]
+    (tracker,) = rev.trackers.values()
+    pool = tracker.target
+    assert isinstance(pool, UpstreamPool)
+    qp = UpstreamConnection(pool)
+    qp.connection_made(Sink())  # type: ignore[arg-type]
+    pool.release(qp)
+
+    def exchange() -> None:
+        client.data_received(REQUEST)
+        qp.data_received(RESPONSE)
+
+    return exchange, client_t
+
+
 def general_path() -> tuple[Exchange, Sink]:
     """One exchange through the queue-proxy's general path."""
     return queue_proxy(general=True)
@@ -239,6 +278,8 @@ async def run(n: int, reps: int) -> list[tuple[str, float]]:
         ("floor", measure(lambda: floor(False), n, reps)),
         ("work floor", measure(lambda: floor(True), n, reps)),
         ("queue-proxy", measure(queue_proxy, n, reps)),
+        ("activator", measure(activator, n, reps)),
+        ("activator's general path", measure(lambda: activator(general=True), n, reps)),
     ]
     rows.append((GENERAL, measure(general_path, n, reps)))
     for name in ABLATIONS:
