@@ -9,6 +9,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_every_hop_and_ablation_is_measured_whole() -> None:
         if line.startswith("| ") and not line.startswith("| hop") and "---" not in line
     }
     general = hoppython.GENERAL
-    names = ["floor", "work floor", "queue-proxy", general]
+    names = ["floor", "work floor", "queue-proxy", "activator", "activator's general path", general]
     names += [f"{general} without {a}" for a in hoppython.ABLATIONS]
     names.append(f"{general} without all of these")
     assert list(rows) == names
@@ -83,17 +84,28 @@ def test_an_ablation_keeps_the_response_and_removes_its_part(ablation: str) -> N
     assert not calls  # and not in the ablated one
 
 
-def test_the_queue_proxy_row_stays_on_the_fast_path() -> None:
-    """hey's request and the Go backend's answer are the fast path's exchange: measured
+@pytest.mark.parametrize("hop", [hoppython.queue_proxy, hoppython.activator])
+def test_the_fast_path_rows_stay_on_the_fast_path(hop: Any) -> None:
+    """hey's request and the Go backend's answer are each fast path's exchange: measured
     through it, with no hand-over to the general path."""
+    from zeroserve.http.fastpath import FastConnection
     from zeroserve.http.server import ServerConnection
+
+    passed: list[bytes] = []
+    response = FastConnection._response
+
+    def spy(self: FastConnection, up: Any, data: bytes) -> None:
+        passed.append(data)
+        response(self, up, data)
 
     async def run() -> int:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(ServerConnection, "take_over", None)  # a hand-over would fail
-            exchange, sink = hoppython.queue_proxy()
+            mp.setattr(FastConnection, "_response", spy)
+            exchange, sink = hop()
             for _ in range(3):
                 exchange()
         return sink.bytes
 
     assert asyncio.run(run()) == 3 * len(hoppython.RESPONSE)
+    assert passed == [hoppython.RESPONSE] * 3  # through the fast path's response side
