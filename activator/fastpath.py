@@ -35,7 +35,7 @@ from zeroserve.http.exchange import Request
 from zeroserve.http.fastpath import FastConnection
 from zeroserve.http.upstream import UpstreamPool
 
-from .handler import PROBE_USER_AGENTS
+from .handler import PROBE_USER_AGENTS, revision_timers
 
 if TYPE_CHECKING:
     from zeroserve.http.server import Server
@@ -194,13 +194,5 @@ class ActivatorFastConnection(FastConnection):
         req.ctx = rev
         req.slot = self.tracker
         req.attempts = 1
-        # the revision's timers, as on_request sets them
-        info = rev.info
-        now = req.last_write = self.started
-        req.deadline = now + info.timeout_seconds if info.timeout_seconds else 0.0
-        req.start_deadline = (
-            now + info.response_start_timeout_seconds
-            if info.response_start_timeout_seconds
-            else 0.0
-        )
-        req.idle_timeout = info.idle_timeout_seconds
+        req.last_write = self.started
+        revision_timers(req, rev.info, self.started)  # as on_request sets them

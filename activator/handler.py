@@ -24,7 +24,7 @@ from zeroserve.http.exchange import Request
 from zeroserve.http.headers import PROPAGATION_HEADERS
 from zeroserve.http.server import FORWARD_DROP, Handler, ServerConnection
 from zeroserve.requestlog import LogRevision, RequestLogger
-from zeroserve.topology import RevisionKey
+from zeroserve.topology import RevisionInfo, RevisionKey
 from zeroserve.tracing import Tracing
 
 from .metrics import ActivatorMetrics
@@ -75,6 +75,16 @@ def failure_detail(failure: str, limit: int = FAILURE_DETAIL_MAX) -> bytes:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return b'"' + text.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
+
+
+def revision_timers(req: Request, info: RevisionInfo, now: float) -> None:
+    """The revision's own timeouts on ``req``, from ``now`` (its arrival), in place of
+    the listener's defaults (the activator's listeners have none)."""
+    req.deadline = now + info.timeout_seconds if info.timeout_seconds else 0.0
+    req.start_deadline = (
+        now + info.response_start_timeout_seconds if info.response_start_timeout_seconds else 0.0
+    )
+    req.idle_timeout = info.idle_timeout_seconds
 
 
 class TrustPolicy:
@@ -169,14 +179,7 @@ class ActivatorHandler(Handler):
         req.ctx = rev
         now = req.started
         info = rev.info
-        # The revision's own timeouts replace the listener's defaults.
-        req.deadline = now + info.timeout_seconds if info.timeout_seconds else 0.0
-        req.start_deadline = (
-            now + info.response_start_timeout_seconds
-            if info.response_start_timeout_seconds
-            else 0.0
-        )
-        req.idle_timeout = info.idle_timeout_seconds
+        revision_timers(req, info, now)
         # The live entry: an old one is only ever dropped with nothing in flight.
         stats = rev.stats = self.stats.request_in(rev.key, now)
         if info.backing_off and not rev.trackers:

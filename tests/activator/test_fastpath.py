@@ -17,10 +17,9 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
-import httptools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,13 +29,13 @@ from activator.config import Settings
 from activator.routing import Route, RoutingTable, Target
 from tests.support.scripted import (
     OK,
-    Messages,
     ScriptedApp,
     exchange,
     requests_seen,
     responses,
     scripted_app,
     spy_take_over,
+    written_apart,
 )
 from zeroserve.http.server import ServerConnection
 from zeroserve.observability import ObservabilityConfig
@@ -121,6 +120,14 @@ def _idle(act: Activator, key: RevisionKey = KEY) -> bool:
     assert rev is not None
     entry = act.stats.entries[key]
     return rev.throttler.in_flight == 0 and entry.stats.concurrency == 0
+
+
+async def _until(condition: Callable[[], object]) -> None:
+    """Let the loop run until ``condition`` holds, at most a second."""
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -225,21 +232,7 @@ async def test_a_request_off_the_path_is_handed_over_and_served_as_before(
         activator([app_port], routes=TAGGED) as (act, port),
         activator([app_port], routes=TAGGED, general=True) as (_, gen),
     ):
-        got = []
-        for p in (port, gen):
-            app.requests.clear()
-            reader, writer = await asyncio.open_connection("127.0.0.1", p)
-            for data in writes:
-                writer.write(data)
-                await asyncio.sleep(0.05)
-            answers = Messages()
-            parser = httptools.HttpResponseParser(answers)
-            while len(answers.done) < max(answered_by_app, 1):
-                data = await asyncio.wait_for(reader.read(65536), 5)
-                assert data, "closed before every answer came"
-                parser.feed_data(data)
-            got.append((answers.done, requests_seen(app)))
-            writer.close()
+        got = [await written_apart(p, writes, answered_by_app, app) for p in (port, gen)]
         assert len(handed_over) == 1  # the fast path's connection, once
         assert len(app.requests) == answered_by_app
         assert got[0] == got[1]
@@ -251,10 +244,7 @@ async def test_a_request_held_for_a_cold_revision_leaves_the_path_and_is_forward
         held = asyncio.ensure_future(exchange(port, GET))
         rev = act.revisions.get(KEY)
         assert rev is not None
-        for _ in range(100):
-            if rev.throttler.queued:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: rev.throttler.queued)
         assert rev.throttler.queued == 1 and _kinds(act) == {"ServerConnection"}
         act.set_endpoints(KEY, [Endpoint("pod", "127.0.0.1", app_port, stats_port=0, ready=True)])
         got, _ = await held
@@ -273,17 +263,11 @@ async def test_a_cold_start_whose_held_request_left_is_measured_by_the_next_requ
         held = asyncio.ensure_future(exchange(port, GET))
         rev = act.revisions.get(KEY)
         assert rev is not None
-        for _ in range(100):
-            if rev.throttler.queued:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: rev.throttler.queued)
         held.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await held
-        for _ in range(100):
-            if not rev.throttler.queued:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: not rev.throttler.queued)
         assert rev.cold_since and not rev.throttler.queued
         act.set_endpoints(KEY, [Endpoint("pod", "127.0.0.1", app_port, stats_port=0, ready=True)])
         got, _ = await exchange(port, GET)
@@ -304,10 +288,7 @@ async def test_with_no_free_replica_the_request_queues_and_gets_the_fast_ones_sl
         second = asyncio.ensure_future(exchange(port, GET))
         rev = act.revisions.get(KEY)
         assert rev is not None
-        for _ in range(100):
-            if rev.throttler.queued:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: rev.throttler.queued)
         assert rev.throttler.queued == 1 and len(app.requests) == 1
         assert _kinds(act) == {"ActivatorFastConnection", "ServerConnection"}
         app.hold.set()  # the fast exchange ends, and hands its replica to the queued one
@@ -405,10 +386,7 @@ async def test_a_split_request_that_leaves_the_path_goes_where_the_split_looked(
         held = asyncio.ensure_future(exchange(port, GET))  # KEY's turn: it has no replica
         rev = act.revisions.get(KEY)
         assert rev is not None
-        for _ in range(100):
-            if rev.throttler.queued:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: rev.throttler.queued)
         assert rev.throttler.queued == 1
         got, _ = await exchange(port, GET)  # KEY2's turn, on the fast path
         assert [status for status, _, _ in got] == [b"OK"] and len(two.requests) == 1

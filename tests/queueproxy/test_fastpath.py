@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httptools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,13 +30,13 @@ from tests.http.wire import FakeTransport
 from tests.support.procs import qp_env
 from tests.support.scripted import (
     OK,
-    Messages,
     ScriptedApp,
     exchange,
     requests_seen,
     responses,
     scripted_app,
     spy_take_over,
+    written_apart,
 )
 from zeroserve.http.server import ServerConnection
 from zeroserve.observability import ObservabilityConfig
@@ -159,21 +158,7 @@ async def test_a_request_off_the_path_is_handed_over_and_served_as_before(
         queue_proxy(app_port) as (qp, port),
         queue_proxy(app_port, general=True) as (_, gen),
     ):
-        got = []
-        for p in (port, gen):
-            app.requests.clear()
-            reader, writer = await asyncio.open_connection("127.0.0.1", p)
-            for data in writes:
-                writer.write(data)
-                await asyncio.sleep(0.05)
-            responses = Messages()
-            parser = httptools.HttpResponseParser(responses)
-            while len(responses.done) < max(answered_by_app, 1):
-                data = await asyncio.wait_for(reader.read(65536), 5)
-                assert data, "closed before every answer came"
-                parser.feed_data(data)
-            got.append((responses.done, requests_seen(app)))
-            writer.close()
+        got = [await written_apart(p, writes, answered_by_app, app) for p in (port, gen)]
         assert len(handed_over) == 1  # the fast path's connection, once
         assert len(app.requests) == answered_by_app
         assert got[0] == got[1]

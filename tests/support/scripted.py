@@ -148,6 +148,29 @@ class Messages:
         self.first, self.fields, self.body = b"", [], b""
 
 
+async def written_apart(
+    port: int, writes: list[bytes], answers: int, app: ScriptedApp
+) -> tuple[list[Any], list[Any]]:
+    """Write ``writes`` on one connection 50 ms apart and read until ``answers`` responses
+    (at least one) came; returns them and the requests ``app`` got meanwhile, each as an
+    HTTP parser reads them."""
+    app.requests.clear()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for data in writes:
+            writer.write(data)
+            await asyncio.sleep(0.05)
+        got = Messages()
+        parser = httptools.HttpResponseParser(got)
+        while len(got.done) < max(answers, 1):
+            data = await asyncio.wait_for(reader.read(65536), 5)
+            assert data, "closed before every answer came"
+            parser.feed_data(data)
+    finally:
+        writer.close()
+    return got.done, requests_seen(app)
+
+
 def requests_seen(app: ScriptedApp) -> list[Any]:
     """The requests the app got, as ``_Messages`` reads them."""
     messages = Messages()
