@@ -21,7 +21,7 @@ other than 0, ``HTTP2-Settings``, ``Host`` or ``X-Forwarded-For`` twice, no ``Ho
 health check, ``Knative-Serving-Revision`` (the trusted header routing) or
 ``Knative-Serving-Tag``, a host with no route or a revision not known, a revision at
 zero or starting (held requests), failed and backing off, or spoken to in HTTP/2, no
-replica free now (the general path queues it), request logs or tracing on. With the
+replica free now (the general path queues it), tracing on. With the
 request in flight: the revision's timeouts, and a 502 (which may mean another replica
 should get it: ``retry_response``).
 """
@@ -100,7 +100,9 @@ class ActivatorFastConnection(FastConnection):
 
     def _start(self, data: bytes) -> UpstreamPool | None:
         handler = self.handler
-        if handler.request_log is not None or handler.tracing.tracer is not None:
+        # (Request logs need nothing of it: the activator logs only what it answers
+        # itself, never a relayed response, as Knative's.)
+        if handler.tracing.tracer is not None:
             return None
         fields = self._fields(data)
         if fields is None:
