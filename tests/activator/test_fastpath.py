@@ -276,6 +276,31 @@ async def test_a_cold_start_whose_held_request_left_is_measured_by_the_next_requ
         assert sum(act.metrics.revisions[KEY].cold_starts.buckets) == 1
 
 
+@pytest.mark.parametrize("general", [False, True], ids=["fast", "general"])
+async def test_a_failed_revision_reached_through_its_service_is_answered_at_once(
+    general: bool,
+) -> None:
+    """Mesh mode: the revision's one target is its private Service, and it has no
+    replica of its own (``trackers``); backing off after a failure, it is answered at
+    once with why, on either path (the Service would otherwise take the request)."""
+    info = RevisionInfo(KEY, backing_off=True, failure="ExitCode1: boom")
+    async with (
+        scripted_app() as (service, service_port),
+        activator([], info=info, general=general, endpoints={KEY: []}) as (act, port),
+    ):
+        act.set_mesh("enabled", lambda key: ("127.0.0.1", service_port))
+        act.set_endpoints(KEY, [Endpoint("pod", "192.0.2.1", 8012, stats_port=0, ready=True)])
+        rev = act.revisions.get(KEY)
+        assert rev is not None
+        await _until(lambda: rev.service is not None)
+        assert rev.service is not None and not rev.trackers
+        got, _ = await exchange(port, GET)
+    ((status, fields, body),) = got
+    assert status == b"Service Unavailable" and b"boom" in body
+    assert any(v.startswith(b"activator; reason=revision-failed") for _, v in fields)
+    assert service.requests == []
+
+
 async def test_with_no_free_replica_the_request_queues_and_gets_the_fast_ones_slot() -> None:
     async with (
         scripted_app() as (app, app_port),
