@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from tests.support.scripted import (
     OK,
     ScriptedApp,
     exchange,
+    in_loop_thread,
     requests_seen,
     responses,
     scripted_app,
@@ -477,12 +477,10 @@ def both_paths() -> Any:
     """One scripted queue-proxy with four activators in front of it (the fast path's and
     the general path's, each as the ingress and not), running in a loop of their own for
     every example of the test below (starting them per example would take minutes)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="both-paths", daemon=True)
-    thread.start()
-    stack = contextlib.AsyncExitStack()
 
-    async def start() -> tuple[ScriptedApp, dict[tuple[bool, bool], int]]:
+    async def start(
+        stack: contextlib.AsyncExitStack,
+    ) -> tuple[ScriptedApp, dict[tuple[bool, bool], int]]:
         app, app_port = await stack.enter_async_context(scripted_app())
         ports = {}
         for ingress in (False, True):
@@ -492,13 +490,8 @@ def both_paths() -> Any:
                 )
         return app, ports
 
-    try:
-        yield loop, *asyncio.run_coroutine_threadsafe(start(), loop).result(30)
-    finally:
-        asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with in_loop_thread(start) as (loop, started):
+        yield loop, *started
 
 
 @pytest.mark.timeout(120)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +31,7 @@ from tests.support.scripted import (
     OK,
     ScriptedApp,
     exchange,
+    in_loop_thread,
     requests_seen,
     responses,
     scripted_app,
@@ -399,24 +399,15 @@ def both_paths() -> Any:
     """One scripted app with two queue-proxies in front of it, the fast path's and the
     general path's, running in a loop of their own for every example of the test below
     (starting them per example would make it take minutes)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="both-paths", daemon=True)
-    thread.start()
-    stack = contextlib.AsyncExitStack()
 
-    async def start() -> tuple[ScriptedApp, int, int]:
+    async def start(stack: contextlib.AsyncExitStack) -> tuple[ScriptedApp, int, int]:
         app, app_port = await stack.enter_async_context(scripted_app())
         _, fast = await stack.enter_async_context(queue_proxy(app_port))
         _, general = await stack.enter_async_context(queue_proxy(app_port, general=True))
         return app, fast, general
 
-    try:
-        yield loop, *asyncio.run_coroutine_threadsafe(start(), loop).result(30)
-    finally:
-        asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with in_loop_thread(start) as (loop, started):
+        yield loop, *started
 
 
 @pytest.mark.timeout(120)

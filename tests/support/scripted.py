@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import httptools
 import pytest
 from hypothesis import strategies as st
 
 from zeroserve.http.server import ServerConnection
+
+T = TypeVar("T")
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
 QUEUE_PROBE = b"K-Network-Probe: queue\r\n"
@@ -169,6 +172,27 @@ async def written_apart(
     finally:
         writer.close()
     return got.done, requests_seen(app)
+
+
+@contextlib.contextmanager
+def in_loop_thread(
+    start: Callable[[contextlib.AsyncExitStack], Coroutine[Any, Any, T]],
+) -> Iterator[tuple[asyncio.AbstractEventLoop, T]]:
+    """An event loop in a thread of its own, with what ``start`` entered on its exit
+    stack running there until the block ends (for module fixtures that serve many
+    hypothesis examples: starting hops per example would take minutes); yields the loop
+    (for ``run_coroutine_threadsafe``) and what ``start`` returned."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="in-loop-thread", daemon=True)
+    thread.start()
+    stack = contextlib.AsyncExitStack()
+    try:
+        yield loop, asyncio.run_coroutine_threadsafe(start(stack), loop).result(30)
+    finally:
+        asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def requests_seen(app: ScriptedApp) -> list[Any]:
