@@ -35,6 +35,7 @@ from tests.support.scripted import (
     responses,
     scripted_app,
     spy_take_over,
+    twice_through_each,
     written_apart,
 )
 from zeroserve.http.server import ServerConnection
@@ -517,16 +518,7 @@ def test_any_exchange_is_the_same_on_either_path(
     same request and the client the same response (and the same closing) whether the
     connection starts on the fast path or not."""
     loop, app, ports = both_paths
-    request = method + b" /p " + version + b"\r\n"
-    request += b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
-
-    async def run(port: int) -> tuple[Any, Any]:
-        app.requests.clear()
-        app.parts = parts
-        app.pause = 0.01
-        got = await exchange(port, request, request)
-        return got, requests_seen(app)
-
-    on_fast = asyncio.run_coroutine_threadsafe(run(ports[ingress, False]), loop).result(30)
-    on_general = asyncio.run_coroutine_threadsafe(run(ports[ingress, True]), loop).result(30)
+    on_fast, on_general = twice_through_each(
+        loop, app, parts, method, version, headers, ports[ingress, False], ports[ingress, True]
+    )
     assert on_fast == on_general

@@ -32,10 +32,10 @@ from tests.support.scripted import (
     ScriptedApp,
     exchange,
     in_loop_thread,
-    requests_seen,
     responses,
     scripted_app,
     spy_take_over,
+    twice_through_each,
     written_apart,
 )
 from zeroserve.http.server import ServerConnection
@@ -431,16 +431,7 @@ def test_any_exchange_is_the_same_on_either_path(
     client the same response (and the same closing) whether the connection starts on
     the fast path or not: shapes the fast path takes and shapes it hands over alike."""
     loop, app, fast, general = both_paths
-    request = method + b" /p " + version + b"\r\n"
-    request += b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
-
-    async def run(port: int) -> tuple[Any, Any]:
-        app.requests.clear()
-        app.parts = parts
-        app.pause = 0.01
-        got = await exchange(port, request, request)
-        return got, requests_seen(app)
-
-    on_fast = asyncio.run_coroutine_threadsafe(run(fast), loop).result(30)
-    on_general = asyncio.run_coroutine_threadsafe(run(general), loop).result(30)
+    on_fast, on_general = twice_through_each(
+        loop, app, parts, method, version, headers, fast, general
+    )
     assert on_fast == on_general

@@ -195,6 +195,32 @@ def in_loop_thread(
         loop.close()
 
 
+def twice_through_each(
+    loop: asyncio.AbstractEventLoop,
+    app: ScriptedApp,
+    parts: list[bytes],
+    method: bytes,
+    version: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *ports: int,
+) -> list[tuple[Any, Any]]:
+    """The request made of ``method``, ``version`` and ``headers``, sent twice on one
+    connection to each of ``ports`` in turn (through ``loop``, an ``in_loop_thread``),
+    with ``app`` answering ``parts``: per port, what the client got and what ``app`` got,
+    as a parser reads them."""
+    request = method + b" /p " + version + b"\r\n"
+    request += b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+
+    async def run(port: int) -> tuple[Any, Any]:
+        app.requests.clear()
+        app.parts = parts
+        app.pause = 0.01
+        got = await exchange(port, request, request)
+        return got, requests_seen(app)
+
+    return [asyncio.run_coroutine_threadsafe(run(p), loop).result(30) for p in ports]
+
+
 def requests_seen(app: ScriptedApp) -> list[Any]:
     """The requests the app got, as ``_Messages`` reads them."""
     messages = Messages()
