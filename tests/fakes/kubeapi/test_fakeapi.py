@@ -983,7 +983,8 @@ async def test_injected_faults_reach_the_client(
     fake_kube.delay_next("GET", "/deployments/web", 0.3)
     started = time.monotonic()
     await apps.read_namespaced_deployment("web", "default")
-    assert time.monotonic() - started >= 0.3
+    # uvloop's timers count whole milliseconds and may wake up to 1 ms early.
+    assert time.monotonic() - started >= 0.29
 
 
 async def test_leases_create_renew_and_conflict(
