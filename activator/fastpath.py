@@ -104,16 +104,15 @@ class ActivatorFastConnection(FastConnection):
         # itself, never a relayed response, as Knative's.)
         if handler.tracing.tracer is not None:
             return None
-        fields = self._fields(data)
-        if fields is None:
+        lines = self._fields(data)
+        if lines is None:
             return None
-        request_line, lines = fields
-        out = [request_line]  # joined with CRLFs
+        out = [lines[0]]  # the request line; joined with CRLFs
         host = xff = None
         action_of = self.actions.get
-        for line in lines:
-            colon = line.find(b":")  # there is one: the parser took the line
-            action = action_of(line[:colon].lower())
+        for line in lines[1:-2]:
+            name, _, value = line.partition(b":")  # there is one: the parser took the line
+            action = action_of(name.lower())
             if action is None:
                 out.append(line)
                 continue
@@ -121,7 +120,7 @@ class ActivatorFastConnection(FastConnection):
                 continue
             if action == _OFF:
                 return None
-            value = line[colon + 1 :].lstrip()
+            value = value.lstrip()
             if action == _HOST:
                 if host is not None:
                     return None

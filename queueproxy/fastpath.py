@@ -120,19 +120,18 @@ class QueueProxyFastConnection(FastConnection):
     def _rebuild(self, data: bytes) -> bytes | None:
         """The head to send the app for a request that stays on the fast path, else None
         (then nothing was counted, and the general path gets the same bytes)."""
-        fields = self._fields(data)
-        if fields is None:
+        lines = self._fields(data)
+        if lines is None:
             return None
         # Keep-alive is HTTP/1.1's default; a Connection field other than keep-alive, or
         # a field declaring a body, leaves the path below.
-        request_line, lines = fields
-        out = [request_line]  # joined with CRLFs
+        out = [lines[0]]  # the request line; joined with CRLFs
         host = original = xff = xfh = xfp = None
         forwarded = proxied = False
         action_of = _ACTIONS.get
-        for line in lines:
-            colon = line.find(b":")  # there is one: the parser took the line
-            action = action_of(line[:colon].lower())
+        for line in lines[1:-2]:
+            name, _, value = line.partition(b":")  # there is one: the parser took the line
+            action = action_of(name.lower())
             if action is None:
                 out.append(line)
                 continue
@@ -140,7 +139,7 @@ class QueueProxyFastConnection(FastConnection):
                 continue
             if action == _OFF:
                 return None
-            value = line[colon + 1 :].lstrip()
+            value = value.lstrip()
             if action == _HOST:
                 if host is not None:
                     return None

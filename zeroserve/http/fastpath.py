@@ -197,11 +197,13 @@ class FastConnection(asyncio.Protocol, abc.ABC):
 
     # -- the request ------------------------------------------------------------------------
 
-    def _fields(self, data: bytes) -> tuple[bytes, list[bytes]] | None:
-        """``data``'s request line and field lines, if it is one valid bodiless-looking
-        HTTP/1.1 head (not HEAD) and nothing after it, within the limits; else None."""
-        end = data.find(b"\r\n\r\n")
-        if end < 0 or end + 4 != len(data) or end > self.max_head_bytes:
+    def _fields(self, data: bytes) -> list[bytes] | None:
+        """``data``'s lines, if it is one valid bodiless-looking HTTP/1.1 head (not HEAD)
+        and nothing after it, within the limits; else None. The request line comes first
+        and two empty lines last (the head's end): a hop reads the field lines as
+        ``lines[1:-2]``."""
+        end = len(data) - 4
+        if end < 0 or data.find(b"\r\n\r\n") != end or end > self.max_head_bytes:
             return None
         if self.first and H2_PREFACE.startswith(data[:24]):
             return None
@@ -211,19 +213,20 @@ class FastConnection(asyncio.Protocol, abc.ABC):
             return None
         # One valid head, nothing after it: the parser took the request line's three
         # parts apart (its spaces are counted here).
-        request_line, _, fields = data[:end].partition(b"\r\n")
-        lines = fields.split(b"\r\n") if fields else []
+        lines = data.split(b"\r\n")
+        request_line = lines[0]
+        fields = len(lines) - 3
         if (
-            len(lines) > self.max_headers
+            fields > self.max_headers
             # the general path counts 4 bytes a field beside its name and value: over
             # the limit by that count, it decides
-            or end + len(lines) > self.max_head_bytes
-            or not request_line.endswith(b" HTTP/1.1")
+            or end + fields > self.max_head_bytes
+            or request_line[-9:] != b" HTTP/1.1"
             or request_line.count(b" ") != 2
-            or request_line.startswith(b"HEAD ")
+            or request_line[:5] == b"HEAD "
         ):
             return None
-        return request_line, lines
+        return lines
 
     # -- the upstream side (``upstream.Downstream``) ------------------------------------------
 

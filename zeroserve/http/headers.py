@@ -6,6 +6,7 @@ the head it forwards.
 
 from __future__ import annotations
 
+import functools
 import re
 
 # RFC 9110 section 7.6.1 plus the legacy ones every reverse proxy drops.
@@ -62,12 +63,17 @@ def _forwarded_node(node: bytes) -> bytes:
     return _forwarded_value(node)
 
 
+@functools.lru_cache(maxsize=1024)
 def synthesize_forwarded(xff: bytes | None, xfh: bytes | None, xfp: bytes | None) -> bytes | None:
     """Build ``Forwarded`` from ``X-Forwarded-For/-Host/-Proto`` (upstream's shim).
 
     The first ``for=`` element carries ``host`` and ``proto``; later proxies in
     ``X-Forwarded-For`` become further ``for=`` elements. Returns None when
     none of the three headers is present.
+
+    Memoized: a queue-proxy behind the activator or an ingress sees the same few
+    triples again and again (one per client address), and building one costs more
+    than the rest of the request's head (1.5 µs against 0.1, benchmarks/hoppython.py).
     """
     if not (xff or xfh or xfp):
         return None
