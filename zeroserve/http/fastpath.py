@@ -45,10 +45,11 @@ if TYPE_CHECKING:
 
 # A response field the general path would drop (upstream.py's hop-by-hop set); its
 # head is then rebuilt, so such a response is not passed through.
+# Searched in the lower-cased bytes: lowering and a case-sensitive search take 0.28 µs
+# of benchmarks/hoppython.py's response, an IGNORECASE search of it 0.41.
 _HOP_BY_HOP_FIELD = re.compile(
     rb"\r\n(?:connection|keep-alive|proxy-connection|proxy-authenticate|te|trailer"
-    rb"|transfer-encoding|upgrade)[ \t]*:",
-    re.IGNORECASE,
+    rb"|transfer-encoding|upgrade)[ \t]*:"
 )
 _OK = STATUS_LINES[200]
 _NO_CALLBACKS = object()
@@ -282,12 +283,11 @@ class FastConnection(asyncio.Protocol, abc.ABC):
                 )
             # A small response is searched whole, body too (a field name that the
             # search finds in a body only sends that response the general path's way).
-            size = len(data)
             ok = (
                 ok
                 and not self.server.closing
                 and _HOP_BY_HOP_FIELD.search(
-                    data, 0, size if size <= 1024 else data.find(b"\r\n\r\n") + 2
+                    (data if len(data) <= 1024 else data[: data.find(b"\r\n\r\n") + 2]).lower()
                 )
                 is None
             )
