@@ -181,6 +181,23 @@ async def test_a_response_over_two_reads_is_handed_over_with_its_exchange() -> N
     assert len(app.connections) == 1  # the app connection went back to the pool
 
 
+@pytest.mark.parametrize(
+    "field", [b"Keep-Alive: timeout=5", b"KEEP-ALIVE: timeout=5", b"tRaIlEr: X", b"TE: x"]
+)
+async def test_a_response_with_a_hop_by_hop_field_in_any_case_is_handed_over(
+    field: bytes, handed_over: list[object]
+) -> None:
+    """The general path drops the field, whatever its letters' case: so the response is
+    its, not passed through as it came."""
+    async with app_and_qp() as (app, qp, port):
+        app.parts = [b"HTTP/1.1 200 OK\r\n" + field + b"\r\nContent-Length: 2\r\n\r\nhi"]
+        got, _ = await exchange(port, GET)
+    assert len(handed_over) == 1
+    ((status, fields, body),) = got
+    assert status == b"OK" and body == b"hi"
+    assert field.split(b":")[0].lower() not in dict(fields)
+
+
 async def test_a_reused_app_connection_closed_unanswered_is_retried_on_a_fresh_one() -> None:
     async with app_and_qp() as (app, qp, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
