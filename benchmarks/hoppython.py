@@ -38,6 +38,13 @@ RESPONSE = (
     b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Dec 2026 05:00:00 GMT\r\nContent-Length: 13\r\n"
     b"Content-Type: text/plain; charset=utf-8\r\n\r\nHello World!\n"
 )
+# What the activator (benchmarks/activator_runner.py, as here) forwards of REQUEST to a
+# queue-proxy: the queue-proxy's request in "activator + queue-proxy".
+BEHIND_ACTIVATOR = (
+    b"GET / HTTP/1.1\r\nUser-Agent: hey/0.0.1\r\nContent-Type: text/html\r\n"
+    b"Accept-Encoding: gzip\r\nHost: 127.0.0.1:9\r\nX-Forwarded-For: 127.0.0.1\r\n"
+    b"K-Proxy-Request: activator\r\nK-Original-Host: hello.default.example.com\r\n\r\n"
+)
 QP_ENV = {
     "SERVING_NAMESPACE": "default",
     "SERVING_CONFIGURATION": "hello",
@@ -86,7 +93,7 @@ Exchange = Callable[[], None]
 GENERAL = "queue-proxy's general path"
 
 
-def queue_proxy(general: bool = False) -> tuple[Exchange, Sink]:
+def queue_proxy(general: bool = False, request: bytes = REQUEST) -> tuple[Exchange, Sink]:
     """One exchange through the queue-proxy: the client's request in, the app's answer
     back, on one kept-alive connection each (``general``: through the general path, as
     a connection handed over by the fast path is served)."""
@@ -108,7 +115,7 @@ def queue_proxy(general: bool = False) -> tuple[Exchange, Sink]:
     pool.release(app)
 
     def exchange() -> None:
-        client.data_received(REQUEST)
+        client.data_received(request)
         app.data_received(RESPONSE)
 
     return exchange, client_t
@@ -278,6 +285,10 @@ async def run(n: int, reps: int) -> list[tuple[str, float]]:
         ("floor", measure(lambda: floor(False), n, reps)),
         ("work floor", measure(lambda: floor(True), n, reps)),
         ("queue-proxy", measure(queue_proxy, n, reps)),
+        (
+            "queue-proxy behind the activator",
+            measure(lambda: queue_proxy(request=BEHIND_ACTIVATOR), n, reps),
+        ),
         ("activator", measure(activator, n, reps)),
         ("activator's general path", measure(lambda: activator(general=True), n, reps)),
     ]

@@ -34,7 +34,8 @@ def test_every_hop_and_ablation_is_measured_whole() -> None:
         if line.startswith("| ") and not line.startswith("| hop") and "---" not in line
     }
     general = hoppython.GENERAL
-    names = ["floor", "work floor", "queue-proxy", "activator", "activator's general path", general]
+    names = ["floor", "work floor", "queue-proxy", "queue-proxy behind the activator"]
+    names += ["activator", "activator's general path", general]
     names += [f"{general} without {a}" for a in hoppython.ABLATIONS]
     names.append(f"{general} without all of these")
     assert list(rows) == names
@@ -84,7 +85,15 @@ def test_an_ablation_keeps_the_response_and_removes_its_part(ablation: str) -> N
     assert not calls  # and not in the ablated one
 
 
-@pytest.mark.parametrize("hop", [hoppython.queue_proxy, hoppython.activator])
+@pytest.mark.parametrize(
+    "hop",
+    [
+        hoppython.queue_proxy,
+        lambda: hoppython.queue_proxy(request=hoppython.BEHIND_ACTIVATOR),
+        hoppython.activator,
+    ],
+    ids=["queue-proxy", "queue-proxy behind the activator", "activator"],
+)
 def test_the_fast_path_rows_stay_on_the_fast_path(hop: Any) -> None:
     """hey's request and the Go backend's answer are each fast path's exchange: measured
     through it, with no hand-over to the general path."""
@@ -109,3 +118,24 @@ def test_the_fast_path_rows_stay_on_the_fast_path(hop: Any) -> None:
 
     assert asyncio.run(run()) == 3 * len(hoppython.RESPONSE)
     assert passed == [hoppython.RESPONSE] * 3  # through the fast path's response side
+
+
+def test_behind_the_activator_is_what_the_activator_forwards() -> None:
+    """The queue-proxy's request in the "behind the activator" row is the head the
+    activator's fast path writes for hey's request, byte for byte."""
+    from zeroserve.http.upstream import UpstreamConnection
+
+    written: list[bytes] = []
+
+    def connection_made(self: UpstreamConnection, transport: Any) -> None:
+        transport.write = written.append
+        self.transport = transport
+
+    async def run() -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(UpstreamConnection, "connection_made", connection_made)
+            exchange, _ = hoppython.activator()
+            exchange()
+
+    asyncio.run(run())
+    assert written == [hoppython.BEHIND_ACTIVATOR]
