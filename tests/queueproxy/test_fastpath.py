@@ -187,8 +187,8 @@ async def test_a_response_over_two_reads_is_handed_over_with_its_exchange() -> N
 async def test_a_response_with_a_hop_by_hop_field_in_any_case_is_handed_over(
     field: bytes, handed_over: list[object]
 ) -> None:
-    """The general path drops the field, whatever its letters' case: so the response is
-    its, not passed through as it came."""
+    """The general path drops the field, whatever its letters' case, so such a response
+    goes its way rather than through as it came."""
     async with app_and_qp() as (app, _, port):
         app.parts = [b"HTTP/1.1 200 OK\r\n" + field + b"\r\nContent-Length: 2\r\n\r\nhi"]
         got, _ = await exchange(port, GET)
