@@ -29,7 +29,7 @@ should get it: ``retry_response``).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from zeroserve.http.exchange import Request
 from zeroserve.http.fastpath import FastConnection
@@ -86,14 +86,15 @@ class ActivatorFastConnection(FastConnection):
     """One activator listener's connection while it stays on the fast path (module
     docstring)."""
 
-    __slots__ = ("actions", "revision", "tracker")
+    __slots__ = ("actions", "handler", "revision", "tracker")
 
-    handler: ActivatorHandler
     off_statuses = frozenset({204, 304, 502})
     server_timers = False  # a revision's own timeouts, as on_request sets them
 
     def __init__(self, server: Server) -> None:
         super().__init__(server)
+        # Its own declared type (a subclass may not narrow an attribute's type: mypyc).
+        self.handler = cast("ActivatorHandler", server.handler)
         self.actions = _INGRESS_ACTIONS if self.handler.ingress else _ACTIONS
         self.revision: RevisionState | None = None  # of the exchange in flight
         self.tracker: Tracker | None = None  # its replica

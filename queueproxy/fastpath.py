@@ -18,7 +18,7 @@ request in flight, the server's timeouts.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from zeroserve.http.exchange import Request
 from zeroserve.http.fastpath import FastConnection
@@ -79,12 +79,12 @@ _ACTIONS = {
 class QueueProxyFastConnection(FastConnection):
     """One serving-port connection while it stays on the fast path (module docstring)."""
 
-    __slots__ = ("proxied",)
-
-    handler: QueueProxyHandler
+    __slots__ = ("handler", "proxied")
 
     def __init__(self, server: Server) -> None:
         super().__init__(server)
+        # Its own declared type (a subclass may not narrow an attribute's type: mypyc).
+        self.handler = cast("QueueProxyHandler", server.handler)
         self.proxied = False  # the exchange in flight came through the activator
 
     def _start(self, data: bytes) -> UpstreamPool | None:

@@ -81,7 +81,6 @@ class FastConnection(asyncio.Protocol, abc.ABC):
         "client_ip",
         "current",
         "first",
-        "handler",
         "idle_since",
         "max_head_bytes",
         "max_headers",
@@ -106,7 +105,6 @@ class FastConnection(asyncio.Protocol, abc.ABC):
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.handler = server.handler
         self.transport: asyncio.Transport | None = None
         self.client_ip = b""
         self.parser = HttpRequestParser(_NO_CALLBACKS)
@@ -159,7 +157,11 @@ class FastConnection(asyncio.Protocol, abc.ABC):
         self.server.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.current is None:
+        # Tested through a name, not ``self.current``: ``_start`` sets it, and a type
+        # checker narrowing ``self.current`` to None over that call would take the
+        # assertion below for false (mypyc compiles narrowing into runtime checks).
+        in_flight = self.current
+        if in_flight is None:
             pool = self._start(data)
             if pool is not None:
                 self.first = False

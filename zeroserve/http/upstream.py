@@ -115,6 +115,20 @@ class Pool(Protocol):
     def close(self) -> None: ...
 
 
+def _flush(client: Downstream, batch: list[bytes]) -> None:
+    """Write what one read from the upstream produced for ``client``, unless a response
+    that ended in that read already flushed it (the batch is then no longer the
+    client's). A function of its own: the caller set ``client.batch = batch`` before the
+    parser ran, and the parser's callbacks may have changed it since; a type checker
+    that narrows ``client.batch`` over the call would take the comparison for always
+    true (mypyc compiles that narrowing into a runtime check: docs/http.md, "Compiling
+    the hot path")."""
+    if client.batch is batch:
+        client.batch = None
+        if batch:
+            client.transport_write_lines(batch)
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to the upstream; serves one exchange at a time."""
 
@@ -192,19 +206,13 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as e:
-            if client.batch is batch:
-                client.batch = None
-                if batch:
-                    client.transport_write_lines(batch)
+            _flush(client, batch)
             client.upstream_upgraded(self, data[e.args[0] :])
             return
         except HttpParserError as e:
             # A response that ended in this read was flushed with its end (the batch is
             # then no longer the client's): written once, not again here.
-            if client.batch is batch:
-                client.batch = None
-                if batch:
-                    client.transport_write_lines(batch)
+            _flush(client, batch)
             if self.client is not client:
                 # The error is in bytes after a response that was over, this connection
                 # already back in the pool (or handed on from it): the app broke the
@@ -214,10 +222,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self.close()
             client.upstream_failed(self, f"invalid response from upstream: {e}", after_bytes=True)
             return
-        if client.batch is batch:
-            client.batch = None
-            if batch:
-                client.transport_write_lines(batch)
+        _flush(client, batch)
 
     def eof_received(self) -> bool:
         client = self.client
