@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"activator: {e}", file=sys.stderr)
         return 1
     logging.basicConfig(level=level, format="%(asctime)s activator %(levelname)s %(message)s")
+    logging.getLogger("activator").debug("hot path: %s", compiled.status())
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(run(settings, options))
 

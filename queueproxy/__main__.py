@@ -41,6 +41,7 @@ def main() -> int:
         format="%(asctime)s queue-proxy %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("queueproxy").debug("hot path: %s", compiled.status())
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as e:
