@@ -191,25 +191,31 @@ def usable(build_dir: Path = BUILD_DIR, root: Path = REPO) -> tuple[dict[str, Pa
     return out, f"compiled: {len(modules)} modules from {build_dir}"
 
 
-def install(env: Mapping[str, str] | None = None) -> bool:
-    """Load ``MODULES`` compiled from now on, if they are built from these sources (in
-    ``ZEROSERVE_COMPILED_DIR``, else ``BUILD_DIR``) and not refused by
-    ``ZEROSERVE_PURE_PYTHON``; True if so. Raises ``ValueError`` naming the variable if
-    it is set to something other than 0 or 1. Call it before anything imports one of
-    ``MODULES``."""
-    global _status
+def plan(env: Mapping[str, str] | None = None) -> tuple[dict[str, Path], str]:
+    """What ``install`` would load, by module name, and why; loads nothing. Raises
+    ``ValueError`` naming ``ZEROSERVE_PURE_PYTHON`` if it is set to something other
+    than 0 or 1."""
     env = os.environ if env is None else env
     value = env.get(PURE_ENV, "0").strip()
     if value not in ("0", "1", ""):
         raise ValueError(f"{PURE_ENV}={value!r}: expected 1 (pure Python) or 0")
     if value == "1":
-        _status = f"pure Python ({PURE_ENV}=1)"
-        return False
+        return {}, f"pure Python ({PURE_ENV}=1)"
+    return usable(Path(env.get(DIR_ENV) or BUILD_DIR))
+
+
+def install(env: Mapping[str, str] | None = None) -> bool:
+    """Load ``MODULES`` compiled from now on, if they are built from these sources (in
+    ``ZEROSERVE_COMPILED_DIR``, else ``BUILD_DIR``) and not refused by
+    ``ZEROSERVE_PURE_PYTHON`` (``plan``); True if so. Call it before anything imports
+    one of ``MODULES``: a process that did stays pure Python."""
+    global _status
+    extensions, why = plan(env)
     loaded = [module_name(m) for m in MODULES if module_name(m) in sys.modules]
-    if loaded:
+    if extensions and loaded:
         _status = f"pure Python (imported before install: {', '.join(loaded)})"
         return False
-    extensions, _status = usable(Path(env.get(DIR_ENV) or BUILD_DIR))
+    _status = why
     if not extensions:
         return False
     sys.meta_path.insert(0, _Finder(extensions))

@@ -24,6 +24,7 @@ from benchmarks.figures import kv_table, md_table
 from benchmarks.loadgen import missing_tools
 from benchmarks.processes import BenchError, Pinning, Supervisor, interrupt_on_signals
 from benchmarks.servers import ROUTE_HOST
+from zeroserve import compiled
 
 from . import autoscale, burst, coldstart, grpc, held, hops, plots
 from .config import PART_TITLES, PARTS, Config, estimate_seconds
@@ -117,6 +118,8 @@ def main(cfg: Config) -> int:
         "wall": f"{wall:.0f} s",
         **machine.summary(PACKAGES, ("wrk", "hey", "nginx")),
         "pinning": pinning.note,
+        # what each hop started by the run decides (zeroserve/compiled.py)
+        "hot path": compiled.plan()[1],
         "settings": settings(cfg),
         "Host header": f"`{ROUTE_HOST}` on every request of the hop-overhead and held parts",
     }
