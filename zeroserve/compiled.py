@@ -116,6 +116,7 @@ def build(dest: Path = BUILD_DIR, root: Path = REPO) -> dict[str, object]:
             raise BuildError(f"mypyc left {len(groups)} shared libraries, expected one: {groups}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=".mypyc-", dir=dest.parent))
+        staged.chmod(0o755)  # (mkdtemp's is 0700: readable by whoever runs the hops)
         try:
             modules: dict[str, dict[str, str]] = {}
             for m in MODULES:
@@ -164,31 +165,37 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 def usable(build_dir: Path = BUILD_DIR, root: Path = REPO) -> tuple[dict[str, Path], str]:
     """The extensions to load by module name, and why: empty with the reason if the
-    build is missing, for another Python, or from other sources."""
+    build is missing, unreadable or incomplete, for another Python, or from other
+    sources. Never raises: a hop starts either way."""
+    path = build_dir / MANIFEST
     try:
-        manifest = json.loads((build_dir / MANIFEST).read_text())
+        manifest = json.loads(path.read_text())
+        python = manifest["python"]
+        modules = {name: build_dir / e["extension"] for name, e in manifest["modules"].items()}
+        sources = dict(manifest["sources"])
+        group = manifest["group"]
+        modules[group["name"]] = build_dir / group["extension"]
     except FileNotFoundError:
         return {}, f"no build in {build_dir} (make compiled)"
-    except (OSError, ValueError) as e:
-        return {}, f"{build_dir / MANIFEST}: unreadable ({e})"
-    if manifest.get("python") != sys.implementation.cache_tag:
-        return {}, f"{build_dir} was built for {manifest.get('python')}"
-    modules = manifest.get("modules", {})
-    if set(modules) != {module_name(m) for m in MODULES}:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return {}, f"{path}: unreadable ({type(e).__name__}: {e})"
+    if python != sys.implementation.cache_tag:
+        return {}, f"{build_dir} was built for {python}"
+    if set(modules) - {group["name"]} != {module_name(m) for m in MODULES}:
         return {}, f"{build_dir} holds other modules than these sources compile (make compiled)"
-    for source, digest in manifest.get("sources", {}).items():
+    if not set(MODULES) <= set(sources):
+        return {}, f"{build_dir} does not list the sources it was built from (make compiled)"
+    missing = sorted(str(ext) for ext in modules.values() if not ext.is_file())
+    if missing:
+        return {}, f"{build_dir} is incomplete: no {missing[0]} (make compiled)"
+    for source, digest in sources.items():
         try:
             same = _digest(root / source) == digest
         except OSError:
             same = False
         if not same:
             return {}, f"{source} changed since {build_dir} was built (make compiled)"
-    if not set(MODULES) <= set(manifest.get("sources", {})):
-        return {}, f"{build_dir} does not list the sources it was built from (make compiled)"
-    out = {name: build_dir / entry["extension"] for name, entry in modules.items()}
-    group = manifest["group"]
-    out[group["name"]] = build_dir / group["extension"]
-    return out, f"compiled: {len(modules)} modules from {build_dir}"
+    return modules, f"compiled: {len(modules) - 1} modules from {build_dir}"
 
 
 def plan(env: Mapping[str, str] | None = None) -> tuple[dict[str, Path], str]:

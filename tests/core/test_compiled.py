@@ -39,8 +39,18 @@ def _manifest(tmp: Path, **changes: object) -> Path:
     return tmp
 
 
+def _extensions(tmp: Path) -> Path:
+    """Empty files where ``_manifest`` says the extensions are (only their presence is
+    checked before they are loaded)."""
+    for m in compiled.MODULES:
+        (tmp / m).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / m.removesuffix(".py")).with_suffix(".so").touch()
+    (tmp / "abc__mypyc.so").touch()
+    return tmp
+
+
 def test_a_build_of_the_current_sources_is_used_module_by_module(tmp_path: Path) -> None:
-    extensions, why = compiled.usable(_manifest(tmp_path))
+    extensions, why = compiled.usable(_manifest(_extensions(tmp_path)))
     assert why.startswith("compiled: 8 modules")
     assert extensions["zeroserve.http.fastpath"] == tmp_path / "zeroserve/http/fastpath.so"
     assert extensions["abc__mypyc"] == tmp_path / "abc__mypyc.so"
@@ -56,7 +66,7 @@ def test_a_source_changed_since_the_build_is_pure_python_naming_it(
     tmp_path: Path, source: str
 ) -> None:
     # a compiled module's own source, or one it took types from
-    _manifest(tmp_path, sources={**SOURCES, source: "0" * 64})
+    _manifest(_extensions(tmp_path), sources={**SOURCES, source: "0" * 64})
     extensions, why = compiled.usable(tmp_path)
     assert extensions == {}
     assert why == f"{source} changed since {tmp_path} was built (make compiled)"
@@ -82,10 +92,19 @@ def test_a_build_for_another_python_or_other_modules_is_not_used(
     assert extensions == {} and reason in why
 
 
-def test_an_unreadable_manifest_is_pure_python_naming_the_file(tmp_path: Path) -> None:
-    (tmp_path / compiled.MANIFEST).write_text("{")
+@pytest.mark.parametrize("text", ["{", "[]", '{"python": "cpython-311"}', '{"modules": 1}'])
+def test_an_unreadable_manifest_is_pure_python_naming_the_file(tmp_path: Path, text: str) -> None:
+    (tmp_path / compiled.MANIFEST).write_text(text)
     extensions, why = compiled.usable(tmp_path)
     assert extensions == {} and why.startswith(f"{tmp_path / compiled.MANIFEST}: unreadable")
+
+
+def test_a_build_missing_an_extension_is_pure_python_naming_it(tmp_path: Path) -> None:
+    _manifest(_extensions(tmp_path))
+    (tmp_path / "zeroserve/stats.so").unlink()
+    extensions, why = compiled.usable(tmp_path)
+    assert extensions == {}
+    assert why == f"{tmp_path} is incomplete: no {tmp_path / 'zeroserve/stats.so'} (make compiled)"
 
 
 def test_pure_python_is_asked_for_by_its_variable_and_a_bad_value_names_it() -> None:
@@ -103,7 +122,7 @@ def test_a_process_that_imported_a_hot_module_first_stays_pure_python(tmp_path: 
     import zeroserve.stats  # noqa: F401
 
     before = list(sys.meta_path)
-    env = {compiled.DIR_ENV: str(_manifest(tmp_path))}
+    env = {compiled.DIR_ENV: str(_manifest(_extensions(tmp_path)))}
     assert compiled.install(env) is False
     assert compiled.status().startswith("pure Python (imported before install: ")
     assert "zeroserve.stats" in compiled.status()
