@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -90,12 +91,23 @@ def _sources(root: Path) -> dict[str, str]:
     }
 
 
+def toolchain_missing() -> str | None:
+    """Why mypyc cannot build here (no C compiler, no Python headers), or None."""
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        return "no C compiler (gcc or cc) on PATH: mypyc compiles C"
+    headers = Path(sysconfig.get_paths()["include"])
+    if not (headers / "Python.h").exists():
+        return f"no Python headers ({headers}/Python.h): mypyc's C includes them"
+    return None
+
+
 def build(dest: Path = BUILD_DIR, root: Path = REPO) -> dict[str, object]:
     """Compile ``MODULES`` of ``root`` into ``dest`` (replacing what was there) and write
     the manifest; returns it. The build runs in a scratch copy of ``PACKAGES``, so the
     sources never have an extension beside them."""
-    if shutil.which("gcc") is None and shutil.which("cc") is None:
-        raise BuildError("no C compiler (gcc or cc) on PATH: mypyc compiles C")
+    missing = toolchain_missing()
+    if missing:
+        raise BuildError(missing)
     with tempfile.TemporaryDirectory(prefix="zeroserve-mypyc-") as tmp:
         work = Path(tmp)
         ignore = shutil.ignore_patterns("__pycache__", "*.so")

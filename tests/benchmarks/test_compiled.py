@@ -3,8 +3,6 @@ figures are read off hopprofile's table."""
 
 from __future__ import annotations
 
-import shutil
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -40,9 +38,7 @@ def test_a_side_that_loaded_a_module_the_other_way_is_refused() -> None:
 
 @pytest.mark.process
 @pytest.mark.skipif(
-    shutil.which("gcc") is None
-    or not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists(),
-    reason="mypyc compiles C: needs gcc and the Python headers",
+    compiled.toolchain_missing() is not None, reason=str(compiled.toolchain_missing())
 )
 def test_both_sides_serve_the_measured_exchanges_the_way_they_are_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,16 +134,12 @@ def test_the_command_names_its_usage() -> None:
 
 # -- the build, and processes that load it ---------------------------------------------
 
-_CAN_BUILD = (
-    shutil.which("gcc") is not None
-    and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()
-)
-
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if not _CAN_BUILD:
-        pytest.skip("mypyc compiles C: needs gcc and the Python headers")
+    missing = compiled.toolchain_missing()
+    if missing:
+        pytest.skip(missing)
     dest = tmp_path_factory.mktemp("mypyc") / "build"
     compiled.build(dest)
     yield dest
