@@ -79,7 +79,7 @@ $(COMPILE_STAMP): $(RUN_STAMP)
 	@touch $(COMPILE_STAMP)
 
 $(COMPILED): $(COMPILE_STAMP) $(COMPILED_FROM)
-	@echo "compiling the hot path with mypyc into build/mypyc (about 20 s)"
+	@echo "compiling the hot path with mypyc into build/mypyc (about 35 s)"
 	@$(PY) -m zeroserve.compiled build \
 	    || echo "make: the hot path is not compiled (above: why); the hops run it as Python"
 

@@ -41,9 +41,10 @@ MANIFEST = "manifest.json"
 PURE_ENV = "ZEROSERVE_PURE_PYTHON"
 DIR_ENV = "ZEROSERVE_COMPILED_DIR"  # where install() looks, instead of BUILD_DIR
 # The request path's per-exchange code: both fast paths, the upstream pool and response
-# parsing, the queue-proxy's handler with its statistics and latency metric. A class
+# parsing, each hop's handler with its statistics and metrics, and the activator's
+# routing, revision table and throttler that pick each request's endpoint. A class
 # that mypyc compiles can only be subclassed by compiled classes, hence all three fast
-# paths and the metric's subclass.
+# paths and the metrics' subclasses.
 MODULES = (
     "zeroserve/http/fastpath.py",
     "zeroserve/http/upstream.py",
@@ -53,6 +54,12 @@ MODULES = (
     "queueproxy/handler.py",
     "queueproxy/metrics.py",
     "activator/fastpath.py",
+    "activator/handler.py",
+    "activator/metrics.py",
+    "activator/revisions.py",
+    "activator/routing.py",
+    "activator/stats.py",
+    "activator/throttler.py",
 )
 # What mypyc reads to type the modules (copied beside them for the build).
 PACKAGES = ("zeroserve", "queueproxy", "activator")

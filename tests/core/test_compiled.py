@@ -2,7 +2,7 @@
 were built from the sources that are there, and only by a process that asks first.
 
 The decisions are tested on manifests written here; the build itself, and processes
-that load it, once per module (``built``, about 20 s of gcc)."""
+that load it, once per module (``built``, about 35 s of gcc)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def _extensions(tmp: Path) -> Path:
 
 def test_a_build_of_the_current_sources_is_used_module_by_module(tmp_path: Path) -> None:
     extensions, why = compiled.usable(_manifest(_extensions(tmp_path)))
-    assert why.startswith("compiled: 8 modules")
+    assert why.startswith(f"compiled: {len(compiled.MODULES)} modules")
     assert extensions["zeroserve.http.fastpath"] == tmp_path / "zeroserve/http/fastpath.so"
     assert extensions["abc__mypyc"] == tmp_path / "abc__mypyc.so"
     assert len(extensions) == len(compiled.MODULES) + 1
@@ -176,7 +176,10 @@ def test_the_build_loads_every_hot_module_from_its_extension(built: Path) -> Non
     run = _python(_REPORT, **{compiled.DIR_ENV: str(built)})
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
-    assert got["ok"] is True and got["status"] == f"compiled: 8 modules from {built}"
+    assert (
+        got["ok"] is True
+        and got["status"] == f"compiled: {len(compiled.MODULES)} modules from {built}"
+    )
     for m in compiled.MODULES:
         assert got["files"][m].startswith(str(built)), m
         assert got["files"][m].endswith(".so"), m
