@@ -6,16 +6,30 @@
 One route (``--host-name`` -> revision ``default/hello-00001``); ``--endpoint``
 replicas (ready). With ``--cold`` the revision starts with no replica and
 gets them when the process receives SIGUSR1 (to measure held requests).
-Prints one JSON line with the bound ports; SIGTERM stops it.
+Prints one JSON line with the bound ports; SIGTERM stops it. Like ``python -m
+activator`` it runs the compiled hot path when ``make compiled`` built it
+(``ZEROSERVE_PURE_PYTHON=1``: the sources).
 """
 
 from __future__ import annotations
+
+import sys
+
+from zeroserve import compiled
+
+# First, as ``python -m activator`` does: the modules ``make compiled`` built are loaded
+# only if nothing imported their sources yet (zeroserve/compiled.py), so the benchmarks
+# measure the activator that ``zeroserve up`` runs.
+try:
+    compiled.install()
+except ValueError as _e:
+    print(f"activator_runner: {_e}", file=sys.stderr)
+    sys.exit(1)
 
 import argparse
 import asyncio
 import json
 import signal
-import sys
 
 import uvloop
 

@@ -8,9 +8,10 @@ missing or stale, then measures each side in turn, in a subprocess: with
 - the Python of one exchange in memory (benchmarks/hoppython.py's ``measure``): the
   work floor, the queue-proxy, the queue-proxy behind the activator, the activator;
 - with ``--hopprofile``, the real processes under ``wrk`` (benchmarks/hopprofile.py):
-  the queue-proxy, the work floor and nginx, CPU per request. The hops decide for
-  themselves, as they start (``python -m queueproxy``); the work floor and nginx are
-  the same on both sides.
+  the queue-proxy, the activator in front of it, the work floor and nginx, CPU per
+  request. The hops decide for themselves, as they start (``python -m queueproxy``,
+  ``python -m benchmarks.activator_runner``); the work floor and nginx are the same on
+  both sides.
 
 Each in-memory run reports which of the modules it loaded compiled, and the comparison
 stops if a side is not what its name says.
@@ -30,7 +31,7 @@ import time
 from zeroserve import compiled
 
 ROWS = ("work floor", "queue-proxy", "queue-proxy behind the activator", "activator")
-TARGETS = ("queue-proxy", "workfloor", "nginx")
+TARGETS = ("queue-proxy", "activator", "workfloor", "nginx")
 SIDES = ("interpreted", "compiled")
 
 

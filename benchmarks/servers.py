@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from benchmarks.processes import (
     poll,
     wait_http_ok,
 )
+from zeroserve import compiled
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_APP = "examples/helloworld/app.py"
@@ -123,7 +125,15 @@ def start_queue_proxy(
     desc = f"`python -m queueproxy`, CONTAINER_CONCURRENCY={cc}" + (
         f", USER_PROTOCOL={protocol}" if protocol != "http1" else ""
     )
+    desc += f", {hot_path(server.pid, env)}"
     return Proc(server, port, desc, int(str(info["user_metrics_port"])))
+
+
+def hot_path(pid: int, env: Mapping[str, str]) -> str:
+    """What a started hop runs, read off its memory: "compiled" only if it mapped the
+    build its environment names (zeroserve/compiled.py)."""
+    extensions, _ = compiled.plan(env)
+    return "compiled" if compiled.runs_compiled(pid, extensions) else "as Python"
 
 
 def start_activator(
@@ -148,7 +158,8 @@ def start_activator(
     desc = (
         f"`python -m benchmarks.activator_runner{' --cold' * cold}"
         f"{' --protocol ' + protocol if protocol != 'http1' else ''}` (containerConcurrency "
-        f"{cc}, {'no replica until SIGUSR1' if cold else 'one ready replica'})"
+        f"{cc}, {'no replica until SIGUSR1' if cold else 'one ready replica'}, "
+        f"{hot_path(server.pid, os.environ)})"
     )
     return Proc(server, port, desc, int(str(info["metrics_port"])))
 

@@ -230,6 +230,22 @@ def plan(env: Mapping[str, str] | None = None) -> tuple[dict[str, Path], str]:
     return usable(Path(env.get(DIR_ENV) or BUILD_DIR))
 
 
+def runs_compiled(pid: int, extensions: Mapping[str, Path]) -> bool:
+    """Whether process ``pid`` has one of ``extensions`` (``plan()``'s) mapped, that is,
+    whether it took the build: the check from outside that a hop did (Linux's
+    ``/proc/PID/maps``; False if it cannot be read)."""
+    paths = {str(p.resolve()) for p in extensions.values()}
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+    for line in maps.splitlines():
+        fields = line.split(None, 5)  # address perms offset dev inode [path]
+        if len(fields) == 6 and fields[5] in paths:
+            return True
+    return False
+
+
 def install(env: Mapping[str, str] | None = None) -> bool:
     """Load ``MODULES`` compiled from now on, if they are built from these sources (in
     ``ZEROSERVE_COMPILED_DIR``, else ``BUILD_DIR``) and not refused by

@@ -167,6 +167,21 @@ print(json.dumps({"ok": ok, "status": compiled.status(), "files": files}))
 """
 
 
+def test_a_process_runs_the_build_only_if_one_of_its_extensions_is_mapped(
+    tmp_path: Path,
+) -> None:
+    import uvloop.loop  # an extension this process has mapped
+
+    mapped = Path(str(uvloop.loop.__file__))
+    assert compiled.runs_compiled(os.getpid(), {"uvloop.loop": mapped})
+    assert compiled.runs_compiled(os.getpid(), {"x": tmp_path / "no.so", "uvloop.loop": mapped})
+    (tmp_path / "x.so").write_bytes(b"")
+    assert not compiled.runs_compiled(os.getpid(), {"x": tmp_path / "x.so"})
+    assert not compiled.runs_compiled(os.getpid(), {})
+    # a process that is not there (pid_max is at most 2**22)
+    assert not compiled.runs_compiled(2**22 + 1, {"uvloop.loop": mapped})
+
+
 @pytest.mark.process
 def test_the_build_loads_every_hot_module_from_its_extension(built: Path) -> None:
     manifest = json.loads((built / compiled.MANIFEST).read_text())
