@@ -17,11 +17,7 @@ from zeroserve import compiled
 
 # First: the modules ``make compiled`` built are loaded only if nothing imported their
 # sources yet (zeroserve/compiled.py).
-try:
-    compiled.install()
-except ValueError as _e:
-    print(f"activator: {_e}", file=sys.stderr)
-    sys.exit(1)
+compiled.install_or_exit("activator")
 
 import asyncio
 import json

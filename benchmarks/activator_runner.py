@@ -20,11 +20,7 @@ from zeroserve import compiled
 # First, as ``python -m activator`` does: the modules ``make compiled`` built are loaded
 # only if nothing imported their sources yet (zeroserve/compiled.py), so the benchmarks
 # measure the activator that ``zeroserve up`` runs.
-try:
-    compiled.install()
-except ValueError as _e:
-    print(f"activator_runner: {_e}", file=sys.stderr)
-    sys.exit(1)
+compiled.install_or_exit("activator_runner")
 
 import argparse
 import asyncio

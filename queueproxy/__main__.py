@@ -11,11 +11,7 @@ from zeroserve import compiled
 
 # First: the modules ``make compiled`` built are loaded only if nothing imported their
 # sources yet (zeroserve/compiled.py). A standby decides here, before its assignment.
-try:
-    compiled.install()
-except ValueError as _e:
-    print(f"queue-proxy: {_e}", file=sys.stderr)
-    sys.exit(1)
+compiled.install_or_exit("queue-proxy")
 
 import asyncio
 import logging

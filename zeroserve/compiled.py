@@ -264,6 +264,17 @@ def install(env: Mapping[str, str] | None = None) -> bool:
     return True
 
 
+def install_or_exit(prog: str) -> None:
+    """``install()`` as the first statement of a hop's ``__main__``: a bad
+    ``ZEROSERVE_PURE_PYTHON`` ends the process with status 1 and one line on stderr
+    naming it, after ``prog``."""
+    try:
+        install()
+    except ValueError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
 def status() -> str:
     """What ``install`` decided, for the hop's startup log."""
     return _status

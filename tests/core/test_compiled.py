@@ -212,7 +212,7 @@ def test_with_the_build_present_pure_python_is_still_one_variable_away(built: Pa
 
 @pytest.mark.process
 def test_a_hop_started_with_a_bad_value_exits_naming_the_variable() -> None:
-    for hop in ("queueproxy", "activator"):
+    for hop in ("queueproxy", "activator", "benchmarks.activator_runner"):
         run = subprocess.run(
             [sys.executable, "-m", hop],
             env={**os.environ, compiled.PURE_ENV: "maybe"},
