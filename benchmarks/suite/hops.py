@@ -363,6 +363,33 @@ class HopsResult:
                     None,
                 )
             )
+        if "activator" in self.names:
+            # The activator path's floor: a request through two Python processes that
+            # each do that work (the activator's is no less than the queue-proxy's).
+            def two(r: Run) -> float | None:
+                v = runs.proxies_us(r)
+                return None if v is None else 2 * v
+
+            cpu_goal = GO_GOALS["activator"]["cpu"]
+            used, work = self.bench.used("activator", k), self.bench.used("workfloor", k)
+            x2 = runs.paired(work, self.bench.used("nginx", k), two, runs.proxies_us)
+            above = runs.paired(used, work, runs.proxies_us, two, "-")
+            out += [
+                Goal(
+                    "two work floors (the activator path's floor), CPU per request / nginx's "
+                    "(Go backend)",
+                    f"<= {cpu_goal}x",
+                    fmt_ratio(x2),
+                    None if x2 is None else at_most(x2.median, cpu_goal),
+                ),
+                Goal(
+                    "activator → queue-proxy → app: proxies' CPU per request above two work "
+                    "floors (Go backend)",
+                    "-",
+                    f"{fmt_delta(above, 1)} µs",
+                    None,
+                ),
+            ]
         return out
 
     def goals(self) -> list[Goal]:

@@ -151,6 +151,11 @@ def test_hop_overhead_runs_had_no_errors(smoke: Smoke, preset: str, part: str, r
         assert "| queue-proxy → app: proxies' CPU per request above the work floor" in text
         two = "| activator → queue-proxy → app: proxies' CPU per request above 2 floors"
         assert (two in text) == (preset != "queueproxy")
+        # the activator path's floor against its goal, and the path above it
+        floor2 = "| two work floors (the activator path's floor), CPU per request / nginx's"
+        assert (floor2 + " (Go backend) | <= 2.2x |" in text) == (preset != "queueproxy")
+        above2 = "| activator → queue-proxy → app: proxies' CPU per request above two work floors"
+        assert (above2 in text) == (preset != "queueproxy")
     # targets x sizes x (throughput, CPU, one fixed rate)
     assert hops["runs"] == runs
     assert hops["bad_runs"] == 0
