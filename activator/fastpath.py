@@ -29,7 +29,7 @@ should get it: ``retry_response``).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from zeroserve.http.exchange import Request
 from zeroserve.http.fastpath import FastConnection
@@ -88,7 +88,7 @@ class ActivatorFastConnection(FastConnection):
 
     __slots__ = ("actions", "handler", "revision", "tracker")
 
-    off_statuses = frozenset({204, 304, 502})
+    off_statuses: ClassVar[frozenset[int]] = frozenset({204, 304, 502})
     server_timers = False  # a revision's own timeouts, as on_request sets them
 
     def __init__(self, server: Server) -> None:

@@ -200,6 +200,49 @@ def test_the_build_loads_every_hot_module_from_its_extension(built: Path) -> Non
         assert got["files"][m].endswith(".so"), m
 
 
+_CONNECTIONS = """
+import json
+import sys
+from zeroserve import compiled
+assert compiled.install(), compiled.status()
+import uvloop
+from benchmarks import hoppython
+
+async def main():
+    from activator.app import Activator, Settings
+    from queueproxy import app, config
+
+    qp = app.QueueProxy(config.Settings.from_env(hoppython.QP_ENV))
+    act = Activator(Settings(host="127.0.0.1", port=0, metrics_port=0))
+    out = {}
+    for name, server in (("queue-proxy", qp.serving), ("activator", act.servers[0])):
+        a, b = server.connection(server), server.connection(server)
+        out[name] = {
+            "class": type(a).__module__ + "." + type(a).__name__,
+            "file": sys.modules[type(a).__module__].__file__,
+            "off": sorted(a.off_statuses),
+            "shared": a.off_statuses is b.off_statuses,
+        }
+    print(json.dumps(out))
+
+uvloop.run(main())
+"""
+
+
+@pytest.mark.process
+def test_compiled_fast_connections_share_their_class_constants(built: Path) -> None:
+    # Held requests cost 0.3 KiB more compiled: an instance attribute's frozenset
+    # default was built anew by every connection (benchmarks/suite/held.py measured it).
+    run = _python(_CONNECTIONS, **{compiled.DIR_ENV: str(built)})
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["queue-proxy"]["off"] == [204, 304]
+    assert got["activator"]["off"] == [204, 304, 502]
+    for hop, conn in got.items():
+        assert conn["file"].endswith(".so"), (hop, conn)
+        assert conn["shared"], (hop, conn)
+
+
 @pytest.mark.process
 def test_with_the_build_present_pure_python_is_still_one_variable_away(built: Path) -> None:
     run = _python(_REPORT, **{compiled.DIR_ENV: str(built), compiled.PURE_ENV: "1"})

@@ -33,7 +33,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import re
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, HttpResponseParser
 
@@ -96,9 +96,11 @@ class FastConnection(asyncio.Protocol, abc.ABC):
 
     tunnel = False
     batch: list[bytes] | None = None
-    off_statuses: frozenset[int] = frozenset({204, 304})
+    off_statuses: ClassVar[frozenset[int]] = frozenset({204, 304})
     """Response codes that leave the path (besides 1xx): 204 and 304, whose framing the
-    general path writes its own way, and any the hop's handler looks at."""
+    general path writes its own way, and any the hop's handler looks at. A class
+    variable: compiled (zeroserve/compiled.py), an instance attribute with this default
+    would build a new frozenset for every connection."""
     server_timers = True
     """``take_over`` arms a handed-over request's timers from the server's ``Timeouts``
     (False: ``_fill`` set them, as the hop's handler would)."""
