@@ -57,6 +57,17 @@ GO_GOALS = {
 }
 
 
+def _proxies_times(hops: int) -> Metric:
+    """A run's proxies' CPU per request, ``hops`` times: as many floors as a path has
+    hops."""
+
+    def metric(r: Run) -> float | None:
+        v = runs.proxies_us(r)
+        return None if v is None else v * hops
+
+    return metric
+
+
 @dataclass(frozen=True)
 class Size:
     key: str
@@ -308,13 +319,12 @@ class HopsResult:
         for n, hops in (("queue-proxy", 1), ("activator", 2)):
             if n not in self.names:
                 continue
-
-            def floors(r: Run, hops: int = hops) -> float | None:
-                v = runs.proxies_us(r)
-                return None if v is None else v * hops
-
             above = runs.paired(
-                self.bench.used(n, k), self.bench.used("floor", k), runs.proxies_us, floors, "-"
+                self.bench.used(n, k),
+                self.bench.used("floor", k),
+                runs.proxies_us,
+                _proxies_times(hops),
+                "-",
             )
             out.append(
                 Goal(
@@ -366,10 +376,7 @@ class HopsResult:
         if "activator" in self.names:
             # The activator path's floor: a request through two Python processes that
             # each do that work (the activator's is no less than the queue-proxy's).
-            def two(r: Run) -> float | None:
-                v = runs.proxies_us(r)
-                return None if v is None else 2 * v
-
+            two = _proxies_times(2)
             cpu_goal = GO_GOALS["activator"]["cpu"]
             used, work = self.bench.used("activator", k), self.bench.used("workfloor", k)
             x2 = runs.paired(work, self.bench.used("nginx", k), two, runs.proxies_us)
