@@ -24,7 +24,16 @@ PART_TITLES = {
     "held": "Held requests",
     "grpc": "gRPC",
 }
-TARGETS = ("direct", "queue-proxy", "activator", "nginx", "floor", "workfloor", "goproxy")
+TARGETS = (
+    "direct",
+    "queue-proxy",
+    "activator",
+    "nginx",
+    "floor",
+    "workfloor",
+    "workfloors",  # two work floors chained: behind the Go backend only (part hops-go)
+    "goproxy",
+)
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
@@ -65,7 +74,7 @@ class Config:
     preset: str = opt("suite", "", cli=False)
     parts: tuple[str, ...] = opt(PARTS, "comma-separated parts to run", _names(PARTS))
     # 1. hop overhead
-    hop_targets: tuple[str, ...] = opt(TARGETS[:6], "targets, comma-separated", _names(TARGETS[:6]))
+    hop_targets: tuple[str, ...] = opt(TARGETS[:7], "targets, comma-separated", _names(TARGETS[:7]))
     hop_app: str = opt("benchmarks/backend.py", "Python script of the app behind every target")
     backend_cmd: str | None = opt(None, "shell command of the app instead (serving $PORT)", str)
     go_proxy: str | None = opt(None, "also the target goproxy: this Go ReverseProxy binary", str)
@@ -173,7 +182,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         hop_targets=("direct", "queue-proxy", "nginx", "floor", "workfloor"),
     ),
     "activator": dict(
-        _COMPONENT, parts=("hops", "hops-go", "held"), hop_targets=TARGETS[:6], held_reps=1
+        _COMPONENT, parts=("hops", "hops-go", "held"), hop_targets=TARGETS[:7], held_reps=1
     ),
     "grpc": dict(parts=("grpc",)),
 }

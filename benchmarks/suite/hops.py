@@ -43,10 +43,11 @@ LABELS = {
     "nginx": "nginx → app",
     "floor": "bare pass-through → app",
     "workfloor": "work floor → app",
+    "workfloors": "work floor → work floor → app",
     "goproxy": "goproxy → app",
 }
-PROXIES = ("activator", "queue-proxy", "nginx", "floor", "workfloor", "goproxy")
-BASELINES = ("direct", "queue-proxy", "nginx", "floor", "workfloor", "goproxy")
+PROXIES = ("activator", "queue-proxy", "nginx", "floor", "workfloors", "workfloor", "goproxy")
+BASELINES = ("direct", "queue-proxy", "nginx", "floor", "workfloor", "workfloors", "goproxy")
 # The goals the report compares with (read, never asserted).
 GOAL_CPU_RATIO = 1.2
 GOAL_ADDED_P50_MS = 0.5
@@ -262,41 +263,9 @@ class HopsResult:
         """Each hop against one nginx hop, behind a backend cheaper than nginx."""
         if "nginx" not in self.names:
             return []
-        tiny = self.sizes[0]
-        cpu, tput, rate = tiny.kind("cpu"), tiny.kind("tput"), max(tiny.rates)
         out = []
-        for n, goal in GO_GOALS.items():
-            if n not in self.names:
-                continue
-            what = LABELS[n]
-            x = self.vs(n, "nginx", cpu, runs.proxies_us)
-            out.append(
-                Goal(
-                    f"{what}: proxies' CPU per request / nginx's (Go backend)",
-                    f"<= {goal['cpu']}x",
-                    fmt_ratio(x),
-                    None if x is None else at_most(x.median, goal["cpu"]),
-                )
-            )
-            if "tput" in goal:
-                t = self.vs(n, "nginx", tput, runs.tput)
-                out.append(
-                    Goal(
-                        f"{what}: throughput on one CPU / nginx's (Go backend)",
-                        f">= {goal['tput']}x",
-                        fmt_ratio(t),
-                        None if t is None else at_least(t.median, goal["tput"]),
-                    )
-                )
-            added = self.added_p50(n)
-            out.append(
-                Goal(
-                    f"{what}: added p50 vs direct at {rate:,} req/s (Go backend)",
-                    f"<= +{goal['p50_ms']} ms",
-                    f"{fmt_delta(added, 2)} ms",
-                    None if added is None else at_most(added.median, goal["p50_ms"]),
-                )
-            )
+        for n in (n for n in GO_GOALS if n in self.names):
+            out += self._goal_rows(n, n, LABELS[n], f"{LABELS[n]}: proxies'")
         return out + self.floor_rows()
 
     def floor_rows(self) -> list[Goal]:
@@ -339,43 +308,30 @@ class HopsResult:
 
     def work_floor_rows(self) -> list[Goal]:
         """The work floor (benchmarks/h1floor.py ``--work``: the floor plus what every
-        queue-proxy request must do, each the cheapest way in Python) against nginx, with
-        the queue-proxy's goal: where it stands tells whether Python can meet the goal, and
-        the queue-proxy above it is what its own design costs."""
-        if "workfloor" not in self.names:
-            return []
-        k = self.sizes[0].kind("cpu")
-        x = self.vs("workfloor", "nginx", k, runs.proxies_us)
-        tput = self.vs("workfloor", "nginx", self.sizes[0].kind("tput"), runs.tput)
-        cpu_goal, tput_goal = GO_GOALS["queue-proxy"]["cpu"], GO_GOALS["queue-proxy"]["tput"]
-        out = [
-            Goal(
-                "the work floor: the floor + the queue-proxy's per-request work, CPU per "
-                "request / nginx's (Go backend)",
-                f"<= {cpu_goal}x",
-                fmt_ratio(x),
-                None if x is None else at_most(x.median, cpu_goal),
-            ),
-            Goal(
-                "the work floor: throughput on one CPU / nginx's (Go backend)",
-                f">= {tput_goal}x",
-                fmt_ratio(tput),
-                None if tput is None else at_least(tput.median, tput_goal),
-            ),
-        ]
-        if "queue-proxy" in self.names:
-            above = self.vs("queue-proxy", "workfloor", k, runs.proxies_us, "-")
-            out.append(
-                Goal(
-                    "queue-proxy → app: proxies' CPU per request above the work floor (Go backend)",
-                    "-",
-                    f"{fmt_delta(above, 1)} µs",
-                    None,
-                )
+        queue-proxy request must do, each the cheapest way in Python) against nginx and
+        direct, with the queue-proxy's goals; two of them chained (target ``workfloors``)
+        with the activator path's. Where a floor stands tells whether Python can meet the
+        goal at all, and a path above its floor is what its own design costs."""
+        out: list[Goal] = []
+        if "workfloor" in self.names:
+            out += self._goal_rows(
+                "workfloor",
+                "queue-proxy",
+                "the work floor",
+                "the work floor: the floor + the queue-proxy's per-request work,",
             )
-        if "activator" in self.names:
-            # The activator path's floor: a request through two Python processes that
-            # each do that work (the activator's is no less than the queue-proxy's).
+            out += self._above("queue-proxy", "workfloor", "the work floor")
+        if "activator" not in self.names:
+            return out
+        if "workfloors" in self.names:
+            what = "two work floors chained (the activator path's floor),"
+            out += self._goal_rows("workfloors", "activator", "two work floors chained", what)
+            return out + self._above("activator", "workfloors", "two work floors chained")
+        if "workfloor" in self.names:
+            # Without the chained target: a request through two Python processes that each
+            # do that work (the activator's is no less than the queue-proxy's), as twice
+            # one work floor's CPU.
+            k = self.sizes[0].kind("cpu")
             two = _proxies_times(2)
             cpu_goal = GO_GOALS["activator"]["cpu"]
             used, work = self.bench.used("activator", k), self.bench.used("workfloor", k)
@@ -383,21 +339,80 @@ class HopsResult:
             above = runs.paired(used, work, runs.proxies_us, two, "-")
             out += [
                 Goal(
-                    "two work floors (the activator path's floor), CPU per request / nginx's "
-                    "(Go backend)",
+                    "twice the work floor (the activator path's floor), CPU per request / "
+                    "nginx's (Go backend)",
                     f"<= {cpu_goal}x",
                     fmt_ratio(x2),
                     None if x2 is None else at_most(x2.median, cpu_goal),
                 ),
                 Goal(
-                    "activator → queue-proxy → app: proxies' CPU per request above two work "
-                    "floors (Go backend)",
+                    "activator → queue-proxy → app: proxies' CPU per request above twice the "
+                    "work floor (Go backend)",
                     "-",
                     f"{fmt_delta(above, 1)} µs",
                     None,
                 ),
             ]
         return out
+
+    def _goal_rows(self, target: str, path: str, name: str, what: str) -> list[Goal]:
+        """``target`` (``name``; ``what`` in its CPU row) measured against the goals of
+        ``path`` (GO_GOALS: a path's own, or a floor's against its path's), each within the
+        repetitions of its baseline: CPU and throughput against nginx, p50 against direct."""
+        tiny, goal = self.sizes[0], GO_GOALS[path]
+        out = []
+        x = self.vs(target, "nginx", tiny.kind("cpu"), runs.proxies_us)
+        out.append(
+            Goal(
+                f"{what} CPU per request / nginx's (Go backend)",
+                f"<= {goal['cpu']}x",
+                fmt_ratio(x),
+                None if x is None else at_most(x.median, goal["cpu"]),
+            )
+        )
+        if "tput" in goal:
+            t = self.vs(target, "nginx", tiny.kind("tput"), runs.tput)
+            out.append(
+                Goal(
+                    f"{name}: throughput on one CPU / nginx's (Go backend)",
+                    f">= {goal['tput']}x",
+                    fmt_ratio(t),
+                    None if t is None else at_least(t.median, goal["tput"]),
+                )
+            )
+        added = self.added_p50(target)
+        out.append(
+            Goal(
+                f"{name}: added p50 vs direct at {max(tiny.rates):,} req/s (Go backend)",
+                f"<= +{goal['p50_ms']} ms",
+                f"{fmt_delta(added, 2)} ms",
+                None if added is None else at_most(added.median, goal["p50_ms"]),
+            )
+        )
+        return out
+
+    def _above(self, path: str, floor: str, what: str) -> list[Goal]:
+        """How far ``path`` lies above ``floor`` (no goal of its own): proxies' CPU per
+        request and p50 at the highest rate, each within a repetition."""
+        if path not in self.names:
+            return []
+        tiny = self.sizes[0]
+        cpu = self.vs(path, floor, tiny.kind("cpu"), runs.proxies_us, "-")
+        p50 = self.added_p50(path, floor)
+        return [
+            Goal(
+                f"{LABELS[path]}: proxies' CPU per request above {what} (Go backend)",
+                "-",
+                f"{fmt_delta(cpu, 1)} µs",
+                None,
+            ),
+            Goal(
+                f"{LABELS[path]}: p50 above {what} at {max(tiny.rates):,} req/s (Go backend)",
+                "-",
+                f"{fmt_delta(p50, 2)} ms",
+                None,
+            ),
+        ]
 
     def goals(self) -> list[Goal]:
         if self.go:
@@ -663,9 +678,17 @@ def run(ctx: Context, go: bool = False) -> HopsResult:
     if "floor" in want:
         started.append(fl := servers.start_floor(sup, app.port, f"{part}-floor"))
         add("floor", fl, {"floor": fl})
-    if "workfloor" in want:
+    if "workfloor" in want or (go and "workfloors" in want):
         started.append(wf := servers.start_floor(sup, app.port, f"{part}-workfloor", work=True))
-        add("workfloor", wf, {"workfloor": wf})
+        if "workfloor" in want:
+            add("workfloor", wf, {"workfloor": wf})
+        if go and "workfloors" in want:
+            # The activator path's floor, measured: a work floor in front of that one, as
+            # the activator is in front of the queue-proxy (its goals are behind Go only).
+            started.append(
+                front := servers.start_floor(sup, wf.port, f"{part}-workfloors", work=True)
+            )
+            add("workfloors", front, {"workfloors": front, "workfloor": wf}, " -> the same one")
     if cfg.go_proxy:
         started.append(gp := servers.start_go_proxy(sup, cfg.go_proxy, app.port, f"{part}-goproxy"))
         add("goproxy", gp, {"goproxy": gp})

@@ -25,6 +25,7 @@ ROLE_COLORS = {
     "nginx": "tab:green",
     "floor": "tab:gray",
     "workfloor": "tab:brown",
+    "workfloors": "tab:pink",
     "goproxy": "tab:olive",
     "app": "tab:gray",
 }

@@ -221,6 +221,7 @@ def test_generated_manifests_pass_zeroserve_validation(manifest: str) -> None:
                     "nginx",
                     "floor",
                     "workfloor",
+                    "workfloors",
                 ),
                 "hop_reps": 1,
                 "held": 500,
