@@ -30,6 +30,19 @@ RUN python -m venv /opt/venv \
     && python -m pip wheel --wheel-dir /wheels '.[tracing]' \
     && /opt/venv/bin/pip install --no-index --find-links /wheels 'zeroserve[tracing]' \
     && /opt/venv/bin/python -m pip uninstall --yes pip setuptools
+# The hops' hot path compiled with mypyc (zeroserve/compiled.py, README "Compiling the
+# hot path"), as `make compiled` does: gcc, the `compile` extra's pinned mypyc and the
+# dependencies whose types mypyc reads, in this stage only. A hop uses the build only
+# while the installed sources are the ones it was built from (they are: the wheel holds
+# the same files). A build that fails leaves /opt/compiled empty and the image on the
+# pure-Python hot path, saying why in the build's log.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && python -m pip install --find-links /wheels '.[compile]' \
+    && mkdir -p /opt/compiled \
+    && (python -m zeroserve.compiled build /opt/compiled \
+        || echo "zeroserve: the hot path is not compiled; the hops run it as Python" >&2)
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="zeroserve" \
@@ -41,6 +54,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 COPY --from=builder /opt/venv /opt/venv
+# The compiled hot path (empty if its build failed): every hop loads it from here.
+COPY --from=builder /opt/compiled /opt/compiled
+ENV ZEROSERVE_COMPILED_DIR=/opt/compiled
 # The sample apps (examples/helloworld, examples/autoscale) ship too, so this image can
 # also be a revision's image: command ["python", "examples/helloworld/app.py"].
 WORKDIR /app

@@ -151,3 +151,22 @@ def test_the_build_copies_every_package_the_distribution_installs() -> None:
         arg.split()[0].rstrip("/") for arg in STAGES[0].all("COPY") if not arg.startswith("--from=")
     }
     assert packages <= copied, sorted(packages - copied)
+
+
+def test_the_hops_run_the_hot_path_compiled_in_the_builder() -> None:
+    """The builder compiles the hot path as ``make compiled`` does, with the ``compile``
+    extra's pins; the runtime copies the build and names it to every hop
+    (tests/core/test_compiled.py: wheel-installed sources take such a build)."""
+    builder, runtime = STAGES
+    runs = " && ".join(builder.all("RUN"))
+    build = re.search(r"python -m zeroserve\.compiled build (\S+)", runs)
+    assert build, "the builder does not compile the hot path"
+    dest = build.group(1)
+    assert re.search(r"apt-get install [^&]*\bgcc\b", runs)  # mypyc compiles C
+    assert "python -m pip install --find-links /wheels '.[compile]'" in runs
+    # A failed build must not fail the image: the hops run the sources then.
+    assert f"mkdir -p {dest}" in runs and "|| echo" in runs[build.start() :]
+    assert f"--from=builder {dest} {dest}" in runtime.all("COPY")
+    env = dict(item.split("=", 1) for line in runtime.all("ENV") for item in shlex.split(line))
+    assert env["ZEROSERVE_COMPILED_DIR"] == dest
+    assert runtime.all("RUN") == []  # (gcc and mypyc stay in the builder)

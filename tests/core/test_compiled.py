@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -241,6 +245,77 @@ def test_compiled_fast_connections_share_their_class_constants(built: Path) -> N
     for hop, conn in got.items():
         assert conn["file"].endswith(".so"), (hop, conn)
         assert conn["shared"], (hop, conn)
+
+
+_INSTALLED = """
+import importlib, json
+from zeroserve import compiled
+ok = compiled.install()
+files = {m: importlib.import_module(compiled.module_name(m)).__file__ for m in compiled.MODULES}
+import queueproxy.app
+files["queueproxy/app.py"] = queueproxy.app.__file__
+print(json.dumps({"ok": ok, "status": compiled.status(), "root": str(compiled.REPO), "files": files}))
+"""
+
+
+@pytest.mark.process
+def test_sources_installed_from_the_wheel_take_a_build_named_by_its_variable(
+    built: Path, tmp_path: Path
+) -> None:
+    """The image's arrangement (Dockerfile): the packages installed from the wheel, the
+    build elsewhere, named by ZEROSERVE_COMPILED_DIR. The wheel holds the same files, so
+    the manifest's hashes match the installed copy; an installed file changed since, and
+    the hops run the sources."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(compiled.REPO / name, src / name)
+    with open(compiled.REPO / "pyproject.toml", "rb") as f:
+        include = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
+    for pkg in (pattern.rstrip("*") for pattern in include):
+        ignore = shutil.ignore_patterns("__pycache__", "*.so")
+        shutil.copytree(compiled.REPO / pkg, src / pkg, ignore=ignore)
+    wheels = tmp_path / "wheels"
+    argv = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)]
+    made = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert made.returncode == 0, made.stderr
+    [wheel] = wheels.glob("zeroserve-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+
+    def report() -> dict[str, Any]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZEROSERVE_")}
+        env.update(PYTHONPATH=str(site), **{compiled.DIR_ENV: str(built)})
+        run = subprocess.run(
+            [sys.executable, "-c", _INSTALLED],
+            env=env,
+            cwd=tmp_path,  # not the repository: everything comes from the installed copy
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        got: dict[str, Any] = json.loads(run.stdout)
+        return got
+
+    got = report()
+    assert got["root"] == str(site)
+    assert got["ok"] is True, got["status"]
+    assert got["status"] == f"compiled: {len(compiled.MODULES)} modules from {built}"
+    for m in compiled.MODULES:
+        assert got["files"][m].startswith(str(built)) and got["files"][m].endswith(".so"), m
+    assert got["files"]["queueproxy/app.py"] == str(site / "queueproxy" / "app.py")
+    # the installed copy is what the build is checked against, not the repository
+    with (site / "queueproxy" / "fastpath.py").open("a") as f:
+        f.write("# changed\n")
+    got = report()
+    assert got["ok"] is False
+    assert (
+        got["status"] == f"queueproxy/fastpath.py changed since {built} was built (make compiled)"
+    )
+    assert got["files"]["queueproxy/fastpath.py"] == str(site / "queueproxy" / "fastpath.py")
 
 
 @pytest.mark.process
