@@ -688,7 +688,12 @@ def run(ctx: Context, go: bool = False) -> HopsResult:
             started.append(
                 front := servers.start_floor(sup, wf.port, f"{part}-workfloors", work=True)
             )
-            add("workfloors", front, {"workfloors": front, "workfloor": wf}, " -> the same one")
+            add(
+                "workfloors",
+                front,
+                {"workfloors": front, "workfloor": wf},
+                " -> the same work floor",
+            )
     if cfg.go_proxy:
         started.append(gp := servers.start_go_proxy(sup, cfg.go_proxy, app.port, f"{part}-goproxy"))
         add("goproxy", gp, {"goproxy": gp})
