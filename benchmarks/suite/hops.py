@@ -321,38 +321,10 @@ class HopsResult:
                 "the work floor: the floor + the queue-proxy's per-request work,",
             )
             out += self._above("queue-proxy", "workfloor", "the work floor")
-        if "activator" not in self.names:
-            return out
-        if "workfloors" in self.names:
+        if {"activator", "workfloors"} <= set(self.names):
             what = "two work floors chained (the activator path's floor),"
             out += self._goal_rows("workfloors", "activator", "two work floors chained", what)
-            return out + self._above("activator", "workfloors", "two work floors chained")
-        if "workfloor" in self.names:
-            # Without the chained target: a request through two Python processes that each
-            # do that work (the activator's is no less than the queue-proxy's), as twice
-            # one work floor's CPU.
-            k = self.sizes[0].kind("cpu")
-            two = _proxies_times(2)
-            cpu_goal = GO_GOALS["activator"]["cpu"]
-            used, work = self.bench.used("activator", k), self.bench.used("workfloor", k)
-            x2 = runs.paired(work, self.bench.used("nginx", k), two, runs.proxies_us)
-            above = runs.paired(used, work, runs.proxies_us, two, "-")
-            out += [
-                Goal(
-                    "twice the work floor (the activator path's floor), CPU per request / "
-                    "nginx's (Go backend)",
-                    f"<= {cpu_goal}x",
-                    fmt_ratio(x2),
-                    None if x2 is None else at_most(x2.median, cpu_goal),
-                ),
-                Goal(
-                    "activator → queue-proxy → app: proxies' CPU per request above twice the "
-                    "work floor (Go backend)",
-                    "-",
-                    f"{fmt_delta(above, 1)} µs",
-                    None,
-                ),
-            ]
+            out += self._above("activator", "workfloors", "two work floors chained")
         return out
 
     def _goal_rows(self, target: str, path: str, name: str, what: str) -> list[Goal]:
