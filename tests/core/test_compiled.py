@@ -149,12 +149,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield dest
 
 
-def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _python(
+    code: str, env: dict[str, str], cwd: Path = compiled.REPO
+) -> subprocess.CompletedProcess[str]:
+    """``code`` in a new interpreter, with ``env`` for this process's ZEROSERVE_*."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("ZEROSERVE_")}
     return subprocess.run(
         [sys.executable, "-c", code],
         env={**full, **env},
-        cwd=compiled.REPO,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
@@ -167,7 +170,9 @@ import importlib, json
 from zeroserve import compiled
 ok = compiled.install()
 files = {m: importlib.import_module(compiled.module_name(m)).__file__ for m in compiled.MODULES}
-print(json.dumps({"ok": ok, "status": compiled.status(), "files": files}))
+import queueproxy.app  # (not compiled)
+files["queueproxy/app.py"] = queueproxy.app.__file__
+print(json.dumps({"ok": ok, "status": compiled.status(), "root": str(compiled.REPO), "files": files}))
 """
 
 
@@ -192,7 +197,7 @@ def test_the_build_loads_every_hot_module_from_its_extension(built: Path) -> Non
     assert set(manifest["modules"]) == {compiled.module_name(m) for m in compiled.MODULES}
     # built in a scratch copy: no extension beside the sources
     assert not list(compiled.REPO.glob("zeroserve/**/*.so"))
-    run = _python(_REPORT, **{compiled.DIR_ENV: str(built)})
+    run = _python(_REPORT, {compiled.DIR_ENV: str(built)})
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     assert (
@@ -237,7 +242,7 @@ uvloop.run(main())
 def test_compiled_fast_connections_share_their_class_constants(built: Path) -> None:
     # Held requests cost 0.3 KiB more compiled: an instance attribute's frozenset
     # default was built anew by every connection (benchmarks/suite/held.py measured it).
-    run = _python(_CONNECTIONS, **{compiled.DIR_ENV: str(built)})
+    run = _python(_CONNECTIONS, {compiled.DIR_ENV: str(built)})
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     assert got["queue-proxy"]["off"] == [204, 304]
@@ -245,17 +250,6 @@ def test_compiled_fast_connections_share_their_class_constants(built: Path) -> N
     for hop, conn in got.items():
         assert conn["file"].endswith(".so"), (hop, conn)
         assert conn["shared"], (hop, conn)
-
-
-_INSTALLED = """
-import importlib, json
-from zeroserve import compiled
-ok = compiled.install()
-files = {m: importlib.import_module(compiled.module_name(m)).__file__ for m in compiled.MODULES}
-import queueproxy.app
-files["queueproxy/app.py"] = queueproxy.app.__file__
-print(json.dumps({"ok": ok, "status": compiled.status(), "root": str(compiled.REPO), "files": files}))
-"""
 
 
 @pytest.mark.process
@@ -285,17 +279,9 @@ def test_sources_installed_from_the_wheel_take_a_build_named_by_its_variable(
         z.extractall(site)
 
     def report() -> dict[str, Any]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZEROSERVE_")}
-        env.update(PYTHONPATH=str(site), **{compiled.DIR_ENV: str(built)})
-        run = subprocess.run(
-            [sys.executable, "-c", _INSTALLED],
-            env=env,
-            cwd=tmp_path,  # not the repository: everything comes from the installed copy
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        # from outside the repository: everything comes from the installed copy
+        env = {"PYTHONPATH": str(site), compiled.DIR_ENV: str(built)}
+        run = _python(_REPORT, env, cwd=tmp_path)
         assert run.returncode == 0, run.stderr
         got: dict[str, Any] = json.loads(run.stdout)
         return got
@@ -308,8 +294,8 @@ def test_sources_installed_from_the_wheel_take_a_build_named_by_its_variable(
         assert got["files"][m].startswith(str(built)) and got["files"][m].endswith(".so"), m
     assert got["files"]["queueproxy/app.py"] == str(site / "queueproxy" / "app.py")
     # the installed copy is what the build is checked against, not the repository
-    with (site / "queueproxy" / "fastpath.py").open("a") as f:
-        f.write("# changed\n")
+    with (site / "queueproxy" / "fastpath.py").open("a") as out:
+        out.write("# changed\n")
     got = report()
     assert got["ok"] is False
     assert (
@@ -320,7 +306,7 @@ def test_sources_installed_from_the_wheel_take_a_build_named_by_its_variable(
 
 @pytest.mark.process
 def test_with_the_build_present_pure_python_is_still_one_variable_away(built: Path) -> None:
-    run = _python(_REPORT, **{compiled.DIR_ENV: str(built), compiled.PURE_ENV: "1"})
+    run = _python(_REPORT, {compiled.DIR_ENV: str(built), compiled.PURE_ENV: "1"})
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     assert got["ok"] is False
