@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,12 @@ import httpx
 import pytest
 
 from zeroserve.local.ports import default_allocator
-from zeroserve.local.runtime import LocalRuntime, RevisionRun, resolve_command
+from zeroserve.local.runtime import (
+    READY_PUBLISH_DELAY,
+    LocalRuntime,
+    RevisionRun,
+    resolve_command,
+)
 from zeroserve.topology import RevisionInfo, RevisionKey
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +130,34 @@ async def test_replicas_of_a_revision_start_a_few_at_a_time(tmp_path: Path) -> N
             "Running",
             "Terminating",
         ]
+    finally:
+        await rt.close()
+
+
+@pytest.mark.process
+async def test_a_replica_is_published_ready_after_the_request_that_woke_it_went_first(
+    tmp_path: Path,
+) -> None:
+    # The activator's probe passes when the runtime's does and forwards at once; the
+    # runtime publishes the replica ready READY_PUBLISH_DELAY later, with its start
+    # slot given back at once (the next replica does not wait for the publish).
+    published: dict[str, float] = {}
+    rt: LocalRuntime
+
+    def changed() -> None:
+        for p in rt.pods():
+            if p.ready and p.name not in published:
+                published[p.name] = time.time()
+
+    rt = LocalRuntime(on_change=changed, log_dir=tmp_path, max_starting=1)
+    try:
+        rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"])})
+        rt.set_scale(KEY, 2)
+        await until(lambda: len(published) == 2)
+        first, second = sorted(rt.pods(), key=lambda p: p.times["ready"])
+        assert published[first.name] - first.times["ready"] >= READY_PUBLISH_DELAY * 0.9
+        assert second.times["spawned"] < published[first.name]
+        assert [e.ready for e in rt.endpoints()[KEY]] == [True, True]
     finally:
         await rt.close()
 

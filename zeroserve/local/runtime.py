@@ -84,6 +84,14 @@ RESTART_BACKOFF_MAX = 300.0
 CONFIG_RETRY_START = 1.0
 CONFIG_RETRY_MAX = 30.0
 READY_TIMEOUT = 600.0  # progress deadline: a replica not ready by then is restarted
+READY_PUBLISH_DELAY = 0.01
+"""Seconds between the runtime's probe seeing a new replica ready and publishing it.
+The activator's own probe of that replica passes in the same instant and it forwards
+the request it holds at once; publishing is the most CPU a start costs ``zeroserve
+up`` (the controller's status, the events, the snapshot for each follower, which the
+autoscaler and the activator then read), so it waits until that request had the CPU:
+on one shared CPU it delayed the first byte of a cold start by 2 ms (docs/local-mode.md,
+"Cold start CPU"). Nothing waits for it: the activator routes by its own probe."""
 
 
 @dataclass(frozen=True)
@@ -461,13 +469,16 @@ class RevisionSet:
                         self._start_slots.release()
                         starting = False
                         self.runtime.starts.end()
-                        pod.ready = True
-                        pod.out_of_rotation = False
-                        pod.crashlooping = False
-                        pod.init_failures = 0
-                        pod.endpoint = replace(pod.endpoint, ready=True)
-                        self._ready_once()
-                        self._changed()
+                        # the request that woke the replica goes first (READY_PUBLISH_DELAY)
+                        await asyncio.wait({exited}, timeout=READY_PUBLISH_DELAY)
+                        if not exited.done():
+                            pod.ready = True
+                            pod.out_of_rotation = False
+                            pod.crashlooping = False
+                            pod.init_failures = 0
+                            pod.endpoint = replace(pod.endpoint, ready=True)
+                            self._ready_once()
+                            self._changed()
                         await exited
                     elif not exited.done():
                         ready.result()  # raises the readiness error
