@@ -55,7 +55,14 @@ class QueueProxy(FollowsObservability):
         self.breaker: Breaker[ServerConnection] | None = Breaker(cc, 10 * cc) if cc > 0 else None
         self.stats = RequestStats(self.started_at)
         self.drainer = Drainer(s.drain_quiet_period)
-        self.prober = ReadinessProber(s.readiness_probe)
+        self.prober = ReadinessProber(
+            s.readiness_probe,
+            sparse_until=(
+                self.started_at + (s.probe_sparse_until - time.time())
+                if s.probe_sparse_until
+                else 0.0
+            ),
+        )
         self.metrics = RequestMetrics()
         self.pool: Pool
         if s.user_protocol == "h2c":

@@ -59,6 +59,11 @@ class Settings:
     """DRAIN_QUIET_PERIOD_SECONDS (default 30): quiet time before shutdown."""
     bind_address: str
     """QUEUE_BIND_ADDRESS (default 0.0.0.0): where all four listeners bind."""
+    probe_sparse_until: float = 0.0
+    """QUEUE_PROBE_SPARSE_UNTIL (default 0 = none): a Unix time before which the app is
+    not expected to listen, so the first readiness check retries at Knative's pace
+    until then (``ReadinessProber``); the local runtime sets it from the revision's
+    fastest start so far."""
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     """OBSERVABILITY_CONFIG (Knative's JSON of config-observability; default: request
     logs and tracing off). Locally replaced live through the admin port."""
@@ -118,6 +123,7 @@ class Settings:
             readiness_probe=parse_probe(env.get("SERVING_READINESS_PROBE", ""), user_port),
             drain_quiet_period=env_float(env, "DRAIN_QUIET_PERIOD_SECONDS", 30.0, minimum=0),
             bind_address=env_str(env, "QUEUE_BIND_ADDRESS", "0.0.0.0"),
+            probe_sparse_until=env_float(env, "QUEUE_PROBE_SPARSE_UNTIL", 0.0, minimum=0),
             observability=ObservabilityConfig.from_env(env),
         )
 

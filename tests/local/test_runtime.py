@@ -15,6 +15,7 @@ import pytest
 from zeroserve.local.ports import default_allocator
 from zeroserve.local.runtime import (
     READY_PUBLISH_DELAY,
+    SPARSE_PROBE_SHARE,
     LocalRuntime,
     RevisionRun,
     resolve_command,
@@ -158,6 +159,35 @@ async def test_a_replica_is_published_ready_after_the_request_that_woke_it_went_
         assert published[first.name] - first.times["ready"] >= READY_PUBLISH_DELAY * 0.9
         assert second.times["spawned"] < published[first.name]
         assert [e.ready for e in rt.endpoints()[KEY]] == [True, True]
+    finally:
+        await rt.close()
+
+
+@pytest.mark.process
+async def test_a_replica_after_the_first_tells_its_queue_proxy_when_the_app_may_listen(
+    tmp_path: Path,
+) -> None:
+    # The revision's fastest start so far (its app's spawn to ready): the next
+    # queue-proxy probes at Knative's pace until SPARSE_PROBE_SHARE of it has passed.
+    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path)
+    try:
+        rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"])})
+        rs = rt.sets[KEY]
+        rt.set_scale(KEY, 1)
+        await until(lambda: any(e.ready for e in rt.endpoints()[KEY]))
+        (first,) = rs.pods
+        assert first.replica is not None and first.replica.app_spawned_at is not None
+        assert "QUEUE_PROBE_SPARSE_UNTIL" not in first.replica.queue_proxy_env()
+        took = first.times["ready"] - first.replica.app_spawned_at
+        assert rs.fastest_start == pytest.approx(took)
+        rt.set_scale(KEY, 2)
+        await until(lambda: len([e for e in rt.endpoints()[KEY] if e.ready]) == 2)
+        second = next(p for p in rs.pods if p is not first)
+        assert second.replica is not None and second.replica.app_spawned_at is not None
+        until_ = float(second.replica.queue_proxy_env()["QUEUE_PROBE_SPARSE_UNTIL"])
+        expected = second.replica.app_spawned_at + SPARSE_PROBE_SHARE * took
+        assert until_ == pytest.approx(expected, abs=0.001)
+        assert rs.fastest_start <= took
     finally:
         await rt.close()
 

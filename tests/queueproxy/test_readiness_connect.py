@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
 
+from queueproxy.app import QueueProxy
+from queueproxy.config import Settings
 from queueproxy.readiness import REFUSED, ProbeSpec, ReadinessProber, connect_now
+from tests.support.procs import qp_env
 
 
 def closed_port() -> int:
@@ -94,3 +98,55 @@ async def test_a_probe_of_a_host_name_is_checked_the_ordinary_way() -> None:
     finally:
         await prober.aclose()
         await app.close()
+
+
+class NotReadyYet:
+    """An HTTP app that answers 503 until ``ready``, counting the requests."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.ready = False
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        self.requests += 1
+        status = b"200 OK" if self.ready else b"503 Service Unavailable"
+        writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+
+async def test_a_check_retries_at_knatives_pace_until_the_app_is_expected() -> None:
+    # sparse_until (QUEUE_PROBE_SPARSE_UNTIL): before it an attempt every 50 ms, after
+    # it every 5 ms; an app answering 503 counts each attempt.
+    app = NotReadyYet()
+    port = await app.start()
+    prober = ReadinessProber(
+        ProbeSpec(kind="http", host="127.0.0.1", port=port), sparse_until=time.monotonic() + 0.4
+    )
+    check = asyncio.create_task(prober.check())
+    try:
+        await asyncio.sleep(0.3)
+        sparse = app.requests
+        assert 3 <= sparse <= 8  # every 5 ms would be about 60
+        await asyncio.sleep(0.4)  # 0.3 s past sparse_until
+        assert app.requests - sparse >= 12
+        assert not check.done()
+        app.ready = True
+        assert await asyncio.wait_for(check, 5)
+    finally:
+        await prober.aclose()
+        if app.server is not None:
+            app.server.close()
+            await app.server.wait_closed()
+
+
+def test_the_queue_proxy_reads_the_sparse_time_as_a_unix_time() -> None:
+    qp = QueueProxy(Settings.from_env(qp_env(1, QUEUE_PROBE_SPARSE_UNTIL=f"{time.time() + 0.25}")))
+    assert qp.prober.sparse_until - time.monotonic() == pytest.approx(0.25, abs=0.05)
+    assert QueueProxy(Settings.from_env(qp_env(1))).prober.sparse_until == 0.0

@@ -138,6 +138,11 @@ class ReplicaSpec:
     """The app's ``PORT`` in a pod sandbox (its ``containerPort``)."""
     user_protocol: str = "http1"
     """``h2c`` when the port is named so: the queue-proxy speaks HTTP/2 to the app."""
+    probe_sparse_for: float = 0.0
+    """Seconds after the app's spawn before which it is not expected to listen: the
+    queue-proxy's first readiness check retries at Knative's 50 ms until then, every
+    5 ms after (``QUEUE_PROBE_SPARSE_UNTIL``; the runtime's ``SPARSE_PROBE_SHARE`` of
+    the revision's fastest start so far). 0: every 5 ms from the start."""
     observability: str = ""
     """The queue-proxy's ``OBSERVABILITY_CONFIG`` (config-observability as JSON); empty:
     its defaults. Changes reach a running queue-proxy through its admin port
@@ -289,6 +294,8 @@ class Replica:
         self.standby = standby
         """Where its queue-proxy comes from when one is ready (None: always started)."""
         self.app_port = 0
+        self.app_spawned_at: float | None = None
+        """When this start's app process was spawned (Unix time)."""
         self.ports: dict[str, int] = {}
         self._logs: list[IO[bytes]] = []
         self.log_starts: dict[str, int] = {}
@@ -391,6 +398,8 @@ class Replica:
             SERVING_READINESS_PROBE=json.dumps(probe),
             DRAIN_QUIET_PERIOD_SECONDS=f"{s.drain_quiet_period:g}",
         )
+        if s.probe_sparse_for > 0 and self.app_spawned_at is not None:
+            env["QUEUE_PROBE_SPARSE_UNTIL"] = f"{self.app_spawned_at + s.probe_sparse_for:.3f}"
         return env
 
     def app_env(self) -> dict[str, str]:
@@ -488,6 +497,7 @@ class Replica:
 
             command = expand_command(command, env)
         run = await self._spawn("app", s.container_name, command, env, s.working_dir, s.container)
+        self.app_spawned_at = time.time()
         self.runs[s.container_name] = run
         for c in s.sidecars:
             self.runs[c.name] = await self._spawn(
