@@ -57,10 +57,8 @@ class QueueProxy(FollowsObservability):
         self.drainer = Drainer(s.drain_quiet_period)
         self.prober = ReadinessProber(
             s.readiness_probe,
-            sparse_until=(
-                self.started_at + (s.probe_sparse_until - time.time())
-                if s.probe_sparse_until
-                else 0.0
+            expected_at=(
+                self.started_at + (s.app_expected_at - time.time()) if s.app_expected_at else 0.0
             ),
         )
         self.metrics = RequestMetrics()

@@ -59,10 +59,10 @@ class Settings:
     """DRAIN_QUIET_PERIOD_SECONDS (default 30): quiet time before shutdown."""
     bind_address: str
     """QUEUE_BIND_ADDRESS (default 0.0.0.0): where all four listeners bind."""
-    probe_sparse_until: float = 0.0
-    """QUEUE_PROBE_SPARSE_UNTIL (default 0 = none): a Unix time before which the app is
-    not expected to listen, so the first readiness check retries at Knative's pace
-    until then (``ReadinessProber``); the local runtime sets it from the revision's
+    app_expected_at: float = 0.0
+    """QUEUE_APP_EXPECTED_AT (default 0 = unknown): the Unix time at which the app is
+    expected to listen; until then a readiness check retries less often
+    (``ReadinessProber.expected_at``). The local runtime sets it from the revision's
     fastest start so far."""
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     """OBSERVABILITY_CONFIG (Knative's JSON of config-observability; default: request
@@ -123,7 +123,7 @@ class Settings:
             readiness_probe=parse_probe(env.get("SERVING_READINESS_PROBE", ""), user_port),
             drain_quiet_period=env_float(env, "DRAIN_QUIET_PERIOD_SECONDS", 30.0, minimum=0),
             bind_address=env_str(env, "QUEUE_BIND_ADDRESS", "0.0.0.0"),
-            probe_sparse_until=env_float(env, "QUEUE_PROBE_SPARSE_UNTIL", 0.0, minimum=0),
+            app_expected_at=env_float(env, "QUEUE_APP_EXPECTED_AT", 0.0, minimum=0),
             observability=ObservabilityConfig.from_env(env),
         )
 

@@ -15,7 +15,6 @@ import pytest
 from zeroserve.local.ports import default_allocator
 from zeroserve.local.runtime import (
     READY_PUBLISH_DELAY,
-    SPARSE_PROBE_SHARE,
     LocalRuntime,
     RevisionRun,
     resolve_command,
@@ -164,11 +163,11 @@ async def test_a_replica_is_published_ready_after_the_request_that_woke_it_went_
 
 
 @pytest.mark.process
-async def test_a_replica_after_the_first_tells_its_queue_proxy_when_the_app_may_listen(
+async def test_a_replica_after_the_first_tells_its_queue_proxy_when_its_app_should_listen(
     tmp_path: Path,
 ) -> None:
     # The revision's fastest start so far (its app's spawn to ready): the next
-    # queue-proxy probes at Knative's pace until SPARSE_PROBE_SHARE of it has passed.
+    # queue-proxy probes less often until that much after its app's spawn.
     rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path)
     try:
         rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"])})
@@ -177,16 +176,15 @@ async def test_a_replica_after_the_first_tells_its_queue_proxy_when_the_app_may_
         await until(lambda: any(e.ready for e in rt.endpoints()[KEY]))
         (first,) = rs.pods
         assert first.replica is not None and first.replica.app_spawned_at is not None
-        assert "QUEUE_PROBE_SPARSE_UNTIL" not in first.replica.queue_proxy_env()
+        assert "QUEUE_APP_EXPECTED_AT" not in first.replica.queue_proxy_env()
         took = first.times["ready"] - first.replica.app_spawned_at
         assert rs.fastest_start == pytest.approx(took)
         rt.set_scale(KEY, 2)
         await until(lambda: len([e for e in rt.endpoints()[KEY] if e.ready]) == 2)
         second = next(p for p in rs.pods if p is not first)
         assert second.replica is not None and second.replica.app_spawned_at is not None
-        until_ = float(second.replica.queue_proxy_env()["QUEUE_PROBE_SPARSE_UNTIL"])
-        expected = second.replica.app_spawned_at + SPARSE_PROBE_SHARE * took
-        assert until_ == pytest.approx(expected, abs=0.001)
+        expected_at = float(second.replica.queue_proxy_env()["QUEUE_APP_EXPECTED_AT"])
+        assert expected_at == pytest.approx(second.replica.app_spawned_at + took, abs=0.001)
         assert rs.fastest_start <= took
     finally:
         await rt.close()

@@ -32,10 +32,10 @@ def test_defaults() -> None:
     assert s.drain_quiet_period == 30.0
     assert (s.response_start_timeout, s.idle_timeout) == (0.0, 0.0)
     assert s.readiness_probe is None
-    assert s.probe_sparse_until == 0.0
+    assert s.app_expected_at == 0.0
     assert s.pool_size == 10
-    until = Settings.from_env({**GOOD, "QUEUE_PROBE_SPARSE_UNTIL": "1796606153.25"})
-    assert until.probe_sparse_until == 1796606153.25
+    expected = Settings.from_env({**GOOD, "QUEUE_APP_EXPECTED_AT": "1796606153.25"})
+    assert expected.app_expected_at == 1796606153.25
     assert Settings.from_env({**GOOD, "CONTAINER_CONCURRENCY": "0"}).pool_size == 1000
 
 
@@ -59,7 +59,7 @@ def test_defaults() -> None:
         ),
         ({"DRAIN_QUIET_PERIOD_SECONDS": "-3"}, "DRAIN_QUIET_PERIOD_SECONDS: must be >= 0"),
         ({"SERVING_READINESS_PROBE": "{"}, "SERVING_READINESS_PROBE: not valid JSON"),
-        ({"QUEUE_PROBE_SPARSE_UNTIL": "soon"}, "QUEUE_PROBE_SPARSE_UNTIL: must be a number"),
+        ({"QUEUE_APP_EXPECTED_AT": "soon"}, "QUEUE_APP_EXPECTED_AT: must be a number"),
         (
             {"USER_PROTOCOL": "h2"},
             "USER_PROTOCOL: must be http1 or h2c (the port's name), got 'h2'",
@@ -77,7 +77,7 @@ def test_defaults() -> None:
         "nan",
         "negative-drain",
         "probe-json",
-        "sparse-until",
+        "expected-at",
         "protocol",
     ],
 )

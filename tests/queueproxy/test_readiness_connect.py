@@ -121,21 +121,21 @@ class NotReadyYet:
         return int(self.server.sockets[0].getsockname()[1])
 
 
-async def test_a_check_retries_at_knatives_pace_until_the_app_is_expected() -> None:
-    # sparse_until (QUEUE_PROBE_SPARSE_UNTIL): before it an attempt every 50 ms, after
-    # it every 5 ms; an app answering 503 counts each attempt.
+async def test_a_check_probes_less_often_until_the_app_is_expected() -> None:
+    # expected_at (QUEUE_APP_EXPECTED_AT) 0.4 s ahead: attempts an eighth of the time
+    # left apart (50 ms at most), then every 5 ms; an app answering 503 counts them.
     app = NotReadyYet()
     port = await app.start()
     prober = ReadinessProber(
-        ProbeSpec(kind="http", host="127.0.0.1", port=port), sparse_until=time.monotonic() + 0.4
+        ProbeSpec(kind="http", host="127.0.0.1", port=port), expected_at=time.monotonic() + 0.4
     )
     check = asyncio.create_task(prober.check())
     try:
-        await asyncio.sleep(0.3)
-        sparse = app.requests
-        assert 3 <= sparse <= 8  # every 5 ms would be about 60
-        await asyncio.sleep(0.4)  # 0.3 s past sparse_until
-        assert app.requests - sparse >= 12
+        await asyncio.sleep(0.15)
+        early = app.requests
+        assert 2 <= early <= 7  # 4 or 5; every 5 ms would be about 30
+        await asyncio.sleep(0.55)  # 0.3 s past the expected time
+        assert app.requests - early >= 15
         assert not check.done()
         app.ready = True
         assert await asyncio.wait_for(check, 5)
@@ -146,7 +146,7 @@ async def test_a_check_retries_at_knatives_pace_until_the_app_is_expected() -> N
             await app.server.wait_closed()
 
 
-def test_the_queue_proxy_reads_the_sparse_time_as_a_unix_time() -> None:
-    qp = QueueProxy(Settings.from_env(qp_env(1, QUEUE_PROBE_SPARSE_UNTIL=f"{time.time() + 0.25}")))
-    assert qp.prober.sparse_until - time.monotonic() == pytest.approx(0.25, abs=0.05)
-    assert QueueProxy(Settings.from_env(qp_env(1))).prober.sparse_until == 0.0
+def test_the_queue_proxy_reads_the_expected_time_as_a_unix_time() -> None:
+    qp = QueueProxy(Settings.from_env(qp_env(1, QUEUE_APP_EXPECTED_AT=f"{time.time() + 0.25}")))
+    assert qp.prober.expected_at - time.monotonic() == pytest.approx(0.25, abs=0.05)
+    assert QueueProxy(Settings.from_env(qp_env(1))).prober.expected_at == 0.0

@@ -138,11 +138,10 @@ class ReplicaSpec:
     """The app's ``PORT`` in a pod sandbox (its ``containerPort``)."""
     user_protocol: str = "http1"
     """``h2c`` when the port is named so: the queue-proxy speaks HTTP/2 to the app."""
-    probe_sparse_for: float = 0.0
-    """Seconds after the app's spawn before which it is not expected to listen: the
-    queue-proxy's first readiness check retries at Knative's 50 ms until then, every
-    5 ms after (``QUEUE_PROBE_SPARSE_UNTIL``; the runtime's ``SPARSE_PROBE_SHARE`` of
-    the revision's fastest start so far). 0: every 5 ms from the start."""
+    app_expected_after: float = 0.0
+    """Seconds after its spawn at which the app is expected to listen (the revision's
+    fastest start so far; 0: unknown): the queue-proxy's readiness check probes less
+    often until then (``QUEUE_APP_EXPECTED_AT``)."""
     observability: str = ""
     """The queue-proxy's ``OBSERVABILITY_CONFIG`` (config-observability as JSON); empty:
     its defaults. Changes reach a running queue-proxy through its admin port
@@ -398,8 +397,8 @@ class Replica:
             SERVING_READINESS_PROBE=json.dumps(probe),
             DRAIN_QUIET_PERIOD_SECONDS=f"{s.drain_quiet_period:g}",
         )
-        if s.probe_sparse_for > 0 and self.app_spawned_at is not None:
-            env["QUEUE_PROBE_SPARSE_UNTIL"] = f"{self.app_spawned_at + s.probe_sparse_for:.3f}"
+        if s.app_expected_after > 0 and self.app_spawned_at is not None:
+            env["QUEUE_APP_EXPECTED_AT"] = f"{self.app_spawned_at + s.app_expected_after:.3f}"
         return env
 
     def app_env(self) -> dict[str, str]:

@@ -84,12 +84,6 @@ RESTART_BACKOFF_MAX = 300.0
 CONFIG_RETRY_START = 1.0
 CONFIG_RETRY_MAX = 30.0
 READY_TIMEOUT = 600.0  # progress deadline: a replica not ready by then is restarted
-SPARSE_PROBE_SHARE = 0.8
-"""The share of a revision's fastest start so far (its app's spawn to ready) during
-which a new replica's queue-proxy probes the app at Knative's 50 ms instead of every
-5 ms (``ReplicaSpec.probe_sparse_for``). Each attempt at an app still starting wakes
-the queue-proxy on the app's CPU; an app that starts faster than that is seen within
-50 ms, as Knative's queue-proxy sees every app (docs/local-mode.md, "Cold start CPU")."""
 READY_PUBLISH_DELAY = 0.01
 """Seconds between the runtime's probe seeing a new replica ready and publishing it.
 The activator's own probe of that replica passes in the same instant and it forwards
@@ -331,7 +325,9 @@ class RevisionSet:
         self.ever_ready = False
         self.fastest_start: float | None = None
         """Seconds from the app's spawn to ready, the fastest start of this revision's
-        replicas so far (None before the first)."""
+        replicas so far (None before the first): when the next replica's app is expected
+        to listen (``ReplicaSpec.app_expected_after``; docs/local-mode.md, "Cold start
+        CPU")."""
         self._stopping: set[asyncio.Task[None]] = set()
         self._start_slots = asyncio.Semaphore(runtime.max_starting)
         self._objects_changed = asyncio.Event()
@@ -759,7 +755,7 @@ class RevisionSet:
             init_containers=init_containers,
             sidecars=sidecars,
             observability=rt.observability,
-            probe_sparse_for=SPARSE_PROBE_SHARE * (self.fastest_start or 0.0),
+            app_expected_after=self.fastest_start or 0.0,
         )
 
     # -- state ----------------------------------------------------------------
