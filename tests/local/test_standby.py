@@ -164,6 +164,39 @@ async def test_a_replica_takes_a_standby_and_it_is_its_queue_proxy(tmp_path: Pat
     assert pool.state()["ready"] == 0  # the runtime closes its pool
 
 
+async def test_a_start_with_a_standby_alone_tells_the_next_when_its_app_should_listen(
+    tmp_path: Path,
+) -> None:
+    # The revision's fastest start so far (its app's spawn to ready), from starts with
+    # a standby and no other start under way: the next queue-proxy probes less often
+    # until that long after its app's spawn (QUEUE_APP_EXPECTED_AT).
+    pool = standby_pool(1, tmp_path)
+    pool.refill_after = 0.05
+    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path, standby=pool)
+    pool.start()
+    try:
+        await until(lambda: pool.state()["ready"] == 1)
+        rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"])})
+        rs = rt.sets[KEY]
+        rt.set_scale(KEY, 1)
+        await until(lambda: any(e.ready for e in rt.endpoints()[KEY]))
+        [first] = rs.pods
+        assert first.replica is not None and first.replica.took_standby
+        assert first.replica.app_spawned_at is not None
+        assert "QUEUE_APP_EXPECTED_AT" not in first.replica.queue_proxy_env()
+        took = first.times["ready"] - first.replica.app_spawned_at
+        assert rs.fastest_start == pytest.approx(took)
+        await until(lambda: pool.state()["ready"] == 1)  # made again
+        rt.set_scale(KEY, 2)
+        await until(lambda: len([e for e in rt.endpoints()[KEY] if e.ready]) == 2)
+        second = next(p for p in rs.pods if p is not first)
+        assert second.replica is not None and second.replica.app_spawned_at is not None
+        expected_at = float(second.replica.queue_proxy_env()["QUEUE_APP_EXPECTED_AT"])
+        assert expected_at == pytest.approx(second.replica.app_spawned_at + took, abs=0.001)
+    finally:
+        await rt.close()
+
+
 SLOW_APP = (
     "import runpy, time; time.sleep(1.0); "
     "runpy.run_path('examples/helloworld/app.py', run_name='__main__')"

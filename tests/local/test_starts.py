@@ -32,3 +32,18 @@ def test_a_callback_waits_until_the_last_start_ended() -> None:
 def test_an_end_without_a_begin_is_a_bug() -> None:
     with pytest.raises(RuntimeError, match="never began"):
         StartsUnderWay().end()
+
+
+def test_a_start_is_alone_when_no_other_was_under_way_from_its_begin_to_its_end() -> None:
+    starts = StartsUnderWay()
+    starts.begin()
+    mark = starts.alone_since()
+    assert starts.still_alone(mark)
+    starts.begin()  # another began meanwhile
+    assert starts.alone_since() is None  # that one was not alone at its begin
+    starts.end()
+    assert not starts.still_alone(mark)
+    starts.end()
+    starts.begin()  # one after the other: each alone
+    assert starts.still_alone(starts.alone_since())
+    assert not starts.still_alone(None)

@@ -295,6 +295,8 @@ class Replica:
         self.app_port = 0
         self.app_spawned_at: float | None = None
         """When this start's app process was spawned (Unix time)."""
+        self.took_standby = False
+        """Its queue-proxy was a standby one (not started with the app)."""
         self.ports: dict[str, int] = {}
         self._logs: list[IO[bytes]] = []
         self.log_starts: dict[str, int] = {}
@@ -587,6 +589,7 @@ class Replica:
         log_file = self.log_dir / f"{self.name}-queue-proxy.log" if self.log_dir else None
         netns = self.pod.netns_path if self.pod is not None else None
         await assign(proc, env, log_file=log_file, netns=netns)
+        self.took_standby = True
         if start is not None:
             start.started(proc.pid)
         return ContainerRun(QUEUE_PROXY, QUEUE_PROXY, proc, start)

@@ -19,6 +19,9 @@ class StartsUnderWay:
 
     def __init__(self) -> None:
         self.count = 0
+        self.begun = 0
+        """Starts begun so far: a start that began with ``count`` 1 and ended with
+        ``begun`` unchanged had the machine to itself (``alone_since``)."""
         self._waiters: list[Callable[[], None]] = []
 
     @property
@@ -29,6 +32,16 @@ class StartsUnderWay:
     def begin(self) -> None:
         """A replica starts (it got its start slot)."""
         self.count += 1
+        self.begun += 1
+
+    def alone_since(self) -> int | None:
+        """Right after ``begin``: a mark that :meth:`still_alone` checks, or None when
+        another start is under way."""
+        return self.begun if self.count == 1 else None
+
+    def still_alone(self, mark: int | None) -> bool:
+        """No other start was under way since ``alone_since`` gave ``mark``."""
+        return mark is not None and self.begun == mark
 
     def end(self) -> None:
         """A start ended: the replica is ready, or it failed or stopped before."""
