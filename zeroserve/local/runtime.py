@@ -89,9 +89,9 @@ READY_PUBLISH_DELAY = 0.01
 The activator's own probe of that replica passes in the same instant and it forwards
 the request it holds at once; publishing is the most CPU a start costs ``zeroserve
 up`` (the controller's status, the events, the snapshot for each follower, which the
-autoscaler and the activator then read), so it waits until that request had the CPU:
-on one shared CPU it delayed the first byte of a cold start by 2 ms (docs/local-mode.md,
-"Cold start CPU"). Nothing waits for it: the activator routes by its own probe."""
+autoscaler and the activator then read), so it waits until that request had the CPU
+(published at once, it delayed a cold start's first byte by 2 ms on one shared CPU:
+docs/local-mode.md, "Cold start CPU"). Nothing waits for it: the activator routes by its own probe."""
 
 
 @dataclass(frozen=True)
