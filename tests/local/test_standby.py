@@ -4,9 +4,10 @@ replica, made again later, and never left running."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,23 @@ async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
     async with asyncio.timeout(within):
         while not predicate():
             await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def runtime_with_a_standby(
+    tmp_path: Path, refill_after: float
+) -> AsyncIterator[tuple[StandbyPool, LocalRuntime]]:
+    """A runtime whose pool has one standby ready, made again ``refill_after`` seconds
+    after it is taken; the runtime (and with it the pool) is closed after."""
+    pool = standby_pool(1, tmp_path)
+    pool.refill_after = refill_after
+    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path, standby=pool)
+    pool.start()
+    try:
+        await until(lambda: pool.state()["ready"] == 1)
+        yield pool, rt
+    finally:
+        await rt.close()
 
 
 def _alive(pid: int) -> bool:
@@ -131,12 +149,8 @@ async def test_one_that_never_says_standby_is_killed_and_not_handed_out(tmp_path
 
 
 async def test_a_replica_takes_a_standby_and_it_is_its_queue_proxy(tmp_path: Path) -> None:
-    pool = standby_pool(1, tmp_path)
-    pool.refill_after = 60  # no refill during the test
-    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path, standby=pool)
-    pool.start()
-    try:
-        await until(lambda: pool.state()["ready"] == 1)
+    # refill_after 60: no refill during the test
+    async with runtime_with_a_standby(tmp_path, 60) as (pool, rt):
         [standby] = pool.ready
         rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"], TARGET="standby")})
         rt.set_scale(KEY, 1)
@@ -159,8 +173,6 @@ async def test_a_replica_takes_a_standby_and_it_is_its_queue_proxy(tmp_path: Pat
         rt.set_scale(KEY, 0)
         await until(lambda: rt.pods() == [])
         await asyncio.wait_for(standby.wait(), 10)  # it stops with its replica
-    finally:
-        await rt.close()
     assert pool.state()["ready"] == 0  # the runtime closes its pool
 
 
@@ -170,12 +182,7 @@ async def test_a_start_with_a_standby_alone_tells_the_next_when_its_app_should_l
     # The revision's fastest start so far (its app's spawn to ready), from starts with
     # a standby and no other start under way: the next queue-proxy probes less often
     # until that long after its app's spawn (QUEUE_APP_EXPECTED_AT).
-    pool = standby_pool(1, tmp_path)
-    pool.refill_after = 0.05
-    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path, standby=pool)
-    pool.start()
-    try:
-        await until(lambda: pool.state()["ready"] == 1)
+    async with runtime_with_a_standby(tmp_path, 0.05) as (pool, rt):
         rt.set_revisions({KEY: run(["python", "examples/helloworld/app.py"])})
         rs = rt.sets[KEY]
         rt.set_scale(KEY, 1)
@@ -193,8 +200,6 @@ async def test_a_start_with_a_standby_alone_tells_the_next_when_its_app_should_l
         assert second.replica is not None and second.replica.app_spawned_at is not None
         expected_at = float(second.replica.queue_proxy_env()["QUEUE_APP_EXPECTED_AT"])
         assert expected_at == pytest.approx(second.replica.app_spawned_at + took, abs=0.001)
-    finally:
-        await rt.close()
 
 
 SLOW_APP = (
@@ -206,12 +211,7 @@ SLOW_APP = (
 
 async def test_a_replica_s_standby_is_made_again_once_it_is_ready(tmp_path: Path) -> None:
     """Not while its app starts: the refill would take the CPU the app needs."""
-    pool = standby_pool(1, tmp_path)
-    pool.refill_after = 0.05
-    rt = LocalRuntime(on_change=lambda: None, log_dir=tmp_path, standby=pool)
-    pool.start()
-    try:
-        await until(lambda: pool.state()["ready"] == 1)
+    async with runtime_with_a_standby(tmp_path, 0.05) as (pool, rt):
         rt.set_revisions({KEY: run(["python", "-c", SLOW_APP], TARGET="slow")})
         rt.set_scale(KEY, 1)
         await until(lambda: pool.state()["taken"] == 1)
@@ -223,8 +223,6 @@ async def test_a_replica_s_standby_is_made_again_once_it_is_ready(tmp_path: Path
         assert rt.starts.quiet
         await until(lambda: pool.state()["started"] == 2)
         await until(lambda: pool.state()["ready"] == 1)
-    finally:
-        await rt.close()
 
 
 async def test_standbys_die_with_the_process_that_made_them(tmp_path: Path) -> None:
