@@ -29,10 +29,10 @@ should get it: ``retry_response``).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, Final, cast
 
 from zeroserve.http.exchange import Request
-from zeroserve.http.fastpath import FastConnection
+from zeroserve.http.fastpath import FastConnection, lower, lstrip, partition, rstrip
 from zeroserve.http.upstream import UpstreamPool
 
 from .handler import PROBE_USER_AGENTS, revision_timers
@@ -44,18 +44,18 @@ if TYPE_CHECKING:
     from .revisions import RevisionState
     from .throttler import Tracker
 
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
 # What the request rebuild does with a header, by lower-case name; any other header is
 # forwarded as it came (handler._DROP, as the general path's forward drops them).
-_DROP = 0  # hop-by-hop, or a header this hop writes itself: not forwarded
-_OFF = 1  # the general path's (a body, an upgrade, a health check, header routing ...)
-_HOST = 2
-_XFF = 3
-_USER_AGENT = 4
-_CONNECTION = 5
-_CONTENT_LENGTH = 6
-_ACTIONS = {
+_DROP: Final = 0  # hop-by-hop, or a header this hop writes itself: not forwarded
+_OFF: Final = 1  # the general path's (a body, an upgrade, a health check, header routing ...)
+_HOST: Final = 2
+_XFF: Final = 3
+_USER_AGENT: Final = 4
+_CONNECTION: Final = 5
+_CONTENT_LENGTH: Final = 6
+_ACTIONS: Final = {
     b"keep-alive": _DROP,
     b"proxy-connection": _DROP,
     b"proxy-authenticate": _DROP,
@@ -79,7 +79,7 @@ _ACTIONS = {
     b"content-length": _CONTENT_LENGTH,
 }
 # The ingress (``zeroserve up``) writes X-Forwarded-Proto itself.
-_INGRESS_ACTIONS = {**_ACTIONS, b"x-forwarded-proto": _DROP}
+_INGRESS_ACTIONS: Final = {**_ACTIONS, b"x-forwarded-proto": _DROP}
 
 
 class ActivatorFastConnection(FastConnection):
@@ -112,8 +112,8 @@ class ActivatorFastConnection(FastConnection):
         host = xff = None
         action_of = self.actions.get
         for line in lines[1:-2]:
-            name, _, value = line.partition(b":")  # there is one: the parser took the line
-            action = action_of(name.lower())
+            name, _, value = partition(line, b":")  # there is one: the parser took the line
+            action = action_of(lower(name))
             if action is None:
                 out.append(line)
                 continue
@@ -121,7 +121,7 @@ class ActivatorFastConnection(FastConnection):
                 continue
             if action == _OFF:
                 return None
-            value = value.lstrip()
+            value = lstrip(value)
             if action == _HOST:
                 if host is not None:
                     return None
@@ -131,10 +131,10 @@ class ActivatorFastConnection(FastConnection):
                     return None
                 xff = value
             elif action == _CONNECTION:
-                if value.rstrip().lower() != b"keep-alive":
+                if lower(rstrip(value)) != b"keep-alive":
                     return None
             elif action == _CONTENT_LENGTH:
-                if value.rstrip() != b"0":
+                if rstrip(value) != b"0":
                     return None  # a body comes (or the general path refuses the head)
                 out.append(line)
             else:  # _USER_AGENT

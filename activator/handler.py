@@ -18,7 +18,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from zeroserve.http.exchange import Request
 from zeroserve.http.headers import PROPAGATION_HEADERS
@@ -36,36 +36,36 @@ from .throttler import BUDGET_FULL, QUEUE_FULL, QUEUED, Tracker
 if TYPE_CHECKING:
     from zeroserve.otel import RequestTrace
 
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3
-COLD_LOG_AFTER = 5.0
+MAX_ATTEMPTS: Final = 3
+COLD_LOG_AFTER: Final = 5.0
 """A cold start whose first request waited at least this long is logged with its phases
 (docs/activator.md, "Cold-start log"); so is a request that left after waiting so long."""
-PROBE_USER_AGENTS = (b"kube-probe/", b"Knative-Autoscaling-Probe")
+PROBE_USER_AGENTS: Final = (b"kube-probe/", b"Knative-Autoscaling-Probe")
 
 # A client's own K-Original-Host is dropped: the queue-proxy makes it the Host
 # the app sees, and that must be the host this activator routed on.
-_DROP = FORWARD_DROP | {
+_DROP: Final = FORWARD_DROP | {
     b"k-original-host",
     b"knative-serving-revision",
     b"knative-serving-namespace",
     b"k-proxy-request",
 }
-_PROXY_LINE = b"K-Proxy-Request: activator\r\n"
+_PROXY_LINE: Final = b"K-Proxy-Request: activator\r\n"
 # As the ingress (``zeroserve up``), the activator says which scheme the client used, as
 # Envoy at the edge does (it overwrites a client's X-Forwarded-Proto with the downstream
 # connection's scheme: its x-forwarded-proto docs); behind Istio the gateway already did.
-_INGRESS_LINE = b"X-Forwarded-Proto: http\r\n"
-_INGRESS_DROP = _DROP | {b"x-forwarded-proto"}
+_INGRESS_LINE: Final = b"X-Forwarded-Proto: http\r\n"
+_INGRESS_DROP: Final = _DROP | {b"x-forwarded-proto"}
 # With tracing on, the caller's trace headers are replaced by the forward attempt's.
-_TRACED_DROP = _DROP | PROPAGATION_HEADERS
-_TRACED_INGRESS_DROP = _INGRESS_DROP | PROPAGATION_HEADERS
-_APP_UNREACHABLE = b"X-Zeroserve-Error: queue-proxy; reason=app-unreachable\r\n"
+_TRACED_DROP: Final = _DROP | PROPAGATION_HEADERS
+_TRACED_INGRESS_DROP: Final = _INGRESS_DROP | PROPAGATION_HEADERS
+_APP_UNREACHABLE: Final = b"X-Zeroserve-Error: queue-proxy; reason=app-unreachable\r\n"
 # How much of a failed revision's reason and message the X-Zeroserve-Error header
 # carries (the body has all of it).
-FAILURE_DETAIL_MAX = 160
+FAILURE_DETAIL_MAX: Final = 160
 
 
 def failure_detail(failure: str, limit: int = FAILURE_DETAIL_MAX) -> bytes:

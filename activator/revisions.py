@@ -30,6 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import Final, TypeAlias
 
 from zeroserve.api.network import MESH_AUTO, MESH_DISABLED, MESH_ENABLED
 from zeroserve.http.h2upstream import H2Pool
@@ -42,30 +43,30 @@ from .throttler import Budget, Throttler, Tracker
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
-Granted = list[tuple[ServerConnection, Tracker]]
+Address: TypeAlias = tuple[str, int]
+Granted: TypeAlias = list[tuple[ServerConnection, Tracker]]
 
 # Cold-start phases, as a held request sees them (its ``held`` span's events when tracing).
-POKED = "autoscaler poked"
+POKED: Final = "autoscaler poked"
 """The first request for a revision with no replica told the autoscaler."""
-ENDPOINT_SEEN = "replica endpoint seen"
+ENDPOINT_SEEN: Final = "replica endpoint seen"
 """The control plane announced a replica (not ready yet: the activator probes it)."""
-REPLICA_READY = "replica ready"
+REPLICA_READY: Final = "replica ready"
 """A replica answered the activator's probe (or was announced ready): capacity."""
-SERVICE_READY = "private Service ready"
+SERVICE_READY: Final = "private Service ready"
 """Mesh mode: the revision's private Service answered the probe: capacity."""
-SERVICE_PROBE_FAILED = "private Service probe failed"
+SERVICE_PROBE_FAILED: Final = "private Service probe failed"
 """Mesh mode: a probe of the private Service failed (the cold-start log says how often)."""
 
 # What one probe of a queue-proxy found.
-HEALTHY = "healthy"
-MESH_LIKE = "mesh-like"
+HEALTHY: Final = "healthy"
+MESH_LIKE: Final = "mesh-like"
 """Failed as a sidecar refusing plaintext makes it fail: a connection error, a
 timeout, ``502`` or ``503`` (Knative's ``IsPotentialMeshErrorResponse``)."""
-NOT_MESH = "not mesh"
+NOT_MESH: Final = "not mesh"
 """Failed with an answer no mesh gives (``404``, a body that is not ``queue``...)."""
 
-PROBE_REQUEST = (
+PROBE_REQUEST: Final = (
     b"GET / HTTP/1.1\r\nHost: activator-probe\r\nUser-Agent: Knative-Activator-Probe\r\n"
     b"K-Network-Probe: queue\r\nConnection: close\r\n\r\n"
 )

@@ -19,14 +19,14 @@ run, and never sends two requests in a row to the 20 % revision.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Final, Literal, TypeAlias
 
 from zeroserve.topology import RevisionKey, Route, TagRoute, Target
 
 __all__ = ["Listener", "Route", "RoutingTable", "Split", "TagRoute", "Target", "normalize_host"]
 
-Listener = Literal["all", "public", "local"]
-LISTENERS: tuple[Listener, ...] = ("all", "public", "local")
+Listener: TypeAlias = Literal["all", "public", "local"]
+LISTENERS: Final[tuple[Listener, ...]] = ("all", "public", "local")
 
 
 class Split:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import TypeAlias
 
 from zeroserve.stats import RequestStats
 from zeroserve.topology import RevisionKey
 
-Send = Callable[[str], None]
+Send: TypeAlias = Callable[[str], None]
 
 
 class RevisionStats:

@@ -25,18 +25,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Hashable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from zeroserve.breaker import Breaker
 
 W = TypeVar("W", bound=Hashable)
 
-UNLIMITED = 2**31 - 1
+UNLIMITED: Final = 2**31 - 1
 
 # acquire() outcomes other than a Tracker
-QUEUED = 1
-QUEUE_FULL = 2
-BUDGET_FULL = 3
+QUEUED: Final = 1
+QUEUE_FULL: Final = 2
+BUDGET_FULL: Final = 3
 
 
 class Tracker:

@@ -18,10 +18,10 @@ request in flight, the server's timeouts.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from zeroserve.http.exchange import Request
-from zeroserve.http.fastpath import FastConnection
+from zeroserve.http.fastpath import FastConnection, lower, lstrip, partition, rstrip
 from zeroserve.http.headers import synthesize_forwarded
 
 from .handler import PROBE_USER_AGENTS
@@ -32,23 +32,23 @@ if TYPE_CHECKING:
 
     from .handler import QueueProxyHandler
 
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
 # What the request rebuild does with a header, by lower-case name; any other header is
 # forwarded as it came.
-_DROP = 0  # hop-by-hop or Knative's routing headers: not forwarded
-_OFF = 1  # the general path's (a body, an upgrade, a health check ...)
-_HOST = 2
-_ORIGINAL_HOST = 3
-_XFF = 4
-_XFH = 5
-_XFP = 6
-_FORWARDED = 7
-_USER_AGENT = 8
-_PROXIED = 9
-_CONNECTION = 10
-_CONTENT_LENGTH = 11
-_ACTIONS = {
+_DROP: Final = 0  # hop-by-hop or Knative's routing headers: not forwarded
+_OFF: Final = 1  # the general path's (a body, an upgrade, a health check ...)
+_HOST: Final = 2
+_ORIGINAL_HOST: Final = 3
+_XFF: Final = 4
+_XFH: Final = 5
+_XFP: Final = 6
+_FORWARDED: Final = 7
+_USER_AGENT: Final = 8
+_PROXIED: Final = 9
+_CONNECTION: Final = 10
+_CONTENT_LENGTH: Final = 11
+_ACTIONS: Final = {
     b"keep-alive": _DROP,
     b"proxy-connection": _DROP,
     b"proxy-authenticate": _DROP,
@@ -130,8 +130,8 @@ class QueueProxyFastConnection(FastConnection):
         forwarded = proxied = False
         action_of = _ACTIONS.get
         for line in lines[1:-2]:
-            name, _, value = line.partition(b":")  # there is one: the parser took the line
-            action = action_of(name.lower())
+            name, _, value = partition(line, b":")  # there is one: the parser took the line
+            action = action_of(lower(name))
             if action is None:
                 out.append(line)
                 continue
@@ -139,7 +139,7 @@ class QueueProxyFastConnection(FastConnection):
                 continue
             if action == _OFF:
                 return None
-            value = value.lstrip()
+            value = lstrip(value)
             if action == _HOST:
                 if host is not None:
                     return None
@@ -156,10 +156,10 @@ class QueueProxyFastConnection(FastConnection):
                 xff = value
                 continue
             if action == _CONNECTION:
-                if value.rstrip().lower() != b"keep-alive":
+                if lower(rstrip(value)) != b"keep-alive":
                     return None
                 continue
-            if action == _CONTENT_LENGTH and value.rstrip() != b"0":
+            if action == _CONTENT_LENGTH and rstrip(value) != b"0":
                 return None  # a body comes (or the general path refuses the head)
             if action == _USER_AGENT:
                 if value.startswith(PROBE_USER_AGENTS):

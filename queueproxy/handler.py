@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from zeroserve.breaker import Breaker
 from zeroserve.http.exchange import Request
@@ -32,21 +32,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
 # User agents of health checks (kubelet, activator, autoscaler), as upstream.
-PROBE_USER_AGENTS = (b"kube-probe/", b"Knative-Activator-Probe", b"Knative-Autoscaling-Probe")
+PROBE_USER_AGENTS: Final = (
+    b"kube-probe/",
+    b"Knative-Activator-Probe",
+    b"Knative-Autoscaling-Probe",
+)
 
-_DROP = FORWARD_DROP | {
+_DROP: Final = FORWARD_DROP | {
     b"knative-serving-revision",
     b"knative-serving-namespace",
     b"k-original-host",
 }
 
 # With tracing on, the caller's trace headers are replaced by the proxy span's.
-_TRACED_DROP = _DROP | PROPAGATION_HEADERS
+_TRACED_DROP: Final = _DROP | PROPAGATION_HEADERS
 
-_RETRY_AFTER = b"Retry-After: 1\r\n"
+_RETRY_AFTER: Final = b"Retry-After: 1\r\n"
 
 
 class QueueProxyHandler(Handler):

@@ -15,6 +15,7 @@ labels on every series, so a query needs no join with ``target_info``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Final
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -26,8 +27,8 @@ from prometheus_client.registry import Collector
 
 from zeroserve import knmetrics as kn
 
-INVOCATION_DURATION = "kn_serving_invocation_duration_seconds"
-QUEUE_DEPTH = "kn_serving_queue_depth"
+INVOCATION_DURATION: Final = "kn_serving_invocation_duration_seconds"
+QUEUE_DEPTH: Final = "kn_serving_queue_depth"
 
 
 class RequestMetrics(kn.CodeHistograms):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ class Stat:
         return cls.from_mapping(data)
 
 
-_FLOAT_FIELDS = (
+_FLOAT_FIELDS: Final = (
     "average_concurrent_requests",
     "average_proxied_concurrent_requests",
     "request_count",

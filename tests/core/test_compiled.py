@@ -7,6 +7,7 @@ else about 35 s of gcc)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -130,6 +131,31 @@ def test_a_process_that_imported_a_hot_module_first_stays_pure_python(tmp_path: 
     assert compiled.status().startswith("pure Python (imported before install: ")
     assert "zeroserve.stats" in compiled.status()
     assert sys.meta_path == before
+
+
+def _module_names(path: Path) -> dict[str, str]:
+    """Each name the module binds at its top level by assignment, with its annotation
+    ("" for none)."""
+    names: dict[str, str] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign):
+            names.update({t.id: "" for t in node.targets if isinstance(t, ast.Name)})
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names[node.target.id] = ast.unparse(node.annotation)
+    return names
+
+
+def test_every_name_a_compiled_module_binds_is_final() -> None:
+    """Compiled, a module-level name that is not Final is looked up in the module's dict
+    at each use; a Final one is a C static (docs/http.md, "Compiling the hot path").
+    Type aliases say so (TypeAlias); a TypeVar, the logger and ``__all__`` are left."""
+    not_final = []
+    for m in compiled.MODULES:
+        for name, annotation in _module_names(compiled.REPO / m).items():
+            kind = annotation.split("[")[0]
+            if kind not in ("Final", "TypeAlias") and name not in ("log", "__all__", "W"):
+                not_final.append(f"{m}: {name}")
+    assert not_final == []
 
 
 def test_the_command_names_its_usage() -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import re
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, Final, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, HttpResponseParser
 
@@ -47,24 +47,39 @@ if TYPE_CHECKING:
 # head is then rebuilt, so such a response is not passed through.
 # Searched in the lower-cased bytes: lowering and a case-sensitive search take 0.28 µs
 # of benchmarks/hoppython.py's response, an IGNORECASE search of it 0.41.
-_HOP_BY_HOP_FIELD = re.compile(
+_find_hop_by_hop_field: Final = re.compile(
     rb"\r\n(?:connection|keep-alive|proxy-connection|proxy-authenticate|te|trailer"
     rb"|transfer-encoding|upgrade)[ \t]*:"
-)
-_OK = STATUS_LINES[200]
-_NO_CALLBACKS = object()
+).search
+_OK: Final = STATUS_LINES[200]
+_NO_CALLBACKS: Final = object()
+
+# The methods of bytes that each request calls, through Final names (the hops' head
+# rebuilds use them too). Compiled, ``line.partition(b":")`` looks the method up by name
+# at every call (mypyc has no primitive for them); ``partition(line, b":")`` calls it
+# directly: 17 ns less a call on the benchmark machine (docs/http.md, "Compiling the hot
+# path").
+count: Final = bytes.count
+find: Final = bytes.find
+lower: Final = bytes.lower
+lstrip: Final = bytes.lstrip
+partition: Final = bytes.partition
+rstrip: Final = bytes.rstrip
+split: Final = bytes.split
 
 
 class _ResponseEnds:
     """The fast path's response parser of one upstream connection, with its callbacks:
     ``ended`` is 3 after a read that holds exactly one whole message (1 for each start
-    of a message, 2 for each end)."""
+    of a message, 2 for each end). ``feed`` is the parser's ``feed_data``, bound once
+    (compiled, a method called on an object of a type mypyc does not know is looked up
+    by name at each call)."""
 
-    __slots__ = ("ended", "parser")
+    __slots__ = ("ended", "feed")
 
     def __init__(self) -> None:
         self.ended = 0
-        self.parser = HttpResponseParser(self)
+        self.feed = HttpResponseParser(self).feed_data
 
     def on_message_begin(self) -> None:
         self.ended += 1
@@ -78,13 +93,14 @@ class FastConnection(asyncio.Protocol, abc.ABC):
     module docstring); ``Server.connection`` makes one per accepted connection."""
 
     __slots__ = (
+        "active",
+        "check_head",
         "client_ip",
         "current",
         "first",
         "idle_since",
         "max_head_bytes",
         "max_headers",
-        "parser",
         "pool",
         "raw",
         "server",
@@ -109,9 +125,11 @@ class FastConnection(asyncio.Protocol, abc.ABC):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.client_ip = b""
-        self.parser = HttpRequestParser(_NO_CALLBACKS)
-        """It only checks the bytes as the general path's parser would; where a message
-        ends the fast path knows itself (a request has a body only if a field says so)."""
+        self.check_head = HttpRequestParser(_NO_CALLBACKS).feed_data
+        """A parser's ``feed_data`` (bound once, as ``_ResponseEnds.feed``): it only
+        checks the bytes as the general path's parser would; where a message ends the
+        fast path knows itself (a request has a body only if a field says so)."""
+        self.active = server.active  # (the server's set, read here without a lookup)
         self.first = True  # no request read yet: HTTP/2's preface may come
         self.current: bytes | None = None
         """While an exchange is in flight: the head sent upstream (also what the pool
@@ -169,7 +187,7 @@ class FastConnection(asyncio.Protocol, abc.ABC):
                 self.first = False
                 self.raw = data
                 self.pool = pool
-                self.server.active.add(self)
+                self.active.add(self)
                 up = pool.take_idle()
                 if up is None:
                     pool.connect(self, False)  # then upstream_ready
@@ -208,17 +226,17 @@ class FastConnection(asyncio.Protocol, abc.ABC):
         and two empty lines last (the head's end): a hop reads the field lines as
         ``lines[1:-2]``."""
         end = len(data) - 4
-        if end < 0 or data.find(b"\r\n\r\n") != end or end > self.max_head_bytes:
+        if end < 0 or find(data, b"\r\n\r\n") != end or end > self.max_head_bytes:
             return None
         if self.first and H2_PREFACE.startswith(data[:24]):
             return None
         try:
-            self.parser.feed_data(data)
+            self.check_head(data)
         except (HttpParserError, HttpParserUpgrade):
             return None
         # One valid head, nothing after it: the parser took the request line's three
         # parts apart (its spaces are counted here).
-        lines = data.split(b"\r\n")
+        lines = split(data, b"\r\n")
         request_line = lines[0]
         fields = len(lines) - 3
         if (
@@ -227,7 +245,7 @@ class FastConnection(asyncio.Protocol, abc.ABC):
             # the limit by that count, it decides
             or end + fields > self.max_head_bytes
             or request_line[-9:] != b" HTTP/1.1"
-            or request_line.count(b" ") != 2
+            or count(request_line, b" ") != 2
             or request_line[:5] == b"HEAD "
         ):
             return None
@@ -265,7 +283,7 @@ class FastConnection(asyncio.Protocol, abc.ABC):
             ends = up.fast_parser = _ResponseEnds()
         ends.ended = 0
         try:
-            ends.parser.feed_data(data)
+            ends.feed(data)
             ok = ends.ended == 3
         except (HttpParserError, HttpParserUpgrade):
             ok = False
@@ -290,8 +308,8 @@ class FastConnection(asyncio.Protocol, abc.ABC):
             ok = (
                 ok
                 and not self.server.closing
-                and _HOP_BY_HOP_FIELD.search(
-                    (data if len(data) <= 1024 else data[: data.find(b"\r\n\r\n") + 2]).lower()
+                and _find_hop_by_hop_field(
+                    lower(data if len(data) <= 1024 else data[: find(data, b"\r\n\r\n") + 2])
                 )
                 is None
             )
@@ -307,9 +325,8 @@ class FastConnection(asyncio.Protocol, abc.ABC):
         self.upstream = None
         self.current = None
         up.pool.release(up)
-        server = self.server
-        server.active.discard(self)
-        self.idle_since = server.now
+        self.active.discard(self)
+        self.idle_since = self.server.now
         self._done(status)
 
     # Everything else the upstream side can report takes the exchange off the fast path.

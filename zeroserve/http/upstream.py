@@ -14,17 +14,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 log = logging.getLogger(__name__)
 
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
 # Response headers the client-side head is built without (framing is redone
 # for the client) -- RFC 9110 hop-by-hop plus the framing headers.
-_RESP_DROP = frozenset(
+_RESP_DROP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
